@@ -1,0 +1,111 @@
+/* Configuration: one INI file (inih), CANOPY_<SECTION>_<KEY> environment
+ * overrides, then command-line overrides.
+ *
+ * Every key has an entry in the table in src/core/config.c (type, default,
+ * one-line doc) and a documented line in config/canopy.ini. Adding a key means
+ * adding a field here, a row in that table and a line in canopy.ini. */
+#ifndef CANOPY_CONFIG_H
+#define CANOPY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "canopy/status.h"
+
+enum cnp_bin_method { CNP_BIN_OTSU = 0, CNP_BIN_FIXED = 1, CNP_BIN_ADAPTIVE = 2 };
+enum cnp_bin_channel { CNP_CH_LUMA = 0, CNP_CH_EXG = 1 };
+enum cnp_log_format { CNP_LOGFMT_TEXT = 0, CNP_LOGFMT_JSON = 1 };
+
+#define CNP_STR_SHORT 128
+#define CNP_STR_LONG 1024
+#define CNP_STR_SECRET 4096
+
+typedef struct cnp_config {
+    struct {
+        char region[CNP_STR_SHORT];
+        char endpoint_url[CNP_STR_LONG];   /* overrides both S3 and SQS */
+        char profile[CNP_STR_SHORT];
+        char access_key_id[CNP_STR_SHORT]; /* first in the credential chain */
+        char secret_access_key[CNP_STR_SHORT];
+        char session_token[CNP_STR_SECRET];
+        bool verify_tls;                   /* off only for a local endpoint */
+        int connect_timeout;               /* seconds */
+        int request_timeout;               /* seconds without progress (low speed) */
+        int max_attempts;                  /* per request, including the first */
+        int max_connections;               /* transfers in flight at once */
+        int64_t multipart_threshold;       /* bytes; larger uploads use multipart */
+        int64_t multipart_part_size;       /* bytes */
+    } aws;
+    struct {
+        char queue_url[CNP_STR_LONG];
+        char bucket[CNP_STR_SHORT];        /* where `canopy submit` uploads */
+        char prefix[CNP_STR_LONG];
+        int64_t max_object_bytes;          /* GetObject size cap */
+    } input;
+    struct {
+        char bucket[CNP_STR_SHORT];
+        char prefix[CNP_STR_LONG];
+        char queue_url[CNP_STR_LONG];      /* notifications; empty: none */
+        int png_level;                     /* zlib level for written PNGs */
+        bool overlay;                      /* write <stem>.overlay.png */
+    } output;
+    struct {
+        int size;                          /* messages per chunk */
+        int wait_seconds;                  /* long-poll wait */
+        int visibility_timeout;            /* seconds */
+        int idle_exit_seconds;             /* exit when queue empty this long */
+        int threads;                       /* decode/encode pool; 0 = cores */
+        int max_chunks_in_flight;          /* back-pressure */
+    } batch;
+    struct {
+        char conninfo[CNP_STR_LONG];       /* empty: libpq PG* variables */
+    } postgres;
+    struct {
+        char platform[CNP_STR_SHORT];      /* name substring or index; empty: any */
+        char device[CNP_STR_SHORT];        /* name substring or index; empty: first GPU */
+        char cache_dir[CNP_STR_LONG];      /* program binaries; empty: XDG cache */
+        char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
+    } opencl;
+    struct {
+        enum cnp_bin_method method;
+        enum cnp_bin_channel channel;
+        int threshold;                     /* for method = fixed, 0..255 */
+        int window;                        /* adaptive: odd window side, pixels */
+        int offset;                        /* adaptive: fg if v > mean - offset */
+    } binarize;
+    struct {
+        bool enabled;
+        char model[CNP_STR_LONG];          /* weights file */
+        double score_threshold;
+        int tile;                          /* tile side in pixels */
+        int tile_overlap;                  /* pixels shared by adjacent tiles */
+    } detector;
+    struct {
+        int64_t max_pixels;                /* refuse larger images before decoding */
+    } limits;
+    struct {
+        char level[16];                    /* debug | info | warn | error */
+        enum cnp_log_format format;
+        char progress[16];                 /* auto | on | off */
+    } log;
+} cnp_config;
+
+/* Fills cfg with every default. */
+void cnp_config_defaults(cnp_config *cfg);
+
+/* Loads defaults, then `path` (NULL: no file), then CANOPY_* environment
+ * variables. Errors read "file:line: reason" or "VARIABLE: reason". */
+cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err);
+
+/* Sets one key from its text form, as a flag or override would. */
+cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
+                          const char *value, cnp_err *err);
+
+/* Writes every key with its current value as INI (secrets masked). */
+void cnp_config_dump(const cnp_config *cfg, FILE *out);
+
+/* Applies [log] level and format to the log sink. */
+void cnp_config_apply_log(const cnp_config *cfg);
+
+#endif

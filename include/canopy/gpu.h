@@ -1,0 +1,60 @@
+/* OpenCL runtime: device selection, program build with an on-disk binary
+ * cache, and error names.
+ *
+ * Kernels are kernels/<name>.cl, embedded in the binary at build time;
+ * [opencl] kernel_dir loads them from disk instead (for kernel development).
+ * Compiled programs are cached under [opencl] cache_dir, keyed by device name,
+ * driver version, build options and source hash. */
+#ifndef CANOPY_GPU_H
+#define CANOPY_GPU_H
+
+#include <CL/cl.h>
+#include <stdio.h>
+
+#include "canopy/config.h"
+#include "canopy/status.h"
+
+typedef struct ocl_ctx ocl_ctx;
+
+/* Picks the platform and device named by [opencl] platform/device (name
+ * substring or index; default: first GPU, else the first device) and creates a
+ * context and an in-order command queue with profiling enabled. */
+cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err);
+void ocl_ctx_free(ocl_ctx *ctx);
+
+cl_context ocl_ctx_context(const ocl_ctx *ctx);
+cl_device_id ocl_ctx_device(const ocl_ctx *ctx);
+cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx);
+/* "NVIDIA H100 (NVIDIA CUDA, driver 550.54)" */
+const char *ocl_ctx_description(const ocl_ctx *ctx);
+/* Device limits read once at creation. */
+size_t ocl_ctx_max_work_group(const ocl_ctx *ctx);
+cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx);
+
+/* Returns the program built from kernels/<name>.cl with `options` (may be
+ * NULL). Built once per context and option string, then shared: the context
+ * owns it, callers must not release it. Build failures carry the build log. */
+cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
+                           cl_program *out, cnp_err *err);
+
+/* Creates kernel `kernel` from program `name` (caller releases it). */
+cnp_status ocl_kernel_create(ocl_ctx *ctx, const char *name, const char *options,
+                             const char *kernel, cl_kernel *out, cnp_err *err);
+
+/* "CL_OUT_OF_RESOURCES" for -5, "CL_UNKNOWN_ERROR(-9999)" otherwise. */
+const char *ocl_error_name(cl_int code);
+
+/* Fills err with "what: CL_NAME (code)" and returns CNP_ERR_OPENCL when code
+ * is not CL_SUCCESS; returns CNP_OK otherwise. */
+cnp_status ocl_check(cl_int code, const char *what, cnp_err *err);
+
+/* Lists every platform and device with memory and compute units. */
+cnp_status ocl_list_devices(FILE *out, cnp_err *err);
+
+/* Rounds n up to a multiple of m. */
+static inline size_t ocl_round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+#endif

@@ -1,0 +1,23 @@
+/* Subcommands of the canopy executable. Each returns the process exit code of
+ * the contract: 0 all done, 3 finished with some images failed, 2 usage or
+ * configuration error, 1 fatal runtime error. argv[0] is the command name. */
+#ifndef CANOPY_CLI_COMMANDS_H
+#define CANOPY_CLI_COMMANDS_H
+
+enum {
+    CNP_EXIT_OK = 0,
+    CNP_EXIT_FATAL = 1,
+    CNP_EXIT_USAGE = 2,
+    CNP_EXIT_PARTIAL = 3,
+};
+
+int cmd_run(int argc, char **argv);       /* src/cli/cmd_run.c */
+int cmd_drain(int argc, char **argv);     /* src/cli/cmd_drain.c */
+int cmd_reprocess(int argc, char **argv); /* src/cli/cmd_drain.c */
+int cmd_submit(int argc, char **argv);    /* src/cli/cmd_submit.c */
+int cmd_eval(int argc, char **argv);      /* src/cli/cmd_eval.c */
+int cmd_bench(int argc, char **argv);     /* src/cli/cmd_bench.c */
+int cmd_devices(int argc, char **argv);   /* src/cli/cmd_devices.c */
+int cmd_db(int argc, char **argv);        /* src/cli/cmd_db.c */
+
+#endif
