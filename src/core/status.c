@@ -24,14 +24,22 @@ void cnp_err_prefix(cnp_err *err, const char *fmt, ...)
     if (!err)
         return;
     char prefix[CNP_ERR_MSG_MAX];
-    char old[CNP_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    old[sizeof old - 1] = '\0';
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t plen = strlen(prefix);
+    size_t mlen = strnlen(err->msg, sizeof err->msg - 1);
+    /* Room for "prefix: " in front of the message, truncating its tail. */
+    if (plen + 2 >= sizeof err->msg)
+        plen = sizeof err->msg - 3;
+    if (plen + 2 + mlen >= sizeof err->msg)
+        mlen = sizeof err->msg - 1 - plen - 2;
+    memmove(err->msg + plen + 2, err->msg, mlen);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen] = ':';
+    err->msg[plen + 1] = ' ';
+    err->msg[plen + 2 + mlen] = '\0';
 }
 
 const char *cnp_status_name(cnp_status status)

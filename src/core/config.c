@@ -1,0 +1,359 @@
+/* Configuration: a table of every key drives defaults, INI parsing (inih),
+ * CANOPY_<SECTION>_<KEY> environment overrides, flags and the dump. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "canopy/config.h"
+#include "canopy/log.h"
+
+enum key_type { T_STR, T_INT, T_I64, T_DBL, T_BOOL, T_ENUM };
+
+struct key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    size_t size;        /* T_STR: capacity of the char array */
+    const char *def;    /* default, in text form */
+    double min, max;    /* numeric range */
+    const char *const *choices; /* T_ENUM: NULL-terminated, index = value */
+    bool secret;
+};
+
+static const char *const bin_methods[] = {"otsu", "fixed", "adaptive", NULL};
+static const char *const bin_channels[] = {"luma", "exg", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define F(sec, field) offsetof(cnp_config, sec.field)
+#define S(sec, field) sizeof(((cnp_config *)0)->sec.field)
+#define STR(sec, key, def) {#sec, #key, T_STR, F(sec, key), S(sec, key), def, 0, 0, NULL, false}
+#define SECRET(sec, key) {#sec, #key, T_STR, F(sec, key), S(sec, key), "", 0, 0, NULL, true}
+#define INT(sec, key, def, lo, hi) {#sec, #key, T_INT, F(sec, key), 0, def, lo, hi, NULL, false}
+#define I64(sec, key, def, lo, hi) {#sec, #key, T_I64, F(sec, key), 0, def, lo, hi, NULL, false}
+#define DBL(sec, key, def, lo, hi) {#sec, #key, T_DBL, F(sec, key), 0, def, lo, hi, NULL, false}
+#define BOOL(sec, key, def) {#sec, #key, T_BOOL, F(sec, key), 0, def, 0, 0, NULL, false}
+#define ENUM(sec, key, def, ch) {#sec, #key, T_ENUM, F(sec, key), 0, def, 0, 0, ch, false}
+
+static const struct key keys[] = {
+    STR(aws, region, ""),
+    STR(aws, endpoint_url, ""),
+    STR(aws, profile, ""),
+    SECRET(aws, access_key_id),
+    SECRET(aws, secret_access_key),
+    SECRET(aws, session_token),
+    BOOL(aws, verify_tls, "true"),
+    INT(aws, connect_timeout, "10", 1, 600),
+    INT(aws, request_timeout, "60", 1, 3600),
+    INT(aws, max_attempts, "5", 1, 50),
+    INT(aws, max_connections, "32", 1, 1024),
+    I64(aws, multipart_threshold, "64M", 5 << 20, 5e12),
+    I64(aws, multipart_part_size, "16M", 5 << 20, 5e9),
+
+    STR(input, queue_url, ""),
+    STR(input, bucket, ""),
+    STR(input, prefix, ""),
+    I64(input, max_object_bytes, "512M", 1, 5e12),
+
+    STR(output, bucket, ""),
+    STR(output, prefix, ""),
+    STR(output, queue_url, ""),
+    INT(output, png_level, "1", 0, 9),
+    BOOL(output, overlay, "true"),
+
+    INT(batch, size, "32", 1, 10000),
+    INT(batch, wait_seconds, "20", 0, 20),
+    INT(batch, visibility_timeout, "300", 0, 43200),
+    INT(batch, idle_exit_seconds, "60", 0, 86400 * 365),
+    INT(batch, threads, "0", 0, 1024),
+    INT(batch, max_chunks_in_flight, "3", 1, 64),
+
+    STR(postgres, conninfo, ""),
+
+    STR(opencl, platform, ""),
+    STR(opencl, device, ""),
+    STR(opencl, cache_dir, ""),
+    STR(opencl, kernel_dir, ""),
+
+    ENUM(binarize, method, "otsu", bin_methods),
+    ENUM(binarize, channel, "luma", bin_channels),
+    INT(binarize, threshold, "128", 0, 255),
+    INT(binarize, window, "31", 3, 255),
+    INT(binarize, offset, "0", -255, 255),
+
+    BOOL(detector, enabled, "true"),
+    STR(detector, model, "models/crown-1.0.cnw"),
+    DBL(detector, score_threshold, "0.3", 0.0, 1.0),
+    INT(detector, tile, "1024", 64, 16384),
+    INT(detector, tile_overlap, "96", 0, 4096),
+
+    I64(limits, max_pixels, "268435456", 1, 1e12),
+
+    STR(log, level, "info"),
+    ENUM(log, format, "text", log_formats),
+    STR(log, progress, "auto"),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *key_find(const char *section, const char *name, bool *section_known)
+{
+    *section_known = false;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) != 0)
+            continue;
+        *section_known = true;
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) { *out = true; return true; }
+        if (strcasecmp(v, no[i]) == 0) { *out = false; return true; }
+    }
+    return false;
+}
+
+/* Integers accept a K/M/G/T suffix (binary multiples) for byte sizes. */
+static bool parse_i64(const char *v, bool allow_suffix, int64_t *out)
+{
+    errno = 0;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || errno == ERANGE)
+        return false;
+    long long mult = 1;
+    if (allow_suffix && *end) {
+        switch (toupper((unsigned char)*end)) {
+        case 'K': mult = 1LL << 10; break;
+        case 'M': mult = 1LL << 20; break;
+        case 'G': mult = 1LL << 30; break;
+        case 'T': mult = 1LL << 40; break;
+        default: return false;
+        }
+        end++;
+        if (toupper((unsigned char)*end) == 'I')
+            end++;
+        if (toupper((unsigned char)*end) == 'B')
+            end++;
+    }
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end)
+        return false;
+    if (n > LLONG_MAX / mult || n < LLONG_MIN / mult)
+        return false;
+    *out = n * mult;
+    return true;
+}
+
+/* Parses `value` into the field of `k`; on failure fills `why`. */
+static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, char *why,
+                      size_t why_len)
+{
+    char *field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case T_STR:
+        if (strlen(value) >= k->size) {
+            snprintf(why, why_len, "value longer than %zu characters", k->size - 1);
+            return false;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return true;
+    case T_INT:
+    case T_I64: {
+        int64_t n;
+        if (!parse_i64(value, k->type == T_I64, &n)) {
+            snprintf(why, why_len, "'%s' is not %s", value,
+                     k->type == T_I64 ? "a size (e.g. 64M)" : "an integer");
+            return false;
+        }
+        if ((double)n < k->min || (double)n > k->max) {
+            snprintf(why, why_len, "%lld is out of range [%.0f, %.0f]", (long long)n, k->min,
+                     k->max);
+            return false;
+        }
+        if (k->type == T_INT)
+            *(int *)field = (int)n;
+        else
+            *(int64_t *)field = n;
+        return true;
+    }
+    case T_DBL: {
+        errno = 0;
+        char *end;
+        double d = strtod(value, &end);
+        if (end == value || *end || errno == ERANGE) {
+            snprintf(why, why_len, "'%s' is not a number", value);
+            return false;
+        }
+        if (d < k->min || d > k->max) {
+            snprintf(why, why_len, "%g is out of range [%g, %g]", d, k->min, k->max);
+            return false;
+        }
+        *(double *)field = d;
+        return true;
+    }
+    case T_BOOL:
+        if (!parse_bool(value, (bool *)field)) {
+            snprintf(why, why_len, "'%s' is not a boolean (true or false)", value);
+            return false;
+        }
+        return true;
+    case T_ENUM:
+        for (int i = 0; k->choices[i]; i++) {
+            if (strcasecmp(value, k->choices[i]) == 0) {
+                *(int *)field = i;
+                return true;
+            }
+        }
+        {
+            size_t n = (size_t)snprintf(why, why_len, "'%s' is not one of", value);
+            for (int i = 0; k->choices[i] && n < why_len; i++)
+                n += (size_t)snprintf(why + n, why_len - n, "%s %s", i ? "," : "",
+                                      k->choices[i]);
+        }
+        return false;
+    }
+    return false;
+}
+
+void cnp_config_defaults(cnp_config *cfg)
+{
+    char why[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NKEYS; i++) {
+        bool ok = key_apply(cfg, &keys[i], keys[i].def, why, sizeof why);
+        (void)ok; /* defaults are valid by construction: tested in test_config */
+    }
+}
+
+cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
+                          const char *value, cnp_err *err)
+{
+    bool section_known;
+    const struct key *k = key_find(section, key, &section_known);
+    char why[512];
+    if (!k) {
+        if (section_known)
+            cnp_err_set(err, "unknown key '%s' in section [%s]", key, section);
+        else
+            cnp_err_set(err, "unknown section [%s]", section);
+        return CNP_ERR_CONFIG;
+    }
+    if (!key_apply(cfg, k, value, why, sizeof why)) {
+        cnp_err_set(err, "[%s] %s: %s", section, key, why);
+        return CNP_ERR_CONFIG;
+    }
+    return CNP_OK;
+}
+
+struct parse_ctx {
+    cnp_config *cfg;
+    bool failed;
+    cnp_err err;
+};
+
+static int config_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_ctx *ctx = user;
+    if (ctx->failed)
+        return 0;
+    if (!name) /* a section header with no keys yet (INI_CALL_HANDLER_ON_NEW_SECTION) */
+        return 1;
+    if (cnp_config_set(ctx->cfg, section, name, value, &ctx->err) != CNP_OK) {
+        ctx->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+static void env_name(const struct key *k, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "CANOPY_%s_%s", k->section, k->name);
+    for (size_t i = 0; i < n && i < len; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
+{
+    cnp_config_defaults(cfg);
+    if (path) {
+        struct parse_ctx ctx = {.cfg = cfg};
+        int line = ini_parse(path, config_ini_handler, &ctx);
+        if (line < 0) {
+            cnp_err_set(err, "%s: cannot read: %s", path,
+                        line == -1 ? strerror(errno) : "out of memory");
+            return CNP_ERR_CONFIG;
+        }
+        if (line > 0) {
+            if (ctx.failed)
+                cnp_err_set(err, "%s:%d: %s", path, line, ctx.err.msg);
+            else
+                cnp_err_set(err, "%s:%d: syntax error (expected [section] or key = value)",
+                            path, line);
+            return CNP_ERR_CONFIG;
+        }
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        char name[128];
+        char why[512];
+        env_name(&keys[i], name, sizeof name);
+        const char *v = getenv(name);
+        if (!v)
+            continue;
+        if (!key_apply(cfg, &keys[i], v, why, sizeof why)) {
+            cnp_err_set(err, "%s: %s", name, why);
+            return CNP_ERR_CONFIG;
+        }
+    }
+    if (cnp_log_level_parse(cfg->log.level) < 0) {
+        cnp_err_set(err, "[log] level: '%s' is not one of debug, info, warn, error",
+                    cfg->log.level);
+        return CNP_ERR_CONFIG;
+    }
+    return CNP_OK;
+}
+
+void cnp_config_dump(const cnp_config *cfg, FILE *out)
+{
+    const char *section = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        const char *field = (const char *)cfg + k->offset;
+        if (strcmp(section, k->section) != 0) {
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
+            section = k->section;
+        }
+        fprintf(out, "%s = ", k->name);
+        switch (k->type) {
+        case T_STR:
+            fprintf(out, "%s\n", k->secret && field[0] ? "********" : field);
+            break;
+        case T_INT: fprintf(out, "%d\n", *(const int *)field); break;
+        case T_I64: fprintf(out, "%lld\n", (long long)*(const int64_t *)field); break;
+        case T_DBL: fprintf(out, "%g\n", *(const double *)field); break;
+        case T_BOOL: fprintf(out, "%s\n", *(const bool *)field ? "true" : "false"); break;
+        case T_ENUM: fprintf(out, "%s\n", k->choices[*(const int *)field]); break;
+        }
+    }
+}
+
+void cnp_config_apply_log(const cnp_config *cfg)
+{
+    int level = cnp_log_level_parse(cfg->log.level);
+    if (level >= 0)
+        cnp_log_set_level((enum cnp_log_level)level);
+    cnp_log_set_json(cfg->log.format == CNP_LOGFMT_JSON);
+}

@@ -1,0 +1,571 @@
+/* OpenCL runtime: device selection, program build with an on-disk binary
+ * cache, error names. */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+#include "canopy/buf.h"
+#include "canopy/gpu.h"
+#include "canopy/log.h"
+#include "gpu/kernels_embedded.h"
+
+#define MAX_PROGRAMS 32
+
+struct program_entry {
+    char *name;
+    char *options;
+    cl_program program;
+};
+
+struct ocl_ctx {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    size_t max_work_group;
+    cl_ulong local_mem;
+    char description[512];
+    char device_name[256];
+    char driver[128];
+    char cache_dir[CNP_STR_LONG];
+    char kernel_dir[CNP_STR_LONG];
+    pthread_mutex_t lock;
+    struct program_entry programs[MAX_PROGRAMS];
+    int nprograms;
+};
+
+const char *ocl_error_name(cl_int code)
+{
+    switch (code) {
+#define E(x) case x: return #x
+    E(CL_SUCCESS);
+    E(CL_DEVICE_NOT_FOUND);
+    E(CL_DEVICE_NOT_AVAILABLE);
+    E(CL_COMPILER_NOT_AVAILABLE);
+    E(CL_MEM_OBJECT_ALLOCATION_FAILURE);
+    E(CL_OUT_OF_RESOURCES);
+    E(CL_OUT_OF_HOST_MEMORY);
+    E(CL_PROFILING_INFO_NOT_AVAILABLE);
+    E(CL_MEM_COPY_OVERLAP);
+    E(CL_IMAGE_FORMAT_MISMATCH);
+    E(CL_IMAGE_FORMAT_NOT_SUPPORTED);
+    E(CL_BUILD_PROGRAM_FAILURE);
+    E(CL_MAP_FAILURE);
+    E(CL_MISALIGNED_SUB_BUFFER_OFFSET);
+    E(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST);
+    E(CL_COMPILE_PROGRAM_FAILURE);
+    E(CL_LINKER_NOT_AVAILABLE);
+    E(CL_LINK_PROGRAM_FAILURE);
+    E(CL_DEVICE_PARTITION_FAILED);
+    E(CL_KERNEL_ARG_INFO_NOT_AVAILABLE);
+    E(CL_INVALID_VALUE);
+    E(CL_INVALID_DEVICE_TYPE);
+    E(CL_INVALID_PLATFORM);
+    E(CL_INVALID_DEVICE);
+    E(CL_INVALID_CONTEXT);
+    E(CL_INVALID_QUEUE_PROPERTIES);
+    E(CL_INVALID_COMMAND_QUEUE);
+    E(CL_INVALID_HOST_PTR);
+    E(CL_INVALID_MEM_OBJECT);
+    E(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR);
+    E(CL_INVALID_IMAGE_SIZE);
+    E(CL_INVALID_SAMPLER);
+    E(CL_INVALID_BINARY);
+    E(CL_INVALID_BUILD_OPTIONS);
+    E(CL_INVALID_PROGRAM);
+    E(CL_INVALID_PROGRAM_EXECUTABLE);
+    E(CL_INVALID_KERNEL_NAME);
+    E(CL_INVALID_KERNEL_DEFINITION);
+    E(CL_INVALID_KERNEL);
+    E(CL_INVALID_ARG_INDEX);
+    E(CL_INVALID_ARG_VALUE);
+    E(CL_INVALID_ARG_SIZE);
+    E(CL_INVALID_KERNEL_ARGS);
+    E(CL_INVALID_WORK_DIMENSION);
+    E(CL_INVALID_WORK_GROUP_SIZE);
+    E(CL_INVALID_WORK_ITEM_SIZE);
+    E(CL_INVALID_GLOBAL_OFFSET);
+    E(CL_INVALID_EVENT_WAIT_LIST);
+    E(CL_INVALID_EVENT);
+    E(CL_INVALID_OPERATION);
+    E(CL_INVALID_GL_OBJECT);
+    E(CL_INVALID_BUFFER_SIZE);
+    E(CL_INVALID_MIP_LEVEL);
+    E(CL_INVALID_GLOBAL_WORK_SIZE);
+    E(CL_INVALID_PROPERTY);
+    E(CL_INVALID_IMAGE_DESCRIPTOR);
+    E(CL_INVALID_COMPILER_OPTIONS);
+    E(CL_INVALID_LINKER_OPTIONS);
+    E(CL_INVALID_DEVICE_PARTITION_COUNT);
+#undef E
+    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
+    }
+    return "CL_UNKNOWN_ERROR";
+}
+
+cnp_status ocl_check(cl_int code, const char *what, cnp_err *err)
+{
+    if (code == CL_SUCCESS)
+        return CNP_OK;
+    cnp_err_set(err, "%s: %s (%d)", what, ocl_error_name(code), code);
+    return CNP_ERR_OPENCL;
+}
+
+static void str_info_platform(cl_platform_id p, cl_platform_info what, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (clGetPlatformInfo(p, what, len, out, NULL) != CL_SUCCESS)
+        snprintf(out, len, "?");
+    out[len - 1] = '\0';
+}
+
+static void str_info_device(cl_device_id d, cl_device_info what, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (clGetDeviceInfo(d, what, len, out, NULL) != CL_SUCCESS)
+        snprintf(out, len, "?");
+    out[len - 1] = '\0';
+}
+
+/* A selector matches when it is empty, equals the index, or is a
+ * case-insensitive substring of the name. */
+static bool selector_matches(const char *sel, unsigned index, const char *name)
+{
+    if (!sel[0])
+        return true;
+    char *end;
+    long n = strtol(sel, &end, 10);
+    if (*end == '\0' && end != sel)
+        return n == (long)index;
+    size_t sl = strlen(sel);
+    for (const char *p = name; *p; p++)
+        if (strncasecmp(p, sel, sl) == 0)
+            return true;
+    return false;
+}
+
+#define MAX_PLATFORMS 16
+#define MAX_DEVICES 64
+
+/* Finds the device: selectors first; with no device selector, a GPU wins over
+ * other types, else the first matching device. */
+static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
+                              cl_device_id *dev_out, cnp_err *err)
+{
+    cl_platform_id plats[MAX_PLATFORMS];
+    cl_uint np = 0;
+    cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+    if (rc == -1001 || (rc == CL_SUCCESS && np == 0)) {
+        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see "
+                         "/etc/OpenCL/vendors)");
+        return CNP_ERR_OPENCL;
+    }
+    if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
+        return CNP_ERR_OPENCL;
+    if (np > MAX_PLATFORMS)
+        np = MAX_PLATFORMS;
+    bool found = false;
+    bool found_gpu = false;
+    for (cl_uint pi = 0; pi < np && !found_gpu; pi++) {
+        char pname[256];
+        str_info_platform(plats[pi], CL_PLATFORM_NAME, pname, sizeof pname);
+        if (!selector_matches(cfg->opencl.platform, pi, pname))
+            continue;
+        cl_device_id devs[MAX_DEVICES];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
+            continue;
+        if (nd > MAX_DEVICES)
+            nd = MAX_DEVICES;
+        for (cl_uint di = 0; di < nd; di++) {
+            char dname[256];
+            cl_device_type type = 0;
+            str_info_device(devs[di], CL_DEVICE_NAME, dname, sizeof dname);
+            clGetDeviceInfo(devs[di], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            if (!selector_matches(cfg->opencl.device, di, dname))
+                continue;
+            bool gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
+            if (!found || (gpu && !found_gpu && !cfg->opencl.device[0])) {
+                *plat_out = plats[pi];
+                *dev_out = devs[di];
+                found = true;
+                found_gpu = gpu;
+            }
+            if (cfg->opencl.device[0] || found_gpu)
+                break;
+        }
+        if (found && cfg->opencl.device[0])
+            break;
+    }
+    if (!found) {
+        cnp_err_set(err, "no OpenCL device matches [opencl] platform = '%s', device = '%s' "
+                         "(see `canopy devices`)",
+                    cfg->opencl.platform, cfg->opencl.device);
+        return CNP_ERR_OPENCL;
+    }
+    return CNP_OK;
+}
+
+static void default_cache_dir(char *out, size_t len)
+{
+    const char *env = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (env && env[0])
+        snprintf(out, len, "%s/canopy/kernels", env);
+    else if (home && home[0])
+        snprintf(out, len, "%s/.cache/canopy/kernels", home);
+    else
+        snprintf(out, len, "/tmp/canopy-kernels");
+}
+
+cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err)
+{
+    cnp_status result;
+    cl_int rc;
+    *out = NULL;
+    ocl_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        cnp_err_set(err, "out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    pthread_mutex_init(&ctx->lock, NULL);
+    if ((result = pick_device(cfg, &ctx->platform, &ctx->device, err)) != CNP_OK)
+        goto fail;
+
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
+    ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &rc);
+    if ((result = ocl_check(rc, "clCreateContext", err)) != CNP_OK)
+        goto fail;
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE, &rc);
+    if ((result = ocl_check(rc, "clCreateCommandQueue", err)) != CNP_OK)
+        goto fail;
+
+    char pname[256];
+    str_info_platform(ctx->platform, CL_PLATFORM_NAME, pname, sizeof pname);
+    str_info_device(ctx->device, CL_DEVICE_NAME, ctx->device_name, sizeof ctx->device_name);
+    str_info_device(ctx->device, CL_DRIVER_VERSION, ctx->driver, sizeof ctx->driver);
+    snprintf(ctx->description, sizeof ctx->description, "%s (%s, driver %s)", ctx->device_name,
+             pname, ctx->driver);
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
+                    &ctx->max_work_group, NULL);
+    clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
+                    &ctx->local_mem, NULL);
+
+    if (cfg->opencl.cache_dir[0])
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->opencl.cache_dir);
+    else
+        default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+    snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->opencl.kernel_dir);
+    LOG_DEBUG("gpu", "device: %s", ctx->description);
+    *out = ctx;
+    return CNP_OK;
+fail:
+    ocl_ctx_free(ctx);
+    return result;
+}
+
+void ocl_ctx_free(ocl_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    for (int i = 0; i < ctx->nprograms; i++) {
+        clReleaseProgram(ctx->programs[i].program);
+        free(ctx->programs[i].name);
+        free(ctx->programs[i].options);
+    }
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    if (ctx->context)
+        clReleaseContext(ctx->context);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+cl_context ocl_ctx_context(const ocl_ctx *ctx) { return ctx->context; }
+cl_device_id ocl_ctx_device(const ocl_ctx *ctx) { return ctx->device; }
+cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx) { return ctx->queue; }
+const char *ocl_ctx_description(const ocl_ctx *ctx) { return ctx->description; }
+size_t ocl_ctx_max_work_group(const ocl_ctx *ctx) { return ctx->max_work_group; }
+cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx) { return ctx->local_mem; }
+
+/* Loads kernels/<name>.cl: from kernel_dir when set, else the embedded copy.
+ * On success *src is NUL-terminated and owned by buf (or static). */
+static cnp_status kernel_source(const ocl_ctx *ctx, const char *name, cnp_buf *buf,
+                                const char **src, size_t *len, cnp_err *err)
+{
+    if (ctx->kernel_dir[0]) {
+        char path[CNP_STR_LONG + 300];
+        snprintf(path, sizeof path, "%s/%s.cl", ctx->kernel_dir, name);
+        cnp_status result = cnp_file_read(path, 0, buf, err);
+        if (result != CNP_OK)
+            return result;
+        if (cnp_buf_append(buf, "", 1) != CNP_OK)
+            return CNP_ERR_NOMEM;
+        *src = (const char *)buf->data;
+        *len = buf->len - 1;
+        return CNP_OK;
+    }
+    for (const struct ocl_embedded_kernel *k = ocl_embedded_kernels; k->name; k++) {
+        if (strcmp(k->name, name) == 0) {
+            *src = k->source;
+            *len = k->len;
+            return CNP_OK;
+        }
+    }
+    cnp_err_set(err, "no kernel source named '%s' (kernels/%s.cl)", name, name);
+    return CNP_ERR_NOTFOUND;
+}
+
+/* Cache key: SHA-256 over everything that changes the binary. */
+static void cache_path(const ocl_ctx *ctx, const char *name, const char *options,
+                       const char *src, size_t len, char *out, size_t out_len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
+    const char *parts[] = {ctx->device_name, ctx->driver, ctx->description, options, name};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
+    EVP_DigestUpdate(h, src, len);
+    EVP_DigestFinal_ex(h, md, &md_len);
+    EVP_MD_CTX_free(h);
+    char hex[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    snprintf(out, out_len, "%s/%s-%s.bin", ctx->cache_dir, name, hex);
+}
+
+static void mkdir_p(const char *dir)
+{
+    char tmp[CNP_STR_LONG + 300];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(tmp, 0755);
+}
+
+static cnp_status build_log(const ocl_ctx *ctx, cl_program prog, const char *name, cl_int rc,
+                            cnp_err *err)
+{
+    size_t n = 0;
+    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+    char *log = calloc(1, n + 1);
+    if (log)
+        clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+    cnp_err_set(err, "building kernels/%s.cl: %s (%d): %s", name, ocl_error_name(rc), rc,
+                log ? log : "(no build log)");
+    free(log);
+    return CNP_ERR_OPENCL;
+}
+
+static cl_program build_from_cache(const ocl_ctx *ctx, const char *path, const char *options)
+{
+    cnp_buf bin = {0};
+    cl_program prog = NULL;
+    if (cnp_file_read(path, 0, &bin, NULL) != CNP_OK || bin.len == 0)
+        goto out;
+    const unsigned char *bins[] = {bin.data};
+    size_t lens[] = {bin.len};
+    cl_int status, rc;
+    prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, lens, bins, &status, &rc);
+    if (rc != CL_SUCCESS || status != CL_SUCCESS) {
+        if (prog)
+            clReleaseProgram(prog);
+        prog = NULL;
+        goto out;
+    }
+    if (clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(prog);
+        prog = NULL;
+    }
+out:
+    cnp_buf_free(&bin);
+    return prog;
+}
+
+static void save_to_cache(const ocl_ctx *ctx, cl_program prog, const char *path)
+{
+    size_t size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
+        size == 0)
+        return;
+    unsigned char *bin = malloc(size);
+    if (!bin)
+        return;
+    unsigned char *bins[] = {bin};
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
+        mkdir_p(ctx->cache_dir);
+        cnp_err err;
+        if (cnp_file_write(path, bin, size, &err) != CNP_OK)
+            LOG_WARN("gpu", "not caching program binary: %s", err.msg);
+    }
+    free(bin);
+}
+
+/* Builds (or loads from the disk cache) program `name`; caller holds ctx->lock. */
+static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *options,
+                                cl_program *out, cnp_err *err)
+{
+    cnp_buf srcbuf = {0};
+    const char *src = NULL;
+    size_t len = 0;
+    cnp_status result = kernel_source(ctx, name, &srcbuf, &src, &len, err);
+    if (result != CNP_OK)
+        goto out;
+    char path[CNP_STR_LONG + 400];
+    cache_path(ctx, name, options, src, len, path, sizeof path);
+    double t0 = cnp_now();
+    cl_program prog = build_from_cache(ctx, path, options);
+    if (prog) {
+        LOG_DEBUG("gpu", "kernels/%s.cl: loaded cached binary %s", name, path);
+        *out = prog;
+        goto out;
+    }
+    cl_int rc;
+    prog = clCreateProgramWithSource(ctx->context, 1, &src, &len, &rc);
+    if ((result = ocl_check(rc, "clCreateProgramWithSource", err)) != CNP_OK)
+        goto out;
+    rc = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        result = build_log(ctx, prog, name, rc, err);
+        clReleaseProgram(prog);
+        goto out;
+    }
+    LOG_DEBUG("gpu", "kernels/%s.cl: built in %.2f s", name, cnp_now() - t0);
+    save_to_cache(ctx, prog, path);
+    *out = prog;
+out:
+    cnp_buf_free(&srcbuf);
+    return result;
+}
+
+cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
+                           cl_program *out, cnp_err *err)
+{
+    cnp_status result = CNP_OK;
+    const char *opts = options ? options : "";
+    pthread_mutex_lock(&ctx->lock);
+    for (int i = 0; i < ctx->nprograms; i++) {
+        if (strcmp(ctx->programs[i].name, name) == 0 && strcmp(ctx->programs[i].options, opts) == 0) {
+            *out = ctx->programs[i].program;
+            goto out;
+        }
+    }
+    if (ctx->nprograms == MAX_PROGRAMS) {
+        cnp_err_set(err, "too many distinct OpenCL programs (%d)", MAX_PROGRAMS);
+        result = CNP_ERR_INTERNAL;
+        goto out;
+    }
+    cl_program prog;
+    if ((result = program_build(ctx, name, opts, &prog, err)) != CNP_OK)
+        goto out;
+    struct program_entry *e = &ctx->programs[ctx->nprograms];
+    e->name = strdup(name);
+    e->options = strdup(opts);
+    if (!e->name || !e->options) {
+        free(e->name);
+        free(e->options);
+        clReleaseProgram(prog);
+        cnp_err_set(err, "out of memory");
+        result = CNP_ERR_NOMEM;
+        goto out;
+    }
+    e->program = prog;
+    ctx->nprograms++;
+    *out = prog;
+out:
+    pthread_mutex_unlock(&ctx->lock);
+    return result;
+}
+
+cnp_status ocl_kernel_create(ocl_ctx *ctx, const char *name, const char *options,
+                             const char *kernel, cl_kernel *out, cnp_err *err)
+{
+    cl_program prog;
+    cnp_status result = ocl_program_get(ctx, name, options, &prog, err);
+    if (result != CNP_OK)
+        return result;
+    cl_int rc;
+    *out = clCreateKernel(prog, kernel, &rc);
+    if (rc != CL_SUCCESS) {
+        cnp_err_set(err, "kernels/%s.cl: clCreateKernel(%s): %s (%d)", name, kernel,
+                    ocl_error_name(rc), rc);
+        return CNP_ERR_OPENCL;
+    }
+    return CNP_OK;
+}
+
+static const char *device_type_name(cl_device_type t)
+{
+    if (t & CL_DEVICE_TYPE_GPU) return "GPU";
+    if (t & CL_DEVICE_TYPE_CPU) return "CPU";
+    if (t & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
+    return "other";
+}
+
+cnp_status ocl_list_devices(FILE *out, cnp_err *err)
+{
+    cl_platform_id plats[MAX_PLATFORMS];
+    cl_uint np = 0;
+    cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+    if (rc == -1001 || (rc == CL_SUCCESS && np == 0)) {
+        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see /etc/OpenCL/vendors)");
+        return CNP_ERR_OPENCL;
+    }
+    if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
+        return CNP_ERR_OPENCL;
+    if (np > MAX_PLATFORMS)
+        np = MAX_PLATFORMS;
+    for (cl_uint pi = 0; pi < np; pi++) {
+        char name[256], vendor[256], version[256];
+        str_info_platform(plats[pi], CL_PLATFORM_NAME, name, sizeof name);
+        str_info_platform(plats[pi], CL_PLATFORM_VENDOR, vendor, sizeof vendor);
+        str_info_platform(plats[pi], CL_PLATFORM_VERSION, version, sizeof version);
+        fprintf(out, "platform %u: %s (%s, %s)\n", pi, name, vendor, version);
+        cl_device_id devs[MAX_DEVICES];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
+            continue;
+        if (nd > MAX_DEVICES)
+            nd = MAX_DEVICES;
+        for (cl_uint di = 0; di < nd; di++) {
+            char dname[256], driver[128], dver[128];
+            cl_device_type type = 0;
+            cl_ulong gmem = 0, lmem = 0, maxalloc = 0;
+            cl_uint cus = 0, mhz = 0;
+            size_t wg = 0;
+            str_info_device(devs[di], CL_DEVICE_NAME, dname, sizeof dname);
+            str_info_device(devs[di], CL_DRIVER_VERSION, driver, sizeof driver);
+            str_info_device(devs[di], CL_DEVICE_VERSION, dver, sizeof dver);
+            clGetDeviceInfo(devs[di], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gmem, &gmem, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_LOCAL_MEM_SIZE, sizeof lmem, &lmem, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof maxalloc, &maxalloc, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof mhz, &mhz, NULL);
+            clGetDeviceInfo(devs[di], CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+            fprintf(out,
+                    "  device %u: %s [%s]\n"
+                    "    %s, driver %s\n"
+                    "    compute units %u @ %u MHz, global memory %.1f GiB (max alloc %.1f GiB), "
+                    "local memory %llu KiB, max work-group %zu\n",
+                    di, dname, device_type_name(type), dver, driver, cus, mhz,
+                    (double)gmem / (1 << 30), (double)maxalloc / (1 << 30),
+                    (unsigned long long)(lmem >> 10), wg);
+        }
+    }
+    return CNP_OK;
+}
