@@ -1,0 +1,168 @@
+/* PostgreSQL results store (libpq): versioned schema, one transaction per
+ * chunk, idempotent bulk upsert.
+ *
+ * Rows are keyed by (bucket, key, etag, model_version). pg_chunk_commit()
+ * stages a whole chunk with COPY into temporary tables and upserts it into
+ * `images`, replacing each image's `trees`, in ONE transaction; it returns
+ * CNP_OK only after COMMIT succeeded, so the caller may then acknowledge the
+ * messages. Applying the same chunk again leaves the same rows.
+ *
+ * Errors: CNP_ERR_TRANSIENT for a lost or refused connection and for
+ * SQLSTATEs worth retrying later (class 08, 40001, 40P01, 53xxx, 57P0x, ...);
+ * CNP_ERR_AUTH for refused credentials; CNP_ERR_CONFIG for an unparsable
+ * conninfo; CNP_ERR_REMOTE for other SQL errors. Messages carry the SQLSTATE.
+ *
+ * A pg_store is one connection; use it from one thread at a time. Open one
+ * store per writer thread or process. */
+#ifndef CANOPY_STORE_H
+#define CANOPY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "canopy/config.h"
+#include "canopy/status.h"
+
+typedef struct pg_store pg_store;
+
+/* Connects with `conninfo` (key=value or postgresql:// URI). NULL or "" means
+ * libpq defaults: PG* environment variables and service files; sslmode and
+ * every other libpq setting are honoured. A failed connection is retried with
+ * capped exponential backoff (a few seconds in all) before giving up with
+ * CNP_ERR_TRANSIENT. On success *out owns a store; free it with
+ * pg_store_free(). */
+cnp_status pg_store_open(const char *conninfo, pg_store **out, cnp_err *err);
+
+/* pg_store_open() with the [postgres] conninfo of cfg. */
+cnp_status pg_store_open_config(const cnp_config *cfg, pg_store **out, cnp_err *err);
+
+/* Closes the connection and frees the store; accepts NULL. */
+void pg_store_free(pg_store *store);
+
+/* Round trip to the server (reconnecting first if the connection was lost). */
+cnp_status pg_store_ping(pg_store *store, cnp_err *err);
+
+/* Applies every pending migration, each in its own transaction, under a
+ * session advisory lock, so concurrent callers serialize and each migration
+ * is applied exactly once. Applied versions are recorded in the table
+ * `schema_migrations`. *applied (may be NULL) receives the number applied by
+ * this call, *version (may be NULL) the schema version afterwards. */
+cnp_status pg_store_migrate(pg_store *store, int *applied, int *version, cnp_err *err);
+
+/* Highest schema version this build knows (its newest migration). */
+int pg_store_schema_latest(void);
+
+/* Schema version recorded in the database (0 when never migrated). */
+cnp_status pg_store_schema_version(pg_store *store, int *version, cnp_err *err);
+
+/* ---- runs: one row per invocation ---------------------------------------- */
+
+/* Inserts a `runs` row (mode "drain", "reprocess", ...; host NULL: this
+ * machine's hostname) and returns its id in *run_id. */
+cnp_status pg_run_begin(pg_store *store, const char *mode, const char *host, int64_t *run_id,
+                        cnp_err *err);
+
+typedef struct pg_run_counts {
+    int64_t images_ok;
+    int64_t images_failed;
+    int64_t trees;
+    int exit_code;
+} pg_run_counts;
+
+/* Sets finished_at = now() and the counts of run `run_id`. */
+cnp_status pg_run_finish(pg_store *store, int64_t run_id, const pg_run_counts *counts,
+                         cnp_err *err);
+
+/* ---- chunk results --------------------------------------------------------- */
+
+typedef struct pg_tree {
+    float x, y;          /* crown centre, pixels, origin top-left */
+    float radius;        /* pixels */
+    float score;
+    const char *label;   /* NULL: SQL NULL */
+} pg_tree;
+
+typedef enum pg_image_status {
+    PG_IMAGE_OK = 0,
+    PG_IMAGE_FAILED = 1,
+} pg_image_status;
+
+/* One processed object version. The store only reads these fields during the
+ * call; the caller keeps ownership of every string and array.
+ * bucket, key and model_version must be non-NULL; etag NULL is stored as ""
+ * (object version unknown, e.g. the object was missing). Other strings: NULL
+ * is SQL NULL. Numbers: use pg_image_result_init() first; -1 (ints) and NAN
+ * (floating point) are SQL NULL. tree_count is n_trees for status OK and
+ * NULL for FAILED. Strings must be valid UTF-8 without NUL bytes. */
+typedef struct pg_image_result {
+    const char *bucket;
+    const char *key;
+    const char *etag;
+    const char *model_version;
+    const char *image_id;    /* the earlier system's uuid */
+    const char *scan_id;
+    const char *address_id;
+    const char *const *tree_types; /* NULL: SQL NULL; n_tree_types == 0: '{}' */
+    size_t n_tree_types;
+    int width, height;       /* -1: unknown */
+    double threshold;        /* NAN: none (adaptive method) */
+    double canopy_cover;     /* 0..1, NAN: unknown */
+    const char *mask_key;
+    const char *overlay_key;
+    const char *trees_key;
+    pg_image_status status;
+    const char *error;       /* reason when FAILED */
+    double download_ms, decode_ms, device_ms, encode_ms, upload_ms; /* NAN: not measured */
+    const pg_tree *trees;
+    size_t n_trees;
+} pg_image_result;
+
+/* Zeroes r and sets every nullable number to its NULL sentinel. */
+void pg_image_result_init(pg_image_result *r);
+
+/* Commits a chunk of results in ONE transaction: COPY into temporary staging
+ * tables, INSERT ... ON CONFLICT (bucket, key, etag, model_version) DO UPDATE
+ * into `images`, delete and re-insert the trees of those images, COMMIT.
+ * run_id <= 0 stores NULL. Rows are sorted by key first so that concurrent
+ * writers lock in the same order; if the same object version appears twice
+ * in one chunk the later entry wins. A FAILED result never replaces an OK
+ * row of the same object version (a redelivery that fails does not erase
+ * good results). Deadlocks and serialization failures are retried a bounded
+ * number of times. Returns CNP_OK only after COMMIT succeeded. If the
+ * connection is lost during the transaction the call fails with
+ * CNP_ERR_TRANSIENT and is NOT replayed here: the caller decides (replaying
+ * the same chunk later is safe, the upsert is idempotent). */
+cnp_status pg_chunk_commit(pg_store *store, int64_t run_id, const pg_image_result *results,
+                           size_t n, cnp_err *err);
+
+/* What the store holds for one object version (reprocess's skip logic). */
+typedef enum pg_seen {
+    PG_SEEN_NONE = 0,
+    PG_SEEN_OK = 1,
+    PG_SEEN_FAILED = 2,
+} pg_seen;
+
+typedef struct pg_image_ref {
+    const char *bucket, *key, *etag, *model_version; /* etag NULL: "" */
+} pg_image_ref;
+
+/* Looks up n object versions in one query; out[i] receives refs[i]'s state. */
+cnp_status pg_images_seen(pg_store *store, const pg_image_ref *refs, size_t n, pg_seen *out,
+                          cnp_err *err);
+
+/* ---- tuning and statistics --------------------------------------------------- */
+
+typedef struct pg_store_stats {
+    uint64_t commits;        /* chunks committed */
+    uint64_t retries;        /* chunk transactions retried (deadlock, serialization) */
+    uint64_t reconnects;     /* successful re-connections after a loss */
+} pg_store_stats;
+
+void pg_store_get_stats(const pg_store *store, pg_store_stats *out);
+
+/* Connection attempts per (re)connect and the backoff cap in milliseconds
+ * (defaults 6 and 2000: about 4 seconds before CNP_ERR_TRANSIENT). */
+void pg_store_set_reconnect(pg_store *store, int attempts, int max_backoff_ms);
+
+#endif
