@@ -80,12 +80,12 @@ void otsu(__global const uint *hist, __global int *out)
     best_v[t] = var;
     best_t[t] = t;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int half = 128; half > 0; half >>= 1) {
-        if (t < half) {
-            double a = best_v[t], b = best_v[t + half];
-            if (b > a || (b == a && best_t[t + half] < best_t[t])) {
+    for (int span = 128; span > 0; span >>= 1) {
+        if (t < span) {
+            double a = best_v[t], b = best_v[t + span];
+            if (b > a || (b == a && best_t[t + span] < best_t[t])) {
                 best_v[t] = b;
-                best_t[t] = best_t[t + half];
+                best_t[t] = best_t[t + span];
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);

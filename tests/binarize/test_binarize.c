@@ -1,0 +1,181 @@
+/* Binarization: the OpenCL kernels against the C reference, bit for bit, for
+ * every method and channel on odd sizes, large sizes and the NEON images; and
+ * the reference's Otsu against an independent textbook implementation. */
+#include <math.h>
+#include <stdint.h>
+
+#include "canopy/binarize.h"
+#include "canopy/synth.h"
+#include "testutil.h"
+
+static ocl_ctx *g_ctx;
+
+/* Textbook Otsu: probabilities and class means in double, maximising
+ * w0 w1 (mu0 - mu1)^2. Independent of bin_otsu's integer formulation. */
+static int otsu_textbook(const uint32_t hist[256])
+{
+    double total = 0, sum = 0;
+    for (int i = 0; i < 256; i++) {
+        total += hist[i];
+        sum += (double)i * hist[i];
+    }
+    double w0 = 0, sum0 = 0, best = -1;
+    int best_t = 0;
+    for (int t = 0; t < 256; t++) {
+        w0 += hist[t];
+        sum0 += (double)t * hist[t];
+        double w1 = total - w0;
+        if (w0 == 0 || w1 == 0)
+            continue;
+        double mu0 = sum0 / w0, mu1 = (sum - sum0) / w1;
+        double var = (w0 / total) * (w1 / total) * (mu0 - mu1) * (mu0 - mu1);
+        if (var > best) {
+            best = var;
+            best_t = t;
+        }
+    }
+    return best_t;
+}
+
+static void compare(const char *what, const cnp_image *img, const bin_params *p)
+{
+    size_t n = (size_t)img->width * img->height;
+    uint8_t *m_ref = malloc(n + 1), *m_dev = malloc(n + 1);
+    bin_result r_ref, r_dev;
+    cnp_err err;
+    bin_engine *eng = NULL;
+    CHECK(m_ref && m_dev);
+    CHECK(bin_ref_run(p, img, m_ref, &r_ref, &err) == CNP_OK);
+    cnp_status st = bin_engine_create(g_ctx, p, &eng, &err);
+    CHECK_MSG(st == CNP_OK, "%s", err.msg);
+    if (st == CNP_OK) {
+        st = bin_engine_run_image(eng, img, m_dev, &r_dev, &err);
+        CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
+    }
+    if (st == CNP_OK) {
+        size_t diff = 0, first = n;
+        for (size_t i = 0; i < n; i++)
+            if (m_ref[i] != m_dev[i] && diff++ == 0)
+                first = i;
+        CHECK_MSG(diff == 0, "%s m%d c%d: %zu mask pixels differ (first at %zu)", what,
+                  p->method, p->channel, diff, first);
+        CHECK_MSG(r_ref.threshold == r_dev.threshold, "%s m%d c%d: threshold ref %d dev %d",
+                  what, p->method, p->channel, r_ref.threshold, r_dev.threshold);
+        CHECK_MSG(r_ref.foreground == r_dev.foreground, "%s: foreground ref %llu dev %llu", what,
+                  (unsigned long long)r_ref.foreground, (unsigned long long)r_dev.foreground);
+        uint64_t count = 0;
+        for (size_t i = 0; i < n; i++) {
+            CHECK(m_ref[i] == 0 || m_ref[i] == 255);
+            count += m_ref[i] != 0;
+        }
+        CHECK(count == r_ref.foreground);
+    }
+    bin_engine_free(eng);
+    free(m_ref);
+    free(m_dev);
+}
+
+static void all_methods(const char *what, const cnp_image *img)
+{
+    for (int m = 0; m < 3; m++) {
+        for (int c = 0; c < 2; c++) {
+            bin_params p = {.method = m, .channel = c, .threshold = 100, .window = 31, .offset = 5};
+            compare(what, img, &p);
+        }
+    }
+    /* A window larger than the image and the largest window. */
+    bin_params big = {.method = CNP_BIN_ADAPTIVE, .channel = CNP_CH_LUMA, .window = 255, .offset = -3};
+    compare(what, img, &big);
+    bin_params small = {.method = CNP_BIN_ADAPTIVE, .channel = CNP_CH_EXG, .window = 3, .offset = 0};
+    compare(what, img, &small);
+}
+
+static void test_sizes(void)
+{
+    static const uint32_t sizes[][2] = {{1, 1}, {3, 7}, {7, 3}, {257, 1}, {1, 300}, {1021, 769}, {4096, 4096}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        cnp_image img;
+        cnp_err err;
+        char what[64];
+        snprintf(what, sizeof what, "synthetic %ux%u", sizes[i][0], sizes[i][1]);
+        CHECK(synth_aerial(&img, sizes[i][0], sizes[i][1], sizes[i][0] * sizes[i][1] / 3000 + 1,
+                           i + 1, &err) == CNP_OK);
+        all_methods(what, &img);
+        cnp_image_free(&img);
+    }
+    /* Constant image: one occupied histogram bin. */
+    cnp_image flat;
+    cnp_err err;
+    CHECK(cnp_image_alloc(&flat, 33, 17, &err) == CNP_OK);
+    memset(flat.rgba, 200, (size_t)33 * 17 * 4);
+    all_methods("constant 33x17", &flat);
+    cnp_image_free(&flat);
+}
+
+static void test_neon(void)
+{
+    static const char *const names[] = {"OSBS_029", "SOAP_061", "YELL_541000_west"};
+    for (int i = 0; i < 3; i++) {
+        char path[4096];
+        cnp_image img;
+        cnp_err err;
+        snprintf(path, sizeof path, "%s/%s.png", CANOPY_NEON_DIR, names[i]);
+        cnp_status st = img_png_read_file(path, 0, &img, &err);
+        CHECK_MSG(st == CNP_OK, "%s", err.msg);
+        if (st != CNP_OK)
+            continue;
+        all_methods(names[i], &img);
+        /* Otsu on BT.601 luma against the textbook formulation. */
+        uint32_t hist[256] = {0};
+        size_t n = (size_t)img.width * img.height;
+        for (size_t k = 0; k < n; k++) {
+            const uint8_t *p = img.rgba + 4 * k;
+            double y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+            hist[(int)lround(y)]++;
+        }
+        int t_ind = otsu_textbook(hist);
+        bin_params p = {.method = CNP_BIN_OTSU, .channel = CNP_CH_LUMA, .window = 31};
+        bin_result r;
+        uint8_t *mask = malloc(n);
+        CHECK(bin_ref_run(&p, &img, mask, &r, &err) == CNP_OK);
+        CHECK_MSG(abs(r.threshold - t_ind) <= 1, "%s: otsu %d, textbook %d", names[i],
+                  r.threshold, t_ind);
+        free(mask);
+        cnp_image_free(&img);
+    }
+}
+
+static void test_channels(void)
+{
+    /* Spot values of the channel formulas. */
+    const uint8_t white[4] = {255, 255, 255, 255}, black[4] = {0, 0, 0, 255};
+    const uint8_t green[4] = {0, 255, 0, 255}, magenta[4] = {255, 0, 255, 255};
+    const uint8_t gray[4] = {100, 100, 100, 255};
+    CHECK(bin_channel_value(white, CNP_CH_LUMA) == 255);
+    CHECK(bin_channel_value(black, CNP_CH_LUMA) == 0);
+    CHECK(bin_channel_value(green, CNP_CH_LUMA) == 150); /* 0.587 * 255 = 149.7 */
+    CHECK(bin_channel_value(green, CNP_CH_EXG) == 255);
+    CHECK(bin_channel_value(magenta, CNP_CH_EXG) == 0);
+    CHECK(bin_channel_value(gray, CNP_CH_EXG) == 128); /* exg 0 -> 127.5 rounds to 128 */
+    uint32_t hist[256] = {0};
+    hist[10] = 50;
+    hist[200] = 50;
+    CHECK(bin_otsu(hist) == 10);
+    uint32_t one[256] = {0};
+    one[77] = 9;
+    CHECK(bin_otsu(one) == 0);
+}
+
+int main(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    test_channels();
+    cnp_config_defaults(&cfg);
+    if (ocl_ctx_create(&cfg, &g_ctx, &err) != CNP_OK)
+        return test_skip_or_fail(err.msg);
+    test_sizes();
+    test_neon();
+    ocl_ctx_free(g_ctx);
+    return TEST_RESULT();
+}

@@ -1,0 +1,138 @@
+/* Configuration: defaults, the shipped canopy.ini, environment and flag
+ * overrides, and errors that name file:line and the reason. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "canopy/config.h"
+#include "testutil.h"
+
+static char g_dir[] = "/tmp/canopy-test-config-XXXXXX";
+
+static const char *write_ini(const char *name, const char *text)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_defaults_match_shipped_file(void)
+{
+    cnp_config def, shipped;
+    cnp_err err;
+    cnp_config_defaults(&def);
+    CHECK(def.aws.verify_tls);
+    CHECK(def.batch.size == 32);
+    CHECK(def.binarize.method == CNP_BIN_OTSU);
+    CHECK(def.binarize.channel == CNP_CH_LUMA);
+    CHECK(def.aws.multipart_threshold == 64LL << 20);
+    CHECK(def.detector.score_threshold > 0.29 && def.detector.score_threshold < 0.31);
+    /* config/canopy.ini documents every key with its default: loading it
+     * must give exactly the defaults. */
+    cnp_status st = cnp_config_load(&shipped, CANOPY_SOURCE_DIR "/config/canopy.ini", &err);
+    CHECK_MSG(st == CNP_OK, "%s", err.msg);
+    CHECK(memcmp(&def, &shipped, sizeof def) == 0);
+    /* And every key of the table appears in it: dump the defaults and check
+     * each "key =" line is present in the file. */
+    char dump[32768] = "", file[32768] = "";
+    FILE *m = fmemopen(dump, sizeof dump - 1, "w");
+    cnp_config_dump(&def, m);
+    fclose(m);
+    FILE *f = fopen(CANOPY_SOURCE_DIR "/config/canopy.ini", "r");
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    file[n] = '\0';
+    fclose(f);
+    char *save = NULL;
+    for (char *line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char key[256];
+        if (line[0] == '[' || sscanf(line, "%255s =", key) != 1)
+            continue;
+        char needle[300];
+        snprintf(needle, sizeof needle, "\n%s =", key);
+        CHECK_MSG(strstr(file, needle) != NULL, "key '%s' is not documented in canopy.ini", key);
+    }
+}
+
+static void test_file_env_flags(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    const char *path = write_ini("a.ini", "[batch]\nsize = 7\n[binarize]\nmethod = adaptive\n"
+                                           "[aws]\nmultipart_threshold = 8M\nverify_tls = no\n");
+    setenv("CANOPY_BATCH_SIZE", "9", 1);
+    setenv("CANOPY_DETECTOR_SCORE_THRESHOLD", "0.5", 1);
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_OK);
+    CHECK(cfg.batch.size == 9); /* environment over file */
+    CHECK(cfg.binarize.method == CNP_BIN_ADAPTIVE);
+    CHECK(cfg.aws.multipart_threshold == 8LL << 20);
+    CHECK(!cfg.aws.verify_tls);
+    CHECK(cfg.detector.score_threshold == 0.5);
+    CHECK(cnp_config_set(&cfg, "batch", "size", "11", &err) == CNP_OK); /* flag over both */
+    CHECK(cfg.batch.size == 11);
+    unsetenv("CANOPY_BATCH_SIZE");
+    unsetenv("CANOPY_DETECTOR_SCORE_THRESHOLD");
+
+    setenv("CANOPY_BATCH_SIZE", "lots", 1);
+    CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_ERR_CONFIG);
+    CHECK_MSG(strstr(err.msg, "CANOPY_BATCH_SIZE") && strstr(err.msg, "lots"), "%s", err.msg);
+    unsetenv("CANOPY_BATCH_SIZE");
+}
+
+static void expect_error(const char *text, const char *line, const char *reason)
+{
+    cnp_config cfg;
+    cnp_err err;
+    const char *path = write_ini("bad.ini", text);
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_ERR_CONFIG);
+    char where[600];
+    snprintf(where, sizeof where, "%s:%s: ", path, line);
+    CHECK_MSG(strncmp(err.msg, where, strlen(where)) == 0, "'%s' does not start with '%s'",
+              err.msg, where);
+    CHECK_MSG(strstr(err.msg, reason) != NULL, "'%s' lacks '%s'", err.msg, reason);
+}
+
+static void test_errors(void)
+{
+    expect_error("[batch]\nsize = 3\nsise = 4\n", "3", "unknown key 'sise'");
+    expect_error("[bacth]\nsize = 3\n", "2", "unknown section [bacth]");
+    expect_error("; c\n[batch]\n\nsize = ten\n", "4", "not an integer");
+    expect_error("[batch]\nsize = 0\n", "2", "out of range");
+    expect_error("[binarize]\nmethod = sauvola\n", "2", "not one of otsu, fixed, adaptive");
+    expect_error("[aws]\nverify_tls = maybe\n", "2", "not a boolean");
+    expect_error("[batch]\nthis line is wrong\n", "2", "syntax error");
+    cnp_config cfg;
+    cnp_err err;
+    CHECK(cnp_config_load(&cfg, "/nonexistent/canopy.ini", &err) == CNP_ERR_CONFIG);
+    CHECK_MSG(strstr(err.msg, "/nonexistent/canopy.ini") != NULL, "%s", err.msg);
+}
+
+static void test_secrets_masked(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    CHECK(cnp_config_set(&cfg, "aws", "secret_access_key", "SUPERSECRETVALUE", &err) == CNP_OK);
+    char dump[32768] = "";
+    FILE *m = fmemopen(dump, sizeof dump - 1, "w");
+    cnp_config_dump(&cfg, m);
+    fclose(m);
+    CHECK(strstr(dump, "SUPERSECRETVALUE") == NULL);
+    CHECK(strstr(dump, "secret_access_key = ********") != NULL);
+}
+
+int main(void)
+{
+    if (!mkdtemp(g_dir))
+        return 1;
+    test_defaults_match_shipped_file();
+    test_file_env_flags();
+    test_errors();
+    test_secrets_masked();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        return 1;
+    return TEST_RESULT();
+}
