@@ -1,0 +1,123 @@
+/* AWS client core: credentials chain, region and endpoints, and a concurrent
+ * HTTP engine on curl's multi interface with SigV4 signing and retries.
+ *
+ * One aws_client per process (thread-safe: credentials are cached behind a
+ * mutex, connections and DNS are shared between batches through a CURLSH).
+ * Work is submitted to an aws_batch: the caller adds N operations (see s3.h and
+ * sqs.h), then aws_batch_run() drives them from the calling thread, at most
+ * [aws] max_connections at once, retrying transient failures with capped
+ * exponential backoff and full jitter. Each operation has its own result.
+ * An aws_batch is used by one thread at a time; several threads may each run
+ * their own batch on the same client. Secrets never reach the log. */
+#ifndef CANOPY_AWS_H
+#define CANOPY_AWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "canopy/buf.h"
+#include "canopy/config.h"
+#include "canopy/status.h"
+
+typedef struct aws_client aws_client;
+typedef struct aws_batch aws_batch;
+
+/* A name/value pair list (S3 metadata, SQS attributes). Strings are owned by
+ * the list; names keep the case they were added with. */
+typedef struct aws_kv {
+    char *name;
+    char *value;
+} aws_kv;
+
+typedef struct aws_kvlist {
+    aws_kv *items;
+    size_t n;
+    size_t cap;
+} aws_kvlist;
+
+/* Appends copies of name and value (value NULL: empty string). */
+cnp_status aws_kvlist_add(aws_kvlist *list, const char *name, const char *value);
+/* Value of the first item whose name matches case-insensitively, or NULL. */
+const char *aws_kvlist_get(const aws_kvlist *list, const char *name);
+/* Frees every item and resets the list; accepts NULL. */
+void aws_kvlist_free(aws_kvlist *list);
+
+/* Outcome of one AWS call (after retries). status is CNP_OK,
+ * CNP_ERR_NOTFOUND (404, NoSuchKey, NoSuchBucket, QueueDoesNotExist),
+ * CNP_ERR_AUTH (401/403, signature, expired token), CNP_ERR_REMOTE (other 4xx),
+ * CNP_ERR_LIMIT (response larger than the cap), CNP_ERR_TRANSIENT (network,
+ * 5xx, throttling after the last attempt), CNP_ERR_CONFIG (TLS verification)
+ * or CNP_ERR_NOMEM. err holds one line naming the operation and the reason. */
+typedef struct aws_result {
+    cnp_status status;
+    long http_status;     /* 0 when no response arrived */
+    int attempts;         /* HTTP attempts made, including the first */
+    char code[96];        /* AWS error code ("NoSuchKey"), empty on success */
+    char request_id[96];
+    cnp_err err;
+} aws_result;
+
+/* Static credentials as resolved by the chain. expiration 0: never expires.
+ * source names the provider ("config", "env", "profile", "container",
+ * "imds") for logs; the other fields are secret. */
+typedef struct aws_credentials {
+    char access_key_id[CNP_STR_SHORT];
+    char secret_access_key[CNP_STR_SHORT];
+    char session_token[CNP_STR_SECRET];
+    time_t expiration;
+    char source[32];
+} aws_credentials;
+
+/* Creates a client from cfg (copied): resolves the region (config, AWS_REGION,
+ * AWS_DEFAULT_REGION, profile, else us-east-1) and the S3 and SQS endpoints
+ * (config endpoint_url, AWS_ENDPOINT_URL_S3 / _SQS, AWS_ENDPOINT_URL, else
+ * AWS). Credentials are resolved lazily on first use. Refuses verify_tls =
+ * false for an AWS endpoint. */
+cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err);
+void aws_client_free(aws_client *client);
+
+const char *aws_client_region(const aws_client *client);
+/* Endpoint base URL ("https://s3.us-east-1.amazonaws.com") for "s3" or "sqs". */
+const char *aws_client_endpoint(const aws_client *client, const char *service);
+
+/* Current credentials: cached, refetched through the chain when they expire
+ * within 5 minutes. Thread-safe. Fails with CNP_ERR_AUTH when no provider
+ * has any. */
+cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err);
+
+/* Runs the provider chain once, uncached: config (cfg->aws.access_key_id),
+ * environment, shared files (profile), container credentials, IMDSv2. */
+cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err);
+
+/* Region for a profile from the shared config file, "" when none. */
+void aws_profile_region(const char *profile, char *out, size_t len);
+
+/* A batch of operations run concurrently. Create, add operations (s3_batch_*,
+ * sqs_batch_*), run, read each operation's result, free. */
+cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err);
+/* Frees the batch and the requests it still holds; accepts NULL. Results
+ * already written to the callers' structs stay theirs. */
+void aws_batch_free(aws_batch *batch);
+/* Runs every added operation (and the follow-up requests they create, such
+ * as multipart parts) to completion. Returns CNP_OK when all completed,
+ * whatever their individual results; an error only when the engine itself
+ * failed. Each operation's aws_result says how it ended. The batch can be
+ * reused: operations added afterwards run on the next call. */
+cnp_status aws_batch_run(aws_batch *batch, cnp_err *err);
+/* Operations added and not yet completed. */
+size_t aws_batch_pending(const aws_batch *batch);
+
+/* The engine's backoff base in milliseconds (default 100; tests lower it).
+ * Delay before attempt n+1 is uniform in [0, min(20 s, base * 2^n)]. */
+void aws_client_set_backoff_base_ms(aws_client *client, int ms);
+
+/* A raw signed request to an absolute URL, for tests and tools: method,
+ * url (path and query as given), optional body. Retries like any call.
+ * Response body appended to resp (may be NULL). */
+cnp_status aws_request_raw(aws_client *client, const char *service, const char *method,
+                           const char *url, const void *body, size_t body_len, cnp_buf *resp,
+                           aws_result *result);
+
+#endif

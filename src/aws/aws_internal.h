@@ -1,0 +1,133 @@
+/* Internals shared by the aws module's files: the request object the engine
+ * drives, the signer, URI encoding and the credential cache. */
+#ifndef CANOPY_AWS_INTERNAL_H
+#define CANOPY_AWS_INTERNAL_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+
+#include "canopy/aws.h"
+#include "canopy/buf.h"
+
+#define AWS_MOD "aws"
+
+typedef struct aws_endpoint {
+    char scheme[8];      /* "http" | "https" */
+    char authority[256]; /* host[:port] as in the URL */
+    char host[256];      /* host alone */
+    bool custom;         /* configured, not derived from the region */
+} aws_endpoint;
+
+struct aws_client {
+    cnp_config cfg;
+    char region[CNP_STR_SHORT];
+    aws_endpoint s3;
+    aws_endpoint sqs;
+    char s3_url[300];
+    char sqs_url[300];
+    int backoff_base_ms;
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t cred_lock;
+    aws_credentials creds;
+    bool have_creds;
+};
+
+typedef struct aws_op aws_op;
+typedef void (*aws_op_done_fn)(aws_op *op);
+
+/* One HTTP request the engine sends, retries and completes. Built by s3.c /
+ * sqs.c, owned by its batch after aws_batch_submit(). */
+struct aws_op {
+    aws_batch *batch;
+    const char *service;       /* signing name: "s3" | "sqs" */
+    const char *what;          /* for errors: "GetObject s3://b/k" (owned) */
+    char *what_owned;
+    char method[8];
+    char *url;                 /* scheme://authority + canon_path [+ ? + canon_query] */
+    char *authority;
+    char *canon_path;
+    char *canon_query;
+    aws_kvlist headers;        /* signed request headers (lower-case names) */
+    const uint8_t *body;       /* not owned unless body_owned holds it */
+    size_t body_len;
+    cnp_buf body_owned;
+    char payload_hash[65];
+    int64_t max_bytes;         /* response body cap; 0: none */
+    bool head;
+    int min_idle_s;            /* low-speed window at least this (long polls) */
+    /* response of the last attempt */
+    long http_status;
+    aws_kvlist resp_headers;   /* lower-case names */
+    cnp_buf resp_body;
+    bool limit_hit;
+    aws_result *result;        /* where the outcome goes (caller's) */
+    aws_result own_result;     /* used when result is NULL */
+    /* engine state */
+    CURL *easy;
+    struct curl_slist *slist;
+    size_t read_off;
+    int attempt;
+    double not_before;
+    char errbuf[CURL_ERROR_SIZE];
+    aws_op_done_fn done;       /* runs once with the final outcome; may submit ops */
+    void *ctx;                 /* for done */
+    void (*ctx_free)(void *);  /* frees ctx with the op, or NULL */
+    aws_op *next;
+};
+
+/* Allocates an op for a service; what is copied. */
+aws_op *aws_op_new(const char *service, const char *method, const char *what);
+void aws_op_free(aws_op *op);
+/* Sets url, authority, canon_path and canon_query: path must already be
+ * encoded; query is a list of raw pairs that this encodes and sorts. */
+cnp_status aws_op_set_target(aws_op *op, const aws_endpoint *ep, const char *authority,
+                             const char *path, const aws_kvlist *query);
+/* Points the body at data (not copied; must outlive the op). */
+void aws_op_set_body(aws_op *op, const void *data, size_t len);
+/* Takes the buffer's storage as the body (buf is emptied). */
+void aws_op_take_body(aws_op *op, cnp_buf *buf);
+
+/* Hands op to the batch (ownership moves). */
+void aws_batch_submit(aws_batch *batch, aws_op *op);
+aws_client *aws_batch_client(aws_batch *batch);
+
+/* Runs one op synchronously on a private batch; returns its status. */
+cnp_status aws_op_run_sync(aws_client *client, aws_op *op);
+
+/* RFC 3986 encoding with upper-case hex; keep_slash leaves '/' alone. */
+cnp_status aws_uri_encode(cnp_buf *out, const char *s, size_t len, bool keep_slash);
+
+/* Lower-case hex SHA-256 of data into out[65]. */
+void aws_sha256_hex(const void *data, size_t len, char out[65]);
+
+typedef struct aws_sigv4_input {
+    const char *access_key_id;
+    const char *secret_access_key;
+    const char *region;
+    const char *service;
+    const char *amz_date;        /* YYYYMMDDTHHMMSSZ */
+    const char *method;
+    const char *canonical_uri;   /* already encoded */
+    const char *canonical_query; /* already sorted and encoded, "" if none */
+    const aws_kv *headers;       /* every header to sign, any case */
+    size_t n_headers;
+    const char *payload_hash;    /* hex SHA-256 of the body */
+} aws_sigv4_input;
+
+/* Computes the Authorization header value (without "Authorization: ").
+ * Header names are lower-cased and sorted, values trimmed with inner runs
+ * of spaces collapsed. */
+cnp_status aws_sigv4_sign(const aws_sigv4_input *in, char *out, size_t len);
+
+/* Parses an endpoint URL ("http://127.0.0.1:5000"); CNP_ERR_CONFIG if bad. */
+cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err);
+
+/* Sets result from an error response (status, body, headers) and decides
+ * whether it is worth retrying. */
+bool aws_classify_response(aws_op *op);
+
+/* ISO 8601 "2026-11-22T08:00:00Z" to time_t; 0 when unparsable. */
+time_t aws_parse_iso8601(const char *s);
+
+#endif

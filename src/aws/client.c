@@ -1,0 +1,213 @@
+/* The aws client: region, endpoints and the curl share, resolved once from
+ * the configuration and the standard AWS_* environment variables. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aws/aws_internal.h"
+#include "canopy/log.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_global(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
+{
+    aws_client *c = userp;
+    pthread_mutex_lock(&c->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userp)
+{
+    aws_client *c = userp;
+    pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err)
+{
+    memset(ep, 0, sizeof *ep);
+    const char *sep = strstr(url, "://");
+    if (!sep || (size_t)(sep - url) >= sizeof ep->scheme) {
+        cnp_err_set(err, "endpoint '%s': expected http://host[:port] or https://host[:port]", url);
+        return CNP_ERR_CONFIG;
+    }
+    snprintf(ep->scheme, sizeof ep->scheme, "%.*s", (int)(sep - url), url);
+    for (char *p = ep->scheme; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    if (strcmp(ep->scheme, "http") != 0 && strcmp(ep->scheme, "https") != 0) {
+        cnp_err_set(err, "endpoint '%s': scheme must be http or https", url);
+        return CNP_ERR_CONFIG;
+    }
+    const char *a = sep + 3;
+    size_t alen = strcspn(a, "/?#");
+    if (alen == 0 || alen >= sizeof ep->authority) {
+        cnp_err_set(err, "endpoint '%s': missing or too long host", url);
+        return CNP_ERR_CONFIG;
+    }
+    snprintf(ep->authority, sizeof ep->authority, "%.*s", (int)alen, a);
+    /* Drop a default port: SigV4's host header must match what curl sends. */
+    size_t n = strlen(ep->authority);
+    if ((strcmp(ep->scheme, "http") == 0 && n > 3 && strcmp(ep->authority + n - 3, ":80") == 0) ||
+        (strcmp(ep->scheme, "https") == 0 && n > 4 && strcmp(ep->authority + n - 4, ":443") == 0))
+        *strrchr(ep->authority, ':') = '\0';
+    snprintf(ep->host, sizeof ep->host, "%s", ep->authority);
+    if (ep->host[0] == '[') {
+        char *close = strchr(ep->host, ']');
+        if (close)
+            close[1] = '\0';
+    } else {
+        char *colon = strchr(ep->host, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    return CNP_OK;
+}
+
+static bool is_aws_host(const char *host)
+{
+    size_t n = strlen(host);
+    const char *sfx[] = {".amazonaws.com", ".amazonaws.com.cn", NULL};
+    for (int i = 0; sfx[i]; i++) {
+        size_t m = strlen(sfx[i]);
+        if (n >= m && strcasecmp(host + n - m, sfx[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Endpoint for a service: config, AWS_ENDPOINT_URL_<SVC>, AWS_ENDPOINT_URL,
+ * else the regional AWS endpoint. */
+static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *env_name,
+                                   aws_endpoint *ep, char *url, size_t url_len, cnp_err *err)
+{
+    const char *custom = NULL;
+    if (c->cfg.aws.endpoint_url[0])
+        custom = c->cfg.aws.endpoint_url;
+    else if (getenv(env_name) && getenv(env_name)[0])
+        custom = getenv(env_name);
+    else if (getenv("AWS_ENDPOINT_URL") && getenv("AWS_ENDPOINT_URL")[0])
+        custom = getenv("AWS_ENDPOINT_URL");
+    char derived[300];
+    if (!custom) {
+        bool cn = strncmp(c->region, "cn-", 3) == 0;
+        snprintf(derived, sizeof derived, "https://%s.%s.amazonaws.com%s", svc, c->region,
+                 cn ? ".cn" : "");
+    }
+    cnp_status result = aws_endpoint_parse(custom ? custom : derived, ep, err);
+    if (result != CNP_OK)
+        return result;
+    ep->custom = custom != NULL;
+    snprintf(url, url_len, "%s://%s", ep->scheme, ep->authority);
+    if (!c->cfg.aws.verify_tls && is_aws_host(ep->host)) {
+        cnp_err_set(err, "[aws] verify_tls = false is refused for the AWS endpoint %s; "
+                         "it is meant for a local endpoint only", url);
+        return CNP_ERR_CONFIG;
+    }
+    return CNP_OK;
+}
+
+static void resolve_region(aws_client *c)
+{
+    const char *r = NULL;
+    if (c->cfg.aws.region[0])
+        r = c->cfg.aws.region;
+    else if (getenv("AWS_REGION") && getenv("AWS_REGION")[0])
+        r = getenv("AWS_REGION");
+    else if (getenv("AWS_DEFAULT_REGION") && getenv("AWS_DEFAULT_REGION")[0])
+        r = getenv("AWS_DEFAULT_REGION");
+    if (r) {
+        snprintf(c->region, sizeof c->region, "%s", r);
+        return;
+    }
+    const char *profile = c->cfg.aws.profile[0] ? c->cfg.aws.profile : getenv("AWS_PROFILE");
+    aws_profile_region(profile && profile[0] ? profile : "default", c->region, sizeof c->region);
+    if (!c->region[0])
+        snprintf(c->region, sizeof c->region, "us-east-1");
+}
+
+cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err)
+{
+    pthread_once(&curl_once, curl_global);
+    aws_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        cnp_err_set(err, "aws client: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    c->cfg = *cfg;
+    if (c->cfg.aws.max_connections < 1)
+        c->cfg.aws.max_connections = 1;
+    if (c->cfg.aws.max_attempts < 1)
+        c->cfg.aws.max_attempts = 1;
+    if (c->cfg.aws.connect_timeout < 1)
+        c->cfg.aws.connect_timeout = 10;
+    if (c->cfg.aws.request_timeout < 1)
+        c->cfg.aws.request_timeout = 60;
+    if (c->cfg.aws.multipart_part_size < 5 << 20)
+        c->cfg.aws.multipart_part_size = 5 << 20;
+    if (c->cfg.aws.multipart_threshold < c->cfg.aws.multipart_part_size)
+        c->cfg.aws.multipart_threshold = c->cfg.aws.multipart_part_size;
+    c->backoff_base_ms = 100;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&c->share_locks[i], NULL);
+    pthread_mutex_init(&c->cred_lock, NULL);
+    resolve_region(c);
+    cnp_status result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
+                                         sizeof c->s3_url, err);
+    if (result == CNP_OK)
+        result = resolve_endpoint(c, "sqs", "AWS_ENDPOINT_URL_SQS", &c->sqs, c->sqs_url,
+                                  sizeof c->sqs_url, err);
+    if (result != CNP_OK)
+        goto fail;
+    c->share = curl_share_init();
+    if (!c->share) {
+        cnp_err_set(err, "aws client: curl_share_init failed");
+        result = CNP_ERR_INTERNAL;
+        goto fail;
+    }
+    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    LOG_DEBUG(AWS_MOD, "region %s, s3 %s%s, sqs %s", c->region, c->s3_url,
+              c->s3.custom ? " (path-style)" : "", c->sqs_url);
+    *out = c;
+    return CNP_OK;
+fail:
+    aws_client_free(c);
+    return result;
+}
+
+void aws_client_free(aws_client *client)
+{
+    if (!client)
+        return;
+    if (client->share)
+        curl_share_cleanup(client->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&client->share_locks[i]);
+    pthread_mutex_destroy(&client->cred_lock);
+    explicit_bzero(&client->creds, sizeof client->creds);
+    explicit_bzero(&client->cfg.aws, sizeof client->cfg.aws);
+    free(client);
+}
+
+const char *aws_client_region(const aws_client *client)
+{
+    return client->region;
+}
+
+const char *aws_client_endpoint(const aws_client *client, const char *service)
+{
+    return strcmp(service, "sqs") == 0 ? client->sqs_url : client->s3_url;
+}
+
+void aws_client_set_backoff_base_ms(aws_client *client, int ms)
+{
+    client->backoff_base_ms = ms > 0 ? ms : 1;
+}

@@ -1,0 +1,437 @@
+/* The credential provider chain, in the order the AWS SDKs use:
+ * configuration, environment, shared files (profile), container credentials
+ * (ECS / Batch / EKS pod identity), EC2 instance metadata (IMDSv2).
+ * Temporary credentials are cached and refetched 5 minutes before expiry. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <ini.h>
+
+#include "aws/aws_internal.h"
+#include "canopy/log.h"
+
+#define REFRESH_BEFORE_S 300
+#define METADATA_ATTEMPTS 3
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : NULL;
+}
+
+time_t aws_parse_iso8601(const char *s)
+{
+    struct tm tm = {0};
+    int y, mo, d, h, mi, sec;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
+        return 0;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    /* A numeric offset ("+02:00") after the seconds and optional fraction. */
+    const char *p = s + strcspn(s, "T");
+    p += strspn(p, "T0123456789:.");
+    int oh, om;
+    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%d:%d", &oh, &om) == 2)
+        t += (*p == '+' ? -1 : 1) * (oh * 3600 + om * 60);
+    return t;
+}
+
+static bool set_creds(aws_credentials *out, const char *akid, const char *secret,
+                      const char *token, time_t expiration, const char *source)
+{
+    if (!akid || !secret || !akid[0] || !secret[0])
+        return false;
+    memset(out, 0, sizeof *out);
+    snprintf(out->access_key_id, sizeof out->access_key_id, "%s", akid);
+    snprintf(out->secret_access_key, sizeof out->secret_access_key, "%s", secret);
+    snprintf(out->session_token, sizeof out->session_token, "%s", token ? token : "");
+    out->expiration = expiration;
+    snprintf(out->source, sizeof out->source, "%s", source);
+    return true;
+}
+
+/* ---- shared files ---------------------------------------------------------- */
+
+typedef struct profile_ctx {
+    const char *profile;
+    bool config_file;   /* sections are "profile NAME" there, except default */
+    bool found;
+    char akid[CNP_STR_SHORT];
+    char secret[CNP_STR_SHORT];
+    char token[CNP_STR_SECRET];
+    char region[CNP_STR_SHORT];
+} profile_ctx;
+
+static bool section_matches(const profile_ctx *p, const char *section)
+{
+    if (strcmp(section, p->profile) == 0)
+        return !p->config_file || strcmp(p->profile, "default") == 0;
+    if (p->config_file && strncmp(section, "profile ", 8) == 0) {
+        const char *name = section + 8;
+        while (*name == ' ')
+            name++;
+        return strcmp(name, p->profile) == 0;
+    }
+    return false;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    profile_ctx *p = user;
+    if (!section_matches(p, section))
+        return 1;
+    p->found = true;
+    if (strcmp(name, "aws_access_key_id") == 0)
+        snprintf(p->akid, sizeof p->akid, "%s", value);
+    else if (strcmp(name, "aws_secret_access_key") == 0)
+        snprintf(p->secret, sizeof p->secret, "%s", value);
+    else if (strcmp(name, "aws_session_token") == 0)
+        snprintf(p->token, sizeof p->token, "%s", value);
+    else if (strcmp(name, "region") == 0)
+        snprintf(p->region, sizeof p->region, "%s", value);
+    return 1;
+}
+
+static void shared_path(char *out, size_t len, const char *env_name, const char *file)
+{
+    const char *v = env(env_name);
+    if (v)
+        snprintf(out, len, "%s", v);
+    else if (env("HOME"))
+        snprintf(out, len, "%s/.aws/%s", env("HOME"), file);
+    else
+        out[0] = '\0';
+}
+
+/* Reads the profile from the credentials file, then the config file (the
+ * credentials file wins for keys in both). */
+static void read_profile(const char *profile, profile_ctx *cred, profile_ctx *conf)
+{
+    char path[CNP_STR_LONG];
+    memset(cred, 0, sizeof *cred);
+    memset(conf, 0, sizeof *conf);
+    cred->profile = conf->profile = profile;
+    conf->config_file = true;
+    shared_path(path, sizeof path, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    if (path[0])
+        ini_parse(path, on_ini, cred);
+    shared_path(path, sizeof path, "AWS_CONFIG_FILE", "config");
+    if (path[0])
+        ini_parse(path, on_ini, conf);
+}
+
+void aws_profile_region(const char *profile, char *out, size_t len)
+{
+    profile_ctx cred, conf;
+    read_profile(profile ? profile : "default", &cred, &conf);
+    snprintf(out, len, "%s", conf.region[0] ? conf.region : cred.region);
+    explicit_bzero(&cred, sizeof cred);
+    explicit_bzero(&conf, sizeof conf);
+}
+
+static cnp_status from_profile(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+{
+    const char *named = cfg->aws.profile[0] ? cfg->aws.profile : env("AWS_PROFILE");
+    const char *profile = named ? named : "default";
+    profile_ctx cred, conf;
+    read_profile(profile, &cred, &conf);
+    cnp_status result = CNP_ERR_NOTFOUND;
+    const profile_ctx *src = cred.akid[0] ? &cred : &conf;
+    if (set_creds(out, src->akid, src->secret, src->token, 0, "profile")) {
+        result = CNP_OK;
+    } else if (named && !cred.found && !conf.found) {
+        cnp_err_set(err, "AWS profile '%s' not found in the shared credentials or config file",
+                    profile);
+        result = CNP_ERR_CONFIG;
+    }
+    explicit_bzero(&cred, sizeof cred);
+    explicit_bzero(&conf, sizeof conf);
+    return result;
+}
+
+/* ---- metadata endpoints ------------------------------------------------------ */
+
+static size_t fetch_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    cnp_buf *b = userp;
+    size_t n = size * nmemb;
+    if (b->len + n > 64 * 1024 || cnp_buf_append(b, data, n) != CNP_OK)
+        return 0;
+    return n;
+}
+
+/* One small HTTP exchange with a metadata service, retried on connection
+ * errors and 5xx. Body is NUL-terminated. */
+static cnp_status fetch(const char *method, const char *url, const char *header1,
+                        const char *header2, cnp_buf *body, long *status, cnp_err *err)
+{
+    cnp_status result = CNP_ERR_TRANSIENT;
+    struct curl_slist *h = NULL, *t;
+    if (header1 && (t = curl_slist_append(h, header1)))
+        h = t;
+    if (header2 && (t = curl_slist_append(h, header2)))
+        h = t;
+    CURL *e = curl_easy_init();
+    if (!e) {
+        curl_slist_free_all(h);
+        return CNP_ERR_INTERNAL;
+    }
+    for (int attempt = 1; attempt <= METADATA_ATTEMPTS; attempt++) {
+        body->len = 0;
+        curl_easy_reset(e);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fetch_write);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+        if (strcmp(method, "GET") != 0) {
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        }
+        CURLcode rc = curl_easy_perform(e);
+        *status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+        if (rc == CURLE_OK && *status < 500) {
+            result = cnp_buf_append(body, "", 1);
+            body->len--;
+            if (result != CNP_OK)
+                break;
+            if (*status / 100 != 2) {
+                cnp_err_set(err, "%s %s: HTTP %ld", method, url, *status);
+                result = *status == 401 || *status == 403 ? CNP_ERR_AUTH : CNP_ERR_REMOTE;
+            }
+            break;
+        }
+        if (rc != CURLE_OK)
+            cnp_err_set(err, "%s %s: %s", method, url, curl_easy_strerror(rc));
+        else
+            cnp_err_set(err, "%s %s: HTTP %ld", method, url, *status);
+        result = CNP_ERR_TRANSIENT;
+        if (attempt < METADATA_ATTEMPTS)
+            nanosleep(&(struct timespec){0, 100000000L * attempt}, NULL);
+    }
+    curl_easy_cleanup(e);
+    curl_slist_free_all(h);
+    return result;
+}
+
+/* Parses the credentials JSON both metadata services answer. */
+static cnp_status parse_creds_json(const cnp_buf *body, const char *source, const char *what,
+                                   aws_credentials *out, cnp_err *err)
+{
+    cJSON *j = cJSON_ParseWithLength((const char *)body->data, body->len);
+    cnp_status result = CNP_ERR_AUTH;
+    if (!j) {
+        cnp_err_set(err, "%s: credentials response is not JSON", what);
+        return result;
+    }
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(j, "Code");
+    const cJSON *akid = cJSON_GetObjectItemCaseSensitive(j, "AccessKeyId");
+    const cJSON *secret = cJSON_GetObjectItemCaseSensitive(j, "SecretAccessKey");
+    const cJSON *token = cJSON_GetObjectItemCaseSensitive(j, "Token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "Expiration");
+    if (cJSON_IsString(code) && strcmp(code->valuestring, "Success") != 0) {
+        cnp_err_set(err, "%s: credentials status %s", what, code->valuestring);
+    } else if (!cJSON_IsString(akid) || !cJSON_IsString(secret)) {
+        cnp_err_set(err, "%s: credentials response lacks AccessKeyId/SecretAccessKey", what);
+    } else if (set_creds(out, akid->valuestring, secret->valuestring,
+                         cJSON_IsString(token) ? token->valuestring : NULL,
+                         cJSON_IsString(exp) ? aws_parse_iso8601(exp->valuestring) : 0, source)) {
+        result = CNP_OK;
+    } else {
+        cnp_err_set(err, "%s: empty credentials", what);
+    }
+    cJSON_Delete(j);
+    return result;
+}
+
+/* Full URIs over plain HTTP are only trusted on loopback or the ECS/EKS
+ * link-local agents, as the SDKs do. */
+static bool full_uri_allowed(const char *url)
+{
+    aws_endpoint ep;
+    if (aws_endpoint_parse(url, &ep, NULL) != CNP_OK)
+        return false;
+    if (strcmp(ep.scheme, "https") == 0)
+        return true;
+    const char *ok[] = {"localhost", "169.254.170.2", "169.254.170.23", "[fd00:ec2::23]",
+                        "[::1]", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (strcasecmp(ep.host, ok[i]) == 0)
+            return true;
+    return strncmp(ep.host, "127.", 4) == 0;
+}
+
+static cnp_status from_container(aws_credentials *out, cnp_err *err)
+{
+    const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    if (!rel && !full)
+        return CNP_ERR_NOTFOUND;
+    char url[CNP_STR_LONG];
+    char auth[CNP_STR_SECRET + 32] = "";
+    if (rel) {
+        /* CANOPY_CONTAINER_CREDENTIALS_BASE replaces the ECS agent address
+         * (tests point it at a local server). */
+        const char *base = env("CANOPY_CONTAINER_CREDENTIALS_BASE");
+        snprintf(url, sizeof url, "%s%s", base ? base : "http://169.254.170.2", rel);
+    } else {
+        snprintf(url, sizeof url, "%s", full);
+        if (!full_uri_allowed(url)) {
+            cnp_err_set(err, "AWS_CONTAINER_CREDENTIALS_FULL_URI %s: plain http is allowed "
+                             "only for loopback and the ECS/EKS agent addresses", url);
+            return CNP_ERR_CONFIG;
+        }
+        const char *file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+        const char *token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+        cnp_buf tb = {0};
+        if (file) {
+            cnp_status st = cnp_file_read(file, 16384, &tb, err);
+            if (st != CNP_OK) {
+                cnp_err_prefix(err, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+                return CNP_ERR_CONFIG;
+            }
+            while (tb.len && isspace(tb.data[tb.len - 1]))
+                tb.len--;
+            snprintf(auth, sizeof auth, "Authorization: %.*s", (int)tb.len, (char *)tb.data);
+            explicit_bzero(tb.data, tb.cap);
+            cnp_buf_free(&tb);
+        } else if (token) {
+            snprintf(auth, sizeof auth, "Authorization: %s", token);
+        }
+    }
+    cnp_buf body = {0};
+    long status = 0;
+    cnp_status result = fetch("GET", url, auth[0] ? auth : NULL, NULL, &body, &status, err);
+    if (result == CNP_OK)
+        result = parse_creds_json(&body, "container", url, out, err);
+    else
+        cnp_err_prefix(err, "container credentials");
+    explicit_bzero(auth, sizeof auth);
+    if (body.data)
+        explicit_bzero(body.data, body.cap);
+    cnp_buf_free(&body);
+    return result;
+}
+
+static cnp_status from_imds(aws_credentials *out, cnp_err *err)
+{
+    const char *disabled = env("AWS_EC2_METADATA_DISABLED");
+    if (disabled && strcasecmp(disabled, "true") == 0)
+        return CNP_ERR_NOTFOUND;
+    const char *base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    if (!base)
+        base = "http://169.254.169.254";
+    size_t bl = strlen(base);
+    const char *slash = bl && base[bl - 1] == '/' ? "" : "/";
+    char url[CNP_STR_LONG];
+    cnp_buf body = {0};
+    long status = 0;
+    char token_hdr[1200] = "";
+    snprintf(url, sizeof url, "%s%slatest/api/token", base, slash);
+    cnp_status result = fetch("PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL,
+                              &body, &status, err);
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "instance metadata (IMDSv2) token");
+        goto out;
+    }
+    snprintf(token_hdr, sizeof token_hdr, "X-aws-ec2-metadata-token: %s", (char *)body.data);
+    snprintf(url, sizeof url, "%s%slatest/meta-data/iam/security-credentials/", base, slash);
+    result = fetch("GET", url, token_hdr, NULL, &body, &status, err);
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "instance metadata role");
+        goto out;
+    }
+    char role[256];
+    snprintf(role, sizeof role, "%.*s", (int)strcspn((char *)body.data, "\r\n"), (char *)body.data);
+    if (!role[0]) {
+        cnp_err_set(err, "instance metadata: no IAM role attached to this instance");
+        result = CNP_ERR_AUTH;
+        goto out;
+    }
+    snprintf(url, sizeof url, "%s%slatest/meta-data/iam/security-credentials/%s", base, slash,
+             role);
+    result = fetch("GET", url, token_hdr, NULL, &body, &status, err);
+    if (result == CNP_OK)
+        result = parse_creds_json(&body, "imds", url, out, err);
+out:
+    explicit_bzero(token_hdr, sizeof token_hdr);
+    if (body.data)
+        explicit_bzero(body.data, body.cap);
+    cnp_buf_free(&body);
+    return result;
+}
+
+/* ---- the chain --------------------------------------------------------------- */
+
+cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+{
+    if (set_creds(out, cfg->aws.access_key_id, cfg->aws.secret_access_key,
+                  cfg->aws.session_token, 0, "config"))
+        return CNP_OK;
+    if (set_creds(out, env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
+                  env("AWS_SESSION_TOKEN"), 0, "env"))
+        return CNP_OK;
+    cnp_status result = from_profile(cfg, out, err);
+    if (result != CNP_ERR_NOTFOUND)
+        return result;
+    result = from_container(out, err);
+    if (result != CNP_ERR_NOTFOUND)
+        return result;
+    result = from_imds(out, err);
+    if (result == CNP_OK)
+        return result;
+    if (result != CNP_ERR_NOTFOUND && env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
+        return result; /* explicitly configured: its error is the useful one */
+    cnp_err_set(err, "no AWS credentials found: set [aws] access_key_id/secret_access_key, "
+                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile in "
+                     "~/.aws/credentials, or run with container or instance credentials");
+    return CNP_ERR_AUTH;
+}
+
+cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err)
+{
+    cnp_status result = CNP_OK;
+    pthread_mutex_lock(&client->cred_lock);
+    time_t now = time(NULL);
+    aws_credentials *c = &client->creds;
+    if (client->have_creds && (c->expiration == 0 || now < c->expiration - REFRESH_BEFORE_S)) {
+        *out = *c;
+        goto out;
+    }
+    aws_credentials fresh;
+    result = aws_credentials_resolve(&client->cfg, &fresh, err);
+    if (result == CNP_OK) {
+        *c = fresh;
+        client->have_creds = true;
+        *out = fresh;
+        if (fresh.expiration)
+            LOG_DEBUG(AWS_MOD, "credentials from %s, expire in %lld s", fresh.source,
+                      (long long)(fresh.expiration - now));
+        else
+            LOG_DEBUG(AWS_MOD, "credentials from %s", fresh.source);
+    } else if (client->have_creds && now < c->expiration) {
+        /* Refresh failed but the old ones still work for a while. */
+        LOG_WARN(AWS_MOD, "credential refresh failed, using the current ones for %lld s: %s",
+                 (long long)(c->expiration - now), err ? err->msg : "");
+        *out = *c;
+        result = CNP_OK;
+    }
+    explicit_bzero(&fresh, sizeof fresh);
+out:
+    pthread_mutex_unlock(&client->cred_lock);
+    return result;
+}

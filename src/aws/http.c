@@ -1,0 +1,888 @@
+/* The HTTP engine: a batch of signed requests driven on one curl multi handle,
+ * at most [aws] max_connections in flight, retried with capped exponential
+ * backoff and full jitter. Connections and DNS are shared through the
+ * client's CURLSH so consecutive batches reuse them. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <expat.h>
+
+#include "aws/aws_internal.h"
+#include "canopy/log.h"
+
+#define BACKOFF_CAP_MS 20000.0
+#define ERROR_BODY_MAX (64 * 1024)
+
+struct aws_batch {
+    aws_client *client;
+    CURLM *multi;
+    aws_op *head;     /* queued ops (new or waiting for a retry), FIFO */
+    aws_op *tail;
+    size_t active;    /* handed to curl */
+    size_t pending;   /* queued + active */
+    uint64_t rng;
+};
+
+/* ---- name/value lists ---------------------------------------------------- */
+
+cnp_status aws_kvlist_add(aws_kvlist *list, const char *name, const char *value)
+{
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 8;
+        aws_kv *items = realloc(list->items, cap * sizeof *items);
+        if (!items)
+            return CNP_ERR_NOMEM;
+        list->items = items;
+        list->cap = cap;
+    }
+    char *n = strdup(name);
+    char *v = strdup(value ? value : "");
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return CNP_ERR_NOMEM;
+    }
+    list->items[list->n].name = n;
+    list->items[list->n].value = v;
+    list->n++;
+    return CNP_OK;
+}
+
+const char *aws_kvlist_get(const aws_kvlist *list, const char *name)
+{
+    for (size_t i = 0; list && i < list->n; i++)
+        if (strcasecmp(list->items[i].name, name) == 0)
+            return list->items[i].value;
+    return NULL;
+}
+
+void aws_kvlist_free(aws_kvlist *list)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < list->n; i++) {
+        free(list->items[i].name);
+        free(list->items[i].value);
+    }
+    free(list->items);
+    list->items = NULL;
+    list->n = list->cap = 0;
+}
+
+/* ---- ops --------------------------------------------------------------- */
+
+aws_op *aws_op_new(const char *service, const char *method, const char *what)
+{
+    aws_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->service = service;
+    snprintf(op->method, sizeof op->method, "%s", method);
+    op->what_owned = strdup(what ? what : method);
+    if (!op->what_owned) {
+        free(op);
+        return NULL;
+    }
+    op->what = op->what_owned;
+    aws_sha256_hex(NULL, 0, op->payload_hash);
+    return op;
+}
+
+void aws_op_free(aws_op *op)
+{
+    if (!op)
+        return;
+    if (op->easy)
+        curl_easy_cleanup(op->easy);
+    curl_slist_free_all(op->slist);
+    free(op->what_owned);
+    free(op->url);
+    free(op->authority);
+    free(op->canon_path);
+    free(op->canon_query);
+    aws_kvlist_free(&op->headers);
+    cnp_buf_free(&op->body_owned);
+    aws_kvlist_free(&op->resp_headers);
+    cnp_buf_free(&op->resp_body);
+    if (op->ctx_free)
+        op->ctx_free(op->ctx);
+    free(op);
+}
+
+typedef struct qpair {
+    char *k;
+    char *v;
+} qpair;
+
+static int cmp_qpair(const void *a, const void *b)
+{
+    const qpair *x = a, *y = b;
+    int c = strcmp(x->k, y->k);
+    return c ? c : strcmp(x->v, y->v);
+}
+
+/* Canonical query: names and values encoded, sorted by name then value,
+ * "name=" for empty values. The URL sends exactly this string. */
+static cnp_status canonical_query(const aws_kvlist *query, char **out)
+{
+    cnp_status result = CNP_OK;
+    cnp_buf b = {0};
+    size_t n = query ? query->n : 0;
+    qpair *ps = calloc(n ? n : 1, sizeof *ps);
+    if (!ps)
+        return CNP_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        cnp_buf k = {0}, v = {0};
+        const aws_kv *kv = &query->items[i];
+        if (aws_uri_encode(&k, kv->name, strlen(kv->name), false) != CNP_OK ||
+            aws_uri_encode(&v, kv->value, strlen(kv->value), false) != CNP_OK) {
+            cnp_buf_free(&k);
+            cnp_buf_free(&v);
+            result = CNP_ERR_NOMEM;
+            goto out;
+        }
+        ps[i].k = (char *)k.data;
+        ps[i].v = (char *)v.data;
+    }
+    qsort(ps, n, sizeof *ps, cmp_qpair);
+    result = cnp_buf_append(&b, "", 1);
+    b.len = 0;
+    for (size_t i = 0; i < n && result == CNP_OK; i++)
+        result = cnp_buf_printf(&b, "%s%s=%s", i ? "&" : "", ps[i].k, ps[i].v);
+    if (result == CNP_OK) {
+        *out = (char *)b.data;
+        b.data = NULL;
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        free(ps[i].k);
+        free(ps[i].v);
+    }
+    free(ps);
+    cnp_buf_free(&b);
+    return result;
+}
+
+cnp_status aws_op_set_target(aws_op *op, const aws_endpoint *ep, const char *authority,
+                             const char *path, const aws_kvlist *query)
+{
+    const char *auth = authority ? authority : ep->authority;
+    op->authority = strdup(auth);
+    op->canon_path = strdup(path);
+    if (!op->authority || !op->canon_path)
+        return CNP_ERR_NOMEM;
+    cnp_status result = canonical_query(query, &op->canon_query);
+    if (result != CNP_OK)
+        return result;
+    cnp_buf url = {0};
+    result = cnp_buf_printf(&url, "%s://%s%s%s%s", ep->scheme, auth, path,
+                            op->canon_query[0] ? "?" : "", op->canon_query);
+    if (result != CNP_OK) {
+        cnp_buf_free(&url);
+        return result;
+    }
+    op->url = (char *)url.data;
+    return CNP_OK;
+}
+
+void aws_op_set_body(aws_op *op, const void *data, size_t len)
+{
+    op->body = data;
+    op->body_len = len;
+    aws_sha256_hex(data, len, op->payload_hash);
+}
+
+void aws_op_take_body(aws_op *op, cnp_buf *buf)
+{
+    op->body_owned = *buf;
+    memset(buf, 0, sizeof *buf);
+    aws_op_set_body(op, op->body_owned.data, op->body_owned.len);
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
+{
+    aws_batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        cnp_err_set(err, "aws batch: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    b->client = client;
+    b->multi = curl_multi_init();
+    if (!b->multi) {
+        free(b);
+        cnp_err_set(err, "aws batch: curl_multi_init failed");
+        return CNP_ERR_INTERNAL;
+    }
+    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->cfg.aws.max_connections);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)b;
+    if (!b->rng)
+        b->rng = 88172645463325252ULL;
+    *out = b;
+    return CNP_OK;
+}
+
+void aws_batch_free(aws_batch *batch)
+{
+    if (!batch)
+        return;
+    aws_op *op = batch->head;
+    while (op) {
+        aws_op *next = op->next;
+        aws_op_free(op);
+        op = next;
+    }
+    curl_multi_cleanup(batch->multi);
+    free(batch);
+}
+
+size_t aws_batch_pending(const aws_batch *batch)
+{
+    return batch->pending;
+}
+
+aws_client *aws_batch_client(aws_batch *batch)
+{
+    return batch->client;
+}
+
+static void queue_push(aws_batch *b, aws_op *op)
+{
+    op->next = NULL;
+    if (b->tail)
+        b->tail->next = op;
+    else
+        b->head = op;
+    b->tail = op;
+}
+
+void aws_batch_submit(aws_batch *batch, aws_op *op)
+{
+    op->batch = batch;
+    if (!op->result)
+        op->result = &op->own_result;
+    memset(op->result, 0, sizeof *op->result);
+    queue_push(batch, op);
+    batch->pending++;
+}
+
+static double rng_unit(aws_batch *b)
+{
+    /* xorshift64*: jitter only, not security. */
+    b->rng ^= b->rng >> 12;
+    b->rng ^= b->rng << 25;
+    b->rng ^= b->rng >> 27;
+    return (double)((b->rng * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
+}
+
+/* ---- one attempt --------------------------------------------------------- */
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    aws_op *op = userp;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new status line (after 100 Continue, say) starts a new response. */
+        const char *sp = memchr(data, ' ', n);
+        op->http_status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        aws_kvlist_free(&op->resp_headers);
+        return n;
+    }
+    const char *colon = memchr(data, ':', n);
+    if (!colon)
+        return n;
+    char name[128];
+    size_t nl = (size_t)(colon - data);
+    if (nl >= sizeof name)
+        return n;
+    for (size_t i = 0; i < nl; i++)
+        name[i] = (char)tolower((unsigned char)data[i]);
+    name[nl] = '\0';
+    const char *v = colon + 1;
+    size_t vl = n - nl - 1;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    char *value = strndup(v, vl);
+    if (!value)
+        return 0;
+    cnp_status st = aws_kvlist_add(&op->resp_headers, name, value);
+    free(value);
+    if (st != CNP_OK)
+        return 0;
+    if (op->max_bytes > 0 && op->http_status / 100 == 2 && strcmp(name, "content-length") == 0 &&
+        strtoll(aws_kvlist_get(&op->resp_headers, name), NULL, 10) > op->max_bytes && !op->head) {
+        op->limit_hit = true;
+        return 0; /* aborts the transfer before the body */
+    }
+    return n;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    aws_op *op = userp;
+    size_t n = size * nmemb;
+    bool ok = op->http_status / 100 == 2;
+    if (ok && op->max_bytes > 0 && op->resp_body.len + n > (size_t)op->max_bytes) {
+        op->limit_hit = true;
+        return 0;
+    }
+    if (!ok && op->resp_body.len + n > ERROR_BODY_MAX)
+        return n; /* keep the head of an error document only */
+    if (cnp_buf_append(&op->resp_body, data, n) != CNP_OK)
+        return 0;
+    return n;
+}
+
+static size_t on_read(char *buffer, size_t size, size_t nitems, void *userp)
+{
+    aws_op *op = userp;
+    size_t room = size * nitems;
+    size_t left = op->body_len - op->read_off;
+    size_t n = left < room ? left : room;
+    if (n)
+        memcpy(buffer, op->body + op->read_off, n);
+    op->read_off += n;
+    return n;
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    aws_op *op = userp;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > op->body_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    op->read_off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static cnp_status add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    char line[CNP_STR_SECRET + 256];
+    if (value[0])
+        snprintf(line, sizeof line, "%s: %s", name, value);
+    else
+        snprintf(line, sizeof line, "%s;", name); /* curl's form for an empty value */
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (!l)
+        return CNP_ERR_NOMEM;
+    *list = l;
+    return CNP_OK;
+}
+
+/* Signs the op with the current credentials and builds the header list. */
+static cnp_status sign_op(aws_op *op, cnp_err *err)
+{
+    aws_client *c = op->batch->client;
+    aws_credentials cr;
+    cnp_status result = aws_client_credentials(c, &cr, err);
+    if (result != CNP_OK)
+        return result;
+    char amz_date[20];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+
+    aws_kvlist sh = {0};
+    result = aws_kvlist_add(&sh, "host", op->authority);
+    if (result == CNP_OK)
+        result = aws_kvlist_add(&sh, "x-amz-date", amz_date);
+    if (result == CNP_OK)
+        result = aws_kvlist_add(&sh, "x-amz-content-sha256", op->payload_hash);
+    if (result == CNP_OK && cr.session_token[0])
+        result = aws_kvlist_add(&sh, "x-amz-security-token", cr.session_token);
+    for (size_t i = 0; i < op->headers.n && result == CNP_OK; i++)
+        result = aws_kvlist_add(&sh, op->headers.items[i].name, op->headers.items[i].value);
+    if (result != CNP_OK)
+        goto out;
+
+    char auth[1024];
+    aws_sigv4_input in = {
+        .access_key_id = cr.access_key_id,
+        .secret_access_key = cr.secret_access_key,
+        .region = c->region,
+        .service = op->service,
+        .amz_date = amz_date,
+        .method = op->method,
+        .canonical_uri = op->canon_path,
+        .canonical_query = op->canon_query,
+        .headers = sh.items,
+        .n_headers = sh.n,
+        .payload_hash = op->payload_hash,
+    };
+    result = aws_sigv4_sign(&in, auth, sizeof auth);
+    if (result != CNP_OK) {
+        cnp_err_set(err, "%s: signing failed", op->what);
+        goto out;
+    }
+    curl_slist_free_all(op->slist);
+    op->slist = NULL;
+    for (size_t i = 0; i < sh.n && result == CNP_OK; i++)
+        result = add_header(&op->slist, sh.items[i].name, sh.items[i].value);
+    if (result == CNP_OK)
+        result = add_header(&op->slist, "Authorization", auth);
+    if (result == CNP_OK) {
+        /* No 100-continue round trip, and no default content type from curl. */
+        struct curl_slist *l = curl_slist_append(op->slist, "Expect:");
+        if (l)
+            op->slist = l;
+        else
+            result = CNP_ERR_NOMEM;
+    }
+out:
+    explicit_bzero(&cr, sizeof cr);
+    aws_kvlist_free(&sh);
+    return result;
+}
+
+static bool curl_code_retryable(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_SEND_FAIL_REWIND:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Prepares the easy handle for the next attempt and hands it to the multi. */
+static cnp_status start_attempt(aws_batch *b, aws_op *op)
+{
+    const cnp_config *cfg = &b->client->cfg;
+    op->attempt++;
+    op->http_status = 0;
+    op->limit_hit = false;
+    op->read_off = 0;
+    op->errbuf[0] = '\0';
+    aws_kvlist_free(&op->resp_headers);
+    op->resp_body.len = 0;
+    cnp_status result = sign_op(op, &op->result->err);
+    if (result != CNP_OK)
+        return result;
+    if (!op->easy && !(op->easy = curl_easy_init())) {
+        cnp_err_set(&op->result->err, "%s: curl_easy_init failed", op->what);
+        return CNP_ERR_INTERNAL;
+    }
+    CURL *e = op->easy;
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, op->url);
+    curl_easy_setopt(e, CURLOPT_SHARE, b->client->share);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, op);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    /* Keys like "a/./b" or "a/../b" are names, not paths to normalise. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->aws.connect_timeout);
+    long idle = cfg->aws.request_timeout;
+    if (op->min_idle_s > idle)
+        idle = op->min_idle_s;
+    /* Low-speed abort rather than a total timeout: a 100 MB download may take
+     * long, a stalled one may not; a long poll sends nothing for up to 20 s. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->aws.verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->aws.verify_tls ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->slist);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
+    if (op->head) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(op->method, "PUT") == 0 || strcmp(op->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, op);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, op);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)op->body_len);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, op->method);
+    } else if (strcmp(op->method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, op->method);
+    }
+    if (curl_multi_add_handle(b->multi, e) != CURLM_OK) {
+        cnp_err_set(&op->result->err, "%s: curl_multi_add_handle failed", op->what);
+        return CNP_ERR_INTERNAL;
+    }
+    b->active++;
+    LOG_DEBUG(AWS_MOD, "%s %s (attempt %d)", op->method, op->what, op->attempt);
+    return CNP_OK;
+}
+
+/* Reports the final outcome and frees the op. */
+static void complete(aws_batch *b, aws_op *op, cnp_status status)
+{
+    aws_result *r = op->result;
+    r->status = status;
+    r->attempts = op->attempt;
+    r->http_status = op->http_status;
+    if (!r->request_id[0]) {
+        const char *rid = aws_kvlist_get(&op->resp_headers, "x-amz-request-id");
+        if (!rid)
+            rid = aws_kvlist_get(&op->resp_headers, "x-amzn-requestid");
+        if (rid)
+            snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    }
+    if (status == CNP_OK)
+        r->err.msg[0] = '\0';
+    else
+        LOG_DEBUG(AWS_MOD, "%s", r->err.msg);
+    b->pending--;
+    if (op->done)
+        op->done(op);
+    aws_op_free(op);
+}
+
+/* Decides what a finished attempt means: done, retry later, or failed. */
+static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
+{
+    aws_result *r = op->result;
+    int max_attempts = b->client->cfg.aws.max_attempts;
+    bool retry = false;
+    cnp_status status = CNP_OK;
+    r->code[0] = '\0';
+    r->request_id[0] = '\0';
+    if (op->limit_hit) {
+        cnp_err_set(&r->err, "%s: object larger than the %lld-byte limit", op->what,
+                    (long long)op->max_bytes);
+        complete(b, op, CNP_ERR_LIMIT);
+        return;
+    }
+    if (rc != CURLE_OK) {
+        op->http_status = 0;
+        cnp_err_set(&r->err, "%s: %s", op->what,
+                    op->errbuf[0] ? op->errbuf : curl_easy_strerror(rc));
+        if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+            rc == CURLE_SSL_CERTPROBLEM) {
+            status = CNP_ERR_CONFIG;
+        } else if (curl_code_retryable(rc)) {
+            retry = true;
+            status = CNP_ERR_TRANSIENT;
+        } else {
+            status = CNP_ERR_REMOTE;
+        }
+    } else if (op->http_status / 100 != 2) {
+        retry = aws_classify_response(op);
+        status = retry ? CNP_ERR_TRANSIENT : r->status;
+    }
+    if (retry && op->attempt < max_attempts) {
+        double cap = b->client->backoff_base_ms * (double)(1u << (op->attempt < 20 ? op->attempt - 1 : 19));
+        if (cap > BACKOFF_CAP_MS)
+            cap = BACKOFF_CAP_MS;
+        double delay_ms = rng_unit(b) * cap;
+        op->not_before = cnp_now() + delay_ms / 1000.0;
+        LOG_DEBUG(AWS_MOD, "retrying %s in %.0f ms: %s", op->what, delay_ms, r->err.msg);
+        queue_push(b, op);
+        return;
+    }
+    if (retry)
+        cnp_err_prefix(&r->err, "after %d attempts", op->attempt);
+    complete(b, op, status);
+}
+
+/* Starts queued ops that are due, up to the connection limit; returns the
+ * seconds until the next delayed op is due (or 1 when none waits). */
+static double start_due(aws_batch *b)
+{
+    double now = cnp_now();
+    double wait = 1.0;
+    size_t limit = (size_t)b->client->cfg.aws.max_connections;
+    aws_op *prev = NULL, *op = b->head;
+    while (op && b->active < limit) {
+        aws_op *next = op->next;
+        if (op->not_before > now) {
+            if (op->not_before - now < wait)
+                wait = op->not_before - now;
+            prev = op;
+            op = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            b->head = next;
+        if (b->tail == op)
+            b->tail = prev;
+        op->next = NULL;
+        cnp_status st = start_attempt(b, op);
+        if (st != CNP_OK)
+            complete(b, op, st);
+        op = next;
+    }
+    return wait;
+}
+
+cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
+{
+    while (batch->pending > 0) {
+        double wait = start_due(batch);
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(batch->multi, &running);
+        if (mc != CURLM_OK) {
+            cnp_err_set(err, "aws batch: %s", curl_multi_strerror(mc));
+            return CNP_ERR_INTERNAL;
+        }
+        CURLMsg *msg;
+        int left;
+        bool finished = false;
+        while ((msg = curl_multi_info_read(batch->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            CURL *e = msg->easy_handle;
+            CURLcode rc = msg->data.result;
+            aws_op *op = NULL;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&op);
+            curl_multi_remove_handle(batch->multi, e);
+            batch->active--;
+            attempt_finished(batch, op, rc);
+            finished = true;
+        }
+        if (batch->pending == 0)
+            break;
+        if (finished)
+            continue; /* start the next ones before sleeping */
+        int timeout_ms = batch->active ? 100 : (int)(wait * 1000.0) + 1;
+        if (timeout_ms > 1000)
+            timeout_ms = 1000;
+        mc = curl_multi_poll(batch->multi, NULL, 0, timeout_ms, NULL);
+        if (mc != CURLM_OK) {
+            cnp_err_set(err, "aws batch: %s", curl_multi_strerror(mc));
+            return CNP_ERR_INTERNAL;
+        }
+    }
+    return CNP_OK;
+}
+
+cnp_status aws_op_run_sync(aws_client *client, aws_op *op)
+{
+    aws_result tmp;
+    if (!op->result)
+        op->result = &tmp;
+    aws_result *r = op->result;
+    aws_batch *b = NULL;
+    cnp_status result = aws_batch_create(client, &b, &r->err);
+    if (result != CNP_OK) {
+        r->status = result;
+        aws_op_free(op);
+        return result;
+    }
+    aws_batch_submit(b, op);
+    result = aws_batch_run(b, &r->err);
+    aws_batch_free(b);
+    if (result != CNP_OK) {
+        r->status = result;
+        return result;
+    }
+    return r->status;
+}
+
+/* ---- error responses ----------------------------------------------------- */
+
+typedef struct xml_err {
+    int depth;
+    char *field;    /* the element being collected, or NULL */
+    cnp_buf text;
+    char code[96];
+    char message[512];
+    char request_id[96];
+} xml_err;
+
+static void XMLCALL xe_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+    xml_err *x = ud;
+    x->depth++;
+    x->text.len = 0;
+    x->field = NULL;
+    if (x->depth == 2) {
+        if (strcmp(name, "Code") == 0)
+            x->field = x->code;
+        else if (strcmp(name, "Message") == 0)
+            x->field = x->message;
+        else if (strcmp(name, "RequestId") == 0)
+            x->field = x->request_id;
+    }
+}
+
+static void XMLCALL xe_end(void *ud, const XML_Char *name)
+{
+    xml_err *x = ud;
+    if (x->field) {
+        size_t cap = x->field == x->message ? sizeof x->message : sizeof x->code;
+        snprintf(x->field, cap, "%.*s", (int)x->text.len, x->text.data ? (char *)x->text.data : "");
+        x->field = NULL;
+    }
+    x->depth--;
+}
+
+static void XMLCALL xe_text(void *ud, const XML_Char *s, int len)
+{
+    xml_err *x = ud;
+    if (x->field)
+        cnp_buf_append(&x->text, s, (size_t)len);
+}
+
+static void parse_xml_error(const cnp_buf *body, xml_err *x)
+{
+    XML_Parser p = XML_ParserCreate("UTF-8");
+    if (!p)
+        return;
+    XML_SetUserData(p, x);
+    XML_SetElementHandler(p, xe_start, xe_end);
+    XML_SetCharacterDataHandler(p, xe_text);
+    XML_Parse(p, (const char *)body->data, (int)body->len, 1);
+    XML_ParserFree(p);
+    cnp_buf_free(&x->text);
+}
+
+static void parse_json_error(const cnp_buf *body, xml_err *x)
+{
+    cJSON *j = cJSON_ParseWithLength((const char *)body->data, body->len);
+    if (!j)
+        return;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
+    if (!cJSON_IsString(t))
+        t = cJSON_GetObjectItemCaseSensitive(j, "code");
+    if (cJSON_IsString(t)) {
+        const char *hash = strrchr(t->valuestring, '#');
+        snprintf(x->code, sizeof x->code, "%s", hash ? hash + 1 : t->valuestring);
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+    if (!cJSON_IsString(m))
+        m = cJSON_GetObjectItemCaseSensitive(j, "Message");
+    if (cJSON_IsString(m))
+        snprintf(x->message, sizeof x->message, "%s", m->valuestring);
+    cJSON_Delete(j);
+}
+
+static bool code_in(const char *code, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(code, *list) == 0)
+            return true;
+    return false;
+}
+
+static const char *const RETRY_CODES[] = {
+    "SlowDown", "RequestTimeout", "RequestTimeoutException", "Throttling",
+    "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "RequestThrottled", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "PriorRequestNotComplete", "InternalError",
+    "ServiceUnavailable", "RequestTimeTooSkewed", NULL};
+static const char *const NOTFOUND_CODES[] = {
+    "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue", NULL};
+static const char *const AUTH_CODES[] = {
+    "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken",
+    "InvalidClientTokenId", "UnrecognizedClientException", "InvalidToken",
+    "MissingAuthenticationToken", "IncompleteSignature", "AuthFailure",
+    "TokenRefreshRequired", "InvalidSecurity", "AccessDeniedException", NULL};
+
+bool aws_classify_response(aws_op *op)
+{
+    aws_result *r = op->result;
+    xml_err x = {0};
+    if (op->resp_body.len > 0) {
+        if (op->resp_body.data[0] == '{')
+            parse_json_error(&op->resp_body, &x);
+        else
+            parse_xml_error(&op->resp_body, &x);
+    }
+    /* The SQS JSON protocol also names the legacy query error code here. */
+    const char *qerr = aws_kvlist_get(&op->resp_headers, "x-amzn-query-error");
+    if (!x.code[0] && qerr)
+        snprintf(x.code, sizeof x.code, "%.*s", (int)strcspn(qerr, ";"), qerr);
+    long st = op->http_status;
+    if (!x.code[0])
+        snprintf(x.code, sizeof x.code, "%s",
+                 st == 404 ? "NotFound" : st == 403 ? "Forbidden" : st >= 500 ? "ServerError" : "HTTPError");
+    snprintf(r->code, sizeof r->code, "%s", x.code);
+    if (x.request_id[0])
+        snprintf(r->request_id, sizeof r->request_id, "%s", x.request_id);
+    const char *rid = x.request_id[0] ? x.request_id
+                                      : aws_kvlist_get(&op->resp_headers, "x-amz-request-id");
+    if (!rid)
+        rid = aws_kvlist_get(&op->resp_headers, "x-amzn-requestid");
+    cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code, x.message[0] ? ": " : "",
+                x.message, rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
+    bool retry = st >= 500 || st == 429 || code_in(x.code, RETRY_CODES) ||
+                 strncmp(x.code, "Throttling", 10) == 0;
+    if (retry)
+        r->status = CNP_ERR_TRANSIENT;
+    else if (st == 404 || code_in(x.code, NOTFOUND_CODES))
+        r->status = CNP_ERR_NOTFOUND;
+    else if (st == 401 || st == 403 || code_in(x.code, AUTH_CODES))
+        r->status = CNP_ERR_AUTH;
+    else
+        r->status = CNP_ERR_REMOTE;
+    return retry;
+}
+
+/* ---- raw requests ---------------------------------------------------------- */
+
+typedef struct raw_ctx {
+    cnp_buf *resp;
+} raw_ctx;
+
+static void raw_done(aws_op *op)
+{
+    raw_ctx *ctx = op->ctx;
+    if (ctx->resp && op->resp_body.len)
+        cnp_buf_append(ctx->resp, op->resp_body.data, op->resp_body.len);
+}
+
+cnp_status aws_request_raw(aws_client *client, const char *service, const char *method,
+                           const char *url, const void *body, size_t body_len, cnp_buf *resp,
+                           aws_result *result)
+{
+    aws_endpoint ep;
+    cnp_status st = aws_endpoint_parse(url, &ep, &result->err);
+    if (st != CNP_OK) {
+        result->status = st;
+        return st;
+    }
+    aws_op *op = aws_op_new(strcmp(service, "sqs") == 0 ? "sqs" : "s3", method, url);
+    if (!op)
+        return CNP_ERR_NOMEM;
+    const char *after = strstr(url, "://") + 3;
+    const char *path = strchr(after, '/');
+    const char *q = path ? strchr(path, '?') : NULL;
+    op->authority = strdup(ep.authority);
+    op->canon_path = path ? strndup(path, q ? (size_t)(q - path) : strlen(path)) : strdup("/");
+    op->canon_query = strdup(q ? q + 1 : "");
+    op->url = strdup(url);
+    raw_ctx ctx = {resp};
+    op->ctx = &ctx;
+    op->done = raw_done;
+    op->head = strcmp(method, "HEAD") == 0;
+    op->result = result;
+    if (!op->authority || !op->canon_path || !op->canon_query || !op->url) {
+        aws_op_free(op);
+        return CNP_ERR_NOMEM;
+    }
+    if (body)
+        aws_op_set_body(op, body, body_len);
+    return aws_op_run_sync(client, op);
+}

@@ -1,0 +1,768 @@
+/* S3 operations as engine ops: GetObject, HeadObject, PutObject, multipart
+ * uploads (create, parts in parallel, complete or abort), ListObjectsV2,
+ * CreateBucket, DeleteObject. XML through expat. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <expat.h>
+
+#include "aws/aws_internal.h"
+#include "canopy/log.h"
+#include "canopy/s3.h"
+
+/* ---- a small expat walker: element start/end with parent and text ---------- */
+
+typedef struct xml_walk {
+    void (*on_start)(void *ud, const char *name);
+    void (*on_end)(void *ud, const char *parent, const char *name, const char *text);
+    void *ud;
+    cnp_buf text;
+    char stack[8][64];
+    int depth;
+    bool nomem;
+} xml_walk;
+
+static void XMLCALL xw_start(void *p, const XML_Char *name, const XML_Char **attrs)
+{
+    xml_walk *w = p;
+    if (w->depth < 8)
+        snprintf(w->stack[w->depth], sizeof w->stack[0], "%s", name);
+    w->depth++;
+    w->text.len = 0;
+    if (w->on_start)
+        w->on_start(w->ud, name);
+}
+
+static void XMLCALL xw_end(void *p, const XML_Char *name)
+{
+    xml_walk *w = p;
+    if (cnp_buf_append(&w->text, "", 1) != CNP_OK) {
+        w->nomem = true;
+        return;
+    }
+    w->depth--;
+    const char *parent = w->depth >= 1 && w->depth <= 8 ? w->stack[w->depth - 1] : "";
+    if (w->on_end)
+        w->on_end(w->ud, parent, name, (const char *)w->text.data);
+    w->text.len = 0;
+}
+
+static void XMLCALL xw_text(void *p, const XML_Char *s, int len)
+{
+    xml_walk *w = p;
+    if (cnp_buf_append(&w->text, s, (size_t)len) != CNP_OK)
+        w->nomem = true;
+}
+
+static cnp_status xml_walk_run(xml_walk *w, const cnp_buf *doc)
+{
+    XML_Parser p = XML_ParserCreate("UTF-8");
+    if (!p)
+        return CNP_ERR_NOMEM;
+    XML_SetUserData(p, w);
+    XML_SetElementHandler(p, xw_start, xw_end);
+    XML_SetCharacterDataHandler(p, xw_text);
+    enum XML_Status st = XML_Parse(p, doc->data ? (const char *)doc->data : "", (int)doc->len, 1);
+    XML_ParserFree(p);
+    cnp_buf_free(&w->text);
+    if (w->nomem)
+        return CNP_ERR_NOMEM;
+    return st == XML_STATUS_OK ? CNP_OK : CNP_ERR_FORMAT;
+}
+
+/* ---- addressing -------------------------------------------------------------- */
+
+static bool dns_compatible(const char *bucket)
+{
+    size_t n = strlen(bucket);
+    if (n < 3 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = bucket[i];
+        if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || c == '-'))
+            return false; /* dots break TLS wildcard certificates */
+    }
+    return bucket[0] != '-' && bucket[n - 1] != '-';
+}
+
+/* Builds an op aimed at bucket/key (key NULL: the bucket itself); what names
+ * the call in errors. */
+static aws_op *s3_op_what(aws_client *c, const char *method, const char *what,
+                          const char *bucket, const char *key, const aws_kvlist *query)
+{
+    aws_op *op = aws_op_new("s3", method, what);
+    if (!op)
+        return NULL;
+    bool path_style = c->s3.custom || !dns_compatible(bucket);
+    char authority[400];
+    snprintf(authority, sizeof authority, "%s.%s", bucket, c->s3.authority);
+    cnp_buf path = {0};
+    cnp_status result = CNP_OK;
+    if (path_style) {
+        result = cnp_buf_append(&path, "/", 1);
+        if (result == CNP_OK)
+            result = aws_uri_encode(&path, bucket, strlen(bucket), false);
+    }
+    if (result == CNP_OK)
+        result = cnp_buf_append(&path, "/", 1);
+    if (result == CNP_OK && key)
+        result = aws_uri_encode(&path, key, strlen(key), true);
+    if (result == CNP_OK)
+        result = cnp_buf_append(&path, "", 1);
+    if (result == CNP_OK)
+        result = aws_op_set_target(op, &c->s3, path_style ? NULL : authority,
+                                   (const char *)path.data, query);
+    cnp_buf_free(&path);
+    if (result != CNP_OK) {
+        aws_op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static aws_op *s3_op(aws_client *c, const char *method, const char *opname, const char *bucket,
+                     const char *key, const aws_kvlist *query)
+{
+    char what[600];
+    snprintf(what, sizeof what, "%s s3://%s/%.400s", opname, bucket, key ? key : "");
+    return s3_op_what(c, method, what, bucket, key, query);
+}
+
+static void copy_etag(char *dst, size_t len, const char *etag)
+{
+    if (!etag) {
+        dst[0] = '\0';
+        return;
+    }
+    size_t n = strlen(etag);
+    if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"')
+        snprintf(dst, len, "%.*s", (int)(n - 2), etag + 1);
+    else
+        snprintf(dst, len, "%s", etag);
+}
+
+static cnp_status add_metadata_headers(aws_op *op, const char *content_type,
+                                       const aws_kvlist *metadata)
+{
+    cnp_status result = aws_kvlist_add(&op->headers, "content-type",
+                                       content_type ? content_type : "application/octet-stream");
+    for (size_t i = 0; metadata && i < metadata->n && result == CNP_OK; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "x-amz-meta-%s", metadata->items[i].name);
+        for (char *p = name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        result = aws_kvlist_add(&op->headers, name, metadata->items[i].value);
+    }
+    return result;
+}
+
+/* ---- GetObject / HeadObject ---------------------------------------------------- */
+
+void s3_object_free(s3_object *obj)
+{
+    if (!obj)
+        return;
+    cnp_buf_free(&obj->body);
+    aws_kvlist_free(&obj->metadata);
+}
+
+static void object_done(aws_op *op)
+{
+    s3_object *o = op->ctx;
+    if (o->result.status != CNP_OK)
+        return;
+    const aws_kvlist *h = &op->resp_headers;
+    const char *cl = aws_kvlist_get(h, "content-length");
+    o->size = cl ? strtoll(cl, NULL, 10) : (int64_t)op->resp_body.len;
+    copy_etag(o->etag, sizeof o->etag, aws_kvlist_get(h, "etag"));
+    const char *ct = aws_kvlist_get(h, "content-type");
+    snprintf(o->content_type, sizeof o->content_type, "%s", ct ? ct : "");
+    const char *lm = aws_kvlist_get(h, "last-modified");
+    snprintf(o->last_modified, sizeof o->last_modified, "%s", lm ? lm : "");
+    for (size_t i = 0; i < h->n; i++) {
+        if (strncmp(h->items[i].name, "x-amz-meta-", 11) == 0 &&
+            aws_kvlist_add(&o->metadata, h->items[i].name + 11, h->items[i].value) != CNP_OK) {
+            o->result.status = CNP_ERR_NOMEM;
+            return;
+        }
+    }
+    if (!op->head) {
+        o->body = op->resp_body;
+        memset(&op->resp_body, 0, sizeof op->resp_body);
+    }
+}
+
+static cnp_status batch_object(aws_batch *batch, const char *bucket, const char *key,
+                               int64_t max_bytes, bool head, s3_object *out)
+{
+    memset(out, 0, sizeof *out);
+    aws_op *op = s3_op(aws_batch_client(batch), head ? "HEAD" : "GET",
+                       head ? "HeadObject" : "GetObject", bucket, key, NULL);
+    if (!op) {
+        out->result.status = CNP_ERR_NOMEM;
+        cnp_err_set(&out->result.err, "s3://%s/%s: out of memory", bucket, key);
+        return CNP_ERR_NOMEM;
+    }
+    op->head = head;
+    op->max_bytes = head ? 0 : max_bytes;
+    op->result = &out->result;
+    op->ctx = out;
+    op->done = object_done;
+    aws_batch_submit(batch, op);
+    return CNP_OK;
+}
+
+cnp_status s3_batch_get(aws_batch *batch, const char *bucket, const char *key,
+                        int64_t max_bytes, s3_object *out)
+{
+    return batch_object(batch, bucket, key, max_bytes, false, out);
+}
+
+/* Runs a one-op batch; copies the op's error to err. */
+static cnp_status run_single(aws_client *client, aws_batch *b, aws_result *r, cnp_err *err)
+{
+    cnp_status result = aws_batch_run(b, err);
+    aws_batch_free(b);
+    if (result != CNP_OK)
+        return result;
+    if (r->status != CNP_OK && err)
+        *err = r->err;
+    return r->status;
+}
+
+static cnp_status object_sync(aws_client *client, const char *bucket, const char *key,
+                              int64_t max_bytes, bool head, s3_object *out, cnp_err *err)
+{
+    aws_batch *b = NULL;
+    cnp_status result = aws_batch_create(client, &b, err);
+    if (result != CNP_OK)
+        return result;
+    result = batch_object(b, bucket, key, max_bytes, head, out);
+    if (result != CNP_OK) {
+        aws_batch_free(b);
+        return result;
+    }
+    return run_single(client, b, &out->result, err);
+}
+
+cnp_status s3_object_get(aws_client *client, const char *bucket, const char *key,
+                         int64_t max_bytes, s3_object *out, cnp_err *err)
+{
+    return object_sync(client, bucket, key, max_bytes, false, out, err);
+}
+
+cnp_status s3_object_head(aws_client *client, const char *bucket, const char *key,
+                          s3_object *out, cnp_err *err)
+{
+    return object_sync(client, bucket, key, 0, true, out, err);
+}
+
+/* ---- PutObject and multipart uploads ------------------------------------------ */
+
+static void put_done(aws_op *op)
+{
+    s3_put_result *r = op->ctx;
+    if (r->result.status == CNP_OK)
+        copy_etag(r->etag, sizeof r->etag, aws_kvlist_get(&op->resp_headers, "etag"));
+}
+
+/* State shared by the ops of one multipart upload; freed with the last op. */
+typedef struct mp_upload {
+    int refs;
+    aws_client *client;
+    char *bucket;
+    char *key;
+    const uint8_t *data;
+    size_t len;
+    size_t part_size;
+    int nparts;
+    int outstanding;
+    char *upload_id;
+    char (*etags)[128];
+    bool failed;
+    s3_put_result *out;
+    aws_result first_error;
+    char *content_type;
+    aws_kvlist metadata;
+} mp_upload;
+
+typedef struct mp_part_ctx {
+    mp_upload *mp;
+    int part;   /* 1-based */
+} mp_part_ctx;
+
+static void mp_unref(void *p)
+{
+    mp_upload *mp = p;
+    if (--mp->refs > 0)
+        return;
+    free(mp->bucket);
+    free(mp->key);
+    free(mp->upload_id);
+    free(mp->etags);
+    free(mp->content_type);
+    aws_kvlist_free(&mp->metadata);
+    free(mp);
+}
+
+static void part_ctx_free(void *p)
+{
+    mp_part_ctx *pc = p;
+    mp_unref(pc->mp);
+    free(pc);
+}
+
+static void mp_fail(mp_upload *mp, const aws_result *r)
+{
+    if (!mp->failed) {
+        mp->failed = true;
+        mp->first_error = *r;
+    }
+}
+
+static void mp_finish(mp_upload *mp, const aws_result *r)
+{
+    /* The caller's result: the first failure, or the completion. */
+    int attempts = mp->out->result.attempts;
+    mp->out->result = mp->failed ? mp->first_error : *r;
+    mp->out->result.attempts += attempts;
+}
+
+static void abort_done(aws_op *op)
+{
+    mp_upload *mp = op->ctx;
+    if (op->result->status != CNP_OK)
+        LOG_WARN(AWS_MOD, "abort of multipart upload s3://%s/%s failed: %s", mp->bucket, mp->key,
+                 op->result->err.msg);
+    mp_finish(mp, op->result);
+}
+
+static void mp_submit_abort(aws_batch *b, mp_upload *mp)
+{
+    aws_kvlist q = {0};
+    aws_op *op = NULL;
+    if (aws_kvlist_add(&q, "uploadId", mp->upload_id) == CNP_OK)
+        op = s3_op(mp->client, "DELETE", "AbortMultipartUpload", mp->bucket, mp->key, &q);
+    aws_kvlist_free(&q);
+    if (!op) {
+        mp_finish(mp, &mp->first_error);
+        return;
+    }
+    mp->refs++;
+    op->ctx = mp;
+    op->ctx_free = mp_unref;
+    op->done = abort_done;
+    aws_batch_submit(b, op);
+}
+
+typedef struct complete_parse {
+    char etag[128];
+    char code[96];
+    char message[256];
+} complete_parse;
+
+static void complete_end(void *ud, const char *parent, const char *name, const char *text)
+{
+    complete_parse *c = ud;
+    if (strcmp(name, "ETag") == 0)
+        copy_etag(c->etag, sizeof c->etag, text);
+    else if (strcmp(parent, "Error") == 0 && strcmp(name, "Code") == 0)
+        snprintf(c->code, sizeof c->code, "%s", text);
+    else if (strcmp(parent, "Error") == 0 && strcmp(name, "Message") == 0)
+        snprintf(c->message, sizeof c->message, "%s", text);
+}
+
+static void complete_done(aws_op *op)
+{
+    mp_upload *mp = op->ctx;
+    aws_result *r = op->result;
+    if (r->status == CNP_OK) {
+        /* CompleteMultipartUpload can fail inside a 200 response. */
+        complete_parse cp = {0};
+        xml_walk w = {.on_end = complete_end, .ud = &cp};
+        xml_walk_run(&w, &op->resp_body);
+        if (cp.code[0]) {
+            r->status = strcmp(cp.code, "InternalError") == 0 || strcmp(cp.code, "SlowDown") == 0
+                            ? CNP_ERR_TRANSIENT
+                            : CNP_ERR_REMOTE;
+            snprintf(r->code, sizeof r->code, "%s", cp.code);
+            cnp_err_set(&r->err, "%s: %s: %s", op->what, cp.code, cp.message);
+        } else {
+            copy_etag(mp->out->etag, sizeof mp->out->etag, cp.etag);
+            mp->out->parts = mp->nparts;
+        }
+    }
+    if (r->status != CNP_OK) {
+        mp_fail(mp, r);
+        mp_submit_abort(op->batch, mp);
+        return;
+    }
+    mp_finish(mp, r);
+}
+
+static void mp_submit_complete(aws_batch *b, mp_upload *mp)
+{
+    cnp_buf body = {0};
+    cnp_status st = cnp_buf_printf(&body, "<CompleteMultipartUpload>");
+    for (int i = 0; i < mp->nparts && st == CNP_OK; i++)
+        st = cnp_buf_printf(&body, "<Part><PartNumber>%d</PartNumber><ETag>\"%s\"</ETag></Part>",
+                            i + 1, mp->etags[i]);
+    if (st == CNP_OK)
+        st = cnp_buf_printf(&body, "</CompleteMultipartUpload>");
+    aws_kvlist q = {0};
+    aws_op *op = NULL;
+    if (st == CNP_OK && aws_kvlist_add(&q, "uploadId", mp->upload_id) == CNP_OK)
+        op = s3_op(mp->client, "POST", "CompleteMultipartUpload", mp->bucket, mp->key, &q);
+    aws_kvlist_free(&q);
+    if (!op || aws_kvlist_add(&op->headers, "content-type", "application/xml") != CNP_OK) {
+        aws_op_free(op);
+        cnp_buf_free(&body);
+        aws_result r = {.status = CNP_ERR_NOMEM};
+        cnp_err_set(&r.err, "s3://%s/%s: out of memory", mp->bucket, mp->key);
+        mp_fail(mp, &r);
+        mp_submit_abort(b, mp);
+        return;
+    }
+    aws_op_take_body(op, &body);
+    mp->refs++;
+    op->ctx = mp;
+    op->ctx_free = mp_unref;
+    op->done = complete_done;
+    aws_batch_submit(b, op);
+}
+
+static void part_done(aws_op *op)
+{
+    mp_part_ctx *pc = op->ctx;
+    mp_upload *mp = pc->mp;
+    mp->out->result.attempts += op->result->attempts;
+    if (op->result->status == CNP_OK) {
+        const char *etag = aws_kvlist_get(&op->resp_headers, "etag");
+        copy_etag(mp->etags[pc->part - 1], sizeof mp->etags[0], etag);
+        if (!etag) {
+            aws_result r = *op->result;
+            r.status = CNP_ERR_REMOTE;
+            cnp_err_set(&r.err, "%s: response without ETag", op->what);
+            mp_fail(mp, &r);
+        }
+    } else {
+        mp_fail(mp, op->result);
+    }
+    if (--mp->outstanding > 0)
+        return;
+    if (mp->failed)
+        mp_submit_abort(op->batch, mp);
+    else
+        mp_submit_complete(op->batch, mp);
+}
+
+static void upload_id_end(void *ud, const char *parent, const char *name, const char *text)
+{
+    char **id = ud;
+    if (strcmp(name, "UploadId") == 0 && !*id)
+        *id = strdup(text);
+}
+
+static void create_done(aws_op *op)
+{
+    mp_upload *mp = op->ctx;
+    aws_result *r = op->result;
+    mp->out->result.attempts += r->attempts;
+    if (r->status == CNP_OK) {
+        xml_walk w = {.on_end = upload_id_end, .ud = &mp->upload_id};
+        if (xml_walk_run(&w, &op->resp_body) != CNP_OK || !mp->upload_id) {
+            r->status = CNP_ERR_REMOTE;
+            cnp_err_set(&r->err, "%s: no UploadId in the response", op->what);
+        }
+    }
+    if (r->status != CNP_OK) {
+        mp->out->result = *r;
+        return;
+    }
+    mp->outstanding = mp->nparts;
+    for (int i = 0; i < mp->nparts; i++) {
+        size_t off = (size_t)i * mp->part_size;
+        size_t n = mp->len - off < mp->part_size ? mp->len - off : mp->part_size;
+        aws_kvlist q = {0};
+        char num[16];
+        snprintf(num, sizeof num, "%d", i + 1);
+        aws_op *part = NULL;
+        mp_part_ctx *pc = calloc(1, sizeof *pc);
+        if (pc && aws_kvlist_add(&q, "partNumber", num) == CNP_OK &&
+            aws_kvlist_add(&q, "uploadId", mp->upload_id) == CNP_OK)
+            part = s3_op(mp->client, "PUT", "UploadPart", mp->bucket, mp->key, &q);
+        aws_kvlist_free(&q);
+        if (!part) {
+            free(pc);
+            aws_result fail = {.status = CNP_ERR_NOMEM};
+            cnp_err_set(&fail.err, "s3://%s/%s: out of memory", mp->bucket, mp->key);
+            mp_fail(mp, &fail);
+            /* Parts never submitted count as finished. */
+            mp->outstanding -= mp->nparts - i;
+            if (mp->outstanding == 0)
+                mp_submit_abort(op->batch, mp);
+            return;
+        }
+        pc->mp = mp;
+        pc->part = i + 1;
+        mp->refs++;
+        aws_op_set_body(part, mp->data + off, n);
+        part->ctx = pc;
+        part->ctx_free = part_ctx_free;
+        part->done = part_done;
+        aws_batch_submit(op->batch, part);
+    }
+}
+
+static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, s3_put_result *out)
+{
+    aws_client *c = aws_batch_client(batch);
+    mp_upload *mp = calloc(1, sizeof *mp);
+    if (!mp)
+        return CNP_ERR_NOMEM;
+    mp->refs = 1;
+    mp->client = c;
+    mp->out = out;
+    mp->data = put->data;
+    mp->len = put->len;
+    mp->part_size = (size_t)c->cfg.aws.multipart_part_size;
+    /* S3 allows 10,000 parts: grow the part size for huge objects. */
+    while ((put->len + mp->part_size - 1) / mp->part_size > 10000)
+        mp->part_size *= 2;
+    mp->nparts = (int)((put->len + mp->part_size - 1) / mp->part_size);
+    mp->bucket = strdup(put->bucket);
+    mp->key = strdup(put->key);
+    mp->etags = calloc((size_t)mp->nparts, sizeof *mp->etags);
+    aws_kvlist q = {0};
+    aws_op *op = NULL;
+    if (mp->bucket && mp->key && mp->etags && aws_kvlist_add(&q, "uploads", "") == CNP_OK)
+        op = s3_op(c, "POST", "CreateMultipartUpload", put->bucket, put->key, &q);
+    aws_kvlist_free(&q);
+    if (!op || add_metadata_headers(op, put->content_type, put->metadata) != CNP_OK) {
+        aws_op_free(op);
+        mp_unref(mp);
+        return CNP_ERR_NOMEM;
+    }
+    op->ctx = mp;
+    op->ctx_free = mp_unref;
+    op->done = create_done;
+    aws_batch_submit(batch, op);
+    return CNP_OK;
+}
+
+cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out)
+{
+    memset(out, 0, sizeof *out);
+    aws_client *c = aws_batch_client(batch);
+    cnp_status result;
+    if ((int64_t)put->len > c->cfg.aws.multipart_threshold) {
+        result = submit_multipart(batch, put, out);
+    } else {
+        aws_op *op = s3_op(c, "PUT", "PutObject", put->bucket, put->key, NULL);
+        result = op ? add_metadata_headers(op, put->content_type, put->metadata) : CNP_ERR_NOMEM;
+        if (result == CNP_OK) {
+            aws_op_set_body(op, put->data, put->len);
+            op->result = &out->result;
+            op->ctx = out;
+            op->done = put_done;
+            aws_batch_submit(batch, op);
+        } else {
+            aws_op_free(op);
+        }
+    }
+    if (result != CNP_OK) {
+        out->result.status = result;
+        cnp_err_set(&out->result.err, "PutObject s3://%s/%s: out of memory", put->bucket,
+                    put->key);
+    }
+    return result;
+}
+
+cnp_status s3_object_put(aws_client *client, const s3_put *put, s3_put_result *out,
+                         cnp_err *err)
+{
+    aws_batch *b = NULL;
+    cnp_status result = aws_batch_create(client, &b, err);
+    if (result != CNP_OK)
+        return result;
+    result = s3_batch_put(b, put, out);
+    if (result != CNP_OK) {
+        aws_batch_free(b);
+        if (err)
+            *err = out->result.err;
+        return result;
+    }
+    return run_single(client, b, &out->result, err);
+}
+
+/* ---- simple bucket and object calls --------------------------------------------- */
+
+static cnp_status simple_call(aws_client *client, aws_op *op, cnp_err *err)
+{
+    if (!op) {
+        cnp_err_set(err, "s3: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    aws_result r;
+    op->result = &r;
+    cnp_status result = aws_op_run_sync(client, op);
+    if (result != CNP_OK && err)
+        *err = r.err;
+    return result == CNP_OK ? CNP_OK : r.status ? r.status : result;
+}
+
+cnp_status s3_object_delete(aws_client *client, const char *bucket, const char *key,
+                            cnp_err *err)
+{
+    return simple_call(client, s3_op(client, "DELETE", "DeleteObject", bucket, key, NULL), err);
+}
+
+cnp_status s3_bucket_create(aws_client *client, const char *bucket, cnp_err *err)
+{
+    aws_op *op = s3_op(client, "PUT", "CreateBucket", bucket, NULL, NULL);
+    if (op && strcmp(client->region, "us-east-1") != 0) {
+        cnp_buf body = {0};
+        if (cnp_buf_printf(&body,
+                           "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/"
+                           "2006-03-01/\"><LocationConstraint>%s</LocationConstraint>"
+                           "</CreateBucketConfiguration>",
+                           client->region) != CNP_OK) {
+            aws_op_free(op);
+            return CNP_ERR_NOMEM;
+        }
+        aws_op_take_body(op, &body);
+    }
+    aws_result r;
+    if (!op)
+        return CNP_ERR_NOMEM;
+    op->result = &r;
+    cnp_status result = aws_op_run_sync(client, op);
+    if (result != CNP_OK && strcmp(r.code, "BucketAlreadyOwnedByYou") == 0)
+        return CNP_OK;
+    if (result != CNP_OK && err)
+        *err = r.err;
+    return result;
+}
+
+/* ---- ListObjectsV2 ----------------------------------------------------------------- */
+
+void s3_list_page_free(s3_list_page *page)
+{
+    if (!page)
+        return;
+    for (size_t i = 0; i < page->n; i++)
+        free(page->entries[i].key);
+    free(page->entries);
+    free(page->next_token);
+    page->entries = NULL;
+    page->next_token = NULL;
+    page->n = 0;
+}
+
+typedef struct list_parse {
+    s3_list_page *page;
+    size_t cap;
+    bool nomem;
+} list_parse;
+
+static void list_start(void *ud, const char *name)
+{
+    list_parse *lp = ud;
+    if (strcmp(name, "Contents") != 0)
+        return;
+    s3_list_page *pg = lp->page;
+    if (pg->n == lp->cap) {
+        size_t cap = lp->cap ? lp->cap * 2 : 64;
+        s3_list_entry *e = realloc(pg->entries, cap * sizeof *e);
+        if (!e) {
+            lp->nomem = true;
+            return;
+        }
+        pg->entries = e;
+        lp->cap = cap;
+    }
+    memset(&pg->entries[pg->n++], 0, sizeof pg->entries[0]);
+}
+
+static void list_end(void *ud, const char *parent, const char *name, const char *text)
+{
+    list_parse *lp = ud;
+    s3_list_page *pg = lp->page;
+    if (strcmp(parent, "Contents") == 0 && pg->n > 0 && !lp->nomem) {
+        s3_list_entry *e = &pg->entries[pg->n - 1];
+        if (strcmp(name, "Key") == 0 && !e->key && !(e->key = strdup(text)))
+            lp->nomem = true;
+        else if (strcmp(name, "Size") == 0)
+            e->size = strtoll(text, NULL, 10);
+        else if (strcmp(name, "ETag") == 0)
+            copy_etag(e->etag, sizeof e->etag, text);
+        else if (strcmp(name, "LastModified") == 0)
+            snprintf(e->last_modified, sizeof e->last_modified, "%s", text);
+    } else if (strcmp(parent, "ListBucketResult") == 0) {
+        if (strcmp(name, "IsTruncated") == 0)
+            pg->truncated = strcmp(text, "true") == 0;
+        else if (strcmp(name, "NextContinuationToken") == 0 && !pg->next_token &&
+                 !(pg->next_token = strdup(text)))
+            lp->nomem = true;
+    }
+}
+
+static void list_done(aws_op *op)
+{
+    s3_list_page *pg = op->ctx;
+    if (pg->result.status != CNP_OK)
+        return;
+    list_parse lp = {.page = pg};
+    xml_walk w = {.on_start = list_start, .on_end = list_end, .ud = &lp};
+    cnp_status st = xml_walk_run(&w, &op->resp_body);
+    if (st == CNP_OK && lp.nomem)
+        st = CNP_ERR_NOMEM;
+    for (size_t i = 0; st == CNP_OK && i < pg->n; i++)
+        if (!pg->entries[i].key)
+            st = CNP_ERR_FORMAT;
+    if (st != CNP_OK) {
+        pg->result.status = st == CNP_ERR_NOMEM ? st : CNP_ERR_REMOTE;
+        cnp_err_set(&pg->result.err, "%s: unreadable ListObjectsV2 response", op->what);
+    }
+    if (!pg->truncated) {
+        free(pg->next_token);
+        pg->next_token = NULL;
+    }
+}
+
+cnp_status s3_list_objects(aws_client *client, const char *bucket, const char *prefix,
+                           const char *start_after, const char *continuation, int max_keys,
+                           s3_list_page *out, cnp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    aws_kvlist q = {0};
+    cnp_status result = aws_kvlist_add(&q, "list-type", "2");
+    char mk[16];
+    snprintf(mk, sizeof mk, "%d", max_keys);
+    if (result == CNP_OK && prefix && prefix[0])
+        result = aws_kvlist_add(&q, "prefix", prefix);
+    if (result == CNP_OK && start_after && start_after[0])
+        result = aws_kvlist_add(&q, "start-after", start_after);
+    if (result == CNP_OK && continuation && continuation[0])
+        result = aws_kvlist_add(&q, "continuation-token", continuation);
+    if (result == CNP_OK && max_keys > 0)
+        result = aws_kvlist_add(&q, "max-keys", mk);
+    char what[600];
+    snprintf(what, sizeof what, "ListObjectsV2 s3://%s/%.400s", bucket, prefix ? prefix : "");
+    aws_op *op = result == CNP_OK ? s3_op_what(client, "GET", what, bucket, NULL, &q) : NULL;
+    aws_kvlist_free(&q);
+    if (!op) {
+        cnp_err_set(err, "ListObjectsV2 s3://%s: out of memory", bucket);
+        return CNP_ERR_NOMEM;
+    }
+    op->result = &out->result;
+    op->ctx = out;
+    op->done = list_done;
+    result = aws_op_run_sync(client, op);
+    if (result != CNP_OK && err)
+        *err = out->result.err;
+    return result;
+}

@@ -1,0 +1,96 @@
+/* Helpers shared by the aws tests: a configuration for the local stack,
+ * unique names, and the local fake HTTP server (fake_server.py). */
+#ifndef CANOPY_TESTS_AWS_TEST_H
+#define CANOPY_TESTS_AWS_TEST_H
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "canopy/aws.h"
+#include "canopy/config.h"
+#include "testutil.h"
+
+/* Defaults plus the stack's endpoint; credentials come from the AWS_*
+ * environment the stack exports. Returns false when there is no stack. */
+static inline bool aws_test_stack_config(cnp_config *cfg)
+{
+    cnp_config_defaults(cfg);
+    const char *ep = getenv("AWS_ENDPOINT_URL");
+    if (!getenv("CANOPY_TEST_STACK") || !ep || !getenv("AWS_ACCESS_KEY_ID"))
+        return false;
+    snprintf(cfg->aws.endpoint_url, sizeof cfg->aws.endpoint_url, "%s", ep);
+    snprintf(cfg->aws.region, sizeof cfg->aws.region, "us-east-1");
+    return true;
+}
+
+/* "prefix-<pid>-<random>": unique per run (the normal and the sanitizer run
+ * share one stack). */
+static inline void aws_test_name(char *out, size_t len, const char *prefix)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    srand((unsigned)(ts.tv_nsec ^ (long)getpid()));
+    snprintf(out, len, "%s-%d-%06d", prefix, (int)getpid(), rand() % 1000000);
+}
+
+static inline const char *aws_test_python(void)
+{
+    const char *py = getenv("CANOPY_PYTHON");
+    return py && py[0] ? py : "python3";
+}
+
+/* A running fake_server.py: its pid and base URL. */
+typedef struct fake_server {
+    pid_t pid;
+    int port;
+    char url[64];
+} fake_server;
+
+/* Starts tests/aws/fake_server.py on a free port; false if python is missing. */
+static inline bool fake_server_start(fake_server *fs)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return false;
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        dup2(pfd[1], STDOUT_FILENO);
+        close(pfd[0]);
+        close(pfd[1]);
+        const char *py = aws_test_python();
+        execlp(py, py, CANOPY_SOURCE_DIR "/tests/aws/fake_server.py", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    char line[64] = "";
+    bool ok = f && fgets(line, sizeof line, f) && sscanf(line, "PORT %d", &fs->port) == 1;
+    if (f)
+        fclose(f);
+    if (!ok) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        return false;
+    }
+    fs->pid = pid;
+    snprintf(fs->url, sizeof fs->url, "http://127.0.0.1:%d", fs->port);
+    return true;
+}
+
+static inline void fake_server_stop(fake_server *fs)
+{
+    if (fs->pid > 0) {
+        kill(fs->pid, SIGTERM);
+        waitpid(fs->pid, NULL, 0);
+        fs->pid = 0;
+    }
+}
+
+#endif
