@@ -1,0 +1,185 @@
+/* Tree crown detector: the .cnw weights file (models/FORMAT.md), a plain C
+ * reference forward pass, and OpenCL inference on the device.
+ *
+ * Both paths run the same network, the same tiling and the same decode:
+ * score = sigmoid(heatmap), radius = exp(log_radius), centre from the cell
+ * and its (dx, dy) offset, a 3x3 peak rule with a row-major tie rule, and
+ * a score threshold. Images larger than the tile are processed in
+ * overlapping tiles whose origins are multiples of the stride; each tile
+ * keeps only the trees whose centre lies in the part of the image it owns
+ * (the overlap is split at its middle), so a crown near a border is
+ * reported once. Trees come back sorted by (y, x). */
+#ifndef CANOPY_DETECT_H
+#define CANOPY_DETECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "canopy/config.h"
+#include "canopy/gpu.h"
+#include "canopy/image.h"
+#include "canopy/status.h"
+
+/* One detected crown: centre in continuous pixel coordinates (origin at the
+ * top-left corner of the image), radius in pixels, score in [0, 1]. */
+typedef struct cnp_tree {
+    float x, y, radius, score;
+} cnp_tree;
+
+/* ---- weights file ------------------------------------------------------ */
+
+typedef struct det_model det_model;
+
+/* Reads and checks a .cnw file: magic, format version, architecture JSON
+ * (every layer's fields), tensor directory (names, dtype, dims against the
+ * architecture, 16-byte aligned offsets inside the file, no overlaps) and the
+ * CRC-32. A truncated, corrupt or mismatched file gives CNP_ERR_FORMAT with
+ * "path: reason"; a missing file CNP_ERR_NOTFOUND. On success *out owns all
+ * weights as host floats; free it with det_model_free. */
+cnp_status det_model_load(const char *path, det_model **out, cnp_err *err);
+
+/* Frees the model; accepts NULL. */
+void det_model_free(det_model *m);
+
+/* The architecture's "version" ("crown-1.0"): the model_version stored with
+ * results. Valid while the model lives. */
+const char *det_model_version(const det_model *m);
+
+/* Output cell size in input pixels (the architecture's "stride"). */
+int det_model_stride(const det_model *m);
+
+/* Multiply-adds x 2 of one forward pass over a w x h input. */
+double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
+
+/* Resolves the weights path: `configured` when it is absolute or exists
+ * relative to the current directory, else relative to the source tree
+ * (CANOPY_SOURCE_DIR, compile-time), else under /usr/share/canopy/ with a
+ * leading "models/" kept ("models/crown-1.0.cnw" ->
+ * /usr/share/canopy/models/crown-1.0.cnw). Writes the first candidate that
+ * exists into out (size out_len); CNP_ERR_NOTFOUND, with every candidate
+ * tried in err, when none does. */
+cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_len,
+                                  cnp_err *err);
+
+/* ---- CPU reference ----------------------------------------------------- */
+
+/* Runs the network and the decode in plain C on an RGBA8 image. tile <= 0
+ * processes the image in one piece; otherwise tiles of `tile` pixels (rounded
+ * down to a multiple of the stride) overlapping by `overlap` pixels. On
+ * success *trees (malloc'd, caller frees; NULL when *n == 0) holds *n trees
+ * sorted by (y, x). */
+cnp_status det_ref_run(const det_model *m, const cnp_image *img, float score_threshold,
+                       int tile, int overlap, cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* Runs the network on one RGBA8 image region without tiling and returns the
+ * raw output tensor (4 x oh x ow, CHW, channels in the architecture's
+ * "outputs" order as the last layer produces them). *out is malloc'd (caller
+ * frees); *oh / *ow may be 0. For tests that hold other paths to it. */
+cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
+                           uint32_t w, uint32_t h, float **out, uint32_t *oh,
+                           uint32_t *ow, cnp_err *err);
+
+/* Decodes one output tensor (as det_ref_forward returns it) of a region whose
+ * top-left pixel is (x0, y0), keeping trees with score >= threshold that are
+ * 3x3 peaks and whose centre lies in [own_x0, own_x1) x [own_y0, own_y1).
+ * Appends to *trees / *n / *cap (realloc'd). */
+cnp_status det_decode(const det_model *m, const float *out, uint32_t oh, uint32_t ow,
+                      uint32_t x0, uint32_t y0, float threshold, const float own[4],
+                      cnp_tree **trees, size_t *n, size_t *cap, cnp_err *err);
+
+/* Sorts trees by (y, x, score). */
+void det_trees_sort(cnp_tree *trees, size_t n);
+
+/* ---- OpenCL engine ----------------------------------------------------- */
+
+typedef struct det_engine det_engine;
+
+enum det_conv_path {
+    DET_CONV_AUTO = 0,   /* measured at creation, faster one per layer */
+    DET_CONV_DIRECT = 1, /* local-memory tiled direct convolution kernel */
+    DET_CONV_GEMM = 2,   /* im2col + CLBlast SGEMM */
+};
+
+/* Builds the kernels, uploads the weights and sizes every device buffer once
+ * for the largest tile ([detector] tile, tile_overlap, score_threshold), then
+ * times both convolution paths per layer on that size and keeps the faster.
+ * The model must outlive the engine; ctx too. */
+cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
+                             det_engine **out, cnp_err *err);
+
+/* Frees device buffers and kernels; accepts NULL. */
+void det_engine_free(det_engine *e);
+
+/* Forces one convolution path for every conv layer (tests, bench);
+ * DET_CONV_AUTO restores the measured choice. */
+void det_engine_set_conv_path(det_engine *e, enum det_conv_path path);
+
+/* Detects trees in an RGBA8 image already on the device (w * h * 4 bytes,
+ * row-major, rows packed). Everything runs on the device queue; the host
+ * reads back only the tree count and the tree list. *trees (malloc'd, caller
+ * frees; NULL when *n == 0) sorted by (y, x). */
+cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                          cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* Runs the network alone (no decode) on the w x h region at (x0, y0) of the
+ * device image (w, h at most the tile) and reads the output tensor back
+ * (4 x oh x ow, malloc'd, caller frees). For tests. */
+cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                              uint32_t y0, uint32_t w, uint32_t h, float **out,
+                              uint32_t *oh, uint32_t *ow, cnp_err *err);
+
+/* Per-layer information for benchmarks and logs. */
+typedef struct det_layer_info {
+    const char *name;          /* "c1", or "pool" */
+    int is_conv;
+    int in, out, k, dilation;
+    uint32_t out_w, out_h;     /* at the largest tile */
+    double flops;              /* at the largest tile */
+    enum det_conv_path chosen; /* after measurement */
+    double direct_s, gemm_s;   /* measured at creation (median), 0 for pools */
+} det_layer_info;
+
+size_t det_engine_layer_count(const det_engine *e);
+void det_engine_layer_info(const det_engine *e, size_t i, det_layer_info *info);
+
+/* Times layer i alone (median of `repeats` runs, clFinish each) with the
+ * given path on the largest-tile buffers; pools ignore the path. */
+cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path path,
+                                 int repeats, double *seconds, cnp_err *err);
+
+/* The largest tile side the engine was sized for. */
+uint32_t det_engine_tile(const det_engine *e);
+
+/* ---- evaluation ------------------------------------------------------- */
+
+/* An axis-aligned box in continuous pixel coordinates, [x0, x1) x [y0, y1). */
+typedef struct det_box {
+    float x0, y0, x1, y1;
+} det_box;
+
+typedef struct det_match_stats {
+    size_t predictions, annotations, matched;
+    double precision, recall, f1; /* 0 when undefined (no predictions...) */
+    long count_error;             /* predictions - annotations */
+} det_match_stats;
+
+/* Intersection over union of two boxes (0 when both are empty). */
+double det_box_iou(const det_box *a, const det_box *b);
+
+/* Matches predictions one-to-one to annotations: predictions in order of
+ * score descending (ties: lower index first), each takes the unused
+ * annotation of highest IoU (ties: lower index) when that IoU >= min_iou. */
+void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
+               double min_iou, det_match_stats *out);
+
+/* Fills precision, recall, f1 and count_error from the three counts. */
+void det_match_stats_finish(det_match_stats *s);
+
+/* Reads one annotation CSV (image_path,xmin,ymin,xmax,ymax,label; xmax and
+ * ymax inclusive pixel indices, so the box is [xmin, xmax+1) x
+ * [ymin, ymax+1)) and returns the boxes whose image_path equals `image`
+ * (NULL: all rows). *boxes malloc'd, caller frees. */
+cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
+                                size_t *n, cnp_err *err);
+
+#endif

@@ -1,0 +1,63 @@
+/* Parsed network shared by the detector's reader, reference, engine and
+ * bench. Not part of the public API. */
+#ifndef CANOPY_DETECT_INTERNAL_H
+#define CANOPY_DETECT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "canopy/detect.h"
+
+#define DET_MAX_CHANNELS 4
+#define DET_NAME_MAX 64
+
+enum det_layer_type { DET_LAYER_CONV = 0, DET_LAYER_MAXPOOL = 1 };
+
+/* Input channel codes: what the preprocessing computes from RGBA8. */
+enum det_channel { DET_CH_R = 0, DET_CH_G = 1, DET_CH_B = 2, DET_CH_EXG = 3 };
+
+typedef struct det_layer {
+    enum det_layer_type type;
+    char name[DET_NAME_MAX];
+    int in, out, k, dilation;
+    bool relu;
+    float *weight; /* [out][in][k][k], owned by the model */
+    float *bias;   /* [out] */
+} det_layer;
+
+struct det_model {
+    char path[1024];
+    char name[DET_NAME_MAX];
+    char version[DET_NAME_MAX];
+    int stride;
+    int n_channels;
+    int channel[DET_MAX_CHANNELS]; /* enum det_channel per input channel */
+    float mean[DET_MAX_CHANNELS];
+    float std[DET_MAX_CHANNELS];
+    int n_layers;
+    det_layer *layers;
+    /* Index of heatmap, log_radius, dx, dy in the last layer's channels. */
+    int out_index[4];
+};
+
+enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY = 3 };
+
+/* One tile of the tiling plan: region [x0, x0+w) x [y0, y0+h) of the image,
+ * and the part it owns, own = {x_lo, y_lo, x_hi, y_hi} (centres in
+ * [x_lo, x_hi) x [y_lo, y_hi) are this tile's). */
+typedef struct det_tile {
+    uint32_t x0, y0, w, h;
+    float own[4];
+} det_tile;
+
+/* Splits w x h into tiles (see detect.h). tile <= 0 or an image that fits:
+ * one tile. *tiles malloc'd. Shared by the reference and the engine so both
+ * tile identically. */
+cnp_status det_tiles_plan(uint32_t w, uint32_t h, int tile, int overlap, int stride,
+                          det_tile **tiles, size_t *n, cnp_err *err);
+
+/* Output size of the network for a w x h input (floor at each pool). */
+void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
+                        uint32_t *oh);
+
+#endif

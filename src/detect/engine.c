@@ -1,0 +1,663 @@
+/* OpenCL inference of the detector: preprocessing, convolutions (direct
+ * tiled kernel or im2col + CLBlast SGEMM, whichever measured faster per
+ * layer), max pools, and decode with 3x3 peak extraction, all on the device
+ * queue. Per image the host reads back only the tree count and the list.
+ *
+ * Device buffers (two activation buffers, the im2col matrix, the tree list)
+ * are sized once for the largest tile at creation and reused. */
+#include <clblast_c.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canopy/log.h"
+#include "detect/detect_internal.h"
+
+typedef struct eng_layer {
+    const det_layer *l;
+    cl_kernel conv;     /* detect_conv (conv layers) */
+    cl_kernel im2col;   /* detect_im2col (conv layers with k > 1) */
+    cl_kernel bias_act; /* detect_bias_act (GEMM path) */
+    cl_kernel pool;     /* detect_maxpool (pool layers) */
+    cl_mem weight, bias;
+    bool direct_ok;     /* the direct kernel's local memory fits the device */
+    enum det_conv_path chosen;
+    double direct_s, gemm_s;
+    uint32_t in_w, in_h, out_w, out_h; /* at the largest tile */
+} eng_layer;
+
+struct det_engine {
+    ocl_ctx *ctx;
+    const det_model *m;
+    cl_context cl;
+    cl_command_queue q;
+    uint32_t tile;
+    int overlap;
+    float threshold;
+    size_t n_layers;
+    eng_layer *layers;
+    cl_kernel pre, peaks;
+    cl_mem act[2];
+    cl_mem col;
+    cl_mem trees, count;
+    size_t tree_cap;
+    enum det_conv_path force;
+};
+
+/* Geometry of the direct kernel (kernels/detect.cl). */
+#define ENG_TX 16
+#define ENG_TY 8
+#define ENG_COB 8
+#define ENG_CIB 4
+
+static cnp_status cl_ok(cl_int code, const char *what, cnp_err *err)
+{
+    return ocl_check(code, what, err);
+}
+
+static void base_options(const det_model *m, char *buf, size_t len)
+{
+    int ch[4] = {0, 0, 0, 0};
+    for (int i = 0; i < m->n_channels; i++)
+        ch[i] = m->channel[i];
+    snprintf(buf, len,
+             "-DNCH=%d -DCH0=%d -DCH1=%d -DCH2=%d -DCH3=%d -DOUT_HEAT=%d -DOUT_LR=%d "
+             "-DOUT_DX=%d -DOUT_DY=%d",
+             m->n_channels, ch[0], ch[1], ch[2], ch[3], m->out_index[DET_OUT_HEATMAP],
+             m->out_index[DET_OUT_LOG_RADIUS], m->out_index[DET_OUT_DX],
+             m->out_index[DET_OUT_DY]);
+}
+
+static cnp_status create_buffer(det_engine *e, size_t bytes, const void *host, cl_mem *out,
+                                const char *what, cnp_err *err)
+{
+    cl_int rc;
+    cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
+    *out = clCreateBuffer(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
+    return cl_ok(rc, what, err);
+}
+
+static cnp_status layer_kernels(det_engine *e, eng_layer *el, const char *base, cnp_err *err)
+{
+    const det_layer *l = el->l;
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s -DK=%d -DDIL=%d -DRELU=%d", base,
+             l->type == DET_LAYER_CONV ? l->k : 1,
+             l->type == DET_LAYER_CONV ? l->dilation : 1, l->relu ? 1 : 0);
+    if (l->type == DET_LAYER_MAXPOOL)
+        return ocl_kernel_create(e->ctx, "detect", base, "detect_maxpool", &el->pool, err);
+    cnp_status result = ocl_kernel_create(e->ctx, "detect", opts, "detect_conv", &el->conv, err);
+    if (result == CNP_OK)
+        result = ocl_kernel_create(e->ctx, "detect", opts, "detect_bias_act", &el->bias_act,
+                                   err);
+    if (result == CNP_OK && l->k > 1)
+        result = ocl_kernel_create(e->ctx, "detect", opts, "detect_im2col", &el->im2col, err);
+    if (result != CNP_OK)
+        return result;
+    size_t wbytes = sizeof(float) * (size_t)l->out * l->in * l->k * l->k;
+    result = create_buffer(e, wbytes, l->weight, &el->weight, "conv weights", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, sizeof(float) * (size_t)l->out, l->bias, &el->bias,
+                               "conv bias", err);
+    int rad = l->dilation * (l->k / 2);
+    size_t local = sizeof(float) * ((size_t)ENG_CIB * (ENG_TY + 2 * rad) * (ENG_TX + 2 * rad) +
+                                    (size_t)ENG_COB * ENG_CIB * l->k * l->k);
+    el->direct_ok = local <= ocl_ctx_local_mem(e->ctx) &&
+                    ocl_ctx_max_work_group(e->ctx) >= ENG_TX * ENG_TY;
+    return result;
+}
+
+#define SET_ARG(k, i, v) clSetKernelArg((k), (i), sizeof(v), &(v))
+
+static cnp_status enqueue(det_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
+                          const size_t *local, const char *what, cnp_err *err)
+{
+    for (cl_uint d = 0; d < dims; d++)
+        if (global[d] == 0)
+            return CNP_OK;
+    return cl_ok(clEnqueueNDRangeKernel(e->q, k, dims, NULL, global, local, 0, NULL, NULL),
+                 what, err);
+}
+
+static cnp_status run_conv_direct(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w,
+                                  int h, cnp_err *err)
+{
+    const det_layer *l = el->l;
+    cl_int rc = SET_ARG(el->conv, 0, in);
+    rc |= SET_ARG(el->conv, 1, el->weight);
+    rc |= SET_ARG(el->conv, 2, el->bias);
+    rc |= SET_ARG(el->conv, 3, out);
+    rc |= SET_ARG(el->conv, 4, l->in);
+    rc |= SET_ARG(el->conv, 5, h);
+    rc |= SET_ARG(el->conv, 6, w);
+    rc |= SET_ARG(el->conv, 7, l->out);
+    if (rc != CL_SUCCESS)
+        return cl_ok(CL_INVALID_ARG_VALUE, "detect_conv arguments", err);
+    size_t global[3] = {ocl_round_up((size_t)w, ENG_TX), ocl_round_up((size_t)h, ENG_TY),
+                        (size_t)(l->out + ENG_COB - 1) / ENG_COB};
+    size_t local[3] = {ENG_TX, ENG_TY, 1};
+    if (w == 0 || h == 0)
+        return CNP_OK;
+    return enqueue(e, el->conv, 3, global, local, "detect_conv", err);
+}
+
+static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w,
+                                int h, cnp_err *err)
+{
+    const det_layer *l = el->l;
+    int n = w * h;
+    if (n == 0)
+        return CNP_OK;
+    cl_mem b = in;
+    cl_int rc;
+    if (l->k > 1) {
+        rc = SET_ARG(el->im2col, 0, in);
+        rc |= SET_ARG(el->im2col, 1, e->col);
+        rc |= SET_ARG(el->im2col, 2, l->in);
+        rc |= SET_ARG(el->im2col, 3, h);
+        rc |= SET_ARG(el->im2col, 4, w);
+        if (rc != CL_SUCCESS)
+            return cl_ok(CL_INVALID_ARG_VALUE, "detect_im2col arguments", err);
+        size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->in};
+        cnp_status result = enqueue(e, el->im2col, 2, global, NULL, "detect_im2col", err);
+        if (result != CNP_OK)
+            return result;
+        b = e->col;
+    }
+    size_t kdim = (size_t)l->in * l->k * l->k;
+    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                        CLBlastTransposeNo, (size_t)l->out, (size_t)n, kdim,
+                                        1.0f, el->weight, 0, kdim, b, 0, (size_t)n, 0.0f, out,
+                                        0, (size_t)n, &e->q, NULL);
+    if (st != CLBlastSuccess) {
+        cnp_err_set(err, "layer %s: CLBlastSgemm(%d x %d x %zu) failed: status %d", l->name,
+                    l->out, n, kdim, (int)st);
+        return CNP_ERR_OPENCL;
+    }
+    rc = SET_ARG(el->bias_act, 0, out);
+    rc |= SET_ARG(el->bias_act, 1, el->bias);
+    rc |= SET_ARG(el->bias_act, 2, n);
+    rc |= SET_ARG(el->bias_act, 3, l->out);
+    if (rc != CL_SUCCESS)
+        return cl_ok(CL_INVALID_ARG_VALUE, "detect_bias_act arguments", err);
+    size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->out};
+    return enqueue(e, el->bias_act, 2, global, NULL, "detect_bias_act", err);
+}
+
+static cnp_status run_pool(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w, int h,
+                           cnp_err *err)
+{
+    cl_int rc = SET_ARG(el->pool, 0, in);
+    rc |= SET_ARG(el->pool, 1, out);
+    rc |= SET_ARG(el->pool, 2, h);
+    rc |= SET_ARG(el->pool, 3, w);
+    if (rc != CL_SUCCESS)
+        return cl_ok(CL_INVALID_ARG_VALUE, "detect_maxpool arguments", err);
+    size_t global[3] = {(size_t)w / 2, (size_t)h / 2, (size_t)el->l->in};
+    return enqueue(e, el->pool, 3, global, NULL, "detect_maxpool", err);
+}
+
+static enum det_conv_path layer_path(const det_engine *e, const eng_layer *el)
+{
+    enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : el->chosen;
+    if (p == DET_CONV_DIRECT && !el->direct_ok)
+        p = DET_CONV_GEMM;
+    return p;
+}
+
+/* Enqueues layer i on a w x h input held in `in`, writing `out`. */
+static cnp_status run_layer(det_engine *e, size_t i, enum det_conv_path path, cl_mem in,
+                            cl_mem out, int w, int h, cnp_err *err)
+{
+    eng_layer *el = &e->layers[i];
+    if (el->l->type == DET_LAYER_MAXPOOL)
+        return run_pool(e, el, in, out, w, h, err);
+    if (path == DET_CONV_DIRECT && el->direct_ok)
+        return run_conv_direct(e, el, in, out, w, h, err);
+    return run_conv_gemm(e, el, in, out, w, h, err);
+}
+
+static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                                 uint32_t y0, uint32_t w, uint32_t h, cnp_err *err)
+{
+    const det_model *m = e->m;
+    cl_float4 mean = {{0, 0, 0, 0}}, inv = {{1, 1, 1, 1}};
+    for (int c = 0; c < m->n_channels; c++) {
+        mean.s[c] = m->mean[c];
+        inv.s[c] = 1.0f / m->std[c];
+    }
+    cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, tw = (cl_int)w,
+           th = (cl_int)h;
+    cl_int rc = SET_ARG(e->pre, 0, rgba);
+    rc |= SET_ARG(e->pre, 1, iw);
+    rc |= SET_ARG(e->pre, 2, ix);
+    rc |= SET_ARG(e->pre, 3, iy);
+    rc |= SET_ARG(e->pre, 4, tw);
+    rc |= SET_ARG(e->pre, 5, th);
+    rc |= SET_ARG(e->pre, 6, e->act[0]);
+    rc |= SET_ARG(e->pre, 7, mean);
+    rc |= SET_ARG(e->pre, 8, inv);
+    if (rc != CL_SUCCESS)
+        return cl_ok(CL_INVALID_ARG_VALUE, "detect_preprocess arguments", err);
+    size_t global[2] = {ocl_round_up(w, 16), ocl_round_up(h, 8)};
+    size_t local[2] = {16, 8};
+    return enqueue(e, e->pre, 2, global, local, "detect_preprocess", err);
+}
+
+/* Runs preprocessing and every layer on one region; *which is the index
+ * of the activation buffer holding the output, *ow / *oh its size. */
+static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                              uint32_t y0, uint32_t w, uint32_t h, int *which, uint32_t *ow,
+                              uint32_t *oh, cnp_err *err)
+{
+    cnp_status result = run_preprocess(e, rgba, img_w, x0, y0, w, h, err);
+    int cur = 0;
+    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
+        eng_layer *el = &e->layers[i];
+        result = run_layer(e, i, layer_path(e, el), e->act[cur], e->act[1 - cur], (int)w,
+                           (int)h, err);
+        if (el->l->type == DET_LAYER_MAXPOOL) {
+            w /= 2;
+            h /= 2;
+        }
+        cur = 1 - cur;
+    }
+    *which = cur;
+    *ow = w;
+    *oh = h;
+    return result;
+}
+
+/* Median of the wall time of `repeats` runs of layer i (each finished). */
+static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, int repeats,
+                             double *seconds, cnp_err *err)
+{
+    eng_layer *el = &e->layers[i];
+    double t[16];
+    if (repeats < 1)
+        repeats = 1;
+    if (repeats > 16)
+        repeats = 16;
+    /* Warm-up: first use compiles CLBlast's kernels. */
+    cnp_status result = run_layer(e, i, path, e->act[0], e->act[1], (int)el->in_w,
+                                  (int)el->in_h, err);
+    if (result == CNP_OK)
+        result = cl_ok(clFinish(e->q), "clFinish", err);
+    for (int r = 0; result == CNP_OK && r < repeats; r++) {
+        double t0 = cnp_now();
+        result = run_layer(e, i, path, e->act[0], e->act[1], (int)el->in_w, (int)el->in_h,
+                           err);
+        if (result == CNP_OK)
+            result = cl_ok(clFinish(e->q), "clFinish", err);
+        t[r] = cnp_now() - t0;
+    }
+    if (result != CNP_OK)
+        return result;
+    for (int a = 1; a < repeats; a++)
+        for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+            double x = t[b];
+            t[b] = t[b - 1];
+            t[b - 1] = x;
+        }
+    *seconds = t[repeats / 2];
+    return CNP_OK;
+}
+
+/* Picks the faster convolution path per layer at the largest tile. */
+static cnp_status choose_paths(det_engine *e, cnp_err *err)
+{
+    for (size_t i = 0; i < e->n_layers; i++) {
+        eng_layer *el = &e->layers[i];
+        if (el->l->type != DET_LAYER_CONV)
+            continue;
+        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 3, &el->gemm_s, err);
+        if (result == CNP_OK && el->direct_ok)
+            result = time_layer(e, i, DET_CONV_DIRECT, 3, &el->direct_s, err);
+        if (result != CNP_OK)
+            return result;
+        el->chosen = el->direct_ok && el->direct_s <= el->gemm_s ? DET_CONV_DIRECT
+                                                                 : DET_CONV_GEMM;
+        LOG_DEBUG("detect", "layer %s %dx%d: direct %.3f ms, gemm %.3f ms -> %s", el->l->name,
+                  el->in_w, el->in_h, el->direct_s * 1e3, el->gemm_s * 1e3,
+                  el->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+    }
+    return CNP_OK;
+}
+
+static cnp_status size_buffers(det_engine *e, cnp_err *err)
+{
+    const det_model *m = e->m;
+    uint32_t w = e->tile, h = e->tile;
+    size_t act = (size_t)m->n_channels * w * h, col = 1;
+    for (size_t i = 0; i < e->n_layers; i++) {
+        eng_layer *el = &e->layers[i];
+        el->in_w = w;
+        el->in_h = h;
+        if (el->l->type == DET_LAYER_MAXPOOL) {
+            w /= 2;
+            h /= 2;
+        } else if (el->l->k > 1) {
+            size_t c = (size_t)el->l->in * el->l->k * el->l->k * w * h;
+            col = c > col ? c : col;
+        }
+        el->out_w = w;
+        el->out_h = h;
+        size_t a = (size_t)el->l->out * w * h;
+        act = a > act ? a : act;
+    }
+    e->tree_cap = (size_t)w * h * 4 + 64;
+    cnp_status result = create_buffer(e, act * sizeof(float), NULL, &e->act[0], "activations", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, act * sizeof(float), NULL, &e->act[1], "activations", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, col * sizeof(float), NULL, &e->col, "im2col matrix", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, e->tree_cap * sizeof(cl_float4), NULL, &e->trees,
+                               "tree list", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, sizeof(cl_int), NULL, &e->count, "tree count", err);
+    /* Defined contents for the timing runs. */
+    float zero = 0.0f;
+    for (int i = 0; result == CNP_OK && i < 2; i++)
+        result = cl_ok(clEnqueueFillBuffer(e->q, e->act[i], &zero, sizeof zero, 0,
+                                           act * sizeof(float), 0, NULL, NULL),
+                       "clEnqueueFillBuffer", err);
+    return result;
+}
+
+cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
+                             det_engine **out, cnp_err *err)
+{
+    *out = NULL;
+    int stride = m->stride;
+    int tile = cfg->detector.tile / stride * stride;
+    if (tile <= 0 || cfg->detector.tile_overlap < 0 || cfg->detector.tile_overlap >= tile) {
+        cnp_err_set(err, "[detector] tile %d / tile_overlap %d: need 0 <= overlap < tile",
+                    cfg->detector.tile, cfg->detector.tile_overlap);
+        return CNP_ERR_CONFIG;
+    }
+    det_engine *e = calloc(1, sizeof *e);
+    eng_layer *layers = calloc((size_t)m->n_layers, sizeof *layers);
+    if (!e || !layers) {
+        free(e);
+        free(layers);
+        cnp_err_set(err, "detector engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    e->ctx = ctx;
+    e->m = m;
+    e->cl = ocl_ctx_context(ctx);
+    e->q = ocl_ctx_queue(ctx);
+    e->tile = (uint32_t)tile;
+    e->overlap = cfg->detector.tile_overlap;
+    e->threshold = (float)cfg->detector.score_threshold;
+    e->layers = layers;
+    e->n_layers = (size_t)m->n_layers;
+    char base[256];
+    base_options(m, base, sizeof base);
+    cnp_status result = ocl_kernel_create(ctx, "detect", base, "detect_preprocess", &e->pre, err);
+    if (result == CNP_OK)
+        result = ocl_kernel_create(ctx, "detect", base, "detect_peaks", &e->peaks, err);
+    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
+        layers[i].l = &m->layers[i];
+        result = layer_kernels(e, &layers[i], base, err);
+    }
+    if (result == CNP_OK)
+        result = size_buffers(e, err);
+    if (result == CNP_OK)
+        result = choose_paths(e, err);
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "%s", m->path);
+        det_engine_free(e);
+        return result;
+    }
+    *out = e;
+    return CNP_OK;
+}
+
+static void release_kernel(cl_kernel k)
+{
+    if (k)
+        clReleaseKernel(k);
+}
+
+static void release_mem(cl_mem b)
+{
+    if (b)
+        clReleaseMemObject(b);
+}
+
+void det_engine_free(det_engine *e)
+{
+    if (!e)
+        return;
+    if (e->q)
+        clFinish(e->q);
+    for (size_t i = 0; i < e->n_layers; i++) {
+        eng_layer *el = &e->layers[i];
+        release_kernel(el->conv);
+        release_kernel(el->im2col);
+        release_kernel(el->bias_act);
+        release_kernel(el->pool);
+        release_mem(el->weight);
+        release_mem(el->bias);
+    }
+    free(e->layers);
+    release_kernel(e->pre);
+    release_kernel(e->peaks);
+    release_mem(e->act[0]);
+    release_mem(e->act[1]);
+    release_mem(e->col);
+    release_mem(e->trees);
+    release_mem(e->count);
+    free(e);
+}
+
+void det_engine_set_conv_path(det_engine *e, enum det_conv_path path)
+{
+    e->force = path;
+}
+
+static cnp_status check_image(cl_mem rgba, uint32_t w, uint32_t h, cnp_err *err)
+{
+    size_t size = 0;
+    cnp_status result = cl_ok(clGetMemObjectInfo(rgba, CL_MEM_SIZE, sizeof size, &size, NULL),
+                              "clGetMemObjectInfo", err);
+    if (result == CNP_OK && size < (size_t)w * h * 4) {
+        cnp_err_set(err, "detector: image buffer of %zu bytes is smaller than %ux%u RGBA",
+                    size, w, h);
+        result = CNP_ERR_INVALID;
+    }
+    return result;
+}
+
+static cnp_status ensure_tree_cap(det_engine *e, size_t need, cnp_err *err)
+{
+    if (need <= e->tree_cap)
+        return CNP_OK;
+    release_mem(e->trees);
+    e->trees = NULL;
+    e->tree_cap = need;
+    return create_buffer(e, need * sizeof(cl_float4), NULL, &e->trees, "tree list", err);
+}
+
+static cnp_status run_peaks(det_engine *e, int which, uint32_t ow, uint32_t oh,
+                            const det_tile *t, cnp_err *err)
+{
+    cl_int ioh = (cl_int)oh, iow = (cl_int)ow, x0 = (cl_int)t->x0, y0 = (cl_int)t->y0,
+           cap = (cl_int)e->tree_cap;
+    cl_float stride = (cl_float)e->m->stride, thr = e->threshold;
+    cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
+    cl_int rc = SET_ARG(e->peaks, 0, e->act[which]);
+    rc |= SET_ARG(e->peaks, 1, ioh);
+    rc |= SET_ARG(e->peaks, 2, iow);
+    rc |= SET_ARG(e->peaks, 3, x0);
+    rc |= SET_ARG(e->peaks, 4, y0);
+    rc |= SET_ARG(e->peaks, 5, stride);
+    rc |= SET_ARG(e->peaks, 6, thr);
+    rc |= SET_ARG(e->peaks, 7, own);
+    rc |= SET_ARG(e->peaks, 8, e->trees);
+    rc |= SET_ARG(e->peaks, 9, e->count);
+    rc |= SET_ARG(e->peaks, 10, cap);
+    if (rc != CL_SUCCESS)
+        return cl_ok(CL_INVALID_ARG_VALUE, "detect_peaks arguments", err);
+    size_t global[2] = {ocl_round_up(ow, 16), ocl_round_up(oh, 4)};
+    size_t local[2] = {16, 4};
+    return enqueue(e, e->peaks, 2, global, local, "detect_peaks", err);
+}
+
+/* Reads the tree count and list back and converts them. */
+static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err *err)
+{
+    cl_int count = 0;
+    cnp_status result = cl_ok(clEnqueueReadBuffer(e->q, e->count, CL_TRUE, 0, sizeof count,
+                                                  &count, 0, NULL, NULL),
+                              "reading the tree count", err);
+    if (result != CNP_OK || count <= 0)
+        return result;
+    if ((size_t)count > e->tree_cap) {
+        cnp_err_set(err, "detector: %d trees overflow the list of %zu", count, e->tree_cap);
+        return CNP_ERR_INTERNAL;
+    }
+    cl_float4 *raw = malloc((size_t)count * sizeof *raw);
+    cnp_tree *out = malloc((size_t)count * sizeof *out);
+    if (!raw || !out) {
+        free(raw);
+        free(out);
+        cnp_err_set(err, "detector: out of memory for %d trees", count);
+        return CNP_ERR_NOMEM;
+    }
+    result = cl_ok(clEnqueueReadBuffer(e->q, e->trees, CL_TRUE, 0, (size_t)count * sizeof *raw,
+                                       raw, 0, NULL, NULL),
+                   "reading the tree list", err);
+    for (cl_int i = 0; i < count; i++)
+        out[i] = (cnp_tree){raw[i].s[0], raw[i].s[1], raw[i].s[2], raw[i].s[3]};
+    free(raw);
+    if (result != CNP_OK) {
+        free(out);
+        return result;
+    }
+    det_trees_sort(out, (size_t)count);
+    *trees = out;
+    *n = (size_t)count;
+    return CNP_OK;
+}
+
+cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                          cnp_tree **trees, size_t *n, cnp_err *err)
+{
+    *trees = NULL;
+    *n = 0;
+    det_tile *tiles = NULL;
+    size_t nt = 0;
+    cnp_status result = check_image(rgba, w, h, err);
+    if (result == CNP_OK)
+        result = det_tiles_plan(w, h, (int)e->tile, e->overlap, e->m->stride, &tiles, &nt, err);
+    if (result != CNP_OK)
+        return result;
+    /* Every cell of every tile could at most be one tree. */
+    size_t need = 0;
+    for (size_t i = 0; i < nt; i++) {
+        uint32_t ow, oh;
+        det_model_out_size(e->m, tiles[i].w, tiles[i].h, &ow, &oh);
+        need += (size_t)ow * oh;
+    }
+    result = ensure_tree_cap(e, need, err);
+    cl_int zero = 0;
+    if (result == CNP_OK)
+        result = cl_ok(clEnqueueFillBuffer(e->q, e->count, &zero, sizeof zero, 0, sizeof zero,
+                                           0, NULL, NULL),
+                       "clEnqueueFillBuffer", err);
+    for (size_t i = 0; result == CNP_OK && i < nt; i++) {
+        uint32_t ow, oh;
+        det_model_out_size(e->m, tiles[i].w, tiles[i].h, &ow, &oh);
+        if (ow == 0 || oh == 0)
+            continue;
+        int which;
+        result = run_network(e, rgba, w, tiles[i].x0, tiles[i].y0, tiles[i].w, tiles[i].h,
+                             &which, &ow, &oh, err);
+        if (result == CNP_OK)
+            result = run_peaks(e, which, ow, oh, &tiles[i], err);
+    }
+    free(tiles);
+    if (result == CNP_OK)
+        result = read_trees(e, trees, n, err);
+    return result;
+}
+
+cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                              uint32_t y0, uint32_t w, uint32_t h, float **out, uint32_t *oh,
+                              uint32_t *ow, cnp_err *err)
+{
+    *out = NULL;
+    *ow = *oh = 0;
+    if (w > e->tile || h > e->tile) {
+        cnp_err_set(err, "detector: region %ux%u exceeds the tile %u", w, h, e->tile);
+        return CNP_ERR_INVALID;
+    }
+    uint32_t fw, fh;
+    det_model_out_size(e->m, w, h, &fw, &fh);
+    if (fw == 0 || fh == 0)
+        return CNP_OK;
+    int which;
+    cnp_status result = run_network(e, rgba, img_w, x0, y0, w, h, &which, ow, oh, err);
+    if (result != CNP_OK)
+        return result;
+    size_t bytes = sizeof(float) * 4 * (size_t)*ow * *oh;
+    *out = malloc(bytes);
+    if (!*out) {
+        cnp_err_set(err, "detector: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    result = cl_ok(clEnqueueReadBuffer(e->q, e->act[which], CL_TRUE, 0, bytes, *out, 0, NULL,
+                                       NULL),
+                   "reading the output tensor", err);
+    if (result != CNP_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return result;
+}
+
+size_t det_engine_layer_count(const det_engine *e)
+{
+    return e->n_layers;
+}
+
+void det_engine_layer_info(const det_engine *e, size_t i, det_layer_info *info)
+{
+    const eng_layer *el = &e->layers[i];
+    const det_layer *l = el->l;
+    bool conv = l->type == DET_LAYER_CONV;
+    *info = (det_layer_info){
+        .name = l->name,
+        .is_conv = conv,
+        .in = l->in,
+        .out = l->out,
+        .k = conv ? l->k : 2,
+        .dilation = conv ? l->dilation : 1,
+        .out_w = el->out_w,
+        .out_h = el->out_h,
+        .flops = conv ? 2.0 * l->in * l->out * l->k * l->k * (double)el->out_w * el->out_h
+                      : (double)l->in * el->out_w * el->out_h * 3,
+        .chosen = conv ? layer_path(e, el) : DET_CONV_AUTO,
+        .direct_s = el->direct_s,
+        .gemm_s = el->gemm_s,
+    };
+}
+
+cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path path,
+                                 int repeats, double *seconds, cnp_err *err)
+{
+    if (path == DET_CONV_AUTO)
+        path = layer_path(e, &e->layers[i]);
+    if (path == DET_CONV_DIRECT && !e->layers[i].direct_ok)
+        path = DET_CONV_GEMM;
+    return time_layer(e, i, path, repeats, seconds, err);
+}
+
+uint32_t det_engine_tile(const det_engine *e)
+{
+    return e->tile;
+}
