@@ -35,9 +35,15 @@ static void trimmed_message(const char *msg, char *out, size_t size)
     size_t len = strlen(out);
     while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == ' '))
         out[--len] = '\0';
-    for (char *p = out; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    /* One line: newlines and tabs of multi-line libpq messages become one blank. */
+    char *w = out;
+    for (const char *p = out; *p; p++) {
+        char ch = (*p == '\n' || *p == '\t' || *p == '\r') ? ' ' : *p;
+        if (ch == ' ' && w > out && w[-1] == ' ')
+            continue;
+        *w++ = ch;
+    }
+    *w = '\0';
 }
 
 /* Describes where we tried to connect, without secrets (no password). */

@@ -267,8 +267,12 @@ static cnp_status chunk_attempt(pg_store *store, const pg_copy *images, const pg
     PGresult *res = NULL;
     result = pg_exec(store, "chunk commit", "COMMIT", -1, NULL, PGRES_COMMAND_OK, &res, err);
     if (result != CNP_OK) {
-        if (pg_conn_lost(store))
-            cnp_err_prefix(err, "outcome unknown, not replayed");
+        if (pg_conn_lost(store) && err) {
+            /* The caller must not acknowledge; a later replay is idempotent. */
+            char msg[CNP_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            cnp_err_set(err, "%s (commit outcome unknown; not replayed)", msg);
+        }
         return result;
     }
     /* COMMIT of an aborted transaction answers ROLLBACK without an error. */
