@@ -43,4 +43,13 @@ static inline int test_result(const char *name)
     return 0;
 }
 
+/* 77 (skipped) when a required environment (OpenCL device) is missing,
+ * unless CANOPY_TEST_REQUIRE_STACK=1 makes that a failure. */
+static inline int test_skip_or_fail_detect(const char *why)
+{
+    const char *req = getenv("CANOPY_TEST_REQUIRE_STACK");
+    fprintf(stderr, "%s\n", why);
+    return req && req[0] == '1' ? 1 : 77;
+}
+
 #endif

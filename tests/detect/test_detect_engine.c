@@ -1,0 +1,301 @@
+/* The OpenCL engine against the C reference: raw output tensors within
+ * OUT_TOL on random images of odd sizes (both convolution paths, two
+ * models), and the extracted trees equal on random images and on the three
+ * NEON images, tiled, except where a score is within TIE_EPS of the
+ * threshold or of a neighbour (a near-tie that float rounding may decide
+ * either way). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "canopy/detect.h"
+#include "detect/cnw_util.h"
+#include "detect/detect_internal.h"
+#include "detect/test_detect_common.h"
+
+#define TINY CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw"
+#define OUT_TOL 1e-3  /* max abs diff of any raw output (logits) */
+#define TIE_EPS 1e-3f /* score gap under which a peak decision is ambiguous */
+#define POS_TOL 0.02f /* px */
+#define SCORE_TOL 1e-4f
+#define THRESHOLD 0.3f
+
+static ocl_ctx *g_ctx;
+
+/* A second random model: k=5, partial channel blocks, a 3x3 head. */
+static const tw_layer odd_layers[] = {
+    {"conv", "a1", 4, 10, 5, 1, 1},  {"maxpool", NULL, 0, 0, 0, 0, 0},
+    {"conv", "a2", 10, 13, 3, 3, 1}, {"maxpool", NULL, 0, 0, 0, 0, 0},
+    {"conv", "a3", 13, 6, 1, 1, 1},  {"conv", "head", 6, 4, 3, 1, 0},
+};
+
+static det_model *load_random(const tw_layer *layers, int n, uint32_t seed)
+{
+    tw_model tm;
+    tw_model_random(&tm, "odd-test", 4, layers, n, seed);
+    cnp_buf b = {0};
+    tw_model_write(&tm, &b);
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/test_detect_engine.%d.cnw", (int)getpid());
+    tw_write_file(path, b.data, b.len);
+    cnp_buf_free(&b);
+    tw_model_free(&tm);
+    det_model *m = NULL;
+    cnp_err err;
+    REQUIRE(det_model_load(path, &m, &err) == CNP_OK);
+    unlink(path);
+    return m;
+}
+
+static cl_mem upload(const cnp_image *img)
+{
+    cl_int rc;
+    size_t bytes = (size_t)img->width * img->height * 4;
+    cl_mem b = clCreateBuffer(ocl_ctx_context(g_ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                              bytes ? bytes : 4, bytes ? img->rgba : (void *)"\0\0\0", &rc);
+    REQUIRE(rc == CL_SUCCESS);
+    return b;
+}
+
+static float sig(float v)
+{
+    return 1.0f / (1.0f + expf(-v));
+}
+
+typedef struct pos_list {
+    float *xy;
+    size_t n, cap;
+} pos_list;
+
+static void pos_add(pos_list *p, float x, float y)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 64;
+        p->xy = realloc(p->xy, p->cap * 2 * sizeof(float));
+    }
+    p->xy[2 * p->n] = x;
+    p->xy[2 * p->n + 1] = y;
+    p->n++;
+}
+
+static bool pos_near(const pos_list *p, float x, float y, float tol)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (fabsf(p->xy[2 * i] - x) < tol && fabsf(p->xy[2 * i + 1] - y) < tol)
+            return true;
+    return false;
+}
+
+/* Centres of every cell whose peak decision is a near-tie, from the reference
+ * tensors of the same tiles the runs use. */
+static void ambiguous_cells(const det_model *m, const cnp_image *img, int tile, int overlap,
+                            pos_list *amb)
+{
+    det_tile *t = NULL;
+    size_t nt = 0;
+    cnp_err err;
+    REQUIRE(det_tiles_plan(img->width, img->height, tile, overlap, m->stride, &t, &nt, &err) ==
+            CNP_OK);
+    for (size_t k = 0; k < nt; k++) {
+        float *out = NULL;
+        uint32_t oh, ow;
+        REQUIRE(det_ref_forward(m, img->rgba + 4 * ((size_t)t[k].y0 * img->width + t[k].x0),
+                                img->width, t[k].w, t[k].h, &out, &oh, &ow, &err) == CNP_OK);
+        size_t plane = (size_t)oh * ow;
+        const float *heat = out + m->out_index[DET_OUT_HEATMAP] * plane;
+        for (uint32_t i = 0; i < oh; i++)
+            for (uint32_t j = 0; j < ow; j++) {
+                float s = sig(heat[(size_t)i * ow + j]);
+                if (s < THRESHOLD - TIE_EPS)
+                    continue;
+                bool amb_cell = fabsf(s - THRESHOLD) < TIE_EPS;
+                for (int di = -1; di <= 1; di++)
+                    for (int dj = -1; dj <= 1; dj++) {
+                        long ni = (long)i + di, nj = (long)j + dj;
+                        if ((di || dj) && ni >= 0 && nj >= 0 && ni < oh && nj < ow &&
+                            fabsf(sig(heat[(size_t)ni * ow + (size_t)nj]) - s) < TIE_EPS)
+                            amb_cell = true;
+                    }
+                if (!amb_cell)
+                    continue;
+                size_t c = (size_t)i * ow + j;
+                float x = (float)t[k].x0 +
+                          ((float)j + 0.5f + out[m->out_index[DET_OUT_DX] * plane + c]) * 4.0f;
+                float y = (float)t[k].y0 +
+                          ((float)i + 0.5f + out[m->out_index[DET_OUT_DY] * plane + c]) * 4.0f;
+                pos_add(amb, x, y);
+            }
+        free(out);
+    }
+    free(t);
+}
+
+/* Every unambiguous tree of one list is in the other, both ways. */
+static void compare_trees(const det_model *m, const cnp_image *img, int tile, int overlap,
+                          const cnp_tree *a, size_t na, const cnp_tree *b, size_t nb,
+                          const char *what)
+{
+    pos_list amb = {0};
+    ambiguous_cells(m, img, tile, overlap, &amb);
+    size_t compared = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const cnp_tree *p = pass ? b : a, *q = pass ? a : b;
+        size_t np = pass ? nb : na, nq = pass ? na : nb;
+        for (size_t i = 0; i < np; i++) {
+            if (p[i].score <= THRESHOLD + TIE_EPS || pos_near(&amb, p[i].x, p[i].y, 0.1f))
+                continue;
+            bool found = false;
+            for (size_t k = 0; k < nq && !found; k++)
+                found = fabsf(p[i].x - q[k].x) < POS_TOL && fabsf(p[i].y - q[k].y) < POS_TOL &&
+                        fabsf(p[i].score - q[k].score) < SCORE_TOL &&
+                        fabsf(p[i].radius - q[k].radius) < 1e-3f * (1 + p[i].radius);
+            CHECK_MSG(found, "%s: %s tree (%.3f, %.3f) r %.3f s %.5f has no match", what,
+                      pass ? "device" : "reference", p[i].x, p[i].y, p[i].radius, p[i].score);
+            compared++;
+        }
+    }
+    size_t diff = na > nb ? na - nb : nb - na;
+    CHECK_MSG(diff <= amb.n, "%s: %zu vs %zu trees, %zu ambiguous cells", what, na, nb, amb.n);
+    printf("%s: reference %zu, device %zu trees, %zu compared, %zu near-tie cells\n", what, na,
+           nb, compared / 2, amb.n);
+    free(amb.xy);
+}
+
+static void test_forward(det_engine *e, const det_model *m, const cnp_image *img,
+                         const char *what)
+{
+    cl_mem buf = upload(img);
+    float *dev = NULL, *ref = NULL;
+    uint32_t doh, dow, roh, row;
+    cnp_err err;
+    cnp_status st = det_engine_forward(e, buf, img->width, 0, 0, img->width, img->height, &dev,
+                                       &doh, &dow, &err);
+    CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
+    REQUIRE(det_ref_forward(m, img->rgba, img->width, img->width, img->height, &ref, &roh,
+                            &row, &err) == CNP_OK);
+    CHECK(doh == roh && dow == row);
+    double maxdiff = 0;
+    for (size_t i = 0; st == CNP_OK && i < 4 * (size_t)roh * row; i++) {
+        double d = fabs((double)dev[i] - ref[i]);
+        maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+    }
+    CHECK_MSG(maxdiff <= OUT_TOL, "%s: max abs diff %.3g", what, maxdiff);
+    printf("%s: output 4x%ux%u, max abs diff %.3g\n", what, roh, row, maxdiff);
+    free(dev);
+    free(ref);
+
+    /* Trees, untiled (the image fits the tile). */
+    cnp_tree *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    REQUIRE(det_ref_run(m, img, THRESHOLD, (int)det_engine_tile(e), 64, &a, &na, &err) ==
+            CNP_OK);
+    st = det_engine_run(e, buf, img->width, img->height, &b, &nb, &err);
+    CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
+    compare_trees(m, img, (int)det_engine_tile(e), 64, a, na, b, nb, what);
+    free(a);
+    free(b);
+    clReleaseMemObject(buf);
+}
+
+static void test_model_sizes(const det_model *m, const char *name)
+{
+    static const uint32_t sizes[][2] = {{1, 1}, {5, 7}, {37, 53}, {129, 257}, {320, 96}};
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    cfg.detector.tile = 320;
+    cfg.detector.tile_overlap = 64;
+    cfg.detector.score_threshold = THRESHOLD;
+    det_engine *e = NULL;
+    cnp_err err;
+    cnp_status st = det_engine_create(g_ctx, m, &cfg, &e, &err);
+    CHECK_MSG(st == CNP_OK, "%s", err.msg);
+    if (st != CNP_OK)
+        return;
+    for (size_t l = 0; l < det_engine_layer_count(e); l++) {
+        det_layer_info li;
+        det_engine_layer_info(e, l, &li);
+        if (li.is_conv)
+            printf("%s %s: direct %.2f ms, gemm %.2f ms -> %s\n", name, li.name,
+                   li.direct_s * 1e3, li.gemm_s * 1e3,
+                   li.chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+    }
+    static const enum det_conv_path paths[] = {DET_CONV_DIRECT, DET_CONV_GEMM};
+    static const char *pname[] = {"direct", "gemm"};
+    for (int p = 0; p < 2; p++) {
+        det_engine_set_conv_path(e, paths[p]);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            cnp_image img = {0};
+            tw_image_random(&img, sizes[s][0], sizes[s][1], (uint32_t)(100 + s));
+            char what[128];
+            snprintf(what, sizeof what, "%s %s %ux%u", name, pname[p], sizes[s][0],
+                     sizes[s][1]);
+            test_forward(e, m, &img, what);
+            cnp_image_free(&img);
+        }
+    }
+    det_engine_free(e);
+}
+
+static void test_neon(const det_model *m, const char *name)
+{
+    static const char *images[] = {"OSBS_029", "SOAP_061", "YELL_541000_west"};
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    cfg.detector.tile = 256;
+    cfg.detector.tile_overlap = 64;
+    cfg.detector.score_threshold = THRESHOLD;
+    det_engine *e = NULL;
+    cnp_err err;
+    cnp_status st = det_engine_create(g_ctx, m, &cfg, &e, &err);
+    CHECK_MSG(st == CNP_OK, "%s", err.msg);
+    if (st != CNP_OK)
+        return;
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.png", CANOPY_NEON_DIR, images[i]);
+        cnp_image img = {0};
+        REQUIRE(img_png_read_file(path, 0, &img, &err) == CNP_OK);
+        cl_mem buf = upload(&img);
+        cnp_tree *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        REQUIRE(det_ref_run(m, &img, THRESHOLD, 256, 64, &a, &na, &err) == CNP_OK);
+        st = det_engine_run(e, buf, img.width, img.height, &b, &nb, &err);
+        CHECK_MSG(st == CNP_OK, "%s", err.msg);
+        char what[128];
+        snprintf(what, sizeof what, "%s %s (tile 256)", name, images[i]);
+        compare_trees(m, &img, 256, 64, a, na, b, nb, what);
+        free(a);
+        free(b);
+        clReleaseMemObject(buf);
+        cnp_image_free(&img);
+    }
+    det_engine_free(e);
+}
+
+int main(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    if (ocl_ctx_create(&cfg, &g_ctx, &err) != CNP_OK)
+        return test_skip_or_fail_detect(err.msg);
+    det_model *tiny = NULL;
+    REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);
+    det_model *odd = load_random(odd_layers, 6, 99);
+    test_model_sizes(tiny, "tiny");
+    test_model_sizes(odd, "odd");
+    test_neon(tiny, "tiny");
+    /* The shipped model, when it is there. */
+    char path[2048];
+    if (det_model_resolve_path(cfg.detector.model, path, sizeof path, &err) == CNP_OK) {
+        det_model *crown = NULL;
+        REQUIRE(det_model_load(path, &crown, &err) == CNP_OK);
+        test_neon(crown, det_model_version(crown));
+        det_model_free(crown);
+    }
+    det_model_free(odd);
+    det_model_free(tiny);
+    ocl_ctx_free(g_ctx);
+    return test_result("test_detect_engine");
+}
