@@ -36,10 +36,10 @@ static const char stage_sql[] =
 /* Rows go in `ord` order (sorted by key on the client) so that concurrent
  * writers take row locks in the same order. A failure does not overwrite a
  * success of the same object version; such rows are not RETURNED, so their
- * trees are left alone too. */
+ * trees are left alone too. The temporary tables have no statistics: the
+ * delete goes through an id array so that it is always an index lookup on
+ * trees' primary key, never a scan of the whole table. */
 static const char upsert_sql[] =
-    "ANALYZE canopy_stage_images;\n"
-    "ANALYZE canopy_stage_trees;\n"
     "WITH up AS (\n"
     "  INSERT INTO images (" IMAGE_COLUMNS ", processed_at)\n"
     "  SELECT " IMAGE_COLUMNS ", now() FROM canopy_stage_images ORDER BY ord\n"
@@ -59,7 +59,8 @@ static const char upsert_sql[] =
     "INSERT INTO canopy_stage_map (ord, id)\n"
     "SELECT s.ord, up.id FROM up\n"
     "  JOIN canopy_stage_images s USING (bucket, key, etag, model_version);\n"
-    "DELETE FROM trees t USING canopy_stage_map m WHERE t.image_ref = m.id;\n"
+    "DELETE FROM trees\n"
+    "  WHERE image_ref = ANY (ARRAY(SELECT id FROM canopy_stage_map));\n"
     "INSERT INTO trees (image_ref, idx, x, y, radius, score, label)\n"
     "SELECT m.id, t.idx, t.x, t.y, t.radius, t.score, t.label\n"
     "  FROM canopy_stage_trees t JOIN canopy_stage_map m USING (ord)\n"
