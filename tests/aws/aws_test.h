@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "canopy/aws.h"
 #include "canopy/config.h"
 #include "testutil.h"
@@ -91,6 +93,41 @@ static inline void fake_server_stop(fake_server *fs)
         waitpid(fs->pid, NULL, 0);
         fs->pid = 0;
     }
+}
+
+/* Plain (unsigned) GET of the server's hit count for a path. */
+static inline size_t fake_count_write(char *d, size_t s, size_t n, void *u)
+{
+    cnp_buf_append(u, d, s * n);
+    return s * n;
+}
+
+/* Plain (unsigned) GET of path on the server; the answer as an integer. */
+static inline int fake_server_get(const fake_server *fs, const char *path)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", fs->url, path);
+    CURL *e = curl_easy_init();
+    cnp_buf b = {0};
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fake_count_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    int n = -1;
+    if (curl_easy_perform(e) == CURLE_OK && cnp_buf_append(&b, "", 1) == CNP_OK)
+        n = atoi((char *)b.data);
+    curl_easy_cleanup(e);
+    cnp_buf_free(&b);
+    return n;
+}
+
+/* How many requests the server saw for a path. */
+static inline int fake_server_count(const fake_server *fs, const char *path)
+{
+    char q[600];
+    char *esc = curl_easy_escape(NULL, path, 0);
+    snprintf(q, sizeof q, "/_count?path=%.500s", esc);
+    curl_free(esc);
+    return fake_server_get(fs, q);
 }
 
 #endif

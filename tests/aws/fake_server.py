@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""A small local HTTP server for the aws tests: failures to retry, and the
+EC2 instance metadata (IMDSv2) and container credential endpoints.
+
+Prints "PORT <n>" on stdout once listening on 127.0.0.1, then serves until
+killed. Every request path (without the query) is counted; GET /_count?path=P
+answers the count for P. Routes:
+
+  /flaky503/<n>/<id>   503 SlowDown for the first n requests, then 200
+  /throttle/<n>/<id>   400 Throttling for the first n requests, then 200
+  /reset/<n>/<id>      TCP reset for the first n requests, then 200
+  /notfound/<id>       404 NoSuchKey, always
+  /forbidden/<id>      403 AccessDenied, always
+  /stream/<bytes>      200 with a chunked body of that size (no length)
+  /echo-token/<id>     200 with the X-Amz-Security-Token header as body
+  200 answers carry "attempt <k> sha256 <hex of the request body>".
+  Signed routes answer 400 without a SigV4 Authorization header.
+
+  PUT /latest/api/token                     IMDSv2 token (needs the TTL header)
+  GET /latest/meta-data/iam/security-credentials/[role]  (needs the token)
+  GET /creds/<ttl>        container credentials expiring in ttl seconds
+  GET /auth-creds/<ttl>   same, requires "Authorization: test-auth-token"
+  GET /_set?imds_ttl=N    credentials expiry for the IMDS route
+"""
+import datetime
+import hashlib
+import json
+import socket
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+COUNTS = {}
+LOCK = threading.Lock()
+STATE = {"imds_ttl": 3600}
+IMDS_TOKEN = "imds-session-token-1"
+ROLE = "canopy-role"
+
+
+def count(path):
+    with LOCK:
+        COUNTS[path] = COUNTS.get(path, 0) + 1
+        return COUNTS[path]
+
+
+def creds_json(prefix, n, ttl):
+    exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ttl)
+    return json.dumps({
+        "Code": "Success",
+        "Type": "AWS-HMAC",
+        "AccessKeyId": f"ASIA{prefix}{n:04d}",
+        "SecretAccessKey": f"secret-{prefix}-{n}",
+        "Token": f"{prefix.lower()}-token-{n}",
+        "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, ctype="text/plain", headers=None):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amz-request-id", "REQ-%d" % COUNTS.get(self.path_only, 0))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def s3_error(self, status, code, message):
+        self.reply(status, f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>"
+                           f"<Message>{message}</Message><RequestId>RID-{code}</RequestId></Error>",
+                   "application/xml")
+
+    def reset(self):
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+    def handle_any(self):
+        url = urlsplit(self.path)
+        self.path_only = url.path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = url.path.strip("/").split("/")
+        head = parts[0] if parts else ""
+        if head == "_count":
+            p = parse_qs(url.query).get("path", [""])[0]
+            return self.reply(200, str(COUNTS.get(p, 0)))
+        if head == "_set":
+            for k, v in parse_qs(url.query).items():
+                STATE[k] = int(v[0])
+            return self.reply(200, "ok")
+        k = count(url.path)
+        if head == "latest":
+            return self.imds(url.path)
+        if head in ("creds", "auth-creds"):
+            if head == "auth-creds" and self.headers.get("Authorization") != "test-auth-token":
+                return self.reply(401, "unauthorized")
+            return self.reply(200, creds_json("CONT", k, int(parts[1])), "application/json")
+        if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
+            return self.s3_error(400, "MissingAuthenticationToken", "not signed")
+        ok = f"attempt {k} sha256 {hashlib.sha256(body).hexdigest()}"
+        if head in ("flaky503", "throttle", "reset"):
+            if k <= int(parts[1]):
+                if head == "flaky503":
+                    return self.s3_error(503, "SlowDown", "Please reduce your request rate.")
+                if head == "throttle":
+                    return self.s3_error(400, "Throttling", "Rate exceeded")
+                return self.reset()
+            return self.reply(200, ok)
+        if head == "notfound":
+            return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        if head == "forbidden":
+            return self.s3_error(403, "AccessDenied", "Access Denied")
+        if head == "echo-token":
+            return self.reply(200, self.headers.get("X-Amz-Security-Token", ""))
+        if head == "stream":
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 4096
+            sent = 0
+            try:
+                while sent < n:
+                    c = chunk[: min(4096, n - sent)]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+                    sent += len(c)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True
+            return None
+        return self.reply(200, ok)
+
+    def imds(self, path):
+        if path == "/latest/api/token":
+            if self.command != "PUT" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self.reply(400, "token PUT needs the TTL header")
+            return self.reply(200, IMDS_TOKEN)
+        if self.headers.get("X-aws-ec2-metadata-token") != IMDS_TOKEN:
+            return self.reply(401, "")
+        base = "/latest/meta-data/iam/security-credentials/"
+        if path == base:
+            return self.reply(200, ROLE + "\n")
+        if path == base + ROLE:
+            return self.reply(200, creds_json("IMDS", COUNTS[path], STATE["imds_ttl"]),
+                              "application/json")
+        return self.reply(404, "")
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    sys.stdout.write("PORT %d\n" % server.server_address[1])
+    sys.stdout.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

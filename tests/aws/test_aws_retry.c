@@ -1,0 +1,173 @@
+/* The engine's retries against tests/aws/fake_server.py: 503 SlowDown,
+ * throttling and connection resets are retried until they succeed (the
+ * server's own hit count is checked); a 404 and a 403 are not retried; the
+ * attempt limit ends in CNP_ERR_TRANSIENT; bodies are re-sent intact; a body
+ * without Content-Length is cut at the size cap. */
+#include <stdio.h>
+#include <string.h>
+
+#include "aws/aws_internal.h"
+#include "aws_test.h"
+#include "canopy/s3.h"
+
+static fake_server g_fs;
+
+static aws_client *make_client(int max_attempts)
+{
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
+    snprintf(cfg.aws.region, sizeof cfg.aws.region, "us-east-1");
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    cfg.aws.max_attempts = max_attempts;
+    aws_client *c = NULL;
+    cnp_err err;
+    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return NULL;
+    }
+    aws_client_set_backoff_base_ms(c, 10);
+    return c;
+}
+
+static cnp_status get(aws_client *c, const char *path, cnp_buf *body, aws_result *r)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", g_fs.url, path);
+    body->len = 0;
+    cnp_status st = aws_request_raw(c, "s3", "GET", url, NULL, 0, body, r);
+    cnp_buf_append(body, "", 1);
+    return st;
+}
+
+static void test_retried(aws_client *c)
+{
+    cnp_buf body = {0};
+    aws_result r;
+    CHECK_MSG(get(c, "/flaky503/2/a", &body, &r) == CNP_OK, "%s", r.err.msg);
+    CHECK_MSG(r.attempts == 3, "%d attempts", r.attempts);
+    CHECK(strncmp((char *)body.data, "attempt 3 ", 10) == 0);
+    CHECK(fake_server_count(&g_fs, "/flaky503/2/a") == 3);
+
+    /* A fresh client: on a reused connection curl itself re-sends once when
+     * the connection turns out dead, which would hide one of our attempts. */
+    aws_client *fresh = make_client(5);
+    CHECK_MSG(get(fresh, "/reset/2/b", &body, &r) == CNP_OK, "%s", r.err.msg);
+    CHECK_MSG(r.attempts == 3, "%d attempts", r.attempts);
+    CHECK(fake_server_count(&g_fs, "/reset/2/b") == 3);
+    aws_client_free(fresh);
+
+    CHECK_MSG(get(c, "/throttle/1/c", &body, &r) == CNP_OK, "%s", r.err.msg);
+    CHECK(r.attempts == 2 && fake_server_count(&g_fs, "/throttle/1/c") == 2);
+
+    /* A PUT body is sent again, whole, on every attempt. */
+    char url[512];
+    snprintf(url, sizeof url, "%s/flaky503/1/put", g_fs.url);
+    const char *payload = "payload that must arrive intact on the retry";
+    char hash[65];
+    aws_sha256_hex(payload, strlen(payload), hash);
+    body.len = 0;
+    CHECK(aws_request_raw(c, "s3", "PUT", url, payload, strlen(payload), &body, &r) == CNP_OK);
+    cnp_buf_append(&body, "", 1);
+    CHECK(r.attempts == 2);
+    CHECK_MSG(strstr((char *)body.data, hash) != NULL, "%s", (char *)body.data);
+    cnp_buf_free(&body);
+}
+
+static void test_not_retried(aws_client *c)
+{
+    cnp_buf body = {0};
+    aws_result r;
+    CHECK(get(c, "/notfound/d", &body, &r) == CNP_ERR_NOTFOUND);
+    CHECK(r.attempts == 1 && r.http_status == 404);
+    CHECK(strcmp(r.code, "NoSuchKey") == 0 && strcmp(r.request_id, "RID-NoSuchKey") == 0);
+    CHECK_MSG(strstr(r.err.msg, "HTTP 404 NoSuchKey: The specified key does not exist."), "%s",
+              r.err.msg);
+    CHECK(fake_server_count(&g_fs, "/notfound/d") == 1);
+
+    CHECK(get(c, "/forbidden/e", &body, &r) == CNP_ERR_AUTH);
+    CHECK(r.attempts == 1 && r.http_status == 403 && strcmp(r.code, "AccessDenied") == 0);
+    CHECK(fake_server_count(&g_fs, "/forbidden/e") == 1);
+
+    /* S3 HEAD and GET through the S3 layer: same classification. */
+    s3_object o;
+    cnp_err err;
+    CHECK(s3_object_head(c, "notfound", "f", &o, &err) == CNP_ERR_NOTFOUND);
+    CHECK(o.result.attempts == 1);
+    s3_object_free(&o);
+    cnp_buf_free(&body);
+}
+
+static void test_exhausted(void)
+{
+    aws_client *c = make_client(4);
+    cnp_buf body = {0};
+    aws_result r;
+    CHECK(get(c, "/flaky503/100/g", &body, &r) == CNP_ERR_TRANSIENT);
+    CHECK(r.attempts == 4 && r.http_status == 503 && strcmp(r.code, "SlowDown") == 0);
+    CHECK_MSG(strstr(r.err.msg, "after 4 attempts"), "%s", r.err.msg);
+    CHECK(fake_server_count(&g_fs, "/flaky503/100/g") == 4);
+
+    /* Nothing listens on port 1: connection refused, retried, transient. */
+    double t0 = cnp_now();
+    CHECK(aws_request_raw(c, "s3", "GET", "http://127.0.0.1:1/x", NULL, 0, NULL, &r) ==
+          CNP_ERR_TRANSIENT);
+    CHECK(r.attempts == 4 && r.http_status == 0);
+    CHECK(cnp_now() - t0 < 5.0);
+    cnp_buf_free(&body);
+    aws_client_free(c);
+}
+
+static void test_batch(aws_client *c)
+{
+    enum { N = 40 };
+    aws_batch *b = NULL;
+    cnp_err err;
+    CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
+    s3_object o[N];
+    char key[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof key[i], "batch%d", i);
+        /* bucket "flaky503", key "1/batchN": one 503 each, then success. */
+        char k[48];
+        snprintf(k, sizeof k, "1/%s", key[i]);
+        CHECK(s3_batch_get(b, "flaky503", k, 0, &o[i]) == CNP_OK);
+    }
+    CHECK(aws_batch_run(b, &err) == CNP_OK);
+    CHECK(aws_batch_pending(b) == 0);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        ok += o[i].result.status == CNP_OK && o[i].result.attempts == 2;
+        s3_object_free(&o[i]);
+    }
+    CHECK_MSG(ok == N, "%d of %d", ok, N);
+    aws_batch_free(b);
+
+    /* No Content-Length: the cap applies to the received bytes. */
+    s3_object s;
+    CHECK(s3_object_get(c, "stream", "100000", 50000, &s, &err) == CNP_ERR_LIMIT);
+    CHECK(s.result.attempts == 1);
+    s3_object_free(&s);
+    CHECK(s3_object_get(c, "stream", "100000", 100000, &s, &err) == CNP_OK);
+    CHECK(s.body.len == 100000);
+    s3_object_free(&s);
+}
+
+int main(void)
+{
+    if (!fake_server_start(&g_fs))
+        return test_skip_or_fail("test_aws_retry: cannot start fake_server.py (python3)");
+    aws_client *c = make_client(5);
+    if (c) {
+        test_retried(c);
+        test_not_retried(c);
+        test_exhausted();
+        test_batch(c);
+        aws_client_free(c);
+    } else {
+        g_failures++;
+    }
+    fake_server_stop(&g_fs);
+    return TEST_RESULT();
+}
