@@ -157,10 +157,13 @@ typedef struct det_box {
     float x0, y0, x1, y1;
 } det_box;
 
+/* precision = matched / predictions (1 when there are no predictions: no
+ * false positives), recall = matched / annotations (1 when there are none),
+ * f1 their harmonic mean (0 when both are 0). */
 typedef struct det_match_stats {
     size_t predictions, annotations, matched;
-    double precision, recall, f1; /* 0 when undefined (no predictions...) */
-    long count_error;             /* predictions - annotations */
+    double precision, recall, f1;
+    long count_error; /* predictions - annotations */
 } det_match_stats;
 
 /* Intersection over union of two boxes (0 when both are empty). */
@@ -181,5 +184,12 @@ void det_match_stats_finish(det_match_stats *s);
  * (NULL: all rows). *boxes malloc'd, caller frees. */
 cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
                                 size_t *n, cnp_err *err);
+
+/* The distinct image_path values of an annotation CSV, in order of first
+ * appearance. *names is a malloc'd array of malloc'd strings; free with
+ * det_names_free. */
+cnp_status det_annotations_images(const char *csv_path, char ***names, size_t *n,
+                                  cnp_err *err);
+void det_names_free(char **names, size_t n);
 
 #endif

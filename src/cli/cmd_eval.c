@@ -1,11 +1,348 @@
-/* Placeholder until its owner lands the command. */
+/* canopy eval: runs the detector over annotated images and prints precision,
+ * recall, F1 and count error per image and overall (micro-averaged). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "canopy/detect.h"
+#include "canopy/gpu.h"
+#include "canopy/image.h"
+#include "cli/cli.h"
 #include "cli/commands.h"
+
+typedef struct eval_image {
+    char name[512];
+    det_match_stats s;
+    double seconds;
+} eval_image;
+
+/* Runs whichever detector was set up (device when eng, else reference). */
+typedef struct eval_detector {
+    det_model *m;
+    ocl_ctx *ctx;
+    det_engine *eng;
+    const cnp_config *cfg;
+} eval_detector;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: canopy eval --images DIR --annotations DIR [--model FILE] [--json]\n"
+            "                   [-c FILE] [--cpu] [--iou X] [--threshold X] [--set S.K=V]\n"
+            "\n"
+            "Runs the tree detector on every image named in DIR/*.csv (columns\n"
+            "image_path,xmin,ymin,xmax,ymax,label; image_path names a PNG in the\n"
+            "--images directory), matches predictions one-to-one to the annotated\n"
+            "boxes at IoU >= 0.4 (prediction box = centre +/- radius, greedy by score)\n"
+            "and prints precision, recall, F1 and count error per image and overall\n"
+            "(micro-averaged over all boxes).\n"
+            "\n"
+            "  --cpu          use the C reference instead of the OpenCL device\n"
+            "  --threshold X  [detector] score_threshold for this run\n"
+            "  --json         one JSON document on stdout\n");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted list of the .csv paths in dir. */
+static int list_csv(const char *dir, char ***out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "canopy eval: %s: cannot open directory\n", dir);
+        return CNP_EXIT_USAGE;
+    }
+    char **v = NULL;
+    size_t cap = 0;
+    *n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".csv") != 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **p = realloc(v, cap * sizeof *p);
+            if (!p)
+                break;
+            v = p;
+        }
+        size_t sz = strlen(dir) + len + 2;
+        v[*n] = malloc(sz);
+        if (!v[*n])
+            break;
+        snprintf(v[*n], sz, "%s/%s", dir, de->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(v, *n, sizeof *v, cmp_str);
+    *out = v;
+    if (*n == 0) {
+        fprintf(stderr, "canopy eval: %s: no .csv annotation files\n", dir);
+        return CNP_EXIT_USAGE;
+    }
+    return CNP_EXIT_OK;
+}
+
+static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **trees, size_t *n,
+                         cnp_err *err)
+{
+    if (!d->eng)
+        return det_ref_run(d->m, img, (float)d->cfg->detector.score_threshold,
+                           d->cfg->detector.tile, d->cfg->detector.tile_overlap, trees, n, err);
+    cl_int rc;
+    size_t bytes = (size_t)img->width * img->height * 4;
+    cl_mem buf = clCreateBuffer(ocl_ctx_context(d->ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                bytes, img->rgba, &rc);
+    if (rc != CL_SUCCESS)
+        return ocl_check(rc, "uploading the image", err);
+    cnp_status result = det_engine_run(d->eng, buf, img->width, img->height, trees, n, err);
+    clReleaseMemObject(buf);
+    return result;
+}
+
+/* Evaluates every image named in one CSV; appends to *imgs. Returns the
+ * number of images that failed. */
+static int eval_csv(eval_detector *d, const char *csv, const char *images, double iou,
+                    eval_image **imgs, size_t *nimg, size_t *cap)
+{
+    cnp_err err;
+    char **names = NULL;
+    size_t nn = 0;
+    int failed = 0;
+    if (det_annotations_images(csv, &names, &nn, &err) != CNP_OK) {
+        fprintf(stderr, "canopy eval: %s\n", err.msg);
+        return 1;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        det_box *boxes = NULL;
+        size_t nb = 0, nt = 0;
+        cnp_tree *trees = NULL;
+        cnp_image img = {0};
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", images, names[i]);
+        double t0 = cnp_now();
+        cnp_status st = det_annotations_read(csv, names[i], &boxes, &nb, &err);
+        if (st == CNP_OK)
+            st = img_png_read_file(path, (uint64_t)d->cfg->limits.max_pixels, &img, &err);
+        if (st == CNP_OK)
+            st = detect(d, &img, &trees, &nt, &err);
+        if (st == CNP_OK && *nimg == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            eval_image *p = realloc(*imgs, *cap * sizeof *p);
+            if (!p)
+                st = CNP_ERR_NOMEM;
+            else
+                *imgs = p;
+        }
+        if (st == CNP_OK) {
+            eval_image *e = &(*imgs)[(*nimg)++];
+            snprintf(e->name, sizeof e->name, "%s", names[i]);
+            det_match(trees, nt, boxes, nb, iou, &e->s);
+            e->seconds = cnp_now() - t0;
+        } else {
+            fprintf(stderr, "canopy eval: %s\n", err.msg);
+            failed++;
+        }
+        free(trees);
+        free(boxes);
+        cnp_image_free(&img);
+    }
+    det_names_free(names, nn);
+    return failed;
+}
+
+static det_match_stats overall(const eval_image *imgs, size_t n, double *mean_abs_count)
+{
+    det_match_stats s = {0};
+    double abs_sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        s.predictions += imgs[i].s.predictions;
+        s.annotations += imgs[i].s.annotations;
+        s.matched += imgs[i].s.matched;
+        abs_sum += labs(imgs[i].s.count_error);
+    }
+    det_match_stats_finish(&s);
+    *mean_abs_count = n ? abs_sum / (double)n : 0;
+    return s;
+}
+
+static cJSON *stats_json(const det_match_stats *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "annotations", (double)s->annotations);
+    cJSON_AddNumberToObject(o, "predictions", (double)s->predictions);
+    cJSON_AddNumberToObject(o, "matched", (double)s->matched);
+    cJSON_AddNumberToObject(o, "precision", s->precision);
+    cJSON_AddNumberToObject(o, "recall", s->recall);
+    cJSON_AddNumberToObject(o, "f1", s->f1);
+    cJSON_AddNumberToObject(o, "count_error", (double)s->count_error);
+    return o;
+}
+
+static void print_json(const eval_image *imgs, size_t n, const det_model *m,
+                       const char *device, const cnp_config *cfg, double iou)
+{
+    double mac;
+    det_match_stats all = overall(imgs, n, &mac);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", det_model_version(m));
+    cJSON_AddStringToObject(root, "device", device);
+    cJSON_AddNumberToObject(root, "iou", iou);
+    cJSON_AddNumberToObject(root, "score_threshold", cfg->detector.score_threshold);
+    cJSON *arr = cJSON_AddArrayToObject(root, "images");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = stats_json(&imgs[i].s);
+        cJSON_AddStringToObject(o, "image", imgs[i].name);
+        cJSON_AddNumberToObject(o, "seconds", imgs[i].seconds);
+        cJSON_AddItemToArray(arr, o);
+    }
+    cJSON *o = stats_json(&all);
+    cJSON_AddNumberToObject(o, "images", (double)n);
+    cJSON_AddNumberToObject(o, "mean_abs_count_error", mac);
+    cJSON_AddItemToObject(root, "overall", o);
+    char *text = cJSON_Print(root);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    cJSON_Delete(root);
+}
+
+static void print_table(const eval_image *imgs, size_t n, const det_model *m,
+                        const char *device, const cnp_config *cfg, double iou)
+{
+    printf("model %s on %s, IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
+           cfg->detector.score_threshold);
+    printf("%-28s %6s %6s %6s %9s %7s %6s %7s\n", "image", "truth", "pred", "match",
+           "precision", "recall", "F1", "count");
+    for (size_t i = 0; i < n; i++) {
+        const det_match_stats *s = &imgs[i].s;
+        printf("%-28s %6zu %6zu %6zu %9.3f %7.3f %6.3f %+7ld\n", imgs[i].name, s->annotations,
+               s->predictions, s->matched, s->precision, s->recall, s->f1, s->count_error);
+    }
+    double mac;
+    det_match_stats s = overall(imgs, n, &mac);
+    printf("%-28s %6zu %6zu %6zu %9.3f %7.3f %6.3f %+7ld  (mean |count error| %.1f)\n",
+           "overall (micro)", s.annotations, s.predictions, s.matched, s.precision, s.recall,
+           s.f1, s.count_error, mac);
+}
+
+/* Loads the model and, unless cpu, the device engine. */
+static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device, size_t len)
+{
+    cnp_err err;
+    char path[2048];
+    det_model *m = NULL;
+    cnp_status st = det_model_resolve_path(cfg->detector.model, path, sizeof path, &err);
+    if (st == CNP_OK)
+        st = det_model_load(path, &m, &err);
+    if (st != CNP_OK) {
+        fprintf(stderr, "canopy eval: %s\n", err.msg);
+        return st == CNP_ERR_NOTFOUND || st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
+    }
+    d->m = m;
+    d->cfg = cfg;
+    snprintf(device, len, "CPU reference");
+    if (cpu)
+        return CNP_EXIT_OK;
+    st = ocl_ctx_create(cfg, &d->ctx, &err);
+    if (st == CNP_OK)
+        st = det_engine_create(d->ctx, m, cfg, &d->eng, &err);
+    if (st != CNP_OK) {
+        fprintf(stderr, "canopy eval: %s\n", err.msg);
+        return st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
+    }
+    snprintf(device, len, "%s", ocl_ctx_description(d->ctx));
+    return CNP_EXIT_OK;
+}
 
 int cmd_eval(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "canopy %s: not available in this build yet\n", argv[0]);
-    return CNP_EXIT_FATAL;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"images", required_argument, NULL, 'i'},
+        {"annotations", required_argument, NULL, 'a'},
+        {"model", required_argument, NULL, 'm'},
+        {"json", no_argument, NULL, 'j'},
+        {"cpu", no_argument, NULL, 'C'},
+        {"iou", required_argument, NULL, 'I'},
+        {"threshold", required_argument, NULL, 'T'},
+        {"set", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *config = NULL, *images = NULL, *annotations = NULL;
+    bool json = false, cpu = false;
+    double iou = 0.4;
+    int c, rc = CNP_EXIT_OK;
+    cli_overrides ov = {0};
+    cnp_config cfg;
+    eval_detector d = {0};
+    char **csvs = NULL;
+    size_t ncsv = 0, nimg = 0, cap = 0;
+    eval_image *imgs = NULL;
+    char device[512];
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1 && rc == CNP_EXIT_OK) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'i': images = optarg; break;
+        case 'a': annotations = optarg; break;
+        case 'm': rc = cli_override(&ov, "detector", "model", optarg); break;
+        case 'T': rc = cli_override(&ov, "detector", "score_threshold", optarg); break;
+        case 'S': rc = cli_override_set(&ov, optarg); break;
+        case 'j': json = true; break;
+        case 'C': cpu = true; break;
+        case 'I': {
+            char *end;
+            iou = strtod(optarg, &end);
+            if (*end || !(iou > 0 && iou <= 1)) {
+                fprintf(stderr, "canopy eval: --iou %s: need a number in (0, 1]\n", optarg);
+                rc = CNP_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h': usage(stdout); goto out;
+        default: rc = CNP_EXIT_USAGE; break;
+        }
+    }
+    if (rc != CNP_EXIT_OK)
+        goto out;
+    if (!images || !annotations || optind < argc) {
+        usage(stderr);
+        rc = CNP_EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = cli_config_load("eval", config, &ov, &cfg)) != CNP_EXIT_OK)
+        goto out;
+    if ((rc = list_csv(annotations, &csvs, &ncsv)) != CNP_EXIT_OK)
+        goto out;
+    if ((rc = setup(&d, &cfg, cpu, device, sizeof device)) != CNP_EXIT_OK)
+        goto out;
+    int failed = 0;
+    for (size_t i = 0; i < ncsv; i++)
+        failed += eval_csv(&d, csvs[i], images, iou, &imgs, &nimg, &cap);
+    if (json)
+        print_json(imgs, nimg, d.m, device, &cfg, iou);
+    else
+        print_table(imgs, nimg, d.m, device, &cfg, iou);
+    rc = failed ? (nimg ? CNP_EXIT_PARTIAL : CNP_EXIT_FATAL) : CNP_EXIT_OK;
+out:
+    free(imgs);
+    for (size_t i = 0; i < ncsv; i++)
+        free(csvs[i]);
+    free(csvs);
+    det_engine_free(d.eng);
+    ocl_ctx_free(d.ctx);
+    det_model_free(d.m);
+    cli_overrides_free(&ov);
+    return rc;
 }

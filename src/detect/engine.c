@@ -269,7 +269,9 @@ static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
     return result;
 }
 
-/* Median of the wall time of `repeats` runs of layer i (each finished). */
+/* Median of the wall time of `repeats` runs of layer i at the largest tile
+ * (each run finished before the next). A warm-up on a small region first:
+ * the first use of a path compiles kernels (CLBlast's at run time). */
 static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, int repeats,
                              double *seconds, cnp_err *err)
 {
@@ -279,9 +281,8 @@ static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, i
         repeats = 1;
     if (repeats > 16)
         repeats = 16;
-    /* Warm-up: first use compiles CLBlast's kernels. */
-    cnp_status result = run_layer(e, i, path, e->act[0], e->act[1], (int)el->in_w,
-                                  (int)el->in_h, err);
+    int ww = el->in_w < 64 ? (int)el->in_w : 64, wh = el->in_h < 64 ? (int)el->in_h : 64;
+    cnp_status result = run_layer(e, i, path, e->act[0], e->act[1], ww, wh, err);
     if (result == CNP_OK)
         result = cl_ok(clFinish(e->q), "clFinish", err);
     for (int r = 0; result == CNP_OK && r < repeats; r++) {
@@ -311,9 +312,11 @@ static cnp_status choose_paths(det_engine *e, cnp_err *err)
         eng_layer *el = &e->layers[i];
         if (el->l->type != DET_LAYER_CONV)
             continue;
-        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 3, &el->gemm_s, err);
+        /* One timed run each: on a GPU both take milliseconds, on a CPU
+         * device (PoCL) more runs would dominate start-up. */
+        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 1, &el->gemm_s, err);
         if (result == CNP_OK && el->direct_ok)
-            result = time_layer(e, i, DET_CONV_DIRECT, 3, &el->direct_s, err);
+            result = time_layer(e, i, DET_CONV_DIRECT, 1, &el->direct_s, err);
         if (result != CNP_OK)
             return result;
         el->chosen = el->direct_ok && el->direct_s <= el->gemm_s ? DET_CONV_DIRECT

@@ -1,0 +1,236 @@
+/* Detection quality: one-to-one matching of predicted crowns to annotated
+ * boxes at an IoU threshold, and the annotation CSV reader. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canopy/detect.h"
+
+double det_box_iou(const det_box *a, const det_box *b)
+{
+    double iw = fmin(a->x1, b->x1) - fmax(a->x0, b->x0);
+    double ih = fmin(a->y1, b->y1) - fmax(a->y0, b->y0);
+    double inter = iw > 0 && ih > 0 ? iw * ih : 0.0;
+    double area_a = fmax(0.0, (double)a->x1 - a->x0) * fmax(0.0, (double)a->y1 - a->y0);
+    double area_b = fmax(0.0, (double)b->x1 - b->x0) * fmax(0.0, (double)b->y1 - b->y0);
+    double uni = area_a + area_b - inter;
+    return uni > 0 ? inter / uni : 0.0;
+}
+
+void det_match_stats_finish(det_match_stats *s)
+{
+    s->precision = s->predictions ? (double)s->matched / (double)s->predictions : 1.0;
+    s->recall = s->annotations ? (double)s->matched / (double)s->annotations : 1.0;
+    double pr = s->precision + s->recall;
+    s->f1 = pr > 0 ? 2.0 * s->precision * s->recall / pr : 0.0;
+    s->count_error = (long)s->predictions - (long)s->annotations;
+}
+
+/* Order of predictions: score descending, then index (stable). */
+static const cnp_tree *g_sort_pred;
+static int by_score(const void *pa, const void *pb)
+{
+    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    float sa = g_sort_pred[a].score, sb = g_sort_pred[b].score;
+    if (sa != sb)
+        return sa > sb ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
+               double min_iou, det_match_stats *out)
+{
+    *out = (det_match_stats){.predictions = n_pred, .annotations = n_truth};
+    size_t *order = malloc((n_pred ? n_pred : 1) * sizeof *order);
+    unsigned char *used = calloc(n_truth ? n_truth : 1, 1);
+    if (!order || !used) {
+        /* Matching tiny lists never fails in practice; report nothing matched. */
+        free(order);
+        free(used);
+        det_match_stats_finish(out);
+        return;
+    }
+    for (size_t i = 0; i < n_pred; i++)
+        order[i] = i;
+    /* qsort is not stable and has no context argument: the index tie-break
+     * makes the order total, the static pointer is set only here. */
+    g_sort_pred = pred;
+    if (n_pred > 1)
+        qsort(order, n_pred, sizeof *order, by_score);
+    for (size_t k = 0; k < n_pred; k++) {
+        const cnp_tree *p = &pred[order[k]];
+        det_box pb = {p->x - p->radius, p->y - p->radius, p->x + p->radius, p->y + p->radius};
+        double best = -1;
+        size_t best_j = 0;
+        for (size_t j = 0; j < n_truth; j++) {
+            if (used[j])
+                continue;
+            double iou = det_box_iou(&pb, &truth[j]);
+            if (iou > best) {
+                best = iou;
+                best_j = j;
+            }
+        }
+        if (best >= min_iou) {
+            used[best_j] = 1;
+            out->matched++;
+        }
+    }
+    free(order);
+    free(used);
+    det_match_stats_finish(out);
+}
+
+/* Splits one CSV line on commas in place (no quoting: the annotation files
+ * hold names and numbers only). Returns the field count. */
+static int split_fields(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        fields[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c)
+            break;
+        *c = '\0';
+        p = c + 1;
+    }
+    return n;
+}
+
+static bool parse_num(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    return end != s && *end == '\0' && errno == 0 && isfinite(*v);
+}
+
+cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
+                                size_t *n, cnp_err *err)
+{
+    *boxes = NULL;
+    *n = 0;
+    FILE *f = fopen(csv_path, "r");
+    if (!f) {
+        cnp_err_set(err, "%s: %s", csv_path, strerror(errno));
+        return errno == ENOENT ? CNP_ERR_NOTFOUND : CNP_ERR_IO;
+    }
+    cnp_status result = CNP_OK;
+    char line[4096];
+    size_t cap = 0;
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            continue;
+        char *fields[8];
+        int nf = split_fields(line, fields, 8);
+        if (lineno == 1) {
+            if (nf < 5 || strcmp(fields[0], "image_path") != 0) {
+                cnp_err_set(err, "%s:1: header must start image_path,xmin,ymin,xmax,ymax",
+                            csv_path);
+                result = CNP_ERR_FORMAT;
+                break;
+            }
+            continue;
+        }
+        double v[4];
+        if (nf < 5 || !parse_num(fields[1], &v[0]) || !parse_num(fields[2], &v[1]) ||
+            !parse_num(fields[3], &v[2]) || !parse_num(fields[4], &v[3]) || v[2] < v[0] ||
+            v[3] < v[1]) {
+            cnp_err_set(err, "%s:%d: expected image_path,xmin,ymin,xmax,ymax with xmax >= xmin",
+                        csv_path, lineno);
+            result = CNP_ERR_FORMAT;
+            break;
+        }
+        if (image && strcmp(fields[0], image) != 0)
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            det_box *b = realloc(*boxes, nc * sizeof *b);
+            if (!b) {
+                cnp_err_set(err, "%s: out of memory", csv_path);
+                result = CNP_ERR_NOMEM;
+                break;
+            }
+            *boxes = b;
+            cap = nc;
+        }
+        /* xmax, ymax are inclusive pixel indices: the box ends at +1. */
+        (*boxes)[(*n)++] = (det_box){(float)v[0], (float)v[1], (float)(v[2] + 1),
+                                     (float)(v[3] + 1)};
+    }
+    if (result == CNP_OK && ferror(f)) {
+        cnp_err_set(err, "%s: read error", csv_path);
+        result = CNP_ERR_IO;
+    }
+    fclose(f);
+    if (result != CNP_OK) {
+        free(*boxes);
+        *boxes = NULL;
+        *n = 0;
+    }
+    return result;
+}
+
+cnp_status det_annotations_images(const char *csv_path, char ***names, size_t *n,
+                                  cnp_err *err)
+{
+    *names = NULL;
+    *n = 0;
+    FILE *f = fopen(csv_path, "r");
+    if (!f) {
+        cnp_err_set(err, "%s: %s", csv_path, strerror(errno));
+        return errno == ENOENT ? CNP_ERR_NOTFOUND : CNP_ERR_IO;
+    }
+    cnp_status result = CNP_OK;
+    char line[4096];
+    size_t cap = 0;
+    for (int lineno = 1; result == CNP_OK && fgets(line, sizeof line, f); lineno++) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *comma = strchr(line, ',');
+        if (lineno == 1 || !line[0] || !comma)
+            continue;
+        *comma = '\0';
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = strcmp((*names)[i], line) == 0;
+        if (seen)
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? 2 * cap : 8;
+            char **p = realloc(*names, nc * sizeof *p);
+            if (!p) {
+                result = CNP_ERR_NOMEM;
+                break;
+            }
+            *names = p;
+            cap = nc;
+        }
+        if (!((*names)[*n] = strdup(line)))
+            result = CNP_ERR_NOMEM;
+        else
+            (*n)++;
+    }
+    fclose(f);
+    if (result != CNP_OK) {
+        cnp_err_set(err, "%s: out of memory", csv_path);
+        det_names_free(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return result;
+}
+
+void det_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
