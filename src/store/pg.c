@@ -1,6 +1,7 @@
 /* PostgreSQL connection handling: connect with libpq defaults, reconnect
  * with capped backoff, run statements, classify errors by SQLSTATE. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -63,13 +64,21 @@ static bool connect_once(pg_store *store)
         PQreset(store->conn);
     } else {
         /* Our defaults go BEFORE dbname: the expanded conninfo overrides them. */
-        const char *keys[4];
-        const char *vals[4];
+        const char *keys[8];
+        const char *vals[8];
         int n = 0;
         if (!getenv("PGCONNECT_TIMEOUT")) {
             keys[n] = "connect_timeout";
             vals[n++] = "10";
         }
+        /* Notice a silently dead peer (network partition) within about a
+         * minute instead of the kernel's two hours; TCP only. */
+        keys[n] = "keepalives_idle";
+        vals[n++] = "30";
+        keys[n] = "keepalives_interval";
+        vals[n++] = "10";
+        keys[n] = "keepalives_count";
+        vals[n++] = "3";
         keys[n] = "fallback_application_name";
         vals[n++] = "canopy";
         keys[n] = "dbname";
@@ -115,7 +124,8 @@ static cnp_status store_connect(pg_store *store, cnp_err *err)
             return store->conn ? CNP_ERR_TRANSIENT : CNP_ERR_NOMEM;
         }
         LOG_DEBUG("store", "connection attempt %d failed; retrying in %d ms", attempt, backoff);
-        pg_sleep_ms(backoff);
+        /* Jitter: workers that lost the server together do not return together. */
+        pg_sleep_ms(backoff / 2 + rand() % (backoff / 2 + 1));
         backoff = backoff * 2 > store->max_backoff_ms ? store->max_backoff_ms : backoff * 2;
     }
 }

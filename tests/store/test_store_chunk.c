@@ -230,6 +230,22 @@ static void test_seen_and_runs(pg_store *s, PGconn *c, fixture *f, int64_t run)
                            "GROUP BY i.scan_id ORDER BY 1");
     CHECK(strstr(q1, "scan-1|"), "trees per scan: %s", q1);
     free(q1);
+    char *q2 = pgt_dump(c, "SELECT address_id, "
+                           "sum(canopy_cover * width * height) / sum(width * height) "
+                           "AS canopy_cover, sum(tree_count) AS trees FROM images "
+                           "WHERE status = 'ok' AND address_id IS NOT NULL "
+                           "GROUP BY address_id ORDER BY address_id");
+    CHECK(!strncmp(q2, "addr-7|0.", 9) && !strchr(q2 + 1, '\n')[1], "cover per address: %s",
+          q2);
+    free(q2);
+    char *q3 = pgt_dump(c, "SELECT key, error FROM images WHERE status = 'failed' AND "
+                           "run_id = (SELECT max(id) FROM runs) ORDER BY key");
+    char want[256];
+    /* Sorted by key: scans/s00/img-020 before scans/s03/img-013. */
+    snprintf(want, sizeof want, "%s|%s\n%s|%s\n", f->keys[20], f->res[20].error, f->keys[13],
+             f->res[13].error);
+    CHECK(!strcmp(q3, want), "failures of the last run:\n%s\nwant\n%s", q3, want);
+    free(q3);
     pg_store_stats st;
     pg_store_get_stats(s, &st);
     CHECK(st.commits >= 10, "stats commits %llu", (unsigned long long)st.commits);
