@@ -94,7 +94,9 @@ typedef enum pg_image_status {
  * (object version unknown, e.g. the object was missing). Other strings: NULL
  * is SQL NULL. Numbers: use pg_image_result_init() first; -1 (ints) and NAN
  * (floating point) are SQL NULL. tree_count is n_trees for status OK and
- * NULL for FAILED. Strings must be valid UTF-8 without NUL bytes. */
+ * NULL for FAILED. Strings are UTF-8; bytes that do not form valid UTF-8 are
+ * stored as U+FFFD (the server would refuse the whole chunk for them), and
+ * pg_images_seen() maps its arguments the same way. */
 typedef struct pg_image_result {
     const char *bucket;
     const char *key;

@@ -112,20 +112,6 @@ static cnp_status validate(const pg_image_result *r, size_t i, cnp_err *err)
         cnp_err_set(err, "chunk result %zu (%s): NULL array with a count", i, r->key);
         return CNP_ERR_INVALID;
     }
-    const char *fields[] = {r->bucket,  r->key,         r->etag,     r->model_version,
-                            r->image_id, r->scan_id,     r->address_id, r->mask_key,
-                            r->overlay_key, r->trees_key, r->error};
-    bool ok = true;
-    for (size_t f = 0; f < sizeof fields / sizeof fields[0] && ok; f++)
-        ok = !fields[f] || pg_utf8_valid(fields[f]);
-    for (size_t t = 0; t < r->n_tree_types && ok; t++)
-        ok = !r->tree_types[t] || pg_utf8_valid(r->tree_types[t]);
-    for (size_t t = 0; t < r->n_trees && ok; t++)
-        ok = !r->trees[t].label || pg_utf8_valid(r->trees[t].label);
-    if (!ok) {
-        cnp_err_set(err, "chunk result %zu: a text value is not valid UTF-8", i);
-        return CNP_ERR_INVALID;
-    }
     return CNP_OK;
 }
 
@@ -198,6 +184,9 @@ static cnp_status encode_chunk(const pg_image_result *results, size_t n, int64_t
     }
     free(order);
     *rows = (size_t)ord;
+    if (images->sanitized || trees->sanitized)
+        LOG_WARN("store", "chunk: %zu text value(s) were not valid UTF-8; stored with U+FFFD",
+                 images->sanitized + trees->sanitized);
     if (images->nomem || trees->nomem) {
         cnp_err_set(err, "chunk: out of memory encoding %zu results", n);
         return CNP_ERR_NOMEM;
@@ -353,6 +342,17 @@ cnp_status pg_images_seen(pg_store *store, const pg_image_ref *refs, size_t n, p
         result = pg_array_literal(&arrays[col], items, n);
         if (result == CNP_OK)
             result = cnp_buf_append(&arrays[col], "", 1);
+        if (result == CNP_OK && !pg_utf8_valid((const char *)arrays[col].data)) {
+            /* Look up what pg_chunk_commit() stored for such a key. */
+            char *clean = pg_utf8_sanitize((const char *)arrays[col].data);
+            if (!clean) {
+                result = CNP_ERR_NOMEM;
+                break;
+            }
+            arrays[col].len = 0;
+            result = cnp_buf_append(&arrays[col], clean, strlen(clean) + 1);
+            free(clean);
+        }
     }
     free(items);
     if (result != CNP_OK) {

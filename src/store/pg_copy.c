@@ -5,6 +5,7 @@
  * as \\, \t, \n, \r (everything else, UTF-8 included, travels as is). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/pg_internal.h"
@@ -48,8 +49,20 @@ void pg_copy_str(pg_copy *c, const char *s)
         pg_copy_null(c);
         return;
     }
+    char *clean = NULL;
+    if (!pg_utf8_valid(s)) {
+        /* The server refuses the whole COPY for one bad byte: one bad key
+         * must not block a chunk forever, so store it with U+FFFD. */
+        if (!(clean = pg_utf8_sanitize(s))) {
+            c->nomem = true;
+            return;
+        }
+        c->sanitized++;
+        s = clean;
+    }
     copy_escaped(c, s);
     copy_raw(c, "\t", 1);
+    free(clean);
 }
 
 void pg_copy_int(pg_copy *c, int64_t v)
@@ -155,38 +168,72 @@ cnp_status pg_array_literal(cnp_buf *out, const char *const *items, size_t n)
     return result;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the bytes
+ * there are not one (stray continuation, truncated, overlong, surrogate,
+ * beyond U+10FFFF). p must not point at the terminating NUL. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+    unsigned char b = *p;
+    size_t need;
+    unsigned int cp;
+    if (b < 0x80)
+        return 1;
+    if ((b & 0xE0) == 0xC0) {
+        need = 1;
+        cp = b & 0x1F;
+    } else if ((b & 0xF0) == 0xE0) {
+        need = 2;
+        cp = b & 0x0F;
+    } else if ((b & 0xF8) == 0xF0) {
+        need = 3;
+        cp = b & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i <= need; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0; /* also stops at the terminating NUL */
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    static const unsigned int min_cp[4] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[need] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+        return 0;
+    return need + 1;
+}
+
 bool pg_utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        unsigned char b = *p;
-        size_t need;
-        unsigned int cp;
-        if (b < 0x80) {
-            p++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            need = 1;
-            cp = b & 0x1F;
-        } else if ((b & 0xF0) == 0xE0) {
-            need = 2;
-            cp = b & 0x0F;
-        } else if ((b & 0xF8) == 0xF0) {
-            need = 3;
-            cp = b & 0x07;
-        } else {
+        size_t n = utf8_seq_len(p);
+        if (!n)
             return false;
-        }
-        for (size_t i = 1; i <= need; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return false; /* also stops at the terminating NUL */
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        /* Overlong forms, surrogates and values beyond U+10FFFF. */
-        static const unsigned int min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[need] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return false;
-        p += need + 1;
+        p += n;
     }
     return true;
+}
+
+char *pg_utf8_sanitize(const char *s)
+{
+    /* Each bad byte becomes 3 bytes at most. */
+    size_t len = strlen(s);
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    char *w = out;
+    while (*p) {
+        size_t n = utf8_seq_len(p);
+        if (n) {
+            memcpy(w, p, n);
+            w += n;
+            p += n;
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3); /* U+FFFD REPLACEMENT CHARACTER */
+            w += 3;
+            p++;
+        }
+    }
+    *w = '\0';
+    return out;
 }

@@ -72,6 +72,7 @@ void pg_sleep_ms(int ms);
 typedef struct pg_copy {
     cnp_buf buf;
     bool nomem;
+    size_t sanitized; /* values that were not valid UTF-8 (stored with U+FFFD) */
 } pg_copy;
 
 void pg_copy_str(pg_copy *c, const char *s);              /* NULL: \N */
@@ -89,5 +90,9 @@ cnp_status pg_array_literal(cnp_buf *out, const char *const *items, size_t n);
 
 /* True when s is well-formed UTF-8 (what the server will accept). */
 bool pg_utf8_valid(const char *s);
+
+/* A malloc'd copy of s with every byte that is not part of a well-formed
+ * UTF-8 sequence replaced by U+FFFD; NULL when out of memory. */
+char *pg_utf8_sanitize(const char *s);
 
 #endif

@@ -59,6 +59,28 @@ int main(void)
             failures++;
         }
     }
+    struct { const char *in, *out; } clean[] = {
+        {"ok \xe6\x9c\xa8", "ok \xe6\x9c\xa8"},
+        {"a\xff" "b", "a\xef\xbf\xbd" "b"},
+        {"bad-\xc3\x28.png", "bad-\xef\xbf\xbd(.png"},
+        {"\xe6\x9c", "\xef\xbf\xbd\xef\xbf\xbd"},
+    };
+    for (size_t i = 0; i < sizeof clean / sizeof clean[0]; i++) {
+        char *got = pg_utf8_sanitize(clean[i].in);
+        if (!got || strcmp(got, clean[i].out) || !pg_utf8_valid(got)) {
+            fprintf(stderr, "sanitize case %zu: [%s]\n", i, got ? got : "(null)");
+            failures++;
+        }
+        free(got);
+    }
+    pg_copy_str(&c, "k\xff\t");
+    pg_copy_eol(&c);
+    expect("sanitized copy", &c, "k\xef\xbf\xbd\\t\n");
+    if (c.sanitized != 1) {
+        fprintf(stderr, "sanitized count %zu\n", c.sanitized);
+        failures++;
+    }
+    pg_copy_free(&c);
     if (failures)
         return 1;
     printf("ok\n");

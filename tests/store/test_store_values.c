@@ -180,12 +180,21 @@ int main(void)
     for (size_t i = 0; i < N_KEYS; i++)
         CHECK(seen[i] == PG_SEEN_OK, "seen [%s]: %d", keys[i], seen[i]);
 
-    /* Invalid UTF-8 is refused up front and nothing of the chunk lands. */
+    /* Invalid UTF-8 does not block the chunk: the bad bytes are stored as
+     * U+FFFD, the valid neighbour lands intact, the lookup maps the same way. */
     pg_image_result bad[2] = {res[0], res[1]};
     bad[0].key = "fresh-key.png";
     bad[1].key = "bad-\xc3\x28.png";
-    CHECK(pg_chunk_commit(s, 0, bad, 2, &err) == CNP_ERR_INVALID, "invalid UTF-8 accepted");
-    CHECK(pgt_int(c, "SELECT count(*) FROM images") == (long long)N_KEYS, "nothing landed");
+    CHECK(pg_chunk_commit(s, 0, bad, 2, &err) == CNP_OK, "invalid UTF-8: %s", err.msg);
+    CHECK(pgt_int(c, "SELECT count(*) FROM images WHERE key IN ('fresh-key.png', "
+                     "E'bad-\\xef\\xbf\\xbd(.png')") == 2, "sanitized rows");
+    pg_image_ref bad_ref = {bad[1].bucket, bad[1].key, bad[1].etag, bad[1].model_version};
+    pg_seen bad_seen = PG_SEEN_NONE;
+    CHECK(pg_images_seen(s, &bad_ref, 1, &bad_seen, &err) == CNP_OK && bad_seen == PG_SEEN_OK,
+          "seen with an invalid key: %d %s", bad_seen, err.msg);
+    PQclear(PQexec(c, "DELETE FROM images WHERE key IN ('fresh-key.png', "
+                      "E'bad-\\xef\\xbf\\xbd(.png')"));
+    CHECK(pgt_int(c, "SELECT count(*) FROM images") == (long long)N_KEYS, "cleanup");
 
     /* Applying the awkward chunk again changes nothing. */
 #define FULL_DUMP                                                                     \
