@@ -96,9 +96,13 @@ pg_socket_dir() {
 
 pg_port() { cat "$PG_PORT_FILE" 2>/dev/null; }
 
+# pg_running: true when the postmaster recorded in the data directory runs
+# (a stale pid file whose pid now belongs to another program does not count).
 pg_running() {
+  local pid
   [ -s "$PG_DATA/postmaster.pid" ] || return 1
-  kill -0 "$(head -n 1 "$PG_DATA/postmaster.pid")" 2>/dev/null
+  pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+  [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = postgres ]
 }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$(pg_port)" -t 2; }
