@@ -68,6 +68,7 @@ struct aws_op {
     struct curl_slist *slist;
     size_t read_off;
     int attempt;
+    bool creds_refreshed;      /* retried once after ExpiredToken */
     double not_before;
     char errbuf[CURL_ERROR_SIZE];
     aws_op_done_fn done;       /* runs once with the final outcome; may submit ops */
@@ -126,6 +127,9 @@ cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err);
 /* Sets result from an error response (status, body, headers) and decides
  * whether it is worth retrying. */
 bool aws_classify_response(aws_op *op);
+
+/* Forgets the cached credentials: the next use resolves them again. */
+void aws_client_drop_credentials(aws_client *client);
 
 /* ISO 8601 "2026-11-22T08:00:00Z" to time_t; 0 when unparsable. */
 time_t aws_parse_iso8601(const char *s);

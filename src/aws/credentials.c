@@ -435,3 +435,11 @@ out:
     pthread_mutex_unlock(&client->cred_lock);
     return result;
 }
+
+void aws_client_drop_credentials(aws_client *client)
+{
+    pthread_mutex_lock(&client->cred_lock);
+    client->have_creds = false;
+    explicit_bzero(&client->creds, sizeof client->creds);
+    pthread_mutex_unlock(&client->cred_lock);
+}

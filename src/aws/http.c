@@ -17,6 +17,10 @@
 #include "canopy/log.h"
 
 #define BACKOFF_CAP_MS 20000.0
+
+static bool code_in(const char *code, const char *const *list);
+static const char *const EXPIRED_CODES[] = {"ExpiredToken", "ExpiredTokenException",
+                                            "RequestExpired", "TokenRefreshRequired", NULL};
 #define ERROR_BODY_MAX (64 * 1024)
 
 struct aws_batch {
@@ -588,6 +592,17 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         retry = aws_classify_response(op);
         status = retry ? CNP_ERR_TRANSIENT : r->status;
     }
+    if (status == CNP_ERR_AUTH && !op->creds_refreshed && op->attempt < max_attempts &&
+        code_in(r->code, EXPIRED_CODES)) {
+        /* Temporary credentials ran out early (clock skew, revoked session):
+         * fetch them again and retry once, at once. */
+        LOG_INFO(AWS_MOD, "%s: %s, refreshing credentials", op->what, r->code);
+        op->creds_refreshed = true;
+        aws_client_drop_credentials(b->client);
+        op->not_before = 0;
+        queue_push(b, op);
+        return;
+    }
     if (retry && op->attempt < max_attempts) {
         double cap = b->client->backoff_base_ms * (double)(1u << (op->attempt < 20 ? op->attempt - 1 : 19));
         if (cap > BACKOFF_CAP_MS)
@@ -664,7 +679,8 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
             break;
         if (finished)
             continue; /* start the next ones before sleeping */
-        int timeout_ms = batch->active ? 100 : (int)(wait * 1000.0) + 1;
+        /* Wake for socket activity, or when the next delayed retry is due. */
+        int timeout_ms = (int)(wait * 1000.0) + 1;
         if (timeout_ms > 1000)
             timeout_ms = 1000;
         mc = curl_multi_poll(batch->multi, NULL, 0, timeout_ms, NULL);

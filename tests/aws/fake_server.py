@@ -13,6 +13,10 @@ answers the count for P. Routes:
   /forbidden/<id>      403 AccessDenied, always
   /stream/<bytes>      200 with a chunked body of that size (no length)
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
+  /expired/<n>/<id>    400 ExpiredToken for the first n requests, then 200
+  /mpfail/<key>        a multipart upload whose part 2 fails with 400
+                       InvalidPart; abort (DELETE ?uploadId) answers 204
+  Requests are also counted as "<METHOD> <path>".
   200 answers carry "attempt <k> sha256 <hex of the request body>".
   Signed routes answer 400 without a SigV4 Authorization header.
 
@@ -100,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
                 STATE[k] = int(v[0])
             return self.reply(200, "ok")
         k = count(url.path)
+        count(self.command + " " + url.path)
         if head == "latest":
             return self.imds(url.path)
         if head in ("creds", "auth-creds"):
@@ -109,6 +114,26 @@ class Handler(BaseHTTPRequestHandler):
         if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
             return self.s3_error(400, "MissingAuthenticationToken", "not signed")
         ok = f"attempt {k} sha256 {hashlib.sha256(body).hexdigest()}"
+        if head == "mpfail":
+            q = parse_qs(url.query, keep_blank_values=True)
+            if self.command == "POST" and "uploads" in q:
+                return self.reply(200, "<InitiateMultipartUploadResult><Bucket>mpfail</Bucket>"
+                                       "<Key>k</Key><UploadId>UP-1</UploadId>"
+                                       "</InitiateMultipartUploadResult>", "application/xml")
+            if self.command == "PUT" and q.get("uploadId") == ["UP-1"]:
+                if q.get("partNumber") == ["2"]:
+                    return self.s3_error(400, "InvalidPart", "part 2 refused")
+                return self.reply(200, "", headers={"ETag": '"etag-%s"' % q["partNumber"][0]})
+            if self.command == "DELETE" and q.get("uploadId") == ["UP-1"]:
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return self.s3_error(400, "InvalidRequest", "unexpected multipart call")
+        if head == "expired":
+            if k <= int(parts[1]):
+                return self.s3_error(400, "ExpiredToken", "The provided token has expired.")
+            return self.reply(200, ok)
         if head in ("flaky503", "throttle", "reset"):
             if k <= int(parts[1]):
                 if head == "flaky503":
@@ -159,8 +184,15 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the tests open dozens of connections at once
+
+    def handle_error(self, request, client_address):
+        pass  # clients abort on purpose (size caps); no tracebacks
+
+
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     sys.stdout.write("PORT %d\n" % server.server_address[1])
     sys.stdout.flush()

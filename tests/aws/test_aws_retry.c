@@ -154,6 +154,45 @@ static void test_batch(aws_client *c)
     s3_object_free(&s);
 }
 
+/* A failing part aborts the multipart upload; the first error is reported. */
+static void test_multipart_abort(void)
+{
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    cfg.aws.multipart_threshold = 5 << 20;
+    cfg.aws.multipart_part_size = 5 << 20;
+    aws_client *c = NULL;
+    cnp_err err;
+    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    size_t len = (12 << 20) + 5;
+    char *data = calloc(1, len);
+    s3_put put = {.bucket = "mpfail", .key = "obj", .data = data, .len = len};
+    s3_put_result pr;
+    CHECK(s3_object_put(c, &put, &pr, &err) == CNP_ERR_REMOTE);
+    CHECK_MSG(strcmp(pr.result.code, "InvalidPart") == 0 && strstr(err.msg, "UploadPart"), "%s",
+              err.msg);
+    CHECK(fake_server_count(&g_fs, "POST /mpfail/obj") == 1);
+    CHECK(fake_server_count(&g_fs, "PUT /mpfail/obj") == 3);
+    CHECK(fake_server_count(&g_fs, "DELETE /mpfail/obj") == 1);
+    free(data);
+    aws_client_free(c);
+}
+
+/* ExpiredToken drops the cached credentials and retries with fresh ones. */
+static void test_expired_token(aws_client *c)
+{
+    cnp_buf body = {0};
+    aws_result r;
+    CHECK_MSG(get(c, "/expired/1/a", &body, &r) == CNP_OK, "%s", r.err.msg);
+    CHECK(r.attempts == 2 && fake_server_count(&g_fs, "/expired/1/a") == 2);
+    CHECK(get(c, "/expired/5/b", &body, &r) == CNP_ERR_AUTH);
+    CHECK(r.attempts == 2 && strcmp(r.code, "ExpiredToken") == 0);
+    cnp_buf_free(&body);
+}
+
 int main(void)
 {
     if (!fake_server_start(&g_fs))
@@ -164,6 +203,8 @@ int main(void)
         test_not_retried(c);
         test_exhausted();
         test_batch(c);
+        test_multipart_abort();
+        test_expired_token(c);
         aws_client_free(c);
     } else {
         g_failures++;
