@@ -80,6 +80,7 @@ typedef struct cnp_config {
         double score_threshold;
         int tile;                          /* tile side in pixels */
         int tile_overlap;                  /* pixels shared by adjacent tiles */
+        int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm */
     } detector;
     struct {
         int64_t max_pixels;                /* refuse larger images before decoding */

@@ -101,9 +101,10 @@ enum det_conv_path {
 };
 
 /* Builds the kernels, uploads the weights and sizes every device buffer once
- * for the largest tile ([detector] tile, tile_overlap, score_threshold), then
- * times both convolution paths per layer on that size and keeps the faster.
- * The model must outlive the engine; ctx too. */
+ * for the largest tile ([detector] tile, tile_overlap, score_threshold).
+ * [detector] conv = auto then times both convolution paths per layer (at the
+ * largest tile on a GPU, at 128 px on a CPU device) and keeps the faster;
+ * direct or gemm forces one. The model must outlive the engine; ctx too. */
 cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
                              det_engine **out, cnp_err *err);
 
@@ -136,7 +137,7 @@ typedef struct det_layer_info {
     uint32_t out_w, out_h;     /* at the largest tile */
     double flops;              /* at the largest tile */
     enum det_conv_path chosen; /* after measurement */
-    double direct_s, gemm_s;   /* measured at creation (median), 0 for pools */
+    double direct_s, gemm_s;   /* measured at creation, 0 for pools / when forced */
 } det_layer_info;
 
 size_t det_engine_layer_count(const det_engine *e);

@@ -30,6 +30,7 @@ struct key {
 static const char *const bin_methods[] = {"otsu", "fixed", "adaptive", NULL};
 static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
 #define S(sec, field) sizeof(((cnp_config *)0)->sec.field)
@@ -92,6 +93,7 @@ static const struct key keys[] = {
     DBL(detector, score_threshold, "0.3", 0.0, 1.0),
     INT(detector, tile, "1024", 64, 16384),
     INT(detector, tile_overlap, "96", 0, 4096),
+    ENUM(detector, conv, "auto", det_convs),
 
     I64(limits, max_pixels, "268435456", 1, 1e12),
 

@@ -25,6 +25,7 @@ typedef struct eng_layer {
     enum det_conv_path chosen;
     double direct_s, gemm_s;
     uint32_t in_w, in_h, out_w, out_h; /* at the largest tile */
+    uint32_t meas_w, meas_h;           /* input size the path choice is timed at */
 } eng_layer;
 
 struct det_engine {
@@ -33,6 +34,7 @@ struct det_engine {
     cl_context cl;
     cl_command_queue q;
     uint32_t tile;
+    uint32_t measure_tile; /* tile side the path choice is timed at */
     int overlap;
     float threshold;
     size_t n_layers;
@@ -270,10 +272,10 @@ static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
 }
 
 /* Median of the wall time of `repeats` runs of layer i at the largest tile
- * (each run finished before the next). A warm-up on a small region first:
+ * (full) or at the measurement tile (each run finished before the next). A warm-up on a small region first:
  * the first use of a path compiles kernels (CLBlast's at run time). */
 static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, int repeats,
-                             double *seconds, cnp_err *err)
+                             bool full, double *seconds, cnp_err *err)
 {
     eng_layer *el = &e->layers[i];
     double t[16];
@@ -285,10 +287,10 @@ static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, i
     cnp_status result = run_layer(e, i, path, e->act[0], e->act[1], ww, wh, err);
     if (result == CNP_OK)
         result = cl_ok(clFinish(e->q), "clFinish", err);
+    int tw = full ? (int)el->in_w : (int)el->meas_w, th = full ? (int)el->in_h : (int)el->meas_h;
     for (int r = 0; result == CNP_OK && r < repeats; r++) {
         double t0 = cnp_now();
-        result = run_layer(e, i, path, e->act[0], e->act[1], (int)el->in_w, (int)el->in_h,
-                           err);
+        result = run_layer(e, i, path, e->act[0], e->act[1], tw, th, err);
         if (result == CNP_OK)
             result = cl_ok(clFinish(e->q), "clFinish", err);
         t[r] = cnp_now() - t0;
@@ -305,24 +307,31 @@ static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, i
     return CNP_OK;
 }
 
-/* Picks the faster convolution path per layer at the largest tile. */
-static cnp_status choose_paths(det_engine *e, cnp_err *err)
+/* Picks the convolution path per layer: the configured one, or (auto) the
+ * faster at the measurement tile: the largest tile on a GPU; on a CPU device
+ * (PoCL) at most 128 px, where the full tile would cost seconds of start-up
+ * and the ranking is the same. */
+static cnp_status choose_paths(det_engine *e, int configured, cnp_err *err)
 {
     for (size_t i = 0; i < e->n_layers; i++) {
         eng_layer *el = &e->layers[i];
         if (el->l->type != DET_LAYER_CONV)
             continue;
+        if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM) {
+            el->chosen = (enum det_conv_path)configured;
+            continue;
+        }
         /* One timed run each: on a GPU both take milliseconds, on a CPU
          * device (PoCL) more runs would dominate start-up. */
-        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 1, &el->gemm_s, err);
+        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 1, false, &el->gemm_s, err);
         if (result == CNP_OK && el->direct_ok)
-            result = time_layer(e, i, DET_CONV_DIRECT, 1, &el->direct_s, err);
+            result = time_layer(e, i, DET_CONV_DIRECT, 1, false, &el->direct_s, err);
         if (result != CNP_OK)
             return result;
         el->chosen = el->direct_ok && el->direct_s <= el->gemm_s ? DET_CONV_DIRECT
                                                                  : DET_CONV_GEMM;
-        LOG_DEBUG("detect", "layer %s %dx%d: direct %.3f ms, gemm %.3f ms -> %s", el->l->name,
-                  el->in_w, el->in_h, el->direct_s * 1e3, el->gemm_s * 1e3,
+        LOG_DEBUG("detect", "layer %s %ux%u: direct %.3f ms, gemm %.3f ms -> %s", el->l->name,
+                  el->meas_w, el->meas_h, el->direct_s * 1e3, el->gemm_s * 1e3,
                   el->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
     }
     return CNP_OK;
@@ -350,6 +359,15 @@ static cnp_status size_buffers(det_engine *e, cnp_err *err)
         act = a > act ? a : act;
     }
     e->tree_cap = (size_t)w * h * 4 + 64;
+    w = h = e->measure_tile;
+    for (size_t i = 0; i < e->n_layers; i++) {
+        e->layers[i].meas_w = w;
+        e->layers[i].meas_h = h;
+        if (e->layers[i].l->type == DET_LAYER_MAXPOOL) {
+            w /= 2;
+            h /= 2;
+        }
+    }
     cnp_status result = create_buffer(e, act * sizeof(float), NULL, &e->act[0], "activations", err);
     if (result == CNP_OK)
         result = create_buffer(e, act * sizeof(float), NULL, &e->act[1], "activations", err);
@@ -393,6 +411,9 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     e->cl = ocl_ctx_context(ctx);
     e->q = ocl_ctx_queue(ctx);
     e->tile = (uint32_t)tile;
+    cl_device_type type = 0;
+    clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    e->measure_tile = (type & CL_DEVICE_TYPE_CPU) && tile > 128 ? 128 : (uint32_t)tile;
     e->overlap = cfg->detector.tile_overlap;
     e->threshold = (float)cfg->detector.score_threshold;
     e->layers = layers;
@@ -409,7 +430,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     if (result == CNP_OK)
         result = size_buffers(e, err);
     if (result == CNP_OK)
-        result = choose_paths(e, err);
+        result = choose_paths(e, cfg->detector.conv, err);
     if (result != CNP_OK) {
         cnp_err_prefix(err, "%s", m->path);
         det_engine_free(e);
@@ -657,7 +678,7 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
         path = layer_path(e, &e->layers[i]);
     if (path == DET_CONV_DIRECT && !e->layers[i].direct_ok)
         path = DET_CONV_GEMM;
-    return time_layer(e, i, path, repeats, seconds, err);
+    return time_layer(e, i, path, repeats, true, seconds, err);
 }
 
 uint32_t det_engine_tile(const det_engine *e)
