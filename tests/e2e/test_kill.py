@@ -1,0 +1,54 @@
+"""e2e_kill: `kill -9` of the drainer in the middle of a chunk, then a rerun
+after the visibility timeout: every image exactly once in `images`, nothing
+left in the queue (nor in its dead-letter queue)."""
+import signal
+import sys
+
+from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
+                     s3_event, wait_until)
+
+VISIBILITY = 5
+
+
+def body(env):
+    in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
+    in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=5)
+    env.create_db()
+    keys, messages = [], []
+    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 48)):
+        key = "kill/img-%03d.png" % i
+        etag = env.put(in_bucket, key, data)
+        keys.append(key)
+        messages.append(s3_event(in_bucket, key, len(data), etag))
+    env.send(in_queue, messages)
+    # Small chunks, detector on: the kill lands while chunks are in flight.
+    cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=4, visibility=VISIBILITY,
+                     idle_exit=VISIBILITY + 4)
+
+    p = env.start(["drain", "-c", cfg], "drain-killed")
+    # The first output object means the drainer is in the middle of the work.
+    wait_until(lambda: p.poll() is not None or env.list_keys(out_bucket, "out/"), 120,
+               "the first upload", interval=0.05)
+    check(p.poll() is None, "the drainer exited (%s) before it could be killed", p.returncode)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = sum(env.ok_keys().values())
+    vis, inflight, _ = env.queue_counts(in_queue)
+    log("killed: %d images committed, queue: %d visible, %d in flight", done, vis, inflight)
+    check(done < len(keys), "everything was committed before the kill")
+    check(vis + inflight + done >= len(keys),
+          "a message was deleted without its commit: %d committed + %d queued < %d",
+          done, vis + inflight, len(keys))
+
+    # The rerun waits for the killed drainer's messages to become visible
+    # again (idle_exit_seconds > visibility timeout) and drains them.
+    env.run(["drain", "-c", cfg], "rerun", timeout=300, expect_rc=0)
+    check_exactly_once(env, keys, in_bucket)
+    check_queue_empty(env, in_queue)
+    check_queue_empty(env, dlq)
+    failed = env.query("SELECT count(*) FROM images WHERE status <> 'ok'")[0][0]
+    check(failed == 0, "%d failed rows", failed)
+
+
+if __name__ == "__main__":
+    sys.exit(main("kill", body))
