@@ -92,6 +92,8 @@ void det_trees_sort(cnp_tree *trees, size_t n);
 
 /* ---- OpenCL engine ----------------------------------------------------- */
 
+/* An engine owns its device buffers and enqueues on the context's queue:
+ * use one engine from one thread at a time. */
 typedef struct det_engine det_engine;
 
 enum det_conv_path {

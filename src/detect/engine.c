@@ -42,6 +42,8 @@ struct det_engine {
     cl_kernel pre, peaks;
     cl_mem act[2];
     cl_mem col;
+    cl_mem gemm_tmp; /* CLBlast's scratch (padding/transposes), sized once */
+    size_t gemm_tmp_bytes;
     cl_mem trees, count;
     size_t tree_cap;
     enum det_conv_path force;
@@ -144,6 +146,17 @@ static cnp_status run_conv_direct(det_engine *e, eng_layer *el, cl_mem in, cl_me
     return enqueue(e, el->conv, 3, global, local, "detect_conv", err);
 }
 
+/* Scratch bytes CLBlast needs for out x n x kdim (row-major, as we call it). */
+static CLBlastStatusCode gemm_tmp_size(det_engine *e, size_t m, size_t n, size_t kdim,
+                                       size_t *bytes)
+{
+    /* In bytes (1000^3 gives 3 x 1024^2 x 4: A, B and C padded). Zero when
+     * CLBlast runs its direct kernel without scratch. */
+    return CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                      CLBlastTransposeNo, m, n, kdim, 0, kdim, 0, n, 0, n, &e->q,
+                                      bytes);
+}
+
 static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w,
                                 int h, cnp_err *err)
 {
@@ -167,11 +180,17 @@ static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem 
             return result;
         b = e->col;
     }
-    size_t kdim = (size_t)l->in * l->k * l->k;
-    CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+    size_t kdim = (size_t)l->in * l->k * l->k, need = 0;
+    CLBlastStatusCode st = gemm_tmp_size(e, (size_t)l->out, (size_t)n, kdim, &need);
+    if (st == CLBlastSuccess && need <= e->gemm_tmp_bytes && e->gemm_tmp)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
                                         CLBlastTransposeNo, (size_t)l->out, (size_t)n, kdim,
                                         1.0f, el->weight, 0, kdim, b, 0, (size_t)n, 0.0f, out,
-                                        0, (size_t)n, &e->q, NULL);
+                                        0, (size_t)n, &e->q, NULL, e->gemm_tmp);
+    else if (st == CLBlastSuccess) /* not expected: sizes only shrink below the tile */
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+                          (size_t)l->out, (size_t)n, kdim, 1.0f, el->weight, 0, kdim, b, 0,
+                          (size_t)n, 0.0f, out, 0, (size_t)n, &e->q, NULL);
     if (st != CLBlastSuccess) {
         cnp_err_set(err, "layer %s: CLBlastSgemm(%d x %d x %zu) failed: status %d", l->name,
                     l->out, n, kdim, (int)st);
@@ -373,6 +392,17 @@ static cnp_status size_buffers(det_engine *e, cnp_err *err)
         result = create_buffer(e, act * sizeof(float), NULL, &e->act[1], "activations", err);
     if (result == CNP_OK)
         result = create_buffer(e, col * sizeof(float), NULL, &e->col, "im2col matrix", err);
+    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
+        const eng_layer *el = &e->layers[i];
+        size_t need = 0;
+        if (el->l->type == DET_LAYER_CONV &&
+            gemm_tmp_size(e, (size_t)el->l->out, (size_t)el->out_w * el->out_h,
+                          (size_t)el->l->in * el->l->k * el->l->k, &need) == CLBlastSuccess &&
+            need > e->gemm_tmp_bytes)
+            e->gemm_tmp_bytes = need;
+    }
+    if (result == CNP_OK && e->gemm_tmp_bytes)
+        result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
     if (result == CNP_OK)
         result = create_buffer(e, e->tree_cap * sizeof(cl_float4), NULL, &e->trees,
                                "tree list", err);
@@ -473,6 +503,7 @@ void det_engine_free(det_engine *e)
     release_mem(e->act[0]);
     release_mem(e->act[1]);
     release_mem(e->col);
+    release_mem(e->gemm_tmp);
     release_mem(e->trees);
     release_mem(e->count);
     free(e);

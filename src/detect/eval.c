@@ -28,22 +28,26 @@ void det_match_stats_finish(det_match_stats *s)
     s->count_error = (long)s->predictions - (long)s->annotations;
 }
 
-/* Order of predictions: score descending, then index (stable). */
-static const cnp_tree *g_sort_pred;
+/* Order of predictions: score descending, then index (a total order, so
+ * qsort's instability does not matter). */
+typedef struct scored {
+    float score;
+    size_t index;
+} scored;
+
 static int by_score(const void *pa, const void *pb)
 {
-    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
-    float sa = g_sort_pred[a].score, sb = g_sort_pred[b].score;
-    if (sa != sb)
-        return sa > sb ? -1 : 1;
-    return a < b ? -1 : a > b;
+    const scored *a = pa, *b = pb;
+    if (a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
 }
 
 void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
                double min_iou, det_match_stats *out)
 {
     *out = (det_match_stats){.predictions = n_pred, .annotations = n_truth};
-    size_t *order = malloc((n_pred ? n_pred : 1) * sizeof *order);
+    scored *order = malloc((n_pred ? n_pred : 1) * sizeof *order);
     unsigned char *used = calloc(n_truth ? n_truth : 1, 1);
     if (!order || !used) {
         /* Matching tiny lists never fails in practice; report nothing matched. */
@@ -53,14 +57,11 @@ void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t
         return;
     }
     for (size_t i = 0; i < n_pred; i++)
-        order[i] = i;
-    /* qsort is not stable and has no context argument: the index tie-break
-     * makes the order total, the static pointer is set only here. */
-    g_sort_pred = pred;
+        order[i] = (scored){pred[i].score, i};
     if (n_pred > 1)
         qsort(order, n_pred, sizeof *order, by_score);
     for (size_t k = 0; k < n_pred; k++) {
-        const cnp_tree *p = &pred[order[k]];
+        const cnp_tree *p = &pred[order[k].index];
         det_box pb = {p->x - p->radius, p->y - p->radius, p->x + p->radius, p->y + p->radius};
         double best = -1;
         size_t best_j = 0;
