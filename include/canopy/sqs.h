@@ -54,7 +54,8 @@ typedef struct sqs_entry_result {
 
 /* Deletes n messages by receipt handle. results (n entries) receive each
  * entry's outcome; the return is CNP_OK when every request was answered
- * (entries may still have failed: see results), else the request error. */
+ * (entries may still have failed: see results), else the first request
+ * error. result->attempts counts the HTTP attempts of all requests. */
 cnp_status sqs_delete_batch(aws_client *client, const char *queue_url,
                             const char *const *receipt_handles, size_t n,
                             sqs_entry_result *results, aws_result *result);

@@ -220,7 +220,7 @@ typedef struct entry_batch_ctx {
     sqs_entry_result *results; /* the caller's array, indexed by entry */
     size_t first;
     size_t count;
-    aws_result *overall;       /* first request failure */
+    aws_result *overall;       /* first request failure; attempts summed */
 } entry_batch_ctx;
 
 static cnp_status status_for_code(const char *code, bool sender_fault)
@@ -250,10 +250,15 @@ static void entries_done(aws_op *op)
             snprintf(ctx->results[i].code, sizeof ctx->results[i].code, "%s", r->code);
             snprintf(ctx->results[i].message, sizeof ctx->results[i].message, "%.250s", r->err.msg);
         }
-        if (ctx->overall->status == CNP_OK)
+        if (ctx->overall->status == CNP_OK) {
+            int attempts = ctx->overall->attempts;
             *ctx->overall = *r;
+            ctx->overall->attempts = attempts;
+        }
+        ctx->overall->attempts += r->attempts;
         return;
     }
+    ctx->overall->attempts += r->attempts;
     /* Entries neither listed as successful nor failed count as failed. */
     for (size_t i = ctx->first; i < ctx->first + ctx->count; i++) {
         ctx->results[i].status = CNP_ERR_REMOTE;

@@ -70,6 +70,7 @@ static void test_standard(aws_client *c)
     for (int i = 0; i < N; i++)
         CHECK_MSG(res[i].status == CNP_OK && res[i].message_id[0], "%d: %s", i, res[i].message);
     CHECK(res[N].status == CNP_ERR_LIMIT);
+    CHECK_MSG(r.attempts == 3, "%d requests for 25 entries", r.attempts);
     free(huge);
     aws_kvlist_free(&attrs);
 
@@ -131,6 +132,36 @@ static void test_standard(aws_client *c)
     sqs_message_list none;
     CHECK(sqs_receive(c, url, 10, 0, -1, &none, &r) == CNP_OK && none.n == 0);
     sqs_message_list_free(&none);
+    CHECK(sqs_queue_delete(c, url, &r) == CNP_OK);
+}
+
+/* Five 100 KiB messages: the 256 KiB request limit splits them 2 + 2 + 1. */
+static void test_size_split(aws_client *c)
+{
+    char url[512];
+    make_queue(c, "big", NULL, url, sizeof url);
+    enum { N = 5, SIZE = 100 * 1024 };
+    char *bodies[N];
+    sqs_send_entry e[N];
+    for (int i = 0; i < N; i++) {
+        bodies[i] = malloc(SIZE + 1);
+        memset(bodies[i], 'a' + i, SIZE);
+        bodies[i][SIZE] = '\0';
+        e[i] = (sqs_send_entry){.body = bodies[i]};
+    }
+    sqs_entry_result res[N];
+    aws_result r;
+    CHECK_MSG(sqs_send_batch(c, url, e, N, res, &r) == CNP_OK, "%s", r.err.msg);
+    for (int i = 0; i < N; i++)
+        CHECK_MSG(res[i].status == CNP_OK, "%d: %s %s", i, res[i].code, res[i].message);
+    CHECK_MSG(r.attempts == 3, "%d requests", r.attempts);
+    sqs_message_list all;
+    CHECK(receive_all(c, url, N, &all) == N);
+    for (size_t i = 0; i < all.n; i++)
+        CHECK(strlen(all.items[i].body) == SIZE);
+    sqs_message_list_free(&all);
+    for (int i = 0; i < N; i++)
+        free(bodies[i]);
     CHECK(sqs_queue_delete(c, url, &r) == CNP_OK);
 }
 
@@ -268,6 +299,8 @@ int main(void)
     cnp_config cfg;
     if (!aws_test_stack_config(&cfg))
         return test_skip_or_fail("test_aws_sqs: no local stack (CANOPY_TEST_STACK unset)");
+    /* A short no-progress timeout: long polls must still get their wait. */
+    cfg.aws.request_timeout = 2;
     aws_client *c = NULL;
     cnp_err err = {{0}};
     if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
@@ -276,6 +309,7 @@ int main(void)
     }
     aws_test_name(g_prefix, sizeof g_prefix, "canopy-sqs");
     test_standard(c);
+    test_size_split(c);
     test_fifo(c);
     test_dead_letter(c);
     test_long_poll(c);
