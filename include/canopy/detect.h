@@ -48,6 +48,11 @@ const char *det_model_version(const det_model *m);
 /* Output cell size in input pixels (the architecture's "stride"). */
 int det_model_stride(const det_model *m);
 
+/* Side of the receptive field of one output cell, in input pixels. Tiles
+ * give untiled results near their owned borders when tile_overlap is at least
+ * this (each side keeps half the overlap, the field reaches half of it). */
+int det_model_receptive_field(const det_model *m);
+
 /* Multiply-adds x 2 of one forward pass over a w x h input. */
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
 

@@ -448,6 +448,12 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     e->threshold = (float)cfg->detector.score_threshold;
     e->layers = layers;
     e->n_layers = (size_t)m->n_layers;
+    int rf = det_model_receptive_field(m);
+    if (e->overlap < rf)
+        LOG_INFO("detect",
+                 "[detector] tile_overlap %d is below the receptive field (%d px) of %s: "
+                 "trees within ~%d px of tile borders may differ from untiled results",
+                 e->overlap, rf, m->version, (rf - e->overlap) / 2);
     char base[256];
     base_options(m, base, sizeof base);
     cnp_status result = ocl_kernel_create(ctx, "detect", base, "detect_preprocess", &e->pre, err);

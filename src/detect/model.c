@@ -582,6 +582,21 @@ double det_model_flops(const det_model *m, uint32_t w, uint32_t h)
     return total;
 }
 
+int det_model_receptive_field(const det_model *m)
+{
+    int rf = 1, jump = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const det_layer *l = &m->layers[i];
+        if (l->type == DET_LAYER_MAXPOOL) {
+            rf += jump;
+            jump *= 2;
+        } else {
+            rf += (l->k - 1) * l->dilation * jump;
+        }
+    }
+    return rf;
+}
+
 static bool file_exists(const char *p)
 {
     struct stat st;

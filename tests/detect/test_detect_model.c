@@ -79,6 +79,8 @@ static void test_valid(const tw_model *tm, const cnp_buf *b)
     double want = 2.0 * 4 * 8 * 9 * 64 * 64 + 2.0 * 8 * 12 * 9 * 32 * 32 +
                   2.0 * 12 * 8 * 9 * 16 * 16 + 2.0 * 8 * 8 * 16 * 16 + 2.0 * 8 * 4 * 16 * 16;
     CHECK(det_model_flops(m, 64, 64) == want);
+    /* 1 + 2 (c1) + 1 (pool) + 2*2*2 (c2) + 2 (pool) + 2*4*4 (c3) */
+    CHECK(det_model_receptive_field(m) == 46);
     det_model_free(m);
     (void)tm;
 }
