@@ -54,4 +54,24 @@ cnp_status img_png_encode_rgb(const cnp_image *img, int level, cnp_buf *out,
 cnp_status img_png_encode_rgba(const cnp_image *img, int level, cnp_buf *out,
                                cnp_err *err);
 
+/* Overlay drawing (src/image/draw.c). Coordinates are continuous pixel
+ * coordinates with the origin top-left: pixel (i, j) covers [i, i+1) x
+ * [j, j+1). Shapes are anti-aliased, drawn over a dark 1-pixel outline so they
+ * read on any background, and clipped to the image: only the shape's bounding
+ * box is visited. Alpha is raised to the shape's coverage, never lowered.
+ * Non-finite or non-positive sizes draw nothing. */
+
+/* A ring of colour rgb, `thickness` pixels wide, centred on the circle of
+ * `radius` around (cx, cy). */
+void img_draw_circle(cnp_image *img, float cx, float cy, float radius, const uint8_t rgb[3],
+                     float thickness);
+
+/* A filled disc (centre dot) of `radius` around (cx, cy). */
+void img_draw_dot(cnp_image *img, float cx, float cy, float radius, const uint8_t rgb[3]);
+
+/* A plus sign with arms reaching `size` pixels from (cx, cy), `thickness`
+ * pixels wide. */
+void img_draw_cross(cnp_image *img, float cx, float cy, float size, const uint8_t rgb[3],
+                    float thickness);
+
 #endif

@@ -1,0 +1,153 @@
+/* Overlay drawing on RGBA8 images: rings, dots and crosses with a dark
+ * outline so that they stay readable on any aerial background.
+ *
+ * Coordinates are continuous, origin top-left: pixel (i, j) covers
+ * [i, i+1) x [j, j+1), so its centre is (i + 0.5, j + 0.5). Edges are
+ * anti-aliased with a box filter: a pixel's coverage is the length (or area)
+ * of its overlap with the shape, measured across the edge. Only the shape's
+ * bounding box, clipped to the image, is visited. */
+#include <math.h>
+
+#include "canopy/image.h"
+
+/* Opacity of the dark outline drawn under every shape. */
+#define OUTLINE_OPACITY 0.85f
+
+/* Length of [lo, hi] covered by the unit interval centred on c. */
+static inline float overlap1(float c, float lo, float hi)
+{
+    float a = fmaxf(lo, c - 0.5f);
+    float b = fminf(hi, c + 0.5f);
+    return b > a ? b - a : 0.0f;
+}
+
+static inline uint8_t mix(uint8_t p, uint8_t c, float a)
+{
+    return (uint8_t)((float)p + ((float)c - (float)p) * a + 0.5f);
+}
+
+/* Dark outline first (coverage `under`), then the colour (coverage `over`). */
+static inline void blend(uint8_t *px, const uint8_t rgb[3], float under, float over)
+{
+    static const uint8_t dark[3] = {0, 0, 0};
+    float a = under * OUTLINE_OPACITY;
+    for (int k = 0; k < 3; k++) {
+        uint8_t v = a > 0.0f ? mix(px[k], dark[k], a) : px[k];
+        px[k] = over > 0.0f ? mix(v, rgb[k], over) : v;
+    }
+    float cov = fmaxf(a, over);
+    uint8_t alpha = (uint8_t)(cov * 255.0f + 0.5f);
+    if (alpha > px[3])
+        px[3] = alpha;
+}
+
+/* Pixel range [*lo, *hi) covering [a, b] in continuous coordinates, clipped
+ * to [0, n). Returns false when empty (or when the inputs are not finite). */
+static bool span(double a, double b, uint32_t n, uint32_t *lo, uint32_t *hi)
+{
+    if (!(a <= b) || !isfinite(a) || !isfinite(b))
+        return false;
+    double l = floor(a), h = ceil(b);
+    if (h <= 0.0 || l >= (double)n)
+        return false;
+    *lo = l < 0.0 ? 0u : (uint32_t)l;
+    *hi = h > (double)n ? n : (uint32_t)h;
+    return *lo < *hi;
+}
+
+/* Fills the radial band inner <= d <= outer around (cx, cy) with rgb over a
+ * band one pixel wider on each side in the outline colour. inner < 0 gives a
+ * disc. */
+static void draw_band(cnp_image *img, float cx, float cy, float inner, float outer,
+                      const uint8_t rgb[3])
+{
+    if (!img || !img->rgba || !(outer > 0.0f))
+        return;
+    float reach = outer + 1.0f; /* outline */
+    uint32_t x0, x1, y0, y1;
+    if (!span((double)cx - reach - 1.0, (double)cx + reach + 1.0, img->width, &x0, &x1) ||
+        !span((double)cy - reach - 1.0, (double)cy + reach + 1.0, img->height, &y0, &y1))
+        return;
+    /* Pixels whose centre is closer than this are untouched (interior). */
+    float hole = inner - 1.0f - 0.75f;
+    for (uint32_t y = y0; y < y1; y++) {
+        float dy = (float)y + 0.5f - cy;
+        uint32_t skip_lo = 1, skip_hi = 0; /* empty */
+        if (hole > 0.0f && fabsf(dy) < hole) {
+            float xi = sqrtf(hole * hole - dy * dy);
+            double lo = floor((double)cx - xi - 0.5) + 1.0;
+            double hi = ceil((double)cx + xi - 0.5) - 1.0;
+            if (lo <= hi && hi >= 0.0 && lo < (double)img->width) {
+                skip_lo = lo < 0.0 ? 0u : (uint32_t)lo;
+                skip_hi = hi >= (double)img->width ? img->width - 1 : (uint32_t)hi;
+            }
+        }
+        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
+        for (uint32_t x = x0; x < x1; x++) {
+            if (x == skip_lo && skip_lo <= skip_hi) {
+                x = skip_hi;
+                continue;
+            }
+            float dx = (float)x + 0.5f - cx;
+            float d = sqrtf(dx * dx + dy * dy);
+            float under = overlap1(d, inner - 1.0f, outer + 1.0f);
+            if (under <= 0.0f)
+                continue;
+            blend(row + (size_t)x * 4, rgb, under, overlap1(d, inner, outer));
+        }
+    }
+}
+
+void img_draw_circle(cnp_image *img, float cx, float cy, float radius, const uint8_t rgb[3],
+                     float thickness)
+{
+    if (!(thickness > 0.0f) || !(radius >= 0.0f))
+        return;
+    draw_band(img, cx, cy, radius - thickness * 0.5f, radius + thickness * 0.5f, rgb);
+}
+
+void img_draw_dot(cnp_image *img, float cx, float cy, float radius, const uint8_t rgb[3])
+{
+    if (!(radius > 0.0f))
+        return;
+    draw_band(img, cx, cy, -2.0f, radius, rgb);
+}
+
+/* Coverage of the pixel centred on (px, py) by the rectangle [x0,x1]x[y0,y1]. */
+static inline float rect_cov(float px, float py, float x0, float x1, float y0, float y1)
+{
+    return overlap1(px, x0, x1) * overlap1(py, y0, y1);
+}
+
+/* Coverage of a plus sign of half-length s and half-thickness h. */
+static inline float plus_cov(float px, float py, float cx, float cy, float s, float h)
+{
+    float horiz = rect_cov(px, py, cx - s, cx + s, cy - h, cy + h);
+    float vert = rect_cov(px, py, cx - h, cx + h, cy - s, cy + s);
+    float both = rect_cov(px, py, cx - h, cx + h, cy - h, cy + h);
+    return horiz + vert - both;
+}
+
+void img_draw_cross(cnp_image *img, float cx, float cy, float size, const uint8_t rgb[3],
+                    float thickness)
+{
+    if (!img || !img->rgba || !(size > 0.0f) || !(thickness > 0.0f))
+        return;
+    float h = thickness * 0.5f;
+    float reach = fmaxf(size, h) + 1.0f;
+    uint32_t x0, x1, y0, y1;
+    if (!span((double)cx - reach, (double)cx + reach, img->width, &x0, &x1) ||
+        !span((double)cy - reach, (double)cy + reach, img->height, &y0, &y1))
+        return;
+    for (uint32_t y = y0; y < y1; y++) {
+        float py = (float)y + 0.5f;
+        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
+        for (uint32_t x = x0; x < x1; x++) {
+            float px = (float)x + 0.5f;
+            float under = plus_cov(px, py, cx, cy, size + 1.0f, h + 1.0f);
+            if (under <= 0.0f)
+                continue;
+            blend(row + (size_t)x * 4, rgb, under, plus_cov(px, py, cx, cy, size, h));
+        }
+    }
+}
