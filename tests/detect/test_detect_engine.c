@@ -1,6 +1,6 @@
 /* The OpenCL engine against the C reference: raw output tensors within
- * OUT_TOL on random images of odd sizes (both convolution paths, two
- * models), and the extracted trees equal on random images and on the three
+ * OUT_TOL on random images of odd sizes and on NEON crops (both convolution
+ * paths, two models), and the extracted trees equal on random images and on the three
  * NEON images, tiled, except where a score is within TIE_EPS of the
  * threshold or of a neighbour (a near-tie that float rounding may decide
  * either way). */
@@ -257,6 +257,31 @@ static void test_neon(const det_model *m, const char *name)
         cnp_image img = {0};
         REQUIRE(img_png_read_file(path, 0, &img, &err) == CNP_OK);
         cl_mem buf = upload(&img);
+        /* Raw outputs on a 256 x 256 region away from the corner, both paths. */
+        uint32_t x0 = img.width - 256 - 8, y0 = 12;
+        float *ref = NULL;
+        uint32_t roh, row;
+        REQUIRE(det_ref_forward(m, img.rgba + 4 * ((size_t)y0 * img.width + x0), img.width, 256,
+                                256, &ref, &roh, &row, &err) == CNP_OK);
+        for (int p = DET_CONV_DIRECT; p <= DET_CONV_GEMM; p++) {
+            det_engine_set_conv_path(e, (enum det_conv_path)p);
+            float *dev = NULL;
+            uint32_t doh = 0, dow = 0;
+            st = det_engine_forward(e, buf, img.width, x0, y0, 256, 256, &dev, &doh, &dow, &err);
+            CHECK_MSG(st == CNP_OK, "%s", err.msg);
+            double maxdiff = 0;
+            for (size_t k = 0; st == CNP_OK && k < 4 * (size_t)roh * row; k++) {
+                double d = fabs((double)dev[k] - ref[k]);
+                maxdiff = d > maxdiff || isnan(d) ? d : maxdiff;
+            }
+            CHECK(doh == roh && dow == row);
+            CHECK_MSG(maxdiff <= OUT_TOL, "%s %s: max abs diff %.3g", name, images[i], maxdiff);
+            printf("%s %s %s: output 4x%ux%u, max abs diff %.3g\n", name, images[i],
+                   p == DET_CONV_DIRECT ? "direct" : "gemm", roh, row, maxdiff);
+            free(dev);
+        }
+        free(ref);
+        det_engine_set_conv_path(e, DET_CONV_AUTO);
         cnp_tree *a = NULL, *b = NULL;
         size_t na = 0, nb = 0;
         REQUIRE(det_ref_run(m, &img, THRESHOLD, 256, 64, &a, &na, &err) == CNP_OK);
