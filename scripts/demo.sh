@@ -16,6 +16,13 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
+# The trained crown model when this checkout has it, else the random test
+# model (the pipeline runs the same; the trees it finds mean nothing).
+MODEL=${CANOPY_DETECTOR_MODEL:-$CANOPY_ROOT/models/crown-1.0.cnw}
+if [ ! -f "$MODEL" ]; then
+  MODEL="$CANOPY_ROOT/models/test/random-tiny.cnw"
+fi
+export CANOPY_DETECTOR_MODEL="$MODEL"
 CANOPY="$BUILD_DIR/canopy"
 NEON_DIR=${CANOPY_NEON_DIR:-$CANOPY_ROOT/../shared/data/neon}
 OUT_DIR="$CANOPY_ROOT/out/demo"
@@ -42,19 +49,22 @@ drain_available() {
   "$CANOPY" drain --help >/dev/null 2>&1
 }
 
-# stack_start: a local stack private to the demo, stopped when the script exits.
+# stack_start: a local stack private to the demo (PostgreSQL + moto), stopped
+# and deleted when the script exits, however it exits: nothing is left running.
 stack_start() {
   export CANOPY_STACK_DIR
   CANOPY_STACK_DIR=$(mktemp -d /tmp/canopy-demo-stack.XXXXXX)
   trap 'bash "$CANOPY_ROOT/scripts/stack.sh" clean >/dev/null 2>&1 || true' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   bash "$CANOPY_ROOT/scripts/stack.sh" start
   # shellcheck disable=SC1091
   . "$CANOPY_STACK_DIR/env"
 }
 
 # make_resources: buckets and queues for the demo (the input queue redrives to
-# a dead-letter queue after 5 receives); exports the CANOPY_<SECTION>_<KEY>
-# settings that point canopy at them.
+# a dead-letter queue after 5 receives), then the configuration file
+# $DEMO_INI that points canopy at them.
 make_resources() {
   local urls
   urls=$("$CANOPY_PYTHON" - <<'EOF'
@@ -69,30 +79,81 @@ inq = sqs.create_queue(QueueName="canopy-demo-input", Attributes={
     "VisibilityTimeout": "120",
     "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})["QueueUrl"]
 outq = sqs.create_queue(QueueName="canopy-demo-output")["QueueUrl"]
-print(inq, outq)
+print(inq, outq, dlq)
 EOF
   )
-  read -r CANOPY_INPUT_QUEUE_URL CANOPY_OUTPUT_QUEUE_URL <<<"$urls"
-  export CANOPY_INPUT_QUEUE_URL CANOPY_OUTPUT_QUEUE_URL
-  export CANOPY_INPUT_BUCKET=canopy-demo-input CANOPY_INPUT_PREFIX=neon/
-  export CANOPY_OUTPUT_BUCKET=canopy-demo-output CANOPY_OUTPUT_PREFIX=results/
-  export CANOPY_POSTGRES_CONNINFO="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
-  export CANOPY_BATCH_IDLE_EXIT_SECONDS=3 CANOPY_BATCH_WAIT_SECONDS=1
+  read -r INPUT_QUEUE OUTPUT_QUEUE DEAD_LETTER_QUEUE <<<"$urls"
+  DEMO_INI="$CANOPY_STACK_DIR/canopy-demo.ini"
+  # Endpoint, credentials and region come from the AWS_* variables of the
+  # stack's env file, as on AWS they come from the instance or task role.
+  cat >"$DEMO_INI" <<EOF
+[input]
+queue_url = $INPUT_QUEUE
+bucket = canopy-demo-input
+prefix = neon/
+
+[output]
+bucket = canopy-demo-output
+prefix = results/
+queue_url = $OUTPUT_QUEUE
+
+[batch]
+wait_seconds = 1
+idle_exit_seconds = 3
+
+[postgres]
+conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE
+
+[detector]
+model = $MODEL
+EOF
+  say "configuration ($DEMO_INI):"
+  sed 's/^/    /' "$DEMO_INI" >&2
+}
+
+# show_results: what the drain left behind: rows, trees, objects, queues.
+show_results() {
+  say "results in PostgreSQL:"
+  psql -X -P pager=off -v ON_ERROR_STOP=1 -c \
+    "select key, scan_id, address_id, tree_types, width || 'x' || height as size,
+            tree_count, round(canopy_cover::numeric, 3) as canopy_cover, status
+     from images order by key"
+  psql -X -P pager=off -v ON_ERROR_STOP=1 -c \
+    "select i.key, count(t.image_ref) as trees, round(avg(t.radius)::numeric, 1) as mean_radius_px,
+            round(avg(t.score)::numeric, 2) as mean_score
+     from images i left join trees t on t.image_ref = i.id group by i.key order by i.key"
+  "$CANOPY_PYTHON" - "$INPUT_QUEUE" "$OUTPUT_QUEUE" "$DEAD_LETTER_QUEUE" <<'EOF'
+import json, sys
+import boto3
+inq, outq, dlq = sys.argv[1:4]
+s3, sqs = boto3.client("s3"), boto3.client("sqs")
+print("output objects in s3://canopy-demo-output:")
+for o in s3.list_objects_v2(Bucket="canopy-demo-output").get("Contents", []):
+    print("    %-50s %9d bytes" % (o["Key"], o["Size"]))
+def waiting(url):
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+print("messages left: input queue %d, dead-letter queue %d" % (waiting(inq), waiting(dlq)))
+notes = sqs.receive_message(QueueUrl=outq, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+if notes:
+    print("a notification on the output queue:")
+    print("    " + json.dumps(json.loads(notes[0]["Body"]), indent=2).replace("\n", "\n    "))
+EOF
 }
 
 # run_service: the batch job end to end against the local stack.
 run_service() {
   stack_start
   make_resources
-  (
-    cd "$CANOPY_ROOT"
-    "$CANOPY" db migrate
-    "$CANOPY" submit "$NEON_DIR"/*.png
-    "$CANOPY" drain
-  )
-  say "rows in PostgreSQL:"
-  psql -X -P pager=off -c 'select key, width, height, threshold, canopy_cover, tree_count, status
-                           from images order by key'
+  cd "$CANOPY_ROOT"
+  say "canopy db migrate"
+  "$CANOPY" db migrate -c "$DEMO_INI"
+  say "canopy submit: upload the NEON images with scan and address ids, enqueue them"
+  "$CANOPY" submit -c "$DEMO_INI" --scan-id demo-scan-1 --address-id "1 Demo Road" \
+    --tree-types pine,oak "$NEON_DIR"/*.png
+  say "canopy drain: the batch job (exits when the queue stayed empty for 3 s)"
+  "$CANOPY" drain -c "$DEMO_INI"
+  show_results
 }
 
 main() {
