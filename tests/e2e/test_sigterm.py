@@ -1,0 +1,55 @@
+"""e2e_sigterm: SIGTERM in the middle of a drain (a spot-instance
+interruption): the drainer stops receiving, finishes and acknowledges the
+chunks in flight and exits 0 well before the queue is drained; every image
+is then either committed or still queued, and a rerun completes the work
+with every image exactly once."""
+import signal
+import sys
+import time
+
+from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
+                     s3_event, wait_until)
+
+VISIBILITY = 5
+
+
+def body(env):
+    in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
+    in_queue, dlq = env.queue("in", visibility=VISIBILITY)
+    env.create_db()
+    keys, messages = [], []
+    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 60)):
+        key = "term/img-%03d.png" % i
+        etag = env.put(in_bucket, key, data)
+        keys.append(key)
+        messages.append(s3_event(in_bucket, key, len(data), etag))
+    env.send(in_queue, messages)
+    cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=4, visibility=VISIBILITY,
+                     idle_exit=VISIBILITY + 4)
+
+    p = env.start(["drain", "-c", cfg], "drain-term")
+    wait_until(lambda: p.poll() is not None or env.list_keys(out_bucket, "out/"), 120,
+               "the first upload", interval=0.05)
+    check(p.poll() is None, "the drainer exited (%s) before the signal", p.returncode)
+    t = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc, out, err = env.wait(p, 120)
+    log("exit %d %.1f s after SIGTERM", rc, time.monotonic() - t)
+    check(rc == 0, "exit code %d after SIGTERM, expected 0\n%s", rc, err[-2000:])
+    done = sum(env.ok_keys().values())
+    vis, inflight, delayed = env.queue_counts(in_queue)
+    log("after SIGTERM: %d committed, queue %d visible + %d in flight", done, vis, inflight)
+    check(done > 0, "the chunks in flight were not finished")
+    check(done < len(keys), "the drainer did not stop early: all %d images done", done)
+    check(done + vis + inflight + delayed >= len(keys),
+          "messages deleted without their commit: %d committed + %d queued < %d",
+          done, vis + inflight + delayed, len(keys))
+
+    env.run(["drain", "-c", cfg], "rerun", timeout=300, expect_rc=0)
+    check_exactly_once(env, keys, in_bucket)
+    check_queue_empty(env, in_queue)
+    check_queue_empty(env, dlq)
+
+
+if __name__ == "__main__":
+    sys.exit(main("sigterm", body))
