@@ -141,6 +141,19 @@ static void exec_ok(PGconn *c, const char *sql)
     PQclear(res);
 }
 
+/* The 1-minute load average: wall-clock rows/s mean little on a busy host. */
+static double loadavg(void)
+{
+    double v = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1)
+            v = NAN;
+        fclose(f);
+    }
+    return v;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -301,6 +314,7 @@ int main(int argc, char **argv)
         {"row-at-a-time INSERT, new rows", o.baseline_images, rows_of(&d, o.baseline_images), 0,
          calloc((size_t)o.repeat, sizeof(double))},
     };
+    double load_before = loadavg();
     for (int r = 0; r < o.repeat; r++) {
         exec_ok(c, "TRUNCATE images, trees, runs RESTART IDENTITY CASCADE");
         exec_ok(c, "CHECKPOINT");
@@ -328,8 +342,10 @@ int main(int argc, char **argv)
         m[i].med_s = median(tmp, k);
     }
 
-    printf("PostgreSQL %d, %d images, %ld trees, chunks of %d images, median of %d run(s)\n",
-           PQserverVersion(c), o.images, o.trees, o.chunk, o.repeat);
+    double load_after = loadavg();
+    printf("PostgreSQL %d, %d images, %ld trees, chunks of %d images, median of %d run(s); "
+           "host load average %.1f before, %.1f after\n",
+           PQserverVersion(c), o.images, o.trees, o.chunk, o.repeat, load_before, load_after);
     printf("%-32s %8s %9s %9s %10s\n", "path", "images", "rows", "seconds", "rows/s");
     for (int i = 0; i < n_measures; i++)
         printf("%-32s %8d %9ld %9.3f %10.0f\n", m[i].path, m[i].images, m[i].rows, m[i].med_s,
@@ -348,6 +364,10 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(root, "trees", (double)o.trees);
         cJSON_AddNumberToObject(root, "chunk_images", o.chunk);
         cJSON_AddNumberToObject(root, "repeat", o.repeat);
+        if (!isnan(load_before) && !isnan(load_after)) {
+            cJSON_AddNumberToObject(root, "loadavg_1m_before", load_before);
+            cJSON_AddNumberToObject(root, "loadavg_1m_after", load_after);
+        }
         cJSON *arr = cJSON_AddArrayToObject(root, "results");
         for (int i = 0; i < n_measures; i++)
             cJSON_AddItemToArray(arr, measure_json(&m[i], o.repeat));
