@@ -87,6 +87,11 @@ cnp_status s3_list_objects(aws_client *client, const char *bucket, const char *p
                            const char *start_after, const char *continuation, int max_keys,
                            s3_list_page *out, cnp_err *err);
 
+/* Splits "s3://bucket/key/or/prefix" into bucket and key (key may be empty).
+ * CNP_ERR_INVALID with err set when uri is not of that form or too long. */
+cnp_status s3_uri_parse(const char *uri, char *bucket, size_t bucket_len, char *key,
+                        size_t key_len, cnp_err *err);
+
 /* CreateBucket in the client's region. An existing bucket owned by the caller
  * is not an error. */
 cnp_status s3_bucket_create(aws_client *client, const char *bucket, cnp_err *err);

@@ -31,6 +31,9 @@ struct aws_client {
     pthread_mutex_t cred_lock;
     aws_credentials creds;
     bool have_creds;
+    time_t cred_fail_at;       /* last failed resolution, 0: none */
+    cnp_status cred_fail_status;
+    cnp_err cred_fail_err;
 };
 
 typedef struct aws_op aws_op;

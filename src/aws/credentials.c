@@ -16,7 +16,12 @@
 #include "canopy/log.h"
 
 #define REFRESH_BEFORE_S 300
-#define METADATA_ATTEMPTS 3
+/* As the SDKs: the container agent is retried, instance metadata is not
+ * (off EC2 it only delays the "no credentials" error). */
+#define CONTAINER_ATTEMPTS 3
+#define IMDS_ATTEMPTS 2
+/* After the chain found nothing, answer from that result this long. */
+#define NEGATIVE_CACHE_S 5
 
 static const char *env(const char *name)
 {
@@ -173,7 +178,8 @@ static size_t fetch_write(char *data, size_t size, size_t nmemb, void *userp)
 /* One small HTTP exchange with a metadata service, retried on connection
  * errors and 5xx. Body is NUL-terminated. */
 static cnp_status fetch(const char *method, const char *url, const char *header1,
-                        const char *header2, cnp_buf *body, long *status, cnp_err *err)
+                        const char *header2, int attempts, cnp_buf *body, long *status,
+                        cnp_err *err)
 {
     cnp_status result = CNP_ERR_TRANSIENT;
     struct curl_slist *h = NULL, *t;
@@ -186,11 +192,13 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
         curl_slist_free_all(h);
         return CNP_ERR_INTERNAL;
     }
-    for (int attempt = 1; attempt <= METADATA_ATTEMPTS; attempt++) {
+    for (int attempt = 1; attempt <= attempts; attempt++) {
         body->len = 0;
         curl_easy_reset(e);
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        /* Link-local agents are never reached through an HTTP proxy. */
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
@@ -220,7 +228,7 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
         else
             cnp_err_set(err, "%s %s: HTTP %ld", method, url, *status);
         result = CNP_ERR_TRANSIENT;
-        if (attempt < METADATA_ATTEMPTS)
+        if (attempt < attempts)
             nanosleep(&(struct timespec){0, 100000000L * attempt}, NULL);
     }
     curl_easy_cleanup(e);
@@ -315,7 +323,8 @@ static cnp_status from_container(aws_credentials *out, cnp_err *err)
     }
     cnp_buf body = {0};
     long status = 0;
-    cnp_status result = fetch("GET", url, auth[0] ? auth : NULL, NULL, &body, &status, err);
+    cnp_status result =
+        fetch("GET", url, auth[0] ? auth : NULL, NULL, CONTAINER_ATTEMPTS, &body, &status, err);
     if (result == CNP_OK)
         result = parse_creds_json(&body, "container", url, out, err);
     else
@@ -343,14 +352,14 @@ static cnp_status from_imds(aws_credentials *out, cnp_err *err)
     char token_hdr[1200] = "";
     snprintf(url, sizeof url, "%s%slatest/api/token", base, slash);
     cnp_status result = fetch("PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL,
-                              &body, &status, err);
+                              IMDS_ATTEMPTS, &body, &status, err);
     if (result != CNP_OK) {
         cnp_err_prefix(err, "instance metadata (IMDSv2) token");
         goto out;
     }
     snprintf(token_hdr, sizeof token_hdr, "X-aws-ec2-metadata-token: %s", (char *)body.data);
     snprintf(url, sizeof url, "%s%slatest/meta-data/iam/security-credentials/", base, slash);
-    result = fetch("GET", url, token_hdr, NULL, &body, &status, err);
+    result = fetch("GET", url, token_hdr, NULL, IMDS_ATTEMPTS, &body, &status, err);
     if (result != CNP_OK) {
         cnp_err_prefix(err, "instance metadata role");
         goto out;
@@ -364,7 +373,7 @@ static cnp_status from_imds(aws_credentials *out, cnp_err *err)
     }
     snprintf(url, sizeof url, "%s%slatest/meta-data/iam/security-credentials/%s", base, slash,
              role);
-    result = fetch("GET", url, token_hdr, NULL, &body, &status, err);
+    result = fetch("GET", url, token_hdr, NULL, IMDS_ATTEMPTS, &body, &status, err);
     if (result == CNP_OK)
         result = parse_creds_json(&body, "imds", url, out, err);
 out:
@@ -412,6 +421,14 @@ cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_
         *out = *c;
         goto out;
     }
+    if (!client->have_creds && client->cred_fail_at > 0 &&
+        now - client->cred_fail_at < NEGATIVE_CACHE_S) {
+        /* Many requests of a batch must not each walk the chain again. */
+        if (err)
+            *err = client->cred_fail_err;
+        result = client->cred_fail_status;
+        goto out;
+    }
     aws_credentials fresh;
     result = aws_credentials_resolve(&client->cfg, &fresh, err);
     if (result == CNP_OK) {
@@ -429,7 +446,14 @@ cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_
                  (long long)(c->expiration - now), err ? err->msg : "");
         *out = *c;
         result = CNP_OK;
+    } else {
+        client->cred_fail_at = now;
+        client->cred_fail_status = result;
+        if (err)
+            client->cred_fail_err = *err;
     }
+    if (result == CNP_OK)
+        client->cred_fail_at = 0;
     explicit_bzero(&fresh, sizeof fresh);
 out:
     pthread_mutex_unlock(&client->cred_lock);

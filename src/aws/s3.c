@@ -766,3 +766,22 @@ cnp_status s3_list_objects(aws_client *client, const char *bucket, const char *p
         *err = out->result.err;
     return result;
 }
+
+cnp_status s3_uri_parse(const char *uri, char *bucket, size_t bucket_len, char *key,
+                        size_t key_len, cnp_err *err)
+{
+    if (strncmp(uri, "s3://", 5) != 0) {
+        cnp_err_set(err, "'%s': expected s3://bucket[/key]", uri);
+        return CNP_ERR_INVALID;
+    }
+    const char *b = uri + 5;
+    size_t bl = strcspn(b, "/");
+    const char *k = b[bl] == '/' ? b + bl + 1 : b + bl;
+    if (bl == 0 || bl >= bucket_len || strlen(k) >= key_len) {
+        cnp_err_set(err, "'%s': %s", uri, bl == 0 ? "no bucket name" : "bucket or key too long");
+        return CNP_ERR_INVALID;
+    }
+    snprintf(bucket, bucket_len, "%.*s", (int)bl, b);
+    snprintf(key, key_len, "%s", k);
+    return CNP_OK;
+}

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "aws/aws_internal.h"
+#include "canopy/s3.h"
 #include "testutil.h"
 
 static const char *SUITE_AKID = "AKIDEXAMPLE";
@@ -137,8 +138,22 @@ static void test_canonical_targets(void)
     CHECK(strcmp(ep.authority, "127.0.0.1:5000") == 0 && strcmp(ep.host, "127.0.0.1") == 0);
 }
 
+static void test_s3_uri(void)
+{
+    char b[64], k[256];
+    cnp_err err;
+    CHECK(s3_uri_parse("s3://bucket/a/b c/", b, sizeof b, k, sizeof k, &err) == CNP_OK);
+    CHECK(strcmp(b, "bucket") == 0 && strcmp(k, "a/b c/") == 0);
+    CHECK(s3_uri_parse("s3://bucket", b, sizeof b, k, sizeof k, &err) == CNP_OK);
+    CHECK(strcmp(b, "bucket") == 0 && k[0] == '\0');
+    CHECK(s3_uri_parse("s3:///key", b, sizeof b, k, sizeof k, &err) == CNP_ERR_INVALID);
+    CHECK(s3_uri_parse("http://bucket/key", b, sizeof b, k, sizeof k, &err) == CNP_ERR_INVALID);
+    CHECK_MSG(strstr(err.msg, "s3://bucket"), "%s", err.msg);
+}
+
 int main(void)
 {
+    test_s3_uri();
     test_suite_vectors();
     test_s3_doc_vectors();
     test_canonical_targets();
