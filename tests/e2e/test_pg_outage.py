@@ -24,7 +24,10 @@ def body(env):
     in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=50)
     env.create_db()
     keys, messages = [], []
-    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 48)):
+    # Larger crops (the detector's time grows with the pixels): the run must
+    # still be busy when the server goes down, on faster machines too.
+    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 40,
+                                                sizes=((256, 256), (224, 288), (288, 224)))):
         key = "pg/img-%03d.png" % i
         etag = env.put(in_bucket, key, data)
         keys.append(key)
