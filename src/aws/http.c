@@ -389,8 +389,10 @@ static cnp_status sign_op(aws_op *op, cnp_err *err)
     aws_client *c = op->batch->client;
     aws_credentials cr;
     cnp_status result = aws_client_credentials(c, &cr, err);
-    if (result != CNP_OK)
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "%s", op->what);
         return result;
+    }
     char amz_date[20];
     time_t now = time(NULL);
     struct tm tm;
@@ -843,6 +845,16 @@ bool aws_classify_response(aws_op *op)
         rid = aws_kvlist_get(&op->resp_headers, "x-amzn-requestid");
     cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code, x.message[0] ? ": " : "",
                 x.message, rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
+    const char *bucket_region = aws_kvlist_get(&op->resp_headers, "x-amz-bucket-region");
+    if (bucket_region && (st == 301 || st == 400) &&
+        strcmp(bucket_region, op->batch->client->region) != 0) {
+        /* The usual cause of S3's 301/400 here: the wrong region. */
+        char hint[200];
+        snprintf(hint, sizeof hint, " (the bucket is in %.60s, not %.60s: set [aws] region)",
+                 bucket_region, op->batch->client->region);
+        size_t used = strlen(r->err.msg);
+        snprintf(r->err.msg + used, sizeof r->err.msg - used, "%s", hint);
+    }
     bool retry = st >= 500 || st == 429 || code_in(x.code, RETRY_CODES) ||
                  strncmp(x.code, "Throttling", 10) == 0;
     if (retry)

@@ -10,6 +10,7 @@ answers the count for P. Routes:
   /throttle/<n>/<id>   400 Throttling for the first n requests, then 200
   /reset/<n>/<id>      TCP reset for the first n requests, then 200
   /notfound/<id>       404 NoSuchKey, always
+  /wrongregion/<id>    301 PermanentRedirect, bucket region eu-west-1
   /forbidden/<id>      403 AccessDenied, always
   /stream/<bytes>      200 with a chunked body of that size (no length)
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
@@ -144,6 +145,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, ok)
         if head == "notfound":
             return self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        if head == "wrongregion":
+            return self.reply(301, "<Error><Code>PermanentRedirect</Code><Message>The bucket you "
+                                   "are attempting to access must be addressed using the specified "
+                                   "endpoint.</Message></Error>", "application/xml",
+                              {"x-amz-bucket-region": "eu-west-1"})
         if head == "forbidden":
             return self.s3_error(403, "AccessDenied", "Access Denied")
         if head == "echo-token":

@@ -90,6 +90,11 @@ static void test_not_retried(aws_client *c)
     CHECK(r.attempts == 1 && r.http_status == 403 && strcmp(r.code, "AccessDenied") == 0);
     CHECK(fake_server_count(&g_fs, "/forbidden/e") == 1);
 
+    /* The wrong region: not retried, and the error names the right one. */
+    CHECK(get(c, "/wrongregion/w", &body, &r) == CNP_ERR_REMOTE);
+    CHECK(r.attempts == 1 && r.http_status == 301 && strcmp(r.code, "PermanentRedirect") == 0);
+    CHECK_MSG(strstr(r.err.msg, "the bucket is in eu-west-1, not us-east-1"), "%s", r.err.msg);
+
     /* S3 HEAD and GET through the S3 layer: same classification. */
     s3_object o;
     cnp_err err;
