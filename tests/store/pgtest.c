@@ -25,12 +25,17 @@ void pgt_require_stack(void)
     exit(77);
 }
 
-/* Connects to the maintenance database: PGDATABASE, else postgres. */
+/* Connects to the maintenance database: PGDATABASE as it was at the first
+ * call (a test may point PGDATABASE at its own database later), else postgres. */
 static PGconn *admin_connect(void)
 {
+    static char admin_db[128];
+    if (!admin_db[0]) {
+        const char *db = getenv("PGDATABASE");
+        snprintf(admin_db, sizeof admin_db, "%s", db && *db ? db : "postgres");
+    }
     const char *keys[] = {"dbname", NULL};
-    const char *db = getenv("PGDATABASE");
-    const char *vals[] = {db && *db ? db : "postgres", NULL};
+    const char *vals[] = {admin_db, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 0);
     CHECK(PQstatus(c) == CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
     return c;
