@@ -164,7 +164,10 @@ typedef struct pg_store_stats {
 void pg_store_get_stats(const pg_store *store, pg_store_stats *out);
 
 /* Connection attempts per (re)connect and the backoff cap in milliseconds
- * (defaults 6 and 2000: about 4 seconds before CNP_ERR_TRANSIENT). */
+ * (defaults 6 and 2000: the waits double from 100 ms with jitter, 2 to 3
+ * seconds in all before CNP_ERR_TRANSIENT). Each attempt itself is bounded by
+ * connect_timeout (default 10 s unless the conninfo or PGCONNECT_TIMEOUT
+ * says otherwise). */
 void pg_store_set_reconnect(pg_store *store, int attempts, int max_backoff_ms);
 
 #endif
