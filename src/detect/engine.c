@@ -653,16 +653,20 @@ cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
 {
     *out = NULL;
     *ow = *oh = 0;
-    if (w > e->tile || h > e->tile) {
-        cnp_err_set(err, "detector: region %ux%u exceeds the tile %u", w, h, e->tile);
+    if (w > e->tile || h > e->tile || x0 + w > img_w) {
+        cnp_err_set(err, "detector: region %ux%u at (%u, %u) exceeds the tile %u or the image",
+                    w, h, x0, y0, e->tile);
         return CNP_ERR_INVALID;
     }
+    cnp_status result = check_image(rgba, img_w, y0 + h, err);
+    if (result != CNP_OK)
+        return result;
     uint32_t fw, fh;
     det_model_out_size(e->m, w, h, &fw, &fh);
     if (fw == 0 || fh == 0)
         return CNP_OK;
     int which;
-    cnp_status result = run_network(e, rgba, img_w, x0, y0, w, h, &which, ow, oh, err);
+    result = run_network(e, rgba, img_w, x0, y0, w, h, &which, ow, oh, err);
     if (result != CNP_OK)
         return result;
     size_t bytes = sizeof(float) * 4 * (size_t)*ow * *oh;

@@ -298,6 +298,43 @@ static void test_neon(const det_model *m, const char *name)
     det_engine_free(e);
 }
 
+/* Refusals: bad tiling configuration, a buffer smaller than the image, a
+ * region outside it. */
+static void test_refusals(const det_model *m)
+{
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    cfg.detector.tile = 128;
+    cfg.detector.tile_overlap = 128;
+    det_engine *e = NULL;
+    cnp_err err;
+    CHECK(det_engine_create(g_ctx, m, &cfg, &e, &err) == CNP_ERR_CONFIG && e == NULL);
+    cfg.detector.tile_overlap = 32;
+    cfg.detector.conv = DET_CONV_DIRECT; /* forced: no measurement */
+    REQUIRE(det_engine_create(g_ctx, m, &cfg, &e, &err) == CNP_OK);
+    det_layer_info li;
+    det_engine_layer_info(e, 0, &li);
+    CHECK(li.is_conv && li.chosen == DET_CONV_DIRECT && li.gemm_s == 0);
+    cnp_image img = {0};
+    tw_image_random(&img, 16, 16, 1);
+    cl_mem buf = upload(&img);
+    cnp_tree *t = NULL;
+    size_t n = 0;
+    CHECK(det_engine_run(e, buf, 17, 16, &t, &n, &err) == CNP_ERR_INVALID);
+    CHECK_MSG(strstr(err.msg, "smaller than 17x16") != NULL, "%s", err.msg);
+    float *out = NULL;
+    uint32_t oh, ow;
+    CHECK(det_engine_forward(e, buf, 16, 8, 0, 12, 12, &out, &oh, &ow, &err) ==
+          CNP_ERR_INVALID);
+    CHECK(det_engine_forward(e, buf, 16, 0, 8, 12, 12, &out, &oh, &ow, &err) ==
+          CNP_ERR_INVALID);
+    CHECK(det_engine_run(e, buf, 16, 16, &t, &n, &err) == CNP_OK);
+    free(t);
+    clReleaseMemObject(buf);
+    cnp_image_free(&img);
+    det_engine_free(e);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -308,6 +345,7 @@ int main(void)
     det_model *tiny = NULL;
     REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);
     det_model *odd = load_random(odd_layers, 6, 99);
+    test_refusals(tiny);
     test_model_sizes(tiny, "tiny");
     test_model_sizes(odd, "odd");
     test_neon(tiny, "tiny");
