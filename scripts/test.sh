@@ -50,6 +50,17 @@ while IFS= read -r var; do
   esac
 done < <(compgen -e | grep -E '^(AWS_|PG|CANOPY_)' || true)
 
+# The stack is stopped however the script ends (bash runs a signal's trap
+# once the command in the foreground has returned).
+CANOPY_STACK_DIR=
+stop_stack() {
+  [ -n "$CANOPY_STACK_DIR" ] || return 0
+  bash "$CANOPY_ROOT/scripts/stack.sh" clean >/dev/null 2>&1 || true
+}
+trap stop_stack EXIT
+trap 'stop_stack; trap - INT; kill -INT $$' INT
+trap 'stop_stack; exit 143' TERM
+
 bash "$CANOPY_ROOT/scripts/bootstrap.sh" || { failed+=(bootstrap); finish; }
 
 say "building $BUILD_DIR"
@@ -58,12 +69,6 @@ canopy_build "$BUILD_DIR" || { failed+=(build); finish; }
 # --- the stack, private to this run ---------------------------------------------
 export CANOPY_STACK_DIR
 CANOPY_STACK_DIR=$(mktemp -d /tmp/canopy-test-stack.XXXXXX)
-stop_stack() {
-  bash "$CANOPY_ROOT/scripts/stack.sh" clean >/dev/null 2>&1 || true
-}
-trap stop_stack EXIT
-trap 'stop_stack; trap - INT; kill -INT $$' INT
-trap 'stop_stack; exit 143' TERM
 bash "$CANOPY_ROOT/scripts/stack.sh" start || { failed+=(stack); finish; }
 # shellcheck disable=SC1091
 . "$CANOPY_STACK_DIR/env"
