@@ -55,7 +55,8 @@ static void rd_error(png_structp png, png_const_charp msg)
         if (rd->limit_warning) {
             rd->status = CNP_ERR_LIMIT;
         } else {
-            rd->status = CNP_ERR_FORMAT;
+            bool oom = strstr(msg, "ut of memory") || strstr(msg, "nsufficient memory");
+            rd->status = oom ? CNP_ERR_NOMEM : CNP_ERR_FORMAT;
             snprintf(rd->msg, sizeof rd->msg, "%s", msg);
         }
     }

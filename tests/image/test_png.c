@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <png.h>
@@ -602,6 +604,58 @@ static void test_errors(void)
     cnp_buf_free(&file);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+
+/* The bomb refusal happens before any pixel allocation: in a child limited
+ * to its current address space + 256 MiB, a 20000x20000 header (1.6 GB of
+ * RGBA) is refused as LIMIT with max_pixels set, and the same header without
+ * a limit runs into the rlimit as NOMEM, which shows the rlimit would have
+ * caught an early allocation. ASan reserves terabytes of shadow address
+ * space, so this runs in the plain build only. */
+static void test_bomb_allocation(void)
+{
+#ifdef HAVE_ASAN
+    printf("bomb allocation check: skipped under AddressSanitizer\n");
+#else
+    cnp_buf bomb = {0};
+    make_bomb(&bomb, 20000, 20000);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%ld", &pages) != 1)
+            _exit(2);
+        fclose(f);
+        rlim_t cap = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+        struct rlimit rl = {cap, cap};
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(2);
+        cnp_image img;
+        cnp_err err;
+        cnp_status limited = img_png_decode(bomb.data, bomb.len, "bomb20k.png", 100000000, &img,
+                                            &err);
+        cnp_status unlimited = img_png_decode(bomb.data, bomb.len, "bomb20k.png", 0, &img,
+                                              &err);
+        printf("  bomb 20000x20000 under a 256 MiB rlimit: max_pixels 1e8 -> %s, "
+               "no limit -> %s (%s)\n", cnp_status_name(limited), cnp_status_name(unlimited),
+               err.msg);
+        fflush(stdout);
+        _exit(limited == CNP_ERR_LIMIT && unlimited == CNP_ERR_NOMEM ? 0 : 1);
+    }
+    int wst = 0;
+    CHECK(pid > 0 && waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0,
+          "bomb allocation child: status %d", wst);
+    cnp_buf_free(&bomb);
+#endif
+}
+
 int main(void)
 {
     test_all_formats();
@@ -609,6 +663,7 @@ int main(void)
     test_roundtrips();
     test_neon();
     test_errors();
+    test_bomb_allocation();
     if (failures) {
         fprintf(stderr, "test_png: %d check(s) failed\n", failures);
         return 1;
