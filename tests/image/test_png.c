@@ -105,6 +105,7 @@ static int write_png(const spec *sp, const uint16_t *samples, const png_color *p
         return -1;
     }
     png_set_write_fn(png, out, buf_write, buf_flush);
+    png_set_check_for_invalid_index(png, 0);
     png_set_IHDR(png, info, sp->w, sp->h, sp->depth, sp->color_type, sp->interlace,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     if (sp->color_type == PNG_COLOR_TYPE_PALETTE)
@@ -296,6 +297,40 @@ static void test_16bit_rounding(void)
     cnp_image_free(&img);
     cnp_buf_free(&png);
     free(s);
+}
+
+/* Palette indices beyond the PLTE (allowed by the writer with checks off):
+ * decoding must not read outside the palette. libpng maps them to black; the
+ * sanitizer build checks the memory accesses. */
+static void test_palette_out_of_range(void)
+{
+    spec sp = {.color_type = PNG_COLOR_TYPE_PALETTE, .depth = 8, .w = 16, .h = 16,
+               .palette_size = 4};
+    png_color pal[4] = {{10, 20, 30}, {40, 50, 60}, {70, 80, 90}, {100, 110, 120}};
+    uint16_t s[256];
+    for (int i = 0; i < 256; i++)
+        s[i] = (uint16_t)i;
+    cnp_buf png = {0};
+    int wrote = write_png(&sp, s, pal, NULL, NULL, &png);
+    if (wrote != 0) {
+        printf("palette out of range: libpng's writer refuses it, nothing to decode\n");
+        cnp_buf_free(&png);
+        return;
+    }
+    cnp_image img;
+    cnp_err err = {{0}};
+    cnp_status st = img_png_decode(png.data, png.len, "badindex.png", 0, &img, &err);
+    CHECK(st == CNP_OK || st == CNP_ERR_FORMAT, "bad palette index: %s", err.msg);
+    if (st == CNP_OK) {
+        CHECK(memcmp(img.rgba + 4 * 3, (uint8_t[]){100, 110, 120, 255}, 4) == 0,
+              "valid index 3");
+        for (int i = 4; i < 256; i++)
+            CHECK(img.rgba[4 * i + 3] == 255, "index %d alpha", i);
+    }
+    printf("palette out of range: %s%s%s\n", cnp_status_name(st), st ? ": " : "",
+           st ? err.msg : "");
+    cnp_image_free(&img);
+    cnp_buf_free(&png);
 }
 
 /* ------------------------------------------------ encoder round trips */
@@ -660,6 +695,7 @@ int main(void)
 {
     test_all_formats();
     test_16bit_rounding();
+    test_palette_out_of_range();
     test_roundtrips();
     test_neon();
     test_errors();
