@@ -155,7 +155,10 @@ _neon_cache = {}
 
 
 def neon_dir(source_dir):
-    return os.path.join(os.path.dirname(os.path.abspath(source_dir)), "shared", "data", "neon")
+    """CANOPY_NEON_DIR, else ../shared/data/neon beside the source tree (as in
+    tests/CMakeLists.txt)."""
+    return os.environ.get("CANOPY_NEON_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(source_dir)), "shared", "data", "neon")
 
 
 def neon_rgb(source_dir, name):
