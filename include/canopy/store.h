@@ -30,8 +30,10 @@ typedef struct pg_store pg_store;
  * libpq defaults: PG* environment variables and service files; sslmode and
  * every other libpq setting are honoured. A failed connection is retried with
  * capped exponential backoff (a few seconds in all) before giving up with
- * CNP_ERR_TRANSIENT. On success *out owns a store; free it with
- * pg_store_free(). */
+ * CNP_ERR_TRANSIENT. Unless the user set one (conninfo options, PGOPTIONS,
+ * role or database settings), statements are bounded by a 10-minute
+ * statement_timeout (migrations are not). On success *out owns a store; free
+ * it with pg_store_free(). */
 cnp_status pg_store_open(const char *conninfo, pg_store **out, cnp_err *err);
 
 /* pg_store_open() with the [postgres] conninfo of cfg. */

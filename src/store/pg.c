@@ -12,6 +12,7 @@
 #define STORE_DEFAULT_ATTEMPTS 6
 #define STORE_DEFAULT_BACKOFF_MAX_MS 2000
 #define STORE_BACKOFF_FIRST_MS 100
+#define STORE_STATEMENT_TIMEOUT "600s"
 
 void pg_sleep_ms(int ms)
 {
@@ -91,7 +92,18 @@ static bool connect_once(pg_store *store)
         return false;
     PQsetNoticeReceiver(store->conn, store_notice, NULL);
     /* Keys and labels are UTF-8 whatever the client locale says. */
-    return PQsetClientEncoding(store->conn, "UTF8") == 0;
+    if (PQsetClientEncoding(store->conn, "UTF8") != 0)
+        return false;
+    /* A commit stuck behind someone's lock must not hang a worker past its
+     * messages' visibility timeout: bound statements unless the user already
+     * did (conninfo options, PGOPTIONS, role or database settings). The
+     * resulting 57014 is transient: the chunk is retried after redelivery. */
+    PGresult *res = PQexec(store->conn,
+                           "SELECT set_config('statement_timeout', '" STORE_STATEMENT_TIMEOUT
+                           "', false) WHERE current_setting('statement_timeout') = '0'");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    PQclear(res);
+    return ok;
 }
 
 /* Connects or re-connects, retrying with capped exponential backoff. */

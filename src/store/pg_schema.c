@@ -66,7 +66,10 @@ static cnp_status apply_one(pg_store *store, const pg_migration *m, cnp_err *err
 {
     char what[160];
     snprintf(what, sizeof what, "migration %04d_%s", m->version, m->name);
-    cnp_status result = pg_exec(store, what, "BEGIN", -1, NULL, PGRES_COMMAND_OK, NULL, err);
+    /* An index build on a large table may take longer than the default
+     * statement timeout: no limit inside a migration. */
+    cnp_status result = pg_exec(store, what, "BEGIN; SET LOCAL statement_timeout = 0", -1,
+                                NULL, PGRES_COMMAND_OK, NULL, err);
     if (result == CNP_OK)
         result = pg_exec(store, what, m->sql, -1, NULL, PGRES_COMMAND_OK, NULL, err);
     if (result == CNP_OK) {

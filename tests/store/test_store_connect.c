@@ -5,6 +5,7 @@
 
 #include "canopy/buf.h"
 #include "canopy/store.h"
+#include "store/pg_internal.h"
 #include "store/pgtest.h"
 
 static cnp_status try_open(const char *ci, cnp_err *err)
@@ -43,6 +44,20 @@ int main(void)
     pg_store *s = NULL;
     CHECK(pg_store_open("", &s, &err) == CNP_OK, "empty conninfo: %s", err.msg);
     CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
+
+    /* A default statement timeout, unless the user chose one. */
+    PGresult *res = PQexec(s->conn, "SHOW statement_timeout");
+    CHECK(!strcmp(PQgetvalue(res, 0, 0), "10min"), "statement_timeout %s",
+          PQgetvalue(res, 0, 0));
+    PQclear(res);
+    pg_store *s2 = NULL;
+    snprintf(kv, sizeof kv, "%s options='-c statement_timeout=5s'", ci);
+    CHECK(pg_store_open(kv, &s2, &err) == CNP_OK, "open with options: %s", err.msg);
+    res = PQexec(s2->conn, "SHOW statement_timeout");
+    CHECK(!strcmp(PQgetvalue(res, 0, 0), "5s"), "user's statement_timeout %s",
+          PQgetvalue(res, 0, 0));
+    PQclear(res);
+    pg_store_free(s2);
 
     /* An SQL error is remote and names its SQLSTATE (23503: no such run). */
     pg_image_result r;
