@@ -109,6 +109,18 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err);
 /* Operations added and not yet completed. */
 size_t aws_batch_pending(const aws_batch *batch);
 
+/* Calls fn(ctx, out) from aws_batch_run() as soon as each s3_batch_get /
+ * s3_batch_put operation has its final result, out being the caller's
+ * s3_object / s3_put_result (so work can start before the whole batch is
+ * done). fn must not free the batch; it may add operations. */
+void aws_batch_on_done(aws_batch *batch, void (*fn)(void *ctx, void *out), void *ctx);
+
+/* Makes every batch of the client (including the synchronous calls, such as
+ * a 20 s SQS long poll) stop soon after *flag becomes non-zero: transfers are
+ * aborted and unfinished operations end with CNP_ERR_TRANSIENT "cancelled".
+ * flag may be set from a signal handler; NULL removes it. */
+void aws_client_set_cancel_flag(aws_client *client, const volatile int *flag);
+
 /* The engine's backoff base in milliseconds (default 100; tests lower it).
  * Delay before attempt n+1 is uniform in [0, min(20 s, base * 2^n)]. */
 void aws_client_set_backoff_base_ms(aws_client *client, int ms);

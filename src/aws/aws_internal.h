@@ -26,6 +26,7 @@ struct aws_client {
     char s3_url[300];
     char sqs_url[300];
     int backoff_base_ms;
+    const volatile int *cancel;
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
     pthread_mutex_t cred_lock;
@@ -75,9 +76,11 @@ struct aws_op {
     double not_before;
     char errbuf[CURL_ERROR_SIZE];
     aws_op_done_fn done;       /* runs once with the final outcome; may submit ops */
+    void *user_out;            /* top-level result to announce via on_done, or NULL */
     void *ctx;                 /* for done */
     void (*ctx_free)(void *);  /* frees ctx with the op, or NULL */
-    aws_op *next;
+    aws_op *next;              /* queue link */
+    aws_op *aprev, *anext;     /* list of ops in curl's hands */
 };
 
 /* Allocates an op for a service; what is copied. */
@@ -91,6 +94,9 @@ cnp_status aws_op_set_target(aws_op *op, const aws_endpoint *ep, const char *aut
 void aws_op_set_body(aws_op *op, const void *data, size_t len);
 /* Takes the buffer's storage as the body (buf is emptied). */
 void aws_op_take_body(aws_op *op, cnp_buf *buf);
+
+/* Announces a top-level result through the batch's on_done callback. */
+void aws_batch_notify(aws_batch *batch, void *out);
 
 /* Hands op to the batch (ownership moves). */
 void aws_batch_submit(aws_batch *batch, aws_op *op);

@@ -211,3 +211,8 @@ void aws_client_set_backoff_base_ms(aws_client *client, int ms)
 {
     client->backoff_base_ms = ms > 0 ? ms : 1;
 }
+
+void aws_client_set_cancel_flag(aws_client *client, const volatile int *flag)
+{
+    client->cancel = flag;
+}

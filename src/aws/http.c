@@ -28,9 +28,12 @@ struct aws_batch {
     CURLM *multi;
     aws_op *head;     /* queued ops (new or waiting for a retry), FIFO */
     aws_op *tail;
+    aws_op *active_ops; /* handed to curl, doubly linked */
     size_t active;    /* handed to curl */
     size_t pending;   /* queued + active */
     uint64_t rng;
+    void (*on_done)(void *ctx, void *out);
+    void *on_done_ctx;
 };
 
 /* ---- name/value lists ---------------------------------------------------- */
@@ -211,6 +214,8 @@ void aws_op_take_body(aws_op *op, cnp_buf *buf)
 
 /* ---- batches ------------------------------------------------------------- */
 
+static void active_unlink(aws_batch *b, aws_op *op);
+
 cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
 {
     aws_batch *b = calloc(1, sizeof *b);
@@ -245,6 +250,11 @@ void aws_batch_free(aws_batch *batch)
         aws_op_free(op);
         op = next;
     }
+    while (batch->active_ops) {
+        op = batch->active_ops;
+        active_unlink(batch, op);
+        aws_op_free(op);
+    }
     curl_multi_cleanup(batch->multi);
     free(batch);
 }
@@ -252,6 +262,18 @@ void aws_batch_free(aws_batch *batch)
 size_t aws_batch_pending(const aws_batch *batch)
 {
     return batch->pending;
+}
+
+void aws_batch_on_done(aws_batch *batch, void (*fn)(void *ctx, void *out), void *ctx)
+{
+    batch->on_done = fn;
+    batch->on_done_ctx = ctx;
+}
+
+void aws_batch_notify(aws_batch *batch, void *out)
+{
+    if (batch->on_done && out)
+        batch->on_done(batch->on_done_ctx, out);
 }
 
 aws_client *aws_batch_client(aws_batch *batch)
@@ -473,6 +495,30 @@ static bool curl_code_retryable(CURLcode rc)
     }
 }
 
+static void active_link(aws_batch *b, aws_op *op)
+{
+    op->aprev = NULL;
+    op->anext = b->active_ops;
+    if (b->active_ops)
+        b->active_ops->aprev = op;
+    b->active_ops = op;
+    b->active++;
+}
+
+/* Takes op back from curl. */
+static void active_unlink(aws_batch *b, aws_op *op)
+{
+    curl_multi_remove_handle(b->multi, op->easy);
+    if (op->aprev)
+        op->aprev->anext = op->anext;
+    else
+        b->active_ops = op->anext;
+    if (op->anext)
+        op->anext->aprev = op->aprev;
+    op->aprev = op->anext = NULL;
+    b->active--;
+}
+
 /* Prepares the easy handle for the next attempt and hands it to the multi. */
 static cnp_status start_attempt(aws_batch *b, aws_op *op)
 {
@@ -533,7 +579,7 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
         cnp_err_set(&op->result->err, "%s: curl_multi_add_handle failed", op->what);
         return CNP_ERR_INTERNAL;
     }
-    b->active++;
+    active_link(b, op);
     LOG_DEBUG(AWS_MOD, "%s %s (attempt %d)", op->method, op->what, op->attempt);
     return CNP_OK;
 }
@@ -559,6 +605,7 @@ static void complete(aws_batch *b, aws_op *op, cnp_status status)
     b->pending--;
     if (op->done)
         op->done(op);
+    aws_batch_notify(b, op->user_out);
     aws_op_free(op);
 }
 
@@ -652,9 +699,33 @@ static double start_due(aws_batch *b)
     return wait;
 }
 
+/* Ends every queued and active op with "cancelled". */
+static void cancel_all(aws_batch *b)
+{
+    while (b->head) {
+        aws_op *op = b->head;
+        b->head = op->next;
+        if (!b->head)
+            b->tail = NULL;
+        cnp_err_set(&op->result->err, "%s: cancelled", op->what);
+        complete(b, op, CNP_ERR_TRANSIENT);
+    }
+    while (b->active_ops) {
+        aws_op *op = b->active_ops;
+        active_unlink(b, op);
+        cnp_err_set(&op->result->err, "%s: cancelled", op->what);
+        complete(b, op, CNP_ERR_TRANSIENT);
+    }
+}
+
 cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
 {
     while (batch->pending > 0) {
+        const volatile int *cancel = batch->client->cancel;
+        if (cancel && *cancel) {
+            cancel_all(batch);
+            continue; /* follow-ups submitted by done callbacks end the same way */
+        }
         double wait = start_due(batch);
         int running = 0;
         CURLMcode mc = curl_multi_perform(batch->multi, &running);
@@ -672,8 +743,7 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
             CURLcode rc = msg->data.result;
             aws_op *op = NULL;
             curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&op);
-            curl_multi_remove_handle(batch->multi, e);
-            batch->active--;
+            active_unlink(batch, op);
             attempt_finished(batch, op, rc);
             finished = true;
         }

@@ -211,6 +211,7 @@ static cnp_status batch_object(aws_batch *batch, const char *bucket, const char 
     op->result = &out->result;
     op->ctx = out;
     op->done = object_done;
+    op->user_out = out;
     aws_batch_submit(batch, op);
     return CNP_OK;
 }
@@ -323,12 +324,14 @@ static void mp_fail(mp_upload *mp, const aws_result *r)
     }
 }
 
-static void mp_finish(mp_upload *mp, const aws_result *r)
+/* Sets the caller's result: the first failure, or the completion r; attempts
+ * count every request of the upload. */
+static void mp_finish(aws_batch *b, mp_upload *mp, const aws_result *r)
 {
-    /* The caller's result: the first failure, or the completion. */
-    int attempts = mp->out->result.attempts;
-    mp->out->result = mp->failed ? mp->first_error : *r;
-    mp->out->result.attempts += attempts;
+    int attempts = mp->out->result.attempts + (r ? r->attempts : 0);
+    mp->out->result = mp->failed || !r ? mp->first_error : *r;
+    mp->out->result.attempts = attempts;
+    aws_batch_notify(b, mp->out);
 }
 
 static void abort_done(aws_op *op)
@@ -337,7 +340,7 @@ static void abort_done(aws_op *op)
     if (op->result->status != CNP_OK)
         LOG_WARN(AWS_MOD, "abort of multipart upload s3://%s/%s failed: %s", mp->bucket, mp->key,
                  op->result->err.msg);
-    mp_finish(mp, op->result);
+    mp_finish(op->batch, mp, op->result);
 }
 
 static void mp_submit_abort(aws_batch *b, mp_upload *mp)
@@ -348,7 +351,7 @@ static void mp_submit_abort(aws_batch *b, mp_upload *mp)
         op = s3_op(mp->client, "DELETE", "AbortMultipartUpload", mp->bucket, mp->key, &q);
     aws_kvlist_free(&q);
     if (!op) {
-        mp_finish(mp, &mp->first_error);
+        mp_finish(b, mp, NULL);
         return;
     }
     mp->refs++;
@@ -396,11 +399,12 @@ static void complete_done(aws_op *op)
         }
     }
     if (r->status != CNP_OK) {
+        mp->out->result.attempts += r->attempts;
         mp_fail(mp, r);
         mp_submit_abort(op->batch, mp);
         return;
     }
-    mp_finish(mp, r);
+    mp_finish(op->batch, mp, r);
 }
 
 static void mp_submit_complete(aws_batch *b, mp_upload *mp)
@@ -479,7 +483,10 @@ static void create_done(aws_op *op)
         }
     }
     if (r->status != CNP_OK) {
+        int attempts = mp->out->result.attempts;
         mp->out->result = *r;
+        mp->out->result.attempts = attempts;
+        aws_batch_notify(op->batch, mp->out);
         return;
     }
     mp->outstanding = mp->nparts;
@@ -568,6 +575,7 @@ cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out)
             op->result = &out->result;
             op->ctx = out;
             op->done = put_done;
+            op->user_out = out;
             aws_batch_submit(batch, op);
         } else {
             aws_op_free(op);

@@ -13,6 +13,7 @@ answers the count for P. Routes:
   /wrongregion/<id>    301 PermanentRedirect, bucket region eu-west-1
   /forbidden/<id>      403 AccessDenied, always
   /stream/<bytes>      200 with a chunked body of that size (no length)
+  /hang/<seconds>      200 after sleeping that long
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
   /expired/<n>/<id>    400 ExpiredToken for the first n requests, then 200
   /mpfail/<key>        a multipart upload whose part 2 fails with 400
@@ -34,6 +35,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -152,6 +154,9 @@ class Handler(BaseHTTPRequestHandler):
                               {"x-amz-bucket-region": "eu-west-1"})
         if head == "forbidden":
             return self.s3_error(403, "AccessDenied", "Access Denied")
+        if head == "hang":
+            time.sleep(float(parts[1]))
+            return self.reply(200, ok)
         if head == "echo-token":
             return self.reply(200, self.headers.get("X-Amz-Security-Token", ""))
         if head == "stream":

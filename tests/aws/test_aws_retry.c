@@ -3,6 +3,7 @@
  * server's own hit count is checked); a 404 and a 403 are not retried; the
  * attempt limit ends in CNP_ERR_TRANSIENT; bodies are re-sent intact; a body
  * without Content-Length is cut at the size cap. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -124,6 +125,22 @@ static void test_exhausted(void)
     aws_client_free(c);
 }
 
+typedef struct done_log {
+    s3_object *base;
+    int calls;
+    int final; /* results already complete when announced */
+} done_log;
+
+static void on_done(void *ctx, void *out)
+{
+    done_log *log = ctx;
+    s3_object *o = out;
+    log->calls++;
+    if (o >= log->base && o < log->base + 40 && o->result.status == CNP_OK &&
+        o->result.attempts == 2 && o->body.len > 0)
+        log->final++;
+}
+
 static void test_batch(aws_client *c)
 {
     enum { N = 40 };
@@ -132,6 +149,8 @@ static void test_batch(aws_client *c)
     CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
     s3_object o[N];
     char key[N][32];
+    done_log log = {o, 0, 0};
+    aws_batch_on_done(b, on_done, &log);
     for (int i = 0; i < N; i++) {
         snprintf(key[i], sizeof key[i], "batch%d", i);
         /* bucket "flaky503", key "1/batchN": one 503 each, then success. */
@@ -147,6 +166,7 @@ static void test_batch(aws_client *c)
         s3_object_free(&o[i]);
     }
     CHECK_MSG(ok == N, "%d of %d", ok, N);
+    CHECK_MSG(log.calls == N && log.final == N, "%d calls, %d final", log.calls, log.final);
     aws_batch_free(b);
 
     /* No Content-Length: the cap applies to the received bytes. */
@@ -198,6 +218,85 @@ static void test_expired_token(aws_client *c)
     cnp_buf_free(&body);
 }
 
+typedef struct canceller {
+    volatile int *flag;
+} canceller;
+
+static void *cancel_later(void *p)
+{
+    canceller *cn = p;
+    nanosleep(&(struct timespec){0, 500000000L}, NULL);
+    *cn->flag = 1;
+    return NULL;
+}
+
+/* A cancel flag ends a hanging request promptly; clearing it restores work. */
+static void test_cancel(aws_client *c)
+{
+    static volatile int flag;
+    flag = 0;
+    aws_client_set_cancel_flag(c, &flag);
+    canceller cn = {&flag};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, &cn);
+    cnp_buf body = {0};
+    aws_result r;
+    double t0 = cnp_now();
+    CHECK(get(c, "/hang/20", &body, &r) == CNP_ERR_TRANSIENT);
+    double took = cnp_now() - t0;
+    pthread_join(th, NULL);
+    CHECK_MSG(took < 3.0, "cancel took %.2f s", took);
+    CHECK_MSG(strstr(r.err.msg, "cancelled"), "%s", r.err.msg);
+    flag = 0;
+    CHECK(get(c, "/flaky503/0/after-cancel", &body, &r) == CNP_OK);
+    aws_client_set_cancel_flag(c, NULL);
+    cnp_buf_free(&body);
+}
+
+typedef struct worker {
+    aws_client *c;
+    int id;
+    int ok;
+} worker;
+
+static void *worker_run(void *p)
+{
+    worker *w = p;
+    aws_batch *b = NULL;
+    cnp_err err;
+    if (aws_batch_create(w->c, &b, &err) != CNP_OK)
+        return NULL;
+    s3_object o[20];
+    for (int i = 0; i < 20; i++) {
+        char k[48];
+        snprintf(k, sizeof k, "0/t%d-%d", w->id, i);
+        s3_batch_get(b, "flaky503", k, 0, &o[i]);
+    }
+    if (aws_batch_run(b, &err) == CNP_OK)
+        for (int i = 0; i < 20; i++)
+            w->ok += o[i].result.status == CNP_OK;
+    for (int i = 0; i < 20; i++)
+        s3_object_free(&o[i]);
+    aws_batch_free(b);
+    return NULL;
+}
+
+/* Batches on several threads share one client (credentials, connections). */
+static void test_threads(aws_client *c)
+{
+    enum { T = 4 };
+    worker w[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (worker){c, i, 0};
+        pthread_create(&th[i], NULL, worker_run, &w[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(w[i].ok == 20, "thread %d: %d of 20", i, w[i].ok);
+    }
+}
+
 int main(void)
 {
     if (!fake_server_start(&g_fs))
@@ -210,6 +309,8 @@ int main(void)
         test_batch(c);
         test_multipart_abort();
         test_expired_token(c);
+        test_cancel(c);
+        test_threads(c);
         aws_client_free(c);
     } else {
         g_failures++;
