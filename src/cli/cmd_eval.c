@@ -127,7 +127,10 @@ static int eval_csv(eval_detector *d, const char *csv, const char *images, doubl
         cnp_tree *trees = NULL;
         cnp_image img = {0};
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", images, names[i]);
+        /* image_path may carry a directory: the PNG is looked up by its base
+         * name in --images (as tools/train/evaluate.py does). */
+        const char *base = strrchr(names[i], '/');
+        snprintf(path, sizeof path, "%s/%s", images, base ? base + 1 : names[i]);
         double t0 = cnp_now();
         cnp_status st = det_annotations_read(csv, names[i], &boxes, &nb, &err);
         if (st == CNP_OK)
