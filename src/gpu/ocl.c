@@ -31,7 +31,7 @@ struct ocl_ctx {
     cl_command_queue queue;
     size_t max_work_group;
     cl_ulong local_mem;
-    char description[512];
+    char description[768];
     char device_name[256];
     char driver[128];
     char cache_dir[CNP_STR_LONG];
