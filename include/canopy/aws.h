@@ -109,6 +109,17 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err);
 /* Operations added and not yet completed. */
 size_t aws_batch_pending(const aws_batch *batch);
 
+/* Counters over the batch's life (for logs, benchmarks and tests). */
+typedef struct aws_batch_stats {
+    uint64_t requests;        /* HTTP attempts finished */
+    uint64_t retries;         /* attempts scheduled again after a failure */
+    uint64_t connections;     /* new connections opened (the rest reused one) */
+    uint64_t bytes_sent;      /* request bodies */
+    uint64_t bytes_received;  /* response bodies */
+} aws_batch_stats;
+
+void aws_batch_get_stats(const aws_batch *batch, aws_batch_stats *out);
+
 /* Calls fn(ctx, out) from aws_batch_run() as soon as each s3_batch_get /
  * s3_batch_put operation has its final result, out being the caller's
  * s3_object / s3_put_result (so work can start before the whole batch is

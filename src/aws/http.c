@@ -34,6 +34,7 @@ struct aws_batch {
     uint64_t rng;
     void (*on_done)(void *ctx, void *out);
     void *on_done_ctx;
+    aws_batch_stats stats;
 };
 
 /* ---- name/value lists ---------------------------------------------------- */
@@ -262,6 +263,11 @@ void aws_batch_free(aws_batch *batch)
 size_t aws_batch_pending(const aws_batch *batch)
 {
     return batch->pending;
+}
+
+void aws_batch_get_stats(const aws_batch *batch, aws_batch_stats *out)
+{
+    *out = batch->stats;
 }
 
 void aws_batch_on_done(aws_batch *batch, void (*fn)(void *ctx, void *out), void *ctx)
@@ -659,6 +665,7 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         double delay_ms = rng_unit(b) * cap;
         op->not_before = cnp_now() + delay_ms / 1000.0;
         LOG_DEBUG(AWS_MOD, "retrying %s in %.0f ms: %s", op->what, delay_ms, r->err.msg);
+        b->stats.retries++;
         queue_push(b, op);
         return;
     }
@@ -743,6 +750,15 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
             CURLcode rc = msg->data.result;
             aws_op *op = NULL;
             curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&op);
+            long conns = 0;
+            curl_off_t up = 0, down = 0;
+            curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &conns);
+            curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &up);
+            curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &down);
+            batch->stats.requests++;
+            batch->stats.connections += (uint64_t)conns;
+            batch->stats.bytes_sent += (uint64_t)up;
+            batch->stats.bytes_received += (uint64_t)down;
             active_unlink(batch, op);
             attempt_finished(batch, op, rc);
             finished = true;

@@ -167,6 +167,10 @@ static void test_batch(aws_client *c)
     }
     CHECK_MSG(ok == N, "%d of %d", ok, N);
     CHECK_MSG(log.calls == N && log.final == N, "%d calls, %d final", log.calls, log.final);
+    aws_batch_stats st;
+    aws_batch_get_stats(b, &st);
+    CHECK_MSG(st.requests == 2 * N && st.retries == N, "%llu requests, %llu retries",
+              (unsigned long long)st.requests, (unsigned long long)st.retries);
     aws_batch_free(b);
 
     /* No Content-Length: the cap applies to the received bytes. */
@@ -281,6 +285,46 @@ static void *worker_run(void *p)
     return NULL;
 }
 
+/* Kept-alive connections are reused within a batch and by the next batch. */
+static void test_reuse(void)
+{
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    cfg.aws.max_connections = 4;
+    aws_client *c = NULL;
+    cnp_err err;
+    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    for (int round = 0; round < 2; round++) {
+        aws_batch *b = NULL;
+        CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
+        enum { N = 60 };
+        s3_object o[N];
+        for (int i = 0; i < N; i++) {
+            char k[48];
+            snprintf(k, sizeof k, "0/reuse-%d-%d", round, i);
+            s3_batch_get(b, "flaky503", k, 0, &o[i]);
+        }
+        CHECK(aws_batch_run(b, &err) == CNP_OK);
+        int ok = 0;
+        for (int i = 0; i < N; i++) {
+            ok += o[i].result.status == CNP_OK;
+            s3_object_free(&o[i]);
+        }
+        aws_batch_stats st;
+        aws_batch_get_stats(b, &st);
+        CHECK_MSG(ok == N && st.requests == N, "%d ok, %llu requests", ok,
+                  (unsigned long long)st.requests);
+        /* First batch: one connection per slot; second: all reused. */
+        CHECK_MSG(st.connections <= (round == 0 ? 4u : 0u), "round %d: %llu connections", round,
+                  (unsigned long long)st.connections);
+        aws_batch_free(b);
+    }
+    aws_client_free(c);
+}
+
 /* Batches on several threads share one client (credentials, connections). */
 static void test_threads(aws_client *c)
 {
@@ -311,6 +355,7 @@ int main(void)
         test_expired_token(c);
         test_cancel(c);
         test_threads(c);
+        test_reuse();
         aws_client_free(c);
     } else {
         g_failures++;
