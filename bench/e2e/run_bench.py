@@ -281,6 +281,10 @@ def markdown(res, modes):
     if "canopy_det_vs_baseline_steady" in rt:
         lines.append("- canopy with the detector vs the baseline (which detects nothing): %.2fx "
                      "images/s steady" % rt["canopy_det_vs_baseline_steady"])
+    lines.append("")
+    lines.append("moto is a single Python process: on a small machine it, not canopy, is the "
+                 "ceiling of the end-to-end figures. Reproduce with `bench/e2e/run_bench.sh` "
+                 "(options: --count, --runs, --modes, --model); raw runs in e2e.json.")
     return "\n".join(lines) + "\n"
 
 
