@@ -1,5 +1,5 @@
-"""e2e_failures: corrupt, truncated, empty, non-PNG, oversized and missing
-objects (and an unparsable message) mixed into one chunk with good images:
+"""e2e_failures: corrupt, truncated, empty, non-PNG, oversized (pixels, and
+bytes) and missing objects (and an unparsable message) mixed into one chunk with good images:
 a failed row with the reason for each bad object, the good ones processed,
 exit code 3, and the queue empty (permanent failures are acknowledged)."""
 import re
@@ -36,7 +36,15 @@ REASONS = {
     "not-png": r"not a png|png signature|signature|not png",
     "oversized": r"max_pixels|pixels|too (large|big)|limit|exceed",
     "missing": r"nosuchkey|not found|404|missing|does not exist|no such",
+    "too-many-bytes": r"max_object_bytes|bytes|too (large|big)|size|limit|exceed",
 }
+
+
+def padded_png(good, extra):
+    """A small image (few pixels) in a large file: a big ancillary text chunk
+    after IHDR makes the object exceed [input] max_object_bytes."""
+    text = b"Comment\x00" + b"x" * extra
+    return good[:33] + png_chunk(b"tEXt", text) + good[33:]
 
 
 def body(env):
@@ -53,6 +61,7 @@ def body(env):
         "corrupt": corrupt_png(sample),
         "not-png": b"GIF89a this is not a PNG at all\x00\x01\x02" * 20,
         "oversized": big,
+        "too-many-bytes": padded_png(sample, 300000),
     }
     # Neutral key names, so that an error text quoting the key proves nothing.
     names = list(bad) + ["missing"]
@@ -83,8 +92,11 @@ def body(env):
         len(good_keys), len(bad_keys))
 
     # One chunk holds everything; 20000 pixels is above the good crops only.
+    # 200000 bytes is above the padded object only (the crops are < 60 KB).
+    check(max(len(d) for _, _, d in good) < 200000 and len(big) < 200000, "inputs too big")
     cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=32, idle_exit=3, detector=False,
-                     extra={"limits": {"max_pixels": 20000}})
+                     extra={"limits": {"max_pixels": 20000},
+                            "input": {"max_object_bytes": 200000}})
     rc, out, err = env.run(["drain", "-c", cfg], "drain", timeout=240, expect_rc=3)
 
     rows = env.images()
