@@ -1,0 +1,47 @@
+"""e2e_heartbeat: chunks that take longer than the visibility timeout are
+not redelivered while they are in flight: the heartbeat extends their
+visibility. The input queue's redrive policy has maxReceiveCount = 1, so a
+single redelivery moves a message to the dead-letter queue: after the drain
+the dead-letter queue must be empty, every image processed exactly once and
+notified exactly once."""
+import json
+import sys
+import time
+
+from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
+                     s3_event)
+
+VISIBILITY = 2  # the heartbeat extends every max(1, visibility / 3) s
+
+
+def body(env):
+    in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
+    in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=1)
+    out_queue, _ = env.queue("out", dlq=False)
+    env.create_db()
+    keys, messages = [], []
+    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 24, sizes=((384, 384),))):
+        key = "hb/img-%03d.png" % i
+        etag = env.put(in_bucket, key, data)
+        keys.append(key)
+        messages.append(s3_event(in_bucket, key, len(data), etag))
+    env.send(in_queue, messages)
+    cfg = env.config(in_queue, out_bucket, out_queue, "out/", batch_size=8, visibility=VISIBILITY,
+                     idle_exit=2)
+    t0 = time.monotonic()
+    env.run(["drain", "-c", cfg], "drain", timeout=300, expect_rc=0)
+    took = time.monotonic() - t0
+    if took < 3 * VISIBILITY:
+        log("note: the drain took %.1f s only; the heartbeat was barely needed", took)
+    check_queue_empty(env, dlq)
+    check_queue_empty(env, in_queue)
+    check_exactly_once(env, keys, in_bucket)
+    notes = [json.loads(b)["key"] for b in env.receive_all(out_queue, expect=len(keys))]
+    check(sorted(notes) == sorted(keys), "%d notifications for %d images: an image was processed "
+          "twice or not at all", len(notes), len(keys))
+    log("%d images in %.1f s with a %d s visibility timeout, none redelivered", len(keys), took,
+        VISIBILITY)
+
+
+if __name__ == "__main__":
+    sys.exit(main("heartbeat", body))
