@@ -5,12 +5,14 @@ address-id and one legacy JSON message each is enqueued; a line
 `<image_id> s3://bucket/key` per file. A broken file is refused with an error
 naming it (exit 3) and nothing of it is uploaded or enqueued. Draining the
 queue then gives rows with the submitted image ids, scan and address ids and
-tree types."""
+tree types, and with [log] format = json every log line is a JSON object."""
+import json
 import os
 import re
 import sys
 
-from e2e_lib import check, check_exactly_once, check_queue_empty, log, main, make_crops
+from e2e_lib import (TestFailure, check, check_exactly_once, check_queue_empty, log, main,
+                     make_crops)
 
 LINE = re.compile(r"^(\S+) s3://([^/]+)/(.+)$")
 
@@ -55,7 +57,22 @@ def body(env):
           len(files))
     log("submitted: %s", ids)
 
-    env.run(["drain", "-c", cfg], "drain", timeout=240, expect_rc=0)
+    # For log collectors: [log] format = json gives one JSON object per line.
+    rc, out, err = env.run(["drain", "-c", cfg, "--set", "log.format=json"], "drain",
+                           timeout=240, expect_rc=0)
+    logged = []
+    for line in err.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise TestFailure("a log line is not JSON: %r" % line[:300])
+        check(isinstance(rec, dict) and {"ts", "level", "msg"} <= set(rec),
+              "log record without ts/level/msg: %r", line[:300])
+        logged.append(rec["msg"])
+    for key in want:
+        check(any(key in m for m in logged), "no log record names %s", key)
     check_exactly_once(env, sorted(want), in_bucket)
     for row in env.images():
         check(row["image_id"] == ids[row["key"]], "%s: image_id %s, submit printed %s",
