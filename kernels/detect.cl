@@ -41,7 +41,7 @@
 #define LW (TX + 2 * RAD)
 #define LH (TY + 2 * RAD)
 
-inline float channel_value(int code, float r, float g, float b)
+float channel_value(int code, float r, float g, float b)
 {
     return code == 0 ? r : code == 1 ? g : code == 2 ? b : 2.0f * g - r - b;
 }
@@ -179,7 +179,7 @@ __kernel void detect_maxpool(__global const float *in, __global float *out, cons
     out[(size_t)c * OH * OW + (size_t)y * OW + x] = fmax(fmax(p[0], p[1]), fmax(p[W], p[W + 1]));
 }
 
-inline float sigmoid(float v)
+float det_sigmoid(float v)
 {
     return 1.0f / (1.0f + exp(-v));
 }
@@ -200,7 +200,7 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
         return;
     const size_t plane = (size_t)OH * OW, k = (size_t)i * OW + j;
     __global const float *heat = head + OUT_HEAT * plane;
-    const float score = sigmoid(heat[k]);
+    const float score = det_sigmoid(heat[k]);
     if (!(score >= threshold))
         return;
     for (int di = -1; di <= 1; di++) {
@@ -208,7 +208,7 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
             const int ni = i + di, nj = j + dj;
             if ((di == 0 && dj == 0) || ni < 0 || nj < 0 || ni >= OH || nj >= OW)
                 continue;
-            const float ns = sigmoid(heat[(size_t)ni * OW + nj]);
+            const float ns = det_sigmoid(heat[(size_t)ni * OW + nj]);
             const bool before = di < 0 || (di == 0 && dj < 0);
             if (before ? !(score > ns) : !(score >= ns))
                 return;
