@@ -249,6 +249,68 @@ static void test_wrong_secret(const cnp_config *base)
     aws_client_free(c);
 }
 
+/* Temporary credentials from STS AssumeRole (created through boto3 in
+ * $CANOPY_PYTHON): moto checks X-Amz-Security-Token, so a request signed
+ * with them works and one with a wrong token is refused. */
+static void test_session_token(const cnp_config *base)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "'%s' -c '\n"
+             "import boto3, json, os\n"
+             "ep = os.environ[\"AWS_ENDPOINT_URL\"]\n"
+             "iam = boto3.client(\"iam\", endpoint_url=ep, region_name=\"us-east-1\")\n"
+             "name = \"canopy-test-%d\"\n"
+             "trust = {\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", "
+             "\"Principal\": {\"AWS\": \"*\"}, \"Action\": \"sts:AssumeRole\"}]}\n"
+             "allow = {\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", "
+             "\"Action\": \"*\", \"Resource\": \"*\"}]}\n"
+             "arn = iam.create_role(RoleName=name, "
+             "AssumeRolePolicyDocument=json.dumps(trust))[\"Role\"][\"Arn\"]\n"
+             "iam.put_role_policy(RoleName=name, PolicyName=\"all\", "
+             "PolicyDocument=json.dumps(allow))\n"
+             "sts = boto3.client(\"sts\", endpoint_url=ep, region_name=\"us-east-1\")\n"
+             "c = sts.assume_role(RoleArn=arn, RoleSessionName=\"canopy\")[\"Credentials\"]\n"
+             "print(c[\"AccessKeyId\"]); print(c[\"SecretAccessKey\"]); "
+             "print(c[\"SessionToken\"])\n'",
+             aws_test_python(), (int)getpid());
+    FILE *p = popen(cmd, "r");
+    char akid[128] = "", secret[128] = "", token[2048] = "";
+    bool ok = p && fgets(akid, sizeof akid, p) && fgets(secret, sizeof secret, p) &&
+              fgets(token, sizeof token, p);
+    if (p)
+        pclose(p);
+    CHECK_MSG(ok, "could not assume a role through %s", aws_test_python());
+    if (!ok)
+        return;
+    akid[strcspn(akid, "\n")] = secret[strcspn(secret, "\n")] = token[strcspn(token, "\n")] = 0;
+    CHECK(strncmp(akid, "ASIA", 4) == 0);
+    fprintf(stderr, "assumed a role: %.4s... with a %zu-byte session token\n", akid, strlen(token));
+
+    cnp_config cfg = *base;
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "%s", akid);
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "%s", secret);
+    snprintf(cfg.aws.session_token, sizeof cfg.aws.session_token, "%s", token);
+    aws_client *c = NULL;
+    cnp_err err = {{0}};
+    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    s3_put put = {.bucket = g_bucket, .key = "sts/temp.txt", .data = "temporary", .len = 9};
+    s3_put_result pr;
+    CHECK_MSG(s3_object_put(c, &put, &pr, &err) == CNP_OK, "%s", err.msg);
+    s3_object o;
+    CHECK_MSG(s3_object_get(c, g_bucket, "sts/temp.txt", 0, &o, &err) == CNP_OK, "%s", err.msg);
+    CHECK(o.body.len == 9 && memcmp(o.body.data, "temporary", 9) == 0);
+    s3_object_free(&o);
+    aws_client_free(c);
+
+    snprintf(cfg.aws.session_token, sizeof cfg.aws.session_token, "not-the-token");
+    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(s3_object_get(c, g_bucket, "sts/temp.txt", 0, &o, &err) == CNP_ERR_AUTH);
+    CHECK_MSG(strstr(err.msg, "InvalidToken") || strstr(err.msg, "403"), "%s", err.msg);
+    s3_object_free(&o);
+    aws_client_free(c);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -270,6 +332,7 @@ int main(void)
     test_many_keys(c);
     test_multipart(c);
     test_wrong_secret(&cfg);
+    test_session_token(&cfg);
     aws_client_free(c);
     return TEST_RESULT();
 }
