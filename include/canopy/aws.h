@@ -94,8 +94,9 @@ cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, 
 /* Region for a profile from the shared config file, "" when none. */
 void aws_profile_region(const char *profile, char *out, size_t len);
 
-/* A batch of operations run concurrently. Create, add operations (s3_batch_*,
- * sqs_batch_*), run, read each operation's result, free. */
+/* A batch of operations run concurrently. Create, add operations (s3_batch_get,
+ * s3_batch_put), run, read each operation's result, free. The SQS batch calls
+ * (sqs.h) split their entries into requests and run those the same way. */
 cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err);
 /* Frees the batch and the requests it still holds; accepts NULL. Results
  * already written to the callers' structs stay theirs. */
