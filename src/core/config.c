@@ -92,7 +92,7 @@ static const struct key keys[] = {
     STR(detector, model, "models/crown-1.0.cnw"),
     DBL(detector, score_threshold, "0.3", 0.0, 1.0),
     INT(detector, tile, "1024", 64, 16384),
-    INT(detector, tile_overlap, "96", 0, 4096),
+    INT(detector, tile_overlap, "160", 0, 4096),
     ENUM(detector, conv, "auto", det_convs),
 
     I64(limits, max_pixels, "268435456", 1, 1e12),
