@@ -60,8 +60,8 @@ typedef struct aws_result {
 } aws_result;
 
 /* Static credentials as resolved by the chain. expiration 0: never expires.
- * source names the provider ("config", "env", "profile", "container",
- * "imds") for logs; the other fields are secret. */
+ * source names the provider ("config", "env", "web-identity", "profile",
+ * "container", "imds") for logs; the other fields are secret. */
 typedef struct aws_credentials {
     char access_key_id[CNP_STR_SHORT];
     char secret_access_key[CNP_STR_SHORT];
@@ -88,7 +88,8 @@ const char *aws_client_endpoint(const aws_client *client, const char *service);
 cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err);
 
 /* Runs the provider chain once, uncached: config (cfg->aws.access_key_id),
- * environment, shared files (profile), container credentials, IMDSv2. */
+ * environment, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN),
+ * shared files (profile), container credentials, IMDSv2. */
 cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err);
 
 /* Region for a profile from the shared config file, "" when none. */

@@ -1,5 +1,6 @@
 /* The credential provider chain, in the order the AWS SDKs use:
- * configuration, environment, shared files (profile), container credentials
+ * configuration, environment, web identity (EKS IRSA), shared files
+ * (profile), container credentials
  * (ECS / Batch / EKS pod identity), EC2 instance metadata (IMDSv2).
  * Temporary credentials are cached and refetched 5 minutes before expiry. */
 #include <ctype.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <expat.h>
 #include <ini.h>
 
 #include "aws/aws_internal.h"
@@ -177,9 +179,9 @@ static size_t fetch_write(char *data, size_t size, size_t nmemb, void *userp)
 
 /* One small HTTP exchange with a metadata service, retried on connection
  * errors and 5xx. Body is NUL-terminated. */
-static cnp_status fetch(const char *method, const char *url, const char *header1,
-                        const char *header2, int attempts, cnp_buf *body, long *status,
-                        cnp_err *err)
+static cnp_status fetch_full(const char *method, const char *url, const char *header1,
+                             const char *header2, const char *form, bool direct, int attempts,
+                             cnp_buf *body, long *status, cnp_err *err)
 {
     cnp_status result = CNP_ERR_TRANSIENT;
     struct curl_slist *h = NULL, *t;
@@ -198,16 +200,18 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         /* Link-local agents are never reached through an HTTP proxy. */
-        curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+        if (direct)
+            curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fetch_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
         if (strcmp(method, "GET") != 0) {
+            /* curl labels POSTFIELDS application/x-www-form-urlencoded. */
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, form ? (long)strlen(form) : 0L);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, form ? form : "");
         }
         CURLcode rc = curl_easy_perform(e);
         *status = 0;
@@ -234,6 +238,14 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
     curl_easy_cleanup(e);
     curl_slist_free_all(h);
     return result;
+}
+
+/* A metadata-service exchange: direct, no body. */
+static cnp_status fetch(const char *method, const char *url, const char *header1,
+                        const char *header2, int attempts, cnp_buf *body, long *status,
+                        cnp_err *err)
+{
+    return fetch_full(method, url, header1, header2, NULL, true, attempts, body, status, err);
 }
 
 /* Parses the credentials JSON both metadata services answer. */
@@ -384,6 +396,148 @@ out:
     return result;
 }
 
+/* ---- web identity (EKS IRSA) ---------------------------------------------------- */
+
+typedef struct sts_parse {
+    char *field;
+    size_t cap;
+    char akid[CNP_STR_SHORT];
+    char secret[CNP_STR_SHORT];
+    char token[CNP_STR_SECRET];
+    char expiration[64];
+    char code[96];
+    char message[256];
+    size_t len;
+} sts_parse;
+
+static void XMLCALL sts_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+    sts_parse *p = ud;
+    struct {
+        const char *name;
+        char *field;
+        size_t cap;
+    } map[] = {{"AccessKeyId", p->akid, sizeof p->akid},
+               {"SecretAccessKey", p->secret, sizeof p->secret},
+               {"SessionToken", p->token, sizeof p->token},
+               {"Expiration", p->expiration, sizeof p->expiration},
+               {"Code", p->code, sizeof p->code},
+               {"Message", p->message, sizeof p->message}};
+    p->field = NULL;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(name, map[i].name) == 0) {
+            p->field = map[i].field;
+            p->cap = map[i].cap;
+            p->len = 0;
+            p->field[0] = '\0';
+        }
+}
+
+static void XMLCALL sts_end(void *ud, const XML_Char *name)
+{
+    ((sts_parse *)ud)->field = NULL;
+}
+
+static void XMLCALL sts_text(void *ud, const XML_Char *s, int len)
+{
+    sts_parse *p = ud;
+    if (!p->field)
+        return;
+    size_t n = (size_t)len < p->cap - 1 - p->len ? (size_t)len : p->cap - 1 - p->len;
+    memcpy(p->field + p->len, s, n);
+    p->len += n;
+    p->field[p->len] = '\0';
+}
+
+/* Appends "&name=value", the value form-encoded. */
+static cnp_status form_add(cnp_buf *form, const char *name, const char *value)
+{
+    cnp_status result = cnp_buf_printf(form, "%s%s=", form->len ? "&" : "", name);
+    if (result == CNP_OK)
+        result = aws_uri_encode(form, value, strlen(value), false);
+    return result;
+}
+
+/* AssumeRoleWithWebIdentity with the token from AWS_WEB_IDENTITY_TOKEN_FILE
+ * for AWS_ROLE_ARN (the variables EKS sets for IAM roles for service
+ * accounts). The call is unsigned; the token file is re-read on every
+ * refresh because the kubelet rotates it. */
+static cnp_status from_web_identity(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+{
+    const char *file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *role = env("AWS_ROLE_ARN");
+    if (!file || !role)
+        return CNP_ERR_NOTFOUND;
+    char session[64];
+    snprintf(session, sizeof session, "%s",
+             env("AWS_ROLE_SESSION_NAME") ? env("AWS_ROLE_SESSION_NAME") : "canopy");
+    const char *region = cfg->aws.region[0] ? cfg->aws.region
+                         : env("AWS_REGION")   ? env("AWS_REGION")
+                         : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+                                                     : "us-east-1";
+    char url[CNP_STR_LONG];
+    const char *ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS")
+                                                 : env("AWS_ENDPOINT_URL");
+    if (ep)
+        snprintf(url, sizeof url, "%s", ep);
+    else
+        snprintf(url, sizeof url, "https://sts.%s.amazonaws.com%s/", region,
+                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    cnp_buf token = {0}, form = {0}, body = {0};
+    cnp_status result = cnp_file_read(file, 64 * 1024, &token, err);
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "AWS_WEB_IDENTITY_TOKEN_FILE");
+        result = CNP_ERR_AUTH;
+        goto out;
+    }
+    while (token.len && isspace(token.data[token.len - 1]))
+        token.len--;
+    if ((result = cnp_buf_append(&token, "", 1)) != CNP_OK ||
+        (result = form_add(&form, "Action", "AssumeRoleWithWebIdentity")) != CNP_OK ||
+        (result = form_add(&form, "RoleArn", role)) != CNP_OK ||
+        (result = form_add(&form, "RoleSessionName", session)) != CNP_OK ||
+        (result = form_add(&form, "Version", "2011-06-15")) != CNP_OK ||
+        (result = form_add(&form, "WebIdentityToken", (char *)token.data)) != CNP_OK)
+        goto out;
+    long status = 0;
+    result = fetch_full("POST", url, NULL, NULL, (char *)form.data, false, CONTAINER_ATTEMPTS,
+                        &body, &status, err);
+    sts_parse p = {0};
+    XML_Parser xp = body.len ? XML_ParserCreate("UTF-8") : NULL;
+    if (xp) {
+        XML_SetUserData(xp, &p);
+        XML_SetElementHandler(xp, sts_start, sts_end);
+        XML_SetCharacterDataHandler(xp, sts_text);
+        XML_Parse(xp, (const char *)body.data, (int)body.len, 1);
+        XML_ParserFree(xp);
+    }
+    if (result != CNP_OK) {
+        if (p.code[0])
+            cnp_err_set(err, "AssumeRoleWithWebIdentity %s: HTTP %ld %s: %s", role, status, p.code,
+                        p.message);
+        else
+            cnp_err_prefix(err, "AssumeRoleWithWebIdentity %s", role);
+        if (result == CNP_ERR_REMOTE)
+            result = CNP_ERR_AUTH;
+    } else if (!set_creds(out, p.akid, p.secret, p.token, aws_parse_iso8601(p.expiration),
+                          "web-identity")) {
+        cnp_err_set(err, "AssumeRoleWithWebIdentity %s: no credentials in the response", role);
+        result = CNP_ERR_AUTH;
+    }
+    explicit_bzero(&p, sizeof p);
+out:
+    if (token.data)
+        explicit_bzero(token.data, token.cap);
+    if (form.data)
+        explicit_bzero(form.data, form.cap);
+    if (body.data)
+        explicit_bzero(body.data, body.cap);
+    cnp_buf_free(&token);
+    cnp_buf_free(&form);
+    cnp_buf_free(&body);
+    return result;
+}
+
 /* ---- the chain --------------------------------------------------------------- */
 
 cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
@@ -394,7 +548,10 @@ cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, 
     if (set_creds(out, env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
                   env("AWS_SESSION_TOKEN"), 0, "env"))
         return CNP_OK;
-    cnp_status result = from_profile(cfg, out, err);
+    cnp_status result = from_web_identity(cfg, out, err);
+    if (result != CNP_ERR_NOTFOUND)
+        return result;
+    result = from_profile(cfg, out, err);
     if (result != CNP_ERR_NOTFOUND)
         return result;
     result = from_container(out, err);

@@ -27,6 +27,8 @@ answers the count for P. Routes:
   GET /creds/<ttl>        container credentials expiring in ttl seconds
   GET /auth-creds/<ttl>   same, requires "Authorization: test-auth-token"
   GET /_set?imds_ttl=N    credentials expiry for the IMDS route
+  POST /sts               STS AssumeRoleWithWebIdentity (form body; the token
+                          must be "test-web-identity-token")
 """
 import datetime
 import hashlib
@@ -110,6 +112,8 @@ class Handler(BaseHTTPRequestHandler):
         count(self.command + " " + url.path)
         if head == "latest":
             return self.imds(url.path)
+        if head == "sts":
+            return self.sts(parse_qs(body.decode()), k)
         if head in ("creds", "auth-creds"):
             if head == "auth-creds" and self.headers.get("Authorization") != "test-auth-token":
                 return self.reply(401, "unauthorized")
@@ -176,6 +180,27 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             return None
         return self.reply(200, ok)
+
+    def sts(self, form, k):
+        want = {"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15"}
+        if any(form.get(key) != [v] for key, v in want.items()) or \
+                not form.get("RoleArn") or not form.get("RoleSessionName"):
+            return self.reply(400, "<ErrorResponse><Error><Code>InvalidParameterValue</Code>"
+                                   "<Message>bad form %s</Message></Error></ErrorResponse>" % form)
+        if form.get("WebIdentityToken") != ["test-web-identity-token"]:
+            return self.reply(400, "<ErrorResponse><Error><Type>Sender</Type>"
+                                   "<Code>InvalidIdentityToken</Code><Message>Couldn't retrieve "
+                                   "verification key from your identity provider</Message>"
+                                   "</Error></ErrorResponse>", "text/xml")
+        c = json.loads(creds_json("WEB", k, 3600))
+        return self.reply(200, "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws"
+                               ".com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>"
+                               "<Credentials><SessionToken>%s</SessionToken><SecretAccessKey>%s"
+                               "</SecretAccessKey><Expiration>%s</Expiration><AccessKeyId>%s"
+                               "</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult>"
+                               "</AssumeRoleWithWebIdentityResponse>"
+                          % (c["Token"], c["SecretAccessKey"], c["Expiration"], c["AccessKeyId"]),
+                          "text/xml")
 
     def imds(self, path):
         if path == "/latest/api/token":

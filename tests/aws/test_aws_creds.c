@@ -19,7 +19,9 @@ static const char *const AWS_VARS[] = {
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "CANOPY_CONTAINER_CREDENTIALS_BASE", "AWS_EC2_METADATA_SERVICE_ENDPOINT", NULL};
+    "CANOPY_CONTAINER_CREDENTIALS_BASE", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_ENDPOINT_URL_STS",
+    NULL};
 
 /* A clean environment: no AWS variables, HOME an empty directory, IMDS off. */
 static void clean_env(cnp_config *cfg)
@@ -243,6 +245,42 @@ static void test_imds(void)
     CHECK_MSG(strstr(err.msg, "IMDSv2"), "%s", err.msg);
 }
 
+/* EKS IRSA: the token file is exchanged at STS for role credentials. */
+static void test_web_identity(void)
+{
+    cnp_config cfg;
+    aws_credentials cr;
+    cnp_err err = {{0}};
+    clean_env(&cfg);
+    char tok[400], sts[200];
+    snprintf(tok, sizeof tok, "%s/web-token", g_dir);
+    write_file(tok, "test-web-identity-token\n");
+    snprintf(sts, sizeof sts, "%s/sts", g_fs.url);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tok, 1);
+    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/canopy-worker", 1);
+    setenv("AWS_ENDPOINT_URL_STS", sts, 1);
+    CHECK_MSG(aws_credentials_resolve(&cfg, &cr, &err) == CNP_OK, "%s", err.msg);
+    CHECK(strcmp(cr.source, "web-identity") == 0 && strncmp(cr.access_key_id, "ASIAWEB", 7) == 0 &&
+          strncmp(cr.session_token, "web-token-", 10) == 0);
+    time_t now = time(NULL);
+    CHECK(cr.expiration > now + 3500 && cr.expiration <= now + 3601);
+    CHECK(fake_server_count(&g_fs, "POST /sts") == 1);
+
+    /* It comes after the environment, before the shared files. */
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "secret-env", 1);
+    CHECK(aws_credentials_resolve(&cfg, &cr, &err) == CNP_OK && strcmp(cr.source, "env") == 0);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+
+    write_file(tok, "some-other-token");
+    CHECK(aws_credentials_resolve(&cfg, &cr, &err) == CNP_ERR_AUTH);
+    CHECK_MSG(strstr(err.msg, "InvalidIdentityToken"), "%s", err.msg);
+    unlink(tok);
+    CHECK(aws_credentials_resolve(&cfg, &cr, &err) == CNP_ERR_AUTH);
+    CHECK_MSG(strstr(err.msg, "AWS_WEB_IDENTITY_TOKEN_FILE"), "%s", err.msg);
+}
+
 /* Temporary credentials sign requests with X-Amz-Security-Token. */
 static void test_token_on_wire(void)
 {
@@ -289,6 +327,7 @@ int main(void)
     test_endpoints();
     test_container();
     test_imds();
+    test_web_identity();
     test_token_on_wire();
     fake_server_stop(&g_fs);
     char cmd[300];
