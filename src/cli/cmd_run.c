@@ -122,6 +122,25 @@ static int collect(const char *input, struct job **jobs, size_t *n)
     return rc;
 }
 
+/* mkdir -p: creates the directory and its missing parents. */
+static int mkdir_parents(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static cnp_status write_output(const char *dir, const char *stem, const char *suffix,
                                const cnp_buf *data, cnp_err *err)
 {
@@ -285,7 +304,7 @@ int cmd_run(int argc, char **argv)
         rc = collect(inputs[i], &jobs, &njobs);
     if (rc != CNP_EXIT_OK)
         goto out;
-    if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir_parents(outdir) != 0) {
         fprintf(stderr, "canopy run: %s: %s\n", outdir, strerror(errno));
         rc = CNP_EXIT_USAGE;
         goto out;

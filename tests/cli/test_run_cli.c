@@ -202,6 +202,8 @@ static void test_corrupt_input(void)
     free(log);
 }
 
+static bool exists(const char *rel);
+
 static void test_usage_errors(void)
 {
     CHECK(run("run --output /tmp/x", "u1.log") == 2);          /* no input */
@@ -218,6 +220,11 @@ static void test_usage_errors(void)
     CHECK_MSG(log && strstr(log, "bad.ini:2: ") && strstr(log, "not an integer"), "%s",
               log ? log : "");
     free(log);
+    /* The output directory is created with its missing parents. */
+    snprintf(args, sizeof args, "run --no-detector --input %s/SOAP_061.png --output %s/new/nested",
+             CANOPY_NEON_DIR, g_dir);
+    CHECK(run(args, "nested.log") == 0);
+    CHECK(exists("new/nested/SOAP_061.mask.png"));
     CHECK(run("run --help", "u5.log") == 0);
     CHECK(run("--help", "u6.log") == 0);
 }
