@@ -25,7 +25,6 @@ import platform
 import statistics
 import struct
 import subprocess
-import sys
 import time
 import uuid
 

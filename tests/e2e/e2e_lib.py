@@ -16,9 +16,7 @@ test venv needs only boto3 and psycopg2.
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
