@@ -959,6 +959,8 @@ static int drv_open(struct drv *d, const cnp_config *cfg, const drv_options *opt
     if (pipe_model_load(cfg, &d->model, &err) != CNP_OK)
         goto fatal;
     d->model_version = d->model ? det_model_version(d->model) : "none";
+    if (opt->dry_run) /* lists only: no device, no workers */
+        return CNP_EXIT_OK;
     if (pipe_device_create(cfg, d->model, &d->dev, &err) != CNP_OK)
         goto fatal;
     if (cnp_pool_create(cfg->batch.threads, &d->pool, &err) != CNP_OK)
