@@ -15,8 +15,9 @@ Evaluation rules (the C side implements the same):
 - matching: predictions sorted by score descending (ties: row-major cell
   order); each takes the still-unmatched annotation with the highest IoU
   (ties: the earlier CSV row), and is a true positive if that IoU >= 0.4.
-- precision = TP / predictions, recall = TP / annotations, F1 = 2 TP /
-  (predictions + annotations), count error = predictions - annotations.
+- precision = TP / predictions (1 when there are none), recall = TP /
+  annotations (1 when there are none), F1 = 2 P R / (P + R) (0 when both
+  are 0), count error = predictions - annotations.
   "overall" sums TP, predictions and annotations over the images.
 
 Command line:
@@ -205,9 +206,10 @@ def match(trees, boxes, iou_threshold=IOU_THRESHOLD):
 
 
 def scores(tp, n_pred, n_gt):
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gt if n_gt else 0.0
-    f1 = 2.0 * tp / (n_pred + n_gt) if (n_pred + n_gt) else 0.0
+    # empty prediction (annotation) list: precision (recall) 1.0, as in src/detect/eval.c
+    p = tp / n_pred if n_pred else 1.0
+    r = tp / n_gt if n_gt else 1.0
+    f1 = 2.0 * p * r / (p + r) if (p + r) > 0 else 0.0
     return {"tp": tp, "predictions": n_pred, "annotations": n_gt,
             "precision": p, "recall": r, "f1": f1, "count_error": n_pred - n_gt}
 
