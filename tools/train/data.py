@@ -53,7 +53,7 @@ class Augmenter:
     """Random crop with scale change, flips, 90-degree rotations, colour/brightness jitter."""
 
     def __init__(self, images, crop=256, scale=(0.8, 1.25), colour=0.15, brightness=0.2,
-                 contrast=0.2, grey=0.2):
+                 contrast=0.2, grey=0.2, mix=0.0):
         self.images = images
         self.crop = crop
         self.scale = scale
@@ -61,6 +61,7 @@ class Augmenter:
         self.brightness = brightness
         self.contrast = contrast
         self.grey = grey
+        self.mix = mix
 
     def sample(self, rng):
         """One augmented (rgb crop x crop x 3 float32 in [0,1], boxes Nx4 in crop coords)."""
@@ -108,6 +109,9 @@ class Augmenter:
         rgb = ((rgb - mu) * con + mu) * gain.astype(np.float32)
         rgb = rgb + rng.uniform(-0.03, 0.03, size=3).astype(np.float32)
         rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+        if self.mix > 0:  # random colour mixing near identity (hue shifts); off by default
+            m = np.eye(3) + rng.normal(0.0, self.mix, (3, 3))
+            rgb = np.clip(rgb @ m.T.astype(np.float32), 0.0, 1.0).astype(np.float32)
         if rng.random() < self.grey:  # sometimes colourless: crowns by shape and texture
             rgb = np.repeat(rgb.mean(axis=2, keepdims=True), 3, axis=2)
         return rgb, b

@@ -100,6 +100,8 @@ def main(argv=None):
     ap.add_argument("--wd", type=float, default=1e-4)
     ap.add_argument("--sigma-scale", type=float, default=0.5)
     ap.add_argument("--width", type=int, default=32, help="channels of the quarter-resolution layers")
+    ap.add_argument("--grey", type=float, default=0.2, help="probability of a grey crop")
+    ap.add_argument("--mix", type=float, default=0.0, help="std of random colour mixing (0: off)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=100)
     a = ap.parse_args(argv)
@@ -119,7 +121,7 @@ def main(argv=None):
           % (a.train, a.holdout, nparams, receptive_field(arch["layers"]),
              np.round(mean, 4).tolist(), np.round(std, 4).tolist()), flush=True)
 
-    aug = data.Augmenter(train_imgs, crop=a.crop)
+    aug = data.Augmenter(train_imgs, crop=a.crop, grey=a.grey, mix=a.mix)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.wd)
     warm = max(1, a.steps // 20)
 
