@@ -4,7 +4,7 @@
 #
 #   1. `canopy run` over the local files: outputs in out/demo/, one line per
 #      image and a summary.
-#   2. When this build has `canopy drain`: the batch job against a local stack
+#   2. The batch job against a local stack
 #      (PostgreSQL + moto for S3 and SQS, signature checking on), started for
 #      the demo and stopped afterwards: buckets and queues (with a dead-letter
 #      queue) are created, the images submitted and drained, and the rows
@@ -16,12 +16,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
-# The trained crown model when this checkout has it, else the random test
-# model (the pipeline runs the same; the trees it finds mean nothing).
 MODEL=${CANOPY_DETECTOR_MODEL:-$CANOPY_ROOT/models/crown-1.0.cnw}
-if [ ! -f "$MODEL" ]; then
-  MODEL="$CANOPY_ROOT/models/test/random-tiny.cnw"
-fi
+[ -f "$MODEL" ] || die "detector weights not found: $MODEL"
 export CANOPY_DETECTOR_MODEL="$MODEL"
 CANOPY="$BUILD_DIR/canopy"
 NEON_DIR=${CANOPY_NEON_DIR:-$CANOPY_ROOT/../shared/data/neon}
@@ -42,11 +38,6 @@ run_local() {
   mkdir -p "$OUT_DIR"
   say "canopy run --input $NEON_DIR --output $OUT_DIR"
   (cd "$CANOPY_ROOT" && "$CANOPY" run --input "$NEON_DIR" --output "$OUT_DIR")
-}
-
-# drain_available: true when this build implements `canopy drain`.
-drain_available() {
-  "$CANOPY" drain --help >/dev/null 2>&1
 }
 
 # stack_start: a local stack private to the demo (PostgreSQL + moto), stopped
@@ -160,11 +151,7 @@ main() {
   setup
   build
   run_local
-  if drain_available; then
-    run_service
-  else
-    say "this build has no 'canopy drain' yet: the queue demo is skipped"
-  fi
+  run_service
 }
 
 main "$@"
