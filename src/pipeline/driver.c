@@ -456,15 +456,25 @@ static void stage_fetch_chunk(struct drv *d, aws_batch *batch, struct chunk *c)
     cnp_pool_for(d->pool, c->nworks, decode_one, &x);
 }
 
-static void *stage_fetch(void *arg)
+/* Each transferring stage owns one aws_batch. When it cannot be made the run
+ * is marked fatal and the stage passes chunks on with their images failed
+ * transiently, so nothing is acknowledged. */
+static aws_batch *stage_batch(struct drv *d)
 {
-    struct drv *d = arg;
     aws_batch *batch = NULL;
     cnp_err err;
     if (aws_batch_create(d->aws, &batch, &err) != CNP_OK) {
         LOG_ERROR(d->mode, "%s", err.msg);
         atomic_store(&d->fatal, true);
+        return NULL;
     }
+    return batch;
+}
+
+static void *stage_fetch(void *arg)
+{
+    struct drv *d = arg;
+    aws_batch *batch = stage_batch(d);
     struct chunk *c;
     while ((c = queue_pop(&d->q_fetch)) != NULL) {
         if (batch)
@@ -915,12 +925,7 @@ static void stage_output_chunk(struct drv *d, aws_batch *batch, struct chunk *c)
 static void *stage_output(void *arg)
 {
     struct drv *d = arg;
-    aws_batch *batch = NULL;
-    cnp_err err;
-    if (aws_batch_create(d->aws, &batch, &err) != CNP_OK) {
-        LOG_ERROR(d->mode, "%s", err.msg);
-        atomic_store(&d->fatal, true);
-    }
+    aws_batch *batch = stage_batch(d);
     struct chunk *c;
     while ((c = queue_pop(&d->q_output)) != NULL) {
         if (batch)
