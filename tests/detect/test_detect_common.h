@@ -1,29 +1,9 @@
-/* Minimal check macros shared by the detector tests. */
+/* Check macros of the detector tests: tests/testutil.h's, plus REQUIRE and a
+ * named result line. */
 #ifndef CANOPY_TEST_DETECT_COMMON_H
 #define CANOPY_TEST_DETECT_COMMON_H
 
-#include <stdio.h>
-#include <stdlib.h>
-
-static int g_failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            g_failures++;                                                            \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_MSG(cond, ...)                                                         \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                            \
-            fputc('\n', stderr);                                                     \
-            g_failures++;                                                            \
-        }                                                                            \
-    } while (0)
+#include "testutil.h"
 
 #define REQUIRE(cond)                                                                \
     do {                                                                             \
@@ -41,15 +21,6 @@ static inline int test_result(const char *name)
     }
     printf("%s: ok\n", name);
     return 0;
-}
-
-/* 77 (skipped) when a required environment (OpenCL device) is missing,
- * unless CANOPY_TEST_REQUIRE_STACK=1 makes that a failure. */
-static inline int test_skip_or_fail_detect(const char *why)
-{
-    const char *req = getenv("CANOPY_TEST_REQUIRE_STACK");
-    fprintf(stderr, "%s\n", why);
-    return req && req[0] == '1' ? 1 : 77;
 }
 
 #endif
