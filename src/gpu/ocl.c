@@ -154,6 +154,32 @@ static bool selector_matches(const char *sel, unsigned index, const char *name)
 #define MAX_PLATFORMS 16
 #define MAX_DEVICES 64
 
+/* Lists the platforms (at most MAX_PLATFORMS); an ICD loader with none is an
+ * error that says where ICDs are registered. */
+static cnp_status platforms_get(cl_platform_id *plats, cl_uint *np, cnp_err *err)
+{
+    cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, np);
+    if (rc == -1001 || (rc == CL_SUCCESS && *np == 0)) {
+        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see "
+                         "/etc/OpenCL/vendors)");
+        return CNP_ERR_OPENCL;
+    }
+    if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
+        return CNP_ERR_OPENCL;
+    if (*np > MAX_PLATFORMS)
+        *np = MAX_PLATFORMS;
+    return CNP_OK;
+}
+
+/* Lists a platform's devices (at most MAX_DEVICES); 0 when it has none. */
+static cl_uint devices_get(cl_platform_id plat, cl_device_id *devs)
+{
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
+        return 0;
+    return nd > MAX_DEVICES ? MAX_DEVICES : nd;
+}
+
 /* Finds the device: selectors first; with no device selector, a GPU wins over
  * other types, else the first matching device. */
 static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
@@ -161,16 +187,8 @@ static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
 {
     cl_platform_id plats[MAX_PLATFORMS];
     cl_uint np = 0;
-    cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
-    if (rc == -1001 || (rc == CL_SUCCESS && np == 0)) {
-        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see "
-                         "/etc/OpenCL/vendors)");
+    if (platforms_get(plats, &np, err) != CNP_OK)
         return CNP_ERR_OPENCL;
-    }
-    if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
-        return CNP_ERR_OPENCL;
-    if (np > MAX_PLATFORMS)
-        np = MAX_PLATFORMS;
     bool found = false;
     bool found_gpu = false;
     for (cl_uint pi = 0; pi < np && !found_gpu; pi++) {
@@ -179,11 +197,7 @@ static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
         if (!selector_matches(cfg->opencl.platform, pi, pname))
             continue;
         cl_device_id devs[MAX_DEVICES];
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
-            continue;
-        if (nd > MAX_DEVICES)
-            nd = MAX_DEVICES;
+        cl_uint nd = devices_get(plats[pi], devs);
         for (cl_uint di = 0; di < nd; di++) {
             char dname[256];
             cl_device_type type = 0;
@@ -520,15 +534,8 @@ cnp_status ocl_list_devices(FILE *out, cnp_err *err)
 {
     cl_platform_id plats[MAX_PLATFORMS];
     cl_uint np = 0;
-    cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
-    if (rc == -1001 || (rc == CL_SUCCESS && np == 0)) {
-        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see /etc/OpenCL/vendors)");
+    if (platforms_get(plats, &np, err) != CNP_OK)
         return CNP_ERR_OPENCL;
-    }
-    if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
-        return CNP_ERR_OPENCL;
-    if (np > MAX_PLATFORMS)
-        np = MAX_PLATFORMS;
     for (cl_uint pi = 0; pi < np; pi++) {
         char name[256], vendor[256], version[256];
         str_info_platform(plats[pi], CL_PLATFORM_NAME, name, sizeof name);
@@ -536,11 +543,7 @@ cnp_status ocl_list_devices(FILE *out, cnp_err *err)
         str_info_platform(plats[pi], CL_PLATFORM_VERSION, version, sizeof version);
         fprintf(out, "platform %u: %s (%s, %s)\n", pi, name, vendor, version);
         cl_device_id devs[MAX_DEVICES];
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[pi], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS)
-            continue;
-        if (nd > MAX_DEVICES)
-            nd = MAX_DEVICES;
+        cl_uint nd = devices_get(plats[pi], devs);
         for (cl_uint di = 0; di < nd; di++) {
             char dname[256], driver[128], dver[128];
             cl_device_type type = 0;
