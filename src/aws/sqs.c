@@ -232,6 +232,19 @@ static cnp_status status_for_code(const char *code, bool sender_fault)
     return CNP_ERR_REMOTE;
 }
 
+/* The result slot of a response entry, by its "Id" (our index), cleared;
+ * NULL when the Id is not one of this request's entries. */
+static sqs_entry_result *entry_for(const entry_batch_ctx *ctx, const cJSON *e)
+{
+    const char *id = json_str(e, "Id");
+    size_t idx = id ? strtoul(id, NULL, 10) : (size_t)-1;
+    if (idx < ctx->first || idx >= ctx->first + ctx->count)
+        return NULL;
+    sqs_entry_result *er = &ctx->results[idx];
+    memset(er, 0, sizeof *er);
+    return er;
+}
+
 static void entries_done(aws_op *op)
 {
     entry_batch_ctx *ctx = op->ctx;
@@ -268,23 +281,17 @@ static void entries_done(aws_op *op)
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "Successful"))
     {
-        const char *id = json_str(e, "Id");
-        size_t idx = id ? strtoul(id, NULL, 10) : (size_t)-1;
-        if (idx < ctx->first || idx >= ctx->first + ctx->count)
+        sqs_entry_result *er = entry_for(ctx, e);
+        if (!er)
             continue;
-        sqs_entry_result *er = &ctx->results[idx];
-        memset(er, 0, sizeof *er);
         const char *mid = json_str(e, "MessageId");
         snprintf(er->message_id, sizeof er->message_id, "%s", mid ? mid : "");
     }
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "Failed"))
     {
-        const char *id = json_str(e, "Id");
-        size_t idx = id ? strtoul(id, NULL, 10) : (size_t)-1;
-        if (idx < ctx->first || idx >= ctx->first + ctx->count)
+        sqs_entry_result *er = entry_for(ctx, e);
+        if (!er)
             continue;
-        sqs_entry_result *er = &ctx->results[idx];
-        memset(er, 0, sizeof *er);
         const char *code = json_str(e, "Code");
         const char *msg = json_str(e, "Message");
         er->sender_fault = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "SenderFault"));
