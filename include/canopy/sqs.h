@@ -39,9 +39,15 @@ void sqs_message_list_free(sqs_message_list *list);
 
 /* Receives up to max (1..10) messages, waiting up to wait_seconds (0..20)
  * for the first one; visibility_timeout < 0 keeps the queue's default.
- * Asks for all system and message attributes. Zero messages is CNP_OK. */
+ * Asks for all system and message attributes. Zero messages is CNP_OK.
+ * cancel (may be NULL; may be set from a signal handler): once *cancel is
+ * non-zero the call ends within about a second with CNP_ERR_TRANSIENT
+ * "cancelled", whatever the wait; other requests of the client go on. A
+ * message SQS handed out to the cancelled call stays invisible until its
+ * visibility timeout ends, then is delivered again. */
 cnp_status sqs_receive(aws_client *client, const char *queue_url, int max, int wait_seconds,
-                       int visibility_timeout, sqs_message_list *out, aws_result *result);
+                       int visibility_timeout, const volatile int *cancel,
+                       sqs_message_list *out, aws_result *result);
 
 /* Per-entry outcome of a batch call, in input order. */
 typedef struct sqs_entry_result {

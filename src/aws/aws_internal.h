@@ -60,6 +60,7 @@ struct aws_op {
     int64_t max_bytes;         /* response body cap; 0: none */
     bool head;
     int min_idle_s;            /* low-speed window at least this (long polls) */
+    const volatile int *cancel; /* this op alone ends "cancelled" once *cancel != 0 */
     /* response of the last attempt */
     long http_status;
     aws_kvlist resp_headers;   /* lower-case names */

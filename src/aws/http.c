@@ -716,22 +716,43 @@ static double start_due(aws_batch *b)
     return wait;
 }
 
-/* Ends every queued and active op with "cancelled". */
-static void cancel_all(aws_batch *b)
+static bool op_cancelled(const aws_op *op, bool all)
 {
-    while (b->head) {
-        aws_op *op = b->head;
-        b->head = op->next;
-        if (!b->head)
-            b->tail = NULL;
+    return all || (op->cancel && *op->cancel);
+}
+
+/* Ends with "cancelled" every queued and active op (all) or those whose own
+ * cancel flag is set. */
+static void cancel_ops(aws_batch *b, bool all)
+{
+    aws_op *prev = NULL, *op = b->head;
+    while (op) {
+        aws_op *next = op->next;
+        if (!op_cancelled(op, all)) {
+            prev = op;
+            op = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            b->head = next;
+        if (b->tail == op)
+            b->tail = prev;
+        op->next = NULL;
         cnp_err_set(&op->result->err, "%s: cancelled", op->what);
         complete(b, op, CNP_ERR_TRANSIENT);
+        op = next;
     }
-    while (b->active_ops) {
-        aws_op *op = b->active_ops;
-        active_unlink(b, op);
-        cnp_err_set(&op->result->err, "%s: cancelled", op->what);
-        complete(b, op, CNP_ERR_TRANSIENT);
+    op = b->active_ops;
+    while (op) {
+        aws_op *next = op->anext;
+        if (op_cancelled(op, all)) {
+            active_unlink(b, op);
+            cnp_err_set(&op->result->err, "%s: cancelled", op->what);
+            complete(b, op, CNP_ERR_TRANSIENT);
+        }
+        op = next;
     }
 }
 
@@ -740,9 +761,12 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err)
     while (batch->pending > 0) {
         const volatile int *cancel = batch->client->cancel;
         if (cancel && *cancel) {
-            cancel_all(batch);
+            cancel_ops(batch, true);
             continue; /* follow-ups submitted by done callbacks end the same way */
         }
+        cancel_ops(batch, false);
+        if (batch->pending == 0)
+            break;
         double wait = start_due(batch);
         int running = 0;
         CURLMcode mc = curl_multi_perform(batch->multi, &running);

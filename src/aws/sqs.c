@@ -179,7 +179,8 @@ static cnp_status read_messages(const cJSON *doc, void *out)
 }
 
 cnp_status sqs_receive(aws_client *client, const char *queue_url, int max, int wait_seconds,
-                       int visibility_timeout, sqs_message_list *out, aws_result *result)
+                       int visibility_timeout, const volatile int *cancel,
+                       sqs_message_list *out, aws_result *result)
 {
     memset(out, 0, sizeof *out);
     max = max < 1 ? 1 : max > 10 ? 10 : max;
@@ -206,8 +207,10 @@ cnp_status sqs_receive(aws_client *client, const char *queue_url, int max, int w
         b = NULL;
     }
     aws_op *op = b ? sqs_op(client, "ReceiveMessage", queue_url, b) : NULL;
-    if (op)
+    if (op) {
         op->min_idle_s = wait_seconds + 15; /* a long poll is silent until it answers */
+        op->cancel = cancel;
+    }
     cnp_status st = run_json(client, op, read_messages, out, result);
     if (st != CNP_OK)
         sqs_message_list_free(out);

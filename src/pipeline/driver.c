@@ -1116,8 +1116,11 @@ static void source_sqs(struct drv *d, void *arg)
             }
             sqs_message_list got = {0};
             aws_result ar;
+            /* A signal ends the long poll at once, not after wait_seconds. */
             if (sqs_receive(d->aws, cfg->input.queue_url, want, wait, cfg->batch.visibility_timeout,
-                            &got, &ar) != CNP_OK) {
+                            &g_stop, &got, &ar) != CNP_OK) {
+                if (g_stop)
+                    break;
                 LOG_ERROR(d->mode, "ReceiveMessage: %s", ar.err.msg);
                 if (ar.status != CNP_ERR_TRANSIENT && ++errors >= 3) {
                     atomic_store(&d->fatal, true);

@@ -33,7 +33,7 @@ static size_t receive_all(aws_client *c, const char *url, size_t n, sqs_message_
     for (int round = 0; round < 20 && all->n < n; round++) {
         sqs_message_list got;
         aws_result r;
-        CHECK_MSG(sqs_receive(c, url, 10, 1, 30, &got, &r) == CNP_OK, "%s", r.err.msg);
+        CHECK_MSG(sqs_receive(c, url, 10, 1, 30, NULL, &got, &r) == CNP_OK, "%s", r.err.msg);
         if (got.n == 0) {
             sqs_message_list_free(&got);
             break;
@@ -130,7 +130,7 @@ static void test_standard(aws_client *c)
     sqs_message_list_free(&all);
 
     sqs_message_list none;
-    CHECK(sqs_receive(c, url, 10, 0, -1, &none, &r) == CNP_OK && none.n == 0);
+    CHECK(sqs_receive(c, url, 10, 0, -1, NULL, &none, &r) == CNP_OK && none.n == 0);
     sqs_message_list_free(&none);
     CHECK(sqs_queue_delete(c, url, &r) == CNP_OK);
 }
@@ -189,7 +189,7 @@ static void test_fifo(aws_client *c)
     CHECK(sqs_send_batch(c, url, &e[1], 1, res, &r) == CNP_OK && res[0].status == CNP_OK);
 
     sqs_message_list got;
-    CHECK(sqs_receive(c, url, 10, 1, 30, &got, &r) == CNP_OK);
+    CHECK(sqs_receive(c, url, 10, 1, 30, NULL, &got, &r) == CNP_OK);
     CHECK_MSG(got.n == 3, "%zu messages", got.n);
     const char *want[] = {"first", "second", "third"};
     for (size_t i = 0; i < got.n && i < 3; i++)
@@ -223,15 +223,15 @@ static void test_dead_letter(aws_client *c)
     /* Received twice and never deleted (visibility 0 returns it at once). */
     for (int i = 1; i <= 2; i++) {
         sqs_message_list got;
-        CHECK(sqs_receive(c, src, 1, 1, 0, &got, &r) == CNP_OK);
+        CHECK(sqs_receive(c, src, 1, 1, 0, NULL, &got, &r) == CNP_OK);
         CHECK_MSG(got.n == 1 && got.items[0].receive_count == i, "receive %d: n=%zu", i, got.n);
         sqs_message_list_free(&got);
     }
     sqs_message_list got;
-    CHECK(sqs_receive(c, src, 1, 1, 0, &got, &r) == CNP_OK);
+    CHECK(sqs_receive(c, src, 1, 1, 0, NULL, &got, &r) == CNP_OK);
     CHECK_MSG(got.n == 0, "third receive from the source got %zu", got.n);
     sqs_message_list_free(&got);
-    CHECK(sqs_receive(c, dlq, 1, 2, 30, &got, &r) == CNP_OK);
+    CHECK(sqs_receive(c, dlq, 1, 2, 30, NULL, &got, &r) == CNP_OK);
     CHECK_MSG(got.n == 1 && strcmp(got.items[0].body, "poison") == 0, "DLQ got %zu", got.n);
     sqs_message_list_free(&got);
     sqs_queue_delete(c, src, &r);
@@ -266,7 +266,7 @@ static void test_long_poll(aws_client *c)
     double t0 = cnp_now();
     sqs_message_list got;
     aws_result r;
-    CHECK_MSG(sqs_receive(c, url, 10, 15, 30, &got, &r) == CNP_OK, "%s", r.err.msg);
+    CHECK_MSG(sqs_receive(c, url, 10, 15, 30, NULL, &got, &r) == CNP_OK, "%s", r.err.msg);
     double took = cnp_now() - t0;
     pthread_join(th, NULL);
     fprintf(stderr, "long poll returned after %.2f s\n", took);
@@ -276,11 +276,74 @@ static void test_long_poll(aws_client *c)
 
     /* An empty long poll waits its full time without a low-speed abort. */
     t0 = cnp_now();
-    CHECK(sqs_receive(c, url, 1, 3, 30, &got, &r) == CNP_OK && got.n == 0);
+    CHECK(sqs_receive(c, url, 1, 3, 30, NULL, &got, &r) == CNP_OK && got.n == 0);
     took = cnp_now() - t0;
     CHECK_MSG(took >= 2.5, "empty long poll returned after %.2f s", took);
     sqs_message_list_free(&got);
     sqs_queue_delete(c, url, &r);
+}
+
+typedef struct poller {
+    aws_client *c;
+    const char *url;
+    const volatile int *cancel;
+    cnp_status st;
+    aws_result r;
+    size_t n;
+    double took;
+} poller;
+
+static void *poll_once(void *p)
+{
+    poller *pl = p;
+    sqs_message_list got;
+    double t0 = cnp_now();
+    pl->st = sqs_receive(pl->c, pl->url, 10, 15, 30, pl->cancel, &got, &pl->r);
+    pl->took = cnp_now() - t0;
+    pl->n = pl->st == CNP_OK ? got.n : 0;
+    if (pl->st == CNP_OK)
+        sqs_message_list_free(&got);
+    return NULL;
+}
+
+/* A cancel flag ends one long poll early; the client's other requests,
+ * and receives without the flag, go on. */
+static void test_cancel_poll(aws_client *c)
+{
+    char url[512], url2[512];
+    make_queue(c, "cancel", NULL, url, sizeof url);
+    make_queue(c, "cancel2", NULL, url2, sizeof url2);
+    volatile int flag = 0;
+    poller pl = {c, url, &flag, CNP_OK, {0}, 0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, poll_once, &pl);
+    usleep(500 * 1000);
+    flag = 1;
+    pthread_join(th, NULL);
+    fprintf(stderr, "cancelled long poll returned after %.2f s\n", pl.took);
+    CHECK_MSG(pl.st == CNP_ERR_TRANSIENT && strstr(pl.r.err.msg, "cancelled"),
+              "status %d: %s", (int)pl.st, pl.r.err.msg);
+    CHECK_MSG(pl.took < 5.0, "cancelled long poll took %.2f s (wait 15 s)", pl.took);
+
+    /* Already set: ends before any request. */
+    poller pre = {c, url, &flag, CNP_OK, {0}, 0, 0};
+    poll_once(&pre);
+    CHECK_MSG(pre.st == CNP_ERR_TRANSIENT && pre.r.attempts == 0, "status %d, %d attempts",
+              (int)pre.st, pre.r.attempts);
+
+    /* With the flag still set, the same client sends and receives (another
+     * queue: the server may still be answering the abandoned poll). */
+    sqs_send_entry e = {"after cancel", NULL, NULL, 0, NULL};
+    sqs_entry_result res;
+    aws_result r;
+    CHECK_MSG(sqs_send_batch(c, url2, &e, 1, &res, &r) == CNP_OK && res.status == CNP_OK, "%s",
+              r.err.msg);
+    poller plain = {c, url2, NULL, CNP_OK, {0}, 0, 0};
+    poll_once(&plain);
+    CHECK_MSG(plain.st == CNP_OK && plain.n == 1, "status %d, %zu messages: %s", (int)plain.st,
+              plain.n, plain.r.err.msg);
+    sqs_queue_delete(c, url, &r);
+    sqs_queue_delete(c, url2, &r);
 }
 
 static void test_errors(aws_client *c)
@@ -313,6 +376,7 @@ int main(void)
     test_fifo(c);
     test_dead_letter(c);
     test_long_poll(c);
+    test_cancel_poll(c);
     test_errors(c);
     aws_client_free(c);
     return TEST_RESULT();

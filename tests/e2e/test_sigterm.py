@@ -2,7 +2,8 @@
 interruption): the drainer stops receiving, finishes and acknowledges the
 chunks in flight and exits 0 well before the queue is drained; every image
 is then either committed or still queued, and a rerun completes the work
-with every image exactly once."""
+with every image exactly once. A drainer idle in a 20 s long poll on the
+empty queue stops within seconds of SIGTERM, not at the poll's end."""
 import signal
 import sys
 import time
@@ -49,6 +50,22 @@ def body(env):
     check_exactly_once(env, keys, in_bucket)
     check_queue_empty(env, in_queue)
     check_queue_empty(env, dlq)
+
+    idle_cfg = env.config(in_queue, out_bucket, "", "out/", wait=20, detector=False,
+                          name="idle.ini")
+    p = env.start(["drain", "--follow", "-c", idle_cfg], "drain-idle")
+    time.sleep(3)
+    check(p.poll() is None, "the idle drainer exited (%s) before the signal", p.returncode)
+    t = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc, out, err = env.wait(p, 60)
+    took = time.monotonic() - t
+    log("idle drainer: exit %d %.1f s after SIGTERM (long poll 20 s)", rc, took)
+    check(rc == 0, "idle drainer: exit code %d after SIGTERM\n%s", rc, err[-2000:])
+    check(took < 10, "idle drainer took %.1f s after SIGTERM to stop (its long poll is 20 s)",
+          took)
+    check("ReceiveMessage" not in err, "the cancelled poll was logged as an error:\n%s",
+          err[-2000:])
 
 
 if __name__ == "__main__":
