@@ -1,7 +1,8 @@
 /* The batch driver: SQS (drain) or an S3 listing (reprocess) feeding the
  * staged pipeline
  *
- *   source -> fetch (S3 GET, concurrent; PNG decode on the pool)
+ *   source -> fetch (S3 GET, concurrent)
+ *          -> decode (PNG decode on the pool; the next chunk downloads meanwhile)
  *          -> device (binarize + detect, one command queue)
  *          -> output (encode on the pool; S3 PUT, concurrent; one PostgreSQL
  *             transaction per chunk; notifications; acknowledgement)

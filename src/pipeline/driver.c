@@ -163,7 +163,7 @@ struct drv {
     int64_t run_id;
     bool has_queue; /* messages to acknowledge */
     bool fifo_out;
-    struct queue q_fetch, q_device, q_output;
+    struct queue q_fetch, q_decode, q_device, q_output;
     pthread_mutex_t slots_lock;
     pthread_cond_t slots_cond;
     int inflight;
@@ -452,8 +452,6 @@ static void stage_fetch_chunk(struct drv *d, aws_batch *batch, struct chunk *c)
         if (w->obj.result.status != CNP_OK)
             work_fail(w, w->obj.result.status, "%s", w->obj.result.err.msg);
     }
-    struct stage_ctx x = {.d = d, .c = c};
-    cnp_pool_for(d->pool, c->nworks, decode_one, &x);
 }
 
 /* Each transferring stage owns one aws_batch. When it cannot be made the run
@@ -483,9 +481,25 @@ static void *stage_fetch(void *arg)
             for (size_t i = 0; i < c->nworks; i++)
                 if (c->works[i].state == WS_PENDING)
                     work_fail(&c->works[i], CNP_ERR_TRANSIENT, "no download engine");
-        queue_push(&d->q_device, c);
+        queue_push(&d->q_decode, c);
     }
     aws_batch_free(batch);
+    queue_close(&d->q_decode);
+    return NULL;
+}
+
+/* ---- stage: decode ----------------------------------------------------- */
+
+/* Its own stage, so the next chunk downloads while this one decodes. */
+static void *stage_decode(void *arg)
+{
+    struct drv *d = arg;
+    struct chunk *c;
+    while ((c = queue_pop(&d->q_decode)) != NULL) {
+        struct stage_ctx x = {.d = d, .c = c};
+        cnp_pool_for(d->pool, c->nworks, decode_one, &x);
+        queue_push(&d->q_device, c);
+    }
     queue_close(&d->q_device);
     return NULL;
 }
@@ -994,7 +1008,7 @@ typedef void (*source_fn)(struct drv *d, void *arg);
 /* Runs the stages around `source`, which pushes chunks into q_fetch. */
 static int drv_run(struct drv *d, source_fn source, void *arg)
 {
-    pthread_t t_fetch, t_device, t_output, t_heart, t_prog;
+    pthread_t t_fetch, t_decode, t_device, t_output, t_heart, t_prog;
     char host[256] = "unknown";
     cnp_err err;
     gethostname(host, sizeof host - 1);
@@ -1003,6 +1017,7 @@ static int drv_run(struct drv *d, source_fn source, void *arg)
         return CNP_EXIT_FATAL;
     }
     queue_init(&d->q_fetch);
+    queue_init(&d->q_decode);
     queue_init(&d->q_device);
     queue_init(&d->q_output);
     pthread_mutex_init(&d->slots_lock, NULL);
@@ -1010,6 +1025,7 @@ static int drv_run(struct drv *d, source_fn source, void *arg)
     pthread_mutex_init(&d->reg_lock, NULL);
     d->prog.start = cnp_now();
     pthread_create(&t_fetch, NULL, stage_fetch, d);
+    pthread_create(&t_decode, NULL, stage_decode, d);
     pthread_create(&t_device, NULL, stage_device, d);
     pthread_create(&t_output, NULL, stage_output, d);
     pthread_create(&t_heart, NULL, heartbeat, d);
@@ -1019,6 +1035,7 @@ static int drv_run(struct drv *d, source_fn source, void *arg)
 
     queue_close(&d->q_fetch);
     pthread_join(t_fetch, NULL);
+    pthread_join(t_decode, NULL);
     pthread_join(t_device, NULL);
     pthread_join(t_output, NULL);
     atomic_store(&d->finished, true);
