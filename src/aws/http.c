@@ -684,6 +684,18 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
     complete(b, op, status);
 }
 
+/* Takes op, which follows prev (NULL: op is the head), out of the queue. */
+static void queue_unlink(aws_batch *b, aws_op *prev, aws_op *op)
+{
+    if (prev)
+        prev->next = op->next;
+    else
+        b->head = op->next;
+    if (b->tail == op)
+        b->tail = prev;
+    op->next = NULL;
+}
+
 /* Starts queued ops that are due, up to the connection limit; returns the
  * seconds until the next delayed op is due (or 1 when none waits). */
 static double start_due(aws_batch *b)
@@ -701,13 +713,7 @@ static double start_due(aws_batch *b)
             op = next;
             continue;
         }
-        if (prev)
-            prev->next = next;
-        else
-            b->head = next;
-        if (b->tail == op)
-            b->tail = prev;
-        op->next = NULL;
+        queue_unlink(b, prev, op);
         cnp_status st = start_attempt(b, op);
         if (st != CNP_OK)
             complete(b, op, st);
@@ -733,13 +739,7 @@ static void cancel_ops(aws_batch *b, bool all)
             op = next;
             continue;
         }
-        if (prev)
-            prev->next = next;
-        else
-            b->head = next;
-        if (b->tail == op)
-            b->tail = prev;
-        op->next = NULL;
+        queue_unlink(b, prev, op);
         cnp_err_set(&op->result->err, "%s: cancelled", op->what);
         complete(b, op, CNP_ERR_TRANSIENT);
         op = next;
