@@ -378,6 +378,19 @@ class Env:
             r = self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
             check(not r.get("Failed"), "SendMessageBatch failed: %s", r.get("Failed"))
 
+    def queue_crops(self, bucket, queue, key_format, count, sizes=None):
+        """Uploads `count` NEON crops as key_format % i and sends an S3 event
+        for each to the queue; returns the keys."""
+        keys, messages = [], []
+        crops = make_crops(self.source_dir, count, **({"sizes": sizes} if sizes else {}))
+        for i, (_, _, data) in enumerate(crops):
+            key = key_format % i
+            etag = self.put(bucket, key, data)
+            keys.append(key)
+            messages.append(s3_event(bucket, key, len(data), etag))
+        self.send(queue, messages)
+        return keys
+
     def queue_counts(self, url):
         """(visible, in flight, delayed) messages of a queue."""
         a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
@@ -545,6 +558,16 @@ class Env:
         p.started = time.monotonic()
         self.procs.append(p)
         self.logs.append(tag)
+        return p
+
+    def start_busy(self, args, tag, out_bucket, out_prefix="out/"):
+        """Starts canopy ARGS and returns once its first output object is in
+        the bucket, i.e. it is in the middle of the work (fails if it exited)."""
+        p = self.start(args, tag)
+        wait_until(lambda: p.poll() is not None or self.list_keys(out_bucket, out_prefix), 120,
+                   "the first upload of " + tag, interval=0.05)
+        check(p.poll() is None, "canopy %s exited (%s) before its first upload was seen", tag,
+              p.returncode)
         return p
 
     def wait(self, p, timeout):

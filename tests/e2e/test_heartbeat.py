@@ -8,8 +8,7 @@ import json
 import sys
 import time
 
-from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
-                     s3_event)
+from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, s3_event)
 
 VISIBILITY = 2  # the heartbeat extends every max(1, visibility / 3) s
 
@@ -19,13 +18,8 @@ def body(env):
     in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=1)
     out_queue, _ = env.queue("out", dlq=False)
     env.create_db()
-    keys, messages = [], []
-    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 24, sizes=((384, 384),))):
-        key = "hb/img-%03d.png" % i
-        etag = env.put(in_bucket, key, data)
-        keys.append(key)
-        messages.append(s3_event(in_bucket, key, len(data), etag))
-    env.send(in_queue, messages)
+    keys = env.queue_crops(in_bucket, in_queue, "hb/img-%03d.png", 24,
+                           sizes=((384, 384),))
     cfg = env.config(in_queue, out_bucket, out_queue, "out/", batch_size=8, visibility=VISIBILITY,
                      idle_exit=2)
     t0 = time.monotonic()

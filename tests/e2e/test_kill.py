@@ -4,8 +4,7 @@ left in the queue (nor in its dead-letter queue)."""
 import signal
 import sys
 
-from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
-                     s3_event, wait_until)
+from e2e_lib import check, check_exactly_once, check_queue_empty, log, main
 
 VISIBILITY = 5
 
@@ -14,22 +13,12 @@ def body(env):
     in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
     in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=5)
     env.create_db()
-    keys, messages = [], []
-    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 48)):
-        key = "kill/img-%03d.png" % i
-        etag = env.put(in_bucket, key, data)
-        keys.append(key)
-        messages.append(s3_event(in_bucket, key, len(data), etag))
-    env.send(in_queue, messages)
+    keys = env.queue_crops(in_bucket, in_queue, "kill/img-%03d.png", 48)
     # Small chunks, detector on: the kill lands while chunks are in flight.
     cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=4, visibility=VISIBILITY,
                      idle_exit=VISIBILITY + 4)
 
-    p = env.start(["drain", "-c", cfg], "drain-killed")
-    # The first output object means the drainer is in the middle of the work.
-    wait_until(lambda: p.poll() is not None or env.list_keys(out_bucket, "out/"), 120,
-               "the first upload", interval=0.05)
-    check(p.poll() is None, "the drainer exited (%s) before it could be killed", p.returncode)
+    p = env.start_busy(["drain", "-c", cfg], "drain-killed", out_bucket)
     p.send_signal(signal.SIGKILL)
     p.wait()
     done = sum(env.ok_keys().values())

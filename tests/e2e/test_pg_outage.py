@@ -12,8 +12,7 @@ import signal
 import sys
 import time
 
-from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
-                     s3_event, wait_until)
+from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, wait_until)
 
 VISIBILITY = 6
 OUTAGE_S = 4
@@ -23,16 +22,10 @@ def body(env):
     in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
     in_queue, dlq = env.queue("in", visibility=VISIBILITY, max_receive=50)
     env.create_db()
-    keys, messages = [], []
     # Larger crops (the detector's time grows with the pixels): the run must
     # still be busy when the server goes down, on faster machines too.
-    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 40,
-                                                sizes=((256, 256), (224, 288), (288, 224)))):
-        key = "pg/img-%03d.png" % i
-        etag = env.put(in_bucket, key, data)
-        keys.append(key)
-        messages.append(s3_event(in_bucket, key, len(data), etag))
-    env.send(in_queue, messages)
+    keys = env.queue_crops(in_bucket, in_queue, "pg/img-%03d.png", 40,
+                           sizes=((256, 256), (224, 288), (288, 224)))
     # idle_exit well above the outage: the same run can finish after the restart.
     cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=4, visibility=VISIBILITY,
                      idle_exit=VISIBILITY + 6)

@@ -8,8 +8,7 @@ import signal
 import sys
 import time
 
-from e2e_lib import (check, check_exactly_once, check_queue_empty, log, main, make_crops,
-                     s3_event, wait_until)
+from e2e_lib import check, check_exactly_once, check_queue_empty, log, main
 
 VISIBILITY = 5
 
@@ -18,20 +17,11 @@ def body(env):
     in_bucket, out_bucket = env.bucket("in"), env.bucket("out")
     in_queue, dlq = env.queue("in", visibility=VISIBILITY)
     env.create_db()
-    keys, messages = [], []
-    for i, (w, h, data) in enumerate(make_crops(env.source_dir, 60)):
-        key = "term/img-%03d.png" % i
-        etag = env.put(in_bucket, key, data)
-        keys.append(key)
-        messages.append(s3_event(in_bucket, key, len(data), etag))
-    env.send(in_queue, messages)
+    keys = env.queue_crops(in_bucket, in_queue, "term/img-%03d.png", 60)
     cfg = env.config(in_queue, out_bucket, "", "out/", batch_size=4, visibility=VISIBILITY,
                      idle_exit=VISIBILITY + 4)
 
-    p = env.start(["drain", "-c", cfg], "drain-term")
-    wait_until(lambda: p.poll() is not None or env.list_keys(out_bucket, "out/"), 120,
-               "the first upload", interval=0.05)
-    check(p.poll() is None, "the drainer exited (%s) before the signal", p.returncode)
+    p = env.start_busy(["drain", "-c", cfg], "drain-term", out_bucket)
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
     rc, out, err = env.wait(p, 120)
