@@ -14,13 +14,23 @@ import evaluate as ev
 STRIDE = 4
 
 
-def load_images(neon_dir, names):
-    """[(name, HxWx3 uint8, Nx4 float64 boxes [x0, y0, x1, y1) continuous)], in the given order."""
-    anns = ev.load_annotations(neon_dir)
+def load_images(dirs, names):
+    """[(name, HxWx3 uint8, Nx4 float64 boxes [x0, y0, x1, y1) continuous)], in the given order.
+
+    dirs: directories of PNGs with their CSV annotations (the layout of
+    ../shared/data/neon), searched in order for each name."""
+    found = {}
+    for d in dirs:
+        for name, boxes in ev.load_annotations(d).items():
+            if name not in found and os.path.exists(os.path.join(d, name)):
+                found[name] = (d, boxes)
     out = []
     for n in names:
-        img = ev.load_image(os.path.join(neon_dir, n))
-        boxes = np.array([ev.gt_box(b) for b in anns[n]], dtype=np.float64).reshape(-1, 4)
+        if n not in found:
+            raise SystemExit("%s: no such annotated image in %s" % (n, ", ".join(dirs)))
+        d, anns = found[n]
+        img = ev.load_image(os.path.join(d, n))
+        boxes = np.array([ev.gt_box(b) for b in anns], dtype=np.float64).reshape(-1, 4)
         out.append((n, img, boxes))
     return out
 
@@ -53,8 +63,12 @@ class Augmenter:
     """Random crop with scale change, flips, 90-degree rotations, colour/brightness jitter."""
 
     def __init__(self, images, crop=256, scale=(0.8, 1.25), colour=0.15, brightness=0.2,
-                 contrast=0.2, grey=0.2, mix=0.0):
+                 contrast=0.2, grey=0.2, mix=0.0, by_area=False):
         self.images = images
+        # by_area: pick an image with probability proportional to its pixels
+        # (large tiles are not under-sampled); else uniformly
+        area = np.array([img.shape[0] * img.shape[1] for _, img, _ in images], dtype=np.float64)
+        self.p = area / area.sum() if by_area else None
         self.crop = crop
         self.scale = scale
         self.colour = colour
@@ -65,7 +79,9 @@ class Augmenter:
 
     def sample(self, rng):
         """One augmented (rgb crop x crop x 3 float32 in [0,1], boxes Nx4 in crop coords)."""
-        name, img, boxes = self.images[rng.integers(len(self.images))]
+        k = rng.choice(len(self.images), p=self.p) if self.p is not None \
+            else rng.integers(len(self.images))
+        name, img, boxes = self.images[k]
         h, w = img.shape[:2]
         c = self.crop
         s = float(np.exp(rng.uniform(np.log(self.scale[0]), np.log(self.scale[1]))))

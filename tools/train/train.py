@@ -88,6 +88,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--neon", default=os.environ.get("CANOPY_NEON_DIR", "/work/shared/data/neon"))
+    ap.add_argument("--extra", action="append", default=[],
+                    help="another directory of annotated images (extra_yell.py's output); repeatable")
     ap.add_argument("--train", nargs="+", required=True, help="training image basenames")
     ap.add_argument("--holdout", nargs="*", default=[], help="images only reported at the end")
     ap.add_argument("--out", required=True, help="output .cnw")
@@ -102,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=32, help="channels of the quarter-resolution layers")
     ap.add_argument("--grey", type=float, default=0.2, help="probability of a grey crop")
     ap.add_argument("--mix", type=float, default=0.0, help="std of random colour mixing (0: off)")
+    ap.add_argument("--sample", choices=["image", "area"], default="image",
+                    help="pick training images uniformly, or in proportion to their pixels")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=100)
     a = ap.parse_args(argv)
@@ -111,8 +115,9 @@ def main(argv=None):
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(a.seed)
 
-    train_imgs = data.load_images(a.neon, a.train)
-    hold_imgs = data.load_images(a.neon, a.holdout) if a.holdout else []
+    dirs = [a.neon] + a.extra
+    train_imgs = data.load_images(dirs, a.train)
+    hold_imgs = data.load_images(dirs, a.holdout) if a.holdout else []
     mean, std = data.input_stats(train_imgs)
     arch = crown_arch(a.version, mean, std, a.width)
     net = CrownNet(arch)
@@ -121,7 +126,8 @@ def main(argv=None):
           % (a.train, a.holdout, nparams, receptive_field(arch["layers"]),
              np.round(mean, 4).tolist(), np.round(std, 4).tolist()), flush=True)
 
-    aug = data.Augmenter(train_imgs, crop=a.crop, grey=a.grey, mix=a.mix)
+    aug = data.Augmenter(train_imgs, crop=a.crop, grey=a.grey, mix=a.mix,
+                         by_area=a.sample == "area")
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.wd)
     warm = max(1, a.steps // 20)
 
