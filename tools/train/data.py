@@ -59,16 +59,36 @@ def normalize_rgb(rgb, mean, std):
     return ((x - m) / s).astype(np.float32)
 
 
+def site_of(name):
+    """NEON site code of an image name: the part before the first '_' (OSBS_029.png -> OSBS)."""
+    return os.path.basename(name).split("_")[0]
+
+
+def sample_weights(images, sample):
+    """Probabilities of picking each training image, or None for uniform:
+    "image" uniform; "area" in proportion to pixels (a large tile is not
+    under-sampled); "site" each site equally, by area within a site (a site
+    with a large tile does not crowd out the others)."""
+    if sample == "image":
+        return None
+    area = np.array([img.shape[0] * img.shape[1] for _, img, _ in images], dtype=np.float64)
+    if sample == "site":
+        sites = [site_of(n) for n, _, _ in images]
+        for s in set(sites):
+            idx = [i for i, t in enumerate(sites) if t == s]
+            area[idx] = area[idx] / area[idx].sum()
+    elif sample != "area":
+        raise ValueError("sample must be image, area or site")
+    return area / area.sum()
+
+
 class Augmenter:
     """Random crop with scale change, flips, 90-degree rotations, colour/brightness jitter."""
 
     def __init__(self, images, crop=256, scale=(0.8, 1.25), colour=0.15, brightness=0.2,
-                 contrast=0.2, grey=0.2, mix=0.0, by_area=False):
+                 contrast=0.2, grey=0.2, mix=0.0, sample="image"):
         self.images = images
-        # by_area: pick an image with probability proportional to its pixels
-        # (large tiles are not under-sampled); else uniformly
-        area = np.array([img.shape[0] * img.shape[1] for _, img, _ in images], dtype=np.float64)
-        self.p = area / area.sum() if by_area else None
+        self.p = sample_weights(images, sample)
         self.crop = crop
         self.scale = scale
         self.colour = colour

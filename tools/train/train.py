@@ -104,8 +104,9 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=32, help="channels of the quarter-resolution layers")
     ap.add_argument("--grey", type=float, default=0.2, help="probability of a grey crop")
     ap.add_argument("--mix", type=float, default=0.0, help="std of random colour mixing (0: off)")
-    ap.add_argument("--sample", choices=["image", "area"], default="image",
-                    help="pick training images uniformly, or in proportion to their pixels")
+    ap.add_argument("--sample", choices=["image", "area", "site"], default="image",
+                    help="pick training images uniformly, by pixels, or each site equally "
+                         "(the name's prefix before '_') and by pixels within it")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=100)
     a = ap.parse_args(argv)
@@ -127,7 +128,7 @@ def main(argv=None):
              np.round(mean, 4).tolist(), np.round(std, 4).tolist()), flush=True)
 
     aug = data.Augmenter(train_imgs, crop=a.crop, grey=a.grey, mix=a.mix,
-                         by_area=a.sample == "area")
+                         sample=a.sample)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.wd)
     warm = max(1, a.steps // 20)
 
