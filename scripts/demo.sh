@@ -16,7 +16,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
-MODEL=${CANOPY_DETECTOR_MODEL:-$CANOPY_ROOT/models/crown-1.0.cnw}
+MODEL=${CANOPY_DETECTOR_MODEL:-$CANOPY_ROOT/models/crown-1.1.cnw}
 [ -f "$MODEL" ] || die "detector weights not found: $MODEL"
 export CANOPY_DETECTOR_MODEL="$MODEL"
 CANOPY="$BUILD_DIR/canopy"

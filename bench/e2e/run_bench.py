@@ -194,7 +194,7 @@ def main():
     args.here = os.path.dirname(os.path.abspath(__file__))
     if not args.model:
         root = os.path.dirname(os.path.dirname(args.here))
-        if not os.path.exists(os.path.join(root, "models", "crown-1.0.cnw")):
+        if not os.path.exists(os.path.join(root, "models", "crown-1.1.cnw")):
             # No trained model in this checkout: time the detector with the
             # random test model (same architecture family, so similar cost).
             args.model = os.path.join(root, "models", "test", "random-tiny.cnw")

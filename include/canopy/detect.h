@@ -41,7 +41,7 @@ cnp_status det_model_load(const char *path, det_model **out, cnp_err *err);
 /* Frees the model; accepts NULL. */
 void det_model_free(det_model *m);
 
-/* The architecture's "version" ("crown-1.0"): the model_version stored with
+/* The architecture's "version" ("crown-1.1"): the model_version stored with
  * results. Valid while the model lives. */
 const char *det_model_version(const det_model *m);
 
@@ -59,8 +59,8 @@ double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
 /* Resolves the weights path: `configured` when it is absolute or exists
  * relative to the current directory, else relative to the source tree
  * (CANOPY_SOURCE_DIR, compile-time), else under /usr/share/canopy/ with a
- * leading "models/" kept ("models/crown-1.0.cnw" ->
- * /usr/share/canopy/models/crown-1.0.cnw). Writes the first candidate that
+ * leading "models/" kept ("models/crown-1.1.cnw" ->
+ * /usr/share/canopy/models/crown-1.1.cnw). Writes the first candidate that
  * exists into out (size out_len); CNP_ERR_NOTFOUND, with every candidate
  * tried in err, when none does. */
 cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_len,

@@ -89,8 +89,8 @@ static const struct key keys[] = {
     INT(binarize, offset, "0", -255, 255),
 
     BOOL(detector, enabled, "true"),
-    STR(detector, model, "models/crown-1.0.cnw"),
-    DBL(detector, score_threshold, "0.4", 0.0, 1.0),
+    STR(detector, model, "models/crown-1.1.cnw"),
+    DBL(detector, score_threshold, "0.35", 0.0, 1.0),
     INT(detector, tile, "1024", 64, 16384),
     INT(detector, tile_overlap, "160", 0, 4096),
     ENUM(detector, conv, "auto", det_convs),

@@ -506,7 +506,7 @@ class Env:
         env = os.environ.get("CANOPY_E2E_MODEL")
         if env:
             return env
-        for rel in ("models/crown-1.0.cnw", "models/test/random-tiny.cnw"):
+        for rel in ("models/crown-1.1.cnw", "models/test/random-tiny.cnw"):
             path = os.path.join(self.source_dir, rel)
             if os.path.exists(path):
                 return path

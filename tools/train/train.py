@@ -1,7 +1,11 @@
 """Train the canopy crown detector on annotated NEON images and export a .cnw.
 
-    python train.py --train OSBS_029.png SOAP_061.png YELL_541000_west.png \
-        --out ../../models/crown-1.0.cnw --version crown-1.0
+    python train.py --extra extra --sample image --steps 6000 \
+        --train OSBS_029.png SOAP_061.png YELL_541000_west.png YELL_541000_east.png \
+                YELL_528000_top.png --holdout YELL_528000_bottom.png \
+        --out ../../models/crown-1.1.cnw --version crown-1.1
+
+(extra/ from extra_yell.py; README.md lists the command of every committed model.)
 
 Seeded and reproducible on the same machine and thread count (numpy
 Generator for all augmentation, torch.manual_seed, deterministic
@@ -93,7 +97,7 @@ def main(argv=None):
     ap.add_argument("--train", nargs="+", required=True, help="training image basenames")
     ap.add_argument("--holdout", nargs="*", default=[], help="images only reported at the end")
     ap.add_argument("--out", required=True, help="output .cnw")
-    ap.add_argument("--version", default="crown-1.0")
+    ap.add_argument("--version", default="crown-dev", help="model_version stored with results")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch", type=int, default=8)
