@@ -104,18 +104,6 @@ static cnp_status synthetic(cnp_image *img, unsigned w, unsigned h, cnp_err *err
     return st;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Median seconds of CLBlast SGEMM m x n x k (row-major, like the engine). */
 static int time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, double *sec)
 {
@@ -144,7 +132,7 @@ static int time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, d
     clReleaseMemObject(c);
     if (!ok)
         return -1;
-    *sec = median(t, repeats);
+    *sec = cnp_median(t, repeats);
     return 0;
 }
 
@@ -283,7 +271,7 @@ int main(int argc, char **argv)
             t[r] = cnp_now() - s0;
         free(trees);
     }
-    double dev_s = median(t, o.repeats);
+    double dev_s = cnp_median(t, o.repeats);
     double flops = det_model_flops(m, img.width, img.height);
     printf("device:    %8.3f s/image  %8.2f MPix/s  %7.2f GFLOP/s  (%zu trees)\n", dev_s,
            mpix / dev_s, flops / dev_s / 1e9, ntrees);
@@ -304,7 +292,7 @@ int main(int argc, char **argv)
             t[r] = cnp_now() - s0;
             free(trees);
         }
-        double ref_s = median(t, rr);
+        double ref_s = cnp_median(t, rr);
         printf("reference: %8.3f s/image  %8.2f MPix/s  %7.2f GFLOP/s  (C, double accumulation, "
                "1 thread, %d repeats)\n",
                ref_s, mpix / ref_s, flops / ref_s / 1e9, rr);

@@ -29,4 +29,8 @@ cnp_status cnp_file_write(const char *path, const void *data, size_t len, cnp_er
 /* Monotonic clock in seconds. */
 double cnp_now(void);
 
+/* Median of v[0..n) (n > 0; the mean of the middle two when n is even).
+ * Sorts v in place. */
+double cnp_median(double *v, int n);
+
 #endif

@@ -23,18 +23,6 @@ struct bench_image {
     cnp_buf png; /* encoded at the configured level */
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static cJSON *g_rows;
 
 static void report(const char *what, const char *image, double mpix, double secs)
@@ -118,13 +106,13 @@ static int bench_binarize(const cnp_config *cfg, struct bench_image *imgs, int n
             }
             t[k] = cnp_now() - t0;
         }
-        report("binarize: OpenCL device", imgs[i].name, mpix, median(t, repeat));
+        report("binarize: OpenCL device", imgs[i].name, mpix, cnp_median(t, repeat));
         for (int k = 0; k < repeat; k++) {
             double t0 = cnp_now();
             bin_ref_run(&p, img, mask, &r, &err);
             t[k] = cnp_now() - t0;
         }
-        report("binarize: C reference", imgs[i].name, mpix, median(t, repeat));
+        report("binarize: C reference", imgs[i].name, mpix, cnp_median(t, repeat));
         free(mask);
     }
     rc = CNP_EXIT_OK;
@@ -149,7 +137,7 @@ static void bench_png(const cnp_config *cfg, struct bench_image *imgs, int n, in
             t[k] = cnp_now() - t0;
             cnp_image_free(&out);
         }
-        report("png: decode RGB", imgs[i].name, mpix, median(t, repeat));
+        report("png: decode RGB", imgs[i].name, mpix, cnp_median(t, repeat));
         for (int k = 0; k < repeat; k++) {
             cnp_buf b = {0};
             double t0 = cnp_now();
@@ -157,7 +145,7 @@ static void bench_png(const cnp_config *cfg, struct bench_image *imgs, int n, in
             t[k] = cnp_now() - t0;
             cnp_buf_free(&b);
         }
-        report("png: encode RGB (overlay)", imgs[i].name, mpix, median(t, repeat));
+        report("png: encode RGB (overlay)", imgs[i].name, mpix, cnp_median(t, repeat));
         uint8_t *mask = malloc(px);
         if (!mask)
             continue;
@@ -170,7 +158,7 @@ static void bench_png(const cnp_config *cfg, struct bench_image *imgs, int n, in
             t[k] = cnp_now() - t0;
             cnp_buf_free(&b);
         }
-        report("png: encode 1-bit mask", imgs[i].name, mpix, median(t, repeat));
+        report("png: encode 1-bit mask", imgs[i].name, mpix, cnp_median(t, repeat));
         free(mask);
     }
 }

@@ -111,11 +111,12 @@ static bool parse_num(const char *s, double *v)
     return end != s && *end == '\0' && errno == 0 && isfinite(*v);
 }
 
-cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
-                                size_t *n, cnp_err *err)
+/* Calls fn(ctx, line, lineno, err) for every non-empty line of a CSV file
+ * (line ending stripped, lineno from 1) until fn returns an error. */
+static cnp_status csv_lines(const char *csv_path,
+                            cnp_status (*fn)(void *ctx, char *line, int lineno, cnp_err *err),
+                            void *ctx, cnp_err *err)
 {
-    *boxes = NULL;
-    *n = 0;
     FILE *f = fopen(csv_path, "r");
     if (!f) {
         cnp_err_set(err, "%s: %s", csv_path, strerror(errno));
@@ -123,109 +124,122 @@ cnp_status det_annotations_read(const char *csv_path, const char *image, det_box
     }
     cnp_status result = CNP_OK;
     char line[4096];
-    size_t cap = 0;
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
+    for (int lineno = 1; result == CNP_OK && fgets(line, sizeof line, f); lineno++) {
         line[strcspn(line, "\r\n")] = '\0';
-        if (!line[0])
-            continue;
-        char *fields[8];
-        int nf = split_fields(line, fields, 8);
-        if (lineno == 1) {
-            if (nf < 5 || strcmp(fields[0], "image_path") != 0) {
-                cnp_err_set(err, "%s:1: header must start image_path,xmin,ymin,xmax,ymax",
-                            csv_path);
-                result = CNP_ERR_FORMAT;
-                break;
-            }
-            continue;
-        }
-        double v[4];
-        if (nf < 5 || !parse_num(fields[1], &v[0]) || !parse_num(fields[2], &v[1]) ||
-            !parse_num(fields[3], &v[2]) || !parse_num(fields[4], &v[3]) || v[2] < v[0] ||
-            v[3] < v[1]) {
-            cnp_err_set(err, "%s:%d: expected image_path,xmin,ymin,xmax,ymax with xmax >= xmin",
-                        csv_path, lineno);
-            result = CNP_ERR_FORMAT;
-            break;
-        }
-        if (image && strcmp(fields[0], image) != 0)
-            continue;
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 64;
-            det_box *b = realloc(*boxes, nc * sizeof *b);
-            if (!b) {
-                cnp_err_set(err, "%s: out of memory", csv_path);
-                result = CNP_ERR_NOMEM;
-                break;
-            }
-            *boxes = b;
-            cap = nc;
-        }
-        /* xmax, ymax are inclusive pixel indices: the box ends at +1. */
-        (*boxes)[(*n)++] = (det_box){(float)v[0], (float)v[1], (float)(v[2] + 1),
-                                     (float)(v[3] + 1)};
+        if (line[0])
+            result = fn(ctx, line, lineno, err);
     }
     if (result == CNP_OK && ferror(f)) {
         cnp_err_set(err, "%s: read error", csv_path);
         result = CNP_ERR_IO;
     }
     fclose(f);
-    if (result != CNP_OK) {
-        free(*boxes);
-        *boxes = NULL;
-        *n = 0;
-    }
     return result;
+}
+
+struct box_reader {
+    const char *path, *image;
+    det_box *boxes;
+    size_t n, cap;
+};
+
+static cnp_status read_box_line(void *ctx, char *line, int lineno, cnp_err *err)
+{
+    struct box_reader *r = ctx;
+    char *fields[8];
+    int nf = split_fields(line, fields, 8);
+    if (lineno == 1) {
+        if (nf < 5 || strcmp(fields[0], "image_path") != 0) {
+            cnp_err_set(err, "%s:1: header must start image_path,xmin,ymin,xmax,ymax", r->path);
+            return CNP_ERR_FORMAT;
+        }
+        return CNP_OK;
+    }
+    double v[4];
+    if (nf < 5 || !parse_num(fields[1], &v[0]) || !parse_num(fields[2], &v[1]) ||
+        !parse_num(fields[3], &v[2]) || !parse_num(fields[4], &v[3]) || v[2] < v[0] ||
+        v[3] < v[1]) {
+        cnp_err_set(err, "%s:%d: expected image_path,xmin,ymin,xmax,ymax with xmax >= xmin",
+                    r->path, lineno);
+        return CNP_ERR_FORMAT;
+    }
+    if (r->image && strcmp(fields[0], r->image) != 0)
+        return CNP_OK;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? 2 * r->cap : 64;
+        det_box *b = realloc(r->boxes, nc * sizeof *b);
+        if (!b) {
+            cnp_err_set(err, "%s: out of memory", r->path);
+            return CNP_ERR_NOMEM;
+        }
+        r->boxes = b;
+        r->cap = nc;
+    }
+    /* xmax, ymax are inclusive pixel indices: the box ends at +1. */
+    r->boxes[r->n++] = (det_box){(float)v[0], (float)v[1], (float)(v[2] + 1), (float)(v[3] + 1)};
+    return CNP_OK;
+}
+
+cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
+                                size_t *n, cnp_err *err)
+{
+    struct box_reader r = {.path = csv_path, .image = image};
+    cnp_status result = csv_lines(csv_path, read_box_line, &r, err);
+    if (result != CNP_OK) {
+        free(r.boxes);
+        r.boxes = NULL;
+        r.n = 0;
+    }
+    *boxes = r.boxes;
+    *n = r.n;
+    return result;
+}
+
+struct name_reader {
+    const char *path;
+    char **names;
+    size_t n, cap;
+};
+
+static cnp_status read_name_line(void *ctx, char *line, int lineno, cnp_err *err)
+{
+    struct name_reader *r = ctx;
+    char *comma = strchr(line, ',');
+    if (lineno == 1 || !comma)
+        return CNP_OK;
+    *comma = '\0';
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->names[i], line) == 0)
+            return CNP_OK;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? 2 * r->cap : 8;
+        char **p = realloc(r->names, nc * sizeof *p);
+        if (!p)
+            goto nomem;
+        r->names = p;
+        r->cap = nc;
+    }
+    if (!(r->names[r->n] = strdup(line)))
+        goto nomem;
+    r->n++;
+    return CNP_OK;
+nomem:
+    cnp_err_set(err, "%s: out of memory", r->path);
+    return CNP_ERR_NOMEM;
 }
 
 cnp_status det_annotations_images(const char *csv_path, char ***names, size_t *n,
                                   cnp_err *err)
 {
-    *names = NULL;
-    *n = 0;
-    FILE *f = fopen(csv_path, "r");
-    if (!f) {
-        cnp_err_set(err, "%s: %s", csv_path, strerror(errno));
-        return errno == ENOENT ? CNP_ERR_NOTFOUND : CNP_ERR_IO;
-    }
-    cnp_status result = CNP_OK;
-    char line[4096];
-    size_t cap = 0;
-    for (int lineno = 1; result == CNP_OK && fgets(line, sizeof line, f); lineno++) {
-        line[strcspn(line, "\r\n")] = '\0';
-        char *comma = strchr(line, ',');
-        if (lineno == 1 || !line[0] || !comma)
-            continue;
-        *comma = '\0';
-        bool seen = false;
-        for (size_t i = 0; i < *n && !seen; i++)
-            seen = strcmp((*names)[i], line) == 0;
-        if (seen)
-            continue;
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 8;
-            char **p = realloc(*names, nc * sizeof *p);
-            if (!p) {
-                result = CNP_ERR_NOMEM;
-                break;
-            }
-            *names = p;
-            cap = nc;
-        }
-        if (!((*names)[*n] = strdup(line)))
-            result = CNP_ERR_NOMEM;
-        else
-            (*n)++;
-    }
-    fclose(f);
+    struct name_reader r = {.path = csv_path};
+    cnp_status result = csv_lines(csv_path, read_name_line, &r, err);
     if (result != CNP_OK) {
-        cnp_err_set(err, "%s: out of memory", csv_path);
-        det_names_free(*names, *n);
-        *names = NULL;
-        *n = 0;
+        det_names_free(r.names, r.n);
+        r.names = NULL;
+        r.n = 0;
     }
+    *names = r.names;
+    *n = r.n;
     return result;
 }
 

@@ -13,14 +13,20 @@
 
 static fake_server g_fs;
 
+/* Defaults, pointed at the fake server with static test credentials. */
+static void fake_config(cnp_config *cfg)
+{
+    cnp_config_defaults(cfg);
+    snprintf(cfg->aws.endpoint_url, sizeof cfg->aws.endpoint_url, "%s", g_fs.url);
+    snprintf(cfg->aws.region, sizeof cfg->aws.region, "us-east-1");
+    snprintf(cfg->aws.access_key_id, sizeof cfg->aws.access_key_id, "AKIDTEST");
+    snprintf(cfg->aws.secret_access_key, sizeof cfg->aws.secret_access_key, "secret");
+}
+
 static aws_client *make_client(int max_attempts)
 {
     cnp_config cfg;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
-    snprintf(cfg.aws.region, sizeof cfg.aws.region, "us-east-1");
-    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
-    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    fake_config(&cfg);
     cfg.aws.max_attempts = max_attempts;
     aws_client *c = NULL;
     cnp_err err;
@@ -187,10 +193,7 @@ static void test_batch(aws_client *c)
 static void test_multipart_abort(void)
 {
     cnp_config cfg;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
-    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
-    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    fake_config(&cfg);
     cfg.aws.multipart_threshold = 5 << 20;
     cfg.aws.multipart_part_size = 5 << 20;
     aws_client *c = NULL;
@@ -289,10 +292,7 @@ static void *worker_run(void *p)
 static void test_reuse(void)
 {
     cnp_config cfg;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
-    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "AKIDTEST");
-    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "secret");
+    fake_config(&cfg);
     cfg.aws.max_connections = 4;
     aws_client *c = NULL;
     cnp_err err;

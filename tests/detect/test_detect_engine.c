@@ -198,19 +198,27 @@ static void test_forward(det_engine *e, const det_model *m, const cnp_image *img
     clReleaseMemObject(buf);
 }
 
-static void test_model_sizes(const det_model *m, const char *name)
+/* An engine for the tests: the given tile, overlap 64, THRESHOLD; NULL
+ * (with the check failed) when it cannot be made. */
+static det_engine *test_engine(const det_model *m, int tile)
 {
-    static const uint32_t sizes[][2] = {{1, 1}, {5, 7}, {37, 53}, {129, 257}, {320, 96}};
     cnp_config cfg;
     cnp_config_defaults(&cfg);
-    cfg.detector.tile = 320;
+    cfg.detector.tile = tile;
     cfg.detector.tile_overlap = 64;
     cfg.detector.score_threshold = THRESHOLD;
     det_engine *e = NULL;
     cnp_err err;
     cnp_status st = det_engine_create(g_ctx, m, &cfg, &e, &err);
     CHECK_MSG(st == CNP_OK, "%s", err.msg);
-    if (st != CNP_OK)
+    return st == CNP_OK ? e : NULL;
+}
+
+static void test_model_sizes(const det_model *m, const char *name)
+{
+    static const uint32_t sizes[][2] = {{1, 1}, {5, 7}, {37, 53}, {129, 257}, {320, 96}};
+    det_engine *e = test_engine(m, 320);
+    if (!e)
         return;
     for (size_t l = 0; l < det_engine_layer_count(e); l++) {
         det_layer_info li;
@@ -240,17 +248,11 @@ static void test_model_sizes(const det_model *m, const char *name)
 static void test_neon(const det_model *m, const char *name)
 {
     static const char *images[] = {"OSBS_029", "SOAP_061", "YELL_541000_west"};
-    cnp_config cfg;
-    cnp_config_defaults(&cfg);
-    cfg.detector.tile = 256;
-    cfg.detector.tile_overlap = 64;
-    cfg.detector.score_threshold = THRESHOLD;
-    det_engine *e = NULL;
-    cnp_err err;
-    cnp_status st = det_engine_create(g_ctx, m, &cfg, &e, &err);
-    CHECK_MSG(st == CNP_OK, "%s", err.msg);
-    if (st != CNP_OK)
+    det_engine *e = test_engine(m, 256);
+    if (!e)
         return;
+    cnp_err err;
+    cnp_status st;
     for (int i = 0; i < 3; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s.png", CANOPY_NEON_DIR, images[i]);

@@ -7,18 +7,7 @@
 #include <string.h>
 
 #include "canopy/image.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-        }                                                                         \
-    } while (0)
+#include "testutil.h"
 
 static const uint8_t yellow[3] = {255, 255, 0};
 static const uint8_t bg[4] = {128, 128, 128, 255};
@@ -49,7 +38,7 @@ static void test_circle(void)
 {
     cnp_image img;
     cnp_err err;
-    CHECK(cnp_image_alloc(&img, 64, 64, &err) == CNP_OK, "%s", err.msg);
+    CHECK_MSG(cnp_image_alloc(&img, 64, 64, &err) == CNP_OK, "%s", err.msg);
     fill(&img, bg);
     img_draw_circle(&img, 32.0f, 32.0f, 20.0f, yellow, 2.0f);
 
@@ -64,14 +53,14 @@ static void test_circle(void)
             fprintf(stderr, "angle %d pixel (%u,%u) = %u %u %u %u\n", a, x, y, p[0], p[1],
                     p[2], p[3]);
     }
-    CHECK(off_ring == 0, "%d ring samples are not yellow", off_ring);
+    CHECK_MSG(off_ring == 0, "%d ring samples are not yellow", off_ring);
     /* Fully inside the band: exactly the colour. */
-    CHECK(memcmp(at(&img, 51, 31), (uint8_t[]){255, 255, 0, 255}, 4) == 0, "band centre");
+    CHECK_MSG(memcmp(at(&img, 51, 31), (uint8_t[]){255, 255, 0, 255}, 4) == 0, "band centre");
     /* The dark outline just outside and just inside the band. */
     const uint8_t *o = at(&img, 53, 31), *in = at(&img, 13, 31);
-    CHECK(o[0] < 40 && o[1] < 40 && o[2] < 40, "outer outline %u %u %u", o[0], o[1], o[2]);
-    CHECK(in[0] < 40 && in[1] < 40 && in[2] < 40, "inner outline %u %u %u", in[0], in[1],
-          in[2]);
+    CHECK_MSG(o[0] < 40 && o[1] < 40 && o[2] < 40, "outer outline %u %u %u", o[0], o[1], o[2]);
+    CHECK_MSG(in[0] < 40 && in[1] < 40 && in[2] < 40, "inner outline %u %u %u", in[0], in[1],
+              in[2]);
     /* Centre, interior, corners and everything beyond the outline untouched. */
     int touched = 0;
     for (uint32_t y = 0; y < 64; y++)
@@ -80,22 +69,22 @@ static void test_circle(void)
             if ((d < 17.4 || d > 22.6) && !is_bg(&img, x, y))
                 touched++;
         }
-    CHECK(touched == 0, "%d pixels off the ring were changed", touched);
-    CHECK(is_bg(&img, 32, 32) && is_bg(&img, 31, 31) && is_bg(&img, 0, 0) &&
-              is_bg(&img, 63, 63) && is_bg(&img, 0, 63) && is_bg(&img, 63, 0),
-          "centre or corners changed");
+    CHECK_MSG(touched == 0, "%d pixels off the ring were changed", touched);
+    CHECK_MSG(is_bg(&img, 32, 32) && is_bg(&img, 31, 31) && is_bg(&img, 0, 0) &&
+                  is_bg(&img, 63, 63) && is_bg(&img, 0, 63) && is_bg(&img, 63, 0),
+              "centre or corners changed");
     /* A ring centred on a pixel corner is mirror-symmetric. */
     int asym = 0;
     for (uint32_t y = 0; y < 64; y++)
         for (uint32_t x = 0; x < 64; x++)
             asym += memcmp(at(&img, x, y), at(&img, 63 - x, y), 4) != 0 ||
                     memcmp(at(&img, x, y), at(&img, y, x), 4) != 0;
-    CHECK(asym == 0, "%d pixels break the symmetry", asym);
+    CHECK_MSG(asym == 0, "%d pixels break the symmetry", asym);
 
     /* Alpha rises to coverage on a transparent canvas. */
     memset(img.rgba, 0, (size_t)64 * 64 * 4);
     img_draw_circle(&img, 32.0f, 32.0f, 20.0f, yellow, 2.0f);
-    CHECK(at(&img, 51, 31)[3] == 255 && at(&img, 32, 32)[3] == 0, "alpha");
+    CHECK_MSG(at(&img, 51, 31)[3] == 255 && at(&img, 32, 32)[3] == 0, "alpha");
     cnp_image_free(&img);
 }
 
@@ -103,25 +92,25 @@ static void test_dot_and_cross(void)
 {
     cnp_image img;
     cnp_err err;
-    CHECK(cnp_image_alloc(&img, 32, 32, &err) == CNP_OK, "%s", err.msg);
+    CHECK_MSG(cnp_image_alloc(&img, 32, 32, &err) == CNP_OK, "%s", err.msg);
     fill(&img, bg);
     img_draw_dot(&img, 16.0f, 16.0f, 3.0f, yellow);
-    CHECK(memcmp(at(&img, 16, 16), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
-              memcmp(at(&img, 15, 15), (uint8_t[]){255, 255, 0, 255}, 4) == 0, "dot centre");
-    CHECK(at(&img, 19, 16)[0] < 40, "dot outline %u", at(&img, 19, 16)[0]);
+    CHECK_MSG(memcmp(at(&img, 16, 16), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
+                  memcmp(at(&img, 15, 15), (uint8_t[]){255, 255, 0, 255}, 4) == 0, "dot centre");
+    CHECK_MSG(at(&img, 19, 16)[0] < 40, "dot outline %u", at(&img, 19, 16)[0]);
     int touched = 0;
     for (uint32_t y = 0; y < 32; y++)
         for (uint32_t x = 0; x < 32; x++)
             touched += dist(x, y, 16.0, 16.0) > 4.6 && !is_bg(&img, x, y);
-    CHECK(touched == 0, "dot: %d pixels beyond its outline changed", touched);
+    CHECK_MSG(touched == 0, "dot: %d pixels beyond its outline changed", touched);
 
     fill(&img, bg);
     img_draw_cross(&img, 16.0f, 16.0f, 6.0f, yellow, 2.0f);
     for (uint32_t x = 10; x < 22; x++)
-        CHECK(memcmp(at(&img, x, 15), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
-                  memcmp(at(&img, 15, x), (uint8_t[]){255, 255, 0, 255}, 4) == 0,
-              "cross arm at %u", x);
-    CHECK(at(&img, 22, 16)[0] < 40 && at(&img, 16, 9)[0] < 40, "cross outline");
+        CHECK_MSG(memcmp(at(&img, x, 15), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
+                      memcmp(at(&img, 15, x), (uint8_t[]){255, 255, 0, 255}, 4) == 0,
+                  "cross arm at %u", x);
+    CHECK_MSG(at(&img, 22, 16)[0] < 40 && at(&img, 16, 9)[0] < 40, "cross outline");
     touched = 0;
     for (uint32_t y = 0; y < 32; y++)
         for (uint32_t x = 0; x < 32; x++) {
@@ -129,7 +118,7 @@ static void test_dot_and_cross(void)
             bool in_v = y >= 9 && y < 23 && x >= 14 && x < 18;
             touched += !in_h && !in_v && !is_bg(&img, x, y);
         }
-    CHECK(touched == 0, "cross: %d pixels off the cross changed", touched);
+    CHECK_MSG(touched == 0, "cross: %d pixels off the cross changed", touched);
     cnp_image_free(&img);
 }
 
@@ -160,18 +149,18 @@ static void test_clipping(void)
     int guard_hit = 0;
     for (size_t i = 0; i < GUARD; i++)
         guard_hit += mem[i] != 0xa5 || mem[GUARD + W * H * 4 + i] != 0xa5;
-    CHECK(guard_hit == 0, "%d guard bytes overwritten", guard_hit);
+    CHECK_MSG(guard_hit == 0, "%d guard bytes overwritten", guard_hit);
     free(mem);
 
     /* A ring around the origin is still drawn in the visible quarter. */
     cnp_image small;
     cnp_err err;
-    CHECK(cnp_image_alloc(&small, W, H, &err) == CNP_OK, "%s", err.msg);
+    CHECK_MSG(cnp_image_alloc(&small, W, H, &err) == CNP_OK, "%s", err.msg);
     fill(&small, bg);
     img_draw_circle(&small, 0.0f, 0.0f, 10.0f, yellow, 2.0f);
-    CHECK(memcmp(at(&small, 9, 0), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
-              memcmp(at(&small, 0, 9), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
-              is_bg(&small, 0, 0) && is_bg(&small, W - 1, H - 1), "clipped ring");
+    CHECK_MSG(memcmp(at(&small, 9, 0), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
+                  memcmp(at(&small, 0, 9), (uint8_t[]){255, 255, 0, 255}, 4) == 0 &&
+                  is_bg(&small, 0, 0) && is_bg(&small, W - 1, H - 1), "clipped ring");
     /* NULL and empty images are ignored. */
     img_draw_circle(NULL, 1, 1, 1, yellow, 1);
     cnp_image none = {0};
@@ -185,10 +174,5 @@ int main(void)
     test_circle();
     test_dot_and_cross();
     test_clipping();
-    if (failures) {
-        fprintf(stderr, "test_draw: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_draw: all checks passed\n");
-    return 0;
+    return TEST_RESULT();
 }

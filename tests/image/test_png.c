@@ -17,18 +17,7 @@
 #include <zlib.h>
 
 #include "canopy/image.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            failures++;                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-        }                                                                         \
-    } while (0)
+#include "testutil.h"
 
 static uint32_t rng_state = 0x12345678u;
 static uint32_t rnd(void)
@@ -215,23 +204,23 @@ static void check_format(const spec *sp)
     snprintf(name, sizeof name, "type%d-depth%d-%s-%ux%u-trns%d", sp->color_type, sp->depth,
              sp->interlace ? "adam7" : "plain", sp->w, sp->h, sp->num_trans);
     cnp_buf png = {0};
-    CHECK(write_png(sp, s, pal, pal_trans, &trans, &png) == 0, "%s: writing failed", name);
+    CHECK_MSG(write_png(sp, s, pal, pal_trans, &trans, &png) == 0, "%s: writing failed", name);
     cnp_image img;
     cnp_err err = {{0}};
     cnp_status st = img_png_decode(png.data, png.len, name, 0, &img, &err);
-    CHECK(st == CNP_OK, "%s: %s", name, err.msg);
+    CHECK_MSG(st == CNP_OK, "%s: %s", name, err.msg);
     if (st == CNP_OK) {
-        CHECK(img.width == sp->w && img.height == sp->h, "%s: size %ux%u", name, img.width,
-              img.height);
+        CHECK_MSG(img.width == sp->w && img.height == sp->h, "%s: size %ux%u", name, img.width,
+                  img.height);
         size_t bad = 0, first = 0;
         for (size_t i = 0; i < n * 4; i++)
             if (img.rgba[i] != want[i] && bad++ == 0)
                 first = i;
-        CHECK(bad == 0, "%s: %zu bytes differ, first at pixel %zu channel %zu: got %u want %u",
-              name, bad, first / 4, first % 4, img.rgba[first], want[first]);
+        CHECK_MSG(bad == 0, "%s: %zu bytes differ, first at pixel %zu channel %zu: got %u want %u",
+                  name, bad, first / 4, first % 4, img.rgba[first], want[first]);
         uint32_t w = 0, h = 0;
-        CHECK(img_png_probe(png.data, png.len, name, &w, &h, &err) == CNP_OK &&
-                  w == sp->w && h == sp->h, "%s: probe", name);
+        CHECK_MSG(img_png_probe(png.data, png.len, name, &w, &h, &err) == CNP_OK &&
+                      w == sp->w && h == sp->h, "%s: probe", name);
     }
     cnp_image_free(&img);
     cnp_buf_free(&png);
@@ -284,8 +273,8 @@ static void test_16bit_rounding(void)
     write_png(&sp, s, NULL, NULL, NULL, &png);
     cnp_image img;
     cnp_err err = {{0}};
-    CHECK(img_png_decode(png.data, png.len, "gray16-all", 0, &img, &err) == CNP_OK, "%s",
-          err.msg);
+    CHECK_MSG(img_png_decode(png.data, png.len, "gray16-all", 0, &img, &err) == CNP_OK, "%s",
+              err.msg);
     int bad = 0;
     for (uint32_t v = 0; img.rgba && v < 65536; v++) {
         uint8_t want = (uint8_t)((v * 255u + 32767u) / 65535u);
@@ -293,7 +282,7 @@ static void test_16bit_rounding(void)
             if (bad++ < 5)
                 fprintf(stderr, "16-bit %u -> %u, want %u\n", v, img.rgba[v * 4], want);
     }
-    CHECK(bad == 0, "%d of 65536 16-bit values rounded wrongly", bad);
+    CHECK_MSG(bad == 0, "%d of 65536 16-bit values rounded wrongly", bad);
     cnp_image_free(&img);
     cnp_buf_free(&png);
     free(s);
@@ -320,12 +309,12 @@ static void test_palette_out_of_range(void)
     cnp_image img;
     cnp_err err = {{0}};
     cnp_status st = img_png_decode(png.data, png.len, "badindex.png", 0, &img, &err);
-    CHECK(st == CNP_OK || st == CNP_ERR_FORMAT, "bad palette index: %s", err.msg);
+    CHECK_MSG(st == CNP_OK || st == CNP_ERR_FORMAT, "bad palette index: %s", err.msg);
     if (st == CNP_OK) {
-        CHECK(memcmp(img.rgba + 4 * 3, (uint8_t[]){100, 110, 120, 255}, 4) == 0,
-              "valid index 3");
+        CHECK_MSG(memcmp(img.rgba + 4 * 3, (uint8_t[]){100, 110, 120, 255}, 4) == 0,
+                  "valid index 3");
         for (int i = 4; i < 256; i++)
-            CHECK(img.rgba[4 * i + 3] == 255, "index %d alpha", i);
+            CHECK_MSG(img.rgba[4 * i + 3] == 255, "index %d alpha", i);
     }
     printf("palette out of range: %s%s%s\n", cnp_status_name(st), st ? ": " : "",
            st ? err.msg : "");
@@ -348,47 +337,47 @@ static void test_roundtrips(void)
             mask[i] = (rnd() % 3 == 0) ? 0 : (uint8_t)(rnd() | 1); /* any non-zero is fg */
         cnp_image src;
         cnp_err err = {{0}};
-        CHECK(cnp_image_alloc(&src, w, h, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(cnp_image_alloc(&src, w, h, &err) == CNP_OK, "%s", err.msg);
         for (size_t i = 0; i < n * 4; i++)
             src.rgba[i] = (uint8_t)rnd();
 
         /* Mask: 1-bit gray, foreground white. Appends after existing bytes. */
         cnp_buf out = {0};
         cnp_buf_append(&out, "xyz", 3);
-        CHECK(img_png_encode_mask(mask, w, h, level, &out, &err) == CNP_OK, "%s", err.msg);
-        CHECK(out.len > 3 + 33 && memcmp(out.data, "xyz", 3) == 0, "mask: prefix kept");
-        CHECK(out.data[3 + 24] == 1 && out.data[3 + 25] == 0, "mask: IHDR depth %u type %u",
-              out.data[3 + 24], out.data[3 + 25]);
+        CHECK_MSG(img_png_encode_mask(mask, w, h, level, &out, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(out.len > 3 + 33 && memcmp(out.data, "xyz", 3) == 0, "mask: prefix kept");
+        CHECK_MSG(out.data[3 + 24] == 1 && out.data[3 + 25] == 0, "mask: IHDR depth %u type %u",
+                  out.data[3 + 24], out.data[3 + 25]);
         cnp_image img;
-        CHECK(img_png_decode(out.data + 3, out.len - 3, "mask", 0, &img, &err) == CNP_OK, "%s",
-              err.msg);
+        CHECK_MSG(img_png_decode(out.data + 3, out.len - 3, "mask", 0, &img, &err) == CNP_OK, "%s",
+                  err.msg);
         size_t bad = 0;
         for (size_t i = 0; img.rgba && i < n; i++) {
             uint8_t v = mask[i] ? 255 : 0;
             const uint8_t *p = img.rgba + 4 * i;
             bad += p[0] != v || p[1] != v || p[2] != v || p[3] != 255;
         }
-        CHECK(img.rgba && bad == 0, "mask %ux%u level %d: %zu pixels differ", w, h, level, bad);
+        CHECK_MSG(img.rgba && bad == 0, "mask %ux%u level %d: %zu pixels differ", w, h, level, bad);
         cnp_image_free(&img);
 
         /* RGB: alpha dropped, comes back opaque. */
         out.len = 0;
-        CHECK(img_png_encode_rgb(&src, level, &out, &err) == CNP_OK, "%s", err.msg);
-        CHECK(out.data[24] == 8 && out.data[25] == 2, "rgb: IHDR depth/type");
-        CHECK(img_png_decode(out.data, out.len, "rgb", 0, &img, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(img_png_encode_rgb(&src, level, &out, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(out.data[24] == 8 && out.data[25] == 2, "rgb: IHDR depth/type");
+        CHECK_MSG(img_png_decode(out.data, out.len, "rgb", 0, &img, &err) == CNP_OK, "%s", err.msg);
         bad = 0;
         for (size_t i = 0; img.rgba && i < n; i++)
             bad += memcmp(img.rgba + 4 * i, src.rgba + 4 * i, 3) != 0 || img.rgba[4 * i + 3] != 255;
-        CHECK(img.rgba && bad == 0, "rgb %ux%u level %d: %zu pixels differ", w, h, level, bad);
+        CHECK_MSG(img.rgba && bad == 0, "rgb %ux%u level %d: %zu pixels differ", w, h, level, bad);
         cnp_image_free(&img);
 
         /* RGBA: exact. */
         out.len = 0;
-        CHECK(img_png_encode_rgba(&src, level, &out, &err) == CNP_OK, "%s", err.msg);
-        CHECK(out.data[24] == 8 && out.data[25] == 6, "rgba: IHDR depth/type");
-        CHECK(img_png_decode(out.data, out.len, "rgba", 0, &img, &err) == CNP_OK, "%s",
-              err.msg);
-        CHECK(img.rgba && memcmp(img.rgba, src.rgba, n * 4) == 0, "rgba %ux%u differs", w, h);
+        CHECK_MSG(img_png_encode_rgba(&src, level, &out, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(out.data[24] == 8 && out.data[25] == 6, "rgba: IHDR depth/type");
+        CHECK_MSG(img_png_decode(out.data, out.len, "rgba", 0, &img, &err) == CNP_OK, "%s",
+                  err.msg);
+        CHECK_MSG(img.rgba && memcmp(img.rgba, src.rgba, n * 4) == 0, "rgba %ux%u differs", w, h);
         cnp_image_free(&img);
 
         cnp_buf_free(&out);
@@ -400,13 +389,13 @@ static void test_roundtrips(void)
     cnp_buf out = {0};
     cnp_err err = {{0}};
     uint8_t m[4] = {0};
-    CHECK(img_png_encode_mask(m, 2, 2, 10, &out, &err) == CNP_ERR_INVALID && out.len == 0,
-          "level 10");
-    CHECK(img_png_encode_mask(m, 0, 2, 1, &out, &err) == CNP_ERR_INVALID && out.len == 0,
-          "width 0");
+    CHECK_MSG(img_png_encode_mask(m, 2, 2, 10, &out, &err) == CNP_ERR_INVALID && out.len == 0,
+              "level 10");
+    CHECK_MSG(img_png_encode_mask(m, 0, 2, 1, &out, &err) == CNP_ERR_INVALID && out.len == 0,
+              "width 0");
     cnp_image empty = {0};
-    CHECK(img_png_encode_rgb(&empty, 1, &out, &err) == CNP_ERR_INVALID && out.len == 0,
-          "empty image");
+    CHECK_MSG(img_png_encode_rgb(&empty, 1, &out, &err) == CNP_ERR_INVALID && out.len == 0,
+              "empty image");
     cnp_buf_free(&out);
 }
 
@@ -435,38 +424,38 @@ static void test_neon(void)
         png_image ref;
         memset(&ref, 0, sizeof ref);
         ref.version = PNG_IMAGE_VERSION;
-        CHECK(png_image_begin_read_from_file(&ref, path), "%s: %s", path, ref.message);
+        CHECK_MSG(png_image_begin_read_from_file(&ref, path), "%s: %s", path, ref.message);
         ref.format = PNG_FORMAT_RGBA;
         uint8_t *want = malloc(PNG_IMAGE_SIZE(ref));
-        CHECK(png_image_finish_read(&ref, NULL, want, 0, NULL), "%s: %s", path, ref.message);
+        CHECK_MSG(png_image_finish_read(&ref, NULL, want, 0, NULL), "%s: %s", path, ref.message);
 
         cnp_image img;
         cnp_err err = {{0}};
-        CHECK(img_png_read_file(path, 50000000, &img, &err) == CNP_OK, "%s", err.msg);
-        CHECK(img.width == imgs[i].w && img.height == imgs[i].h, "%s: %ux%u", path, img.width,
-              img.height);
-        CHECK(ref.width == img.width && ref.height == img.height, "%s: reference size", path);
+        CHECK_MSG(img_png_read_file(path, 50000000, &img, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(img.width == imgs[i].w && img.height == imgs[i].h, "%s: %ux%u", path, img.width,
+                  img.height);
+        CHECK_MSG(ref.width == img.width && ref.height == img.height, "%s: reference size", path);
         size_t bytes = (size_t)img.width * img.height * 4;
         uint64_t got = img.rgba ? fnv1a(img.rgba, bytes) : 0, exp = fnv1a(want, bytes);
-        CHECK(img.rgba && got == exp, "%s: checksum %016" PRIx64 " want %016" PRIx64, path,
-              got, exp);
+        CHECK_MSG(img.rgba && got == exp, "%s: checksum %016" PRIx64 " want %016" PRIx64, path,
+                  got, exp);
         printf("%s: %ux%u fnv1a %016" PRIx64 "\n", imgs[i].file, img.width, img.height, got);
 
         /* From memory, the same pixels. */
         cnp_buf file = {0};
-        CHECK(cnp_file_read(path, 0, &file, &err) == CNP_OK, "%s", err.msg);
+        CHECK_MSG(cnp_file_read(path, 0, &file, &err) == CNP_OK, "%s", err.msg);
         cnp_image mem;
-        CHECK(img_png_decode(file.data, file.len, imgs[i].file, 0, &mem, &err) == CNP_OK, "%s",
-              err.msg);
-        CHECK(mem.rgba && img.rgba && memcmp(mem.rgba, img.rgba, bytes) == 0,
-              "%s: memory decode differs", path);
+        CHECK_MSG(img_png_decode(file.data, file.len, imgs[i].file, 0, &mem, &err) == CNP_OK, "%s",
+                  err.msg);
+        CHECK_MSG(mem.rgba && img.rgba && memcmp(mem.rgba, img.rgba, bytes) == 0,
+                  "%s: memory decode differs", path);
         /* A max_pixels just below the size refuses it. */
         cnp_image small;
         uint64_t lim = (uint64_t)imgs[i].w * imgs[i].h - 1;
-        CHECK(img_png_decode(file.data, file.len, imgs[i].file, lim, &small, &err) ==
-                  CNP_ERR_LIMIT && small.rgba == NULL, "%s: limit %" PRIu64, path, lim);
-        CHECK(img_png_decode(file.data, file.len, imgs[i].file, lim + 1, &small, &err) ==
-                  CNP_OK, "%s: exact limit: %s", path, err.msg);
+        CHECK_MSG(img_png_decode(file.data, file.len, imgs[i].file, lim, &small, &err) ==
+                      CNP_ERR_LIMIT && small.rgba == NULL, "%s: limit %" PRIu64, path, lim);
+        CHECK_MSG(img_png_decode(file.data, file.len, imgs[i].file, lim + 1, &small, &err) ==
+                      CNP_OK, "%s: exact limit: %s", path, err.msg);
         cnp_image_free(&small);
         cnp_image_free(&mem);
         cnp_buf_free(&file);
@@ -480,14 +469,14 @@ static void test_neon(void)
 static void expect_error(cnp_status st, cnp_status want, const cnp_err *err, const char *name,
                          const char *reason, const cnp_image *img, const char *what)
 {
-    CHECK(st == want, "%s: status %s, want %s (%s)", what, cnp_status_name(st),
-          cnp_status_name(want), err->msg);
-    CHECK(strstr(err->msg, name) != NULL, "%s: message does not name the input: %s", what,
-          err->msg);
-    CHECK(!reason || strstr(err->msg, reason) != NULL, "%s: message lacks \"%s\": %s", what,
-          reason, err->msg);
-    CHECK(img->rgba == NULL && img->width == 0 && img->height == 0, "%s: image not zeroed",
-          what);
+    CHECK_MSG(st == want, "%s: status %s, want %s (%s)", what, cnp_status_name(st),
+              cnp_status_name(want), err->msg);
+    CHECK_MSG(strstr(err->msg, name) != NULL, "%s: message does not name the input: %s", what,
+              err->msg);
+    CHECK_MSG(!reason || strstr(err->msg, reason) != NULL, "%s: message lacks \"%s\": %s", what,
+              reason, err->msg);
+    CHECK_MSG(img->rgba == NULL && img->width == 0 && img->height == 0, "%s: image not zeroed",
+              what);
     printf("  %-28s -> %s: %s\n", what, cnp_status_name(st), err->msg);
 }
 
@@ -548,7 +537,7 @@ static void test_errors(void)
     char path[1024];
     snprintf(path, sizeof path, "%s/OSBS_029.png", CANOPY_NEON_DIR);
     cnp_buf file = {0};
-    CHECK(cnp_file_read(path, 0, &file, &err) == CNP_OK, "%s", err.msg);
+    CHECK_MSG(cnp_file_read(path, 0, &file, &err) == CNP_OK, "%s", err.msg);
 
     printf("error messages:\n");
     expect_error(img_png_decode("", 0, "empty.png", 0, &img, &err), CNP_ERR_FORMAT, &err,
@@ -567,13 +556,13 @@ static void test_errors(void)
     expect_error(img_png_decode(file.data, file.len - 12, "noiend.png", 0, &img, &err),
                  CNP_ERR_FORMAT, &err, "noiend.png", "truncated", &img, "IEND missing");
     uint32_t w, h;
-    CHECK(img_png_probe(file.data, file.len / 2, "half.png", &w, &h, &err) == CNP_OK &&
-              w == 400 && h == 400, "probe of a truncated file still reads the header");
+    CHECK_MSG(img_png_probe(file.data, file.len / 2, "half.png", &w, &h, &err) == CNP_OK &&
+                  w == 400 && h == 400, "probe of a truncated file still reads the header");
 
     /* A flipped byte in IDAT: libpng inflates the chunk before it reaches
      * the CRC at its end, so either zlib or the CRC check reports it. */
     size_t idat = find_idat(&file);
-    CHECK(idat > 0, "no IDAT in %s", path);
+    CHECK_MSG(idat > 0, "no IDAT in %s", path);
     uint32_t idat_len = (uint32_t)file.data[idat - 8] << 24 |
                         (uint32_t)file.data[idat - 7] << 16 |
                         (uint32_t)file.data[idat - 6] << 8 | file.data[idat - 5];
@@ -603,9 +592,9 @@ static void test_errors(void)
     make_bomb(&bomb, 100000, 100000);
     expect_error(img_png_decode(bomb.data, bomb.len, "bomb.png", 50000000, &img, &err),
                  CNP_ERR_LIMIT, &err, "bomb.png", "100000x100000", &img, "bomb 100000x100000");
-    CHECK(strstr(err.msg, "50000000") != NULL, "limit not named: %s", err.msg);
-    CHECK(img_png_probe(bomb.data, bomb.len, "bomb.png", &w, &h, &err) == CNP_OK &&
-              w == 100000 && h == 100000, "probe of the bomb header: %s", err.msg);
+    CHECK_MSG(strstr(err.msg, "50000000") != NULL, "limit not named: %s", err.msg);
+    CHECK_MSG(img_png_probe(bomb.data, bomb.len, "bomb.png", &w, &h, &err) == CNP_OK &&
+                  w == 100000 && h == 100000, "probe of the bomb header: %s", err.msg);
     cnp_buf_free(&bomb);
     /* One side alone above the limit: libpng's user limit refuses IHDR. */
     make_bomb(&bomb, 2000000, 1);
@@ -624,8 +613,8 @@ static void test_errors(void)
                  NULL, &img, "missing file");
     char tmp[] = "/tmp/canopy-test-png-XXXXXX";
     int fd = mkstemp(tmp);
-    CHECK(fd >= 0, "mkstemp");
-    CHECK(write(fd, file.data, file.len / 2) == (ssize_t)(file.len / 2), "write");
+    CHECK_MSG(fd >= 0, "mkstemp");
+    CHECK_MSG(write(fd, file.data, file.len / 2) == (ssize_t)(file.len / 2), "write");
     close(fd);
     expect_error(img_png_read_file(tmp, 0, &img, &err), CNP_ERR_FORMAT, &err, tmp, "truncated",
                  &img, "truncated file");
@@ -685,8 +674,8 @@ static void test_bomb_allocation(void)
         _exit(limited == CNP_ERR_LIMIT && unlimited == CNP_ERR_NOMEM ? 0 : 1);
     }
     int wst = 0;
-    CHECK(pid > 0 && waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0,
-          "bomb allocation child: status %d", wst);
+    CHECK_MSG(pid > 0 && waitpid(pid, &wst, 0) == pid && WIFEXITED(wst) && WEXITSTATUS(wst) == 0,
+              "bomb allocation child: status %d", wst);
     cnp_buf_free(&bomb);
 #endif
 }
@@ -700,10 +689,5 @@ int main(void)
     test_neon();
     test_errors();
     test_bomb_allocation();
-    if (failures) {
-        fprintf(stderr, "test_png: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_png: all checks passed\n");
-    return 0;
+    return TEST_RESULT();
 }

@@ -93,6 +93,15 @@ const char *pgt_db_create(void)
     return db_conninfo;
 }
 
+pg_store *pgt_store_open(const char *conninfo)
+{
+    pg_store *s = NULL;
+    cnp_err err = {{0}};
+    CHECK(pg_store_open(conninfo, &s, &err) == CNP_OK, "open: %s", err.msg);
+    CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
+    return s;
+}
+
 PGconn *pgt_connect(const char *conninfo)
 {
     PGconn *c = PQconnectdb(conninfo);

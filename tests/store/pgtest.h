@@ -8,6 +8,8 @@
 
 #include <libpq-fe.h>
 
+#include "canopy/store.h"
+
 #define CHECK(cond, ...)                                                            \
     do {                                                                            \
         if (!(cond)) {                                                              \
@@ -26,6 +28,9 @@ void pgt_require_stack(void);
  * ("dbname=..."; host, port and user come from PG*). The database is dropped
  * at exit of the creating process (also when a CHECK fails). */
 const char *pgt_db_create(void);
+
+/* A store on the test database with the schema migrated (exits on failure). */
+pg_store *pgt_store_open(const char *conninfo);
 
 /* A direct libpq connection to the test database (for assertions). */
 PGconn *pgt_connect(const char *conninfo);

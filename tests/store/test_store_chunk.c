@@ -255,10 +255,8 @@ int main(void)
 {
     pgt_require_stack();
     const char *ci = pgt_db_create();
-    pg_store *s = NULL;
+    pg_store *s = pgt_store_open(ci);
     cnp_err err = {{0}};
-    CHECK(pg_store_open(ci, &s, &err) == CNP_OK, "open: %s", err.msg);
-    CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
     CHECK(pg_store_ping(s, &err) == CNP_OK, "ping: %s", err.msg);
     int64_t run = 0;
     CHECK(pg_run_begin(s, "drain", "test-host", &run, &err) == CNP_OK && run == 1,

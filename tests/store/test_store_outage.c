@@ -82,10 +82,8 @@ int main(void)
     }
     const char *ci = pgt_db_create();
     atexit(restart_at_exit);
-    pg_store *s = NULL;
+    pg_store *s = pgt_store_open(ci);
     cnp_err err = {{0}};
-    CHECK(pg_store_open(ci, &s, &err) == CNP_OK, "open: %s", err.msg);
-    CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
     pg_store_set_reconnect(s, 40, 500); /* up to ~20 s for the restart */
     static chunk a, b, c;
     make(&a, "a");
