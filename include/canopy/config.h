@@ -21,75 +21,107 @@ enum cnp_log_format { CNP_LOGFMT_TEXT = 0, CNP_LOGFMT_JSON = 1 };
 #define CNP_STR_LONG 1024
 #define CNP_STR_SECRET 4096
 
+/* One struct per section, so that a module takes only its own section
+ * (aws_client_create takes a cnp_aws_config, not the whole configuration). */
+/* [aws] */
+typedef struct cnp_aws_config {
+    char region[CNP_STR_SHORT];
+    char endpoint_url[CNP_STR_LONG];   /* overrides both S3 and SQS */
+    char profile[CNP_STR_SHORT];
+    char access_key_id[CNP_STR_SHORT]; /* first in the credential chain */
+    char secret_access_key[CNP_STR_SHORT];
+    char session_token[CNP_STR_SECRET];
+    bool verify_tls;                   /* off only for a local endpoint */
+    int connect_timeout;               /* seconds */
+    int request_timeout;               /* seconds without progress (low speed) */
+    int max_attempts;                  /* per request, including the first */
+    int max_connections;               /* transfers in flight at once */
+    int64_t multipart_threshold;       /* bytes; larger uploads use multipart */
+    int64_t multipart_part_size;       /* bytes */
+} cnp_aws_config;
+
+/* [input] */
+typedef struct cnp_input_config {
+    char queue_url[CNP_STR_LONG];
+    char bucket[CNP_STR_SHORT];        /* where `canopy submit` uploads */
+    char prefix[CNP_STR_LONG];
+    int64_t max_object_bytes;          /* GetObject size cap */
+} cnp_input_config;
+
+/* [output] */
+typedef struct cnp_output_config {
+    char bucket[CNP_STR_SHORT];
+    char prefix[CNP_STR_LONG];
+    char queue_url[CNP_STR_LONG];      /* notifications; empty: none */
+    int png_level;                     /* zlib level for written PNGs */
+    bool overlay;                      /* write <stem>.overlay.png */
+} cnp_output_config;
+
+/* [batch] */
+typedef struct cnp_batch_config {
+    int size;                          /* messages per chunk */
+    int wait_seconds;                  /* long-poll wait */
+    int visibility_timeout;            /* seconds */
+    int idle_exit_seconds;             /* exit when queue empty this long */
+    int threads;                       /* decode/encode pool; 0 = cores */
+    int max_chunks_in_flight;          /* back-pressure */
+} cnp_batch_config;
+
+/* [postgres] */
+typedef struct cnp_postgres_config {
+    char conninfo[CNP_STR_LONG];       /* empty: libpq PG* variables */
+} cnp_postgres_config;
+
+/* [opencl] */
+typedef struct cnp_opencl_config {
+    char platform[CNP_STR_SHORT];      /* name substring or index; empty: any */
+    char device[CNP_STR_SHORT];        /* name substring or index; empty: first GPU */
+    char cache_dir[CNP_STR_LONG];      /* program binaries; empty: XDG cache */
+    char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
+} cnp_opencl_config;
+
+/* [binarize] */
+typedef struct cnp_binarize_config {
+    enum cnp_bin_method method;
+    enum cnp_bin_channel channel;
+    int threshold;                     /* for method = fixed, 0..255 */
+    int window;                        /* adaptive: odd window side, pixels */
+    int offset;                        /* adaptive: fg if v > mean - offset */
+} cnp_binarize_config;
+
+/* [detector] */
+typedef struct cnp_detector_config {
+    bool enabled;
+    char model[CNP_STR_LONG];          /* weights file */
+    double score_threshold;
+    int tile;                          /* tile side in pixels */
+    int tile_overlap;                  /* pixels shared by adjacent tiles */
+    int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm */
+} cnp_detector_config;
+
+/* [limits] */
+typedef struct cnp_limits_config {
+    int64_t max_pixels;                /* refuse larger images before decoding */
+} cnp_limits_config;
+
+/* [log] */
+typedef struct cnp_log_config {
+    char level[16];                    /* debug | info | warn | error */
+    enum cnp_log_format format;
+    char progress[16];                 /* auto | on | off */
+} cnp_log_config;
+
 typedef struct cnp_config {
-    struct {
-        char region[CNP_STR_SHORT];
-        char endpoint_url[CNP_STR_LONG];   /* overrides both S3 and SQS */
-        char profile[CNP_STR_SHORT];
-        char access_key_id[CNP_STR_SHORT]; /* first in the credential chain */
-        char secret_access_key[CNP_STR_SHORT];
-        char session_token[CNP_STR_SECRET];
-        bool verify_tls;                   /* off only for a local endpoint */
-        int connect_timeout;               /* seconds */
-        int request_timeout;               /* seconds without progress (low speed) */
-        int max_attempts;                  /* per request, including the first */
-        int max_connections;               /* transfers in flight at once */
-        int64_t multipart_threshold;       /* bytes; larger uploads use multipart */
-        int64_t multipart_part_size;       /* bytes */
-    } aws;
-    struct {
-        char queue_url[CNP_STR_LONG];
-        char bucket[CNP_STR_SHORT];        /* where `canopy submit` uploads */
-        char prefix[CNP_STR_LONG];
-        int64_t max_object_bytes;          /* GetObject size cap */
-    } input;
-    struct {
-        char bucket[CNP_STR_SHORT];
-        char prefix[CNP_STR_LONG];
-        char queue_url[CNP_STR_LONG];      /* notifications; empty: none */
-        int png_level;                     /* zlib level for written PNGs */
-        bool overlay;                      /* write <stem>.overlay.png */
-    } output;
-    struct {
-        int size;                          /* messages per chunk */
-        int wait_seconds;                  /* long-poll wait */
-        int visibility_timeout;            /* seconds */
-        int idle_exit_seconds;             /* exit when queue empty this long */
-        int threads;                       /* decode/encode pool; 0 = cores */
-        int max_chunks_in_flight;          /* back-pressure */
-    } batch;
-    struct {
-        char conninfo[CNP_STR_LONG];       /* empty: libpq PG* variables */
-    } postgres;
-    struct {
-        char platform[CNP_STR_SHORT];      /* name substring or index; empty: any */
-        char device[CNP_STR_SHORT];        /* name substring or index; empty: first GPU */
-        char cache_dir[CNP_STR_LONG];      /* program binaries; empty: XDG cache */
-        char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
-    } opencl;
-    struct {
-        enum cnp_bin_method method;
-        enum cnp_bin_channel channel;
-        int threshold;                     /* for method = fixed, 0..255 */
-        int window;                        /* adaptive: odd window side, pixels */
-        int offset;                        /* adaptive: fg if v > mean - offset */
-    } binarize;
-    struct {
-        bool enabled;
-        char model[CNP_STR_LONG];          /* weights file */
-        double score_threshold;
-        int tile;                          /* tile side in pixels */
-        int tile_overlap;                  /* pixels shared by adjacent tiles */
-        int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm */
-    } detector;
-    struct {
-        int64_t max_pixels;                /* refuse larger images before decoding */
-    } limits;
-    struct {
-        char level[16];                    /* debug | info | warn | error */
-        enum cnp_log_format format;
-        char progress[16];                 /* auto | on | off */
-    } log;
+    cnp_aws_config aws;
+    cnp_input_config input;
+    cnp_output_config output;
+    cnp_batch_config batch;
+    cnp_postgres_config postgres;
+    cnp_opencl_config opencl;
+    cnp_binarize_config binarize;
+    cnp_detector_config detector;
+    cnp_limits_config limits;
+    cnp_log_config log;
 } cnp_config;
 
 /* Fills cfg with every default. */
