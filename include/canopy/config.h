@@ -65,6 +65,8 @@ typedef struct cnp_batch_config {
     int idle_exit_seconds;             /* exit when queue empty this long */
     int threads;                       /* decode/encode pool; 0 = cores */
     int max_chunks_in_flight;          /* back-pressure */
+    int max_inflight_mpix;             /* decoded megapixels in memory at once */
+    int unreachable_exit_seconds;      /* drain: give up when SQS has not answered this long */
 } cnp_batch_config;
 
 /* [postgres] */

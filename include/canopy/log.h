@@ -21,6 +21,14 @@ bool cnp_log_is_json(void);
 /* Parses "debug" | "info" | "warn" | "error"; returns -1 when unknown. */
 int cnp_log_level_parse(const char *name);
 
+/* Calls before_line(ctx) under the log's lock before every line (NULL: none):
+ * a terminal's live progress line clears itself there, so log lines never
+ * glue onto it. */
+void cnp_log_set_hook(void (*before_line)(void *ctx), void *ctx);
+/* Runs fn(ctx) under the log's lock: output that must not interleave with
+ * log lines (the live progress line). */
+void cnp_log_locked(void (*fn)(void *ctx), void *ctx);
+
 void cnp_log_write(enum cnp_log_level level, const char *module, const char *func,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -50,10 +50,11 @@ typedef struct pipe_outputs {
 } pipe_outputs;
 
 /* Encodes the outputs of one image (thread-safe, CPU only). image_name is
- * the "image" of trees.json; model_version NULL gives "model": null. */
-cnp_status pipe_encode(const cnp_config *cfg, const cnp_image *img, const pipe_result *r,
-                       const char *image_name, const char *model_version, pipe_outputs *out,
-                       cnp_err *err);
+ * the "image" of trees.json; model_version NULL gives "model": null. The
+ * overlay is drawn only with a detector and [output] overlay on. */
+cnp_status pipe_encode(const cnp_output_config *oc, bool detector, const cnp_image *img,
+                       const pipe_result *r, const char *image_name, const char *model_version,
+                       pipe_outputs *out, cnp_err *err);
 void pipe_outputs_free(pipe_outputs *o);
 
 /* Writes the stem of a file name or object key into out: the last path
@@ -62,6 +63,6 @@ void pipe_stem(const char *name, char *out, size_t out_len);
 
 /* Loads the model named by [detector] model when the detector is enabled
  * (*out NULL otherwise). */
-cnp_status pipe_model_load(const cnp_config *cfg, det_model **out, cnp_err *err);
+cnp_status pipe_model_load(const cnp_detector_config *dc, det_model **out, cnp_err *err);
 
 #endif

@@ -35,6 +35,8 @@ typedef struct sqs_message_list {
     size_t n;
 } sqs_message_list;
 
+/* Frees the fields of one message (not the message itself); accepts NULL. */
+void sqs_message_free(sqs_message *m);
 void sqs_message_list_free(sqs_message_list *list);
 
 /* Receives up to max (1..10) messages, waiting up to wait_seconds (0..20)

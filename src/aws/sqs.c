@@ -95,24 +95,30 @@ static const char *json_str(const cJSON *obj, const char *name)
 
 /* ---- receive ------------------------------------------------------------------ */
 
+void sqs_message_free(sqs_message *m)
+{
+    if (!m)
+        return;
+    free(m->message_id);
+    free(m->receipt_handle);
+    free(m->body);
+    free(m->md5_of_body);
+    aws_kvlist_free(&m->attributes);
+    for (size_t k = 0; k < m->n_msg_attrs; k++) {
+        free(m->msg_attrs[k].name);
+        free(m->msg_attrs[k].data_type);
+        free(m->msg_attrs[k].value);
+    }
+    free(m->msg_attrs);
+    memset(m, 0, sizeof *m);
+}
+
 void sqs_message_list_free(sqs_message_list *list)
 {
     if (!list)
         return;
-    for (size_t i = 0; i < list->n; i++) {
-        sqs_message *m = &list->items[i];
-        free(m->message_id);
-        free(m->receipt_handle);
-        free(m->body);
-        free(m->md5_of_body);
-        aws_kvlist_free(&m->attributes);
-        for (size_t k = 0; k < m->n_msg_attrs; k++) {
-            free(m->msg_attrs[k].name);
-            free(m->msg_attrs[k].data_type);
-            free(m->msg_attrs[k].value);
-        }
-        free(m->msg_attrs);
-    }
+    for (size_t i = 0; i < list->n; i++)
+        sqs_message_free(&list->items[i]);
     free(list->items);
     list->items = NULL;
     list->n = 0;

@@ -1,12 +1,14 @@
-/* canopy drain and canopy reprocess: the batch driver's two sources. */
+/* canopy drain and canopy reprocess: the SQS and S3-listing front ends of
+ * the pipeline (canopy/batch.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "canopy/driver.h"
+#include "canopy/batch.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/session.h"
 
 static void drain_usage(FILE *out)
 {
@@ -27,7 +29,12 @@ static void drain_usage(FILE *out)
             "  -h, --help             this text\n\n"
             "SIGTERM or SIGINT: stop receiving, finish and acknowledge the chunks in flight,\n"
             "exit 0; a second signal exits at once without acknowledging.\n"
+            "Messages that failed transiently (network, database) are left for redelivery\n"
+            "with a backoff; drain waits for them while they are due back within\n"
+            "[batch] idle_exit_seconds. When ReceiveMessage keeps failing for [batch]\n"
+            "unreachable_exit_seconds, drain gives up with exit 1.\n"
             "Exit codes: 0 all done, 3 some images failed (recorded in the database),\n"
+            "4 messages left for redelivery had not come back when drain exited,\n"
             "2 usage or configuration error, 1 fatal error.\n");
 }
 
@@ -44,14 +51,21 @@ static void reprocess_usage(FILE *out)
             "      --force            also process objects already processed\n"
             "      --no-detector      binarization only\n"
             "      --set S.K=V        override any configuration key\n"
-            "  -h, --help             this text\n");
+            "  -h, --help             this text\n\n"
+            "Exit codes: 0 all done, 3 some images failed, 2 usage or configuration\n"
+            "error, 1 fatal error.\n");
 }
 
 enum { OPT_FOLLOW = 256, OPT_MAX, OPT_NODET, OPT_SET, OPT_DRY, OPT_FORCE };
 
 /* Parses the options both commands share; returns -1 to go on, else an exit code. */
+struct options {
+    bool follow, dry_run, force;
+    int64_t max_messages;
+};
+
 static int parse(int argc, char **argv, bool reprocess, const char **config, cli_overrides *ov,
-                 drv_options *opt, const char **target)
+                 struct options *opt, const char **target)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -118,18 +132,35 @@ static int parse(int argc, char **argv, bool reprocess, const char **config, cli
     return -1;
 }
 
+/* reprocess --dry-run: one line per listed object. */
+static void print_listed(void *ctx, const char *bucket, const char *key, bool skip)
+{
+    size_t *counts = ctx; /* [0] to process, [1] to skip */
+    counts[skip]++;
+    printf("%s s3://%s/%s\n", skip ? "skip   " : "process", bucket, key);
+}
+
 int cmd_drain(int argc, char **argv)
 {
     const char *config = NULL, *target = NULL;
     cli_overrides ov = {0};
-    drv_options opt = {0};
+    struct options opt = {0};
     cnp_config cfg;
     int rc = parse(argc, argv, false, &config, &ov, &opt, &target);
     if (rc >= 0)
         goto out;
     if ((rc = cli_config_load("drain", config, &ov, &cfg)) == CNP_EXIT_OK) {
-        drv_signals_install();
-        rc = drv_drain(&cfg, &opt);
+        cli_session s;
+        pl_counts counts;
+        cnp_err err = {{0}};
+        pl_drain_options dopt = {.follow = opt.follow, .max_messages = opt.max_messages};
+        cli_session_begin(&s, "drain", cfg.log.progress, false);
+        rc = pl_drain(&cfg, &dopt, &s.hooks, &counts, &err);
+        cli_session_end(&s);
+        if (err.msg[0] && (rc == CNP_EXIT_USAGE || rc == CNP_EXIT_FATAL))
+            fprintf(stderr, "canopy drain: %s\n", err.msg);
+        if (rc != CNP_EXIT_USAGE && counts.run_id)
+            cli_summary_print(stdout, "drain", &counts, rc, cli_session_signalled());
     }
 out:
     cli_overrides_free(&ov);
@@ -156,7 +187,7 @@ int cmd_reprocess(int argc, char **argv)
 {
     const char *config = NULL, *target = NULL, *prefix = NULL;
     cli_overrides ov = {0};
-    drv_options opt = {0};
+    struct options opt = {0};
     cnp_config cfg;
     char bucket[256];
     int rc = parse(argc, argv, true, &config, &ov, &opt, &target);
@@ -168,8 +199,25 @@ int cmd_reprocess(int argc, char **argv)
         goto out;
     }
     if ((rc = cli_config_load("reprocess", config, &ov, &cfg)) == CNP_EXIT_OK) {
-        drv_signals_install();
-        rc = drv_reprocess(&cfg, bucket, prefix, &opt);
+        cli_session s;
+        pl_counts counts;
+        cnp_err err = {{0}};
+        pl_reprocess_options ropt = {.force = opt.force, .dry_run = opt.dry_run};
+        cli_session_begin(&s, "reprocess", cfg.log.progress, false);
+        size_t listed[2] = {0, 0};
+        if (opt.dry_run) {
+            s.hooks.on_listed = print_listed;
+            s.hooks.ctx = listed; /* only on_listed runs on a dry run */
+            s.hooks.on_progress = NULL;
+        }
+        rc = pl_reprocess(&cfg, bucket, prefix, &ropt, &s.hooks, &counts, &err);
+        cli_session_end(&s);
+        if (err.msg[0] && (rc == CNP_EXIT_USAGE || rc == CNP_EXIT_FATAL))
+            fprintf(stderr, "canopy reprocess: %s\n", err.msg);
+        else if (opt.dry_run)
+            printf("dry run: %zu to process, %zu to skip\n", listed[0], listed[1]);
+        else if (counts.run_id)
+            cli_summary_print(stdout, "reprocess", &counts, rc, cli_session_signalled());
     }
 out:
     cli_overrides_free(&ov);

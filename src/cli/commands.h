@@ -1,15 +1,11 @@
 /* Subcommands of the canopy executable. Each returns the process exit code of
  * the contract: 0 all done, 3 finished with some images failed, 2 usage or
- * configuration error, 1 fatal runtime error. argv[0] is the command name. */
+ * configuration error, 1 fatal runtime error, 4 drain finished with
+ * messages still waiting out a backoff (canopy/exit.h). argv[0] is the command name. */
 #ifndef CANOPY_CLI_COMMANDS_H
 #define CANOPY_CLI_COMMANDS_H
 
-enum {
-    CNP_EXIT_OK = 0,
-    CNP_EXIT_FATAL = 1,
-    CNP_EXIT_USAGE = 2,
-    CNP_EXIT_PARTIAL = 3,
-};
+#include "canopy/exit.h"
 
 int cmd_run(int argc, char **argv);       /* src/cli/cmd_run.c */
 int cmd_drain(int argc, char **argv);     /* src/cli/cmd_drain.c */

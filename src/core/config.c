@@ -74,6 +74,8 @@ static const struct key keys[] = {
     INT(batch, idle_exit_seconds, "60", 0, 86400 * 365),
     INT(batch, threads, "0", 0, 1024),
     INT(batch, max_chunks_in_flight, "3", 1, 64),
+    INT(batch, max_inflight_mpix, "256", 1, 1000000),
+    INT(batch, unreachable_exit_seconds, "300", 1, 86400 * 365),
 
     STR(postgres, conninfo, ""),
 

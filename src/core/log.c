@@ -14,6 +14,9 @@ static enum cnp_log_level g_level = CNP_LOG_INFO;
 static bool g_json = false;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void (*g_hook)(void *ctx);
+static void *g_hook_ctx;
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void cnp_log_set_level(enum cnp_log_level level) { g_level = level; }
@@ -53,6 +56,8 @@ void cnp_log_write(enum cnp_log_level level, const char *module, const char *fun
     timestamp(ts, sizeof ts);
 
     pthread_mutex_lock(&g_lock);
+    if (g_hook)
+        g_hook(g_hook_ctx);
     if (g_json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "ts", ts);
@@ -71,5 +76,20 @@ void cnp_log_write(enum cnp_log_level level, const char *module, const char *fun
         fprintf(stderr, "%s %-5s %s: %s\n", ts, level_names[level], module, msg);
     }
     fflush(stderr);
+    pthread_mutex_unlock(&g_lock);
+}
+
+void cnp_log_set_hook(void (*before_line)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    g_hook = before_line;
+    g_hook_ctx = ctx;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void cnp_log_locked(void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    fn(ctx);
     pthread_mutex_unlock(&g_lock);
 }

@@ -172,8 +172,8 @@ out:
 
 /* Draws each crown as a ring on a copy of the input, easy to read at a
  * glance on green canopy: yellow for confident trees, orange otherwise. */
-static cnp_status overlay_png(const cnp_config *cfg, const cnp_image *img, const pipe_result *r,
-                              cnp_buf *out, cnp_err *err)
+static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
+                              const pipe_result *r, cnp_buf *out, cnp_err *err)
 {
     static const uint8_t strong[3] = {255, 230, 0};
     static const uint8_t weak[3] = {255, 120, 0};
@@ -188,22 +188,24 @@ static cnp_status overlay_png(const cnp_config *cfg, const cnp_image *img, const
         img_draw_circle(&copy, t->x, t->y, t->radius, c, 2.0f);
         img_draw_dot(&copy, t->x, t->y, 1.5f, c);
     }
-    result = img_png_encode_rgb(&copy, cfg->output.png_level, out, err);
+    result = img_png_encode_rgb(&copy, oc->png_level, out, err);
     cnp_image_free(&copy);
     return result;
 }
 
-cnp_status pipe_encode(const cnp_config *cfg, const cnp_image *img, const pipe_result *r,
-                       const char *image_name, const char *model_version, pipe_outputs *out,
-                       cnp_err *err)
+cnp_status pipe_encode(const cnp_output_config *oc, bool detector, const cnp_image *img,
+                       const pipe_result *r, const char *image_name, const char *model_version,
+                       pipe_outputs *out, cnp_err *err)
 {
     cnp_status result;
     memset(out, 0, sizeof *out);
-    if ((result = img_png_encode_mask(r->mask, r->width, r->height, cfg->output.png_level,
+    if ((result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
                                       &out->mask_png, err)) != CNP_OK ||
         (result = trees_json(img, r, image_name, model_version, &out->trees_json, err)) != CNP_OK)
         goto fail;
-    if (cfg->output.overlay && (result = overlay_png(cfg, img, r, &out->overlay_png, err)) != CNP_OK)
+    /* Without a detector there is nothing to draw: no overlay. */
+    if (detector && oc->overlay &&
+        (result = overlay_png(oc, img, r, &out->overlay_png, err)) != CNP_OK)
         goto fail;
     return CNP_OK;
 fail:
@@ -233,13 +235,13 @@ void pipe_stem(const char *name, char *out, size_t out_len)
     out[len] = '\0';
 }
 
-cnp_status pipe_model_load(const cnp_config *cfg, det_model **out, cnp_err *err)
+cnp_status pipe_model_load(const cnp_detector_config *dc, det_model **out, cnp_err *err)
 {
     *out = NULL;
-    if (!cfg->detector.enabled)
+    if (!dc->enabled)
         return CNP_OK;
     char path[CNP_STR_LONG + 512];
-    cnp_status result = det_model_resolve_path(cfg->detector.model, path, sizeof path, err);
+    cnp_status result = det_model_resolve_path(dc->model, path, sizeof path, err);
     if (result != CNP_OK)
         return result;
     return det_model_load(path, out, err);

@@ -1,0 +1,33 @@
+/* Fetch from S3, for the SQS and listing sources: every RECEIVED item of a
+ * chunk is downloaded concurrently through one aws_batch (one connection
+ * cache), owned by the fetch thread. */
+#include "pipeline/pl_internal.h"
+#include "pipeline/sources.h"
+
+void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c)
+{
+    double t0 = cnp_now();
+    size_t queued = 0;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_RECEIVED)
+            continue;
+        s3_batch_get(batch, it->bucket, it->key, x->sp.max_object_bytes, &it->obj);
+        queued++;
+    }
+    cnp_err err;
+    bool engine_ok = !queued || aws_batch_run(batch, &err) == CNP_OK;
+    double ms = (cnp_now() - t0) * 1e3;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_RECEIVED)
+            continue;
+        it->t_fetch = ms;
+        if (!engine_ok)
+            item_fail(it, CNP_ERR_TRANSIENT, "%s: download engine: %s", it->name, err.msg);
+        else if (it->obj.result.status != CNP_OK)
+            item_fail(it, it->obj.result.status, "%s", it->obj.result.err.msg);
+        else
+            item_advance(it, ITEM_FETCHED);
+    }
+}

@@ -1,0 +1,342 @@
+/* Sink: S3 + PostgreSQL + output queue. Uploads each encoded item's outputs
+ * concurrently, commits the chunk's rows in one transaction, then sends one
+ * notification per committed image. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
+#include "canopy/log.h"
+#include "canopy/sqs.h"
+#include "pipeline/sources.h"
+
+struct pl_cloud_sink {
+    aws_client *aws;
+    pg_store *db;
+    pl_cloud_params p;
+    bool fifo_out;
+    aws_batch *batch;      /* used by the write thread only */
+};
+
+static const char *const suffix[3] = {".mask.png", ".overlay.png", ".trees.json"};
+static const char *const ctype[3] = {"image/png", "image/png", "application/json"};
+
+static const char *item_etag(const pl_item *it)
+{
+    if (it->obj.etag[0])
+        return it->obj.etag;
+    if (it->list_etag)
+        return it->list_etag;
+    return "";
+}
+
+/* Queues the uploads of one item; false without memory. */
+static bool queue_uploads(pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
+                          const char *model_version)
+{
+    char *src = pl_header_safe(it->key);
+    bool ok = src && aws_kvlist_add(meta, "source-key", src) == CNP_OK &&
+              aws_kvlist_add(meta, "source-etag", item_etag(it)) == CNP_OK &&
+              aws_kvlist_add(meta, "model-version", model_version) == CNP_OK;
+    free(src);
+    if (!ok || !(it->out_stem = pl_output_stem(s->p.prefix, it->key)))
+        return false;
+    const cnp_buf *data[3] = {&it->outs.mask_png, &it->outs.overlay_png, &it->outs.trees_json};
+    for (int k = 0; k < 3; k++) {
+        if (data[k]->len == 0)
+            continue;
+        if (!(it->out_name[k] = pl_join(it->out_stem, suffix[k])))
+            return false;
+        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k], .data = data[k]->data,
+                      .len = data[k]->len, .content_type = ctype[k], .metadata = meta};
+        s3_batch_put(s->batch, &put, &it->put[k]);
+    }
+    return true;
+}
+
+static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
+{
+    pl_cloud_sink *s = self;
+    aws_kvlist *meta = calloc(c->nitems ? c->nitems : 1, sizeof *meta);
+    double t0 = cnp_now();
+    size_t queued = 0;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_ENCODED)
+            continue;
+        if (!meta || !queue_uploads(s, it, &meta[i], x->sp.model_version)) {
+            item_fail(it, CNP_ERR_NOMEM, "%s: out of memory preparing uploads", it->name);
+            continue;
+        }
+        queued++;
+    }
+    cnp_err err;
+    bool engine_ok = !queued || aws_batch_run(s->batch, &err) == CNP_OK;
+    double ms = (cnp_now() - t0) * 1e3;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_ENCODED)
+            continue;
+        it->t_upload = ms;
+        bool ok = engine_ok;
+        if (!engine_ok)
+            item_fail(it, CNP_ERR_TRANSIENT, "upload engine: %s", err.msg);
+        for (int k = 0; k < 3 && ok; k++) {
+            if (it->out_name[k] && it->put[k].result.status != CNP_OK) {
+                /* Our own bucket refusing a write is not the image's fault. */
+                item_fail(it, CNP_ERR_TRANSIENT, "s3://%s/%s: %s", s->p.bucket, it->out_name[k],
+                          it->put[k].result.err.msg);
+                ok = false;
+            }
+        }
+        if (ok)
+            item_advance(it, ITEM_UPLOADED);
+        pipe_outputs_free(&it->outs);
+    }
+    for (size_t i = 0; meta && i < c->nitems; i++)
+        aws_kvlist_free(&meta[i]);
+    free(meta);
+}
+
+static const char *meta_or_msg(const pl_item *it, const char *from_msg, const char *meta)
+{
+    if (from_msg && from_msg[0])
+        return from_msg;
+    return aws_kvlist_get(&it->obj.metadata, meta);
+}
+
+/* The trees of an item as rows; NULL without trees or memory. */
+static pg_tree *tree_rows(const pl_item *it)
+{
+    if (!it->res.ntrees)
+        return NULL;
+    pg_tree *t = calloc(it->res.ntrees, sizeof *t);
+    for (size_t k = 0; t && k < it->res.ntrees; k++) {
+        t[k].x = it->res.trees[k].x;
+        t[k].y = it->res.trees[k].y;
+        t[k].radius = it->res.trees[k].radius;
+        t[k].score = it->res.trees[k].score;
+    }
+    return t;
+}
+
+/* Fills the row of an uploaded or permanently failed item; false without
+ * memory. */
+static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree **trees)
+{
+    const msg_item *mi = it->meta;
+    pg_image_result_init(r);
+    r->bucket = it->bucket;
+    r->key = it->key;
+    r->etag = item_etag(it);
+    r->model_version = x->sp.model_version;
+    pl_image_uuid(it->bucket, it->key, item_etag(it), it->image_id);
+    r->image_id = mi && mi->image_id ? mi->image_id : it->image_id;
+    r->scan_id = meta_or_msg(it, mi ? mi->scan_id : NULL, "scan-id");
+    r->address_id = meta_or_msg(it, mi ? mi->address_id : NULL, "address-id");
+    if (mi && mi->tree_types) {
+        r->tree_types = (const char *const *)mi->tree_types;
+        r->n_tree_types = mi->n_tree_types;
+    }
+    r->download_ms = it->t_fetch;
+    r->decode_ms = it->t_decode;
+    if (it->state == ITEM_FAILED_PERMANENT) {
+        r->status = PG_IMAGE_FAILED;
+        r->error = it->error;
+        return true;
+    }
+    r->status = PG_IMAGE_OK;
+    r->width = (int)it->res.width;
+    r->height = (int)it->res.height;
+    r->threshold = it->res.bin.threshold >= 0 ? (double)it->res.bin.threshold : NAN;
+    r->canopy_cover = it->res.bin.canopy_cover;
+    r->mask_key = it->out_name[0];
+    r->overlay_key = it->out_name[1];
+    r->trees_key = it->out_name[2];
+    r->device_ms = it->t_device;
+    r->encode_ms = it->t_encode;
+    r->upload_ms = it->t_upload;
+    if (it->res.ntrees && !(*trees = tree_rows(it)))
+        return false;
+    r->trees = *trees;
+    r->n_trees = it->res.ntrees;
+    return true;
+}
+
+static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item *it,
+                          const pg_image_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "image_id", r->image_id);
+    cJSON_AddStringToObject(o, "bucket", it->bucket);
+    cJSON_AddStringToObject(o, "key", it->key);
+    cJSON_AddStringToObject(o, "etag", r->etag);
+    cJSON_AddStringToObject(o, "model_version", x->sp.model_version);
+    cJSON_AddNumberToObject(o, "tree_count", (double)it->res.ntrees);
+    cJSON_AddNumberToObject(o, "canopy_cover", round(it->res.bin.canopy_cover * 1e4) / 1e4);
+    cJSON_AddStringToObject(o, "output_bucket", s->p.bucket);
+    cJSON_AddStringToObject(o, "mask_key", it->out_name[0] ? it->out_name[0] : "");
+    if (it->out_name[1])
+        cJSON_AddStringToObject(o, "overlay_key", it->out_name[1]);
+    else
+        cJSON_AddNullToObject(o, "overlay_key");
+    cJSON_AddStringToObject(o, "trees_key", it->out_name[2] ? it->out_name[2] : "");
+    if (r->scan_id)
+        cJSON_AddStringToObject(o, "scan_id", r->scan_id);
+    if (r->address_id)
+        cJSON_AddStringToObject(o, "address_id", r->address_id);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static void dedup_id(const pl_item *it, const char *etag, const char *model, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
+    const char *parts[] = {it->bucket, it->key, etag, model};
+    for (int i = 0; i < 4; i++)
+        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
+    EVP_DigestFinal_ex(h, md, &len);
+    EVP_MD_CTX_free(h);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* One notification per committed image; an image whose notification could
+ * not be sent fails transiently so its message is redelivered. */
+static void notify(pl_cloud_sink *s, pl_ctx *x, pl_chunk *c, pl_item **who_row,
+                   const pg_image_result *rows, size_t nrows)
+{
+    if (!s->p.queue_url[0] || !nrows)
+        return;
+    sqs_send_entry *entries = calloc(nrows, sizeof *entries);
+    char **bodies = calloc(nrows, sizeof *bodies);
+    char (*dedup)[65] = calloc(nrows, sizeof *dedup);
+    pl_item **who = calloc(nrows, sizeof *who);
+    size_t n = 0;
+    for (size_t r = 0; entries && bodies && dedup && who && r < nrows; r++) {
+        pl_item *it = who_row[r];
+        if (it->state != ITEM_COMMITTED)
+            continue;
+        if (!(bodies[n] = notification(s, x, it, &rows[r]))) {
+            item_fail(it, CNP_ERR_NOMEM, "%s: out of memory for its notification", it->name);
+            continue;
+        }
+        entries[n].body = bodies[n];
+        if (s->fifo_out) {
+            dedup_id(it, rows[r].etag, x->sp.model_version, dedup[n]);
+            entries[n].group_id = rows[r].image_id;
+            entries[n].dedup_id = dedup[n];
+        }
+        who[n++] = it;
+    }
+    if (!entries || !bodies || !dedup || !who)
+        for (size_t i = 0; i < c->nitems; i++)
+            if (c->items[i].state == ITEM_COMMITTED)
+                item_fail(&c->items[i], CNP_ERR_NOMEM, "out of memory for notifications");
+    for (size_t off = 0; off < n; off += SQS_BATCH_MAX) {
+        size_t k = n - off < SQS_BATCH_MAX ? n - off : SQS_BATCH_MAX;
+        sqs_entry_result er[SQS_BATCH_MAX];
+        aws_result ar;
+        cnp_status st = sqs_send_batch(s->aws, s->p.queue_url, entries + off, k, er, &ar);
+        for (size_t j = 0; j < k; j++) {
+            cnp_status est = st != CNP_OK ? st : er[j].status;
+            if (est != CNP_OK)
+                item_fail(who[off + j], CNP_ERR_TRANSIENT, "notification to %s: %s",
+                          s->p.queue_url, st != CNP_OK ? ar.err.msg : er[j].message);
+        }
+    }
+    for (size_t i = 0; bodies && i < n; i++)
+        cJSON_free(bodies[i]);
+    free(entries);
+    free(bodies);
+    free(dedup);
+    free(who);
+}
+
+/* Rows for uploaded and permanently failed items; transient ones are left
+ * out (their messages come back). */
+static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
+{
+    pl_cloud_sink *s = self;
+    size_t cap = c->nitems ? c->nitems : 1, nrows = 0;
+    pg_image_result *rows = calloc(cap, sizeof *rows);
+    pg_tree **trees = calloc(cap, sizeof *trees);
+    pl_item **who = calloc(cap, sizeof *who);
+    cnp_err err = {{0}};
+    bool committed = false;
+    if (!rows || !trees || !who) {
+        cnp_err_set(&err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_UPLOADED && it->state != ITEM_FAILED_PERMANENT)
+            continue;
+        if (!item_row(x, it, &rows[nrows], &trees[nrows])) {
+            item_fail(it, CNP_ERR_NOMEM, "%s: out of memory for its rows", it->name);
+            continue;
+        }
+        who[nrows++] = it;
+    }
+    committed = pg_chunk_commit(s->db, s->p.run_id, rows, nrows, &err) == CNP_OK;
+out:
+    if (!committed) {
+        LOG_ERROR(x->mode, "chunk %zu: commit failed, nothing acknowledged: %s", c->seq, err.msg);
+        for (size_t i = 0; i < c->nitems; i++)
+            item_fail(&c->items[i], CNP_ERR_TRANSIENT, "commit: %s", err.msg);
+    } else {
+        for (size_t r = 0; r < nrows; r++)
+            if (who[r]->state == ITEM_UPLOADED)
+                item_advance(who[r], ITEM_COMMITTED);
+        notify(s, x, c, who, rows, nrows);
+    }
+    for (size_t r = 0; trees && r < nrows; r++)
+        free(trees[r]);
+    free(trees);
+    free(rows);
+    free(who);
+    return committed;
+}
+
+const pl_sink_ops pl_sink_cloud_ops = {
+    .write = cloud_write,
+    .commit = cloud_commit,
+};
+
+cnp_status pl_cloud_sink_create(aws_client *aws, pg_store *db, const pl_cloud_params *p,
+                                pl_cloud_sink **out, cnp_err *err)
+{
+    pl_cloud_sink *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s) {
+        cnp_err_set(err, "out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    cnp_status result = aws_batch_create(aws, &s->batch, err);
+    if (result != CNP_OK) {
+        free(s);
+        return result;
+    }
+    s->aws = aws;
+    s->db = db;
+    s->p = *p;
+    size_t ql = strlen(p->queue_url);
+    s->fifo_out = ql > 5 && strcmp(p->queue_url + ql - 5, ".fifo") == 0;
+    *out = s;
+    return CNP_OK;
+}
+
+void pl_cloud_sink_free(pl_cloud_sink *s)
+{
+    if (!s)
+        return;
+    aws_batch_free(s->batch);
+    free(s);
+}

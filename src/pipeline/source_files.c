@@ -1,0 +1,84 @@
+/* Source: local files (run). Chunks of the files the front end collected;
+ * fetching reads each file; nothing to acknowledge. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/sources.h"
+
+struct pl_files_source {
+    pl_file *files;        /* borrowed */
+    size_t n, next;
+    int chunk_size;
+    int64_t max_bytes;
+};
+
+static bool files_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
+{
+    pl_files_source *s = self;
+    if (pl_cancelled(x))
+        return false;
+    for (; s->next < s->n && (int)c->nitems < s->chunk_size; s->next++) {
+        pl_item *it = chunk_add_item(c, -1, NULL, NULL, s->files[s->next].path);
+        if (!it || !(it->out_stem = strdup(s->files[s->next].stem))) {
+            pl_set_fatal(x);
+            break;
+        }
+    }
+    return c->nitems > 0;
+}
+
+static void files_fetch(pl_ctx *x, void *self, pl_chunk *c)
+{
+    pl_files_source *s = self;
+    (void)x;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        if (it->state != ITEM_RECEIVED)
+            continue;
+        cnp_err err;
+        double t0 = cnp_now();
+        cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->obj.body, &err);
+        it->t_fetch = (cnp_now() - t0) * 1e3;
+        if (st != CNP_OK)
+            item_fail(it, st == CNP_ERR_IO ? CNP_ERR_INVALID : st, "%s", err.msg);
+        else
+            item_advance(it, ITEM_FETCHED);
+    }
+}
+
+static void files_ack(pl_ctx *x, void *self, pl_chunk *c, bool committed)
+{
+    (void)x;
+    (void)self;
+    for (size_t i = 0; i < c->nitems; i++)
+        if (committed && c->items[i].state == ITEM_COMMITTED)
+            item_advance(&c->items[i], ITEM_ACKNOWLEDGED);
+}
+
+const pl_source_ops pl_source_files_ops = {
+    .next_chunk = files_next_chunk,
+    .fetch = files_fetch,
+    .acknowledge = files_ack,
+};
+
+cnp_status pl_files_source_create(pl_file *files, size_t n, int chunk_size, int64_t max_bytes,
+                                  pl_files_source **out, cnp_err *err)
+{
+    pl_files_source *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s) {
+        cnp_err_set(err, "out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    s->files = files;
+    s->n = n;
+    s->chunk_size = chunk_size > 0 ? chunk_size : 1;
+    s->max_bytes = max_bytes;
+    *out = s;
+    return CNP_OK;
+}
+
+void pl_files_source_free(pl_files_source *s)
+{
+    free(s);
+}

@@ -1,0 +1,43 @@
+/* Stage: encode. Mask PNG, overlay and trees.json of each processed image on
+ * the pool; the pixels are freed and their budget returned right after. */
+#include <stdlib.h>
+
+#include "pipeline/pl_internal.h"
+
+struct encode_job {
+    pl_ctx *x;
+    pl_chunk *c;
+    size_t begin;
+};
+
+static void encode_one(void *arg, size_t i)
+{
+    struct encode_job *j = arg;
+    pl_item *it = &j->c->items[j->begin + i];
+    if (it->state == ITEM_PROCESSED) {
+        const pl_stage_params *sp = &j->x->sp;
+        cnp_err err;
+        double t0 = cnp_now();
+        const char *image_name = it->key ? it->key : it->path;
+        cnp_status st = pipe_encode(&sp->output, sp->detector, &it->img, &it->res, image_name,
+                                    sp->model_version, &it->outs, &err);
+        it->t_encode = (cnp_now() - t0) * 1e3;
+        if (st != CNP_OK)
+            item_fail(it, st, "%s", err.msg);
+        else
+            item_advance(it, ITEM_ENCODED);
+    }
+    cnp_image_free(&it->img);
+    free(it->res.mask);
+    it->res.mask = NULL;
+}
+
+void stage_encode_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
+{
+    struct encode_job j = {.x = x, .c = c, .begin = begin};
+    cnp_pool_for(x->pool, end - begin, encode_one, &j);
+    for (size_t i = begin; i < end; i++) {
+        budget_release(&x->budget, c->items[i].budget);
+        c->items[i].budget = 0;
+    }
+}
