@@ -1,6 +1,7 @@
 /* Stage: encode. Mask PNG, overlay and trees.json of each processed image on
  * the pool; the pixels are freed and their budget returned right after. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "pipeline/pl_internal.h"
 
@@ -18,7 +19,12 @@ static void encode_one(void *arg, size_t i)
         const pl_stage_params *sp = &j->x->sp;
         cnp_err err;
         double t0 = cnp_now();
-        const char *image_name = it->key ? it->key : it->path;
+        /* trees.json names the object key, or the file's own name. */
+        const char *image_name = it->key;
+        if (!image_name) {
+            const char *slash = strrchr(it->path, '/');
+            image_name = slash ? slash + 1 : it->path;
+        }
         cnp_status st = pipe_encode(&sp->output, sp->detector, &it->img, &it->res, image_name,
                                     sp->model_version, &it->outs, &err);
         it->t_encode = (cnp_now() - t0) * 1e3;

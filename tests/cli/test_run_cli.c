@@ -202,7 +202,87 @@ static void test_corrupt_input(void)
     free(log);
 }
 
-static bool exists(const char *rel);
+/* Creates dir/name as a copy of a NEON image. */
+static void copy_neon(const char *dir, const char *name, const char *neon)
+{
+    char path[1200], src[1200];
+    cnp_buf png = {0};
+    mkdir(dir, 0755);
+    snprintf(src, sizeof src, "%s/%s", CANOPY_NEON_DIR, neon);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK(cnp_file_read(src, 0, &png, NULL) == CNP_OK);
+    CHECK(cnp_file_write(path, png.data, png.len, NULL) == CNP_OK);
+    cnp_buf_free(&png);
+}
+
+/* What a new user trips over (issue: `canopy run` as a user expects). */
+static void test_user_expectations(void)
+{
+    char a[1100], b[1100], args[4096];
+    snprintf(a, sizeof a, "%s/same-a", g_dir);
+    snprintf(b, sizeof b, "%s/same-b", g_dir);
+    copy_neon(a, "x.png", "SOAP_061.png");
+    copy_neon(b, "x.png", "OSBS_029.png");
+    /* Two inputs with the same name: refused up front, nothing written. */
+    snprintf(args, sizeof args, "run --no-detector -i %s -i %s -o %s/same-out", a, b, g_dir);
+    int rc = run(args, "same.log");
+    char *log = slurp("same.log");
+    CHECK_MSG(rc == 2 && log && strstr(log, "same-a/x.png") && strstr(log, "same-b/x.png") &&
+                  strstr(log, "would both write x.*"),
+              "exit %d: %s", rc, log ? log : "");
+    CHECK(!exists("same-out/x.mask.png"));
+    free(log);
+
+    /* An output that is a file: one usage error, not a failure per image. */
+    snprintf(args, sizeof args, "%s/a-file", g_dir);
+    CHECK(cnp_file_write(args, "x", 1, NULL) == CNP_OK);
+    snprintf(args, sizeof args, "run --no-detector -i %s -o %s/a-file", a, g_dir);
+    rc = run(args, "file.log");
+    log = slurp("file.log");
+    CHECK_MSG(rc == 2 && log && strstr(log, "a-file: exists and is not a directory") &&
+                  !strstr(log, "FAILED"),
+              "exit %d: %s", rc, log ? log : "");
+    free(log);
+
+    /* A directory without an image is an error, and says what it skipped. */
+    snprintf(args, sizeof args, "%s/no-images", g_dir);
+    mkdir(args, 0755);
+    snprintf(args, sizeof args, "%s/no-images/notes.txt", g_dir);
+    CHECK(cnp_file_write(args, "x", 1, NULL) == CNP_OK);
+    snprintf(args, sizeof args, "run --no-detector -i %s/no-images -o %s/o-empty", g_dir, g_dir);
+    rc = run(args, "empty.log");
+    log = slurp("empty.log");
+    CHECK_MSG(rc == 2 && log && strstr(log, "no .png image") && strstr(log, "notes.txt"),
+              "exit %d: %s", rc, log ? log : "");
+    free(log);
+
+    /* The missing option is named. */
+    snprintf(args, sizeof args, "run --input %s", a);
+    rc = run(args, "noout.log");
+    log = slurp("noout.log");
+    CHECK_MSG(rc == 2 && log && strstr(log, "--output DIR is missing"), "exit %d: %s", rc,
+              log ? log : "");
+    free(log);
+
+    /* --no-detector: no overlay (nothing to draw). */
+    snprintf(args, sizeof args, "run --no-detector -i %s -o %s/nodet", a, g_dir);
+    CHECK(run(args, "nodet.log") == 0);
+    CHECK(exists("nodet/x.mask.png") && exists("nodet/x.trees.json"));
+    CHECK(!exists("nodet/x.overlay.png"));
+
+    /* A grey image given to the RGB detector is processed with a warning. */
+    char grey[1200];
+    snprintf(grey, sizeof grey, "%s/grey", g_dir);
+    mkdir(grey, 0755);
+    snprintf(args, sizeof args, "cp %s/nodet/x.mask.png %s/g.png", g_dir, grey);
+    CHECK(system(args) == 0);
+    snprintf(args, sizeof args, "run -i %s -o %s/grey-out", grey, g_dir);
+    rc = run(args, "grey.log");
+    log = slurp("grey.log");
+    CHECK_MSG(rc == 0 && log && strstr(log, "grey image: the tree detector expects RGB"),
+              "exit %d: %s", rc, log ? log : "");
+    free(log);
+}
 
 static void test_usage_errors(void)
 {
@@ -235,6 +315,7 @@ int main(int argc, char **argv)
         return 1;
     g_canopy = argv[1];
     test_usage_errors();
+    test_user_expectations();
     test_corrupt_input();
     test_neon_run();
     if (!g_failures) {

@@ -693,6 +693,16 @@ def check_outputs(env, row, out_bucket, out_prefix, width, height, full=True, tr
     s = out_prefix + stem(row["key"])
     expect = {"mask_key": s + ".mask.png", "overlay_key": s + ".overlay.png",
               "trees_key": s + ".trees.json"}
+    if row["model_version"] == "none":
+        # Without a detector there is nothing to draw: no overlay is written.
+        check(row["overlay_key"] is None, "%s: overlay_key %r without a detector", row["key"],
+              row["overlay_key"])
+        try:
+            env.s3.head_object(Bucket=out_bucket, Key=expect["overlay_key"])
+            raise TestFailure("%s: an overlay was written without a detector" % row["key"])
+        except env.s3.exceptions.ClientError:
+            pass
+        del expect["overlay_key"]
     for col, key in expect.items():
         check(row[col] == key, "%s: %s is %r, expected %r", row["key"], col, row[col], key)
     check(row["width"] == width and row["height"] == height, "%s: row size %sx%s, expected %dx%d",
@@ -720,6 +730,8 @@ def check_outputs(env, row, out_bucket, out_prefix, width, height, full=True, tr
               md.get("model-version"), row["model_version"])
         objs[col] = o["Body"].read()
     for col in ("mask_key", "overlay_key"):
+        if col not in expect:
+            continue
         try:
             if col == "mask_key" or full:
                 img = png_decode(objs[col])
