@@ -267,6 +267,8 @@ int pl_ctx_run(pl_ctx *x, pl_counts *counts)
     pl_counts_get(x, &c);
     if (counts)
         *counts = c;
+    LOG_DEBUG(x->mode, "decoded pixels in flight peaked at %.2f MPix (budget %.2f MPix)",
+              (double)x->budget.peak / 1e6, (double)x->budget.cap / 1e6);
     if (atomic_load(&x->fatal))
         return CNP_EXIT_FATAL;
     if (c.pending > 0)

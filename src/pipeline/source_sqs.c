@@ -23,6 +23,7 @@ struct pl_sqs_source {
     pl_sqs_params p;
     aws_batch *fetch_batch;     /* used by the fetch thread only */
     double last_msg, last_ok;
+    bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
     int64_t received;
     /* Chunks in flight. reg_lock guards the list; hb_lock is held for a
      * whole heartbeat round (list copy and ChangeMessageVisibility calls), so
@@ -81,15 +82,20 @@ static void pending_remove(pl_sqs_source *s, const char *id)
     pthread_mutex_unlock(&s->pend_lock);
 }
 
-/* The latest time until which drain keeps waiting for its own retries: a
- * full idle window after the last of them became visible again. */
-static double pending_wait_until(pl_sqs_source *s)
+/* The latest time until which drain keeps waiting for its own retries:
+ * those due back within the idle window are waited for (plus a few seconds
+ * to receive them); a retry due later is left to a later run, and drain
+ * then exits CNP_EXIT_PENDING. Growing backoffs make this bounded: a
+ * message that keeps failing soon has a backoff beyond the window. */
+static double pending_wait_until(pl_sqs_source *s, double now)
 {
-    double until = 0;
+    double until = 0, window = s->p.idle_exit_seconds;
     pthread_mutex_lock(&s->pend_lock);
-    for (size_t i = 0; i < s->npend; i++)
-        if (s->pend[i].due + s->p.idle_exit_seconds > until)
-            until = s->pend[i].due + s->p.idle_exit_seconds;
+    for (size_t i = 0; i < s->npend; i++) {
+        double due = s->pend[i].due;
+        if (due <= now + window && due + 3.0 > until)
+            until = due + 3.0;
+    }
     pthread_mutex_unlock(&s->pend_lock);
     return until;
 }
@@ -243,15 +249,18 @@ static int poll_wait(const pl_sqs_source *s, double idle_deadline)
 }
 
 /* True when drain should stop waiting for messages: idle for the window
- * and no retry of its own is due back within it. */
+ * and none of its own retries is due back within it. */
 static bool idle_over(pl_sqs_source *s, double *deadline)
 {
+    double now = cnp_now();
     double until = s->last_msg + s->p.idle_exit_seconds;
-    double retries = pending_wait_until(s);
+    double retries = pending_wait_until(s, now);
     if (retries > until)
         until = retries;
     *deadline = until;
-    return !s->p.follow && cnp_now() >= until;
+    /* A queue that does not answer is not empty: that is the unreachable
+     * exit's business. */
+    return !s->p.follow && !s->last_failed && now >= until;
 }
 
 /* Appends received messages to the chunk; false without memory (the
@@ -301,6 +310,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
                         x->hooks ? x->hooks->cancel : NULL, &got, &ar) != CNP_OK) {
             if (pl_cancelled(x))
                 break;
+            s->last_failed = true;
             double failing = cnp_now() - s->last_ok;
             LOG_ERROR(x->mode, "ReceiveMessage: %s (no answer for %.0f s; giving up after %d s)",
                       ar.err.msg, failing, s->p.unreachable_exit_seconds);
@@ -317,6 +327,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
             continue;
         }
         s->last_ok = cnp_now();
+        s->last_failed = false;
         if (got.n == 0) {
             sqs_message_list_free(&got);
             if (c->nmsgs)

@@ -284,6 +284,23 @@ static void test_user_expectations(void)
     free(log);
 }
 
+/* Memory is bounded in pixels, not images: with a 1 MPix budget the three
+ * NEON images (0.16 + 0.16 + 0.72 MPix) never are in memory all at once. */
+static void test_pixel_budget(void)
+{
+    char args[2048];
+    snprintf(args, sizeof args, "run --no-detector -i %s -o %s/budget --set "
+             "batch.max_inflight_mpix=1 --set log.level=debug", CANOPY_NEON_DIR, g_dir);
+    int rc = run(args, "budget.log");
+    char *log = slurp("budget.log");
+    const char *p = log ? strstr(log, "decoded pixels in flight peaked at ") : NULL;
+    double peak = p ? atof(p + strlen("decoded pixels in flight peaked at ")) : -1;
+    CHECK_MSG(rc == 0 && p && peak > 0.7 && peak <= 1.0, "exit %d, peak %.2f MPix: %s", rc, peak,
+              log ? log : "");
+    CHECK(log && strstr(log, "3 images: 3 ok, 0 failed"));
+    free(log);
+}
+
 static void test_usage_errors(void)
 {
     CHECK(run("run --output /tmp/x", "u1.log") == 2);          /* no input */
@@ -316,6 +333,7 @@ int main(int argc, char **argv)
     g_canopy = argv[1];
     test_usage_errors();
     test_user_expectations();
+    test_pixel_budget();
     test_corrupt_input();
     test_neon_run();
     if (!g_failures) {
