@@ -70,12 +70,12 @@ typedef struct aws_credentials {
     char source[32];
 } aws_credentials;
 
-/* Creates a client from cfg (copied): resolves the region (config, AWS_REGION,
+/* Creates a client from the [aws] section (copied): resolves the region (config, AWS_REGION,
  * AWS_DEFAULT_REGION, profile, else us-east-1) and the S3 and SQS endpoints
  * (config endpoint_url, AWS_ENDPOINT_URL_S3 / _SQS, AWS_ENDPOINT_URL, else
  * AWS). Credentials are resolved lazily on first use. Refuses verify_tls =
  * false for an AWS endpoint. */
-cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err);
+cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err);
 void aws_client_free(aws_client *client);
 
 const char *aws_client_region(const aws_client *client);
@@ -87,10 +87,10 @@ const char *aws_client_endpoint(const aws_client *client, const char *service);
  * has any. */
 cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err);
 
-/* Runs the provider chain once, uncached: config (cfg->aws.access_key_id),
+/* Runs the provider chain once, uncached: config (aws->access_key_id),
  * environment, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN),
  * shared files (profile), container credentials, IMDSv2. */
-cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err);
+cnp_status aws_credentials_resolve(const cnp_aws_config *aws, aws_credentials *out, cnp_err *err);
 
 /* Region for a profile from the shared config file, "" when none. */
 void aws_profile_region(const char *profile, char *out, size_t len);

@@ -19,7 +19,7 @@ typedef struct aws_endpoint {
 } aws_endpoint;
 
 struct aws_client {
-    cnp_config cfg;
+    cnp_aws_config aws;        /* [aws], copied; never changes */
     char region[CNP_STR_SHORT];
     aws_endpoint s3;
     aws_endpoint sqs;

@@ -85,8 +85,8 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
                                    aws_endpoint *ep, char *url, size_t url_len, cnp_err *err)
 {
     const char *custom = NULL;
-    if (c->cfg.aws.endpoint_url[0])
-        custom = c->cfg.aws.endpoint_url;
+    if (c->aws.endpoint_url[0])
+        custom = c->aws.endpoint_url;
     else if (getenv(env_name) && getenv(env_name)[0])
         custom = getenv(env_name);
     else if (getenv("AWS_ENDPOINT_URL") && getenv("AWS_ENDPOINT_URL")[0])
@@ -102,7 +102,7 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
         return result;
     ep->custom = custom != NULL;
     snprintf(url, url_len, "%s://%s", ep->scheme, ep->authority);
-    if (!c->cfg.aws.verify_tls && is_aws_host(ep->host)) {
+    if (!c->aws.verify_tls && is_aws_host(ep->host)) {
         cnp_err_set(err, "[aws] verify_tls = false is refused for the AWS endpoint %s; "
                          "it is meant for a local endpoint only", url);
         return CNP_ERR_CONFIG;
@@ -113,8 +113,8 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
 static void resolve_region(aws_client *c)
 {
     const char *r = NULL;
-    if (c->cfg.aws.region[0])
-        r = c->cfg.aws.region;
+    if (c->aws.region[0])
+        r = c->aws.region;
     else if (getenv("AWS_REGION") && getenv("AWS_REGION")[0])
         r = getenv("AWS_REGION");
     else if (getenv("AWS_DEFAULT_REGION") && getenv("AWS_DEFAULT_REGION")[0])
@@ -123,13 +123,13 @@ static void resolve_region(aws_client *c)
         snprintf(c->region, sizeof c->region, "%s", r);
         return;
     }
-    const char *profile = c->cfg.aws.profile[0] ? c->cfg.aws.profile : getenv("AWS_PROFILE");
+    const char *profile = c->aws.profile[0] ? c->aws.profile : getenv("AWS_PROFILE");
     aws_profile_region(profile && profile[0] ? profile : "default", c->region, sizeof c->region);
     if (!c->region[0])
         snprintf(c->region, sizeof c->region, "us-east-1");
 }
 
-cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err)
+cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err)
 {
     pthread_once(&curl_once, curl_global);
     aws_client *c = calloc(1, sizeof *c);
@@ -137,19 +137,19 @@ cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *e
         cnp_err_set(err, "aws client: out of memory");
         return CNP_ERR_NOMEM;
     }
-    c->cfg = *cfg;
-    if (c->cfg.aws.max_connections < 1)
-        c->cfg.aws.max_connections = 1;
-    if (c->cfg.aws.max_attempts < 1)
-        c->cfg.aws.max_attempts = 1;
-    if (c->cfg.aws.connect_timeout < 1)
-        c->cfg.aws.connect_timeout = 10;
-    if (c->cfg.aws.request_timeout < 1)
-        c->cfg.aws.request_timeout = 60;
-    if (c->cfg.aws.multipart_part_size < 5 << 20)
-        c->cfg.aws.multipart_part_size = 5 << 20;
-    if (c->cfg.aws.multipart_threshold < c->cfg.aws.multipart_part_size)
-        c->cfg.aws.multipart_threshold = c->cfg.aws.multipart_part_size;
+    c->aws = *aws;
+    if (c->aws.max_connections < 1)
+        c->aws.max_connections = 1;
+    if (c->aws.max_attempts < 1)
+        c->aws.max_attempts = 1;
+    if (c->aws.connect_timeout < 1)
+        c->aws.connect_timeout = 10;
+    if (c->aws.request_timeout < 1)
+        c->aws.request_timeout = 60;
+    if (c->aws.multipart_part_size < 5 << 20)
+        c->aws.multipart_part_size = 5 << 20;
+    if (c->aws.multipart_threshold < c->aws.multipart_part_size)
+        c->aws.multipart_threshold = c->aws.multipart_part_size;
     c->backoff_base_ms = 100;
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&c->share_locks[i], NULL);
@@ -193,7 +193,7 @@ void aws_client_free(aws_client *client)
         pthread_mutex_destroy(&client->share_locks[i]);
     pthread_mutex_destroy(&client->cred_lock);
     explicit_bzero(&client->creds, sizeof client->creds);
-    explicit_bzero(&client->cfg.aws, sizeof client->cfg.aws);
+    explicit_bzero(&client->aws, sizeof client->aws);
     free(client);
 }
 

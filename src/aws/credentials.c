@@ -146,9 +146,9 @@ void aws_profile_region(const char *profile, char *out, size_t len)
     explicit_bzero(&conf, sizeof conf);
 }
 
-static cnp_status from_profile(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+static cnp_status from_profile(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
-    const char *named = cfg->aws.profile[0] ? cfg->aws.profile : env("AWS_PROFILE");
+    const char *named = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
     const char *profile = named ? named : "default";
     profile_ctx cred, conf;
     read_profile(profile, &cred, &conf);
@@ -462,7 +462,7 @@ static cnp_status form_add(cnp_buf *form, const char *name, const char *value)
  * for AWS_ROLE_ARN (the variables EKS sets for IAM roles for service
  * accounts). The call is unsigned; the token file is re-read on every
  * refresh because the kubelet rotates it. */
-static cnp_status from_web_identity(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+static cnp_status from_web_identity(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
     const char *file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
     const char *role = env("AWS_ROLE_ARN");
@@ -471,7 +471,7 @@ static cnp_status from_web_identity(const cnp_config *cfg, aws_credentials *out,
     char session[64];
     snprintf(session, sizeof session, "%s",
              env("AWS_ROLE_SESSION_NAME") ? env("AWS_ROLE_SESSION_NAME") : "canopy");
-    const char *region = cfg->aws.region[0] ? cfg->aws.region
+    const char *region = cfg->region[0] ? cfg->region
                          : env("AWS_REGION")   ? env("AWS_REGION")
                          : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
                                                      : "us-east-1";
@@ -540,10 +540,10 @@ out:
 
 /* ---- the chain --------------------------------------------------------------- */
 
-cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+cnp_status aws_credentials_resolve(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
-    if (set_creds(out, cfg->aws.access_key_id, cfg->aws.secret_access_key,
-                  cfg->aws.session_token, 0, "config"))
+    if (set_creds(out, cfg->access_key_id, cfg->secret_access_key,
+                  cfg->session_token, 0, "config"))
         return CNP_OK;
     if (set_creds(out, env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
                   env("AWS_SESSION_TOKEN"), 0, "env"))
@@ -587,7 +587,7 @@ cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_
         goto out;
     }
     aws_credentials fresh;
-    result = aws_credentials_resolve(&client->cfg, &fresh, err);
+    result = aws_credentials_resolve(&client->aws, &fresh, err);
     if (result == CNP_OK) {
         *c = fresh;
         client->have_creds = true;

@@ -231,7 +231,7 @@ cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
         cnp_err_set(err, "aws batch: curl_multi_init failed");
         return CNP_ERR_INTERNAL;
     }
-    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->cfg.aws.max_connections);
+    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->aws.max_connections);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)b;
@@ -534,7 +534,7 @@ static void active_unlink(aws_batch *b, aws_op *op)
 /* Prepares the easy handle for the next attempt and hands it to the multi. */
 static cnp_status start_attempt(aws_batch *b, aws_op *op)
 {
-    const cnp_config *cfg = &b->client->cfg;
+    const cnp_aws_config *cfg = &b->client->aws;
     op->attempt++;
     op->http_status = 0;
     op->limit_hit = false;
@@ -563,16 +563,16 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
      * fewer callbacks for multi-megabyte images. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->aws.connect_timeout);
-    long idle = cfg->aws.request_timeout;
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->connect_timeout);
+    long idle = cfg->request_timeout;
     if (op->min_idle_s > idle)
         idle = op->min_idle_s;
     /* Low-speed abort rather than a total timeout: a 100 MB download may take
      * long, a stalled one may not; a long poll sends nothing for up to 20 s. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->aws.verify_tls ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->aws.verify_tls ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->verify_tls ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->slist);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
@@ -629,7 +629,7 @@ static void complete(aws_batch *b, aws_op *op, cnp_status status)
 static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
 {
     aws_result *r = op->result;
-    int max_attempts = b->client->cfg.aws.max_attempts;
+    int max_attempts = b->client->aws.max_attempts;
     bool retry = false;
     cnp_status status = CNP_OK;
     r->code[0] = '\0';
@@ -702,7 +702,7 @@ static double start_due(aws_batch *b)
 {
     double now = cnp_now();
     double wait = 1.0;
-    size_t limit = (size_t)b->client->cfg.aws.max_connections;
+    size_t limit = (size_t)b->client->aws.max_connections;
     aws_op *prev = NULL, *op = b->head;
     while (op && b->active < limit) {
         aws_op *next = op->next;

@@ -966,7 +966,7 @@ static int drv_open(struct drv *d, const cnp_config *cfg, const drv_options *opt
         fprintf(stderr, "canopy %s: [output] bucket is not set\n", mode);
         return CNP_EXIT_USAGE;
     }
-    if (aws_client_create(cfg, &d->aws, &err) != CNP_OK)
+    if (aws_client_create(&cfg->aws, &d->aws, &err) != CNP_OK)
         goto fatal;
     if (pg_store_open_config(cfg, &d->db, &err) != CNP_OK)
         goto fatal;

@@ -30,7 +30,7 @@ static aws_client *make_client(int max_attempts)
     cfg.aws.max_attempts = max_attempts;
     aws_client *c = NULL;
     cnp_err err;
-    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+    if (aws_client_create(&cfg.aws, &c, &err) != CNP_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return NULL;
     }
@@ -198,7 +198,7 @@ static void test_multipart_abort(void)
     cfg.aws.multipart_part_size = 5 << 20;
     aws_client *c = NULL;
     cnp_err err;
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     size_t len = (12 << 20) + 5;
     char *data = calloc(1, len);
     s3_put put = {.bucket = "mpfail", .key = "obj", .data = data, .len = len};
@@ -296,7 +296,7 @@ static void test_reuse(void)
     cfg.aws.max_connections = 4;
     aws_client *c = NULL;
     cnp_err err;
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     for (int round = 0; round < 2; round++) {
         aws_batch *b = NULL;
         CHECK(aws_batch_create(c, &b, &err) == CNP_OK);

@@ -366,7 +366,7 @@ int main(void)
     cfg.aws.request_timeout = 2;
     aws_client *c = NULL;
     cnp_err err = {{0}};
-    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+    if (aws_client_create(&cfg.aws, &c, &err) != CNP_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
