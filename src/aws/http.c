@@ -15,6 +15,7 @@
 
 #include "aws/aws_internal.h"
 #include "canopy/log.h"
+#include "canopy/rand.h"
 
 #define BACKOFF_CAP_MS 20000.0
 
@@ -31,7 +32,6 @@ struct aws_batch {
     aws_op *active_ops; /* handed to curl, doubly linked */
     size_t active;    /* handed to curl */
     size_t pending;   /* queued + active */
-    uint64_t rng;
     void (*on_done)(void *ctx, void *out);
     void *on_done_ctx;
     aws_batch_stats stats;
@@ -232,11 +232,6 @@ cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
         return CNP_ERR_INTERNAL;
     }
     curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->aws.max_connections);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)b;
-    if (!b->rng)
-        b->rng = 88172645463325252ULL;
     *out = b;
     return CNP_OK;
 }
@@ -305,15 +300,6 @@ void aws_batch_submit(aws_batch *batch, aws_op *op)
     memset(op->result, 0, sizeof *op->result);
     queue_push(batch, op);
     batch->pending++;
-}
-
-static double rng_unit(aws_batch *b)
-{
-    /* xorshift64*: jitter only, not security. */
-    b->rng ^= b->rng >> 12;
-    b->rng ^= b->rng << 25;
-    b->rng ^= b->rng >> 27;
-    return (double)((b->rng * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
 }
 
 /* ---- one attempt --------------------------------------------------------- */
@@ -672,7 +658,7 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         double cap = b->client->backoff_base_ms * (double)(1u << (op->attempt < 20 ? op->attempt - 1 : 19));
         if (cap > BACKOFF_CAP_MS)
             cap = BACKOFF_CAP_MS;
-        double delay_ms = rng_unit(b) * cap;
+        double delay_ms = cnp_rand_unit() * cap; /* full jitter, OS-seeded per thread */
         op->not_before = cnp_now() + delay_ms / 1000.0;
         LOG_DEBUG(AWS_MOD, "retrying %s in %.0f ms: %s", op->what, delay_ms, r->err.msg);
         b->stats.retries++;
