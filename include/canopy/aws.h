@@ -1,8 +1,10 @@
 /* AWS client core: credentials chain, region and endpoints, and a concurrent
  * HTTP engine on curl's multi interface with SigV4 signing and retries.
  *
- * One aws_client per process (thread-safe: credentials are cached behind a
- * mutex, connections and DNS are shared between batches through a CURLSH).
+ * One aws_client per process (thread-safe: credentials are cached and
+ * refreshed in the background; DNS and TLS sessions are shared; each running
+ * batch has a connection cache of its own, taken from the client's pool, so
+ * consecutive batches reuse connections and concurrent ones never share one).
  * Work is submitted to an aws_batch: the caller adds N operations (see s3.h and
  * sqs.h), then aws_batch_run() drives them from the calling thread, at most
  * [aws] max_connections at once, retrying transient failures with capped

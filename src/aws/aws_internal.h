@@ -27,8 +27,17 @@ struct aws_client {
     char sqs_url[300];
     int backoff_base_ms;
     const volatile int *cancel;
+    /* DNS and TLS sessions are shared under locks (curl allows that);
+     * connections are not: curl's connection cache must not be used by two
+     * threads at once, so each batch drives its own multi handle. */
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    /* Multi handles (each with its connection cache) that no batch holds,
+     * most recently returned first: the next batch, on any thread, takes one
+     * and reuses its kept-alive connections. */
+    pthread_mutex_t pool_lock;
+    struct aws_multi_slot *idle_multis;
+    size_t n_idle_multis;
     pthread_mutex_t cred_lock;
     aws_credentials creds;
     bool have_creds;
@@ -95,6 +104,15 @@ cnp_status aws_op_set_target(aws_op *op, const aws_endpoint *ep, const char *aut
 void aws_op_set_body(aws_op *op, const void *data, size_t len);
 /* Takes the buffer's storage as the body (buf is emptied). */
 void aws_op_take_body(aws_op *op, cnp_buf *buf);
+
+/* Takes a multi handle for one batch's exclusive use: the most recently
+ * returned idle one (its connections stay alive for reuse), else a new one.
+ * NULL when curl cannot make one. Thread-safe. */
+CURLM *aws_client_multi_take(aws_client *client);
+/* Gives back a multi handle from aws_client_multi_take with no transfer
+ * attached; it is kept for the next batch (or cleaned up past a cap). The
+ * caller must not touch it afterwards. Thread-safe; accepts NULL. */
+void aws_client_multi_give(aws_client *client, CURLM *multi);
 
 /* Announces a top-level result through the batch's on_done callback. */
 void aws_batch_notify(aws_batch *batch, void *out);

@@ -1,5 +1,6 @@
-/* The aws client: region, endpoints and the curl share, resolved once from
- * the configuration and the standard AWS_* environment variables. */
+/* The aws client: region, endpoints, the curl share (DNS, TLS sessions) and
+ * the pool of multi handles whose connection caches batches take in turn,
+ * resolved once from the [aws] section and the standard AWS_* variables. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,55 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp)
 {
     aws_client *c = userp;
     pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+/* Idle multi handles kept beyond this are cleaned up (their connections
+ * closed); one per thread that runs batches at the same time is enough. */
+#define MAX_IDLE_MULTIS 32
+
+struct aws_multi_slot {
+    CURLM *multi;
+    struct aws_multi_slot *next;
+};
+
+CURLM *aws_client_multi_take(aws_client *client)
+{
+    pthread_mutex_lock(&client->pool_lock);
+    struct aws_multi_slot *slot = client->idle_multis;
+    if (slot) {
+        client->idle_multis = slot->next;
+        client->n_idle_multis--;
+    }
+    pthread_mutex_unlock(&client->pool_lock);
+    if (slot) {
+        CURLM *m = slot->multi;
+        free(slot);
+        return m;
+    }
+    CURLM *m = curl_multi_init();
+    if (m)
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)client->aws.max_connections);
+    return m;
+}
+
+void aws_client_multi_give(aws_client *client, CURLM *multi)
+{
+    if (!multi)
+        return;
+    struct aws_multi_slot *slot = malloc(sizeof *slot);
+    pthread_mutex_lock(&client->pool_lock);
+    bool keep = slot && client->n_idle_multis < MAX_IDLE_MULTIS;
+    if (keep) {
+        slot->multi = multi;
+        slot->next = client->idle_multis;
+        client->idle_multis = slot;
+        client->n_idle_multis++;
+    }
+    pthread_mutex_unlock(&client->pool_lock);
+    if (!keep) {
+        free(slot);
+        curl_multi_cleanup(multi);
+    }
 }
 
 cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err)
@@ -154,6 +204,7 @@ cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_er
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&c->share_locks[i], NULL);
     pthread_mutex_init(&c->cred_lock, NULL);
+    pthread_mutex_init(&c->pool_lock, NULL);
     resolve_region(c);
     cnp_status result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
                                          sizeof c->s3_url, err);
@@ -173,7 +224,6 @@ cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_er
     curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     LOG_DEBUG(AWS_MOD, "region %s, s3 %s%s, sqs %s", c->region, c->s3_url,
               c->s3.custom ? " (path-style)" : "", c->sqs_url);
     *out = c;
@@ -187,11 +237,19 @@ void aws_client_free(aws_client *client)
 {
     if (!client)
         return;
+    while (client->idle_multis) {
+        struct aws_multi_slot *slot = client->idle_multis;
+        client->idle_multis = slot->next;
+        curl_multi_cleanup(slot->multi);
+        free(slot);
+    }
+    /* After the multi handles: their easy handles may still point at it. */
     if (client->share)
         curl_share_cleanup(client->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&client->share_locks[i]);
     pthread_mutex_destroy(&client->cred_lock);
+    pthread_mutex_destroy(&client->pool_lock);
     explicit_bzero(&client->creds, sizeof client->creds);
     explicit_bzero(&client->aws, sizeof client->aws);
     free(client);

@@ -1,7 +1,10 @@
 /* The HTTP engine: a batch of signed requests driven on one curl multi handle,
  * at most [aws] max_connections in flight, retried with capped exponential
- * backoff and full jitter. Connections and DNS are shared through the
- * client's CURLSH so consecutive batches reuse them. */
+ * backoff and full jitter. Each batch holds its own multi handle, and with it
+ * its own connection cache, taken from the client's pool and given back when
+ * the batch is freed, so consecutive batches reuse kept-alive connections
+ * while batches running at once on other threads never touch them. DNS and
+ * TLS sessions come from the client's CURLSH. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -225,13 +228,12 @@ cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
         return CNP_ERR_NOMEM;
     }
     b->client = client;
-    b->multi = curl_multi_init();
+    b->multi = aws_client_multi_take(client);
     if (!b->multi) {
         free(b);
         cnp_err_set(err, "aws batch: curl_multi_init failed");
         return CNP_ERR_INTERNAL;
     }
-    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->aws.max_connections);
     *out = b;
     return CNP_OK;
 }
@@ -251,7 +253,7 @@ void aws_batch_free(aws_batch *batch)
         active_unlink(batch, op);
         aws_op_free(op);
     }
-    curl_multi_cleanup(batch->multi);
+    aws_client_multi_give(batch->client, batch->multi);
     free(batch);
 }
 

@@ -15,6 +15,7 @@ answers the count for P. Routes:
   /stream/<bytes>      200 with a chunked body of that size (no length)
   /hang/<seconds>      200 after sleeping that long
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
+  /peer/<id>           200 with "peer <client port>": which connection carried it
   /expired/<n>/<id>    400 ExpiredToken for the first n requests, then 200
   /mpfail/<key>        a multipart upload whose part 2 fails with 400
                        InvalidPart; abort (DELETE ?uploadId) answers 204
@@ -161,6 +162,8 @@ class Handler(BaseHTTPRequestHandler):
         if head == "hang":
             time.sleep(float(parts[1]))
             return self.reply(200, ok)
+        if head == "peer":
+            return self.reply(200, "peer %d" % self.client_address[1])
         if head == "echo-token":
             return self.reply(200, self.headers.get("X-Amz-Security-Token", ""))
         if head == "stream":
