@@ -84,9 +84,12 @@ const char *aws_client_region(const aws_client *client);
 /* Endpoint base URL ("https://s3.us-east-1.amazonaws.com") for "s3" or "sqs". */
 const char *aws_client_endpoint(const aws_client *client, const char *service);
 
-/* Current credentials: cached, refetched through the chain when they expire
- * within 5 minutes. Thread-safe. Fails with CNP_ERR_AUTH when no provider
- * has any. */
+/* Current credentials, cached. From 5 minutes before they expire a
+ * background thread fetches new ones while callers keep getting the current
+ * ones at once; a caller waits only when there are none yet or they are
+ * within a minute of expiry (concurrent callers then share one resolution).
+ * Thread-safe; never holds a lock across a network call. Fails with
+ * CNP_ERR_AUTH when no provider has any. */
 cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err);
 
 /* Runs the provider chain once, uncached: config (aws->access_key_id),

@@ -38,10 +38,18 @@ struct aws_client {
     pthread_mutex_t pool_lock;
     struct aws_multi_slot *idle_multis;
     size_t n_idle_multis;
+    /* The credential cache. cred_lock is never held across a network call:
+     * a resolution runs with resolving set and the lock released; callers
+     * that have no usable credentials wait on cred_cond for it. */
     pthread_mutex_t cred_lock;
+    pthread_cond_t cred_cond;
     aws_credentials creds;
     bool have_creds;
-    time_t cred_fail_at;       /* last failed resolution, 0: none */
+    bool resolving;            /* a resolution (foreground or background) runs */
+    bool refresher_started;    /* `refresher` is to be joined */
+    pthread_t refresher;       /* background refresh ahead of expiry */
+    time_t refresh_fail_at;    /* last failed background refresh, 0: none */
+    time_t cred_fail_at;       /* last failed foreground resolution, 0: none */
     cnp_status cred_fail_status;
     cnp_err cred_fail_err;
 };

@@ -204,6 +204,7 @@ cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_er
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&c->share_locks[i], NULL);
     pthread_mutex_init(&c->cred_lock, NULL);
+    pthread_cond_init(&c->cred_cond, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     resolve_region(c);
     cnp_status result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
@@ -237,6 +238,9 @@ void aws_client_free(aws_client *client)
 {
     if (!client)
         return;
+    /* A background credential refresh may still be running. */
+    if (client->refresher_started)
+        pthread_join(client->refresher, NULL);
     while (client->idle_multis) {
         struct aws_multi_slot *slot = client->idle_multis;
         client->idle_multis = slot->next;
@@ -249,6 +253,7 @@ void aws_client_free(aws_client *client)
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&client->share_locks[i]);
     pthread_mutex_destroy(&client->cred_lock);
+    pthread_cond_destroy(&client->cred_cond);
     pthread_mutex_destroy(&client->pool_lock);
     explicit_bzero(&client->creds, sizeof client->creds);
     explicit_bzero(&client->aws, sizeof client->aws);

@@ -28,6 +28,8 @@ answers the count for P. Routes:
   GET /creds/<ttl>        container credentials expiring in ttl seconds
   GET /auth-creds/<ttl>   same, requires "Authorization: test-auth-token"
   GET /_set?imds_ttl=N    credentials expiry for the IMDS route
+  GET /_set?creds_delay_ms=N  the container, IMDS credential and STS routes
+                          answer N ms late (a slow credential service)
   POST /sts               STS AssumeRoleWithWebIdentity (form body; the token
                           must be "test-web-identity-token")
 """
@@ -44,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 COUNTS = {}
 LOCK = threading.Lock()
-STATE = {"imds_ttl": 3600}
+STATE = {"imds_ttl": 3600, "creds_delay_ms": 0}
 IMDS_TOKEN = "imds-session-token-1"
 ROLE = "canopy-role"
 
@@ -113,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
         count(self.command + " " + url.path)
         if head == "latest":
             return self.imds(url.path)
+        if head in ("sts", "creds", "auth-creds") or url.path.startswith(
+                "/latest/meta-data/iam/security-credentials/" + ROLE):
+            time.sleep(STATE["creds_delay_ms"] / 1000.0)
         if head == "sts":
             return self.sts(parse_qs(body.decode()), k)
         if head in ("creds", "auth-creds"):

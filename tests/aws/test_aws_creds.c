@@ -3,6 +3,7 @@
  * with token or token file), IMDSv2, refresh before expiry, the session token
  * on the wire, and "no credentials" as a clear CNP_ERR_AUTH. IMDS and the
  * container endpoint are tests/aws/fake_server.py. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,20 @@ static void write_file(const char *path, const char *text)
         fputs(text, f);
         fclose(f);
     }
+}
+
+/* Polls the client's credentials until the access key differs from old. */
+static bool wait_for_new_key(aws_client *c, const char *old, double timeout_s)
+{
+    double t0 = cnp_now();
+    while (cnp_now() - t0 < timeout_s) {
+        aws_credentials cr;
+        cnp_err err;
+        if (aws_client_credentials(c, &cr, &err) == CNP_OK && strcmp(cr.access_key_id, old) != 0)
+            return true;
+        nanosleep(&(struct timespec){0, 50000000L}, NULL);
+    }
+    return false;
 }
 
 static void test_static(void)
@@ -228,16 +243,18 @@ static void test_imds(void)
     CHECK(fake_server_count(&g_fs, role) == 2);
     aws_client_free(c);
 
-    /* ...and refetches those expiring within 5 minutes, on every use. */
+    /* ...and refetches those expiring within 5 minutes in the background:
+     * the next use still gets the current ones, a later one the new ones. */
     fake_server_get(&g_fs, "/_set?imds_ttl=120");
     CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     aws_credentials first, second;
     CHECK(aws_client_credentials(c, &first, &err) == CNP_OK);
     CHECK(aws_client_credentials(c, &second, &err) == CNP_OK);
-    CHECK(fake_server_count(&g_fs, role) == 4);
-    CHECK_MSG(strcmp(first.access_key_id, second.access_key_id) != 0, "%s",
-              first.access_key_id);
+    CHECK(strcmp(first.access_key_id, second.access_key_id) == 0);
+    CHECK_MSG(wait_for_new_key(c, first.access_key_id, 5.0), "still %s", first.access_key_id);
+    CHECK(fake_server_count(&g_fs, role) >= 4);
     aws_client_free(c);
+    fake_server_get(&g_fs, "/_set?imds_ttl=3600");
 
     /* A bad endpoint is an error that says so. */
     setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1", 1);
@@ -315,6 +332,111 @@ static void test_token_on_wire(void)
     aws_client_free(c);
 }
 
+typedef struct timed_call {
+    aws_client *c;
+    const char *url;
+    pthread_barrier_t *start;
+    cnp_status status;
+    double seconds;
+    aws_credentials cr;
+} timed_call;
+
+/* One signed request (or, without url, one credentials call), timed. */
+static void *timed_run(void *p)
+{
+    timed_call *t = p;
+    aws_result r;
+    cnp_err err;
+    pthread_barrier_wait(t->start);
+    double t0 = cnp_now();
+    if (t->url)
+        t->status = aws_request_raw(t->c, "s3", "GET", t->url, NULL, 0, NULL, &r);
+    else
+        t->status = aws_client_credentials(t->c, &t->cr, &err);
+    t->seconds = cnp_now() - t0;
+    return NULL;
+}
+
+/* Runs n timed calls at once; false when a thread could not start. */
+static bool run_timed(timed_call *calls, int n)
+{
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    pthread_t th[8];
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        calls[i].start = &start;
+        int rc = pthread_create(&th[i], NULL, timed_run, &calls[i]);
+        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+        if (rc != 0)
+            break;
+        started++;
+    }
+    if (started < n) {
+        /* The started ones wait at the barrier: cannot release them cleanly. */
+        fprintf(stderr, "cannot start %d threads\n", n);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    return true;
+}
+
+/* A slow credential service does not stall requests while the current
+ * credentials are still valid: the refresh ahead of expiry runs in the
+ * background. Before, it ran under the cache lock in the caller's transfer
+ * loop, so every concurrent request waited the whole refresh. Without
+ * usable credentials, concurrent callers wait for one shared resolution. */
+static void test_slow_refresh(void)
+{
+    cnp_config cfg;
+    cnp_err err = {{0}};
+    clean_env(&cfg);
+    setenv("CANOPY_CONTAINER_CREDENTIALS_BASE", g_fs.url, 1);
+    /* 200 s to live: inside the 5-minute refresh window, still usable. */
+    setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/creds/200", 1);
+    snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_fs.url);
+    aws_client *c = NULL;
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
+    aws_credentials first;
+    CHECK_MSG(aws_client_credentials(c, &first, &err) == CNP_OK, "%s", err.msg);
+    CHECK(fake_server_count(&g_fs, "/creds/200") == 1);
+
+    fake_server_get(&g_fs, "/_set?creds_delay_ms=2000");
+    char url[200];
+    snprintf(url, sizeof url, "%s/flaky503/0/slow-refresh", g_fs.url);
+    timed_call calls[3] = {{.c = c, .url = url}, {.c = c, .url = url}, {.c = c, .url = url}};
+    run_timed(calls, 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK(calls[i].status == CNP_OK);
+        CHECK_MSG(calls[i].seconds < 1.0, "request %d waited %.2f s for the refresh", i,
+                  calls[i].seconds);
+    }
+    /* One refresh in flight, whatever the number of callers. */
+    nanosleep(&(struct timespec){0, 300000000L}, NULL);
+    CHECK_MSG(fake_server_count(&g_fs, "/creds/200") == 2, "%d fetches",
+              fake_server_count(&g_fs, "/creds/200"));
+    CHECK_MSG(wait_for_new_key(c, first.access_key_id, 5.0), "still %s", first.access_key_id);
+    fake_server_get(&g_fs, "/_set?creds_delay_ms=0");
+    aws_client_free(c);
+
+    /* No credentials yet: everyone waits, for a single slow resolution. */
+    setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/creds/3598", 1);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
+    fake_server_get(&g_fs, "/_set?creds_delay_ms=700");
+    timed_call waits[4] = {{.c = c}, {.c = c}, {.c = c}, {.c = c}};
+    run_timed(waits, 4);
+    for (int i = 0; i < 4; i++) {
+        CHECK(waits[i].status == CNP_OK && waits[i].seconds >= 0.5);
+        CHECK(strcmp(waits[i].cr.access_key_id, waits[0].cr.access_key_id) == 0);
+    }
+    CHECK_MSG(fake_server_count(&g_fs, "/creds/3598") == 1, "%d fetches",
+              fake_server_count(&g_fs, "/creds/3598"));
+    fake_server_get(&g_fs, "/_set?creds_delay_ms=0");
+    aws_client_free(c);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/canopy-aws-creds-XXXXXX");
@@ -329,6 +451,7 @@ int main(void)
     test_imds();
     test_web_identity();
     test_token_on_wire();
+    test_slow_refresh();
     fake_server_stop(&g_fs);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
