@@ -160,6 +160,24 @@ cnp_status aws_sigv4_sign(const aws_sigv4_input *in, char *out, size_t len);
 /* Parses an endpoint URL ("http://127.0.0.1:5000"); CNP_ERR_CONFIG if bad. */
 cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err);
 
+/* What an AWS error answer says. Messages are the service's own text
+ * (never a secret), made one line. */
+typedef struct aws_error_info {
+    char code[96];         /* "SignatureDoesNotMatch", "QueueDoesNotExist"; "" if none */
+    char message[512];
+    char request_id[96];
+} aws_error_info;
+
+/* Reads an error answer in any form the services use: S3 XML
+ * (<Error><Code>, <Message>), query-protocol XML as STS and SQS answer
+ * (<ErrorResponse><Error>..., also with <Errors> around the <Error>), JSON
+ * ({"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": ...}), and
+ * the x-amzn-errortype / x-amzn-query-error headers when the body names no
+ * code; the request id from the body or the x-amz(n)-request-id header.
+ * headers may be NULL (names lower-case). Fields not found stay empty. */
+void aws_error_parse(const void *body, size_t len, const aws_kvlist *headers,
+                     aws_error_info *out);
+
 /* Sets result from an error response (status, body, headers) and decides
  * whether it is worth retrying. */
 bool aws_classify_response(aws_op *op);

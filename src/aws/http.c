@@ -13,9 +13,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-#include <expat.h>
-
 #include "aws/aws_internal.h"
 #include "canopy/log.h"
 #include "canopy/rand.h"
@@ -827,82 +824,6 @@ cnp_status aws_op_run_sync(aws_client *client, aws_op *op)
 
 /* ---- error responses ----------------------------------------------------- */
 
-typedef struct xml_err {
-    int depth;
-    char *field;    /* the element being collected, or NULL */
-    cnp_buf text;
-    char code[96];
-    char message[512];
-    char request_id[96];
-} xml_err;
-
-static void XMLCALL xe_start(void *ud, const XML_Char *name, const XML_Char **attrs)
-{
-    xml_err *x = ud;
-    x->depth++;
-    x->text.len = 0;
-    x->field = NULL;
-    if (x->depth == 2) {
-        if (strcmp(name, "Code") == 0)
-            x->field = x->code;
-        else if (strcmp(name, "Message") == 0)
-            x->field = x->message;
-        else if (strcmp(name, "RequestId") == 0)
-            x->field = x->request_id;
-    }
-}
-
-static void XMLCALL xe_end(void *ud, const XML_Char *name)
-{
-    xml_err *x = ud;
-    if (x->field) {
-        size_t cap = x->field == x->message ? sizeof x->message : sizeof x->code;
-        snprintf(x->field, cap, "%.*s", (int)x->text.len, x->text.data ? (char *)x->text.data : "");
-        x->field = NULL;
-    }
-    x->depth--;
-}
-
-static void XMLCALL xe_text(void *ud, const XML_Char *s, int len)
-{
-    xml_err *x = ud;
-    if (x->field)
-        cnp_buf_append(&x->text, s, (size_t)len);
-}
-
-static void parse_xml_error(const cnp_buf *body, xml_err *x)
-{
-    XML_Parser p = XML_ParserCreate("UTF-8");
-    if (!p)
-        return;
-    XML_SetUserData(p, x);
-    XML_SetElementHandler(p, xe_start, xe_end);
-    XML_SetCharacterDataHandler(p, xe_text);
-    XML_Parse(p, (const char *)body->data, (int)body->len, 1);
-    XML_ParserFree(p);
-    cnp_buf_free(&x->text);
-}
-
-static void parse_json_error(const cnp_buf *body, xml_err *x)
-{
-    cJSON *j = cJSON_ParseWithLength((const char *)body->data, body->len);
-    if (!j)
-        return;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
-    if (!cJSON_IsString(t))
-        t = cJSON_GetObjectItemCaseSensitive(j, "code");
-    if (cJSON_IsString(t)) {
-        const char *hash = strrchr(t->valuestring, '#');
-        snprintf(x->code, sizeof x->code, "%s", hash ? hash + 1 : t->valuestring);
-    }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
-    if (!cJSON_IsString(m))
-        m = cJSON_GetObjectItemCaseSensitive(j, "Message");
-    if (cJSON_IsString(m))
-        snprintf(x->message, sizeof x->message, "%s", m->valuestring);
-    cJSON_Delete(j);
-}
-
 static bool code_in(const char *code, const char *const *list)
 {
     for (; *list; list++)
@@ -929,30 +850,17 @@ static const char *const AUTH_CODES[] = {
 bool aws_classify_response(aws_op *op)
 {
     aws_result *r = op->result;
-    xml_err x = {0};
-    if (op->resp_body.len > 0) {
-        if (op->resp_body.data[0] == '{')
-            parse_json_error(&op->resp_body, &x);
-        else
-            parse_xml_error(&op->resp_body, &x);
-    }
-    /* The SQS JSON protocol also names the legacy query error code here. */
-    const char *qerr = aws_kvlist_get(&op->resp_headers, "x-amzn-query-error");
-    if (!x.code[0] && qerr)
-        snprintf(x.code, sizeof x.code, "%.*s", (int)strcspn(qerr, ";"), qerr);
+    aws_error_info x;
+    aws_error_parse(op->resp_body.data, op->resp_body.len, &op->resp_headers, &x);
     long st = op->http_status;
     if (!x.code[0])
         snprintf(x.code, sizeof x.code, "%s",
                  st == 404 ? "NotFound" : st == 403 ? "Forbidden" : st >= 500 ? "ServerError" : "HTTPError");
     snprintf(r->code, sizeof r->code, "%s", x.code);
-    if (x.request_id[0])
-        snprintf(r->request_id, sizeof r->request_id, "%s", x.request_id);
-    const char *rid = x.request_id[0] ? x.request_id
-                                      : aws_kvlist_get(&op->resp_headers, "x-amz-request-id");
-    if (!rid)
-        rid = aws_kvlist_get(&op->resp_headers, "x-amzn-requestid");
-    cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code, x.message[0] ? ": " : "",
-                x.message, rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
+    snprintf(r->request_id, sizeof r->request_id, "%s", x.request_id);
+    cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code,
+                x.message[0] ? ": " : "", x.message, x.request_id[0] ? " (request id " : "",
+                x.request_id, x.request_id[0] ? ")" : "");
     const char *bucket_region = aws_kvlist_get(&op->resp_headers, "x-amz-bucket-region");
     if (bucket_region && (st == 301 || st == 400) &&
         strcmp(bucket_region, op->batch->client->region) != 0) {

@@ -357,6 +357,32 @@ static void test_errors(aws_client *c)
               "%s", r.err.msg);
 }
 
+/* A wrong secret key: moto answers 403 with a query-protocol XML error
+ * (<ErrorResponse><Errors><Error>), whose code and message must reach the
+ * error (before: "HTTP 403 Forbidden" and nothing else); the secret never
+ * does. */
+static void test_wrong_secret(const cnp_config *base)
+{
+    cnp_config cfg = *base;
+    const char *secret = "wrong-secret-4f1c9a";
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "%s",
+             getenv("AWS_ACCESS_KEY_ID"));
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "%s", secret);
+    aws_client *c = NULL;
+    cnp_err err = {{0}};
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
+    char url[512];
+    aws_result r;
+    CHECK(sqs_queue_url(c, g_prefix, url, sizeof url, &r) == CNP_ERR_AUTH);
+    CHECK_MSG(r.http_status == 403 && r.attempts == 1, "HTTP %ld, %d attempts", r.http_status,
+              r.attempts);
+    CHECK_MSG(strcmp(r.code, "SignatureDoesNotMatch") == 0, "code '%s'", r.code);
+    CHECK_MSG(strstr(r.err.msg, "HTTP 403 SignatureDoesNotMatch: The request signature"), "%s",
+              r.err.msg);
+    CHECK_MSG(!strstr(r.err.msg, secret), "%s", r.err.msg);
+    aws_client_free(c);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -378,6 +404,7 @@ int main(void)
     test_long_poll(c);
     test_cancel_poll(c);
     test_errors(c);
+    test_wrong_secret(&cfg);
     aws_client_free(c);
     return TEST_RESULT();
 }
