@@ -262,7 +262,10 @@ static void test_long_poll(aws_client *c)
     make_queue(c, "poll", NULL, url, sizeof url);
     sender s = {c, url, 0};
     pthread_t th;
-    pthread_create(&th, NULL, send_later, &s);
+    int rc = pthread_create(&th, NULL, send_later, &s);
+    CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+    if (rc != 0)
+        return; /* nothing would arrive: the 15 s poll proves nothing */
     double t0 = cnp_now();
     sqs_message_list got;
     aws_result r;
@@ -316,7 +319,10 @@ static void test_cancel_poll(aws_client *c)
     volatile int flag = 0;
     poller pl = {c, url, &flag, CNP_OK, {0}, 0, 0};
     pthread_t th;
-    pthread_create(&th, NULL, poll_once, &pl);
+    int rc = pthread_create(&th, NULL, poll_once, &pl);
+    CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+    if (rc != 0)
+        return;
     usleep(500 * 1000);
     flag = 1;
     pthread_join(th, NULL);
