@@ -625,8 +625,8 @@ static void *refresh_main(void *arg)
         creds_install(c, &fresh);
     } else {
         c->refresh_fail_at = time(NULL);
-        LOG_WARN(AWS_MOD, "credential refresh failed, using the current ones for %lld s: %s",
-                 (long long)(c->creds.expiration - c->refresh_fail_at), err.msg);
+        LOG_WARN(AWS_MOD, "credential refresh failed, retrying in %d s: %s", REFRESH_RETRY_S,
+                 err.msg);
     }
     resolving_done(c);
     pthread_mutex_unlock(&c->cred_lock);
