@@ -1,8 +1,10 @@
 /* AWS client core: credentials chain, region and endpoints, and a concurrent
  * HTTP engine on curl's multi interface with SigV4 signing and retries.
  *
- * One aws_client per process (thread-safe: credentials are cached behind a
- * mutex, connections and DNS are shared between batches through a CURLSH).
+ * One aws_client per process (thread-safe: credentials are cached and
+ * refreshed in the background; DNS and TLS sessions are shared; each running
+ * batch has a connection cache of its own, taken from the client's pool, so
+ * consecutive batches reuse connections and concurrent ones never share one).
  * Work is submitted to an aws_batch: the caller adds N operations (see s3.h and
  * sqs.h), then aws_batch_run() drives them from the calling thread, at most
  * [aws] max_connections at once, retrying transient failures with capped
@@ -70,27 +72,30 @@ typedef struct aws_credentials {
     char source[32];
 } aws_credentials;
 
-/* Creates a client from cfg (copied): resolves the region (config, AWS_REGION,
+/* Creates a client from the [aws] section (copied): resolves the region (config, AWS_REGION,
  * AWS_DEFAULT_REGION, profile, else us-east-1) and the S3 and SQS endpoints
  * (config endpoint_url, AWS_ENDPOINT_URL_S3 / _SQS, AWS_ENDPOINT_URL, else
  * AWS). Credentials are resolved lazily on first use. Refuses verify_tls =
  * false for an AWS endpoint. */
-cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err);
+cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err);
 void aws_client_free(aws_client *client);
 
 const char *aws_client_region(const aws_client *client);
 /* Endpoint base URL ("https://s3.us-east-1.amazonaws.com") for "s3" or "sqs". */
 const char *aws_client_endpoint(const aws_client *client, const char *service);
 
-/* Current credentials: cached, refetched through the chain when they expire
- * within 5 minutes. Thread-safe. Fails with CNP_ERR_AUTH when no provider
- * has any. */
+/* Current credentials, cached. From 5 minutes before they expire a
+ * background thread fetches new ones while callers keep getting the current
+ * ones at once; a caller waits only when there are none yet or they are
+ * within a minute of expiry (concurrent callers then share one resolution).
+ * Thread-safe; never holds a lock across a network call. Fails with
+ * CNP_ERR_AUTH when no provider has any. */
 cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err);
 
-/* Runs the provider chain once, uncached: config (cfg->aws.access_key_id),
+/* Runs the provider chain once, uncached: config (aws->access_key_id),
  * environment, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN),
  * shared files (profile), container credentials, IMDSv2. */
-cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err);
+cnp_status aws_credentials_resolve(const cnp_aws_config *aws, aws_credentials *out, cnp_err *err);
 
 /* Region for a profile from the shared config file, "" when none. */
 void aws_profile_region(const char *profile, char *out, size_t len);

@@ -19,7 +19,7 @@ typedef struct aws_endpoint {
 } aws_endpoint;
 
 struct aws_client {
-    cnp_config cfg;
+    cnp_aws_config aws;        /* [aws], copied; never changes */
     char region[CNP_STR_SHORT];
     aws_endpoint s3;
     aws_endpoint sqs;
@@ -27,12 +27,29 @@ struct aws_client {
     char sqs_url[300];
     int backoff_base_ms;
     const volatile int *cancel;
+    /* DNS and TLS sessions are shared under locks (curl allows that);
+     * connections are not: curl's connection cache must not be used by two
+     * threads at once, so each batch drives its own multi handle. */
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    /* Multi handles (each with its connection cache) that no batch holds,
+     * most recently returned first: the next batch, on any thread, takes one
+     * and reuses its kept-alive connections. */
+    pthread_mutex_t pool_lock;
+    struct aws_multi_slot *idle_multis;
+    size_t n_idle_multis;
+    /* The credential cache. cred_lock is never held across a network call:
+     * a resolution runs with resolving set and the lock released; callers
+     * that have no usable credentials wait on cred_cond for it. */
     pthread_mutex_t cred_lock;
+    pthread_cond_t cred_cond;
     aws_credentials creds;
     bool have_creds;
-    time_t cred_fail_at;       /* last failed resolution, 0: none */
+    bool resolving;            /* a resolution (foreground or background) runs */
+    bool refresher_started;    /* `refresher` is to be joined */
+    pthread_t refresher;       /* background refresh ahead of expiry */
+    time_t refresh_fail_at;    /* last failed background refresh, 0: none */
+    time_t cred_fail_at;       /* last failed foreground resolution, 0: none */
     cnp_status cred_fail_status;
     cnp_err cred_fail_err;
 };
@@ -96,6 +113,15 @@ void aws_op_set_body(aws_op *op, const void *data, size_t len);
 /* Takes the buffer's storage as the body (buf is emptied). */
 void aws_op_take_body(aws_op *op, cnp_buf *buf);
 
+/* Takes a multi handle for one batch's exclusive use: the most recently
+ * returned idle one (its connections stay alive for reuse), else a new one.
+ * NULL when curl cannot make one. Thread-safe. */
+CURLM *aws_client_multi_take(aws_client *client);
+/* Gives back a multi handle from aws_client_multi_take with no transfer
+ * attached; it is kept for the next batch (or cleaned up past a cap). The
+ * caller must not touch it afterwards. Thread-safe; accepts NULL. */
+void aws_client_multi_give(aws_client *client, CURLM *multi);
+
 /* Announces a top-level result through the batch's on_done callback. */
 void aws_batch_notify(aws_batch *batch, void *out);
 
@@ -133,6 +159,24 @@ cnp_status aws_sigv4_sign(const aws_sigv4_input *in, char *out, size_t len);
 
 /* Parses an endpoint URL ("http://127.0.0.1:5000"); CNP_ERR_CONFIG if bad. */
 cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err);
+
+/* What an AWS error answer says. Messages are the service's own text
+ * (never a secret), made one line. */
+typedef struct aws_error_info {
+    char code[96];         /* "SignatureDoesNotMatch", "QueueDoesNotExist"; "" if none */
+    char message[512];
+    char request_id[96];
+} aws_error_info;
+
+/* Reads an error answer in any form the services use: S3 XML
+ * (<Error><Code>, <Message>), query-protocol XML as STS and SQS answer
+ * (<ErrorResponse><Error>..., also with <Errors> around the <Error>), JSON
+ * ({"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": ...}), and
+ * the x-amzn-errortype / x-amzn-query-error headers when the body names no
+ * code; the request id from the body or the x-amz(n)-request-id header.
+ * headers may be NULL (names lower-case). Fields not found stay empty. */
+void aws_error_parse(const void *body, size_t len, const aws_kvlist *headers,
+                     aws_error_info *out);
 
 /* Sets result from an error response (status, body, headers) and decides
  * whether it is worth retrying. */

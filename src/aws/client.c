@@ -1,5 +1,6 @@
-/* The aws client: region, endpoints and the curl share, resolved once from
- * the configuration and the standard AWS_* environment variables. */
+/* The aws client: region, endpoints, the curl share (DNS, TLS sessions) and
+ * the pool of multi handles whose connection caches batches take in turn,
+ * resolved once from the [aws] section and the standard AWS_* variables. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,55 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp)
 {
     aws_client *c = userp;
     pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+/* Idle multi handles kept beyond this are cleaned up (their connections
+ * closed); one per thread that runs batches at the same time is enough. */
+#define MAX_IDLE_MULTIS 32
+
+struct aws_multi_slot {
+    CURLM *multi;
+    struct aws_multi_slot *next;
+};
+
+CURLM *aws_client_multi_take(aws_client *client)
+{
+    pthread_mutex_lock(&client->pool_lock);
+    struct aws_multi_slot *slot = client->idle_multis;
+    if (slot) {
+        client->idle_multis = slot->next;
+        client->n_idle_multis--;
+    }
+    pthread_mutex_unlock(&client->pool_lock);
+    if (slot) {
+        CURLM *m = slot->multi;
+        free(slot);
+        return m;
+    }
+    CURLM *m = curl_multi_init();
+    if (m)
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)client->aws.max_connections);
+    return m;
+}
+
+void aws_client_multi_give(aws_client *client, CURLM *multi)
+{
+    if (!multi)
+        return;
+    struct aws_multi_slot *slot = malloc(sizeof *slot);
+    pthread_mutex_lock(&client->pool_lock);
+    bool keep = slot && client->n_idle_multis < MAX_IDLE_MULTIS;
+    if (keep) {
+        slot->multi = multi;
+        slot->next = client->idle_multis;
+        client->idle_multis = slot;
+        client->n_idle_multis++;
+    }
+    pthread_mutex_unlock(&client->pool_lock);
+    if (!keep) {
+        free(slot);
+        curl_multi_cleanup(multi);
+    }
 }
 
 cnp_status aws_endpoint_parse(const char *url, aws_endpoint *ep, cnp_err *err)
@@ -85,8 +135,8 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
                                    aws_endpoint *ep, char *url, size_t url_len, cnp_err *err)
 {
     const char *custom = NULL;
-    if (c->cfg.aws.endpoint_url[0])
-        custom = c->cfg.aws.endpoint_url;
+    if (c->aws.endpoint_url[0])
+        custom = c->aws.endpoint_url;
     else if (getenv(env_name) && getenv(env_name)[0])
         custom = getenv(env_name);
     else if (getenv("AWS_ENDPOINT_URL") && getenv("AWS_ENDPOINT_URL")[0])
@@ -102,7 +152,7 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
         return result;
     ep->custom = custom != NULL;
     snprintf(url, url_len, "%s://%s", ep->scheme, ep->authority);
-    if (!c->cfg.aws.verify_tls && is_aws_host(ep->host)) {
+    if (!c->aws.verify_tls && is_aws_host(ep->host)) {
         cnp_err_set(err, "[aws] verify_tls = false is refused for the AWS endpoint %s; "
                          "it is meant for a local endpoint only", url);
         return CNP_ERR_CONFIG;
@@ -113,8 +163,8 @@ static cnp_status resolve_endpoint(aws_client *c, const char *svc, const char *e
 static void resolve_region(aws_client *c)
 {
     const char *r = NULL;
-    if (c->cfg.aws.region[0])
-        r = c->cfg.aws.region;
+    if (c->aws.region[0])
+        r = c->aws.region;
     else if (getenv("AWS_REGION") && getenv("AWS_REGION")[0])
         r = getenv("AWS_REGION");
     else if (getenv("AWS_DEFAULT_REGION") && getenv("AWS_DEFAULT_REGION")[0])
@@ -123,13 +173,13 @@ static void resolve_region(aws_client *c)
         snprintf(c->region, sizeof c->region, "%s", r);
         return;
     }
-    const char *profile = c->cfg.aws.profile[0] ? c->cfg.aws.profile : getenv("AWS_PROFILE");
+    const char *profile = c->aws.profile[0] ? c->aws.profile : getenv("AWS_PROFILE");
     aws_profile_region(profile && profile[0] ? profile : "default", c->region, sizeof c->region);
     if (!c->region[0])
         snprintf(c->region, sizeof c->region, "us-east-1");
 }
 
-cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *err)
+cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err)
 {
     pthread_once(&curl_once, curl_global);
     aws_client *c = calloc(1, sizeof *c);
@@ -137,23 +187,25 @@ cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *e
         cnp_err_set(err, "aws client: out of memory");
         return CNP_ERR_NOMEM;
     }
-    c->cfg = *cfg;
-    if (c->cfg.aws.max_connections < 1)
-        c->cfg.aws.max_connections = 1;
-    if (c->cfg.aws.max_attempts < 1)
-        c->cfg.aws.max_attempts = 1;
-    if (c->cfg.aws.connect_timeout < 1)
-        c->cfg.aws.connect_timeout = 10;
-    if (c->cfg.aws.request_timeout < 1)
-        c->cfg.aws.request_timeout = 60;
-    if (c->cfg.aws.multipart_part_size < 5 << 20)
-        c->cfg.aws.multipart_part_size = 5 << 20;
-    if (c->cfg.aws.multipart_threshold < c->cfg.aws.multipart_part_size)
-        c->cfg.aws.multipart_threshold = c->cfg.aws.multipart_part_size;
+    c->aws = *aws;
+    if (c->aws.max_connections < 1)
+        c->aws.max_connections = 1;
+    if (c->aws.max_attempts < 1)
+        c->aws.max_attempts = 1;
+    if (c->aws.connect_timeout < 1)
+        c->aws.connect_timeout = 10;
+    if (c->aws.request_timeout < 1)
+        c->aws.request_timeout = 60;
+    if (c->aws.multipart_part_size < 5 << 20)
+        c->aws.multipart_part_size = 5 << 20;
+    if (c->aws.multipart_threshold < c->aws.multipart_part_size)
+        c->aws.multipart_threshold = c->aws.multipart_part_size;
     c->backoff_base_ms = 100;
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&c->share_locks[i], NULL);
     pthread_mutex_init(&c->cred_lock, NULL);
+    pthread_cond_init(&c->cred_cond, NULL);
+    pthread_mutex_init(&c->pool_lock, NULL);
     resolve_region(c);
     cnp_status result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
                                          sizeof c->s3_url, err);
@@ -173,7 +225,6 @@ cnp_status aws_client_create(const cnp_config *cfg, aws_client **out, cnp_err *e
     curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     LOG_DEBUG(AWS_MOD, "region %s, s3 %s%s, sqs %s", c->region, c->s3_url,
               c->s3.custom ? " (path-style)" : "", c->sqs_url);
     *out = c;
@@ -187,13 +238,25 @@ void aws_client_free(aws_client *client)
 {
     if (!client)
         return;
+    /* A background credential refresh may still be running. */
+    if (client->refresher_started)
+        pthread_join(client->refresher, NULL);
+    while (client->idle_multis) {
+        struct aws_multi_slot *slot = client->idle_multis;
+        client->idle_multis = slot->next;
+        curl_multi_cleanup(slot->multi);
+        free(slot);
+    }
+    /* After the multi handles: their easy handles may still point at it. */
     if (client->share)
         curl_share_cleanup(client->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&client->share_locks[i]);
     pthread_mutex_destroy(&client->cred_lock);
+    pthread_cond_destroy(&client->cred_cond);
+    pthread_mutex_destroy(&client->pool_lock);
     explicit_bzero(&client->creds, sizeof client->creds);
-    explicit_bzero(&client->cfg.aws, sizeof client->cfg.aws);
+    explicit_bzero(&client->aws, sizeof client->aws);
     free(client);
 }
 

@@ -2,7 +2,11 @@
  * configuration, environment, web identity (EKS IRSA), shared files
  * (profile), container credentials
  * (ECS / Batch / EKS pod identity), EC2 instance metadata (IMDSv2).
- * Temporary credentials are cached and refetched 5 minutes before expiry. */
+ * Temporary credentials are cached; from 5 minutes before expiry a
+ * background thread fetches new ones while requests keep signing with the
+ * current ones. Only a caller with no usable credentials (none yet, or
+ * within a minute of expiry) waits for a resolution, and then for one only:
+ * concurrent callers wait for the same resolution. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +22,10 @@
 #include "canopy/log.h"
 
 #define REFRESH_BEFORE_S 300
+/* Closer than this to expiry, credentials are not used: callers wait. */
+#define EXPIRY_MARGIN_S 60
+/* After a failed background refresh, try again this much later. */
+#define REFRESH_RETRY_S 30
 /* As the SDKs: the container agent is retried, instance metadata is not
  * (off EC2 it only delays the "no credentials" error). */
 #define CONTAINER_ATTEMPTS 3
@@ -146,9 +154,9 @@ void aws_profile_region(const char *profile, char *out, size_t len)
     explicit_bzero(&conf, sizeof conf);
 }
 
-static cnp_status from_profile(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+static cnp_status from_profile(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
-    const char *named = cfg->aws.profile[0] ? cfg->aws.profile : env("AWS_PROFILE");
+    const char *named = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
     const char *profile = named ? named : "default";
     profile_ctx cred, conf;
     read_profile(profile, &cred, &conf);
@@ -462,7 +470,7 @@ static cnp_status form_add(cnp_buf *form, const char *name, const char *value)
  * for AWS_ROLE_ARN (the variables EKS sets for IAM roles for service
  * accounts). The call is unsigned; the token file is re-read on every
  * refresh because the kubelet rotates it. */
-static cnp_status from_web_identity(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+static cnp_status from_web_identity(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
     const char *file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
     const char *role = env("AWS_ROLE_ARN");
@@ -471,7 +479,7 @@ static cnp_status from_web_identity(const cnp_config *cfg, aws_credentials *out,
     char session[64];
     snprintf(session, sizeof session, "%s",
              env("AWS_ROLE_SESSION_NAME") ? env("AWS_ROLE_SESSION_NAME") : "canopy");
-    const char *region = cfg->aws.region[0] ? cfg->aws.region
+    const char *region = cfg->region[0] ? cfg->region
                          : env("AWS_REGION")   ? env("AWS_REGION")
                          : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
                                                      : "us-east-1";
@@ -540,10 +548,10 @@ out:
 
 /* ---- the chain --------------------------------------------------------------- */
 
-cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, cnp_err *err)
+cnp_status aws_credentials_resolve(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
 {
-    if (set_creds(out, cfg->aws.access_key_id, cfg->aws.secret_access_key,
-                  cfg->aws.session_token, 0, "config"))
+    if (set_creds(out, cfg->access_key_id, cfg->secret_access_key,
+                  cfg->session_token, 0, "config"))
         return CNP_OK;
     if (set_creds(out, env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
                   env("AWS_SESSION_TOKEN"), 0, "env"))
@@ -568,51 +576,151 @@ cnp_status aws_credentials_resolve(const cnp_config *cfg, aws_credentials *out, 
     return CNP_ERR_AUTH;
 }
 
+/* Usable: no expiry, or more than EXPIRY_MARGIN_S left (a request signed
+ * now must still be valid when it arrives). Lock held. */
+static bool creds_usable(const aws_client *c, time_t now)
+{
+    return c->have_creds &&
+           (c->creds.expiration == 0 || now < c->creds.expiration - EXPIRY_MARGIN_S);
+}
+
+/* Far enough from expiry that no refresh is due. Lock held. */
+static bool creds_fresh(const aws_client *c, time_t now)
+{
+    return c->creds.expiration == 0 || now < c->creds.expiration - REFRESH_BEFORE_S;
+}
+
+/* Stores fresh credentials after a successful resolution. Lock held. */
+static void creds_install(aws_client *c, const aws_credentials *fresh)
+{
+    time_t now = time(NULL);
+    c->creds = *fresh;
+    c->have_creds = true;
+    c->cred_fail_at = 0;
+    c->refresh_fail_at = 0;
+    if (fresh->expiration)
+        LOG_DEBUG(AWS_MOD, "credentials from %s, expire in %lld s", fresh->source,
+                  (long long)(fresh->expiration - now));
+    else
+        LOG_DEBUG(AWS_MOD, "credentials from %s", fresh->source);
+}
+
+/* Ends a resolution: wakes the callers waiting for it. Lock held. */
+static void resolving_done(aws_client *c)
+{
+    c->resolving = false;
+    pthread_cond_broadcast(&c->cred_cond);
+}
+
+/* The background refresher: resolves once, without the lock, and installs
+ * the result; on failure the current credentials stay in use. */
+static void *refresh_main(void *arg)
+{
+    aws_client *c = arg;
+    aws_credentials fresh;
+    cnp_err err = {{0}};
+    cnp_status result = aws_credentials_resolve(&c->aws, &fresh, &err);
+    pthread_mutex_lock(&c->cred_lock);
+    if (result == CNP_OK) {
+        creds_install(c, &fresh);
+    } else {
+        c->refresh_fail_at = time(NULL);
+        LOG_WARN(AWS_MOD, "credential refresh failed, retrying in %d s: %s", REFRESH_RETRY_S,
+                 err.msg);
+    }
+    resolving_done(c);
+    pthread_mutex_unlock(&c->cred_lock);
+    explicit_bzero(&fresh, sizeof fresh);
+    return NULL;
+}
+
+/* Starts a background refresh unless one runs or one failed recently.
+ * Lock held; never blocks on the network. */
+static void refresh_start(aws_client *c, time_t now)
+{
+    if (c->resolving || (c->refresh_fail_at && now - c->refresh_fail_at < REFRESH_RETRY_S))
+        return;
+    if (c->refresher_started) {
+        /* The last one has finished (resolving is clear): only reap it. */
+        pthread_join(c->refresher, NULL);
+        c->refresher_started = false;
+    }
+    int rc = pthread_create(&c->refresher, NULL, refresh_main, c);
+    if (rc != 0) {
+        c->refresh_fail_at = now;
+        LOG_WARN(AWS_MOD, "cannot start the credential refresh thread (error %d); "
+                          "retrying in %d s", rc, REFRESH_RETRY_S);
+        return;
+    }
+    c->refresher_started = true;
+    c->resolving = true;
+}
+
+/* Resolves in the calling thread (no usable credentials: it has to wait
+ * anyway), with the lock released during the chain. Lock held on entry and
+ * return. On failure, credentials not yet expired are still handed out. */
+static cnp_status resolve_now(aws_client *c, aws_credentials *out, cnp_err *err)
+{
+    aws_credentials fresh;
+    cnp_err e = {{0}};
+    c->resolving = true;
+    pthread_mutex_unlock(&c->cred_lock);
+    cnp_status result = aws_credentials_resolve(&c->aws, &fresh, &e);
+    pthread_mutex_lock(&c->cred_lock);
+    time_t now = time(NULL);
+    if (result == CNP_OK) {
+        creds_install(c, &fresh);
+        *out = fresh;
+    } else {
+        /* Many requests of a batch must not each walk the chain again. */
+        c->cred_fail_at = now;
+        c->cred_fail_status = result;
+        c->cred_fail_err = e;
+        if (c->have_creds && now < c->creds.expiration) {
+            LOG_WARN(AWS_MOD, "credential refresh failed, using the current ones for %lld s: %s",
+                     (long long)(c->creds.expiration - now), e.msg);
+            *out = c->creds;
+            result = CNP_OK;
+        } else if (err) {
+            *err = e;
+        }
+    }
+    resolving_done(c);
+    explicit_bzero(&fresh, sizeof fresh);
+    return result;
+}
+
 cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_err *err)
 {
     cnp_status result = CNP_OK;
     pthread_mutex_lock(&client->cred_lock);
-    time_t now = time(NULL);
-    aws_credentials *c = &client->creds;
-    if (client->have_creds && (c->expiration == 0 || now < c->expiration - REFRESH_BEFORE_S)) {
-        *out = *c;
-        goto out;
+    for (;;) {
+        time_t now = time(NULL);
+        if (creds_usable(client, now)) {
+            /* Still valid: sign with these now; a refresh due soon runs
+             * in the background instead of stalling this transfer loop. */
+            *out = client->creds;
+            if (!creds_fresh(client, now))
+                refresh_start(client, now);
+            break;
+        }
+        if (client->resolving) {
+            pthread_cond_wait(&client->cred_cond, &client->cred_lock);
+            continue;
+        }
+        if (client->cred_fail_at > 0 && now - client->cred_fail_at < NEGATIVE_CACHE_S) {
+            if (client->have_creds && now < client->creds.expiration) {
+                *out = client->creds;
+            } else {
+                if (err)
+                    *err = client->cred_fail_err;
+                result = client->cred_fail_status;
+            }
+            break;
+        }
+        result = resolve_now(client, out, err);
+        break;
     }
-    if (!client->have_creds && client->cred_fail_at > 0 &&
-        now - client->cred_fail_at < NEGATIVE_CACHE_S) {
-        /* Many requests of a batch must not each walk the chain again. */
-        if (err)
-            *err = client->cred_fail_err;
-        result = client->cred_fail_status;
-        goto out;
-    }
-    aws_credentials fresh;
-    result = aws_credentials_resolve(&client->cfg, &fresh, err);
-    if (result == CNP_OK) {
-        *c = fresh;
-        client->have_creds = true;
-        *out = fresh;
-        if (fresh.expiration)
-            LOG_DEBUG(AWS_MOD, "credentials from %s, expire in %lld s", fresh.source,
-                      (long long)(fresh.expiration - now));
-        else
-            LOG_DEBUG(AWS_MOD, "credentials from %s", fresh.source);
-    } else if (client->have_creds && now < c->expiration) {
-        /* Refresh failed but the old ones still work for a while. */
-        LOG_WARN(AWS_MOD, "credential refresh failed, using the current ones for %lld s: %s",
-                 (long long)(c->expiration - now), err ? err->msg : "");
-        *out = *c;
-        result = CNP_OK;
-    } else {
-        client->cred_fail_at = now;
-        client->cred_fail_status = result;
-        if (err)
-            client->cred_fail_err = *err;
-    }
-    if (result == CNP_OK)
-        client->cred_fail_at = 0;
-    explicit_bzero(&fresh, sizeof fresh);
-out:
     pthread_mutex_unlock(&client->cred_lock);
     return result;
 }

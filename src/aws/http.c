@@ -1,7 +1,10 @@
 /* The HTTP engine: a batch of signed requests driven on one curl multi handle,
  * at most [aws] max_connections in flight, retried with capped exponential
- * backoff and full jitter. Connections and DNS are shared through the
- * client's CURLSH so consecutive batches reuse them. */
+ * backoff and full jitter. Each batch holds its own multi handle, and with it
+ * its own connection cache, taken from the client's pool and given back when
+ * the batch is freed, so consecutive batches reuse kept-alive connections
+ * while batches running at once on other threads never touch them. DNS and
+ * TLS sessions come from the client's CURLSH. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,11 +13,9 @@
 #include <strings.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-#include <expat.h>
-
 #include "aws/aws_internal.h"
 #include "canopy/log.h"
+#include "canopy/rand.h"
 
 #define BACKOFF_CAP_MS 20000.0
 
@@ -31,7 +32,6 @@ struct aws_batch {
     aws_op *active_ops; /* handed to curl, doubly linked */
     size_t active;    /* handed to curl */
     size_t pending;   /* queued + active */
-    uint64_t rng;
     void (*on_done)(void *ctx, void *out);
     void *on_done_ctx;
     aws_batch_stats stats;
@@ -225,18 +225,12 @@ cnp_status aws_batch_create(aws_client *client, aws_batch **out, cnp_err *err)
         return CNP_ERR_NOMEM;
     }
     b->client = client;
-    b->multi = curl_multi_init();
+    b->multi = aws_client_multi_take(client);
     if (!b->multi) {
         free(b);
         cnp_err_set(err, "aws batch: curl_multi_init failed");
         return CNP_ERR_INTERNAL;
     }
-    curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)client->cfg.aws.max_connections);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    b->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)b;
-    if (!b->rng)
-        b->rng = 88172645463325252ULL;
     *out = b;
     return CNP_OK;
 }
@@ -256,7 +250,7 @@ void aws_batch_free(aws_batch *batch)
         active_unlink(batch, op);
         aws_op_free(op);
     }
-    curl_multi_cleanup(batch->multi);
+    aws_client_multi_give(batch->client, batch->multi);
     free(batch);
 }
 
@@ -305,15 +299,6 @@ void aws_batch_submit(aws_batch *batch, aws_op *op)
     memset(op->result, 0, sizeof *op->result);
     queue_push(batch, op);
     batch->pending++;
-}
-
-static double rng_unit(aws_batch *b)
-{
-    /* xorshift64*: jitter only, not security. */
-    b->rng ^= b->rng >> 12;
-    b->rng ^= b->rng << 25;
-    b->rng ^= b->rng >> 27;
-    return (double)((b->rng * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
 }
 
 /* ---- one attempt --------------------------------------------------------- */
@@ -534,7 +519,7 @@ static void active_unlink(aws_batch *b, aws_op *op)
 /* Prepares the easy handle for the next attempt and hands it to the multi. */
 static cnp_status start_attempt(aws_batch *b, aws_op *op)
 {
-    const cnp_config *cfg = &b->client->cfg;
+    const cnp_aws_config *cfg = &b->client->aws;
     op->attempt++;
     op->http_status = 0;
     op->limit_hit = false;
@@ -563,16 +548,16 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
      * fewer callbacks for multi-megabyte images. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->aws.connect_timeout);
-    long idle = cfg->aws.request_timeout;
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)cfg->connect_timeout);
+    long idle = cfg->request_timeout;
     if (op->min_idle_s > idle)
         idle = op->min_idle_s;
     /* Low-speed abort rather than a total timeout: a 100 MB download may take
      * long, a stalled one may not; a long poll sends nothing for up to 20 s. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->aws.verify_tls ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->aws.verify_tls ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->verify_tls ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->slist);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
@@ -629,7 +614,7 @@ static void complete(aws_batch *b, aws_op *op, cnp_status status)
 static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
 {
     aws_result *r = op->result;
-    int max_attempts = b->client->cfg.aws.max_attempts;
+    int max_attempts = b->client->aws.max_attempts;
     bool retry = false;
     cnp_status status = CNP_OK;
     r->code[0] = '\0';
@@ -672,7 +657,7 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         double cap = b->client->backoff_base_ms * (double)(1u << (op->attempt < 20 ? op->attempt - 1 : 19));
         if (cap > BACKOFF_CAP_MS)
             cap = BACKOFF_CAP_MS;
-        double delay_ms = rng_unit(b) * cap;
+        double delay_ms = cnp_rand_unit() * cap; /* full jitter, OS-seeded per thread */
         op->not_before = cnp_now() + delay_ms / 1000.0;
         LOG_DEBUG(AWS_MOD, "retrying %s in %.0f ms: %s", op->what, delay_ms, r->err.msg);
         b->stats.retries++;
@@ -702,7 +687,7 @@ static double start_due(aws_batch *b)
 {
     double now = cnp_now();
     double wait = 1.0;
-    size_t limit = (size_t)b->client->cfg.aws.max_connections;
+    size_t limit = (size_t)b->client->aws.max_connections;
     aws_op *prev = NULL, *op = b->head;
     while (op && b->active < limit) {
         aws_op *next = op->next;
@@ -839,82 +824,6 @@ cnp_status aws_op_run_sync(aws_client *client, aws_op *op)
 
 /* ---- error responses ----------------------------------------------------- */
 
-typedef struct xml_err {
-    int depth;
-    char *field;    /* the element being collected, or NULL */
-    cnp_buf text;
-    char code[96];
-    char message[512];
-    char request_id[96];
-} xml_err;
-
-static void XMLCALL xe_start(void *ud, const XML_Char *name, const XML_Char **attrs)
-{
-    xml_err *x = ud;
-    x->depth++;
-    x->text.len = 0;
-    x->field = NULL;
-    if (x->depth == 2) {
-        if (strcmp(name, "Code") == 0)
-            x->field = x->code;
-        else if (strcmp(name, "Message") == 0)
-            x->field = x->message;
-        else if (strcmp(name, "RequestId") == 0)
-            x->field = x->request_id;
-    }
-}
-
-static void XMLCALL xe_end(void *ud, const XML_Char *name)
-{
-    xml_err *x = ud;
-    if (x->field) {
-        size_t cap = x->field == x->message ? sizeof x->message : sizeof x->code;
-        snprintf(x->field, cap, "%.*s", (int)x->text.len, x->text.data ? (char *)x->text.data : "");
-        x->field = NULL;
-    }
-    x->depth--;
-}
-
-static void XMLCALL xe_text(void *ud, const XML_Char *s, int len)
-{
-    xml_err *x = ud;
-    if (x->field)
-        cnp_buf_append(&x->text, s, (size_t)len);
-}
-
-static void parse_xml_error(const cnp_buf *body, xml_err *x)
-{
-    XML_Parser p = XML_ParserCreate("UTF-8");
-    if (!p)
-        return;
-    XML_SetUserData(p, x);
-    XML_SetElementHandler(p, xe_start, xe_end);
-    XML_SetCharacterDataHandler(p, xe_text);
-    XML_Parse(p, (const char *)body->data, (int)body->len, 1);
-    XML_ParserFree(p);
-    cnp_buf_free(&x->text);
-}
-
-static void parse_json_error(const cnp_buf *body, xml_err *x)
-{
-    cJSON *j = cJSON_ParseWithLength((const char *)body->data, body->len);
-    if (!j)
-        return;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
-    if (!cJSON_IsString(t))
-        t = cJSON_GetObjectItemCaseSensitive(j, "code");
-    if (cJSON_IsString(t)) {
-        const char *hash = strrchr(t->valuestring, '#');
-        snprintf(x->code, sizeof x->code, "%s", hash ? hash + 1 : t->valuestring);
-    }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
-    if (!cJSON_IsString(m))
-        m = cJSON_GetObjectItemCaseSensitive(j, "Message");
-    if (cJSON_IsString(m))
-        snprintf(x->message, sizeof x->message, "%s", m->valuestring);
-    cJSON_Delete(j);
-}
-
 static bool code_in(const char *code, const char *const *list)
 {
     for (; *list; list++)
@@ -941,30 +850,17 @@ static const char *const AUTH_CODES[] = {
 bool aws_classify_response(aws_op *op)
 {
     aws_result *r = op->result;
-    xml_err x = {0};
-    if (op->resp_body.len > 0) {
-        if (op->resp_body.data[0] == '{')
-            parse_json_error(&op->resp_body, &x);
-        else
-            parse_xml_error(&op->resp_body, &x);
-    }
-    /* The SQS JSON protocol also names the legacy query error code here. */
-    const char *qerr = aws_kvlist_get(&op->resp_headers, "x-amzn-query-error");
-    if (!x.code[0] && qerr)
-        snprintf(x.code, sizeof x.code, "%.*s", (int)strcspn(qerr, ";"), qerr);
+    aws_error_info x;
+    aws_error_parse(op->resp_body.data, op->resp_body.len, &op->resp_headers, &x);
     long st = op->http_status;
     if (!x.code[0])
         snprintf(x.code, sizeof x.code, "%s",
                  st == 404 ? "NotFound" : st == 403 ? "Forbidden" : st >= 500 ? "ServerError" : "HTTPError");
     snprintf(r->code, sizeof r->code, "%s", x.code);
-    if (x.request_id[0])
-        snprintf(r->request_id, sizeof r->request_id, "%s", x.request_id);
-    const char *rid = x.request_id[0] ? x.request_id
-                                      : aws_kvlist_get(&op->resp_headers, "x-amz-request-id");
-    if (!rid)
-        rid = aws_kvlist_get(&op->resp_headers, "x-amzn-requestid");
-    cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code, x.message[0] ? ": " : "",
-                x.message, rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
+    snprintf(r->request_id, sizeof r->request_id, "%s", x.request_id);
+    cnp_err_set(&r->err, "%s: HTTP %ld %s%s%s%s%s%s", op->what, st, x.code,
+                x.message[0] ? ": " : "", x.message, x.request_id[0] ? " (request id " : "",
+                x.request_id, x.request_id[0] ? ")" : "");
     const char *bucket_region = aws_kvlist_get(&op->resp_headers, "x-amz-bucket-region");
     if (bucket_region && (st == 301 || st == 400) &&
         strcmp(bucket_region, op->batch->client->region) != 0) {

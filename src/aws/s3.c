@@ -535,7 +535,7 @@ static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, s3_put_r
     mp->out = out;
     mp->data = put->data;
     mp->len = put->len;
-    mp->part_size = (size_t)c->cfg.aws.multipart_part_size;
+    mp->part_size = (size_t)c->aws.multipart_part_size;
     /* S3 allows 10,000 parts: grow the part size for huge objects. */
     while ((put->len + mp->part_size - 1) / mp->part_size > 10000)
         mp->part_size *= 2;
@@ -565,7 +565,7 @@ cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out)
     memset(out, 0, sizeof *out);
     aws_client *c = aws_batch_client(batch);
     cnp_status result;
-    if ((int64_t)put->len > c->cfg.aws.multipart_threshold) {
+    if ((int64_t)put->len > c->aws.multipart_threshold) {
         result = submit_multipart(batch, put, out);
     } else {
         aws_op *op = s3_op(c, "PUT", "PutObject", put->bucket, put->key, NULL);

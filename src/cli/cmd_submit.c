@@ -88,7 +88,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
     cnp_err err;
     size_t failed = 0;
     int rc = CNP_EXIT_FATAL;
-    if (aws_client_create(cfg, &aws, &err) != CNP_OK || aws_batch_create(aws, &batch, &err) != CNP_OK) {
+    if (aws_client_create(&cfg->aws, &aws, &err) != CNP_OK || aws_batch_create(aws, &batch, &err) != CNP_OK) {
         fprintf(stderr, "canopy submit: %s\n", err.msg);
         goto out;
     }

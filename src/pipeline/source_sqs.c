@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "canopy/log.h"
+#include "canopy/rand.h"
 #include "canopy/sqs.h"
 #include "pipeline/sources.h"
 
@@ -426,7 +427,7 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
             del[ndel++] = msg->receipt_handle;
         } else {
             retry[nretry] = msg->receipt_handle;
-            timeouts[nretry] = pl_backoff_seconds(msg->receive_count, arc4random());
+            timeouts[nretry] = pl_backoff_seconds(msg->receive_count, cnp_rand_u32());
             pending_add(s, msg->message_id, cnp_now() + timeouts[nretry]);
             nretry++;
         }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "canopy/log.h"
+#include "canopy/rand.h"
 #include "store/pg_internal.h"
 
 #define STORE_DEFAULT_ATTEMPTS 6
@@ -137,7 +138,7 @@ static cnp_status store_connect(pg_store *store, cnp_err *err)
         }
         LOG_DEBUG("store", "connection attempt %d failed; retrying in %d ms", attempt, backoff);
         /* Jitter: workers that lost the server together do not return together. */
-        pg_sleep_ms(backoff / 2 + rand() % (backoff / 2 + 1));
+        pg_sleep_ms(backoff / 2 + cnp_jitter(backoff / 2 + 1));
         backoff = backoff * 2 > store->max_backoff_ms ? store->max_backoff_ms : backoff * 2;
     }
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "canopy/log.h"
+#include "canopy/rand.h"
 #include "store/pg_internal.h"
 
 #define CHUNK_MAX_ATTEMPTS 6
@@ -312,7 +313,7 @@ cnp_status pg_chunk_commit(pg_store *store, int64_t run_id, const pg_image_resul
             LOG_DEBUG("store", "chunk of %zu rows: SQLSTATE %s, attempt %d, retrying", rows,
                       store->sqlstate, attempt);
             /* Jitter so that writers that collided do not collide again. */
-            pg_sleep_ms(delay + rand() % delay);
+            pg_sleep_ms(delay + cnp_jitter(delay));
             delay *= 2;
         }
         result = CNP_OK;

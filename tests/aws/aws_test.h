@@ -15,6 +15,7 @@
 
 #include "canopy/aws.h"
 #include "canopy/config.h"
+#include "canopy/rand.h"
 #include "testutil.h"
 
 /* Defaults plus the stack's endpoint; credentials come from the AWS_*
@@ -34,10 +35,7 @@ static inline bool aws_test_stack_config(cnp_config *cfg)
  * share one stack). */
 static inline void aws_test_name(char *out, size_t len, const char *prefix)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    srand((unsigned)(ts.tv_nsec ^ (long)getpid()));
-    snprintf(out, len, "%s-%d-%06d", prefix, (int)getpid(), rand() % 1000000);
+    snprintf(out, len, "%s-%d-%06u", prefix, (int)getpid(), cnp_rand_u32() % 1000000u);
 }
 
 static inline const char *aws_test_python(void)

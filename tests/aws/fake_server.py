@@ -15,6 +15,7 @@ answers the count for P. Routes:
   /stream/<bytes>      200 with a chunked body of that size (no length)
   /hang/<seconds>      200 after sleeping that long
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
+  /peer/<id>           200 with "peer <client port>": which connection carried it
   /expired/<n>/<id>    400 ExpiredToken for the first n requests, then 200
   /mpfail/<key>        a multipart upload whose part 2 fails with 400
                        InvalidPart; abort (DELETE ?uploadId) answers 204
@@ -27,6 +28,8 @@ answers the count for P. Routes:
   GET /creds/<ttl>        container credentials expiring in ttl seconds
   GET /auth-creds/<ttl>   same, requires "Authorization: test-auth-token"
   GET /_set?imds_ttl=N    credentials expiry for the IMDS route
+  GET /_set?creds_delay_ms=N  the container, IMDS credential and STS routes
+                          answer N ms late (a slow credential service)
   POST /sts               STS AssumeRoleWithWebIdentity (form body; the token
                           must be "test-web-identity-token")
 """
@@ -43,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 COUNTS = {}
 LOCK = threading.Lock()
-STATE = {"imds_ttl": 3600}
+STATE = {"imds_ttl": 3600, "creds_delay_ms": 0}
 IMDS_TOKEN = "imds-session-token-1"
 ROLE = "canopy-role"
 
@@ -112,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
         count(self.command + " " + url.path)
         if head == "latest":
             return self.imds(url.path)
+        if head in ("sts", "creds", "auth-creds") or url.path.startswith(
+                "/latest/meta-data/iam/security-credentials/" + ROLE):
+            time.sleep(STATE["creds_delay_ms"] / 1000.0)
         if head == "sts":
             return self.sts(parse_qs(body.decode()), k)
         if head in ("creds", "auth-creds"):
@@ -161,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
         if head == "hang":
             time.sleep(float(parts[1]))
             return self.reply(200, ok)
+        if head == "peer":
+            return self.reply(200, "peer %d" % self.client_address[1])
         if head == "echo-token":
             return self.reply(200, self.headers.get("X-Amz-Security-Token", ""))
         if head == "stream":

@@ -30,7 +30,7 @@ static aws_client *make_client(int max_attempts)
     cfg.aws.max_attempts = max_attempts;
     aws_client *c = NULL;
     cnp_err err;
-    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+    if (aws_client_create(&cfg.aws, &c, &err) != CNP_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return NULL;
     }
@@ -198,7 +198,7 @@ static void test_multipart_abort(void)
     cfg.aws.multipart_part_size = 5 << 20;
     aws_client *c = NULL;
     cnp_err err;
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     size_t len = (12 << 20) + 5;
     char *data = calloc(1, len);
     s3_put put = {.bucket = "mpfail", .key = "obj", .data = data, .len = len};
@@ -245,7 +245,10 @@ static void test_cancel(aws_client *c)
     aws_client_set_cancel_flag(c, &flag);
     canceller cn = {&flag};
     pthread_t th;
-    pthread_create(&th, NULL, cancel_later, &cn);
+    int rc = pthread_create(&th, NULL, cancel_later, &cn);
+    CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+    if (rc != 0)
+        return; /* nobody would cancel the 20 s request */
     cnp_buf body = {0};
     aws_result r;
     double t0 = cnp_now();
@@ -296,7 +299,7 @@ static void test_reuse(void)
     cfg.aws.max_connections = 4;
     aws_client *c = NULL;
     cnp_err err;
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     for (int round = 0; round < 2; round++) {
         aws_batch *b = NULL;
         CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
@@ -325,17 +328,109 @@ static void test_reuse(void)
     aws_client_free(c);
 }
 
-/* Batches on several threads share one client (credentials, connections). */
+typedef struct peer_worker {
+    aws_client *c;
+    aws_batch *b;
+    pthread_barrier_t *start;
+    int id;
+    int ok;
+    int ports[30];
+    aws_batch_stats stats;
+} peer_worker;
+
+static void *peer_run(void *p)
+{
+    peer_worker *w = p;
+    enum { N = 30 };
+    s3_object o[N];
+    for (int i = 0; i < N; i++) {
+        char k[48];
+        snprintf(k, sizeof k, "t%d-%d", w->id, i);
+        s3_batch_get(w->b, "peer", k, 0, &o[i]);
+    }
+    pthread_barrier_wait(w->start); /* every batch exists and runs at once */
+    cnp_err err;
+    if (aws_batch_run(w->b, &err) == CNP_OK)
+        for (int i = 0; i < N; i++) {
+            w->ok += o[i].result.status == CNP_OK &&
+                     sscanf((char *)o[i].body.data, "peer %d", &w->ports[i]) == 1;
+        }
+    for (int i = 0; i < N; i++)
+        s3_object_free(&o[i]);
+    aws_batch_get_stats(w->b, &w->stats);
+    return NULL;
+}
+
+/* Batches running at once on several threads never share a connection
+ * (curl's connection cache is not safe across concurrently transferring
+ * threads), while each keeps its own connections alive: every request of a
+ * thread arrives on one of at most max_connections client ports, and no
+ * port serves two threads. With one connection cache shared through the
+ * CURLSH, connections freed by one thread were picked up by another. */
+static void test_threads_own_connections(void)
+{
+    enum { T = 4, N = 30 };
+    cnp_config cfg;
+    fake_config(&cfg);
+    cfg.aws.max_connections = 2;
+    aws_client *c = NULL;
+    cnp_err err;
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, T);
+    peer_worker w[T];
+    pthread_t th[T];
+    int started = 0;
+    for (int i = 0; i < T; i++) {
+        w[i] = (peer_worker){.c = c, .start = &start, .id = i};
+        CHECK(aws_batch_create(c, &w[i].b, &err) == CNP_OK);
+    }
+    for (int i = 0; i < T; i++) {
+        int rc = pthread_create(&th[i], NULL, peer_run, &w[i]);
+        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+        if (rc != 0)
+            break;
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (started < T) {
+        /* Threads at the barrier would wait forever; nothing more to check. */
+        aws_client_free(c);
+        return;
+    }
+    for (int i = 0; i < T; i++) {
+        CHECK_MSG(w[i].ok == N, "thread %d: %d of %d", i, w[i].ok, N);
+        CHECK_MSG(w[i].stats.connections <= 2, "thread %d opened %llu connections", i,
+                  (unsigned long long)w[i].stats.connections);
+        for (int j = 0; j < N; j++)
+            for (int o = 0; o < T; o++)
+                for (int k = 0; o != i && k < N; k++)
+                    CHECK_MSG(w[i].ports[j] != w[o].ports[k],
+                              "port %d carried requests of threads %d and %d", w[i].ports[j], i,
+                              o);
+        aws_batch_free(w[i].b);
+    }
+    pthread_barrier_destroy(&start);
+    aws_client_free(c);
+}
+
+/* Batches on several threads share one client (credentials, DNS). */
 static void test_threads(aws_client *c)
 {
     enum { T = 4 };
     worker w[T];
     pthread_t th[T];
+    bool started[T];
     for (int i = 0; i < T; i++) {
         w[i] = (worker){c, i, 0};
-        pthread_create(&th[i], NULL, worker_run, &w[i]);
+        int rc = pthread_create(&th[i], NULL, worker_run, &w[i]);
+        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+        started[i] = rc == 0;
     }
     for (int i = 0; i < T; i++) {
+        if (!started[i])
+            continue;
         pthread_join(th[i], NULL);
         CHECK_MSG(w[i].ok == 20, "thread %d: %d of 20", i, w[i].ok);
     }
@@ -355,6 +450,7 @@ int main(void)
         test_expired_token(c);
         test_cancel(c);
         test_threads(c);
+        test_threads_own_connections();
         test_reuse();
         aws_client_free(c);
     } else {

@@ -235,17 +235,28 @@ static void test_multipart(aws_client *c)
 static void test_wrong_secret(const cnp_config *base)
 {
     cnp_config cfg = *base;
+    const char *secret = "wrong-secret-7d2e0b";
     snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "%s",
              getenv("AWS_ACCESS_KEY_ID"));
-    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "wrong-secret");
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "%s", secret);
     aws_client *c = NULL;
     cnp_err err = {{0}};
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     s3_put put = {.bucket = g_bucket, .key = "x", .data = "x", .len = 1};
     s3_put_result pr;
     CHECK(s3_object_put(c, &put, &pr, &err) == CNP_ERR_AUTH);
     CHECK(pr.result.http_status == 403 && pr.result.attempts == 1);
-    CHECK_MSG(strstr(err.msg, "403") && strstr(err.msg, "SignatureDoesNotMatch"), "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "HTTP 403 SignatureDoesNotMatch: The request signature"), "%s",
+              err.msg);
+    CHECK_MSG(!strstr(err.msg, secret), "%s", err.msg);
+    /* A GET: the same code and message, from the S3 XML error body. */
+    s3_object o;
+    CHECK(s3_object_get(c, g_bucket, "x", 0, &o, &err) == CNP_ERR_AUTH);
+    CHECK_MSG(strcmp(o.result.code, "SignatureDoesNotMatch") == 0 &&
+                  strstr(err.msg, "HTTP 403 SignatureDoesNotMatch: The request signature"),
+              "%s", err.msg);
+    CHECK_MSG(!strstr(err.msg, secret), "%s", err.msg);
+    s3_object_free(&o);
     aws_client_free(c);
 }
 
@@ -293,7 +304,7 @@ static void test_session_token(const cnp_config *base)
     snprintf(cfg.aws.session_token, sizeof cfg.aws.session_token, "%s", token);
     aws_client *c = NULL;
     cnp_err err = {{0}};
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     s3_put put = {.bucket = g_bucket, .key = "sts/temp.txt", .data = "temporary", .len = 9};
     s3_put_result pr;
     CHECK_MSG(s3_object_put(c, &put, &pr, &err) == CNP_OK, "%s", err.msg);
@@ -304,7 +315,7 @@ static void test_session_token(const cnp_config *base)
     aws_client_free(c);
 
     snprintf(cfg.aws.session_token, sizeof cfg.aws.session_token, "not-the-token");
-    CHECK(aws_client_create(&cfg, &c, &err) == CNP_OK);
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
     CHECK(s3_object_get(c, g_bucket, "sts/temp.txt", 0, &o, &err) == CNP_ERR_AUTH);
     CHECK_MSG(strstr(err.msg, "InvalidToken") || strstr(err.msg, "403"), "%s", err.msg);
     s3_object_free(&o);
@@ -320,7 +331,7 @@ int main(void)
     cfg.aws.multipart_part_size = 16 << 20;
     aws_client *c = NULL;
     cnp_err err = {{0}};
-    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+    if (aws_client_create(&cfg.aws, &c, &err) != CNP_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -262,7 +262,10 @@ static void test_long_poll(aws_client *c)
     make_queue(c, "poll", NULL, url, sizeof url);
     sender s = {c, url, 0};
     pthread_t th;
-    pthread_create(&th, NULL, send_later, &s);
+    int rc = pthread_create(&th, NULL, send_later, &s);
+    CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+    if (rc != 0)
+        return; /* nothing would arrive: the 15 s poll proves nothing */
     double t0 = cnp_now();
     sqs_message_list got;
     aws_result r;
@@ -316,7 +319,10 @@ static void test_cancel_poll(aws_client *c)
     volatile int flag = 0;
     poller pl = {c, url, &flag, CNP_OK, {0}, 0, 0};
     pthread_t th;
-    pthread_create(&th, NULL, poll_once, &pl);
+    int rc = pthread_create(&th, NULL, poll_once, &pl);
+    CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+    if (rc != 0)
+        return;
     usleep(500 * 1000);
     flag = 1;
     pthread_join(th, NULL);
@@ -357,6 +363,32 @@ static void test_errors(aws_client *c)
               "%s", r.err.msg);
 }
 
+/* A wrong secret key: moto answers 403 with a query-protocol XML error
+ * (<ErrorResponse><Errors><Error>), whose code and message must reach the
+ * error (before: "HTTP 403 Forbidden" and nothing else); the secret never
+ * does. */
+static void test_wrong_secret(const cnp_config *base)
+{
+    cnp_config cfg = *base;
+    const char *secret = "wrong-secret-4f1c9a";
+    snprintf(cfg.aws.access_key_id, sizeof cfg.aws.access_key_id, "%s",
+             getenv("AWS_ACCESS_KEY_ID"));
+    snprintf(cfg.aws.secret_access_key, sizeof cfg.aws.secret_access_key, "%s", secret);
+    aws_client *c = NULL;
+    cnp_err err = {{0}};
+    CHECK(aws_client_create(&cfg.aws, &c, &err) == CNP_OK);
+    char url[512];
+    aws_result r;
+    CHECK(sqs_queue_url(c, g_prefix, url, sizeof url, &r) == CNP_ERR_AUTH);
+    CHECK_MSG(r.http_status == 403 && r.attempts == 1, "HTTP %ld, %d attempts", r.http_status,
+              r.attempts);
+    CHECK_MSG(strcmp(r.code, "SignatureDoesNotMatch") == 0, "code '%s'", r.code);
+    CHECK_MSG(strstr(r.err.msg, "HTTP 403 SignatureDoesNotMatch: The request signature"), "%s",
+              r.err.msg);
+    CHECK_MSG(!strstr(r.err.msg, secret), "%s", r.err.msg);
+    aws_client_free(c);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -366,7 +398,7 @@ int main(void)
     cfg.aws.request_timeout = 2;
     aws_client *c = NULL;
     cnp_err err = {{0}};
-    if (aws_client_create(&cfg, &c, &err) != CNP_OK) {
+    if (aws_client_create(&cfg.aws, &c, &err) != CNP_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -378,6 +410,7 @@ int main(void)
     test_long_poll(c);
     test_cancel_poll(c);
     test_errors(c);
+    test_wrong_secret(&cfg);
     aws_client_free(c);
     return TEST_RESULT();
 }
