@@ -16,6 +16,7 @@
 enum cnp_bin_method { CNP_BIN_OTSU = 0, CNP_BIN_FIXED = 1, CNP_BIN_ADAPTIVE = 2 };
 enum cnp_bin_channel { CNP_CH_LUMA = 0, CNP_CH_EXG = 1 };
 enum cnp_log_format { CNP_LOGFMT_TEXT = 0, CNP_LOGFMT_JSON = 1 };
+enum cnp_mask_format { CNP_MASK_AUTO = 0, CNP_MASK_PNG = 1, CNP_MASK_TIFF = 2 };
 
 #define CNP_STR_SHORT 128
 #define CNP_STR_LONG 1024
@@ -55,6 +56,7 @@ typedef struct cnp_output_config {
     char queue_url[CNP_STR_LONG];      /* notifications; empty: none */
     int png_level;                     /* zlib level for written PNGs */
     bool overlay;                      /* write <stem>.overlay.png */
+    enum cnp_mask_format mask_format;  /* auto: GeoTIFF for georeferenced inputs, else PNG */
 } cnp_output_config;
 
 /* [batch] */

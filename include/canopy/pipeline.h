@@ -13,6 +13,7 @@
 #include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "canopy/image.h"
+#include "canopy/raster.h"
 #include "canopy/status.h"
 
 /* The device side of the pipeline: an OpenCL context and queue with the
@@ -42,19 +43,62 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
                                cnp_err *err);
 void pipe_result_free(pipe_result *r);
 
-/* Encoded outputs of one image. */
+/* The outputs of one image, named <stem><suffix>. */
+enum pipe_out_kind {
+    PIPE_OUT_MASK_PNG = 0, /* 1-bit PNG mask */
+    PIPE_OUT_MASK_TIF,     /* georeferenced GeoTIFF mask (georeferenced inputs) */
+    PIPE_OUT_OVERLAY,      /* the input with each tree drawn (with a detector) */
+    PIPE_OUT_TREES_JSON,
+    PIPE_OUT_GEOJSON,      /* RFC 7946 crowns (georeferenced inputs) */
+    PIPE_OUT_COUNT,
+};
+extern const char *const pipe_out_suffix[PIPE_OUT_COUNT];
+extern const char *const pipe_out_content_type[PIPE_OUT_COUNT];
+
+/* Encoded outputs of one image; an empty buffer is an output not written. */
 typedef struct pipe_outputs {
-    cnp_buf mask_png;
-    cnp_buf overlay_png; /* empty when [output] overlay = false */
-    cnp_buf trees_json;
+    cnp_buf buf[PIPE_OUT_COUNT];
 } pipe_outputs;
 
-/* Encodes the outputs of one image (thread-safe, CPU only). image_name is
- * the "image" of trees.json; model_version NULL gives "model": null. The
- * overlay is drawn only with a detector and [output] overlay on. */
-cnp_status pipe_encode(const cnp_output_config *oc, bool detector, const cnp_image *img,
-                       const pipe_result *r, const char *image_name, const char *model_version,
-                       pipe_outputs *out, cnp_err *err);
+/* Where a tree lies on the Earth (georeferenced inputs). */
+typedef struct pipe_geo_tree {
+    double map_x, map_y;   /* in the raster's CRS: GDAL's transform of (x, y) */
+    double lon, lat;       /* WGS 84 */
+    double radius_m;
+    double box_map[4];     /* xmin, ymin, xmax, ymax of the pixel box's corners, map units */
+} pipe_geo_tree;
+
+/* Georeferences the trees of r (*out: r->ntrees entries, caller frees;
+ * NULL when there are none) and the raster's footprint (a closed ring of 5
+ * lon/lat points: top-left, top-right, bottom-right, bottom-left, top-left). */
+cnp_status pipe_georeference(const img_georef *geo, const pipe_result *r, pipe_geo_tree **out,
+                             double footprint[10], cnp_err *err);
+
+/* How outputs are encoded. */
+typedef struct pipe_encode_params {
+    const cnp_output_config *output;
+    bool detector;             /* overlays are drawn only with a detector */
+    const char *model_version; /* NULL: "model": null */
+} pipe_encode_params;
+
+/* One image's inputs to the encoder. geo and trees_geo may be NULL (not
+ * georeferenced). */
+typedef struct pipe_encode_in {
+    const cnp_image *img;
+    const pipe_result *r;
+    const char *image_name;    /* the "image" of trees.json */
+    const img_georef *geo;
+    const pipe_geo_tree *trees_geo;
+    const double *footprint;   /* 10 values, with geo */
+    uint64_t nodata;           /* nodata pixels */
+} pipe_encode_in;
+
+/* Encodes the outputs of one image (thread-safe, CPU only): the mask (PNG,
+ * or GeoTIFF for a georeferenced input unless [output] mask_format = png),
+ * the overlay (with a detector and [output] overlay on), trees.json, and for
+ * georeferenced inputs trees.geojson. */
+cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pipe_outputs *out,
+                       cnp_err *err);
 void pipe_outputs_free(pipe_outputs *o);
 
 /* Writes the stem of a file name or object key into out: the last path

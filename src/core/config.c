@@ -30,6 +30,7 @@ struct key {
 static const char *const bin_methods[] = {"otsu", "fixed", "adaptive", NULL};
 static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
 static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
@@ -67,6 +68,7 @@ static const struct key keys[] = {
     STR(output, queue_url, ""),
     INT(output, png_level, "1", 0, 9),
     BOOL(output, overlay, "true"),
+    ENUM(output, mask_format, "auto", mask_formats),
 
     INT(batch, size, "32", 1, 10000),
     INT(batch, wait_seconds, "20", 0, 20),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "canopy/log.h"
+#include "canopy/raster.h"
 #include "canopy/store.h"
 #include "pipeline/sources.h"
 
@@ -188,10 +189,15 @@ struct listing {
     size_t n, cap, skipped;
 };
 
-static bool is_png_key(const char *key)
+/* A listing has names only: rasters are known by their extension. */
+static bool is_raster_key(const char *key)
 {
-    size_t n = strlen(key);
-    return n > 4 && strcasecmp(key + n - 4, ".png") == 0;
+    static const char *const ext[] = {".png", ".tif", ".tiff", ".jpg", ".jpeg"};
+    const char *dot = strrchr(key, '.');
+    for (size_t i = 0; dot && i < sizeof ext / sizeof ext[0]; i++)
+        if (strcasecmp(dot, ext[i]) == 0)
+            return true;
+    return false;
 }
 
 static bool listing_take(struct listing *l, s3_list_entry *e)
@@ -209,8 +215,8 @@ static bool listing_take(struct listing *l, s3_list_entry *e)
     return true;
 }
 
-/* Filters one page: keeps the .png objects not yet processed at the same
- * etag and model version (all with force). */
+/* Filters one page: keeps the rasters (.png, .tif, .tiff, .jpg, .jpeg) not
+ * yet processed at the same etag and model version (all with force). */
 static cnp_status listing_page(struct cloud *cl, const char *bucket, s3_list_page *page,
                                const pl_reprocess_options *opt, const pl_hooks *hooks,
                                struct listing *l, cnp_err *err)
@@ -224,13 +230,13 @@ static cnp_status listing_page(struct cloud *cl, const char *bucket, s3_list_pag
         goto out;
     }
     for (size_t i = 0; i < page->n; i++)
-        if (is_png_key(page->entries[i].key))
+        if (is_raster_key(page->entries[i].key))
             refs[nref++] = (pg_image_ref){bucket, page->entries[i].key, page->entries[i].etag,
                                           cl->e.model_version};
     if (nref && !opt->force && (result = pg_images_seen(cl->db, refs, nref, seen, err)) != CNP_OK)
         goto out;
     for (size_t i = 0, r = 0; i < page->n; i++) {
-        if (!is_png_key(page->entries[i].key))
+        if (!is_raster_key(page->entries[i].key))
             continue;
         bool skip = !opt->force && seen[r++] == PG_SEEN_OK;
         if (hooks && hooks->on_listed)
@@ -331,10 +337,16 @@ struct files {
     size_t skipped;
 };
 
-static bool has_png_ext(const char *name)
+/* A file is taken by its content: PNG, TIFF (GeoTIFF, COG) or JPEG. */
+static bool is_raster_file(const char *path)
 {
-    size_t n = strlen(name);
-    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+    unsigned char head[16];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return img_raster_sniff(head, n) != NULL;
 }
 
 static int file_cmp(const void *a, const void *b)
@@ -371,8 +383,8 @@ nomem:
     return CNP_ERR_NOMEM;
 }
 
-/* Adds a file, or every *.png of a directory (sorted, not recursive),
- * logging what it skipped. */
+/* Adds a file, or every raster of a directory (by content: PNG, TIFF,
+ * JPEG; sorted, not recursive), logging what it skipped. */
 static cnp_status collect(const char *input, struct files *f, cnp_err *err)
 {
     struct stat st;
@@ -394,7 +406,11 @@ static cnp_status collect(const char *input, struct files *f, cnp_err *err)
     while ((de = readdir(d)) != NULL && result == CNP_OK) {
         if (de->d_name[0] == '.')
             continue;
-        if (has_png_ext(de->d_name)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", input, de->d_name);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            continue;
+        if (is_raster_file(path)) {
             result = files_add(f, input, de->d_name, err);
         } else {
             if (skipped < 5)
@@ -405,10 +421,10 @@ static cnp_status collect(const char *input, struct files *f, cnp_err *err)
     }
     closedir(d);
     if (skipped)
-        LOG_INFO("run", "%s: skipped %zu file%s that are not .png (%s%s)", input, skipped,
+        LOG_INFO("run", "%s: skipped %zu file%s that are not rasters (%s%s)", input, skipped,
                  skipped == 1 ? "" : "s", names, skipped > 5 ? ", ..." : "");
     f->skipped += skipped;
-    if (result == CNP_OK)
+    if (result == CNP_OK && f->n > first)
         qsort(f->v + first, f->n - first, sizeof *f->v, file_cmp);
     return result;
 }
@@ -451,7 +467,8 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
         if (collect(opt->inputs[i], &f, err) != CNP_OK)
             goto out;
     if (f.n == 0) {
-        cnp_err_set(err, "no .png image in the input%s (%zu other file%s skipped)",
+        cnp_err_set(err, "no raster image (PNG, GeoTIFF, JPEG) in the input%s (%zu other "
+                         "file%s skipped)",
                      opt->ninputs > 1 ? "s" : "", f.skipped, f.skipped == 1 ? "" : "s");
         goto out;
     }

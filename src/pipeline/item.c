@@ -96,9 +96,11 @@ void item_free(pl_item *it)
     free(it->list_etag);
     s3_object_free(&it->obj);
     cnp_image_free(&it->img);
+    img_georef_free(&it->geo);
     pipe_result_free(&it->res);
+    free(it->trees_geo);
     pipe_outputs_free(&it->outs);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < PIPE_OUT_COUNT; i++)
         free(it->out_name[i]);
 }
 

@@ -51,10 +51,14 @@ typedef struct pl_item {
     s3_object obj;           /* fetched bytes (obj.body) and S3 metadata */
     uint64_t budget;         /* pixels held in the in-flight budget */
     cnp_image img;
+    img_georef geo;          /* valid for georeferenced rasters */
+    uint64_t nodata;         /* nodata pixels of img */
     pipe_result res;
+    pipe_geo_tree *trees_geo; /* res.ntrees entries with geo */
+    double footprint[10];    /* lon/lat ring with geo */
     pipe_outputs outs;
-    char *out_name[3];       /* where each output went; NULL when not written */
-    s3_put_result put[3];
+    char *out_name[PIPE_OUT_COUNT]; /* where each output went; NULL when not written */
+    s3_put_result put[PIPE_OUT_COUNT];
     double t_fetch, t_decode, t_device, t_encode, t_upload; /* ms */
     char image_id[40];
 } pl_item;

@@ -1,9 +1,7 @@
-/* Per-image device processing and output encoding, shared by all front ends. */
+/* Per-image device processing, shared by all front ends (encoding: encode.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cjson/cJSON.h>
 
 #include "canopy/log.h"
 #include "canopy/pipeline.h"
@@ -113,114 +111,6 @@ void pipe_result_free(pipe_result *r)
     r->mask = NULL;
     r->trees = NULL;
     r->ntrees = 0;
-}
-
-/* Rounds to `digits` decimals so the JSON stays short and stable. */
-static double round_to(double v, int digits)
-{
-    double scale = pow(10.0, digits);
-    return round(v * scale) / scale;
-}
-
-static cnp_status trees_json(const cnp_image *img, const pipe_result *r, const char *image_name,
-                             const char *model_version, cnp_buf *out, cnp_err *err)
-{
-    cnp_status result = CNP_ERR_NOMEM;
-    char *text = NULL;
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *trees = NULL;
-    if (!doc || !cJSON_AddStringToObject(doc, "image", image_name) ||
-        !cJSON_AddNumberToObject(doc, "width", img->width) ||
-        !cJSON_AddNumberToObject(doc, "height", img->height))
-        goto out;
-    if (r->bin.threshold >= 0) {
-        if (!cJSON_AddNumberToObject(doc, "threshold", r->bin.threshold))
-            goto out;
-    } else if (!cJSON_AddNullToObject(doc, "threshold")) {
-        goto out;
-    }
-    if (!cJSON_AddNumberToObject(doc, "canopy_cover", round_to(r->bin.canopy_cover, 4)))
-        goto out;
-    if (model_version ? !cJSON_AddStringToObject(doc, "model", model_version)
-                      : !cJSON_AddNullToObject(doc, "model"))
-        goto out;
-    if (!(trees = cJSON_AddArrayToObject(doc, "trees")))
-        goto out;
-    for (size_t i = 0; i < r->ntrees; i++) {
-        cJSON *t = cJSON_CreateObject();
-        if (!t)
-            goto out;
-        cJSON_AddItemToArray(trees, t);
-        if (!cJSON_AddNumberToObject(t, "x", round_to(r->trees[i].x, 2)) ||
-            !cJSON_AddNumberToObject(t, "y", round_to(r->trees[i].y, 2)) ||
-            !cJSON_AddNumberToObject(t, "radius", round_to(r->trees[i].radius, 2)) ||
-            !cJSON_AddNumberToObject(t, "score", round_to(r->trees[i].score, 4)))
-            goto out;
-    }
-    if (!(text = cJSON_PrintUnformatted(doc)))
-        goto out;
-    result = cnp_buf_append(out, text, strlen(text));
-    if (result == CNP_OK)
-        result = cnp_buf_append(out, "\n", 1);
-out:
-    if (result != CNP_OK)
-        cnp_err_set(err, "out of memory writing trees.json");
-    cJSON_free(text);
-    cJSON_Delete(doc);
-    return result;
-}
-
-/* Draws each crown as a ring on a copy of the input, easy to read at a
- * glance on green canopy: yellow for confident trees, orange otherwise. */
-static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
-                              const pipe_result *r, cnp_buf *out, cnp_err *err)
-{
-    static const uint8_t strong[3] = {255, 230, 0};
-    static const uint8_t weak[3] = {255, 120, 0};
-    cnp_image copy;
-    cnp_status result = cnp_image_alloc(&copy, img->width, img->height, err);
-    if (result != CNP_OK)
-        return result;
-    memcpy(copy.rgba, img->rgba, (size_t)img->width * img->height * 4);
-    for (size_t i = 0; i < r->ntrees; i++) {
-        const cnp_tree *t = &r->trees[i];
-        const uint8_t *c = t->score >= 0.5f ? strong : weak;
-        img_draw_circle(&copy, t->x, t->y, t->radius, c, 2.0f);
-        img_draw_dot(&copy, t->x, t->y, 1.5f, c);
-    }
-    result = img_png_encode_rgb(&copy, oc->png_level, out, err);
-    cnp_image_free(&copy);
-    return result;
-}
-
-cnp_status pipe_encode(const cnp_output_config *oc, bool detector, const cnp_image *img,
-                       const pipe_result *r, const char *image_name, const char *model_version,
-                       pipe_outputs *out, cnp_err *err)
-{
-    cnp_status result;
-    memset(out, 0, sizeof *out);
-    if ((result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
-                                      &out->mask_png, err)) != CNP_OK ||
-        (result = trees_json(img, r, image_name, model_version, &out->trees_json, err)) != CNP_OK)
-        goto fail;
-    /* Without a detector there is nothing to draw: no overlay. */
-    if (detector && oc->overlay &&
-        (result = overlay_png(oc, img, r, &out->overlay_png, err)) != CNP_OK)
-        goto fail;
-    return CNP_OK;
-fail:
-    cnp_err_prefix(err, "%s", image_name);
-    pipe_outputs_free(out);
-    return result;
-}
-
-void pipe_outputs_free(pipe_outputs *o)
-{
-    if (!o)
-        return;
-    cnp_buf_free(&o->mask_png);
-    cnp_buf_free(&o->overlay_png);
-    cnp_buf_free(&o->trees_json);
 }
 
 void pipe_stem(const char *name, char *out, size_t out_len)

@@ -21,9 +21,6 @@ struct pl_cloud_sink {
     aws_batch *batch;      /* used by the write thread only */
 };
 
-static const char *const suffix[3] = {".mask.png", ".overlay.png", ".trees.json"};
-static const char *const ctype[3] = {"image/png", "image/png", "application/json"};
-
 static const char *item_etag(const pl_item *it)
 {
     if (it->obj.etag[0])
@@ -44,14 +41,15 @@ static bool queue_uploads(pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
     free(src);
     if (!ok || !(it->out_stem = pl_output_stem(s->p.prefix, it->key)))
         return false;
-    const cnp_buf *data[3] = {&it->outs.mask_png, &it->outs.overlay_png, &it->outs.trees_json};
-    for (int k = 0; k < 3; k++) {
-        if (data[k]->len == 0)
+    for (int k = 0; k < PIPE_OUT_COUNT; k++) {
+        const cnp_buf *data = &it->outs.buf[k];
+        if (data->len == 0)
             continue;
-        if (!(it->out_name[k] = pl_join(it->out_stem, suffix[k])))
+        if (!(it->out_name[k] = pl_join(it->out_stem, pipe_out_suffix[k])))
             return false;
-        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k], .data = data[k]->data,
-                      .len = data[k]->len, .content_type = ctype[k], .metadata = meta};
+        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k], .data = data->data,
+                      .len = data->len, .content_type = pipe_out_content_type[k],
+                      .metadata = meta};
         s3_batch_put(s->batch, &put, &it->put[k]);
     }
     return true;
@@ -84,7 +82,7 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         bool ok = engine_ok;
         if (!engine_ok)
             item_fail(it, CNP_ERR_TRANSIENT, "upload engine: %s", err.msg);
-        for (int k = 0; k < 3 && ok; k++) {
+        for (int k = 0; k < PIPE_OUT_COUNT && ok; k++) {
             if (it->out_name[k] && it->put[k].result.status != CNP_OK) {
                 /* Our own bucket refusing a write is not the image's fault. */
                 item_fail(it, CNP_ERR_TRANSIENT, "s3://%s/%s: %s", s->p.bucket, it->out_name[k],
@@ -153,9 +151,10 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
     r->height = (int)it->res.height;
     r->threshold = it->res.bin.threshold >= 0 ? (double)it->res.bin.threshold : NAN;
     r->canopy_cover = it->res.bin.canopy_cover;
-    r->mask_key = it->out_name[0];
-    r->overlay_key = it->out_name[1];
-    r->trees_key = it->out_name[2];
+    r->mask_key = it->out_name[PIPE_OUT_MASK_PNG] ? it->out_name[PIPE_OUT_MASK_PNG]
+                                                  : it->out_name[PIPE_OUT_MASK_TIF];
+    r->overlay_key = it->out_name[PIPE_OUT_OVERLAY];
+    r->trees_key = it->out_name[PIPE_OUT_TREES_JSON];
     r->device_ms = it->t_device;
     r->encode_ms = it->t_encode;
     r->upload_ms = it->t_upload;
@@ -178,12 +177,14 @@ static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item
     cJSON_AddNumberToObject(o, "tree_count", (double)it->res.ntrees);
     cJSON_AddNumberToObject(o, "canopy_cover", round(it->res.bin.canopy_cover * 1e4) / 1e4);
     cJSON_AddStringToObject(o, "output_bucket", s->p.bucket);
-    cJSON_AddStringToObject(o, "mask_key", it->out_name[0] ? it->out_name[0] : "");
-    if (it->out_name[1])
-        cJSON_AddStringToObject(o, "overlay_key", it->out_name[1]);
+    cJSON_AddStringToObject(o, "mask_key", r->mask_key ? r->mask_key : "");
+    if (r->overlay_key)
+        cJSON_AddStringToObject(o, "overlay_key", r->overlay_key);
     else
         cJSON_AddNullToObject(o, "overlay_key");
-    cJSON_AddStringToObject(o, "trees_key", it->out_name[2] ? it->out_name[2] : "");
+    cJSON_AddStringToObject(o, "trees_key", r->trees_key ? r->trees_key : "");
+    if (it->out_name[PIPE_OUT_GEOJSON])
+        cJSON_AddStringToObject(o, "geojson_key", it->out_name[PIPE_OUT_GEOJSON]);
     if (r->scan_id)
         cJSON_AddStringToObject(o, "scan_id", r->scan_id);
     if (r->address_id)

@@ -13,8 +13,6 @@ struct pl_dir_sink {
     char *outdir;
 };
 
-static const char *const suffix[3] = {".mask.png", ".overlay.png", ".trees.json"};
-
 static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_dir_sink *s = self;
@@ -24,21 +22,20 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
         if (it->state != ITEM_ENCODED)
             continue;
         double t0 = cnp_now();
-        const cnp_buf *data[3] = {&it->outs.mask_png, &it->outs.overlay_png,
-                                  &it->outs.trees_json};
         bool ok = true;
-        for (int k = 0; k < 3 && ok; k++) {
-            if (data[k]->len == 0)
+        for (int k = 0; k < PIPE_OUT_COUNT && ok; k++) {
+            const cnp_buf *data = &it->outs.buf[k];
+            if (data->len == 0)
                 continue;
-            size_t len = strlen(s->outdir) + strlen(it->out_stem) + strlen(suffix[k]) + 2;
+            size_t len = strlen(s->outdir) + strlen(it->out_stem) + strlen(pipe_out_suffix[k]) + 2;
             cnp_err err;
             if (!(it->out_name[k] = malloc(len))) {
                 item_fail(it, CNP_ERR_NOMEM, "%s: out of memory", it->name);
                 ok = false;
                 break;
             }
-            snprintf(it->out_name[k], len, "%s/%s%s", s->outdir, it->out_stem, suffix[k]);
-            cnp_status st = cnp_file_write(it->out_name[k], data[k]->data, data[k]->len, &err);
+            snprintf(it->out_name[k], len, "%s/%s%s", s->outdir, it->out_stem, pipe_out_suffix[k]);
+            cnp_status st = cnp_file_write(it->out_name[k], data->data, data->len, &err);
             if (st != CNP_OK) {
                 /* The output directory failing is not the image's fault. */
                 item_fail(it, CNP_ERR_TRANSIENT, "%s", err.msg);

@@ -1,8 +1,10 @@
 /* Stage: decode. Cuts a chunk into slices whose decoded pixels fit the
- * in-flight budget, then decodes a slice's images on the pool. */
+ * in-flight budget, then decodes a slice's images on the pool: PNG through
+ * libpng, GeoTIFF / COG / JPEG through GDAL (canopy/raster.h), chosen by
+ * content. */
 #include <string.h>
 
-#include "canopy/image.h"
+#include "canopy/raster.h"
 #include "canopy/log.h"
 #include "pipeline/pl_internal.h"
 
@@ -13,7 +15,7 @@ static uint64_t item_pixels(const pl_item *it)
     uint32_t w = 0, h = 0;
     cnp_err err;
     if (it->state != ITEM_FETCHED ||
-        img_png_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) != CNP_OK)
+        img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) != CNP_OK)
         return 0;
     return (uint64_t)w * h;
 }
@@ -43,8 +45,9 @@ static void decode_one(void *arg, size_t i)
         return;
     cnp_err err;
     double t0 = cnp_now();
-    cnp_status st = img_png_decode(it->obj.body.data, it->obj.body.len, it->name,
-                                   j->x->sp.max_pixels, &it->img, &err);
+    cnp_status st = img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
+                                      j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                      &err);
     it->t_decode = (cnp_now() - t0) * 1e3;
     cnp_buf_free(&it->obj.body);
     if (st != CNP_OK) {

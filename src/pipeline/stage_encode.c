@@ -1,5 +1,6 @@
-/* Stage: encode. Mask PNG, overlay and trees.json of each processed image on
- * the pool; the pixels are freed and their budget returned right after. */
+/* Stage: encode. Georeferencing (map and lon/lat positions), then mask,
+ * overlay, trees.json and trees.geojson of each processed image on the
+ * pool; the pixels are freed and their budget returned right after. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +26,22 @@ static void encode_one(void *arg, size_t i)
             const char *slash = strrchr(it->path, '/');
             image_name = slash ? slash + 1 : it->path;
         }
-        cnp_status st = pipe_encode(&sp->output, sp->detector, &it->img, &it->res, image_name,
-                                    sp->model_version, &it->outs, &err);
+        pipe_encode_params ep = {.output = &sp->output, .detector = sp->detector,
+                                 .model_version = sp->model_version};
+        pipe_encode_in in = {.img = &it->img, .r = &it->res, .image_name = image_name,
+                             .nodata = it->nodata};
+        cnp_status st = CNP_OK;
+        if (it->geo.valid &&
+            (st = pipe_georeference(&it->geo, &it->res, &it->trees_geo, it->footprint, &err)) ==
+                CNP_OK) {
+            in.geo = &it->geo;
+            in.trees_geo = it->trees_geo;
+            in.footprint = it->footprint;
+        }
+        if (st == CNP_OK)
+            st = pipe_encode(&ep, &in, &it->outs, &err);
+        else
+            cnp_err_prefix(&err, "%s", it->name);
         it->t_encode = (cnp_now() - t0) * 1e3;
         if (st != CNP_OK)
             item_fail(it, st, "%s", err.msg);

@@ -252,7 +252,7 @@ static void test_user_expectations(void)
     snprintf(args, sizeof args, "run --no-detector -i %s/no-images -o %s/o-empty", g_dir, g_dir);
     rc = run(args, "empty.log");
     log = slurp("empty.log");
-    CHECK_MSG(rc == 2 && log && strstr(log, "no .png image") && strstr(log, "notes.txt"),
+    CHECK_MSG(rc == 2 && log && strstr(log, "no raster image") && strstr(log, "notes.txt"),
               "exit %d: %s", rc, log ? log : "");
     free(log);
 

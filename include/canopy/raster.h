@@ -1,0 +1,69 @@
+/* Rasters through GDAL (GeoTIFF, COG, JPEG; PNG goes to libpng, which is
+ * faster) and their georeferencing.
+ *
+ * Decoding gives the same RGBA8 layout as canopy/image.h. A pixel that the
+ * raster marks as nodata (nodata value, alpha band or mask band: GDAL's mask
+ * of each colour band; a pixel is nodata when all three bands say so) gets
+ * alpha 0, every other pixel alpha 255. 16-bit bands are rescaled to 8 bits
+ * by v8 = round(v * 255 / max), where max is 2^NBITS - 1 when the band
+ * declares NBITS (IMAGE_STRUCTURE metadata, e.g. 12-bit sensors), else the
+ * largest valid value of the three bands. A raster canopy cannot use (one or
+ * two bands, float or signed samples such as an elevation model) is refused
+ * with CNP_ERR_FORMAT and a reason that says what it is. */
+#ifndef CANOPY_RASTER_H
+#define CANOPY_RASTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "canopy/image.h"
+#include "canopy/status.h"
+
+/* Where a raster lies on the Earth. */
+typedef struct img_georef {
+    bool valid;        /* a geotransform and a CRS */
+    double gt[6];      /* GDAL geotransform: map = gt[0] + px*gt[1] + py*gt[2], ... */
+    int epsg;          /* 0 when the CRS has no EPSG code */
+    char *wkt;         /* the CRS as WKT; owned */
+    bool geographic;   /* map units are degrees */
+    double unit_m;     /* metres per map unit (projected CRS) */
+    void *to_wgs84;    /* OGRCoordinateTransformationH; owned */
+} img_georef;
+
+void img_georef_free(img_georef *g);
+
+/* GDAL's pixel-to-map transform (GDALApplyGeoTransform): px, py measured in
+ * pixels from the raster's top-left corner. */
+void img_georef_pixel_to_map(const img_georef *g, double px, double py, double *mx, double *my);
+
+/* Transforms n map points to WGS 84 longitude/latitude in place. */
+cnp_status img_georef_to_lonlat(const img_georef *g, size_t n, double *x, double *y,
+                                cnp_err *err);
+
+/* Metres per pixel near pixel (px, py): the square root of the pixel's area
+ * (handles rotated and non-square pixels; degrees are converted at that
+ * latitude). */
+double img_georef_pixel_m(const img_georef *g, double px, double py);
+
+/* What the first bytes say the data is: "png", "tiff", "jpeg" or NULL. */
+const char *img_raster_sniff(const void *data, size_t len);
+
+/* Width and height without decoding pixels (PNG: libpng; else GDAL). */
+cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint32_t *width,
+                            uint32_t *height, cnp_err *err);
+
+/* Decodes a raster held in memory into *out (RGBA8, alpha 0 at nodata) and,
+ * when geo is not NULL, its georeferencing. *nodata (may be NULL) receives
+ * the number of nodata pixels. Refuses more than max_pixels (0: no limit)
+ * with CNP_ERR_LIMIT before allocating pixel memory. Thread-safe. */
+cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
+                             cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err);
+
+/* Encodes a mask (non-zero = foreground) as a single-band 8-bit GeoTIFF
+ * (0/255, deflate, tiled 256 x 256) carrying geo's geotransform and CRS;
+ * appends to out. */
+cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t height,
+                                   const img_georef *geo, cnp_buf *out, cnp_err *err);
+
+#endif

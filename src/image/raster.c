@@ -1,0 +1,415 @@
+/* Rasters through GDAL and their georeferencing. See canopy/raster.h. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cpl_conv.h>
+#include <cpl_error.h>
+#include <cpl_vsi.h>
+#include <gdal.h>
+#include <ogr_srs_api.h>
+
+#include "canopy/raster.h"
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static atomic_uint g_seq;
+
+static void gdal_init(void)
+{
+    GDALAllRegister();
+}
+
+const char *img_raster_sniff(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    if (len >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "png";
+    if (len >= 4 && (memcmp(p, "II*\0", 4) == 0 || memcmp(p, "MM\0*", 4) == 0 ||
+                     memcmp(p, "II+\0", 4) == 0 || memcmp(p, "MM\0+", 4) == 0))
+        return "tiff";
+    if (len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF)
+        return "jpeg";
+    return NULL;
+}
+
+/* ---- opening from memory -------------------------------------------------- */
+
+struct mem_ds {
+    char path[64];
+    GDALDatasetH ds;
+};
+
+/* Opens data as a GDAL dataset (read-only, no copy). GDAL's messages are
+ * kept from stderr and put into err. */
+static cnp_status mem_open(const void *data, size_t len, const char *name, struct mem_ds *m,
+                           cnp_err *err)
+{
+    static const char *const drivers[] = {"GTiff", "COG", "JPEG", "PNG", NULL};
+    pthread_once(&g_once, gdal_init);
+    snprintf(m->path, sizeof m->path, "/vsimem/canopy/%u.img", atomic_fetch_add(&g_seq, 1));
+    VSILFILE *f = VSIFileFromMemBuffer(m->path, (GByte *)data, (vsi_l_offset)len, FALSE);
+    if (!f) {
+        cnp_err_set(err, "%s: cannot map the data for GDAL", name);
+        return CNP_ERR_NOMEM;
+    }
+    VSIFCloseL(f);
+    CPLPushErrorHandler(CPLQuietErrorHandler);
+    CPLErrorReset();
+    m->ds = GDALOpenEx(m->path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, NULL, NULL);
+    if (!m->ds) {
+        const char *why = CPLGetLastErrorMsg();
+        cnp_err_set(err, "%s: not a raster canopy can read (PNG, JPEG, GeoTIFF/COG)%s%s", name,
+                    why && why[0] ? ": " : "", why ? why : "");
+        CPLPopErrorHandler();
+        VSIUnlink(m->path);
+        return CNP_ERR_FORMAT;
+    }
+    return CNP_OK;
+}
+
+static void mem_close(struct mem_ds *m)
+{
+    if (m->ds)
+        GDALClose(m->ds);
+    m->ds = NULL;
+    CPLPopErrorHandler();
+    VSIUnlink(m->path);
+}
+
+cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint32_t *width,
+                            uint32_t *height, cnp_err *err)
+{
+    const char *kind = img_raster_sniff(data, len);
+    if (!kind || strcmp(kind, "png") == 0)
+        return img_png_probe(data, len, name, width, height, err);
+    struct mem_ds m;
+    cnp_status result = mem_open(data, len, name, &m, err);
+    if (result != CNP_OK)
+        return result;
+    *width = (uint32_t)GDALGetRasterXSize(m.ds);
+    *height = (uint32_t)GDALGetRasterYSize(m.ds);
+    mem_close(&m);
+    return CNP_OK;
+}
+
+/* ---- georeferencing --------------------------------------------------------- */
+
+void img_georef_free(img_georef *g)
+{
+    if (!g)
+        return;
+    CPLFree(g->wkt);
+    if (g->to_wgs84)
+        OCTDestroyCoordinateTransformation(g->to_wgs84);
+    memset(g, 0, sizeof *g);
+}
+
+void img_georef_pixel_to_map(const img_georef *g, double px, double py, double *mx, double *my)
+{
+    GDALApplyGeoTransform((double *)g->gt, px, py, mx, my);
+}
+
+cnp_status img_georef_to_lonlat(const img_georef *g, size_t n, double *x, double *y,
+                                cnp_err *err)
+{
+    if (!g->valid || !g->to_wgs84) {
+        cnp_err_set(err, "not georeferenced");
+        return CNP_ERR_INVALID;
+    }
+    int *ok = malloc((n ? n : 1) * sizeof *ok);
+    if (!ok) {
+        cnp_err_set(err, "out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    int all = OCTTransformEx(g->to_wgs84, (int)n, x, y, NULL, ok);
+    for (size_t i = 0; all && i < n; i++)
+        all = ok[i];
+    free(ok);
+    if (!all) {
+        cnp_err_set(err, "a point could not be transformed to WGS 84");
+        return CNP_ERR_FORMAT;
+    }
+    return CNP_OK;
+}
+
+double img_georef_pixel_m(const img_georef *g, double px, double py)
+{
+    double area = fabs(g->gt[1] * g->gt[5] - g->gt[2] * g->gt[4]);
+    double side = sqrt(area);
+    if (!g->geographic)
+        return side * g->unit_m;
+    /* Degrees: metres per degree of latitude, and of longitude at this row. */
+    double mx, my;
+    img_georef_pixel_to_map(g, px, py, &mx, &my);
+    double lat = my * M_PI / 180.0;
+    double m_lat = 111132.92 - 559.82 * cos(2 * lat);
+    double m_lon = 111412.84 * cos(lat);
+    return sqrt(area * m_lat * fabs(m_lon));
+}
+
+/* Fills geo from the dataset: valid only with a geotransform and a CRS. */
+static cnp_status read_georef(GDALDatasetH ds, const char *name, img_georef *geo, cnp_err *err)
+{
+    memset(geo, 0, sizeof *geo);
+    OGRSpatialReferenceH srs = GDALGetSpatialRef(ds);
+    if (GDALGetGeoTransform(ds, geo->gt) != CE_None || !srs)
+        return CNP_OK;
+    OGRSpatialReferenceH src = OSRClone(srs);
+    OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
+    cnp_status result = CNP_ERR_FORMAT;
+    if (!src || !dst || OSRSetWellKnownGeogCS(dst, "WGS84") != OGRERR_NONE) {
+        cnp_err_set(err, "%s: cannot set up WGS 84", name);
+        goto out;
+    }
+    OSRSetAxisMappingStrategy(src, OAMS_TRADITIONAL_GIS_ORDER);
+    OSRSetAxisMappingStrategy(dst, OAMS_TRADITIONAL_GIS_ORDER);
+    if (OSRExportToWkt(src, &geo->wkt) != OGRERR_NONE) {
+        cnp_err_set(err, "%s: its CRS cannot be written as WKT", name);
+        goto out;
+    }
+    const char *auth = OSRGetAuthorityName(src, NULL);
+    const char *code = OSRGetAuthorityCode(src, NULL);
+    if (!(auth && code) && OSRAutoIdentifyEPSG(src) == OGRERR_NONE) {
+        auth = OSRGetAuthorityName(src, NULL);
+        code = OSRGetAuthorityCode(src, NULL);
+    }
+    if (auth && code && strcmp(auth, "EPSG") == 0)
+        geo->epsg = atoi(code);
+    geo->geographic = OSRIsGeographic(src) != 0;
+    geo->unit_m = geo->geographic ? 0.0 : OSRGetLinearUnits(src, NULL);
+    geo->to_wgs84 = OCTNewCoordinateTransformation(src, dst);
+    if (!geo->to_wgs84) {
+        cnp_err_set(err, "%s: its CRS cannot be transformed to WGS 84: %s", name,
+                    CPLGetLastErrorMsg());
+        goto out;
+    }
+    geo->valid = true;
+    result = CNP_OK;
+out:
+    if (src)
+        OSRDestroySpatialReference(src);
+    if (dst)
+        OSRDestroySpatialReference(dst);
+    if (result != CNP_OK)
+        img_georef_free(geo);
+    return result;
+}
+
+/* ---- pixels ------------------------------------------------------------------- */
+
+/* Why a raster is refused, or NULL when its three colour bands are usable. */
+static const char *unusable(GDALDatasetH ds, char *why, size_t len)
+{
+    int bands = GDALGetRasterCount(ds);
+    GDALDataType t = bands ? GDALGetRasterDataType(GDALGetRasterBand(ds, 1)) : GDT_Unknown;
+    if (bands < 3) {
+        snprintf(why, len, "%d band%s of %s (%s): canopy needs RGB, 3 or 4 bands of 8 or "
+                           "16-bit unsigned samples",
+                 bands, bands == 1 ? "" : "s", GDALGetDataTypeName(t),
+                 bands == 1 ? "a single-band raster such as an elevation model or a mask"
+                            : "too few colour bands");
+        return why;
+    }
+    for (int b = 1; b <= 3; b++) {
+        GDALDataType tb = GDALGetRasterDataType(GDALGetRasterBand(ds, b));
+        if (tb != GDT_Byte && tb != GDT_UInt16) {
+            snprintf(why, len, "band %d holds %s samples (%s): canopy needs RGB of 8 or 16-bit "
+                               "unsigned samples",
+                     b, GDALGetDataTypeName(tb),
+                     GDALDataTypeIsFloating(tb) ? "floating point, e.g. elevation or an index"
+                                                : "signed or wide integers");
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* The largest value 16-bit band b may hold: 2^NBITS - 1 when declared. */
+static unsigned nbits_max(GDALRasterBandH band)
+{
+    const char *nb = GDALGetMetadataItem(band, "NBITS", "IMAGE_STRUCTURE");
+    int bits = nb ? atoi(nb) : 0;
+    return bits > 0 && bits < 16 ? (1u << bits) - 1 : 0;
+}
+
+/* Reads the three colour bands into out's RGB (8-bit) channels. */
+static cnp_status read_rgb(GDALDatasetH ds, const char *name, cnp_image *out, cnp_err *err)
+{
+    int w = (int)out->width, h = (int)out->height;
+    int map[3] = {1, 2, 3};
+    GDALDataType t = GDALGetRasterDataType(GDALGetRasterBand(ds, 1));
+    if (t == GDT_Byte) {
+        if (GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, out->rgba, w, h, GDT_Byte, 3, map, 4,
+                                (GSpacing)4 * w, 1) != CE_None)
+            goto fail;
+        return CNP_OK;
+    }
+    size_t n = (size_t)w * h;
+    uint16_t *v = malloc(n * 3 * sizeof *v);
+    if (!v) {
+        cnp_err_set(err, "%s: out of memory for %dx%d 16-bit pixels", name, w, h);
+        return CNP_ERR_NOMEM;
+    }
+    if (GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, v, w, h, GDT_UInt16, 3, map, 6,
+                            (GSpacing)6 * w, 2) != CE_None) {
+        free(v);
+        goto fail;
+    }
+    unsigned max = nbits_max(GDALGetRasterBand(ds, 1));
+    for (size_t i = 0; !max && i < n * 3; i++)
+        if (v[i] > max)
+            max = v[i];
+    if (!max)
+        max = 1;
+    for (size_t i = 0; i < n; i++)
+        for (int c = 0; c < 3; c++) {
+            unsigned s = v[3 * i + c] > max ? max : v[3 * i + c];
+            out->rgba[4 * i + c] = (uint8_t)((s * 255u + max / 2) / max);
+        }
+    free(v);
+    return CNP_OK;
+fail:
+    cnp_err_set(err, "%s: reading pixels: %s", name, CPLGetLastErrorMsg());
+    return CNP_ERR_FORMAT;
+}
+
+/* Sets alpha: 0 where every colour band's mask says nodata. */
+static cnp_status read_alpha(GDALDatasetH ds, const char *name, cnp_image *out, uint64_t *nodata,
+                             cnp_err *err)
+{
+    size_t n = (size_t)out->width * out->height;
+    bool all_valid = true;
+    for (int b = 1; b <= 3; b++)
+        if (!(GDALGetMaskFlags(GDALGetRasterBand(ds, b)) & GMF_ALL_VALID))
+            all_valid = false;
+    uint64_t count = 0;
+    if (all_valid) {
+        for (size_t i = 0; i < n; i++)
+            out->rgba[4 * i + 3] = 255;
+        goto out;
+    }
+    uint8_t *m = malloc(n);
+    if (!m) {
+        cnp_err_set(err, "%s: out of memory for its mask", name);
+        return CNP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        out->rgba[4 * i + 3] = 0;
+    for (int b = 1; b <= 3; b++) {
+        GDALRasterBandH mask = GDALGetMaskBand(GDALGetRasterBand(ds, b));
+        if (GDALRasterIO(mask, GF_Read, 0, 0, (int)out->width, (int)out->height, m,
+                         (int)out->width, (int)out->height, GDT_Byte, 0, 0) != CE_None) {
+            cnp_err_set(err, "%s: reading its nodata mask: %s", name, CPLGetLastErrorMsg());
+            free(m);
+            return CNP_ERR_FORMAT;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (m[i])
+                out->rgba[4 * i + 3] = 255;
+    }
+    free(m);
+    for (size_t i = 0; i < n; i++)
+        count += out->rgba[4 * i + 3] == 0;
+out:
+    if (nodata)
+        *nodata = count;
+    return CNP_OK;
+}
+
+cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
+                             cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err)
+{
+    const char *kind = img_raster_sniff(data, len);
+    memset(out, 0, sizeof *out);
+    if (geo)
+        memset(geo, 0, sizeof *geo);
+    if (nodata)
+        *nodata = 0;
+    if (!kind || strcmp(kind, "png") == 0) {
+        cnp_status result = img_png_decode(data, len, name, max_pixels, out, err);
+        if (result == CNP_OK && nodata)
+            for (size_t i = 0; i < (size_t)out->width * out->height; i++)
+                *nodata += out->rgba[4 * i + 3] == 0;
+        return result;
+    }
+    struct mem_ds m;
+    cnp_status result = mem_open(data, len, name, &m, err);
+    if (result != CNP_OK)
+        return result;
+    char why[256];
+    uint64_t w = (uint64_t)GDALGetRasterXSize(m.ds), h = (uint64_t)GDALGetRasterYSize(m.ds);
+    if (unusable(m.ds, why, sizeof why)) {
+        cnp_err_set(err, "%s: %s", name, why);
+        result = CNP_ERR_FORMAT;
+    } else if (max_pixels && w * h > max_pixels) {
+        cnp_err_set(err, "%s: %llux%llu = %llu pixels exceeds the limit of %llu pixels "
+                         "(max_pixels)",
+                    name, (unsigned long long)w, (unsigned long long)h,
+                    (unsigned long long)(w * h), (unsigned long long)max_pixels);
+        result = CNP_ERR_LIMIT;
+    } else if ((result = cnp_image_alloc(out, (uint32_t)w, (uint32_t)h, err)) == CNP_OK &&
+               (result = read_rgb(m.ds, name, out, err)) == CNP_OK &&
+               (result = read_alpha(m.ds, name, out, nodata, err)) == CNP_OK && geo) {
+        result = read_georef(m.ds, name, geo, err);
+    }
+    if (result != CNP_OK)
+        cnp_image_free(out);
+    mem_close(&m);
+    return result;
+}
+
+/* ---- GeoTIFF masks ------------------------------------------------------------ */
+
+cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t height,
+                                   const img_georef *geo, cnp_buf *out, cnp_err *err)
+{
+    static const char *const opts[] = {"COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256",
+                                       "BLOCKYSIZE=256", NULL};
+    char path[64];
+    cnp_status result = CNP_ERR_FORMAT;
+    pthread_once(&g_once, gdal_init);
+    snprintf(path, sizeof path, "/vsimem/canopy/mask-%u.tif", atomic_fetch_add(&g_seq, 1));
+    GDALDriverH drv = GDALGetDriverByName("GTiff");
+    CPLPushErrorHandler(CPLQuietErrorHandler);
+    GDALDatasetH ds = drv ? GDALCreate(drv, path, (int)width, (int)height, 1, GDT_Byte,
+                                       (char **)opts)
+                          : NULL;
+    if (!ds) {
+        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
+        goto out;
+    }
+    if (geo && geo->valid) {
+        GDALSetGeoTransform(ds, (double *)geo->gt);
+        GDALSetProjection(ds, geo->wkt);
+    }
+    size_t n = (size_t)width * height;
+    uint8_t *v = malloc(n ? n : 1);
+    if (!v) {
+        GDALClose(ds);
+        cnp_err_set(err, "out of memory for the GeoTIFF mask");
+        result = CNP_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = mask[i] ? 255 : 0;
+    CPLErr rc = GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Write, 0, 0, (int)width, (int)height,
+                             v, (int)width, (int)height, GDT_Byte, 0, 0);
+    free(v);
+    GDALClose(ds); /* flushes into /vsimem */
+    if (rc != CE_None) {
+        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
+        goto out;
+    }
+    vsi_l_offset size = 0;
+    GByte *bytes = VSIGetMemFileBuffer(path, &size, FALSE);
+    result = bytes ? cnp_buf_append(out, bytes, (size_t)size) : CNP_ERR_FORMAT;
+    if (result != CNP_OK)
+        cnp_err_set(err, "GeoTIFF mask: no output");
+out:
+    CPLPopErrorHandler();
+    VSIUnlink(path);
+    return result;
+}

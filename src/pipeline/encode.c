@@ -1,0 +1,344 @@
+/* Output encoding, shared by all front ends: the mask (PNG or GeoTIFF), the
+ * overlay, trees.json and, for georeferenced inputs, trees.geojson. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "canopy/pipeline.h"
+
+const char *const pipe_out_suffix[PIPE_OUT_COUNT] = {
+    ".mask.png", ".mask.tif", ".overlay.png", ".trees.json", ".trees.geojson",
+};
+const char *const pipe_out_content_type[PIPE_OUT_COUNT] = {
+    "image/png", "image/tiff", "image/png", "application/json", "application/geo+json",
+};
+
+/* Rounds to `digits` decimals so the JSON stays short and stable. */
+static double round_to(double v, int digits)
+{
+    double scale = pow(10.0, digits);
+    return round(v * scale) / scale;
+}
+
+/* ---- georeferencing ------------------------------------------------------- */
+
+cnp_status pipe_georeference(const img_georef *geo, const pipe_result *r, pipe_geo_tree **out,
+                             double footprint[10], cnp_err *err)
+{
+    *out = NULL;
+    double fx[5] = {0, r->width, r->width, 0, 0}, fy[5] = {0, 0, r->height, r->height, 0};
+    for (int i = 0; i < 5; i++)
+        img_georef_pixel_to_map(geo, fx[i], fy[i], &fx[i], &fy[i]);
+    cnp_status result = img_georef_to_lonlat(geo, 5, fx, fy, err);
+    if (result != CNP_OK)
+        return result;
+    for (int i = 0; i < 5; i++) {
+        footprint[2 * i] = fx[i];
+        footprint[2 * i + 1] = fy[i];
+    }
+    if (!r->ntrees)
+        return CNP_OK;
+    pipe_geo_tree *t = calloc(r->ntrees, sizeof *t);
+    double *lon = malloc(r->ntrees * sizeof *lon), *lat = malloc(r->ntrees * sizeof *lat);
+    if (!t || !lon || !lat) {
+        cnp_err_set(err, "out of memory georeferencing %zu trees", r->ntrees);
+        result = CNP_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < r->ntrees; i++) {
+        const cnp_tree *tr = &r->trees[i];
+        img_georef_pixel_to_map(geo, tr->x, tr->y, &t[i].map_x, &t[i].map_y);
+        lon[i] = t[i].map_x;
+        lat[i] = t[i].map_y;
+        t[i].radius_m = tr->radius * img_georef_pixel_m(geo, tr->x, tr->y);
+        /* The box's corners in map units (any rotation): their extent. */
+        double cx[4] = {tr->x - tr->radius, tr->x + tr->radius, tr->x + tr->radius,
+                        tr->x - tr->radius};
+        double cy[4] = {tr->y - tr->radius, tr->y - tr->radius, tr->y + tr->radius,
+                        tr->y + tr->radius};
+        t[i].box_map[0] = t[i].box_map[1] = INFINITY;
+        t[i].box_map[2] = t[i].box_map[3] = -INFINITY;
+        for (int k = 0; k < 4; k++) {
+            double mx, my;
+            img_georef_pixel_to_map(geo, cx[k], cy[k], &mx, &my);
+            t[i].box_map[0] = fmin(t[i].box_map[0], mx);
+            t[i].box_map[1] = fmin(t[i].box_map[1], my);
+            t[i].box_map[2] = fmax(t[i].box_map[2], mx);
+            t[i].box_map[3] = fmax(t[i].box_map[3], my);
+        }
+    }
+    if ((result = img_georef_to_lonlat(geo, r->ntrees, lon, lat, err)) != CNP_OK)
+        goto out;
+    for (size_t i = 0; i < r->ntrees; i++) {
+        t[i].lon = lon[i];
+        t[i].lat = lat[i];
+    }
+    *out = t;
+    t = NULL;
+out:
+    free(t);
+    free(lon);
+    free(lat);
+    return result;
+}
+
+/* ---- trees.json ------------------------------------------------------------ */
+
+static bool add_array(cJSON *o, const char *name, const double *v, int n, int digits)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, name);
+    for (int i = 0; a && i < n; i++) {
+        cJSON *x = cJSON_CreateNumber(digits >= 0 ? round_to(v[i], digits) : v[i]);
+        if (!x)
+            return false;
+        cJSON_AddItemToArray(a, x);
+    }
+    return a != NULL;
+}
+
+/* The document-level georeferencing: CRS, geotransform, footprint. */
+static bool json_georef(cJSON *doc, const pipe_encode_in *in)
+{
+    if (!in->geo || !in->geo->valid)
+        return cJSON_AddFalseToObject(doc, "georeferenced") != NULL;
+    cJSON *crs = cJSON_CreateObject();
+    if (!crs || !cJSON_AddTrueToObject(doc, "georeferenced"))
+        return false;
+    cJSON_AddItemToObject(doc, "crs", crs);
+    if (in->geo->epsg ? !cJSON_AddNumberToObject(crs, "epsg", in->geo->epsg)
+                      : !cJSON_AddNullToObject(crs, "epsg"))
+        return false;
+    return cJSON_AddStringToObject(crs, "wkt", in->geo->wkt) &&
+           add_array(doc, "geotransform", in->geo->gt, 6, -1) &&
+           add_array(doc, "footprint_lonlat", in->footprint, 10, 7);
+}
+
+static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g)
+{
+    double box[4] = {tr->x - tr->radius, tr->y - tr->radius, tr->x + tr->radius,
+                     tr->y + tr->radius};
+    bool ok = cJSON_AddNumberToObject(t, "x", round_to(tr->x, 2)) &&
+              cJSON_AddNumberToObject(t, "y", round_to(tr->y, 2)) &&
+              cJSON_AddNumberToObject(t, "radius", round_to(tr->radius, 2)) &&
+              cJSON_AddNumberToObject(t, "score", round_to(tr->score, 4)) &&
+              cJSON_AddNumberToObject(t, "xmin", round_to(box[0], 2)) &&
+              cJSON_AddNumberToObject(t, "ymin", round_to(box[1], 2)) &&
+              cJSON_AddNumberToObject(t, "xmax", round_to(box[2], 2)) &&
+              cJSON_AddNumberToObject(t, "ymax", round_to(box[3], 2));
+    if (!ok || !g)
+        return ok;
+    return cJSON_AddNumberToObject(t, "map_x", round_to(g->map_x, 3)) &&
+           cJSON_AddNumberToObject(t, "map_y", round_to(g->map_y, 3)) &&
+           cJSON_AddNumberToObject(t, "lon", round_to(g->lon, 8)) &&
+           cJSON_AddNumberToObject(t, "lat", round_to(g->lat, 8)) &&
+           cJSON_AddNumberToObject(t, "radius_m", round_to(g->radius_m, 3)) &&
+           add_array(t, "box_map", g->box_map, 4, 3);
+}
+
+static cnp_status print_json(cJSON *doc, cnp_buf *out)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cnp_status result = text ? cnp_buf_append(out, text, strlen(text)) : CNP_ERR_NOMEM;
+    if (result == CNP_OK)
+        result = cnp_buf_append(out, "\n", 1);
+    cJSON_free(text);
+    return result;
+}
+
+static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *in, cnp_buf *out,
+                             cnp_err *err)
+{
+    const pipe_result *r = in->r;
+    cnp_status result = CNP_ERR_NOMEM;
+    cJSON *doc = cJSON_CreateObject(), *trees = NULL;
+    double n = (double)r->width * r->height;
+    if (!doc || !cJSON_AddStringToObject(doc, "image", in->image_name) ||
+        !cJSON_AddNumberToObject(doc, "width", r->width) ||
+        !cJSON_AddNumberToObject(doc, "height", r->height))
+        goto out;
+    if (r->bin.threshold >= 0 ? !cJSON_AddNumberToObject(doc, "threshold", r->bin.threshold)
+                              : !cJSON_AddNullToObject(doc, "threshold"))
+        goto out;
+    if (!cJSON_AddNumberToObject(doc, "canopy_cover", round_to(r->bin.canopy_cover, 4)) ||
+        !cJSON_AddNumberToObject(doc, "nodata_fraction",
+                                 round_to(n > 0 ? (double)in->nodata / n : 0.0, 4)))
+        goto out;
+    if (p->model_version ? !cJSON_AddStringToObject(doc, "model", p->model_version)
+                         : !cJSON_AddNullToObject(doc, "model"))
+        goto out;
+    if (!json_georef(doc, in) || !(trees = cJSON_AddArrayToObject(doc, "trees")))
+        goto out;
+    for (size_t i = 0; i < r->ntrees; i++) {
+        cJSON *t = cJSON_CreateObject();
+        if (!t)
+            goto out;
+        cJSON_AddItemToArray(trees, t);
+        if (!json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL))
+            goto out;
+    }
+    result = print_json(doc, out);
+out:
+    if (result != CNP_OK)
+        cnp_err_set(err, "out of memory writing trees.json");
+    cJSON_Delete(doc);
+    return result;
+}
+
+/* ---- trees.geojson (RFC 7946) ------------------------------------------------ */
+
+enum { RING = 32 }; /* vertices of a crown polygon */
+
+/* A crown as a polygon: a circle of the tree's radius in pixel space taken
+ * through the raster's transform, counter-clockwise in lon/lat. */
+static cJSON *crown_polygon(const img_georef *geo, const cnp_tree *tr, double bbox[4])
+{
+    double x[RING + 1], y[RING + 1];
+    for (int k = 0; k < RING; k++) {
+        double a = 2.0 * M_PI * k / RING;
+        img_georef_pixel_to_map(geo, tr->x + tr->radius * cos(a), tr->y + tr->radius * sin(a),
+                                &x[k], &y[k]);
+    }
+    cnp_err err;
+    if (img_georef_to_lonlat(geo, RING, x, y, &err) != CNP_OK)
+        return NULL;
+    x[RING] = x[0];
+    y[RING] = y[0];
+    double area2 = 0;
+    for (int k = 0; k < RING; k++)
+        area2 += x[k] * y[k + 1] - x[k + 1] * y[k];
+    cJSON *geom = cJSON_CreateObject(), *rings = cJSON_CreateArray(), *ring = cJSON_CreateArray();
+    if (!geom || !rings || !ring) {
+        cJSON_Delete(geom);
+        cJSON_Delete(rings);
+        cJSON_Delete(ring);
+        return NULL;
+    }
+    cJSON_AddStringToObject(geom, "type", "Polygon");
+    cJSON_AddItemToObject(geom, "coordinates", rings);
+    cJSON_AddItemToArray(rings, ring);
+    for (int i = 0; i <= RING; i++) {
+        int k = area2 >= 0 ? i : RING - i; /* exterior ring counter-clockwise */
+        double pt[2] = {round_to(x[k], 8), round_to(y[k], 8)};
+        cJSON_AddItemToArray(ring, cJSON_CreateDoubleArray(pt, 2));
+        bbox[0] = fmin(bbox[0], x[k]);
+        bbox[1] = fmin(bbox[1], y[k]);
+        bbox[2] = fmax(bbox[2], x[k]);
+        bbox[3] = fmax(bbox[3], y[k]);
+    }
+    return geom;
+}
+
+static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_in *in,
+                                cnp_buf *out, cnp_err *err)
+{
+    const pipe_result *r = in->r;
+    cnp_status result = CNP_ERR_NOMEM;
+    double bbox[4] = {INFINITY, INFINITY, -INFINITY, -INFINITY};
+    cJSON *doc = cJSON_CreateObject(), *features = NULL;
+    if (!doc || !cJSON_AddStringToObject(doc, "type", "FeatureCollection") ||
+        !(features = cJSON_AddArrayToObject(doc, "features")))
+        goto out;
+    for (size_t i = 0; i < r->ntrees; i++) {
+        const cnp_tree *tr = &r->trees[i];
+        const pipe_geo_tree *g = &in->trees_geo[i];
+        cJSON *f = cJSON_CreateObject(), *props = cJSON_CreateObject();
+        cJSON *geom = crown_polygon(in->geo, tr, bbox);
+        if (!f || !props || !geom) {
+            cJSON_Delete(f);
+            cJSON_Delete(props);
+            cJSON_Delete(geom);
+            cnp_err_set(err, "crown %zu could not be transformed to WGS 84", i);
+            result = CNP_ERR_FORMAT;
+            goto fail;
+        }
+        cJSON_AddItemToArray(features, f);
+        cJSON_AddStringToObject(f, "type", "Feature");
+        cJSON_AddItemToObject(f, "geometry", geom);
+        cJSON_AddItemToObject(f, "properties", props);
+        if (!json_tree(props, tr, g) ||
+            (p->model_version && !cJSON_AddStringToObject(props, "model", p->model_version)))
+            goto out;
+    }
+    if (r->ntrees == 0) /* an empty collection: the footprint's extent */
+        for (int i = 0; i < 5; i++) {
+            bbox[0] = fmin(bbox[0], in->footprint[2 * i]);
+            bbox[1] = fmin(bbox[1], in->footprint[2 * i + 1]);
+            bbox[2] = fmax(bbox[2], in->footprint[2 * i]);
+            bbox[3] = fmax(bbox[3], in->footprint[2 * i + 1]);
+        }
+    if (!add_array(doc, "bbox", bbox, 4, 8))
+        goto out;
+    result = print_json(doc, out);
+out:
+    if (result != CNP_OK)
+        cnp_err_set(err, "out of memory writing trees.geojson");
+fail:
+    cJSON_Delete(doc);
+    return result;
+}
+
+/* ---- overlay ------------------------------------------------------------------- */
+
+/* Draws each crown as a ring on a copy of the input, easy to read at a
+ * glance on green canopy: yellow for confident trees, orange otherwise. */
+static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
+                              const pipe_result *r, cnp_buf *out, cnp_err *err)
+{
+    static const uint8_t strong[3] = {255, 230, 0};
+    static const uint8_t weak[3] = {255, 120, 0};
+    cnp_image copy;
+    cnp_status result = cnp_image_alloc(&copy, img->width, img->height, err);
+    if (result != CNP_OK)
+        return result;
+    memcpy(copy.rgba, img->rgba, (size_t)img->width * img->height * 4);
+    for (size_t i = 0; i < r->ntrees; i++) {
+        const cnp_tree *t = &r->trees[i];
+        const uint8_t *c = t->score >= 0.5f ? strong : weak;
+        img_draw_circle(&copy, t->x, t->y, t->radius, c, 2.0f);
+        img_draw_dot(&copy, t->x, t->y, 1.5f, c);
+    }
+    result = img_png_encode_rgb(&copy, oc->png_level, out, err);
+    cnp_image_free(&copy);
+    return result;
+}
+
+cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pipe_outputs *out,
+                       cnp_err *err)
+{
+    const cnp_output_config *oc = p->output;
+    const pipe_result *r = in->r;
+    bool geo = in->geo && in->geo->valid;
+    bool tif = oc->mask_format == CNP_MASK_TIFF || (oc->mask_format == CNP_MASK_AUTO && geo);
+    cnp_status result;
+    memset(out, 0, sizeof *out);
+    if (tif)
+        result = img_mask_encode_geotiff(r->mask, r->width, r->height, geo ? in->geo : NULL,
+                                         &out->buf[PIPE_OUT_MASK_TIF], err);
+    else
+        result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
+                                     &out->buf[PIPE_OUT_MASK_PNG], err);
+    if (result != CNP_OK ||
+        (result = trees_json(p, in, &out->buf[PIPE_OUT_TREES_JSON], err)) != CNP_OK)
+        goto fail;
+    if (geo && (result = trees_geojson(p, in, &out->buf[PIPE_OUT_GEOJSON], err)) != CNP_OK)
+        goto fail;
+    /* Without a detector there is nothing to draw: no overlay. */
+    if (p->detector && oc->overlay &&
+        (result = overlay_png(oc, in->img, r, &out->buf[PIPE_OUT_OVERLAY], err)) != CNP_OK)
+        goto fail;
+    return CNP_OK;
+fail:
+    cnp_err_prefix(err, "%s", in->image_name);
+    pipe_outputs_free(out);
+    return result;
+}
+
+void pipe_outputs_free(pipe_outputs *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < PIPE_OUT_COUNT; i++)
+        cnp_buf_free(&o->buf[i]);
+}
