@@ -259,9 +259,10 @@ static cnp_status read_rgb(GDALDatasetH ds, const char *name, cnp_image *out, cn
         goto fail;
     }
     unsigned max = nbits_max(GDALGetRasterBand(ds, 1));
-    for (size_t i = 0; !max && i < n * 3; i++)
-        if (v[i] > max)
-            max = v[i];
+    if (!max)
+        for (size_t i = 0; i < n * 3; i++)
+            if (v[i] > max)
+                max = v[i];
     if (!max)
         max = 1;
     for (size_t i = 0; i < n; i++)
