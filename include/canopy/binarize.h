@@ -30,7 +30,8 @@ typedef struct bin_result {
 } bin_result;
 
 /* Copies the [binarize] section; fails on an even or out-of-range window. */
-cnp_status bin_params_from_config(const cnp_config *cfg, bin_params *out, cnp_err *err);
+cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *out,
+                                  cnp_err *err);
 
 /* Channel value of one RGBA pixel, 0..255 (the formula both paths share). */
 uint8_t bin_channel_value(const uint8_t *rgba, enum cnp_bin_channel channel);

@@ -80,8 +80,8 @@ static int bench_binarize(const cnp_config *cfg, struct bench_image *imgs, int n
     bin_engine *eng = NULL;
     bin_params p;
     int rc = CNP_EXIT_FATAL;
-    if (bin_params_from_config(cfg, &p, &err) != CNP_OK ||
-        ocl_ctx_create(cfg, &ctx, &err) != CNP_OK || bin_engine_create(ctx, &p, &eng, &err) != CNP_OK) {
+    if (bin_params_from_config(&cfg->binarize, &p, &err) != CNP_OK ||
+        ocl_ctx_create(&cfg->opencl, &ctx, &err) != CNP_OK || bin_engine_create(ctx, &p, &eng, &err) != CNP_OK) {
         fprintf(stderr, "canopy bench: %s\n", err.msg);
         goto out;
     }

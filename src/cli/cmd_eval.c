@@ -255,7 +255,7 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
     snprintf(device, len, "CPU reference");
     if (cpu)
         return CNP_EXIT_OK;
-    st = ocl_ctx_create(cfg, &d->ctx, &err);
+    st = ocl_ctx_create(&cfg->opencl, &d->ctx, &err);
     if (st == CNP_OK)
         st = det_engine_create(d->ctx, m, cfg, &d->eng, &err);
     if (st != CNP_OK) {

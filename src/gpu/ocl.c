@@ -182,7 +182,7 @@ static cl_uint devices_get(cl_platform_id plat, cl_device_id *devs)
 
 /* Finds the device: selectors first; with no device selector, a GPU wins over
  * other types, else the first matching device. */
-static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
+static cnp_status pick_device(const cnp_opencl_config *cfg, cl_platform_id *plat_out,
                               cl_device_id *dev_out, cnp_err *err)
 {
     cl_platform_id plats[MAX_PLATFORMS];
@@ -194,7 +194,7 @@ static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
     for (cl_uint pi = 0; pi < np && !found_gpu; pi++) {
         char pname[256];
         str_info_platform(plats[pi], CL_PLATFORM_NAME, pname, sizeof pname);
-        if (!selector_matches(cfg->opencl.platform, pi, pname))
+        if (!selector_matches(cfg->platform, pi, pname))
             continue;
         cl_device_id devs[MAX_DEVICES];
         cl_uint nd = devices_get(plats[pi], devs);
@@ -203,25 +203,25 @@ static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
             cl_device_type type = 0;
             str_info_device(devs[di], CL_DEVICE_NAME, dname, sizeof dname);
             clGetDeviceInfo(devs[di], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-            if (!selector_matches(cfg->opencl.device, di, dname))
+            if (!selector_matches(cfg->device, di, dname))
                 continue;
             bool gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
-            if (!found || (gpu && !found_gpu && !cfg->opencl.device[0])) {
+            if (!found || (gpu && !found_gpu && !cfg->device[0])) {
                 *plat_out = plats[pi];
                 *dev_out = devs[di];
                 found = true;
                 found_gpu = gpu;
             }
-            if (cfg->opencl.device[0] || found_gpu)
+            if (cfg->device[0] || found_gpu)
                 break;
         }
-        if (found && cfg->opencl.device[0])
+        if (found && cfg->device[0])
             break;
     }
     if (!found) {
         cnp_err_set(err, "no OpenCL device matches [opencl] platform = '%s', device = '%s' "
                          "(see `canopy devices`)",
-                    cfg->opencl.platform, cfg->opencl.device);
+                    cfg->platform, cfg->device);
         return CNP_ERR_OPENCL;
     }
     return CNP_OK;
@@ -239,7 +239,7 @@ static void default_cache_dir(char *out, size_t len)
         snprintf(out, len, "/tmp/canopy-kernels");
 }
 
-cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err)
+cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err)
 {
     cnp_status result;
     cl_int rc;
@@ -272,11 +272,11 @@ cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err)
     clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                     &ctx->local_mem, NULL);
 
-    if (cfg->opencl.cache_dir[0])
-        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->opencl.cache_dir);
+    if (cfg->cache_dir[0])
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->cache_dir);
     else
         default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
-    snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->opencl.kernel_dir);
+    snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->kernel_dir);
     LOG_DEBUG("gpu", "device: %s", ctx->description);
     *out = ctx;
     return CNP_OK;

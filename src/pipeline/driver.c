@@ -968,7 +968,7 @@ static int drv_open(struct drv *d, const cnp_config *cfg, const drv_options *opt
     }
     if (aws_client_create(cfg, &d->aws, &err) != CNP_OK)
         goto fatal;
-    if (pg_store_open_config(cfg, &d->db, &err) != CNP_OK)
+    if (pg_store_open_config(&cfg->postgres, &d->db, &err) != CNP_OK)
         goto fatal;
     int applied = 0, version = 0;
     if (pg_store_migrate(d->db, &applied, &version, &err) != CNP_OK)
