@@ -15,13 +15,13 @@ static bool server_stopped;
 
 static void stop_server(void)
 {
-    CHECK(pgt_stack("pg-stop") == 0, "pg-stop failed");
+    CHECK_FATAL(pgt_stack("pg-stop") == 0, "pg-stop failed");
     server_stopped = true;
 }
 
 static void start_server(void)
 {
-    CHECK(pgt_stack("pg-start") == 0, "pg-start failed");
+    CHECK_FATAL(pgt_stack("pg-start") == 0, "pg-start failed");
     server_stopped = false;
 }
 
@@ -129,6 +129,5 @@ int main(void)
     pg_store_set_reconnect(s, 40, 500);
     CHECK(pg_store_ping(s, &err) == CNP_OK, "ping after start: %s", err.msg);
     pg_store_free(s);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }
