@@ -227,7 +227,7 @@ int main(int argc, char **argv)
         return 1;
     if ((o.image ? img_png_read_file(o.image, 0, &img, &err)
                  : synthetic(&img, o.width, o.height, &err)) != CNP_OK ||
-        ocl_ctx_create(&cfg, &ctx, &err) != CNP_OK) {
+        ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK) {
         fprintf(stderr, "bench_detect: %s\n", err.msg);
         rc = 1;
         goto out;

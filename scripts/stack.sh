@@ -6,6 +6,8 @@
 #   stack.sh start     start both (idempotent: re-checks what already runs)
 #   stack.sh stop      stop both; no process is left behind
 #   stack.sh pg-stop   stop only PostgreSQL (fault injection in tests)
+#   stack.sh pg-crash  stop only PostgreSQL as a crash would (immediate: no
+#                      shutdown checkpoint; what a commit promised must survive)
 #   stack.sh pg-start  start PostgreSQL again, on the same port
 #   stack.sh env       print the path of the sourceable env file
 #   stack.sh status    say what runs
@@ -120,14 +122,19 @@ pg_init() {
     die "$PG_OS_USER cannot write $PG_DIR (a parent directory is not searchable?); set CANOPY_STACK_DIR to a directory under /tmp"
   as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U canopy --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$STACK_DIR/initdb.log" 2>&1 || { cat "$STACK_DIR/initdb.log" >&2; die "initdb failed"; }
-  # A throw-away test server: durability is not needed, speed is.
+  # A throw-away test server: surviving a machine crash is not needed (fsync
+  # off), but a commit must survive the server process stopping at once:
+  # outage tests stop it right after a commit, and a canopy that deleted the
+  # messages of a chunk whose COMMIT returned must find its rows afterwards.
+  # So synchronous_commit stays on (pg_start also sets it on the command line,
+  # for data directories initialised when this file said off).
   as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null <<'EOF'
 
 # canopy test stack (scripts/stack.sh)
 listen_addresses = '127.0.0.1'
 max_connections = 200
 fsync = off
-synchronous_commit = off
+synchronous_commit = on
 full_page_writes = off
 log_min_messages = warning
 EOF
@@ -153,7 +160,7 @@ pg_start() {
   if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER": "$sock"; fi
   say "PostgreSQL: starting on 127.0.0.1:$port"
   as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s \
-    -o "-p $port -k $sock" 9>&- ||
+    -o "-p $port -k $sock -c synchronous_commit=on" 9>&- ||
     { tail -n 20 "$PG_LOG" >&2 || true; die "PostgreSQL did not start (log: $PG_LOG)"; }
   pg_wait_ready
   if ! psql -h 127.0.0.1 -p "$port" -U canopy -d postgres -tAqc \
@@ -188,6 +195,17 @@ pg_stop() {
   if [ "$(pg_socket_dir)" != "$PG_DIR/sock" ]; then
     rm -rf "$(pg_socket_dir)"
   fi
+}
+
+# pg_crash: an immediate shutdown (the server exits without a checkpoint, as
+# after a crash; the next start runs recovery from the WAL).
+pg_crash() {
+  [ -d "$PG_DATA" ] || return 0
+  if pg_running; then
+    say "PostgreSQL: immediate stop"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 30 -s || true
+  fi
+  pg_stop
 }
 
 # --- moto -------------------------------------------------------------------
@@ -376,6 +394,7 @@ case "${1:-}" in
   start) with_lock cmd_start ;;
   stop) with_lock cmd_stop ;;
   pg-stop) with_lock pg_stop ;;
+  pg-crash) with_lock pg_crash ;;
   pg-start) with_lock pg_start same-port ;;
   env)
     echo "$ENV_FILE"
@@ -387,7 +406,7 @@ case "${1:-}" in
     rm -rf "$STACK_DIR"
     ;;
   *)
-    echo "usage: $0 start|stop|pg-stop|pg-start|env|status|clean" >&2
+    echo "usage: $0 start|stop|pg-stop|pg-crash|pg-start|env|status|clean" >&2
     exit 2
     ;;
 esac

@@ -30,7 +30,8 @@ typedef struct bin_result {
 } bin_result;
 
 /* Copies the [binarize] section; fails on an even or out-of-range window. */
-cnp_status bin_params_from_config(const cnp_config *cfg, bin_params *out, cnp_err *err);
+cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *out,
+                                  cnp_err *err);
 
 /* Channel value of one RGBA pixel, 0..255 (the formula both paths share). */
 uint8_t bin_channel_value(const uint8_t *rgba, enum cnp_bin_channel channel);
@@ -51,7 +52,10 @@ void bin_engine_free(bin_engine *e);
 /* Binarizes the RGBA8 image in device buffer `rgba` (width*height*4 bytes).
  * Device buffers grow to the largest image seen and are reused. Enqueues all
  * kernels and the read of the mask and the scalars into host memory `mask`,
- * then waits once. */
+ * then waits once. Returns only once the context's queue is finished, on
+ * failure too: nothing it enqueued (nor a non-blocking upload of `rgba` the
+ * caller enqueued before on the same queue) is still pending. On failure err
+ * names the first OpenCL call that failed and its own error code. */
 cnp_status bin_engine_run(bin_engine *e, cl_mem rgba, uint32_t width, uint32_t height,
                           uint8_t *mask, bin_result *res, cnp_err *err);
 

@@ -18,8 +18,9 @@ typedef struct ocl_ctx ocl_ctx;
 
 /* Picks the platform and device named by [opencl] platform/device (name
  * substring or index; default: first GPU, else the first device) and creates a
- * context and an in-order command queue with profiling enabled. */
-cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err);
+ * context and an in-order command queue with profiling enabled. When nothing
+ * matches, err lists the platforms and devices searched. */
+cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err);
 void ocl_ctx_free(ocl_ctx *ctx);
 
 cl_context ocl_ctx_context(const ocl_ctx *ctx);

@@ -36,8 +36,8 @@ typedef struct pg_store pg_store;
  * it with pg_store_free(). */
 cnp_status pg_store_open(const char *conninfo, pg_store **out, cnp_err *err);
 
-/* pg_store_open() with the [postgres] conninfo of cfg. */
-cnp_status pg_store_open_config(const cnp_config *cfg, pg_store **out, cnp_err *err);
+/* pg_store_open() with the [postgres] section's conninfo. */
+cnp_status pg_store_open_config(const cnp_postgres_config *cfg, pg_store **out, cnp_err *err);
 
 /* Closes the connection and frees the store; accepts NULL. */
 void pg_store_free(pg_store *store);

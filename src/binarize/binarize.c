@@ -132,7 +132,20 @@ static cnp_status reserve(bin_engine *e, size_t n, cnp_err *err)
     return CNP_OK;
 }
 
-#define ARG(k, i, v) clSetKernelArg((k), (i), sizeof(v), &(v))
+/* Sets one kernel argument; on failure names the kernel, the argument and
+ * that call's own error code (OR-ing the codes of several calls would name
+ * some other error). */
+static cnp_status kernel_arg(cl_kernel k, const char *kname, cl_uint index, size_t size,
+                             const void *value, cnp_err *err)
+{
+    cl_int rc = clSetKernelArg(k, index, size, value);
+    if (rc == CL_SUCCESS)
+        return CNP_OK;
+    cnp_err_set(err, "clSetKernelArg(%s, %u): %s (%d)", kname, index, ocl_error_name(rc), rc);
+    return CNP_ERR_OPENCL;
+}
+
+#define ARG(k, kname, i, v) kernel_arg((k), (kname), (i), sizeof(v), &(v), err)
 
 static size_t groups_for(size_t n)
 {
@@ -140,11 +153,104 @@ static size_t groups_for(size_t n)
     return g < 1 ? 1 : g > MAX_GROUPS ? MAX_GROUPS : g;
 }
 
+/* Sets the arguments of channel_hist and enqueues it over n pixels. */
+static cnp_status enqueue_hist(bin_engine *e, cl_command_queue q, cl_mem rgba, cl_uint nn,
+                               cnp_err *err)
+{
+    static const char name[] = "channel_hist";
+    cnp_status result;
+    cl_int channel = (cl_int)e->p.channel;
+    if ((result = ARG(e->k_hist, name, 0, rgba)) || (result = ARG(e->k_hist, name, 1, nn)) ||
+        (result = ARG(e->k_hist, name, 2, channel)) ||
+        (result = ARG(e->k_hist, name, 3, e->value)) ||
+        (result = ARG(e->k_hist, name, 4, e->hist)))
+        return result;
+    size_t local = GROUP, global = groups_for(nn) * GROUP;
+    return ocl_check(clEnqueueNDRangeKernel(q, e->k_hist, 1, NULL, &global, &local, 0, NULL, NULL),
+                     name, err);
+}
+
+/* Adaptive method: horizontal box sums, then the vertical pass that writes
+ * the mask and counts the foreground. */
+static cnp_status enqueue_adaptive(bin_engine *e, cl_command_queue q, uint32_t width,
+                                   uint32_t height, cnp_err *err)
+{
+    cnp_status result;
+    cl_int r = e->p.window / 2, off = e->p.offset;
+    cl_uint w = width, h = height;
+    if ((result = ARG(e->k_box_h, "box_h", 0, e->value)) ||
+        (result = ARG(e->k_box_h, "box_h", 1, w)) || (result = ARG(e->k_box_h, "box_h", 2, h)) ||
+        (result = ARG(e->k_box_h, "box_h", 3, r)) ||
+        (result = ARG(e->k_box_h, "box_h", 4, e->hsum)))
+        return result;
+    size_t hl[2] = {TILE_W, 1}, hg[2] = {ocl_round_up(width, TILE_W), height};
+    if ((result = ocl_check(clEnqueueNDRangeKernel(q, e->k_box_h, 2, NULL, hg, hl, 0, NULL, NULL),
+                            "box_h", err)))
+        return result;
+    static const char v[] = "box_v_mask";
+    if ((result = ARG(e->k_box_v, v, 0, e->value)) || (result = ARG(e->k_box_v, v, 1, e->hsum)) ||
+        (result = ARG(e->k_box_v, v, 2, w)) || (result = ARG(e->k_box_v, v, 3, h)) ||
+        (result = ARG(e->k_box_v, v, 4, r)) || (result = ARG(e->k_box_v, v, 5, off)) ||
+        (result = ARG(e->k_box_v, v, 6, e->mask)) || (result = ARG(e->k_box_v, v, 7, e->count)))
+        return result;
+    size_t vl[2] = {VGROUP, 1}, vg[2] = {ocl_round_up(width, VGROUP), (height + ROWS - 1) / ROWS};
+    return ocl_check(clEnqueueNDRangeKernel(q, e->k_box_v, 2, NULL, vg, vl, 0, NULL, NULL), v,
+                     err);
+}
+
+/* Otsu or fixed: puts the threshold in e->thr (from *thr for fixed; *thr must
+ * stay valid until the queue is finished), then threshold_mask. */
+static cnp_status enqueue_threshold(bin_engine *e, cl_command_queue q, cl_uint nn, cl_int *thr,
+                                    cnp_err *err)
+{
+    cnp_status result;
+    cl_int rc;
+    if (e->p.method == CNP_BIN_FIXED) {
+        *thr = e->p.threshold;
+        rc = clEnqueueWriteBuffer(q, e->thr, CL_FALSE, 0, sizeof *thr, thr, 0, NULL, NULL);
+        if ((result = ocl_check(rc, "writing the threshold", err)))
+            return result;
+    } else if (e->device_otsu) {
+        size_t ol = 256, og = 256;
+        if ((result = ARG(e->k_otsu, "otsu", 0, e->hist)) ||
+            (result = ARG(e->k_otsu, "otsu", 1, e->thr)))
+            return result;
+        rc = clEnqueueNDRangeKernel(q, e->k_otsu, 1, NULL, &og, &ol, 0, NULL, NULL);
+        if ((result = ocl_check(rc, "otsu", err)))
+            return result;
+    } else {
+        /* No fp64 on this device: one small read, the same host formula. */
+        uint32_t hist[256];
+        rc = clEnqueueReadBuffer(q, e->hist, CL_TRUE, 0, sizeof hist, hist, 0, NULL, NULL);
+        if ((result = ocl_check(rc, "reading the histogram", err)))
+            return result;
+        *thr = bin_otsu(hist);
+        rc = clEnqueueWriteBuffer(q, e->thr, CL_TRUE, 0, sizeof *thr, thr, 0, NULL, NULL);
+        if ((result = ocl_check(rc, "writing the threshold", err)))
+            return result;
+    }
+    static const char m[] = "threshold_mask";
+    if ((result = ARG(e->k_mask, m, 0, e->value)) || (result = ARG(e->k_mask, m, 1, nn)) ||
+        (result = ARG(e->k_mask, m, 2, e->thr)) || (result = ARG(e->k_mask, m, 3, e->mask)) ||
+        (result = ARG(e->k_mask, m, 4, e->count)))
+        return result;
+    size_t local = GROUP, global = groups_for(nn) * GROUP;
+    return ocl_check(clEnqueueNDRangeKernel(q, e->k_mask, 1, NULL, &global, &local, 0, NULL, NULL),
+                     m, err);
+}
+
+/* Every path out of here finishes the queue first: reads into thr, fg and
+ * mask (and the caller's non-blocking upload of rgba) are enqueued without
+ * blocking, so returning while one is still queued would let the device
+ * write into a dead stack frame or a buffer the caller frees. */
 cnp_status bin_engine_run(bin_engine *e, cl_mem rgba, uint32_t width, uint32_t height,
                           uint8_t *mask, bin_result *res, cnp_err *err)
 {
     cnp_status result;
     size_t n = (size_t)width * height;
+    cl_command_queue q = ocl_ctx_queue(e->ctx);
+    cl_uint zero = 0, fg = 0;
+    cl_int rc, thr = -1;
     memset(res, 0, sizeof *res);
     if (n == 0) {
         res->threshold = e->p.method == CNP_BIN_ADAPTIVE ? -1 :
@@ -153,82 +259,46 @@ cnp_status bin_engine_run(bin_engine *e, cl_mem rgba, uint32_t width, uint32_t h
     }
     if (n > UINT32_MAX) {
         cnp_err_set(err, "%ux%u: too many pixels for one image", width, height);
-        return CNP_ERR_LIMIT;
+        result = CNP_ERR_LIMIT;
+        goto out;
     }
     if ((result = reserve(e, n, err)) != CNP_OK)
-        return result;
-    cl_command_queue q = ocl_ctx_queue(e->ctx);
+        goto out;
     cl_uint nn = (cl_uint)n;
-    cl_int channel = (cl_int)e->p.channel;
-    cl_uint zero = 0;
-    cl_int rc = CL_SUCCESS;
-    cl_uint fg = 0;
-    cl_int thr = -1;
-    uint32_t hist[256];
-
-    rc |= clEnqueueFillBuffer(q, e->hist, &zero, sizeof zero, 0, 256 * sizeof(cl_uint), 0, NULL, NULL);
-    rc |= clEnqueueFillBuffer(q, e->count, &zero, sizeof zero, 0, sizeof(cl_uint), 0, NULL, NULL);
-    if ((result = ocl_check(rc, "clEnqueueFillBuffer", err)))
-        return result;
-
-    rc = ARG(e->k_hist, 0, rgba) | ARG(e->k_hist, 1, nn) | ARG(e->k_hist, 2, channel) |
-         ARG(e->k_hist, 3, e->value) | ARG(e->k_hist, 4, e->hist);
-    size_t local = GROUP, global = groups_for(n) * GROUP;
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueNDRangeKernel(q, e->k_hist, 1, NULL, &global, &local, 0, NULL, NULL);
-    if ((result = ocl_check(rc, "channel_hist", err)))
-        return result;
-
-    if (e->p.method == CNP_BIN_ADAPTIVE) {
-        cl_int r = e->p.window / 2, off = e->p.offset;
-        cl_uint w = width, h = height;
-        rc = ARG(e->k_box_h, 0, e->value) | ARG(e->k_box_h, 1, w) | ARG(e->k_box_h, 2, h) |
-             ARG(e->k_box_h, 3, r) | ARG(e->k_box_h, 4, e->hsum);
-        size_t hl[2] = {TILE_W, 1}, hg[2] = {ocl_round_up(width, TILE_W), height};
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueNDRangeKernel(q, e->k_box_h, 2, NULL, hg, hl, 0, NULL, NULL);
-        if ((result = ocl_check(rc, "box_h", err)))
-            return result;
-        rc = ARG(e->k_box_v, 0, e->value) | ARG(e->k_box_v, 1, e->hsum) | ARG(e->k_box_v, 2, w) |
-             ARG(e->k_box_v, 3, h) | ARG(e->k_box_v, 4, r) | ARG(e->k_box_v, 5, off) |
-             ARG(e->k_box_v, 6, e->mask) | ARG(e->k_box_v, 7, e->count);
-        size_t vl[2] = {VGROUP, 1}, vg[2] = {ocl_round_up(width, VGROUP), (height + ROWS - 1) / ROWS};
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueNDRangeKernel(q, e->k_box_v, 2, NULL, vg, vl, 0, NULL, NULL);
-        if ((result = ocl_check(rc, "box_v_mask", err)))
-            return result;
-    } else {
-        if (e->p.method == CNP_BIN_FIXED) {
-            thr = e->p.threshold;
-            rc = clEnqueueWriteBuffer(q, e->thr, CL_FALSE, 0, sizeof thr, &thr, 0, NULL, NULL);
-        } else if (e->device_otsu) {
-            size_t ol = 256, og = 256;
-            rc = ARG(e->k_otsu, 0, e->hist) | ARG(e->k_otsu, 1, e->thr);
-            if (rc == CL_SUCCESS)
-                rc = clEnqueueNDRangeKernel(q, e->k_otsu, 1, NULL, &og, &ol, 0, NULL, NULL);
-        } else {
-            /* No fp64 on this device: one small read, the same host formula. */
-            rc = clEnqueueReadBuffer(q, e->hist, CL_TRUE, 0, sizeof hist, hist, 0, NULL, NULL);
-            if (rc == CL_SUCCESS) {
-                thr = bin_otsu(hist);
-                rc = clEnqueueWriteBuffer(q, e->thr, CL_TRUE, 0, sizeof thr, &thr, 0, NULL, NULL);
-            }
-        }
-        if ((result = ocl_check(rc, "threshold", err)))
-            return result;
-        rc = ARG(e->k_mask, 0, e->value) | ARG(e->k_mask, 1, nn) | ARG(e->k_mask, 2, e->thr) |
-             ARG(e->k_mask, 3, e->mask) | ARG(e->k_mask, 4, e->count);
-        if (rc == CL_SUCCESS)
-            rc = clEnqueueNDRangeKernel(q, e->k_mask, 1, NULL, &global, &local, 0, NULL, NULL);
-        if ((result = ocl_check(rc, "threshold_mask", err)))
-            return result;
+    rc = clEnqueueFillBuffer(q, e->hist, &zero, sizeof zero, 0, 256 * sizeof(cl_uint), 0, NULL,
+                             NULL);
+    if ((result = ocl_check(rc, "clearing the histogram", err)))
+        goto out;
+    rc = clEnqueueFillBuffer(q, e->count, &zero, sizeof zero, 0, sizeof(cl_uint), 0, NULL, NULL);
+    if ((result = ocl_check(rc, "clearing the count", err)))
+        goto out;
+    if ((result = enqueue_hist(e, q, rgba, nn, err)))
+        goto out;
+    if (e->p.method == CNP_BIN_ADAPTIVE)
+        result = enqueue_adaptive(e, q, width, height, err);
+    else
+        result = enqueue_threshold(e, q, nn, &thr, err);
+    if (result != CNP_OK)
+        goto out;
+    if (e->p.method != CNP_BIN_ADAPTIVE) {
         rc = clEnqueueReadBuffer(q, e->thr, CL_FALSE, 0, sizeof thr, &thr, 0, NULL, NULL);
+        if ((result = ocl_check(rc, "reading the threshold", err)))
+            goto out;
     }
-    rc |= clEnqueueReadBuffer(q, e->count, CL_FALSE, 0, sizeof fg, &fg, 0, NULL, NULL);
-    rc |= clEnqueueReadBuffer(q, e->mask, CL_FALSE, 0, n, mask, 0, NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clFinish(q);
+    rc = clEnqueueReadBuffer(q, e->count, CL_FALSE, 0, sizeof fg, &fg, 0, NULL, NULL);
+    if ((result = ocl_check(rc, "reading the foreground count", err)))
+        goto out;
+    rc = clEnqueueReadBuffer(q, e->mask, CL_FALSE, 0, n, mask, 0, NULL, NULL);
     if ((result = ocl_check(rc, "reading the mask", err)))
+        goto out;
+out:
+    /* The one wait of a successful run, and the drain of a failed one. A
+     * failed clFinish leaves nothing better to do: report it unless an
+     * earlier error is already reported. */
+    rc = clFinish(q);
+    if (result != CNP_OK)
+        return result;
+    if ((result = ocl_check(rc, "clFinish", err)) != CNP_OK)
         return result;
     res->threshold = e->p.method == CNP_BIN_ADAPTIVE ? -1 : thr;
     res->foreground = fg;

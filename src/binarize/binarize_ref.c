@@ -5,13 +5,14 @@
 
 #include "canopy/binarize.h"
 
-cnp_status bin_params_from_config(const cnp_config *cfg, bin_params *out, cnp_err *err)
+cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *out,
+                                  cnp_err *err)
 {
-    out->method = cfg->binarize.method;
-    out->channel = cfg->binarize.channel;
-    out->threshold = cfg->binarize.threshold;
-    out->window = cfg->binarize.window;
-    out->offset = cfg->binarize.offset;
+    out->method = cfg->method;
+    out->channel = cfg->channel;
+    out->threshold = cfg->threshold;
+    out->window = cfg->window;
+    out->offset = cfg->offset;
     if (out->window < 3 || out->window > 255 || out->window % 2 == 0) {
         cnp_err_set(err, "[binarize] window: %d must be odd, between 3 and 255", out->window);
         return CNP_ERR_CONFIG;

@@ -16,6 +16,8 @@
 #include "cli/commands.h"
 
 #define MAX_REPEAT 101
+#define BENCH_DEFAULT_JSON "bench/results/bench.json"
+#define BENCH_DEFAULT_IMAGES CANOPY_SOURCE_DIR "/../shared/data/neon"
 
 struct bench_image {
     char name[64];
@@ -80,8 +82,8 @@ static int bench_binarize(const cnp_config *cfg, struct bench_image *imgs, int n
     bin_engine *eng = NULL;
     bin_params p;
     int rc = CNP_EXIT_FATAL;
-    if (bin_params_from_config(cfg, &p, &err) != CNP_OK ||
-        ocl_ctx_create(cfg, &ctx, &err) != CNP_OK || bin_engine_create(ctx, &p, &eng, &err) != CNP_OK) {
+    if (bin_params_from_config(&cfg->binarize, &p, &err) != CNP_OK ||
+        ocl_ctx_create(&cfg->opencl, &ctx, &err) != CNP_OK || bin_engine_create(ctx, &p, &eng, &err) != CNP_OK) {
         fprintf(stderr, "canopy bench: %s\n", err.msg);
         goto out;
     }
@@ -175,8 +177,7 @@ int cmd_bench(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
-    const char *config = NULL, *json = "bench/results/bench.json";
-    const char *dir = CANOPY_SOURCE_DIR "/../shared/data/neon";
+    const char *config = NULL, *json = BENCH_DEFAULT_JSON, *dir = BENCH_DEFAULT_IMAGES;
     int repeat = 7, size = 4096, c, rc = CNP_EXIT_OK;
     cli_overrides ov = {0};
     optind = 1;
@@ -189,11 +190,19 @@ int cmd_bench(int argc, char **argv)
         case 'j': json = optarg; break;
         case 'S': rc = cli_override_set(&ov, optarg); break;
         case 'h':
-            printf("usage: canopy bench [-c FILE] [--repeat N] [--size N] [--images DIR] "
-                   "[--json FILE]\n\n"
+            printf("usage: canopy bench [options]\n\n"
                    "Binarization throughput (MPix/s, upload included) on the OpenCL device and\n"
                    "of the C reference, and PNG decode/encode throughput, on the NEON images\n"
-                   "and a generated N x N image (default 4096). Medians of N runs (default 7).\n");
+                   "and a generated N x N image. Medians of N runs.\n\n"
+                   "options:\n"
+                   "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
+                   "  -r, --repeat N         runs per measurement, 1..%d (default 7)\n"
+                   "  -s, --size N           side of the generated image, 1..16384 (default 4096)\n"
+                   "  -i, --images DIR       directory of the NEON PNGs (default %s)\n"
+                   "  -j, --json FILE        results as JSON (default %s; \"\" for none)\n"
+                   "      --set S.K=V        override any configuration key\n"
+                   "  -h, --help             this text\n",
+                   MAX_REPEAT, BENCH_DEFAULT_IMAGES, BENCH_DEFAULT_JSON);
             return CNP_EXIT_OK;
         default: rc = CNP_EXIT_USAGE; break;
         }

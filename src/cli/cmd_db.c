@@ -88,7 +88,7 @@ int cmd_db(int argc, char **argv)
         goto out;
     }
     cnp_config_apply_log(cfg);
-    cnp_status st = pg_store_open_config(cfg, &store, &err);
+    cnp_status st = pg_store_open_config(&cfg->postgres, &store, &err);
     if (st != CNP_OK) {
         fprintf(stderr, "canopy db: %s\n", err.msg);
         code = st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;

@@ -36,7 +36,7 @@ int cmd_devices(int argc, char **argv)
         return CNP_EXIT_FATAL;
     }
     ocl_ctx *ctx;
-    if (ocl_ctx_create(&cfg, &ctx, &err) != CNP_OK) {
+    if (ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK) {
         fprintf(stderr, "canopy devices: %s\n", err.msg);
         return CNP_EXIT_FATAL;
     }

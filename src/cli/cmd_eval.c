@@ -30,19 +30,29 @@ typedef struct eval_detector {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: canopy eval --images DIR --annotations DIR [--model FILE] [--json]\n"
-            "                   [-c FILE] [--cpu] [--iou X] [--threshold X] [--set S.K=V]\n"
+            "usage: canopy eval --images DIR --annotations DIR [options]\n"
             "\n"
             "Runs the tree detector on every image named in DIR/*.csv (columns\n"
             "image_path,xmin,ymin,xmax,ymax,label; image_path names a PNG in the\n"
             "--images directory), matches predictions one-to-one to the annotated\n"
             "boxes at IoU >= 0.4 (prediction box = centre +/- radius, greedy by score)\n"
             "and prints precision, recall, F1 and count error per image and overall\n"
-            "(micro-averaged over all boxes).\n"
+            "(micro-averaged over all boxes of the images evaluated). An image that\n"
+            "cannot be read is reported on stderr and left out of the scores.\n"
             "\n"
-            "  --cpu          use the C reference instead of the OpenCL device\n"
-            "  --threshold X  [detector] score_threshold for this run\n"
-            "  --json         one JSON document on stdout\n");
+            "options:\n"
+            "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
+            "      --images DIR       directory of the PNGs the annotations name\n"
+            "      --annotations DIR  directory of *.csv annotation files\n"
+            "      --model FILE       [detector] model\n"
+            "      --threshold X      [detector] score_threshold for this run\n"
+            "      --iou X            IoU a prediction needs to match a box (default 0.4)\n"
+            "      --cpu              use the C reference instead of the OpenCL device\n"
+            "      --json             one JSON document on stdout\n"
+            "      --set S.K=V        override any configuration key\n"
+            "  -h, --help             this text\n\n"
+            "Exit codes: 0 all evaluated, 3 some images not evaluated, 2 usage or\n"
+            "configuration error, 1 fatal error (also when no image could be evaluated).\n");
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -151,7 +161,8 @@ static int eval_csv(eval_detector *d, const char *csv, const char *images, doubl
             det_match(trees, nt, boxes, nb, iou, &e->s);
             e->seconds = cnp_now() - t0;
         } else {
-            fprintf(stderr, "canopy eval: %s\n", err.msg);
+            fprintf(stderr, "canopy eval: %s (named in %s): not evaluated: %s\n", names[i], csv,
+                    err.msg);
             failed++;
         }
         free(trees);
@@ -255,7 +266,7 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
     snprintf(device, len, "CPU reference");
     if (cpu)
         return CNP_EXIT_OK;
-    st = ocl_ctx_create(cfg, &d->ctx, &err);
+    st = ocl_ctx_create(&cfg->opencl, &d->ctx, &err);
     if (st == CNP_OK)
         st = det_engine_create(d->ctx, m, cfg, &d->eng, &err);
     if (st != CNP_OK) {
@@ -333,11 +344,22 @@ int cmd_eval(int argc, char **argv)
     int failed = 0;
     for (size_t i = 0; i < ncsv; i++)
         failed += eval_csv(&d, csvs[i], images, iou, &imgs, &nimg, &cap);
+    /* Scores only over images that were evaluated: with none, there is
+     * nothing to score (an empty set would read as a perfect 1.000). */
+    if (nimg == 0) {
+        fprintf(stderr, "canopy eval: no image could be evaluated (%d failed), no scores\n",
+                failed);
+        rc = CNP_EXIT_FATAL;
+        goto out;
+    }
     if (json)
         print_json(imgs, nimg, d.m, device, &cfg, iou);
     else
         print_table(imgs, nimg, d.m, device, &cfg, iou);
-    rc = failed ? (nimg ? CNP_EXIT_PARTIAL : CNP_EXIT_FATAL) : CNP_EXIT_OK;
+    if (failed)
+        fprintf(stderr, "canopy eval: %d image(s) not evaluated; scores cover the other %zu\n",
+                failed, nimg);
+    rc = failed ? CNP_EXIT_PARTIAL : CNP_EXIT_OK;
 out:
     free(imgs);
     for (size_t i = 0; i < ncsv; i++)

@@ -30,12 +30,19 @@ struct item {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: canopy submit -c FILE [--scan-id S] [--address-id A] [--tree-types T1,T2] "
-            "FILE...\n\n"
+            "usage: canopy submit -c FILE [options] FILE...\n\n"
             "Validates each PNG, uploads it to [input] bucket under [input] prefix with\n"
             "x-amz-meta-scan-id / address-id, and sends one message per image to [input]\n"
-            "queue_url. Prints `<image_id> s3://bucket/key` per image.\n"
-            "Exit codes: 0 all submitted, 3 some files failed, 2 usage, 1 fatal.\n");
+            "queue_url. Prints `<image_id> s3://bucket/key` per image.\n\n"
+            "options:\n"
+            "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
+            "      --scan-id S        scan_id of every message (and x-amz-meta-scan-id)\n"
+            "      --address-id A     address_id of every message (and x-amz-meta-address-id)\n"
+            "      --tree-types T,..  tree_types of every message, comma-separated\n"
+            "      --set S.K=V        override any configuration key\n"
+            "  -h, --help             this text\n\n"
+            "Exit codes: 0 all submitted, 3 some files failed, 2 usage or configuration\n"
+            "error, 1 fatal error.\n");
 }
 
 /* A random (version 4) UUID from /dev/urandom. */

@@ -23,7 +23,8 @@ static const struct command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: canopy <command> [options]\n\ncommands:\n");
+    fprintf(out, "usage: canopy <command> [options]\n"
+                 "       canopy --version | -V | version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`canopy <command> --help` describes a command's options.\n"
@@ -42,7 +43,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return CNP_EXIT_OK;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0 ||
+        strcmp(argv[1], "version") == 0) {
         printf("canopy %s\n", CANOPY_VERSION_STRING);
         return CNP_EXIT_OK;
     }

@@ -278,6 +278,11 @@ static int config_ini_handler(void *user, const char *section, const char *name,
         return 0;
     if (!name) /* a section header with no keys yet (INI_CALL_HANDLER_ON_NEW_SECTION) */
         return 1;
+    if (!section[0]) {
+        cnp_err_set(&ctx->err, "key '%s' comes before any [section] header", name);
+        ctx->failed = true;
+        return 0;
+    }
     if (cnp_config_set(ctx->cfg, section, name, value, &ctx->err) != CNP_OK) {
         ctx->failed = true;
         return 0;
@@ -292,6 +297,53 @@ static void env_name(const struct key *k, char *out, size_t len)
         out[i] = (char)toupper((unsigned char)out[i]);
 }
 
+/* Says what is wrong with line `lineno` of the INI file when the line itself
+ * is malformed (inih reports only the first bad line's number, and keeps
+ * parsing: keys after "[batch" land in the previous section, so the handler's
+ * own complaint would blame the wrong thing). Returns false when the line
+ * looks well formed, i.e. the handler's error is the one to report. */
+static bool ini_line_problem(const char *path, int lineno, char *why, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[1024];
+    bool found = false;
+    for (int n = 1; fgets(line, sizeof line, f); n++) {
+        /* Lines longer than the buffer continue on the next read; they only
+         * count once they end. */
+        if (!strchr(line, '\n') && !feof(f)) {
+            n--;
+            continue;
+        }
+        if (n == lineno) {
+            found = true;
+            break;
+        }
+    }
+    fclose(f);
+    if (!found)
+        return false;
+    const char *p = line;
+    while (isspace((unsigned char)*p))
+        p++;
+    p += strncmp(p, "\xef\xbb\xbf", 3) == 0 ? 3 : 0; /* UTF-8 byte order mark */
+    size_t end = strlen(line);
+    while (end > 0 && isspace((unsigned char)line[end - 1]))
+        line[--end] = '\0';
+    if (*p == '[') {
+        if (strchr(p, ']'))
+            return false;
+        snprintf(why, len, "malformed section header '%.200s' (missing ']')", p);
+        return true;
+    }
+    if (*p && *p != ';' && *p != '#' && !strpbrk(p, "=:")) {
+        snprintf(why, len, "syntax error (expected [section] or key = value)");
+        return true;
+    }
+    return false;
+}
+
 cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
 {
     cnp_config_defaults(cfg);
@@ -304,7 +356,10 @@ cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
             return CNP_ERR_CONFIG;
         }
         if (line > 0) {
-            if (ctx.failed)
+            char why[512];
+            if (ini_line_problem(path, line, why, sizeof why))
+                cnp_err_set(err, "%s:%d: %s", path, line, why);
+            else if (ctx.failed)
                 cnp_err_set(err, "%s:%d: %s", path, line, ctx.err.msg);
             else
                 cnp_err_set(err, "%s:%d: syntax error (expected [section] or key = value)",

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,13 +156,18 @@ static bool selector_matches(const char *sel, unsigned index, const char *name)
 #define MAX_DEVICES 64
 
 /* Lists the platforms (at most MAX_PLATFORMS); an ICD loader with none is an
- * error that says where ICDs are registered. */
+ * error that says where drivers are registered and what to install. */
 static cnp_status platforms_get(cl_platform_id *plats, cl_uint *np, cnp_err *err)
 {
     cl_int rc = clGetPlatformIDs(MAX_PLATFORMS, plats, np);
     if (rc == -1001 || (rc == CL_SUCCESS && *np == 0)) {
-        cnp_err_set(err, "no OpenCL platform found (is an ICD installed? see "
-                         "/etc/OpenCL/vendors)");
+        const char *vendors = getenv("OCL_ICD_VENDORS");
+        cnp_err_set(err,
+                    "no OpenCL platform found: the OpenCL ICD loader has no driver registered "
+                    "in %s. Install one: pocl-opencl-icd (any CPU; Debian/Ubuntu), the NVIDIA "
+                    "driver's OpenCL ICD (nvidia-opencl-icd, or libnvidia-compute-<version>), "
+                    "intel-opencl-icd or mesa-opencl-icd; `clinfo -l` then lists it",
+                    vendors && vendors[0] ? vendors : "/etc/OpenCL/vendors (*.icd)");
         return CNP_ERR_OPENCL;
     }
     if (ocl_check(rc, "clGetPlatformIDs", err) != CNP_OK)
@@ -180,9 +186,24 @@ static cl_uint devices_get(cl_platform_id plat, cl_device_id *devs)
     return nd > MAX_DEVICES ? MAX_DEVICES : nd;
 }
 
+/* Appends printf-style text to the NUL-terminated out, truncating quietly. */
+static void __attribute__((format(printf, 3, 4))) str_append(char *out, size_t len,
+                                                             const char *fmt, ...)
+{
+    size_t used = strlen(out);
+    if (used + 1 >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
 /* Finds the device: selectors first; with no device selector, a GPU wins over
- * other types, else the first matching device. */
-static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
+ * other types, else the first matching device. When none matches, the error
+ * lists what was searched (platform and device indices and names) and how to
+ * select one. */
+static cnp_status pick_device(const cnp_opencl_config *cfg, cl_platform_id *plat_out,
                               cl_device_id *dev_out, cnp_err *err)
 {
     cl_platform_id plats[MAX_PLATFORMS];
@@ -191,37 +212,47 @@ static cnp_status pick_device(const cnp_config *cfg, cl_platform_id *plat_out,
         return CNP_ERR_OPENCL;
     bool found = false;
     bool found_gpu = false;
+    char seen[640] = "";
     for (cl_uint pi = 0; pi < np && !found_gpu; pi++) {
         char pname[256];
         str_info_platform(plats[pi], CL_PLATFORM_NAME, pname, sizeof pname);
-        if (!selector_matches(cfg->opencl.platform, pi, pname))
+        bool plat_ok = selector_matches(cfg->platform, pi, pname);
+        str_append(seen, sizeof seen, "%splatform %u '%s'%s", pi ? "; " : "", pi, pname,
+                   plat_ok ? "" : " (not selected)");
+        if (!plat_ok)
             continue;
         cl_device_id devs[MAX_DEVICES];
         cl_uint nd = devices_get(plats[pi], devs);
+        if (nd == 0)
+            str_append(seen, sizeof seen, " with no device");
         for (cl_uint di = 0; di < nd; di++) {
             char dname[256];
             cl_device_type type = 0;
             str_info_device(devs[di], CL_DEVICE_NAME, dname, sizeof dname);
             clGetDeviceInfo(devs[di], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-            if (!selector_matches(cfg->opencl.device, di, dname))
+            str_append(seen, sizeof seen, "%s device %u '%s'", di ? "," : ":", di, dname);
+            if (!selector_matches(cfg->device, di, dname))
                 continue;
             bool gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
-            if (!found || (gpu && !found_gpu && !cfg->opencl.device[0])) {
+            if (!found || (gpu && !found_gpu && !cfg->device[0])) {
                 *plat_out = plats[pi];
                 *dev_out = devs[di];
                 found = true;
                 found_gpu = gpu;
             }
-            if (cfg->opencl.device[0] || found_gpu)
+            if (cfg->device[0] || found_gpu)
                 break;
         }
-        if (found && cfg->opencl.device[0])
+        if (found && cfg->device[0])
             break;
     }
     if (!found) {
-        cnp_err_set(err, "no OpenCL device matches [opencl] platform = '%s', device = '%s' "
-                         "(see `canopy devices`)",
-                    cfg->opencl.platform, cfg->opencl.device);
+        cnp_err_set(err,
+                    "no OpenCL device matches [opencl] platform = '%s', device = '%s' "
+                    "(CANOPY_OPENCL_PLATFORM / CANOPY_OPENCL_DEVICE); found %s. Set them to a "
+                    "name substring or an index from this list, or leave both empty for the "
+                    "first GPU (else the first device)",
+                    cfg->platform, cfg->device, seen);
         return CNP_ERR_OPENCL;
     }
     return CNP_OK;
@@ -239,7 +270,7 @@ static void default_cache_dir(char *out, size_t len)
         snprintf(out, len, "/tmp/canopy-kernels");
 }
 
-cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err)
+cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err)
 {
     cnp_status result;
     cl_int rc;
@@ -272,11 +303,11 @@ cnp_status ocl_ctx_create(const cnp_config *cfg, ocl_ctx **out, cnp_err *err)
     clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                     &ctx->local_mem, NULL);
 
-    if (cfg->opencl.cache_dir[0])
-        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->opencl.cache_dir);
+    if (cfg->cache_dir[0])
+        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->cache_dir);
     else
         default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
-    snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->opencl.kernel_dir);
+    snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->kernel_dir);
     LOG_DEBUG("gpu", "device: %s", ctx->description);
     *out = ctx;
     return CNP_OK;

@@ -84,7 +84,7 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
         return CNP_EXIT_USAGE;
     }
     if (aws_client_create(&cfg->aws, &cl->aws, err) != CNP_OK ||
-        pg_store_open_config(cfg, &cl->db, err) != CNP_OK)
+        pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;
     if (pg_store_migrate(cl->db, &applied, &version, err) != CNP_OK)

@@ -280,9 +280,9 @@ cnp_status pg_store_open(const char *conninfo, pg_store **out, cnp_err *err)
     return CNP_OK;
 }
 
-cnp_status pg_store_open_config(const cnp_config *cfg, pg_store **out, cnp_err *err)
+cnp_status pg_store_open_config(const cnp_postgres_config *cfg, pg_store **out, cnp_err *err)
 {
-    return pg_store_open(cfg->postgres.conninfo, out, err);
+    return pg_store_open(cfg->conninfo, out, err);
 }
 
 void pg_store_free(pg_store *store)

@@ -172,7 +172,7 @@ int main(void)
     cnp_err err;
     test_channels();
     cnp_config_defaults(&cfg);
-    if (ocl_ctx_create(&cfg, &g_ctx, &err) != CNP_OK)
+    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     test_sizes();
     test_neon();

@@ -102,6 +102,12 @@ static void test_errors(void)
     expect_error("[binarize]\nmethod = sauvola\n", "2", "not one of otsu, fixed, adaptive");
     expect_error("[aws]\nverify_tls = maybe\n", "2", "not a boolean");
     expect_error("[batch]\nthis line is wrong\n", "2", "syntax error");
+    /* An unterminated header is the error, not the keys inih files under the
+     * previous section after it ("unknown section []" before the fix). */
+    expect_error("[batch\nsize = 4\n", "1", "malformed section header '[batch'");
+    expect_error("[batch]\nsize = 4\n\n[output \nbucket = b\n", "4",
+                 "malformed section header '[output'");
+    expect_error("size = 4\n[batch]\n", "1", "key 'size' comes before any [section]");
     cnp_config cfg;
     cnp_err err;
     CHECK(cnp_config_load(&cfg, "/nonexistent/canopy.ini", &err) == CNP_ERR_CONFIG);

@@ -342,7 +342,7 @@ int main(void)
     cnp_config cfg;
     cnp_err err;
     cnp_config_defaults(&cfg);
-    if (ocl_ctx_create(&cfg, &g_ctx, &err) != CNP_OK)
+    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     det_model *tiny = NULL;
     REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);

@@ -37,7 +37,7 @@ static PGconn *admin_connect(void)
     const char *keys[] = {"dbname", NULL};
     const char *vals[] = {admin_db, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 0);
-    CHECK(PQstatus(c) == CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
+    CHECK_FATAL(PQstatus(c) == CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
     return c;
 }
 
@@ -58,7 +58,7 @@ static void admin_exec(const char *verb)
             usleep(250000);
             continue;
         }
-        CHECK(ok, "%s: %s", sql, PQresultErrorMessage(res));
+        CHECK_FATAL(ok, "%s: %s", sql, PQresultErrorMessage(res));
         PQclear(res);
         break;
     }
@@ -82,7 +82,7 @@ const char *pgt_db_create(void)
 {
     unsigned char rnd[6];
     FILE *f = fopen("/dev/urandom", "rb");
-    CHECK(f && fread(rnd, 1, sizeof rnd, f) == sizeof rnd, "/dev/urandom");
+    CHECK_FATAL(f && fread(rnd, 1, sizeof rnd, f) == sizeof rnd, "/dev/urandom");
     fclose(f);
     snprintf(db_name, sizeof db_name, "canopy_t_%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
              rnd[2], rnd[3], rnd[4], rnd[5]);
@@ -97,15 +97,15 @@ pg_store *pgt_store_open(const char *conninfo)
 {
     pg_store *s = NULL;
     cnp_err err = {{0}};
-    CHECK(pg_store_open(conninfo, &s, &err) == CNP_OK, "open: %s", err.msg);
-    CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
+    CHECK_FATAL(pg_store_open(conninfo, &s, &err) == CNP_OK, "open: %s", err.msg);
+    CHECK_FATAL(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
     return s;
 }
 
 PGconn *pgt_connect(const char *conninfo)
 {
     PGconn *c = PQconnectdb(conninfo);
-    CHECK(PQstatus(c) == CONNECTION_OK, "connect %s: %s", conninfo, PQerrorMessage(c));
+    CHECK_FATAL(PQstatus(c) == CONNECTION_OK, "connect %s: %s", conninfo, PQerrorMessage(c));
     PQsetClientEncoding(c, "UTF8");
     return c;
 }
@@ -113,7 +113,8 @@ PGconn *pgt_connect(const char *conninfo)
 char *pgt_dump(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    CHECK(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(res));
+    CHECK_FATAL(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+                PQresultErrorMessage(res));
     cnp_buf out = {0};
     for (int r = 0; r < PQntuples(res); r++) {
         for (int col = 0; col < PQnfields(res); col++) {
@@ -132,8 +133,8 @@ char *pgt_dump(PGconn *conn, const char *sql)
 long long pgt_int(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
-          PQresultErrorMessage(res));
+    CHECK_FATAL(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+                PQresultErrorMessage(res));
     long long v = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return v;
@@ -142,7 +143,7 @@ long long pgt_int(PGconn *conn, const char *sql)
 int pgt_stack(const char *action)
 {
     const char *stack = getenv("CANOPY_STACK");
-    CHECK(stack && *stack, "CANOPY_STACK is not set");
+    CHECK_FATAL(stack && *stack, "CANOPY_STACK is not set");
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "'%s' %s", stack, action);
     return system(cmd);

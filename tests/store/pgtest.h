@@ -1,5 +1,7 @@
 /* Helpers for the store tests: a throw-away database per test on the local
- * stack's PostgreSQL (PG* variables), and table dumps to compare. */
+ * stack's PostgreSQL (PG* variables), and table dumps to compare. Checks are
+ * tests/testutil.h's; the helpers here end the test (CHECK_FATAL) when they
+ * fail. */
 #ifndef CANOPY_TESTS_PGTEST_H
 #define CANOPY_TESTS_PGTEST_H
 
@@ -9,16 +11,7 @@
 #include <libpq-fe.h>
 
 #include "canopy/store.h"
-
-#define CHECK(cond, ...)                                                            \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                           \
-            fputc('\n', stderr);                                                    \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
+#include "testutil.h"
 
 /* Exits 77 (skip) when the stack's variables are absent, 1 when they are
  * absent but CANOPY_TEST_REQUIRE_STACK=1. */

@@ -259,8 +259,8 @@ int main(void)
     cnp_err err = {{0}};
     CHECK(pg_store_ping(s, &err) == CNP_OK, "ping: %s", err.msg);
     int64_t run = 0;
-    CHECK(pg_run_begin(s, "drain", "test-host", &run, &err) == CNP_OK && run == 1,
-          "run: %s", err.msg);
+    CHECK_FATAL(pg_run_begin(s, "drain", "test-host", &run, &err) == CNP_OK && run == 1,
+                "run: %s", err.msg);
     PGconn *c = pgt_connect(ci);
     fixture *f = calloc(1, sizeof *f);
     test_idempotent(s, c, f, run);
@@ -271,6 +271,5 @@ int main(void)
     free(f);
     PQfinish(c);
     pg_store_free(s);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

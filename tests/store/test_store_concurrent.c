@@ -80,13 +80,13 @@ int main(void)
     pid_t pids[WRITERS];
     for (int w = 0; w < WRITERS; w++) {
         pids[w] = fork();
-        CHECK(pids[w] >= 0, "fork");
+        CHECK_FATAL(pids[w] >= 0, "fork");
         if (pids[w] == 0)
             _exit(writer(ci, w));
     }
     for (int w = 0; w < WRITERS; w++) {
         int status = 0;
-        CHECK(waitpid(pids[w], &status, 0) == pids[w], "waitpid");
+        CHECK_FATAL(waitpid(pids[w], &status, 0) == pids[w], "waitpid");
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d failed", w);
     }
 
@@ -118,6 +118,5 @@ int main(void)
     CHECK(pgt_int(c, "SELECT count(*) FROM images WHERE key LIKE 'shared/\"pool\"%'") == distinct,
           "keys");
     PQfinish(c);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

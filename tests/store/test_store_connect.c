@@ -42,8 +42,8 @@ int main(void)
     /* Empty conninfo: libpq's own PG* variables decide (PGDATABASE here). */
     setenv("PGDATABASE", db, 1);
     pg_store *s = NULL;
-    CHECK(pg_store_open("", &s, &err) == CNP_OK, "empty conninfo: %s", err.msg);
-    CHECK(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
+    CHECK_FATAL(pg_store_open("", &s, &err) == CNP_OK, "empty conninfo: %s", err.msg);
+    CHECK_FATAL(pg_store_migrate(s, NULL, NULL, &err) == CNP_OK, "migrate: %s", err.msg);
 
     /* A default statement timeout, unless the user chose one. */
     PGresult *res = PQexec(s->conn, "SHOW statement_timeout");
@@ -52,7 +52,7 @@ int main(void)
     PQclear(res);
     pg_store *s2 = NULL;
     snprintf(kv, sizeof kv, "%s options='-c statement_timeout=5s'", ci);
-    CHECK(pg_store_open(kv, &s2, &err) == CNP_OK, "open with options: %s", err.msg);
+    CHECK_FATAL(pg_store_open(kv, &s2, &err) == CNP_OK, "open with options: %s", err.msg);
     res = PQexec(s2->conn, "SHOW statement_timeout");
     CHECK(!strcmp(PQgetvalue(res, 0, 0), "5s"), "user's statement_timeout %s",
           PQgetvalue(res, 0, 0));
@@ -96,6 +96,5 @@ int main(void)
     CHECK(st == CNP_ERR_TRANSIENT && strstr(err.msg, "127.0.0.1:1"), "unreachable: %s: %s",
           cnp_status_name(st), err.msg);
     CHECK(took < 30, "gave up after %.1f s", took);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

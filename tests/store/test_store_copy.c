@@ -5,17 +5,14 @@
 #include <string.h>
 
 #include "store/pg_internal.h"
-
-static int failures;
+#include "testutil.h"
 
 static void expect(const char *what, const pg_copy *c, const char *want)
 {
     size_t n = strlen(want);
-    if (c->nomem || c->buf.len != n || memcmp(c->buf.data, want, n) != 0) {
-        fprintf(stderr, "%s: got [%.*s] want [%s]\n", what, (int)c->buf.len,
-                c->buf.data ? (const char *)c->buf.data : "", want);
-        failures++;
-    }
+    CHECK(!c->nomem && c->buf.len == n && memcmp(c->buf.data, want, n) == 0,
+          "%s: got [%.*s] want [%s]", what, (int)c->buf.len,
+          c->buf.data ? (const char *)c->buf.data : "", want);
 }
 
 int main(void)
@@ -54,10 +51,8 @@ int main(void)
         {"\xf4\x90\x80\x80", false}, {"\xff", false}, {"\xe6\x9c", false},
     };
     for (size_t i = 0; i < sizeof utf8 / sizeof utf8[0]; i++) {
-        if (pg_utf8_valid(utf8[i].s) != utf8[i].ok) {
-            fprintf(stderr, "utf8 case %zu: expected %d\n", i, utf8[i].ok);
-            failures++;
-        }
+        CHECK(pg_utf8_valid(utf8[i].s) == utf8[i].ok, "utf8 case %zu: expected %d", i,
+              utf8[i].ok);
     }
     struct { const char *in, *out; } clean[] = {
         {"ok \xe6\x9c\xa8", "ok \xe6\x9c\xa8"},
@@ -67,22 +62,14 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof clean / sizeof clean[0]; i++) {
         char *got = pg_utf8_sanitize(clean[i].in);
-        if (!got || strcmp(got, clean[i].out) || !pg_utf8_valid(got)) {
-            fprintf(stderr, "sanitize case %zu: [%s]\n", i, got ? got : "(null)");
-            failures++;
-        }
+        CHECK(got && !strcmp(got, clean[i].out) && pg_utf8_valid(got), "sanitize case %zu: [%s]",
+              i, got ? got : "(null)");
         free(got);
     }
     pg_copy_str(&c, "k\xff\t");
     pg_copy_eol(&c);
     expect("sanitized copy", &c, "k\xef\xbf\xbd\\t\n");
-    if (c.sanitized != 1) {
-        fprintf(stderr, "sanitized count %zu\n", c.sanitized);
-        failures++;
-    }
+    CHECK(c.sanitized == 1, "sanitized count %zu", c.sanitized);
     pg_copy_free(&c);
-    if (failures)
-        return 1;
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

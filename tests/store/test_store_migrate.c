@@ -39,7 +39,7 @@ static void test_from_empty_and_rerun(const char *ci, char **dump_out)
     pg_migrations(&n_mig);
     pg_store *s = NULL;
     cnp_err err = {{0}};
-    CHECK(pg_store_open(ci, &s, &err) == CNP_OK, "open: %s", err.msg);
+    CHECK_FATAL(pg_store_open(ci, &s, &err) == CNP_OK, "open: %s", err.msg);
     int version = -1, applied = -1;
     CHECK(pg_store_schema_version(s, &version, &err) == CNP_OK && version == 0,
           "empty version %d: %s", version, err.msg);
@@ -70,9 +70,9 @@ static void test_concurrent(const char *ci, const char *expected_dump)
     int fds[4][2];
     pid_t pids[4];
     for (int i = 0; i < 4; i++) {
-        CHECK(pipe(fds[i]) == 0, "pipe");
+        CHECK_FATAL(pipe(fds[i]) == 0, "pipe");
         pids[i] = fork();
-        CHECK(pids[i] >= 0, "fork");
+        CHECK_FATAL(pids[i] >= 0, "fork");
         if (pids[i] == 0) {
             pg_store *s = NULL;
             cnp_err err = {{0}};
@@ -95,7 +95,7 @@ static void test_concurrent(const char *ci, const char *expected_dump)
         int msg[2] = {-1, -1}, status = 0;
         CHECK(read(fds[i][0], msg, sizeof msg) == (ssize_t)sizeof msg, "child %d result", i);
         close(fds[i][0]);
-        CHECK(waitpid(pids[i], &status, 0) == pids[i], "waitpid");
+        CHECK_FATAL(waitpid(pids[i], &status, 0) == pids[i], "waitpid");
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed", i);
         CHECK(msg[0] >= 0 && msg[1] == pg_store_schema_latest(), "child %d: %d %d", i, msg[0],
               msg[1]);
@@ -161,6 +161,5 @@ int main(void)
     PQfinish(c);
     test_cli(ci);
     free(dump);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

@@ -27,8 +27,8 @@ static char *fetch1(PGconn *c, const char *sql, const char *key, bool *isnull)
 {
     const char *vals[1] = {key};
     PGresult *res = PQexecParams(c, sql, 1, NULL, vals, NULL, NULL, 0);
-    CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s [%s]: %s", sql,
-          key, PQresultErrorMessage(res));
+    CHECK_FATAL(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s [%s]: %s",
+                sql, key, PQresultErrorMessage(res));
     *isnull = PQgetisnull(res, 0, 0);
     char *v = strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -148,8 +148,9 @@ int main(void)
         PGresult *tr = PQexecParams(c,
             "SELECT idx, x, y, radius, score, label FROM trees t JOIN images i "
             "ON i.id = t.image_ref WHERE i.key = $1 ORDER BY idx", 1, NULL, vals, NULL, NULL, 0);
-        CHECK(PQresultStatus(tr) == PGRES_TUPLES_OK, "trees: %s", PQresultErrorMessage(tr));
-        CHECK(PQntuples(tr) == (int)r->n_trees, "tree rows of [%s]: %d", r->key, PQntuples(tr));
+        CHECK_FATAL(PQresultStatus(tr) == PGRES_TUPLES_OK, "trees: %s", PQresultErrorMessage(tr));
+        CHECK_FATAL(PQntuples(tr) == (int)r->n_trees, "tree rows of [%s]: %d", r->key,
+                    PQntuples(tr));
         for (int t = 0; t < PQntuples(tr); t++) {
             const pg_tree *w = &r->trees[t];
             float got[4];
@@ -206,6 +207,5 @@ int main(void)
     free(after);
     PQfinish(c);
     pg_store_free(s);
-    printf("ok\n");
-    return 0;
+    return TEST_RESULT();
 }

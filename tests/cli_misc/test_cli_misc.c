@@ -1,0 +1,218 @@
+/* The canopy executable as a new user meets it: every check runs the built
+ * binary (CANOPY_BINARY) and looks at its exit code, stdout and stderr.
+ *
+ * - a malformed INI section header is named as such, at its line;
+ * - eval scores only images it evaluated, names the one it could not read,
+ *   and prints no score at all when none could be evaluated;
+ * - devices says what it searched and what to install, not "see canopy
+ *   devices";
+ * - every command's --help lists its flags;
+ * - -V and version work as --version does. */
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "canopy/buf.h"
+#include "testutil.h"
+
+static char g_dir[] = "/tmp/canopy-test-cli-misc-XXXXXX";
+
+/* What one run of canopy left behind. */
+typedef struct run_result {
+    int code;  /* exit code, -1 when killed */
+    char *out; /* stdout, NUL-terminated */
+    char *err; /* stderr, NUL-terminated */
+} run_result;
+
+static char *slurp(const char *path)
+{
+    cnp_buf b = {0};
+    if (cnp_file_read(path, 0, &b, NULL) != CNP_OK || cnp_buf_append(&b, "", 1) != CNP_OK) {
+        cnp_buf_free(&b);
+        return strdup("");
+    }
+    return (char *)b.data;
+}
+
+/* Runs `env ENV canopy ARGS` through the shell (env may be ""). */
+static run_result run(const char *env, const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd %s && env %s %s %s > %s/stdout 2> %s/stderr", g_dir, env,
+             CANOPY_BINARY, args, g_dir, g_dir);
+    int st = system(cmd);
+    run_result r = {.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+    snprintf(cmd, sizeof cmd, "%s/stdout", g_dir);
+    r.out = slurp(cmd);
+    snprintf(cmd, sizeof cmd, "%s/stderr", g_dir);
+    r.err = slurp(cmd);
+    return r;
+}
+
+static void run_result_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_malformed_section(void)
+{
+    write_file("bad.ini", "; settings\n[batch\nsize = 4\n");
+    run_result r = run("", "devices -c bad.ini");
+    CHECK_MSG(r.code == 2, "exit %d", r.code);
+    /* Before the fix: "bad.ini:2: unknown section []". */
+    CHECK_MSG(strstr(r.err, "bad.ini:2: malformed section header '[batch'") != NULL, "%s",
+              r.err);
+    CHECK_MSG(strstr(r.err, "unknown section") == NULL, "%s", r.err);
+    run_result_free(&r);
+}
+
+static void test_eval_missing_image(void)
+{
+    char args[2048];
+    CHECK(mkdir("ann1", 0755) == 0 || errno == EEXIST);
+    write_file("ann1/only-missing.csv",
+               "image_path,xmin,ymin,xmax,ymax,label\nmissing.png,1,1,10,10,Tree\n");
+    /* Only a missing image: an error naming it, no scores at all (before the
+     * fix: an "overall ... 1.000 1.000 1.000" line and exit 1). */
+    snprintf(args, sizeof args, "eval --cpu --images %s --annotations ann1", CANOPY_NEON_DIR);
+    run_result r = run("", args);
+    CHECK_MSG(r.code == 1, "exit %d", r.code);
+    CHECK_MSG(r.out[0] == '\0', "stdout: %s", r.out);
+    CHECK_MSG(strstr(r.err, "missing.png") != NULL, "%s", r.err);
+    CHECK_MSG(strstr(r.err, "no image could be evaluated") != NULL, "%s", r.err);
+    run_result_free(&r);
+
+    /* The same with --json: no document. */
+    snprintf(args, sizeof args, "eval --cpu --json --images %s --annotations ann1",
+             CANOPY_NEON_DIR);
+    r = run("", args);
+    CHECK_MSG(r.code == 1, "exit %d", r.code);
+    CHECK_MSG(r.out[0] == '\0', "stdout: %s", r.out);
+    run_result_free(&r);
+
+    /* One real image and one missing: scores over the real one only, the
+     * missing one named on stderr and absent from the table, exit 3. */
+    CHECK(mkdir("ann2", 0755) == 0 || errno == EEXIST);
+    write_file("ann2/mixed.csv", "image_path,xmin,ymin,xmax,ymax,label\n"
+                                 "OSBS_029.png,203,67,227,90,Tree\n"
+                                 "OSBS_029.png,256,99,288,140,Tree\n"
+                                 "gone.png,1,1,10,10,Tree\n");
+    snprintf(args, sizeof args, "eval --cpu --images %s --annotations ann2", CANOPY_NEON_DIR);
+    r = run("", args);
+    CHECK_MSG(r.code == 3, "exit %d", r.code);
+    CHECK_MSG(strstr(r.out, "OSBS_029.png") != NULL, "%s", r.out);
+    CHECK_MSG(strstr(r.out, "gone.png") == NULL, "%s", r.out);
+    /* The overall line counts the two annotated boxes of OSBS_029 only. */
+    const char *overall = strstr(r.out, "overall (micro)");
+    size_t truth = 0;
+    CHECK_MSG(overall && sscanf(overall, "overall (micro) %zu", &truth) == 1 && truth == 2,
+              "%s", r.out);
+    CHECK_MSG(strstr(r.err, "gone.png") != NULL, "%s", r.err);
+    run_result_free(&r);
+}
+
+static void test_devices_messages(void)
+{
+    /* A device selector that matches nothing: the error lists what was
+     * searched and how to choose, and does not send the user to the very
+     * command that failed (before: "(see `canopy devices`)"). */
+    run_result r = run("CANOPY_OPENCL_PLATFORM= CANOPY_OPENCL_DEVICE=no-such-device-xyz",
+                       "devices");
+    CHECK_MSG(r.code == 1, "exit %d", r.code);
+    CHECK_MSG(strstr(r.err, "see `canopy devices`") == NULL, "%s", r.err);
+    if (strstr(r.err, "no OpenCL platform found") == NULL) {
+        CHECK_MSG(strstr(r.err, "device = 'no-such-device-xyz'") != NULL, "%s", r.err);
+        CHECK_MSG(strstr(r.err, "platform 0 '") != NULL, "%s", r.err);
+        CHECK_MSG(strstr(r.err, "device 0 '") != NULL, "%s", r.err);
+        CHECK_MSG(strstr(r.err, "CANOPY_OPENCL_DEVICE") != NULL, "%s", r.err);
+    }
+    run_result_free(&r);
+
+    /* No OpenCL driver at all (the ICD loader reads OCL_ICD_VENDORS instead
+     * of /etc/OpenCL/vendors): say so and what to install. */
+    CHECK(mkdir("no-vendors", 0755) == 0 || errno == EEXIST);
+    char env[1200];
+    snprintf(env, sizeof env, "OCL_ICD_VENDORS=%s/no-vendors", g_dir);
+    r = run(env, "devices");
+    CHECK_MSG(r.code == 1, "exit %d", r.code);
+    CHECK_MSG(strstr(r.err, "no OpenCL platform found") != NULL, "%s", r.err);
+    CHECK_MSG(strstr(r.err, "pocl-opencl-icd") != NULL, "%s", r.err);
+    CHECK_MSG(strstr(r.err, "NVIDIA") != NULL, "%s", r.err);
+    CHECK_MSG(strstr(r.err, "see `canopy devices`") == NULL, "%s", r.err);
+    run_result_free(&r);
+}
+
+/* `canopy CMD --help` exits 0 and lists each flag of `flags` (NULL-ended). */
+static void check_help(const char *cmd, const char *const *flags)
+{
+    char args[256];
+    snprintf(args, sizeof args, "%s --help", cmd);
+    run_result r = run("", args);
+    CHECK_MSG(r.code == 0, "%s: exit %d", args, r.code);
+    CHECK_MSG(strstr(r.out, "options:\n") != NULL, "%s: no options section:\n%s", args, r.out);
+    for (const char *const *f = flags; *f; f++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, " %s", *f);
+        CHECK_MSG(strstr(r.out, needle) != NULL, "%s does not list %s:\n%s", args, *f, r.out);
+    }
+    run_result_free(&r);
+}
+
+static void test_help_lists_flags(void)
+{
+    static const char *const submit[] = {"--config", "--scan-id", "--address-id",
+                                         "--tree-types", "--set", "--help", NULL};
+    static const char *const eval[] = {"--config", "--images", "--annotations", "--model",
+                                       "--threshold", "--iou", "--cpu", "--json", "--set",
+                                       "--help", NULL};
+    static const char *const bench[] = {"--config", "--repeat", "--size", "--images", "--json",
+                                        "--set", "--help", NULL};
+    check_help("submit", submit);
+    check_help("eval", eval);
+    check_help("bench", bench);
+}
+
+static void test_version(void)
+{
+    run_result ref = run("", "--version");
+    CHECK_MSG(ref.code == 0 && strncmp(ref.out, "canopy ", 7) == 0, "exit %d: %s", ref.code,
+              ref.out);
+    static const char *const spellings[] = {"-V", "version"};
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        run_result r = run("", spellings[i]);
+        CHECK_MSG(r.code == 0, "canopy %s: exit %d: %s", spellings[i], r.code, r.err);
+        CHECK_MSG(strcmp(r.out, ref.out) == 0, "canopy %s printed '%s'", spellings[i], r.out);
+        run_result_free(&r);
+    }
+    run_result_free(&ref);
+}
+
+int main(void)
+{
+    if (!mkdtemp(g_dir) || chdir(g_dir) != 0)
+        return 1;
+    test_malformed_section();
+    test_eval_missing_image();
+    test_devices_messages();
+    test_help_lists_flags();
+    test_version();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        return 1;
+    return TEST_RESULT();
+}
