@@ -31,7 +31,8 @@ __kernel void channel_hist(__global const uchar4 *rgba, uint n, int channel,
     for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
         uint v = channel_value(rgba[i], channel);
         value[i] = (uchar)v;
-        atomic_inc(&lh[v]);
+        if (rgba[i].w) /* nodata (alpha 0) stays out of the threshold */
+            atomic_inc(&lh[v]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint i = lid; i < 256; i += lsz)

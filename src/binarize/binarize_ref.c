@@ -118,7 +118,8 @@ cnp_status bin_ref_run(const bin_params *p, const cnp_image *img, uint8_t *mask,
     }
     for (size_t i = 0; i < n; i++) {
         value[i] = bin_channel_value(img->rgba + 4 * i, p->channel);
-        hist[value[i]]++;
+        if (img->rgba[4 * i + 3]) /* nodata (alpha 0) stays out of the threshold */
+            hist[value[i]]++;
     }
     res->threshold = -1;
     if (p->method == CNP_BIN_ADAPTIVE) {

@@ -166,6 +166,39 @@ static void test_channels(void)
     CHECK(bin_otsu(one) == 0);
 }
 
+/* Nodata (alpha 0) stays out of the histogram: the Otsu threshold of an
+ * image with a black nodata block equals that of its valid pixels alone,
+ * on the device and in the reference. */
+static void test_nodata(void)
+{
+    cnp_image img;
+    cnp_err err;
+    CHECK(img_png_read_file(CANOPY_NEON_DIR "/SOAP_061.png", 0, &img, &err) == CNP_OK);
+    size_t n = (size_t)img.width * img.height;
+    uint32_t hist[256] = {0}, with_block[256] = {0};
+    for (size_t k = 0; k < n; k++) {
+        uint8_t *px = img.rgba + 4 * k;
+        if ((k / img.width) < 150 && (k % img.width) < 211) {
+            px[0] = px[1] = px[2] = 0; /* a black nodata block */
+            px[3] = 0;
+        } else {
+            hist[bin_channel_value(px, CNP_CH_LUMA)]++;
+        }
+        with_block[bin_channel_value(px, CNP_CH_LUMA)]++;
+    }
+    /* The block would move the threshold if it were counted. */
+    CHECK(bin_otsu(with_block) != bin_otsu(hist));
+    bin_params p = {.method = CNP_BIN_OTSU, .channel = CNP_CH_LUMA, .window = 31};
+    bin_result r;
+    uint8_t *mask = malloc(n);
+    CHECK(bin_ref_run(&p, &img, mask, &r, &err) == CNP_OK);
+    CHECK_MSG(r.threshold == bin_otsu(hist), "threshold %d, valid pixels' Otsu %d", r.threshold,
+              bin_otsu(hist));
+    all_methods("SOAP_061 with nodata", &img);
+    free(mask);
+    cnp_image_free(&img);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -176,6 +209,7 @@ int main(void)
         return test_skip_or_fail(err.msg);
     test_sizes();
     test_neon();
+    test_nodata();
     ocl_ctx_free(g_ctx);
     return TEST_RESULT();
 }
