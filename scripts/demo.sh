@@ -33,11 +33,25 @@ build() {
 }
 
 # run_local: the embedded default, no service: local files in, local files out.
+# make_geotiff: a georeferenced Cloud-Optimised GeoTIFF of OSBS_029, placed
+# in UTM zone 17N near the OSBS site (Florida) at its 0.1 m resolution, as an
+# agency orthophoto tile would come.
+make_geotiff() {
+  GEO_DIR="$CANOPY_ROOT/out/demo-geotiff"
+  mkdir -p "$GEO_DIR"
+  GEOTIFF="$GEO_DIR/OSBS_029_utm17n.tif"
+  gdal_translate -q -of COG -co COMPRESS=DEFLATE -a_srs EPSG:32617 \
+    -a_ullr 403980 3284980 404020 3284940 "$NEON_DIR/OSBS_029.png" "$GEOTIFF"
+}
+
 run_local() {
   [ -d "$NEON_DIR" ] || die "no images at $NEON_DIR (set CANOPY_NEON_DIR)"
   mkdir -p "$OUT_DIR"
-  say "canopy run --input $NEON_DIR --output $OUT_DIR"
-  (cd "$CANOPY_ROOT" && "$CANOPY" run --input "$NEON_DIR" --output "$OUT_DIR")
+  make_geotiff
+  say "canopy run --input $NEON_DIR --input $GEOTIFF --output $OUT_DIR"
+  (cd "$CANOPY_ROOT" && "$CANOPY" run --input "$NEON_DIR" --input "$GEOTIFF" --output "$OUT_DIR")
+  say "the GeoTIFF's crowns in map coordinates: $OUT_DIR/OSBS_029_utm17n.trees.geojson" \
+      "(open it in QGIS), mask $OUT_DIR/OSBS_029_utm17n.mask.tif"
 }
 
 # stack_start: a local stack private to the demo (PostgreSQL + moto), stopped
@@ -141,7 +155,7 @@ run_service() {
   "$CANOPY" db migrate -c "$DEMO_INI"
   say "canopy submit: upload the NEON images with scan and address ids, enqueue them"
   "$CANOPY" submit -c "$DEMO_INI" --scan-id demo-scan-1 --address-id "1 Demo Road" \
-    --tree-types pine,oak "$NEON_DIR"/*.png
+    --tree-types pine,oak "$NEON_DIR"/*.png "$GEOTIFF"
   say "canopy drain: the batch job (exits when the queue stayed empty for 3 s)"
   "$CANOPY" drain -c "$DEMO_INI"
   show_results

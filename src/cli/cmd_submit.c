@@ -1,5 +1,5 @@
 /* canopy submit: the producer side of the earlier system's upload endpoint.
- * Validates each PNG, uploads it to [input] bucket/prefix with scan and
+ * Validates each raster (PNG, GeoTIFF, JPEG), uploads it to [input] bucket/prefix with scan and
  * address metadata, enqueues {"image_id", "bucket", "key", "scan_id",
  * "address_id", "tree_types"} on [input] queue_url and prints the ids. */
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "canopy/image.h"
+#include "canopy/raster.h"
 #include "canopy/s3.h"
 #include "canopy/sqs.h"
 #include "cli/cli.h"
@@ -31,7 +32,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: canopy submit -c FILE [options] FILE...\n\n"
-            "Validates each PNG, uploads it to [input] bucket under [input] prefix with\n"
+            "Validates each raster (PNG, GeoTIFF, JPEG), uploads it to [input] bucket under [input] prefix with\n"
             "x-amz-meta-scan-id / address-id, and sends one message per image to [input]\n"
             "queue_url. Prints `<image_id> s3://bucket/key` per image.\n\n"
             "options:\n"
@@ -106,8 +107,8 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
         struct item *it = &items[i];
         cnp_image img = {0};
         if (cnp_file_read(it->path, (size_t)cfg->input.max_object_bytes, &it->data, &err) != CNP_OK ||
-            img_png_decode(it->data.data, it->data.len, it->path, (uint64_t)cfg->limits.max_pixels,
-                           &img, &err) != CNP_OK) {
+            img_raster_decode(it->data.data, it->data.len, it->path,
+                              (uint64_t)cfg->limits.max_pixels, &img, NULL, NULL, &err) != CNP_OK) {
             fprintf(stderr, "canopy submit: %s\n", err.msg);
             failed++;
             continue;
@@ -120,8 +121,12 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
             fprintf(stderr, "canopy submit: cannot read /dev/urandom\n");
             goto out;
         }
+        const char *kind = img_raster_sniff(it->data.data, it->data.len);
+        const char *ctype = kind && strcmp(kind, "tiff") == 0   ? "image/tiff"
+                            : kind && strcmp(kind, "jpeg") == 0 ? "image/jpeg"
+                                                                : "image/png";
         s3_put put = {.bucket = cfg->input.bucket, .key = it->key, .data = it->data.data,
-                      .len = it->data.len, .content_type = "image/png", .metadata = &meta};
+                      .len = it->data.len, .content_type = ctype, .metadata = &meta};
         s3_batch_put(batch, &put, &it->put);
         it->ok = true;
     }
