@@ -337,9 +337,12 @@ struct files {
     size_t skipped;
 };
 
-/* A file is taken by its content: PNG, TIFF (GeoTIFF, COG) or JPEG. */
+/* A file is taken by its content (PNG, TIFF, JPEG) or by a raster
+ * extension: a corrupt x.png is reported as failed, not skipped. */
 static bool is_raster_file(const char *path)
 {
+    if (is_raster_key(path))
+        return true;
     unsigned char head[16];
     FILE *f = fopen(path, "rb");
     if (!f)
