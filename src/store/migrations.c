@@ -85,7 +85,9 @@ static const pg_migration migrations[] = {
         /* Boxes and georeferencing (issues 11 and 12). PostGIS is optional:
          * it is used only when the server offers it, the role may create it
          * and the client did not switch it off (session setting
-         * canopy.postgis = 'off', see pg_store_set_postgis()); the outcome is
+         * canopy.postgis = 'off', see pg_store_set_postgis()). A role that may
+         * not create it, or an extension whose files are missing, means no
+         * PostGIS rather than a failed migration. The outcome is
          * recorded in canopy_features for pg_chunk_commit() and for people.
          * Serialized with other migrators by pg_store_migrate()'s lock. */
         3,
@@ -131,7 +133,7 @@ static const pg_migration migrations[] = {
         "    ELSE\n"
         "        BEGIN\n"
         "            CREATE EXTENSION IF NOT EXISTS postgis;\n"
-        "        EXCEPTION WHEN insufficient_privilege THEN\n"
+        "        EXCEPTION WHEN insufficient_privilege OR undefined_file THEN\n"
         "            why := 'CREATE EXTENSION postgis: ' || SQLERRM;\n"
         "        END;\n"
         "    END IF;\n"

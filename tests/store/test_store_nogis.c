@@ -3,7 +3,8 @@
  * extension and no geometry columns are created, canopy_features says why,
  * every new field round-trips with lon/lat filled, the README's lon/lat
  * bounding-box query answers, and a later store that would use PostGIS
- * follows what the database records. */
+ * follows what the database records. A role that may not create the
+ * extension gets the same plain schema. */
 #include <string.h>
 
 #include "canopy/store.h"
@@ -44,6 +45,43 @@ static void check_plain_schema(pg_store *s, PGconn *c)
     CHECK(pg_store_has_postgis(s, &has, &err) == CNP_OK && !has, "has_postgis: %s", err.msg);
 }
 
+/* A role that may not create extensions (a plain RDS user) gets the plain
+ * schema, with the reason recorded, instead of a failed migration. */
+static void test_unprivileged(const char *ci)
+{
+    PGconn *admin = pgt_connect(ci);
+    char role[48];
+    snprintf(role, sizeof role, "%s_role", strchr(ci, '=') + 1);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "DROP SCHEMA public CASCADE; CREATE ROLE %s LOGIN; "
+             "CREATE SCHEMA public AUTHORIZATION %s",
+             role, role);
+    PGresult *res = PQexec(admin, sql);
+    CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    char user_ci[160];
+    snprintf(user_ci, sizeof user_ci, "%s user=%s", ci, role);
+    pg_store *s = pgt_store_open(user_ci); /* PostGIS allowed, but not for this role */
+    CHECK(pgt_int(admin, "SELECT count(*) FROM canopy_features WHERE feature = 'postgis' AND "
+                         "NOT enabled AND detail LIKE 'CREATE EXTENSION postgis: %denied%'")
+              == 1,
+          "canopy_features:\n%s", pgt_dump(admin, "SELECT * FROM canopy_features"));
+    CHECK(pgt_int(admin, "SELECT count(*) FROM pg_extension WHERE extname = 'postgis'") == 0,
+          "no extension");
+    gis_fixture f;
+    gis_fixture_make(&f, 0);
+    commit(s, &f);
+    gis_check_values(admin, &f);
+    pg_store_free(s);
+    snprintf(sql, sizeof sql, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP ROLE %s",
+             role);
+    res = PQexec(admin, sql);
+    CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    PQfinish(admin);
+}
+
 int main(void)
 {
     pgt_require_stack();
@@ -81,6 +119,7 @@ int main(void)
     gis_check_values(c, &moved);
     pg_store_free(s);
     PQfinish(c);
+    test_unprivileged(ci);
     printf("ok\n");
     return 0;
 }
