@@ -104,10 +104,10 @@ static void make_dataset(dataset *d, int images, long trees)
         die("dataset", "out of memory");
     unsigned seed = 42;
     for (long t = 0; t < trees; t++) {
-        d->trees[t] = (pg_tree){(float)(rand_r(&seed) % 100000) / 100.0f,
-                                (float)(rand_r(&seed) % 100000) / 100.0f,
-                                2.0f + (float)(rand_r(&seed) % 1000) / 100.0f,
-                                (float)(rand_r(&seed) % 1000) / 1000.0f, NULL};
+        d->trees[t] = (pg_tree){.x = (float)(rand_r(&seed) % 100000) / 100.0f,
+                                .y = (float)(rand_r(&seed) % 100000) / 100.0f,
+                                .radius = 2.0f + (float)(rand_r(&seed) % 1000) / 100.0f,
+                                .score = (float)(rand_r(&seed) % 1000) / 1000.0f};
     }
     long next = 0;
     for (int i = 0; i < images; i++) {

@@ -11,7 +11,8 @@ DEB_PACKAGES=(
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
   libclblast-dev libcurl4-openssl-dev libpng-dev zlib1g-dev libpq-dev
   libinih-dev libcjson-dev libexpat1-dev libssl-dev
-  postgresql-15 postgresql-client-15
+  postgresql-15 postgresql-client-15 postgresql-15-postgis-3
+  libgdal-dev gdal-bin
   python3 python3-venv python3-pip curl
 )
 REQUIREMENTS="$CANOPY_ROOT/scripts/requirements-test.txt"

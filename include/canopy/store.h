@@ -52,6 +52,20 @@ cnp_status pg_store_ping(pg_store *store, cnp_err *err);
  * this call, *version (may be NULL) the schema version afterwards. */
 cnp_status pg_store_migrate(pg_store *store, int *applied, int *version, cnp_err *err);
 
+/* Whether migrations may use PostGIS (default true). When true and the
+ * server offers the extension (pg_available_extensions), the georeferencing
+ * migration runs CREATE EXTENSION IF NOT EXISTS postgis and adds geometry
+ * columns with GIST indexes (trees.geom, trees.crown, images.footprint);
+ * false skips that, leaving lon/lat columns only. Either way the outcome is
+ * recorded in the table canopy_features (feature 'postgis'), and
+ * pg_chunk_commit() fills geometry columns whenever the database has them,
+ * whatever this setting says. Call before pg_store_migrate(). */
+void pg_store_set_postgis(pg_store *store, bool enabled);
+
+/* Whether this database has canopy's PostGIS geometry columns (read from
+ * canopy_features once per connection). *has is false before migration. */
+cnp_status pg_store_has_postgis(pg_store *store, bool *has, cnp_err *err);
+
 /* Highest schema version this build knows (its newest migration). */
 int pg_store_schema_latest(void);
 
@@ -78,11 +92,24 @@ cnp_status pg_run_finish(pg_store *store, int64_t run_id, const pg_run_counts *c
 
 /* ---- chunk results --------------------------------------------------------- */
 
+/* One detected tree. A zeroed pg_tree (calloc, or a compound literal naming
+ * only the first five fields) has no box and is not georeferenced. */
 typedef struct pg_tree {
     float x, y;          /* crown centre, pixels, origin top-left */
     float radius;        /* pixels */
     float score;
-    const char *label;   /* NULL: SQL NULL */
+    const char *label;   /* class label; NULL: SQL NULL */
+    /* Box in pixels (origin top-left). All four 0: no box (SQL NULL); a NAN
+     * value is SQL NULL. Columns box_xmin .. box_ymax: xmin and xmax are
+     * reserved (system column) names in PostgreSQL. */
+    float xmin, ymin, xmax, ymax;
+    /* Georeferenced values; ignored (SQL NULL) unless georef. Each non-finite
+     * value is SQL NULL (and so is a geometry built from it). */
+    bool georef;
+    double map_x, map_y;     /* crown centre in the raster CRS's map units */
+    double lon, lat;         /* crown centre, WGS 84 degrees */
+    double radius_m;         /* crown radius, metres */
+    double box_map[4];       /* xmin, ymin, xmax, ymax in the raster CRS's map units */
 } pg_tree;
 
 typedef enum pg_image_status {
@@ -120,9 +147,20 @@ typedef struct pg_image_result {
     double download_ms, decode_ms, device_ms, encode_ms, upload_ms; /* NAN: not measured */
     const pg_tree *trees;
     size_t n_trees;
+    /* Georeferencing of the raster; the four fields below are ignored (SQL
+     * NULL) unless georef. */
+    bool georef;
+    int epsg;                /* EPSG code of the raster CRS; 0: none known */
+    const char *crs_wkt;     /* the raster CRS as WKT; NULL: none */
+    double geotransform[6];  /* GDAL order: x0, dx, rx, y0, ry, dy; NAN items: NULL */
+    /* Closed ring of 5 WGS 84 points: lon0, lat0, lon1, lat1, ... lon4, lat4
+     * (point 4 repeats point 0). Any non-finite value: no footprint. */
+    double footprint[10];
+    double nodata_fraction;  /* 0..1 of pixels that are nodata; NAN: unknown */
 } pg_image_result;
 
-/* Zeroes r and sets every nullable number to its NULL sentinel. */
+/* Zeroes r and sets every nullable number to its NULL sentinel (georef
+ * false, nodata_fraction NAN). */
 void pg_image_result_init(pg_image_result *r);
 
 /* Commits a chunk of results in ONE transaction: COPY into temporary staging

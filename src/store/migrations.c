@@ -81,6 +81,85 @@ static const pg_migration migrations[] = {
         "CREATE INDEX images_failed_idx ON images (processed_at) WHERE status = 'failed';\n"
         "CREATE INDEX runs_started_at_idx ON runs (started_at);\n",
     },
+    {
+        /* Boxes and georeferencing (issues 11 and 12). PostGIS is optional:
+         * it is used only when the server offers it, the role may create it
+         * and the client did not switch it off (session setting
+         * canopy.postgis = 'off', see pg_store_set_postgis()). A role that may
+         * not create it, or an extension whose files are missing, means no
+         * PostGIS rather than a failed migration. The outcome is
+         * recorded in canopy_features for pg_chunk_commit() and for people.
+         * Serialized with other migrators by pg_store_migrate()'s lock. */
+        3,
+        "georef",
+        "ALTER TABLE trees\n"
+        "    ADD COLUMN box_xmin real, ADD COLUMN box_ymin real,\n"
+        "    ADD COLUMN box_xmax real, ADD COLUMN box_ymax real,\n"
+        "    ADD COLUMN map_x double precision, ADD COLUMN map_y double precision,\n"
+        "    ADD COLUMN lon double precision, ADD COLUMN lat double precision,\n"
+        "    ADD COLUMN radius_m double precision, ADD COLUMN box_map double precision[];\n"
+        "ALTER TABLE images\n"
+        "    ADD COLUMN epsg integer, ADD COLUMN crs text,\n"
+        "    ADD COLUMN geotransform double precision[],\n"
+        "    ADD COLUMN footprint_lonlat double precision[],\n"
+        "    ADD COLUMN nodata_fraction double precision;\n"
+        "COMMENT ON COLUMN trees.box_xmin IS 'box in pixels (xmin, xmax are reserved names)';\n"
+        "COMMENT ON COLUMN trees.map_x IS 'crown centre in the raster CRS (images.crs)';\n"
+        "COMMENT ON COLUMN trees.lon IS 'crown centre, WGS 84 longitude';\n"
+        "COMMENT ON COLUMN trees.radius_m IS 'crown radius in metres';\n"
+        "COMMENT ON COLUMN trees.box_map IS "
+        "'box in the raster CRS: {xmin, ymin, xmax, ymax}';\n"
+        "COMMENT ON COLUMN images.crs IS 'raster CRS as WKT';\n"
+        "COMMENT ON COLUMN images.geotransform IS 'GDAL geotransform of the raster';\n"
+        "COMMENT ON COLUMN images.footprint_lonlat IS "
+        "'closed ring of 5 WGS 84 points {lon0, lat0, ..., lon4, lat4}';\n"
+        "CREATE TABLE canopy_features (\n"
+        "    feature    text PRIMARY KEY,\n"
+        "    enabled    boolean NOT NULL,\n"
+        "    detail     text,\n"
+        "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+        ");\n"
+        "COMMENT ON TABLE canopy_features IS "
+        "'optional schema parts and whether they exist (postgis: geometry columns)';\n"
+        "DO $canopy$\n"
+        "DECLARE\n"
+        "    why text;\n"
+        "    ver text;\n"
+        "BEGIN\n"
+        "    IF current_setting('canopy.postgis', true) = 'off' THEN\n"
+        "        why := 'switched off by the client (canopy.postgis = off)';\n"
+        "    ELSIF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'postgis') THEN\n"
+        "        why := 'the server does not offer the postgis extension';\n"
+        "    ELSE\n"
+        "        BEGIN\n"
+        "            CREATE EXTENSION IF NOT EXISTS postgis;\n"
+        "        EXCEPTION WHEN insufficient_privilege OR undefined_file THEN\n"
+        "            why := 'CREATE EXTENSION postgis: ' || SQLERRM;\n"
+        "        END;\n"
+        "    END IF;\n"
+        "    IF why IS NOT NULL THEN\n"
+        "        CREATE INDEX trees_lat_lon_idx ON trees (lat, lon) WHERE lat IS NOT NULL;\n"
+        "        INSERT INTO canopy_features (feature, enabled, detail)\n"
+        "            VALUES ('postgis', false, why);\n"
+        "        RETURN;\n"
+        "    END IF;\n"
+        /* EXECUTE: the geometry type exists only from here on. */
+        "    EXECUTE 'ALTER TABLE trees ADD COLUMN geom geometry(Point, 4326),'\n"
+        "        ' ADD COLUMN crown geometry(Polygon, 4326)';\n"
+        "    EXECUTE 'ALTER TABLE images ADD COLUMN footprint geometry(Polygon, 4326)';\n"
+        "    EXECUTE 'CREATE INDEX trees_geom_idx ON trees USING gist (geom)';\n"
+        "    EXECUTE 'CREATE INDEX trees_crown_idx ON trees USING gist (crown)';\n"
+        "    EXECUTE 'CREATE INDEX images_footprint_idx ON images USING gist (footprint)';\n"
+        "    COMMENT ON COLUMN trees.geom IS 'crown centre (lon, lat)';\n"
+        "    COMMENT ON COLUMN trees.crown IS "
+        "'32-gon of radius_m metres around geom (local metres per degree)';\n"
+        "    COMMENT ON COLUMN images.footprint IS 'footprint_lonlat as a polygon';\n"
+        "    SELECT extversion INTO ver FROM pg_extension WHERE extname = 'postgis';\n"
+        "    INSERT INTO canopy_features (feature, enabled, detail)\n"
+        "        VALUES ('postgis', true, 'PostGIS ' || ver);\n"
+        "END\n"
+        "$canopy$;\n",
+    },
 };
 
 const pg_migration *pg_migrations(size_t *count)

@@ -62,6 +62,8 @@ static void describe_target(PGconn *conn, char *out, size_t size)
 /* One connection attempt (fresh or reset). */
 static bool connect_once(pg_store *store)
 {
+    /* A new session may see another schema (a migration ran meanwhile). */
+    store->postgis_cached = PG_POSTGIS_UNKNOWN;
     if (store->conn) {
         PQreset(store->conn);
     } else {
@@ -269,6 +271,7 @@ cnp_status pg_store_open(const char *conninfo, pg_store **out, cnp_err *err)
     }
     store->reconnect_attempts = STORE_DEFAULT_ATTEMPTS;
     store->max_backoff_ms = STORE_DEFAULT_BACKOFF_MAX_MS;
+    store->postgis_allowed = true;
     cnp_status result = store_connect(store, err);
     if (result != CNP_OK) {
         pg_store_free(store);

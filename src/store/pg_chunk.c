@@ -23,49 +23,98 @@ static const char stage_sql[] =
     "  width integer, height integer, threshold real, canopy_cover double precision,\n"
     "  tree_count integer, mask_key text, overlay_key text, trees_key text,\n"
     "  status text, error text, download_ms real, decode_ms real, device_ms real,\n"
-    "  encode_ms real, upload_ms real, run_id bigint) ON COMMIT DROP;\n"
+    "  encode_ms real, upload_ms real, run_id bigint, epsg integer, crs text,\n"
+    "  geotransform double precision[], footprint_lonlat double precision[],\n"
+    "  nodata_fraction double precision) ON COMMIT DROP;\n"
     "CREATE TEMP TABLE canopy_stage_trees (\n"
-    "  ord integer, idx integer, x real, y real, radius real, score real, label text)\n"
+    "  ord integer, idx integer, x real, y real, radius real, score real, label text,\n"
+    "  box_xmin real, box_ymin real, box_xmax real, box_ymax real,\n"
+    "  map_x double precision, map_y double precision, lon double precision,\n"
+    "  lat double precision, radius_m double precision, box_map double precision[])\n"
     "  ON COMMIT DROP;\n"
     "CREATE TEMP TABLE canopy_stage_map (ord integer, id bigint) ON COMMIT DROP;\n";
 
 #define IMAGE_COLUMNS                                                                       \
     "bucket, key, etag, model_version, image_id, scan_id, address_id, tree_types, width, " \
     "height, threshold, canopy_cover, tree_count, mask_key, overlay_key, trees_key, "      \
-    "status, error, download_ms, decode_ms, device_ms, encode_ms, upload_ms, run_id"
+    "status, error, download_ms, decode_ms, device_ms, encode_ms, upload_ms, run_id, "     \
+    "epsg, crs, geotransform, footprint_lonlat, nodata_fraction"
+
+#define TREE_COLUMNS                                                                    \
+    "idx, x, y, radius, score, label, box_xmin, box_ymin, box_xmax, box_ymax, map_x, " \
+    "map_y, lon, lat, radius_m, box_map"
 
 /* Rows go in `ord` order (sorted by key on the client) so that concurrent
  * writers take row locks in the same order. A failure does not overwrite a
  * success of the same object version; such rows are not RETURNED, so their
  * trees are left alone too. The temporary tables have no statistics: the
  * delete goes through an id array so that it is always an index lookup on
- * trees' primary key, never a scan of the whole table. */
-static const char upsert_sql[] =
-    "WITH up AS (\n"
-    "  INSERT INTO images (" IMAGE_COLUMNS ", processed_at)\n"
-    "  SELECT " IMAGE_COLUMNS ", now() FROM canopy_stage_images ORDER BY ord\n"
-    "  ON CONFLICT (bucket, key, etag, model_version) DO UPDATE SET\n"
-    "    image_id = EXCLUDED.image_id, scan_id = EXCLUDED.scan_id,\n"
-    "    address_id = EXCLUDED.address_id, tree_types = EXCLUDED.tree_types,\n"
-    "    width = EXCLUDED.width, height = EXCLUDED.height, threshold = EXCLUDED.threshold,\n"
-    "    canopy_cover = EXCLUDED.canopy_cover, tree_count = EXCLUDED.tree_count,\n"
-    "    mask_key = EXCLUDED.mask_key, overlay_key = EXCLUDED.overlay_key,\n"
-    "    trees_key = EXCLUDED.trees_key, status = EXCLUDED.status, error = EXCLUDED.error,\n"
-    "    download_ms = EXCLUDED.download_ms, decode_ms = EXCLUDED.decode_ms,\n"
-    "    device_ms = EXCLUDED.device_ms, encode_ms = EXCLUDED.encode_ms,\n"
-    "    upload_ms = EXCLUDED.upload_ms, run_id = EXCLUDED.run_id,\n"
-    "    processed_at = EXCLUDED.processed_at\n"
-    "  WHERE images.status = 'failed' OR EXCLUDED.status = 'ok'\n"
-    "  RETURNING id, bucket, key, etag, model_version)\n"
-    "INSERT INTO canopy_stage_map (ord, id)\n"
-    "SELECT s.ord, up.id FROM up\n"
-    "  JOIN canopy_stage_images s USING (bucket, key, etag, model_version);\n"
-    "DELETE FROM trees\n"
-    "  WHERE image_ref = ANY (ARRAY(SELECT id FROM canopy_stage_map));\n"
-    "INSERT INTO trees (image_ref, idx, x, y, radius, score, label)\n"
-    "SELECT m.id, t.idx, t.x, t.y, t.radius, t.score, t.label\n"
-    "  FROM canopy_stage_trees t JOIN canopy_stage_map m USING (ord)\n"
-    "  ORDER BY m.id, t.idx;\n";
+ * trees' primary key, never a scan of the whole table.
+ * With PostGIS (see canopy_features) the geometry columns are computed in
+ * the same statements, so every row has them at COMMIT. */
+#define UPSERT_SQL(FP_COL, FP_EXPR, FP_SET, GEO_COLS, GEO_EXPRS, GEO_JOIN)                  \
+    "WITH up AS (\n"                                                                        \
+    "  INSERT INTO images (" IMAGE_COLUMNS ", processed_at" FP_COL ")\n"                    \
+    "  SELECT " IMAGE_COLUMNS ", now()" FP_EXPR " FROM canopy_stage_images ORDER BY ord\n"  \
+    "  ON CONFLICT (bucket, key, etag, model_version) DO UPDATE SET\n"                      \
+    "    image_id = EXCLUDED.image_id, scan_id = EXCLUDED.scan_id,\n"                       \
+    "    address_id = EXCLUDED.address_id, tree_types = EXCLUDED.tree_types,\n"             \
+    "    width = EXCLUDED.width, height = EXCLUDED.height, threshold = EXCLUDED.threshold,\n" \
+    "    canopy_cover = EXCLUDED.canopy_cover, tree_count = EXCLUDED.tree_count,\n"         \
+    "    mask_key = EXCLUDED.mask_key, overlay_key = EXCLUDED.overlay_key,\n"               \
+    "    trees_key = EXCLUDED.trees_key, status = EXCLUDED.status, error = EXCLUDED.error,\n" \
+    "    download_ms = EXCLUDED.download_ms, decode_ms = EXCLUDED.decode_ms,\n"             \
+    "    device_ms = EXCLUDED.device_ms, encode_ms = EXCLUDED.encode_ms,\n"                 \
+    "    upload_ms = EXCLUDED.upload_ms, run_id = EXCLUDED.run_id,\n"                       \
+    "    epsg = EXCLUDED.epsg, crs = EXCLUDED.crs, geotransform = EXCLUDED.geotransform,\n" \
+    "    footprint_lonlat = EXCLUDED.footprint_lonlat,\n"                                   \
+    "    nodata_fraction = EXCLUDED.nodata_fraction" FP_SET ",\n"                           \
+    "    processed_at = EXCLUDED.processed_at\n"                                            \
+    "  WHERE images.status = 'failed' OR EXCLUDED.status = 'ok'\n"                          \
+    "  RETURNING id, bucket, key, etag, model_version)\n"                                   \
+    "INSERT INTO canopy_stage_map (ord, id)\n"                                              \
+    "SELECT s.ord, up.id FROM up\n"                                                         \
+    "  JOIN canopy_stage_images s USING (bucket, key, etag, model_version);\n"              \
+    "DELETE FROM trees\n"                                                                   \
+    "  WHERE image_ref = ANY (ARRAY(SELECT id FROM canopy_stage_map));\n"                   \
+    "INSERT INTO trees (image_ref, " TREE_COLUMNS GEO_COLS ")\n"                            \
+    "SELECT m.id, " TREE_COLUMNS GEO_EXPRS "\n"                                             \
+    "  FROM canopy_stage_trees t JOIN canopy_stage_map m USING (ord)" GEO_JOIN "\n"         \
+    "  ORDER BY m.id, t.idx;\n"
+
+/* footprint_lonlat holds 10 numbers or is NULL (encode_image()); the ring
+ * is closed with its first point whatever the fifth says. */
+#define FOOTPRINT_EXPR                                                                    \
+    ",\n    CASE WHEN cardinality(footprint_lonlat) = 10 THEN ST_SetSRID(ST_MakePolygon("   \
+    "ST_MakeLine(ARRAY[\n"                                                                \
+    "      ST_MakePoint(footprint_lonlat[1], footprint_lonlat[2]),\n"                     \
+    "      ST_MakePoint(footprint_lonlat[3], footprint_lonlat[4]),\n"                     \
+    "      ST_MakePoint(footprint_lonlat[5], footprint_lonlat[6]),\n"                     \
+    "      ST_MakePoint(footprint_lonlat[7], footprint_lonlat[8]),\n"                     \
+    "      ST_MakePoint(footprint_lonlat[1], footprint_lonlat[2])])), 4326) END"
+
+/* The crown: a unit circle of 32 vertices scaled by the metres per degree of
+ * longitude and latitude at the tree (WGS 84 series, exact to centimetres
+ * per degree) and moved to (lon, lat). No reprojection per row: for radii of
+ * metres to tens of metres the error is far below a millimetre. */
+#define CROWN_JOIN                                                                          \
+    "\n  CROSS JOIN (SELECT ST_Buffer(ST_Point(0, 0), 1, 'quad_segs=8') AS circle) u\n"   \
+    "  CROSS JOIN LATERAL (SELECT radians(t.lat) AS phi) a\n"                              \
+    "  CROSS JOIN LATERAL (SELECT\n"                                                       \
+    "    NULLIF(111412.84 * cos(a.phi) - 93.5 * cos(3 * a.phi) + 0.118 * cos(5 * a.phi), 0)\n" \
+    "      AS m_lon,\n"                                                                    \
+    "    111132.92 - 559.82 * cos(2 * a.phi) + 1.175 * cos(4 * a.phi)\n"                   \
+    "      - 0.0023 * cos(6 * a.phi) AS m_lat) k"
+
+#define GEO_EXPRS                                                                       \
+    ",\n    ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326),\n"                             \
+    "    CASE WHEN t.radius_m > 0 THEN ST_SetSRID(ST_Translate(ST_Scale(u.circle,\n"     \
+    "      t.radius_m / k.m_lon, t.radius_m / k.m_lat), t.lon, t.lat), 4326) END"
+
+static const char upsert_sql[] = UPSERT_SQL("", "", "", "", "", "");
+static const char upsert_sql_postgis[] =
+    UPSERT_SQL(", footprint", FOOTPRINT_EXPR, ",\n    footprint = EXCLUDED.footprint",
+               ", geom, crown", GEO_EXPRS, CROWN_JOIN);
 
 typedef struct chunk_row {
     const pg_image_result *r;
@@ -116,6 +165,27 @@ static cnp_status validate(const pg_image_result *r, size_t i, cnp_err *err)
     return CNP_OK;
 }
 
+/* A georeferenced value: NULL unless georef and finite. */
+static void copy_geo(pg_copy *c, bool georef, double v)
+{
+    if (georef && isfinite(v))
+        pg_copy_double(c, v);
+    else
+        pg_copy_null(c);
+}
+
+/* epsg, crs, geotransform, footprint_lonlat of an image. */
+static void encode_georef(pg_copy *c, const pg_image_result *r)
+{
+    if (r->georef && r->epsg > 0) pg_copy_int(c, r->epsg); else pg_copy_null(c);
+    pg_copy_str(c, r->georef ? r->crs_wkt : NULL);
+    pg_copy_double_array(c, r->georef ? r->geotransform : NULL, 6);
+    bool ring = r->georef;
+    for (int i = 0; i < 10 && ring; i++)
+        ring = isfinite(r->footprint[i]);
+    pg_copy_double_array(c, ring ? r->footprint : NULL, 10);
+}
+
 static void encode_image(pg_copy *c, int64_t ord, const pg_image_result *r, int64_t run_id)
 {
     pg_copy_int(c, ord);
@@ -143,6 +213,8 @@ static void encode_image(pg_copy *c, int64_t ord, const pg_image_result *r, int6
     pg_copy_real(c, r->encode_ms);
     pg_copy_real(c, r->upload_ms);
     if (run_id > 0) pg_copy_int(c, run_id); else pg_copy_null(c);
+    encode_georef(c, r);
+    pg_copy_double(c, r->nodata_fraction);
     pg_copy_eol(c);
 }
 
@@ -157,6 +229,18 @@ static void encode_trees(pg_copy *c, int64_t ord, const pg_image_result *r)
         pg_copy_real(c, tr->radius);
         pg_copy_real(c, tr->score);
         pg_copy_str(c, tr->label);
+        /* Zero-initialized callers that predate boxes store none. */
+        bool box = tr->xmin != 0 || tr->ymin != 0 || tr->xmax != 0 || tr->ymax != 0;
+        const float corners[4] = {tr->xmin, tr->ymin, tr->xmax, tr->ymax};
+        for (int k = 0; k < 4; k++) {
+            if (box) pg_copy_real(c, corners[k]); else pg_copy_null(c);
+        }
+        copy_geo(c, tr->georef, tr->map_x);
+        copy_geo(c, tr->georef, tr->map_y);
+        copy_geo(c, tr->georef, tr->lon);
+        copy_geo(c, tr->georef, tr->lat);
+        copy_geo(c, tr->georef, tr->radius_m);
+        pg_copy_double_array(c, tr->georef ? tr->box_map : NULL, 4);
         pg_copy_eol(c);
     }
 }
@@ -238,6 +322,9 @@ static cnp_status chunk_attempt(pg_store *store, const pg_copy *images, const pg
 {
     *phase = PHASE_BEGIN;
     cnp_status result = pg_conn_ensure(store, err);
+    bool postgis = false;
+    if (result == CNP_OK)
+        result = pg_store_has_postgis(store, &postgis, err);
     if (result != CNP_OK)
         return result;
     result = pg_exec(store, "chunk staging", stage_sql, -1, NULL, PGRES_COMMAND_OK, NULL, err);
@@ -248,8 +335,8 @@ static cnp_status chunk_attempt(pg_store *store, const pg_copy *images, const pg
     if (result == CNP_OK)
         result = copy_in(store, "canopy_stage_trees", trees, err);
     if (result == CNP_OK)
-        result = pg_exec(store, "chunk upsert", upsert_sql, -1, NULL, PGRES_COMMAND_OK, NULL,
-                         err);
+        result = pg_exec(store, "chunk upsert", postgis ? upsert_sql_postgis : upsert_sql, -1,
+                         NULL, PGRES_COMMAND_OK, NULL, err);
     if (result != CNP_OK)
         return result;
     if (store->hook)
@@ -405,4 +492,5 @@ void pg_image_result_init(pg_image_result *r)
     r->device_ms = NAN;
     r->encode_ms = NAN;
     r->upload_ms = NAN;
+    r->nodata_fraction = NAN;
 }

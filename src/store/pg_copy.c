@@ -99,6 +99,23 @@ void pg_copy_double(pg_copy *c, double v)
     copy_float(c, v, 17);
 }
 
+void pg_copy_double_array(pg_copy *c, const double *v, size_t n)
+{
+    if (!v) {
+        pg_copy_null(c);
+        return;
+    }
+    /* Digits, signs, dots, 'e' and commas need no COPY escapes. */
+    copy_raw(c, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        char tmp[40];
+        int len = isfinite(v[i]) ? snprintf(tmp, sizeof tmp, "%s%.17g", i ? "," : "", v[i])
+                                 : snprintf(tmp, sizeof tmp, "%sNULL", i ? "," : "");
+        copy_raw(c, tmp, (size_t)len);
+    }
+    copy_raw(c, "}\t", 2);
+}
+
 void pg_copy_text_array(pg_copy *c, const char *const *items, size_t n)
 {
     if (!items) {

@@ -37,7 +37,12 @@ struct pg_store {
     pg_store_stats stats;
     pg_commit_hook hook;
     void *hook_user;
+    bool postgis_allowed;      /* pg_store_set_postgis(); default true */
+    int postgis_cached;        /* PG_POSTGIS_*: per connection, reset on (re)connect */
 };
+
+/* What this connection knows about the database's geometry columns. */
+enum { PG_POSTGIS_UNKNOWN = 0, PG_POSTGIS_NO = 1, PG_POSTGIS_YES = 2 };
 
 /* Makes sure the store has a healthy, idle connection: connects or resets
  * it (with backoff) when lost, rolls back a transaction left open. */
@@ -80,6 +85,9 @@ void pg_copy_int(pg_copy *c, int64_t v);
 void pg_copy_real(pg_copy *c, double v);                  /* float4; NAN: \N */
 void pg_copy_double(pg_copy *c, double v);                /* float8; NAN: \N */
 void pg_copy_null(pg_copy *c);
+/* A double precision[] value of n items, 17 significant digits; v NULL: \N;
+ * a non-finite item is an SQL NULL element. */
+void pg_copy_double_array(pg_copy *c, const double *v, size_t n);
 /* A text[] value; items NULL: \N; a NULL item is an SQL NULL element. */
 void pg_copy_text_array(pg_copy *c, const char *const *items, size_t n);
 void pg_copy_eol(pg_copy *c);

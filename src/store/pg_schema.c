@@ -89,6 +89,56 @@ static cnp_status apply_one(pg_store *store, const pg_migration *m, cnp_err *err
     return result;
 }
 
+/* Reads canopy_features' postgis row: *has true only when the geometry
+ * columns were created. */
+static cnp_status read_postgis(pg_store *store, bool *has, char *detail, size_t size,
+                               cnp_err *err)
+{
+    PGresult *res = NULL;
+    *has = false;
+    if (detail && size)
+        detail[0] = '\0';
+    /* Two statements: a query naming a missing table fails at parse time. */
+    cnp_status result = pg_exec(store, "read canopy_features",
+                                "SELECT to_regclass('canopy_features') IS NOT NULL", 0, NULL,
+                                PGRES_TUPLES_OK, &res, err);
+    if (result != CNP_OK)
+        return result;
+    bool exists = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!exists)
+        return CNP_OK;
+    result = pg_exec(store, "read canopy_features",
+                     "SELECT enabled, coalesce(detail, '') FROM canopy_features "
+                     "WHERE feature = 'postgis'",
+                     0, NULL, PGRES_TUPLES_OK, &res, err);
+    if (result != CNP_OK)
+        return result;
+    if (PQntuples(res) == 1) {
+        *has = !strcmp(PQgetvalue(res, 0, 0), "t");
+        if (detail && size)
+            snprintf(detail, size, "%s", PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return CNP_OK;
+}
+
+/* Says once, after migrating, whether trees and images have geometry
+ * columns and why not (server notices only reach the debug log). */
+static void log_postgis(pg_store *store)
+{
+    bool has = false;
+    char detail[256];
+    cnp_err ignored;
+    if (read_postgis(store, &has, detail, sizeof detail, &ignored) != CNP_OK || !detail[0])
+        return;
+    if (has)
+        LOG_INFO("store", "geometry columns (%s): trees.geom, trees.crown, images.footprint",
+                 detail);
+    else
+        LOG_INFO("store", "no geometry columns, lon/lat only: %s", detail);
+}
+
 /* The work done while holding the advisory lock. */
 static cnp_status migrate_locked(pg_store *store, int *applied, int *version, cnp_err *err)
 {
@@ -140,7 +190,14 @@ cnp_status pg_store_migrate(pg_store *store, int *applied, int *version, cnp_err
     }
     if (result != CNP_OK)
         return result;
-    result = migrate_locked(store, &n_applied, &now_version, err);
+    /* Read by the georef migration's DO block (a placeholder setting of
+     * this session; the migrations themselves stay static text). */
+    const char *gis[1] = {store->postgis_allowed ? "on" : "off"};
+    result = pg_exec(store, "migrate settings", "SELECT set_config('canopy.postgis', $1, false)",
+                     1, gis, PGRES_TUPLES_OK, NULL, err);
+    if (result == CNP_OK)
+        result = migrate_locked(store, &n_applied, &now_version, err);
+    store->postgis_cached = PG_POSTGIS_UNKNOWN;
     if (!pg_conn_lost(store)) {
         pg_rollback_quietly(store);
         cnp_err ignored;
@@ -151,6 +208,28 @@ cnp_status pg_store_migrate(pg_store *store, int *applied, int *version, cnp_err
         *applied = n_applied;
     if (version)
         *version = now_version;
+    if (result == CNP_OK && n_applied > 0)
+        log_postgis(store);
+    return result;
+}
+
+void pg_store_set_postgis(pg_store *store, bool enabled)
+{
+    store->postgis_allowed = enabled;
+}
+
+cnp_status pg_store_has_postgis(pg_store *store, bool *has, cnp_err *err)
+{
+    if (store->postgis_cached != PG_POSTGIS_UNKNOWN && store->conn &&
+        PQstatus(store->conn) == CONNECTION_OK) {
+        *has = store->postgis_cached == PG_POSTGIS_YES;
+        return CNP_OK;
+    }
+    cnp_status result = pg_conn_ensure(store, err);
+    if (result == CNP_OK)
+        result = read_postgis(store, has, NULL, 0, err);
+    if (result == CNP_OK)
+        store->postgis_cached = *has ? PG_POSTGIS_YES : PG_POSTGIS_NO;
     return result;
 }
 

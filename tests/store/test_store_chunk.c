@@ -59,8 +59,9 @@ static void make_chunk(fixture *f, int salt, int64_t run_id)
         r->device_ms = 3.25;
         int n = (i * 3 + salt) % MAX_TREES;
         for (int t = 0; t < n; t++)
-            f->trees[i][t] = (pg_tree){(float)t + salt * 0.5f, (float)i, 4.0f + t % 3,
-                                       0.5f + t / 100.0f, t % 5 ? NULL : "conifer"};
+            f->trees[i][t] = (pg_tree){.x = (float)t + salt * 0.5f, .y = (float)i,
+                                       .radius = 4.0f + t % 3, .score = 0.5f + t / 100.0f,
+                                       .label = t % 5 ? NULL : "conifer"};
         r->trees = f->trees[i];
         r->n_trees = (size_t)n;
     }
@@ -136,9 +137,11 @@ static void test_trees_replaced(pg_store *s, PGconn *c, fixture *f, int64_t run)
     pg_image_result r = f->res[2];
     pg_tree five[5], three[3];
     for (int t = 0; t < 5; t++)
-        five[t] = (pg_tree){10.0f + t, 20.0f, 3.0f, 0.9f, "five"};
+        five[t] = (pg_tree){.x = 10.0f + t, .y = 20.0f, .radius = 3.0f, .score = 0.9f,
+                            .label = "five"};
     for (int t = 0; t < 3; t++)
-        three[t] = (pg_tree){30.0f + t, 40.0f, 2.0f, 0.8f, "three"};
+        three[t] = (pg_tree){.x = 30.0f + t, .y = 40.0f, .radius = 2.0f, .score = 0.8f,
+                             .label = "three"};
     const char *q = "SELECT count(*) FROM trees t JOIN images i ON i.id = t.image_ref "
                     "WHERE i.key = %s AND i.model_version = 'tiny-1'";
     r.trees = five, r.n_trees = 5;
@@ -162,9 +165,13 @@ static void test_trees_replaced(pg_store *s, PGconn *c, fixture *f, int64_t run)
 static void test_duplicates_and_failures(pg_store *s, PGconn *c, fixture *f, int64_t run)
 {
     pg_image_result dup[3] = {f->res[3], f->res[4], f->res[3]};
-    pg_tree two[2] = {{1, 1, 1, 0.5f, "first"}, {2, 2, 2, 0.5f, "first"}};
-    pg_tree four[4] = {{1, 1, 1, 0.5f, "second"}, {2, 2, 2, 0.5f, "second"},
-                       {3, 3, 3, 0.5f, "second"}, {4, 4, 4, 0.5f, "second"}};
+    pg_tree two[2], four[4];
+    for (int t = 0; t < 4; t++) {
+        pg_tree v = {.x = t + 1, .y = t + 1, .radius = t + 1, .score = 0.5f};
+        if (t < 2)
+            two[t] = v, two[t].label = "first";
+        four[t] = v, four[t].label = "second";
+    }
     dup[0].trees = two, dup[0].n_trees = 2;
     dup[2].trees = four, dup[2].n_trees = 4;
     commit(s, run, dup, 3);

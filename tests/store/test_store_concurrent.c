@@ -52,7 +52,8 @@ static int writer(const char *ci, int w)
             r->scan_id = pick[i] % 2 ? NULL : "scan";
             int n = (w * 5 + c * 3 + i) % MAX_TREES;
             for (int t = 0; t < n; t++)
-                trees[i][t] = (pg_tree){(float)t, (float)w, (float)c, 0.5f, tag};
+                trees[i][t] = (pg_tree){.x = (float)t, .y = (float)w, .radius = (float)c,
+                                        .score = 0.5f, .label = tag};
             r->trees = trees[i];
             r->n_trees = (size_t)n;
         }

@@ -49,7 +49,7 @@ typedef struct chunk {
 static void make(chunk *c, const char *prefix)
 {
     for (int t = 0; t < TREES; t++)
-        c->trees[t] = (pg_tree){(float)t, (float)t, 2.0f, 0.75f, NULL};
+        c->trees[t] = (pg_tree){.x = (float)t, .y = (float)t, .radius = 2.0f, .score = 0.75f};
     for (int i = 0; i < N; i++) {
         pg_image_result *r = &c->res[i];
         pg_image_result_init(r);

@@ -75,9 +75,10 @@ int main(void)
 
     pg_image_result res[N_KEYS];
     pg_tree trees[3] = {
-        {1.0e-30f, 3.4028235e38f, 1.17549435e-38f, 0.1f, "lab\\el\t\"x\"\n\xf0\x9f\x8c\xb2"},
-        {-0.0f, 1234.5678f, 0.333333343f, 1.0f, NULL},
-        {0.5f, 0.25f, 7.0f, 0.99999994f, ""},
+        {.x = 1.0e-30f, .y = 3.4028235e38f, .radius = 1.17549435e-38f, .score = 0.1f,
+         .label = "lab\\el\t\"x\"\n\xf0\x9f\x8c\xb2"},
+        {.x = -0.0f, .y = 1234.5678f, .radius = 0.333333343f, .score = 1.0f},
+        {.x = 0.5f, .y = 0.25f, .radius = 7.0f, .score = 0.99999994f, .label = ""},
     };
     for (size_t i = 0; i < N_KEYS; i++) {
         pg_image_result *r = &res[i];
