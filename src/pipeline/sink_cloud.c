@@ -113,10 +113,25 @@ static pg_tree *tree_rows(const pl_item *it)
         return NULL;
     pg_tree *t = calloc(it->res.ntrees, sizeof *t);
     for (size_t k = 0; t && k < it->res.ntrees; k++) {
-        t[k].x = it->res.trees[k].x;
-        t[k].y = it->res.trees[k].y;
-        t[k].radius = it->res.trees[k].radius;
-        t[k].score = it->res.trees[k].score;
+        const cnp_tree *tr = &it->res.trees[k];
+        t[k].x = tr->x;
+        t[k].y = tr->y;
+        t[k].radius = tr->radius;
+        t[k].score = tr->score;
+        t[k].xmin = tr->x - tr->radius;
+        t[k].ymin = tr->y - tr->radius;
+        t[k].xmax = tr->x + tr->radius;
+        t[k].ymax = tr->y + tr->radius;
+        if (!it->trees_geo)
+            continue;
+        const pipe_geo_tree *g = &it->trees_geo[k];
+        t[k].georef = true;
+        t[k].map_x = g->map_x;
+        t[k].map_y = g->map_y;
+        t[k].lon = g->lon;
+        t[k].lat = g->lat;
+        t[k].radius_m = g->radius_m;
+        memcpy(t[k].box_map, g->box_map, sizeof t[k].box_map);
     }
     return t;
 }
@@ -158,6 +173,15 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
     r->device_ms = it->t_device;
     r->encode_ms = it->t_encode;
     r->upload_ms = it->t_upload;
+    double n = (double)it->res.width * it->res.height;
+    r->nodata_fraction = n > 0 ? (double)it->nodata / n : 0.0;
+    if (it->geo.valid) {
+        r->georef = true;
+        r->epsg = it->geo.epsg;
+        r->crs_wkt = it->geo.wkt;
+        memcpy(r->geotransform, it->geo.gt, sizeof r->geotransform);
+        memcpy(r->footprint, it->footprint, sizeof r->footprint);
+    }
     if (it->res.ntrees && !(*trees = tree_rows(it)))
         return false;
     r->trees = *trees;
