@@ -233,7 +233,7 @@ int main(int argc, char **argv)
         goto out;
     }
     double t0 = cnp_now();
-    if (det_engine_create(ctx, m, &cfg, &e, &err) != CNP_OK) {
+    if (det_engine_create(ctx, m, &cfg.detector, &e, &err) != CNP_OK) {
         fprintf(stderr, "bench_detect: %s\n", err.msg);
         rc = 1;
         goto out;
@@ -287,7 +287,8 @@ int main(int argc, char **argv)
             cnp_tree *trees = NULL;
             size_t n = 0;
             double s0 = cnp_now();
-            det_ref_run(m, &img, (float)cfg.detector.score_threshold, cfg.detector.tile,
+            det_ref_run(m, &img, (float)cfg.detector.score_threshold,
+                        (float)det_model_nms_iou(m), cfg.detector.tile,
                         cfg.detector.tile_overlap, &trees, &n, &err);
             t[r] = cnp_now() - s0;
             free(trees);
