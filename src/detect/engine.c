@@ -492,6 +492,8 @@ static size_t nms_chunk_rows(const eng_nms *nm, size_t n)
     if (nm->chunk_override && nm->chunk_override < rows)
         rows = nm->chunk_override;
     rows = rows / 64 * 64;
+    if (rows < 64) /* the buffer always holds 64 rows */
+        rows = 64;
     size_t all = nms_words(n) * 64;
     return rows < all ? rows : all;
 }
