@@ -1,7 +1,8 @@
 /* bench_detect: detector throughput on the OpenCL device and in the C
  * reference, GFLOP/s per layer for both convolution paths, and CLBlast SGEMM
  * GFLOP/s on the same device at the sizes of the network's GEMMs, all in one
- * run, medians over repeats. Prints a table and writes a JSON file.
+ * run, and the NMS on the device against its C reference, medians over
+ * repeats. Prints a table and writes a JSON file.
  *
  *   bench_detect [--model FILE] [--image PNG | --size WxH] [--repeats N]
  *                [--tile N] [--json FILE] [--no-ref] [-c FILE]
@@ -202,6 +203,77 @@ static det_model *load_model(const bench_opts *o, const cnp_config *cfg)
     return random_crown();
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* NMS alone: device (det_engine_nms: upload, order, mask, select, read back)
+ * against the C reference on n random crowns at the density of a forest
+ * (about 3 per 40 x 40 px), medians of `repeats`; one entry per n in arr. */
+static void bench_nms(det_engine *e, int repeats, cJSON *arr)
+{
+    static const size_t sizes[] = {1000, 10000};
+    printf("\nNMS (IoU %.2f, random crowns)         n     device ms   reference ms   kept\n",
+           DET_NMS_IOU_DEFAULT);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si], kd = 0, kr = 0;
+        det_box *b = malloc(n * sizeof *b);
+        float *sc = malloc(n * sizeof *sc);
+        uint32_t *keep = malloc(n * sizeof *keep);
+        double td[MAX_REPEATS], tr[MAX_REPEATS];
+        if (!b || !sc || !keep) {
+            free(b);
+            free(sc);
+            free(keep);
+            return;
+        }
+        uint32_t st = 12345u + (uint32_t)n;
+        float side = 40.0f * sqrtf((float)n / 3.0f);
+        for (size_t i = 0; i < n; i++) {
+            st = st * 1664525u + 1013904223u;
+            float x = (float)(st >> 8) / 16777216.0f * side;
+            st = st * 1664525u + 1013904223u;
+            float y = (float)(st >> 8) / 16777216.0f * side;
+            st = st * 1664525u + 1013904223u;
+            float r = 4.0f + 16.0f * (float)(st >> 8) / 16777216.0f;
+            st = st * 1664525u + 1013904223u;
+            sc[i] = (float)(st >> 8) / 16777216.0f;
+            b[i] = (det_box){x - r, y - r, x + r, y + r};
+        }
+        cnp_err err;
+        int ok = 1;
+        for (int r = 0; ok && r < repeats; r++) {
+            double t0 = cnp_now();
+            ok = det_engine_nms(e, b, sc, NULL, n, (float)DET_NMS_IOU_DEFAULT, keep, &kd,
+                                &err) == CNP_OK;
+            td[r] = cnp_now() - t0;
+            t0 = cnp_now();
+            ok = ok && det_nms(b, sc, NULL, n, (float)DET_NMS_IOU_DEFAULT, keep, &kr, &err) ==
+                           CNP_OK;
+            tr[r] = cnp_now() - t0;
+        }
+        if (ok) {
+            qsort(td, (size_t)repeats, sizeof td[0], cmp_double);
+            qsort(tr, (size_t)repeats, sizeof tr[0], cmp_double);
+            printf("%38zu %13.3f %14.3f %6zu%s\n", n, td[repeats / 2] * 1e3,
+                   tr[repeats / 2] * 1e3, kd, kd == kr ? "" : " (reference differs!)");
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "n", (double)n);
+            cJSON_AddNumberToObject(o, "device_ms", td[repeats / 2] * 1e3);
+            cJSON_AddNumberToObject(o, "reference_ms", tr[repeats / 2] * 1e3);
+            cJSON_AddNumberToObject(o, "kept", (double)kd);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            fprintf(stderr, "bench_detect: NMS: %s\n", err.msg);
+        }
+        free(b);
+        free(sc);
+        free(keep);
+    }
+}
+
 int main(int argc, char **argv)
 {
     bench_opts o;
@@ -233,7 +305,7 @@ int main(int argc, char **argv)
         goto out;
     }
     double t0 = cnp_now();
-    if (det_engine_create(ctx, m, &cfg, &e, &err) != CNP_OK) {
+    if (det_engine_create(ctx, m, &cfg.detector, &e, &err) != CNP_OK) {
         fprintf(stderr, "bench_detect: %s\n", err.msg);
         rc = 1;
         goto out;
@@ -287,7 +359,8 @@ int main(int argc, char **argv)
             cnp_tree *trees = NULL;
             size_t n = 0;
             double s0 = cnp_now();
-            det_ref_run(m, &img, (float)cfg.detector.score_threshold, cfg.detector.tile,
+            det_ref_run(m, &img, (float)cfg.detector.score_threshold,
+                        (float)det_model_nms_iou(m), cfg.detector.tile,
                         cfg.detector.tile_overlap, &trees, &n, &err);
             t[r] = cnp_now() - s0;
             free(trees);
@@ -363,6 +436,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(root, "sgemm_1024_gflop_per_s", 2.0 * 1024 * 1024 * 1024 / sq / 1e9);
     }
     printf("sum of the faster path per layer: %.2f ms per tile\n", best_total * 1e3);
+    bench_nms(e, o.repeats, cJSON_AddArrayToObject(root, "nms"));
     char *text = cJSON_Print(root);
     cnp_status st = cnp_file_write(o.json, text, strlen(text), &err);
     free(text);

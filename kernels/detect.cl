@@ -222,3 +222,221 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
     if (slot < cap)
         trees[slot] = (float4)(x, y, exp(head[OUT_LR * plane + k]), score);
 }
+
+/* ---- Non-maximum suppression -------------------------------------------
+ * Greedy NMS over boxes (x0, y0, x1, y1), shared by every model family: the
+ * crown model's boxes are centre +- radius; a box model passes its own boxes
+ * and class labels (use_label = 1: boxes of different labels never suppress
+ * each other). src/detect/nms.c is the C reference; both order the boxes
+ * with the same total order and decide overlap with the same float
+ * operations in the same sequence, so the kept set is identical.
+ *
+ * Steps (the host knows n, the number of boxes):
+ *   detect_nms_order   rank sort: position of each box in the order score
+ *                      descending, then y0, x0, y1, x1, label ascending,
+ *                      then index; writes the sorted boxes and labels
+ *   detect_nms_mask    one bit per (row, later column) pair of the sorted
+ *                      list: IoU > threshold; 64 x 64 blocks per work-group
+ *   detect_nms_select  one work-group walks the rows in order, 64 at a time,
+ *                      keeping a row when no kept row has set its bit
+ * For bounded memory the mask is computed and consumed in chunks of rows
+ * (multiples of 64); `removed` and the kept count carry across chunks.
+ *
+ * Contraction of a * b + c into fma would change roundings and break the
+ * bit-for-bit agreement with the C reference (which the C compiler, in ISO
+ * C mode, does not contract either). */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define NMS_BLOCK 64
+
+/* True when box b overlaps box a by IoU > iou. Keep in step with
+ * det_nms_overlaps in src/detect/nms.c. */
+bool nms_overlaps(const float4 a, const float4 b, const float iou)
+{
+    const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
+    const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
+    if (!(iw > 0.0f && ih > 0.0f))
+        return false;
+    const float inter = iw * ih;
+    const float area_a = (a.s2 - a.s0) * (a.s3 - a.s1);
+    const float area_b = (b.s2 - b.s0) * (b.s3 - b.s1);
+    float uni = area_a + area_b;
+    uni = uni - inter;
+    return inter > iou * uni;
+}
+
+/* Whether box a (score sa, label la, index ia) comes before box b. */
+bool nms_before(const float sa, const float4 a, const int la, const int ia, const float sb,
+                const float4 b, const int lb, const int ib)
+{
+    if (sa != sb)
+        return sa > sb;
+    if (a.s1 != b.s1)
+        return a.s1 < b.s1;
+    if (a.s0 != b.s0)
+        return a.s0 < b.s0;
+    if (a.s3 != b.s3)
+        return a.s3 < b.s3;
+    if (a.s2 != b.s2)
+        return a.s2 < b.s2;
+    if (la != lb)
+        return la < lb;
+    return ia < ib;
+}
+
+/* Crown trees (x, y, radius, score) -> boxes (x - r, y - r, x + r, y + r)
+ * and scores. Global (n rounded). */
+__kernel void detect_crown_boxes(__global const float4 *trees, const int n,
+                                 __global float4 *box, __global float *score)
+{
+    const int i = get_global_id(0);
+    if (i >= n)
+        return;
+    const float4 t = trees[i];
+    box[i] = (float4)(t.x - t.z, t.y - t.z, t.x + t.z, t.y + t.z);
+    score[i] = t.w;
+}
+
+/* Rank sort. Each work-item counts the boxes that come before its own,
+ * reading the list through local memory 64 boxes at a time (coalesced), and
+ * scatters its box to that rank: order[rank] = index, sbox / slabel sorted.
+ * Global (n rounded up to 64), local 64. O(n^2) like the mask itself. */
+__kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
+void detect_nms_order(__global const float4 *box, __global const float *score,
+                      __global const int *label, const int use_label, const int n,
+                      __global int *order, __global float4 *sbox, __global int *slabel)
+{
+    __local float4 lbox[NMS_BLOCK];
+    __local float lscore[NMS_BLOCK];
+    __local int llabel[NMS_BLOCK];
+    const int i = get_global_id(0), lid = get_local_id(0);
+    const float4 bi = i < n ? box[i] : (float4)(0.0f);
+    const float si = i < n ? score[i] : 0.0f;
+    const int li = i < n && use_label ? label[i] : 0;
+    int rank = 0;
+    for (int j0 = 0; j0 < n; j0 += NMS_BLOCK) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int j = j0 + lid;
+        if (j < n) {
+            lbox[lid] = box[j];
+            lscore[lid] = score[j];
+            llabel[lid] = use_label ? label[j] : 0;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int m = min(NMS_BLOCK, n - j0);
+        for (int k = 0; k < m; k++)
+            rank += nms_before(lscore[k], lbox[k], llabel[k], j0 + k, si, bi, li, i) ? 1 : 0;
+    }
+    if (i < n) {
+        order[rank] = i;
+        sbox[rank] = bi;
+        slabel[rank] = li;
+    }
+}
+
+/* Overlap bits of sorted rows [row0, row0 + 64 * get_num_groups(1)) against
+ * every later column: bit k of mask[(r - row0) * words + cb] is set when
+ * column c = 64 cb + k > r has the same label (or labels are off) and
+ * overlaps row r by IoU > iou. Work-group (cb, row block): the 64 column
+ * boxes are staged in local memory; blocks left of the diagonal are skipped
+ * (never read). Global (64 * words, row blocks of the chunk), local (64, 1). */
+__kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
+void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
+                     const int use_label, const int n, const int row0, const float iou,
+                     const int words, __global ulong *mask)
+{
+    __local float4 cbox[NMS_BLOCK];
+    __local int clabel[NMS_BLOCK];
+    const int cb = get_group_id(0), rb = row0 / NMS_BLOCK + get_group_id(1);
+    const int lid = get_local_id(0);
+    if (cb < rb)
+        return; /* uniform over the work-group, before any barrier */
+    const int c = cb * NMS_BLOCK + lid;
+    if (c < n) {
+        cbox[lid] = sbox[c];
+        clabel[lid] = slabel[c];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int r = rb * NMS_BLOCK + lid;
+    if (r >= n)
+        return;
+    const float4 rbox = sbox[r];
+    const int rlabel = slabel[r];
+    const int m = min(NMS_BLOCK, n - cb * NMS_BLOCK);
+    ulong bits = 0;
+    for (int k = 0; k < m; k++) {
+        const int col = cb * NMS_BLOCK + k;
+        if (col > r && (!use_label || clabel[k] == rlabel) && nms_overlaps(rbox, cbox[k], iou))
+            bits |= (ulong)1 << k;
+    }
+    mask[(size_t)(r - row0) * words + cb] = bits;
+}
+
+/* The greedy pass over sorted rows [row0, row0 + rows), one work-group of
+ * any size. Per block of 64 rows, work-item 0 resolves the block in order
+ * from its diagonal mask words (a row is kept when no kept row before it
+ * has set its bit); then all work-items OR the kept rows' masks into
+ * `removed` for the later blocks (consecutive words: coalesced) and write
+ * the kept boxes' original indices to keep[] in sorted order. removed
+ * (words ulongs) and *count must be zero before the first chunk. */
+__kernel void detect_nms_select(__global const ulong *mask, const int n, const int row0,
+                                const int rows, const int words, __global ulong *removed,
+                                __global const int *order, __global int *keep,
+                                __global int *count)
+{
+    __local ulong keep_bits;
+    __local int base;
+    const int lid = get_local_id(0), ls = get_local_size(0);
+    if (lid == 0)
+        base = *count;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int end = min(n, row0 + rows);
+    for (int b0 = row0; b0 < end; b0 += NMS_BLOCK) {
+        const int blk = b0 / NMS_BLOCK;
+        if (lid == 0) {
+            ulong cur = removed[blk], kb = 0;
+            const int m = min(NMS_BLOCK, n - b0);
+            for (int k = 0; k < m; k++) {
+                if (!((cur >> k) & 1)) {
+                    kb |= (ulong)1 << k;
+                    cur |= mask[(size_t)(b0 + k - row0) * words + blk];
+                }
+            }
+            removed[blk] = cur;
+            keep_bits = kb;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        const ulong kb = keep_bits;
+        for (int w = blk + 1 + lid; w < words; w += ls) {
+            ulong acc = removed[w];
+            for (int k = 0; k < NMS_BLOCK; k++)
+                if ((kb >> k) & 1)
+                    acc |= mask[(size_t)(b0 + k - row0) * words + w];
+            removed[w] = acc;
+        }
+        for (int k = lid; k < NMS_BLOCK; k += ls)
+            if ((kb >> k) & 1)
+                keep[base + (int)popcount(kb & (((ulong)1 << k) - 1))] = order[b0 + k];
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+        if (lid == 0)
+            base += (int)popcount(kb);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0)
+        *count = base;
+}
+
+/* The crown model's result after NMS: out[0] holds the kept count (int
+ * bits in .x), out[1 + k] = trees[keep[k]], so one read brings both back.
+ * Global (n rounded). */
+__kernel void detect_crown_gather(__global const float4 *trees, __global const int *keep,
+                                  __global const int *count, const int n,
+                                  __global float4 *out)
+{
+    const int k = get_global_id(0);
+    const int c = *count;
+    if (k == 0)
+        out[0] = as_float4((int4)(c, 0, 0, 0));
+    if (k < c && k < n)
+        out[1 + k] = trees[keep[k]];
+}

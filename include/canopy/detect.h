@@ -8,10 +8,15 @@
  * overlapping tiles whose origins are multiples of the stride; each tile
  * keeps only the trees whose centre lies in the part of the image it owns
  * (the overlap is split at its middle), so a crown near a border is
- * reported once. Trees come back sorted by (y, x). */
+ * reported once. Then greedy non-maximum suppression over the whole image
+ * drops a crown whose box (centre +- radius) overlaps a higher-scoring
+ * kept crown's box by IoU > nms_iou (the peak rule alone lets one crown
+ * give two peaks a few cells apart: stacked rings). Trees come back sorted
+ * by (y, x). */
 #ifndef CANOPY_DETECT_H
 #define CANOPY_DETECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +58,16 @@ int det_model_stride(const det_model *m);
  * this (each side keeps half the overlap, the field reaches half of it). */
 int det_model_receptive_field(const det_model *m);
 
+/* IoU above which NMS suppresses the lower-scoring of two crowns, for models
+ * whose architecture JSON has no "nms_iou" (models/FORMAT.md). Chosen by
+ * measurement on crown-1.1's training images (tools/train/README.md,
+ * "Overlap suppression"). A value >= 1 turns NMS off. */
+#define DET_NMS_IOU_DEFAULT 0.3
+
+/* The model's NMS IoU: its architecture's "nms_iou", else
+ * DET_NMS_IOU_DEFAULT. */
+double det_model_nms_iou(const det_model *m);
+
 /* Multiply-adds x 2 of one forward pass over a w x h input. */
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
 
@@ -70,11 +85,13 @@ cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_
 
 /* Runs the network and the decode in plain C on an RGBA8 image. tile <= 0
  * processes the image in one piece; otherwise tiles of `tile` pixels (rounded
- * down to a multiple of the stride) overlapping by `overlap` pixels. On
- * success *trees (malloc'd, caller frees; NULL when *n == 0) holds *n trees
- * sorted by (y, x). */
+ * down to a multiple of the stride) overlapping by `overlap` pixels. Then NMS
+ * at nms_iou over the whole image (>= 1: none; det_model_nms_iou gives the
+ * model's value). On success *trees (malloc'd, caller frees; NULL when
+ * *n == 0) holds *n trees sorted by (y, x). */
 cnp_status det_ref_run(const det_model *m, const cnp_image *img, float score_threshold,
-                       int tile, int overlap, cnp_tree **trees, size_t *n, cnp_err *err);
+                       float nms_iou, int tile, int overlap, cnp_tree **trees, size_t *n,
+                       cnp_err *err);
 
 /* Runs the network on one RGBA8 image region without tiling and returns the
  * raw output tensor (4 x oh x ow, CHW, channels in the architecture's
@@ -95,6 +112,34 @@ cnp_status det_decode(const det_model *m, const float *out, uint32_t oh, uint32_
 /* Sorts trees by (y, x, score). */
 void det_trees_sort(cnp_tree *trees, size_t n);
 
+/* ---- non-maximum suppression (every model family) ------------------------ */
+
+/* An axis-aligned box in continuous pixel coordinates, [x0, x1) x [y0, y1). */
+typedef struct det_box {
+    float x0, y0, x1, y1;
+} det_box;
+
+/* Whether b overlaps a by IoU > iou, computed in float with one rounding
+ * per operation in a fixed sequence (the kernel's nms_overlaps does the
+ * same, so both decide every pair alike). */
+bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
+
+/* Greedy NMS, the C reference of the device's: boxes in the order score
+ * descending, then y0, x0, y1, x1, label ascending, then index; a box is
+ * kept unless an earlier kept box with the same label (labels NULL: all
+ * alike) overlaps it by IoU > iou. keep (n entries, caller's) receives the
+ * kept boxes' indices in that order, *n_keep their number. */
+cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
+                   float iou, uint32_t *keep, size_t *n_keep, cnp_err *err);
+
+/* A crown's box: centre +- radius. */
+det_box det_tree_box(const cnp_tree *t);
+
+/* det_nms on the crowns' boxes, in place: the first *n trees become the
+ * kept ones, in NMS order (score descending). iou >= 1 or fewer than two
+ * trees: unchanged. */
+cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
+
 /* ---- OpenCL engine ----------------------------------------------------- */
 
 /* An engine owns its device buffers and enqueues on the context's queue:
@@ -108,12 +153,16 @@ enum det_conv_path {
 };
 
 /* Builds the kernels, uploads the weights and sizes every device buffer once
- * for the largest tile ([detector] tile, tile_overlap, score_threshold).
- * [detector] conv = auto then times both convolution paths per layer (at the
- * largest tile on a GPU, at 128 px on a CPU device) and keeps the faster;
- * direct or gemm forces one. The model must outlive the engine; ctx too. */
-cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
+ * for the largest tile (tile, tile_overlap, score_threshold of `dc`; NMS at
+ * the model's det_model_nms_iou). conv = auto then times both convolution
+ * paths per layer (at the largest tile on a GPU, at 128 px on a CPU device)
+ * and keeps the faster; direct or gemm forces one. The model must outlive
+ * the engine; ctx too; dc is read during the call only. */
+cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err);
+
+/* Sets the NMS IoU of later runs (>= 1: no NMS). */
+void det_engine_set_nms_iou(det_engine *e, float iou);
 
 /* Frees device buffers and kernels; accepts NULL. */
 void det_engine_free(det_engine *e);
@@ -123,11 +172,20 @@ void det_engine_free(det_engine *e);
 void det_engine_set_conv_path(det_engine *e, enum det_conv_path path);
 
 /* Detects trees in an RGBA8 image already on the device (w * h * 4 bytes,
- * row-major, rows packed). Everything runs on the device queue; the host
- * reads back only the tree count and the tree list. *trees (malloc'd, caller
- * frees; NULL when *n == 0) sorted by (y, x). */
+ * row-major, rows packed). Everything runs on the device queue, NMS
+ * included; the host reads back only the tree count (to size the NMS
+ * launches) and the final tree list. *trees (malloc'd, caller frees; NULL
+ * when *n == 0) sorted by (y, x). */
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
                           cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* Runs the device NMS alone on boxes from the host (labels NULL: one
+ * class), with the semantics of det_nms: keep (n entries, caller's) receives
+ * the kept indices in NMS order, *n_keep their number. For box models'
+ * decoders and for tests. */
+cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scores,
+                          const int *labels, size_t n, float iou, uint32_t *keep,
+                          size_t *n_keep, cnp_err *err);
 
 /* Runs the network alone (no decode) on the w x h region at (x0, y0) of the
  * device image (w, h at most the tile) and reads the output tensor back
@@ -159,11 +217,6 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
 uint32_t det_engine_tile(const det_engine *e);
 
 /* ---- evaluation ------------------------------------------------------- */
-
-/* An axis-aligned box in continuous pixel coordinates, [x0, x1) x [y0, y1). */
-typedef struct det_box {
-    float x0, y0, x1, y1;
-} det_box;
 
 /* precision = matched / predictions (1 when there are no predictions: no
  * false positives), recall = matched / annotations (1 when there are none),

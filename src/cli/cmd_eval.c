@@ -106,7 +106,8 @@ static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **tree
 {
     if (!d->eng)
         return det_ref_run(d->m, img, (float)d->cfg->detector.score_threshold,
-                           d->cfg->detector.tile, d->cfg->detector.tile_overlap, trees, n, err);
+                           (float)det_model_nms_iou(d->m), d->cfg->detector.tile,
+                           d->cfg->detector.tile_overlap, trees, n, err);
     cl_int rc;
     size_t bytes = (size_t)img->width * img->height * 4;
     cl_mem buf = clCreateBuffer(ocl_ctx_context(d->ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
@@ -268,7 +269,7 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
         return CNP_EXIT_OK;
     st = ocl_ctx_create(&cfg->opencl, &d->ctx, &err);
     if (st == CNP_OK)
-        st = det_engine_create(d->ctx, m, cfg, &d->eng, &err);
+        st = det_engine_create(d->ctx, m, &cfg->detector, &d->eng, &err);
     if (st != CNP_OK) {
         fprintf(stderr, "canopy eval: %s\n", err.msg);
         return st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;

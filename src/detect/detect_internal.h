@@ -38,6 +38,7 @@ struct det_model {
     det_layer *layers;
     /* Index of heatmap, log_radius, dx, dy in the last layer's channels. */
     int out_index[4];
+    double nms_iou; /* architecture's "nms_iou", else DET_NMS_IOU_DEFAULT */
 };
 
 enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY = 3 };
@@ -55,6 +56,10 @@ typedef struct det_tile {
  * tile identically. */
 cnp_status det_tiles_plan(uint32_t w, uint32_t h, int tile, int overlap, int stride,
                           det_tile **tiles, size_t *n, cnp_err *err);
+
+/* Rows of the NMS overlap mask computed and consumed per pass (a multiple of
+ * 64; 0 restores the default, sized by bytes). For tests of the chunking. */
+void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows);
 
 /* Output size of the network for a w x h input (floor at each pool). */
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,

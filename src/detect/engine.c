@@ -28,6 +28,23 @@ typedef struct eng_layer {
     uint32_t meas_w, meas_h;           /* input size the path choice is timed at */
 } eng_layer;
 
+/* Device NMS (kernels/detect.cl, "Non-maximum suppression"): kernels and
+ * buffers for up to `cap` boxes, grown when an image has more. */
+typedef struct eng_nms {
+    cl_kernel boxes, order, mask, select, gather;
+    cl_mem box, score, label;    /* input: boxes, scores, labels */
+    cl_mem index, sbox, slabel;  /* sorted: original index, box, label */
+    cl_mem bits, removed;        /* overlap mask (one chunk of rows), suppressed rows */
+    cl_mem keep, count, out;     /* kept indices, their number, crowns read back */
+    size_t cap, bits_bytes;      /* boxes the buffers hold; bytes of `bits` */
+    uint32_t chunk_override;     /* tests: rows per pass, 0 = by bytes */
+    size_t select_local;         /* work-group size of detect_nms_select */
+} eng_nms;
+
+/* Bytes of the overlap mask computed per pass: bounds device memory for
+ * images with very many crowns (n^2 / 8 bytes in all). */
+#define ENG_NMS_MASK_BYTES ((size_t)32 << 20)
+
 struct det_engine {
     ocl_ctx *ctx;
     const det_model *m;
@@ -47,6 +64,8 @@ struct det_engine {
     cl_mem trees, count;
     size_t tree_cap;
     enum det_conv_path force;
+    float nms_iou;
+    eng_nms nms;
 };
 
 /* Geometry of the direct kernel (kernels/detect.cl). */
@@ -112,7 +131,34 @@ static cnp_status layer_kernels(det_engine *e, eng_layer *el, const char *base, 
     return result;
 }
 
-#define SET_ARG(k, i, v) clSetKernelArg((k), (i), sizeof(v), &(v))
+/* One kernel argument: its size and the address of its value. */
+typedef struct karg {
+    size_t size;
+    const void *value;
+} karg;
+
+#define KARG(v) ((karg){sizeof(v), &(v)})
+
+/* Sets arguments 0..n-1 of kernel k in order. On the first failing call,
+ * reports that call's own OpenCL code, the kernel and the argument index
+ * (OR-ing the codes of several calls would name a wrong error). */
+static cnp_status set_args(cl_kernel k, const char *name, const karg *args, size_t n,
+                           cnp_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (rc != CL_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", name, i);
+            return cl_ok(rc, what, err);
+        }
+    }
+    return CNP_OK;
+}
+
+#define SET_ARGS(k, name, err, ...)                                                   \
+    set_args((k), (name), (const karg[]){__VA_ARGS__},                                \
+             sizeof((const karg[]){__VA_ARGS__}) / sizeof(karg), (err))
 
 static cnp_status enqueue(det_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
                           const size_t *local, const char *what, cnp_err *err)
@@ -128,16 +174,10 @@ static cnp_status run_conv_direct(det_engine *e, eng_layer *el, cl_mem in, cl_me
                                   int h, cnp_err *err)
 {
     const det_layer *l = el->l;
-    cl_int rc = SET_ARG(el->conv, 0, in);
-    rc |= SET_ARG(el->conv, 1, el->weight);
-    rc |= SET_ARG(el->conv, 2, el->bias);
-    rc |= SET_ARG(el->conv, 3, out);
-    rc |= SET_ARG(el->conv, 4, l->in);
-    rc |= SET_ARG(el->conv, 5, h);
-    rc |= SET_ARG(el->conv, 6, w);
-    rc |= SET_ARG(el->conv, 7, l->out);
-    if (rc != CL_SUCCESS)
-        return cl_ok(CL_INVALID_ARG_VALUE, "detect_conv arguments", err);
+    cnp_status result = SET_ARGS(el->conv, "detect_conv", err, KARG(in), KARG(el->weight),
+                     KARG(el->bias), KARG(out), KARG(l->in), KARG(h), KARG(w), KARG(l->out));
+    if (result != CNP_OK)
+        return result;
     size_t global[3] = {ocl_round_up((size_t)w, ENG_TX), ocl_round_up((size_t)h, ENG_TY),
                         (size_t)(l->out + ENG_COB - 1) / ENG_COB};
     size_t local[3] = {ENG_TX, ENG_TY, 1};
@@ -165,17 +205,14 @@ static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem 
     if (n == 0)
         return CNP_OK;
     cl_mem b = in;
-    cl_int rc;
+    cnp_status result;
     if (l->k > 1) {
-        rc = SET_ARG(el->im2col, 0, in);
-        rc |= SET_ARG(el->im2col, 1, e->col);
-        rc |= SET_ARG(el->im2col, 2, l->in);
-        rc |= SET_ARG(el->im2col, 3, h);
-        rc |= SET_ARG(el->im2col, 4, w);
-        if (rc != CL_SUCCESS)
-            return cl_ok(CL_INVALID_ARG_VALUE, "detect_im2col arguments", err);
+        result = SET_ARGS(el->im2col, "detect_im2col", err, KARG(in), KARG(e->col), KARG(l->in),
+                         KARG(h), KARG(w));
+        if (result != CNP_OK)
+            return result;
         size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->in};
-        cnp_status result = enqueue(e, el->im2col, 2, global, NULL, "detect_im2col", err);
+        result = enqueue(e, el->im2col, 2, global, NULL, "detect_im2col", err);
         if (result != CNP_OK)
             return result;
         b = e->col;
@@ -196,12 +233,10 @@ static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem 
                     l->out, n, kdim, (int)st);
         return CNP_ERR_OPENCL;
     }
-    rc = SET_ARG(el->bias_act, 0, out);
-    rc |= SET_ARG(el->bias_act, 1, el->bias);
-    rc |= SET_ARG(el->bias_act, 2, n);
-    rc |= SET_ARG(el->bias_act, 3, l->out);
-    if (rc != CL_SUCCESS)
-        return cl_ok(CL_INVALID_ARG_VALUE, "detect_bias_act arguments", err);
+    result = SET_ARGS(el->bias_act, "detect_bias_act", err, KARG(out), KARG(el->bias), KARG(n),
+                     KARG(l->out));
+    if (result != CNP_OK)
+        return result;
     size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->out};
     return enqueue(e, el->bias_act, 2, global, NULL, "detect_bias_act", err);
 }
@@ -209,12 +244,10 @@ static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem 
 static cnp_status run_pool(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w, int h,
                            cnp_err *err)
 {
-    cl_int rc = SET_ARG(el->pool, 0, in);
-    rc |= SET_ARG(el->pool, 1, out);
-    rc |= SET_ARG(el->pool, 2, h);
-    rc |= SET_ARG(el->pool, 3, w);
-    if (rc != CL_SUCCESS)
-        return cl_ok(CL_INVALID_ARG_VALUE, "detect_maxpool arguments", err);
+    cnp_status result = SET_ARGS(el->pool, "detect_maxpool", err, KARG(in), KARG(out), KARG(h),
+                     KARG(w));
+    if (result != CNP_OK)
+        return result;
     size_t global[3] = {(size_t)w / 2, (size_t)h / 2, (size_t)el->l->in};
     return enqueue(e, el->pool, 3, global, NULL, "detect_maxpool", err);
 }
@@ -250,17 +283,11 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
     }
     cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, tw = (cl_int)w,
            th = (cl_int)h;
-    cl_int rc = SET_ARG(e->pre, 0, rgba);
-    rc |= SET_ARG(e->pre, 1, iw);
-    rc |= SET_ARG(e->pre, 2, ix);
-    rc |= SET_ARG(e->pre, 3, iy);
-    rc |= SET_ARG(e->pre, 4, tw);
-    rc |= SET_ARG(e->pre, 5, th);
-    rc |= SET_ARG(e->pre, 6, e->act[0]);
-    rc |= SET_ARG(e->pre, 7, mean);
-    rc |= SET_ARG(e->pre, 8, inv);
-    if (rc != CL_SUCCESS)
-        return cl_ok(CL_INVALID_ARG_VALUE, "detect_preprocess arguments", err);
+    cnp_status result = SET_ARGS(e->pre, "detect_preprocess", err, KARG(rgba), KARG(iw),
+                     KARG(ix), KARG(iy), KARG(tw), KARG(th), KARG(e->act[0]), KARG(mean),
+                     KARG(inv));
+    if (result != CNP_OK)
+        return result;
     size_t global[2] = {ocl_round_up(w, 16), ocl_round_up(h, 8)};
     size_t local[2] = {16, 8};
     return enqueue(e, e->pre, 2, global, local, "detect_preprocess", err);
@@ -417,15 +444,159 @@ static cnp_status size_buffers(det_engine *e, cnp_err *err)
     return result;
 }
 
-cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
+static void release_kernel(cl_kernel k);
+static void release_mem(cl_mem b);
+
+static cnp_status nms_kernels(det_engine *e, const char *base, cnp_err *err)
+{
+    eng_nms *nm = &e->nms;
+    static const char *names[] = {"detect_crown_boxes", "detect_nms_order", "detect_nms_mask",
+                                  "detect_nms_select", "detect_crown_gather"};
+    cl_kernel *ks[] = {&nm->boxes, &nm->order, &nm->mask, &nm->select, &nm->gather};
+    cnp_status result = CNP_OK;
+    for (size_t i = 0; result == CNP_OK && i < 5; i++)
+        result = ocl_kernel_create(e->ctx, "detect", base, names[i], ks[i], err);
+    size_t mwg = ocl_ctx_max_work_group(e->ctx);
+    nm->select_local = mwg >= 256 ? 256 : mwg;
+    if (result == CNP_OK && mwg < 64) {
+        cnp_err_set(err, "detector NMS: the device's work-groups (%zu) are smaller than 64", mwg);
+        result = CNP_ERR_OPENCL;
+    }
+    if (result == CNP_OK)
+        result = create_buffer(e, sizeof(cl_int), NULL, &nm->count, "NMS count", err);
+    return result;
+}
+
+static void nms_release_buffers(eng_nms *nm)
+{
+    cl_mem *bufs[] = {&nm->box,  &nm->score,   &nm->label, &nm->index, &nm->sbox,
+                      &nm->slabel, &nm->bits, &nm->removed, &nm->keep, &nm->out};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        release_mem(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    nm->cap = 0;
+}
+
+static size_t nms_words(size_t n)
+{
+    return (n + 63) / 64;
+}
+
+/* Rows of the mask per pass for n boxes: as many as the mask buffer holds
+ * (at least one block of 64; ENG_NMS_MASK_BYTES bounds it), fewer when a
+ * test asks. */
+static size_t nms_chunk_rows(const eng_nms *nm, size_t n)
+{
+    size_t rows = nm->bits_bytes / (nms_words(n) * sizeof(cl_ulong));
+    if (nm->chunk_override && nm->chunk_override < rows)
+        rows = nm->chunk_override;
+    rows = rows / 64 * 64;
+    if (rows < 64) /* the buffer always holds 64 rows */
+        rows = 64;
+    size_t all = nms_words(n) * 64;
+    return rows < all ? rows : all;
+}
+
+/* Sizes the NMS buffers for n boxes (grown, never shrunk; at least 1024
+ * boxes, so that typical images allocate once). */
+static cnp_status nms_reserve(det_engine *e, size_t n, cnp_err *err)
+{
+    eng_nms *nm = &e->nms;
+    if (n <= nm->cap)
+        return CNP_OK;
+    size_t cap = n > 1024 ? n : 1024;
+    if (cap < 2 * nm->cap)
+        cap = 2 * nm->cap;
+    nms_release_buffers(nm);
+    size_t words = nms_words(cap), row_bytes = words * sizeof(cl_ulong);
+    /* The whole mask when it fits ENG_NMS_MASK_BYTES, else chunks of rows. */
+    size_t rows = ENG_NMS_MASK_BYTES / row_bytes / 64 * 64;
+    if (rows < 64)
+        rows = 64;
+    if (rows > words * 64)
+        rows = words * 64;
+    nm->bits_bytes = rows * row_bytes;
+    struct {
+        cl_mem *buf;
+        size_t bytes;
+        const char *what;
+    } want[] = {
+        {&nm->box, cap * sizeof(cl_float4), "NMS boxes"},
+        {&nm->score, cap * sizeof(cl_float), "NMS scores"},
+        {&nm->label, cap * sizeof(cl_int), "NMS labels"},
+        {&nm->index, cap * sizeof(cl_int), "NMS order"},
+        {&nm->sbox, cap * sizeof(cl_float4), "NMS sorted boxes"},
+        {&nm->slabel, cap * sizeof(cl_int), "NMS sorted labels"},
+        {&nm->bits, nm->bits_bytes, "NMS overlap mask"},
+        {&nm->removed, words * sizeof(cl_ulong), "NMS suppressed rows"},
+        {&nm->keep, cap * sizeof(cl_int), "NMS kept indices"},
+        {&nm->out, (cap + 1) * sizeof(cl_float4), "NMS result"},
+    };
+    cnp_status result = CNP_OK;
+    for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
+        result = create_buffer(e, want[i].bytes, NULL, want[i].buf, want[i].what, err);
+    if (result != CNP_OK) {
+        nms_release_buffers(nm);
+        return result;
+    }
+    nm->cap = cap;
+    return CNP_OK;
+}
+
+/* Enqueues the NMS of the n boxes in nm->box / score / label (kernels
+ * order, then mask + select per chunk of rows); the kept original indices
+ * end in nm->keep, their number in nm->count. Nothing is read back. */
+static cnp_status nms_enqueue(det_engine *e, size_t n, float iou, int use_label, cnp_err *err)
+{
+    eng_nms *nm = &e->nms;
+    cl_int in = (cl_int)n, ul = use_label, words = (cl_int)nms_words(n);
+    cl_float fiou = iou;
+    cl_int zero = 0;
+    cl_ulong zero64 = 0;
+    cnp_status result = cl_ok(clEnqueueFillBuffer(e->q, nm->count, &zero, sizeof zero, 0,
+                                                  sizeof zero, 0, NULL, NULL),
+                              "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = cl_ok(clEnqueueFillBuffer(e->q, nm->removed, &zero64, sizeof zero64, 0,
+                                           (size_t)words * sizeof zero64, 0, NULL, NULL),
+                       "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = SET_ARGS(nm->order, "detect_nms_order", err, KARG(nm->box), KARG(nm->score),
+                          KARG(nm->label), KARG(ul), KARG(in), KARG(nm->index), KARG(nm->sbox),
+                          KARG(nm->slabel));
+    size_t g1 = ocl_round_up(n, 64), l1 = 64;
+    if (result == CNP_OK)
+        result = enqueue(e, nm->order, 1, &g1, &l1, "detect_nms_order", err);
+    size_t chunk = nms_chunk_rows(nm, n);
+    for (size_t row0 = 0; result == CNP_OK && row0 < n; row0 += chunk) {
+        size_t rows = n - row0 < chunk ? ocl_round_up(n - row0, 64) : chunk;
+        cl_int r0 = (cl_int)row0, nr = (cl_int)rows;
+        result = SET_ARGS(nm->mask, "detect_nms_mask", err, KARG(nm->sbox), KARG(nm->slabel),
+                          KARG(ul), KARG(in), KARG(r0), KARG(fiou), KARG(words), KARG(nm->bits));
+        size_t g2[2] = {(size_t)words * 64, rows / 64}, l2[2] = {64, 1};
+        if (result == CNP_OK)
+            result = enqueue(e, nm->mask, 2, g2, l2, "detect_nms_mask", err);
+        if (result == CNP_OK)
+            result = SET_ARGS(nm->select, "detect_nms_select", err, KARG(nm->bits), KARG(in),
+                              KARG(r0), KARG(nr), KARG(words), KARG(nm->removed),
+                              KARG(nm->index), KARG(nm->keep), KARG(nm->count));
+        size_t g3 = nm->select_local;
+        if (result == CNP_OK)
+            result = enqueue(e, nm->select, 1, &g3, &g3, "detect_nms_select", err);
+    }
+    return result;
+}
+
+cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err)
 {
     *out = NULL;
     int stride = m->stride;
-    int tile = cfg->detector.tile / stride * stride;
-    if (tile <= 0 || cfg->detector.tile_overlap < 0 || cfg->detector.tile_overlap >= tile) {
+    int tile = dc->tile / stride * stride;
+    if (tile <= 0 || dc->tile_overlap < 0 || dc->tile_overlap >= tile) {
         cnp_err_set(err, "[detector] tile %d / tile_overlap %d: need 0 <= overlap < tile",
-                    cfg->detector.tile, cfg->detector.tile_overlap);
+                    dc->tile, dc->tile_overlap);
         return CNP_ERR_CONFIG;
     }
     det_engine *e = calloc(1, sizeof *e);
@@ -444,8 +615,10 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     cl_device_type type = 0;
     clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
     e->measure_tile = (type & CL_DEVICE_TYPE_CPU) && tile > 128 ? 128 : (uint32_t)tile;
-    e->overlap = cfg->detector.tile_overlap;
-    e->threshold = (float)cfg->detector.score_threshold;
+    e->overlap = dc->tile_overlap;
+    e->threshold = (float)dc->score_threshold;
+    /* The model's value until [detector] nms_iou exists in the configuration. */
+    e->nms_iou = (float)det_model_nms_iou(m);
     e->layers = layers;
     e->n_layers = (size_t)m->n_layers;
     int rf = det_model_receptive_field(m);
@@ -459,6 +632,8 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     cnp_status result = ocl_kernel_create(ctx, "detect", base, "detect_preprocess", &e->pre, err);
     if (result == CNP_OK)
         result = ocl_kernel_create(ctx, "detect", base, "detect_peaks", &e->peaks, err);
+    if (result == CNP_OK)
+        result = nms_kernels(e, base, err);
     for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
         layers[i].l = &m->layers[i];
         result = layer_kernels(e, &layers[i], base, err);
@@ -466,7 +641,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_config 
     if (result == CNP_OK)
         result = size_buffers(e, err);
     if (result == CNP_OK)
-        result = choose_paths(e, cfg->detector.conv, err);
+        result = choose_paths(e, dc->conv, err);
     if (result != CNP_OK) {
         cnp_err_prefix(err, "%s", m->path);
         det_engine_free(e);
@@ -512,6 +687,12 @@ void det_engine_free(det_engine *e)
     release_mem(e->gemm_tmp);
     release_mem(e->trees);
     release_mem(e->count);
+    eng_nms *nm = &e->nms;
+    cl_kernel nk[] = {nm->boxes, nm->order, nm->mask, nm->select, nm->gather};
+    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+        release_kernel(nk[i]);
+    nms_release_buffers(nm);
+    release_mem(nm->count);
     free(e);
 }
 
@@ -550,25 +731,43 @@ static cnp_status run_peaks(det_engine *e, int which, uint32_t ow, uint32_t oh,
            cap = (cl_int)e->tree_cap;
     cl_float stride = (cl_float)e->m->stride, thr = e->threshold;
     cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
-    cl_int rc = SET_ARG(e->peaks, 0, e->act[which]);
-    rc |= SET_ARG(e->peaks, 1, ioh);
-    rc |= SET_ARG(e->peaks, 2, iow);
-    rc |= SET_ARG(e->peaks, 3, x0);
-    rc |= SET_ARG(e->peaks, 4, y0);
-    rc |= SET_ARG(e->peaks, 5, stride);
-    rc |= SET_ARG(e->peaks, 6, thr);
-    rc |= SET_ARG(e->peaks, 7, own);
-    rc |= SET_ARG(e->peaks, 8, e->trees);
-    rc |= SET_ARG(e->peaks, 9, e->count);
-    rc |= SET_ARG(e->peaks, 10, cap);
-    if (rc != CL_SUCCESS)
-        return cl_ok(CL_INVALID_ARG_VALUE, "detect_peaks arguments", err);
+    cnp_status result = SET_ARGS(e->peaks, "detect_peaks", err, KARG(e->act[which]), KARG(ioh),
+                     KARG(iow), KARG(x0), KARG(y0), KARG(stride), KARG(thr), KARG(own),
+                     KARG(e->trees), KARG(e->count), KARG(cap));
+    if (result != CNP_OK)
+        return result;
     size_t global[2] = {ocl_round_up(ow, 16), ocl_round_up(oh, 4)};
     size_t local[2] = {16, 4};
     return enqueue(e, e->peaks, 2, global, local, "detect_peaks", err);
 }
 
-/* Reads the tree count and list back and converts them. */
+/* NMS of the count crowns in e->trees, on the device: their boxes, the
+ * shared NMS kernels, and a gather of the kept crowns into nm->out (count
+ * first, then the crowns). */
+static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
+{
+    eng_nms *nm = &e->nms;
+    cl_int in = (cl_int)count;
+    size_t global = ocl_round_up(count, 64);
+    cnp_status result = nms_reserve(e, count, err);
+    if (result == CNP_OK)
+        result = SET_ARGS(nm->boxes, "detect_crown_boxes", err, KARG(e->trees), KARG(in),
+                          KARG(nm->box), KARG(nm->score));
+    if (result == CNP_OK)
+        result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
+    if (result == CNP_OK)
+        result = nms_enqueue(e, count, e->nms_iou, 0, err);
+    if (result == CNP_OK)
+        result = SET_ARGS(nm->gather, "detect_crown_gather", err, KARG(e->trees),
+                          KARG(nm->keep), KARG(nm->count), KARG(in), KARG(nm->out));
+    if (result == CNP_OK)
+        result = enqueue(e, nm->gather, 1, &global, NULL, "detect_crown_gather", err);
+    return result;
+}
+
+/* Reads the tree count back, runs NMS on the device when it can remove
+ * anything, then reads the final list back (one read: with NMS the kept
+ * count comes first in the same buffer) and converts it. */
 static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err *err)
 {
     cl_int count = 0;
@@ -581,28 +780,116 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
         cnp_err_set(err, "detector: %d trees overflow the list of %zu", count, e->tree_cap);
         return CNP_ERR_INTERNAL;
     }
-    cl_float4 *raw = malloc((size_t)count * sizeof *raw);
-    cnp_tree *out = malloc((size_t)count * sizeof *out);
+    size_t nt = (size_t)count;
+    bool nms = nt >= 2 && e->nms_iou < 1.0f;
+    cl_float4 *raw = malloc((nt + 1) * sizeof *raw);
+    cnp_tree *out = malloc(nt * sizeof *out);
     if (!raw || !out) {
         free(raw);
         free(out);
-        cnp_err_set(err, "detector: out of memory for %d trees", count);
+        cnp_err_set(err, "detector: out of memory for %zu trees", nt);
         return CNP_ERR_NOMEM;
     }
-    result = cl_ok(clEnqueueReadBuffer(e->q, e->trees, CL_TRUE, 0, (size_t)count * sizeof *raw,
-                                       raw, 0, NULL, NULL),
-                   "reading the tree list", err);
-    for (cl_int i = 0; i < count; i++)
-        out[i] = (cnp_tree){raw[i].s[0], raw[i].s[1], raw[i].s[2], raw[i].s[3]};
+    const cl_float4 *list = raw;
+    if (nms) {
+        result = crown_nms_enqueue(e, nt, err);
+        if (result == CNP_OK)
+            result = cl_ok(clEnqueueReadBuffer(e->q, e->nms.out, CL_TRUE, 0,
+                                               (nt + 1) * sizeof *raw, raw, 0, NULL, NULL),
+                           "reading the tree list", err);
+        cl_int kept = 0;
+        memcpy(&kept, &raw[0], sizeof kept);
+        if (result == CNP_OK && (kept < 1 || (size_t)kept > nt)) {
+            cnp_err_set(err, "detector NMS: kept %d of %zu trees", kept, nt);
+            result = CNP_ERR_INTERNAL;
+        }
+        nt = (size_t)kept;
+        list = raw + 1;
+    } else {
+        result = cl_ok(clEnqueueReadBuffer(e->q, e->trees, CL_TRUE, 0, nt * sizeof *raw, raw,
+                                           0, NULL, NULL),
+                       "reading the tree list", err);
+    }
+    for (size_t i = 0; result == CNP_OK && i < nt; i++)
+        out[i] = (cnp_tree){list[i].s[0], list[i].s[1], list[i].s[2], list[i].s[3]};
     free(raw);
     if (result != CNP_OK) {
         free(out);
         return result;
     }
-    det_trees_sort(out, (size_t)count);
+    det_trees_sort(out, nt);
     *trees = out;
-    *n = (size_t)count;
+    *n = nt;
     return CNP_OK;
+}
+
+cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scores,
+                          const int *labels, size_t n, float iou, uint32_t *keep,
+                          size_t *n_keep, cnp_err *err)
+{
+    *n_keep = 0;
+    if (n == 0)
+        return CNP_OK;
+    if (n > INT32_MAX / 2) {
+        cnp_err_set(err, "detector NMS: %zu boxes is more than supported", n);
+        return CNP_ERR_INVALID;
+    }
+    eng_nms *nm = &e->nms;
+    cl_float4 *b4 = malloc(n * sizeof *b4);
+    cl_int *idx = malloc(n * sizeof *idx);
+    if (!b4 || !idx) {
+        free(b4);
+        free(idx);
+        cnp_err_set(err, "detector NMS: out of memory for %zu boxes", n);
+        return CNP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        b4[i] = (cl_float4){{boxes[i].x0, boxes[i].y0, boxes[i].x1, boxes[i].y1}};
+    cnp_status result = nms_reserve(e, n, err);
+    if (result == CNP_OK)
+        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->box, CL_TRUE, 0, n * sizeof *b4, b4, 0,
+                                            NULL, NULL),
+                       "uploading NMS boxes", err);
+    if (result == CNP_OK)
+        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->score, CL_TRUE, 0, n * sizeof *scores,
+                                            scores, 0, NULL, NULL),
+                       "uploading NMS scores", err);
+    if (result == CNP_OK && labels)
+        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->label, CL_TRUE, 0, n * sizeof *labels,
+                                            labels, 0, NULL, NULL),
+                       "uploading NMS labels", err);
+    if (result == CNP_OK)
+        result = nms_enqueue(e, n, iou, labels != NULL, err);
+    cl_int kept = 0;
+    if (result == CNP_OK)
+        result = cl_ok(clEnqueueReadBuffer(e->q, nm->count, CL_TRUE, 0, sizeof kept, &kept, 0,
+                                           NULL, NULL),
+                       "reading the NMS count", err);
+    if (result == CNP_OK && (kept < 0 || (size_t)kept > n)) {
+        cnp_err_set(err, "detector NMS: kept %d of %zu boxes", kept, n);
+        result = CNP_ERR_INTERNAL;
+    }
+    if (result == CNP_OK && kept > 0)
+        result = cl_ok(clEnqueueReadBuffer(e->q, nm->keep, CL_TRUE, 0, (size_t)kept * sizeof *idx,
+                                           idx, 0, NULL, NULL),
+                       "reading the NMS result", err);
+    for (cl_int k = 0; result == CNP_OK && k < kept; k++)
+        keep[k] = (uint32_t)idx[k];
+    if (result == CNP_OK)
+        *n_keep = (size_t)kept;
+    free(b4);
+    free(idx);
+    return result;
+}
+
+void det_engine_set_nms_iou(det_engine *e, float iou)
+{
+    e->nms_iou = iou;
+}
+
+void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows)
+{
+    e->nms.chunk_override = rows;
 }
 
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,

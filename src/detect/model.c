@@ -337,6 +337,16 @@ static cnp_status parse_arch(const char *path, const char *json, size_t len, det
                     path);
         goto out;
     }
+    /* Optional: the NMS IoU the model was tuned with (FORMAT.md). */
+    const cJSON *nms = cJSON_GetObjectItemCaseSensitive(root, "nms_iou");
+    m->nms_iou = DET_NMS_IOU_DEFAULT;
+    if (nms) {
+        if (!cJSON_IsNumber(nms) || !(nms->valuedouble > 0.0 && nms->valuedouble <= 1.0)) {
+            cnp_err_set(err, "%s: architecture: nms_iou must be a number in (0, 1]", path);
+            goto out;
+        }
+        m->nms_iou = nms->valuedouble;
+    }
     result = parse_input(path, cJSON_GetObjectItemCaseSensitive(root, "input"), m, err);
     if (result != CNP_OK)
         goto out;
@@ -547,6 +557,11 @@ void det_model_free(det_model *m)
 const char *det_model_version(const det_model *m)
 {
     return m->version;
+}
+
+double det_model_nms_iou(const det_model *m)
+{
+    return m->nms_iou;
 }
 
 int det_model_stride(const det_model *m)

@@ -279,7 +279,8 @@ void det_trees_sort(cnp_tree *trees, size_t n)
 }
 
 cnp_status det_ref_run(const det_model *m, const cnp_image *img, float score_threshold,
-                       int tile, int overlap, cnp_tree **trees, size_t *n, cnp_err *err)
+                       float nms_iou, int tile, int overlap, cnp_tree **trees, size_t *n,
+                       cnp_err *err)
 {
     *trees = NULL;
     *n = 0;
@@ -299,6 +300,10 @@ cnp_status det_ref_run(const det_model *m, const cnp_image *img, float score_thr
         free(out);
     }
     free(tiles);
+    /* Over the whole image, after the tiles: crowns of neighbouring tiles
+     * suppress each other as in untiled processing. */
+    if (result == CNP_OK)
+        result = det_trees_nms(*trees, n, nms_iou, err);
     if (result != CNP_OK) {
         free(*trees);
         *trees = NULL;

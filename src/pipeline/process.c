@@ -30,7 +30,7 @@ cnp_status pipe_device_create(const cnp_config *cfg, const det_model *model,
     if ((result = ocl_ctx_create(&cfg->opencl, &dev->ctx, err)) != CNP_OK ||
         (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
         goto fail;
-    if (model && (result = det_engine_create(dev->ctx, model, cfg, &dev->det, err)) != CNP_OK)
+    if (model && (result = det_engine_create(dev->ctx, model, &cfg->detector, &dev->det, err)) != CNP_OK)
         goto fail;
     *out = dev;
     return CNP_OK;

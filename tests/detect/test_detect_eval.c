@@ -130,7 +130,9 @@ static void test_cli(const char *dir)
     REQUIRE(img_png_read_file(CANOPY_NEON_DIR "/OSBS_029.png", 0, &img, &err) == CNP_OK);
     cnp_tree *t = NULL;
     size_t n = 0;
-    REQUIRE(det_ref_run(m, &img, 0.9f, 1024, 96, &t, &n, &err) == CNP_OK);
+    /* As canopy eval runs it: NMS at the model's IoU. */
+    REQUIRE(det_ref_run(m, &img, 0.9f, (float)det_model_nms_iou(m), 1024, 96, &t, &n, &err) ==
+            CNP_OK);
     REQUIRE(n > 10);
     cnp_buf csv = {0};
     cnp_buf_printf(&csv, "image_path,xmin,ymin,xmax,ymax,label\n");

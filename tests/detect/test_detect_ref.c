@@ -139,8 +139,8 @@ static void test_tiling(const det_model *m, const cnp_image *img, const char *na
     cnp_err err;
     cnp_tree *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
-    REQUIRE(det_ref_run(m, img, 0.3f, 0, 0, &a, &na, &err) == CNP_OK);
-    REQUIRE(det_ref_run(m, img, 0.3f, 128, 64, &b, &nb, &err) == CNP_OK);
+    REQUIRE(det_ref_run(m, img, 0.3f, 1.0f, 0, 0, &a, &na, &err) == CNP_OK);
+    REQUIRE(det_ref_run(m, img, 0.3f, 1.0f, 128, 64, &b, &nb, &err) == CNP_OK);
     det_tile *t = NULL;
     size_t nt = 0;
     REQUIRE(det_tiles_plan(img->width, img->height, 128, 64, 4, &t, &nt, &err) == CNP_OK);
@@ -209,7 +209,7 @@ int main(void)
     cnp_tree *t = NULL;
     size_t n = 7;
     tw_image_random(&img, 3, 2, 5);
-    CHECK(det_ref_run(m, &img, 0.0f, 128, 64, &t, &n, &err) == CNP_OK && n == 0 && !t);
+    CHECK(det_ref_run(m, &img, 0.0f, 1.0f, 128, 64, &t, &n, &err) == CNP_OK && n == 0 && !t);
     cnp_image_free(&img);
     det_model_free(m);
     return test_result("test_detect_ref");

@@ -3,7 +3,15 @@
 This is the independent implementation the C engine (`canopy eval`) is held
 to. It reads a .cnw back (export.read_cnw verifies magic, version, CRC and
 shapes), runs the network exactly as models/FORMAT.md describes, decodes
-peaks with the 3x3 rule and matches predictions to annotations.
+peaks with the 3x3 rule, suppresses overlapping crowns (greedy NMS, as
+src/detect/nms.c) and matches predictions to annotations.
+
+NMS (the C side implements the same, in float32 with the same operations):
+crowns in the order score descending, then box y0, x0, y1, x1 ascending;
+each is kept unless a kept crown's box (centre +- radius) overlaps its box
+by IoU > nms_iou. nms_iou: --nms-iou, else the architecture's "nms_iou",
+else 0.3 (NMS_IOU_DEFAULT, = DET_NMS_IOU_DEFAULT in include/canopy/detect.h);
+1 turns NMS off.
 
 Evaluation rules (the C side implements the same):
 - annotation box: the CSV's xmin..xmax, ymin..ymax are inclusive pixel
@@ -22,7 +30,7 @@ Evaluation rules (the C side implements the same):
 
 Command line:
     python evaluate.py MODEL.cnw --images DIR --annotations DIR
-        [--only NAME.png ...] [--threshold T] [--json]
+        [--only NAME.png ...] [--threshold T] [--nms-iou X] [--json]
 """
 
 import argparse
@@ -39,6 +47,7 @@ from export import read_cnw  # noqa: E402
 
 IOU_THRESHOLD = 0.4
 DEFAULT_THRESHOLD = 0.3
+NMS_IOU_DEFAULT = 0.3
 
 
 def load_image(path):
@@ -146,6 +155,47 @@ def decode(out, stride, threshold):
     return trees
 
 
+def nms_overlaps(a, b, iou):
+    """IoU(a, b) > iou, in float32 with one rounding per operation in the order
+    of det_nms_overlaps (src/detect/nms.c) and the kernel's nms_overlaps."""
+    f = np.float32
+    iw = f(min(a[2], b[2])) - f(max(a[0], b[0]))
+    ih = f(min(a[3], b[3])) - f(max(a[1], b[1]))
+    if not (iw > 0 and ih > 0):
+        return False
+    inter = f(iw * ih)
+    area_a = f(f(a[2] - a[0]) * f(a[3] - a[1]))
+    area_b = f(f(b[2] - b[0]) * f(b[3] - b[1]))
+    uni = f(f(area_a + area_b) - inter)
+    return bool(inter > f(f(iou) * uni))
+
+
+def crown_box32(t):
+    """A crown's box in float32, as the C decode stores x, y, r."""
+    f = np.float32
+    x, y, r = f(t["x"]), f(t["y"]), f(t["radius"])
+    return (f(x - r), f(y - r), f(x + r), f(y + r))
+
+
+def nms(trees, iou):
+    """Greedy NMS of crowns (dicts), returned score-descending."""
+    if iou >= 1.0 or len(trees) < 2:
+        return list(trees)
+    boxes = [crown_box32(t) for t in trees]
+    order = sorted(range(len(trees)), key=lambda i: (-np.float32(trees[i]["score"]),
+                                                     boxes[i][1], boxes[i][0],
+                                                     boxes[i][3], boxes[i][2], i))
+    kept = []
+    for i in order:
+        if not any(nms_overlaps(boxes[k], boxes[i], iou) for k in kept):
+            kept.append(i)
+    return [trees[i] for i in kept]
+
+
+def model_nms_iou(arch):
+    return float(arch.get("nms_iou", NMS_IOU_DEFAULT))
+
+
 def detect(arch, tensors, img, threshold, dtype=np.float32):
     x = preprocess(img, arch["input"]["mean"], arch["input"]["std"])
     out = forward(arch, tensors, x, dtype)
@@ -214,8 +264,11 @@ def scores(tp, n_pred, n_gt):
             "precision": p, "recall": r, "f1": f1, "count_error": n_pred - n_gt}
 
 
-def evaluate(arch, tensors, images, threshold, outputs=None):
-    """images: list of (name, uint8 image, boxes). Returns (per-image rows, overall)."""
+def evaluate(arch, tensors, images, threshold, outputs=None, nms_iou=None):
+    """images: list of (name, uint8 image, boxes). Returns (per-image rows, overall).
+    nms_iou None: the model's (model_nms_iou); >= 1: no NMS."""
+    if nms_iou is None:
+        nms_iou = model_nms_iou(arch)
     rows = []
     tot = [0, 0, 0]
     for name, img, boxes in images:
@@ -224,6 +277,7 @@ def evaluate(arch, tensors, images, threshold, outputs=None):
             trees, _ = detect(arch, tensors, img, threshold)
         else:
             trees = decode(out, arch["stride"], threshold)
+        trees = nms(trees, nms_iou)
         tp = match(trees, boxes)
         row = scores(tp, len(trees), len(boxes))
         row["image"] = name
@@ -236,14 +290,15 @@ def evaluate(arch, tensors, images, threshold, outputs=None):
     return rows, overall
 
 
-def format_table(rows, overall, threshold):
+def format_table(rows, overall, threshold, nms_iou):
     lines = ["| image | annotations | predictions | TP | precision | recall | F1 | count error |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows + [overall]:
         lines.append("| %s | %d | %d | %d | %.3f | %.3f | %.3f | %+d |"
                      % (r["image"], r["annotations"], r["predictions"], r["tp"],
                         r["precision"], r["recall"], r["f1"], r["count_error"]))
-    lines.append("(score threshold %.2f, IoU >= %.1f)" % (threshold, IOU_THRESHOLD))
+    lines.append("(score threshold %.2f, NMS IoU %.2f, match IoU >= %.1f)"
+                 % (threshold, nms_iou, IOU_THRESHOLD))
     return "\n".join(lines)
 
 
@@ -256,6 +311,8 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="image basenames to evaluate (default: all annotated)")
     ap.add_argument("--threshold", type=float, help="score threshold (default: the model's "
                     "meta.score_threshold tensor if present, else %.2f)" % DEFAULT_THRESHOLD)
+    ap.add_argument("--nms-iou", type=float, help="NMS IoU (default: the architecture's "
+                    "nms_iou if present, else %.2f; 1 turns NMS off)" % NMS_IOU_DEFAULT)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     arch, tensors = read_cnw(a.model)
@@ -266,13 +323,14 @@ def main(argv=None):
     anns = load_annotations(a.annotations)
     names = a.only if a.only else sorted(anns)
     images = [(n, load_image(os.path.join(a.images, n)), anns.get(n, [])) for n in names]
-    rows, overall = evaluate(arch, tensors, images, thr)
+    nms_iou = a.nms_iou if a.nms_iou is not None else model_nms_iou(arch)
+    rows, overall = evaluate(arch, tensors, images, thr, nms_iou=nms_iou)
     if a.json:
-        print(json.dumps({"model": arch["version"], "threshold": thr,
+        print(json.dumps({"model": arch["version"], "threshold": thr, "nms_iou": nms_iou,
                           "iou": IOU_THRESHOLD, "images": rows, "overall": overall}, indent=1))
     else:
         print("model %s (%s)" % (a.model, arch["version"]))
-        print(format_table(rows, overall, thr))
+        print(format_table(rows, overall, thr, nms_iou))
     return 0
 
 

@@ -76,7 +76,10 @@ def eval_images(arch, images_raw, outs, thr):
     # data.load_images holds continuous boxes; evaluate wants the CSV's inclusive indices
     imgs = [(n, img, [(b[0], b[1], b[2] - 1, b[3] - 1) for b in boxes.tolist()])
             for n, img, boxes in images_raw]
-    return ev.evaluate(arch, None, imgs, thr, outputs=outs)
+    # Without NMS, as crown-1.0 and crown-1.1 were tuned (their documented
+    # commands still rebuild them byte for byte); inference then applies NMS
+    # (evaluate.NMS_IOU_DEFAULT), which tools/train/README.md measures.
+    return ev.evaluate(arch, None, imgs, thr, outputs=outs, nms_iou=1.0)
 
 
 def tune_threshold(arch, images_raw, outs):
@@ -187,12 +190,12 @@ def main(argv=None):
 
     rows, overall = eval_images(arch, train_imgs, outs, thr)
     print("training images (torch forward):")
-    print(ev.format_table(rows, overall, thr))
+    print(ev.format_table(rows, overall, thr, 1.0))
     if hold_imgs:
         houts = torch_outputs(net, arch, hold_imgs)
         rows, overall = eval_images(arch, hold_imgs, houts, thr)
         print("held-out images (torch forward):")
-        print(ev.format_table(rows, overall, thr))
+        print(ev.format_table(rows, overall, thr, 1.0))
     print(json.dumps({"args": vars(a), "threshold": thr, "train_seconds": round(train_time)}))
     return 0
 

@@ -1,0 +1,133 @@
+/* Greedy non-maximum suppression, the C reference of the detect_nms_*
+ * kernels (kernels/detect.cl): the same order, the same overlap test with
+ * the same float operations, so the kept set is identical. Shared by every
+ * model family: crowns as boxes centre +- radius, box models with labels
+ * (class-wise). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "canopy/detect.h"
+
+bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
+{
+    /* One rounding per operation, in the kernel's order (this file is
+     * compiled as ISO C, where GCC does not contract a * b + c). */
+    float iw = fminf(a->x1, b->x1) - fmaxf(a->x0, b->x0);
+    float ih = fminf(a->y1, b->y1) - fmaxf(a->y0, b->y0);
+    if (!(iw > 0.0f && ih > 0.0f))
+        return false;
+    float inter = iw * ih;
+    float area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
+    float area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
+    float uni = area_a + area_b;
+    uni = uni - inter;
+    return inter > iou * uni;
+}
+
+typedef struct nms_item {
+    det_box box;
+    float score;
+    int label;
+    uint32_t index;
+} nms_item;
+
+/* Score descending, then y0, x0, y1, x1, label ascending, then index: a
+ * total order on the content, so the device's list (in atomic append order)
+ * and the reference's (row-major) sort the same way. */
+static int nms_cmp(const void *pa, const void *pb)
+{
+    const nms_item *a = pa, *b = pb;
+    if (a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    if (a->box.y0 != b->box.y0)
+        return a->box.y0 < b->box.y0 ? -1 : 1;
+    if (a->box.x0 != b->box.x0)
+        return a->box.x0 < b->box.x0 ? -1 : 1;
+    if (a->box.y1 != b->box.y1)
+        return a->box.y1 < b->box.y1 ? -1 : 1;
+    if (a->box.x1 != b->box.x1)
+        return a->box.x1 < b->box.x1 ? -1 : 1;
+    if (a->label != b->label)
+        return a->label < b->label ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
+                   float iou, uint32_t *keep, size_t *n_keep, cnp_err *err)
+{
+    *n_keep = 0;
+    if (n == 0)
+        return CNP_OK;
+    if (n > INT32_MAX) {
+        cnp_err_set(err, "NMS: %zu boxes is more than supported", n);
+        return CNP_ERR_INVALID;
+    }
+    nms_item *it = malloc(n * sizeof *it);
+    uint32_t *kept = malloc(n * sizeof *kept);
+    if (!it || !kept) {
+        free(it);
+        free(kept);
+        cnp_err_set(err, "NMS: out of memory for %zu boxes", n);
+        return CNP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        it[i] = (nms_item){boxes[i], scores[i], labels ? labels[i] : 0, (uint32_t)i};
+    qsort(it, n, sizeof *it, nms_cmp);
+    /* kept[] holds positions in `it` of the boxes kept so far. Crowns are few
+     * (hundreds per image), so the quadratic scan is fine for a reference. */
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool suppressed = false;
+        for (size_t k = 0; k < nk && !suppressed; k++) {
+            const nms_item *p = &it[kept[k]];
+            suppressed = p->label == it[i].label && det_nms_overlaps(&p->box, &it[i].box, iou);
+        }
+        if (!suppressed)
+            kept[nk++] = (uint32_t)i;
+    }
+    for (size_t k = 0; k < nk; k++)
+        keep[k] = it[kept[k]].index;
+    *n_keep = nk;
+    free(kept);
+    free(it);
+    return CNP_OK;
+}
+
+det_box det_tree_box(const cnp_tree *t)
+{
+    return (det_box){t->x - t->radius, t->y - t->radius, t->x + t->radius, t->y + t->radius};
+}
+
+cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err)
+{
+    if (*n < 2 || !(iou < 1.0f))
+        return CNP_OK;
+    det_box *boxes = malloc(*n * sizeof *boxes);
+    float *scores = malloc(*n * sizeof *scores);
+    uint32_t *keep = malloc(*n * sizeof *keep);
+    cnp_tree *copy = malloc(*n * sizeof *copy);
+    cnp_status result = CNP_OK;
+    if (!boxes || !scores || !keep || !copy) {
+        cnp_err_set(err, "NMS: out of memory for %zu trees", *n);
+        result = CNP_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        boxes[i] = det_tree_box(&trees[i]);
+        scores[i] = trees[i].score;
+        copy[i] = trees[i];
+    }
+    size_t nk = 0;
+    result = det_nms(boxes, scores, NULL, *n, iou, keep, &nk, err);
+    if (result != CNP_OK)
+        goto out;
+    for (size_t k = 0; k < nk; k++)
+        trees[k] = copy[keep[k]];
+    *n = nk;
+out:
+    free(boxes);
+    free(scores);
+    free(keep);
+    free(copy);
+    return result;
+}
