@@ -360,7 +360,9 @@ int main(int argc, char **argv)
             size_t n = 0;
             double s0 = cnp_now();
             det_ref_run(m, &img, (float)cfg.detector.score_threshold,
-                        (float)det_model_nms_iou(m), cfg.detector.tile,
+                        cfg.detector.nms_iou >= 0 ? (float)cfg.detector.nms_iou
+                                                  : (float)det_model_nms_iou(m),
+                        cfg.detector.tile,
                         cfg.detector.tile_overlap, &trees, &n, &err);
             t[r] = cnp_now() - s0;
             free(trees);

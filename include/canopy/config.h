@@ -98,6 +98,7 @@ typedef struct cnp_detector_config {
     bool enabled;
     char model[CNP_STR_LONG];          /* weights file */
     double score_threshold;
+    double nms_iou;                    /* overlap suppression IoU; < 0: the model's own; 1: off */
     int tile;                          /* tile side in pixels */
     int tile_overlap;                  /* pixels shared by adjacent tiles */
     int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm */

@@ -22,9 +22,16 @@
  * are reused. */
 typedef struct pipe_device pipe_device;
 
+/* The configuration sections the device side uses. */
+typedef struct pipe_device_params {
+    const cnp_opencl_config *opencl;
+    const cnp_binarize_config *binarize;
+    const cnp_detector_config *detector;
+} pipe_device_params;
+
 /* Creates the device side. model may be NULL (binarization only); it must
  * outlive the device. */
-cnp_status pipe_device_create(const cnp_config *cfg, const det_model *model,
+cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err);
 void pipe_device_free(pipe_device *dev);
 const char *pipe_device_description(const pipe_device *dev);

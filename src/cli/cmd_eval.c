@@ -106,7 +106,9 @@ static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **tree
 {
     if (!d->eng)
         return det_ref_run(d->m, img, (float)d->cfg->detector.score_threshold,
-                           (float)det_model_nms_iou(d->m), d->cfg->detector.tile,
+                           d->cfg->detector.nms_iou >= 0 ? (float)d->cfg->detector.nms_iou
+                                                         : (float)det_model_nms_iou(d->m),
+                           d->cfg->detector.tile,
                            d->cfg->detector.tile_overlap, trees, n, err);
     cl_int rc;
     size_t bytes = (size_t)img->width * img->height * 4;

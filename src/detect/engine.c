@@ -617,8 +617,8 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     e->measure_tile = (type & CL_DEVICE_TYPE_CPU) && tile > 128 ? 128 : (uint32_t)tile;
     e->overlap = dc->tile_overlap;
     e->threshold = (float)dc->score_threshold;
-    /* The model's value until [detector] nms_iou exists in the configuration. */
-    e->nms_iou = (float)det_model_nms_iou(m);
+    /* [detector] nms_iou, or the model's own value when it is negative. */
+    e->nms_iou = dc->nms_iou >= 0 ? (float)dc->nms_iou : (float)det_model_nms_iou(m);
     e->layers = layers;
     e->n_layers = (size_t)m->n_layers;
     int rf = det_model_receptive_field(m);

@@ -14,23 +14,24 @@ struct pipe_device {
     size_t rgba_cap;
 };
 
-cnp_status pipe_device_create(const cnp_config *cfg, const det_model *model,
+cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err)
 {
     cnp_status result;
     bin_params bp;
     *out = NULL;
-    if ((result = bin_params_from_config(&cfg->binarize, &bp, err)) != CNP_OK)
+    if ((result = bin_params_from_config(p->binarize, &bp, err)) != CNP_OK)
         return result;
     pipe_device *dev = calloc(1, sizeof *dev);
     if (!dev) {
         cnp_err_set(err, "out of memory");
         return CNP_ERR_NOMEM;
     }
-    if ((result = ocl_ctx_create(&cfg->opencl, &dev->ctx, err)) != CNP_OK ||
+    if ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
         (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
         goto fail;
-    if (model && (result = det_engine_create(dev->ctx, model, &cfg->detector, &dev->det, err)) != CNP_OK)
+    if (model &&
+        (result = det_engine_create(dev->ctx, model, p->detector, &dev->det, err)) != CNP_OK)
         goto fail;
     *out = dev;
     return CNP_OK;
