@@ -186,6 +186,11 @@ static void registry_add(pl_sqs_source *s, pl_chunk *c)
     pthread_mutex_unlock(&s->reg_lock);
 }
 
+void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c)
+{
+    registry_add(s, c);
+}
+
 /* Waits for a heartbeat round in progress, so no extension of c is sent
  * after this returns. */
 static void registry_remove(pl_sqs_source *s, pl_chunk *c)

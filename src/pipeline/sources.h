@@ -23,6 +23,9 @@ typedef struct pl_sqs_params {
 } pl_sqs_params;
 cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_source **out,
                                 cnp_err *err);
+/* Puts a chunk in flight: the heartbeat extends its messages until
+ * acknowledge takes it out (next_chunk does this; tests call it directly). */
+void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c);
 /* Starts the heartbeat thread; false when it could not be started. */
 bool pl_sqs_source_start(pl_sqs_source *s);
 void pl_sqs_source_free(pl_sqs_source *s);

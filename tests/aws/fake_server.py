@@ -32,6 +32,12 @@ answers the count for P. Routes:
                           answer N ms late (a slow credential service)
   POST /sts               STS AssumeRoleWithWebIdentity (form body; the token
                           must be "test-web-identity-token")
+  SQS JSON (X-Amz-Target) ChangeMessageVisibilityBatch and DeleteMessageBatch
+                          succeed for every entry; each visibility change is
+                          logged, in the order its answer was sent, with its
+                          VisibilityTimeout; one whose timeout equals
+                          STATE vis_delay_for is answered vis_delay_ms late
+  GET /_vislog            that log as a JSON list
 """
 import datetime
 import hashlib
@@ -46,7 +52,8 @@ from urllib.parse import parse_qs, urlsplit
 
 COUNTS = {}
 LOCK = threading.Lock()
-STATE = {"imds_ttl": 3600, "creds_delay_ms": 0}
+STATE = {"imds_ttl": 3600, "creds_delay_ms": 0, "vis_delay_for": -1, "vis_delay_ms": 0}
+VISLOG = []
 IMDS_TOKEN = "imds-session-token-1"
 ROLE = "canopy-role"
 
@@ -107,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
         if head == "_count":
             p = parse_qs(url.query).get("path", [""])[0]
             return self.reply(200, str(COUNTS.get(p, 0)))
+        if head == "_vislog":
+            with LOCK:
+                return self.reply(200, json.dumps(VISLOG), "application/json")
         if head == "_set":
             for k, v in parse_qs(url.query).items():
                 STATE[k] = int(v[0])
@@ -127,6 +137,17 @@ class Handler(BaseHTTPRequestHandler):
         if not self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential="):
             return self.s3_error(400, "MissingAuthenticationToken", "not signed")
         ok = f"attempt {k} sha256 {hashlib.sha256(body).hexdigest()}"
+        target = self.headers.get("X-Amz-Target", "")
+        if target in ("AmazonSQS.ChangeMessageVisibilityBatch", "AmazonSQS.DeleteMessageBatch"):
+            entries = json.loads(body or b"{}").get("Entries", [])
+            if target.endswith("VisibilityBatch"):
+                vis = entries[0].get("VisibilityTimeout") if entries else None
+                if vis == STATE["vis_delay_for"]:
+                    time.sleep(STATE["vis_delay_ms"] / 1000.0)
+                with LOCK:
+                    VISLOG.append(vis)
+            answer = {"Successful": [{"Id": e["Id"]} for e in entries], "Failed": []}
+            return self.reply(200, json.dumps(answer), "application/x-amz-json-1.0")
         if head == "mpfail":
             q = parse_qs(url.query, keep_blank_values=True)
             if self.command == "POST" and "uploads" in q:
