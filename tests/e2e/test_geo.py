@@ -21,7 +21,8 @@ def make_cog(env, path):
     declared nodata, as a deflate COG in UTM 17N."""
     src = os.path.join(env.source_dir, "..", "shared", "data", "neon", "YELL_541000_west.png")
     img = png_decode(open(src, "rb").read())
-    w, h, ch = img["width"], img["height"], img["channels"]
+    w, h = img["width"], img["height"]
+    ch = {2: 3, 6: 4}[img["color_type"]]
     px = bytearray(img["pixels"])
     for y in range(150):
         for x in range(200):
