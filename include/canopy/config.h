@@ -107,6 +107,7 @@ typedef struct cnp_detector_config {
 /* [limits] */
 typedef struct cnp_limits_config {
     int64_t max_pixels;                /* refuse larger images before decoding */
+    int64_t window_pixels;             /* TIFFs with more pixels are processed in windows */
 } cnp_limits_config;
 
 /* [log] */

@@ -109,6 +109,19 @@ cnp_status det_decode(const det_model *m, const float *out, uint32_t oh, uint32_
                       uint32_t x0, uint32_t y0, float threshold, const float own[4],
                       cnp_tree **trees, size_t *n, size_t *cap, cnp_err *err);
 
+typedef struct det_tile {
+    uint32_t x0, y0, w, h;
+    float own[4];
+} det_tile;
+
+/* Splits w x h into tiles of at most `tile` pixels a side overlapping by
+ * about `overlap`, each owning the trees whose centre lies in own (the own
+ * regions partition the image). tile <= 0 or an image that fits:
+ * one tile. *tiles malloc'd. Shared by the reference and the engine so both
+ * tile identically. */
+cnp_status det_tiles_plan(uint32_t w, uint32_t h, int tile, int overlap, int stride,
+                          det_tile **tiles, size_t *n, cnp_err *err);
+
 /* Sorts trees by (y, x, score). */
 void det_trees_sort(cnp_tree *trees, size_t n);
 
@@ -163,6 +176,9 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
 
 /* Sets the NMS IoU of later runs (>= 1: no NMS). */
 void det_engine_set_nms_iou(det_engine *e, float iou);
+float det_engine_nms_iou(const det_engine *e);
+/* The tiling the engine applies to an image (for det_tiles_plan). */
+void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride);
 
 /* Frees device buffers and kernels; accepts NULL. */
 void det_engine_free(det_engine *e);

@@ -36,6 +36,24 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
 void pipe_device_free(pipe_device *dev);
 const char *pipe_device_description(const pipe_device *dev);
 
+/* ---- large rasters in windows (stage_window.c) ---- */
+
+bool pipe_device_has_detector(const pipe_device *dev);
+/* The largest side of a window (pipe_device_windows). */
+uint32_t pipe_device_window_side(const pipe_device *dev);
+/* The windows a w x h raster is processed in: the detector's tiles (each
+ * owning the pixels and trees of its own region; together they partition
+ * the raster), or 2048-pixel blocks without a detector. *out malloc'd. */
+cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, det_tile **out,
+                               size_t *n, cnp_err *err);
+/* Detects trees in one window (w x h RGBA8, at most a tile) without NMS;
+ * coordinates relative to the window. *trees malloc'd. */
+cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
+                                     uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err);
+/* The detector's NMS over trees gathered from several windows, on the
+ * device, in place; then sorted by (y, x) as det_engine_run sorts. */
+cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err);
+
 typedef struct pipe_result {
     uint32_t width, height;
     bin_result bin;
@@ -103,10 +121,18 @@ typedef struct pipe_encode_in {
 /* Encodes the outputs of one image (thread-safe, CPU only): the mask (PNG,
  * or GeoTIFF for a georeferenced input unless [output] mask_format = png),
  * the overlay (with a detector and [output] overlay on), trees.json, and for
- * georeferenced inputs trees.geojson. */
+ * georeferenced inputs trees.geojson. Outputs already in *out (a raster
+ * processed in windows: r->mask and in->img NULL) are kept; *out must start
+ * zeroed or so. */
 cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pipe_outputs *out,
                        cnp_err *err);
 void pipe_outputs_free(pipe_outputs *o);
+
+/* Draws the trees (coordinates times scale) on canvas as rings, yellow for
+ * confident trees, orange otherwise, and encodes it as an RGB PNG. */
+cnp_status pipe_overlay_encode(const cnp_output_config *oc, cnp_image *canvas,
+                               const cnp_tree *trees, size_t n, float scale, cnp_buf *out,
+                               cnp_err *err);
 
 /* Writes the stem of a file name or object key into out: the last path
  * component without its extension ("a/b/OSBS_029.png" -> "OSBS_029"). */

@@ -60,6 +60,42 @@ cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint
 cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
                              cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err);
 
+/* ---- windows of a large raster -------------------------------------------- */
+
+/* An open raster read in windows (GDAL keeps at most [a small block cache]
+ * of it in memory). Not thread-safe: one thread at a time. */
+typedef struct img_raster img_raster;
+
+/* Opens a raster from memory (data, len; borrowed, must outlive it) or, when
+ * data is NULL, from the file `path`. Refuses unusable rasters as
+ * img_raster_decode does. geo receives the georeferencing (may be NULL). A
+ * 16-bit raster without NBITS is read once here for its maximum. */
+cnp_status img_raster_open(const void *data, size_t len, const char *path, const char *name,
+                           img_raster **out, img_georef *geo, cnp_err *err);
+void img_raster_close(img_raster *r);
+uint32_t img_raster_width(const img_raster *r);
+uint32_t img_raster_height(const img_raster *r);
+/* Whether the raster is a TIFF (windows are cheap: tiles or strips). */
+bool img_raster_is_tiff(const img_raster *r);
+
+/* Reads the window [x0, x0+w) x [y0, y0+h) as RGBA8 (alpha 0 at nodata) into
+ * rgba (4 * w * h bytes, rows packed); *nodata (may be NULL) receives its
+ * nodata pixel count. Pixels equal those of img_raster_decode. */
+cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                           uint8_t *rgba, uint64_t *nodata, cnp_err *err);
+
+/* A single-band 8-bit GeoTIFF mask written window by window (deflate, tiled
+ * 256 x 256), georeferenced like geo when it is valid. */
+typedef struct img_mask_writer img_mask_writer;
+cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
+                                img_mask_writer **out, cnp_err *err);
+/* Writes rows of the mask (non-zero = foreground, stored as 255). */
+cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uint32_t width,
+                               uint32_t height, const uint8_t *mask, cnp_err *err);
+/* Finishes the file and appends its bytes to out; frees w (also on error). */
+cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err);
+void img_mask_writer_free(img_mask_writer *w);
+
 /* Encodes a mask (non-zero = foreground) as a single-band 8-bit GeoTIFF
  * (0/255, deflate, tiled 256 x 256) carrying geo's geotransform and CRS;
  * appends to out. */

@@ -101,6 +101,7 @@ static const struct key keys[] = {
     ENUM(detector, conv, "auto", det_convs),
 
     I64(limits, max_pixels, "268435456", 1, 1e12),
+    I64(limits, window_pixels, "67108864", 1, 1e12),
 
     STR(log, level, "info"),
     ENUM(log, format, "text", log_formats),

@@ -46,17 +46,6 @@ enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY =
 /* One tile of the tiling plan: region [x0, x0+w) x [y0, y0+h) of the image,
  * and the part it owns, own = {x_lo, y_lo, x_hi, y_hi} (centres in
  * [x_lo, x_hi) x [y_lo, y_hi) are this tile's). */
-typedef struct det_tile {
-    uint32_t x0, y0, w, h;
-    float own[4];
-} det_tile;
-
-/* Splits w x h into tiles (see detect.h). tile <= 0 or an image that fits:
- * one tile. *tiles malloc'd. Shared by the reference and the engine so both
- * tile identically. */
-cnp_status det_tiles_plan(uint32_t w, uint32_t h, int tile, int overlap, int stride,
-                          det_tile **tiles, size_t *n, cnp_err *err);
-
 /* Rows of the NMS overlap mask computed and consumed per pass (a multiple of
  * 64; 0 restores the default, sized by bytes). For tests of the chunking. */
 void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows);

@@ -887,6 +887,18 @@ void det_engine_set_nms_iou(det_engine *e, float iou)
     e->nms_iou = iou;
 }
 
+float det_engine_nms_iou(const det_engine *e)
+{
+    return e->nms_iou;
+}
+
+void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride)
+{
+    *tile = (int)e->tile;
+    *overlap = e->overlap;
+    *stride = e->m->stride;
+}
+
 void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows)
 {
     e->nms.chunk_override = rows;

@@ -17,8 +17,15 @@
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static atomic_uint g_seq;
 
+/* GDAL's block cache would otherwise take 5 % of the machine's memory: the
+ * pipeline bounds memory itself, and reads each block about once. */
 static void gdal_init(void)
 {
+    if (!CPLGetConfigOption("GDAL_CACHEMAX", NULL))
+        CPLSetConfigOption("GDAL_CACHEMAX", "64");
+    /* GDAL's messages never reach stderr: each failure's own message
+     * (CPLGetLastErrorMsg, per thread) goes into the caller's error. */
+    CPLSetErrorHandler(CPLQuietErrorHandler);
     GDALAllRegister();
 }
 
@@ -42,32 +49,42 @@ struct mem_ds {
     GDALDatasetH ds;
 };
 
-/* Opens data as a GDAL dataset (read-only, no copy). GDAL's messages are
- * kept from stderr and put into err. */
-static cnp_status mem_open(const void *data, size_t len, const char *name, struct mem_ds *m,
-                           cnp_err *err)
+/* Opens data (or, data NULL, the file `path`) as a GDAL dataset, read-only
+ * and without a copy. GDAL's messages are kept from stderr and put into err. */
+static cnp_status ds_open(const void *data, size_t len, const char *path, const char *name,
+                          struct mem_ds *m, cnp_err *err)
 {
     static const char *const drivers[] = {"GTiff", "COG", "JPEG", "PNG", NULL};
     pthread_once(&g_once, gdal_init);
-    snprintf(m->path, sizeof m->path, "/vsimem/canopy/%u.img", atomic_fetch_add(&g_seq, 1));
-    VSILFILE *f = VSIFileFromMemBuffer(m->path, (GByte *)data, (vsi_l_offset)len, FALSE);
-    if (!f) {
-        cnp_err_set(err, "%s: cannot map the data for GDAL", name);
-        return CNP_ERR_NOMEM;
+    m->path[0] = '\0';
+    m->ds = NULL;
+    if (data) {
+        snprintf(m->path, sizeof m->path, "/vsimem/canopy/%u.img", atomic_fetch_add(&g_seq, 1));
+        VSILFILE *f = VSIFileFromMemBuffer(m->path, (GByte *)data, (vsi_l_offset)len, FALSE);
+        if (!f) {
+            cnp_err_set(err, "%s: cannot map the data for GDAL", name);
+            return CNP_ERR_NOMEM;
+        }
+        VSIFCloseL(f);
     }
-    VSIFCloseL(f);
-    CPLPushErrorHandler(CPLQuietErrorHandler);
     CPLErrorReset();
-    m->ds = GDALOpenEx(m->path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, NULL, NULL);
+    m->ds = GDALOpenEx(data ? m->path : path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, NULL,
+                       NULL);
     if (!m->ds) {
         const char *why = CPLGetLastErrorMsg();
         cnp_err_set(err, "%s: not a raster canopy can read (PNG, JPEG, GeoTIFF/COG)%s%s", name,
                     why && why[0] ? ": " : "", why ? why : "");
-        CPLPopErrorHandler();
-        VSIUnlink(m->path);
+        if (m->path[0])
+            VSIUnlink(m->path);
         return CNP_ERR_FORMAT;
     }
     return CNP_OK;
+}
+
+static cnp_status mem_open(const void *data, size_t len, const char *name, struct mem_ds *m,
+                           cnp_err *err)
+{
+    return ds_open(data, len, NULL, name, m, err);
 }
 
 static void mem_close(struct mem_ds *m)
@@ -75,8 +92,8 @@ static void mem_close(struct mem_ds *m)
     if (m->ds)
         GDALClose(m->ds);
     m->ds = NULL;
-    CPLPopErrorHandler();
-    VSIUnlink(m->path);
+    if (m->path[0])
+        VSIUnlink(m->path);
 }
 
 cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint32_t *width,
@@ -235,89 +252,186 @@ static unsigned nbits_max(GDALRasterBandH band)
     return bits > 0 && bits < 16 ? (1u << bits) - 1 : 0;
 }
 
-/* Reads the three colour bands into out's RGB (8-bit) channels. */
-static cnp_status read_rgb(GDALDatasetH ds, const char *name, cnp_image *out, cnp_err *err)
+struct img_raster {
+    struct mem_ds m;
+    uint32_t width, height;
+    bool is16;
+    unsigned max16;          /* 16-bit scale: NBITS or the image's maximum */
+    bool all_valid;          /* no band has nodata, alpha or a mask */
+    bool tiff;
+    char name[256];
+};
+
+uint32_t img_raster_width(const img_raster *r) { return r->width; }
+uint32_t img_raster_height(const img_raster *r) { return r->height; }
+bool img_raster_is_tiff(const img_raster *r) { return r->tiff; }
+
+/* The maximum of the three 16-bit bands, read in blocks of rows. */
+static cnp_status max16_scan(img_raster *r, cnp_err *err)
 {
-    int w = (int)out->width, h = (int)out->height;
+    uint32_t rows = 256;
+    uint16_t *v = malloc((size_t)r->width * rows * 3 * sizeof *v);
     int map[3] = {1, 2, 3};
-    GDALDataType t = GDALGetRasterDataType(GDALGetRasterBand(ds, 1));
-    if (t == GDT_Byte) {
-        if (GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, out->rgba, w, h, GDT_Byte, 3, map, 4,
-                                (GSpacing)4 * w, 1) != CE_None)
+    if (!v) {
+        cnp_err_set(err, "%s: out of memory", r->name);
+        return CNP_ERR_NOMEM;
+    }
+    unsigned max = 0;
+    for (uint32_t y = 0; y < r->height; y += rows) {
+        uint32_t h = r->height - y < rows ? r->height - y : rows;
+        if (GDALDatasetRasterIO(r->m.ds, GF_Read, 0, (int)y, (int)r->width, (int)h, v,
+                                (int)r->width, (int)h, GDT_UInt16, 3, map, 6,
+                                (GSpacing)6 * r->width, 2) != CE_None) {
+            cnp_err_set(err, "%s: reading pixels: %s", r->name, CPLGetLastErrorMsg());
+            free(v);
+            return CNP_ERR_FORMAT;
+        }
+        for (size_t i = 0; i < (size_t)r->width * h * 3; i++)
+            if (v[i] > max)
+                max = v[i];
+    }
+    free(v);
+    r->max16 = max ? max : 1;
+    return CNP_OK;
+}
+
+cnp_status img_raster_open(const void *data, size_t len, const char *path, const char *name,
+                           img_raster **out, img_georef *geo, cnp_err *err)
+{
+    *out = NULL;
+    if (geo)
+        memset(geo, 0, sizeof *geo);
+    img_raster *r = calloc(1, sizeof *r);
+    if (!r) {
+        cnp_err_set(err, "%s: out of memory", name);
+        return CNP_ERR_NOMEM;
+    }
+    snprintf(r->name, sizeof r->name, "%s", name);
+    cnp_status result = ds_open(data, len, path, name, &r->m, err);
+    if (result != CNP_OK) {
+        free(r);
+        return result;
+    }
+    char why[256];
+    if (unusable(r->m.ds, why, sizeof why)) {
+        cnp_err_set(err, "%s: %s", name, why);
+        result = CNP_ERR_FORMAT;
+        goto fail;
+    }
+    r->width = (uint32_t)GDALGetRasterXSize(r->m.ds);
+    r->height = (uint32_t)GDALGetRasterYSize(r->m.ds);
+    GDALDriverH drv = GDALGetDatasetDriver(r->m.ds);
+    const char *dn = drv ? GDALGetDriverShortName(drv) : "";
+    r->tiff = strcmp(dn, "GTiff") == 0 || strcmp(dn, "COG") == 0;
+    r->all_valid = true;
+    for (int b = 1; b <= 3; b++)
+        if (!(GDALGetMaskFlags(GDALGetRasterBand(r->m.ds, b)) & GMF_ALL_VALID))
+            r->all_valid = false;
+    r->is16 = GDALGetRasterDataType(GDALGetRasterBand(r->m.ds, 1)) == GDT_UInt16;
+    if (r->is16 && !(r->max16 = nbits_max(GDALGetRasterBand(r->m.ds, 1))) &&
+        (result = max16_scan(r, err)) != CNP_OK)
+        goto fail;
+    if (geo && (result = read_georef(r->m.ds, name, geo, err)) != CNP_OK)
+        goto fail;
+    *out = r;
+    return CNP_OK;
+fail:
+    img_raster_close(r);
+    return result;
+}
+
+void img_raster_close(img_raster *r)
+{
+    if (!r)
+        return;
+    mem_close(&r->m);
+    free(r);
+}
+
+/* Reads the three colour bands of a window into rgba's RGB channels. */
+static cnp_status read_rgb(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                           uint8_t *rgba, cnp_err *err)
+{
+    int map[3] = {1, 2, 3};
+    if (!r->is16) {
+        if (GDALDatasetRasterIO(r->m.ds, GF_Read, (int)x0, (int)y0, (int)w, (int)h, rgba, (int)w,
+                                (int)h, GDT_Byte, 3, map, 4, (GSpacing)4 * w, 1) != CE_None)
             goto fail;
         return CNP_OK;
     }
     size_t n = (size_t)w * h;
     uint16_t *v = malloc(n * 3 * sizeof *v);
     if (!v) {
-        cnp_err_set(err, "%s: out of memory for %dx%d 16-bit pixels", name, w, h);
+        cnp_err_set(err, "%s: out of memory for %ux%u 16-bit pixels", r->name, w, h);
         return CNP_ERR_NOMEM;
     }
-    if (GDALDatasetRasterIO(ds, GF_Read, 0, 0, w, h, v, w, h, GDT_UInt16, 3, map, 6,
-                            (GSpacing)6 * w, 2) != CE_None) {
+    if (GDALDatasetRasterIO(r->m.ds, GF_Read, (int)x0, (int)y0, (int)w, (int)h, v, (int)w,
+                            (int)h, GDT_UInt16, 3, map, 6, (GSpacing)6 * w, 2) != CE_None) {
         free(v);
         goto fail;
     }
-    unsigned max = nbits_max(GDALGetRasterBand(ds, 1));
-    if (!max)
-        for (size_t i = 0; i < n * 3; i++)
-            if (v[i] > max)
-                max = v[i];
-    if (!max)
-        max = 1;
+    unsigned max = r->max16;
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < 3; c++) {
             unsigned s = v[3 * i + c] > max ? max : v[3 * i + c];
-            out->rgba[4 * i + c] = (uint8_t)((s * 255u + max / 2) / max);
+            rgba[4 * i + c] = (uint8_t)((s * 255u + max / 2) / max);
         }
     free(v);
     return CNP_OK;
 fail:
-    cnp_err_set(err, "%s: reading pixels: %s", name, CPLGetLastErrorMsg());
+    cnp_err_set(err, "%s: reading pixels: %s", r->name, CPLGetLastErrorMsg());
     return CNP_ERR_FORMAT;
 }
 
-/* Sets alpha: 0 where every colour band's mask says nodata. */
-static cnp_status read_alpha(GDALDatasetH ds, const char *name, cnp_image *out, uint64_t *nodata,
-                             cnp_err *err)
+/* Sets alpha of a window: 0 where every colour band's mask says nodata. */
+static cnp_status read_alpha(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                             uint8_t *rgba, uint64_t *nodata, cnp_err *err)
 {
-    size_t n = (size_t)out->width * out->height;
-    bool all_valid = true;
-    for (int b = 1; b <= 3; b++)
-        if (!(GDALGetMaskFlags(GDALGetRasterBand(ds, b)) & GMF_ALL_VALID))
-            all_valid = false;
+    size_t n = (size_t)w * h;
     uint64_t count = 0;
-    if (all_valid) {
+    if (r->all_valid) {
         for (size_t i = 0; i < n; i++)
-            out->rgba[4 * i + 3] = 255;
+            rgba[4 * i + 3] = 255;
         goto out;
     }
-    uint8_t *m = malloc(n);
+    uint8_t *m = malloc(n ? n : 1);
     if (!m) {
-        cnp_err_set(err, "%s: out of memory for its mask", name);
+        cnp_err_set(err, "%s: out of memory for its mask", r->name);
         return CNP_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        out->rgba[4 * i + 3] = 0;
+        rgba[4 * i + 3] = 0;
     for (int b = 1; b <= 3; b++) {
-        GDALRasterBandH mask = GDALGetMaskBand(GDALGetRasterBand(ds, b));
-        if (GDALRasterIO(mask, GF_Read, 0, 0, (int)out->width, (int)out->height, m,
-                         (int)out->width, (int)out->height, GDT_Byte, 0, 0) != CE_None) {
-            cnp_err_set(err, "%s: reading its nodata mask: %s", name, CPLGetLastErrorMsg());
+        GDALRasterBandH mask = GDALGetMaskBand(GDALGetRasterBand(r->m.ds, b));
+        if (GDALRasterIO(mask, GF_Read, (int)x0, (int)y0, (int)w, (int)h, m, (int)w, (int)h,
+                         GDT_Byte, 0, 0) != CE_None) {
+            cnp_err_set(err, "%s: reading its nodata mask: %s", r->name, CPLGetLastErrorMsg());
             free(m);
             return CNP_ERR_FORMAT;
         }
         for (size_t i = 0; i < n; i++)
             if (m[i])
-                out->rgba[4 * i + 3] = 255;
+                rgba[4 * i + 3] = 255;
     }
     free(m);
     for (size_t i = 0; i < n; i++)
-        count += out->rgba[4 * i + 3] == 0;
+        count += rgba[4 * i + 3] == 0;
 out:
     if (nodata)
         *nodata = count;
     return CNP_OK;
+}
+
+cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                           uint8_t *rgba, uint64_t *nodata, cnp_err *err)
+{
+    if ((uint64_t)x0 + w > r->width || (uint64_t)y0 + h > r->height) {
+        cnp_err_set(err, "%s: window %ux%u at %u,%u outside the %ux%u raster", r->name, w, h, x0,
+                    y0, r->width, r->height);
+        return CNP_ERR_INVALID;
+    }
+    cnp_status result = read_rgb(r, x0, y0, w, h, rgba, err);
+    return result == CNP_OK ? read_alpha(r, x0, y0, w, h, rgba, nodata, err) : result;
 }
 
 cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
@@ -336,81 +450,124 @@ cnp_status img_raster_decode(const void *data, size_t len, const char *name, uin
                 *nodata += out->rgba[4 * i + 3] == 0;
         return result;
     }
-    struct mem_ds m;
-    cnp_status result = mem_open(data, len, name, &m, err);
+    img_raster *r;
+    cnp_status result = img_raster_open(data, len, NULL, name, &r, geo, err);
     if (result != CNP_OK)
         return result;
-    char why[256];
-    uint64_t w = (uint64_t)GDALGetRasterXSize(m.ds), h = (uint64_t)GDALGetRasterYSize(m.ds);
-    if (unusable(m.ds, why, sizeof why)) {
-        cnp_err_set(err, "%s: %s", name, why);
-        result = CNP_ERR_FORMAT;
-    } else if (max_pixels && w * h > max_pixels) {
+    uint64_t w = r->width, h = r->height;
+    if (max_pixels && w * h > max_pixels) {
         cnp_err_set(err, "%s: %llux%llu = %llu pixels exceeds the limit of %llu pixels "
                          "(max_pixels)",
                     name, (unsigned long long)w, (unsigned long long)h,
                     (unsigned long long)(w * h), (unsigned long long)max_pixels);
         result = CNP_ERR_LIMIT;
-    } else if ((result = cnp_image_alloc(out, (uint32_t)w, (uint32_t)h, err)) == CNP_OK &&
-               (result = read_rgb(m.ds, name, out, err)) == CNP_OK &&
-               (result = read_alpha(m.ds, name, out, nodata, err)) == CNP_OK && geo) {
-        result = read_georef(m.ds, name, geo, err);
+    } else if ((result = cnp_image_alloc(out, (uint32_t)w, (uint32_t)h, err)) == CNP_OK) {
+        result = img_raster_read(r, 0, 0, (uint32_t)w, (uint32_t)h, out->rgba, nodata, err);
     }
-    if (result != CNP_OK)
+    img_raster_close(r);
+    if (result != CNP_OK) {
         cnp_image_free(out);
-    mem_close(&m);
+        if (geo)
+            img_georef_free(geo);
+    }
     return result;
 }
 
 /* ---- GeoTIFF masks ------------------------------------------------------------ */
 
+struct img_mask_writer {
+    char path[64];
+    GDALDatasetH ds;
+    uint8_t *row;            /* 0/255 staging for one put */
+    size_t row_cap;
+};
+
+cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
+                                img_mask_writer **out, cnp_err *err)
+{
+    static const char *const opts[] = {"COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256",
+                                       "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", NULL};
+    pthread_once(&g_once, gdal_init);
+    *out = NULL;
+    img_mask_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        cnp_err_set(err, "out of memory for the GeoTIFF mask");
+        return CNP_ERR_NOMEM;
+    }
+    snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif", atomic_fetch_add(&g_seq, 1));
+    GDALDriverH drv = GDALGetDriverByName("GTiff");
+    w->ds = drv ? GDALCreate(drv, w->path, (int)width, (int)height, 1, GDT_Byte, (char **)opts)
+                : NULL;
+    if (!w->ds) {
+        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
+        img_mask_writer_free(w);
+        return CNP_ERR_FORMAT;
+    }
+    if (geo && geo->valid) {
+        GDALSetGeoTransform(w->ds, (double *)geo->gt);
+        GDALSetProjection(w->ds, geo->wkt);
+    }
+    *out = w;
+    return CNP_OK;
+}
+
+cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uint32_t width,
+                               uint32_t height, const uint8_t *mask, cnp_err *err)
+{
+    size_t n = (size_t)width * height;
+    if (n > w->row_cap) {
+        uint8_t *grown = realloc(w->row, n);
+        if (!grown) {
+            cnp_err_set(err, "out of memory for the GeoTIFF mask");
+            return CNP_ERR_NOMEM;
+        }
+        w->row = grown;
+        w->row_cap = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        w->row[i] = mask[i] ? 255 : 0;
+    if (GDALRasterIO(GDALGetRasterBand(w->ds, 1), GF_Write, (int)x0, (int)y0, (int)width,
+                     (int)height, w->row, (int)width, (int)height, GDT_Byte, 0, 0) != CE_None) {
+        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
+        return CNP_ERR_FORMAT;
+    }
+    return CNP_OK;
+}
+
+cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err)
+{
+    GDALClose(w->ds); /* flushes into /vsimem */
+    w->ds = NULL;
+    vsi_l_offset size = 0;
+    GByte *bytes = VSIGetMemFileBuffer(w->path, &size, FALSE);
+    cnp_status result = bytes ? cnp_buf_append(out, bytes, (size_t)size) : CNP_ERR_FORMAT;
+    if (result != CNP_OK)
+        cnp_err_set(err, "GeoTIFF mask: no output");
+    img_mask_writer_free(w);
+    return result;
+}
+
+void img_mask_writer_free(img_mask_writer *w)
+{
+    if (!w)
+        return;
+    if (w->ds)
+        GDALClose(w->ds);
+    VSIUnlink(w->path);
+    free(w->row);
+    free(w);
+}
+
 cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t height,
                                    const img_georef *geo, cnp_buf *out, cnp_err *err)
 {
-    static const char *const opts[] = {"COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256",
-                                       "BLOCKYSIZE=256", NULL};
-    char path[64];
-    cnp_status result = CNP_ERR_FORMAT;
-    pthread_once(&g_once, gdal_init);
-    snprintf(path, sizeof path, "/vsimem/canopy/mask-%u.tif", atomic_fetch_add(&g_seq, 1));
-    GDALDriverH drv = GDALGetDriverByName("GTiff");
-    CPLPushErrorHandler(CPLQuietErrorHandler);
-    GDALDatasetH ds = drv ? GDALCreate(drv, path, (int)width, (int)height, 1, GDT_Byte,
-                                       (char **)opts)
-                          : NULL;
-    if (!ds) {
-        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
-        goto out;
-    }
-    if (geo && geo->valid) {
-        GDALSetGeoTransform(ds, (double *)geo->gt);
-        GDALSetProjection(ds, geo->wkt);
-    }
-    size_t n = (size_t)width * height;
-    uint8_t *v = malloc(n ? n : 1);
-    if (!v) {
-        GDALClose(ds);
-        cnp_err_set(err, "out of memory for the GeoTIFF mask");
-        result = CNP_ERR_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        v[i] = mask[i] ? 255 : 0;
-    CPLErr rc = GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Write, 0, 0, (int)width, (int)height,
-                             v, (int)width, (int)height, GDT_Byte, 0, 0);
-    free(v);
-    GDALClose(ds); /* flushes into /vsimem */
-    if (rc != CE_None) {
-        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
-        goto out;
-    }
-    vsi_l_offset size = 0;
-    GByte *bytes = VSIGetMemFileBuffer(path, &size, FALSE);
-    result = bytes ? cnp_buf_append(out, bytes, (size_t)size) : CNP_ERR_FORMAT;
+    img_mask_writer *w;
+    cnp_status result = img_mask_writer_open(width, height, geo, &w, err);
     if (result != CNP_OK)
-        cnp_err_set(err, "GeoTIFF mask: no output");
-out:
-    CPLPopErrorHandler();
-    VSIUnlink(path);
-    return result;
+        return result;
+    if ((result = img_mask_writer_put(w, 0, 0, width, height, mask, err)) != CNP_OK) {
+        img_mask_writer_free(w);
+        return result;
+    }
+    return img_mask_writer_finish(w, out, err);
 }

@@ -281,25 +281,34 @@ fail:
 
 /* ---- overlay ------------------------------------------------------------------- */
 
+cnp_status pipe_overlay_encode(const cnp_output_config *oc, cnp_image *canvas,
+                               const cnp_tree *trees, size_t n, float scale, cnp_buf *out,
+                               cnp_err *err)
+{
+    static const uint8_t strong[3] = {255, 230, 0};
+    static const uint8_t weak[3] = {255, 120, 0};
+    float ring = scale < 1.0f ? 1.0f : 2.0f;
+    for (size_t i = 0; i < n; i++) {
+        const cnp_tree *t = &trees[i];
+        const uint8_t *c = t->score >= 0.5f ? strong : weak;
+        float r = t->radius * scale < 1.5f ? 1.5f : t->radius * scale;
+        img_draw_circle(canvas, t->x * scale, t->y * scale, r, c, ring);
+        img_draw_dot(canvas, t->x * scale, t->y * scale, 1.5f, c);
+    }
+    return img_png_encode_rgb(canvas, oc->png_level, out, err);
+}
+
 /* Draws each crown as a ring on a copy of the input, easy to read at a
  * glance on green canopy: yellow for confident trees, orange otherwise. */
 static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
                               const pipe_result *r, cnp_buf *out, cnp_err *err)
 {
-    static const uint8_t strong[3] = {255, 230, 0};
-    static const uint8_t weak[3] = {255, 120, 0};
     cnp_image copy;
     cnp_status result = cnp_image_alloc(&copy, img->width, img->height, err);
     if (result != CNP_OK)
         return result;
     memcpy(copy.rgba, img->rgba, (size_t)img->width * img->height * 4);
-    for (size_t i = 0; i < r->ntrees; i++) {
-        const cnp_tree *t = &r->trees[i];
-        const uint8_t *c = t->score >= 0.5f ? strong : weak;
-        img_draw_circle(&copy, t->x, t->y, t->radius, c, 2.0f);
-        img_draw_dot(&copy, t->x, t->y, 1.5f, c);
-    }
-    result = img_png_encode_rgb(&copy, oc->png_level, out, err);
+    result = pipe_overlay_encode(oc, &copy, r->trees, r->ntrees, 1.0f, out, err);
     cnp_image_free(&copy);
     return result;
 }
@@ -311,12 +320,13 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
     const pipe_result *r = in->r;
     bool geo = in->geo && in->geo->valid;
     bool tif = oc->mask_format == CNP_MASK_TIFF || (oc->mask_format == CNP_MASK_AUTO && geo);
-    cnp_status result;
-    memset(out, 0, sizeof *out);
-    if (tif)
+    cnp_status result = CNP_OK;
+    /* A raster processed in windows comes with its mask (and overlay
+     * preview) already encoded: r->mask and in->img are NULL. */
+    if (r->mask && tif)
         result = img_mask_encode_geotiff(r->mask, r->width, r->height, geo ? in->geo : NULL,
                                          &out->buf[PIPE_OUT_MASK_TIF], err);
-    else
+    else if (r->mask)
         result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
                                      &out->buf[PIPE_OUT_MASK_PNG], err);
     if (result != CNP_OK ||
@@ -325,7 +335,7 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
     if (geo && (result = trees_geojson(p, in, &out->buf[PIPE_OUT_GEOJSON], err)) != CNP_OK)
         goto fail;
     /* Without a detector there is nothing to draw: no overlay. */
-    if (p->detector && oc->overlay &&
+    if (p->detector && oc->overlay && in->img &&
         (result = overlay_png(oc, in->img, r, &out->buf[PIPE_OUT_OVERLAY], err)) != CNP_OK)
         goto fail;
     return CNP_OK;

@@ -61,6 +61,8 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .output = cfg->output,
         .detector = e->model != NULL,
         .model_version = e->model_version,
+        .binarize = cfg->binarize,
+        .window_pixels = (uint64_t)cfg->limits.window_pixels,
     };
     pl_ctx_init(x, mode, hooks, &sp, cfg->batch.max_chunks_in_flight,
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);

@@ -97,6 +97,7 @@ void item_free(pl_item *it)
     s3_object_free(&it->obj);
     cnp_image_free(&it->img);
     img_georef_free(&it->geo);
+    img_raster_close(it->raster);
     pipe_result_free(&it->res);
     free(it->trees_geo);
     pipe_outputs_free(&it->outs);

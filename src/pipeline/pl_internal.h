@@ -52,6 +52,7 @@ typedef struct pl_item {
     uint64_t budget;         /* pixels held in the in-flight budget */
     cnp_image img;
     img_georef geo;          /* valid for georeferenced rasters */
+    img_raster *raster;      /* a raster processed in windows (no img); owned */
     uint64_t nodata;         /* nodata pixels of img */
     pipe_result res;
     pipe_geo_tree *trees_geo; /* res.ntrees entries with geo */
@@ -176,6 +177,8 @@ typedef struct pl_stage_params {
     int64_t max_object_bytes;
     cnp_output_config output;
     bool detector;           /* a model is loaded: overlays and the RGB check */
+    cnp_binarize_config binarize;
+    uint64_t window_pixels;  /* TIFFs above this are processed in windows */
     const char *model_version;
 } pl_stage_params;
 
@@ -224,6 +227,10 @@ void pl_counts_get(pl_ctx *x, pl_counts *c);
 void stage_decode_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t *end);
 void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 void stage_encode_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
+/* The device stage of a raster processed in windows (stage_window.c). */
+cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err);
+/* Pixels a window of the item holds at once (budget). */
+uint64_t stage_window_pixels(const pl_ctx *x);
 /* Commit, acknowledge, count and report a chunk whose outputs were written. */
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c);
 

@@ -57,6 +57,123 @@ const char *pipe_device_description(const pipe_device *dev)
     return ocl_ctx_description(dev->ctx);
 }
 
+/* Uploads n RGBA pixels into the device image, grown to the largest seen. */
+static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err)
+{
+    cnp_status result;
+    if (n * 4 > dev->rgba_cap) {
+        cl_int rc;
+        if (dev->rgba)
+            clReleaseMemObject(dev->rgba);
+        dev->rgba_cap = 0;
+        dev->rgba = clCreateBuffer(ocl_ctx_context(dev->ctx), CL_MEM_READ_ONLY, n * 4, NULL, &rc);
+        if ((result = ocl_check(rc, "clCreateBuffer(image)", err)) != CNP_OK)
+            return result;
+        dev->rgba_cap = n * 4;
+    }
+    cl_int rc = clEnqueueWriteBuffer(ocl_ctx_queue(dev->ctx), dev->rgba, CL_FALSE, 0, n * 4, rgba,
+                                     0, NULL, NULL);
+    return ocl_check(rc, "uploading the image", err);
+}
+
+bool pipe_device_has_detector(const pipe_device *dev)
+{
+    return dev->det != NULL;
+}
+
+uint32_t pipe_device_window_side(const pipe_device *dev)
+{
+    if (!dev->det)
+        return 2048;
+    int tile, overlap, stride;
+    det_engine_tiling(dev->det, &tile, &overlap, &stride);
+    return (uint32_t)tile;
+}
+
+cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, det_tile **out,
+                               size_t *n, cnp_err *err)
+{
+    if (dev->det) {
+        int tile, overlap, stride;
+        det_engine_tiling(dev->det, &tile, &overlap, &stride);
+        return det_tiles_plan(w, h, tile, overlap, stride, out, n, err);
+    }
+    /* Binarization alone: 2048-pixel blocks, each owning itself. */
+    const uint32_t side = 2048;
+    size_t nx = (w + side - 1) / side, ny = (h + side - 1) / side;
+    det_tile *t = calloc(nx * ny > 0 ? nx * ny : 1, sizeof *t);
+    if (!t) {
+        cnp_err_set(err, "out of memory planning windows");
+        return CNP_ERR_NOMEM;
+    }
+    for (size_t j = 0; j < ny; j++)
+        for (size_t i = 0; i < nx; i++) {
+            det_tile *d = &t[j * nx + i];
+            d->x0 = (uint32_t)i * side;
+            d->y0 = (uint32_t)j * side;
+            d->w = w - d->x0 < side ? w - d->x0 : side;
+            d->h = h - d->y0 < side ? h - d->y0 : side;
+            d->own[0] = (float)d->x0;
+            d->own[1] = (float)d->y0;
+            d->own[2] = (float)(d->x0 + d->w);
+            d->own[3] = (float)(d->y0 + d->h);
+        }
+    *out = t;
+    *n = nx * ny;
+    return CNP_OK;
+}
+
+cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
+                                     uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err)
+{
+    *trees = NULL;
+    *n = 0;
+    cnp_status result = upload(dev, rgba, (size_t)w * h, err);
+    if (result != CNP_OK)
+        return result;
+    float iou = det_engine_nms_iou(dev->det);
+    det_engine_set_nms_iou(dev->det, 1.0f);
+    result = det_engine_run(dev->det, dev->rgba, w, h, trees, n, err);
+    det_engine_set_nms_iou(dev->det, iou);
+    return result;
+}
+
+cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err)
+{
+    float iou = det_engine_nms_iou(dev->det);
+    cnp_status result = CNP_OK;
+    if (*n >= 2 && iou < 1.0f) {
+        det_box *boxes = malloc(*n * sizeof *boxes);
+        float *scores = malloc(*n * sizeof *scores);
+        uint32_t *keep = malloc(*n * sizeof *keep);
+        cnp_tree *kept = malloc(*n * sizeof *kept);
+        size_t nk = 0;
+        if (!boxes || !scores || !keep || !kept) {
+            cnp_err_set(err, "out of memory for NMS over %zu trees", *n);
+            result = CNP_ERR_NOMEM;
+        } else {
+            for (size_t i = 0; i < *n; i++) {
+                boxes[i] = det_tree_box(&trees[i]);
+                scores[i] = trees[i].score;
+            }
+            result = det_engine_nms(dev->det, boxes, scores, NULL, *n, iou, keep, &nk, err);
+            for (size_t i = 0; result == CNP_OK && i < nk; i++)
+                kept[i] = trees[keep[i]];
+            if (result == CNP_OK) {
+                memcpy(trees, kept, nk * sizeof *kept);
+                *n = nk;
+            }
+        }
+        free(boxes);
+        free(scores);
+        free(keep);
+        free(kept);
+    }
+    if (result == CNP_OK)
+        det_trees_sort(trees, *n);
+    return result;
+}
+
 cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_result *out,
                                cnp_err *err)
 {
@@ -73,19 +190,7 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     }
     if (n == 0)
         return bin_engine_run(dev->bin, NULL, 0, 0, out->mask, &out->bin, err);
-    if (n * 4 > dev->rgba_cap) {
-        cl_int rc;
-        if (dev->rgba)
-            clReleaseMemObject(dev->rgba);
-        dev->rgba_cap = 0;
-        dev->rgba = clCreateBuffer(ocl_ctx_context(dev->ctx), CL_MEM_READ_ONLY, n * 4, NULL, &rc);
-        if ((result = ocl_check(rc, "clCreateBuffer(image)", err)) != CNP_OK)
-            goto fail;
-        dev->rgba_cap = n * 4;
-    }
-    cl_int rc = clEnqueueWriteBuffer(ocl_ctx_queue(dev->ctx), dev->rgba, CL_FALSE, 0, n * 4,
-                                     img->rgba, 0, NULL, NULL);
-    if ((result = ocl_check(rc, "uploading the image", err)) != CNP_OK)
+    if ((result = upload(dev, img->rgba, n, err)) != CNP_OK)
         goto fail;
     result = bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask, &out->bin, err);
     if (result != CNP_OK)

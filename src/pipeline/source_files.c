@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "pipeline/sources.h"
 
 struct pl_files_source {
@@ -27,16 +29,57 @@ static bool files_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
     return c->nitems > 0;
 }
 
+/* A TIFF file above [limits] window_pixels is not read into memory: GDAL
+ * reads its windows from the file itself. True when it was opened so (or
+ * failed). */
+static bool open_large_tiff(pl_ctx *x, pl_item *it)
+{
+    unsigned char head[8];
+    FILE *f = fopen(it->path, "rb");
+    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    const char *kind = img_raster_sniff(head, got);
+    if (!kind || strcmp(kind, "tiff") != 0)
+        return false;
+    img_raster *r = NULL;
+    img_georef geo;
+    cnp_err err;
+    if (img_raster_open(NULL, 0, it->path, it->path, &r, &geo, &err) != CNP_OK)
+        return false; /* read and decoded whole: the decoder says why it fails */
+    uint64_t px = (uint64_t)img_raster_width(r) * img_raster_height(r);
+    if (px <= x->sp.window_pixels) {
+        img_raster_close(r);
+        img_georef_free(&geo);
+        return false;
+    }
+    if (x->sp.max_pixels && px > x->sp.max_pixels) {
+        item_fail(it, CNP_ERR_LIMIT, "%s: %ux%u = %llu pixels exceeds the limit of %llu pixels "
+                  "(max_pixels)", it->path, img_raster_width(r), img_raster_height(r),
+                  (unsigned long long)px, (unsigned long long)x->sp.max_pixels);
+        img_raster_close(r);
+        img_georef_free(&geo);
+        return true;
+    }
+    it->raster = r;
+    it->geo = geo;
+    item_advance(it, ITEM_FETCHED);
+    return true;
+}
+
 static void files_fetch(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_files_source *s = self;
-    (void)x;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
         if (it->state != ITEM_RECEIVED)
             continue;
         cnp_err err;
         double t0 = cnp_now();
+        if (open_large_tiff(x, it)) {
+            it->t_fetch = (cnp_now() - t0) * 1e3;
+            continue;
+        }
         cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->obj.body, &err);
         it->t_fetch = (cnp_now() - t0) * 1e3;
         if (st != CNP_OK)

@@ -8,16 +8,50 @@
 #include "canopy/log.h"
 #include "pipeline/pl_internal.h"
 
-/* Pixels an item will hold once decoded (0 when its header is unreadable:
- * decoding then fails without allocating). */
-static uint64_t item_pixels(const pl_item *it)
+/* Opens a large TIFF for processing in windows when its pixels exceed
+ * [limits] window_pixels (and not max_pixels); true when the item is now
+ * windowed or failed. */
+static bool open_windowed(const pl_ctx *x, pl_item *it, uint32_t w, uint32_t h)
+{
+    uint64_t px = (uint64_t)w * h;
+    if (px <= x->sp.window_pixels)
+        return false;
+    const char *kind = img_raster_sniff(it->obj.body.data, it->obj.body.len);
+    if (!kind || strcmp(kind, "tiff") != 0)
+        return false; /* PNG and JPEG decode sequentially: whole */
+    cnp_err err;
+    cnp_status st;
+    if (x->sp.max_pixels && px > x->sp.max_pixels) {
+        item_fail(it, CNP_ERR_LIMIT, "%s: %ux%u = %llu pixels exceeds the limit of %llu "
+                  "pixels (max_pixels)", it->name, w, h, (unsigned long long)px,
+                  (unsigned long long)x->sp.max_pixels);
+        return true;
+    }
+    st = img_raster_open(it->obj.body.data, it->obj.body.len, NULL, it->name, &it->raster,
+                         &it->geo, &err);
+    if (st != CNP_OK)
+        item_fail(it, st, "%s", err.msg);
+    return true;
+}
+
+/* Pixels an item will hold at once: decoded whole, or one window of a raster
+ * processed in windows (0 when its header is unreadable: decoding then fails
+ * without allocating). */
+static uint64_t item_pixels(const pl_ctx *x, pl_item *it)
 {
     uint32_t w = 0, h = 0;
     cnp_err err;
-    if (it->state != ITEM_FETCHED ||
-        img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) != CNP_OK)
+    if (it->state != ITEM_FETCHED)
         return 0;
-    return (uint64_t)w * h;
+    if (!it->raster) {
+        if (img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) !=
+            CNP_OK)
+            return 0;
+        if (!open_windowed(x, it, w, h))
+            return (uint64_t)w * h;
+    }
+    uint64_t side = pipe_device_window_side(x->dev);
+    return side * side;
 }
 
 /* An RGB detector sees nothing useful in a grey image. */
@@ -43,6 +77,10 @@ static void decode_one(void *arg, size_t i)
     pl_item *it = &j->c->items[j->begin + i];
     if (it->state != ITEM_FETCHED)
         return;
+    if (it->raster) { /* read window by window on the device stage */
+        item_advance(it, ITEM_DECODED);
+        return;
+    }
     cnp_err err;
     double t0 = cnp_now();
     cnp_status st = img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
@@ -68,7 +106,7 @@ static size_t reserve_slice(pl_ctx *x, pl_chunk *c, size_t begin)
     size_t end = begin;
     for (; end < c->nitems; end++) {
         pl_item *it = &c->items[end];
-        uint64_t px = item_pixels(it);
+        uint64_t px = item_pixels(x, it);
         if (end == begin)
             budget_acquire(&x->budget, px);
         else if (!budget_try_acquire(&x->budget, px))

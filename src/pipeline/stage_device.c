@@ -33,13 +33,16 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
             continue;
         cnp_err err;
         double t0 = cnp_now();
-        cnp_status st = pipe_device_process(x->dev, &it->img, &it->res, &err);
+        cnp_status st = it->raster ? stage_window_item(x, it, &err)
+                                   : pipe_device_process(x->dev, &it->img, &it->res, &err);
         it->t_device = (cnp_now() - t0) * 1e3;
+        if (st != CNP_OK && !it->raster)
+            cnp_err_prefix(&err, "%s", it->name);
         if (st != CNP_OK) {
-            item_fail(it, st, "%s: %s", it->name, err.msg);
+            item_fail(it, st, "%s", err.msg);
             continue;
         }
-        if (it->nodata)
+        if (it->nodata && !it->raster)
             apply_nodata(&it->img, &it->res, it->nodata);
         item_advance(it, ITEM_PROCESSED);
     }

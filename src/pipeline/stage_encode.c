@@ -28,7 +28,8 @@ static void encode_one(void *arg, size_t i)
         }
         pipe_encode_params ep = {.output = &sp->output, .detector = sp->detector,
                                  .model_version = sp->model_version};
-        pipe_encode_in in = {.img = &it->img, .r = &it->res, .image_name = image_name,
+        pipe_encode_in in = {.img = it->img.rgba ? &it->img : NULL, .r = &it->res,
+                             .image_name = image_name,
                              .nodata = it->nodata};
         cnp_status st = CNP_OK;
         if (it->geo.valid &&
