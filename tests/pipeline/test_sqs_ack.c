@@ -82,7 +82,10 @@ int main(void)
     pl_source_sqs_ops.acknowledge(&x, src, c, true);
     usleep(2500000); /* every answer is in */
     char *log = vislog();
-    CHECK_FATAL(log != NULL);
+    if (!log) {
+        CHECK(!"the fake server's visibility log could not be read");
+        return TEST_RESULT();
+    }
     fprintf(stderr, "visibility changes, in the order answered: %s\n", log);
     /* [3, 5..7] (an extension, then the backoff), never ending with 3. */
     const char *last = strrchr(log, ',');
