@@ -29,6 +29,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "--- $*"; }
 
 mkdir -p "$tmp/in" "$tmp/work"
+# Compiled kernels go to a cache of this test's own, not the build tree's
+# (scripts/test.sh points CANOPY_OPENCL_CACHE_DIR there).
+export CANOPY_OPENCL_CACHE_DIR=$tmp/kernel-cache
 cp "$neon/$image" "$tmp/in/"
 chmod u+w "$tmp/in/$image"
 
