@@ -141,8 +141,14 @@ cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err);
 cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
                           const char *value, cnp_err *err);
 
-/* Writes every key with its current value as INI (secrets masked). */
+/* Writes every key with its current value as INI (secrets masked: the [aws]
+ * keys, and the password / sslpassword in [postgres] conninfo). */
 void cnp_config_dump(const cnp_config *cfg, FILE *out);
+
+/* Copies a libpq connection string (keyword = value pairs or a
+ * postgresql:// URI) into out (size len) with every password and
+ * sslpassword, and a URI's user:password, replaced by "********". */
+void cnp_conninfo_mask(const char *in, char *out, size_t len);
 
 /* Applies [log] level and format to the log sink. */
 void cnp_config_apply_log(const cnp_config *cfg);

@@ -72,9 +72,13 @@ double det_model_nms_iou(const det_model *m);
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
 
 /* Resolves the weights path: `configured` when it is absolute or exists
- * relative to the current directory, else relative to the source tree
- * (CANOPY_SOURCE_DIR, compile-time), else under /usr/share/canopy/ with a
- * leading "models/" kept ("models/crown-1.1.cnw" ->
+ * relative to the current directory; else, in this order, under
+ * <executable's directory>/../share/canopy/ (a relocated install), under
+ * CANOPY_DATADIR (compile-time: <install prefix>/share/canopy), under
+ * /usr/share/canopy/, and last under the source tree (CANOPY_SOURCE_DIR,
+ * compile-time), which is tried only by an executable that runs from its
+ * build tree (CANOPY_BINARY_DIR), never by an installed one. A leading
+ * "models/" is kept ("models/crown-1.1.cnw" ->
  * /usr/share/canopy/models/crown-1.1.cnw). Writes the first candidate that
  * exists into out (size out_len); CNP_ERR_NOTFOUND, with every candidate
  * tried in err, when none does. */

@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"bench", cmd_bench, "benchmark kernels and PNG codecs"},
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
     {"db", cmd_db, "database administration (db migrate)"},
+    {"config", cmd_config, "print the effective configuration, secrets masked (config show)"},
 };
 
 static void usage(FILE *out)

@@ -126,6 +126,35 @@ static void test_secrets_masked(void)
     fclose(m);
     CHECK(strstr(dump, "SUPERSECRETVALUE") == NULL);
     CHECK(strstr(dump, "secret_access_key = ********") != NULL);
+
+    /* Passwords inside [postgres] conninfo, in both of libpq's forms. */
+    static const char *const cases[][2] = {
+        {"host=db user=u password=pw1 dbname=t", "host=db user=u password=******** dbname=t"},
+        {"password = 'a b\\' c' host=db", "password = ******** host=db"},
+        {"host=db sslpassword=k3y PASSWORD=x", "host=db sslpassword=******** PASSWORD=********"},
+        {"host=db password='unterminated", "host=db password=********"},
+        {"host=db user=u", "host=db user=u"},
+        {"", ""},
+        {"postgresql://u:pw2@db:5432/t?sslmode=require&password=pw3",
+         "postgresql://u:********@db:5432/t?sslmode=require&password=********"},
+        {"postgres://u@db/t", "postgres://u@db/t"},
+        {"postgresql://db/t?password=pw4", "postgresql://db/t?password=********"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[512];
+        cnp_conninfo_mask(cases[i][0], out, sizeof out);
+        CHECK_MSG(strcmp(out, cases[i][1]) == 0, "'%s' -> '%s'", cases[i][0], out);
+    }
+    char tiny[8];
+    cnp_conninfo_mask("password=secret123", tiny, sizeof tiny);
+    CHECK(strlen(tiny) < sizeof tiny && strstr("password=********", tiny) != NULL);
+    CHECK(cnp_config_set(&cfg, "postgres", "conninfo", "host=db password=PGSECRET", &err) ==
+          CNP_OK);
+    m = fmemopen(dump, sizeof dump - 1, "w");
+    cnp_config_dump(&cfg, m);
+    fclose(m);
+    CHECK(strstr(dump, "PGSECRET") == NULL);
+    CHECK(strstr(dump, "conninfo = host=db password=********") != NULL);
 }
 
 extern char **environ;

@@ -263,6 +263,10 @@ static void test_resolve(void)
     CHECK(strcmp(out, "models/test/random-tiny.cnw") == 0);
     CHECK(det_model_resolve_path("models/none.cnw", out, sizeof out, &err) == CNP_ERR_NOTFOUND);
     CHECK(strstr(err.msg, "/usr/share/canopy/models/none.cnw") != NULL);
+    /* Every candidate is named: next to the executable (a relocated install),
+     * and, for this test running from its build tree, the source tree last. */
+    CHECK(strstr(err.msg, "/../share/canopy/models/none.cnw, ") != NULL);
+    CHECK(strstr(err.msg, ", " CANOPY_SOURCE_DIR "/models/none.cnw)") != NULL);
     CHECK(det_model_resolve_path("/abs/none.cnw", out, sizeof out, &err) == CNP_ERR_NOTFOUND);
 }
 
