@@ -110,6 +110,12 @@ typedef struct cnp_limits_config {
     int64_t window_pixels;             /* TIFFs with more pixels are processed in windows */
 } cnp_limits_config;
 
+/* [metrics] */
+typedef struct cnp_metrics_config {
+    char textfile[CNP_STR_LONG];       /* Prometheus textfile path; empty: none */
+    int interval_seconds;              /* textfile rewrite / EMF line period */
+} cnp_metrics_config;
+
 /* [log] */
 typedef struct cnp_log_config {
     char level[16];                    /* debug | info | warn | error */
@@ -127,6 +133,7 @@ typedef struct cnp_config {
     cnp_binarize_config binarize;
     cnp_detector_config detector;
     cnp_limits_config limits;
+    cnp_metrics_config metrics;
     cnp_log_config log;
 } cnp_config;
 

@@ -28,6 +28,8 @@ void cnp_log_set_hook(void (*before_line)(void *ctx), void *ctx);
 /* Runs fn(ctx) under the log's lock: output that must not interleave with
  * log lines (the live progress line). */
 void cnp_log_locked(void (*fn)(void *ctx), void *ctx);
+/* Writes one line as it is to the log stream (a CloudWatch EMF object). */
+void cnp_log_raw(const char *line);
 
 void cnp_log_write(enum cnp_log_level level, const char *module, const char *func,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));

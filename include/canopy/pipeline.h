@@ -39,6 +39,8 @@ const char *pipe_device_description(const pipe_device *dev);
 /* ---- large rasters in windows (stage_window.c) ---- */
 
 bool pipe_device_has_detector(const pipe_device *dev);
+/* Bytes of the device's image buffer (sized for the largest image so far). */
+size_t pipe_device_image_bytes(const pipe_device *dev);
 /* The largest side of a window (pipe_device_windows). */
 uint32_t pipe_device_window_side(const pipe_device *dev);
 /* The windows a w x h raster is processed in: the detector's tiles (each

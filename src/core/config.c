@@ -104,6 +104,9 @@ static const struct key keys[] = {
     I64(limits, window_pixels, "67108864", 1, 1e12),
 
     STR(log, level, "info"),
+    STR(metrics, textfile, ""),
+    INT(metrics, interval_seconds, "15", 1, 86400),
+
     ENUM(log, format, "text", log_formats),
     STR(log, progress, "auto"),
 };

@@ -87,6 +87,16 @@ void cnp_log_set_hook(void (*before_line)(void *ctx), void *ctx)
     pthread_mutex_unlock(&g_lock);
 }
 
+void cnp_log_raw(const char *line)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_hook)
+        g_hook(g_hook_ctx);
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    pthread_mutex_unlock(&g_lock);
+}
+
 void cnp_log_locked(void (*fn)(void *ctx), void *ctx)
 {
     pthread_mutex_lock(&g_lock);

@@ -16,7 +16,14 @@ void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c)
         queued++;
     }
     cnp_err err;
+    aws_batch_stats before, after;
+    aws_batch_get_stats(batch, &before);
     bool engine_ok = !queued || aws_batch_run(batch, &err) == CNP_OK;
+    aws_batch_get_stats(batch, &after);
+    cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
+                    (double)(after.requests - before.requests));
+    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
+                    (double)(after.retries - before.retries));
     double ms = (cnp_now() - t0) * 1e3;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];

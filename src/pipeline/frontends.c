@@ -68,6 +68,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);
     x->dev = e->dev;
     x->pool = e->pool;
+    x->mcfg = cfg->metrics;
 }
 
 /* ---- the cloud front ends (drain, reprocess) ------------------------------ */
@@ -152,10 +153,14 @@ int pl_drain(const cnp_config *cfg, const pl_drain_options *opt, const pl_hooks 
         cnp_err_set(err, "[input] queue_url is not set");
         return CNP_EXIT_USAGE;
     }
+    cnp_metrics *metrics = NULL;
     int rc = cloud_open(cfg, "drain", true, &cl, err);
+    if (rc == CNP_EXIT_OK && cnp_metrics_create(&metrics, err) != CNP_OK)
+        rc = CNP_EXIT_FATAL;
     if (rc != CNP_EXIT_OK)
         goto out;
     pl_sqs_params sp = {
+        .metrics = metrics,
         .queue_url = cfg->input.queue_url,
         .chunk_size = cfg->batch.size,
         .wait_seconds = cfg->batch.wait_seconds,
@@ -175,6 +180,7 @@ int pl_drain(const cnp_config *cfg, const pl_drain_options *opt, const pl_hooks 
         goto out;
     }
     ctx_init(&x, cfg, "drain", hooks, &cl.e);
+    x.metrics = metrics;
     x.src = &pl_source_sqs_ops;
     x.src_self = src;
     x.redelivers = true;
@@ -183,6 +189,7 @@ int pl_drain(const cnp_config *cfg, const pl_drain_options *opt, const pl_hooks 
 out:
     pl_sqs_source_free(src);
     cloud_close(&cl);
+    cnp_metrics_free(metrics);
     return rc;
 }
 
@@ -294,6 +301,7 @@ int pl_reprocess(const cnp_config *cfg, const char *bucket, const char *prefix,
     struct cloud cl;
     struct listing l = {0};
     pl_listing_source *src = NULL;
+    cnp_metrics *metrics = NULL;
     pl_ctx x;
     if (counts)
         memset(counts, 0, sizeof *counts);
@@ -318,13 +326,19 @@ int pl_reprocess(const cnp_config *cfg, const char *bucket, const char *prefix,
         rc = CNP_EXIT_FATAL;
         goto out;
     }
+    if (cnp_metrics_create(&metrics, err) != CNP_OK) {
+        rc = CNP_EXIT_FATAL;
+        goto out;
+    }
     ctx_init(&x, cfg, "reprocess", hooks, &cl.e);
+    x.metrics = metrics;
     atomic_store(&x.total, (long long)l.n);
     x.src = &pl_source_listing_ops;
     x.src_self = src;
     rc = cloud_run(&x, cfg, &cl, counts, err);
     pl_ctx_destroy(&x);
 out:
+    cnp_metrics_free(metrics);
     pl_listing_source_free(src);
     for (size_t i = 0; i < l.n; i++)
         free(l.items[i].key);
@@ -466,6 +480,7 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
     struct engine e = {0};
     pl_files_source *src = NULL;
     pl_dir_sink *sink = NULL;
+    cnp_metrics *metrics = NULL;
     pl_ctx x;
     int rc = CNP_EXIT_USAGE;
     if (counts)
@@ -488,8 +503,13 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
         rc = CNP_EXIT_FATAL;
         goto out;
     }
+    if (cnp_metrics_create(&metrics, err) != CNP_OK) {
+        rc = CNP_EXIT_FATAL;
+        goto out;
+    }
     LOG_INFO("run", "%zu images to %s", f.n, opt->outdir);
     ctx_init(&x, cfg, "run", hooks, &e);
+    x.metrics = metrics;
     atomic_store(&x.total, (long long)f.n);
     x.src = &pl_source_files_ops;
     x.src_self = src;
@@ -498,6 +518,7 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
     rc = pl_ctx_run(&x, counts);
     pl_ctx_destroy(&x);
 out:
+    cnp_metrics_free(metrics);
     pl_files_source_free(src);
     pl_dir_sink_free(sink);
     engine_close(&e);

@@ -13,6 +13,7 @@
 #include "canopy/aws.h"
 #include "canopy/batch.h"
 #include "canopy/message.h"
+#include "canopy/metrics.h"
 #include "canopy/pipeline.h"
 #include "canopy/pool.h"
 #include "canopy/s3.h"
@@ -205,6 +206,8 @@ struct pl_ctx {
     atomic_llong n_ok, n_failed, n_retried, n_trees, n_kpix, total;
     atomic_llong pending;    /* drain: set by the SQS source */
     double start;
+    cnp_metrics *metrics;    /* NULL: none */
+    cnp_metrics_config mcfg;
 };
 
 /* True once the caller asked to stop taking work. */

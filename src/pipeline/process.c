@@ -76,6 +76,11 @@ static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_er
     return ocl_check(rc, "uploading the image", err);
 }
 
+size_t pipe_device_image_bytes(const pipe_device *dev)
+{
+    return dev->rgba_cap;
+}
+
 bool pipe_device_has_detector(const pipe_device *dev)
 {
     return dev->det != NULL;

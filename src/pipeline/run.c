@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "canopy/log.h"
+#include "canopy/metrics.h"
 #include "pipeline/pl_internal.h"
 
 bool pl_cancelled(const pl_ctx *x)
@@ -77,6 +78,7 @@ static bool slot_acquire(pl_ctx *x)
     bool ok = !atomic_load(&x->fatal);
     if (ok)
         x->inflight++;
+    cnp_metrics_set(x->metrics, "canopy_chunks_in_flight", NULL, x->inflight);
     pthread_mutex_unlock(&x->slots_lock);
     return ok;
 }
@@ -85,6 +87,7 @@ static void slot_release(pl_ctx *x)
 {
     pthread_mutex_lock(&x->slots_lock);
     x->inflight--;
+    cnp_metrics_set(x->metrics, "canopy_chunks_in_flight", NULL, x->inflight);
     pthread_cond_broadcast(&x->slots_cond);
     pthread_mutex_unlock(&x->slots_lock);
 }
@@ -112,6 +115,10 @@ static void *thread_fetch(void *arg)
     pl_job j;
     while (queue_pop(&x->q_fetch, &j)) {
         x->src->fetch(x, x->src_self, j.c);
+        double bytes = 0;
+        for (size_t i = 0; i < j.c->nitems; i++)
+            bytes += (double)j.c->items[i].obj.body.len;
+        cnp_metrics_add(x->metrics, "canopy_bytes_in_total", NULL, bytes);
         push_or_finish(x, &x->q_decode, &j);
     }
     queue_close(&x->q_decode);
@@ -124,15 +131,17 @@ static void *thread_decode(void *arg)
     pl_job j;
     while (queue_pop(&x->q_decode, &j)) {
         pl_chunk *c = j.c;
-        size_t begin = 0;
+        /* Once its last slice is pushed the chunk may be finished and freed
+         * downstream at any moment: c is not touched after that. */
+        size_t begin = 0, n = c->nitems;
         do {
             size_t end = begin;
-            if (c->nitems)
+            if (n)
                 stage_decode_job(x, c, begin, &end);
-            pl_job s = {.c = c, .begin = begin, .end = end, .last = end >= c->nitems};
+            pl_job s = {.c = c, .begin = begin, .end = end, .last = end >= n};
             push_or_finish(x, &x->q_device, &s);
             begin = end;
-        } while (begin < c->nitems);
+        } while (begin < n);
     }
     queue_close(&x->q_device);
     return NULL;
@@ -190,14 +199,47 @@ static void *thread_commit(void *arg)
     return NULL;
 }
 
+/* Gauges read at a moment, then the textfile and (JSON logs) an EMF line. */
+static void metrics_flush(pl_ctx *x)
+{
+    if (!x->metrics)
+        return;
+    pthread_mutex_lock(&x->budget.lock);
+    double px = (double)x->budget.used;
+    pthread_mutex_unlock(&x->budget.lock);
+    cnp_metrics_set(x->metrics, "canopy_pixels_in_flight", NULL, px);
+    if (x->dev)
+        cnp_metrics_set(x->metrics, "canopy_device_image_bytes", NULL,
+                        (double)pipe_device_image_bytes(x->dev));
+    cnp_err err;
+    if (x->mcfg.textfile[0] &&
+        cnp_metrics_write_textfile(x->metrics, x->mcfg.textfile, &err) != CNP_OK)
+        LOG_WARN(x->mode, "metrics: %s", err.msg);
+    if (cnp_log_is_json()) {
+        char *emf = cnp_metrics_emf(x->metrics, x->mode);
+        if (emf)
+            cnp_log_raw(emf);
+        free(emf);
+    }
+}
+
+/* Progress about every 0.4 s to the caller; metrics every interval. */
 static void *thread_progress(void *arg)
 {
     pl_ctx *x = arg;
+    double last = cnp_now();
+    int every = x->mcfg.interval_seconds > 0 ? x->mcfg.interval_seconds : 15;
     while (!atomic_load(&x->finished)) {
         usleep(400000);
-        pl_counts c;
-        pl_counts_get(x, &c);
-        x->hooks->on_progress(x->hooks->ctx, &c);
+        if (x->hooks && x->hooks->on_progress) {
+            pl_counts c;
+            pl_counts_get(x, &c);
+            x->hooks->on_progress(x->hooks->ctx, &c);
+        }
+        if (cnp_now() - last >= every) {
+            last = cnp_now();
+            metrics_flush(x);
+        }
     }
     return NULL;
 }
@@ -245,7 +287,7 @@ int pl_ctx_run(pl_ctx *x, pl_counts *counts)
         }
     }
     if (started == NSTAGES) {
-        if (x->hooks && x->hooks->on_progress)
+        if ((x->hooks && x->hooks->on_progress) || x->metrics)
             prog_started = pthread_create(&prog, NULL, thread_progress, x) == 0;
         run_source(x);
     }
@@ -269,6 +311,7 @@ int pl_ctx_run(pl_ctx *x, pl_counts *counts)
         *counts = c;
     LOG_DEBUG(x->mode, "decoded pixels in flight peaked at %.2f MPix (budget %.2f MPix)",
               (double)x->budget.peak / 1e6, (double)x->budget.cap / 1e6);
+    metrics_flush(x);
     if (atomic_load(&x->fatal))
         return CNP_EXIT_FATAL;
     if (c.pending > 0)

@@ -72,7 +72,14 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         queued++;
     }
     cnp_err err;
+    aws_batch_stats before, after;
+    aws_batch_get_stats(s->batch, &before);
     bool engine_ok = !queued || aws_batch_run(s->batch, &err) == CNP_OK;
+    aws_batch_get_stats(s->batch, &after);
+    cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
+                    (double)(after.requests - before.requests));
+    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
+                    (double)(after.retries - before.retries));
     double ms = (cnp_now() - t0) * 1e3;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
@@ -90,8 +97,12 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
                 ok = false;
             }
         }
-        if (ok)
+        if (ok) {
+            for (int k = 0; k < PIPE_OUT_COUNT; k++)
+                cnp_metrics_add(x->metrics, "canopy_bytes_out_total", NULL,
+                                (double)it->outs.buf[k].len);
             item_advance(it, ITEM_UPLOADED);
+        }
         pipe_outputs_free(&it->outs);
     }
     for (size_t i = 0; meta && i < c->nitems; i++)
@@ -270,6 +281,7 @@ static void notify(pl_cloud_sink *s, pl_ctx *x, pl_chunk *c, pl_item **who_row,
         sqs_entry_result er[SQS_BATCH_MAX];
         aws_result ar;
         cnp_status st = sqs_send_batch(s->aws, s->p.queue_url, entries + off, k, er, &ar);
+        cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "send_message_batch", 1);
         for (size_t j = 0; j < k; j++) {
             cnp_status est = st != CNP_OK ? st : er[j].status;
             if (est != CNP_OK)
@@ -310,7 +322,9 @@ static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
         }
         who[nrows++] = it;
     }
+    double t0 = cnp_now();
     committed = pg_chunk_commit(s->db, s->p.run_id, rows, nrows, &err) == CNP_OK;
+    cnp_metrics_observe(x->metrics, "canopy_db_commit_seconds", NULL, cnp_now() - t0);
 out:
     if (!committed) {
         LOG_ERROR(x->mode, "chunk %zu: commit failed, nothing acknowledged: %s", c->seq, err.msg);

@@ -16,7 +16,6 @@ struct pl_dir_sink {
 static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_dir_sink *s = self;
-    (void)x;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
         if (it->state != ITEM_ENCODED)
@@ -43,8 +42,12 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
             }
         }
         it->t_upload = (cnp_now() - t0) * 1e3;
-        if (ok)
+        if (ok) {
+            for (int k = 0; k < PIPE_OUT_COUNT; k++)
+                cnp_metrics_add(x->metrics, "canopy_bytes_out_total", NULL,
+                                (double)it->outs.buf[k].len);
             item_advance(it, ITEM_UPLOADED);
+        }
         pipe_outputs_free(&it->outs);
     }
 }

@@ -111,6 +111,8 @@ static void change_visibility(pl_sqs_source *s, const char **handles, const int 
         size_t k = n - off < SQS_BATCH_MAX ? n - off : SQS_BATCH_MAX;
         sqs_entry_result er[SQS_BATCH_MAX];
         aws_result ar;
+        cnp_metrics_add(s->p.metrics, "canopy_sqs_requests_total",
+                        "change_message_visibility_batch", 1);
         if (sqs_change_visibility_batch(s->aws, s->p.queue_url, handles + off, timeouts + off, k,
                                         er, &ar) != CNP_OK)
             LOG_WARN("drain", "ChangeMessageVisibilityBatch: %s", ar.err.msg);
@@ -312,6 +314,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         sqs_message_list got = {0};
         aws_result ar;
         /* A cancel ends the long poll at once, not after wait_seconds. */
+        cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "receive_message", 1);
         if (sqs_receive(s->aws, s->p.queue_url, want, wait, s->p.visibility_timeout,
                         x->hooks ? x->hooks->cancel : NULL, &got, &ar) != CNP_OK) {
             if (pl_cancelled(x))
@@ -373,6 +376,7 @@ static void delete_messages(pl_ctx *x, pl_sqs_source *s, const char **handles, s
         size_t k = n - off < SQS_BATCH_MAX ? n - off : SQS_BATCH_MAX;
         sqs_entry_result er[SQS_BATCH_MAX];
         aws_result ar;
+        cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "delete_message_batch", 1);
         if (sqs_delete_batch(s->aws, s->p.queue_url, handles + off, k, er, &ar) != CNP_OK) {
             LOG_WARN(x->mode, "DeleteMessageBatch: %s (the messages will be redelivered; "
                               "their results are already committed)", ar.err.msg);

@@ -20,6 +20,7 @@ typedef struct pl_sqs_params {
     int unreachable_exit_seconds;
     bool follow;
     int64_t max_messages;
+    cnp_metrics *metrics;        /* NULL: none */
 } pl_sqs_params;
 cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_source **out,
                                 cnp_err *err);

@@ -10,6 +10,18 @@ static void report(pl_ctx *x, const pl_item *it)
 {
     bool ok = it->state == ITEM_ACKNOWLEDGED;
     bool transient = !ok && it->state != ITEM_FAILED_PERMANENT;
+    cnp_metrics_add(x->metrics, "canopy_images_total",
+                    ok ? "ok" : transient ? "retried" : "failed", 1);
+    if (ok) {
+        static const char *const stage[] = {"fetch", "decode", "device", "encode", "upload"};
+        const double ms[] = {it->t_fetch, it->t_decode, it->t_device, it->t_encode,
+                             it->t_upload};
+        for (int k = 0; k < 5; k++)
+            cnp_metrics_observe(x->metrics, "canopy_stage_seconds", stage[k], ms[k] / 1e3);
+        cnp_metrics_add(x->metrics, "canopy_trees_total", NULL, (double)it->res.ntrees);
+        cnp_metrics_add(x->metrics, "canopy_pixels_total", NULL,
+                        (double)it->res.width * it->res.height);
+    }
     if (ok) {
         atomic_fetch_add(&x->n_ok, 1);
         atomic_fetch_add(&x->n_trees, (long long)it->res.ntrees);
