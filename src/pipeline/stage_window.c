@@ -65,7 +65,7 @@ static cnp_status take_pixels(struct window_run *wr, const det_tile *t, const ui
             last = x;
             row[2 * (x - first)] = v;
             row[2 * (x - first) + 1] = valid;
-            if (gx % wr->step == 0 && gy % wr->step == 0) {
+            if (wr->preview.rgba && gx % wr->step == 0 && gy % wr->step == 0) {
                 uint8_t *q = wr->preview.rgba +
                              4 * ((size_t)(gy / wr->step) * wr->preview.width + gx / wr->step);
                 memcpy(q, p, 3);
@@ -217,8 +217,6 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
         (result = cnp_image_alloc(&wr.preview, (wr.W + wr.step - 1) / wr.step,
                                   (wr.H + wr.step - 1) / wr.step, err)) != CNP_OK)
         return result;
-    if (!overlay)
-        wr.step = UINT32_MAX; /* no pixel is sampled */
     if (!(wr.values = tmpfile())) {
         cnp_err_set(err, "%s: cannot create a temporary file for its channel values",
                     it->name);
