@@ -108,6 +108,11 @@ static void on_item(void *ctx, const pl_item_report *r)
     cnp_log_locked(print_item, &il);
 }
 
+void cli_session_test_attach(cli_session *s)
+{
+    cnp_log_set_hook(clear_live, s);
+}
+
 void cli_session_begin(cli_session *s, const char *mode, const char *progress,
                        bool per_image_lines)
 {

@@ -25,6 +25,8 @@ typedef struct cli_session {
  * [log] progress: auto | on | off. */
 void cli_session_begin(cli_session *s, const char *mode, const char *progress,
                        bool per_image_lines);
+/* Attaches s's live line to the log as begin does on a terminal (tests). */
+void cli_session_test_attach(cli_session *s);
 /* Clears the live line and detaches from the log. */
 void cli_session_end(cli_session *s);
 bool cli_session_signalled(void);
