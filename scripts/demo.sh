@@ -127,6 +127,14 @@ show_results() {
     "select i.key, count(t.image_ref) as trees, round(avg(t.radius)::numeric, 1) as mean_radius_px,
             round(avg(t.score)::numeric, 2) as mean_score
      from images i left join trees t on t.image_ref = i.id group by i.key order by i.key"
+  say "PostGIS: the GeoTIFF's trees inside a 20 m x 20 m square in its north-west corner"
+  psql -X -P pager=off -v ON_ERROR_STOP=1 -c \
+    "select i.key, i.epsg, count(*) as trees_in_square,
+            round(avg(t.radius_m)::numeric, 2) as mean_radius_m,
+            round(min(t.lon)::numeric, 6) as min_lon, round(max(t.lat)::numeric, 6) as max_lat
+     from trees t join images i on i.id = t.image_ref
+     where ST_Within(t.geom, ST_Transform(ST_MakeEnvelope(403980, 3284960, 404000, 3284980, 32617), 4326))
+     group by i.key, i.epsg"
   "$CANOPY_PYTHON" - "$INPUT_QUEUE" "$OUTPUT_QUEUE" "$DEAD_LETTER_QUEUE" <<'EOF'
 import json, sys
 import boto3
