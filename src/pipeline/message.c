@@ -29,7 +29,8 @@ char *msg_key_decode(const char *in)
         } else if (in[i] == '%') {
             int hi = i + 2 < len ? hexval((unsigned char)in[i + 1]) : -1;
             int lo = hi >= 0 ? hexval((unsigned char)in[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
+            /* %00 would cut the key short: no S3 key holds a NUL. */
+            if (hi < 0 || lo < 0 || hi * 16 + lo == 0) {
                 free(out);
                 return NULL;
             }
@@ -172,7 +173,8 @@ static cnp_status parse_s3_event(const cJSON *records, msg_parsed *m)
             cJSON_GetObjectItemCaseSensitive(s3, "bucket"), "name");
         const cJSON *obj = cJSON_GetObjectItemCaseSensitive(s3, "object");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "key");
-        if (!cJSON_IsString(b) || !cJSON_IsString(k) || !k->valuestring[0])
+        if (!cJSON_IsString(b) || !b->valuestring[0] || !cJSON_IsString(k) ||
+            !k->valuestring[0])
             return invalid(m, "S3 event record without s3.bucket.name or s3.object.key%s", "");
         msg_item *it = add_item(m);
         if (!it || !(it->bucket = strdup(b->valuestring)))

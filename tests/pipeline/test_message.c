@@ -11,6 +11,7 @@ static void test_key_decode(void)
     free(k);
     CHECK(msg_key_decode("bad%2") == NULL);
     CHECK(msg_key_decode("bad%zz") == NULL);
+    CHECK(msg_key_decode("nul%00.png") == NULL); /* would cut the key to "nul" */
     k = msg_key_decode("plain/key.png");
     CHECK(k && strcmp(k, "plain/key.png") == 0);
     free(k);
@@ -112,6 +113,11 @@ static void test_invalid(void)
     expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"b\"},"
                    "\"object\":{\"key\":\"bad%zzkey\"}}}]}", "not URL-encoded");
     expect_invalid("{\"Type\":\"Notification\",\"Message\":\"nope\"}", "Message is not JSON");
+    /* Found by fuzz_message: an empty bucket name and a key decoding to "". */
+    expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"\"},"
+                   "\"object\":{\"key\":\"k.png\"}}}]}", "without s3.bucket.name");
+    expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"b\"},"
+                   "\"object\":{\"key\":\"%00.png\"}}}]}", "not URL-encoded");
 }
 
 int main(void)
