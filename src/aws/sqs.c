@@ -1,5 +1,6 @@
 /* SQS with the AWS JSON 1.0 protocol: every call is a POST to the endpoint
  * root with X-Amz-Target: AmazonSQS.<Op> and a JSON body (cJSON). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,10 @@ static cnp_status read_message(const cJSON *jm, sqs_message *m)
     m->md5_of_body = dup_or_empty(json_str(jm, "MD5OfBody"));
     if (!m->message_id || !m->receipt_handle || !m->body || !m->md5_of_body)
         return CNP_ERR_NOMEM;
+    /* Only an object's members have names: an array here is no attribute. */
     const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(jm, "Attributes");
+    if (!cJSON_IsObject(attrs))
+        attrs = NULL;
     const cJSON *a;
     cJSON_ArrayForEach(a, attrs)
     {
@@ -145,7 +149,8 @@ static cnp_status read_message(const cJSON *jm, sqs_message *m)
             return CNP_ERR_NOMEM;
     }
     const char *rc = aws_kvlist_get(&m->attributes, "ApproximateReceiveCount");
-    m->receive_count = rc ? atoi(rc) : 0;
+    long count = rc ? strtol(rc, NULL, 10) : 0; /* atoi is undefined past INT_MAX */
+    m->receive_count = count < 0 ? 0 : count > INT_MAX ? INT_MAX : (int)count;
     const cJSON *mattrs = cJSON_GetObjectItemCaseSensitive(jm, "MessageAttributes");
     int n = cJSON_IsObject(mattrs) ? cJSON_GetArraySize(mattrs) : 0;
     if (n > 0 && !(m->msg_attrs = calloc((size_t)n, sizeof *m->msg_attrs)))
@@ -566,8 +571,11 @@ cnp_status sqs_queue_create(aws_client *client, const char *name, const aws_kvli
 
 static cnp_status read_attributes(const cJSON *doc, void *out)
 {
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(doc, "Attributes");
+    if (!cJSON_IsObject(attrs))
+        attrs = NULL;
     const cJSON *a;
-    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(doc, "Attributes"))
+    cJSON_ArrayForEach(a, attrs)
     {
         if (cJSON_IsString(a) && aws_kvlist_add(out, a->string, a->valuestring) != CNP_OK)
             return CNP_ERR_NOMEM;
