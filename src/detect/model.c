@@ -372,7 +372,9 @@ static cnp_status parse_arch(const char *path, const char *json, size_t len, det
             goto out;
     }
     result = CNP_ERR_FORMAT;
-    if ((1 << pools) != m->stride) {
+    /* stride is at most 64: more pools than 6 can never match (and 1 << pools
+     * would overflow for the 256 layers a file may list). */
+    if (pools > 6 || (1 << pools) != m->stride) {
         cnp_err_set(err, "%s: architecture: %d maxpool layers do not give stride %d", path,
                     pools, m->stride);
         goto out;

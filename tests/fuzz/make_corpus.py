@@ -78,6 +78,11 @@ def s3_xml():
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
         '<Message>We encountered an internal error. Please try again.</Message>'
         '<RequestId>656c76696e6727732072657175657374</RequestId></Error>')
+    # An expiration whose offset overflowed int arithmetic (UBSan).
+    put(t, "crash-sts-expiration.xml",
+        '<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>'
+        '<Expiration>2026-11-22T08:00:00+999999999:00</Expiration></Credentials>'
+        '</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>')
     put(t, "sts.xml",
         '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
         '<AssumeRoleWithWebIdentityResult><Credentials><SessionToken>TOKEN-1</SessionToken>'
@@ -219,17 +224,10 @@ def rasters(png_seeds):
                 put(t, name, f.read())
 
 
-def cnw():
-    t = "fuzz_cnw"
-    with open(os.path.join(ROOT, "models", "test", "random-tiny.cnw"), "rb") as f:
-        put(t, "random-tiny.cnw", f.read())
-    # The smallest model the format allows: one 1x1 conv from r,g,b to 4 outputs.
-    arch = (b'{"name":"tiny","version":"tiny-0","stride":1,"nms_iou":0.4,'
-            b'"input":{"channels":["r","g","b"],"mean":[0,0,0],"std":[1,1,1]},'
-            b'"layers":[{"type":"conv","name":"head","in":3,"out":4,"k":1,"dilation":1,'
-            b'"act":"none"}],"outputs":["heatmap","log_radius","dx","dy"]}')
-    head = b"CNPYWTS\0" + struct.pack("<II", 1, len(arch)) + arch + struct.pack("<I", 2)
-    tensors = [(b"head.weight", [4, 3, 1, 1]), (b"head.bias", [4])]
+def cnw_file(arch, tensors):
+    """A .cnw image (models/FORMAT.md): arch JSON, tensors [(name, dims)]."""
+    head = b"CNPYWTS\0" + struct.pack("<II", 1, len(arch)) + arch
+    head += struct.pack("<I", len(tensors))
     dir_len = sum(2 + len(n) + 2 + 4 * len(d) + 16 for n, d in tensors)
     off = (len(head) + dir_len + 15) // 16 * 16
     entries, blobs = b"", b""
@@ -241,11 +239,32 @@ def cnw():
         entries += b"".join(struct.pack("<I", v) for v in dims)
         entries += struct.pack("<QQ", off, 4 * count)
         data = struct.pack("<%df" % count, *[0.25 * (i % 5) for i in range(count)])
-        blobs += data + b"\0" * ((16 - len(data) % 16) % 16)
-        off += len(data) + (16 - len(data) % 16) % 16
+        pad = (16 - len(data) % 16) % 16
+        blobs += data + b"\0" * pad
+        off += len(data) + pad
     body = head + entries
     body += b"\0" * ((16 - len(body) % 16) % 16) + blobs
-    put(t, "tiny.cnw", body + struct.pack("<I", zlib.crc32(body) & 0xffffffff))
+    return body + struct.pack("<I", zlib.crc32(body) & 0xffffffff)
+
+
+def cnw():
+    t = "fuzz_cnw"
+    with open(os.path.join(ROOT, "models", "test", "random-tiny.cnw"), "rb") as f:
+        put(t, "random-tiny.cnw", f.read())
+    head = (b'{"type":"conv","name":"head","in":3,"out":4,"k":1,"dilation":1,'
+            b'"act":"none"}')
+    tensors = [(b"head.weight", [4, 3, 1, 1]), (b"head.bias", [4])]
+
+    def arch(stride, layers):
+        return (b'{"name":"tiny","version":"tiny-0","stride":%d,"nms_iou":0.4,'
+                b'"input":{"channels":["r","g","b"],"mean":[0,0,0],"std":[1,1,1]},'
+                b'"layers":[%s],"outputs":["heatmap","log_radius","dx","dy"]}'
+                % (stride, b",".join(layers)))
+    # The smallest model the format allows: one 1x1 conv from r,g,b to 4 outputs.
+    put(t, "tiny.cnw", cnw_file(arch(1, [head]), tensors))
+    # 32 maxpools: 1 << 32 overflowed and came out as stride 1 (UBSan).
+    put(t, "crash-32-pools.cnw",
+        cnw_file(arch(1, [b'{"type":"maxpool"}'] * 32 + [head]), tensors))
 
 
 if __name__ == "__main__":
