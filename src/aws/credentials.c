@@ -46,6 +46,11 @@ time_t aws_parse_iso8601(const char *s)
     int y, mo, d, h, mi, sec;
     if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
         return 0;
+    /* The text comes from a metadata service or STS: out-of-range fields
+     * would overflow the arithmetic below (y - 1900, the offset's seconds). */
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 60)
+        return 0;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
@@ -57,8 +62,11 @@ time_t aws_parse_iso8601(const char *s)
     const char *p = s + strcspn(s, "T");
     p += strspn(p, "T0123456789:.");
     int oh, om;
-    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%d:%d", &oh, &om) == 2)
+    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%d:%d", &oh, &om) == 2) {
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return 0;
         t += (*p == '+' ? -1 : 1) * (oh * 3600 + om * 60);
+    }
     return t;
 }
 
