@@ -50,10 +50,13 @@ static char *dup_string(const cJSON *item)
         return strdup(item->valuestring);
     if (cJSON_IsNumber(item)) {
         char buf[64];
-        if (item->valuedouble == (double)(long long)item->valuedouble)
-            snprintf(buf, sizeof buf, "%lld", (long long)item->valuedouble);
+        double v = item->valuedouble;
+        /* Integers print as integers; converting a double outside long long's
+         * range (1e300, inf) is undefined, so those print as doubles. */
+        if (v >= -0x1p63 && v < 0x1p63 && v == (double)(long long)v)
+            snprintf(buf, sizeof buf, "%lld", (long long)v);
         else
-            snprintf(buf, sizeof buf, "%.17g", item->valuedouble);
+            snprintf(buf, sizeof buf, "%.17g", v);
         return strdup(buf);
     }
     return NULL;
