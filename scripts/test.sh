@@ -2,26 +2,35 @@
 # Builds canopy and runs every ctest test against a private local stack, then
 # builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
 #
-#   scripts/test.sh [--no-asan] [--only REGEX]
+# Last, the fuzz step: builds the libFuzzer targets with clang, replays each
+# one's corpus in tests/fuzz/corpus and fuzzes each for a few seconds
+# (scripts/fuzz.sh; the long runs are for people).
+#
+#   scripts/test.sh [--no-asan] [--no-fuzz] [--only REGEX]
 #
 #   --no-asan     skip the sanitizer build and run
+#   --no-fuzz     skip the fuzz step
 #   --only REGEX  run only the tests whose name matches REGEX (ctest -R)
 #
-# Build directories: build/ and build-asan/ (override with CANOPY_BUILD_DIR and
-# CANOPY_ASAN_BUILD_DIR). The stack (PostgreSQL + moto) runs from a fresh
-# directory under /tmp for this run only and is always stopped on exit, so a
-# stack a developer started with scripts/stack.sh is left alone.
+# Build directories: build/, build-asan/ and build-fuzz/ (override with
+# CANOPY_BUILD_DIR, CANOPY_ASAN_BUILD_DIR and CANOPY_FUZZ_BUILD_DIR;
+# CANOPY_FUZZ_SECONDS sets the fuzzing time per target, default 3). The
+# stack (PostgreSQL + moto) runs from a fresh directory under /tmp for this
+# run only and is always stopped on exit, so a stack a developer started with
+# scripts/stack.sh is left alone.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 asan=1
+fuzz=1
 only=
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-asan) asan=0 ;;
+    --no-fuzz) fuzz=0 ;;
     --only) [ $# -ge 2 ] || die "--only needs a REGEX"; only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
   shift
@@ -34,7 +43,7 @@ failed=()
 # finish: the last line says whether everything passed.
 finish() {
   if [ ${#failed[@]} -eq 0 ]; then
-    echo "test.sh: PASS ($( [ $asan = 1 ] && echo 'normal and sanitizer runs' || echo 'normal run; sanitizers skipped'))"
+    echo "test.sh: PASS ($( [ $asan = 1 ] && echo 'normal and sanitizer runs' || echo 'normal run; sanitizers skipped'); $( [ $fuzz = 1 ] && echo 'fuzz targets replayed and fuzzed' || echo 'fuzzing skipped'))"
     exit 0
   fi
   echo "test.sh: FAIL (${failed[*]})"
@@ -45,7 +54,7 @@ finish() {
 # AWS profiles or libpq service files) must not leak into the tests.
 while IFS= read -r var; do
   case "$var" in
-    CANOPY_BUILD_DIR|CANOPY_ASAN_BUILD_DIR|CANOPY_JOBS) ;;
+    CANOPY_BUILD_DIR|CANOPY_ASAN_BUILD_DIR|CANOPY_FUZZ_BUILD_DIR|CANOPY_FUZZ_SECONDS|CANOPY_JOBS) ;;
     *) unset "$var" ;;
   esac
 done < <(compgen -e | grep -E '^(AWS_|PG|CANOPY_)' || true)
@@ -99,6 +108,18 @@ if [ $asan = 1 ]; then
       run_ctest "$ASAN_BUILD_DIR" sanitizer
   else
     failed+=("sanitizer build")
+  fi
+fi
+
+# --- fuzz step: the targets keep building and their corpus keeps passing ------
+if [ $fuzz = 1 ]; then
+  say "fuzz step: building the libFuzzer targets, replaying tests/fuzz/corpus, fuzzing each ${CANOPY_FUZZ_SECONDS:-3}s"
+  fuzz_start=$SECONDS
+  if bash "$CANOPY_ROOT/scripts/fuzz.sh" --replay &&
+     bash "$CANOPY_ROOT/scripts/fuzz.sh" --no-build --seconds "${CANOPY_FUZZ_SECONDS:-3}"; then
+    say "fuzz step: passed in $((SECONDS - fuzz_start))s"
+  else
+    failed+=("fuzz")
   fi
 fi
 

@@ -39,7 +39,8 @@ cnp_status msg_parse(const char *body, msg_parsed *out);
 void msg_parsed_free(msg_parsed *m);
 
 /* Decodes an S3 event key: %XX escapes, and '+' for a space. Returns a
- * malloc'd string, or NULL on a malformed escape or out of memory. */
+ * malloc'd string, or NULL on a malformed escape (%00 included: it would cut
+ * the key short) or out of memory. */
 char *msg_key_decode(const char *in);
 
 #endif

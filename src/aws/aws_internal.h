@@ -8,6 +8,8 @@
 
 #include "canopy/aws.h"
 #include "canopy/buf.h"
+#include "canopy/s3.h"
+#include "canopy/sqs.h"
 
 #define AWS_MOD "aws"
 
@@ -187,5 +189,68 @@ void aws_client_drop_credentials(aws_client *client);
 
 /* ISO 8601 "2026-11-22T08:00:00Z" to time_t; 0 when unparsable. */
 time_t aws_parse_iso8601(const char *s);
+
+
+/* ---- answer parsers, separate from the transport so that they can be tested
+ * and fuzzed on bytes alone (tests/fuzz). None of them trusts the body. ---- */
+
+/* Reads a ListObjectsV2 answer into page (zeroed by the caller; free it with
+ * s3_list_page_free whatever this returns). CNP_ERR_FORMAT for XML that does
+ * not parse or a <Contents> without a <Key>. next_token is kept only when
+ * the page says it is truncated. */
+cnp_status s3_list_parse(const void *body, size_t len, s3_list_page *page);
+
+/* The UploadId of a CreateMultipartUpload answer: *upload_id is malloc'd, or
+ * NULL when the answer names none. CNP_ERR_FORMAT for XML that does not parse
+ * (then *upload_id is NULL). */
+cnp_status s3_upload_id_parse(const void *body, size_t len, char **upload_id);
+
+/* What a CompleteMultipartUpload answer says: the object's ETag (quotes
+ * removed), or the <Error> it may carry inside a 200. Fields not found stay
+ * empty; a body that does not parse keeps what was read before the error. */
+typedef struct s3_complete_answer {
+    char etag[128];
+    char code[96];
+    char message[256];
+} s3_complete_answer;
+cnp_status s3_complete_parse(const void *body, size_t len, s3_complete_answer *out);
+
+/* Reads a ReceiveMessage answer (JSON protocol) into out (zeroed here; free
+ * it with sqs_message_list_free whatever this returns). CNP_ERR_FORMAT when
+ * the body is not JSON. */
+cnp_status sqs_receive_parse(const void *body, size_t len, sqs_message_list *out);
+
+/* Fills results[first .. first + count) from a batch call's answer
+ * ({"Successful": [...], "Failed": [...]}, entries named by their "Id", our
+ * index): entries the answer does not name are failed. CNP_ERR_FORMAT when
+ * the body is not JSON (results untouched). */
+cnp_status sqs_entries_parse(const void *body, size_t len, sqs_entry_result *results,
+                             size_t first, size_t count);
+
+/* Reads a GetQueueAttributes answer's "Attributes" object into out. */
+cnp_status sqs_attributes_parse(const void *body, size_t len, aws_kvlist *out);
+
+/* Reads the credentials JSON that the container and instance metadata
+ * services answer. CNP_ERR_AUTH (err says why) when it holds none. */
+cnp_status aws_creds_json_parse(const void *body, size_t len, const char *source,
+                                const char *what, aws_credentials *out, cnp_err *err);
+
+/* What an AssumeRoleWithWebIdentity answer (STS query XML) says. Fields not
+ * found stay empty, each cut to its buffer. */
+typedef struct aws_sts_answer {
+    char akid[CNP_STR_SHORT];
+    char secret[CNP_STR_SHORT];
+    char token[CNP_STR_SECRET];
+    char expiration[64];
+    char code[96];
+    char message[256];
+} aws_sts_answer;
+void aws_sts_parse(const void *body, size_t len, aws_sts_answer *out);
+
+/* Credentials from the shared credentials and config files for the profile
+ * that cfg or AWS_PROFILE names (else "default"). CNP_ERR_NOTFOUND when
+ * they hold none; CNP_ERR_CONFIG when a named profile is in neither. */
+cnp_status aws_profile_credentials(const cnp_aws_config *cfg, aws_credentials *out,
+                                   cnp_err *err);
 
 #endif

@@ -8,6 +8,7 @@
  * within a minute of expiry) waits for a resolution, and then for one only:
  * concurrent callers wait for the same resolution. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,11 @@ time_t aws_parse_iso8601(const char *s)
     int y, mo, d, h, mi, sec;
     if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
         return 0;
+    /* The text comes from a metadata service or STS: out-of-range fields
+     * would overflow the arithmetic below (y - 1900, the offset's seconds). */
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 60)
+        return 0;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
@@ -56,8 +62,11 @@ time_t aws_parse_iso8601(const char *s)
     const char *p = s + strcspn(s, "T");
     p += strspn(p, "T0123456789:.");
     int oh, om;
-    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%d:%d", &oh, &om) == 2)
+    if ((*p == '+' || *p == '-') && sscanf(p + 1, "%d:%d", &oh, &om) == 2) {
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return 0;
         t += (*p == '+' ? -1 : 1) * (oh * 3600 + om * 60);
+    }
     return t;
 }
 
@@ -154,7 +163,8 @@ void aws_profile_region(const char *profile, char *out, size_t len)
     explicit_bzero(&conf, sizeof conf);
 }
 
-static cnp_status from_profile(const cnp_aws_config *cfg, aws_credentials *out, cnp_err *err)
+cnp_status aws_profile_credentials(const cnp_aws_config *cfg, aws_credentials *out,
+                                   cnp_err *err)
 {
     const char *named = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
     const char *profile = named ? named : "default";
@@ -257,10 +267,10 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
 }
 
 /* Parses the credentials JSON both metadata services answer. */
-static cnp_status parse_creds_json(const cnp_buf *body, const char *source, const char *what,
-                                   aws_credentials *out, cnp_err *err)
+cnp_status aws_creds_json_parse(const void *body, size_t len, const char *source,
+                                const char *what, aws_credentials *out, cnp_err *err)
 {
-    cJSON *j = cJSON_ParseWithLength((const char *)body->data, body->len);
+    cJSON *j = cJSON_ParseWithLength(body ? (const char *)body : "", len);
     cnp_status result = CNP_ERR_AUTH;
     if (!j) {
         cnp_err_set(err, "%s: credentials response is not JSON", what);
@@ -346,7 +356,7 @@ static cnp_status from_container(aws_credentials *out, cnp_err *err)
     cnp_status result =
         fetch("GET", url, auth[0] ? auth : NULL, NULL, CONTAINER_ATTEMPTS, &body, &status, err);
     if (result == CNP_OK)
-        result = parse_creds_json(&body, "container", url, out, err);
+        result = aws_creds_json_parse(body.data, body.len, "container", url, out, err);
     else
         cnp_err_prefix(err, "container credentials");
     explicit_bzero(auth, sizeof auth);
@@ -395,7 +405,7 @@ static cnp_status from_imds(aws_credentials *out, cnp_err *err)
              role);
     result = fetch("GET", url, token_hdr, NULL, IMDS_ATTEMPTS, &body, &status, err);
     if (result == CNP_OK)
-        result = parse_creds_json(&body, "imds", url, out, err);
+        result = aws_creds_json_parse(body.data, body.len, "imds", url, out, err);
 out:
     explicit_bzero(token_hdr, sizeof token_hdr);
     if (body.data)
@@ -409,28 +419,24 @@ out:
 typedef struct sts_parse {
     char *field;
     size_t cap;
-    char akid[CNP_STR_SHORT];
-    char secret[CNP_STR_SHORT];
-    char token[CNP_STR_SECRET];
-    char expiration[64];
-    char code[96];
-    char message[256];
     size_t len;
+    aws_sts_answer *a;
 } sts_parse;
 
 static void XMLCALL sts_start(void *ud, const XML_Char *name, const XML_Char **attrs)
 {
     sts_parse *p = ud;
+    aws_sts_answer *a = p->a;
     struct {
         const char *name;
         char *field;
         size_t cap;
-    } map[] = {{"AccessKeyId", p->akid, sizeof p->akid},
-               {"SecretAccessKey", p->secret, sizeof p->secret},
-               {"SessionToken", p->token, sizeof p->token},
-               {"Expiration", p->expiration, sizeof p->expiration},
-               {"Code", p->code, sizeof p->code},
-               {"Message", p->message, sizeof p->message}};
+    } map[] = {{"AccessKeyId", a->akid, sizeof a->akid},
+               {"SecretAccessKey", a->secret, sizeof a->secret},
+               {"SessionToken", a->token, sizeof a->token},
+               {"Expiration", a->expiration, sizeof a->expiration},
+               {"Code", a->code, sizeof a->code},
+               {"Message", a->message, sizeof a->message}};
     p->field = NULL;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(name, map[i].name) == 0) {
@@ -455,6 +461,20 @@ static void XMLCALL sts_text(void *ud, const XML_Char *s, int len)
     memcpy(p->field + p->len, s, n);
     p->len += n;
     p->field[p->len] = '\0';
+}
+
+void aws_sts_parse(const void *body, size_t len, aws_sts_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    sts_parse p = {.a = out};
+    XML_Parser xp = len && len <= INT_MAX ? XML_ParserCreate("UTF-8") : NULL;
+    if (!xp)
+        return;
+    XML_SetUserData(xp, &p);
+    XML_SetElementHandler(xp, sts_start, sts_end);
+    XML_SetCharacterDataHandler(xp, sts_text);
+    XML_Parse(xp, (const char *)body, (int)len, 1);
+    XML_ParserFree(xp);
 }
 
 /* Appends "&name=value", the value form-encoded. */
@@ -510,15 +530,8 @@ static cnp_status from_web_identity(const cnp_aws_config *cfg, aws_credentials *
     long status = 0;
     result = fetch_full("POST", url, NULL, NULL, (char *)form.data, false, CONTAINER_ATTEMPTS,
                         &body, &status, err);
-    sts_parse p = {0};
-    XML_Parser xp = body.len ? XML_ParserCreate("UTF-8") : NULL;
-    if (xp) {
-        XML_SetUserData(xp, &p);
-        XML_SetElementHandler(xp, sts_start, sts_end);
-        XML_SetCharacterDataHandler(xp, sts_text);
-        XML_Parse(xp, (const char *)body.data, (int)body.len, 1);
-        XML_ParserFree(xp);
-    }
+    aws_sts_answer p;
+    aws_sts_parse(body.data, body.len, &p);
     if (result != CNP_OK) {
         if (p.code[0])
             cnp_err_set(err, "AssumeRoleWithWebIdentity %s: HTTP %ld %s: %s", role, status, p.code,
@@ -559,7 +572,7 @@ cnp_status aws_credentials_resolve(const cnp_aws_config *cfg, aws_credentials *o
     cnp_status result = from_web_identity(cfg, out, err);
     if (result != CNP_ERR_NOTFOUND)
         return result;
-    result = from_profile(cfg, out, err);
+    result = aws_profile_credentials(cfg, out, err);
     if (result != CNP_ERR_NOTFOUND)
         return result;
     result = from_container(out, err);

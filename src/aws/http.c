@@ -23,6 +23,8 @@ static bool code_in(const char *code, const char *const *list);
 static const char *const EXPIRED_CODES[] = {"ExpiredToken", "ExpiredTokenException",
                                             "RequestExpired", "TokenRefreshRequired", NULL};
 #define ERROR_BODY_MAX (64 * 1024)
+/* The most memory a Content-Length header reserves before the body comes. */
+#define PREALLOC_MAX (64LL * 1024 * 1024)
 
 struct aws_batch {
     aws_client *client;
@@ -343,9 +345,17 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
             op->limit_hit = true;
             return 0; /* aborts the transfer before the body */
         }
-        /* One allocation for the whole body instead of doublings. */
-        if (len > 0 && len < (1LL << 30) &&
-            cnp_buf_reserve(&op->resp_body, (size_t)len + 1) != CNP_OK)
+        /* One allocation for the whole body instead of doublings. The
+         * Content-Length is the server's claim: past the op's own cap (GetObject:
+         * [input] max_object_bytes) it was refused above; an op without a cap
+         * reserves at most PREALLOC_MAX on its word alone, and a body that
+         * really is larger grows as its bytes arrive. */
+        long long want = len;
+        if (op->max_bytes <= 0 && want > PREALLOC_MAX)
+            want = PREALLOC_MAX;
+        if (want >= (1LL << 30))
+            want = 0; /* 1 GiB and more: grown as it comes, as before */
+        if (want > 0 && cnp_buf_reserve(&op->resp_body, (size_t)want + 1) != CNP_OK)
             return 0;
     }
     return n;

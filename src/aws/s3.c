@@ -2,6 +2,7 @@
  * uploads (create, parts in parallel, complete or abort), ListObjectsV2,
  * CreateBucket, DeleteObject. XML through expat. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static void XMLCALL xw_text(void *p, const XML_Char *s, int len)
         w->nomem = true;
 }
 
-static cnp_status xml_walk_run(xml_walk *w, const cnp_buf *doc)
+static cnp_status xml_walk_run(xml_walk *w, const void *doc, size_t len)
 {
     XML_Parser p = XML_ParserCreate("UTF-8");
     if (!p)
@@ -65,7 +66,8 @@ static cnp_status xml_walk_run(xml_walk *w, const cnp_buf *doc)
     XML_SetUserData(p, w);
     XML_SetElementHandler(p, xw_start, xw_end);
     XML_SetCharacterDataHandler(p, xw_text);
-    enum XML_Status st = XML_Parse(p, doc->data ? (const char *)doc->data : "", (int)doc->len, 1);
+    enum XML_Status st = len > INT_MAX ? XML_STATUS_ERROR
+                                       : XML_Parse(p, doc ? (const char *)doc : "", (int)len, 1);
     XML_ParserFree(p);
     cnp_buf_free(&w->text);
     if (w->nomem)
@@ -361,15 +363,9 @@ static void mp_submit_abort(aws_batch *b, mp_upload *mp)
     aws_batch_submit(b, op);
 }
 
-typedef struct complete_parse {
-    char etag[128];
-    char code[96];
-    char message[256];
-} complete_parse;
-
 static void complete_end(void *ud, const char *parent, const char *name, const char *text)
 {
-    complete_parse *c = ud;
+    s3_complete_answer *c = ud;
     if (strcmp(name, "ETag") == 0)
         copy_etag(c->etag, sizeof c->etag, text);
     else if (strcmp(parent, "Error") == 0 && strcmp(name, "Code") == 0)
@@ -378,15 +374,21 @@ static void complete_end(void *ud, const char *parent, const char *name, const c
         snprintf(c->message, sizeof c->message, "%s", text);
 }
 
+cnp_status s3_complete_parse(const void *body, size_t len, s3_complete_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    xml_walk w = {.on_end = complete_end, .ud = out};
+    return xml_walk_run(&w, body, len);
+}
+
 static void complete_done(aws_op *op)
 {
     mp_upload *mp = op->ctx;
     aws_result *r = op->result;
     if (r->status == CNP_OK) {
         /* CompleteMultipartUpload can fail inside a 200 response. */
-        complete_parse cp = {0};
-        xml_walk w = {.on_end = complete_end, .ud = &cp};
-        xml_walk_run(&w, &op->resp_body);
+        s3_complete_answer cp;
+        s3_complete_parse(op->resp_body.data, op->resp_body.len, &cp);
         if (cp.code[0]) {
             r->status = strcmp(cp.code, "InternalError") == 0 || strcmp(cp.code, "SlowDown") == 0
                             ? CNP_ERR_TRANSIENT
@@ -470,14 +472,26 @@ static void upload_id_end(void *ud, const char *parent, const char *name, const 
         *id = strdup(text);
 }
 
+cnp_status s3_upload_id_parse(const void *body, size_t len, char **upload_id)
+{
+    *upload_id = NULL;
+    xml_walk w = {.on_end = upload_id_end, .ud = upload_id};
+    cnp_status result = xml_walk_run(&w, body, len);
+    if (result != CNP_OK) {
+        free(*upload_id);
+        *upload_id = NULL;
+    }
+    return result;
+}
+
 static void create_done(aws_op *op)
 {
     mp_upload *mp = op->ctx;
     aws_result *r = op->result;
     mp->out->result.attempts += r->attempts;
     if (r->status == CNP_OK) {
-        xml_walk w = {.on_end = upload_id_end, .ud = &mp->upload_id};
-        if (xml_walk_run(&w, &op->resp_body) != CNP_OK || !mp->upload_id) {
+        if (s3_upload_id_parse(op->resp_body.data, op->resp_body.len, &mp->upload_id) !=
+                CNP_OK || !mp->upload_id) {
             r->status = CNP_ERR_REMOTE;
             cnp_err_set(&r->err, "%s: no UploadId in the response", op->what);
         }
@@ -718,26 +732,32 @@ static void list_end(void *ud, const char *parent, const char *name, const char 
     }
 }
 
+cnp_status s3_list_parse(const void *body, size_t len, s3_list_page *page)
+{
+    list_parse lp = {.page = page};
+    xml_walk w = {.on_start = list_start, .on_end = list_end, .ud = &lp};
+    cnp_status st = xml_walk_run(&w, body, len);
+    if (st == CNP_OK && lp.nomem)
+        st = CNP_ERR_NOMEM;
+    for (size_t i = 0; st == CNP_OK && i < page->n; i++)
+        if (!page->entries[i].key)
+            st = CNP_ERR_FORMAT;
+    if (!page->truncated) {
+        free(page->next_token);
+        page->next_token = NULL;
+    }
+    return st;
+}
+
 static void list_done(aws_op *op)
 {
     s3_list_page *pg = op->ctx;
     if (pg->result.status != CNP_OK)
         return;
-    list_parse lp = {.page = pg};
-    xml_walk w = {.on_start = list_start, .on_end = list_end, .ud = &lp};
-    cnp_status st = xml_walk_run(&w, &op->resp_body);
-    if (st == CNP_OK && lp.nomem)
-        st = CNP_ERR_NOMEM;
-    for (size_t i = 0; st == CNP_OK && i < pg->n; i++)
-        if (!pg->entries[i].key)
-            st = CNP_ERR_FORMAT;
+    cnp_status st = s3_list_parse(op->resp_body.data, op->resp_body.len, pg);
     if (st != CNP_OK) {
         pg->result.status = st == CNP_ERR_NOMEM ? st : CNP_ERR_REMOTE;
         cnp_err_set(&pg->result.err, "%s: unreadable ListObjectsV2 response", op->what);
-    }
-    if (!pg->truncated) {
-        free(pg->next_token);
-        pg->next_token = NULL;
     }
 }
 

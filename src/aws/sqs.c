@@ -1,5 +1,6 @@
 /* SQS with the AWS JSON 1.0 protocol: every call is a POST to the endpoint
  * root with X-Amz-Target: AmazonSQS.<Op> and a JSON body (cJSON). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,10 @@ static cnp_status read_message(const cJSON *jm, sqs_message *m)
     m->md5_of_body = dup_or_empty(json_str(jm, "MD5OfBody"));
     if (!m->message_id || !m->receipt_handle || !m->body || !m->md5_of_body)
         return CNP_ERR_NOMEM;
+    /* Only an object's members have names: an array here is no attribute. */
     const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(jm, "Attributes");
+    if (!cJSON_IsObject(attrs))
+        attrs = NULL;
     const cJSON *a;
     cJSON_ArrayForEach(a, attrs)
     {
@@ -145,7 +149,8 @@ static cnp_status read_message(const cJSON *jm, sqs_message *m)
             return CNP_ERR_NOMEM;
     }
     const char *rc = aws_kvlist_get(&m->attributes, "ApproximateReceiveCount");
-    m->receive_count = rc ? atoi(rc) : 0;
+    long count = rc ? strtol(rc, NULL, 10) : 0; /* atoi is undefined past INT_MAX */
+    m->receive_count = count < 0 ? 0 : count > INT_MAX ? INT_MAX : (int)count;
     const cJSON *mattrs = cJSON_GetObjectItemCaseSensitive(jm, "MessageAttributes");
     int n = cJSON_IsObject(mattrs) ? cJSON_GetArraySize(mattrs) : 0;
     if (n > 0 && !(m->msg_attrs = calloc((size_t)n, sizeof *m->msg_attrs)))
@@ -182,6 +187,17 @@ static cnp_status read_messages(const cJSON *doc, void *out)
             return st;
     }
     return CNP_OK;
+}
+
+cnp_status sqs_receive_parse(const void *body, size_t len, sqs_message_list *out)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *doc = cJSON_ParseWithLength(body ? (const char *)body : "", len);
+    if (!doc)
+        return CNP_ERR_FORMAT;
+    cnp_status st = read_messages(doc, out);
+    cJSON_Delete(doc);
+    return st;
 }
 
 cnp_status sqs_receive(aws_client *client, const char *queue_url, int max, int wait_seconds,
@@ -254,33 +270,9 @@ static sqs_entry_result *entry_for(const entry_batch_ctx *ctx, const cJSON *e)
     return er;
 }
 
-static void entries_done(aws_op *op)
+/* Fills the context's results from a parsed batch answer. */
+static void read_entries(const cJSON *doc, const entry_batch_ctx *ctx)
 {
-    entry_batch_ctx *ctx = op->ctx;
-    aws_result *r = op->result;
-    cJSON *doc = NULL;
-    if (r->status == CNP_OK) {
-        doc = cJSON_ParseWithLength((const char *)op->resp_body.data, op->resp_body.len);
-        if (!doc) {
-            r->status = CNP_ERR_REMOTE;
-            cnp_err_set(&r->err, "%s: unexpected response", op->what);
-        }
-    }
-    if (r->status != CNP_OK) {
-        for (size_t i = ctx->first; i < ctx->first + ctx->count; i++) {
-            ctx->results[i].status = r->status;
-            snprintf(ctx->results[i].code, sizeof ctx->results[i].code, "%s", r->code);
-            snprintf(ctx->results[i].message, sizeof ctx->results[i].message, "%.250s", r->err.msg);
-        }
-        if (ctx->overall->status == CNP_OK) {
-            int attempts = ctx->overall->attempts;
-            *ctx->overall = *r;
-            ctx->overall->attempts = attempts;
-        }
-        ctx->overall->attempts += r->attempts;
-        return;
-    }
-    ctx->overall->attempts += r->attempts;
     /* Entries neither listed as successful nor failed count as failed. */
     for (size_t i = ctx->first; i < ctx->first + ctx->count; i++) {
         ctx->results[i].status = CNP_ERR_REMOTE;
@@ -308,7 +300,50 @@ static void entries_done(aws_op *op)
         snprintf(er->message, sizeof er->message, "%s", msg ? msg : "");
         er->status = status_for_code(er->code, er->sender_fault);
     }
+}
+
+static void entries_done(aws_op *op)
+{
+    entry_batch_ctx *ctx = op->ctx;
+    aws_result *r = op->result;
+    cJSON *doc = NULL;
+    if (r->status == CNP_OK) {
+        doc = cJSON_ParseWithLength((const char *)op->resp_body.data, op->resp_body.len);
+        if (!doc) {
+            r->status = CNP_ERR_REMOTE;
+            cnp_err_set(&r->err, "%s: unexpected response", op->what);
+        }
+    }
+    if (r->status != CNP_OK) {
+        for (size_t i = ctx->first; i < ctx->first + ctx->count; i++) {
+            ctx->results[i].status = r->status;
+            snprintf(ctx->results[i].code, sizeof ctx->results[i].code, "%s", r->code);
+            snprintf(ctx->results[i].message, sizeof ctx->results[i].message, "%.250s", r->err.msg);
+        }
+        if (ctx->overall->status == CNP_OK) {
+            int attempts = ctx->overall->attempts;
+            *ctx->overall = *r;
+            ctx->overall->attempts = attempts;
+        }
+        ctx->overall->attempts += r->attempts;
+        return;
+    }
+    ctx->overall->attempts += r->attempts;
+    read_entries(doc, ctx);
     cJSON_Delete(doc);
+}
+
+cnp_status sqs_entries_parse(const void *body, size_t len, sqs_entry_result *results,
+                             size_t first, size_t count)
+{
+    cJSON *doc = cJSON_ParseWithLength(body ? (const char *)body : "", len);
+    if (!doc)
+        return CNP_ERR_FORMAT;
+    aws_result overall = {0};
+    entry_batch_ctx ctx = {results, first, count, &overall};
+    read_entries(doc, &ctx);
+    cJSON_Delete(doc);
+    return CNP_OK;
 }
 
 /* Builds one entry's JSON object; *size receives its payload bytes. */
@@ -536,13 +571,26 @@ cnp_status sqs_queue_create(aws_client *client, const char *name, const aws_kvli
 
 static cnp_status read_attributes(const cJSON *doc, void *out)
 {
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(doc, "Attributes");
+    if (!cJSON_IsObject(attrs))
+        attrs = NULL;
     const cJSON *a;
-    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(doc, "Attributes"))
+    cJSON_ArrayForEach(a, attrs)
     {
         if (cJSON_IsString(a) && aws_kvlist_add(out, a->string, a->valuestring) != CNP_OK)
             return CNP_ERR_NOMEM;
     }
     return CNP_OK;
+}
+
+cnp_status sqs_attributes_parse(const void *body, size_t len, aws_kvlist *out)
+{
+    cJSON *doc = cJSON_ParseWithLength(body ? (const char *)body : "", len);
+    if (!doc)
+        return CNP_ERR_FORMAT;
+    cnp_status st = read_attributes(doc, out);
+    cJSON_Delete(doc);
+    return st;
 }
 
 cnp_status sqs_queue_attributes(aws_client *client, const char *queue_url, aws_kvlist *out,

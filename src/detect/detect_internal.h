@@ -50,6 +50,11 @@ enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY =
  * 64; 0 restores the default, sized by bytes). For tests of the chunking. */
 void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows);
 
+/* det_model_load on a file image already in memory (not kept); path names
+ * it in errors and in the model. Checks everything det_model_load checks. */
+cnp_status det_model_parse(const void *data, size_t len, const char *path, det_model **out,
+                           cnp_err *err);
+
 /* Output size of the network for a w x h input (floor at each pool). */
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh);

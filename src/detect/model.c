@@ -374,7 +374,9 @@ static cnp_status parse_arch(const char *path, const char *json, size_t len, det
             goto out;
     }
     result = CNP_ERR_FORMAT;
-    if ((1 << pools) != m->stride) {
+    /* stride is at most 64: more pools than 6 can never match (and 1 << pools
+     * would overflow for the 256 layers a file may list). */
+    if (pools > 6 || (1 << pools) != m->stride) {
         cnp_err_set(err, "%s: architecture: %d maxpool layers do not give stride %d", path,
                     pools, m->stride);
         goto out;
@@ -518,30 +520,36 @@ out:
     return result;
 }
 
-cnp_status det_model_load(const char *path, det_model **out, cnp_err *err)
+cnp_status det_model_parse(const void *data, size_t len, const char *path, det_model **out,
+                           cnp_err *err)
 {
     *out = NULL;
-    cnp_buf file = {0};
     det_model *m = calloc(1, sizeof *m);
     if (!m) {
         cnp_err_set(err, "%s: out of memory", path);
         return CNP_ERR_NOMEM;
     }
-    cnp_status result = cnp_file_read(path, CNW_MAX_FILE, &file, err);
-    if (result != CNP_OK)
-        goto out;
     snprintf(m->path, sizeof m->path, "%s", path);
-    /* An empty file reads as no data at all. */
+    /* No data at all reads as an empty file. */
     static const uint8_t empty[1];
-    result = parse_file(path, file.data ? file.data : empty, file.len, m, err);
-out:
-    cnp_buf_free(&file);
+    cnp_status result = parse_file(path, data ? data : empty, data ? len : 0, m, err);
     if (result != CNP_OK) {
         det_model_free(m);
         return result;
     }
     *out = m;
     return CNP_OK;
+}
+
+cnp_status det_model_load(const char *path, det_model **out, cnp_err *err)
+{
+    *out = NULL;
+    cnp_buf file = {0};
+    cnp_status result = cnp_file_read(path, CNW_MAX_FILE, &file, err);
+    if (result == CNP_OK)
+        result = det_model_parse(file.data, file.len, path, out, err);
+    cnp_buf_free(&file);
+    return result;
 }
 
 void det_model_free(det_model *m)

@@ -29,7 +29,8 @@ char *msg_key_decode(const char *in)
         } else if (in[i] == '%') {
             int hi = i + 2 < len ? hexval((unsigned char)in[i + 1]) : -1;
             int lo = hi >= 0 ? hexval((unsigned char)in[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
+            /* %00 would cut the key short: no S3 key holds a NUL. */
+            if (hi < 0 || lo < 0 || hi * 16 + lo == 0) {
                 free(out);
                 return NULL;
             }
@@ -49,10 +50,13 @@ static char *dup_string(const cJSON *item)
         return strdup(item->valuestring);
     if (cJSON_IsNumber(item)) {
         char buf[64];
-        if (item->valuedouble == (double)(long long)item->valuedouble)
-            snprintf(buf, sizeof buf, "%lld", (long long)item->valuedouble);
+        double v = item->valuedouble;
+        /* Integers print as integers; converting a double outside long long's
+         * range (1e300, inf) is undefined, so those print as doubles. */
+        if (v >= -0x1p63 && v < 0x1p63 && v == (double)(long long)v)
+            snprintf(buf, sizeof buf, "%lld", (long long)v);
         else
-            snprintf(buf, sizeof buf, "%.17g", item->valuedouble);
+            snprintf(buf, sizeof buf, "%.17g", v);
         return strdup(buf);
     }
     return NULL;
@@ -172,7 +176,8 @@ static cnp_status parse_s3_event(const cJSON *records, msg_parsed *m)
             cJSON_GetObjectItemCaseSensitive(s3, "bucket"), "name");
         const cJSON *obj = cJSON_GetObjectItemCaseSensitive(s3, "object");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "key");
-        if (!cJSON_IsString(b) || !cJSON_IsString(k) || !k->valuestring[0])
+        if (!cJSON_IsString(b) || !b->valuestring[0] || !cJSON_IsString(k) ||
+            !k->valuestring[0])
             return invalid(m, "S3 event record without s3.bucket.name or s3.object.key%s", "");
         msg_item *it = add_item(m);
         if (!it || !(it->bucket = strdup(b->valuestring)))

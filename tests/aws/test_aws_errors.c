@@ -3,7 +3,9 @@
  * answers a bad signature), the SQS JSON protocol (__type, message, and the
  * x-amzn-query-error header), x-amzn-errortype with an empty body, and
  * bodies that are not an error document. Before, only <Error> at the root
- * was read, so SQS's and STS's codes were lost ("HTTP 403 Forbidden"). */
+ * was read, so SQS's and STS's codes were lost ("HTTP 403 Forbidden").
+ * Also the other answer parsers on bad bodies, with what tests/fuzz found. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,8 +119,37 @@ static void test_not_errors(void)
     aws_kvlist_free(&h);
 }
 
+/* Answers shaped wrong: "Attributes" as an array has members without names
+ * (aws_kvlist_add got a NULL name and crashed; found by fuzz_sqs_json). */
+static void test_answers_shaped_wrong(void)
+{
+    const char *body = "{\"Messages\":[{\"MessageId\":\"m\",\"Attributes\":"
+                       "[\"ApproximateReceiveCount\"]}]}";
+    sqs_message_list list;
+    CHECK(sqs_receive_parse(body, strlen(body), &list) == CNP_OK);
+    CHECK(list.n == 1 && list.items[0].attributes.n == 0 &&
+          strcmp(list.items[0].message_id, "m") == 0 && list.items[0].receive_count == 0);
+    sqs_message_list_free(&list);
+    body = "{\"Messages\":[{\"Attributes\":{\"ApproximateReceiveCount\":\"99999999999\"}}]}";
+    CHECK(sqs_receive_parse(body, strlen(body), &list) == CNP_OK);
+    CHECK(list.n == 1 && list.items[0].receive_count == INT_MAX);
+    sqs_message_list_free(&list);
+    CHECK(sqs_receive_parse("nope", 4, &list) == CNP_ERR_FORMAT && list.n == 0);
+
+    aws_kvlist attrs = {0};
+    body = "{\"Attributes\":[\"VisibilityTimeout\"]}";
+    CHECK(sqs_attributes_parse(body, strlen(body), &attrs) == CNP_OK && attrs.n == 0);
+    aws_kvlist_free(&attrs);
+
+    s3_list_page page = {0};
+    body = "<ListBucketResult><Contents><Size>3</Size></Contents></ListBucketResult>";
+    CHECK(s3_list_parse(body, strlen(body), &page) == CNP_ERR_FORMAT); /* no Key */
+    s3_list_page_free(&page);
+}
+
 int main(void)
 {
+    test_answers_shaped_wrong();
     test_s3_xml();
     test_query_xml();
     test_json();

@@ -133,6 +133,10 @@ static void test_canonical_targets(void)
     CHECK(aws_parse_iso8601("2015-08-30T12:36:00.000Z") == 1440938160);
     CHECK(aws_parse_iso8601("2015-08-30T14:36:00+02:00") == 1440938160);
     CHECK(aws_parse_iso8601("garbage") == 0);
+    /* Out-of-range fields are unparsable, not overflowed arithmetic. */
+    CHECK(aws_parse_iso8601("2015-08-30T14:36:00+999999999:00") == 0);
+    CHECK(aws_parse_iso8601("-2147483648-08-30T14:36:00Z") == 0);
+    CHECK(aws_parse_iso8601("2015-13-30T14:36:00Z") == 0);
     CHECK(aws_endpoint_parse("ftp://x", &ep, NULL) == CNP_ERR_CONFIG);
     CHECK(aws_endpoint_parse("http://127.0.0.1:5000/", &ep, NULL) == CNP_OK);
     CHECK(strcmp(ep.authority, "127.0.0.1:5000") == 0 && strcmp(ep.host, "127.0.0.1") == 0);

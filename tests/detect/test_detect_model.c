@@ -221,6 +221,16 @@ static void test_mismatches(void)
     expect_model_refused(&tm, "last layer must be a conv with 4 outputs", "head");
     tw_model_free(&tm);
 
+    /* 32 pools: 1 << 32 is undefined, and on x86 it came out as 1, so the
+     * file below loaded as a stride-1 model (found by fuzz_cnw's UBSan). */
+    tw_layer pools[33];
+    for (int i = 0; i < 32; i++)
+        pools[i] = (tw_layer){"maxpool", NULL, 0, 0, 0, 0, 0};
+    pools[32] = (tw_layer){"conv", "head", 4, 4, 1, 1, 0};
+    tw_model_random(&tm, "t", 1, pools, 33, 1);
+    expect_model_refused(&tm, "32 maxpool layers do not give stride 1", "pools");
+    tw_model_free(&tm);
+
     /* Broken JSON and a non-finite weight. */
     tw_model_random(&tm, "t", 4, tw_tiny_layers, 7, 1);
     tm.arch[strlen(tm.arch) - 1] = ',';

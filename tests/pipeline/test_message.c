@@ -11,6 +11,7 @@ static void test_key_decode(void)
     free(k);
     CHECK(msg_key_decode("bad%2") == NULL);
     CHECK(msg_key_decode("bad%zz") == NULL);
+    CHECK(msg_key_decode("nul%00.png") == NULL); /* would cut the key to "nul" */
     k = msg_key_decode("plain/key.png");
     CHECK(k && strcmp(k, "plain/key.png") == 0);
     free(k);
@@ -88,6 +89,18 @@ static void test_legacy(void)
               strcmp(m.items[0].tree_types[1], "ash") == 0);
     }
     msg_parsed_free(&m);
+    /* Numbers past long long (found by fuzz_message: the conversion was
+     * undefined) print as doubles; integers stay integers. */
+    CHECK(msg_parse("{\"bucket\":\"in\",\"key\":\"k.png\",\"image_id\":2e124,"
+                    "\"scan_id\":-9007199254740992,\"address_id\":1e999}", &m) == CNP_OK);
+    CHECK(m.kind == MSG_IMAGES && m.n == 1);
+    if (m.n == 1) {
+        CHECK_MSG(strcmp(m.items[0].image_id, "1.9999999999999999e+124") == 0 ||
+                  strcmp(m.items[0].image_id, "2e+124") == 0, "%s", m.items[0].image_id);
+        CHECK_MSG(strcmp(m.items[0].scan_id, "-9007199254740992") == 0, "%s", m.items[0].scan_id);
+        CHECK_MSG(strcmp(m.items[0].address_id, "inf") == 0, "%s", m.items[0].address_id);
+    }
+    msg_parsed_free(&m);
 }
 
 static void expect_invalid(const char *body, const char *reason)
@@ -112,6 +125,11 @@ static void test_invalid(void)
     expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"b\"},"
                    "\"object\":{\"key\":\"bad%zzkey\"}}}]}", "not URL-encoded");
     expect_invalid("{\"Type\":\"Notification\",\"Message\":\"nope\"}", "Message is not JSON");
+    /* Found by fuzz_message: an empty bucket name and a key decoding to "". */
+    expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"\"},"
+                   "\"object\":{\"key\":\"k.png\"}}}]}", "without s3.bucket.name");
+    expect_invalid("{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"b\"},"
+                   "\"object\":{\"key\":\"%00.png\"}}}]}", "not URL-encoded");
 }
 
 int main(void)
