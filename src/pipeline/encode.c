@@ -191,8 +191,10 @@ out:
 enum { RING = 32 }; /* vertices of a crown polygon */
 
 /* A crown as a polygon: a circle of the tree's radius in pixel space taken
- * through the raster's transform, counter-clockwise in lon/lat. */
-static cJSON *crown_polygon(const img_georef *geo, const cnp_tree *tr, double bbox[4])
+ * through the raster's transform; ring[2 * k], ring[2 * k + 1] lon/lat,
+ * closed (RING + 1 points) and counter-clockwise. */
+static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *ring,
+                             double bbox[4], cnp_err *err)
 {
     double x[RING + 1], y[RING + 1];
     for (int k = 0; k < RING; k++) {
@@ -200,66 +202,68 @@ static cJSON *crown_polygon(const img_georef *geo, const cnp_tree *tr, double bb
         img_georef_pixel_to_map(geo, tr->x + tr->radius * cos(a), tr->y + tr->radius * sin(a),
                                 &x[k], &y[k]);
     }
-    cnp_err err;
-    if (img_georef_to_lonlat(geo, RING, x, y, &err) != CNP_OK)
-        return NULL;
+    cnp_status result = img_georef_to_lonlat(geo, RING, x, y, err);
+    if (result != CNP_OK)
+        return result;
     x[RING] = x[0];
     y[RING] = y[0];
     double area2 = 0;
     for (int k = 0; k < RING; k++)
         area2 += x[k] * y[k + 1] - x[k + 1] * y[k];
-    cJSON *geom = cJSON_CreateObject(), *rings = cJSON_CreateArray(), *ring = cJSON_CreateArray();
-    if (!geom || !rings || !ring) {
-        cJSON_Delete(geom);
-        cJSON_Delete(rings);
-        cJSON_Delete(ring);
-        return NULL;
-    }
-    cJSON_AddStringToObject(geom, "type", "Polygon");
-    cJSON_AddItemToObject(geom, "coordinates", rings);
-    cJSON_AddItemToArray(rings, ring);
     for (int i = 0; i <= RING; i++) {
         int k = area2 >= 0 ? i : RING - i; /* exterior ring counter-clockwise */
-        double pt[2] = {round_to(x[k], 8), round_to(y[k], 8)};
-        cJSON_AddItemToArray(ring, cJSON_CreateDoubleArray(pt, 2));
+        ring[2 * i] = round_to(x[k], 8);
+        ring[2 * i + 1] = round_to(y[k], 8);
         bbox[0] = fmin(bbox[0], x[k]);
         bbox[1] = fmin(bbox[1], y[k]);
         bbox[2] = fmax(bbox[2], x[k]);
         bbox[3] = fmax(bbox[3], y[k]);
     }
-    return geom;
+    return CNP_OK;
 }
 
+/* One feature's properties: the tree's values, as trees.json has them. */
+static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
+                                const pipe_geo_tree *g, cnp_buf *out)
+{
+    cJSON *props = cJSON_CreateObject();
+    cnp_status result = CNP_ERR_NOMEM;
+    char *text = NULL;
+    if (props && json_tree(props, tr, g) &&
+        (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
+        (text = cJSON_PrintUnformatted(props)))
+        result = cnp_buf_append(out, text, strlen(text));
+    cJSON_free(text);
+    cJSON_Delete(props);
+    return result;
+}
+
+/* Written feature by feature (no document tree in memory: a large raster has
+ * tens of thousands of crowns of 33 points each). */
 static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_in *in,
                                 cnp_buf *out, cnp_err *err)
 {
     const pipe_result *r = in->r;
-    cnp_status result = CNP_ERR_NOMEM;
     double bbox[4] = {INFINITY, INFINITY, -INFINITY, -INFINITY};
-    cJSON *doc = cJSON_CreateObject(), *features = NULL;
-    if (!doc || !cJSON_AddStringToObject(doc, "type", "FeatureCollection") ||
-        !(features = cJSON_AddArrayToObject(doc, "features")))
-        goto out;
-    for (size_t i = 0; i < r->ntrees; i++) {
-        const cnp_tree *tr = &r->trees[i];
-        const pipe_geo_tree *g = &in->trees_geo[i];
-        cJSON *f = cJSON_CreateObject(), *props = cJSON_CreateObject();
-        cJSON *geom = crown_polygon(in->geo, tr, bbox);
-        if (!f || !props || !geom) {
-            cJSON_Delete(f);
-            cJSON_Delete(props);
-            cJSON_Delete(geom);
-            cnp_err_set(err, "crown %zu could not be transformed to WGS 84", i);
-            result = CNP_ERR_FORMAT;
-            goto fail;
+    double ring[2 * (RING + 1)];
+    cnp_status result = cnp_buf_printf(out, "{\"type\":\"FeatureCollection\",\"features\":[");
+    for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
+        if ((result = crown_ring(in->geo, &r->trees[i], ring, bbox, err)) != CNP_OK) {
+            cnp_err_prefix(err, "crown %zu", i);
+            return result;
         }
-        cJSON_AddItemToArray(features, f);
-        cJSON_AddStringToObject(f, "type", "Feature");
-        cJSON_AddItemToObject(f, "geometry", geom);
-        cJSON_AddItemToObject(f, "properties", props);
-        if (!json_tree(props, tr, g) ||
-            (p->model_version && !cJSON_AddStringToObject(props, "model", p->model_version)))
-            goto out;
+        result = cnp_buf_printf(out, "%s{\"type\":\"Feature\",\"geometry\":{\"type\":"
+                                     "\"Polygon\",\"coordinates\":[[",
+                                i ? "," : "");
+        for (int k = 0; result == CNP_OK && k <= RING; k++)
+            result = cnp_buf_printf(out, "%s[%.15g,%.15g]", k ? "," : "", ring[2 * k],
+                                    ring[2 * k + 1]);
+        if (result == CNP_OK)
+            result = cnp_buf_printf(out, "]]},\"properties\":");
+        if (result == CNP_OK)
+            result = feature_props(p, &r->trees[i], &in->trees_geo[i], out);
+        if (result == CNP_OK)
+            result = cnp_buf_append(out, "}", 1);
     }
     if (r->ntrees == 0) /* an empty collection: the footprint's extent */
         for (int i = 0; i < 5; i++) {
@@ -268,14 +272,12 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
             bbox[2] = fmax(bbox[2], in->footprint[2 * i]);
             bbox[3] = fmax(bbox[3], in->footprint[2 * i + 1]);
         }
-    if (!add_array(doc, "bbox", bbox, 4, 8))
-        goto out;
-    result = print_json(doc, out);
-out:
+    if (result == CNP_OK)
+        result = cnp_buf_printf(out, "],\"bbox\":[%.15g,%.15g,%.15g,%.15g]}\n",
+                                round_to(bbox[0], 8), round_to(bbox[1], 8),
+                                round_to(bbox[2], 8), round_to(bbox[3], 8));
     if (result != CNP_OK)
         cnp_err_set(err, "out of memory writing trees.geojson");
-fail:
-    cJSON_Delete(doc);
     return result;
 }
 

@@ -11,7 +11,7 @@
  *   pass 2, by bands of rows: the mask from the stored values, written
  *     into a tiled GeoTIFF as it goes.
  *
- * Memory: a window's pixels, a band of rows, the preview (at most 4096 px a
+ * Memory: a window's pixels, a band of rows, the preview (at most 2048 px a
  * side) and the encoded mask; not the raster. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 #include "canopy/log.h"
 #include "pipeline/pl_internal.h"
 
-enum { PREVIEW_SIDE = 4096, BAND_ROWS = 256 };
+enum { PREVIEW_SIDE = 2048, BAND_ROWS = 256 };
 
 struct window_run {
     pl_ctx *x;
