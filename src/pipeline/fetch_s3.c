@@ -4,6 +4,19 @@
 #include "pipeline/pl_internal.h"
 #include "pipeline/sources.h"
 
+cnp_status pl_batch_run(pl_ctx *x, aws_batch *batch, cnp_err *err)
+{
+    aws_batch_stats before, after;
+    aws_batch_get_stats(batch, &before);
+    cnp_status result = aws_batch_run(batch, err);
+    aws_batch_get_stats(batch, &after);
+    cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
+                    (double)(after.requests - before.requests));
+    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
+                    (double)(after.retries - before.retries));
+    return result;
+}
+
 void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c)
 {
     double t0 = cnp_now();
@@ -16,14 +29,7 @@ void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c)
         queued++;
     }
     cnp_err err;
-    aws_batch_stats before, after;
-    aws_batch_get_stats(batch, &before);
-    bool engine_ok = !queued || aws_batch_run(batch, &err) == CNP_OK;
-    aws_batch_get_stats(batch, &after);
-    cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
-                    (double)(after.requests - before.requests));
-    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
-                    (double)(after.retries - before.retries));
+    bool engine_ok = !queued || pl_batch_run(x, batch, &err) == CNP_OK;
     double ms = (cnp_now() - t0) * 1e3;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];

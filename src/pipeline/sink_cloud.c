@@ -72,14 +72,7 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         queued++;
     }
     cnp_err err;
-    aws_batch_stats before, after;
-    aws_batch_get_stats(s->batch, &before);
-    bool engine_ok = !queued || aws_batch_run(s->batch, &err) == CNP_OK;
-    aws_batch_get_stats(s->batch, &after);
-    cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
-                    (double)(after.requests - before.requests));
-    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
-                    (double)(after.retries - before.retries));
+    bool engine_ok = !queued || pl_batch_run(x, s->batch, &err) == CNP_OK;
     double ms = (cnp_now() - t0) * 1e3;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];

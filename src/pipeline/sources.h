@@ -7,6 +7,8 @@
 #include "pipeline/pl_internal.h"
 
 void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c);
+/* aws_batch_run, counting the batch's S3 requests and retries in the metrics. */
+cnp_status pl_batch_run(pl_ctx *x, aws_batch *batch, cnp_err *err);
 
 /* SQS: receives chunks of messages, keeps their visibility extended while
  * they are in flight (heartbeat), deletes or backs them off at the end. */
