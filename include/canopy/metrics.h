@@ -30,8 +30,9 @@ cnp_status cnp_metrics_prometheus(cnp_metrics *m, cnp_buf *out);
  * rename, so a scraper never reads half a file. */
 cnp_status cnp_metrics_write_textfile(cnp_metrics *m, const char *path, cnp_err *err);
 /* One CloudWatch EMF JSON object (namespace "canopy", dimension mode):
- * counters and gauges as metrics (histograms as their sum and count);
- * caller frees. */
+ * counters and gauges as metrics (histograms as their sum and count), plus
+ * the ts, level, module and msg fields of every JSON log line; caller
+ * frees. */
 char *cnp_metrics_emf(cnp_metrics *m, const char *mode);
 
 #endif

@@ -291,6 +291,16 @@ char *cnp_metrics_emf(cnp_metrics *m, const char *mode)
     cJSON_AddItemToArray(d1, cJSON_CreateString("mode"));
     cJSON *metrics = cJSON_AddArrayToObject(dir, "Metrics");
     cJSON_AddStringToObject(doc, "mode", mode);
+    /* The fields every JSON log line has, so log collectors take it as one. */
+    char iso[40];
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t k = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(iso + k, sizeof iso - k, ".%03ldZ", ts.tv_nsec / 1000000);
+    cJSON_AddStringToObject(doc, "ts", iso);
+    cJSON_AddStringToObject(doc, "level", "info");
+    cJSON_AddStringToObject(doc, "module", "metrics");
+    cJSON_AddStringToObject(doc, "msg", "metrics (CloudWatch embedded metric format)");
     pthread_mutex_lock(&m->lock);
     for (size_t i = 0; i < m->n; i++) {
         const struct series *s = &m->s[i];
