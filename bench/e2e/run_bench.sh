@@ -34,7 +34,7 @@ say "building codec_limit"
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
   -I"$CANOPY_ROOT/include" -I"$CANOPY_ROOT/src" "$HERE/codec_limit.c" \
   "$BUILD_DIR/libcanopy_lib.a" \
-  $(pkg-config --libs OpenCL clblast libcurl libpng16 libpq inih libcjson expat libcrypto zlib) \
+  $(pkg-config --libs OpenCL clblast libcurl libpng16 libpq inih libcjson expat libcrypto zlib gdal) \
   -lpthread -lm -o "$BUILD_DIR/codec_limit"
 
 # A private stack, so that the numbers are not shared with tests running beside.
