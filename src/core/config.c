@@ -270,7 +270,54 @@ cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
     return CNP_OK;
 }
 
+/* Debian's inih reads lines of at most INI_MAX_LINE (200) bytes, and a
+ * session token or a connection string is longer. The reader below hands
+ * inih one physical line per call (so line numbers stay right); a longer
+ * `key = value` line goes in as `key = \x01N`, its value kept here, and the
+ * handler takes the value back. */
+struct long_lines {
+    FILE *f;
+    char *line;
+    size_t cap;
+    char **values;
+    size_t n;
+};
+
+static char *long_line_reader(char *str, int num, void *stream)
+{
+    struct long_lines *ll = stream;
+    ssize_t len = getline(&ll->line, &ll->cap, ll->f);
+    if (len < 0)
+        return NULL;
+    if (len < num - 1) {
+        memcpy(str, ll->line, (size_t)len + 1);
+        return str;
+    }
+    char *eq = strpbrk(ll->line, "=:");
+    char **grown = realloc(ll->values, (ll->n + 1) * sizeof *grown);
+    if (grown)
+        ll->values = grown;
+    if (!eq || (size_t)(eq - ll->line) + 24 >= (size_t)num || !grown) {
+        snprintf(str, (size_t)num, "\x02 line too long\n"); /* a syntax error on this line */
+        return str;
+    }
+    char *v = eq + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vl = strlen(v);
+    while (vl > 0 && isspace((unsigned char)v[vl - 1]))
+        v[--vl] = '\0';
+    if (!(ll->values[ll->n] = strdup(v))) {
+        snprintf(str, (size_t)num, "\x02 out of memory\n");
+        return str;
+    }
+    snprintf(str, (size_t)num, "%.*s= \x01%zu\n", (int)(eq - ll->line), ll->line, ll->n);
+    ll->n++;
+    return str;
+}
+
 struct parse_ctx {
+    struct long_lines *long_lines; /* values of lines longer than inih takes */
     cnp_config *cfg;
     bool failed;
     cnp_err err;
@@ -287,6 +334,11 @@ static int config_ini_handler(void *user, const char *section, const char *name,
         cnp_err_set(&ctx->err, "key '%s' comes before any [section] header", name);
         ctx->failed = true;
         return 0;
+    }
+    if (value[0] == '\x01' && ctx->long_lines) {
+        size_t i = (size_t)strtoul(value + 1, NULL, 10);
+        if (i < ctx->long_lines->n)
+            value = ctx->long_lines->values[i];
     }
     if (cnp_config_set(ctx->cfg, section, name, value, &ctx->err) != CNP_OK) {
         ctx->failed = true;
@@ -353,8 +405,15 @@ cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
 {
     cnp_config_defaults(cfg);
     if (path) {
-        struct parse_ctx ctx = {.cfg = cfg};
-        int line = ini_parse(path, config_ini_handler, &ctx);
+        struct long_lines ll = {.f = fopen(path, "r")};
+        struct parse_ctx ctx = {.cfg = cfg, .long_lines = &ll};
+        int line = ll.f ? ini_parse_stream(long_line_reader, &ll, config_ini_handler, &ctx) : -1;
+        if (ll.f)
+            fclose(ll.f);
+        free(ll.line);
+        for (size_t i = 0; i < ll.n; i++)
+            free(ll.values[i]);
+        free(ll.values);
         if (line < 0) {
             cnp_err_set(err, "%s: cannot read: %s", path,
                         line == -1 ? strerror(errno) : "out of memory");

@@ -114,6 +114,33 @@ static void test_errors(void)
     CHECK_MSG(strstr(err.msg, "/nonexistent/canopy.ini") != NULL, "%s", err.msg);
 }
 
+/* An STS session token (often over 1,000 characters) or a long connection
+ * string in the file: Debian's inih takes lines of 200 bytes at most, and
+ * such a line was a "syntax error" on the line after it. */
+static void test_long_lines(void)
+{
+    char token[1501], conn[401], text[2400];
+    for (int i = 0; i < 1500; i++)
+        token[i] = (char)('A' + i % 26);
+    token[1500] = '\0';
+    snprintf(conn, sizeof conn, "host=db.example dbname=canopy user=worker password=");
+    for (size_t i = strlen(conn); i < 400; i++)
+        conn[i] = 'p';
+    conn[400] = '\0';
+    snprintf(text, sizeof text, "[aws]\nsession_token = %s  \n[postgres]\nconninfo=%s\n"
+             "[batch]\nsize = 9\n", token, conn);
+    cnp_config cfg;
+    cnp_err err;
+    const char *path = write_ini("long.ini", text);
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_OK, "%s", err.msg);
+    CHECK(strcmp(cfg.aws.session_token, token) == 0);
+    CHECK(strcmp(cfg.postgres.conninfo, conn) == 0);
+    CHECK(cfg.batch.size == 9);
+    /* Line numbers still count physical lines after a long one. */
+    snprintf(text, sizeof text, "[aws]\nsession_token = %s\n[batch]\nsize = x\n", token);
+    expect_error(text, "4", "not an integer");
+}
+
 static void test_secrets_masked(void)
 {
     cnp_config cfg;
@@ -184,6 +211,7 @@ int main(void)
     test_defaults_match_shipped_file();
     test_file_env_flags();
     test_errors();
+    test_long_lines();
     test_secrets_masked();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
