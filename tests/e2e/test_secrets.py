@@ -3,7 +3,7 @@ request logged at its most verbose) with temporary credentials (access key,
 secret key and session token in the configuration), a PostgreSQL password in
 the connection string, and `canopy config show`: none of the secret key,
 the session token or the password appears in anything canopy printed."""
-import os
+import json
 import sys
 import uuid
 
@@ -15,10 +15,18 @@ def body(env):
     in_queue, _ = env.queue("in", visibility=30)
     env.create_db()
     keys = env.queue_crops(in_bucket, in_queue, "s/img-%02d.png", 3)
-    # Temporary credentials from the emulator's STS, which it then accepts.
+    # Temporary credentials of an assumed role, which the emulator (with its
+    # authentication on) accepts; the token is longer than an INI line of 200.
     import boto3
-    sts = boto3.client("sts")
-    creds = sts.get_session_token(DurationSeconds=900)["Credentials"]
+    iam, sts = boto3.client("iam"), boto3.client("sts")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName="canopy-e2e-" + env.suffix,
+                           AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    creds = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="e2e")["Credentials"]
     key, secret, token = creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
     password = "pg-Pa55-" + uuid.uuid4().hex[:12]
     conninfo = env.conninfo() + " password='%s'" % password
@@ -26,6 +34,7 @@ def body(env):
                      extra={"aws": {"access_key_id": key, "secret_access_key": secret,
                                     "session_token": token},
                             "postgres": {"conninfo": conninfo},
+                            "batch": {"unreachable_exit_seconds": 20},
                             "log": {"level": "debug"}})
     rc, out, err = env.run(["drain", "-c", cfg], "drain", timeout=240, expect_rc=0)
     check(len(env.ok_keys()) == len(keys), "the drain did not process the images")
