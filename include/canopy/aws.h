@@ -116,10 +116,23 @@ cnp_status aws_batch_run(aws_batch *batch, cnp_err *err);
 /* Operations added and not yet completed. */
 size_t aws_batch_pending(const aws_batch *batch);
 
+/* Why an attempt was retried. */
+enum aws_retry_class {
+    AWS_RETRY_NETWORK = 0,    /* connection refused or reset, DNS, TLS handshake */
+    AWS_RETRY_TIMEOUT,        /* no progress for [aws] request_timeout */
+    AWS_RETRY_THROTTLE,       /* 429, SlowDown, Throttling and the like */
+    AWS_RETRY_SERVER,         /* other 5xx */
+    AWS_RETRY_OTHER,          /* other retryable answers (RequestTimeout, clock skew, ...) */
+    AWS_RETRY_CLASSES,
+};
+/* "network", "timeout", "throttle", "server", "other". */
+extern const char *const aws_retry_class_name[AWS_RETRY_CLASSES];
+
 /* Counters over the batch's life (for logs, benchmarks and tests). */
 typedef struct aws_batch_stats {
     uint64_t requests;        /* HTTP attempts finished */
     uint64_t retries;         /* attempts scheduled again after a failure */
+    uint64_t retries_by_class[AWS_RETRY_CLASSES]; /* the same, by enum aws_retry_class */
     uint64_t connections;     /* new connections opened (the rest reused one) */
     uint64_t bytes_sent;      /* request bodies */
     uint64_t bytes_received;  /* response bodies */

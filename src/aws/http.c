@@ -620,6 +620,24 @@ static void complete(aws_batch *b, aws_op *op, cnp_status status)
     aws_op_free(op);
 }
 
+const char *const aws_retry_class_name[AWS_RETRY_CLASSES] = {"network", "timeout", "throttle",
+                                                             "server", "other"};
+
+static const char *const THROTTLE_CODES[] = {
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
+    "RequestThrottledException", "TooManyRequestsException", "RequestThrottled",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", NULL};
+
+/* Why a retried attempt failed (for the retry counters). */
+static enum aws_retry_class retry_class(const aws_op *op, CURLcode rc)
+{
+    if (rc != CURLE_OK)
+        return rc == CURLE_OPERATION_TIMEDOUT ? AWS_RETRY_TIMEOUT : AWS_RETRY_NETWORK;
+    if (op->http_status == 429 || code_in(op->result->code, THROTTLE_CODES))
+        return AWS_RETRY_THROTTLE;
+    return op->http_status >= 500 ? AWS_RETRY_SERVER : AWS_RETRY_OTHER;
+}
+
 /* Decides what a finished attempt means: done, retry later, or failed. */
 static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
 {
@@ -671,6 +689,7 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         op->not_before = cnp_now() + delay_ms / 1000.0;
         LOG_DEBUG(AWS_MOD, "retrying %s in %.0f ms: %s", op->what, delay_ms, r->err.msg);
         b->stats.retries++;
+        b->stats.retries_by_class[retry_class(op, rc)]++;
         queue_push(b, op);
         return;
     }

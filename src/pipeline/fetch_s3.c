@@ -12,8 +12,10 @@ cnp_status pl_batch_run(pl_ctx *x, aws_batch *batch, cnp_err *err)
     aws_batch_get_stats(batch, &after);
     cnp_metrics_add(x->metrics, "canopy_s3_requests_total", NULL,
                     (double)(after.requests - before.requests));
-    cnp_metrics_add(x->metrics, "canopy_s3_retries_total", NULL,
-                    (double)(after.retries - before.retries));
+    for (int k = 0; k < AWS_RETRY_CLASSES; k++)
+        if (after.retries_by_class[k] > before.retries_by_class[k])
+            cnp_metrics_add(x->metrics, "canopy_s3_retries_total", aws_retry_class_name[k],
+                            (double)(after.retries_by_class[k] - before.retries_by_class[k]));
     return result;
 }
 

@@ -177,6 +177,14 @@ static void test_batch(aws_client *c)
     aws_batch_get_stats(b, &st);
     CHECK_MSG(st.requests == 2 * N && st.retries == N, "%llu requests, %llu retries",
               (unsigned long long)st.requests, (unsigned long long)st.retries);
+    /* 503 SlowDown is S3 throttling. */
+    CHECK_MSG(st.retries_by_class[AWS_RETRY_THROTTLE] == (uint64_t)N &&
+                  st.retries_by_class[AWS_RETRY_SERVER] == 0 &&
+                  st.retries_by_class[AWS_RETRY_NETWORK] == 0,
+              "by class: throttle %llu, server %llu, network %llu",
+              (unsigned long long)st.retries_by_class[AWS_RETRY_THROTTLE],
+              (unsigned long long)st.retries_by_class[AWS_RETRY_SERVER],
+              (unsigned long long)st.retries_by_class[AWS_RETRY_NETWORK]);
     aws_batch_free(b);
 
     /* No Content-Length: the cap applies to the received bytes. */
