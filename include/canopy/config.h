@@ -21,6 +21,7 @@ enum cnp_mask_format { CNP_MASK_AUTO = 0, CNP_MASK_PNG = 1, CNP_MASK_TIFF = 2 };
 #define CNP_STR_SHORT 128
 #define CNP_STR_LONG 1024
 #define CNP_STR_SECRET 4096
+#define CNP_CONFIG_MAX_KEYS 96
 
 /* One struct per section, so that a module takes only its own section
  * (aws_client_create takes a cnp_aws_config, not the whole configuration). */
@@ -135,6 +136,9 @@ typedef struct cnp_config {
     cnp_limits_config limits;
     cnp_metrics_config metrics;
     cnp_log_config log;
+    /* Where each key's value came from, in the order of the key table:
+     * "default", "FILE:LINE", "CANOPY_..." or "command line". */
+    char origin[CNP_CONFIG_MAX_KEYS][96];
 } cnp_config;
 
 /* Fills cfg with every default. */
@@ -151,6 +155,10 @@ cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
 /* Writes every key with its current value as INI (secrets masked: the [aws]
  * keys, and the password / sslpassword in [postgres] conninfo). */
 void cnp_config_dump(const cnp_config *cfg, FILE *out);
+/* The same, each key preceded by a comment saying where its value came from
+ * (`; size: CANOPY_BATCH_SIZE`, `; region: /etc/canopy.ini:3`, `; ...:
+ * default`, `; ...: command line`). */
+void cnp_config_dump_origins(const cnp_config *cfg, FILE *out);
 
 /* Copies a libpq connection string (keyword = value pairs or a
  * postgresql:// URI) into out (size len) with every password and

@@ -60,7 +60,7 @@ int cmd_config(int argc, char **argv)
     printf("; canopy effective configuration: defaults < %s < CANOPY_* environment < flags\n"
            "; secrets masked\n\n",
            config ? config : "(no file)");
-    cnp_config_dump(&cfg, stdout);
+    cnp_config_dump_origins(&cfg, stdout);
     char path[CNP_STR_LONG + 512];
     cnp_err err = {{0}};
     if (det_model_resolve_path(cfg.detector.model, path, sizeof path, &err) == CNP_OK)

@@ -103,10 +103,10 @@ static const struct key keys[] = {
     I64(limits, max_pixels, "268435456", 1, 1e12),
     I64(limits, window_pixels, "67108864", 1, 1e12),
 
-    STR(log, level, "info"),
     STR(metrics, textfile, ""),
     INT(metrics, interval_seconds, "15", 1, 86400),
 
+    STR(log, level, "info"),
     ENUM(log, format, "text", log_formats),
     STR(log, progress, "auto"),
 };
@@ -240,6 +240,8 @@ static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, c
     return false;
 }
 
+_Static_assert(NKEYS <= CNP_CONFIG_MAX_KEYS, "raise CNP_CONFIG_MAX_KEYS");
+
 void cnp_config_defaults(cnp_config *cfg)
 {
     char why[256];
@@ -247,11 +249,13 @@ void cnp_config_defaults(cnp_config *cfg)
     for (size_t i = 0; i < NKEYS; i++) {
         bool ok = key_apply(cfg, &keys[i], keys[i].def, why, sizeof why);
         (void)ok; /* defaults are valid by construction: tested in test_config */
+        snprintf(cfg->origin[i], sizeof cfg->origin[i], "default");
     }
 }
 
-cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
-                          const char *value, cnp_err *err)
+/* Sets a key and records where its value came from. */
+static cnp_status config_set(cnp_config *cfg, const char *section, const char *key,
+                             const char *value, const char *origin, cnp_err *err)
 {
     bool section_known;
     const struct key *k = key_find(section, key, &section_known);
@@ -267,7 +271,14 @@ cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
         cnp_err_set(err, "[%s] %s: %s", section, key, why);
         return CNP_ERR_CONFIG;
     }
+    snprintf(cfg->origin[k - keys], sizeof cfg->origin[0], "%s", origin);
     return CNP_OK;
+}
+
+cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
+                          const char *value, cnp_err *err)
+{
+    return config_set(cfg, section, key, value, "command line", err);
 }
 
 /* Debian's inih reads lines of at most INI_MAX_LINE (200) bytes, and a
@@ -277,6 +288,7 @@ cnp_status cnp_config_set(cnp_config *cfg, const char *section, const char *key,
  * handler takes the value back. */
 struct long_lines {
     FILE *f;
+    int lineno;                  /* of the line last handed to inih */
     char *line;
     size_t cap;
     char **values;
@@ -289,6 +301,7 @@ static char *long_line_reader(char *str, int num, void *stream)
     ssize_t len = getline(&ll->line, &ll->cap, ll->f);
     if (len < 0)
         return NULL;
+    ll->lineno++;
     if (len < num - 1) {
         memcpy(str, ll->line, (size_t)len + 1);
         return str;
@@ -317,6 +330,7 @@ static char *long_line_reader(char *str, int num, void *stream)
 }
 
 struct parse_ctx {
+    const char *path;
     struct long_lines *long_lines; /* values of lines longer than inih takes */
     cnp_config *cfg;
     bool failed;
@@ -340,7 +354,10 @@ static int config_ini_handler(void *user, const char *section, const char *name,
         if (i < ctx->long_lines->n)
             value = ctx->long_lines->values[i];
     }
-    if (cnp_config_set(ctx->cfg, section, name, value, &ctx->err) != CNP_OK) {
+    char origin[96];
+    snprintf(origin, sizeof origin, "%s:%d", ctx->path,
+             ctx->long_lines ? ctx->long_lines->lineno : 0);
+    if (config_set(ctx->cfg, section, name, value, origin, &ctx->err) != CNP_OK) {
         ctx->failed = true;
         return 0;
     }
@@ -401,12 +418,83 @@ static bool ini_line_problem(const char *path, int lineno, char *why, size_t len
     return false;
 }
 
+/* Edit distance of two short names (for "did you mean"). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 63 || lb >= 63)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
+                                        tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof *cur);
+    }
+    return prev[lb];
+}
+
+extern char **environ;
+
+/* A CANOPY_<SECTION>_<KEY> variable of a known section but no known key is
+ * a typo that would otherwise be ignored: an error naming the closest key.
+ * Variables of no known section (CANOPY_STACK_DIR, the tests' own) are not
+ * configuration and are left alone. */
+static cnp_status check_env_names(cnp_err *err)
+{
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "CANOPY_", 7) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        const char *sec = *e + 7, *us = strchr(sec, '_');
+        if (!eq || !us || us > eq)
+            continue;
+        char section[32], key[96], var[160];
+        size_t sl = (size_t)(us - sec), kl = (size_t)(eq - us - 1);
+        if (sl >= sizeof section || kl >= sizeof key || kl == 0)
+            continue;
+        for (size_t i = 0; i < sl; i++)
+            section[i] = (char)tolower((unsigned char)sec[i]);
+        section[sl] = '\0';
+        for (size_t i = 0; i < kl; i++)
+            key[i] = (char)tolower((unsigned char)us[1 + i]);
+        key[kl] = '\0';
+        bool known;
+        if (key_find(section, key, &known) || !known)
+            continue;
+        const struct key *best = NULL;
+        size_t best_d = SIZE_MAX;
+        for (size_t i = 0; i < NKEYS; i++) {
+            if (strcmp(keys[i].section, section) != 0)
+                continue;
+            size_t d = distance(key, keys[i].name);
+            if (d < best_d) {
+                best_d = d;
+                best = &keys[i];
+            }
+        }
+        snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
+        char hint[128] = "";
+        if (best)
+            env_name(best, hint, sizeof hint);
+        cnp_err_set(err, "%s: [%s] has no key '%s'%s%s%s", var, section, key,
+                    best ? " (did you mean " : "", hint, best ? "?)" : "");
+        return CNP_ERR_CONFIG;
+    }
+    return CNP_OK;
+}
+
 cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
 {
     cnp_config_defaults(cfg);
     if (path) {
         struct long_lines ll = {.f = fopen(path, "r")};
-        struct parse_ctx ctx = {.cfg = cfg, .long_lines = &ll};
+        struct parse_ctx ctx = {.cfg = cfg, .long_lines = &ll, .path = path};
         int line = ll.f ? ini_parse_stream(long_line_reader, &ll, config_ini_handler, &ctx) : -1;
         if (ll.f)
             fclose(ll.f);
@@ -442,7 +530,10 @@ cnp_status cnp_config_load(cnp_config *cfg, const char *path, cnp_err *err)
             cnp_err_set(err, "%s: %s", name, why);
             return CNP_ERR_CONFIG;
         }
+        snprintf(cfg->origin[i], sizeof cfg->origin[i], "%.95s", name);
     }
+    if (check_env_names(err) != CNP_OK)
+        return CNP_ERR_CONFIG;
     if (cnp_log_level_parse(cfg->log.level) < 0) {
         cnp_err_set(err, "[log] level: '%s' is not one of debug, info, warn, error",
                     cfg->log.level);
@@ -555,7 +646,7 @@ void cnp_conninfo_mask(const char *in, char *out, size_t len)
     out[used] = '\0';
 }
 
-void cnp_config_dump(const cnp_config *cfg, FILE *out)
+static void dump(const cnp_config *cfg, FILE *out, bool origins)
 {
     const char *section = "";
     for (size_t i = 0; i < NKEYS; i++) {
@@ -565,6 +656,8 @@ void cnp_config_dump(const cnp_config *cfg, FILE *out)
             fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
             section = k->section;
         }
+        if (origins)
+            fprintf(out, "; %s: %s\n", k->name, cfg->origin[i]);
         fprintf(out, "%s = ", k->name);
         switch (k->type) {
         case T_STR:
@@ -586,6 +679,16 @@ void cnp_config_dump(const cnp_config *cfg, FILE *out)
         case T_ENUM: fprintf(out, "%s\n", k->choices[*(const int *)field]); break;
         }
     }
+}
+
+void cnp_config_dump(const cnp_config *cfg, FILE *out)
+{
+    dump(cfg, out, false);
+}
+
+void cnp_config_dump_origins(const cnp_config *cfg, FILE *out)
+{
+    dump(cfg, out, true);
 }
 
 void cnp_config_apply_log(const cnp_config *cfg)

@@ -48,6 +48,12 @@ assert_masked "$out"
 expect_line "$out" "region = eu-west-1"                 # file
 expect_line "$out" "idle_exit_seconds = 11"             # file
 expect_line "$out" "size = 30"                          # flag over environment over file
+# where each value came from
+expect_line "$out" "; size: command line"
+expect_line "$out" "; session_token: CANOPY_AWS_SESSION_TOKEN"
+expect_line "$out" "; wait_seconds: default"
+grep -qx "; idle_exit_seconds: $tmp/canopy.ini:[0-9]*" <<<"$out" ||
+  fail "no file:line origin for idle_exit_seconds"
 expect_line "$out" "secret_access_key = ********"
 expect_line "$out" "session_token = ********"
 expect_line "$out" "access_key_id = ********"
@@ -71,7 +77,11 @@ set +e
 CANOPY_BATCH_SIZE=many "$canopy" config show 2>>"$tmp/err"; rc2=$?
 "$canopy" config show -c "$tmp/missing.ini" 2>>"$tmp/err"; rc3=$?
 "$canopy" config show extra 2>>"$tmp/err"; rc4=$?
+CANOPY_BATCH_SIZEE=3 "$canopy" config show 2>"$tmp/err5"; rc5=$?
 set -e
-cat "$tmp/err"
-[ "$rc1 $rc2 $rc3 $rc4" = "2 2 2 2" ] || fail "configuration errors exit $rc1 $rc2 $rc3 $rc4, not 2"
+cat "$tmp/err" "$tmp/err5"
+[ "$rc1 $rc2 $rc3 $rc4 $rc5" = "2 2 2 2 2" ] ||
+  fail "configuration errors exit $rc1 $rc2 $rc3 $rc4 $rc5, not 2"
+grep -q "CANOPY_BATCH_SIZEE.*did you mean CANOPY_BATCH_SIZE" "$tmp/err5" ||
+  fail "a misspelt variable does not name the key it meant"
 echo PASS

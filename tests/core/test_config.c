@@ -1,5 +1,6 @@
 /* Configuration: defaults, the shipped canopy.ini, environment and flag
  * overrides, and errors that name file:line and the reason. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,7 +34,7 @@ static void test_defaults_match_shipped_file(void)
      * must give exactly the defaults. */
     cnp_status st = cnp_config_load(&shipped, CANOPY_SOURCE_DIR "/config/canopy.ini", &err);
     CHECK_MSG(st == CNP_OK, "%s", err.msg);
-    CHECK(memcmp(&def, &shipped, sizeof def) == 0);
+    CHECK(memcmp(&def, &shipped, offsetof(cnp_config, origin)) == 0); /* values, not origins */
     /* And every key of the table appears in it: dump the defaults and check
      * each "key =" line is present in the file. */
     char dump[32768] = "", file[32768] = "";
@@ -78,6 +79,39 @@ static void test_file_env_flags(void)
     CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_ERR_CONFIG);
     CHECK_MSG(strstr(err.msg, "CANOPY_BATCH_SIZE") && strstr(err.msg, "lots"), "%s", err.msg);
     unsetenv("CANOPY_BATCH_SIZE");
+}
+
+/* Where each value came from: default, file:line, variable, command line;
+ * and a misspelt variable of a known section is an error naming the key. */
+static void test_origins(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    const char *path = write_ini("o.ini", "; comment\n[batch]\nsize = 7\n\nthreads = 3\n");
+    setenv("CANOPY_BATCH_WAIT_SECONDS", "4", 1);
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_OK, "%s", err.msg);
+    CHECK(cnp_config_set(&cfg, "batch", "threads", "5", &err) == CNP_OK);
+    unsetenv("CANOPY_BATCH_WAIT_SECONDS");
+    char want[600];
+    snprintf(want, sizeof want, "; size: %s:3\nsize = 7\n", path);
+    char buf[16384] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    cnp_config_dump_origins(&cfg, f);
+    fclose(f);
+    CHECK(strstr(buf, want) != NULL, "no '%s' in:\n%s", want, buf);
+    CHECK(strstr(buf, "; wait_seconds: CANOPY_BATCH_WAIT_SECONDS\nwait_seconds = 4\n") != NULL);
+    CHECK(strstr(buf, "; threads: command line\nthreads = 5\n") != NULL);
+    CHECK(strstr(buf, "; visibility_timeout: default\nvisibility_timeout = 300\n") != NULL);
+
+    setenv("CANOPY_BATCH_SIZEE", "3", 1);
+    CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_ERR_CONFIG);
+    CHECK(strstr(err.msg, "CANOPY_BATCH_SIZEE") && strstr(err.msg, "did you mean CANOPY_BATCH_SIZE?"),
+          "%s", err.msg);
+    unsetenv("CANOPY_BATCH_SIZEE");
+    /* Not configuration: a variable of no known section is left alone. */
+    setenv("CANOPY_STACK_DIR", "/tmp/x", 1);
+    CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_OK, "%s", err.msg);
+    unsetenv("CANOPY_STACK_DIR");
 }
 
 static void expect_error(const char *text, const char *line, const char *reason)
@@ -210,6 +244,7 @@ int main(void)
         return 1;
     test_defaults_match_shipped_file();
     test_file_env_flags();
+    test_origins();
     test_errors();
     test_long_lines();
     test_secrets_masked();
