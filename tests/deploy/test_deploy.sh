@@ -54,7 +54,7 @@ systemd)
   ! grep -i 'canopy' "$tmp/verify.log" || fail "systemd-analyze verify warns about the units"
   # The instance's ExecStart, %i = 0, is a valid canopy command line.
   "$root/usr/bin/canopy" config show -c "$root/usr/share/canopy/canopy.ini" \
-      --set opencl.device=0 | grep -qx 'device = 0' || fail "--set opencl.device=%i"
+      --set opencl.device=0 | grep -x 'device = 0' >/dev/null || fail "--set opencl.device=%i"
   echo PASS
   ;;
 manifests)
