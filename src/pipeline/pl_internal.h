@@ -163,6 +163,10 @@ typedef struct pl_source_ops {
     void (*acknowledge)(pl_ctx *x, void *self, pl_chunk *c, bool committed);
 } pl_source_ops;
 
+/* The acknowledgement of sources without messages (listing, files): nothing
+ * to delete, so committed items are done. */
+void pl_ack_without_message(pl_ctx *x, void *self, pl_chunk *c, bool committed);
+
 /* A sink writes outputs and commits results. */
 typedef struct pl_sink_ops {
     /* Writes the outputs of every ENCODED item (-> UPLOADED or failed). */

@@ -89,19 +89,10 @@ static void files_fetch(pl_ctx *x, void *self, pl_chunk *c)
     }
 }
 
-static void files_ack(pl_ctx *x, void *self, pl_chunk *c, bool committed)
-{
-    (void)x;
-    (void)self;
-    for (size_t i = 0; i < c->nitems; i++)
-        if (committed && c->items[i].state == ITEM_COMMITTED)
-            item_advance(&c->items[i], ITEM_ACKNOWLEDGED);
-}
-
 const pl_source_ops pl_source_files_ops = {
     .next_chunk = files_next_chunk,
     .fetch = files_fetch,
-    .acknowledge = files_ack,
+    .acknowledge = pl_ack_without_message,
 };
 
 cnp_status pl_files_source_create(pl_file *files, size_t n, int chunk_size, int64_t max_bytes,

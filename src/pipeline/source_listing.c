@@ -34,20 +34,10 @@ static void listing_fetch(pl_ctx *x, void *self, pl_chunk *c)
     pl_fetch_s3(x, s->fetch_batch, c);
 }
 
-/* Without a message there is nothing to delete: committed items are done. */
-static void no_ack(pl_ctx *x, void *self, pl_chunk *c, bool committed)
-{
-    (void)x;
-    (void)self;
-    for (size_t i = 0; i < c->nitems; i++)
-        if (committed && c->items[i].state == ITEM_COMMITTED)
-            item_advance(&c->items[i], ITEM_ACKNOWLEDGED);
-}
-
 const pl_source_ops pl_source_listing_ops = {
     .next_chunk = listing_next_chunk,
     .fetch = listing_fetch,
-    .acknowledge = no_ack,
+    .acknowledge = pl_ack_without_message,
 };
 
 cnp_status pl_listing_source_create(aws_client *aws, const char *bucket, s3_list_entry *items,

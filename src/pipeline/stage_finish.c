@@ -59,6 +59,15 @@ static void report(pl_ctx *x, const pl_item *it)
     x->hooks->on_item(x->hooks->ctx, &r);
 }
 
+void pl_ack_without_message(pl_ctx *x, void *self, pl_chunk *c, bool committed)
+{
+    (void)x;
+    (void)self;
+    for (size_t i = 0; i < c->nitems; i++)
+        if (committed && c->items[i].state == ITEM_COMMITTED)
+            item_advance(&c->items[i], ITEM_ACKNOWLEDGED);
+}
+
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c)
 {
     bool committed = x->sink->commit(x, x->sink_self, c);
