@@ -4,11 +4,16 @@
 #
 #   scripts/fuzz.sh [--seconds N] [TARGET...]   fuzz each target N seconds (default 60)
 #   scripts/fuzz.sh --replay [TARGET...]        run each target over its in-tree corpus only
+#   scripts/fuzz.sh --runs N --seed S [TARGET...]  N inputs per target from seed S,
+#                 starting from the in-tree corpus only: the same inputs on
+#                 every machine (what test.sh and CI run)
 #
 #   TARGET        message, s3_xml, aws_error, sqs_json, config, aws_profile, png,
 #                 raster, cnw (with or without the fuzz_ prefix); default: all
 #   --seconds N   time per target
 #   --replay      no fuzzing: every file of tests/fuzz/corpus/<target> once (CI)
+#   --runs N      fuzz N inputs per target instead of for a time
+#   --seed S      libFuzzer's random seed (default: chosen by libFuzzer)
 #   --no-build    use the targets already built
 #
 # Build directory: build-fuzz/ (override with CANOPY_FUZZ_BUILD_DIR). New
@@ -21,6 +26,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 seconds=60
+runs=
+seed=
 replay=0
 build=1
 targets=()
@@ -28,6 +35,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) [ $# -ge 2 ] || die "--seconds needs N"; seconds=$2; shift ;;
     --seconds=*) seconds=${1#--seconds=} ;;
+    --runs) [ $# -ge 2 ] || die "--runs needs N"; runs=$2; shift ;;
+    --seed) [ $# -ge 2 ] || die "--seed needs S"; seed=$2; shift ;;
     --replay) replay=1 ;;
     --no-build) build=0 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -37,6 +46,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$seconds" in ''|*[!0-9]*) die "--seconds needs a whole number" ;; esac
+case "$runs" in *[!0-9]*) die "--runs needs a whole number" ;; esac
+case "$seed" in *[!0-9]*) die "--seed needs a whole number" ;; esac
 
 BUILD_DIR=${CANOPY_FUZZ_BUILD_DIR:-$CANOPY_ROOT/build-fuzz}
 CORPUS_SRC=$CANOPY_ROOT/tests/fuzz/corpus
@@ -83,10 +94,21 @@ for t in "${targets[@]}"; do
     say "$t: replaying $(ls "$CORPUS_SRC/$t" | wc -l) inputs of tests/fuzz/corpus/$t"
     rc=0; "$bin" "${args[@]}" -runs=0 "$CORPUS_SRC/$t" >"$log" 2>&1 || rc=$?
   else
-    corpus=$BUILD_DIR/corpus/$t
-    mkdir -p "$corpus"
-    say "$t: fuzzing for ${seconds}s (new inputs in $corpus)"
-    rc=0; "$bin" "${args[@]}" -max_total_time="$seconds" "$corpus" "$CORPUS_SRC/$t" \
+    [ -n "$seed" ] && args+=(-seed="$seed")
+    if [ -n "$runs" ]; then
+      # Reproducible: a fresh corpus each time, so that the inputs depend on
+      # the tree and the seed only, not on what earlier runs here found.
+      corpus=$BUILD_DIR/corpus-fixed/$t
+      rm -rf "$corpus"; mkdir -p "$corpus"
+      say "$t: fuzzing $runs inputs${seed:+ from seed $seed}"
+      limit=(-runs="$runs")
+    else
+      corpus=$BUILD_DIR/corpus/$t
+      mkdir -p "$corpus"
+      say "$t: fuzzing for ${seconds}s (new inputs in $corpus)"
+      limit=(-max_total_time="$seconds")
+    fi
+    rc=0; "$bin" "${args[@]}" "${limit[@]}" "$corpus" "$CORPUS_SRC/$t" \
             >"$log" 2>&1 || rc=$?
   fi
   stats=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)

@@ -3,8 +3,10 @@
 # builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
 #
 # Last, the fuzz step: builds the libFuzzer targets with clang, replays each
-# one's corpus in tests/fuzz/corpus and fuzzes each for a few seconds
-# (scripts/fuzz.sh; the long runs are for people).
+# one's corpus in tests/fuzz/corpus and fuzzes each for a fixed number of
+# inputs from a fixed seed, so that every machine tries the same inputs and a
+# run that passed here passes in CI (scripts/fuzz.sh; the long, random runs
+# are for people).
 #
 #   scripts/test.sh [--no-asan] [--no-fuzz] [--only REGEX]
 #
@@ -14,7 +16,8 @@
 #
 # Build directories: build/, build-asan/ and build-fuzz/ (override with
 # CANOPY_BUILD_DIR, CANOPY_ASAN_BUILD_DIR and CANOPY_FUZZ_BUILD_DIR;
-# CANOPY_FUZZ_SECONDS sets the fuzzing time per target, default 3). The
+# CANOPY_FUZZ_RUNS and CANOPY_FUZZ_SEED set the inputs per target and the
+# seed, default 20000 and 1). The
 # stack (PostgreSQL + moto) runs from a fresh directory under /tmp for this
 # run only and is always stopped on exit, so a stack a developer started with
 # scripts/stack.sh is left alone.
@@ -54,7 +57,7 @@ finish() {
 # AWS profiles or libpq service files) must not leak into the tests.
 while IFS= read -r var; do
   case "$var" in
-    CANOPY_BUILD_DIR|CANOPY_ASAN_BUILD_DIR|CANOPY_FUZZ_BUILD_DIR|CANOPY_FUZZ_SECONDS|CANOPY_JOBS) ;;
+    CANOPY_BUILD_DIR|CANOPY_ASAN_BUILD_DIR|CANOPY_FUZZ_BUILD_DIR|CANOPY_FUZZ_RUNS|CANOPY_FUZZ_SEED|CANOPY_JOBS) ;;
     *) unset "$var" ;;
   esac
 done < <(compgen -e | grep -E '^(AWS_|PG|CANOPY_)' || true)
@@ -113,10 +116,11 @@ fi
 
 # --- fuzz step: the targets keep building and their corpus keeps passing ------
 if [ $fuzz = 1 ]; then
-  say "fuzz step: building the libFuzzer targets, replaying tests/fuzz/corpus, fuzzing each ${CANOPY_FUZZ_SECONDS:-3}s"
+  say "fuzz step: building the libFuzzer targets, replaying tests/fuzz/corpus, fuzzing ${CANOPY_FUZZ_RUNS:-20000} inputs each from seed ${CANOPY_FUZZ_SEED:-1}"
   fuzz_start=$SECONDS
   if bash "$CANOPY_ROOT/scripts/fuzz.sh" --replay &&
-     bash "$CANOPY_ROOT/scripts/fuzz.sh" --no-build --seconds "${CANOPY_FUZZ_SECONDS:-3}"; then
+     bash "$CANOPY_ROOT/scripts/fuzz.sh" --no-build --runs "${CANOPY_FUZZ_RUNS:-20000}" \
+       --seed "${CANOPY_FUZZ_SEED:-1}"; then
     say "fuzz step: passed in $((SECONDS - fuzz_start))s"
   else
     failed+=("fuzz")

@@ -302,6 +302,16 @@ static char *long_line_reader(char *str, int num, void *stream)
     if (len < 0)
         return NULL;
     ll->lineno++;
+    /* Indentation means nothing in canopy's files: inih would take an
+     * indented line as the continuation of the previous key's value (so an
+     * indented `size = 3` would become part of `region`). Handing inih the
+     * line without its leading blanks makes it a key, a comment or a syntax
+     * error of its own. */
+    size_t lead = strspn(ll->line, " \t");
+    if (lead > 0) {
+        memmove(ll->line, ll->line + lead, (size_t)len - lead + 1);
+        len -= (ssize_t)lead;
+    }
     if (len < num - 1) {
         memcpy(str, ll->line, (size_t)len + 1);
         return str;

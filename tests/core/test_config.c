@@ -175,6 +175,25 @@ static void test_long_lines(void)
     expect_error(text, "4", "not an integer");
 }
 
+/* Indentation: inih takes an indented line as the continuation of the
+ * previous value, so `  size = 3` under `region = x` became part of the
+ * region, and a dumped file did not read back the same (found by
+ * fuzz_config). Indented keys are keys; an indented stray value is an error
+ * naming its line. */
+static void test_indentation(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    const char *path = write_ini("indent.ini",
+                                 "[aws]\n  region = eu-west-1\n\t; a comment\n"
+                                 "[batch]\n    size = 3\n  [output]\n  png_level = 6\n");
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_OK, "%s", err.msg);
+    CHECK_MSG(strcmp(cfg.aws.region, "eu-west-1") == 0, "region '%s'", cfg.aws.region);
+    CHECK(cfg.batch.size == 3);
+    CHECK(cfg.output.png_level == 6);
+    expect_error("[aws]\nregion = eu- \n 10 ; inline cbug\n", "3", "syntax error");
+}
+
 static void test_secrets_masked(void)
 {
     cnp_config cfg;
@@ -247,6 +266,7 @@ int main(void)
     test_origins();
     test_errors();
     test_long_lines();
+    test_indentation();
     test_secrets_masked();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
