@@ -25,10 +25,17 @@
 #include "canopy/image.h"
 #include "canopy/status.h"
 
-/* One detected crown: centre in continuous pixel coordinates (origin at the
- * top-left corner of the image), radius in pixels, score in [0, 1]. */
+/* One detected tree: centre in continuous pixel coordinates (origin at the
+ * top-left corner of the image), radius in pixels, score in [0, 1].
+ *
+ * Box models (RetinaNet) also give the model's own box [x0, x1) x [y0, y1)
+ * and a class label (index into the model's labels); the centre is then the
+ * box's centre and the radius half its mean side. The crown model leaves the
+ * box zero: its box is centre +- radius (det_tree_box gives either). */
 typedef struct cnp_tree {
     float x, y, radius, score;
+    float x0, y0, x1, y1;
+    int label;
 } cnp_tree;
 
 /* ---- weights file ------------------------------------------------------ */
@@ -149,7 +156,8 @@ bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err);
 
-/* A crown's box: centre +- radius. */
+/* A tree's box: the model's own box when it has one (x1 > x0), else the
+ * crown's centre +- radius. */
 det_box det_tree_box(const cnp_tree *t);
 
 /* det_nms on the crowns' boxes, in place: the first *n trees become the

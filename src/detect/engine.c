@@ -811,7 +811,8 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
                        "reading the tree list", err);
     }
     for (size_t i = 0; result == CNP_OK && i < nt; i++)
-        out[i] = (cnp_tree){list[i].s[0], list[i].s[1], list[i].s[2], list[i].s[3]};
+        out[i] = (cnp_tree){.x = list[i].s[0], .y = list[i].s[1], .radius = list[i].s[2],
+                            .score = list[i].s[3]};
     free(raw);
     if (result != CNP_OK) {
         free(out);

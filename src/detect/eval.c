@@ -62,7 +62,7 @@ void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t
         qsort(order, n_pred, sizeof *order, by_score);
     for (size_t k = 0; k < n_pred; k++) {
         const cnp_tree *p = &pred[order[k].index];
-        det_box pb = {p->x - p->radius, p->y - p->radius, p->x + p->radius, p->y + p->radius};
+        det_box pb = det_tree_box(p);
         double best = -1;
         size_t best_j = 0;
         for (size_t j = 0; j < n_truth; j++) {

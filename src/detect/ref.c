@@ -180,7 +180,7 @@ cnp_status det_decode(const det_model *m, const float *out, uint32_t oh, uint32_
                 *trees = t;
                 *cap = nc;
             }
-            (*trees)[(*n)++] = (cnp_tree){x, y, expf(lr[k]), score};
+            (*trees)[(*n)++] = (cnp_tree){.x = x, .y = y, .radius = expf(lr[k]), .score = score};
         }
     }
     return CNP_OK;

@@ -117,8 +117,8 @@ static bool json_georef(cJSON *doc, const pipe_encode_in *in)
 
 static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g)
 {
-    double box[4] = {tr->x - tr->radius, tr->y - tr->radius, tr->x + tr->radius,
-                     tr->y + tr->radius};
+    det_box b = det_tree_box(tr);
+    double box[4] = {b.x0, b.y0, b.x1, b.y1};
     bool ok = cJSON_AddNumberToObject(t, "x", round_to(tr->x, 2)) &&
               cJSON_AddNumberToObject(t, "y", round_to(tr->y, 2)) &&
               cJSON_AddNumberToObject(t, "radius", round_to(tr->radius, 2)) &&

@@ -122,10 +122,11 @@ static pg_tree *tree_rows(const pl_item *it)
         t[k].y = tr->y;
         t[k].radius = tr->radius;
         t[k].score = tr->score;
-        t[k].xmin = tr->x - tr->radius;
-        t[k].ymin = tr->y - tr->radius;
-        t[k].xmax = tr->x + tr->radius;
-        t[k].ymax = tr->y + tr->radius;
+        det_box b = det_tree_box(tr);
+        t[k].xmin = b.x0;
+        t[k].ymin = b.y0;
+        t[k].xmax = b.x1;
+        t[k].ymax = b.y1;
         if (!it->trees_geo)
             continue;
         const pipe_geo_tree *g = &it->trees_geo[k];

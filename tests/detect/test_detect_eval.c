@@ -15,6 +15,9 @@
 #include "detect/cnw_util.h"
 #include "detect/test_detect_common.h"
 
+/* A crown (no box of its own). */
+#define CROWN(cx, cy, r, s) {.x = (cx), .y = (cy), .radius = (r), .score = (s)}
+
 static void test_iou(void)
 {
     det_box a = {0, 0, 10, 10}, b = {5, 0, 15, 10}, c = {20, 20, 30, 30}, e = {3, 3, 3, 3};
@@ -34,14 +37,14 @@ static void test_match(void)
         {200, 200, 210, 210}, /* E */
     };
     cnp_tree pred[] = {
-        {5, 5, 5, 0.90f},     /* A, IoU 1 */
-        {6, 5, 5, 0.80f},     /* A again (0.818): A is taken, a false positive */
-        {25, 6, 5, 0.70f},    /* B, IoU 90/110 */
-        {104, 104, 4, 0.95f}, /* C, IoU 64/100 */
-        {300, 300, 5, 0.50f}, /* nothing */
-        {60, 5, 5, 0.99f},    /* D at IoU 50/150 < 0.4 */
-        {205, 205, 5, 0.60f}, /* E perfectly, but after Y */
-        {206, 205, 5, 0.65f}, /* Y: E at 0.818, higher score, takes it */
+        CROWN(5, 5, 5, 0.90f),     /* A, IoU 1 */
+        CROWN(6, 5, 5, 0.80f),     /* A again (0.818): A is taken, a false positive */
+        CROWN(25, 6, 5, 0.70f),    /* B, IoU 90/110 */
+        CROWN(104, 104, 4, 0.95f), /* C, IoU 64/100 */
+        CROWN(300, 300, 5, 0.50f), /* nothing */
+        CROWN(60, 5, 5, 0.99f),    /* D at IoU 50/150 < 0.4 */
+        CROWN(205, 205, 5, 0.60f), /* E perfectly, but after Y */
+        CROWN(206, 205, 5, 0.65f), /* Y: E at 0.818, higher score, takes it */
     };
     det_match_stats s;
     det_match(pred, 8, truth, 5, 0.4, &s);

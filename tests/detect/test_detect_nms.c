@@ -11,6 +11,9 @@
 #include "detect/detect_internal.h"
 #include "detect/test_detect_common.h"
 
+/* A crown (no box of its own). */
+#define CROWN(cx, cy, r, s) {.x = (cx), .y = (cy), .radius = (r), .score = (s)}
+
 /* Runs det_nms and checks the kept indices, in order, against want. */
 static void expect_keep(const char *what, const det_box *b, const float *s, const int *lab,
                         size_t n, float iou, const uint32_t *want, size_t nwant)
@@ -71,12 +74,12 @@ static void test_hand_built(void)
     expect_keep("nested kept", nest, nest_s, NULL, 2, 0.05f, (uint32_t[]){0, 1}, 2);
 
     /* Crowns: two concentric rings and a separate crown. */
-    cnp_tree trees[] = {{50, 50, 10, 0.6f}, {51, 50, 9, 0.8f}, {100, 100, 5, 0.4f}};
+    cnp_tree trees[] = {CROWN(50, 50, 10, 0.6f), CROWN(51, 50, 9, 0.8f), CROWN(100, 100, 5, 0.4f)};
     size_t n = 3;
     REQUIRE(det_trees_nms(trees, &n, 0.3f, &err) == CNP_OK);
     CHECK(n == 2 && trees[0].score == 0.8f && trees[1].score == 0.4f);
     n = 3;
-    cnp_tree t2[] = {{50, 50, 10, 0.6f}, {51, 50, 9, 0.8f}, {100, 100, 5, 0.4f}};
+    cnp_tree t2[] = {CROWN(50, 50, 10, 0.6f), CROWN(51, 50, 9, 0.8f), CROWN(100, 100, 5, 0.4f)};
     REQUIRE(det_trees_nms(t2, &n, 1.0f, &err) == CNP_OK);
     CHECK(n == 3 && t2[0].score == 0.6f); /* >= 1: untouched */
     det_box bx = det_tree_box(&t2[1]);
