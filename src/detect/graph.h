@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "canopy/gpu.h"
 #include "canopy/status.h"
 
 #define DET_GRAPH_NAME_MAX 96
@@ -115,5 +116,86 @@ cnp_status det_graph_shapes(const det_graph *g, int in_h, int in_w, int *c, int 
  * and the padded size (ph, pw). */
 void det_retina_input_size(const det_retina *r, int h, int w, int *rh, int *rw, int *ph,
                            int *pw);
+
+/* ---- C reference (graph_ref.c, retina.c) ------------------------------- */
+
+/* Output shape of every node for a transformed input of in_h x in_w, checked
+ * (channels, residual and top shapes, positive sizes); the reference's own
+ * shape walk, the same rules as det_graph_shapes. */
+cnp_status det_graph_ref_shapes(const det_graph *g, int in_h, int in_w, int *c, int *h, int *w,
+                                cnp_err *err);
+
+/* One node on CHW float tensors (out of shape oc x oh x ow as the node's
+ * shape rule gives). conv: add is the residual (NULL when in2 < 0);
+ * upsample_add: in (c x h x w) + nearest(top, c x th x tw). */
+void det_graph_ref_conv(const det_node *n, const float *in, int h, int w, const float *add,
+                        float *out, int oh, int ow);
+void det_graph_ref_maxpool(const det_node *n, const float *in, int c, int h, int w, float *out,
+                           int oh, int ow);
+void det_graph_ref_upsample_add(const float *in, const float *top, int c, int h, int w, int th,
+                                int tw, float *out);
+
+/* The input transform of an h x w RGBA8 image (rows stride_bytes apart):
+ * *out (malloc'd, 3 x ph x pw, caller frees) with the resized (rh, rw) and
+ * padded (ph, pw) sizes. */
+cnp_status det_retina_input(const det_retina *r, const uint8_t *rgba, uint32_t stride_bytes,
+                            uint32_t w, uint32_t h, float **out, int *rh, int *rw, int *ph,
+                            int *pw, cnp_err *err);
+
+/* Runs the graph on a transformed input (3 x h x w) and returns the
+ * outputs of the heads: cls[l], box[l] (malloc'd, caller frees each) of
+ * level l, with their feature sizes fh[l] x fw[l]. Intermediate tensors
+ * are freed after their last use. */
+cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, int w,
+                                 float **cls, float **box, int *fh, int *fw, cnp_err *err);
+
+/* torchvision's postprocess_detections + transform.postprocess on the head
+ * outputs: per level sigmoid, > score_thresh, top-k, anchors, decode, clip
+ * to rh x rw; class-wise NMS over all levels; the first detections_per_img;
+ * boxes scaled to the original orig_h x orig_w. *out malloc'd (NULL when
+ * *n == 0), in NMS order (score descending). */
+cnp_status det_retina_ref_postprocess(const det_graph *g, float *const *cls, float *const *box,
+                                      const int *fh, const int *fw, int rh, int rw, int ph,
+                                      int pw, int orig_h, int orig_w, det_detection **out,
+                                      size_t *n, cnp_err *err);
+
+/* Base anchors of level l (A = n_ratios * n_sizes boxes x0 y0 x1 y1,
+ * AnchorGenerator.generate_anchors in float32 with round-half-even). */
+void det_retina_base_anchors(const det_retina *r, int l, float *anchors);
+
+/* One torchvision model(image) call on an h x w RGBA8 image (rows
+ * stride_bytes apart): transform, graph, postprocess. Detections in the
+ * image's pixel coordinates, score descending. */
+cnp_status det_retina_ref_predict(const det_graph *g, const uint8_t *rgba, uint32_t stride_bytes,
+                                  uint32_t w, uint32_t h, det_detection **out, size_t *n,
+                                  cnp_err *err);
+
+/* ---- OpenCL engine (graph_engine.c, kernels/graph.cl) -------------------- */
+
+typedef struct det_graph_engine det_graph_engine;
+
+/* Builds the kernels, uploads the weights and sizes every device buffer once
+ * for windows of at most max_w x max_h (any transformed size the retina's
+ * min_size / max_size allow). g, its weights and ctx must outlive the
+ * engine. */
+cnp_status det_graph_engine_create(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
+                                   uint32_t max_h, det_graph_engine **out, cnp_err *err);
+
+/* det_retina_ref_predict of the w x h window at (x0, y0) of an RGBA8 image
+ * img_w pixels wide already on the device. Detections (malloc'd, NULL when
+ * *n == 0) in window coordinates, score descending. */
+cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                                    det_detection **out, size_t *n, cnp_err *err);
+
+/* Runs the transform and the graph only and reads node `node`'s output back
+ * (malloc'd, c x h x w as det_graph_ref_shapes gives for the transformed
+ * size *ph x *pw). For tests. */
+cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h, int node,
+                                    float **out, int *ph, int *pw, cnp_err *err);
+
+/* Frees device buffers and kernels; accepts NULL. */
+void det_graph_engine_free(det_graph_engine *e);
 
 #endif

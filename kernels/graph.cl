@@ -1,0 +1,266 @@
+/* Kernels of graph models (src/detect/graph_engine.c), OpenCL 1.2. Each has
+ * a C reference (src/detect/graph_ref.c, retina.c) and a test in
+ * tests/detect/test_graph_*.c. Convolutions are im2col + CLBlast SGEMM +
+ * graph_epilogue; the NMS reuses detect.cl's detect_nms_* kernels.
+ *
+ * Contraction into fma would change roundings against the C reference
+ * (compiled as ISO C, which GCC does not contract). */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* ATen's upsample_bilinear2d (CPU) source index and weights along one axis,
+ * as bilinear_axis in retina.c. */
+void bilinear_axis(const int in, const int out, const int dst, int *i0, int *i1, float *l0,
+                   float *l1)
+{
+    const float scale = (float)in / (float)out;
+    float src = scale * ((float)dst + 0.5f) - 0.5f;
+    if (src < 0.0f)
+        src = 0.0f;
+    int i = (int)floor(src);
+    if (i > in - 1)
+        i = in - 1;
+    float lam = src - (float)i;
+    lam = fmin(fmax(lam, 0.0f), 1.0f);
+    *i0 = i;
+    *i1 = i < in - 1 ? i + 1 : i;
+    *l1 = lam;
+    *l0 = 1.0f - lam;
+}
+
+float3 norm_px(__global const uchar4 *rgba, const int img_w, const int x, const int y,
+               const float3 mean, const float3 std)
+{
+    const uchar4 p = rgba[(size_t)y * img_w + x];
+    const float3 v = (float3)((float)p.x / 255.0f, (float)p.y / 255.0f, (float)p.z / 255.0f);
+    return (v - mean) / std;
+}
+
+/* The input transform (det_retina_input): the w x h window at (x0, y0) of
+ * an RGBA8 image img_w wide -> (x / 255 - mean) / std -> bilinear resize to
+ * rh x rw -> zero padding to ph x pw. 3 x ph x pw floats. Global (pw, ph). */
+__kernel void graph_input(__global const uchar4 *rgba, const int img_w, const int x0,
+                          const int y0, const int w, const int h, const int rh, const int rw,
+                          const int ph, const int pw, const float4 mean4, const float4 std4,
+                          __global float *out)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= pw || y >= ph)
+        return;
+    const size_t plane = (size_t)ph * pw, o = (size_t)y * pw + x;
+    if (x >= rw || y >= rh) {
+        out[o] = out[plane + o] = out[2 * plane + o] = 0.0f;
+        return;
+    }
+    int ya, yb, xa, xb;
+    float wy0, wy1, wx0, wx1;
+    bilinear_axis(h, rh, y, &ya, &yb, &wy0, &wy1);
+    bilinear_axis(w, rw, x, &xa, &xb, &wx0, &wx1);
+    const float3 mean = mean4.xyz, std = std4.xyz;
+    const float3 p00 = norm_px(rgba, img_w, x0 + xa, y0 + ya, mean, std);
+    const float3 p01 = norm_px(rgba, img_w, x0 + xb, y0 + ya, mean, std);
+    const float3 p10 = norm_px(rgba, img_w, x0 + xa, y0 + yb, mean, std);
+    const float3 p11 = norm_px(rgba, img_w, x0 + xb, y0 + yb, mean, std);
+    const float3 t0 = p00 * wx0 + p01 * wx1;
+    const float3 t1 = p10 * wx0 + p11 * wx1;
+    const float3 v = t0 * wy0 + t1 * wy1;
+    out[o] = v.x;
+    out[plane + o] = v.y;
+    out[2 * plane + o] = v.z;
+}
+
+/* col[(c * K + ky) * K + kx][oy * OW + ox] = in[c][oy*S - P + ky*D][ox*S - P + kx*D]
+ * (0 outside). Global (OH * OW rounded, C * K * K). */
+__kernel void graph_im2col(__global const float *in, __global float *col, const int H,
+                           const int W, const int OH, const int OW, const int K, const int S,
+                           const int P, const int D)
+{
+    const int i = get_global_id(0), r = get_global_id(1);
+    const int n = OH * OW;
+    if (i >= n)
+        return;
+    const int c = r / (K * K), kk = r % (K * K), ky = kk / K, kx = kk % K;
+    const int oy = i / OW, ox = i % OW;
+    const int iy = oy * S - P + ky * D, ix = ox * S - P + kx * D;
+    float v = 0.0f;
+    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+        v = in[((size_t)c * H + iy) * W + ix];
+    col[(size_t)r * n + i] = v;
+}
+
+/* out = act(out + bias[c] [+ add]) after the SGEMM. Global (n rounded, C). */
+__kernel void graph_epilogue(__global float *out, __global const float *bias,
+                             __global const float *add, const int has_add, const int n,
+                             const int relu)
+{
+    const int i = get_global_id(0), c = get_global_id(1);
+    if (i >= n)
+        return;
+    const size_t o = (size_t)c * n + i;
+    float v = out[o] + bias[c];
+    if (has_add)
+        v += add[o];
+    out[o] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* K x K max pool, stride S, padding P (never wins), floor mode. Global
+ * (C * OH * OW rounded). */
+__kernel void graph_maxpool(__global const float *in, __global float *out, const int C,
+                            const int H, const int W, const int OH, const int OW, const int K,
+                            const int S, const int P)
+{
+    const int i = get_global_id(0);
+    if (i >= C * OH * OW)
+        return;
+    const int x = i % OW, y = (i / OW) % OH, c = i / (OW * OH);
+    float m = -INFINITY;
+    for (int ky = 0; ky < K; ky++) {
+        const int iy = y * S - P + ky;
+        if (iy < 0 || iy >= H)
+            continue;
+        for (int kx = 0; kx < K; kx++) {
+            const int ix = x * S - P + kx;
+            if (ix >= 0 && ix < W)
+                m = fmax(m, in[((size_t)c * H + iy) * W + ix]);
+        }
+    }
+    out[i] = m;
+}
+
+/* ATen's nearest index rule: min(floor(dst * (float)in / out), in - 1). */
+int nearest_src(const int dst, const int in, const int out)
+{
+    const float scale = (float)in / (float)out;
+    return min((int)floor((float)dst * scale), in - 1);
+}
+
+/* out = in + nearest(top). Global (C * H * W rounded). */
+__kernel void graph_upsample_add(__global const float *in, __global const float *top,
+                                 __global float *out, const int C, const int H, const int W,
+                                 const int TH, const int TW)
+{
+    const int i = get_global_id(0);
+    if (i >= C * H * W)
+        return;
+    const int x = i % W, y = (i / W) % H, c = i / (W * H);
+    const int sy = nearest_src(y, TH, H), sx = nearest_src(x, TW, W);
+    out[i] = in[i] + top[((size_t)c * TH + sy) * TW + sx];
+}
+
+__kernel void graph_relu(__global const float *in, __global float *out, const int n)
+{
+    const int i = get_global_id(0);
+    if (i < n)
+        out[i] = fmax(in[i], 0.0f);
+}
+
+/* ---- decode ---------------------------------------------------------------
+ * Candidates are 64-bit keys (~score bits) << 32 | flat index: scores are
+ * non-negative, so ascending keys are score descending, then index
+ * ascending (torch.topk's order as the reference sorts it). */
+
+/* Sigmoid of the class logits (channels A*K, plane hw) of one level; those
+ * above thr appended to keys[base ..] (flat index (p * A + a) * K + k, the
+ * head's (y, x, a, k) order), their number in count[level]. Global
+ * (A * K * hw rounded). */
+__kernel void graph_scores(__global const float *cls, const int hw, const int AK,
+                           const float thr, __global ulong *keys, const int base,
+                           __global int *count, const int level, const int cap)
+{
+    const int i = get_global_id(0);
+    if (i >= AK * hw)
+        return;
+    const int ch = i / hw, p = i % hw;
+    const float s = 1.0f / (1.0f + exp(-cls[i]));
+    if (!(s > thr))
+        return;
+    const int at = atomic_inc(&count[level]);
+    if (at < cap)
+        keys[base + at] = ((ulong)(~as_uint(s)) << 32) | (uint)(p * AK + ch);
+}
+
+/* keys[base + i] = ~0 for count <= i < n (the sort's padding). */
+__kernel void graph_pad(__global ulong *keys, const int base, const int count, const int n)
+{
+    const int i = get_global_id(0) + count;
+    if (i < n)
+        keys[base + i] = ~(ulong)0;
+}
+
+/* One compare-exchange step (k, j) of an ascending bitonic sort of n keys
+ * (a power of two). Global (n). */
+__kernel void graph_bitonic(__global ulong *keys, const int base, const int k, const int j)
+{
+    const int i = get_global_id(0), l = i ^ j;
+    if (l <= i)
+        return;
+    const ulong a = keys[base + i], b = keys[base + l];
+    const bool up = (i & k) == 0;
+    if (up ? a > b : a < b) {
+        keys[base + i] = b;
+        keys[base + l] = a;
+    }
+}
+
+/* The first n sorted candidates of one level -> anchors (base anchors + the
+ * cell's shift), BoxCoder.decode_single, clip to rw x rh; written to the NMS
+ * input at out0. reg: box regression (A*4 channels, plane hw). Global (n
+ * rounded). */
+__kernel void graph_decode(__global const ulong *keys, const int base, const int n,
+                           __global const float *reg, const int hw, const int fw, const int A,
+                           const int K, const int sx, const int sy,
+                           __global const float4 *anchors, const float4 weights,
+                           const float clip, const int rh, const int rw, const int out0,
+                           __global float4 *box, __global float *score, __global int *label)
+{
+    const int t = get_global_id(0);
+    if (t >= n)
+        return;
+    const ulong key = keys[base + t];
+    const uint idx = (uint)(key & 0xffffffffu);
+    const float s = as_float(~(uint)(key >> 32));
+    const int ai = (int)(idx / (uint)K), p = ai / A, a = ai % A;
+    const float fx = (float)((p % fw) * sx), fy = (float)((p / fw) * sy);
+    const float4 b = anchors[a];
+    const float ax0 = fx + b.x, ay0 = fy + b.y, ax1 = fx + b.z, ay1 = fy + b.w;
+    const float wa = ax1 - ax0, ha = ay1 - ay0;
+    const float cx = ax0 + 0.5f * wa, cy = ay0 + 0.5f * ha;
+    const float dx = reg[(size_t)(a * 4 + 0) * hw + p] / weights.x;
+    const float dy = reg[(size_t)(a * 4 + 1) * hw + p] / weights.y;
+    const float dw = fmin(reg[(size_t)(a * 4 + 2) * hw + p] / weights.z, clip);
+    const float dh = fmin(reg[(size_t)(a * 4 + 3) * hw + p] / weights.w, clip);
+    float px = dx * wa, py = dy * ha;
+    px = px + cx;
+    py = py + cy;
+    const float pw = exp(dw) * wa, ph = exp(dh) * ha;
+    const float hw2 = 0.5f * pw, hh2 = 0.5f * ph;
+    const float fr = (float)rw, fh = (float)rh;
+    box[out0 + t] = (float4)(fmin(fmax(px - hw2, 0.0f), fr), fmin(fmax(py - hh2, 0.0f), fh),
+                             fmin(fmax(px + hw2, 0.0f), fr), fmin(fmax(py + hh2, 0.0f), fh));
+    score[out0 + t] = s;
+    label[out0 + t] = (int)(idx % (uint)K);
+}
+
+/* The kept detections (NMS order, at most max_det), boxes scaled by
+ * (rx, ry) to the window: out[0] = their number (int bits), then 6 floats
+ * each (x0, y0, x1, y1, score, label as int bits). Global (max_det rounded). */
+__kernel void graph_gather(__global const float4 *box, __global const float *score,
+                           __global const int *label, __global const int *keep,
+                           __global const int *count, const int max_det, const float rx,
+                           const float ry, __global float *out)
+{
+    const int k = get_global_id(0);
+    const int c = min(*count, max_det);
+    if (k == 0)
+        out[0] = as_float(c);
+    if (k >= c)
+        return;
+    const int i = keep[k];
+    const float4 b = box[i];
+    __global float *o = out + 1 + 6 * (size_t)k;
+    o[0] = b.x * rx;
+    o[1] = b.y * ry;
+    o[2] = b.z * rx;
+    o[3] = b.w * ry;
+    o[4] = score[i];
+    o[5] = as_float(label[i]);
+}

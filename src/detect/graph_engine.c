@@ -1,0 +1,763 @@
+/* OpenCL inference of graph models (det_graph): the input transform, every
+ * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel), and
+ * RetinaNet's decode (sigmoid, threshold, per-level top-k by bitonic sort,
+ * anchors, box decoding, clipping) and class-wise NMS (detect.cl's
+ * detect_nms_* kernels), all on the device queue. Per predict the host reads
+ * back the per-level candidate counts (to size the sorts and the NMS) and
+ * the final detections.
+ *
+ * Activation buffers are planned once at creation for the largest
+ * transformed size the retina allows: each node's output gets a slot that
+ * is reused once every reader of its previous tenant has run. */
+#include <clblast_c.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detect/graph.h"
+
+typedef struct gnode {
+    int slot;          /* activation buffer holding the output */
+    size_t need;       /* floats at the largest size */
+    cl_mem weight;     /* conv: shared by nodes with the same weight pointer */
+    cl_mem bias;
+    bool owns_weights;
+} gnode;
+
+struct det_graph_engine {
+    ocl_ctx *ctx;
+    const det_graph *g;
+    cl_context cl;
+    cl_command_queue q;
+    uint32_t max_w, max_h;
+    gnode *nodes;
+    int n_slots;
+    cl_mem *slots;
+    int *shape; /* c, h, w of every node for the current input (3 * n_nodes) */
+    cl_mem col, gemm_tmp;
+    size_t col_floats, gemm_tmp_bytes;
+    cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
+    cl_kernel scores, pad, bitonic, decode, gather;
+    cl_kernel nms_order, nms_mask, nms_select;
+    size_t select_local;
+    /* Decode: candidate keys per level (level l at key_base[l], a power of
+     * two of room), counts, base anchors. */
+    cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
+    int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
+    /* NMS of up to n_levels * topk boxes. */
+    size_t nms_cap;
+    cl_mem box, score, label, index, sbox, slabel, bits, removed, keep, count, out;
+};
+
+#define NMS_BLOCK 64
+
+static cnp_status create_buffer(det_graph_engine *e, size_t bytes, const void *host, cl_mem *out,
+                                const char *what, cnp_err *err)
+{
+    cl_int rc;
+    cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
+    *out = clCreateBuffer(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
+    return ocl_check(rc, what, err);
+}
+
+typedef struct karg {
+    size_t size;
+    const void *value;
+} karg;
+
+#define KARG(v) ((karg){sizeof(v), &(v)})
+
+static cnp_status set_args(cl_kernel k, const char *name, const karg *args, size_t n,
+                           cnp_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (rc != CL_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", name, i);
+            return ocl_check(rc, what, err);
+        }
+    }
+    return CNP_OK;
+}
+
+#define SET_ARGS(k, name, err, ...)                                                   \
+    set_args((k), (name), (const karg[]){__VA_ARGS__},                                \
+             sizeof((const karg[]){__VA_ARGS__}) / sizeof(karg), (err))
+
+static cnp_status enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
+                          const size_t *local, const char *what, cnp_err *err)
+{
+    for (cl_uint d = 0; d < dims; d++)
+        if (global[d] == 0)
+            return CNP_OK;
+    return ocl_check(clEnqueueNDRangeKernel(e->q, k, dims, NULL, global, local, 0, NULL, NULL),
+                     what, err);
+}
+
+static size_t pow2_ceil(size_t n)
+{
+    size_t p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+/* Floats of every node's output for the largest transformed sizes: every
+ * padded size is at most (A, B) or (B, A) with A, B the padded min_size and
+ * max_size, and shapes grow with the input. */
+static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t *col,
+                             cnp_err *err)
+{
+    const det_graph *g = e->g;
+    const det_retina *r = &g->retina;
+    int d = r->size_divisible > 0 ? r->size_divisible : 1;
+    int a = (r->min_size + d - 1) / d * d, b = (r->max_size + d - 1) / d * d;
+    if (a > b)
+        a = b;
+    int sizes[2][2] = {{a, b}, {b, a}};
+    *col = 1;
+    for (int s = 0; s < 2; s++) {
+        cnp_status result = det_graph_ref_shapes(g, sizes[s][0], sizes[s][1], c, h, w, err);
+        if (result != CNP_OK)
+            return result;
+        for (int i = 0; i < g->n_nodes; i++) {
+            size_t need = (size_t)c[i] * h[i] * w[i];
+            if (need > e->nodes[i].need)
+                e->nodes[i].need = need;
+            const det_node *n = &g->nodes[i];
+            if (n->op == DET_OP_CONV) {
+                size_t cf = (size_t)n->cin * n->k * n->k * h[i] * w[i];
+                if (cf > *col)
+                    *col = cf;
+                size_t tmp = 0;
+                if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                               CLBlastTransposeNo, (size_t)n->cout,
+                                               (size_t)h[i] * w[i], (size_t)n->cin * n->k * n->k,
+                                               0, (size_t)n->cin * n->k * n->k, 0,
+                                               (size_t)h[i] * w[i], 0, (size_t)h[i] * w[i],
+                                               &e->q, &tmp) == CLBlastSuccess &&
+                    tmp > e->gemm_tmp_bytes)
+                    e->gemm_tmp_bytes = tmp;
+            }
+        }
+        for (int l = 0; l < r->n_levels; l++) {
+            int ci = r->cls_node[l];
+            int cap = (int)pow2_ceil((size_t)c[ci] * h[ci] * w[ci]);
+            if (cap > e->key_cap[l])
+                e->key_cap[l] = cap;
+        }
+    }
+    return CNP_OK;
+}
+
+/* Assigns activation slots: a node's output takes the best-fitting slot
+ * whose tenant has been read for the last time before this node. Returns
+ * the slot capacities (floats) in caps (n_nodes entries). */
+static void plan_slots(det_graph_engine *e, size_t *caps)
+{
+    const det_graph *g = e->g;
+    int nn = g->n_nodes;
+    int *last = malloc(sizeof(int) * (size_t)nn), *tenant_last = malloc(sizeof(int) * (size_t)nn);
+    for (int i = 0; i < nn; i++)
+        last[i] = i;
+    for (int i = 1; i < nn; i++) {
+        last[g->nodes[i].in] = i;
+        if (g->nodes[i].in2 >= 0)
+            last[g->nodes[i].in2] = i;
+    }
+    for (int l = 0; l < g->retina.n_levels; l++)
+        last[g->retina.cls_node[l]] = last[g->retina.box_node[l]] = nn;
+    e->n_slots = 0;
+    for (int i = 0; i < nn; i++) {
+        size_t need = e->nodes[i].need;
+        int best = -1;
+        for (int s = 0; s < e->n_slots; s++) {
+            if (tenant_last[s] >= i)
+                continue;
+            if (best < 0)
+                best = s;
+            else {
+                bool fits = caps[s] >= need, bfits = caps[best] >= need;
+                if ((fits && (!bfits || caps[s] < caps[best])) ||
+                    (!fits && !bfits && caps[s] > caps[best]))
+                    best = s;
+            }
+        }
+        if (best < 0) {
+            best = e->n_slots++;
+            caps[best] = 0;
+        }
+        if (caps[best] < need)
+            caps[best] = need;
+        tenant_last[best] = last[i];
+        e->nodes[i].slot = best;
+    }
+    free(last);
+    free(tenant_last);
+}
+
+static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
+{
+    struct {
+        cl_kernel *k;
+        const char *prog, *name;
+    } want[] = {
+        {&e->input, "graph", "graph_input"},     {&e->im2col, "graph", "graph_im2col"},
+        {&e->epilogue, "graph", "graph_epilogue"}, {&e->maxpool, "graph", "graph_maxpool"},
+        {&e->upsample, "graph", "graph_upsample_add"}, {&e->relu, "graph", "graph_relu"},
+        {&e->scores, "graph", "graph_scores"},   {&e->pad, "graph", "graph_pad"},
+        {&e->bitonic, "graph", "graph_bitonic"}, {&e->decode, "graph", "graph_decode"},
+        {&e->gather, "graph", "graph_gather"},   {&e->nms_order, "detect", "detect_nms_order"},
+        {&e->nms_mask, "detect", "detect_nms_mask"},
+        {&e->nms_select, "detect", "detect_nms_select"},
+    };
+    cnp_status result = CNP_OK;
+    for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
+        result = ocl_kernel_create(e->ctx, want[i].prog, "", want[i].name, want[i].k, err);
+    size_t mwg = ocl_ctx_max_work_group(e->ctx);
+    e->select_local = mwg >= 256 ? 256 : mwg;
+    if (result == CNP_OK && mwg < NMS_BLOCK) {
+        cnp_err_set(err, "graph engine: the device's work-groups (%zu) are smaller than 64", mwg);
+        result = CNP_ERR_OPENCL;
+    }
+    return result;
+}
+
+static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err *err)
+{
+    const det_graph *g = e->g;
+    const det_retina *r = &g->retina;
+    cnp_status result = CNP_OK;
+    e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
+    if (!e->slots) {
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    for (int s = 0; result == CNP_OK && s < e->n_slots; s++)
+        result = create_buffer(e, caps[s] * sizeof(float), NULL, &e->slots[s], "activations",
+                               err);
+    for (int i = 0; result == CNP_OK && i < g->n_nodes; i++) {
+        const det_node *n = &g->nodes[i];
+        if (n->op != DET_OP_CONV)
+            continue;
+        for (int j = 0; j < i; j++)
+            if (g->nodes[j].op == DET_OP_CONV && g->nodes[j].weight == n->weight &&
+                g->nodes[j].bias == n->bias) {
+                e->nodes[i].weight = e->nodes[j].weight;
+                e->nodes[i].bias = e->nodes[j].bias;
+                break;
+            }
+        if (e->nodes[i].weight)
+            continue;
+        e->nodes[i].owns_weights = true;
+        size_t wb = sizeof(float) * (size_t)n->cout * n->cin * n->k * n->k;
+        result = create_buffer(e, wb, n->weight, &e->nodes[i].weight, "conv weights", err);
+        if (result == CNP_OK)
+            result = create_buffer(e, sizeof(float) * (size_t)n->cout, n->bias,
+                                   &e->nodes[i].bias, "conv bias", err);
+    }
+    if (result == CNP_OK)
+        result = create_buffer(e, e->col_floats * sizeof(float), NULL, &e->col, "im2col matrix",
+                               err);
+    if (result == CNP_OK && e->gemm_tmp_bytes)
+        result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
+    size_t keys = 0;
+    for (int l = 0; l < r->n_levels; l++) {
+        e->key_base[l] = (int)keys;
+        keys += (size_t)e->key_cap[l];
+    }
+    if (result == CNP_OK)
+        result = create_buffer(e, keys * sizeof(cl_ulong), NULL, &e->keys, "candidate keys", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, NULL, &e->counts,
+                               "candidate counts", err);
+    for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        float base[4 * DET_GRAPH_MAX_ANCHORS * DET_GRAPH_MAX_ANCHORS];
+        det_retina_base_anchors(r, l, base);
+        result = create_buffer(e, sizeof(float) * 4 * (size_t)r->n_sizes * r->n_ratios, base,
+                               &e->anchors[l], "anchors", err);
+    }
+    size_t cap = (size_t)r->n_levels * (size_t)r->topk_candidates;
+    e->nms_cap = cap;
+    size_t words = (cap + 63) / 64;
+    struct {
+        cl_mem *buf;
+        size_t bytes;
+        const char *what;
+    } want[] = {
+        {&e->box, cap * sizeof(cl_float4), "NMS boxes"},
+        {&e->score, cap * sizeof(cl_float), "NMS scores"},
+        {&e->label, cap * sizeof(cl_int), "NMS labels"},
+        {&e->index, cap * sizeof(cl_int), "NMS order"},
+        {&e->sbox, cap * sizeof(cl_float4), "NMS sorted boxes"},
+        {&e->slabel, cap * sizeof(cl_int), "NMS sorted labels"},
+        {&e->bits, words * 64 * words * sizeof(cl_ulong), "NMS overlap mask"},
+        {&e->removed, words * sizeof(cl_ulong), "NMS suppressed rows"},
+        {&e->keep, cap * sizeof(cl_int), "NMS kept indices"},
+        {&e->count, sizeof(cl_int), "NMS count"},
+        {&e->out, (1 + 6 * (size_t)r->detections_per_img) * sizeof(float), "detections"},
+    };
+    for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
+        result = create_buffer(e, want[i].bytes, NULL, want[i].buf, want[i].what, err);
+    return result;
+}
+
+cnp_status det_graph_engine_create(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
+                                   uint32_t max_h, det_graph_engine **out, cnp_err *err)
+{
+    *out = NULL;
+    const det_retina *r = &g->retina;
+    if (g->n_nodes < 1 || r->n_levels < 1 || r->n_levels > DET_GRAPH_MAX_LEVELS ||
+        r->num_classes < 1 || r->topk_candidates < 1 || r->detections_per_img < 1 ||
+        r->n_sizes < 1 || r->n_ratios < 1 || max_w == 0 || max_h == 0) {
+        cnp_err_set(err, "graph engine: %d nodes, %d levels, %d classes, top-k %d, %d "
+                    "detections, %dx%d anchors, window %ux%u: nothing to run", g->n_nodes,
+                    r->n_levels, r->num_classes, r->topk_candidates, r->detections_per_img,
+                    r->n_sizes, r->n_ratios, max_w, max_h);
+        return CNP_ERR_INVALID;
+    }
+    det_graph_engine *e = calloc(1, sizeof *e);
+    size_t nn = (size_t)g->n_nodes;
+    int *shp = e ? malloc(sizeof(int) * 3 * nn) : NULL;
+    size_t *caps = e ? calloc(nn, sizeof *caps) : NULL;
+    if (e)
+        e->nodes = calloc(nn, sizeof *e->nodes);
+    if (!e || !shp || !caps || !e->nodes) {
+        if (e)
+            free(e->nodes);
+        free(e);
+        free(shp);
+        free(caps);
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    e->ctx = ctx;
+    e->g = g;
+    e->cl = ocl_ctx_context(ctx);
+    e->q = ocl_ctx_queue(ctx);
+    e->max_w = max_w;
+    e->max_h = max_h;
+    e->shape = shp;
+    cnp_status result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
+    for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        int A = r->n_sizes * r->n_ratios, ci = r->cls_node[l], bi = r->box_node[l];
+        if (ci <= 0 || ci >= g->n_nodes || bi <= 0 || bi >= g->n_nodes ||
+            shp[ci] != A * r->num_classes || shp[bi] != A * 4) {
+            cnp_err_set(err, "graph engine: level %d heads (nodes %d, %d) need %d and %d "
+                        "channels", l, ci, bi, A * r->num_classes, A * 4);
+            result = CNP_ERR_FORMAT;
+        }
+    }
+    if (result == CNP_OK) {
+        plan_slots(e, caps);
+        result = make_kernels(e, err);
+    }
+    if (result == CNP_OK)
+        result = make_buffers(e, caps, err);
+    free(caps);
+    if (result != CNP_OK) {
+        det_graph_engine_free(e);
+        return result;
+    }
+    *out = e;
+    return CNP_OK;
+}
+
+static void release_kernel(cl_kernel k)
+{
+    if (k)
+        clReleaseKernel(k);
+}
+
+static void release_mem(cl_mem b)
+{
+    if (b)
+        clReleaseMemObject(b);
+}
+
+void det_graph_engine_free(det_graph_engine *e)
+{
+    if (!e)
+        return;
+    if (e->q)
+        clFinish(e->q);
+    cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool,   e->upsample,
+                      e->relu,   e->scores, e->pad,      e->bitonic,   e->decode,
+                      e->gather, e->nms_order, e->nms_mask, e->nms_select};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+        release_kernel(ks[i]);
+    for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
+        if (e->nodes[i].owns_weights) {
+            release_mem(e->nodes[i].weight);
+            release_mem(e->nodes[i].bias);
+        }
+    for (int s = 0; e->slots && s < e->n_slots; s++)
+        release_mem(e->slots[s]);
+    cl_mem ms[] = {e->col,    e->gemm_tmp, e->keys,    e->counts, e->box,
+                   e->score,  e->label,    e->index,   e->sbox,   e->slabel,
+                   e->bits,   e->removed,  e->keep,    e->count,  e->out};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        release_mem(ms[i]);
+    for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)
+        release_mem(e->anchors[l]);
+    free(e->slots);
+    free(e->nodes);
+    free(e->shape);
+    free(e);
+}
+
+/* ---- running -------------------------------------------------------------- */
+
+static cl_mem node_buf(const det_graph_engine *e, int i)
+{
+    return e->slots[e->nodes[i].slot];
+}
+
+static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
+{
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];
+    size_t np = (size_t)oh * ow, kdim = (size_t)n->cin * n->k * n->k;
+    cl_mem b = node_buf(e, n->in), out = node_buf(e, i);
+    cnp_status result = CNP_OK;
+    if (n->k != 1 || n->stride != 1 || n->pad != 0) {
+        cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
+               D = n->dilation;
+        result = SET_ARGS(e->im2col, "graph_im2col", err, KARG(b), KARG(e->col), KARG(H),
+                          KARG(W), KARG(OH), KARG(OW), KARG(K), KARG(S), KARG(P), KARG(D));
+        size_t global[2] = {ocl_round_up(np, 64), kdim};
+        if (result == CNP_OK)
+            result = enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
+        b = e->col;
+    }
+    if (result != CNP_OK)
+        return result;
+    size_t need = 0;
+    CLBlastStatusCode st = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n->cout, np, kdim,
+        0, kdim, 0, np, 0, np, &e->q, &need);
+    if (st == CLBlastSuccess && need <= e->gemm_tmp_bytes && e->gemm_tmp)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                        CLBlastTransposeNo, (size_t)n->cout, np, kdim, 1.0f,
+                                        e->nodes[i].weight, 0, kdim, b, 0, np, 0.0f, out, 0, np,
+                                        &e->q, NULL, e->gemm_tmp);
+    else if (st == CLBlastSuccess)
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+                          (size_t)n->cout, np, kdim, 1.0f, e->nodes[i].weight, 0, kdim, b, 0,
+                          np, 0.0f, out, 0, np, &e->q, NULL);
+    if (st != CLBlastSuccess) {
+        cnp_err_set(err, "graph node %s: CLBlastSgemm(%d x %zu x %zu) failed: status %d",
+                    n->name, n->cout, np, kdim, (int)st);
+        return CNP_ERR_OPENCL;
+    }
+    cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
+    cl_int has_add = n->in2 >= 0, cn = (cl_int)np, relu = n->act == DET_ACT_RELU;
+    result = SET_ARGS(e->epilogue, "graph_epilogue", err, KARG(out), KARG(e->nodes[i].bias),
+                      KARG(add), KARG(has_add), KARG(cn), KARG(relu));
+    size_t global[2] = {ocl_round_up(np, 64), (size_t)n->cout};
+    if (result == CNP_OK)
+        result = enqueue(e, e->epilogue, 2, global, NULL, "graph_epilogue", err);
+    return result;
+}
+
+static cnp_status run_node(det_graph_engine *e, int i, cnp_err *err)
+{
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    cl_mem in = node_buf(e, n->in), out = node_buf(e, i);
+    size_t total = (size_t)c[i] * h[i] * w[i], global = ocl_round_up(total, 64);
+    cl_int C = c[i], H = h[i], W = w[i];
+    cnp_status result;
+    switch (n->op) {
+    case DET_OP_CONV:
+        return run_conv(e, i, err);
+    case DET_OP_MAXPOOL: {
+        cl_int IH = h[n->in], IW = w[n->in], K = n->k, S = n->stride, P = n->pad;
+        result = SET_ARGS(e->maxpool, "graph_maxpool", err, KARG(in), KARG(out), KARG(C),
+                          KARG(IH), KARG(IW), KARG(H), KARG(W), KARG(K), KARG(S), KARG(P));
+        if (result == CNP_OK)
+            result = enqueue(e, e->maxpool, 1, &global, NULL, "graph_maxpool", err);
+        return result;
+    }
+    case DET_OP_UPSAMPLE_ADD: {
+        cl_mem top = node_buf(e, n->in2);
+        cl_int TH = h[n->in2], TW = w[n->in2];
+        result = SET_ARGS(e->upsample, "graph_upsample_add", err, KARG(in), KARG(top),
+                          KARG(out), KARG(C), KARG(H), KARG(W), KARG(TH), KARG(TW));
+        if (result == CNP_OK)
+            result = enqueue(e, e->upsample, 1, &global, NULL, "graph_upsample_add", err);
+        return result;
+    }
+    case DET_OP_RELU: {
+        cl_int N = (cl_int)total;
+        result = SET_ARGS(e->relu, "graph_relu", err, KARG(in), KARG(out), KARG(N));
+        if (result == CNP_OK)
+            result = enqueue(e, e->relu, 1, &global, NULL, "graph_relu", err);
+        return result;
+    }
+    default:
+        cnp_err_set(err, "graph node %s: op %d has no kernel", n->name, (int)n->op);
+        return CNP_ERR_INTERNAL;
+    }
+}
+
+/* Transform and nodes 0..last on the window; *rh.. the transformed sizes. */
+static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                            uint32_t y0, uint32_t w, uint32_t h, int last, int *rh, int *rw,
+                            int *ph, int *pw, cnp_err *err)
+{
+    const det_graph *g = e->g;
+    const det_retina *r = &g->retina;
+    size_t size = 0;
+    cnp_status result = ocl_check(clGetMemObjectInfo(rgba, CL_MEM_SIZE, sizeof size, &size, NULL),
+                                  "clGetMemObjectInfo", err);
+    if (result != CNP_OK)
+        return result;
+    if (w == 0 || h == 0 || w > e->max_w || h > e->max_h || x0 + w > img_w ||
+        ((size_t)y0 + h) * img_w * 4 > size) {
+        cnp_err_set(err, "graph engine: window %ux%u at (%u, %u) is empty, larger than %ux%u "
+                    "or outside the %zu-byte image %u wide", w, h, x0, y0, e->max_w, e->max_h,
+                    size, img_w);
+        return CNP_ERR_INVALID;
+    }
+    det_retina_input_size(r, (int)h, (int)w, rh, rw, ph, pw);
+    int nn = g->n_nodes, *c = e->shape;
+    result = det_graph_ref_shapes(g, *ph, *pw, c, c + nn, c + 2 * nn, err);
+    for (int i = 0; result == CNP_OK && i < nn; i++)
+        if ((size_t)c[i] * c[nn + i] * c[2 * nn + i] > e->nodes[i].need) {
+            cnp_err_set(err, "graph engine: node %s outgrows its buffer", g->nodes[i].name);
+            result = CNP_ERR_INTERNAL;
+        }
+    if (result != CNP_OK)
+        return result;
+    cl_float4 mean = {{r->mean[0], r->mean[1], r->mean[2], 0}},
+              std = {{r->std[0], r->std[1], r->std[2], 1}};
+    cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, cw = (cl_int)w, ch = (cl_int)h,
+           crh = *rh, crw = *rw, cph = *ph, cpw = *pw;
+    cl_mem in = node_buf(e, 0);
+    result = SET_ARGS(e->input, "graph_input", err, KARG(rgba), KARG(iw), KARG(ix), KARG(iy),
+                      KARG(cw), KARG(ch), KARG(crh), KARG(crw), KARG(cph), KARG(cpw),
+                      KARG(mean), KARG(std), KARG(in));
+    size_t global[2] = {ocl_round_up((size_t)*pw, 16), ocl_round_up((size_t)*ph, 8)};
+    size_t local[2] = {16, 8};
+    if (result == CNP_OK)
+        result = enqueue(e, e->input, 2, global, local, "graph_input", err);
+    for (int i = 1; result == CNP_OK && i <= last; i++)
+        result = run_node(e, i, err);
+    return result;
+}
+
+cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h, int node,
+                                    float **out, int *ph, int *pw, cnp_err *err)
+{
+    *out = NULL;
+    int rh, rw, nn = e->g->n_nodes;
+    if (node < 0 || node >= nn) {
+        cnp_err_set(err, "graph engine: no node %d", node);
+        return CNP_ERR_INVALID;
+    }
+    cnp_status result = run_graph(e, rgba, img_w, x0, y0, w, h, node, &rh, &rw, ph, pw, err);
+    if (result != CNP_OK)
+        return result;
+    size_t bytes = sizeof(float) * (size_t)e->shape[node] * e->shape[nn + node] *
+                   e->shape[2 * nn + node];
+    *out = malloc(bytes);
+    if (!*out) {
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    result = ocl_check(clEnqueueReadBuffer(e->q, node_buf(e, node), CL_TRUE, 0, bytes, *out, 0,
+                                           NULL, NULL),
+                       "reading a node's output", err);
+    if (result != CNP_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return result;
+}
+
+/* Sigmoid + threshold + compaction of every level's logits into keys. */
+static cnp_status enqueue_scores(det_graph_engine *e, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    int nn = e->g->n_nodes, *c = e->shape;
+    cl_int zero = 0;
+    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->counts, &zero, sizeof zero, 0,
+                                                      sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, 0,
+                                                      NULL, NULL),
+                                  "clEnqueueFillBuffer", err);
+    for (cl_int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        int ci = r->cls_node[l];
+        cl_int hw = c[nn + ci] * c[2 * nn + ci], AK = c[ci], base = e->key_base[l],
+               cap = e->key_cap[l];
+        cl_float thr = r->score_thresh;
+        cl_mem cls = node_buf(e, ci);
+        result = SET_ARGS(e->scores, "graph_scores", err, KARG(cls), KARG(hw), KARG(AK),
+                          KARG(thr), KARG(e->keys), KARG(base), KARG(e->counts), KARG(l),
+                          KARG(cap));
+        size_t global = ocl_round_up((size_t)hw * AK, 64);
+        if (result == CNP_OK)
+            result = enqueue(e, e->scores, 1, &global, NULL, "graph_scores", err);
+    }
+    return result;
+}
+
+/* Sorts level l's n candidates (bitonic over the next power of two) and
+ * decodes the first min(n, topk) into the NMS input at *total. */
+static cnp_status enqueue_level(det_graph_engine *e, int l, int n, int rh, int rw, int ph,
+                                int pw, size_t *total, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
+    cl_int base = e->key_base[l], cn = n, p2 = (cl_int)pow2_ceil((size_t)n);
+    cnp_status result = SET_ARGS(e->pad, "graph_pad", err, KARG(e->keys), KARG(base), KARG(cn),
+                                 KARG(p2));
+    size_t gpad = ocl_round_up((size_t)(p2 - n), 64);
+    if (result == CNP_OK)
+        result = enqueue(e, e->pad, 1, &gpad, NULL, "graph_pad", err);
+    size_t gsort = (size_t)p2;
+    for (cl_int k = 2; result == CNP_OK && k <= p2; k <<= 1)
+        for (cl_int j = k >> 1; result == CNP_OK && j > 0; j >>= 1) {
+            result = SET_ARGS(e->bitonic, "graph_bitonic", err, KARG(e->keys), KARG(base),
+                              KARG(k), KARG(j));
+            if (result == CNP_OK)
+                result = enqueue(e, e->bitonic, 1, &gsort, NULL, "graph_bitonic", err);
+        }
+    cl_int take = n < r->topk_candidates ? n : r->topk_candidates;
+    cl_int hw = c[nn + bi] * c[2 * nn + bi], fw = c[2 * nn + bi], A = r->n_sizes * r->n_ratios,
+           K = r->num_classes, sx = pw / c[2 * nn + bi], sy = ph / c[nn + bi], crh = rh, crw = rw,
+           out0 = (cl_int)*total;
+    cl_float4 wts = {{r->box_weights[0], r->box_weights[1], r->box_weights[2],
+                      r->box_weights[3]}};
+    cl_float clip = r->bbox_clip;
+    cl_mem reg = node_buf(e, bi);
+    if (result == CNP_OK)
+        result = SET_ARGS(e->decode, "graph_decode", err, KARG(e->keys), KARG(base), KARG(take),
+                          KARG(reg), KARG(hw), KARG(fw), KARG(A), KARG(K), KARG(sx), KARG(sy),
+                          KARG(e->anchors[l]), KARG(wts), KARG(clip), KARG(crh), KARG(crw),
+                          KARG(out0), KARG(e->box), KARG(e->score), KARG(e->label));
+    size_t gdec = ocl_round_up((size_t)take, 64);
+    if (result == CNP_OK)
+        result = enqueue(e, e->decode, 1, &gdec, NULL, "graph_decode", err);
+    *total += (size_t)take;
+    return result;
+}
+
+/* Class-wise NMS of the n decoded boxes (detect.cl's kernels, the whole
+ * mask in one pass: n <= levels * topk), then the gather of the kept ones. */
+static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    cl_int in = (cl_int)n, ul = 1, words = (cl_int)((n + 63) / 64), row0 = 0,
+           rows = words * 64, max_det = r->detections_per_img;
+    cl_float iou = r->nms_thresh, crx = rx, cry = ry;
+    cl_int zero = 0;
+    cl_ulong zero64 = 0;
+    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->count, &zero, sizeof zero, 0,
+                                                      sizeof zero, 0, NULL, NULL),
+                                  "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueFillBuffer(e->q, e->removed, &zero64, sizeof zero64, 0,
+                                               (size_t)words * sizeof zero64, 0, NULL, NULL),
+                           "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = SET_ARGS(e->nms_order, "detect_nms_order", err, KARG(e->box), KARG(e->score),
+                          KARG(e->label), KARG(ul), KARG(in), KARG(e->index), KARG(e->sbox),
+                          KARG(e->slabel));
+    size_t g1 = ocl_round_up(n, NMS_BLOCK), l1 = NMS_BLOCK;
+    if (result == CNP_OK)
+        result = enqueue(e, e->nms_order, 1, &g1, &l1, "detect_nms_order", err);
+    if (result == CNP_OK)
+        result = SET_ARGS(e->nms_mask, "detect_nms_mask", err, KARG(e->sbox), KARG(e->slabel),
+                          KARG(ul), KARG(in), KARG(row0), KARG(iou), KARG(words), KARG(e->bits));
+    size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)words}, l2[2] = {NMS_BLOCK, 1};
+    if (result == CNP_OK)
+        result = enqueue(e, e->nms_mask, 2, g2, l2, "detect_nms_mask", err);
+    if (result == CNP_OK)
+        result = SET_ARGS(e->nms_select, "detect_nms_select", err, KARG(e->bits), KARG(in),
+                          KARG(row0), KARG(rows), KARG(words), KARG(e->removed), KARG(e->index),
+                          KARG(e->keep), KARG(e->count));
+    size_t g3 = e->select_local;
+    if (result == CNP_OK)
+        result = enqueue(e, e->nms_select, 1, &g3, &g3, "detect_nms_select", err);
+    if (result == CNP_OK)
+        result = SET_ARGS(e->gather, "graph_gather", err, KARG(e->box), KARG(e->score),
+                          KARG(e->label), KARG(e->keep), KARG(e->count), KARG(max_det),
+                          KARG(crx), KARG(cry), KARG(e->out));
+    size_t g4 = ocl_round_up((size_t)max_det, 64);
+    if (result == CNP_OK)
+        result = enqueue(e, e->gather, 1, &g4, NULL, "graph_gather", err);
+    return result;
+}
+
+cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                                    det_detection **out, size_t *n, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    *out = NULL;
+    *n = 0;
+    int rh, rw, ph, pw;
+    cnp_status result = run_graph(e, rgba, img_w, x0, y0, w, h, e->g->n_nodes - 1, &rh, &rw,
+                                  &ph, &pw, err);
+    if (result == CNP_OK)
+        result = enqueue_scores(e, err);
+    cl_int counts[DET_GRAPH_MAX_LEVELS];
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE, 0,
+                                               sizeof(cl_int) * (size_t)r->n_levels, counts, 0,
+                                               NULL, NULL),
+                           "reading the candidate counts", err);
+    size_t total = 0;
+    for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        if (counts[l] < 0 || counts[l] > e->key_cap[l]) {
+            cnp_err_set(err, "graph engine: level %d: %d candidates overflow %d", l, counts[l],
+                        e->key_cap[l]);
+            result = CNP_ERR_INTERNAL;
+        } else if (counts[l] > 0)
+            result = enqueue_level(e, l, counts[l], rh, rw, ph, pw, &total, err);
+    }
+    if (result != CNP_OK || total == 0)
+        return result;
+    float rx = (float)w / (float)rw, ry = (float)h / (float)rh;
+    result = enqueue_nms(e, total, rx, ry, err);
+    size_t most = total < (size_t)r->detections_per_img ? total : (size_t)r->detections_per_img;
+    float *raw = malloc((1 + 6 * most) * sizeof *raw);
+    if (!raw) {
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueReadBuffer(e->q, e->out, CL_TRUE, 0,
+                                               (1 + 6 * most) * sizeof *raw, raw, 0, NULL, NULL),
+                           "reading the detections", err);
+    int kept = 0;
+    memcpy(&kept, &raw[0], sizeof kept);
+    if (result == CNP_OK && (kept < 0 || (size_t)kept > most)) {
+        cnp_err_set(err, "graph engine: NMS kept %d of %zu boxes", kept, total);
+        result = CNP_ERR_INTERNAL;
+    }
+    if (result == CNP_OK && kept > 0) {
+        *out = malloc((size_t)kept * sizeof **out);
+        if (!*out) {
+            cnp_err_set(err, "graph engine: out of memory");
+            result = CNP_ERR_NOMEM;
+        }
+    }
+    for (int k = 0; result == CNP_OK && k < kept; k++) {
+        const float *o = raw + 1 + 6 * (size_t)k;
+        int label;
+        memcpy(&label, &o[5], sizeof label);
+        (*out)[k] = (det_detection){o[0], o[1], o[2], o[3], o[4], label};
+    }
+    if (result == CNP_OK)
+        *n = (size_t)kept;
+    free(raw);
+    return result;
+}

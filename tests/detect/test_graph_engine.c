@@ -1,0 +1,373 @@
+/* The graph engine (kernels/graph.cl + CLBlast) against the C reference:
+ * every node of two small graphs on odd sizes (conv k 1/3/7, stride 1/2,
+ * pad 0/1/3, dilation 1/2, residual add, 1x1 stride 2, maxpool 3/2 pad 1,
+ * upsample_add 13 -> 25, relu), each computed by the reference from the
+ * device's own inputs so a kernel's error is not hidden by its inputs'; the
+ * input transform on a NEON window at an odd scale; and a small
+ * RetinaNet-shaped graph end to end on NEON windows: the same detections
+ * (count, IoU >= 0.99 each, or corners within 0.01 px for boxes clipped to
+ * zero area, score within 1e-3, label). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "canopy/config.h"
+#include "canopy/detect.h"
+#include "canopy/image.h"
+#include "detect/graph_util.h"
+#include "detect/test_detect_common.h"
+
+/* Float32 sums of up to a few hundred products of O(1) values in another
+ * order: a few 1e-6 of the output's magnitude; 1e-4 of it is 30x that and
+ * still far below any indexing mistake (O(magnitude)). */
+#define NODE_TOL 1e-4
+/* The transform: a handful of float operations per value, the same order
+ * on both sides; only division rounding may differ. */
+#define INPUT_TOL 1e-5
+
+static ocl_ctx *g_ctx;
+
+static cl_mem upload(const uint8_t *rgba, uint32_t w, uint32_t h)
+{
+    cl_int rc;
+    cl_mem b = clCreateBuffer(ocl_ctx_context(g_ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                              (size_t)w * h * 4, (void *)rgba, &rc);
+    REQUIRE(rc == CL_SUCCESS);
+    return b;
+}
+
+static void random_rgba(uint8_t *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (uint8_t)(seed >> 24);
+    }
+}
+
+static double max_abs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+/* Every node of g on the device vs the reference fed the device's inputs. */
+static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgba, uint32_t w,
+                        uint32_t h)
+{
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    CHECK_FATAL(det_graph_engine_create(g_ctx, g, w, h, &e, &err) == CNP_OK, "%s", err.msg);
+    cl_mem buf = upload(rgba, w, h);
+    int nn = g->n_nodes;
+    int c[64], hh[64], ww[64];
+    float *dev[64] = {0};
+    int ph = 0, pw = 0;
+    for (int i = 0; i < nn; i++)
+        CHECK_FATAL(det_graph_engine_forward(e, buf, w, 0, 0, w, h, i, &dev[i], &ph, &pw, &err) ==
+                        CNP_OK,
+                    "%s node %d: %s", name, i, err.msg);
+    REQUIRE(det_graph_ref_shapes(g, ph, pw, c, hh, ww, &err) == CNP_OK);
+    for (int i = 1; i < nn; i++) {
+        const det_node *n = &g->nodes[i];
+        size_t sz = (size_t)c[i] * hh[i] * ww[i];
+        float *ref = malloc(sz * sizeof *ref);
+        switch (n->op) {
+        case DET_OP_CONV:
+            det_graph_ref_conv(n, dev[n->in], hh[n->in], ww[n->in],
+                               n->in2 >= 0 ? dev[n->in2] : NULL, ref, hh[i], ww[i]);
+            break;
+        case DET_OP_MAXPOOL:
+            det_graph_ref_maxpool(n, dev[n->in], c[i], hh[n->in], ww[n->in], ref, hh[i], ww[i]);
+            break;
+        case DET_OP_UPSAMPLE_ADD:
+            det_graph_ref_upsample_add(dev[n->in], dev[n->in2], c[i], hh[i], ww[i], hh[n->in2],
+                                       ww[n->in2], ref);
+            break;
+        default:
+            for (size_t j = 0; j < sz; j++)
+                ref[j] = fmaxf(dev[n->in][j], 0.0f);
+        }
+        double scale = fmax(1.0, max_abs(ref, sz)), worst = 0;
+        for (size_t j = 0; j < sz; j++)
+            worst = fmax(worst, fabs((double)ref[j] - dev[i][j]));
+        printf("%s node %d (op %d k %d s %d p %d d %d) %dx%dx%d: max diff %.3g (scale %.3g)\n",
+               name, i, (int)n->op, n->k, n->stride, n->pad, n->dilation, c[i], hh[i], ww[i],
+               worst, scale);
+        CHECK(worst <= NODE_TOL * scale, "%s node %d: %g > %g", name, i, worst,
+              NODE_TOL * scale);
+        free(ref);
+    }
+    for (int i = 0; i < nn; i++)
+        free(dev[i]);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+}
+
+/* Graph A on a 37 x 29 input: the conv variants, a pool, a relu node. */
+static void test_nodes_a(void)
+{
+    tg_graph t;
+    tg_init(&t, 7);
+    int a = tg_conv(&t, 0, 3, 5, 7, 2, 3, 1, -1, true, 1.5f, 0.0f);  /* 19x15 */
+    int b = tg_conv(&t, a, 5, 6, 3, 1, 2, 2, -1, false, 1.0f, 0.0f); /* dilation 2 */
+    int c = tg_conv(&t, b, 6, 6, 1, 1, 0, 1, b, true, 1.0f, 0.0f);   /* 1x1 + residual */
+    int d = tg_conv(&t, c, 6, 7, 3, 2, 0, 1, -1, false, 1.0f, 0.0f); /* stride 2 pad 0 */
+    tg_add(&t, (det_node){.op = DET_OP_MAXPOOL, .in = c, .in2 = -1, .k = 3, .stride = 2,
+                          .pad = 1, .dilation = 1});
+    tg_add(&t, (det_node){.op = DET_OP_RELU, .in = b, .in2 = -1});
+    int f = tg_conv(&t, 0, 3, 4, 1, 2, 0, 1, -1, true, 1.0f, 0.0f); /* 1x1 stride 2 */
+    tg_retina_identity(&t.g.retina, 37, 29);
+    t.g.retina.num_classes = 7;
+    t.g.retina.cls_node[0] = d;
+    t.g.retina.box_node[0] = f;
+    uint8_t *rgba = malloc(29 * 37 * 4);
+    random_rgba(rgba, 29 * 37 * 4, 3);
+    check_nodes("A", &t.g, rgba, 29, 37);
+    free(rgba);
+    tg_free(&t);
+}
+
+/* Graph B on 25 x 27: maxpool on odd sizes, upsample_add 13x14 -> 25x27. */
+static void test_nodes_b(void)
+{
+    tg_graph t;
+    tg_init(&t, 11);
+    int a = tg_conv(&t, 0, 3, 4, 3, 1, 1, 1, -1, true, 1.0f, 0.0f);
+    int b = tg_conv(&t, a, 4, 4, 3, 2, 1, 1, -1, false, 1.0f, 0.0f); /* 13x14 */
+    tg_add(&t, (det_node){.op = DET_OP_UPSAMPLE_ADD, .in = a, .in2 = b});
+    tg_add(&t, (det_node){.op = DET_OP_MAXPOOL, .in = a, .in2 = -1, .k = 3, .stride = 2,
+                          .pad = 1, .dilation = 1});
+    tg_add(&t, (det_node){.op = DET_OP_MAXPOOL, .in = b, .in2 = -1, .k = 2, .stride = 2,
+                          .pad = 0, .dilation = 1});
+    tg_retina_identity(&t.g.retina, 25, 27);
+    t.g.retina.num_classes = 4;
+    t.g.retina.cls_node[0] = a;
+    t.g.retina.box_node[0] = a;
+    uint8_t *rgba = malloc(27 * 25 * 4);
+    random_rgba(rgba, 27 * 25 * 4, 5);
+    check_nodes("B", &t.g, rgba, 27, 25);
+    free(rgba);
+    tg_free(&t);
+}
+
+static void load_neon(const char *name, cnp_image *img)
+{
+    char path[1024];
+    cnp_err err;
+    snprintf(path, sizeof path, "%s/%s.png", CANOPY_NEON_DIR, name);
+    CHECK_FATAL(img_png_read_file(path, 0, img, &err) == CNP_OK, "%s", err.msg);
+}
+
+/* The transform of a 123 x 97 window at (31, 17) at scale 1.5447 (odd),
+ * padded to 32, on the device vs det_retina_input. */
+static void test_input(const cnp_image *img)
+{
+    tg_graph t;
+    tg_init(&t, 1);
+    int a = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    det_retina *r = &t.g.retina;
+    tg_retina_identity(r, 1, 1);
+    r->mean[0] = 0.485f, r->mean[1] = 0.456f, r->mean[2] = 0.406f;
+    r->std[0] = 0.229f, r->std[1] = 0.224f, r->std[2] = 0.225f;
+    r->min_size = 150;
+    r->max_size = 190;
+    r->size_divisible = 32;
+    r->cls_node[0] = r->box_node[0] = a;
+    r->num_classes = 4;
+    uint32_t x0 = 31, y0 = 17, w = 123, h = 97;
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    CHECK_FATAL(det_graph_engine_create(g_ctx, &t.g, w, h, &e, &err) == CNP_OK, "%s", err.msg);
+    cl_mem buf = upload(img->rgba, img->width, img->height);
+    float *dev = NULL, *ref = NULL;
+    int ph, pw, rh, rw, rph, rpw;
+    CHECK_FATAL(det_graph_engine_forward(e, buf, img->width, x0, y0, w, h, 0, &dev, &ph, &pw,
+                                         &err) == CNP_OK, "%s", err.msg);
+    REQUIRE(det_retina_input(r, img->rgba + ((size_t)y0 * img->width + x0) * 4, img->width * 4,
+                             w, h, &ref, &rh, &rw, &rph, &rpw, &err) == CNP_OK);
+    CHECK(rh == 149 && rw == 189 && ph == 160 && pw == 192 && rph == ph && rpw == pw,
+          "sizes %dx%d -> %dx%d / %dx%d", rh, rw, ph, pw, rph, rpw);
+    size_t sz = 3 * (size_t)ph * pw;
+    double worst = 0;
+    size_t pad_nonzero = 0;
+    for (size_t i = 0; i < sz; i++) {
+        worst = fmax(worst, fabs((double)ref[i] - dev[i]));
+        size_t y = i / pw % ph, x = i % pw;
+        if ((y >= (size_t)rh || x >= (size_t)rw) && dev[i] != 0.0f)
+            pad_nonzero++;
+    }
+    printf("input transform 123x97 -> %dx%d (pad %dx%d): max diff %.3g\n", rw, rh, pw, ph, worst);
+    CHECK(worst <= INPUT_TOL * fmax(1.0, max_abs(ref, sz)), "max diff %g", worst);
+    CHECK(pad_nonzero == 0, "%zu padding values are not zero", pad_nonzero);
+    free(dev);
+    free(ref);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
+/* A RetinaNet-shaped graph: stem, pool, a residual block, two backbone
+ * stages, an FPN top-down path, a P5 from relu(P4), shared heads on three
+ * levels; 6 anchors and 2 classes. cls bias near logit(score_thresh) so
+ * that hundreds of candidates pass and top-k cuts. */
+static void build_retina(tg_graph *t)
+{
+    tg_init(t, 2024);
+    int stem = tg_conv(t, 0, 3, 8, 3, 2, 1, 1, -1, true, 1.4f, 0.0f);
+    int pool = tg_add(t, (det_node){.op = DET_OP_MAXPOOL, .in = stem, .in2 = -1, .k = 3,
+                                    .stride = 2, .pad = 1, .dilation = 1});
+    int proj = tg_conv(t, pool, 8, 16, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int c3 = tg_conv(t, pool, 8, 16, 3, 1, 1, 1, proj, true, 1.0f, 0.0f);
+    int c4 = tg_conv(t, c3, 16, 16, 3, 2, 1, 1, -1, true, 1.4f, 0.0f);
+    int lat4 = tg_conv(t, c4, 16, 8, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int lat3 = tg_conv(t, c3, 16, 8, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int td3 = tg_add(t, (det_node){.op = DET_OP_UPSAMPLE_ADD, .in = lat3, .in2 = lat4});
+    int p3 = tg_conv(t, td3, 8, 8, 3, 1, 1, 1, -1, false, 1.0f, 0.0f);
+    int p4 = tg_conv(t, lat4, 8, 8, 3, 1, 1, 1, -1, false, 1.0f, 0.0f);
+    int r4 = tg_add(t, (det_node){.op = DET_OP_RELU, .in = p4, .in2 = -1});
+    int p5 = tg_conv(t, r4, 8, 8, 3, 2, 1, 1, -1, false, 1.0f, 0.0f);
+    int levels[3] = {p3, p4, p5};
+    det_retina *r = &t->g.retina;
+    tg_retina_identity(r, 1, 1);
+    r->mean[0] = 0.485f, r->mean[1] = 0.456f, r->mean[2] = 0.406f;
+    r->std[0] = 0.229f, r->std[1] = 0.224f, r->std[2] = 0.225f;
+    r->min_size = 100;
+    r->max_size = 150;
+    r->size_divisible = 32;
+    r->n_levels = 3;
+    r->n_sizes = 2;
+    r->n_ratios = 3;
+    r->num_classes = 2;
+    const int A = 6, K = 2;
+    int cls1 = -1, cls2 = -1, box1 = -1, box2 = -1;
+    for (int l = 0; l < 3; l++) {
+        float s0 = 16.0f * (float)(1 << l);
+        r->sizes[l][0] = s0;
+        r->sizes[l][1] = s0 * 1.26f;
+        r->ratios[l][0] = 0.5f;
+        r->ratios[l][1] = 1.0f;
+        r->ratios[l][2] = 2.0f;
+        if (l == 0) {
+            cls1 = tg_conv(t, levels[l], 8, 8, 3, 1, 1, 1, -1, true, 1.0f, 0.0f);
+            cls2 = tg_conv(t, cls1, 8, A * K, 3, 1, 1, 1, -1, false, 1.0f, -2.5f);
+            box1 = tg_conv(t, levels[l], 8, 8, 3, 1, 1, 1, -1, true, 1.0f, 0.0f);
+            box2 = tg_conv(t, box1, 8, A * 4, 3, 1, 1, 1, -1, false, 0.5f, 0.0f);
+            r->cls_node[l] = cls2;
+            r->box_node[l] = box2;
+        } else {
+            int a = tg_conv_shared(t, cls1, levels[l]);
+            r->cls_node[l] = tg_conv_shared(t, cls2, a);
+            int b = tg_conv_shared(t, box1, levels[l]);
+            r->box_node[l] = tg_conv_shared(t, box2, b);
+        }
+    }
+    r->score_thresh = 0.05f;
+    r->nms_thresh = 0.5f;
+    r->topk_candidates = 120;
+    r->detections_per_img = 400; /* above 3 x topk: NMS decides the count */
+}
+
+static int match_count(const det_detection *a, size_t na, const det_detection *b, size_t nb,
+                       double *worst_score)
+{
+    int matched = 0;
+    *worst_score = 0;
+    for (size_t i = 0; i < na; i++) {
+        det_box ba = {a[i].x0, a[i].y0, a[i].x1, a[i].y1};
+        for (size_t j = 0; j < nb; j++) {
+            det_box bb = {b[j].x0, b[j].y0, b[j].x1, b[j].y1};
+            /* Boxes clipped to zero area (torchvision keeps them) have no
+             * IoU: their corners must agree within 0.01 px instead. */
+            bool degenerate = !(ba.x1 > ba.x0 && ba.y1 > ba.y0);
+            bool same = degenerate ? fabsf(ba.x0 - bb.x0) <= 0.01f &&
+                                         fabsf(ba.y0 - bb.y0) <= 0.01f &&
+                                         fabsf(ba.x1 - bb.x1) <= 0.01f &&
+                                         fabsf(ba.y1 - bb.y1) <= 0.01f
+                                   : det_box_iou(&ba, &bb) >= 0.99;
+            if (a[i].label == b[j].label && same &&
+                fabsf(a[i].score - b[j].score) <= 1e-3f) {
+                *worst_score = fmax(*worst_score, fabsf(a[i].score - b[j].score));
+                matched++;
+                break;
+            }
+            if (j + 1 == nb && getenv("GRAPH_TEST_VERBOSE"))
+                printf("  unmatched %zu: %.2f %.2f %.2f %.2f score %.7f label %d\n", i, a[i].x0,
+                       a[i].y0, a[i].x1, a[i].y1, a[i].score, a[i].label);
+        }
+    }
+    return matched;
+}
+
+static void test_retina(const cnp_image *img, const char *name)
+{
+    tg_graph t;
+    build_retina(&t);
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    CHECK_FATAL(det_graph_engine_create(g_ctx, &t.g, 200, 200, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    cl_mem buf = upload(img->rgba, img->width, img->height);
+    /* Windows of odd sizes and scales (up and down), one at the corner. */
+    static const uint32_t win[][4] = {
+        {37, 51, 97, 80}, {0, 0, 200, 133}, {250, 301, 150, 99}, {11, 200, 61, 77}};
+    for (size_t k = 0; k < sizeof win / sizeof win[0]; k++) {
+        uint32_t x0 = win[k][0], y0 = win[k][1], w = win[k][2], h = win[k][3];
+        det_detection *dd = NULL, *rd = NULL;
+        size_t nd = 0, nr = 0;
+        double t0 = cnp_now();
+        CHECK_FATAL(det_graph_engine_predict(e, buf, img->width, x0, y0, w, h, &dd, &nd,
+                                             &err) == CNP_OK, "%s", err.msg);
+        double t1 = cnp_now();
+        REQUIRE(det_retina_ref_predict(&t.g, img->rgba + ((size_t)y0 * img->width + x0) * 4,
+                                       img->width * 4, w, h, &rd, &nr, &err) == CNP_OK);
+        double t2 = cnp_now();
+        double ws = 0;
+        int m = match_count(rd, nr, dd, nd, &ws);
+        printf("%s %ux%u at (%u, %u): reference %zu, device %zu detections, %d matched "
+               "(worst score diff %.2g); device %.1f ms, reference %.1f ms\n",
+               name, w, h, x0, y0, nr, nd, m, ws, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+        CHECK(nr >= 20, "%s window %zu: only %zu reference detections", name, k, nr);
+        CHECK(nd == nr && (size_t)m == nr, "%s window %zu: %zu vs %zu, %d matched", name, k, nd,
+              nr, m);
+        for (size_t i = 0; i < nd; i++)
+            CHECK(dd[i].x0 >= 0 && dd[i].y0 >= 0 && dd[i].x1 <= (float)w + 1e-3f &&
+                      dd[i].y1 <= (float)h + 1e-3f && (i == 0 || dd[i].score <= dd[i - 1].score),
+                  "%s window %zu detection %zu out of the window or order", name, k, i);
+        free(dd);
+        free(rd);
+    }
+    /* Refusals: a window larger than the engine's, or outside the image. */
+    det_detection *dd = NULL;
+    size_t nd = 0;
+    CHECK(det_graph_engine_predict(e, buf, img->width, 0, 0, 201, 50, &dd, &nd, &err) ==
+          CNP_ERR_INVALID);
+    CHECK(det_graph_engine_predict(e, buf, img->width, img->width - 10, 0, 20, 20, &dd, &nd,
+                                   &err) == CNP_ERR_INVALID);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
+int main(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
+        return test_skip_or_fail(err.msg);
+    printf("device: %s\n", ocl_ctx_description(g_ctx));
+    test_nodes_a();
+    test_nodes_b();
+    cnp_image osbs = {0}, yell = {0};
+    load_neon("OSBS_029", &osbs);
+    load_neon("YELL_541000_west", &yell);
+    test_input(&osbs);
+    test_retina(&osbs, "OSBS_029");
+    test_retina(&yell, "YELL_541000_west");
+    cnp_image_free(&osbs);
+    cnp_image_free(&yell);
+    ocl_ctx_free(g_ctx);
+    return test_result("test_graph_engine");
+}
