@@ -103,6 +103,10 @@ typedef struct cnp_detector_config {
     int tile;                          /* tile side in pixels */
     int tile_overlap;                  /* pixels shared by adjacent tiles */
     int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm */
+    /* Box models (imported RetinaNet): DeepForest's predict_tile. */
+    int patch_size;                    /* patch side; 0: the whole image in one call */
+    double patch_overlap;              /* fraction of the patch shared with the next */
+    double patch_iou;                  /* NMS IoU across patches (1: none) */
 } cnp_detector_config;
 
 /* [limits] */

@@ -165,6 +165,64 @@ det_box det_tree_box(const cnp_tree *t);
  * trees: unchanged. */
 cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
 
+/* ---- box models (an imported RetinaNet, .cnw version 2) ------------------ */
+
+/* Minimum score of a reported tree when [detector] score_threshold is < 0
+ * ("the model's own") and the model has none: the crown models' value,
+ * tuned on crown-1.1's training images. */
+#define DET_SCORE_THRESHOLD_DEFAULT 0.35
+
+/* Whether the model predicts boxes (an imported RetinaNet: det_box_engine)
+ * rather than crowns (det_engine). */
+bool det_model_has_boxes(const det_model *m);
+
+/* The name of a box model's class `label` ("Tree"); NULL for crown models
+ * or a label out of range. */
+const char *det_model_label(const det_model *m, int label);
+
+/* The score threshold a run applies: `configured` when >= 0, else the
+ * model's own (a box model's score_thresh; DET_SCORE_THRESHOLD_DEFAULT for
+ * crown models). */
+float det_score_threshold(const det_model *m, double configured);
+
+/* The device engine of a box model. [detector] score_threshold and nms_iou
+ * (>= 0) replace the model's score_thresh and nms_thresh; patch_size,
+ * patch_overlap and patch_iou select DeepForest's tiling (patch_size 0: the
+ * whole image in one call, torchvision's model(image)). */
+typedef struct det_box_engine det_box_engine;
+cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
+                                 const cnp_detector_config *dc, det_box_engine **out,
+                                 cnp_err *err);
+void det_box_engine_free(det_box_engine *e);
+int det_box_engine_patch_size(const det_box_engine *e);
+/* The patches of a w x h image (DeepForest's plan), for rasters read in
+ * windows; a configuration error with patch_size 0. */
+cnp_status det_box_engine_windows(const det_box_engine *e, uint32_t w, uint32_t h,
+                                  det_tile **out, size_t *n, cnp_err *err);
+
+/* Trees of a w x h RGBA8 image on the device, as DeepForest's predict_tile
+ * (or one call with patch_size 0). *trees malloc'd, sorted by (y, x). */
+cnp_status det_box_engine_run(det_box_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                              cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* One patch (a w x h image on the device) alone: its trees in its own
+ * coordinates, not merged. For windowed rasters: shift each with
+ * det_tree_shift, then det_box_trees_merge over all patches. */
+cnp_status det_box_engine_patch(det_box_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                                 cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* Moves a tree by (dx, dy): a box model's box as DeepForest's
+ * translate_predictions (shift, truncate to whole pixels), a crown's centre. */
+void det_tree_shift(cnp_tree *t, uint32_t dx, uint32_t dy);
+
+/* DeepForest's mosaic: class-agnostic NMS at iou over boxes of all patches,
+ * in place, then sorted by (y, x). */
+cnp_status det_box_trees_merge(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
+
+/* The C reference of det_box_engine_run on a host image. */
+cnp_status det_box_ref_run(const det_model *m, const cnp_detector_config *dc,
+                           const cnp_image *img, cnp_tree **trees, size_t *n, cnp_err *err);
+
 /* ---- OpenCL engine ----------------------------------------------------- */
 
 /* An engine owns its device buffers and enqueues on the context's queue:

@@ -9,7 +9,9 @@
 struct pipe_device {
     ocl_ctx *ctx;
     bin_engine *bin;
-    det_engine *det;
+    det_engine *det;     /* crown model */
+    det_box_engine *box; /* box model (imported RetinaNet) */
+    float patch_iou;     /* box models: NMS across patches */
     cl_mem rgba;
     size_t rgba_cap;
 };
@@ -30,9 +32,13 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
     if ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
         (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
         goto fail;
-    if (model &&
-        (result = det_engine_create(dev->ctx, model, p->detector, &dev->det, err)) != CNP_OK)
+    if (model && det_model_has_boxes(model))
+        result = det_box_engine_create(dev->ctx, model, p->detector, &dev->box, err);
+    else if (model)
+        result = det_engine_create(dev->ctx, model, p->detector, &dev->det, err);
+    if (result != CNP_OK)
         goto fail;
+    dev->patch_iou = (float)p->detector->patch_iou;
     *out = dev;
     return CNP_OK;
 fail:
@@ -45,6 +51,7 @@ void pipe_device_free(pipe_device *dev)
     if (!dev)
         return;
     det_engine_free(dev->det);
+    det_box_engine_free(dev->box);
     bin_engine_free(dev->bin);
     if (dev->rgba)
         clReleaseMemObject(dev->rgba);
@@ -83,11 +90,13 @@ size_t pipe_device_image_bytes(const pipe_device *dev)
 
 bool pipe_device_has_detector(const pipe_device *dev)
 {
-    return dev->det != NULL;
+    return dev->det != NULL || dev->box != NULL;
 }
 
 uint32_t pipe_device_window_side(const pipe_device *dev)
 {
+    if (dev->box && det_box_engine_patch_size(dev->box) > 0)
+        return (uint32_t)det_box_engine_patch_size(dev->box);
     if (!dev->det)
         return 2048;
     int tile, overlap, stride;
@@ -98,6 +107,8 @@ uint32_t pipe_device_window_side(const pipe_device *dev)
 cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, det_tile **out,
                                size_t *n, cnp_err *err)
 {
+    if (dev->box)
+        return det_box_engine_windows(dev->box, w, h, out, n, err);
     if (dev->det) {
         int tile, overlap, stride;
         det_engine_tiling(dev->det, &tile, &overlap, &stride);
@@ -136,6 +147,8 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
     cnp_status result = upload(dev, rgba, (size_t)w * h, err);
     if (result != CNP_OK)
         return result;
+    if (dev->box)
+        return det_box_engine_patch(dev->box, dev->rgba, w, h, trees, n, err);
     float iou = det_engine_nms_iou(dev->det);
     det_engine_set_nms_iou(dev->det, 1.0f);
     result = det_engine_run(dev->det, dev->rgba, w, h, trees, n, err);
@@ -145,6 +158,8 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
 
 cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err)
 {
+    if (dev->box)
+        return det_box_trees_merge(trees, n, dev->patch_iou, err);
     float iou = det_engine_nms_iou(dev->det);
     cnp_status result = CNP_OK;
     if (*n >= 2 && iou < 1.0f) {
@@ -200,9 +215,11 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     result = bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask, &out->bin, err);
     if (result != CNP_OK)
         goto fail;
-    if (dev->det) {
-        result = det_engine_run(dev->det, dev->rgba, img->width, img->height, &out->trees,
-                                &out->ntrees, err);
+    if (dev->det || dev->box) {
+        result = dev->box ? det_box_engine_run(dev->box, dev->rgba, img->width, img->height,
+                                               &out->trees, &out->ntrees, err)
+                          : det_engine_run(dev->det, dev->rgba, img->width, img->height,
+                                           &out->trees, &out->ntrees, err);
         if (result != CNP_OK)
             goto fail;
     }

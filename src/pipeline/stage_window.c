@@ -94,8 +94,7 @@ static cnp_status take_trees(struct window_run *wr, const det_tile *t, const uin
     cnp_status result = pipe_device_detect_window(wr->x->dev, rgba, t->w, t->h, &found, &n, err);
     for (size_t i = 0; result == CNP_OK && i < n; i++) {
         cnp_tree tr = found[i];
-        tr.x += (float)t->x0;
-        tr.y += (float)t->y0;
+        det_tree_shift(&tr, t->x0, t->y0);
         if (!(tr.x >= t->own[0] && tr.x < t->own[2] && tr.y >= t->own[1] && tr.y < t->own[3]))
             continue;
         long px = (long)found[i].x, py = (long)found[i].y;
