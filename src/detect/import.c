@@ -711,9 +711,9 @@ cnp_status det_import_load(const char *src, const char *version, det_import **ou
     builder b = {.path = st_path_buf, .im = im, .err = err};
     det_retina *r = &im->g.retina;
     default_anchors(r);
-    cnp_status result = read_config(cfg_path, r, revision, sizeof revision, err);
+    cnp_status result = st_open(st_path_buf, &b.st, err);
     if (result == CNP_OK)
-        result = st_open(st_path_buf, &b.st, err);
+        result = read_config(cfg_path, r, revision, sizeof revision, err);
     if (result == CNP_OK)
         result = build(&b);
     if (result != CNP_OK)

@@ -85,10 +85,10 @@ static void bn(ckpt *c, const char *stem, int ch)
 }
 
 /* Layout variants of the same network. */
-enum { LEGACY_PREFIX = 1, OLD_FPN = 2, OLD_HEAD = 4 };
+enum { LEGACY_PREFIX = 1, OLD_FPN = 2, OLD_HEAD = 4, SMALL = 8 };
 
 #define K_CLASSES 2
-#define FPN_C 8
+static int FPN_C = 8;
 
 /* The tiny RetinaNet: stem 4 channels, layer1 (1 block, 2 -> 8), layer2
  * (2 blocks, 4 -> 16), layer3 (1, 8 -> 32), layer4 (1, 8 -> 32), FPN of 8,
@@ -103,7 +103,9 @@ static void make_ckpt(ckpt *c, int layout)
     conv(c, s, 4, 3, 7, 0);
     snprintf(s, sizeof s, "%sbackbone.body.bn1", pre);
     bn(c, s, 4);
-    const int blocks[4] = {1, 2, 1, 1}, width[4] = {2, 4, 8, 8};
+    const int blocks[4] = {1, 2, 1, 1};
+    const int *width = layout & SMALL ? (const int[]){1, 1, 1, 1} : (const int[]){2, 4, 8, 8};
+    FPN_C = layout & SMALL ? 4 : 8;
     int cin = 4;
     for (int l = 0; l < 4; l++) {
         for (int b = 0; b < blocks[l]; b++) {
@@ -126,7 +128,7 @@ static void make_ckpt(ckpt *c, int layout)
             cin = out;
         }
     }
-    const int cins[3] = {16, 32, 32};
+    const int cins[3] = {4 * width[1], 4 * width[2], 4 * width[3]};
     for (int i = 0; i < 3; i++) {
         const char *mid = layout & OLD_FPN ? "" : ".0";
         snprintf(s, sizeof s, "%sbackbone.fpn.inner_blocks.%d%s", pre, i, mid);
@@ -544,10 +546,10 @@ static void test_import_refusals(void)
 }
 
 /* The version 2 file image of the tiny model. */
-static void v2_image(cnp_buf *out)
+static void v2_image(cnp_buf *out, int layout)
 {
     ckpt c;
-    make_ckpt(&c, 0);
+    make_ckpt(&c, layout);
     write_ckpt(&c);
     det_import *im = NULL;
     cnp_err err = {{0}};
@@ -606,7 +608,7 @@ static void expect_v2_refused(const cnp_buf *img, const char *from, const char *
 static void test_v2_refusals(void)
 {
     cnp_buf img = {0};
-    v2_image(&img);
+    v2_image(&img, 0);
     det_model *m = NULL;
     cnp_err err = {{0}};
     CHECK_FATAL(det_model_parse(img.data, img.len, "v2.cnw", &m, &err) == CNP_OK, "%s",
@@ -656,7 +658,14 @@ static void test_v2_refusals(void)
         det_model_free(m);
     }
     /* The fuzz corpus keeps a copy of this file (tests/fuzz/corpus/fuzz_cnw). */
+    cnp_buf_free(&img);
+    /* The fuzz corpus's copy (tests/fuzz/corpus/fuzz_cnw) is this model at
+     * the smallest widths, to stay under the fuzzer's 64 KiB inputs. */
     const char *corpus = getenv("CANOPY_WRITE_CORPUS");
+    v2_image(&img, SMALL);
+    CHECK(det_model_parse(img.data, img.len, "small.cnw", &m, &err) == CNP_OK, "%s", err.msg);
+    CHECK(img.len < 65536, "%zu bytes", img.len);
+    det_model_free(m);
     if (corpus)
         write_file(corpus, img.data, img.len);
     cnp_buf_free(&img);
