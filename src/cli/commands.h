@@ -16,5 +16,6 @@ int cmd_bench(int argc, char **argv);     /* src/cli/cmd_bench.c */
 int cmd_devices(int argc, char **argv);   /* src/cli/cmd_devices.c */
 int cmd_db(int argc, char **argv);        /* src/cli/cmd_db.c */
 int cmd_config(int argc, char **argv);    /* src/cli/cmd_config.c */
+int cmd_model(int argc, char **argv);     /* src/cli/cmd_model.c */
 
 #endif

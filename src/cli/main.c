@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
     {"db", cmd_db, "database administration (db migrate)"},
     {"config", cmd_config, "print the effective configuration, secrets masked (config show)"},
+    {"model", cmd_model, "convert a published checkpoint to .cnw (model import)"},
 };
 
 static void usage(FILE *out)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "canopy/detect.h"
+#include "detect/graph.h"
 
 #define DET_MAX_CHANNELS 4
 #define DET_NAME_MAX 64
@@ -39,7 +40,18 @@ struct det_model {
     /* Index of heatmap, log_radius, dx, dy in the last layer's channels. */
     int out_index[4];
     double nms_iou; /* architecture's "nms_iou", else DET_NMS_IOU_DEFAULT */
+    /* 1: the layer list above (crown models). 2: a box detector graph
+     * (models/FORMAT.md, version 2): graph non-NULL, n_layers 0, and
+     * graph_weights the one block every conv node's weight and bias point
+     * into. stride, nms_iou, name and version are filled for both. */
+    int format_version;
+    det_graph *graph;
+    float *graph_weights;
 };
+
+/* The model's graph (format version 2), or NULL for a version 1 model.
+ * Valid while the model lives. */
+const det_graph *det_model_graph(const det_model *m);
 
 enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY = 3 };
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "canopy/gpu.h"
+#include "canopy/buf.h"
 #include "canopy/status.h"
 
 #define DET_GRAPH_NAME_MAX 96
@@ -197,5 +198,43 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
 
 /* Frees device buffers and kernels; accepts NULL. */
 void det_graph_engine_free(det_graph_engine *e);
+/* ---- graph.c: validation and the .cnw version 2 architecture JSON ------ */
+
+/* Index of the node named name, or -1. */
+int det_graph_find(const det_graph *g, const char *name);
+
+/* Frees the node array and g (not the weights the nodes point to: their
+ * owner frees those); accepts NULL. */
+void det_graph_free(det_graph *g);
+
+/* Checks g whole: node 0 is the only INPUT, every reference points to an
+ * earlier node, op fields in range, shared `weights` names used by convs of
+ * one shape, the retina fields (levels, anchors, labels, thresholds) and,
+ * through det_graph_shapes at a nominal input (min_size rounded up to
+ * size_divisible, square), every channel count and residual shape; the
+ * head nodes have A*K (cls) and A*4 (box) channels, A = n_sizes * n_ratios.
+ * Weight pointers are not looked at. Errors: "<what>: node <name>: ...",
+ * what being a file name or any caller's label. */
+cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err);
+
+/* The architecture JSON of a version 2 .cnw (models/FORMAT.md) for g, with
+ * the model's name and version. *json is malloc'd (caller frees). */
+cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *version,
+                             char **json, cnp_err *err);
+
+/* Parses and checks (det_graph_check) a version 2 architecture JSON; path
+ * names the file in errors. On success *out (det_graph_free) has every
+ * node's fields, weight pointers NULL; name and version receive the
+ * model's (caps of at least 2 bytes). */
+cnp_status det_graph_from_json(const char *path, const char *json, size_t len,
+                               det_graph **out, char *name, size_t name_cap, char *version,
+                               size_t version_cap, cnp_err *err);
+
+/* Writes g as a whole .cnw version 2 file image into out (appended): the
+ * container of version 1, the architecture JSON of det_graph_to_json, one
+ * tensor pair <weights>.weight [cout][cin][k][k] and <weights>.bias [cout]
+ * per distinct `weights` name, from the nodes' pointers. */
+cnp_status det_graph_write_cnw(const det_graph *g, const char *name, const char *version,
+                               cnp_buf *out, cnp_err *err);
 
 #endif

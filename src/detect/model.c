@@ -16,13 +16,14 @@
 
 #define CNW_MAGIC "CNPYWTS\0"
 #define CNW_VERSION 1u
+#define CNW_VERSION_GRAPH 2u
 #define CNW_MAX_FILE ((size_t)1 << 30)
 #define CNW_MAX_TENSORS 4096
 #define CNW_MAX_ARCH_LAYERS 256
 
 /* One directory entry, pointing into the file image. */
 typedef struct cnw_tensor {
-    char name[DET_NAME_MAX + 16];
+    char name[DET_GRAPH_NAME_MAX + 16];
     uint32_t ndim;
     uint32_t dims[4];
     uint64_t offset, bytes;
@@ -470,6 +471,149 @@ static cnp_status bind_tensors(const char *path, const uint8_t *file, cnw_tensor
     return CNP_OK;
 }
 
+/* ---- version 2: the graph's tensors ------------------------------------ */
+
+/* The directory entry named <weights>.<suffix>, checked against dims; NULL
+ * with err set when it is missing or of another shape. */
+static const cnw_tensor *graph_tensor(const char *path, const cnw_tensor *t, uint32_t nt,
+                                      const det_node *n, const char *suffix, uint32_t ndim,
+                                      const uint32_t *dims, cnp_err *err)
+{
+    char name[DET_GRAPH_NAME_MAX + 16];
+    snprintf(name, sizeof name, "%s.%s", n->weights, suffix);
+    for (uint32_t i = 0; i < nt; i++) {
+        if (strcmp(t[i].name, name) != 0)
+            continue;
+        bool same = t[i].ndim == ndim;
+        for (uint32_t d = 0; same && d < ndim; d++)
+            same = t[i].dims[d] == dims[d];
+        if (same)
+            return &t[i];
+        char want[64] = "", got[64] = "";
+        for (uint32_t d = 0; d < ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u", d ? "," : "",
+                     dims[d]);
+        for (uint32_t d = 0; d < t[i].ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", d ? "," : "",
+                     t[i].dims[d]);
+        cnp_err_set(err, "%s: tensor %s has shape [%s], node %s needs [%s]", path, name, got,
+                    n->name, want);
+        return NULL;
+    }
+    cnp_err_set(err, "%s: tensor %s (node %s) is missing", path, name, n->name);
+    return NULL;
+}
+
+/* Copies a tensor's floats to dst, refusing non-finite values. */
+static cnp_status graph_copy(const char *path, const uint8_t *file, const cnw_tensor *t,
+                             float *dst, cnp_err *err)
+{
+    const uint8_t *p = file + t->offset;
+    for (uint64_t i = 0; i < t->bytes / 4; i++) {
+        uint32_t u = (uint32_t)le_read(p + 4 * i, 4);
+        memcpy(&dst[i], &u, 4);
+        if (!isfinite(dst[i])) {
+            cnp_err_set(err, "%s: tensor %s holds a non-finite value", path, t->name);
+            return CNP_ERR_FORMAT;
+        }
+    }
+    return CNP_OK;
+}
+
+/* Shapes of every node of m->graph for a w x h input, in one malloc'd
+ * block (c, then h, then w); NULL when the input is too small or memory
+ * short. */
+static int *graph_shapes(const det_model *m, uint32_t w, uint32_t h)
+{
+    const det_graph *g = m->graph;
+    int *s = malloc(3 * (size_t)g->n_nodes * sizeof *s);
+    cnp_err err = {{0}};
+    if (s && (w > INT_MAX || h > INT_MAX ||
+              det_graph_shapes(g, (int)h, (int)w, s, s + g->n_nodes, s + 2 * g->n_nodes,
+                               &err) != CNP_OK)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* What version 1's fields mean for a graph: stride, the input pixels per
+ * cell of the finest level (the first); nms_iou, the postprocess's. */
+static void graph_summary(det_model *m)
+{
+    const det_retina *r = &m->graph->retina;
+    int side = (r->min_size + r->size_divisible - 1) / r->size_divisible * r->size_divisible;
+    int *s = graph_shapes(m, (uint32_t)side, (uint32_t)side);
+    int oh = s ? s[m->graph->n_nodes + r->cls_node[0]] : 0;
+    m->stride = oh > 0 ? (side + oh / 2) / oh : 1;
+    m->nms_iou = r->nms_thresh;
+    free(s);
+}
+
+/* Binds every conv node of m->graph to its tensors, copied into one block
+ * (m->graph_weights); nodes sharing a `weights` name share the floats. */
+static cnp_status bind_graph(const char *path, const uint8_t *file, const cnw_tensor *t,
+                             uint32_t nt, det_model *m, cnp_err *err)
+{
+    det_graph *g = m->graph;
+    const cnw_tensor **wt = calloc(2 * (size_t)g->n_nodes, sizeof *wt);
+    if (!wt) {
+        cnp_err_set(err, "%s: out of memory", path);
+        return CNP_ERR_NOMEM;
+    }
+    cnp_status result = CNP_ERR_FORMAT;
+    uint64_t total = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const det_node *n = &g->nodes[i];
+        if (n->op != DET_OP_CONV)
+            continue;
+        uint32_t wd[4] = {(uint32_t)n->cout, (uint32_t)n->cin, (uint32_t)n->k, (uint32_t)n->k};
+        uint32_t bd[1] = {(uint32_t)n->cout};
+        wt[2 * i] = graph_tensor(path, t, nt, n, "weight", 4, wd, err);
+        wt[2 * i + 1] = wt[2 * i] ? graph_tensor(path, t, nt, n, "bias", 1, bd, err) : NULL;
+        if (!wt[2 * i + 1])
+            goto out;
+        bool first = true;
+        for (int j = 0; j < i && first; j++)
+            first = wt[2 * j] != wt[2 * i];
+        if (first)
+            total += (wt[2 * i]->bytes + wt[2 * i + 1]->bytes) / 4;
+    }
+    m->graph_weights = malloc((size_t)(total ? total : 1) * sizeof(float));
+    if (!m->graph_weights) {
+        cnp_err_set(err, "%s: out of memory", path);
+        result = CNP_ERR_NOMEM;
+        goto out;
+    }
+    float *next = m->graph_weights;
+    for (int i = 0; i < g->n_nodes; i++) {
+        det_node *n = &g->nodes[i];
+        if (n->op != DET_OP_CONV)
+            continue;
+        int j = 0;
+        while (j < i && wt[2 * j] != wt[2 * i])
+            j++;
+        if (j < i) { /* shared with an earlier node */
+            n->weight = g->nodes[j].weight;
+            n->bias = g->nodes[j].bias;
+            continue;
+        }
+        n->weight = next;
+        if ((result = graph_copy(path, file, wt[2 * i], next, err)) != CNP_OK)
+            goto out;
+        next += wt[2 * i]->bytes / 4;
+        n->bias = next;
+        if ((result = graph_copy(path, file, wt[2 * i + 1], next, err)) != CNP_OK)
+            goto out;
+        next += wt[2 * i + 1]->bytes / 4;
+    }
+    graph_summary(m);
+    result = CNP_OK;
+out:
+    free(wt);
+    return result;
+}
+
 /* ---- public ------------------------------------------------------------ */
 
 static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det_model *m,
@@ -489,11 +633,12 @@ static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det
     cnw_cursor c = {d, body, 8};
     uint64_t version, arch_len;
     const uint8_t *arch;
-    if (!cur_u(&c, 4, &version) || version != CNW_VERSION) {
-        cnp_err_set(err, "%s: format version %llu unsupported (this build reads %u)", path,
-                    (unsigned long long)version, CNW_VERSION);
+    if (!cur_u(&c, 4, &version) || (version != CNW_VERSION && version != CNW_VERSION_GRAPH)) {
+        cnp_err_set(err, "%s: format version %llu unsupported (this build reads %u and %u)",
+                    path, (unsigned long long)version, CNW_VERSION, CNW_VERSION_GRAPH);
         return CNP_ERR_FORMAT;
     }
+    m->format_version = (int)version;
     if (!cur_u(&c, 4, &arch_len) || !cur_take(&c, (size_t)arch_len, &arch)) {
         cnp_err_set(err, "%s: truncated: architecture JSON of %llu bytes", path,
                     (unsigned long long)arch_len);
@@ -510,6 +655,14 @@ static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det
         cnp_err_set(err, "%s: checksum mismatch (stored crc32 %08x, computed %08x)", path,
                     want, got);
         result = CNP_ERR_FORMAT;
+        goto out;
+    }
+    if (version == CNW_VERSION_GRAPH) {
+        result = det_graph_from_json(path, (const char *)arch, (size_t)arch_len, &m->graph,
+                                     m->name, sizeof m->name, m->version, sizeof m->version,
+                                     err);
+        if (result == CNP_OK)
+            result = bind_graph(path, d, t, nt, m, err);
         goto out;
     }
     result = parse_arch(path, (const char *)arch, (size_t)arch_len, m, err);
@@ -556,6 +709,8 @@ void det_model_free(det_model *m)
 {
     if (!m)
         return;
+    det_graph_free(m->graph);
+    free(m->graph_weights);
     for (int i = 0; i < m->n_layers; i++) {
         free(m->layers[i].weight);
         free(m->layers[i].bias);
@@ -579,9 +734,22 @@ int det_model_stride(const det_model *m)
     return m->stride;
 }
 
+const det_graph *det_model_graph(const det_model *m)
+{
+    return m->graph;
+}
+
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh)
 {
+    if (m->graph) { /* the finest level's cells */
+        int *s = graph_shapes(m, w, h);
+        int cls = m->graph->retina.cls_node[0], n = m->graph->n_nodes;
+        *oh = s ? (uint32_t)s[n + cls] : 0;
+        *ow = s ? (uint32_t)s[2 * n + cls] : 0;
+        free(s);
+        return;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         if (m->layers[i].type == DET_LAYER_MAXPOOL) {
             w /= 2;
@@ -595,6 +763,18 @@ void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h)
 {
     double total = 0;
+    if (m->graph) {
+        const det_graph *g = m->graph;
+        int *s = graph_shapes(m, w, h);
+        for (int i = 0; s && i < g->n_nodes; i++) {
+            const det_node *n = &g->nodes[i];
+            if (n->op == DET_OP_CONV)
+                total += 2.0 * n->cin * n->cout * n->k * n->k * (double)s[g->n_nodes + i] *
+                         s[2 * g->n_nodes + i];
+        }
+        free(s);
+        return total;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         const det_layer *l = &m->layers[i];
         if (l->type == DET_LAYER_MAXPOOL) {
@@ -607,8 +787,47 @@ double det_model_flops(const det_model *m, uint32_t w, uint32_t h)
     return total;
 }
 
+/* Version 2: the largest receptive field of a head output, propagated
+ * through the graph (an add or upsample_add takes the larger of its two
+ * inputs' fields). */
+static int graph_receptive_field(const det_graph *g)
+{
+    long *rf = malloc(2 * (size_t)g->n_nodes * sizeof *rf);
+    if (!rf)
+        return INT_MAX;
+    long *jump = rf + g->n_nodes, best = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const det_node *n = &g->nodes[i];
+        rf[i] = 1, jump[i] = 1;
+        if (n->op == DET_OP_INPUT)
+            continue;
+        rf[i] = rf[n->in], jump[i] = jump[n->in];
+        if (n->op == DET_OP_CONV || n->op == DET_OP_MAXPOOL) {
+            int d = n->op == DET_OP_CONV ? n->dilation : 1;
+            rf[i] += (long)(n->k - 1) * d * jump[i];
+            jump[i] *= n->stride;
+        }
+        if (n->in2 >= 0 && rf[n->in2] > rf[i])
+            rf[i] = rf[n->in2];
+        if (rf[i] > (1L << 24)) /* past any image; stop growing */
+            rf[i] = 1L << 24;
+        if (jump[i] > (1L << 24))
+            jump[i] = 1L << 24;
+    }
+    for (int l = 0; l < g->retina.n_levels; l++) {
+        if (rf[g->retina.cls_node[l]] > best)
+            best = rf[g->retina.cls_node[l]];
+        if (rf[g->retina.box_node[l]] > best)
+            best = rf[g->retina.box_node[l]];
+    }
+    free(rf);
+    return (int)best;
+}
+
 int det_model_receptive_field(const det_model *m)
 {
+    if (m->graph)
+        return graph_receptive_field(m->graph);
     int rf = 1, jump = 1;
     for (int i = 0; i < m->n_layers; i++) {
         const det_layer *l = &m->layers[i];

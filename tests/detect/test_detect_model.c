@@ -137,9 +137,9 @@ static void test_header_fields(const tw_model *tm, const cnp_buf *b)
     tw_fix_crc(&c);
     expect_refused(c.data, c.len, "bad magic", "magic");
     c.data[0] = 'C';
-    c.data[8] = 2;
+    c.data[8] = 3;
     tw_fix_crc(&c);
-    expect_refused(c.data, c.len, "format version 2 unsupported", "version");
+    expect_refused(c.data, c.len, "format version 3 unsupported", "version");
     c.data[8] = 1;
     /* Misaligned and overlapping data offsets (CRC recomputed). */
     size_t f1 = dir_offset_field(tm, 1);

@@ -8,7 +8,8 @@
  *
  * Invariants: no crash or leak; allocation bounded by the file's size (run
  * with -malloc_limit_mb); a model that loads has a version, a power-of-two
- * stride, and a conv with four outputs last, every conv's weights bound. */
+ * stride, and a conv with four outputs last, every conv's weights bound;
+ * a version 2 model a graph that passes det_graph_check, every conv bound. */
 #include <zlib.h>
 
 #include "detect/detect_internal.h"
@@ -24,6 +25,19 @@ static void load(const uint8_t *data, size_t size)
         return;
     }
     FUZZ_CHECK(m != NULL && det_model_version(m)[0] != '\0');
+    if (m->format_version == 2) {
+        /* A graph that loads is consistent and fully bound. */
+        const det_graph *g = det_model_graph(m);
+        FUZZ_CHECK(g != NULL && m->n_layers == 0);
+        cnp_err gerr = {{0}};
+        FUZZ_CHECK(det_graph_check(g, "fuzz.cnw", &gerr) == CNP_OK);
+        for (int i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].op == DET_OP_CONV)
+                FUZZ_CHECK(g->nodes[i].weight && g->nodes[i].bias);
+        det_model_free(m);
+        return;
+    }
+    FUZZ_CHECK(det_model_graph(m) == NULL);
     int stride = det_model_stride(m);
     FUZZ_CHECK(stride >= 1 && (stride & (stride - 1)) == 0);
     FUZZ_CHECK(m->n_layers >= 1);
