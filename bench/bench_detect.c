@@ -359,7 +359,7 @@ int main(int argc, char **argv)
             cnp_tree *trees = NULL;
             size_t n = 0;
             double s0 = cnp_now();
-            det_ref_run(m, &img, (float)cfg.detector.score_threshold,
+            det_ref_run(m, &img, det_score_threshold(m, cfg.detector.score_threshold),
                         cfg.detector.nms_iou >= 0 ? (float)cfg.detector.nms_iou
                                                   : (float)det_model_nms_iou(m),
                         cfg.detector.tile,

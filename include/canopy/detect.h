@@ -36,6 +36,7 @@ typedef struct cnp_tree {
     float x, y, radius, score;
     float x0, y0, x1, y1;
     int label;
+    bool boxed; /* x0..y1 is the model's own box (box models) */
 } cnp_tree;
 
 /* ---- weights file ------------------------------------------------------ */
@@ -156,7 +157,8 @@ bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err);
 
-/* A tree's box: the model's own box when it has one (x1 > x0), else the
+/* A tree's box: the model's own box when it has one (boxed; it may have
+ * zero area where torchvision clipped it to the image edge), else the
  * crown's centre +- radius. */
 det_box det_tree_box(const cnp_tree *t);
 

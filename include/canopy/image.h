@@ -67,6 +67,12 @@ void img_draw_circle(cnp_image *img, float cx, float cy, float radius, const uin
                      float thickness);
 
 /* A filled disc (centre dot) of `radius` around (cx, cy). */
+/* Outline of the box [x0, x1] x [y0, y1] (pixel coordinates, edges at
+ * pixel boundaries), `thickness` pixels wide, antialiased and with a dark
+ * halo like the circle's; clipped to the image. */
+void img_draw_rect(cnp_image *img, float x0, float y0, float x1, float y1, const uint8_t rgb[3],
+                   float thickness);
+
 void img_draw_dot(cnp_image *img, float cx, float cy, float radius, const uint8_t rgb[3]);
 
 /* A plus sign with arms reaching `size` pixels from (cx, cy), `thickness`

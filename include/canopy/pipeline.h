@@ -106,6 +106,7 @@ typedef struct pipe_encode_params {
     const cnp_output_config *output;
     bool detector;             /* overlays are drawn only with a detector */
     const char *model_version; /* NULL: "model": null */
+    const det_model *model;    /* box models: the names of labels; may be NULL */
 } pipe_encode_params;
 
 /* One image's inputs to the encoder. geo and trees_geo may be NULL (not

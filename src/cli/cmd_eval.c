@@ -23,7 +23,8 @@ typedef struct eval_image {
 typedef struct eval_detector {
     det_model *m;
     ocl_ctx *ctx;
-    det_engine *eng;
+    det_engine *eng;     /* crown model */
+    det_box_engine *box; /* box model */
     const cnp_config *cfg;
 } eval_detector;
 
@@ -104,8 +105,10 @@ static int list_csv(const char *dir, char ***out, size_t *n)
 static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **trees, size_t *n,
                          cnp_err *err)
 {
-    if (!d->eng)
-        return det_ref_run(d->m, img, (float)d->cfg->detector.score_threshold,
+    if (!d->eng && !d->box && det_model_has_boxes(d->m))
+        return det_box_ref_run(d->m, &d->cfg->detector, img, trees, n, err);
+    if (!d->eng && !d->box)
+        return det_ref_run(d->m, img, det_score_threshold(d->m, d->cfg->detector.score_threshold),
                            d->cfg->detector.nms_iou >= 0 ? (float)d->cfg->detector.nms_iou
                                                          : (float)det_model_nms_iou(d->m),
                            d->cfg->detector.tile,
@@ -116,7 +119,10 @@ static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **tree
                                 bytes, img->rgba, &rc);
     if (rc != CL_SUCCESS)
         return ocl_check(rc, "uploading the image", err);
-    cnp_status result = det_engine_run(d->eng, buf, img->width, img->height, trees, n, err);
+    cnp_status result = d->box ? det_box_engine_run(d->box, buf, img->width, img->height, trees,
+                                                    n, err)
+                               : det_engine_run(d->eng, buf, img->width, img->height, trees, n,
+                                                err);
     clReleaseMemObject(buf);
     return result;
 }
@@ -213,7 +219,8 @@ static void print_json(const eval_image *imgs, size_t n, const det_model *m,
     cJSON_AddStringToObject(root, "model", det_model_version(m));
     cJSON_AddStringToObject(root, "device", device);
     cJSON_AddNumberToObject(root, "iou", iou);
-    cJSON_AddNumberToObject(root, "score_threshold", cfg->detector.score_threshold);
+    cJSON_AddNumberToObject(root, "score_threshold",
+                            det_score_threshold(m, cfg->detector.score_threshold));
     cJSON *arr = cJSON_AddArrayToObject(root, "images");
     for (size_t i = 0; i < n; i++) {
         cJSON *o = stats_json(&imgs[i].s);
@@ -236,7 +243,7 @@ static void print_table(const eval_image *imgs, size_t n, const det_model *m,
                         const char *device, const cnp_config *cfg, double iou)
 {
     printf("model %s on %s, IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
-           cfg->detector.score_threshold);
+           det_score_threshold(m, cfg->detector.score_threshold));
     printf("%-28s %6s %6s %6s %9s %7s %6s %7s\n", "image", "truth", "pred", "match",
            "precision", "recall", "F1", "count");
     for (size_t i = 0; i < n; i++) {
@@ -271,7 +278,9 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
         return CNP_EXIT_OK;
     st = ocl_ctx_create(&cfg->opencl, &d->ctx, &err);
     if (st == CNP_OK)
-        st = det_engine_create(d->ctx, m, &cfg->detector, &d->eng, &err);
+        st = det_model_has_boxes(m)
+                 ? det_box_engine_create(d->ctx, m, &cfg->detector, &d->box, &err)
+                 : det_engine_create(d->ctx, m, &cfg->detector, &d->eng, &err);
     if (st != CNP_OK) {
         fprintf(stderr, "canopy eval: %s\n", err.msg);
         return st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
@@ -369,6 +378,7 @@ out:
         free(csvs[i]);
     free(csvs);
     det_engine_free(d.eng);
+    det_box_engine_free(d.box);
     ocl_ctx_free(d.ctx);
     det_model_free(d.m);
     cli_overrides_free(&ov);

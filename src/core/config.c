@@ -94,7 +94,7 @@ static const struct key keys[] = {
 
     BOOL(detector, enabled, "true"),
     STR(detector, model, "models/crown-1.1.cnw"),
-    DBL(detector, score_threshold, "0.35", 0.0, 1.0),
+    DBL(detector, score_threshold, "-1", -1.0, 1.0),
     DBL(detector, nms_iou, "-1", -1.0, 1.0),
     INT(detector, tile, "1024", 64, 16384),
     INT(detector, tile_overlap, "160", 0, 4096),

@@ -189,7 +189,7 @@ cnp_status det_box_trees_merge(cnp_tree *trees, size_t *n, float iou, cnp_err *e
 
 void det_tree_shift(cnp_tree *t, uint32_t dx, uint32_t dy)
 {
-    if (t->x1 > t->x0) {
+    if (t->boxed) {
         det_detection d = {t->x0, t->y0, t->x1, t->y1, t->score, t->label};
         det_detections_shift(&d, 1, dx, dy);
         *t = det_detection_tree(&d);

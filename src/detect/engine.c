@@ -616,7 +616,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
     e->measure_tile = (type & CL_DEVICE_TYPE_CPU) && tile > 128 ? 128 : (uint32_t)tile;
     e->overlap = dc->tile_overlap;
-    e->threshold = (float)dc->score_threshold;
+    e->threshold = det_score_threshold(m, dc->score_threshold);
     /* [detector] nms_iou, or the model's own value when it is negative. */
     e->nms_iou = dc->nms_iou >= 0 ? (float)dc->nms_iou : (float)det_model_nms_iou(m);
     e->layers = layers;

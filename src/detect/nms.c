@@ -95,7 +95,7 @@ cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels,
 
 det_box det_tree_box(const cnp_tree *t)
 {
-    if (t->x1 > t->x0 && t->y1 > t->y0)
+    if (t->boxed)
         return (det_box){t->x0, t->y0, t->x1, t->y1};
     return (det_box){t->x - t->radius, t->y - t->radius, t->x + t->radius, t->y + t->radius};
 }

@@ -173,5 +173,6 @@ cnp_tree det_detection_tree(const det_detection *d)
                       .y0 = d->y0,
                       .x1 = d->x1,
                       .y1 = d->y1,
-                      .label = d->label};
+                      .label = d->label,
+                      .boxed = true};
 }

@@ -151,3 +151,38 @@ void img_draw_cross(cnp_image *img, float cx, float cy, float size, const uint8_
         }
     }
 }
+
+/* Coverage of the outline of [x0,x1]x[y0,y1] of half-thickness h: the band
+ * between the rectangle grown by h and the one shrunk by h. */
+static inline float frame_cov(float px, float py, float x0, float y0, float x1, float y1,
+                              float h)
+{
+    float outer = rect_cov(px, py, x0 - h, x1 + h, y0 - h, y1 + h);
+    float inner = (x1 - x0 > 2 * h && y1 - y0 > 2 * h)
+                      ? rect_cov(px, py, x0 + h, x1 - h, y0 + h, y1 - h)
+                      : 0.0f;
+    return outer - inner;
+}
+
+void img_draw_rect(cnp_image *img, float x0, float y0, float x1, float y1, const uint8_t rgb[3],
+                   float thickness)
+{
+    if (!img || !img->rgba || !(thickness > 0.0f) || !(x1 >= x0) || !(y1 >= y0))
+        return;
+    float h = thickness * 0.5f;
+    uint32_t ix0, ix1, iy0, iy1;
+    if (!span((double)x0 - h - 1.0, (double)x1 + h + 1.0, img->width, &ix0, &ix1) ||
+        !span((double)y0 - h - 1.0, (double)y1 + h + 1.0, img->height, &iy0, &iy1))
+        return;
+    for (uint32_t y = iy0; y < iy1; y++) {
+        float py = (float)y + 0.5f;
+        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
+        for (uint32_t x = ix0; x < ix1; x++) {
+            float px = (float)x + 0.5f;
+            float under = frame_cov(px, py, x0, y0, x1, y1, h + 1.0f);
+            if (under <= 0.0f)
+                continue;
+            blend(row + (size_t)x * 4, rgb, under, frame_cov(px, py, x0, y0, x1, y1, h));
+        }
+    }
+}

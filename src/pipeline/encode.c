@@ -54,10 +54,9 @@ cnp_status pipe_georeference(const img_georef *geo, const pipe_result *r, pipe_g
         lat[i] = t[i].map_y;
         t[i].radius_m = tr->radius * img_georef_pixel_m(geo, tr->x, tr->y);
         /* The box's corners in map units (any rotation): their extent. */
-        double cx[4] = {tr->x - tr->radius, tr->x + tr->radius, tr->x + tr->radius,
-                        tr->x - tr->radius};
-        double cy[4] = {tr->y - tr->radius, tr->y - tr->radius, tr->y + tr->radius,
-                        tr->y + tr->radius};
+        det_box b = det_tree_box(tr);
+        double cx[4] = {b.x0, b.x1, b.x1, b.x0};
+        double cy[4] = {b.y0, b.y0, b.y1, b.y1};
         t[i].box_map[0] = t[i].box_map[1] = INFINITY;
         t[i].box_map[2] = t[i].box_map[3] = -INFINITY;
         for (int k = 0; k < 4; k++) {
@@ -115,8 +114,12 @@ static bool json_georef(cJSON *doc, const pipe_encode_in *in)
            add_array(doc, "footprint_lonlat", in->footprint, 10, 7);
 }
 
-static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g)
+static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, const det_model *m)
 {
+    /* Box models name the class; crowns have none. */
+    const char *label = tr->boxed ? det_model_label(m, tr->label) : NULL;
+    if (label && !cJSON_AddStringToObject(t, "label", label))
+        return false;
     det_box b = det_tree_box(tr);
     double box[4] = {b.x0, b.y0, b.x1, b.y1};
     bool ok = cJSON_AddNumberToObject(t, "x", round_to(tr->x, 2)) &&
@@ -175,7 +178,7 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
         if (!t)
             goto out;
         cJSON_AddItemToArray(trees, t);
-        if (!json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL))
+        if (!json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL, p->model))
             goto out;
     }
     result = print_json(doc, out);
@@ -190,28 +193,37 @@ out:
 
 enum { RING = 32 }; /* vertices of a crown polygon */
 
-/* A crown as a polygon: a circle of the tree's radius in pixel space taken
- * through the raster's transform; ring[2 * k], ring[2 * k + 1] lon/lat,
- * closed (RING + 1 points) and counter-clockwise. */
+/* A tree as a polygon: a crown's circle of its radius (RING vertices), or
+ * a box model's box (4 vertices), in pixel space taken through the raster's
+ * transform; ring[2 * k], ring[2 * k + 1] lon/lat, closed (*nv + 1 points)
+ * and counter-clockwise. */
 static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *ring,
-                             double bbox[4], cnp_err *err)
+                             int *nv, double bbox[4], cnp_err *err)
 {
     double x[RING + 1], y[RING + 1];
-    for (int k = 0; k < RING; k++) {
-        double a = 2.0 * M_PI * k / RING;
-        img_georef_pixel_to_map(geo, tr->x + tr->radius * cos(a), tr->y + tr->radius * sin(a),
-                                &x[k], &y[k]);
+    int n = tr->boxed ? 4 : RING;
+    if (tr->boxed) {
+        const double px[4] = {tr->x0, tr->x1, tr->x1, tr->x0};
+        const double py[4] = {tr->y0, tr->y0, tr->y1, tr->y1};
+        for (int k = 0; k < 4; k++)
+            img_georef_pixel_to_map(geo, px[k], py[k], &x[k], &y[k]);
+    } else {
+        for (int k = 0; k < RING; k++) {
+            double a = 2.0 * M_PI * k / RING;
+            img_georef_pixel_to_map(geo, tr->x + tr->radius * cos(a),
+                                    tr->y + tr->radius * sin(a), &x[k], &y[k]);
+        }
     }
-    cnp_status result = img_georef_to_lonlat(geo, RING, x, y, err);
+    cnp_status result = img_georef_to_lonlat(geo, (size_t)n, x, y, err);
     if (result != CNP_OK)
         return result;
-    x[RING] = x[0];
-    y[RING] = y[0];
+    x[n] = x[0];
+    y[n] = y[0];
     double area2 = 0;
-    for (int k = 0; k < RING; k++)
+    for (int k = 0; k < n; k++)
         area2 += x[k] * y[k + 1] - x[k + 1] * y[k];
-    for (int i = 0; i <= RING; i++) {
-        int k = area2 >= 0 ? i : RING - i; /* exterior ring counter-clockwise */
+    for (int i = 0; i <= n; i++) {
+        int k = area2 >= 0 ? i : n - i; /* exterior ring counter-clockwise */
         ring[2 * i] = round_to(x[k], 8);
         ring[2 * i + 1] = round_to(y[k], 8);
         bbox[0] = fmin(bbox[0], x[k]);
@@ -219,6 +231,7 @@ static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *
         bbox[2] = fmax(bbox[2], x[k]);
         bbox[3] = fmax(bbox[3], y[k]);
     }
+    *nv = n;
     return CNP_OK;
 }
 
@@ -229,7 +242,7 @@ static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
     cJSON *props = cJSON_CreateObject();
     cnp_status result = CNP_ERR_NOMEM;
     char *text = NULL;
-    if (props && json_tree(props, tr, g) &&
+    if (props && json_tree(props, tr, g, p->model) &&
         (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
         (text = cJSON_PrintUnformatted(props)))
         result = cnp_buf_append(out, text, strlen(text));
@@ -248,14 +261,15 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
     double ring[2 * (RING + 1)];
     cnp_status result = cnp_buf_printf(out, "{\"type\":\"FeatureCollection\",\"features\":[");
     for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
-        if ((result = crown_ring(in->geo, &r->trees[i], ring, bbox, err)) != CNP_OK) {
+        int nv = RING;
+        if ((result = crown_ring(in->geo, &r->trees[i], ring, &nv, bbox, err)) != CNP_OK) {
             cnp_err_prefix(err, "crown %zu", i);
             return result;
         }
         result = cnp_buf_printf(out, "%s{\"type\":\"Feature\",\"geometry\":{\"type\":"
                                      "\"Polygon\",\"coordinates\":[[",
                                 i ? "," : "");
-        for (int k = 0; result == CNP_OK && k <= RING; k++)
+        for (int k = 0; result == CNP_OK && k <= nv; k++)
             result = cnp_buf_printf(out, "%s[%.15g,%.15g]", k ? "," : "", ring[2 * k],
                                     ring[2 * k + 1]);
         if (result == CNP_OK)
@@ -293,6 +307,11 @@ cnp_status pipe_overlay_encode(const cnp_output_config *oc, cnp_image *canvas,
     for (size_t i = 0; i < n; i++) {
         const cnp_tree *t = &trees[i];
         const uint8_t *c = t->score >= 0.5f ? strong : weak;
+        if (t->boxed) { /* a box model: its own box */
+            img_draw_rect(canvas, t->x0 * scale, t->y0 * scale, t->x1 * scale, t->y1 * scale, c,
+                          ring);
+            continue;
+        }
         float r = t->radius * scale < 1.5f ? 1.5f : t->radius * scale;
         img_draw_circle(canvas, t->x * scale, t->y * scale, r, c, ring);
         img_draw_dot(canvas, t->x * scale, t->y * scale, 1.5f, c);
@@ -300,8 +319,9 @@ cnp_status pipe_overlay_encode(const cnp_output_config *oc, cnp_image *canvas,
     return img_png_encode_rgb(canvas, oc->png_level, out, err);
 }
 
-/* Draws each crown as a ring on a copy of the input, easy to read at a
- * glance on green canopy: yellow for confident trees, orange otherwise. */
+/* Draws each crown as a ring (a box model's trees as their boxes) on a copy
+ * of the input, easy to read at a glance on green canopy: yellow for
+ * confident trees, orange otherwise. */
 static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
                               const pipe_result *r, cnp_buf *out, cnp_err *err)
 {

@@ -61,6 +61,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .output = cfg->output,
         .detector = e->model != NULL,
         .model_version = e->model_version,
+        .model = e->model,
         .binarize = cfg->binarize,
         .window_pixels = (uint64_t)cfg->limits.window_pixels,
     };

@@ -185,6 +185,7 @@ typedef struct pl_stage_params {
     cnp_binarize_config binarize;
     uint64_t window_pixels;  /* TIFFs above this are processed in windows */
     const char *model_version;
+    const det_model *model;  /* NULL without a detector: labels of box models */
 } pl_stage_params;
 
 struct pl_ctx {

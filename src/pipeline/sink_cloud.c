@@ -111,7 +111,7 @@ static const char *meta_or_msg(const pl_item *it, const char *from_msg, const ch
 }
 
 /* The trees of an item as rows; NULL without trees or memory. */
-static pg_tree *tree_rows(const pl_item *it)
+static pg_tree *tree_rows(const pl_item *it, const det_model *m)
 {
     if (!it->res.ntrees)
         return NULL;
@@ -122,6 +122,7 @@ static pg_tree *tree_rows(const pl_item *it)
         t[k].y = tr->y;
         t[k].radius = tr->radius;
         t[k].score = tr->score;
+        t[k].label = tr->boxed ? det_model_label(m, tr->label) : NULL;
         det_box b = det_tree_box(tr);
         t[k].xmin = b.x0;
         t[k].ymin = b.y0;
@@ -187,7 +188,7 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
         memcpy(r->geotransform, it->geo.gt, sizeof r->geotransform);
         memcpy(r->footprint, it->footprint, sizeof r->footprint);
     }
-    if (it->res.ntrees && !(*trees = tree_rows(it)))
+    if (it->res.ntrees && !(*trees = tree_rows(it, x->sp.model)))
         return false;
     r->trees = *trees;
     r->n_trees = it->res.ntrees;

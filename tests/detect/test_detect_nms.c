@@ -111,7 +111,7 @@ static void test_neon_stacked(void)
     REQUIRE(det_model_resolve_path(cfg.detector.model, path, sizeof path, &err) == CNP_OK);
     det_model *m = NULL;
     REQUIRE(det_model_load(path, &m, &err) == CNP_OK);
-    float iou = (float)det_model_nms_iou(m), thr = (float)cfg.detector.score_threshold;
+    float iou = (float)det_model_nms_iou(m), thr = det_score_threshold(m, cfg.detector.score_threshold);
     CHECK(iou > 0.0f && iou < 1.0f);
     size_t before_all = 0;
     for (int i = 0; i < 3; i++) {
