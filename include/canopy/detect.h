@@ -255,6 +255,12 @@ void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride
 /* Frees device buffers and kernels; accepts NULL. */
 void det_engine_free(det_engine *e);
 
+/* Conv layers whose path was timed at creation: 0 when the choice came from
+ * the file remembered next to the kernel cache (or conv was forced). */
+size_t det_engine_timed_layers(const det_engine *e);
+/* The file the auto choice is remembered in (for tests and operators). */
+void det_engine_conv_paths_file(const det_engine *e, char *out, size_t len);
+
 /* Forces one convolution path for every conv layer (tests, bench);
  * DET_CONV_AUTO restores the measured choice. */
 void det_engine_set_conv_path(det_engine *e, enum det_conv_path path);

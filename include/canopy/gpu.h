@@ -35,6 +35,13 @@ cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx);
 /* Returns the program built from kernels/<name>.cl with `options` (may be
  * NULL). Built once per context and option string, then shared: the context
  * owns it, callers must not release it. Build failures carry the build log. */
+/* The path of a small file of the caller's under the kernel cache directory
+ * (created), for results that depend on the device: <name>-<hash>.txt, the
+ * hash over the device, its driver and key (key_len bytes). Callers treat
+ * the file as a cache: unreadable or stale means measure again. */
+void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_t key_len,
+                    char *out, size_t out_len);
+
 cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
                            cl_program *out, cnp_err *err);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
@@ -64,6 +65,7 @@ struct det_engine {
     cl_mem trees, count;
     size_t tree_cap;
     enum det_conv_path force;
+    size_t timed_layers; /* conv layers timed at creation (0: remembered) */
     float nms_iou;
     eng_nms nms;
 };
@@ -353,12 +355,100 @@ static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, i
     return CNP_OK;
 }
 
+/* The file that remembers the auto choice for this device and these conv
+ * shapes at this measurement size (the kernel cache directory): what decides
+ * the timing, not the weights. */
+static void paths_file(const det_engine *e, char *out, size_t len)
+{
+    int key[4 + 6 * 256];
+    size_t n = 0;
+    key[n++] = 1; /* format of the file */
+    for (size_t i = 0; i < e->n_layers && n + 6 <= sizeof key / sizeof key[0]; i++) {
+        const eng_layer *el = &e->layers[i];
+        if (el->l->type != DET_LAYER_CONV)
+            continue;
+        key[n++] = (int)i;
+        key[n++] = el->l->in;
+        key[n++] = el->l->out;
+        key[n++] = el->l->k * 100 + el->l->dilation;
+        key[n++] = (int)el->meas_w;
+        key[n++] = (int)el->meas_h * 2 + (el->direct_ok ? 1 : 0);
+    }
+    ocl_cache_file(e->ctx, "conv-paths", key, n * sizeof key[0], out, len);
+}
+
+/* Reads the remembered choice: true when the file names a path for every
+ * conv layer (lines "<layer> direct|gemm <direct ms> <gemm ms>"). */
+static bool paths_load(det_engine *e, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t convs = 0, read = 0;
+    for (size_t i = 0; i < e->n_layers; i++)
+        convs += e->layers[i].l->type == DET_LAYER_CONV;
+    bool seen[256] = {false};
+    char line[160], name[16];
+    while (fgets(line, sizeof line, f)) {
+        unsigned idx;
+        double dm, gm;
+        if (sscanf(line, "%u %15s %lf %lf", &idx, name, &dm, &gm) != 4 || idx >= e->n_layers ||
+            idx >= 256 || seen[idx] || e->layers[idx].l->type != DET_LAYER_CONV)
+            break;
+        eng_layer *el = &e->layers[idx];
+        if (strcmp(name, "direct") == 0 && el->direct_ok)
+            el->chosen = DET_CONV_DIRECT;
+        else if (strcmp(name, "gemm") == 0)
+            el->chosen = DET_CONV_GEMM;
+        else
+            break;
+        el->direct_s = dm / 1e3;
+        el->gemm_s = gm / 1e3;
+        seen[idx] = true;
+        read++;
+    }
+    fclose(f);
+    return read == convs;
+}
+
+/* Writes the choice (temporary file, then rename: concurrent workers never
+ * read half a file). A failure only costs the next start a measurement. */
+static void paths_store(const det_engine *e, const char *path)
+{
+    char tmp[CNP_STR_LONG + 400];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    bool ok = true;
+    for (size_t i = 0; i < e->n_layers; i++) {
+        const eng_layer *el = &e->layers[i];
+        if (el->l->type == DET_LAYER_CONV)
+            ok = fprintf(f, "%zu %s %.6f %.6f\n", i,
+                         el->chosen == DET_CONV_DIRECT ? "direct" : "gemm", el->direct_s * 1e3,
+                         el->gemm_s * 1e3) > 0 && ok;
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
+        remove(tmp);
+}
+
 /* Picks the convolution path per layer: the configured one, or (auto) the
  * faster at the measurement tile: the largest tile on a GPU; on a CPU device
  * (PoCL) at most 128 px, where the full tile would cost seconds of start-up
- * and the ranking is the same. */
+ * and the ranking is the same. The auto choice is remembered on disk next
+ * to the kernel cache (paths_file) and measured only when that file is
+ * missing, stale or unreadable. */
 static cnp_status choose_paths(det_engine *e, int configured, cnp_err *err)
 {
+    char file[CNP_STR_LONG + 300];
+    bool remembered = false;
+    if (configured != DET_CONV_DIRECT && configured != DET_CONV_GEMM) {
+        paths_file(e, file, sizeof file);
+        if ((remembered = paths_load(e, file))) {
+            LOG_DEBUG("detect", "convolution paths from %s", file);
+            return CNP_OK;
+        }
+    }
     for (size_t i = 0; i < e->n_layers; i++) {
         eng_layer *el = &e->layers[i];
         if (el->l->type != DET_LAYER_CONV)
@@ -376,11 +466,24 @@ static cnp_status choose_paths(det_engine *e, int configured, cnp_err *err)
             return result;
         el->chosen = el->direct_ok && el->direct_s <= el->gemm_s ? DET_CONV_DIRECT
                                                                  : DET_CONV_GEMM;
+        e->timed_layers++;
         LOG_DEBUG("detect", "layer %s %ux%u: direct %.3f ms, gemm %.3f ms -> %s", el->l->name,
                   el->meas_w, el->meas_h, el->direct_s * 1e3, el->gemm_s * 1e3,
                   el->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
     }
+    if (!remembered && configured != DET_CONV_DIRECT && configured != DET_CONV_GEMM)
+        paths_store(e, file);
     return CNP_OK;
+}
+
+void det_engine_conv_paths_file(const det_engine *e, char *out, size_t len)
+{
+    paths_file(e, out, len);
+}
+
+size_t det_engine_timed_layers(const det_engine *e)
+{
+    return e->timed_layers;
 }
 
 static cnp_status size_buffers(det_engine *e, cnp_err *err)

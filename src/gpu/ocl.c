@@ -603,3 +603,23 @@ cnp_status ocl_list_devices(FILE *out, cnp_err *err)
     }
     return CNP_OK;
 }
+
+void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_t key_len,
+                    char *out, size_t out_len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
+    const char *parts[] = {ctx->device_name, ctx->driver, ctx->description, name};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
+    EVP_DigestUpdate(h, key, key_len);
+    EVP_DigestFinal_ex(h, md, &md_len);
+    EVP_MD_CTX_free(h);
+    char hex[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    mkdir_p(ctx->cache_dir);
+    snprintf(out, out_len, "%s/%s-%s.txt", ctx->cache_dir, name, hex);
+}

@@ -282,6 +282,45 @@ static det_engine *test_engine(const det_model *m, int tile)
     return st == CNP_OK ? e : NULL;
 }
 
+/* conv = auto times both paths once per device and shapes, then reads the
+ * choice back from the file next to the kernel cache: a second engine times
+ * nothing and chooses alike; a damaged file means timing again. */
+static void test_paths_remembered(const det_model *m)
+{
+    det_engine *e = test_engine(m, 128);
+    if (!e)
+        return;
+    char file[4096];
+    det_engine_conv_paths_file(e, file, sizeof file);
+    det_engine_free(e);
+    unlink(file);
+    det_engine *a = test_engine(m, 128), *b = NULL, *c = NULL;
+    if (a)
+        CHECK_MSG(det_engine_timed_layers(a) > 0, "nothing timed without %s", file);
+    CHECK_MSG(access(file, R_OK) == 0, "%s not written", file);
+    if (a && (b = test_engine(m, 128)) != NULL) {
+        CHECK_MSG(det_engine_timed_layers(b) == 0, "%zu layers timed again with %s",
+                  det_engine_timed_layers(b), file);
+        for (size_t i = 0; i < det_engine_layer_count(a); i++) {
+            det_layer_info ia, ib;
+            det_engine_layer_info(a, i, &ia);
+            det_engine_layer_info(b, i, &ib);
+            CHECK_MSG(ia.chosen == ib.chosen, "layer %s: %d timed, %d remembered", ia.name,
+                      ia.chosen, ib.chosen);
+        }
+    }
+    FILE *f = fopen(file, "w");
+    if (f) {
+        fputs("0 sideways 1 2\n", f);
+        fclose(f);
+    }
+    if ((c = test_engine(m, 128)) != NULL)
+        CHECK_MSG(det_engine_timed_layers(c) > 0, "a damaged %s was trusted", file);
+    det_engine_free(a);
+    det_engine_free(b);
+    det_engine_free(c);
+}
+
 /* Device NMS against det_nms on the same boxes: the same kept indices in the
  * same order, exactly. */
 static void nms_compare(det_engine *e, const det_box *b, const float *sc, const int *lab,
@@ -543,6 +582,7 @@ int main(void)
     REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);
     det_model *odd = load_random(odd_layers, 6, 99);
     test_refusals(tiny);
+    test_paths_remembered(odd);
     /* Minimum trees compared per case (what each case gives, less a margin,
      * so that a run comparing almost nothing fails) and the most that may be
      * excused as near-ties. On noise the random tiny model's heatmap is
