@@ -20,6 +20,16 @@ static size_t axis_offsets(uint32_t extent, uint32_t side, double overlap, uint3
     return n;
 }
 
+/* Where patch i's share of the axis starts: the middle of its overlap with
+ * patch i - 1 (0 for the first), so the shares partition the axis. */
+static uint32_t own_lo(const uint32_t *offs, size_t i, uint32_t side)
+{
+    if (i == 0)
+        return 0;
+    uint32_t prev_end = offs[i - 1] + side;
+    return offs[i] < prev_end ? offs[i] + (prev_end - offs[i]) / 2 : offs[i];
+}
+
 cnp_status det_patches_plan(uint32_t w, uint32_t h, int patch_size, double overlap,
                             det_tile **out, size_t *n, cnp_err *err)
 {
@@ -57,10 +67,10 @@ cnp_status det_patches_plan(uint32_t w, uint32_t h, int patch_size, double overl
     for (size_t i = 0; i < nx; i++)
         for (size_t j = 0; j < ny; j++, k++) {
             t[k] = (det_tile){.x0 = xs[i], .y0 = ys[j], .w = sx, .h = sy};
-            t[k].own[0] = (float)xs[i];
-            t[k].own[1] = (float)ys[j];
-            t[k].own[2] = (float)(xs[i] + sx);
-            t[k].own[3] = (float)(ys[j] + sy);
+            t[k].own[0] = (float)own_lo(xs, i, sx);
+            t[k].own[1] = (float)own_lo(ys, j, sy);
+            t[k].own[2] = (float)(i + 1 < nx ? own_lo(xs, i + 1, sx) : w);
+            t[k].own[3] = (float)(j + 1 < ny ? own_lo(ys, j + 1, sy) : h);
         }
     free(xs);
     free(ys);

@@ -30,9 +30,11 @@
 #define DET_PATCH_OVERLAP_DEFAULT 0.05
 #define DET_PATCH_IOU_DEFAULT 0.15
 
-/* The patches of a w x h image, in DeepForest's order. Each det_tile owns
- * its whole area (own = the patch). patch_size must be >= 1, overlap in
- * [0, 1). *out malloc'd. */
+/* The patches of a w x h image, in DeepForest's order. A patch's `own` is
+ * its share of the image's pixels (overlaps split at their middle: the
+ * shares partition the image), for callers that take each pixel once (the
+ * windowed mask); its boxes are all kept and merged by the mosaic NMS.
+ * patch_size must be >= 1, overlap in [0, 1). *out malloc'd. */
 cnp_status det_patches_plan(uint32_t w, uint32_t h, int patch_size, double overlap,
                             det_tile **out, size_t *n, cnp_err *err);
 

@@ -95,7 +95,10 @@ static cnp_status take_trees(struct window_run *wr, const det_tile *t, const uin
     for (size_t i = 0; result == CNP_OK && i < n; i++) {
         cnp_tree tr = found[i];
         det_tree_shift(&tr, t->x0, t->y0);
-        if (!(tr.x >= t->own[0] && tr.x < t->own[2] && tr.y >= t->own[1] && tr.y < t->own[3]))
+        /* A crown belongs to the tile owning its centre; a box model's boxes
+         * are all kept and merged across patches (DeepForest's mosaic). */
+        if (!tr.boxed &&
+            !(tr.x >= t->own[0] && tr.x < t->own[2] && tr.y >= t->own[1] && tr.y < t->own[3]))
             continue;
         long px = (long)found[i].x, py = (long)found[i].y;
         if (px < 0 || py < 0 || px >= (long)t->w || py >= (long)t->h ||

@@ -24,8 +24,21 @@ static void expect_plan(uint32_t w, uint32_t h, int p, double o, const rect *wan
                   t[i].h == want[i].h,
               "%ux%u patch %zu: (%u,%u,%u,%u), want (%u,%u,%u,%u)", w, h, i, t[i].x0, t[i].y0,
               t[i].w, t[i].h, want[i].x, want[i].y, want[i].w, want[i].h);
-        CHECK(t[i].own[0] == (float)t[i].x0 && t[i].own[2] == (float)(t[i].x0 + t[i].w));
+        CHECK(t[i].own[0] >= (float)t[i].x0 && t[i].own[2] <= (float)(t[i].x0 + t[i].w) &&
+                  t[i].own[1] >= (float)t[i].y0 && t[i].own[3] <= (float)(t[i].y0 + t[i].h),
+              "%ux%u patch %zu owns outside itself", w, h, i);
     }
+    /* The shares partition the image: every pixel owned exactly once. */
+    unsigned char *cover = calloc((size_t)w * h, 1);
+    for (size_t i = 0; cover && i < n; i++)
+        for (uint32_t y = (uint32_t)t[i].own[1]; y < (uint32_t)t[i].own[3]; y++)
+            for (uint32_t x = (uint32_t)t[i].own[0]; x < (uint32_t)t[i].own[2]; x++)
+                cover[(size_t)y * w + x]++;
+    size_t bad = 0;
+    for (size_t p2 = 0; cover && p2 < (size_t)w * h; p2++)
+        bad += cover[p2] != 1;
+    CHECK(cover && bad == 0, "%ux%u: %zu pixels not owned exactly once", w, h, bad);
+    free(cover);
     free(t);
 }
 
