@@ -290,8 +290,7 @@ typedef struct http_opts {
 } http_opts;
 
 /* One small HTTP exchange with a metadata service or STS, retried on
- * connection errors and 5xx. headers: NULL-terminated "Name: value" lines
- * (NULL entries before the end are skipped up to the terminator count).
+ * connection errors and 5xx. headers: NULL-terminated "Name: value" lines.
  * Body is NUL-terminated. */
 static cnp_status fetch_full(const char *method, const char *url, const char *const *headers,
                              const char *form, const http_opts *o, cnp_buf *body, long *status,
@@ -299,8 +298,8 @@ static cnp_status fetch_full(const char *method, const char *url, const char *co
 {
     cnp_status result = CNP_ERR_TRANSIENT;
     struct curl_slist *h = NULL, *t;
-    for (int i = 0; headers && i < 8; i++)
-        if (headers[i] && (t = curl_slist_append(h, headers[i])))
+    for (int i = 0; headers && headers[i]; i++)
+        if ((t = curl_slist_append(h, headers[i])))
             h = t;
     char cainfo[CNP_STR_LONG] = "";
     bool verify = true;
@@ -368,7 +367,7 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
                         const char *header2, int attempts, cnp_buf *body, long *status,
                         cnp_err *err)
 {
-    const char *headers[] = {header1, header2, NULL};
+    const char *headers[] = {header1 ? header1 : header2, header1 ? header2 : NULL, NULL};
     http_opts o = {.direct = true, .attempts = attempts};
     return fetch_full(method, url, headers, NULL, &o, body, status, err);
 }
