@@ -664,13 +664,14 @@ out:
     return result;
 }
 
-/* The STS endpoint: [aws] endpoint_url, AWS_ENDPOINT_URL_STS,
- * AWS_ENDPOINT_URL, else the regional one. */
+/* The STS endpoint: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the
+ * regional one. Not [aws] endpoint_url: that is S3's and SQS's (a MinIO or
+ * VPC endpoint has no STS), as the README has always said. */
 static void sts_url(const cnp_aws_config *cfg, const char *region, char *url, size_t len)
 {
-    const char *ep = cfg->endpoint_url[0]         ? cfg->endpoint_url
-                     : env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS")
-                                                   : env("AWS_ENDPOINT_URL");
+    (void)cfg;
+    const char *ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS")
+                                                 : env("AWS_ENDPOINT_URL");
     if (ep)
         snprintf(url, len, "%s", ep);
     else

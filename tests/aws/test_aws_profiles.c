@@ -193,6 +193,7 @@ static void test_assume_role_moto(void)
     write_file(g_conf, text);
     snprintf(cfg.aws.endpoint_url, sizeof cfg.aws.endpoint_url, "%s", g_endpoint);
     snprintf(cfg.aws.region, sizeof cfg.aws.region, "us-east-1");
+    setenv("AWS_ENDPOINT_URL_STS", g_endpoint, 1);
     const char *profiles[] = {"role", "chained"};
     for (int i = 0; i < 2; i++) {
         snprintf(cfg.aws.profile, sizeof cfg.aws.profile, "%s", profiles[i]);
