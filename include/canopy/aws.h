@@ -80,6 +80,18 @@ typedef struct aws_credentials {
 cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err);
 void aws_client_free(aws_client *client);
 
+/* Resolves the credentials now (as the first request would), so that a
+ * command can stop before any work: CNP_ERR_CONFIG for a named profile that
+ * does not exist or a malformed role profile (exit 2), CNP_ERR_AUTH when no
+ * source has credentials (exit 1; err lists the six sources), or the
+ * provider's error. */
+cnp_status aws_client_check_credentials(aws_client *client, cnp_err *err);
+
+/* The exit code for a failed aws_client_create or
+ * aws_client_check_credentials: 2 (usage or configuration) for
+ * CNP_ERR_CONFIG, else 1. */
+int aws_exit_code(cnp_status status);
+
 const char *aws_client_region(const aws_client *client);
 /* Endpoint base URL ("https://s3.us-east-1.amazonaws.com") for "s3" or "sqs". */
 const char *aws_client_endpoint(const aws_client *client, const char *service);
@@ -94,7 +106,8 @@ cnp_status aws_client_credentials(aws_client *client, aws_credentials *out, cnp_
 
 /* Runs the provider chain once, uncached: config (aws->access_key_id),
  * environment, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN),
- * shared files (profile), container credentials, IMDSv2. */
+ * shared files (profile: keys, role_arn + source_profile / credential_source
+ * through STS AssumeRole, credential_process), container credentials, IMDSv2. */
 cnp_status aws_credentials_resolve(const cnp_aws_config *aws, aws_credentials *out, cnp_err *err);
 
 /* Region for a profile from the shared config file, "" when none. */
@@ -136,6 +149,7 @@ typedef struct aws_batch_stats {
     uint64_t connections;     /* new connections opened (the rest reused one) */
     uint64_t bytes_sent;      /* request bodies */
     uint64_t bytes_received;  /* response bodies */
+    uint64_t rate_limited;    /* times a start waited for the adaptive retry mode's rate limit */
 } aws_batch_stats;
 
 void aws_batch_get_stats(const aws_batch *batch, aws_batch_stats *out);

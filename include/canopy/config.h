@@ -36,7 +36,12 @@ typedef struct cnp_aws_config {
     bool verify_tls;                   /* off only for a local endpoint */
     int connect_timeout;               /* seconds */
     int request_timeout;               /* seconds without progress (low speed) */
-    int max_attempts;                  /* per request, including the first */
+    int max_attempts;                  /* per request, including the first; 0: AWS_MAX_ATTEMPTS,
+                                          the profile's max_attempts, else 5 */
+    char retry_mode[16];               /* legacy | standard | adaptive; "": AWS_RETRY_MODE,
+                                          the profile's retry_mode, else standard */
+    char ca_bundle[CNP_STR_LONG];      /* CA certificates file; "": AWS_CA_BUNDLE, the
+                                          profile's ca_bundle, else the system store */
     int max_connections;               /* transfers in flight at once */
     int64_t multipart_threshold;       /* bytes; larger uploads use multipart */
     int64_t multipart_part_size;       /* bytes */

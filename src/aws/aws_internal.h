@@ -13,6 +13,8 @@
 
 #define AWS_MOD "aws"
 
+enum aws_retry_mode { AWS_RETRY_STANDARD = 0, AWS_RETRY_LEGACY, AWS_RETRY_ADAPTIVE };
+
 typedef struct aws_endpoint {
     char scheme[8];      /* "http" | "https" */
     char authority[256]; /* host[:port] as in the URL */
@@ -28,6 +30,16 @@ struct aws_client {
     char s3_url[300];
     char sqs_url[300];
     int backoff_base_ms;
+    char cainfo[CNP_STR_LONG];   /* CA bundle in effect; "": the system store */
+    enum aws_retry_mode retry_mode;
+    /* adaptive retry mode: a token bucket that throttling responses slow
+     * down (multiplicative decrease) and successes speed up again (additive
+     * increase); off until the first throttling response. */
+    pthread_mutex_t rate_lock;
+    bool rate_on;
+    double rate;                 /* tokens (request starts) per second */
+    double tokens;
+    double rate_at;              /* cnp_now() of the last refill */
     const volatile int *cancel;
     /* DNS and TLS sessions are shared under locks (curl allows that);
      * connections are not: curl's connection cache must not be used by two
@@ -184,6 +196,12 @@ void aws_error_parse(const void *body, size_t len, const aws_kvlist *headers,
  * whether it is worth retrying. */
 bool aws_classify_response(aws_op *op);
 
+/* adaptive retry mode: seconds to wait before the next attempt may start
+ * (0: start now, a token taken); always 0 in the other modes. */
+double aws_rate_acquire(aws_client *client, double now);
+/* adaptive retry mode: an attempt ended throttled (true) or not. */
+void aws_rate_feedback(aws_client *client, bool throttled, double now);
+
 /* Forgets the cached credentials: the next use resolves them again. */
 void aws_client_drop_credentials(aws_client *client);
 
@@ -247,9 +265,27 @@ typedef struct aws_sts_answer {
 } aws_sts_answer;
 void aws_sts_parse(const void *body, size_t len, aws_sts_answer *out);
 
+/* Settings of the selected profile ([aws] profile, AWS_PROFILE, else
+ * "default") in the shared files; empty / 0 where it has none. */
+typedef struct aws_profile_opts {
+    char region[CNP_STR_SHORT];
+    char ca_bundle[CNP_STR_LONG];
+    char retry_mode[16];
+    int max_attempts;
+} aws_profile_opts;
+void aws_profile_options(const cnp_aws_config *cfg, aws_profile_opts *out);
+
+/* The CA bundle in effect: [aws] ca_bundle, AWS_CA_BUNDLE, the profile's
+ * ca_bundle; "" for the system store. */
+void aws_ca_bundle_path(const cnp_aws_config *cfg, char *out, size_t len);
+
 /* Credentials from the shared credentials and config files for the profile
- * that cfg or AWS_PROFILE names (else "default"). CNP_ERR_NOTFOUND when
- * they hold none; CNP_ERR_CONFIG when a named profile is in neither. */
+ * that cfg or AWS_PROFILE names (else "default"): role_arn (STS AssumeRole
+ * with the credentials of source_profile, chained, or credential_source),
+ * static keys, or credential_process. CNP_ERR_NOTFOUND when they hold none;
+ * CNP_ERR_CONFIG when a named profile is in neither file or a role profile
+ * is malformed (no source, a source_profile loop); CNP_ERR_AUTH when the
+ * process or STS fails. */
 cnp_status aws_profile_credentials(const cnp_aws_config *cfg, aws_credentials *out,
                                    cnp_err *err);
 

@@ -1,6 +1,7 @@
 /* The aws client: region, endpoints, the curl share (DNS, TLS sessions) and
  * the pool of multi handles whose connection caches batches take in turn,
  * resolved once from the [aws] section and the standard AWS_* variables. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,129 @@ static void resolve_region(aws_client *c)
         snprintf(c->region, sizeof c->region, "us-east-1");
 }
 
+/* max_attempts: [aws] max_attempts when set (non-zero), AWS_MAX_ATTEMPTS,
+ * the profile's max_attempts, else 5. retry_mode: [aws] retry_mode,
+ * AWS_RETRY_MODE, the profile's retry_mode, else standard. */
+static cnp_status resolve_retries(aws_client *c, cnp_err *err)
+{
+    aws_profile_opts po;
+    aws_profile_options(&c->aws, &po);
+    const char *ma = getenv("AWS_MAX_ATTEMPTS");
+    if (c->aws.max_attempts < 1 && ma && ma[0]) {
+        char *end;
+        long v = strtol(ma, &end, 10);
+        if (*end || v < 1 || v > 50) {
+            cnp_err_set(err, "AWS_MAX_ATTEMPTS '%s': expected an integer from 1 to 50", ma);
+            return CNP_ERR_CONFIG;
+        }
+        c->aws.max_attempts = (int)v;
+    }
+    if (c->aws.max_attempts < 1)
+        c->aws.max_attempts = po.max_attempts >= 1 ? (po.max_attempts > 50 ? 50 : po.max_attempts) : 5;
+    const char *mode = c->aws.retry_mode, *from = "[aws] retry_mode";
+    if (!mode[0] && getenv("AWS_RETRY_MODE") && getenv("AWS_RETRY_MODE")[0]) {
+        mode = getenv("AWS_RETRY_MODE");
+        from = "AWS_RETRY_MODE";
+    }
+    if (!mode[0]) {
+        mode = po.retry_mode;
+        from = "the profile's retry_mode";
+    }
+    if (!mode[0] || strcmp(mode, "standard") == 0)
+        c->retry_mode = AWS_RETRY_STANDARD;
+    else if (strcmp(mode, "legacy") == 0)
+        c->retry_mode = AWS_RETRY_LEGACY;
+    else if (strcmp(mode, "adaptive") == 0)
+        c->retry_mode = AWS_RETRY_ADAPTIVE;
+    else {
+        cnp_err_set(err, "%s '%s': expected legacy, standard or adaptive", from, mode);
+        return CNP_ERR_CONFIG;
+    }
+    return CNP_OK;
+}
+
+/* The CA bundle ([aws] ca_bundle, AWS_CA_BUNDLE, the profile's ca_bundle)
+ * must be a readable file: a typo would otherwise surface as a TLS error on
+ * the first request. */
+static cnp_status resolve_ca_bundle(aws_client *c, cnp_err *err)
+{
+    aws_ca_bundle_path(&c->aws, c->cainfo, sizeof c->cainfo);
+    if (!c->cainfo[0])
+        return CNP_OK;
+    FILE *f = fopen(c->cainfo, "r");
+    if (!f) {
+        cnp_err_set(err, "CA bundle '%s' (%s): %s", c->cainfo,
+                    c->aws.ca_bundle[0]          ? "[aws] ca_bundle"
+                    : getenv("AWS_CA_BUNDLE") && getenv("AWS_CA_BUNDLE")[0] ? "AWS_CA_BUNDLE"
+                                                                            : "profile ca_bundle",
+                    strerror(errno));
+        return CNP_ERR_CONFIG;
+    }
+    fclose(f);
+    return CNP_OK;
+}
+
+/* ---- adaptive retry mode: client-side rate limiting ---------------------- */
+
+#define RATE_MIN 0.5    /* requests per second, the floor */
+#define RATE_BETA 0.7   /* multiplicative decrease on throttling */
+#define RATE_STEP 0.5   /* additive increase per unthrottled answer */
+#define RATE_OFF 1000.0 /* above this the limiter switches itself off again */
+
+static void rate_refill(aws_client *c, double now)
+{
+    c->tokens += (now - c->rate_at) * c->rate;
+    if (c->tokens > c->rate)
+        c->tokens = c->rate < 1 ? 1 : c->rate; /* a burst of at most one second */
+    c->rate_at = now;
+}
+
+double aws_rate_acquire(aws_client *c, double now)
+{
+    if (c->retry_mode != AWS_RETRY_ADAPTIVE)
+        return 0;
+    double wait = 0;
+    pthread_mutex_lock(&c->rate_lock);
+    if (c->rate_on) {
+        rate_refill(c, now);
+        if (c->tokens >= 1)
+            c->tokens -= 1;
+        else
+            wait = (1 - c->tokens) / c->rate;
+    }
+    pthread_mutex_unlock(&c->rate_lock);
+    return wait;
+}
+
+void aws_rate_feedback(aws_client *c, bool throttled, double now)
+{
+    if (c->retry_mode != AWS_RETRY_ADAPTIVE)
+        return;
+    pthread_mutex_lock(&c->rate_lock);
+    if (throttled) {
+        if (!c->rate_on) {
+            /* Start from what was just sent: the connections in flight. */
+            c->rate_on = true;
+            c->rate = (double)c->aws.max_connections;
+            c->tokens = 0;
+            c->rate_at = now;
+        }
+        rate_refill(c, now);
+        c->rate *= RATE_BETA;
+        if (c->rate < RATE_MIN)
+            c->rate = RATE_MIN;
+        if (c->tokens > c->rate)
+            c->tokens = c->rate;
+        LOG_DEBUG(AWS_MOD, "adaptive retry: throttled, sending at most %.1f requests/s", c->rate);
+    } else if (c->rate_on) {
+        rate_refill(c, now);
+        c->rate += RATE_STEP;
+        if (c->rate > RATE_OFF)
+            c->rate_on = false;
+    }
+    pthread_mutex_unlock(&c->rate_lock);
+}
+
 cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_err *err)
 {
     pthread_once(&curl_once, curl_global);
@@ -190,8 +314,6 @@ cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_er
     c->aws = *aws;
     if (c->aws.max_connections < 1)
         c->aws.max_connections = 1;
-    if (c->aws.max_attempts < 1)
-        c->aws.max_attempts = 1;
     if (c->aws.connect_timeout < 1)
         c->aws.connect_timeout = 10;
     if (c->aws.request_timeout < 1)
@@ -206,8 +328,13 @@ cnp_status aws_client_create(const cnp_aws_config *aws, aws_client **out, cnp_er
     pthread_mutex_init(&c->cred_lock, NULL);
     pthread_cond_init(&c->cred_cond, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
+    pthread_mutex_init(&c->rate_lock, NULL);
     resolve_region(c);
-    cnp_status result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
+    cnp_status result = resolve_retries(c, err);
+    if (result == CNP_OK)
+        result = resolve_ca_bundle(c, err);
+    if (result == CNP_OK)
+        result = resolve_endpoint(c, "s3", "AWS_ENDPOINT_URL_S3", &c->s3, c->s3_url,
                                          sizeof c->s3_url, err);
     if (result == CNP_OK)
         result = resolve_endpoint(c, "sqs", "AWS_ENDPOINT_URL_SQS", &c->sqs, c->sqs_url,
@@ -255,6 +382,7 @@ void aws_client_free(aws_client *client)
     pthread_mutex_destroy(&client->cred_lock);
     pthread_cond_destroy(&client->cred_cond);
     pthread_mutex_destroy(&client->pool_lock);
+    pthread_mutex_destroy(&client->rate_lock);
     explicit_bzero(&client->creds, sizeof client->creds);
     explicit_bzero(&client->aws, sizeof client->aws);
     free(client);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -20,6 +21,7 @@
 #include <ini.h>
 
 #include "aws/aws_internal.h"
+#include "canopy/exit.h"
 #include "canopy/log.h"
 
 #define REFRESH_BEFORE_S 300
@@ -86,6 +88,7 @@ static bool set_creds(aws_credentials *out, const char *akid, const char *secret
 
 /* ---- shared files ---------------------------------------------------------- */
 
+/* What one profile section says (credentials file, then config file). */
 typedef struct profile_ctx {
     const char *profile;
     bool config_file;   /* sections are "profile NAME" there, except default */
@@ -94,6 +97,16 @@ typedef struct profile_ctx {
     char secret[CNP_STR_SHORT];
     char token[CNP_STR_SECRET];
     char region[CNP_STR_SHORT];
+    char role_arn[CNP_STR_SHORT * 2];
+    char source_profile[CNP_STR_SHORT];
+    char credential_source[64];
+    char role_session_name[CNP_STR_SHORT];
+    char external_id[CNP_STR_SHORT * 2];
+    char duration_seconds[16];
+    char credential_process[CNP_STR_LONG];
+    char ca_bundle[CNP_STR_LONG];
+    char max_attempts[16];
+    char retry_mode[16];
 } profile_ctx;
 
 static bool section_matches(const profile_ctx *p, const char *section)
@@ -115,14 +128,29 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     if (!section_matches(p, section))
         return 1;
     p->found = true;
-    if (strcmp(name, "aws_access_key_id") == 0)
-        snprintf(p->akid, sizeof p->akid, "%s", value);
-    else if (strcmp(name, "aws_secret_access_key") == 0)
-        snprintf(p->secret, sizeof p->secret, "%s", value);
-    else if (strcmp(name, "aws_session_token") == 0)
-        snprintf(p->token, sizeof p->token, "%s", value);
-    else if (strcmp(name, "region") == 0)
-        snprintf(p->region, sizeof p->region, "%s", value);
+    struct {
+        const char *key;
+        char *field;
+        size_t cap;
+    } map[] = {
+        {"aws_access_key_id", p->akid, sizeof p->akid},
+        {"aws_secret_access_key", p->secret, sizeof p->secret},
+        {"aws_session_token", p->token, sizeof p->token},
+        {"region", p->region, sizeof p->region},
+        {"role_arn", p->role_arn, sizeof p->role_arn},
+        {"source_profile", p->source_profile, sizeof p->source_profile},
+        {"credential_source", p->credential_source, sizeof p->credential_source},
+        {"role_session_name", p->role_session_name, sizeof p->role_session_name},
+        {"external_id", p->external_id, sizeof p->external_id},
+        {"duration_seconds", p->duration_seconds, sizeof p->duration_seconds},
+        {"credential_process", p->credential_process, sizeof p->credential_process},
+        {"ca_bundle", p->ca_bundle, sizeof p->ca_bundle},
+        {"max_attempts", p->max_attempts, sizeof p->max_attempts},
+        {"retry_mode", p->retry_mode, sizeof p->retry_mode},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(name, map[i].key) == 0)
+            snprintf(map[i].field, map[i].cap, "%s", value);
     return 1;
 }
 
@@ -137,8 +165,7 @@ static void shared_path(char *out, size_t len, const char *env_name, const char 
         out[0] = '\0';
 }
 
-/* Reads the profile from the credentials file, then the config file (the
- * credentials file wins for keys in both). */
+/* Reads the profile from the credentials file, then the config file. */
 static void read_profile(const char *profile, profile_ctx *cred, profile_ctx *conf)
 {
     char path[CNP_STR_LONG];
@@ -154,34 +181,93 @@ static void read_profile(const char *profile, profile_ctx *cred, profile_ctx *co
         ini_parse(path, on_ini, conf);
 }
 
-void aws_profile_region(const char *profile, char *out, size_t len)
+/* One view of the profile: each setting from the credentials file when it
+ * has it, else from the config file (as the AWS CLI merges them); the
+ * static key pair is taken whole from one file. */
+static void merge_profile(const char *profile, profile_ctx *m)
 {
-    profile_ctx cred, conf;
-    read_profile(profile ? profile : "default", &cred, &conf);
-    snprintf(out, len, "%s", conf.region[0] ? conf.region : cred.region);
-    explicit_bzero(&cred, sizeof cred);
-    explicit_bzero(&conf, sizeof conf);
+    profile_ctx *cred = malloc(sizeof *cred);
+    memset(m, 0, sizeof *m);
+    m->profile = profile;
+    if (!cred)
+        return;
+    read_profile(profile, cred, m);
+    m->found = m->found || cred->found;
+    if (cred->akid[0]) {
+        memcpy(m->akid, cred->akid, sizeof m->akid);
+        memcpy(m->secret, cred->secret, sizeof m->secret);
+        memcpy(m->token, cred->token, sizeof m->token);
+    }
+#define TAKE(f)                                                   \
+    do {                                                          \
+        if (cred->f[0])                                           \
+            memcpy(m->f, cred->f, sizeof m->f);                   \
+    } while (0)
+    TAKE(role_arn);
+    TAKE(source_profile);
+    TAKE(credential_source);
+    TAKE(role_session_name);
+    TAKE(external_id);
+    TAKE(duration_seconds);
+    TAKE(credential_process);
+#undef TAKE
+    /* region, ca_bundle, max_attempts and retry_mode belong in the config
+     * file; the credentials file is read for them only when it lacks them. */
+    if (!m->region[0])
+        memcpy(m->region, cred->region, sizeof m->region);
+    explicit_bzero(cred, sizeof *cred);
+    free(cred);
 }
 
-cnp_status aws_profile_credentials(const cnp_aws_config *cfg, aws_credentials *out,
-                                   cnp_err *err)
+/* The profile cfg or AWS_PROFILE names, else "default"; *named tells. */
+static const char *profile_name(const cnp_aws_config *cfg, bool *named)
 {
-    const char *named = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
-    const char *profile = named ? named : "default";
-    profile_ctx cred, conf;
-    read_profile(profile, &cred, &conf);
-    cnp_status result = CNP_ERR_NOTFOUND;
-    const profile_ctx *src = cred.akid[0] ? &cred : &conf;
-    if (set_creds(out, src->akid, src->secret, src->token, 0, "profile")) {
-        result = CNP_OK;
-    } else if (named && !cred.found && !conf.found) {
-        cnp_err_set(err, "AWS profile '%s' not found in the shared credentials or config file",
-                    profile);
-        result = CNP_ERR_CONFIG;
+    const char *n = cfg->profile[0] ? cfg->profile : env("AWS_PROFILE");
+    *named = n != NULL;
+    return n ? n : "default";
+}
+
+void aws_profile_options(const cnp_aws_config *cfg, aws_profile_opts *out)
+{
+    bool named;
+    profile_ctx *m = malloc(sizeof *m);
+    memset(out, 0, sizeof *out);
+    if (!m)
+        return;
+    merge_profile(profile_name(cfg, &named), m);
+    snprintf(out->region, sizeof out->region, "%s", m->region);
+    snprintf(out->ca_bundle, sizeof out->ca_bundle, "%s", m->ca_bundle);
+    snprintf(out->retry_mode, sizeof out->retry_mode, "%s", m->retry_mode);
+    out->max_attempts = atoi(m->max_attempts);
+    explicit_bzero(m, sizeof *m);
+    free(m);
+}
+
+void aws_profile_region(const char *profile, char *out, size_t len)
+{
+    cnp_aws_config *cfg = calloc(1, sizeof *cfg);
+    aws_profile_opts o;
+    if (!cfg) {
+        snprintf(out, len, "%s", "");
+        return;
     }
-    explicit_bzero(&cred, sizeof cred);
-    explicit_bzero(&conf, sizeof conf);
-    return result;
+    snprintf(cfg->profile, sizeof cfg->profile, "%s", profile ? profile : "default");
+    aws_profile_options(cfg, &o);
+    snprintf(out, len, "%s", o.region);
+    free(cfg);
+}
+
+void aws_ca_bundle_path(const cnp_aws_config *cfg, char *out, size_t len)
+{
+    if (cfg->ca_bundle[0]) {
+        snprintf(out, len, "%s", cfg->ca_bundle);
+    } else if (env("AWS_CA_BUNDLE")) {
+        snprintf(out, len, "%s", env("AWS_CA_BUNDLE"));
+    } else {
+        aws_profile_opts o;
+        aws_profile_options(cfg, &o);
+        snprintf(out, len, "%s", o.ca_bundle);
+    }
 }
 
 /* ---- metadata endpoints ------------------------------------------------------ */
@@ -195,31 +281,49 @@ static size_t fetch_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* One small HTTP exchange with a metadata service, retried on connection
- * errors and 5xx. Body is NUL-terminated. */
-static cnp_status fetch_full(const char *method, const char *url, const char *header1,
-                             const char *header2, const char *form, bool direct, int attempts,
-                             cnp_buf *body, long *status, cnp_err *err)
+/* How fetch_full talks: direct (link-local agents: no proxy, system CA
+ * store) or as the client does (cfg's CA bundle and verify_tls). */
+typedef struct http_opts {
+    bool direct;
+    const cnp_aws_config *cfg; /* NULL: defaults */
+    int attempts;
+} http_opts;
+
+/* One small HTTP exchange with a metadata service or STS, retried on
+ * connection errors and 5xx. headers: NULL-terminated "Name: value" lines.
+ * Body is NUL-terminated. */
+static cnp_status fetch_full(const char *method, const char *url, const char *const *headers,
+                             const char *form, const http_opts *o, cnp_buf *body, long *status,
+                             cnp_err *err)
 {
     cnp_status result = CNP_ERR_TRANSIENT;
     struct curl_slist *h = NULL, *t;
-    if (header1 && (t = curl_slist_append(h, header1)))
-        h = t;
-    if (header2 && (t = curl_slist_append(h, header2)))
-        h = t;
+    for (int i = 0; headers && headers[i]; i++)
+        if ((t = curl_slist_append(h, headers[i])))
+            h = t;
+    char cainfo[CNP_STR_LONG] = "";
+    bool verify = true;
+    if (!o->direct && o->cfg) {
+        aws_ca_bundle_path(o->cfg, cainfo, sizeof cainfo);
+        verify = o->cfg->verify_tls || strstr(url, ".amazonaws.com") != NULL;
+    }
     CURL *e = curl_easy_init();
     if (!e) {
         curl_slist_free_all(h);
         return CNP_ERR_INTERNAL;
     }
-    for (int attempt = 1; attempt <= attempts; attempt++) {
+    for (int attempt = 1; attempt <= o->attempts; attempt++) {
         body->len = 0;
         curl_easy_reset(e);
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         /* Link-local agents are never reached through an HTTP proxy. */
-        if (direct)
+        if (o->direct)
             curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+        if (cainfo[0])
+            curl_easy_setopt(e, CURLOPT_CAINFO, cainfo);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
@@ -250,7 +354,7 @@ static cnp_status fetch_full(const char *method, const char *url, const char *he
         else
             cnp_err_set(err, "%s %s: HTTP %ld", method, url, *status);
         result = CNP_ERR_TRANSIENT;
-        if (attempt < attempts)
+        if (attempt < o->attempts)
             nanosleep(&(struct timespec){0, 100000000L * attempt}, NULL);
     }
     curl_easy_cleanup(e);
@@ -263,7 +367,9 @@ static cnp_status fetch(const char *method, const char *url, const char *header1
                         const char *header2, int attempts, cnp_buf *body, long *status,
                         cnp_err *err)
 {
-    return fetch_full(method, url, header1, header2, NULL, true, attempts, body, status, err);
+    const char *headers[] = {header1 ? header1 : header2, header1 ? header2 : NULL, NULL};
+    http_opts o = {.direct = true, .attempts = attempts};
+    return fetch_full(method, url, headers, NULL, &o, body, status, err);
 }
 
 /* Parses the credentials JSON both metadata services answer. */
@@ -486,6 +592,328 @@ static cnp_status form_add(cnp_buf *form, const char *name, const char *value)
     return result;
 }
 
+/* ---- profiles: credential_process and role_arn (STS AssumeRole) ------------ */
+
+/* Runs a profile's credential_process through /bin/sh -c and reads the JSON
+ * it prints (Version 1). Its stderr goes to ours, as with the AWS CLI; what
+ * it prints on stdout is secret and never logged. */
+static cnp_status from_process(const char *profile, const char *cmd, aws_credentials *out,
+                               cnp_err *err)
+{
+    cnp_buf body = {0};
+    cnp_status result = CNP_ERR_AUTH;
+    fflush(NULL);
+    FILE *p = popen(cmd, "re");
+    if (!p) {
+        cnp_err_set(err, "credential_process of profile '%s': cannot run it", profile);
+        return CNP_ERR_AUTH;
+    }
+    char chunk[4096];
+    size_t n;
+    bool too_big = false;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        if (body.len + n > 64 * 1024 || cnp_buf_append(&body, chunk, n) != CNP_OK)
+            too_big = true;
+    explicit_bzero(chunk, sizeof chunk);
+    int st = pclose(p);
+    cJSON *j = NULL;
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        if (st != -1 && WIFEXITED(st))
+            cnp_err_set(err, "credential_process of profile '%s' failed with exit status %d",
+                        profile, WEXITSTATUS(st));
+        else
+            cnp_err_set(err, "credential_process of profile '%s' did not exit normally", profile);
+        goto out;
+    }
+    if (too_big) {
+        cnp_err_set(err, "credential_process of profile '%s': output larger than 64 KiB",
+                    profile);
+        goto out;
+    }
+    j = cJSON_ParseWithLength(body.data ? (const char *)body.data : "", body.len);
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(j, "Version");
+    const cJSON *akid = cJSON_GetObjectItemCaseSensitive(j, "AccessKeyId");
+    const cJSON *secret = cJSON_GetObjectItemCaseSensitive(j, "SecretAccessKey");
+    const cJSON *token = cJSON_GetObjectItemCaseSensitive(j, "SessionToken");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "Expiration");
+    time_t expiration = cJSON_IsString(exp) ? aws_parse_iso8601(exp->valuestring) : 0;
+    if (!cJSON_IsObject(j))
+        cnp_err_set(err, "credential_process of profile '%s': output is not a JSON object",
+                    profile);
+    else if (!cJSON_IsNumber(ver) || ver->valuedouble != 1)
+        cnp_err_set(err, "credential_process of profile '%s': \"Version\" must be 1", profile);
+    else if (!cJSON_IsString(akid) || !cJSON_IsString(secret))
+        cnp_err_set(err, "credential_process of profile '%s': output lacks AccessKeyId or "
+                         "SecretAccessKey", profile);
+    else if (exp && !cJSON_IsNull(exp) && expiration == 0)
+        cnp_err_set(err, "credential_process of profile '%s': \"Expiration\" is not an "
+                         "ISO 8601 time", profile);
+    else if (expiration && expiration <= time(NULL))
+        cnp_err_set(err, "credential_process of profile '%s': the credentials it gave have "
+                         "expired", profile);
+    else if (!set_creds(out, akid->valuestring, secret->valuestring,
+                        cJSON_IsString(token) ? token->valuestring : NULL, expiration, "process"))
+        cnp_err_set(err, "credential_process of profile '%s': empty credentials", profile);
+    else
+        result = CNP_OK;
+out:
+    cJSON_Delete(j);
+    if (body.data)
+        explicit_bzero(body.data, body.cap);
+    cnp_buf_free(&body);
+    return result;
+}
+
+/* The STS endpoint: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the
+ * regional one. Not [aws] endpoint_url: that is S3's and SQS's (a MinIO or
+ * VPC endpoint has no STS), as the README has always said. */
+static void sts_url(const cnp_aws_config *cfg, const char *region, char *url, size_t len)
+{
+    (void)cfg;
+    const char *ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS")
+                                                 : env("AWS_ENDPOINT_URL");
+    if (ep)
+        snprintf(url, len, "%s", ep);
+    else
+        snprintf(url, len, "https://sts.%s.amazonaws.com%s/", region,
+                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+}
+
+/* The region STS calls are signed for: as the client's (config,
+ * AWS_REGION, AWS_DEFAULT_REGION, the profile's), else us-east-1. */
+static void sts_region(const cnp_aws_config *cfg, const char *profile_region, char *out,
+                       size_t len)
+{
+    const char *r = cfg->region[0]              ? cfg->region
+                    : env("AWS_REGION")         ? env("AWS_REGION")
+                    : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+                    : profile_region && profile_region[0] ? profile_region
+                                                           : "us-east-1";
+    snprintf(out, len, "%s", r);
+}
+
+/* STS AssumeRole for the profile's role_arn, signed (SigV4, service "sts")
+ * with src, the source profile's or credential_source's credentials. */
+static cnp_status assume_role(const cnp_aws_config *cfg, const profile_ctx *m,
+                              const aws_credentials *src, aws_credentials *out, cnp_err *err)
+{
+    char region[CNP_STR_SHORT], url[CNP_STR_LONG], session[CNP_STR_SHORT];
+    sts_region(cfg, m->region, region, sizeof region);
+    sts_url(cfg, region, url, sizeof url);
+    if (m->role_session_name[0])
+        snprintf(session, sizeof session, "%s", m->role_session_name);
+    else
+        snprintf(session, sizeof session, "canopy-%lld", (long long)time(NULL));
+    aws_endpoint ep;
+    cnp_status result = aws_endpoint_parse(url, &ep, err);
+    if (result != CNP_OK) {
+        cnp_err_prefix(err, "profile '%s': STS", m->profile);
+        return CNP_ERR_CONFIG;
+    }
+    const char *path = strstr(url, "://") + 3;
+    path += strcspn(path, "/?#");
+    char canon_path[CNP_STR_LONG];
+    snprintf(canon_path, sizeof canon_path, "%.*s", (int)strcspn(path, "?#"), path);
+    if (!canon_path[0])
+        snprintf(canon_path, sizeof canon_path, "/");
+    cnp_buf form = {0}, body = {0};
+    char hash[65], amz_date[20], auth[1024];
+    char h_date[40], h_token[CNP_STR_SECRET + 32] = "", h_auth[1060];
+    if ((result = form_add(&form, "Action", "AssumeRole")) != CNP_OK ||
+        (m->duration_seconds[0] &&
+         (result = form_add(&form, "DurationSeconds", m->duration_seconds)) != CNP_OK) ||
+        (m->external_id[0] && (result = form_add(&form, "ExternalId", m->external_id)) != CNP_OK) ||
+        (result = form_add(&form, "RoleArn", m->role_arn)) != CNP_OK ||
+        (result = form_add(&form, "RoleSessionName", session)) != CNP_OK ||
+        (result = form_add(&form, "Version", "2011-06-15")) != CNP_OK ||
+        (result = cnp_buf_append(&form, "", 1)) != CNP_OK)
+        goto out;
+    form.len--;
+    aws_sha256_hex(form.data, form.len, hash);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+    const char *ctype = "application/x-www-form-urlencoded; charset=utf-8";
+    aws_kv hs[4] = {{"host", ep.authority}, {"x-amz-date", amz_date},
+                    {"content-type", (char *)ctype},
+                    {"x-amz-security-token", (char *)src->session_token}};
+    aws_sigv4_input in = {
+        .access_key_id = src->access_key_id,
+        .secret_access_key = src->secret_access_key,
+        .region = region,
+        .service = "sts",
+        .amz_date = amz_date,
+        .method = "POST",
+        .canonical_uri = canon_path,
+        .canonical_query = "",
+        .headers = hs,
+        .n_headers = src->session_token[0] ? 4 : 3,
+        .payload_hash = hash,
+    };
+    if (aws_sigv4_sign(&in, auth, sizeof auth) != CNP_OK) {
+        cnp_err_set(err, "profile '%s': AssumeRole: signing failed", m->profile);
+        result = CNP_ERR_INTERNAL;
+        goto out;
+    }
+    snprintf(h_date, sizeof h_date, "X-Amz-Date: %s", amz_date);
+    snprintf(h_auth, sizeof h_auth, "Authorization: %s", auth);
+    if (src->session_token[0])
+        snprintf(h_token, sizeof h_token, "X-Amz-Security-Token: %s", src->session_token);
+    char h_ctype[80];
+    snprintf(h_ctype, sizeof h_ctype, "Content-Type: %s", ctype);
+    const char *headers[] = {h_date, h_ctype, h_auth, h_token[0] ? h_token : NULL, NULL};
+    long status = 0;
+    http_opts ho = {.direct = false, .cfg = cfg, .attempts = CONTAINER_ATTEMPTS};
+    result = fetch_full("POST", url, headers, (char *)form.data, &ho, &body, &status, err);
+    aws_sts_answer p;
+    aws_sts_parse(body.data, body.len, &p);
+    if (result != CNP_OK) {
+        if (p.code[0])
+            cnp_err_set(err, "profile '%s': AssumeRole %s: HTTP %ld %s: %s", m->profile,
+                        m->role_arn, status, p.code, p.message);
+        else
+            cnp_err_prefix(err, "profile '%s': AssumeRole %s", m->profile, m->role_arn);
+        if (result == CNP_ERR_REMOTE)
+            result = CNP_ERR_AUTH;
+    } else if (!set_creds(out, p.akid, p.secret, p.token, aws_parse_iso8601(p.expiration),
+                          "assume-role")) {
+        cnp_err_set(err, "profile '%s': AssumeRole %s: no credentials in the response",
+                    m->profile, m->role_arn);
+        result = CNP_ERR_AUTH;
+    }
+    explicit_bzero(&p, sizeof p);
+out:
+    explicit_bzero(auth, sizeof auth);
+    explicit_bzero(h_auth, sizeof h_auth);
+    explicit_bzero(h_token, sizeof h_token);
+    if (form.data)
+        explicit_bzero(form.data, form.cap);
+    if (body.data)
+        explicit_bzero(body.data, body.cap);
+    cnp_buf_free(&form);
+    cnp_buf_free(&body);
+    return result;
+}
+
+#define MAX_ROLE_CHAIN 8
+
+/* Credentials of a role profile's source: credential_source (Environment,
+ * Ec2InstanceMetadata, EcsContainer) or source_profile, resolved in turn. */
+static cnp_status profile_resolve(const cnp_aws_config *cfg, const char *name, bool named,
+                                  const char **chain, int depth, aws_credentials *out,
+                                  cnp_err *err);
+
+static cnp_status role_source(const cnp_aws_config *cfg, const profile_ctx *m,
+                              const char **chain, int depth, aws_credentials *src, cnp_err *err)
+{
+    if (m->source_profile[0] && m->credential_source[0]) {
+        cnp_err_set(err, "profile '%s': role_arn with both source_profile and "
+                         "credential_source", m->profile);
+        return CNP_ERR_CONFIG;
+    }
+    if (m->credential_source[0]) {
+        cnp_status result = CNP_ERR_NOTFOUND;
+        if (strcmp(m->credential_source, "Environment") == 0) {
+            if (set_creds(src, env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
+                          env("AWS_SESSION_TOKEN"), 0, "env"))
+                return CNP_OK;
+        } else if (strcmp(m->credential_source, "Ec2InstanceMetadata") == 0) {
+            result = from_imds(src, err);
+        } else if (strcmp(m->credential_source, "EcsContainer") == 0) {
+            result = from_container(src, err);
+        } else {
+            cnp_err_set(err, "profile '%s': credential_source '%s' is not one of Environment, "
+                             "Ec2InstanceMetadata, EcsContainer", m->profile,
+                        m->credential_source);
+            return CNP_ERR_CONFIG;
+        }
+        if (result == CNP_ERR_NOTFOUND) {
+            cnp_err_set(err, "profile '%s': credential_source %s has no credentials",
+                        m->profile, m->credential_source);
+            result = CNP_ERR_AUTH;
+        } else if (result != CNP_OK) {
+            cnp_err_prefix(err, "profile '%s': credential_source %s", m->profile,
+                           m->credential_source);
+        }
+        return result;
+    }
+    if (!m->source_profile[0]) {
+        cnp_err_set(err, "profile '%s': role_arn needs source_profile or credential_source",
+                    m->profile);
+        return CNP_ERR_CONFIG;
+    }
+    if (strcmp(m->source_profile, m->profile) == 0) {
+        /* A profile may be its own source: its static keys assume its role. */
+        if (set_creds(src, m->akid, m->secret, m->token, 0, "profile"))
+            return CNP_OK;
+        cnp_err_set(err, "profile '%s' is its own source_profile but has no static keys",
+                    m->profile);
+        return CNP_ERR_CONFIG;
+    }
+    for (int i = 0; i < depth; i++)
+        if (strcmp(chain[i], m->source_profile) == 0) {
+            char loop[512] = "";
+            for (int k = i; k < depth; k++)
+                snprintf(loop + strlen(loop), sizeof loop - strlen(loop), "%s -> ", chain[k]);
+            cnp_err_set(err, "source_profile loop: %s%s", loop, m->source_profile);
+            return CNP_ERR_CONFIG;
+        }
+    if (depth >= MAX_ROLE_CHAIN) {
+        cnp_err_set(err, "profile '%s': more than %d chained source_profile roles", m->profile,
+                    MAX_ROLE_CHAIN);
+        return CNP_ERR_CONFIG;
+    }
+    return profile_resolve(cfg, m->source_profile, true, chain, depth, src, err);
+}
+
+/* A profile's credentials: role_arn (assumed with its source's), else its
+ * static keys, else its credential_process. chain[0 .. depth) are the
+ * profiles that led here (loop detection). */
+static cnp_status profile_resolve(const cnp_aws_config *cfg, const char *name, bool named,
+                                  const char **chain, int depth, aws_credentials *out,
+                                  cnp_err *err)
+{
+    profile_ctx *m = malloc(sizeof *m);
+    aws_credentials src;
+    cnp_status result = CNP_ERR_NOTFOUND;
+    if (!m)
+        return CNP_ERR_NOMEM;
+    merge_profile(name, m);
+    chain[depth] = name;
+    if (!m->found) {
+        if (named)
+            cnp_err_set(err, "AWS profile '%s' not found in the shared credentials or config "
+                             "file", name);
+        result = named ? CNP_ERR_CONFIG : CNP_ERR_NOTFOUND;
+    } else if (m->role_arn[0]) {
+        result = role_source(cfg, m, chain, depth + 1, &src, err);
+        if (result == CNP_OK)
+            result = assume_role(cfg, m, &src, out, err);
+        explicit_bzero(&src, sizeof src);
+    } else if (set_creds(out, m->akid, m->secret, m->token, 0, "profile")) {
+        result = CNP_OK;
+    } else if (m->credential_process[0]) {
+        result = from_process(name, m->credential_process, out, err);
+    } else if (depth > 0) {
+        cnp_err_set(err, "source_profile '%s' has no credentials (keys, role_arn or "
+                         "credential_process)", name);
+        result = CNP_ERR_CONFIG;
+    }
+    explicit_bzero(m, sizeof *m);
+    free(m);
+    return result;
+}
+
+cnp_status aws_profile_credentials(const cnp_aws_config *cfg, aws_credentials *out,
+                                   cnp_err *err)
+{
+    bool named;
+    const char *chain[MAX_ROLE_CHAIN + 2];
+    const char *name = profile_name(cfg, &named);
+    return profile_resolve(cfg, name, named, chain, 0, out, err);
+}
+
 /* AssumeRoleWithWebIdentity with the token from AWS_WEB_IDENTITY_TOKEN_FILE
  * for AWS_ROLE_ARN (the variables EKS sets for IAM roles for service
  * accounts). The call is unsigned; the token file is re-read on every
@@ -499,18 +927,11 @@ static cnp_status from_web_identity(const cnp_aws_config *cfg, aws_credentials *
     char session[64];
     snprintf(session, sizeof session, "%s",
              env("AWS_ROLE_SESSION_NAME") ? env("AWS_ROLE_SESSION_NAME") : "canopy");
-    const char *region = cfg->region[0] ? cfg->region
-                         : env("AWS_REGION")   ? env("AWS_REGION")
-                         : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
-                                                     : "us-east-1";
-    char url[CNP_STR_LONG];
-    const char *ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS")
-                                                 : env("AWS_ENDPOINT_URL");
-    if (ep)
-        snprintf(url, sizeof url, "%s", ep);
-    else
-        snprintf(url, sizeof url, "https://sts.%s.amazonaws.com%s/", region,
-                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    aws_profile_opts po;
+    aws_profile_options(cfg, &po);
+    char region[CNP_STR_SHORT], url[CNP_STR_LONG];
+    sts_region(cfg, po.region, region, sizeof region);
+    sts_url(cfg, region, url, sizeof url);
     cnp_buf token = {0}, form = {0}, body = {0};
     cnp_status result = cnp_file_read(file, 64 * 1024, &token, err);
     if (result != CNP_OK) {
@@ -528,8 +949,8 @@ static cnp_status from_web_identity(const cnp_aws_config *cfg, aws_credentials *
         (result = form_add(&form, "WebIdentityToken", (char *)token.data)) != CNP_OK)
         goto out;
     long status = 0;
-    result = fetch_full("POST", url, NULL, NULL, (char *)form.data, false, CONTAINER_ATTEMPTS,
-                        &body, &status, err);
+    http_opts ho = {.direct = false, .cfg = cfg, .attempts = CONTAINER_ATTEMPTS};
+    result = fetch_full("POST", url, NULL, (char *)form.data, &ho, &body, &status, err);
     aws_sts_answer p;
     aws_sts_parse(body.data, body.len, &p);
     if (result != CNP_OK) {
@@ -583,9 +1004,18 @@ cnp_status aws_credentials_resolve(const cnp_aws_config *cfg, aws_credentials *o
         return result;
     if (result != CNP_ERR_NOTFOUND && env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
         return result; /* explicitly configured: its error is the useful one */
-    cnp_err_set(err, "no AWS credentials found: set [aws] access_key_id/secret_access_key, "
-                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile in "
-                     "~/.aws/credentials, or run with container or instance credentials");
+    bool named;
+    cnp_err_set(err, "no AWS credentials found; canopy looked in: 1. [aws] access_key_id and "
+                     "secret_access_key; 2. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; "
+                     "3. web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN); "
+                     "4. profile '%s' of the shared files (~/.aws/credentials, ~/.aws/config: "
+                     "keys, role_arn, credential_process); 5. container credentials "
+                     "(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI); 6. EC2 instance "
+                     "metadata (IMDSv2)%s",
+                profile_name(cfg, &named),
+                env("AWS_EC2_METADATA_DISABLED") &&
+                        strcasecmp(env("AWS_EC2_METADATA_DISABLED"), "true") == 0
+                    ? ", disabled by AWS_EC2_METADATA_DISABLED" : "");
     return CNP_ERR_AUTH;
 }
 
@@ -744,4 +1174,17 @@ void aws_client_drop_credentials(aws_client *client)
     client->have_creds = false;
     explicit_bzero(&client->creds, sizeof client->creds);
     pthread_mutex_unlock(&client->cred_lock);
+}
+
+cnp_status aws_client_check_credentials(aws_client *client, cnp_err *err)
+{
+    aws_credentials cr;
+    cnp_status result = aws_client_credentials(client, &cr, err);
+    explicit_bzero(&cr, sizeof cr);
+    return result;
+}
+
+int aws_exit_code(cnp_status status)
+{
+    return status == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
 }

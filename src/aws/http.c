@@ -566,6 +566,8 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
      * long, a stalled one may not; a long poll sends nothing for up to 20 s. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle);
+    if (b->client->cainfo[0])
+        curl_easy_setopt(e, CURLOPT_CAINFO, b->client->cainfo);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->verify_tls ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->verify_tls ? 2L : 0L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->slist);
@@ -670,6 +672,7 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         retry = aws_classify_response(op);
         status = retry ? CNP_ERR_TRANSIENT : r->status;
     }
+    aws_rate_feedback(b->client, retry && retry_class(op, rc) == AWS_RETRY_THROTTLE, cnp_now());
     if (status == CNP_ERR_AUTH && !op->creds_refreshed && op->attempt < max_attempts &&
         code_in(r->code, EXPIRED_CODES)) {
         /* Temporary credentials ran out early (clock skew, revoked session):
@@ -726,6 +729,14 @@ static double start_due(aws_batch *b)
             prev = op;
             op = next;
             continue;
+        }
+        /* adaptive retry mode: the client-side rate limit, after throttling. */
+        double rate_wait = aws_rate_acquire(b->client, now);
+        if (rate_wait > 0) {
+            b->stats.rate_limited++;
+            if (rate_wait < wait)
+                wait = rate_wait;
+            break;
         }
         queue_unlink(b, prev, op);
         cnp_status st = start_attempt(b, op);

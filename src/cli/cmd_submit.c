@@ -96,8 +96,16 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
     cnp_err err;
     size_t failed = 0;
     int rc = CNP_EXIT_FATAL;
-    if (aws_client_create(&cfg->aws, &aws, &err) != CNP_OK || aws_batch_create(aws, &batch, &err) != CNP_OK) {
+    cnp_status st0 = aws_client_create(&cfg->aws, &aws, &err);
+    if (st0 == CNP_OK)
+        st0 = aws_client_check_credentials(aws, &err);
+    if (st0 == CNP_OK || st0 == CNP_ERR_TRANSIENT) /* transient: the uploads retry */
+        st0 = aws_batch_create(aws, &batch, &err);
+    if (st0 != CNP_OK) {
+        /* Before any upload: a missing profile is a configuration error (2),
+         * missing credentials a fatal one (1), not failed images (3). */
         fprintf(stderr, "canopy submit: %s\n", err.msg);
+        rc = aws_exit_code(st0);
         goto out;
     }
     if ((scan && aws_kvlist_add(&meta, "scan-id", scan) != CNP_OK) ||

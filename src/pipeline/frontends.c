@@ -89,8 +89,14 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
         cnp_err_set(err, "[output] bucket is not set");
         return CNP_EXIT_USAGE;
     }
-    if (aws_client_create(&cfg->aws, &cl->aws, err) != CNP_OK ||
-        pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
+    cnp_status st = aws_client_create(&cfg->aws, &cl->aws, err);
+    if (st == CNP_OK)
+        st = aws_client_check_credentials(cl->aws, err);
+    /* A missing profile exits 2, missing credentials 1; a credential service
+     * that is down for now (transient) is the drain loop's to wait out. */
+    if (st != CNP_OK && st != CNP_ERR_TRANSIENT)
+        return aws_exit_code(st);
+    if (pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;
     if (pg_store_migrate(cl->db, &applied, &version, err) != CNP_OK)

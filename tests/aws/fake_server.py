@@ -3,7 +3,7 @@
 EC2 instance metadata (IMDSv2) and container credential endpoints.
 
 Prints "PORT <n>" on stdout once listening on 127.0.0.1, then serves until
-killed. Every request path (without the query) is counted; GET /_count?path=P
+killed; HTTPS when FAKE_TLS_CERT and FAKE_TLS_KEY name a PEM certificate and key. Every request path (without the query) is counted; GET /_count?path=P
 answers the count for P. Routes:
 
   /flaky503/<n>/<id>   503 SlowDown for the first n requests, then 200
@@ -42,7 +42,9 @@ answers the count for P. Routes:
 import datetime
 import hashlib
 import json
+import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -259,6 +261,12 @@ class Server(ThreadingHTTPServer):
 def main():
     server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    # FAKE_TLS_CERT and FAKE_TLS_KEY (PEM files): serve HTTPS instead.
+    cert, key = os.environ.get("FAKE_TLS_CERT"), os.environ.get("FAKE_TLS_KEY")
+    if cert and key:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     sys.stdout.write("PORT %d\n" % server.server_address[1])
     sys.stdout.flush()
     server.serve_forever()
