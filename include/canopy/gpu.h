@@ -42,6 +42,16 @@ cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx);
 void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_t key_len,
                     char *out, size_t out_len);
 
+/* Device buffers with accounting: clCreateBuffer / clReleaseMemObject that
+ * also keep the bytes this process holds on OpenCL devices (all contexts),
+ * for the metrics and the bench. */
+cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
+                         cl_int *rc);
+void ocl_buffer_release(cl_mem m);
+/* Bytes held now, and the most held at once since start. */
+size_t ocl_device_bytes(void);
+size_t ocl_device_peak_bytes(void);
+
 cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
                            cl_program *out, cnp_err *err);
 

@@ -57,13 +57,13 @@ cnp_status bin_engine_create(ocl_ctx *ctx, const bin_params *p, bin_engine **out
         (result = ocl_kernel_create(ctx, "binarize", opts, "otsu", &e->k_otsu, err)))
         goto fail;
     cl_context c = ocl_ctx_context(ctx);
-    e->hist = clCreateBuffer(c, CL_MEM_READ_WRITE, 256 * sizeof(cl_uint), NULL, &rc);
+    e->hist = ocl_buffer_create(c, CL_MEM_READ_WRITE, 256 * sizeof(cl_uint), NULL, &rc);
     if ((result = ocl_check(rc, "clCreateBuffer(hist)", err)))
         goto fail;
-    e->thr = clCreateBuffer(c, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &rc);
+    e->thr = ocl_buffer_create(c, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &rc);
     if ((result = ocl_check(rc, "clCreateBuffer(threshold)", err)))
         goto fail;
-    e->count = clCreateBuffer(c, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &rc);
+    e->count = ocl_buffer_create(c, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &rc);
     if ((result = ocl_check(rc, "clCreateBuffer(count)", err)))
         goto fail;
     *out = e;
@@ -76,7 +76,7 @@ fail:
 static void release_mem(cl_mem *m)
 {
     if (*m)
-        clReleaseMemObject(*m);
+        ocl_buffer_release(*m);
     *m = NULL;
 }
 
@@ -117,14 +117,14 @@ static cnp_status reserve(bin_engine *e, size_t n, cnp_err *err)
     release_mem(&e->hsum);
     release_mem(&e->mask);
     e->capacity = 0;
-    e->value = clCreateBuffer(c, CL_MEM_READ_WRITE, n, NULL, &rc);
+    e->value = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
     if (ocl_check(rc, "clCreateBuffer(value)", err))
         return CNP_ERR_OPENCL;
-    e->mask = clCreateBuffer(c, CL_MEM_READ_WRITE, n, NULL, &rc);
+    e->mask = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
     if (ocl_check(rc, "clCreateBuffer(mask)", err))
         return CNP_ERR_OPENCL;
     if (e->p.method == CNP_BIN_ADAPTIVE) {
-        e->hsum = clCreateBuffer(c, CL_MEM_READ_WRITE, n * sizeof(cl_ushort), NULL, &rc);
+        e->hsum = ocl_buffer_create(c, CL_MEM_READ_WRITE, n * sizeof(cl_ushort), NULL, &rc);
         if (ocl_check(rc, "clCreateBuffer(hsum)", err))
             return CNP_ERR_OPENCL;
     }
@@ -316,7 +316,7 @@ cnp_status bin_engine_run_image(bin_engine *e, const cnp_image *img, uint8_t *ma
     if (bytes > e->upload_cap) {
         release_mem(&e->upload);
         e->upload_cap = 0;
-        e->upload = clCreateBuffer(ocl_ctx_context(e->ctx), CL_MEM_READ_ONLY, bytes, NULL, &rc);
+        e->upload = ocl_buffer_create(ocl_ctx_context(e->ctx), CL_MEM_READ_ONLY, bytes, NULL, &rc);
         if (ocl_check(rc, "clCreateBuffer(image)", err))
             return CNP_ERR_OPENCL;
         e->upload_cap = bytes;

@@ -115,7 +115,7 @@ static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **tree
                            d->cfg->detector.tile_overlap, trees, n, err);
     cl_int rc;
     size_t bytes = (size_t)img->width * img->height * 4;
-    cl_mem buf = clCreateBuffer(ocl_ctx_context(d->ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+    cl_mem buf = ocl_buffer_create(ocl_ctx_context(d->ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                 bytes, img->rgba, &rc);
     if (rc != CL_SUCCESS)
         return ocl_check(rc, "uploading the image", err);
@@ -123,7 +123,7 @@ static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **tree
                                                     n, err)
                                : det_engine_run(d->eng, buf, img->width, img->height, trees, n,
                                                 err);
-    clReleaseMemObject(buf);
+    ocl_buffer_release(buf);
     return result;
 }
 

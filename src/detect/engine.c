@@ -99,7 +99,7 @@ static cnp_status create_buffer(det_engine *e, size_t bytes, const void *host, c
 {
     cl_int rc;
     cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
-    *out = clCreateBuffer(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
+    *out = ocl_buffer_create(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
     return cl_ok(rc, what, err);
 }
 
@@ -763,7 +763,7 @@ static void release_kernel(cl_kernel k)
 static void release_mem(cl_mem b)
 {
     if (b)
-        clReleaseMemObject(b);
+        ocl_buffer_release(b);
 }
 
 void det_engine_free(det_engine *e)

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -622,4 +623,39 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     mkdir_p(ctx->cache_dir);
     snprintf(out, out_len, "%s/%s-%s.txt", ctx->cache_dir, name, hex);
+}
+
+static _Atomic size_t g_device_bytes, g_device_peak;
+
+cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
+                         cl_int *rc)
+{
+    cl_mem m = clCreateBuffer(c, flags, bytes, host, rc);
+    if (m && *rc == CL_SUCCESS) {
+        size_t now = atomic_fetch_add(&g_device_bytes, bytes) + bytes;
+        size_t peak = atomic_load(&g_device_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&g_device_peak, &peak, now))
+            ;
+    }
+    return m;
+}
+
+void ocl_buffer_release(cl_mem m)
+{
+    if (!m)
+        return;
+    size_t bytes = 0;
+    if (clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) == CL_SUCCESS)
+        atomic_fetch_sub(&g_device_bytes, bytes);
+    clReleaseMemObject(m);
+}
+
+size_t ocl_device_bytes(void)
+{
+    return atomic_load(&g_device_bytes);
+}
+
+size_t ocl_device_peak_bytes(void)
+{
+    return atomic_load(&g_device_peak);
 }

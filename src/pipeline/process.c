@@ -54,7 +54,7 @@ void pipe_device_free(pipe_device *dev)
     det_box_engine_free(dev->box);
     bin_engine_free(dev->bin);
     if (dev->rgba)
-        clReleaseMemObject(dev->rgba);
+        ocl_buffer_release(dev->rgba);
     ocl_ctx_free(dev->ctx);
     free(dev);
 }
@@ -71,9 +71,9 @@ static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_er
     if (n * 4 > dev->rgba_cap) {
         cl_int rc;
         if (dev->rgba)
-            clReleaseMemObject(dev->rgba);
+            ocl_buffer_release(dev->rgba);
         dev->rgba_cap = 0;
-        dev->rgba = clCreateBuffer(ocl_ctx_context(dev->ctx), CL_MEM_READ_ONLY, n * 4, NULL, &rc);
+        dev->rgba = ocl_buffer_create(ocl_ctx_context(dev->ctx), CL_MEM_READ_ONLY, n * 4, NULL, &rc);
         if ((result = ocl_check(rc, "clCreateBuffer(image)", err)) != CNP_OK)
             return result;
         dev->rgba_cap = n * 4;

@@ -208,9 +208,11 @@ static void metrics_flush(pl_ctx *x)
     double px = (double)x->budget.used;
     pthread_mutex_unlock(&x->budget.lock);
     cnp_metrics_set(x->metrics, "canopy_pixels_in_flight", NULL, px);
-    if (x->dev)
+    if (x->dev) {
         cnp_metrics_set(x->metrics, "canopy_device_image_bytes", NULL,
                         (double)pipe_device_image_bytes(x->dev));
+        cnp_metrics_set(x->metrics, "canopy_device_bytes", NULL, (double)ocl_device_bytes());
+    }
     cnp_err err;
     if (x->mcfg.textfile[0] &&
         cnp_metrics_write_textfile(x->metrics, x->mcfg.textfile, &err) != CNP_OK)
