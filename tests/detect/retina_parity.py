@@ -261,6 +261,20 @@ def self_test(c):
             "head.regression_head.bbox_reg.weight" not in p.stdout:
         errors.append(f"convert.py accepted or misreported a state_dict without bbox_reg "
                       f"(exit {p.returncode}): {p.stdout.strip()}")
+    # ... and keeps only the RetinaNet's tensors of a checkpoint with more.
+    more = os.path.join(c.tmp, "more.ckpt")
+    run([c.py, "-c", "import sys, torch; ck = torch.load(sys.argv[1], weights_only=False); "
+         "ck['state_dict']['crop_model.fc.weight'] = torch.ones(2, 3); "
+         "ck['state_dict']['model.extra_buffer'] = torch.zeros(4); torch.save(ck, sys.argv[2])",
+         os.path.join(fx, "deepforest.ckpt"), more], "making a checkpoint with more tensors")
+    more_dir = os.path.join(c.tmp, "more")
+    out = c.tool("convert.py", more, "--output", more_dir, "--config",
+                 os.path.join(fx, "sizes.json"))
+    if "crop_model.fc.weight" not in out or not filecmp.cmp(
+            os.path.join(more_dir, "model.safetensors"),
+            os.path.join(dirs["hf"], "model.safetensors"), shallow=False):
+        errors.append("convert.py: a checkpoint with two tensors more than the RetinaNet's "
+                      f"was not reduced to the RetinaNet's (output: {out.strip()})")
     imgs = [c.image(n) for n in UNTILED_IMAGES + [n for n, _, _ in CROPS]]
     docs = {}
     for layout, d in dirs.items():
