@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a Debian 12 machine: installs the Debian packages the
 # build, the tests and the local stack need (only when one is missing), then a
-# Python venv at .venv with the pinned test packages (only when not satisfied).
+# Python venv at .venv with the pinned test packages (only when not satisfied),
+# and one at .venv-torch with torch + torchvision for the RetinaNet parity tests
+# (likewise).
 # Runs as root, or through sudo otherwise. Exports nothing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +19,7 @@ DEB_PACKAGES=(
   python3 python3-venv python3-pip curl
 )
 REQUIREMENTS="$CANOPY_ROOT/scripts/requirements-test.txt"
+TORCH_REQUIREMENTS="$CANOPY_ROOT/scripts/requirements-torch.txt"
 
 # missing_packages: prints the Debian packages of DEB_PACKAGES not installed.
 missing_packages() {
@@ -92,6 +95,47 @@ setup_venv() {
   venv_satisfied || die "Python venv $CANOPY_VENV does not satisfy $REQUIREMENTS after pip install"
 }
 
+# torch_venv_satisfied: true when .venv-torch has every pin of
+# requirements-torch.txt (a local version suffix such as +cu124 or +cpu counts
+# as the pinned version) and imports.
+torch_venv_satisfied() {
+  [ -x "$CANOPY_TORCH_PY" ] || return 1
+  "$CANOPY_TORCH_PY" - "$TORCH_REQUIREMENTS" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for line in open(sys.argv[1]):
+    line = line.split('#', 1)[0].strip()
+    if not line:
+        continue
+    name, _, pinned = line.partition('==')
+    try:
+        if version(name).split('+', 1)[0] != pinned:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+import torch, torchvision, safetensors, numpy, PIL  # noqa: F401
+EOF
+}
+
+setup_torch_venv() {
+  if torch_venv_satisfied; then
+    say "Python venv: $CANOPY_TORCH_VENV up to date"
+    return 0
+  fi
+  local py=/usr/bin/python3 start=$SECONDS
+  [ -x "$py" ] || py=$(command -v python3)
+  if [ ! -x "$CANOPY_TORCH_PY" ]; then
+    say "Python venv: creating $CANOPY_TORCH_VENV"
+    "$py" -m venv "$CANOPY_TORCH_VENV"
+  fi
+  say "Python venv: installing $(basename "$TORCH_REQUIREMENTS") (torch: a few GB)"
+  "$CANOPY_TORCH_PY" -m pip install --quiet --disable-pip-version-check -r "$TORCH_REQUIREMENTS"
+  torch_venv_satisfied ||
+    die "Python venv $CANOPY_TORCH_VENV does not satisfy $TORCH_REQUIREMENTS after pip install"
+  say "Python venv: $CANOPY_TORCH_VENV installed in $((SECONDS - start)) s"
+}
+
 install_debian_packages
 setup_venv
+setup_torch_venv
 say "bootstrap done"

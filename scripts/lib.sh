@@ -6,6 +6,9 @@
 CANOPY_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 CANOPY_VENV="$CANOPY_ROOT/.venv"
 CANOPY_VENV_PY="$CANOPY_VENV/bin/python"
+# The RetinaNet parity tests' venv (torch, torchvision: scripts/requirements-torch.txt).
+CANOPY_TORCH_VENV="$CANOPY_ROOT/.venv-torch"
+CANOPY_TORCH_PY="$CANOPY_TORCH_VENV/bin/python"
 
 # say MSG...: progress line on stderr, prefixed with the calling script's name.
 say() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
