@@ -31,6 +31,8 @@ typedef struct pl_counts {
     long long trees;
     long long total;         /* items expected in all; -1 when unknown (drain) */
     double mpix;             /* megapixels of the ok items */
+    long long windows_done;  /* rasters being read in windows: windows done */
+    long long windows_total; /* ... of windows planned (0: none in progress) */
     double elapsed_s;
     int64_t run_id;          /* the runs row; 0 for `canopy run` */
 } pl_counts;

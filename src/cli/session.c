@@ -41,9 +41,14 @@ void cli_progress_text(const pl_counts *c, bool final, char *out, size_t len)
         snprintf(eta, sizeof eta, ", ETA %.0f s", (double)(c->total - done) / rate);
     if (c->retried)
         snprintf(retried, sizeof retried, ", %lld retried", c->retried);
-    snprintf(out, len, "%lld%s images: %lld ok, %lld failed%s; %lld trees; %.1f images/s, "
+    /* A large raster read in windows: how far through its windows. */
+    char windows[48] = "";
+    if (!final && c->windows_total > 0)
+        snprintf(windows, sizeof windows, " (windows %lld/%lld)", c->windows_done,
+                 c->windows_total);
+    snprintf(out, len, "%lld%s images%s: %lld ok, %lld failed%s; %lld trees; %.1f images/s, "
                        "%.2f MPix/s%s",
-             done, totals, c->ok, c->failed, retried, c->trees, rate,
+             done, totals, windows, c->ok, c->failed, retried, c->trees, rate,
              c->elapsed_s > 0 ? c->mpix / c->elapsed_s : 0.0, eta);
 }
 

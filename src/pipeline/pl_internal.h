@@ -210,6 +210,9 @@ struct pl_ctx {
     atomic_bool finished;
     atomic_llong n_ok, n_failed, n_retried, n_trees, n_kpix, total;
     atomic_llong pending;    /* drain: set by the SQS source */
+    /* Rasters read in windows: windows planned and done (both passes) of the
+     * rasters being processed now, for the progress line. */
+    atomic_llong win_total, win_done;
     double start;
     cnp_metrics *metrics;    /* NULL: none */
     cnp_metrics_config mcfg;

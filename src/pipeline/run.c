@@ -65,6 +65,8 @@ void pl_counts_get(pl_ctx *x, pl_counts *c)
     c->trees = atomic_load(&x->n_trees);
     c->total = atomic_load(&x->total);
     c->mpix = (double)atomic_load(&x->n_kpix) / 1e3;
+    c->windows_done = atomic_load(&x->win_done);
+    c->windows_total = atomic_load(&x->win_total);
     c->elapsed_s = x->start > 0 ? cnp_now() - x->start : 0.0;
 }
 

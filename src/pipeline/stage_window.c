@@ -34,7 +34,26 @@ struct window_run {
     size_t ntrees, cap;
     cnp_image preview;
     uint32_t step;         /* preview: every step-th pixel */
+    long long progress;    /* windows of pass 1, counted in the context twice */
+    long long reported;    /* of those 2 * progress, counted done so far */
 };
+
+/* Counts windows done up to `done` (of 2 * progress) in the context. */
+static void progress_to(struct window_run *wr, long long done)
+{
+    if (done > wr->reported) {
+        atomic_fetch_add(&wr->x->win_done, done - wr->reported);
+        wr->reported = done;
+    }
+}
+
+/* Takes this raster's windows out of the context's progress. */
+static void progress_end(struct window_run *wr)
+{
+    atomic_fetch_sub(&wr->x->win_done, wr->reported);
+    atomic_fetch_sub(&wr->x->win_total, 2 * wr->progress);
+    wr->reported = wr->progress = 0;
+}
 
 static bool owns(const det_tile *t, uint32_t x, uint32_t y)
 {
@@ -139,8 +158,14 @@ static cnp_status pass1(struct window_run *wr, cnp_err *err)
         cnp_err_set(err, "%s: out of memory for a window", wr->it->name);
         result = CNP_ERR_NOMEM;
     }
+    /* Progress: each window counts once in pass 1, and the mask's bands
+     * once more in pass 2 (counted there as windows of the same area). */
+    wr->progress = (long long)nt;
+    atomic_fetch_add(&wr->x->win_total, 2 * wr->progress);
     for (size_t i = 0; result == CNP_OK && i < nt; i++) {
         const det_tile *t = &tiles[i];
+        if (i > 0)
+            progress_to(wr, (long long)i);
         if ((result = img_raster_read(wr->it->raster, t->x0, t->y0, t->w, t->h, rgba, NULL,
                                       err)) != CNP_OK ||
             (result = take_pixels(wr, t, rgba, row, err)) != CNP_OK)
@@ -184,6 +209,7 @@ static cnp_status pass2(struct window_run *wr, int threshold, uint64_t *fg, cnp_
         }
         if ((result = img_mask_writer_put(mw, 0, y, wr->W, h, mask, err)) != CNP_OK)
             goto out;
+        progress_to(wr, wr->progress + wr->progress * (long long)(y + h) / (long long)wr->H);
     }
     result = img_mask_writer_finish(mw, &wr->it->outs.buf[PIPE_OUT_MASK_TIF], err);
     mw = NULL;
@@ -248,6 +274,7 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     LOG_DEBUG(x->mode, "%s: %ux%u in windows, threshold %d, %zu trees", it->name, wr.W, wr.H,
               threshold, r->ntrees);
 out:
+    progress_end(&wr);
     if (wr.values)
         fclose(wr.values);
     free(wr.trees);

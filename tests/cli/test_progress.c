@@ -32,6 +32,13 @@ static void test_text(void)
     c.retried = 2;
     cli_progress_text(&c, true, line, sizeof line);
     CHECK(strstr(line, "42 images: 40 ok, 0 failed, 2 retried"), "%s", line);
+    /* A large raster in windows: how far through them, while it runs. */
+    c.windows_done = 7;
+    c.windows_total = 50;
+    cli_progress_text(&c, false, line, sizeof line);
+    CHECK(strstr(line, "42/100 images (windows 7/50): 40 ok"), "%s", line);
+    cli_progress_text(&c, true, line, sizeof line);
+    CHECK(!strstr(line, "windows"), "final: %s", line);
 }
 
 static void test_summary_json(void)
