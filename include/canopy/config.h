@@ -53,6 +53,7 @@ typedef struct cnp_input_config {
     char bucket[CNP_STR_SHORT];        /* where `canopy submit` uploads */
     char prefix[CNP_STR_LONG];
     int64_t max_object_bytes;          /* GetObject size cap */
+    int64_t spill_bytes;               /* larger objects stream to a temporary file; 0: never */
 } cnp_input_config;
 
 /* [output] */

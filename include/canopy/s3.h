@@ -22,6 +22,10 @@ typedef struct s3_object {
     char content_type[128];
     char last_modified[64];  /* HTTP date as sent */
     aws_kvlist metadata;     /* x-amz-meta-* without the prefix, lower-case */
+    /* s3_batch_get_spill: a body larger than the spill size is in this
+     * temporary file instead of body (removed by s3_object_free unless the
+     * caller unlinks it first and clears the path). "" when in body. */
+    char spill_path[512];
 } s3_object;
 
 /* Frees body and metadata; the struct can be reused. Accepts NULL. */
@@ -65,6 +69,12 @@ void s3_list_page_free(s3_list_page *page);
  * completes it. out must stay valid until then; it is initialised here. */
 cnp_status s3_batch_get(aws_batch *batch, const char *bucket, const char *key,
                         int64_t max_bytes, s3_object *out);
+/* s3_batch_get, but a body whose Content-Length exceeds spill_over bytes
+ * (> 0) streams to a temporary file in $TMPDIR (else /tmp), named in
+ * out->spill_path, instead of memory: a large raster is never held whole.
+ * A retry starts the file afresh; a failed transfer leaves no file. */
+cnp_status s3_batch_get_spill(aws_batch *batch, const char *bucket, const char *key,
+                              int64_t max_bytes, int64_t spill_over, s3_object *out);
 cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out);
 
 /* GetObject into memory. max_bytes > 0 caps the body: a larger

@@ -89,6 +89,14 @@ struct aws_op {
     cnp_buf body_owned;
     char payload_hash[65];
     int64_t max_bytes;         /* response body cap; 0: none */
+    /* A 2xx body whose Content-Length exceeds spill_over (> 0) is streamed
+     * to a temporary file (spill_fd, spill_path, spill_len bytes) instead of
+     * resp_body; whoever takes the outcome takes the file (done) or it is
+     * removed with the op. */
+    int64_t spill_over;
+    int spill_fd;              /* -1: none */
+    char spill_path[512];
+    int64_t spill_len;
     bool head;
     int min_idle_s;            /* low-speed window at least this (long polls) */
     const volatile int *cancel; /* this op alone ends "cancelled" once *cancel != 0 */

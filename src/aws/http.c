@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aws/aws_internal.h"
 #include "canopy/log.h"
@@ -100,6 +101,7 @@ aws_op *aws_op_new(const char *service, const char *method, const char *what)
         return NULL;
     }
     op->what = op->what_owned;
+    op->spill_fd = -1;
     aws_sha256_hex(NULL, 0, op->payload_hash);
     return op;
 }
@@ -120,6 +122,10 @@ void aws_op_free(aws_op *op)
     cnp_buf_free(&op->body_owned);
     aws_kvlist_free(&op->resp_headers);
     cnp_buf_free(&op->resp_body);
+    if (op->spill_fd >= 0) {
+        close(op->spill_fd);
+        unlink(op->spill_path);
+    }
     if (op->ctx_free)
         op->ctx_free(op->ctx);
     free(op);
@@ -305,6 +311,27 @@ void aws_batch_submit(aws_batch *batch, aws_op *op)
 
 /* ---- one attempt --------------------------------------------------------- */
 
+/* Opens (or, on a retry, empties) the op's temporary file for a body
+ * larger than spill_over: $TMPDIR (else /tmp)/canopy-spill-XXXXXX. */
+static bool spill_open(aws_op *op)
+{
+    if (op->spill_fd >= 0) {
+        op->spill_len = 0;
+        return ftruncate(op->spill_fd, 0) == 0 && lseek(op->spill_fd, 0, SEEK_SET) == 0;
+    }
+    const char *dir = getenv("TMPDIR");
+    snprintf(op->spill_path, sizeof op->spill_path, "%s/canopy-spill-XXXXXX",
+             dir && dir[0] ? dir : "/tmp");
+    op->spill_fd = mkstemp(op->spill_path);
+    if (op->spill_fd < 0) {
+        snprintf(op->errbuf, sizeof op->errbuf, "creating %.120s: %.100s", op->spill_path,
+                 strerror(errno));
+        return false;
+    }
+    op->spill_len = 0;
+    return true;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     aws_op *op = userp;
@@ -345,6 +372,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
             op->limit_hit = true;
             return 0; /* aborts the transfer before the body */
         }
+        if (op->spill_over > 0 && len > op->spill_over)
+            return spill_open(op) ? n : 0;
         /* One allocation for the whole body instead of doublings. The
          * Content-Length is the server's claim: past the op's own cap (GetObject:
          * [input] max_object_bytes) it was refused above; an op without a cap
@@ -366,6 +395,25 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     aws_op *op = userp;
     size_t n = size * nmemb;
     bool ok = op->http_status / 100 == 2;
+    if (ok && op->spill_fd >= 0) {
+        if (op->max_bytes > 0 && op->spill_len + (int64_t)n > op->max_bytes) {
+            op->limit_hit = true;
+            return 0;
+        }
+        for (size_t done = 0; done < n;) {
+            ssize_t w = write(op->spill_fd, data + done, n - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                snprintf(op->errbuf, sizeof op->errbuf, "writing %.120s: %.100s", op->spill_path,
+                         w < 0 ? strerror(errno) : "short write");
+                return 0;
+            }
+            done += (size_t)w;
+        }
+        op->spill_len += (int64_t)n;
+        return n;
+    }
     if (ok && op->max_bytes > 0 && op->resp_body.len + n > (size_t)op->max_bytes) {
         op->limit_hit = true;
         return 0;
@@ -537,6 +585,10 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
     op->errbuf[0] = '\0';
     aws_kvlist_free(&op->resp_headers);
     op->resp_body.len = 0;
+    if (op->spill_fd >= 0 && !spill_open(op)) { /* a retry starts the file afresh */
+        cnp_err_set(&op->result->err, "%s: %s", op->what, op->errbuf);
+        return CNP_ERR_IO;
+    }
     cnp_status result = sign_op(op, &op->result->err);
     if (result != CNP_OK)
         return result;

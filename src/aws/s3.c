@@ -3,9 +3,11 @@
  * CreateBucket, DeleteObject. XML through expat. */
 #include <ctype.h>
 #include <limits.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include <expat.h>
@@ -169,6 +171,10 @@ void s3_object_free(s3_object *obj)
         return;
     cnp_buf_free(&obj->body);
     aws_kvlist_free(&obj->metadata);
+    if (obj->spill_path[0]) {
+        unlink(obj->spill_path);
+        obj->spill_path[0] = '\0';
+    }
 }
 
 static void object_done(aws_op *op)
@@ -191,14 +197,25 @@ static void object_done(aws_op *op)
             return;
         }
     }
-    if (!op->head) {
+    if (!op->head && op->spill_fd >= 0) { /* the body is in a temporary file: take it */
+        if (close(op->spill_fd) != 0) {
+            o->result.status = CNP_ERR_IO;
+            cnp_err_set(&o->result.err, "%s: closing %s: %s", op->what, op->spill_path,
+                        strerror(errno));
+            unlink(op->spill_path);
+        } else {
+            snprintf(o->spill_path, sizeof o->spill_path, "%s", op->spill_path);
+            o->size = op->spill_len;
+        }
+        op->spill_fd = -1;
+    } else if (!op->head) {
         o->body = op->resp_body;
         memset(&op->resp_body, 0, sizeof op->resp_body);
     }
 }
 
 static cnp_status batch_object(aws_batch *batch, const char *bucket, const char *key,
-                               int64_t max_bytes, bool head, s3_object *out)
+                               int64_t max_bytes, int64_t spill_over, bool head, s3_object *out)
 {
     memset(out, 0, sizeof *out);
     aws_op *op = s3_op(aws_batch_client(batch), head ? "HEAD" : "GET",
@@ -210,6 +227,7 @@ static cnp_status batch_object(aws_batch *batch, const char *bucket, const char 
     }
     op->head = head;
     op->max_bytes = head ? 0 : max_bytes;
+    op->spill_over = head ? 0 : spill_over;
     op->result = &out->result;
     op->ctx = out;
     op->done = object_done;
@@ -221,7 +239,13 @@ static cnp_status batch_object(aws_batch *batch, const char *bucket, const char 
 cnp_status s3_batch_get(aws_batch *batch, const char *bucket, const char *key,
                         int64_t max_bytes, s3_object *out)
 {
-    return batch_object(batch, bucket, key, max_bytes, false, out);
+    return batch_object(batch, bucket, key, max_bytes, 0, false, out);
+}
+
+cnp_status s3_batch_get_spill(aws_batch *batch, const char *bucket, const char *key,
+                              int64_t max_bytes, int64_t spill_over, s3_object *out)
+{
+    return batch_object(batch, bucket, key, max_bytes, spill_over, false, out);
 }
 
 /* Runs a one-op batch; copies the op's error to err. */
@@ -243,7 +267,7 @@ static cnp_status object_sync(aws_client *client, const char *bucket, const char
     cnp_status result = aws_batch_create(client, &b, err);
     if (result != CNP_OK)
         return result;
-    result = batch_object(b, bucket, key, max_bytes, head, out);
+    result = batch_object(b, bucket, key, max_bytes, 0, head, out);
     if (result != CNP_OK) {
         aws_batch_free(b);
         return result;

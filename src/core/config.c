@@ -64,6 +64,7 @@ static const struct key keys[] = {
     STR(input, bucket, ""),
     STR(input, prefix, ""),
     I64(input, max_object_bytes, "512M", 1, 5e12),
+    I64(input, spill_bytes, "64M", 0, 5e12),
 
     STR(output, bucket, ""),
     STR(output, prefix, ""),

@@ -11,16 +11,18 @@
 #include "canopy/detect.h"
 #include "detect/graph.h"
 
-/* torchvision: scale = min(min_size / min(h, w), max_size / max(h, w)) in
- * float32 (a tensor op), output size floor(dim * scale) in double
- * (F.interpolate with recompute_scale_factor). */
+/* torchvision (eager mode, _resize_image_and_masks "the normal way"):
+ * scale = min(min_size / min(h, w), max_size / max(h, w)) in Python floats
+ * (double), output size floor(dim * scale) in double (F.interpolate with
+ * recompute_scale_factor). In float32 400 x 400 at min_size 256 came out
+ * 255 x 255 where torchvision gives 256 x 256. */
 void det_retina_input_size(const det_retina *r, int h, int w, int *rh, int *rw, int *ph,
                            int *pw)
 {
-    float mn = (float)(h < w ? h : w), mx = (float)(h < w ? w : h);
-    float s = fminf((float)r->min_size / mn, (float)r->max_size / mx);
-    *rh = (int)floor((double)h * (double)s);
-    *rw = (int)floor((double)w * (double)s);
+    double mn = h < w ? h : w, mx = h < w ? w : h;
+    double s = fmin((double)r->min_size / mn, (double)r->max_size / mx);
+    *rh = (int)floor((double)h * s);
+    *rw = (int)floor((double)w * s);
     int d = r->size_divisible > 0 ? r->size_divisible : 1;
     *ph = (*rh + d - 1) / d * d;
     *pw = (*rw + d - 1) / d * d;

@@ -27,7 +27,8 @@ void pl_fetch_s3(pl_ctx *x, aws_batch *batch, pl_chunk *c)
         pl_item *it = &c->items[i];
         if (it->state != ITEM_RECEIVED)
             continue;
-        s3_batch_get(batch, it->bucket, it->key, x->sp.max_object_bytes, &it->obj);
+        s3_batch_get_spill(batch, it->bucket, it->key, x->sp.max_object_bytes,
+                           x->sp.spill_bytes, &it->obj);
         queued++;
     }
     cnp_err err;

@@ -58,6 +58,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
     pl_stage_params sp = {
         .max_pixels = (uint64_t)cfg->limits.max_pixels,
         .max_object_bytes = cfg->input.max_object_bytes,
+        .spill_bytes = cfg->input.spill_bytes,
         .output = cfg->output,
         .detector = e->model != NULL,
         .model_version = e->model_version,

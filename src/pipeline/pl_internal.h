@@ -180,6 +180,7 @@ typedef struct pl_sink_ops {
 typedef struct pl_stage_params {
     uint64_t max_pixels;     /* [limits] max_pixels */
     int64_t max_object_bytes;
+    int64_t spill_bytes;     /* S3 objects above this stream to a temporary file */
     cnp_output_config output;
     bool detector;           /* a model is loaded: overlays and the RGB check */
     cnp_binarize_config binarize;

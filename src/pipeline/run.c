@@ -119,7 +119,8 @@ static void *thread_fetch(void *arg)
         x->src->fetch(x, x->src_self, j.c);
         double bytes = 0;
         for (size_t i = 0; i < j.c->nitems; i++)
-            bytes += (double)j.c->items[i].obj.body.len;
+            bytes += j.c->items[i].obj.spill_path[0] ? (double)j.c->items[i].obj.size
+                                                     : (double)j.c->items[i].obj.body.len;
         cnp_metrics_add(x->metrics, "canopy_bytes_in_total", NULL, bytes);
         push_or_finish(x, &x->q_decode, &j);
     }

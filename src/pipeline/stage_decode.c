@@ -2,7 +2,9 @@
  * in-flight budget, then decodes a slice's images on the pool: PNG through
  * libpng, GeoTIFF / COG / JPEG through GDAL (canopy/raster.h), chosen by
  * content. */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/raster.h"
 #include "canopy/log.h"
@@ -34,6 +36,50 @@ static bool open_windowed(const pl_ctx *x, pl_item *it, uint32_t w, uint32_t h)
     return true;
 }
 
+/* An object streamed to a temporary file ([input] spill_bytes): a TIFF above
+ * [limits] window_pixels is opened there for reading in windows (its bytes
+ * are never in memory), anything else is read into memory and decoded as
+ * usual. Either way the file is removed now (GDAL keeps its descriptor).
+ * True when the item is now windowed or failed. */
+static bool open_spilled(const pl_ctx *x, pl_item *it)
+{
+    char path[sizeof it->obj.spill_path];
+    snprintf(path, sizeof path, "%s", it->obj.spill_path);
+    it->obj.spill_path[0] = '\0';
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    const char *kind = img_raster_sniff(head, got);
+    cnp_err err;
+    cnp_status st;
+    img_raster *r = NULL;
+    img_georef geo;
+    if (kind && strcmp(kind, "tiff") == 0 &&
+        img_raster_open(NULL, 0, path, it->name, &r, &geo, &err) == CNP_OK) {
+        uint64_t px = (uint64_t)img_raster_width(r) * img_raster_height(r);
+        if (px > x->sp.window_pixels && (!x->sp.max_pixels || px <= x->sp.max_pixels)) {
+            unlink(path);
+            LOG_DEBUG(x->mode, "%s: %lld bytes streamed to a temporary file, read in windows",
+                      it->name, (long long)it->obj.size);
+            it->raster = r;
+            it->geo = geo;
+            return true;
+        }
+        img_raster_close(r);
+        img_georef_free(&geo);
+    }
+    st = cnp_file_read(path, 0, &it->obj.body, &err);
+    unlink(path);
+    if (st != CNP_OK) {
+        item_fail(it, CNP_ERR_TRANSIENT, "%s: reading its temporary file back: %s", it->name,
+                  err.msg);
+        return true;
+    }
+    return false;
+}
+
 /* Pixels an item will hold at once: decoded whole, or one window of a raster
  * processed in windows (0 when its header is unreadable: decoding then fails
  * without allocating). */
@@ -43,6 +89,10 @@ static uint64_t item_pixels(const pl_ctx *x, pl_item *it)
     cnp_err err;
     if (it->state != ITEM_FETCHED)
         return 0;
+    if (!it->raster && it->obj.spill_path[0] && open_spilled(x, it))
+        return it->state == ITEM_FETCHED ? pipe_device_window_side(x->dev) *
+                                               (uint64_t)pipe_device_window_side(x->dev)
+                                         : 0;
     if (!it->raster) {
         if (img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) !=
             CNP_OK)

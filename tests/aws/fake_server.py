@@ -13,6 +13,8 @@ answers the count for P. Routes:
   /wrongregion/<id>    301 PermanentRedirect, bucket region eu-west-1
   /forbidden/<id>      403 AccessDenied, always
   /stream/<bytes>      200 with a chunked body of that size (no length)
+  /cut/<n>/<bytes>/<id>  200 with Content-Length <bytes> of a fixed pattern
+                       (byte i = i % 251); the first n answers stop halfway
   /hang/<seconds>      200 after sleeping that long
   /echo-token/<id>     200 with the X-Amz-Security-Token header as body
   /peer/<id>           200 with "peer <client port>": which connection carried it
@@ -194,6 +196,23 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, "peer %d" % self.client_address[1])
         if head == "echo-token":
             return self.reply(200, self.headers.get("X-Amz-Security-Token", ""))
+        if head == "cut":
+            n = int(parts[2])
+            data = bytes(i % 251 for i in range(n))
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            try:
+                if k <= int(parts[1]):
+                    self.wfile.write(data[: n // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                else:
+                    self.wfile.write(data)
+            except OSError:
+                self.close_connection = True
+            return None
         if head == "stream":
             n = int(parts[1])
             self.send_response(200)

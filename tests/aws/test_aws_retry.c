@@ -4,8 +4,10 @@
  * attempt limit ends in CNP_ERR_TRANSIENT; bodies are re-sent intact; a body
  * without Content-Length is cut at the size cap. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aws/aws_internal.h"
 #include "aws_test.h"
@@ -195,6 +197,62 @@ static void test_batch(aws_client *c)
     CHECK(s3_object_get(c, "stream", "100000", 100000, &s, &err) == CNP_OK);
     CHECK(s.body.len == 100000);
     s3_object_free(&s);
+}
+
+/* s3_batch_get_spill: a body above the spill size streams to a temporary
+ * file in $TMPDIR, a retry after a transfer cut halfway starts the file
+ * afresh (the right bytes, not the first half twice), a smaller body stays
+ * in memory, and a failed or freed object leaves no file behind. */
+static void test_spill(aws_client *c)
+{
+    char dir[] = "/tmp/canopy-test-spill-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", dir, 1);
+    aws_batch *b = NULL;
+    cnp_err err;
+    CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
+    if (!b)
+        return;
+    s3_object big, small, missing;
+    CHECK(s3_batch_get_spill(b, "cut", "1/100000/spill", 0, 1000, &big) == CNP_OK);
+    CHECK(s3_batch_get_spill(b, "cut", "0/500/small", 0, 1000, &small) == CNP_OK);
+    CHECK(s3_batch_get_spill(b, "notfound", "spill", 0, 1000, &missing) == CNP_OK);
+    CHECK(aws_batch_run(b, &err) == CNP_OK);
+    aws_batch_free(b);
+    CHECK(big.result.status == CNP_OK && big.result.attempts == 2, "status %d, %d attempts: %s",
+          big.result.status, big.result.attempts, big.result.err.msg);
+    CHECK(big.body.len == 0 && big.spill_path[0] && big.size == 100000,
+          "body %zu, spill '%s', size %lld", big.body.len, big.spill_path,
+          (long long)big.size);
+    cnp_buf f = {0};
+    CHECK(big.spill_path[0] && strncmp(big.spill_path, dir, strlen(dir)) == 0 &&
+          cnp_file_read(big.spill_path, 0, &f, &err) == CNP_OK);
+    bool same = f.len == 100000;
+    for (size_t i = 0; same && i < f.len; i++)
+        same = f.data[i] == (uint8_t)(i % 251);
+    CHECK(same, "the spilled file has %zu bytes, not the object's 100000", f.len);
+    cnp_buf_free(&f);
+    CHECK(small.result.status == CNP_OK && small.body.len == 500 && !small.spill_path[0]);
+    CHECK(missing.result.status == CNP_ERR_NOTFOUND && !missing.spill_path[0]);
+    char path[600];
+    snprintf(path, sizeof path, "%s", big.spill_path);
+    s3_object_free(&big);
+    s3_object_free(&small);
+    s3_object_free(&missing);
+    CHECK(access(path, F_OK) != 0, "%s is left after s3_object_free", path);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rmdir %s", dir); /* fails unless empty */
+    CHECK(system(cmd) == 0, "files left in %s", dir);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
 }
 
 /* A failing part aborts the multipart upload; the first error is reported. */
@@ -454,6 +512,7 @@ int main(void)
         test_not_retried(c);
         test_exhausted();
         test_batch(c);
+        test_spill(c);
         test_multipart_abort();
         test_expired_token(c);
         test_cancel(c);

@@ -42,7 +42,14 @@ static void test_sizes(void)
     det_retina_input_size(&r, 1035, 700, &rh, &rw, &ph, &pw);
     CHECK(rh == 1182 && rw == 800 && ph == 1184 && pw == 800, "%d %d %d %d", rh, rw, ph, pw);
     det_retina_input_size(&r, 100, 1000, &rh, &rw, &ph, &pw); /* max_size bound */
-    CHECK(rh == 133 && rw == 1332 && ph == 160 && pw == 1344, "%d %d %d %d", rh, rw, ph, pw);
+    CHECK(rh == 133 && rw == 1333 && ph == 160 && pw == 1344, "%d %d %d %d", rh, rw, ph, pw);
+    /* Printed by torchvision 0.20's GeneralizedRCNNTransform(256, 512) in eager
+     * mode: the scale is a double (in float32, 0.64 gives 255). */
+    r.min_size = 256, r.max_size = 512;
+    det_retina_input_size(&r, 400, 400, &rh, &rw, &ph, &pw);
+    CHECK(rh == 256 && rw == 256 && ph == 256 && pw == 256, "%d %d %d %d", rh, rw, ph, pw);
+    det_retina_input_size(&r, 180, 700, &rh, &rw, &ph, &pw);
+    CHECK(rh == 131 && rw == 512 && ph == 160 && pw == 512, "%d %d %d %d", rh, rw, ph, pw);
 }
 
 /* One level of 2 x 2 cells, one anchor [-16, -8, 16, 8] (size 22.627417,

@@ -6,7 +6,9 @@ NEON image, UTM zone 17N, 0.1 m, with a nodata block) drained from S3:
 - every trees row carries lon/lat equal to trees.json's, its box, radius in
   metres, and (PostGIS on the stack) a point equal to lon/lat lying inside
   the image's footprint polygon, found by a spatial query;
-- canopy_cover is over valid pixels: the nodata block is not canopy.
+- canopy_cover is over valid pixels: the nodata block is not canopy;
+- the same object above [input] spill_bytes streams to a temporary file and
+  is read in windows from there: the same trees, and no file left behind.
 """
 import json
 import os
@@ -97,6 +99,36 @@ def body(env):
           "%s of %d trees inside the footprint with points equal to lon/lat", inside[0], ntrees)
     log("GeoTIFF drained: %d trees, cover %.3f over valid pixels, nodata %.3f", ntrees, cover,
         nodata)
+
+    # Streamed to a temporary file: the object's bytes are never in memory.
+    key2 = "tiles/yell_utm_spilled.tif"
+    etag2 = env.put(in_bucket, key2, data)
+    env.send(in_queue, [s3_event(in_bucket, key2, len(data), etag2)])
+    spill_dir = os.path.join(env.tmp, "spill")
+    os.makedirs(spill_dir)
+    cfg2 = env.config(in_queue, out_bucket, "", "out/", idle_exit=3, name="spill.ini",
+                      extra={"limits": {"window_pixels": 100000},
+                             "input": {"spill_bytes": 1000}, "log": {"level": "debug"}})
+    old_tmp = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = spill_dir
+    try:
+        _, _, err = env.run(["drain", "-c", cfg2], "drain-spill", timeout=300, expect_rc=0)
+    finally:
+        if old_tmp is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = old_tmp
+    check_queue_empty(env, in_queue)
+    check("streamed to a temporary file, read in windows" in err,
+          "the object was not streamed to a file: %s", err[-2000:])
+    check(os.listdir(spill_dir) == [], "left in TMPDIR: %s", os.listdir(spill_dir))
+    doc2 = json.loads(env.s3.get_object(Bucket=out_bucket,
+                                        Key="out/tiles/yell_utm_spilled.trees.json")
+                      ["Body"].read())
+    check(doc2["trees"] == doc["trees"] and doc2["canopy_cover"] == doc["canopy_cover"],
+          "streamed: %d trees, cover %s; in memory: %d trees, cover %s", len(doc2["trees"]),
+          doc2["canopy_cover"], len(doc["trees"]), doc["canopy_cover"])
+    log("the same GeoTIFF streamed to a temporary file: %d trees, equal", len(doc2["trees"]))
 
 
 if __name__ == "__main__":
