@@ -198,6 +198,28 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
 
 /* Frees device buffers and kernels; accepts NULL. */
 void det_graph_engine_free(det_graph_engine *e);
+
+/* ---- bench hooks (bench/bench_retina.c) ---------------------------------- */
+
+/* Seconds per stage of the predicts run while timing is on, added up: the
+ * host clock read after a clFinish at the end of every stage, so stages do
+ * not overlap (a timed predict is slower by those synchronisations). Arrays
+ * of n_nodes entries: im2col, gemm (CLBlast) and epilogue of conv nodes;
+ * other: the kernel of a non-conv node (node 0: the input transform).
+ * post: scores, top-k sorts, decode, NMS and the read-backs. */
+typedef struct det_graph_times {
+    double *im2col, *gemm, *epilogue, *other;
+    double post;
+} det_graph_times;
+
+/* Timing on (later predicts add to *t, which must outlive them) or off
+ * (NULL). Behaviour and results are unchanged either way. */
+void det_graph_engine_set_times(det_graph_engine *e, det_graph_times *t);
+
+/* Bytes of every device buffer the engine allocated: weights, activation
+ * slots, im2col matrix, CLBlast scratch, decode and NMS buffers (not the
+ * caller's image, nor what CLBlast allocates internally). */
+size_t det_graph_engine_device_bytes(const det_graph_engine *e);
 /* ---- graph.c: validation and the .cnw version 2 architecture JSON ------ */
 
 /* Index of the node named name, or -1. */

@@ -48,6 +48,10 @@ struct det_graph_engine {
     /* NMS of up to n_levels * topk boxes. */
     size_t nms_cap;
     cl_mem box, score, label, index, sbox, slabel, bits, removed, keep, count, out;
+    /* Bench hooks: bytes of the buffers created, stage timing when on. */
+    size_t device_bytes;
+    det_graph_times *times;
+    double tick;
 };
 
 #define NMS_BLOCK 64
@@ -58,7 +62,32 @@ static cnp_status create_buffer(det_graph_engine *e, size_t bytes, const void *h
     cl_int rc;
     cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
     *out = clCreateBuffer(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
+    if (rc == CL_SUCCESS)
+        e->device_bytes += bytes ? bytes : 4;
     return ocl_check(rc, what, err);
+}
+
+/* Timing on: waits for the queue and adds the seconds since the last stamp
+ * to *acc (NULL: only restarts the clock). Off: nothing. */
+static void stamp(det_graph_engine *e, double *acc)
+{
+    if (!e->times)
+        return;
+    clFinish(e->q);
+    double t = cnp_now();
+    if (acc)
+        *acc += t - e->tick;
+    e->tick = t;
+}
+
+void det_graph_engine_set_times(det_graph_engine *e, det_graph_times *t)
+{
+    e->times = t;
+}
+
+size_t det_graph_engine_device_bytes(const det_graph_engine *e)
+{
+    return e->device_bytes;
 }
 
 typedef struct karg {
@@ -434,6 +463,7 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
         if (result == CNP_OK)
             result = enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
         b = e->col;
+        stamp(e, e->times ? &e->times->im2col[i] : NULL);
     }
     if (result != CNP_OK)
         return result;
@@ -455,6 +485,7 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
                     n->name, n->cout, np, kdim, (int)st);
         return CNP_ERR_OPENCL;
     }
+    stamp(e, e->times ? &e->times->gemm[i] : NULL);
     cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
     cl_int has_add = n->in2 >= 0, cn = (cl_int)np, relu = n->act == DET_ACT_RELU;
     result = SET_ARGS(e->epilogue, "graph_epilogue", err, KARG(out), KARG(e->nodes[i].bias),
@@ -462,10 +493,11 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
     size_t global[2] = {ocl_round_up(np, 64), (size_t)n->cout};
     if (result == CNP_OK)
         result = enqueue(e, e->epilogue, 2, global, NULL, "graph_epilogue", err);
+    stamp(e, e->times ? &e->times->epilogue[i] : NULL);
     return result;
 }
 
-static cnp_status run_node(det_graph_engine *e, int i, cnp_err *err)
+static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
 {
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
@@ -504,6 +536,15 @@ static cnp_status run_node(det_graph_engine *e, int i, cnp_err *err)
         cnp_err_set(err, "graph node %s: op %d has no kernel", n->name, (int)n->op);
         return CNP_ERR_INTERNAL;
     }
+}
+
+static cnp_status run_node(det_graph_engine *e, int i, cnp_err *err)
+{
+    if (e->g->nodes[i].op == DET_OP_CONV)
+        return run_conv(e, i, err);
+    cnp_status result = run_node_kernel(e, i, err);
+    stamp(e, e->times ? &e->times->other[i] : NULL);
+    return result;
 }
 
 /* Transform and nodes 0..last on the window; *rh.. the transformed sizes. */
@@ -545,8 +586,10 @@ static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, ui
                       KARG(mean), KARG(std), KARG(in));
     size_t global[2] = {ocl_round_up((size_t)*pw, 16), ocl_round_up((size_t)*ph, 8)};
     size_t local[2] = {16, 8};
+    stamp(e, NULL);
     if (result == CNP_OK)
         result = enqueue(e, e->input, 2, global, local, "graph_input", err);
+    stamp(e, e->times ? &e->times->other[0] : NULL);
     for (int i = 1; result == CNP_OK && i <= last; i++)
         result = run_node(e, i, err);
     return result;
@@ -696,9 +739,9 @@ static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry,
     return result;
 }
 
-cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
-                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
-                                    det_detection **out, size_t *n, cnp_err *err)
+static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
+                          uint32_t y0, uint32_t w, uint32_t h, det_detection **out, size_t *n,
+                          cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     *out = NULL;
@@ -759,5 +802,14 @@ cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t i
     if (result == CNP_OK)
         *n = (size_t)kept;
     free(raw);
+    return result;
+}
+
+cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                                    det_detection **out, size_t *n, cnp_err *err)
+{
+    cnp_status result = predict(e, rgba, img_w, x0, y0, w, h, out, n, err);
+    stamp(e, e->times ? &e->times->post : NULL);
     return result;
 }
