@@ -61,7 +61,7 @@ static cnp_status create_buffer(det_graph_engine *e, size_t bytes, const void *h
 {
     cl_int rc;
     cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
-    *out = clCreateBuffer(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
+    *out = ocl_buffer_create(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
     if (rc == CL_SUCCESS)
         e->device_bytes += bytes ? bytes : 4;
     return ocl_check(rc, what, err);
@@ -405,7 +405,7 @@ static void release_kernel(cl_kernel k)
 static void release_mem(cl_mem b)
 {
     if (b)
-        clReleaseMemObject(b);
+        ocl_buffer_release(b);
 }
 
 void det_graph_engine_free(det_graph_engine *e)
