@@ -195,6 +195,39 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
     return true;
 }
 
+/* SQS takes messages of at most 256 KiB: a notification whose trees would
+ * make it longer goes without them (trees_key has them all). */
+#define NOTIFY_MAX_BYTES (240 * 1024)
+
+/* The trees as the notification lists them: pixel centre, radius, score,
+ * box and (box models) label, as trees.json has them. */
+static cJSON *notification_trees(const pl_ctx *x, const pl_item *it)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < it->res.ntrees; i++) {
+        const cnp_tree *t = &it->res.trees[i];
+        det_box b = det_tree_box(t);
+        cJSON *o = cJSON_CreateObject();
+        if (!o) {
+            cJSON_Delete(arr);
+            return NULL;
+        }
+        cJSON_AddItemToArray(arr, o);
+        const char *label = t->boxed ? det_model_label(x->sp.model, t->label) : NULL;
+        if (label)
+            cJSON_AddStringToObject(o, "label", label);
+        cJSON_AddNumberToObject(o, "x", round(t->x * 100) / 100);
+        cJSON_AddNumberToObject(o, "y", round(t->y * 100) / 100);
+        cJSON_AddNumberToObject(o, "radius", round(t->radius * 100) / 100);
+        cJSON_AddNumberToObject(o, "score", round(t->score * 1e4) / 1e4);
+        cJSON_AddNumberToObject(o, "xmin", round(b.x0 * 100) / 100);
+        cJSON_AddNumberToObject(o, "ymin", round(b.y0 * 100) / 100);
+        cJSON_AddNumberToObject(o, "xmax", round(b.x1 * 100) / 100);
+        cJSON_AddNumberToObject(o, "ymax", round(b.y1 * 100) / 100);
+    }
+    return arr;
+}
+
 static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item *it,
                           const pg_image_result *r)
 {
@@ -219,7 +252,16 @@ static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item
         cJSON_AddStringToObject(o, "scan_id", r->scan_id);
     if (r->address_id)
         cJSON_AddStringToObject(o, "address_id", r->address_id);
+    cJSON *trees = notification_trees(x, it);
+    if (trees)
+        cJSON_AddItemToObject(o, "trees", trees);
     char *text = cJSON_PrintUnformatted(o);
+    if (text && strlen(text) > NOTIFY_MAX_BYTES) {
+        free(text);
+        cJSON_DeleteItemFromObject(o, "trees");
+        cJSON_AddNullToObject(o, "trees");
+        text = cJSON_PrintUnformatted(o);
+    }
     cJSON_Delete(o);
     return text;
 }

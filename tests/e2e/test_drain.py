@@ -116,6 +116,11 @@ def check_rows(env, expected, in_bucket, out_bucket):
 
 def check_notifications(env, out_queue, rows, out_bucket):
     bodies = env.receive_all(out_queue, expect=len(rows))
+    boxes = {}
+    for ref, x, y, r, s, x0, y0, x1, y1 in env.query(
+            "SELECT image_ref, x, y, radius, score, box_xmin, box_ymin, box_xmax, box_ymax "
+            "FROM trees ORDER BY image_ref, idx"):
+        boxes.setdefault(ref, []).append((x, y, r, s, x0, y0, x1, y1))
     check(len(bodies) == len(rows), "%d notifications, expected %d", len(bodies), len(rows))
     by_key = {r["key"]: r for r in rows}
     seen = set()
@@ -136,6 +141,17 @@ def check_notifications(env, out_queue, rows, out_bucket):
         if row["image_id"]:
             check(n.get("image_id") == row["image_id"], "notification image_id %r, row %r",
                   n.get("image_id"), row["image_id"])
+        # Every tree with its box, as the trees rows have them.
+        want = boxes.get(row["id"], [])
+        got = n.get("trees")
+        check(isinstance(got, list) and len(got) == len(want) == row["tree_count"],
+              "notification %s: %s trees, %d rows", n["key"],
+              len(got) if isinstance(got, list) else got, len(want))
+        for t, w in zip(got or [], want):
+            have = (t["x"], t["y"], t["radius"], t["score"], t["xmin"], t["ymin"], t["xmax"],
+                    t["ymax"])
+            check(all(abs(a - b) < 0.02 for a, b in zip(have, w)),
+                  "notification %s: tree %s, row %s", n["key"], have, w)
     log("%d notifications agree with the rows", len(bodies))
 
 
