@@ -9,7 +9,8 @@
 #                 every machine (what test.sh and CI run)
 #
 #   TARGET        message, s3_xml, aws_error, sqs_json, config, aws_profile, png,
-#                 raster, cnw (with or without the fuzz_ prefix); default: all
+#                 raster, cnw, safetensors (with or without the fuzz_ prefix);
+#                 default: all
 #   --seconds N   time per target
 #   --replay      no fuzzing: every file of tests/fuzz/corpus/<target> once (CI)
 #   --runs N      fuzz N inputs per target instead of for a time

@@ -186,6 +186,38 @@ static void test_help_lists_flags(void)
     check_help("bench", bench);
 }
 
+/* canopy model import as a user meets it: usage errors exit 2, a checkpoint
+ * that is not one exits 1 naming the file and the reason, and nothing is
+ * written where the output would have gone. */
+static void test_model_import_errors(void)
+{
+    run_result r = run("", "model import");
+    CHECK_MSG(r.code == 2 && strstr(r.err, "needs one SRC and --output"), "exit %d: %s",
+              r.code, r.err);
+    run_result_free(&r);
+    r = run("", "model import somewhere");
+    CHECK_MSG(r.code == 2 && strstr(r.err, "--output"), "no --output: exit %d: %s", r.code,
+              r.err);
+    run_result_free(&r);
+    r = run("", "model import nowhere --output m.cnw");
+    CHECK_MSG(r.code == 1 && strstr(r.err, "nowhere"), "missing source: exit %d: %s", r.code,
+              r.err);
+    run_result_free(&r);
+    /* A directory with a config.json and a safetensors that is not one. */
+    CHECK(mkdir("ckpt", 0755) == 0 || errno == EEXIST);
+    write_file("ckpt/config.json", "{\"num_classes\": 1, \"label_dict\": {\"Tree\": 0}}");
+    write_file("ckpt/model.safetensors", "this is not a safetensors file at all");
+    r = run("", "model import ckpt --output m.cnw");
+    CHECK_MSG(r.code == 1 && strstr(r.err, "ckpt/model.safetensors"), "bad file: exit %d: %s",
+              r.code, r.err);
+    run_result_free(&r);
+    struct stat st;
+    CHECK_MSG(stat("m.cnw", &st) != 0, "a refused import left m.cnw behind");
+    r = run("", "model frobnicate");
+    CHECK_MSG(r.code == 2, "unknown subcommand: exit %d: %s", r.code, r.err);
+    run_result_free(&r);
+}
+
 static void test_version(void)
 {
     run_result ref = run("", "--version");
@@ -209,6 +241,7 @@ int main(void)
     test_eval_missing_image();
     test_devices_messages();
     test_help_lists_flags();
+    test_model_import_errors();
     test_version();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

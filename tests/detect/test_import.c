@@ -669,6 +669,24 @@ static void test_v2_refusals(void)
     if (corpus)
         write_file(corpus, img.data, img.len);
     cnp_buf_free(&img);
+    /* fuzz_safetensors' seed: [2-byte length][config.json][model.safetensors]
+     * of the same small checkpoint. */
+    const char *st_corpus = getenv("CANOPY_WRITE_CORPUS_ST");
+    if (st_corpus) {
+        ckpt c;
+        make_ckpt(&c, SMALL);
+        cnp_buf st = {0}, seed = {0};
+        st_write(&c, &st);
+        size_t n = strlen(k_config);
+        uint8_t len2[2] = {(uint8_t)n, (uint8_t)(n >> 8)};
+        cnp_buf_append(&seed, len2, 2);
+        cnp_buf_append(&seed, k_config, n);
+        cnp_buf_append(&seed, st.data, st.len);
+        write_file(st_corpus, seed.data, seed.len);
+        cnp_buf_free(&st);
+        cnp_buf_free(&seed);
+        ckpt_free(&c);
+    }
 }
 
 /* det_graph_shapes on a hand-made graph: the window formula with stride,
