@@ -375,6 +375,43 @@ def full(c):
                 f" boxes, canopy {len(got)}, {ex} near-ties excluded, {len(e)} errors")
             errors += e
     log(f"near-ties excluded in all: {total_ex}")
+    errors += windowed(c, cnw["hf"])
+    return errors
+
+
+def windowed(c, cnw):
+    """The tiled image as a GeoTIFF above [limits] window_pixels: read window
+    by window (DeepForest's patches as the windows), its boxes must equal the
+    tiled whole-image run's exactly (same patches, same shift and truncation,
+    same mosaic)."""
+    name = TILED_IMAGES[0]
+    src = c.image(name)
+    tif = os.path.join(c.tmp, os.path.splitext(name)[0] + ".tif")
+    run(["gdal_translate", "-q", "-of", "GTiff", "-co", "TILED=YES", "-b", "1", "-b", "2",
+         "-b", "3", src, tif], "gdal_translate")
+    out = os.path.join(c.tmp, "out_windows")
+    cmd = [c.a.canopy, "run", "--model", cnw, "--output", out, "--input", tif,
+           "--set", "limits.window_pixels=100000", "--set", "log.level=debug"]
+    for s in TILED_SET:
+        cmd += ["--set", s]
+    res = run(cmd, "canopy run (GeoTIFF in windows)")
+    stem = os.path.splitext(name)[0]
+    errors = []
+    if "in windows" not in res:
+        errors.append(f"{tif} was not processed in windows")
+    with open(os.path.join(c.tmp, "out_tile", stem + ".trees.json")) as f:
+        whole = json.load(f)["trees"]
+    with open(os.path.join(out, stem + ".trees.json")) as f:
+        win = json.load(f)["trees"]
+    keys = ("xmin", "ymin", "xmax", "ymax", "score", "label")
+    a = sorted(tuple(t.get(k) for k in keys) for t in whole)
+    b = sorted(tuple(t.get(k) for k in keys) for t in win)
+    if a != b:
+        diff = [t for t in b if t not in a][:3]
+        errors.append(f"{tif} in windows: {len(b)} boxes, the whole image {len(a)}; "
+                      f"boxes only in windows: {diff}")
+    log(f"  {name} as a GeoTIFF in windows: {len(b)} boxes, "
+        f"{'equal to' if a == b else 'NOT equal to'} the tiled whole-image run")
     return errors
 
 
