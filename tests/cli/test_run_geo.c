@@ -8,6 +8,7 @@
  *  - nodata is no canopy: canopy_cover is over valid pixels only;
  *  - an elevation model is refused with its reason, a PNG is not
  *    georeferenced and gets no GeoJSON;
+ *  - a rotated geotransform is handled (positions, radius_m, box_map, mask);
  *  - processed in windows ([limits] window_pixels), the outputs equal
  *    whole-image processing byte for byte. */
 #include <math.h>
@@ -26,6 +27,10 @@
 static const char *g_canopy;
 static char g_dir[] = "/tmp/canopy-test-geo-XXXXXX";
 static const double GT[6] = {404000.0, 0.1, 0.0, 3285000.0, 0.0, -0.1};
+/* 0.1 m pixels rotated by 30 degrees: GDAL's general affine transform. */
+static const double GT_ROT[6] = {404000.0, 0.086602540378443865, -0.05, 3285000.0, -0.05,
+                                 -0.086602540378443865};
+static const double *g_gt = GT; /* of the rasters written and checked now */
 
 static int run(const char *args, const char *log)
 {
@@ -76,7 +81,7 @@ static void write_geotiff(const char *neon, const char *name, bool nodata, GDALD
     }
     OGRSpatialReferenceH srs = OSRNewSpatialReference(NULL);
     OSRImportFromEPSG(srs, 32617);
-    GDALSetGeoTransform(ds, (double *)GT);
+    GDALSetGeoTransform(ds, (double *)g_gt);
     GDALSetSpatialRef(ds, srs);
     OSRDestroySpatialReference(srs);
     GDALClose(ds);
@@ -114,7 +119,7 @@ static void check_trees(const char *stem)
     CHECK(num(cJSON_GetObjectItem(doc, "crs"), "epsg") == 32617);
     const cJSON *gt = cJSON_GetObjectItem(doc, "geotransform");
     for (int i = 0; i < 6; i++)
-        CHECK(cJSON_GetArrayItem(gt, i) && cJSON_GetArrayItem(gt, i)->valuedouble == GT[i]);
+        CHECK(cJSON_GetArrayItem(gt, i) && cJSON_GetArrayItem(gt, i)->valuedouble == g_gt[i]);
     OGRCoordinateTransformationH ct = utm_to_wgs84();
     const cJSON *trees = cJSON_GetObjectItem(doc, "trees");
     int n = cJSON_GetArraySize(trees), bad = 0;
@@ -122,7 +127,7 @@ static void check_trees(const char *stem)
     for (int i = 0; i < n; i++) {
         const cJSON *t = cJSON_GetArrayItem(trees, i);
         double x = num(t, "x"), y = num(t, "y"), mx, my;
-        GDALApplyGeoTransform((double *)GT, x, y, &mx, &my);
+        GDALApplyGeoTransform((double *)g_gt, x, y, &mx, &my);
         /* x, y are written to 0.01 px = 1 mm; map to 1 mm. */
         bad += fabs(num(t, "map_x") - mx) > 0.0015 || fabs(num(t, "map_y") - my) > 0.0015;
         double lx = num(t, "map_x"), ly = num(t, "map_y");
@@ -130,6 +135,19 @@ static void check_trees(const char *stem)
         bad += fabs(num(t, "lon") - lx) > 1e-7 || fabs(num(t, "lat") - ly) > 1e-7;
         bad += fabs(num(t, "radius_m") - num(t, "radius") * 0.1) > 0.002;
         bad += num(t, "xmin") > x || num(t, "xmax") < x;
+        /* The box in map units spans the box's corners, rotated or not. */
+        const cJSON *bm = cJSON_GetObjectItem(t, "box_map");
+        double c[4][2] = {{num(t, "xmin"), num(t, "ymin")}, {num(t, "xmax"), num(t, "ymin")},
+                          {num(t, "xmax"), num(t, "ymax")}, {num(t, "xmin"), num(t, "ymax")}};
+        for (int k = 0; k < 4; k++) {
+            double cx, cy;
+            GDALApplyGeoTransform((double *)g_gt, c[k][0], c[k][1], &cx, &cy);
+            bad += cJSON_GetArraySize(bm) != 4 ||
+                   cx < cJSON_GetArrayItem(bm, 0)->valuedouble - 0.002 ||
+                   cy < cJSON_GetArrayItem(bm, 1)->valuedouble - 0.002 ||
+                   cx > cJSON_GetArrayItem(bm, 2)->valuedouble + 0.002 ||
+                   cy > cJSON_GetArrayItem(bm, 3)->valuedouble + 0.002;
+        }
     }
     CHECK_MSG(bad == 0, "%s: %d tree values disagree with GDAL/PROJ", stem, bad);
     OCTDestroyCoordinateTransformation(ct);
@@ -188,7 +206,10 @@ static void check_mask_tif(const char *stem, double want_cover)
     if (!ds)
         return;
     double gt[6];
-    CHECK(GDALGetGeoTransform(ds, gt) == CE_None && gt[0] == GT[0] && gt[3] == GT[3]);
+    CHECK(GDALGetGeoTransform(ds, gt) == CE_None);
+    for (int i = 0; i < 6; i++)
+        CHECK_MSG(gt[i] == g_gt[i], "%s: geotransform[%d] %.17g, input's %.17g", path, i, gt[i],
+                  g_gt[i]);
     const char *code = OSRGetAuthorityCode(GDALGetSpatialRef(ds), NULL);
     CHECK(code && strcmp(code, "32617") == 0);
     if (!isnan(want_cover)) {
@@ -258,6 +279,17 @@ int main(int argc, char **argv)
     }
     CHECK_MSG(inside == 0, "%d trees in the nodata block", inside);
     cJSON_Delete(doc);
+
+    /* A rotated geotransform is handled, not refused: positions are GDAL's
+     * affine transform, radius_m the pixel's side times the radius, each
+     * box_map spans the rotated box's corners, the mask keeps the rotation. */
+    g_gt = GT_ROT;
+    write_geotiff("OSBS_029", "osbs_rot", false, GDT_Byte, 3);
+    snprintf(args, sizeof args, "run -i %s/in/osbs_rot.tif -o %s/out", g_dir, g_dir);
+    CHECK(run(args, "rot.log") == 0);
+    check_trees("osbs_rot");
+    check_mask_tif("osbs_rot", NAN);
+    g_gt = GT;
     /* A PNG without georeferencing: no GeoJSON, and the JSON says so. */
     doc = read_json("out/soap.trees.json");
     CHECK(doc && cJSON_IsFalse(cJSON_GetObjectItem(doc, "georeferenced")));
