@@ -102,6 +102,86 @@ __kernel void graph_epilogue(__global float *out, __global const float *bias,
     out[o] = relu && v < 0.0f ? 0.0f : v;
 }
 
+/* Direct convolution of stride 1 (the per-node alternative to im2col +
+ * SGEMM, chosen by measurement): CK x CK taps at dilation CDIL (build
+ * options -DCK=.. -DCDIL=..), zero padding P, with the epilogue fused:
+ * out = act(conv + bias [+ add]). Activations of N patches of equal size
+ * are planes (c * N + n) of H x W (N = 1: CHW). A work-group computes a
+ * GTX x GTY tile of output pixels for GCOB output channels of one patch;
+ * each step stages GCIB input channels of the tile with its halo, and
+ * their weights, in local memory, so every input value is read from
+ * global memory once per work-group and consecutive work-items read
+ * consecutive addresses. Global (OW rounded to GTX, OH rounded to GTY,
+ * ceil(O / GCOB) * N), local (GTX, GTY, 1). */
+#ifndef CK
+#define CK 1
+#endif
+#ifndef CDIL
+#define CDIL 1
+#endif
+#define GTX 16
+#define GTY 8
+#define GCOB 8
+#define GCIB 4
+#define GLW (GTX + (CK - 1) * CDIL)
+#define GLH (GTY + (CK - 1) * CDIL)
+
+__kernel __attribute__((reqd_work_group_size(GTX, GTY, 1)))
+void graph_conv(__global const float *in, __global const float *weight,
+                __global const float *bias, __global const float *add, const int has_add,
+                const int relu, __global float *out, const int C, const int H, const int W,
+                const int O, const int OH, const int OW, const int P, const int N)
+{
+    __local float patch[GCIB * GLH * GLW];
+    __local float wl[GCOB * GCIB * CK * CK];
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int lid = ly * GTX + lx;
+    const int gx0 = get_group_id(0) * GTX, gy0 = get_group_id(1) * GTY;
+    const int x = gx0 + lx, y = gy0 + ly;
+    const int o0 = (get_group_id(2) / N) * GCOB, n = get_group_id(2) % N;
+    const size_t plane = (size_t)H * W, oplane = (size_t)OH * OW;
+    float acc[GCOB];
+    for (int o = 0; o < GCOB; o++)
+        acc[o] = 0.0f;
+    for (int c0 = 0; c0 < C; c0 += GCIB) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int i = lid; i < GCIB * GLH * GLW; i += GTX * GTY) {
+            const int ci = i / (GLH * GLW), r = i % (GLH * GLW);
+            const int py = r / GLW, px = r % GLW;
+            const int sy = gy0 + py - P, sx = gx0 + px - P;
+            float v = 0.0f;
+            if (c0 + ci < C && sy >= 0 && sy < H && sx >= 0 && sx < W)
+                v = in[((size_t)(c0 + ci) * N + n) * plane + (size_t)sy * W + sx];
+            patch[i] = v;
+        }
+        for (int i = lid; i < GCOB * GCIB * CK * CK; i += GTX * GTY) {
+            const int o = i / (GCIB * CK * CK), r = i % (GCIB * CK * CK);
+            const int ci = r / (CK * CK), kk = r % (CK * CK);
+            float v = 0.0f;
+            if (o0 + o < O && c0 + ci < C)
+                v = weight[((size_t)(o0 + o) * C + c0 + ci) * (CK * CK) + kk];
+            wl[i] = v;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int ci = 0; ci < GCIB; ci++)
+            for (int ky = 0; ky < CK; ky++)
+                for (int kx = 0; kx < CK; kx++) {
+                    const float v = patch[(ci * GLH + ly + ky * CDIL) * GLW + lx + kx * CDIL];
+                    for (int o = 0; o < GCOB; o++)
+                        acc[o] += wl[(o * GCIB + ci) * (CK * CK) + ky * CK + kx] * v;
+                }
+    }
+    if (x >= OW || y >= OH)
+        return;
+    for (int o = 0; o < GCOB && o0 + o < O; o++) {
+        const size_t at = ((size_t)(o0 + o) * N + n) * oplane + (size_t)y * OW + x;
+        float v = acc[o] + bias[o0 + o];
+        if (has_add)
+            v += add[at];
+        out[at] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
 /* K x K max pool, stride S, padding P (never wins), floor mode. Global
  * (C * OH * OW rounded). */
 __kernel void graph_maxpool(__global const float *in, __global float *out, const int C,

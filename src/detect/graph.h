@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "canopy/buf.h"
 #include "canopy/status.h"
@@ -199,12 +200,45 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
 /* Frees device buffers and kernels; accepts NULL. */
 void det_graph_engine_free(det_graph_engine *e);
 
+/* Creation options (det_graph_engine_create: all zero). */
+typedef struct det_graph_engine_opts {
+    /* Convolution path per conv node: DET_CONV_AUTO measures both where the
+     * direct kernel applies (stride 1, its local memory fits) once at a
+     * measurement size (the largest input on a GPU, at most 128 x 128 on a
+     * CPU device) and remembers the choice in a file next to the kernel
+     * cache (det_graph_engine_conv_paths_file): later engines on the same
+     * device and node shapes time nothing. DIRECT / GEMM force a path (GEMM
+     * where the direct kernel does not apply). */
+    enum det_conv_path conv;
+} det_graph_engine_opts;
+
+cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
+                                        uint32_t max_h, const det_graph_engine_opts *opts,
+                                        det_graph_engine **out, cnp_err *err);
+
+/* Forces one path for every conv node from now on (DET_CONV_AUTO: back to
+ * the chosen one). */
+void det_graph_engine_set_conv_path(det_graph_engine *e, enum det_conv_path path);
+
+/* Path node i runs with now (DET_CONV_AUTO for non-conv nodes), and the
+ * seconds each path took at the measurement size (0 when not measured). */
+enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
+                                              double *direct_s, double *gemm_s);
+
+/* Conv nodes timed at creation (0 when the choice was read back or forced). */
+size_t det_graph_engine_timed_nodes(const det_graph_engine *e);
+
+/* The file that remembers the choice for this device, graph shapes and
+ * measurement size. */
+void det_graph_engine_conv_paths_file(const det_graph_engine *e, char *out, size_t len);
+
 /* ---- bench hooks (bench/bench_retina.c) ---------------------------------- */
 
 /* Seconds per stage of the predicts run while timing is on, added up: the
  * host clock read after a clFinish at the end of every stage, so stages do
  * not overlap (a timed predict is slower by those synchronisations). Arrays
- * of n_nodes entries: im2col, gemm (CLBlast) and epilogue of conv nodes;
+ * of n_nodes entries: im2col, gemm (CLBlast) and epilogue of conv nodes
+ * on the GEMM path (direct path: the whole graph_conv kernel in epilogue);
  * other: the kernel of a non-conv node (node 0: the input transform).
  * post: scores, top-k sorts, decode, NMS and the read-backs. */
 typedef struct det_graph_times {

@@ -1,5 +1,7 @@
 /* OpenCL inference of graph models (det_graph): the input transform, every
- * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel), and
+ * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel, or
+ * the direct kernel graph_conv with the epilogue fused, whichever measured
+ * faster for the node's shape and device, remembered on disk), and
  * RetinaNet's decode (sigmoid, threshold, per-level top-k by bitonic sort,
  * anchors, box decoding, clipping) and class-wise NMS (detect.cl's
  * detect_nms_* kernels), all on the device queue. Per predict the host reads
@@ -14,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "canopy/log.h"
 #include "detect/graph.h"
 
 typedef struct gnode {
@@ -23,6 +27,9 @@ typedef struct gnode {
     cl_mem weight;     /* conv: shared by nodes with the same weight pointer */
     cl_mem bias;
     bool owns_weights;
+    cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
+    enum det_conv_path chosen;
+    double direct_s, gemm_s; /* measured at creation (0: not measured) */
 } gnode;
 
 struct det_graph_engine {
@@ -52,7 +59,19 @@ struct det_graph_engine {
     size_t device_bytes;
     det_graph_times *times;
     double tick;
+    /* Convolution paths: forced (AUTO: each node's chosen), the input size
+     * they were measured at, conv nodes timed at creation. */
+    enum det_conv_path force;
+    int meas_h, meas_w;
+    int plan_h, plan_w; /* the first size the buffers were planned for */
+    size_t timed_nodes;
 };
+
+/* Work-group geometry of graph_conv (kernels/graph.cl). */
+#define GTX 16
+#define GTY 8
+#define GCOB 8
+#define GCIB 4
 
 #define NMS_BLOCK 64
 
@@ -148,6 +167,8 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
     if (a > b)
         a = b;
     int sizes[2][2] = {{a, b}, {b, a}};
+    e->plan_h = a;
+    e->plan_w = b;
     *col = 1;
     for (int s = 0; s < 2; s++) {
         cnp_status result = det_graph_ref_shapes(g, sizes[s][0], sizes[s][1], c, h, w, err);
@@ -248,6 +269,22 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
     for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
         result = ocl_kernel_create(e->ctx, want[i].prog, "", want[i].name, want[i].k, err);
     size_t mwg = ocl_ctx_max_work_group(e->ctx);
+    cl_ulong lmem = ocl_ctx_local_mem(e->ctx);
+    for (int i = 0; result == CNP_OK && i < e->g->n_nodes; i++) {
+        const det_node *n = &e->g->nodes[i];
+        e->nodes[i].chosen = n->op == DET_OP_CONV ? DET_CONV_GEMM : DET_CONV_AUTO;
+        if (n->op != DET_OP_CONV || n->stride != 1 || n->k > 15 || n->dilation > 8)
+            continue;
+        size_t span = (size_t)(n->k - 1) * n->dilation;
+        size_t local = sizeof(float) * ((size_t)GCIB * (GTY + span) * (GTX + span) +
+                                        (size_t)GCOB * GCIB * n->k * n->k);
+        if (local > lmem || mwg < GTX * GTY)
+            continue;
+        char opts[64];
+        snprintf(opts, sizeof opts, "-DCK=%d -DCDIL=%d", n->k, n->dilation);
+        result = ocl_kernel_create(e->ctx, "graph", opts, "graph_conv", &e->nodes[i].direct,
+                                   err);
+    }
     e->select_local = mwg >= 256 ? 256 : mwg;
     if (result == CNP_OK && mwg < NMS_BLOCK) {
         cnp_err_set(err, "graph engine: the device's work-groups (%zu) are smaller than 64", mwg);
@@ -335,8 +372,217 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
     return result;
 }
 
+/* ---- convolution paths ---------------------------------------------------- */
+
+static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err);
+static enum det_conv_path node_path(const det_graph_engine *e, int i);
+
+/* The file that remembers the choice: the device (ocl_cache_file's key),
+ * the measurement size and every conv node's shape there (what decides the
+ * timing, not the weights). */
+static void paths_file(const det_graph_engine *e, char *out, size_t len)
+{
+    const det_graph *g = e->g;
+    int nn = g->n_nodes;
+    int *c = malloc(sizeof(int) * 3 * (size_t)nn);
+    int *key = malloc(sizeof(int) * (3 + 10 * (size_t)nn));
+    size_t n = 0;
+    cnp_err err;
+    if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
+                                         &err) == CNP_OK) {
+        key[n++] = 1; /* format of the file */
+        key[n++] = e->meas_h;
+        key[n++] = e->meas_w;
+        for (int i = 0; i < nn; i++) {
+            const det_node *d = &g->nodes[i];
+            if (d->op != DET_OP_CONV)
+                continue;
+            int in[] = {i, d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
+                        c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL};
+            memcpy(key + n, in, sizeof in);
+            n += sizeof in / sizeof in[0];
+        }
+    }
+    ocl_cache_file(e->ctx, "graph-conv-paths", key ? key : (int[]){0},
+                   (key ? n : 1) * sizeof(int), out, len);
+    free(c);
+    free(key);
+}
+
+/* Reads the remembered choice: true when the file names a path for every
+ * conv node and nothing else (lines "<node> direct|gemm <direct ms> <gemm
+ * ms>", in node order). */
+static bool paths_load(det_graph_engine *e, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    const det_graph *g = e->g;
+    int want = 0;
+    bool ok = true;
+    char line[160], name[16];
+    while (ok && fgets(line, sizeof line, f)) {
+        unsigned idx;
+        double dm, gm;
+        while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
+            want++;
+        ok = sscanf(line, "%u %15s %lf %lf", &idx, name, &dm, &gm) == 4 &&
+             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0;
+        if (!ok)
+            break;
+        gnode *gn = &e->nodes[want];
+        if (strcmp(name, "direct") == 0 && gn->direct)
+            gn->chosen = DET_CONV_DIRECT;
+        else if (strcmp(name, "gemm") == 0)
+            gn->chosen = DET_CONV_GEMM;
+        else
+            ok = false;
+        gn->direct_s = dm / 1e3;
+        gn->gemm_s = gm / 1e3;
+        want++;
+    }
+    fclose(f);
+    while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
+        want++;
+    return ok && want == g->n_nodes;
+}
+
+/* Writes the choice (temporary file, then rename: concurrent workers never
+ * read half a file). A failure only costs the next start a measurement. */
+static void paths_store(const det_graph_engine *e, const char *path)
+{
+    char tmp[CNP_STR_LONG + 400];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    bool ok = true;
+    for (int i = 0; i < e->g->n_nodes; i++) {
+        const gnode *gn = &e->nodes[i];
+        if (e->g->nodes[i].op == DET_OP_CONV)
+            ok = fprintf(f, "%d %s %.6f %.6f\n", i,
+                         gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm", gn->direct_s * 1e3,
+                         gn->gemm_s * 1e3) > 0 && ok;
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
+        remove(tmp);
+}
+
+/* Wall time of conv node i alone with `path` on the current shapes (the
+ * measurement size): one warm-up run (the first use of a path compiles
+ * kernels, CLBlast's at run time), then one timed run. */
+static cnp_status time_node(det_graph_engine *e, int i, enum det_conv_path path,
+                            double *seconds, cnp_err *err)
+{
+    enum det_conv_path saved = e->force;
+    e->force = path;
+    cnp_status result = run_conv(e, i, err);
+    if (result == CNP_OK)
+        result = ocl_check(clFinish(e->q), "clFinish", err);
+    double t0 = cnp_now();
+    if (result == CNP_OK)
+        result = run_conv(e, i, err);
+    if (result == CNP_OK)
+        result = ocl_check(clFinish(e->q), "clFinish", err);
+    *seconds = cnp_now() - t0;
+    e->force = saved;
+    return result;
+}
+
+/* Picks the path of every conv node: the configured one, or (auto) the
+ * remembered choice, or the faster at the measurement size, then stored. */
+static cnp_status choose_paths(det_graph_engine *e, enum det_conv_path configured,
+                               cnp_err *err)
+{
+    if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM) {
+        for (int i = 0; i < e->g->n_nodes; i++)
+            if (e->g->nodes[i].op == DET_OP_CONV)
+                e->nodes[i].chosen = configured;
+        return CNP_OK;
+    }
+    char file[CNP_STR_LONG + 300];
+    paths_file(e, file, sizeof file);
+    if (paths_load(e, file)) {
+        LOG_DEBUG("detect", "graph convolution paths from %s", file);
+        return CNP_OK;
+    }
+    const det_graph *g = e->g;
+    int nn = g->n_nodes;
+    cnp_status result = det_graph_ref_shapes(g, e->meas_h, e->meas_w, e->shape, e->shape + nn,
+                                             e->shape + 2 * nn, err);
+    /* Defined contents for the timing runs. */
+    float zero = 0.0f;
+    for (int s = 0; result == CNP_OK && s < e->n_slots; s++) {
+        size_t bytes = 0;
+        result = ocl_check(clGetMemObjectInfo(e->slots[s], CL_MEM_SIZE, sizeof bytes, &bytes,
+                                              NULL),
+                           "clGetMemObjectInfo", err);
+        if (result == CNP_OK)
+            result = ocl_check(clEnqueueFillBuffer(e->q, e->slots[s], &zero, sizeof zero, 0,
+                                                   bytes / sizeof zero * sizeof zero, 0, NULL,
+                                                   NULL),
+                               "clEnqueueFillBuffer", err);
+    }
+    for (int i = 0; result == CNP_OK && i < nn; i++) {
+        gnode *gn = &e->nodes[i];
+        if (g->nodes[i].op != DET_OP_CONV) {
+            continue;
+        }
+        gn->chosen = DET_CONV_GEMM;
+        gn->direct_s = gn->gemm_s = 0;
+        if (!gn->direct)
+            continue;
+        result = time_node(e, i, DET_CONV_GEMM, &gn->gemm_s, err);
+        if (result == CNP_OK)
+            result = time_node(e, i, DET_CONV_DIRECT, &gn->direct_s, err);
+        if (result != CNP_OK)
+            break;
+        gn->chosen = gn->direct_s <= gn->gemm_s ? DET_CONV_DIRECT : DET_CONV_GEMM;
+        e->timed_nodes++;
+        LOG_DEBUG("detect", "graph node %s %dx%d: direct %.3f ms, gemm %.3f ms -> %s",
+                  g->nodes[i].name, e->shape[nn + i], e->shape[2 * nn + i], gn->direct_s * 1e3,
+                  gn->gemm_s * 1e3, gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+    }
+    if (result == CNP_OK)
+        paths_store(e, file);
+    return result;
+}
+
+void det_graph_engine_set_conv_path(det_graph_engine *e, enum det_conv_path path)
+{
+    e->force = path;
+}
+
+enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
+                                              double *direct_s, double *gemm_s)
+{
+    if (direct_s)
+        *direct_s = e->nodes[i].direct_s;
+    if (gemm_s)
+        *gemm_s = e->nodes[i].gemm_s;
+    return node_path(e, i);
+}
+
+size_t det_graph_engine_timed_nodes(const det_graph_engine *e)
+{
+    return e->timed_nodes;
+}
+
+void det_graph_engine_conv_paths_file(const det_graph_engine *e, char *out, size_t len)
+{
+    paths_file(e, out, len);
+}
+
 cnp_status det_graph_engine_create(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
                                    uint32_t max_h, det_graph_engine **out, cnp_err *err)
+{
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO};
+    return det_graph_engine_create_opts(ctx, g, max_w, max_h, &opts, out, err);
+}
+
+cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
+                                        uint32_t max_h, const det_graph_engine_opts *opts,
+                                        det_graph_engine **out, cnp_err *err)
 {
     *out = NULL;
     const det_retina *r = &g->retina;
@@ -387,6 +633,17 @@ cnp_status det_graph_engine_create(ocl_ctx *ctx, const det_graph *g, uint32_t ma
     }
     if (result == CNP_OK)
         result = make_buffers(e, caps, err);
+    if (result == CNP_OK) {
+        /* The measurement size: the largest input on a GPU; on a CPU device
+         * (PoCL) at most 128 x 128, where the largest would cost seconds of
+         * start-up and the ranking is the same. */
+        cl_device_type type = 0;
+        clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
+        int cap = (type & CL_DEVICE_TYPE_CPU) ? 128 : 1 << 30;
+        e->meas_h = e->plan_h < cap ? e->plan_h : cap;
+        e->meas_w = e->plan_w < cap ? e->plan_w : cap;
+        result = choose_paths(e, opts->conv, err);
+    }
     free(caps);
     if (result != CNP_OK) {
         det_graph_engine_free(e);
@@ -420,6 +677,8 @@ void det_graph_engine_free(det_graph_engine *e)
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
+        release_kernel(e->nodes[i].direct);
+    for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         if (e->nodes[i].owns_weights) {
             release_mem(e->nodes[i].weight);
             release_mem(e->nodes[i].bias);
@@ -446,8 +705,40 @@ static cl_mem node_buf(const det_graph_engine *e, int i)
     return e->slots[e->nodes[i].slot];
 }
 
+static enum det_conv_path node_path(const det_graph_engine *e, int i)
+{
+    if (e->g->nodes[i].op != DET_OP_CONV)
+        return DET_CONV_AUTO;
+    enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : e->nodes[i].chosen;
+    return p == DET_CONV_DIRECT && e->nodes[i].direct ? DET_CONV_DIRECT : DET_CONV_GEMM;
+}
+
+/* graph_conv: the whole node in one kernel. */
+static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
+{
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    cl_mem in = node_buf(e, n->in), out = node_buf(e, i);
+    cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
+    cl_int has_add = n->in2 >= 0, relu = n->act == DET_ACT_RELU, C = n->cin, H = h[n->in],
+           W = w[n->in], O = n->cout, OH = h[i], OW = w[i], P = n->pad, N = 1;
+    cnp_status result = SET_ARGS(e->nodes[i].direct, "graph_conv", err, KARG(in),
+                                 KARG(e->nodes[i].weight), KARG(e->nodes[i].bias), KARG(add),
+                                 KARG(has_add), KARG(relu), KARG(out), KARG(C), KARG(H), KARG(W),
+                                 KARG(O), KARG(OH), KARG(OW), KARG(P), KARG(N));
+    size_t global[3] = {ocl_round_up((size_t)OW, GTX), ocl_round_up((size_t)OH, GTY),
+                        (size_t)(O + GCOB - 1) / GCOB * (size_t)N};
+    size_t local[3] = {GTX, GTY, 1};
+    if (result == CNP_OK)
+        result = enqueue(e, e->nodes[i].direct, 3, global, local, "graph_conv", err);
+    stamp(e, e->times ? &e->times->epilogue[i] : NULL);
+    return result;
+}
+
 static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
 {
+    if (node_path(e, i) == DET_CONV_DIRECT)
+        return run_conv_direct(e, i, err);
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];
