@@ -95,10 +95,26 @@ typedef struct det_retina {
     char labels[DET_GRAPH_MAX_CLASSES][DET_GRAPH_LABEL_MAX]; /* label_dict, by index */
 } det_retina;
 
+/* What node 0 holds. RETINA: det_retina's transform of the window (3
+ * channels; the engine computes it, predict decodes the heads). CROWN: a
+ * crown model's preprocessed tile (the caller writes it into
+ * det_graph_engine_input; channel codes enum det_channel, normalised by
+ * mean / std, no resize), and only the raw forward runs
+ * (det_graph_engine_run_raw); `retina` is unused. */
+enum det_input_kind { DET_INPUT_RETINA = 0, DET_INPUT_CROWN = 1 };
+
+typedef struct det_input {
+    enum det_input_kind kind;
+    int channels;                           /* CROWN: 1..4 */
+    int channel[4];                         /* CROWN: enum det_channel per channel */
+    float mean[4], std[4];                  /* CROWN */
+} det_input;
+
 typedef struct det_graph {
     int n_nodes;
     det_node *nodes;
     det_retina retina;
+    det_input input; /* zero: RETINA */
 } det_graph;
 
 /* One detection of a box model, in the pixel coordinates of the image (or
@@ -249,6 +265,26 @@ typedef struct det_graph_times {
 /* Timing on (later predicts add to *t, which must outlive them) or off
  * (NULL). Behaviour and results are unchanged either way. */
 void det_graph_engine_set_times(det_graph_engine *e, det_graph_times *t);
+
+/* ---- raw forward (crown graphs; any graph) -------------------------------- */
+
+/* Node 0's device buffer: the caller enqueues the input there (channels x
+ * in_h x in_w floats, CHW) before det_graph_engine_run_raw. */
+cl_mem det_graph_engine_input(const det_graph_engine *e);
+
+/* Enqueues nodes 1..last on an in_h x in_w input already in
+ * det_graph_engine_input (at most the engine's max size); nothing is read
+ * back. *out: the buffer that holds the last node's output (valid until
+ * the next run), *oc x *oh x *ow its shape. */
+cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
+                                    int *oc, int *oh, int *ow, cnp_err *err);
+
+/* Median wall time of `repeats` runs (clFinish each, after a warm-up) of
+ * node i alone with `path` (conv nodes; others ignore it) on an in_h x
+ * in_w input. For the bench. */
+cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_path path,
+                                      int repeats, int in_h, int in_w, double *seconds,
+                                      cnp_err *err);
 
 /* Bytes of every device buffer the engine allocated: weights, activation
  * slots, im2col matrix, CLBlast scratch, decode and NMS buffers (not the

@@ -166,11 +166,16 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
     int a = (r->min_size + d - 1) / d * d, b = (r->max_size + d - 1) / d * d;
     if (a > b)
         a = b;
-    int sizes[2][2] = {{a, b}, {b, a}};
-    e->plan_h = a;
-    e->plan_w = b;
+    int sizes[2][2] = {{a, b}, {b, a}}, n_sizes = 2;
+    if (g->input.kind == DET_INPUT_CROWN) { /* no resize: the window itself */
+        sizes[0][0] = (int)e->max_h;
+        sizes[0][1] = (int)e->max_w;
+        n_sizes = 1;
+    }
+    e->plan_h = sizes[0][0];
+    e->plan_w = sizes[0][1];
     *col = 1;
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < n_sizes; s++) {
         cnp_status result = det_graph_ref_shapes(g, sizes[s][0], sizes[s][1], c, h, w, err);
         if (result != CNP_OK)
             return result;
@@ -194,7 +199,7 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
                     e->gemm_tmp_bytes = tmp;
             }
         }
-        for (int l = 0; l < r->n_levels; l++) {
+        for (int l = 0; g->input.kind == DET_INPUT_RETINA && l < r->n_levels; l++) {
             int ci = r->cls_node[l];
             int cap = (int)pow2_ceil((size_t)c[ci] * h[ci] * w[ci]);
             if (cap > e->key_cap[l])
@@ -219,7 +224,7 @@ static void plan_slots(det_graph_engine *e, size_t *caps)
         if (g->nodes[i].in2 >= 0)
             last[g->nodes[i].in2] = i;
     }
-    for (int l = 0; l < g->retina.n_levels; l++)
+    for (int l = 0; g->input.kind == DET_INPUT_RETINA && l < g->retina.n_levels; l++)
         last[g->retina.cls_node[l]] = last[g->retina.box_node[l]] = nn;
     e->n_slots = 0;
     for (int i = 0; i < nn; i++) {
@@ -331,6 +336,8 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
                                err);
     if (result == CNP_OK && e->gemm_tmp_bytes)
         result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
+    if (result != CNP_OK || g->input.kind != DET_INPUT_RETINA)
+        return result;
     size_t keys = 0;
     for (int l = 0; l < r->n_levels; l++) {
         e->key_base[l] = (int)keys;
@@ -586,9 +593,18 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
 {
     *out = NULL;
     const det_retina *r = &g->retina;
-    if (g->n_nodes < 1 || r->n_levels < 1 || r->n_levels > DET_GRAPH_MAX_LEVELS ||
-        r->num_classes < 1 || r->topk_candidates < 1 || r->detections_per_img < 1 ||
-        r->n_sizes < 1 || r->n_ratios < 1 || max_w == 0 || max_h == 0) {
+    bool retina = g->input.kind == DET_INPUT_RETINA;
+    if (!retina && (g->input.kind != DET_INPUT_CROWN || g->input.channels < 1 ||
+                    g->input.channels > 4 || g->n_nodes < 2 || max_w == 0 || max_h == 0)) {
+        cnp_err_set(err, "graph engine: input kind %d with %d channels, %d nodes, window "
+                    "%ux%u: nothing to run", (int)g->input.kind, g->input.channels, g->n_nodes,
+                    max_w, max_h);
+        return CNP_ERR_INVALID;
+    }
+    if (retina && (g->n_nodes < 1 || r->n_levels < 1 || r->n_levels > DET_GRAPH_MAX_LEVELS ||
+                   r->num_classes < 1 || r->topk_candidates < 1 ||
+                   r->detections_per_img < 1 || r->n_sizes < 1 || r->n_ratios < 1 ||
+                   max_w == 0 || max_h == 0)) {
         cnp_err_set(err, "graph engine: %d nodes, %d levels, %d classes, top-k %d, %d "
                     "detections, %dx%d anchors, window %ux%u: nothing to run", g->n_nodes,
                     r->n_levels, r->num_classes, r->topk_candidates, r->detections_per_img,
@@ -618,7 +634,7 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
     e->max_h = max_h;
     e->shape = shp;
     cnp_status result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
-    for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+    for (int l = 0; retina && result == CNP_OK && l < r->n_levels; l++) {
         int A = r->n_sizes * r->n_ratios, ci = r->cls_node[l], bi = r->box_node[l];
         if (ci <= 0 || ci >= g->n_nodes || bi <= 0 || bi >= g->n_nodes ||
             shp[ci] != A * r->num_classes || shp[bi] != A * 4) {
@@ -838,6 +854,84 @@ static cnp_status run_node(det_graph_engine *e, int i, cnp_err *err)
     return result;
 }
 
+/* Every node's shape for an in_h x in_w input into e->shape, checked
+ * against the buffers. */
+static cnp_status set_shapes(det_graph_engine *e, int in_h, int in_w, cnp_err *err)
+{
+    const det_graph *g = e->g;
+    int nn = g->n_nodes, *c = e->shape;
+    cnp_status result = det_graph_ref_shapes(g, in_h, in_w, c, c + nn, c + 2 * nn, err);
+    for (int i = 0; result == CNP_OK && i < nn; i++)
+        if ((size_t)c[i] * c[nn + i] * c[2 * nn + i] > e->nodes[i].need) {
+            cnp_err_set(err, "graph engine: node %s outgrows its buffer at %dx%d",
+                        g->nodes[i].name, in_w, in_h);
+            result = CNP_ERR_INVALID;
+        }
+    return result;
+}
+
+cl_mem det_graph_engine_input(const det_graph_engine *e)
+{
+    return node_buf(e, 0);
+}
+
+cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
+                                    int *oc, int *oh, int *ow, cnp_err *err)
+{
+    int nn = e->g->n_nodes, last = nn - 1;
+    *out = NULL;
+    if (in_h < 1 || in_w < 1 || in_h > (int)e->max_h || in_w > (int)e->max_w) {
+        cnp_err_set(err, "graph engine: input %dx%d is empty or larger than %ux%u", in_w, in_h,
+                    e->max_w, e->max_h);
+        return CNP_ERR_INVALID;
+    }
+    cnp_status result = set_shapes(e, in_h, in_w, err);
+    stamp(e, NULL);
+    for (int i = 1; result == CNP_OK && i <= last; i++)
+        result = run_node(e, i, err);
+    if (result != CNP_OK)
+        return result;
+    *out = node_buf(e, last);
+    *oc = e->shape[last];
+    *oh = e->shape[nn + last];
+    *ow = e->shape[2 * nn + last];
+    return CNP_OK;
+}
+
+cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_path path,
+                                      int repeats, int in_h, int in_w, double *seconds,
+                                      cnp_err *err)
+{
+    double t[16];
+    repeats = repeats < 1 ? 1 : repeats > 16 ? 16 : repeats;
+    if (i < 1 || i >= e->g->n_nodes) {
+        cnp_err_set(err, "graph engine: no node %d to time", i);
+        return CNP_ERR_INVALID;
+    }
+    enum det_conv_path saved = e->force;
+    e->force = path;
+    cnp_status result = set_shapes(e, in_h, in_w, err);
+    for (int r = -1; result == CNP_OK && r < repeats; r++) { /* r = -1: warm-up */
+        double t0 = cnp_now();
+        result = run_node(e, i, err);
+        if (result == CNP_OK)
+            result = ocl_check(clFinish(e->q), "clFinish", err);
+        if (r >= 0)
+            t[r] = cnp_now() - t0;
+    }
+    e->force = saved;
+    if (result != CNP_OK)
+        return result;
+    for (int a = 1; a < repeats; a++)
+        for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+            double x = t[b];
+            t[b] = t[b - 1];
+            t[b - 1] = x;
+        }
+    *seconds = t[repeats / 2];
+    return CNP_OK;
+}
+
 /* Transform and nodes 0..last on the window; *rh.. the transformed sizes. */
 static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
                             uint32_t y0, uint32_t w, uint32_t h, int last, int *rh, int *rw,
@@ -845,6 +939,10 @@ static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, ui
 {
     const det_graph *g = e->g;
     const det_retina *r = &g->retina;
+    if (g->input.kind != DET_INPUT_RETINA) {
+        cnp_err_set(err, "graph engine: a crown graph runs through det_graph_engine_run_raw");
+        return CNP_ERR_INVALID;
+    }
     size_t size = 0;
     cnp_status result = ocl_check(clGetMemObjectInfo(rgba, CL_MEM_SIZE, sizeof size, &size, NULL),
                                   "clGetMemObjectInfo", err);
@@ -858,13 +956,7 @@ static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, ui
         return CNP_ERR_INVALID;
     }
     det_retina_input_size(r, (int)h, (int)w, rh, rw, ph, pw);
-    int nn = g->n_nodes, *c = e->shape;
-    result = det_graph_ref_shapes(g, *ph, *pw, c, c + nn, c + 2 * nn, err);
-    for (int i = 0; result == CNP_OK && i < nn; i++)
-        if ((size_t)c[i] * c[nn + i] * c[2 * nn + i] > e->nodes[i].need) {
-            cnp_err_set(err, "graph engine: node %s outgrows its buffer", g->nodes[i].name);
-            result = CNP_ERR_INTERNAL;
-        }
+    result = set_shapes(e, *ph, *pw, err);
     if (result != CNP_OK)
         return result;
     cl_float4 mean = {{r->mean[0], r->mean[1], r->mean[2], 0}},
