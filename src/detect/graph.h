@@ -206,6 +206,20 @@ cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t i
                                     uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                                     det_detection **out, size_t *n, cnp_err *err);
 
+/* det_graph_engine_predict of n windows of equal size w x h at
+ * (patches[i].x0, patches[i].y0) (their w and h must equal the first's),
+ * max_batch of them at a time through every layer together: their
+ * activations side by side (planes c * N + i), one im2col + one SGEMM per
+ * conv for the batch. out[i] / n_out[i]: patch i's detections (malloc'd,
+ * NULL when 0) in patch coordinates, the same as det_graph_engine_predict
+ * gives for that window alone. On failure every out[i] is NULL. */
+cnp_status det_graph_engine_predict_batch(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                          const det_tile *patches, size_t n,
+                                          det_detection **out, size_t *n_out, cnp_err *err);
+
+/* Patches one batch holds (>= 1). */
+int det_graph_engine_max_batch(const det_graph_engine *e);
+
 /* Runs the transform and the graph only and reads node `node`'s output back
  * (malloc'd, c x h x w as det_graph_ref_shapes gives for the transformed
  * size *ph x *pw). For tests. */
@@ -226,6 +240,12 @@ typedef struct det_graph_engine_opts {
      * device and node shapes time nothing. DIRECT / GEMM force a path (GEMM
      * where the direct kernel does not apply). */
     enum det_conv_path conv;
+    /* Patches per det_graph_engine_predict_batch call (0 or 1: one): the
+     * activations and the im2col matrix are sized for that many, limited
+     * so that they fit batch_bytes (0: 1 GiB); det_graph_engine_max_batch
+     * says how many fitted. */
+    uint32_t max_batch;
+    size_t batch_bytes;
 } det_graph_engine_opts;
 
 cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,

@@ -64,6 +64,9 @@ struct det_graph_engine {
     enum det_conv_path force;
     int meas_h, meas_w;
     int plan_h, plan_w; /* the first size the buffers were planned for */
+    /* Batches: activations hold up to max_batch patches (planes c * N + n),
+     * `batch` the N of the current run. */
+    int max_batch, batch;
     size_t timed_nodes;
 };
 
@@ -185,15 +188,15 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
                 e->nodes[i].need = need;
             const det_node *n = &g->nodes[i];
             if (n->op == DET_OP_CONV) {
-                size_t cf = (size_t)n->cin * n->k * n->k * h[i] * w[i];
+                size_t cols = (size_t)h[i] * w[i] * (size_t)e->max_batch;
+                size_t cf = (size_t)n->cin * n->k * n->k * cols;
                 if (cf > *col)
                     *col = cf;
                 size_t tmp = 0;
                 if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                               CLBlastTransposeNo, (size_t)n->cout,
-                                               (size_t)h[i] * w[i], (size_t)n->cin * n->k * n->k,
-                                               0, (size_t)n->cin * n->k * n->k, 0,
-                                               (size_t)h[i] * w[i], 0, (size_t)h[i] * w[i],
+                                               CLBlastTransposeNo, (size_t)n->cout, cols,
+                                               (size_t)n->cin * n->k * n->k, 0,
+                                               (size_t)n->cin * n->k * n->k, 0, cols, 0, cols,
                                                &e->q, &tmp) == CLBlastSuccess &&
                     tmp > e->gemm_tmp_bytes)
                     e->gemm_tmp_bytes = tmp;
@@ -309,8 +312,8 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         return CNP_ERR_NOMEM;
     }
     for (int s = 0; result == CNP_OK && s < e->n_slots; s++)
-        result = create_buffer(e, caps[s] * sizeof(float), NULL, &e->slots[s], "activations",
-                               err);
+        result = create_buffer(e, caps[s] * (size_t)e->max_batch * sizeof(float), NULL,
+                               &e->slots[s], "activations", err);
     for (int i = 0; result == CNP_OK && i < g->n_nodes; i++) {
         const det_node *n = &g->nodes[i];
         if (n->op != DET_OP_CONV)
@@ -517,6 +520,7 @@ static cnp_status choose_paths(det_graph_engine *e, enum det_conv_path configure
     int nn = g->n_nodes;
     cnp_status result = det_graph_ref_shapes(g, e->meas_h, e->meas_w, e->shape, e->shape + nn,
                                              e->shape + 2 * nn, err);
+    e->batch = 1;
     /* Defined contents for the timing runs. */
     float zero = 0.0f;
     for (int s = 0; result == CNP_OK && s < e->n_slots; s++) {
@@ -633,6 +637,7 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
     e->max_w = max_w;
     e->max_h = max_h;
     e->shape = shp;
+    e->max_batch = e->batch = 1;
     cnp_status result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
     for (int l = 0; retina && result == CNP_OK && l < r->n_levels; l++) {
         int A = r->n_sizes * r->n_ratios, ci = r->cls_node[l], bi = r->box_node[l];
@@ -645,8 +650,23 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
     }
     if (result == CNP_OK) {
         plan_slots(e, caps);
-        result = make_kernels(e, err);
+        /* The batch: as many patches as asked for whose activations and
+         * im2col matrix fit the budget (at least one). */
+        size_t per = e->col_floats;
+        for (int s = 0; s < e->n_slots; s++)
+            per += caps[s];
+        per *= sizeof(float);
+        size_t budget = opts->batch_bytes ? opts->batch_bytes : (size_t)1 << 30;
+        size_t want = opts->max_batch > 1 ? opts->max_batch : 1;
+        size_t fit = budget / (per ? per : 1);
+        e->max_batch = (int)(want < fit ? want : fit > 0 ? fit : 1);
+        if (e->max_batch > 1) { /* again, for the batch's im2col and CLBlast scratch */
+            e->gemm_tmp_bytes = 0;
+            result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
+        }
     }
+    if (result == CNP_OK)
+        result = make_kernels(e, err);
     if (result == CNP_OK)
         result = make_buffers(e, caps, err);
     if (result == CNP_OK) {
@@ -737,7 +757,7 @@ static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
     cl_mem in = node_buf(e, n->in), out = node_buf(e, i);
     cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
     cl_int has_add = n->in2 >= 0, relu = n->act == DET_ACT_RELU, C = n->cin, H = h[n->in],
-           W = w[n->in], O = n->cout, OH = h[i], OW = w[i], P = n->pad, N = 1;
+           W = w[n->in], O = n->cout, OH = h[i], OW = w[i], P = n->pad, N = e->batch;
     cnp_status result = SET_ARGS(e->nodes[i].direct, "graph_conv", err, KARG(in),
                                  KARG(e->nodes[i].weight), KARG(e->nodes[i].bias), KARG(add),
                                  KARG(has_add), KARG(relu), KARG(out), KARG(C), KARG(H), KARG(W),
@@ -758,14 +778,16 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];
-    size_t np = (size_t)oh * ow, kdim = (size_t)n->cin * n->k * n->k;
+    /* One SGEMM for the whole batch: [cout x kdim] x [kdim x N * oh * ow]. */
+    size_t np = (size_t)oh * ow * (size_t)e->batch, kdim = (size_t)n->cin * n->k * n->k;
     cl_mem b = node_buf(e, n->in), out = node_buf(e, i);
     cnp_status result = CNP_OK;
     if (n->k != 1 || n->stride != 1 || n->pad != 0) {
         cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
-               D = n->dilation;
+               D = n->dilation, N = e->batch;
         result = SET_ARGS(e->im2col, "graph_im2col", err, KARG(b), KARG(e->col), KARG(H),
-                          KARG(W), KARG(OH), KARG(OW), KARG(K), KARG(S), KARG(P), KARG(D));
+                          KARG(W), KARG(OH), KARG(OW), KARG(K), KARG(S), KARG(P), KARG(D),
+                          KARG(N));
         size_t global[2] = {ocl_round_up(np, 64), kdim};
         if (result == CNP_OK)
             result = enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
@@ -809,8 +831,10 @@ static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     cl_mem in = node_buf(e, n->in), out = node_buf(e, i);
-    size_t total = (size_t)c[i] * h[i] * w[i], global = ocl_round_up(total, 64);
-    cl_int C = c[i], H = h[i], W = w[i];
+    /* A batch's planes c * N + n are N times as many planes of one patch. */
+    size_t total = (size_t)c[i] * h[i] * w[i] * (size_t)e->batch,
+           global = ocl_round_up(total, 64);
+    cl_int C = c[i] * e->batch, H = h[i], W = w[i];
     cnp_status result;
     switch (n->op) {
     case DET_OP_CONV:
@@ -886,6 +910,7 @@ cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_
         return CNP_ERR_INVALID;
     }
     cnp_status result = set_shapes(e, in_h, in_w, err);
+    e->batch = 1;
     stamp(e, NULL);
     for (int i = 1; result == CNP_OK && i <= last; i++)
         result = run_node(e, i, err);
@@ -911,6 +936,7 @@ cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_
     enum det_conv_path saved = e->force;
     e->force = path;
     cnp_status result = set_shapes(e, in_h, in_w, err);
+    e->batch = 1;
     for (int r = -1; result == CNP_OK && r < repeats; r++) { /* r = -1: warm-up */
         double t0 = cnp_now();
         result = run_node(e, i, err);
@@ -932,10 +958,11 @@ cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_
     return CNP_OK;
 }
 
-/* Transform and nodes 0..last on the window; *rh.. the transformed sizes. */
-static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
-                            uint32_t y0, uint32_t w, uint32_t h, int last, int *rh, int *rw,
-                            int *ph, int *pw, cnp_err *err)
+/* Transform and nodes 0..last on the np windows (equal sizes) as one
+ * batch; *rh.. the transformed sizes. */
+static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                            const det_tile *p, size_t np, int last, int *rh, int *rw, int *ph,
+                            int *pw, cnp_err *err)
 {
     const det_graph *g = e->g;
     const det_retina *r = &g->retina;
@@ -943,35 +970,47 @@ static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, ui
         cnp_err_set(err, "graph engine: a crown graph runs through det_graph_engine_run_raw");
         return CNP_ERR_INVALID;
     }
+    if (np < 1 || np > (size_t)e->max_batch) {
+        cnp_err_set(err, "graph engine: a batch of %zu windows (1..%d)", np, e->max_batch);
+        return CNP_ERR_INVALID;
+    }
     size_t size = 0;
     cnp_status result = ocl_check(clGetMemObjectInfo(rgba, CL_MEM_SIZE, sizeof size, &size, NULL),
                                   "clGetMemObjectInfo", err);
     if (result != CNP_OK)
         return result;
-    if (w == 0 || h == 0 || w > e->max_w || h > e->max_h || x0 + w > img_w ||
-        ((size_t)y0 + h) * img_w * 4 > size) {
-        cnp_err_set(err, "graph engine: window %ux%u at (%u, %u) is empty, larger than %ux%u "
-                    "or outside the %zu-byte image %u wide", w, h, x0, y0, e->max_w, e->max_h,
-                    size, img_w);
-        return CNP_ERR_INVALID;
+    uint32_t w = p[0].w, h = p[0].h;
+    for (size_t k = 0; k < np; k++) {
+        uint32_t x0 = p[k].x0, y0 = p[k].y0;
+        if (p[k].w != w || p[k].h != h || w == 0 || h == 0 || w > e->max_w || h > e->max_h ||
+            x0 + w > img_w || ((size_t)y0 + h) * img_w * 4 > size) {
+            cnp_err_set(err, "graph engine: window %ux%u at (%u, %u) is empty, larger than "
+                        "%ux%u, not the batch's %ux%u or outside the %zu-byte image %u wide",
+                        p[k].w, p[k].h, x0, y0, e->max_w, e->max_h, w, h, size, img_w);
+            return CNP_ERR_INVALID;
+        }
     }
     det_retina_input_size(r, (int)h, (int)w, rh, rw, ph, pw);
     result = set_shapes(e, *ph, *pw, err);
     if (result != CNP_OK)
         return result;
+    e->batch = (int)np;
     cl_float4 mean = {{r->mean[0], r->mean[1], r->mean[2], 0}},
               std = {{r->std[0], r->std[1], r->std[2], 1}};
-    cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, cw = (cl_int)w, ch = (cl_int)h,
-           crh = *rh, crw = *rw, cph = *ph, cpw = *pw;
+    cl_int iw = (cl_int)img_w, cw = (cl_int)w, ch = (cl_int)h, crh = *rh, crw = *rw,
+           cph = *ph, cpw = *pw, N = (cl_int)np;
     cl_mem in = node_buf(e, 0);
-    result = SET_ARGS(e->input, "graph_input", err, KARG(rgba), KARG(iw), KARG(ix), KARG(iy),
-                      KARG(cw), KARG(ch), KARG(crh), KARG(crw), KARG(cph), KARG(cpw),
-                      KARG(mean), KARG(std), KARG(in));
     size_t global[2] = {ocl_round_up((size_t)*pw, 16), ocl_round_up((size_t)*ph, 8)};
     size_t local[2] = {16, 8};
     stamp(e, NULL);
-    if (result == CNP_OK)
-        result = enqueue(e, e->input, 2, global, local, "graph_input", err);
+    for (cl_int k = 0; result == CNP_OK && k < N; k++) {
+        cl_int ix = (cl_int)p[k].x0, iy = (cl_int)p[k].y0;
+        result = SET_ARGS(e->input, "graph_input", err, KARG(rgba), KARG(iw), KARG(ix),
+                          KARG(iy), KARG(cw), KARG(ch), KARG(crh), KARG(crw), KARG(cph),
+                          KARG(cpw), KARG(mean), KARG(std), KARG(in), KARG(k), KARG(N));
+        if (result == CNP_OK)
+            result = enqueue(e, e->input, 2, global, local, "graph_input", err);
+    }
     stamp(e, e->times ? &e->times->other[0] : NULL);
     for (int i = 1; result == CNP_OK && i <= last; i++)
         result = run_node(e, i, err);
@@ -988,7 +1027,8 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
         cnp_err_set(err, "graph engine: no node %d", node);
         return CNP_ERR_INVALID;
     }
-    cnp_status result = run_graph(e, rgba, img_w, x0, y0, w, h, node, &rh, &rw, ph, pw, err);
+    det_tile win = {.x0 = x0, .y0 = y0, .w = w, .h = h};
+    cnp_status result = run_graph(e, rgba, img_w, &win, 1, node, &rh, &rw, ph, pw, err);
     if (result != CNP_OK)
         return result;
     size_t bytes = sizeof(float) * (size_t)e->shape[node] * e->shape[nn + node] *
@@ -1008,8 +1048,9 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
     return result;
 }
 
-/* Sigmoid + threshold + compaction of every level's logits into keys. */
-static cnp_status enqueue_scores(det_graph_engine *e, cnp_err *err)
+/* Sigmoid + threshold + compaction of every level's logits of patch b of
+ * the batch into keys. */
+static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape;
@@ -1024,9 +1065,10 @@ static cnp_status enqueue_scores(det_graph_engine *e, cnp_err *err)
                cap = e->key_cap[l];
         cl_float thr = r->score_thresh;
         cl_mem cls = node_buf(e, ci);
+        cl_int cb = b, N = e->batch;
         result = SET_ARGS(e->scores, "graph_scores", err, KARG(cls), KARG(hw), KARG(AK),
                           KARG(thr), KARG(e->keys), KARG(base), KARG(e->counts), KARG(l),
-                          KARG(cap));
+                          KARG(cap), KARG(cb), KARG(N));
         size_t global = ocl_round_up((size_t)hw * AK, 64);
         if (result == CNP_OK)
             result = enqueue(e, e->scores, 1, &global, NULL, "graph_scores", err);
@@ -1036,8 +1078,8 @@ static cnp_status enqueue_scores(det_graph_engine *e, cnp_err *err)
 
 /* Sorts level l's n candidates (bitonic over the next power of two) and
  * decodes the first min(n, topk) into the NMS input at *total. */
-static cnp_status enqueue_level(det_graph_engine *e, int l, int n, int rh, int rw, int ph,
-                                int pw, size_t *total, cnp_err *err)
+static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh, int rw,
+                                int ph, int pw, size_t *total, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
@@ -1058,7 +1100,7 @@ static cnp_status enqueue_level(det_graph_engine *e, int l, int n, int rh, int r
     cl_int take = n < r->topk_candidates ? n : r->topk_candidates;
     cl_int hw = c[nn + bi] * c[2 * nn + bi], fw = c[2 * nn + bi], A = r->n_sizes * r->n_ratios,
            K = r->num_classes, sx = pw / c[2 * nn + bi], sy = ph / c[nn + bi], crh = rh, crw = rw,
-           out0 = (cl_int)*total;
+           out0 = (cl_int)*total, pb = b, NB = e->batch;
     cl_float4 wts = {{r->box_weights[0], r->box_weights[1], r->box_weights[2],
                       r->box_weights[3]}};
     cl_float clip = r->bbox_clip;
@@ -1067,7 +1109,8 @@ static cnp_status enqueue_level(det_graph_engine *e, int l, int n, int rh, int r
         result = SET_ARGS(e->decode, "graph_decode", err, KARG(e->keys), KARG(base), KARG(take),
                           KARG(reg), KARG(hw), KARG(fw), KARG(A), KARG(K), KARG(sx), KARG(sy),
                           KARG(e->anchors[l]), KARG(wts), KARG(clip), KARG(crh), KARG(crw),
-                          KARG(out0), KARG(e->box), KARG(e->score), KARG(e->label));
+                          KARG(out0), KARG(e->box), KARG(e->score), KARG(e->label), KARG(pb),
+                          KARG(NB));
     size_t gdec = ocl_round_up((size_t)take, 64);
     if (result == CNP_OK)
         result = enqueue(e, e->decode, 1, &gdec, NULL, "graph_decode", err);
@@ -1122,18 +1165,16 @@ static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry,
     return result;
 }
 
-static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
-                          uint32_t y0, uint32_t w, uint32_t h, det_detection **out, size_t *n,
-                          cnp_err *err)
+/* Decode, NMS and read-back of patch b of the batch just run (its window
+ * w x h, transformed to rh x rw padded to ph x pw). */
+static cnp_status decode_patch(det_graph_engine *e, int b, uint32_t w, uint32_t h, int rh,
+                               int rw, int ph, int pw, det_detection **out, size_t *n,
+                               cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     *out = NULL;
     *n = 0;
-    int rh, rw, ph, pw;
-    cnp_status result = run_graph(e, rgba, img_w, x0, y0, w, h, e->g->n_nodes - 1, &rh, &rw,
-                                  &ph, &pw, err);
-    if (result == CNP_OK)
-        result = enqueue_scores(e, err);
+    cnp_status result = enqueue_scores(e, b, err);
     cl_int counts[DET_GRAPH_MAX_LEVELS];
     if (result == CNP_OK)
         result = ocl_check(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE, 0,
@@ -1147,7 +1188,7 @@ static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint
                         e->key_cap[l]);
             result = CNP_ERR_INTERNAL;
         } else if (counts[l] > 0)
-            result = enqueue_level(e, l, counts[l], rh, rw, ph, pw, &total, err);
+            result = enqueue_level(e, b, l, counts[l], rh, rw, ph, pw, &total, err);
     }
     if (result != CNP_OK || total == 0)
         return result;
@@ -1188,11 +1229,54 @@ static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, uint
     return result;
 }
 
+static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
+                          size_t np, det_detection **out, size_t *n_out, cnp_err *err)
+{
+    int rh, rw, ph, pw;
+    cnp_status result = run_graph(e, rgba, img_w, p, np, e->g->n_nodes - 1, &rh, &rw, &ph, &pw,
+                                  err);
+    for (size_t k = 0; result == CNP_OK && k < np; k++)
+        result = decode_patch(e, (int)k, p[0].w, p[0].h, rh, rw, ph, pw, &out[k], &n_out[k],
+                              err);
+    return result;
+}
+
 cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
                                     uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                                     det_detection **out, size_t *n, cnp_err *err)
 {
-    cnp_status result = predict(e, rgba, img_w, x0, y0, w, h, out, n, err);
+    det_tile win = {.x0 = x0, .y0 = y0, .w = w, .h = h};
+    *out = NULL;
+    *n = 0;
+    cnp_status result = predict(e, rgba, img_w, &win, 1, out, n, err);
     stamp(e, e->times ? &e->times->post : NULL);
     return result;
+}
+
+cnp_status det_graph_engine_predict_batch(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                          const det_tile *patches, size_t n,
+                                          det_detection **out, size_t *n_out, cnp_err *err)
+{
+    for (size_t k = 0; k < n; k++) {
+        out[k] = NULL;
+        n_out[k] = 0;
+    }
+    cnp_status result = CNP_OK;
+    for (size_t k0 = 0; result == CNP_OK && k0 < n; k0 += (size_t)e->max_batch) {
+        size_t nb = n - k0 < (size_t)e->max_batch ? n - k0 : (size_t)e->max_batch;
+        result = predict(e, rgba, img_w, patches + k0, nb, out + k0, n_out + k0, err);
+    }
+    stamp(e, e->times ? &e->times->post : NULL);
+    if (result != CNP_OK)
+        for (size_t k = 0; k < n; k++) {
+            free(out[k]);
+            out[k] = NULL;
+            n_out[k] = 0;
+        }
+    return result;
+}
+
+int det_graph_engine_max_batch(const det_graph_engine *e)
+{
+    return e->max_batch;
 }

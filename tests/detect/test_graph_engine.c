@@ -8,7 +8,8 @@
  * input transform on a NEON window at an odd scale; and a small
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
- * for boxes clipped to zero area, score within 1e-3, label). */
+ * for boxes clipped to zero area, score within 1e-3, label); batches of
+ * DeepForest patches against one patch at a time (bit-identical). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "canopy/detect.h"
 #include "canopy/image.h"
 #include "detect/graph_util.h"
+#include "detect/patches.h"
 #include "detect/test_detect_common.h"
 
 /* Float32 sums of up to a few hundred products of O(1) values in another
@@ -468,6 +470,106 @@ static void test_retina(const cnp_image *img, const char *name, enum det_conv_pa
     tg_free(&t);
 }
 
+typedef struct one_ctx {
+    det_graph_engine *e;
+    cl_mem buf;
+    uint32_t img_w;
+} one_ctx;
+
+static cnp_status one_patch(void *ctx, const det_tile *p, det_detection **out, size_t *n,
+                            cnp_err *err)
+{
+    one_ctx *c = ctx;
+    return det_graph_engine_predict(c->e, c->buf, c->img_w, p->x0, p->y0, p->w, p->h, out, n,
+                                    err);
+}
+
+static cnp_status batch_patches(void *ctx, const det_tile *p, size_t np, det_detection **out,
+                                size_t *n, cnp_err *err)
+{
+    one_ctx *c = ctx;
+    return det_graph_engine_predict_batch(c->e, c->buf, c->img_w, p, np, out, n, err);
+}
+
+/* Batches: DeepForest's patches of a NEON image (120 px, overlap 0.05: 16
+ * or more patches of 120 x 120, scaled to 100 x 100 and padded to 128)
+ * through an engine of batch 3 (full batches and a last one of one) give bit-identical
+ * detections per patch and after the mosaic to one patch at a time, on
+ * either conv path; a batch of unequal windows is refused. */
+static void test_batch(const cnp_image *img, const char *name, enum det_conv_path path)
+{
+    tg_graph t;
+    build_retina(&t);
+    cnp_err err;
+    det_graph_engine *e1 = NULL, *eb = NULL;
+    det_graph_engine_opts o1 = {.conv = path}, ob = {.conv = path, .max_batch = 3};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 120, 120, &o1, &e1, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 120, 120, &ob, &eb, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_max_batch(e1) == 1 && det_graph_engine_max_batch(eb) == 3,
+          "batches %d, %d", det_graph_engine_max_batch(e1), det_graph_engine_max_batch(eb));
+    cl_mem buf = upload(img->rgba, img->width, img->height);
+    one_ctx c1 = {e1, buf, img->width}, cb = {eb, buf, img->width};
+    det_tile *pl = NULL;
+    size_t np = 0;
+    REQUIRE(det_patches_plan(img->width, img->height, 120, 0.05, &pl, &np, &err) == CNP_OK);
+    CHECK(np >= 16 && np % 3 != 0, "%zu patches", np);
+    det_detection **bo = calloc(np, sizeof *bo);
+    size_t *bn = calloc(np, sizeof *bn), per_total = 0;
+    /* Twice: the first run compiles what the batch's sizes need. */
+    CHECK_FATAL(det_graph_engine_predict_batch(eb, buf, img->width, pl, np, bo, bn, &err) ==
+                    CNP_OK, "%s", err.msg);
+    for (size_t k = 0; k < np; k++)
+        free(bo[k]);
+    double t0 = cnp_now();
+    CHECK_FATAL(det_graph_engine_predict_batch(eb, buf, img->width, pl, np, bo, bn, &err) ==
+                    CNP_OK, "%s", err.msg);
+    double t1 = cnp_now();
+    size_t same = 0;
+    for (size_t k = 0; k < np; k++) {
+        det_detection *d = NULL;
+        size_t nd = 0;
+        REQUIRE(one_patch(&c1, &pl[k], &d, &nd, &err) == CNP_OK);
+        bool eq = nd == bn[k] && (nd == 0 || memcmp(d, bo[k], nd * sizeof *d) == 0);
+        same += eq;
+        CHECK(eq, "%s (%s) patch %zu at (%u, %u): %zu one at a time, %zu batched, %s", name,
+              path_name(path), k, pl[k].x0, pl[k].y0, nd, bn[k],
+              nd == bn[k] ? "values differ" : "counts differ");
+        per_total += nd;
+        free(d);
+        free(bo[k]);
+    }
+    double t2 = cnp_now();
+    det_detection *da = NULL, *db = NULL;
+    size_t na = 0, nb = 0;
+    REQUIRE(det_predict_tiled(img->width, img->height, 120, 0.05, 0.15f, one_patch, &c1, &da,
+                              &na, &err) == CNP_OK);
+    REQUIRE(det_predict_tiled_batch(img->width, img->height, 120, 0.05, 0.15f, 3,
+                                    batch_patches, &cb, &db, &nb, &err) == CNP_OK);
+    printf("%s (%s): %zu patches, %zu of them equal batched, %zu detections before and %zu "
+           "after the mosaic; batched %.1f ms, one at a time %.1f ms\n", name, path_name(path),
+           np, same, per_total, na, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+    CHECK(per_total >= 16 * 20, "only %zu detections", per_total);
+    CHECK(na == nb && na > 0 && memcmp(da, db, na * sizeof *da) == 0,
+          "%s (%s): mosaic %zu one at a time, %zu batched", name, path_name(path), na, nb);
+    /* Unequal windows in one batch. */
+    det_tile bad[2] = {pl[0], pl[1]};
+    bad[1].w -= 1;
+    CHECK(det_graph_engine_predict_batch(eb, buf, img->width, bad, 2, bo, bn, &err) ==
+              CNP_ERR_INVALID && bo[0] == NULL && bo[1] == NULL,
+          "unequal windows in one batch accepted");
+    free(da);
+    free(db);
+    free(bo);
+    free(bn);
+    free(pl);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e1);
+    det_graph_engine_free(eb);
+    tg_free(&t);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -487,6 +589,8 @@ int main(void)
     /* The direct kernel where it applies, then CLBlast for every conv. */
     test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);
+    test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
+    test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);
     cnp_image_free(&osbs);
     cnp_image_free(&yell);
     ocl_ctx_free(g_ctx);
