@@ -8,7 +8,7 @@
 #include "detect/patches.h"
 
 /* Patches per batch asked of the graph engine (fewer when they do not fit
- * its memory budget). */
+ * its memory budget: an eighth of the device's memory). */
 #define DET_BOX_BATCH 8
 
 struct det_box_engine {

@@ -242,8 +242,9 @@ typedef struct det_graph_engine_opts {
     enum det_conv_path conv;
     /* Patches per det_graph_engine_predict_batch call (0 or 1: one): the
      * activations and the im2col matrix are sized for that many, limited
-     * so that they fit batch_bytes (0: 1 GiB); det_graph_engine_max_batch
-     * says how many fitted. */
+     * so that they fit batch_bytes (0: an eighth of the device's global
+     * memory, at least 1 GiB) and the device's largest allocation;
+     * det_graph_engine_max_batch says how many fitted. */
     uint32_t max_batch;
     size_t batch_bytes;
 } det_graph_engine_opts;

@@ -652,13 +652,25 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
         plan_slots(e, caps);
         /* The batch: as many patches as asked for whose activations and
          * im2col matrix fit the budget (at least one). */
-        size_t per = e->col_floats;
-        for (int s = 0; s < e->n_slots; s++)
+        size_t per = e->col_floats, largest = e->col_floats;
+        for (int s = 0; s < e->n_slots; s++) {
             per += caps[s];
+            largest = caps[s] > largest ? caps[s] : largest;
+        }
         per *= sizeof(float);
-        size_t budget = opts->batch_bytes ? opts->batch_bytes : (size_t)1 << 30;
+        largest *= sizeof(float);
+        cl_ulong global = 0, max_alloc = 0;
+        clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global,
+                        NULL);
+        clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc,
+                        &max_alloc, NULL);
+        size_t budget = opts->batch_bytes;
+        if (!budget) /* an eighth of the device's memory, at least 1 GiB */
+            budget = global / 8 > ((cl_ulong)1 << 30) ? (size_t)(global / 8) : (size_t)1 << 30;
         size_t want = opts->max_batch > 1 ? opts->max_batch : 1;
         size_t fit = budget / (per ? per : 1);
+        if (max_alloc && largest && max_alloc / largest < fit) /* one buffer's limit */
+            fit = (size_t)(max_alloc / largest);
         e->max_batch = (int)(want < fit ? want : fit > 0 ? fit : 1);
         if (e->max_batch > 1) { /* again, for the batch's im2col and CLBlast scratch */
             e->gemm_tmp_bytes = 0;
