@@ -1,7 +1,8 @@
 /* bench_retina: an imported RetinaNet (.cnw version 2, canopy model import)
  * on the OpenCL device: images/s and MPix/s of det_box_engine, whole images
  * (patch_size 0: one model(image) call each) and one image in DeepForest's
- * patches; then, on the first image, the time of every stage (im2col,
+ * patches (also one patch at a time against batches of patches through
+ * the graph engine); then, on the first image, the time of every stage (im2col,
  * CLBlast SGEMM, epilogue of each conv, the other nodes, decode + NMS) and
  * each conv's GFLOP/s against a bare CLBlast SGEMM of the same M x N x K on
  * the same device; the bytes of the device buffers the engine allocates;
@@ -29,6 +30,7 @@
 #include "canopy/image.h"
 #include "detect/detect_internal.h"
 #include "detect/graph.h"
+#include "detect/patches.h"
 
 #define MAX_REPEATS 64
 #define MAX_IMAGES 16
@@ -281,6 +283,65 @@ static cnp_status bench_whole(ocl_ctx *ctx, const det_model *m, const cnp_config
     return result;
 }
 
+typedef struct patch_ctx {
+    det_graph_engine *e;
+    cl_mem buf;
+    uint32_t img_w;
+} patch_ctx;
+
+static cnp_status one_patch(void *ctx, const det_tile *p, det_detection **out, size_t *n,
+                            cnp_err *err)
+{
+    patch_ctx *c = ctx;
+    return det_graph_engine_predict(c->e, c->buf, c->img_w, p->x0, p->y0, p->w, p->h, out, n,
+                                    err);
+}
+
+static cnp_status batch_patches(void *ctx, const det_tile *p, size_t np, det_detection **out,
+                                size_t *n, cnp_err *err)
+{
+    patch_ctx *c = ctx;
+    return det_graph_engine_predict_batch(c->e, c->buf, c->img_w, p, np, out, n, err);
+}
+
+/* Median seconds of DeepForest's predict_tile on the model's own graph,
+ * one patch at a time (max_batch 1) or in batches (max_batch > 1: as many
+ * as the engine's memory budget allows), after a warm-up run; *batch the
+ * batch the engine took, *nd the detections. */
+static cnp_status time_patches(ocl_ctx *ctx, const det_graph *g, const bench_opts *o,
+                               const bimage *b, uint32_t max_batch, double *sec, int *batch,
+                               size_t *nd, cnp_err *err)
+{
+    det_graph_engine *e = NULL;
+    uint32_t side = (uint32_t)o->patch_size;
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO, .max_batch = max_batch};
+    cnp_status result = det_graph_engine_create_opts(ctx, g, side, side, &opts, &e, err);
+    if (result != CNP_OK)
+        return result;
+    *batch = det_graph_engine_max_batch(e);
+    patch_ctx pc = {e, b->buf, b->img.width};
+    double t[MAX_REPEATS];
+    for (int r = -1; result == CNP_OK && r < o->repeats; r++) {
+        det_detection *d = NULL;
+        double t0 = cnp_now();
+        if (max_batch > 1)
+            result = det_predict_tiled_batch(b->img.width, b->img.height, o->patch_size,
+                                             o->patch_overlap, (float)o->patch_iou,
+                                             (size_t)*batch, batch_patches, &pc, &d, nd, err);
+        else
+            result = det_predict_tiled(b->img.width, b->img.height, o->patch_size,
+                                       o->patch_overlap, (float)o->patch_iou, one_patch, &pc,
+                                       &d, nd, err);
+        if (r >= 0)
+            t[r] = cnp_now() - t0;
+        free(d);
+    }
+    det_graph_engine_free(e);
+    if (result == CNP_OK)
+        *sec = cnp_median(t, o->repeats);
+    return result;
+}
+
 /* One image in DeepForest's patches. */
 static cnp_status bench_tiled(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
                               const bench_opts *o, bimage *b, cJSON *root, cnp_err *err)
@@ -319,6 +380,21 @@ static cnp_status bench_tiled(ocl_ctx *ctx, const det_model *m, const cnp_config
     cJSON_AddNumberToObject(jt, "images_per_s", 1.0 / s);
     cJSON_AddNumberToObject(jt, "mpix_per_s", mpix / s);
     cJSON_AddNumberToObject(jt, "boxes", (double)nt);
+    /* Batched against one patch at a time, on the model's own graph. */
+    double s1 = 0, sb = 0;
+    int b1 = 1, bb = 1;
+    size_t n1 = 0, nb = 0;
+    result = time_patches(ctx, det_model_graph(m), o, b, 1, &s1, &b1, &n1, err);
+    if (result == CNP_OK)
+        result = time_patches(ctx, det_model_graph(m), o, b, 64, &sb, &bb, &nb, err);
+    if (result != CNP_OK)
+        return result;
+    printf("tiled, model's graph: one patch at a time %.3f s/image, batches of %d %.3f "
+           "s/image (%.2fx), %zu and %zu boxes\n", s1, bb, sb, s1 / sb, n1, nb);
+    cJSON_AddNumberToObject(jt, "unbatched_seconds", s1);
+    cJSON_AddNumberToObject(jt, "batch", bb);
+    cJSON_AddNumberToObject(jt, "batched_seconds", sb);
+    cJSON_AddNumberToObject(jt, "batch_speedup", s1 / sb);
     return CNP_OK;
 }
 

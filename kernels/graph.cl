@@ -37,16 +37,18 @@ float3 norm_px(__global const uchar4 *rgba, const int img_w, const int x, const 
 
 /* The input transform (det_retina_input): the w x h window at (x0, y0) of
  * an RGBA8 image img_w wide -> (x / 255 - mean) / std -> bilinear resize to
- * rh x rw -> zero padding to ph x pw. 3 x ph x pw floats. Global (pw, ph). */
+ * rh x rw -> zero padding to ph x pw. Patch n of a batch of N: planes
+ * c * N + n of ph x pw floats (N = 1: 3 x ph x pw). Global (pw, ph). */
 __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const int x0,
                           const int y0, const int w, const int h, const int rh, const int rw,
                           const int ph, const int pw, const float4 mean4, const float4 std4,
-                          __global float *out)
+                          __global float *out0, const int n, const int N)
 {
     const int x = get_global_id(0), y = get_global_id(1);
     if (x >= pw || y >= ph)
         return;
-    const size_t plane = (size_t)ph * pw, o = (size_t)y * pw + x;
+    const size_t plane = (size_t)ph * pw * N, o = (size_t)y * pw + x;
+    __global float *out = out0 + (size_t)n * ph * pw;
     if (x >= rw || y >= rh) {
         out[o] = out[plane + o] = out[2 * plane + o] = 0.0f;
         return;
@@ -68,23 +70,26 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
     out[2 * plane + o] = v.z;
 }
 
-/* col[(c * K + ky) * K + kx][oy * OW + ox] = in[c][oy*S - P + ky*D][ox*S - P + kx*D]
- * (0 outside). Global (OH * OW rounded, C * K * K). */
+/* col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox] =
+ * in[c][b][oy*S - P + ky*D][ox*S - P + kx*D] (0 outside): the columns of
+ * the N patches of a batch side by side (input planes c * N + b), so one
+ * SGEMM covers them all. Global (N * OH * OW rounded, C * K * K). */
 __kernel void graph_im2col(__global const float *in, __global float *col, const int H,
                            const int W, const int OH, const int OW, const int K, const int S,
-                           const int P, const int D)
+                           const int P, const int D, const int N)
 {
     const int i = get_global_id(0), r = get_global_id(1);
     const int n = OH * OW;
-    if (i >= n)
+    if (i >= n * N)
         return;
     const int c = r / (K * K), kk = r % (K * K), ky = kk / K, kx = kk % K;
-    const int oy = i / OW, ox = i % OW;
+    const int b = i / n, j = i % n;
+    const int oy = j / OW, ox = j % OW;
     const int iy = oy * S - P + ky * D, ix = ox * S - P + kx * D;
     float v = 0.0f;
     if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-        v = in[((size_t)c * H + iy) * W + ix];
-    col[(size_t)r * n + i] = v;
+        v = in[(((size_t)c * N + b) * H + iy) * W + ix];
+    col[(size_t)r * n * N + i] = v;
 }
 
 /* out = act(out + bias[c] [+ add]) after the SGEMM. Global (n rounded, C). */
@@ -100,6 +105,86 @@ __kernel void graph_epilogue(__global float *out, __global const float *bias,
     if (has_add)
         v += add[o];
     out[o] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* Direct convolution of stride 1 (the per-node alternative to im2col +
+ * SGEMM, chosen by measurement): CK x CK taps at dilation CDIL (build
+ * options -DCK=.. -DCDIL=..), zero padding P, with the epilogue fused:
+ * out = act(conv + bias [+ add]). Activations of N patches of equal size
+ * are planes (c * N + n) of H x W (N = 1: CHW). A work-group computes a
+ * GTX x GTY tile of output pixels for GCOB output channels of one patch;
+ * each step stages GCIB input channels of the tile with its halo, and
+ * their weights, in local memory, so every input value is read from
+ * global memory once per work-group and consecutive work-items read
+ * consecutive addresses. Global (OW rounded to GTX, OH rounded to GTY,
+ * ceil(O / GCOB) * N), local (GTX, GTY, 1). */
+#ifndef CK
+#define CK 1
+#endif
+#ifndef CDIL
+#define CDIL 1
+#endif
+#define GTX 16
+#define GTY 8
+#define GCOB 8
+#define GCIB 4
+#define GLW (GTX + (CK - 1) * CDIL)
+#define GLH (GTY + (CK - 1) * CDIL)
+
+__kernel __attribute__((reqd_work_group_size(GTX, GTY, 1)))
+void graph_conv(__global const float *in, __global const float *weight,
+                __global const float *bias, __global const float *add, const int has_add,
+                const int relu, __global float *out, const int C, const int H, const int W,
+                const int O, const int OH, const int OW, const int P, const int N)
+{
+    __local float patch[GCIB * GLH * GLW];
+    __local float wl[GCOB * GCIB * CK * CK];
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int lid = ly * GTX + lx;
+    const int gx0 = get_group_id(0) * GTX, gy0 = get_group_id(1) * GTY;
+    const int x = gx0 + lx, y = gy0 + ly;
+    const int o0 = (get_group_id(2) / N) * GCOB, n = get_group_id(2) % N;
+    const size_t plane = (size_t)H * W, oplane = (size_t)OH * OW;
+    float acc[GCOB];
+    for (int o = 0; o < GCOB; o++)
+        acc[o] = 0.0f;
+    for (int c0 = 0; c0 < C; c0 += GCIB) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int i = lid; i < GCIB * GLH * GLW; i += GTX * GTY) {
+            const int ci = i / (GLH * GLW), r = i % (GLH * GLW);
+            const int py = r / GLW, px = r % GLW;
+            const int sy = gy0 + py - P, sx = gx0 + px - P;
+            float v = 0.0f;
+            if (c0 + ci < C && sy >= 0 && sy < H && sx >= 0 && sx < W)
+                v = in[((size_t)(c0 + ci) * N + n) * plane + (size_t)sy * W + sx];
+            patch[i] = v;
+        }
+        for (int i = lid; i < GCOB * GCIB * CK * CK; i += GTX * GTY) {
+            const int o = i / (GCIB * CK * CK), r = i % (GCIB * CK * CK);
+            const int ci = r / (CK * CK), kk = r % (CK * CK);
+            float v = 0.0f;
+            if (o0 + o < O && c0 + ci < C)
+                v = weight[((size_t)(o0 + o) * C + c0 + ci) * (CK * CK) + kk];
+            wl[i] = v;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int ci = 0; ci < GCIB; ci++)
+            for (int ky = 0; ky < CK; ky++)
+                for (int kx = 0; kx < CK; kx++) {
+                    const float v = patch[(ci * GLH + ly + ky * CDIL) * GLW + lx + kx * CDIL];
+                    for (int o = 0; o < GCOB; o++)
+                        acc[o] += wl[(o * GCIB + ci) * (CK * CK) + ky * CK + kx] * v;
+                }
+    }
+    if (x >= OW || y >= OH)
+        return;
+    for (int o = 0; o < GCOB && o0 + o < O; o++) {
+        const size_t at = ((size_t)(o0 + o) * N + n) * oplane + (size_t)y * OW + x;
+        float v = acc[o] + bias[o0 + o];
+        if (has_add)
+            v += add[at];
+        out[at] = relu && v < 0.0f ? 0.0f : v;
+    }
 }
 
 /* K x K max pool, stride S, padding P (never wins), floor mode. Global
@@ -158,19 +243,20 @@ __kernel void graph_relu(__global const float *in, __global float *out, const in
  * non-negative, so ascending keys are score descending, then index
  * ascending (torch.topk's order as the reference sorts it). */
 
-/* Sigmoid of the class logits (channels A*K, plane hw) of one level; those
- * above thr appended to keys[base ..] (flat index (p * A + a) * K + k, the
- * head's (y, x, a, k) order), their number in count[level]. Global
- * (A * K * hw rounded). */
+/* Sigmoid of the class logits (channels A*K, plane hw) of one level of
+ * patch n of N (planes ch * N + n); those above thr appended to keys[base
+ * ..] (flat index (p * A + a) * K + k, the head's (y, x, a, k) order),
+ * their number in count[level]. Global (A * K * hw rounded). */
 __kernel void graph_scores(__global const float *cls, const int hw, const int AK,
                            const float thr, __global ulong *keys, const int base,
-                           __global int *count, const int level, const int cap)
+                           __global int *count, const int level, const int cap, const int n,
+                           const int N)
 {
     const int i = get_global_id(0);
     if (i >= AK * hw)
         return;
     const int ch = i / hw, p = i % hw;
-    const float s = 1.0f / (1.0f + exp(-cls[i]));
+    const float s = 1.0f / (1.0f + exp(-cls[((size_t)ch * N + n) * hw + p]));
     if (!(s > thr))
         return;
     const int at = atomic_inc(&count[level]);
@@ -203,14 +289,15 @@ __kernel void graph_bitonic(__global ulong *keys, const int base, const int k, c
 
 /* The first n sorted candidates of one level -> anchors (base anchors + the
  * cell's shift), BoxCoder.decode_single, clip to rw x rh; written to the NMS
- * input at out0. reg: box regression (A*4 channels, plane hw). Global (n
- * rounded). */
+ * input at out0. reg: box regression (A*4 channels, plane hw) of patch pb
+ * of NB (planes ch * NB + pb). Global (n rounded). */
 __kernel void graph_decode(__global const ulong *keys, const int base, const int n,
                            __global const float *reg, const int hw, const int fw, const int A,
                            const int K, const int sx, const int sy,
                            __global const float4 *anchors, const float4 weights,
                            const float clip, const int rh, const int rw, const int out0,
-                           __global float4 *box, __global float *score, __global int *label)
+                           __global float4 *box, __global float *score, __global int *label,
+                           const int pb, const int NB)
 {
     const int t = get_global_id(0);
     if (t >= n)
@@ -224,10 +311,10 @@ __kernel void graph_decode(__global const ulong *keys, const int base, const int
     const float ax0 = fx + b.x, ay0 = fy + b.y, ax1 = fx + b.z, ay1 = fy + b.w;
     const float wa = ax1 - ax0, ha = ay1 - ay0;
     const float cx = ax0 + 0.5f * wa, cy = ay0 + 0.5f * ha;
-    const float dx = reg[(size_t)(a * 4 + 0) * hw + p] / weights.x;
-    const float dy = reg[(size_t)(a * 4 + 1) * hw + p] / weights.y;
-    const float dw = fmin(reg[(size_t)(a * 4 + 2) * hw + p] / weights.z, clip);
-    const float dh = fmin(reg[(size_t)(a * 4 + 3) * hw + p] / weights.w, clip);
+    const float dx = reg[((size_t)(a * 4 + 0) * NB + pb) * hw + p] / weights.x;
+    const float dy = reg[((size_t)(a * 4 + 1) * NB + pb) * hw + p] / weights.y;
+    const float dw = fmin(reg[((size_t)(a * 4 + 2) * NB + pb) * hw + p] / weights.z, clip);
+    const float dh = fmin(reg[((size_t)(a * 4 + 3) * NB + pb) * hw + p] / weights.w, clip);
     float px = dx * wa, py = dy * ha;
     px = px + cx;
     py = py + cy;

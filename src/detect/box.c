@@ -7,6 +7,10 @@
 #include "detect/detect_internal.h"
 #include "detect/patches.h"
 
+/* Patches per batch asked of the graph engine (fewer when they do not fit
+ * its memory budget: an eighth of the device's memory). */
+#define DET_BOX_BATCH 8
+
 struct det_box_engine {
     det_graph graph; /* the model's graph with this run's thresholds */
     det_graph_engine *eng;
@@ -71,8 +75,12 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
     e->patch_overlap = dc->patch_overlap;
     e->patch_iou = (float)dc->patch_iou;
     uint32_t side = dc->patch_size > 0 ? (uint32_t)dc->patch_size : 65535u;
+    /* Patches go through the network DET_BOX_BATCH at a time where their
+     * activations fit the engine's memory budget (1 GiB). */
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO,
+                                  .max_batch = dc->patch_size > 0 ? DET_BOX_BATCH : 1};
     if (result == CNP_OK)
-        result = det_graph_engine_create(ctx, &e->graph, side, side, &e->eng, err);
+        result = det_graph_engine_create_opts(ctx, &e->graph, side, side, &opts, &e->eng, err);
     if (result != CNP_OK) {
         det_box_engine_free(e);
         return result;
@@ -125,12 +133,11 @@ static cnp_status to_trees(det_detection *d, size_t n, cnp_tree **trees, size_t 
     return CNP_OK;
 }
 
-static cnp_status engine_patch(void *ctx, const det_tile *p, det_detection **out, size_t *n,
-                               cnp_err *err)
+static cnp_status engine_patches(void *ctx, const det_tile *p, size_t np, det_detection **out,
+                                 size_t *n, cnp_err *err)
 {
     det_box_engine *e = ctx;
-    return det_graph_engine_predict(e->eng, e->rgba, e->img_w, p->x0, p->y0, p->w, p->h, out,
-                                    n, err);
+    return det_graph_engine_predict_batch(e->eng, e->rgba, e->img_w, p, np, out, n, err);
 }
 
 cnp_status det_box_engine_run(det_box_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
@@ -142,8 +149,9 @@ cnp_status det_box_engine_run(det_box_engine *e, cl_mem rgba, uint32_t w, uint32
     e->rgba = rgba;
     e->img_w = w;
     if (e->patch_size > 0)
-        result = det_predict_tiled(w, h, e->patch_size, e->patch_overlap, e->patch_iou,
-                                   engine_patch, e, &d, &nd, err);
+        result = det_predict_tiled_batch(w, h, e->patch_size, e->patch_overlap, e->patch_iou,
+                                         (size_t)det_graph_engine_max_batch(e->eng),
+                                         engine_patches, e, &d, &nd, err);
     else
         result = det_graph_engine_predict(e->eng, rgba, w, 0, 0, w, h, &d, &nd, err);
     if (result == CNP_OK)

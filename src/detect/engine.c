@@ -1,33 +1,23 @@
-/* OpenCL inference of the detector: preprocessing, convolutions (direct
- * tiled kernel or im2col + CLBlast SGEMM, whichever measured faster per
- * layer), max pools, and decode with 3x3 peak extraction, all on the device
- * queue. Per image the host reads back only the tree count and the list.
+/* OpenCL inference of the crown detector: preprocessing, the network, and
+ * decode with 3x3 peak extraction and NMS, all on the device queue. Per
+ * image the host reads back only the tree count and the list.
  *
- * Device buffers (two activation buffers, the im2col matrix, the tree list)
- * are sized once for the largest tile at creation and reused. */
-#include <clblast_c.h>
+ * The network runs on the graph engine's layer machinery
+ * (graph_engine.c): the model's layers become a det_graph of crown input
+ * (stride-1 "same" convs, 2x2/2 max pools) at creation, and the graph
+ * engine chooses each conv's path (its direct kernel or im2col + CLBlast
+ * SGEMM) by measurement remembered on disk, sizes its buffers once for
+ * the largest tile and runs the forward with the output left on the
+ * device: one engine, two graphs. This file keeps the crown-specific
+ * parts: the preprocessing kernel (into the graph's input buffer), tiling,
+ * peak decode and NMS. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
-
-typedef struct eng_layer {
-    const det_layer *l;
-    cl_kernel conv;     /* detect_conv (conv layers) */
-    cl_kernel im2col;   /* detect_im2col (conv layers with k > 1) */
-    cl_kernel bias_act; /* detect_bias_act (GEMM path) */
-    cl_kernel pool;     /* detect_maxpool (pool layers) */
-    cl_mem weight, bias;
-    bool direct_ok;     /* the direct kernel's local memory fits the device */
-    enum det_conv_path chosen;
-    double direct_s, gemm_s;
-    uint32_t in_w, in_h, out_w, out_h; /* at the largest tile */
-    uint32_t meas_w, meas_h;           /* input size the path choice is timed at */
-} eng_layer;
 
 /* Device NMS (kernels/detect.cl, "Non-maximum suppression"): kernels and
  * buffers for up to `cap` boxes, grown when an image has more. */
@@ -45,36 +35,24 @@ typedef struct eng_nms {
 /* Bytes of the overlap mask computed per pass: bounds device memory for
  * images with very many crowns (n^2 / 8 bytes in all). */
 #define ENG_NMS_MASK_BYTES ((size_t)32 << 20)
-
 struct det_engine {
     ocl_ctx *ctx;
     const det_model *m;
     cl_context cl;
     cl_command_queue q;
     uint32_t tile;
-    uint32_t measure_tile; /* tile side the path choice is timed at */
     int overlap;
     float threshold;
     size_t n_layers;
-    eng_layer *layers;
+    det_graph graph;   /* the model's layers as nodes 1..n_layers (nodes owned) */
+    det_graph_engine *ge;
+    int *layer_w, *layer_h; /* output size of each layer at the largest tile */
     cl_kernel pre, peaks;
-    cl_mem act[2];
-    cl_mem col;
-    cl_mem gemm_tmp; /* CLBlast's scratch (padding/transposes), sized once */
-    size_t gemm_tmp_bytes;
     cl_mem trees, count;
     size_t tree_cap;
-    enum det_conv_path force;
-    size_t timed_layers; /* conv layers timed at creation (0: remembered) */
     float nms_iou;
     eng_nms nms;
 };
-
-/* Geometry of the direct kernel (kernels/detect.cl). */
-#define ENG_TX 16
-#define ENG_TY 8
-#define ENG_COB 8
-#define ENG_CIB 4
 
 static cnp_status cl_ok(cl_int code, const char *what, cnp_err *err)
 {
@@ -101,36 +79,6 @@ static cnp_status create_buffer(det_engine *e, size_t bytes, const void *host, c
     cl_mem_flags flags = host ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE;
     *out = ocl_buffer_create(e->cl, flags, bytes ? bytes : 4, (void *)host, &rc);
     return cl_ok(rc, what, err);
-}
-
-static cnp_status layer_kernels(det_engine *e, eng_layer *el, const char *base, cnp_err *err)
-{
-    const det_layer *l = el->l;
-    char opts[512];
-    snprintf(opts, sizeof opts, "%s -DK=%d -DDIL=%d -DRELU=%d", base,
-             l->type == DET_LAYER_CONV ? l->k : 1,
-             l->type == DET_LAYER_CONV ? l->dilation : 1, l->relu ? 1 : 0);
-    if (l->type == DET_LAYER_MAXPOOL)
-        return ocl_kernel_create(e->ctx, "detect", base, "detect_maxpool", &el->pool, err);
-    cnp_status result = ocl_kernel_create(e->ctx, "detect", opts, "detect_conv", &el->conv, err);
-    if (result == CNP_OK)
-        result = ocl_kernel_create(e->ctx, "detect", opts, "detect_bias_act", &el->bias_act,
-                                   err);
-    if (result == CNP_OK && l->k > 1)
-        result = ocl_kernel_create(e->ctx, "detect", opts, "detect_im2col", &el->im2col, err);
-    if (result != CNP_OK)
-        return result;
-    size_t wbytes = sizeof(float) * (size_t)l->out * l->in * l->k * l->k;
-    result = create_buffer(e, wbytes, l->weight, &el->weight, "conv weights", err);
-    if (result == CNP_OK)
-        result = create_buffer(e, sizeof(float) * (size_t)l->out, l->bias, &el->bias,
-                               "conv bias", err);
-    int rad = l->dilation * (l->k / 2);
-    size_t local = sizeof(float) * ((size_t)ENG_CIB * (ENG_TY + 2 * rad) * (ENG_TX + 2 * rad) +
-                                    (size_t)ENG_COB * ENG_CIB * l->k * l->k);
-    el->direct_ok = local <= ocl_ctx_local_mem(e->ctx) &&
-                    ocl_ctx_max_work_group(e->ctx) >= ENG_TX * ENG_TY;
-    return result;
 }
 
 /* One kernel argument: its size and the address of its value. */
@@ -171,109 +119,6 @@ static cnp_status enqueue(det_engine *e, cl_kernel k, cl_uint dims, const size_t
     return cl_ok(clEnqueueNDRangeKernel(e->q, k, dims, NULL, global, local, 0, NULL, NULL),
                  what, err);
 }
-
-static cnp_status run_conv_direct(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w,
-                                  int h, cnp_err *err)
-{
-    const det_layer *l = el->l;
-    cnp_status result = SET_ARGS(el->conv, "detect_conv", err, KARG(in), KARG(el->weight),
-                     KARG(el->bias), KARG(out), KARG(l->in), KARG(h), KARG(w), KARG(l->out));
-    if (result != CNP_OK)
-        return result;
-    size_t global[3] = {ocl_round_up((size_t)w, ENG_TX), ocl_round_up((size_t)h, ENG_TY),
-                        (size_t)(l->out + ENG_COB - 1) / ENG_COB};
-    size_t local[3] = {ENG_TX, ENG_TY, 1};
-    if (w == 0 || h == 0)
-        return CNP_OK;
-    return enqueue(e, el->conv, 3, global, local, "detect_conv", err);
-}
-
-/* Scratch bytes CLBlast needs for out x n x kdim (row-major, as we call it). */
-static CLBlastStatusCode gemm_tmp_size(det_engine *e, size_t m, size_t n, size_t kdim,
-                                       size_t *bytes)
-{
-    /* In bytes (1000^3 gives 3 x 1024^2 x 4: A, B and C padded). Zero when
-     * CLBlast runs its direct kernel without scratch. */
-    return CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                      CLBlastTransposeNo, m, n, kdim, 0, kdim, 0, n, 0, n, &e->q,
-                                      bytes);
-}
-
-static cnp_status run_conv_gemm(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w,
-                                int h, cnp_err *err)
-{
-    const det_layer *l = el->l;
-    int n = w * h;
-    if (n == 0)
-        return CNP_OK;
-    cl_mem b = in;
-    cnp_status result;
-    if (l->k > 1) {
-        result = SET_ARGS(el->im2col, "detect_im2col", err, KARG(in), KARG(e->col), KARG(l->in),
-                         KARG(h), KARG(w));
-        if (result != CNP_OK)
-            return result;
-        size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->in};
-        result = enqueue(e, el->im2col, 2, global, NULL, "detect_im2col", err);
-        if (result != CNP_OK)
-            return result;
-        b = e->col;
-    }
-    size_t kdim = (size_t)l->in * l->k * l->k, need = 0;
-    CLBlastStatusCode st = gemm_tmp_size(e, (size_t)l->out, (size_t)n, kdim, &need);
-    if (st == CLBlastSuccess && need <= e->gemm_tmp_bytes && e->gemm_tmp)
-        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                        CLBlastTransposeNo, (size_t)l->out, (size_t)n, kdim,
-                                        1.0f, el->weight, 0, kdim, b, 0, (size_t)n, 0.0f, out,
-                                        0, (size_t)n, &e->q, NULL, e->gemm_tmp);
-    else if (st == CLBlastSuccess) /* not expected: sizes only shrink below the tile */
-        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-                          (size_t)l->out, (size_t)n, kdim, 1.0f, el->weight, 0, kdim, b, 0,
-                          (size_t)n, 0.0f, out, 0, (size_t)n, &e->q, NULL);
-    if (st != CLBlastSuccess) {
-        cnp_err_set(err, "layer %s: CLBlastSgemm(%d x %d x %zu) failed: status %d", l->name,
-                    l->out, n, kdim, (int)st);
-        return CNP_ERR_OPENCL;
-    }
-    result = SET_ARGS(el->bias_act, "detect_bias_act", err, KARG(out), KARG(el->bias), KARG(n),
-                     KARG(l->out));
-    if (result != CNP_OK)
-        return result;
-    size_t global[2] = {ocl_round_up((size_t)n, 64), (size_t)l->out};
-    return enqueue(e, el->bias_act, 2, global, NULL, "detect_bias_act", err);
-}
-
-static cnp_status run_pool(det_engine *e, eng_layer *el, cl_mem in, cl_mem out, int w, int h,
-                           cnp_err *err)
-{
-    cnp_status result = SET_ARGS(el->pool, "detect_maxpool", err, KARG(in), KARG(out), KARG(h),
-                     KARG(w));
-    if (result != CNP_OK)
-        return result;
-    size_t global[3] = {(size_t)w / 2, (size_t)h / 2, (size_t)el->l->in};
-    return enqueue(e, el->pool, 3, global, NULL, "detect_maxpool", err);
-}
-
-static enum det_conv_path layer_path(const det_engine *e, const eng_layer *el)
-{
-    enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : el->chosen;
-    if (p == DET_CONV_DIRECT && !el->direct_ok)
-        p = DET_CONV_GEMM;
-    return p;
-}
-
-/* Enqueues layer i on a w x h input held in `in`, writing `out`. */
-static cnp_status run_layer(det_engine *e, size_t i, enum det_conv_path path, cl_mem in,
-                            cl_mem out, int w, int h, cnp_err *err)
-{
-    eng_layer *el = &e->layers[i];
-    if (el->l->type == DET_LAYER_MAXPOOL)
-        return run_pool(e, el, in, out, w, h, err);
-    if (path == DET_CONV_DIRECT && el->direct_ok)
-        return run_conv_direct(e, el, in, out, w, h, err);
-    return run_conv_gemm(e, el, in, out, w, h, err);
-}
-
 static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
                                  uint32_t y0, uint32_t w, uint32_t h, cnp_err *err)
 {
@@ -285,8 +130,9 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
     }
     cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, tw = (cl_int)w,
            th = (cl_int)h;
+    cl_mem input = det_graph_engine_input(e->ge);
     cnp_status result = SET_ARGS(e->pre, "detect_preprocess", err, KARG(rgba), KARG(iw),
-                     KARG(ix), KARG(iy), KARG(tw), KARG(th), KARG(e->act[0]), KARG(mean),
+                     KARG(ix), KARG(iy), KARG(tw), KARG(th), KARG(input), KARG(mean),
                      KARG(inv));
     if (result != CNP_OK)
         return result;
@@ -295,255 +141,98 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
     return enqueue(e, e->pre, 2, global, local, "detect_preprocess", err);
 }
 
-/* Runs preprocessing and every layer on one region; *which is the index
- * of the activation buffer holding the output, *ow / *oh its size. */
+/* Runs preprocessing and the network on one region; *out is the device
+ * buffer holding the output (4 x *oh x *ow). */
 static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
-                              uint32_t y0, uint32_t w, uint32_t h, int *which, uint32_t *ow,
+                              uint32_t y0, uint32_t w, uint32_t h, cl_mem *out, uint32_t *ow,
                               uint32_t *oh, cnp_err *err)
 {
     cnp_status result = run_preprocess(e, rgba, img_w, x0, y0, w, h, err);
-    int cur = 0;
-    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
-        eng_layer *el = &e->layers[i];
-        result = run_layer(e, i, layer_path(e, el), e->act[cur], e->act[1 - cur], (int)w,
-                           (int)h, err);
-        if (el->l->type == DET_LAYER_MAXPOOL) {
-            w /= 2;
-            h /= 2;
-        }
-        cur = 1 - cur;
-    }
-    *which = cur;
-    *ow = w;
-    *oh = h;
+    int oc = 0, ih = 0, iw = 0;
+    if (result == CNP_OK)
+        result = det_graph_engine_run_raw(e->ge, (int)h, (int)w, out, &oc, &ih, &iw, err);
+    *ow = (uint32_t)iw;
+    *oh = (uint32_t)ih;
     return result;
 }
 
-/* Median of the wall time of `repeats` runs of layer i at the largest tile
- * (full) or at the measurement tile (each run finished before the next). A warm-up on a small region first:
- * the first use of a path compiles kernels (CLBlast's at run time). */
-static cnp_status time_layer(det_engine *e, size_t i, enum det_conv_path path, int repeats,
-                             bool full, double *seconds, cnp_err *err)
+/* The model's layers as a graph of crown input: conv k odd with "same"
+ * padding dilation * (k - 1) / 2 at stride 1, max pool 2x2/2 floor. */
+static cnp_status build_graph(det_engine *e, cnp_err *err)
 {
-    eng_layer *el = &e->layers[i];
-    double t[16];
-    if (repeats < 1)
-        repeats = 1;
-    if (repeats > 16)
-        repeats = 16;
-    int ww = el->in_w < 64 ? (int)el->in_w : 64, wh = el->in_h < 64 ? (int)el->in_h : 64;
-    cnp_status result = run_layer(e, i, path, e->act[0], e->act[1], ww, wh, err);
-    if (result == CNP_OK)
-        result = cl_ok(clFinish(e->q), "clFinish", err);
-    int tw = full ? (int)el->in_w : (int)el->meas_w, th = full ? (int)el->in_h : (int)el->meas_h;
-    for (int r = 0; result == CNP_OK && r < repeats; r++) {
-        double t0 = cnp_now();
-        result = run_layer(e, i, path, e->act[0], e->act[1], tw, th, err);
-        if (result == CNP_OK)
-            result = cl_ok(clFinish(e->q), "clFinish", err);
-        t[r] = cnp_now() - t0;
+    const det_model *m = e->m;
+    det_graph *g = &e->graph;
+    memset(g, 0, sizeof *g);
+    g->n_nodes = m->n_layers + 1;
+    g->nodes = calloc((size_t)g->n_nodes, sizeof *g->nodes);
+    if (!g->nodes) {
+        cnp_err_set(err, "detector engine: out of memory");
+        return CNP_ERR_NOMEM;
     }
-    if (result != CNP_OK)
-        return result;
-    for (int a = 1; a < repeats; a++)
-        for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
-            double x = t[b];
-            t[b] = t[b - 1];
-            t[b - 1] = x;
-        }
-    *seconds = t[repeats / 2];
-    return CNP_OK;
-}
-
-/* The file that remembers the auto choice for this device and these conv
- * shapes at this measurement size (the kernel cache directory): what decides
- * the timing, not the weights. */
-static void paths_file(const det_engine *e, char *out, size_t len)
-{
-    int key[4 + 6 * 256];
-    size_t n = 0;
-    key[n++] = 1; /* format of the file */
-    for (size_t i = 0; i < e->n_layers && n + 6 <= sizeof key / sizeof key[0]; i++) {
-        const eng_layer *el = &e->layers[i];
-        if (el->l->type != DET_LAYER_CONV)
-            continue;
-        key[n++] = (int)i;
-        key[n++] = el->l->in;
-        key[n++] = el->l->out;
-        key[n++] = el->l->k * 100 + el->l->dilation;
-        key[n++] = (int)el->meas_w;
-        key[n++] = (int)el->meas_h * 2 + (el->direct_ok ? 1 : 0);
-    }
-    ocl_cache_file(e->ctx, "conv-paths", key, n * sizeof key[0], out, len);
-}
-
-/* Reads the remembered choice: true when the file names a path for every
- * conv layer (lines "<layer> direct|gemm <direct ms> <gemm ms>"). */
-static bool paths_load(det_engine *e, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t convs = 0, read = 0;
-    for (size_t i = 0; i < e->n_layers; i++)
-        convs += e->layers[i].l->type == DET_LAYER_CONV;
-    bool seen[256] = {false};
-    char line[160], name[16];
-    while (fgets(line, sizeof line, f)) {
-        unsigned idx;
-        double dm, gm;
-        if (sscanf(line, "%u %15s %lf %lf", &idx, name, &dm, &gm) != 4 || idx >= e->n_layers ||
-            idx >= 256 || seen[idx] || e->layers[idx].l->type != DET_LAYER_CONV)
-            break;
-        eng_layer *el = &e->layers[idx];
-        if (strcmp(name, "direct") == 0 && el->direct_ok)
-            el->chosen = DET_CONV_DIRECT;
-        else if (strcmp(name, "gemm") == 0)
-            el->chosen = DET_CONV_GEMM;
+    g->nodes[0] = (det_node){.op = DET_OP_INPUT, .name = "input", .in = -1, .in2 = -1};
+    for (int i = 0; i < m->n_layers; i++) {
+        const det_layer *l = &m->layers[i];
+        det_node *n = &g->nodes[i + 1];
+        if (l->type == DET_LAYER_MAXPOOL)
+            *n = (det_node){.op = DET_OP_MAXPOOL, .in = i, .in2 = -1, .k = 2, .stride = 2,
+                            .pad = 0, .dilation = 1};
         else
-            break;
-        el->direct_s = dm / 1e3;
-        el->gemm_s = gm / 1e3;
-        seen[idx] = true;
-        read++;
+            *n = (det_node){.op = DET_OP_CONV, .in = i, .in2 = -1, .cin = l->in,
+                            .cout = l->out, .k = l->k, .stride = 1,
+                            .pad = l->dilation * (l->k - 1) / 2, .dilation = l->dilation,
+                            .act = l->relu ? DET_ACT_RELU : DET_ACT_NONE, .weight = l->weight,
+                            .bias = l->bias};
+        snprintf(n->name, sizeof n->name, "%s", l->name);
+        snprintf(n->weights, sizeof n->weights, "%s", l->name);
     }
-    fclose(f);
-    return read == convs;
-}
-
-/* Writes the choice (temporary file, then rename: concurrent workers never
- * read half a file). A failure only costs the next start a measurement. */
-static void paths_store(const det_engine *e, const char *path)
-{
-    char tmp[CNP_STR_LONG + 400];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    bool ok = true;
-    for (size_t i = 0; i < e->n_layers; i++) {
-        const eng_layer *el = &e->layers[i];
-        if (el->l->type == DET_LAYER_CONV)
-            ok = fprintf(f, "%zu %s %.6f %.6f\n", i,
-                         el->chosen == DET_CONV_DIRECT ? "direct" : "gemm", el->direct_s * 1e3,
-                         el->gemm_s * 1e3) > 0 && ok;
+    g->input.kind = DET_INPUT_CROWN;
+    g->input.channels = m->n_channels;
+    for (int c = 0; c < m->n_channels && c < 4; c++) {
+        g->input.channel[c] = m->channel[c];
+        g->input.mean[c] = m->mean[c];
+        g->input.std[c] = m->std[c];
     }
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
-        remove(tmp);
-}
-
-/* Picks the convolution path per layer: the configured one, or (auto) the
- * faster at the measurement tile: the largest tile on a GPU; on a CPU device
- * (PoCL) at most 128 px, where the full tile would cost seconds of start-up
- * and the ranking is the same. The auto choice is remembered on disk next
- * to the kernel cache (paths_file) and measured only when that file is
- * missing, stale or unreadable. */
-static cnp_status choose_paths(det_engine *e, int configured, cnp_err *err)
-{
-    char file[CNP_STR_LONG + 300];
-    bool remembered = false;
-    if (configured != DET_CONV_DIRECT && configured != DET_CONV_GEMM) {
-        paths_file(e, file, sizeof file);
-        if ((remembered = paths_load(e, file))) {
-            LOG_DEBUG("detect", "convolution paths from %s", file);
-            return CNP_OK;
-        }
-    }
-    for (size_t i = 0; i < e->n_layers; i++) {
-        eng_layer *el = &e->layers[i];
-        if (el->l->type != DET_LAYER_CONV)
-            continue;
-        if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM) {
-            el->chosen = (enum det_conv_path)configured;
-            continue;
-        }
-        /* One timed run each: on a GPU both take milliseconds, on a CPU
-         * device (PoCL) more runs would dominate start-up. */
-        cnp_status result = time_layer(e, i, DET_CONV_GEMM, 1, false, &el->gemm_s, err);
-        if (result == CNP_OK && el->direct_ok)
-            result = time_layer(e, i, DET_CONV_DIRECT, 1, false, &el->direct_s, err);
-        if (result != CNP_OK)
-            return result;
-        el->chosen = el->direct_ok && el->direct_s <= el->gemm_s ? DET_CONV_DIRECT
-                                                                 : DET_CONV_GEMM;
-        e->timed_layers++;
-        LOG_DEBUG("detect", "layer %s %ux%u: direct %.3f ms, gemm %.3f ms -> %s", el->l->name,
-                  el->meas_w, el->meas_h, el->direct_s * 1e3, el->gemm_s * 1e3,
-                  el->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
-    }
-    if (!remembered && configured != DET_CONV_DIRECT && configured != DET_CONV_GEMM)
-        paths_store(e, file);
     return CNP_OK;
 }
 
 void det_engine_conv_paths_file(const det_engine *e, char *out, size_t len)
 {
-    paths_file(e, out, len);
+    det_graph_engine_conv_paths_file(e->ge, out, len);
 }
 
 size_t det_engine_timed_layers(const det_engine *e)
 {
-    return e->timed_layers;
+    return det_graph_engine_timed_nodes(e->ge);
 }
 
+/* The layers' output sizes at the largest tile, the tree list and count. */
 static cnp_status size_buffers(det_engine *e, cnp_err *err)
 {
-    const det_model *m = e->m;
-    uint32_t w = e->tile, h = e->tile;
-    size_t act = (size_t)m->n_channels * w * h, col = 1;
-    for (size_t i = 0; i < e->n_layers; i++) {
-        eng_layer *el = &e->layers[i];
-        el->in_w = w;
-        el->in_h = h;
-        if (el->l->type == DET_LAYER_MAXPOOL) {
-            w /= 2;
-            h /= 2;
-        } else if (el->l->k > 1) {
-            size_t c = (size_t)el->l->in * el->l->k * el->l->k * w * h;
-            col = c > col ? c : col;
-        }
-        el->out_w = w;
-        el->out_h = h;
-        size_t a = (size_t)el->l->out * w * h;
-        act = a > act ? a : act;
+    int nn = e->graph.n_nodes;
+    int *c = malloc(sizeof(int) * 3 * (size_t)nn);
+    e->layer_w = malloc(sizeof(int) * (size_t)nn);
+    e->layer_h = malloc(sizeof(int) * (size_t)nn);
+    if (!c || !e->layer_w || !e->layer_h) {
+        free(c);
+        cnp_err_set(err, "detector engine: out of memory");
+        return CNP_ERR_NOMEM;
     }
-    e->tree_cap = (size_t)w * h * 4 + 64;
-    w = h = e->measure_tile;
-    for (size_t i = 0; i < e->n_layers; i++) {
-        e->layers[i].meas_w = w;
-        e->layers[i].meas_h = h;
-        if (e->layers[i].l->type == DET_LAYER_MAXPOOL) {
-            w /= 2;
-            h /= 2;
-        }
+    cnp_status result = det_graph_ref_shapes(&e->graph, (int)e->tile, (int)e->tile, c, c + nn,
+                                             c + 2 * nn, err);
+    for (int i = 0; result == CNP_OK && i + 1 < nn; i++) {
+        e->layer_h[i] = c[nn + i + 1];
+        e->layer_w[i] = c[2 * nn + i + 1];
     }
-    cnp_status result = create_buffer(e, act * sizeof(float), NULL, &e->act[0], "activations", err);
-    if (result == CNP_OK)
-        result = create_buffer(e, act * sizeof(float), NULL, &e->act[1], "activations", err);
-    if (result == CNP_OK)
-        result = create_buffer(e, col * sizeof(float), NULL, &e->col, "im2col matrix", err);
-    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
-        const eng_layer *el = &e->layers[i];
-        size_t need = 0;
-        if (el->l->type == DET_LAYER_CONV &&
-            gemm_tmp_size(e, (size_t)el->l->out, (size_t)el->out_w * el->out_h,
-                          (size_t)el->l->in * el->l->k * el->l->k, &need) == CLBlastSuccess &&
-            need > e->gemm_tmp_bytes)
-            e->gemm_tmp_bytes = need;
-    }
-    if (result == CNP_OK && e->gemm_tmp_bytes)
-        result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
-    if (result == CNP_OK)
-        result = create_buffer(e, e->tree_cap * sizeof(cl_float4), NULL, &e->trees,
-                               "tree list", err);
+    free(c);
+    if (result != CNP_OK)
+        return result;
+    uint32_t ow, oh;
+    det_model_out_size(e->m, e->tile, e->tile, &ow, &oh);
+    e->tree_cap = (size_t)ow * oh * 4 + 64;
+    result = create_buffer(e, e->tree_cap * sizeof(cl_float4), NULL, &e->trees, "tree list",
+                           err);
     if (result == CNP_OK)
         result = create_buffer(e, sizeof(cl_int), NULL, &e->count, "tree count", err);
-    /* Defined contents for the timing runs. */
-    float zero = 0.0f;
-    for (int i = 0; result == CNP_OK && i < 2; i++)
-        result = cl_ok(clEnqueueFillBuffer(e->q, e->act[i], &zero, sizeof zero, 0,
-                                           act * sizeof(float), 0, NULL, NULL),
-                       "clEnqueueFillBuffer", err);
     return result;
 }
 
@@ -689,9 +378,7 @@ static cnp_status nms_enqueue(det_engine *e, size_t n, float iou, int use_label,
             result = enqueue(e, nm->select, 1, &g3, &g3, "detect_nms_select", err);
     }
     return result;
-}
-
-cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
+}cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err)
 {
     *out = NULL;
@@ -703,10 +390,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
         return CNP_ERR_CONFIG;
     }
     det_engine *e = calloc(1, sizeof *e);
-    eng_layer *layers = calloc((size_t)m->n_layers, sizeof *layers);
-    if (!e || !layers) {
-        free(e);
-        free(layers);
+    if (!e) {
         cnp_err_set(err, "detector engine: out of memory");
         return CNP_ERR_NOMEM;
     }
@@ -715,14 +399,10 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     e->cl = ocl_ctx_context(ctx);
     e->q = ocl_ctx_queue(ctx);
     e->tile = (uint32_t)tile;
-    cl_device_type type = 0;
-    clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
-    e->measure_tile = (type & CL_DEVICE_TYPE_CPU) && tile > 128 ? 128 : (uint32_t)tile;
     e->overlap = dc->tile_overlap;
     e->threshold = det_score_threshold(m, dc->score_threshold);
     /* [detector] nms_iou, or the model's own value when it is negative. */
     e->nms_iou = dc->nms_iou >= 0 ? (float)dc->nms_iou : (float)det_model_nms_iou(m);
-    e->layers = layers;
     e->n_layers = (size_t)m->n_layers;
     int rf = det_model_receptive_field(m);
     if (e->overlap < rf)
@@ -737,14 +417,19 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
         result = ocl_kernel_create(ctx, "detect", base, "detect_peaks", &e->peaks, err);
     if (result == CNP_OK)
         result = nms_kernels(e, base, err);
-    for (size_t i = 0; result == CNP_OK && i < e->n_layers; i++) {
-        layers[i].l = &m->layers[i];
-        result = layer_kernels(e, &layers[i], base, err);
-    }
+    if (result == CNP_OK)
+        result = build_graph(e, err);
+    /* The conv paths: configured, or measured at the largest tile (at most
+     * 128 px on a CPU device) and remembered next to the kernel cache. */
+    det_graph_engine_opts opts = {
+        .conv = dc->conv == DET_CONV_DIRECT || dc->conv == DET_CONV_GEMM
+                    ? (enum det_conv_path)dc->conv
+                    : DET_CONV_AUTO};
+    if (result == CNP_OK)
+        result = det_graph_engine_create_opts(ctx, &e->graph, (uint32_t)tile, (uint32_t)tile,
+                                              &opts, &e->ge, err);
     if (result == CNP_OK)
         result = size_buffers(e, err);
-    if (result == CNP_OK)
-        result = choose_paths(e, dc->conv, err);
     if (result != CNP_OK) {
         cnp_err_prefix(err, "%s", m->path);
         det_engine_free(e);
@@ -772,22 +457,12 @@ void det_engine_free(det_engine *e)
         return;
     if (e->q)
         clFinish(e->q);
-    for (size_t i = 0; i < e->n_layers; i++) {
-        eng_layer *el = &e->layers[i];
-        release_kernel(el->conv);
-        release_kernel(el->im2col);
-        release_kernel(el->bias_act);
-        release_kernel(el->pool);
-        release_mem(el->weight);
-        release_mem(el->bias);
-    }
-    free(e->layers);
+    det_graph_engine_free(e->ge);
+    free(e->graph.nodes);
+    free(e->layer_w);
+    free(e->layer_h);
     release_kernel(e->pre);
     release_kernel(e->peaks);
-    release_mem(e->act[0]);
-    release_mem(e->act[1]);
-    release_mem(e->col);
-    release_mem(e->gemm_tmp);
     release_mem(e->trees);
     release_mem(e->count);
     eng_nms *nm = &e->nms;
@@ -801,7 +476,7 @@ void det_engine_free(det_engine *e)
 
 void det_engine_set_conv_path(det_engine *e, enum det_conv_path path)
 {
-    e->force = path;
+    det_graph_engine_set_conv_path(e->ge, path);
 }
 
 static cnp_status check_image(cl_mem rgba, uint32_t w, uint32_t h, cnp_err *err)
@@ -827,14 +502,14 @@ static cnp_status ensure_tree_cap(det_engine *e, size_t need, cnp_err *err)
     return create_buffer(e, need * sizeof(cl_float4), NULL, &e->trees, "tree list", err);
 }
 
-static cnp_status run_peaks(det_engine *e, int which, uint32_t ow, uint32_t oh,
+static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t oh,
                             const det_tile *t, cnp_err *err)
 {
     cl_int ioh = (cl_int)oh, iow = (cl_int)ow, x0 = (cl_int)t->x0, y0 = (cl_int)t->y0,
            cap = (cl_int)e->tree_cap;
     cl_float stride = (cl_float)e->m->stride, thr = e->threshold;
     cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
-    cnp_status result = SET_ARGS(e->peaks, "detect_peaks", err, KARG(e->act[which]), KARG(ioh),
+    cnp_status result = SET_ARGS(e->peaks, "detect_peaks", err, KARG(heads), KARG(ioh),
                      KARG(iow), KARG(x0), KARG(y0), KARG(stride), KARG(thr), KARG(own),
                      KARG(e->trees), KARG(e->count), KARG(cap));
     if (result != CNP_OK)
@@ -1038,11 +713,11 @@ cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
         det_model_out_size(e->m, tiles[i].w, tiles[i].h, &ow, &oh);
         if (ow == 0 || oh == 0)
             continue;
-        int which;
+        cl_mem heads = NULL;
         result = run_network(e, rgba, w, tiles[i].x0, tiles[i].y0, tiles[i].w, tiles[i].h,
-                             &which, &ow, &oh, err);
+                             &heads, &ow, &oh, err);
         if (result == CNP_OK)
-            result = run_peaks(e, which, ow, oh, &tiles[i], err);
+            result = run_peaks(e, heads, ow, oh, &tiles[i], err);
     }
     free(tiles);
     if (result == CNP_OK)
@@ -1068,8 +743,8 @@ cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
     det_model_out_size(e->m, w, h, &fw, &fh);
     if (fw == 0 || fh == 0)
         return CNP_OK;
-    int which;
-    result = run_network(e, rgba, img_w, x0, y0, w, h, &which, ow, oh, err);
+    cl_mem heads = NULL;
+    result = run_network(e, rgba, img_w, x0, y0, w, h, &heads, ow, oh, err);
     if (result != CNP_OK)
         return result;
     size_t bytes = sizeof(float) * 4 * (size_t)*ow * *oh;
@@ -1078,7 +753,7 @@ cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
         cnp_err_set(err, "detector: out of memory");
         return CNP_ERR_NOMEM;
     }
-    result = cl_ok(clEnqueueReadBuffer(e->q, e->act[which], CL_TRUE, 0, bytes, *out, 0, NULL,
+    result = cl_ok(clEnqueueReadBuffer(e->q, heads, CL_TRUE, 0, bytes, *out, 0, NULL,
                                        NULL),
                    "reading the output tensor", err);
     if (result != CNP_OK) {
@@ -1095,9 +770,12 @@ size_t det_engine_layer_count(const det_engine *e)
 
 void det_engine_layer_info(const det_engine *e, size_t i, det_layer_info *info)
 {
-    const eng_layer *el = &e->layers[i];
-    const det_layer *l = el->l;
+    const det_layer *l = &e->m->layers[i];
     bool conv = l->type == DET_LAYER_CONV;
+    double direct_s = 0, gemm_s = 0;
+    enum det_conv_path chosen = det_graph_engine_node_path(e->ge, (int)i + 1, &direct_s,
+                                                           &gemm_s);
+    int ow = e->layer_w[i], oh = e->layer_h[i];
     *info = (det_layer_info){
         .name = l->name,
         .is_conv = conv,
@@ -1105,13 +783,13 @@ void det_engine_layer_info(const det_engine *e, size_t i, det_layer_info *info)
         .out = l->out,
         .k = conv ? l->k : 2,
         .dilation = conv ? l->dilation : 1,
-        .out_w = el->out_w,
-        .out_h = el->out_h,
-        .flops = conv ? 2.0 * l->in * l->out * l->k * l->k * (double)el->out_w * el->out_h
-                      : (double)l->in * el->out_w * el->out_h * 3,
-        .chosen = conv ? layer_path(e, el) : DET_CONV_AUTO,
-        .direct_s = el->direct_s,
-        .gemm_s = el->gemm_s,
+        .out_w = (uint32_t)ow,
+        .out_h = (uint32_t)oh,
+        .flops = conv ? 2.0 * l->in * l->out * l->k * l->k * (double)ow * oh
+                      : (double)l->in * ow * oh * 3,
+        .chosen = conv ? chosen : DET_CONV_AUTO,
+        .direct_s = direct_s,
+        .gemm_s = gemm_s,
     };
 }
 
@@ -1119,10 +797,9 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
                                  int repeats, double *seconds, cnp_err *err)
 {
     if (path == DET_CONV_AUTO)
-        path = layer_path(e, &e->layers[i]);
-    if (path == DET_CONV_DIRECT && !e->layers[i].direct_ok)
-        path = DET_CONV_GEMM;
-    return time_layer(e, i, path, repeats, true, seconds, err);
+        path = det_graph_engine_node_path(e->ge, (int)i + 1, NULL, NULL);
+    return det_graph_engine_time_node(e->ge, (int)i + 1, path, repeats, (int)e->tile,
+                                      (int)e->tile, seconds, err);
 }
 
 uint32_t det_engine_tile(const det_engine *e)

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "canopy/buf.h"
 #include "canopy/status.h"
@@ -94,10 +95,26 @@ typedef struct det_retina {
     char labels[DET_GRAPH_MAX_CLASSES][DET_GRAPH_LABEL_MAX]; /* label_dict, by index */
 } det_retina;
 
+/* What node 0 holds. RETINA: det_retina's transform of the window (3
+ * channels; the engine computes it, predict decodes the heads). CROWN: a
+ * crown model's preprocessed tile (the caller writes it into
+ * det_graph_engine_input; channel codes enum det_channel, normalised by
+ * mean / std, no resize), and only the raw forward runs
+ * (det_graph_engine_run_raw); `retina` is unused. */
+enum det_input_kind { DET_INPUT_RETINA = 0, DET_INPUT_CROWN = 1 };
+
+typedef struct det_input {
+    enum det_input_kind kind;
+    int channels;                           /* CROWN: 1..4 */
+    int channel[4];                         /* CROWN: enum det_channel per channel */
+    float mean[4], std[4];                  /* CROWN */
+} det_input;
+
 typedef struct det_graph {
     int n_nodes;
     det_node *nodes;
     det_retina retina;
+    det_input input; /* zero: RETINA */
 } det_graph;
 
 /* One detection of a box model, in the pixel coordinates of the image (or
@@ -189,6 +206,20 @@ cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t i
                                     uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                                     det_detection **out, size_t *n, cnp_err *err);
 
+/* det_graph_engine_predict of n windows of equal size w x h at
+ * (patches[i].x0, patches[i].y0) (their w and h must equal the first's),
+ * max_batch of them at a time through every layer together: their
+ * activations side by side (planes c * N + i), one im2col + one SGEMM per
+ * conv for the batch. out[i] / n_out[i]: patch i's detections (malloc'd,
+ * NULL when 0) in patch coordinates, the same as det_graph_engine_predict
+ * gives for that window alone. On failure every out[i] is NULL. */
+cnp_status det_graph_engine_predict_batch(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                          const det_tile *patches, size_t n,
+                                          det_detection **out, size_t *n_out, cnp_err *err);
+
+/* Patches one batch holds (>= 1). */
+int det_graph_engine_max_batch(const det_graph_engine *e);
+
 /* Runs the transform and the graph only and reads node `node`'s output back
  * (malloc'd, c x h x w as det_graph_ref_shapes gives for the transformed
  * size *ph x *pw). For tests. */
@@ -199,12 +230,52 @@ cnp_status det_graph_engine_forward(det_graph_engine *e, cl_mem rgba, uint32_t i
 /* Frees device buffers and kernels; accepts NULL. */
 void det_graph_engine_free(det_graph_engine *e);
 
+/* Creation options (det_graph_engine_create: all zero). */
+typedef struct det_graph_engine_opts {
+    /* Convolution path per conv node: DET_CONV_AUTO measures both where the
+     * direct kernel applies (stride 1, its local memory fits) once at a
+     * measurement size (the largest input on a GPU, at most 128 x 128 on a
+     * CPU device) and remembers the choice in a file next to the kernel
+     * cache (det_graph_engine_conv_paths_file): later engines on the same
+     * device and node shapes time nothing. DIRECT / GEMM force a path (GEMM
+     * where the direct kernel does not apply). */
+    enum det_conv_path conv;
+    /* Patches per det_graph_engine_predict_batch call (0 or 1: one): the
+     * activations and the im2col matrix are sized for that many, limited
+     * so that they fit batch_bytes (0: an eighth of the device's global
+     * memory, at least 1 GiB) and the device's largest allocation;
+     * det_graph_engine_max_batch says how many fitted. */
+    uint32_t max_batch;
+    size_t batch_bytes;
+} det_graph_engine_opts;
+
+cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
+                                        uint32_t max_h, const det_graph_engine_opts *opts,
+                                        det_graph_engine **out, cnp_err *err);
+
+/* Forces one path for every conv node from now on (DET_CONV_AUTO: back to
+ * the chosen one). */
+void det_graph_engine_set_conv_path(det_graph_engine *e, enum det_conv_path path);
+
+/* Path node i runs with now (DET_CONV_AUTO for non-conv nodes), and the
+ * seconds each path took at the measurement size (0 when not measured). */
+enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
+                                              double *direct_s, double *gemm_s);
+
+/* Conv nodes timed at creation (0 when the choice was read back or forced). */
+size_t det_graph_engine_timed_nodes(const det_graph_engine *e);
+
+/* The file that remembers the choice for this device, graph shapes and
+ * measurement size. */
+void det_graph_engine_conv_paths_file(const det_graph_engine *e, char *out, size_t len);
+
 /* ---- bench hooks (bench/bench_retina.c) ---------------------------------- */
 
 /* Seconds per stage of the predicts run while timing is on, added up: the
  * host clock read after a clFinish at the end of every stage, so stages do
  * not overlap (a timed predict is slower by those synchronisations). Arrays
- * of n_nodes entries: im2col, gemm (CLBlast) and epilogue of conv nodes;
+ * of n_nodes entries: im2col, gemm (CLBlast) and epilogue of conv nodes
+ * on the GEMM path (direct path: the whole graph_conv kernel in epilogue);
  * other: the kernel of a non-conv node (node 0: the input transform).
  * post: scores, top-k sorts, decode, NMS and the read-backs. */
 typedef struct det_graph_times {
@@ -215,6 +286,26 @@ typedef struct det_graph_times {
 /* Timing on (later predicts add to *t, which must outlive them) or off
  * (NULL). Behaviour and results are unchanged either way. */
 void det_graph_engine_set_times(det_graph_engine *e, det_graph_times *t);
+
+/* ---- raw forward (crown graphs; any graph) -------------------------------- */
+
+/* Node 0's device buffer: the caller enqueues the input there (channels x
+ * in_h x in_w floats, CHW) before det_graph_engine_run_raw. */
+cl_mem det_graph_engine_input(const det_graph_engine *e);
+
+/* Enqueues nodes 1..last on an in_h x in_w input already in
+ * det_graph_engine_input (at most the engine's max size); nothing is read
+ * back. *out: the buffer that holds the last node's output (valid until
+ * the next run), *oc x *oh x *ow its shape. */
+cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
+                                    int *oc, int *oh, int *ow, cnp_err *err);
+
+/* Median wall time of `repeats` runs (clFinish each, after a warm-up) of
+ * node i alone with `path` (conv nodes; others ignore it) on an in_h x
+ * in_w input. For the bench. */
+cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_path path,
+                                      int repeats, int in_h, int in_w, double *seconds,
+                                      cnp_err *err);
 
 /* Bytes of every device buffer the engine allocated: weights, activation
  * slots, im2col matrix, CLBlast scratch, decode and NMS buffers (not the

@@ -26,7 +26,7 @@ cnp_status det_graph_ref_shapes(const det_graph *g, int in_h, int in_w, int *c, 
                 cnp_err_set(err, "graph node %s (%d): input node not first", n->name, i);
                 return CNP_ERR_FORMAT;
             }
-            c[i] = 3;
+            c[i] = g->input.kind == DET_INPUT_CROWN ? g->input.channels : 3;
             h[i] = in_h;
             w[i] = in_w;
             continue;

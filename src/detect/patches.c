@@ -122,6 +122,49 @@ cnp_status det_detections_nms(det_detection *d, size_t *n, float iou, cnp_err *e
     return result;
 }
 
+/* Appends one patch's detections (shifted and truncated) to *all. */
+static cnp_status append_patch(det_detection **all, size_t *count, size_t *cap,
+                               det_detection *found, size_t nf, const det_tile *patch,
+                               cnp_err *err)
+{
+    if (*count + nf > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (nc < *count + nf)
+            nc *= 2;
+        det_detection *grown = realloc(*all, nc * sizeof *grown);
+        if (!grown) {
+            cnp_err_set(err, "patches: out of memory for %zu boxes", *count + nf);
+            return CNP_ERR_NOMEM;
+        }
+        *all = grown;
+        *cap = nc;
+    }
+    det_detections_shift(found, nf, patch->x0, patch->y0);
+    if (nf)
+        memcpy(*all + *count, found, nf * sizeof *found);
+    *count += nf;
+    return CNP_OK;
+}
+
+/* The mosaic NMS over every patch's boxes, then the result. */
+static cnp_status finish(det_detection *all, size_t count, float iou, det_detection **out,
+                         size_t *n, cnp_status result, cnp_err *err)
+{
+    if (result == CNP_OK)
+        result = det_detections_nms(all, &count, iou, err);
+    if (result != CNP_OK) {
+        free(all);
+        return result;
+    }
+    if (count == 0) {
+        free(all);
+        all = NULL;
+    }
+    *out = all;
+    *n = count;
+    return CNP_OK;
+}
+
 cnp_status det_predict_tiled(uint32_t w, uint32_t h, int patch_size, double overlap, float iou,
                              det_patch_fn fn, void *ctx, det_detection **out, size_t *n,
                              cnp_err *err)
@@ -137,40 +180,47 @@ cnp_status det_predict_tiled(uint32_t w, uint32_t h, int patch_size, double over
         size_t nf = 0;
         if ((result = fn(ctx, &patches[p], &found, &nf, err)) != CNP_OK)
             break;
-        if (count + nf > cap) {
-            size_t nc = cap ? cap : 256;
-            while (nc < count + nf)
-                nc *= 2;
-            det_detection *grown = realloc(all, nc * sizeof *grown);
-            if (!grown) {
-                free(found);
-                cnp_err_set(err, "patches: out of memory for %zu boxes", count + nf);
-                result = CNP_ERR_NOMEM;
-                break;
-            }
-            all = grown;
-            cap = nc;
-        }
-        det_detections_shift(found, nf, patches[p].x0, patches[p].y0);
-        if (nf)
-            memcpy(all + count, found, nf * sizeof *found);
-        count += nf;
+        result = append_patch(&all, &count, &cap, found, nf, &patches[p], err);
         free(found);
     }
     free(patches);
-    if (result == CNP_OK)
-        result = det_detections_nms(all, &count, iou, err);
-    if (result != CNP_OK) {
-        free(all);
-        return result;
+    return finish(all, count, iou, out, n, result, err);
+}
+
+cnp_status det_predict_tiled_batch(uint32_t w, uint32_t h, int patch_size, double overlap,
+                                   float iou, size_t batch, det_patch_batch_fn fn, void *ctx,
+                                   det_detection **out, size_t *n, cnp_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (batch < 1)
+        batch = 1;
+    det_tile *patches = NULL;
+    size_t np = 0, count = 0, cap = 0;
+    det_detection *all = NULL;
+    cnp_status result = det_patches_plan(w, h, patch_size, overlap, &patches, &np, err);
+    det_detection **found = result == CNP_OK ? calloc(batch, sizeof *found) : NULL;
+    size_t *nf = result == CNP_OK ? calloc(batch, sizeof *nf) : NULL;
+    if (result == CNP_OK && (!found || !nf)) {
+        cnp_err_set(err, "patches: out of memory for a batch of %zu", batch);
+        result = CNP_ERR_NOMEM;
     }
-    if (count == 0) {
-        free(all);
-        all = NULL;
+    for (size_t p0 = 0; result == CNP_OK && p0 < np; p0 += batch) {
+        size_t nb = np - p0 < batch ? np - p0 : batch;
+        if ((result = fn(ctx, &patches[p0], nb, found, nf, err)) != CNP_OK)
+            break;
+        for (size_t k = 0; k < nb; k++) {
+            if (result == CNP_OK)
+                result = append_patch(&all, &count, &cap, found[k], nf[k], &patches[p0 + k],
+                                       err);
+            free(found[k]);
+            found[k] = NULL;
+        }
     }
-    *out = all;
-    *n = count;
-    return CNP_OK;
+    free(found);
+    free(nf);
+    free(patches);
+    return finish(all, count, iou, out, n, result, err);
 }
 
 cnp_tree det_detection_tree(const det_detection *d)

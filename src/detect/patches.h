@@ -51,6 +51,20 @@ cnp_status det_predict_tiled(uint32_t w, uint32_t h, int patch_size, double over
                              det_patch_fn fn, void *ctx, det_detection **out, size_t *n,
                              cnp_err *err);
 
+/* Predicts n patches of equal size together: out[i] / n_out[i] patch i's
+ * detections in its own coordinates (malloc'd, may be NULL when 0). */
+typedef cnp_status (*det_patch_batch_fn)(void *ctx, const det_tile *patches, size_t n,
+                                         det_detection **out, size_t *n_out, cnp_err *err);
+
+/* det_predict_tiled with the patches predicted `batch` at a time (the
+ * plan's patches all have one size); the shift, truncation and merge are
+ * the same, in the same patch order, so the result is the same as
+ * det_predict_tiled's when fn gives each patch what the one-patch function
+ * would. */
+cnp_status det_predict_tiled_batch(uint32_t w, uint32_t h, int patch_size, double overlap,
+                                   float iou, size_t batch, det_patch_batch_fn fn, void *ctx,
+                                   det_detection **out, size_t *n, cnp_err *err);
+
 /* Shifts one patch's detections by (dx, dy) and truncates them to whole
  * pixels as DeepForest's translate_predictions does. */
 void det_detections_shift(det_detection *d, size_t n, uint32_t dx, uint32_t dy);

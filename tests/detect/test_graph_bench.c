@@ -1,8 +1,9 @@
 /* The graph engine's bench hooks (det_graph_engine_set_times,
  * det_graph_engine_device_bytes) on a small RetinaNet-shaped graph over a
  * NEON window: timing on gives bit-identical detections; it fills exactly
- * the stages each node has (im2col only for convs that need one, gemm and
- * epilogue for every conv, "other" for the input and non-conv nodes, post);
+ * the stages each node has (GEMM path: im2col only for convs that need one,
+ * gemm and epilogue for every one; direct path: the fused kernel in
+ * epilogue only; "other" for the input and non-conv nodes, post);
  * timing off leaves the struct alone; the device bytes cover the weights
  * and the activations and do not grow with predicts. No speed is checked. */
 #include <string.h>
@@ -93,9 +94,10 @@ int main(void)
     for (int i = 0; i < nn; i++) {
         const det_node *n = &g->nodes[i];
         bool conv = n->op == DET_OP_CONV;
-        bool col = conv && (n->k != 1 || n->stride != 1 || n->pad != 0);
+        bool gemm = conv && det_graph_engine_node_path(e, i, NULL, NULL) == DET_CONV_GEMM;
+        bool col = gemm && (n->k != 1 || n->stride != 1 || n->pad != 0);
         CHECK((tm.im2col[i] > 0) == col, "node %s: im2col %g", n->name, tm.im2col[i]);
-        CHECK((tm.gemm[i] > 0) == conv && (tm.epilogue[i] > 0) == conv,
+        CHECK((tm.gemm[i] > 0) == gemm && (tm.epilogue[i] > 0) == conv,
               "node %s: gemm %g, epilogue %g", n->name, tm.gemm[i], tm.epilogue[i]);
         CHECK((tm.other[i] > 0) == !conv, "node %s: other %g", n->name, tm.other[i]);
     }

@@ -1,20 +1,25 @@
 /* The graph engine (kernels/graph.cl + CLBlast) against the C reference:
- * every node of two small graphs on odd sizes (conv k 1/3/7, stride 1/2,
- * pad 0/1/3, dilation 1/2, residual add, 1x1 stride 2, maxpool 3/2 pad 1,
- * upsample_add 13 -> 25, relu), each computed by the reference from the
- * device's own inputs so a kernel's error is not hidden by its inputs'; the
+ * every node of three small graphs on odd sizes (conv k 1/2/3/5/7, stride
+ * 1/2, pad 0/1/2/3, dilation 1/2/3, residual add, 1x1 stride 2, maxpool 3/2
+ * pad 1, upsample_add 13 -> 25, relu), each computed by the reference from
+ * the device's own inputs so a kernel's error is not hidden by its inputs',
+ * once with every conv on im2col + SGEMM and once with the direct kernel
+ * (graph_conv) where it applies; the choice of path remembered on disk; the
  * input transform on a NEON window at an odd scale; and a small
- * RetinaNet-shaped graph end to end on NEON windows: the same detections
- * (count, IoU >= 0.99 each, or corners within 0.01 px for boxes clipped to
- * zero area, score within 1e-3, label). */
+ * RetinaNet-shaped graph end to end on NEON windows (one image per path):
+ * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
+ * for boxes clipped to zero area, score within 1e-3, label); batches of
+ * DeepForest patches against one patch at a time (bit-identical). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/config.h"
 #include "canopy/detect.h"
 #include "canopy/image.h"
 #include "detect/graph_util.h"
+#include "detect/patches.h"
 #include "detect/test_detect_common.h"
 
 /* Float32 sums of up to a few hundred products of O(1) values in another
@@ -26,6 +31,8 @@
 #define INPUT_TOL 1e-5
 
 static ocl_ctx *g_ctx;
+
+static void build_retina(tg_graph *t);
 
 static cl_mem upload(const uint8_t *rgba, uint32_t w, uint32_t h)
 {
@@ -52,13 +59,36 @@ static double max_abs(const float *a, size_t n)
     return m;
 }
 
-/* Every node of g on the device vs the reference fed the device's inputs. */
-static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgba, uint32_t w,
-                        uint32_t h)
+static const char *path_name(enum det_conv_path p)
+{
+    return p == DET_CONV_DIRECT ? "direct" : p == DET_CONV_GEMM ? "gemm" : "auto";
+}
+
+/* Every node of g on the device vs the reference fed the device's inputs,
+ * with every conv node on `path` where it applies (DIRECT: the stride-1
+ * nodes; the others stay on GEMM). */
+static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
+                             uint32_t w, uint32_t h, enum det_conv_path path)
 {
     cnp_err err;
     det_graph_engine *e = NULL;
-    CHECK_FATAL(det_graph_engine_create(g_ctx, g, w, h, &e, &err) == CNP_OK, "%s", err.msg);
+    det_graph_engine_opts opts = {.conv = path};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, w, h, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    int direct_nodes = 0, stride1 = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
+        direct_nodes += p == DET_CONV_DIRECT;
+        stride1 += g->nodes[i].op == DET_OP_CONV && g->nodes[i].stride == 1;
+        if (g->nodes[i].op == DET_OP_CONV && path != DET_CONV_AUTO)
+            CHECK(p == (path == DET_CONV_DIRECT && g->nodes[i].stride == 1 ? DET_CONV_DIRECT
+                                                                           : DET_CONV_GEMM),
+                  "%s node %d runs %s", name, i, path_name(p));
+    }
+    /* The direct kernel applies to every stride-1 conv of these graphs. */
+    if (path == DET_CONV_DIRECT)
+        CHECK(direct_nodes == stride1 && stride1 > 0, "%s: %d of %d stride-1 convs direct",
+              name, direct_nodes, stride1);
     cl_mem buf = upload(rgba, w, h);
     int nn = g->n_nodes;
     int c[64], hh[64], ww[64];
@@ -92,9 +122,10 @@ static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgb
         double scale = fmax(1.0, max_abs(ref, sz)), worst = 0;
         for (size_t j = 0; j < sz; j++)
             worst = fmax(worst, fabs((double)ref[j] - dev[i][j]));
-        printf("%s node %d (op %d k %d s %d p %d d %d) %dx%dx%d: max diff %.3g (scale %.3g)\n",
-               name, i, (int)n->op, n->k, n->stride, n->pad, n->dilation, c[i], hh[i], ww[i],
-               worst, scale);
+        printf("%s %s node %d (op %d k %d s %d p %d d %d) %dx%dx%d: max diff %.3g (scale "
+               "%.3g)\n", name, path_name(det_graph_engine_node_path(e, i, NULL, NULL)), i,
+               (int)n->op, n->k, n->stride, n->pad, n->dilation, c[i], hh[i], ww[i], worst,
+               scale);
         CHECK(worst <= NODE_TOL * scale, "%s node %d: %g > %g", name, i, worst,
               NODE_TOL * scale);
         free(ref);
@@ -103,6 +134,13 @@ static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgb
         free(dev[i]);
     clReleaseMemObject(buf);
     det_graph_engine_free(e);
+}
+
+static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgba, uint32_t w,
+                        uint32_t h)
+{
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
 }
 
 /* Graph A on a 37 x 29 input: the conv variants, a pool, a relu node. */
@@ -126,6 +164,87 @@ static void test_nodes_a(void)
     random_rgba(rgba, 29 * 37 * 4, 3);
     check_nodes("A", &t.g, rgba, 29, 37);
     free(rgba);
+    tg_free(&t);
+}
+
+/* Graph C on 41 x 23 for the direct kernel's edges: k 5 pad 2 with more
+ * than one block of output channels (GCOB 8) and input channels not a
+ * multiple of GCIB (4), k 3 dilation 3 pad 1 (output smaller than the
+ * input), k 3 pad 0, k 1 with a residual, k 7 pad 3 dilation 2, a 2 x 2
+ * kernel (even) with pad 1 (output larger). */
+static void test_nodes_c(void)
+{
+    tg_graph t;
+    tg_init(&t, 13);
+    int a = tg_conv(&t, 0, 3, 11, 5, 1, 2, 1, -1, true, 1.2f, 0.0f);
+    int b = tg_conv(&t, a, 11, 9, 3, 1, 1, 3, -1, false, 1.0f, 0.0f);
+    int c = tg_conv(&t, b, 9, 5, 3, 1, 0, 1, -1, true, 1.0f, 0.0f);
+    int d = tg_conv(&t, c, 5, 5, 1, 1, 0, 1, c, true, 1.0f, 0.0f);
+    int f = tg_conv(&t, d, 5, 17, 7, 1, 3, 2, -1, false, 1.0f, 0.0f);
+    int k2 = tg_conv(&t, f, 17, 6, 2, 1, 1, 1, -1, true, 1.0f, 0.0f);
+    tg_retina_identity(&t.g.retina, 41, 23);
+    t.g.retina.num_classes = 6;
+    t.g.retina.cls_node[0] = k2;
+    t.g.retina.box_node[0] = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    uint8_t *rgba = malloc(23 * 41 * 4);
+    random_rgba(rgba, 23 * 41 * 4, 9);
+    check_nodes("C", &t.g, rgba, 23, 41);
+    free(rgba);
+    tg_free(&t);
+}
+
+/* conv = auto times both paths of every stride-1 conv once per device and
+ * shapes, then reads the choice back from the file next to the kernel
+ * cache: a second engine times nothing and chooses alike; a damaged file
+ * means timing again. */
+static void test_paths_remembered(void)
+{
+    tg_graph t;
+    build_retina(&t);
+    cnp_err err;
+    det_graph_engine *a = NULL, *b = NULL, *c = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &a, &err) == CNP_OK,
+                "%s", err.msg);
+    char file[4096];
+    det_graph_engine_conv_paths_file(a, file, sizeof file);
+    det_graph_engine_free(a);
+    unlink(file);
+    int stride1 = 0;
+    for (int i = 0; i < t.g.n_nodes; i++)
+        stride1 += t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].stride == 1;
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &a, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_timed_nodes(a) == (size_t)stride1, "%zu of %d nodes timed without %s",
+          det_graph_engine_timed_nodes(a), stride1, file);
+    CHECK(access(file, R_OK) == 0, "%s not written", file);
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &b, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_timed_nodes(b) == 0, "%zu nodes timed again with %s",
+          det_graph_engine_timed_nodes(b), file);
+    int direct = 0;
+    for (int i = 0; i < t.g.n_nodes; i++) {
+        double da, ga, db, gb;
+        enum det_conv_path pa = det_graph_engine_node_path(a, i, &da, &ga);
+        enum det_conv_path pb = det_graph_engine_node_path(b, i, &db, &gb);
+        direct += pa == DET_CONV_DIRECT;
+        CHECK(pa == pb, "node %d: %s timed, %s remembered", i, path_name(pa), path_name(pb));
+        if (t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].stride == 1)
+            CHECK(da > 0 && ga > 0 && fabs(da - db) < 1e-8 && fabs(ga - gb) < 1e-8,
+                  "node %d: times %g/%g timed, %g/%g remembered", i, da, ga, db, gb);
+    }
+    printf("paths remembered in %s: %d of %d stride-1 convs direct\n", file, direct, stride1);
+    FILE *f = fopen(file, "w");
+    if (f) {
+        fputs("1 sideways 1 2\n", f);
+        fclose(f);
+    }
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &c, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_timed_nodes(c) == (size_t)stride1, "a damaged %s was trusted", file);
+    det_graph_engine_free(a);
+    det_graph_engine_free(b);
+    det_graph_engine_free(c);
     tg_free(&t);
 }
 
@@ -300,14 +419,15 @@ static int match_count(const det_detection *a, size_t na, const det_detection *b
     return matched;
 }
 
-static void test_retina(const cnp_image *img, const char *name)
+static void test_retina(const cnp_image *img, const char *name, enum det_conv_path path)
 {
     tg_graph t;
     build_retina(&t);
     cnp_err err;
     det_graph_engine *e = NULL;
-    CHECK_FATAL(det_graph_engine_create(g_ctx, &t.g, 200, 200, &e, &err) == CNP_OK, "%s",
-                err.msg);
+    det_graph_engine_opts opts = {.conv = path};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &e, &err) == CNP_OK,
+                "%s", err.msg);
     cl_mem buf = upload(img->rgba, img->width, img->height);
     /* Windows of odd sizes and scales (up and down), one at the corner. */
     static const uint32_t win[][4] = {
@@ -325,9 +445,9 @@ static void test_retina(const cnp_image *img, const char *name)
         double t2 = cnp_now();
         double ws = 0;
         int m = match_count(rd, nr, dd, nd, &ws);
-        printf("%s %ux%u at (%u, %u): reference %zu, device %zu detections, %d matched "
+        printf("%s (%s) %ux%u at (%u, %u): reference %zu, device %zu detections, %d matched "
                "(worst score diff %.2g); device %.1f ms, reference %.1f ms\n",
-               name, w, h, x0, y0, nr, nd, m, ws, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+               name, path_name(path), w, h, x0, y0, nr, nd, m, ws, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
         CHECK(nr >= 20, "%s window %zu: only %zu reference detections", name, k, nr);
         CHECK(nd == nr && (size_t)m == nr, "%s window %zu: %zu vs %zu, %d matched", name, k, nd,
               nr, m);
@@ -350,6 +470,106 @@ static void test_retina(const cnp_image *img, const char *name)
     tg_free(&t);
 }
 
+typedef struct one_ctx {
+    det_graph_engine *e;
+    cl_mem buf;
+    uint32_t img_w;
+} one_ctx;
+
+static cnp_status one_patch(void *ctx, const det_tile *p, det_detection **out, size_t *n,
+                            cnp_err *err)
+{
+    one_ctx *c = ctx;
+    return det_graph_engine_predict(c->e, c->buf, c->img_w, p->x0, p->y0, p->w, p->h, out, n,
+                                    err);
+}
+
+static cnp_status batch_patches(void *ctx, const det_tile *p, size_t np, det_detection **out,
+                                size_t *n, cnp_err *err)
+{
+    one_ctx *c = ctx;
+    return det_graph_engine_predict_batch(c->e, c->buf, c->img_w, p, np, out, n, err);
+}
+
+/* Batches: DeepForest's patches of a NEON image (120 px, overlap 0.05: 16
+ * or more patches of 120 x 120, scaled to 100 x 100 and padded to 128)
+ * through an engine of batch 3 (full batches and a last one of one) give bit-identical
+ * detections per patch and after the mosaic to one patch at a time, on
+ * either conv path; a batch of unequal windows is refused. */
+static void test_batch(const cnp_image *img, const char *name, enum det_conv_path path)
+{
+    tg_graph t;
+    build_retina(&t);
+    cnp_err err;
+    det_graph_engine *e1 = NULL, *eb = NULL;
+    det_graph_engine_opts o1 = {.conv = path}, ob = {.conv = path, .max_batch = 3};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 120, 120, &o1, &e1, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 120, 120, &ob, &eb, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_max_batch(e1) == 1 && det_graph_engine_max_batch(eb) == 3,
+          "batches %d, %d", det_graph_engine_max_batch(e1), det_graph_engine_max_batch(eb));
+    cl_mem buf = upload(img->rgba, img->width, img->height);
+    one_ctx c1 = {e1, buf, img->width}, cb = {eb, buf, img->width};
+    det_tile *pl = NULL;
+    size_t np = 0;
+    REQUIRE(det_patches_plan(img->width, img->height, 120, 0.05, &pl, &np, &err) == CNP_OK);
+    CHECK(np >= 16 && np % 3 != 0, "%zu patches", np);
+    det_detection **bo = calloc(np, sizeof *bo);
+    size_t *bn = calloc(np, sizeof *bn), per_total = 0;
+    /* Twice: the first run compiles what the batch's sizes need. */
+    CHECK_FATAL(det_graph_engine_predict_batch(eb, buf, img->width, pl, np, bo, bn, &err) ==
+                    CNP_OK, "%s", err.msg);
+    for (size_t k = 0; k < np; k++)
+        free(bo[k]);
+    double t0 = cnp_now();
+    CHECK_FATAL(det_graph_engine_predict_batch(eb, buf, img->width, pl, np, bo, bn, &err) ==
+                    CNP_OK, "%s", err.msg);
+    double t1 = cnp_now();
+    size_t same = 0;
+    for (size_t k = 0; k < np; k++) {
+        det_detection *d = NULL;
+        size_t nd = 0;
+        REQUIRE(one_patch(&c1, &pl[k], &d, &nd, &err) == CNP_OK);
+        bool eq = nd == bn[k] && (nd == 0 || memcmp(d, bo[k], nd * sizeof *d) == 0);
+        same += eq;
+        CHECK(eq, "%s (%s) patch %zu at (%u, %u): %zu one at a time, %zu batched, %s", name,
+              path_name(path), k, pl[k].x0, pl[k].y0, nd, bn[k],
+              nd == bn[k] ? "values differ" : "counts differ");
+        per_total += nd;
+        free(d);
+        free(bo[k]);
+    }
+    double t2 = cnp_now();
+    det_detection *da = NULL, *db = NULL;
+    size_t na = 0, nb = 0;
+    REQUIRE(det_predict_tiled(img->width, img->height, 120, 0.05, 0.15f, one_patch, &c1, &da,
+                              &na, &err) == CNP_OK);
+    REQUIRE(det_predict_tiled_batch(img->width, img->height, 120, 0.05, 0.15f, 3,
+                                    batch_patches, &cb, &db, &nb, &err) == CNP_OK);
+    printf("%s (%s): %zu patches, %zu of them equal batched, %zu detections before and %zu "
+           "after the mosaic; batched %.1f ms, one at a time %.1f ms\n", name, path_name(path),
+           np, same, per_total, na, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+    CHECK(per_total >= 16 * 20, "only %zu detections", per_total);
+    CHECK(na == nb && na > 0 && memcmp(da, db, na * sizeof *da) == 0,
+          "%s (%s): mosaic %zu one at a time, %zu batched", name, path_name(path), na, nb);
+    /* Unequal windows in one batch. */
+    det_tile bad[2] = {pl[0], pl[1]};
+    bad[1].w -= 1;
+    CHECK(det_graph_engine_predict_batch(eb, buf, img->width, bad, 2, bo, bn, &err) ==
+              CNP_ERR_INVALID && bo[0] == NULL && bo[1] == NULL,
+          "unequal windows in one batch accepted");
+    free(da);
+    free(db);
+    free(bo);
+    free(bn);
+    free(pl);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e1);
+    det_graph_engine_free(eb);
+    tg_free(&t);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -360,12 +580,17 @@ int main(void)
     printf("device: %s\n", ocl_ctx_description(g_ctx));
     test_nodes_a();
     test_nodes_b();
+    test_nodes_c();
+    test_paths_remembered();
     cnp_image osbs = {0}, yell = {0};
     load_neon("OSBS_029", &osbs);
     load_neon("YELL_541000_west", &yell);
     test_input(&osbs);
-    test_retina(&osbs, "OSBS_029");
-    test_retina(&yell, "YELL_541000_west");
+    /* The direct kernel where it applies, then CLBlast for every conv. */
+    test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
+    test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);
+    test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
+    test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);
     cnp_image_free(&osbs);
     cnp_image_free(&yell);
     ocl_ctx_free(g_ctx);
