@@ -113,6 +113,7 @@ typedef struct cnp_detector_config {
     int patch_size;                    /* patch side; 0: the whole image in one call */
     double patch_overlap;              /* fraction of the patch shared with the next */
     double patch_iou;                  /* NMS IoU across patches (1: none) */
+    int patch_batch;                   /* patches per batch; 0: 8 on a GPU, 1 on a CPU device */
 } cnp_detector_config;
 
 /* [limits] */

@@ -105,6 +105,7 @@ static const struct key keys[] = {
     INT(detector, patch_size, "400", 0, 16384),
     DBL(detector, patch_overlap, "0.05", 0.0, 0.9),
     DBL(detector, patch_iou, "0.15", 0.0, 1.0),
+    INT(detector, patch_batch, "0", 0, 256),
 
     I64(limits, max_pixels, "268435456", 1, 1e12),
     I64(limits, window_pixels, "67108864", 1, 1e12),

@@ -75,10 +75,19 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
     e->patch_overlap = dc->patch_overlap;
     e->patch_iou = (float)dc->patch_iou;
     uint32_t side = dc->patch_size > 0 ? (uint32_t)dc->patch_size : 65535u;
-    /* Patches go through the network DET_BOX_BATCH at a time where their
-     * activations fit the engine's memory budget (1 GiB). */
-    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO,
-                                  .max_batch = dc->patch_size > 0 ? DET_BOX_BATCH : 1};
+    /* Patches go through the network `batch` at a time where their
+     * activations fit the engine's memory budget: [detector] patch_batch, or
+     * (0) DET_BOX_BATCH on a GPU and 1 on a CPU device, where batches
+     * measured slower (0.86x on PoCL: CLBlast is compute-bound at one patch
+     * and a larger im2col matrix only adds memory traffic). */
+    int batch = dc->patch_batch;
+    if (batch <= 0) {
+        cl_device_type type = 0;
+        clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
+        batch = (type & CL_DEVICE_TYPE_CPU) ? 1 : DET_BOX_BATCH;
+    }
+    det_graph_engine_opts opts = {.conv = (enum det_conv_path)dc->conv,
+                                  .max_batch = dc->patch_size > 0 ? batch : 1};
     if (result == CNP_OK)
         result = det_graph_engine_create_opts(ctx, &e->graph, side, side, &opts, &e->eng, err);
     if (result != CNP_OK) {
