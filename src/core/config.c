@@ -319,6 +319,20 @@ static char *long_line_reader(char *str, int num, void *stream)
         memmove(ll->line, ll->line + lead, (size_t)len - lead + 1);
         len -= (ssize_t)lead;
     }
+    /* The reader's own markers (\x01N for a long value, \x02 for an error)
+     * must not come from the file: a line with control characters (NUL
+     * included) is an error of its own, not a reference to a stored value. */
+    for (ssize_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)ll->line[i];
+        if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+            snprintf(str, (size_t)num, "\x02 control character\n");
+            return str;
+        }
+    }
+    if (len >= num - 1 && (ll->line[0] == ';' || ll->line[0] == '#')) {
+        snprintf(str, (size_t)num, ";\n"); /* a long comment is still a comment */
+        return str;
+    }
     if (len < num - 1) {
         memcpy(str, ll->line, (size_t)len + 1);
         return str;
@@ -398,23 +412,28 @@ static bool ini_line_problem(const char *path, int lineno, char *why, size_t len
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
-    char line[1024];
-    bool found = false;
-    for (int n = 1; fgets(line, sizeof line, f); n++) {
-        /* Lines longer than the buffer continue on the next read; they only
-         * count once they end. */
-        if (!strchr(line, '\n') && !feof(f)) {
-            n--;
-            continue;
-        }
-        if (n == lineno) {
-            found = true;
-            break;
+    char *whole = NULL;
+    size_t cap = 0;
+    ssize_t got = -1;
+    for (int n = 1; (got = getline(&whole, &cap, f)) >= 0 && n < lineno; n++)
+        ;
+    fclose(f);
+    if (got < 0) {
+        free(whole);
+        return false;
+    }
+    /* Control characters (NUL included) are refused by the reader. */
+    for (ssize_t i = 0; i < got; i++) {
+        unsigned char ch = (unsigned char)whole[i];
+        if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+            snprintf(why, len, "control character 0x%02x in the line", ch);
+            free(whole);
+            return true;
         }
     }
-    fclose(f);
-    if (!found)
-        return false;
+    char line[1024];
+    snprintf(line, sizeof line, "%s", whole);
+    free(whole);
     const char *p = line;
     while (isspace((unsigned char)*p))
         p++;

@@ -194,6 +194,27 @@ static void test_indentation(void)
     expect_error("[aws]\nregion = eu- \n 10 ; inline cbug\n", "3", "syntax error");
 }
 
+/* The reader stands a long `key = value` line in for inih as "key = \x01N";
+ * a file's own \x01 must not reach a stored long value (found by fuzz_config:
+ * region took the text of a long comment line), and a long comment is a
+ * comment, not a "line too long". */
+static void test_control_characters(void)
+{
+    char text[1200], comment[400];
+    memset(comment, 'c', sizeof comment - 1);
+    comment[0] = ';';
+    comment[sizeof comment - 1] = '\0';
+    snprintf(text, sizeof text, "%s = x\n[aws]\nregion = \x01" "0\n", comment);
+    expect_error(text, "3", "control character 0x01");
+    expect_error("[aws]\nregion = a\x02\n", "2", "control character 0x02");
+    cnp_config cfg;
+    cnp_err err;
+    snprintf(text, sizeof text, "%s\n[batch]\nsize = 5\n", comment);
+    const char *path = write_ini("comment.ini", text);
+    CHECK(cnp_config_load(&cfg, path, &err) == CNP_OK, "a long comment: %s", err.msg);
+    CHECK(cfg.batch.size == 5);
+}
+
 static void test_secrets_masked(void)
 {
     cnp_config cfg;
@@ -267,6 +288,7 @@ int main(void)
     test_errors();
     test_long_lines();
     test_indentation();
+    test_control_characters();
     test_secrets_masked();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
