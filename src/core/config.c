@@ -348,6 +348,13 @@ static char *long_line_reader(char *str, int num, void *stream)
     char *v = eq + 1;
     while (*v == ' ' || *v == '\t')
         v++;
+    /* What inih does to a short line: an inline comment (';' after a blank)
+     * is not part of the value. */
+    for (char *c = v; *c; c++)
+        if (*c == ';' && c > v && (c[-1] == ' ' || c[-1] == '\t')) {
+            *c = '\0';
+            break;
+        }
     size_t vl = strlen(v);
     while (vl > 0 && isspace((unsigned char)v[vl - 1]))
         v[--vl] = '\0';
@@ -385,6 +392,10 @@ static int config_ini_handler(void *user, const char *section, const char *name,
         if (i < ctx->long_lines->n)
             value = ctx->long_lines->values[i];
     }
+    /* "key =;x" is a comment as "key = ;x" is (inih keeps the first as the
+     * value ";x"; written back as "key = ;x" it would read as empty). */
+    if (value[0] == ';')
+        value = "";
     char origin[96];
     snprintf(origin, sizeof origin, "%s:%d", ctx->path,
              ctx->long_lines ? ctx->long_lines->lineno : 0);
