@@ -43,6 +43,8 @@ static const struct family {
      "PixelsInFlight", "Count", GAUGE},
     {"canopy_device_image_bytes", "Device memory of the uploaded image buffer", NULL,
      "DeviceImageBytes", "Bytes", GAUGE},
+    {"canopy_device_bytes", "Device memory held by the process: every buffer of every engine",
+     NULL, "DeviceBytes", "Bytes", GAUGE},
 };
 enum { NFAM = sizeof families / sizeof families[0] };
 

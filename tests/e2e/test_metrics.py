@@ -68,6 +68,12 @@ def body(env):
     check(m.get(("canopy_db_commit_seconds_count", ""), 0) >= 1, "no commit timed")
     check(m.get(("canopy_bytes_in_total", ""), 0) > 0 and
           m.get(("canopy_bytes_out_total", ""), 0) > 0, "bytes counters did not move")
+    # Device memory in use: every engine's buffers (weights, activations),
+    # more than the image buffer alone; and no metric the registry lacks.
+    dev, img = m.get(("canopy_device_bytes", ""), 0), m.get(("canopy_device_image_bytes", ""), 0)
+    check(dev > img > 0, "device bytes %s, image buffer %s", dev, img)
+    check("unknown metric" not in err, "a metric outside the registry: %s",
+          [l for l in err.splitlines() if "unknown metric" in l][:2])
     emf = [json.loads(l) for l in err.splitlines() if l.startswith('{"_aws"')]
     check(emf, "no CloudWatch EMF line in the log")
     last = emf[-1]
