@@ -52,6 +52,28 @@ void ocl_buffer_release(cl_mem m);
 size_t ocl_device_bytes(void);
 size_t ocl_device_peak_bytes(void);
 
+/* One kernel argument: its size and the address of its value. */
+typedef struct ocl_arg {
+    size_t size;
+    const void *value;
+} ocl_arg;
+
+#define OCL_ARG(v) ((ocl_arg){sizeof(v), &(v)})
+
+/* Sets arguments 0..n-1 of kernel k in order. On the first failing call,
+ * reports that call's own OpenCL code, the kernel and the argument index
+ * (OR-ing the codes of several calls would name a wrong error). */
+cnp_status ocl_set_args(cl_kernel k, const char *name, const ocl_arg *args, size_t n,
+                        cnp_err *err);
+
+#define OCL_SET_ARGS(k, name, err, ...)                                               \
+    ocl_set_args((k), (name), (const ocl_arg[]){__VA_ARGS__},                         \
+                 sizeof((const ocl_arg[]){__VA_ARGS__}) / sizeof(ocl_arg), (err))
+
+/* Enqueues k over `global` (nothing when any dimension is 0). */
+cnp_status ocl_enqueue(cl_command_queue q, cl_kernel k, cl_uint dims, const size_t *global,
+                       const size_t *local, const char *what, cnp_err *err);
+
 cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
                            cl_program *out, cnp_err *err);
 

@@ -81,43 +81,10 @@ static cnp_status create_buffer(det_engine *e, size_t bytes, const void *host, c
     return cl_ok(rc, what, err);
 }
 
-/* One kernel argument: its size and the address of its value. */
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-
-#define KARG(v) ((karg){sizeof(v), &(v)})
-
-/* Sets arguments 0..n-1 of kernel k in order. On the first failing call,
- * reports that call's own OpenCL code, the kernel and the argument index
- * (OR-ing the codes of several calls would name a wrong error). */
-static cnp_status set_args(cl_kernel k, const char *name, const karg *args, size_t n,
-                           cnp_err *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
-        if (rc != CL_SUCCESS) {
-            char what[96];
-            snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", name, i);
-            return cl_ok(rc, what, err);
-        }
-    }
-    return CNP_OK;
-}
-
-#define SET_ARGS(k, name, err, ...)                                                   \
-    set_args((k), (name), (const karg[]){__VA_ARGS__},                                \
-             sizeof((const karg[]){__VA_ARGS__}) / sizeof(karg), (err))
-
 static cnp_status enqueue(det_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
                           const size_t *local, const char *what, cnp_err *err)
 {
-    for (cl_uint d = 0; d < dims; d++)
-        if (global[d] == 0)
-            return CNP_OK;
-    return cl_ok(clEnqueueNDRangeKernel(e->q, k, dims, NULL, global, local, 0, NULL, NULL),
-                 what, err);
+    return ocl_enqueue(e->q, k, dims, global, local, what, err);
 }
 static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
                                  uint32_t y0, uint32_t w, uint32_t h, cnp_err *err)
@@ -131,9 +98,9 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
     cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, tw = (cl_int)w,
            th = (cl_int)h;
     cl_mem input = det_graph_engine_input(e->ge);
-    cnp_status result = SET_ARGS(e->pre, "detect_preprocess", err, KARG(rgba), KARG(iw),
-                     KARG(ix), KARG(iy), KARG(tw), KARG(th), KARG(input), KARG(mean),
-                     KARG(inv));
+    cnp_status result = OCL_SET_ARGS(e->pre, "detect_preprocess", err, OCL_ARG(rgba), OCL_ARG(iw),
+                     OCL_ARG(ix), OCL_ARG(iy), OCL_ARG(tw), OCL_ARG(th), OCL_ARG(input), OCL_ARG(mean),
+                     OCL_ARG(inv));
     if (result != CNP_OK)
         return result;
     size_t global[2] = {ocl_round_up(w, 16), ocl_round_up(h, 8)};
@@ -354,9 +321,9 @@ static cnp_status nms_enqueue(det_engine *e, size_t n, float iou, int use_label,
                                            (size_t)words * sizeof zero64, 0, NULL, NULL),
                        "clEnqueueFillBuffer", err);
     if (result == CNP_OK)
-        result = SET_ARGS(nm->order, "detect_nms_order", err, KARG(nm->box), KARG(nm->score),
-                          KARG(nm->label), KARG(ul), KARG(in), KARG(nm->index), KARG(nm->sbox),
-                          KARG(nm->slabel));
+        result = OCL_SET_ARGS(nm->order, "detect_nms_order", err, OCL_ARG(nm->box), OCL_ARG(nm->score),
+                          OCL_ARG(nm->label), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(nm->index), OCL_ARG(nm->sbox),
+                          OCL_ARG(nm->slabel));
     size_t g1 = ocl_round_up(n, 64), l1 = 64;
     if (result == CNP_OK)
         result = enqueue(e, nm->order, 1, &g1, &l1, "detect_nms_order", err);
@@ -364,15 +331,15 @@ static cnp_status nms_enqueue(det_engine *e, size_t n, float iou, int use_label,
     for (size_t row0 = 0; result == CNP_OK && row0 < n; row0 += chunk) {
         size_t rows = n - row0 < chunk ? ocl_round_up(n - row0, 64) : chunk;
         cl_int r0 = (cl_int)row0, nr = (cl_int)rows;
-        result = SET_ARGS(nm->mask, "detect_nms_mask", err, KARG(nm->sbox), KARG(nm->slabel),
-                          KARG(ul), KARG(in), KARG(r0), KARG(fiou), KARG(words), KARG(nm->bits));
+        result = OCL_SET_ARGS(nm->mask, "detect_nms_mask", err, OCL_ARG(nm->sbox), OCL_ARG(nm->slabel),
+                          OCL_ARG(ul), OCL_ARG(in), OCL_ARG(r0), OCL_ARG(fiou), OCL_ARG(words), OCL_ARG(nm->bits));
         size_t g2[2] = {(size_t)words * 64, rows / 64}, l2[2] = {64, 1};
         if (result == CNP_OK)
             result = enqueue(e, nm->mask, 2, g2, l2, "detect_nms_mask", err);
         if (result == CNP_OK)
-            result = SET_ARGS(nm->select, "detect_nms_select", err, KARG(nm->bits), KARG(in),
-                              KARG(r0), KARG(nr), KARG(words), KARG(nm->removed),
-                              KARG(nm->index), KARG(nm->keep), KARG(nm->count));
+            result = OCL_SET_ARGS(nm->select, "detect_nms_select", err, OCL_ARG(nm->bits), OCL_ARG(in),
+                              OCL_ARG(r0), OCL_ARG(nr), OCL_ARG(words), OCL_ARG(nm->removed),
+                              OCL_ARG(nm->index), OCL_ARG(nm->keep), OCL_ARG(nm->count));
         size_t g3 = nm->select_local;
         if (result == CNP_OK)
             result = enqueue(e, nm->select, 1, &g3, &g3, "detect_nms_select", err);
@@ -509,9 +476,9 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
            cap = (cl_int)e->tree_cap;
     cl_float stride = (cl_float)e->m->stride, thr = e->threshold;
     cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
-    cnp_status result = SET_ARGS(e->peaks, "detect_peaks", err, KARG(heads), KARG(ioh),
-                     KARG(iow), KARG(x0), KARG(y0), KARG(stride), KARG(thr), KARG(own),
-                     KARG(e->trees), KARG(e->count), KARG(cap));
+    cnp_status result = OCL_SET_ARGS(e->peaks, "detect_peaks", err, OCL_ARG(heads), OCL_ARG(ioh),
+                     OCL_ARG(iow), OCL_ARG(x0), OCL_ARG(y0), OCL_ARG(stride), OCL_ARG(thr), OCL_ARG(own),
+                     OCL_ARG(e->trees), OCL_ARG(e->count), OCL_ARG(cap));
     if (result != CNP_OK)
         return result;
     size_t global[2] = {ocl_round_up(ow, 16), ocl_round_up(oh, 4)};
@@ -529,15 +496,15 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     size_t global = ocl_round_up(count, 64);
     cnp_status result = nms_reserve(e, count, err);
     if (result == CNP_OK)
-        result = SET_ARGS(nm->boxes, "detect_crown_boxes", err, KARG(e->trees), KARG(in),
-                          KARG(nm->box), KARG(nm->score));
+        result = OCL_SET_ARGS(nm->boxes, "detect_crown_boxes", err, OCL_ARG(e->trees), OCL_ARG(in),
+                          OCL_ARG(nm->box), OCL_ARG(nm->score));
     if (result == CNP_OK)
         result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
     if (result == CNP_OK)
         result = nms_enqueue(e, count, e->nms_iou, 0, err);
     if (result == CNP_OK)
-        result = SET_ARGS(nm->gather, "detect_crown_gather", err, KARG(e->trees),
-                          KARG(nm->keep), KARG(nm->count), KARG(in), KARG(nm->out));
+        result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
+                          OCL_ARG(nm->keep), OCL_ARG(nm->count), OCL_ARG(in), OCL_ARG(nm->out));
     if (result == CNP_OK)
         result = enqueue(e, nm->gather, 1, &global, NULL, "detect_crown_gather", err);
     return result;

@@ -112,39 +112,10 @@ size_t det_graph_engine_device_bytes(const det_graph_engine *e)
     return e->device_bytes;
 }
 
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-
-#define KARG(v) ((karg){sizeof(v), &(v)})
-
-static cnp_status set_args(cl_kernel k, const char *name, const karg *args, size_t n,
-                           cnp_err *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
-        if (rc != CL_SUCCESS) {
-            char what[96];
-            snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", name, i);
-            return ocl_check(rc, what, err);
-        }
-    }
-    return CNP_OK;
-}
-
-#define SET_ARGS(k, name, err, ...)                                                   \
-    set_args((k), (name), (const karg[]){__VA_ARGS__},                                \
-             sizeof((const karg[]){__VA_ARGS__}) / sizeof(karg), (err))
-
 static cnp_status enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
                           const size_t *local, const char *what, cnp_err *err)
 {
-    for (cl_uint d = 0; d < dims; d++)
-        if (global[d] == 0)
-            return CNP_OK;
-    return ocl_check(clEnqueueNDRangeKernel(e->q, k, dims, NULL, global, local, 0, NULL, NULL),
-                     what, err);
+    return ocl_enqueue(e->q, k, dims, global, local, what, err);
 }
 
 static size_t pow2_ceil(size_t n)
@@ -770,10 +741,10 @@ static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
     cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
     cl_int has_add = n->in2 >= 0, relu = n->act == DET_ACT_RELU, C = n->cin, H = h[n->in],
            W = w[n->in], O = n->cout, OH = h[i], OW = w[i], P = n->pad, N = e->batch;
-    cnp_status result = SET_ARGS(e->nodes[i].direct, "graph_conv", err, KARG(in),
-                                 KARG(e->nodes[i].weight), KARG(e->nodes[i].bias), KARG(add),
-                                 KARG(has_add), KARG(relu), KARG(out), KARG(C), KARG(H), KARG(W),
-                                 KARG(O), KARG(OH), KARG(OW), KARG(P), KARG(N));
+    cnp_status result = OCL_SET_ARGS(e->nodes[i].direct, "graph_conv", err, OCL_ARG(in),
+                                 OCL_ARG(e->nodes[i].weight), OCL_ARG(e->nodes[i].bias), OCL_ARG(add),
+                                 OCL_ARG(has_add), OCL_ARG(relu), OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W),
+                                 OCL_ARG(O), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(P), OCL_ARG(N));
     size_t global[3] = {ocl_round_up((size_t)OW, GTX), ocl_round_up((size_t)OH, GTY),
                         (size_t)(O + GCOB - 1) / GCOB * (size_t)N};
     size_t local[3] = {GTX, GTY, 1};
@@ -797,9 +768,9 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
     if (n->k != 1 || n->stride != 1 || n->pad != 0) {
         cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
                D = n->dilation, N = e->batch;
-        result = SET_ARGS(e->im2col, "graph_im2col", err, KARG(b), KARG(e->col), KARG(H),
-                          KARG(W), KARG(OH), KARG(OW), KARG(K), KARG(S), KARG(P), KARG(D),
-                          KARG(N));
+        result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),
+                          OCL_ARG(W), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P), OCL_ARG(D),
+                          OCL_ARG(N));
         size_t global[2] = {ocl_round_up(np, 64), kdim};
         if (result == CNP_OK)
             result = enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
@@ -829,8 +800,8 @@ static cnp_status run_conv(det_graph_engine *e, int i, cnp_err *err)
     stamp(e, e->times ? &e->times->gemm[i] : NULL);
     cl_mem add = n->in2 >= 0 ? node_buf(e, n->in2) : out;
     cl_int has_add = n->in2 >= 0, cn = (cl_int)np, relu = n->act == DET_ACT_RELU;
-    result = SET_ARGS(e->epilogue, "graph_epilogue", err, KARG(out), KARG(e->nodes[i].bias),
-                      KARG(add), KARG(has_add), KARG(cn), KARG(relu));
+    result = OCL_SET_ARGS(e->epilogue, "graph_epilogue", err, OCL_ARG(out), OCL_ARG(e->nodes[i].bias),
+                      OCL_ARG(add), OCL_ARG(has_add), OCL_ARG(cn), OCL_ARG(relu));
     size_t global[2] = {ocl_round_up(np, 64), (size_t)n->cout};
     if (result == CNP_OK)
         result = enqueue(e, e->epilogue, 2, global, NULL, "graph_epilogue", err);
@@ -853,8 +824,8 @@ static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
         return run_conv(e, i, err);
     case DET_OP_MAXPOOL: {
         cl_int IH = h[n->in], IW = w[n->in], K = n->k, S = n->stride, P = n->pad;
-        result = SET_ARGS(e->maxpool, "graph_maxpool", err, KARG(in), KARG(out), KARG(C),
-                          KARG(IH), KARG(IW), KARG(H), KARG(W), KARG(K), KARG(S), KARG(P));
+        result = OCL_SET_ARGS(e->maxpool, "graph_maxpool", err, OCL_ARG(in), OCL_ARG(out), OCL_ARG(C),
+                          OCL_ARG(IH), OCL_ARG(IW), OCL_ARG(H), OCL_ARG(W), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P));
         if (result == CNP_OK)
             result = enqueue(e, e->maxpool, 1, &global, NULL, "graph_maxpool", err);
         return result;
@@ -862,15 +833,15 @@ static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
     case DET_OP_UPSAMPLE_ADD: {
         cl_mem top = node_buf(e, n->in2);
         cl_int TH = h[n->in2], TW = w[n->in2];
-        result = SET_ARGS(e->upsample, "graph_upsample_add", err, KARG(in), KARG(top),
-                          KARG(out), KARG(C), KARG(H), KARG(W), KARG(TH), KARG(TW));
+        result = OCL_SET_ARGS(e->upsample, "graph_upsample_add", err, OCL_ARG(in), OCL_ARG(top),
+                          OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W), OCL_ARG(TH), OCL_ARG(TW));
         if (result == CNP_OK)
             result = enqueue(e, e->upsample, 1, &global, NULL, "graph_upsample_add", err);
         return result;
     }
     case DET_OP_RELU: {
         cl_int N = (cl_int)total;
-        result = SET_ARGS(e->relu, "graph_relu", err, KARG(in), KARG(out), KARG(N));
+        result = OCL_SET_ARGS(e->relu, "graph_relu", err, OCL_ARG(in), OCL_ARG(out), OCL_ARG(N));
         if (result == CNP_OK)
             result = enqueue(e, e->relu, 1, &global, NULL, "graph_relu", err);
         return result;
@@ -1017,9 +988,9 @@ static cnp_status run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
     stamp(e, NULL);
     for (cl_int k = 0; result == CNP_OK && k < N; k++) {
         cl_int ix = (cl_int)p[k].x0, iy = (cl_int)p[k].y0;
-        result = SET_ARGS(e->input, "graph_input", err, KARG(rgba), KARG(iw), KARG(ix),
-                          KARG(iy), KARG(cw), KARG(ch), KARG(crh), KARG(crw), KARG(cph),
-                          KARG(cpw), KARG(mean), KARG(std), KARG(in), KARG(k), KARG(N));
+        result = OCL_SET_ARGS(e->input, "graph_input", err, OCL_ARG(rgba), OCL_ARG(iw), OCL_ARG(ix),
+                          OCL_ARG(iy), OCL_ARG(cw), OCL_ARG(ch), OCL_ARG(crh), OCL_ARG(crw), OCL_ARG(cph),
+                          OCL_ARG(cpw), OCL_ARG(mean), OCL_ARG(std), OCL_ARG(in), OCL_ARG(k), OCL_ARG(N));
         if (result == CNP_OK)
             result = enqueue(e, e->input, 2, global, local, "graph_input", err);
     }
@@ -1078,9 +1049,9 @@ static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
         cl_float thr = r->score_thresh;
         cl_mem cls = node_buf(e, ci);
         cl_int cb = b, N = e->batch;
-        result = SET_ARGS(e->scores, "graph_scores", err, KARG(cls), KARG(hw), KARG(AK),
-                          KARG(thr), KARG(e->keys), KARG(base), KARG(e->counts), KARG(l),
-                          KARG(cap), KARG(cb), KARG(N));
+        result = OCL_SET_ARGS(e->scores, "graph_scores", err, OCL_ARG(cls), OCL_ARG(hw), OCL_ARG(AK),
+                          OCL_ARG(thr), OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(e->counts), OCL_ARG(l),
+                          OCL_ARG(cap), OCL_ARG(cb), OCL_ARG(N));
         size_t global = ocl_round_up((size_t)hw * AK, 64);
         if (result == CNP_OK)
             result = enqueue(e, e->scores, 1, &global, NULL, "graph_scores", err);
@@ -1096,16 +1067,16 @@ static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
     cl_int base = e->key_base[l], cn = n, p2 = (cl_int)pow2_ceil((size_t)n);
-    cnp_status result = SET_ARGS(e->pad, "graph_pad", err, KARG(e->keys), KARG(base), KARG(cn),
-                                 KARG(p2));
+    cnp_status result = OCL_SET_ARGS(e->pad, "graph_pad", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(cn),
+                                 OCL_ARG(p2));
     size_t gpad = ocl_round_up((size_t)(p2 - n), 64);
     if (result == CNP_OK)
         result = enqueue(e, e->pad, 1, &gpad, NULL, "graph_pad", err);
     size_t gsort = (size_t)p2;
     for (cl_int k = 2; result == CNP_OK && k <= p2; k <<= 1)
         for (cl_int j = k >> 1; result == CNP_OK && j > 0; j >>= 1) {
-            result = SET_ARGS(e->bitonic, "graph_bitonic", err, KARG(e->keys), KARG(base),
-                              KARG(k), KARG(j));
+            result = OCL_SET_ARGS(e->bitonic, "graph_bitonic", err, OCL_ARG(e->keys), OCL_ARG(base),
+                              OCL_ARG(k), OCL_ARG(j));
             if (result == CNP_OK)
                 result = enqueue(e, e->bitonic, 1, &gsort, NULL, "graph_bitonic", err);
         }
@@ -1118,11 +1089,11 @@ static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh
     cl_float clip = r->bbox_clip;
     cl_mem reg = node_buf(e, bi);
     if (result == CNP_OK)
-        result = SET_ARGS(e->decode, "graph_decode", err, KARG(e->keys), KARG(base), KARG(take),
-                          KARG(reg), KARG(hw), KARG(fw), KARG(A), KARG(K), KARG(sx), KARG(sy),
-                          KARG(e->anchors[l]), KARG(wts), KARG(clip), KARG(crh), KARG(crw),
-                          KARG(out0), KARG(e->box), KARG(e->score), KARG(e->label), KARG(pb),
-                          KARG(NB));
+        result = OCL_SET_ARGS(e->decode, "graph_decode", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(take),
+                          OCL_ARG(reg), OCL_ARG(hw), OCL_ARG(fw), OCL_ARG(A), OCL_ARG(K), OCL_ARG(sx), OCL_ARG(sy),
+                          OCL_ARG(e->anchors[l]), OCL_ARG(wts), OCL_ARG(clip), OCL_ARG(crh), OCL_ARG(crw),
+                          OCL_ARG(out0), OCL_ARG(e->box), OCL_ARG(e->score), OCL_ARG(e->label), OCL_ARG(pb),
+                          OCL_ARG(NB));
     size_t gdec = ocl_round_up((size_t)take, 64);
     if (result == CNP_OK)
         result = enqueue(e, e->decode, 1, &gdec, NULL, "graph_decode", err);
@@ -1148,29 +1119,29 @@ static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry,
                                                (size_t)words * sizeof zero64, 0, NULL, NULL),
                            "clEnqueueFillBuffer", err);
     if (result == CNP_OK)
-        result = SET_ARGS(e->nms_order, "detect_nms_order", err, KARG(e->box), KARG(e->score),
-                          KARG(e->label), KARG(ul), KARG(in), KARG(e->index), KARG(e->sbox),
-                          KARG(e->slabel));
+        result = OCL_SET_ARGS(e->nms_order, "detect_nms_order", err, OCL_ARG(e->box), OCL_ARG(e->score),
+                          OCL_ARG(e->label), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(e->index), OCL_ARG(e->sbox),
+                          OCL_ARG(e->slabel));
     size_t g1 = ocl_round_up(n, NMS_BLOCK), l1 = NMS_BLOCK;
     if (result == CNP_OK)
         result = enqueue(e, e->nms_order, 1, &g1, &l1, "detect_nms_order", err);
     if (result == CNP_OK)
-        result = SET_ARGS(e->nms_mask, "detect_nms_mask", err, KARG(e->sbox), KARG(e->slabel),
-                          KARG(ul), KARG(in), KARG(row0), KARG(iou), KARG(words), KARG(e->bits));
+        result = OCL_SET_ARGS(e->nms_mask, "detect_nms_mask", err, OCL_ARG(e->sbox), OCL_ARG(e->slabel),
+                          OCL_ARG(ul), OCL_ARG(in), OCL_ARG(row0), OCL_ARG(iou), OCL_ARG(words), OCL_ARG(e->bits));
     size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)words}, l2[2] = {NMS_BLOCK, 1};
     if (result == CNP_OK)
         result = enqueue(e, e->nms_mask, 2, g2, l2, "detect_nms_mask", err);
     if (result == CNP_OK)
-        result = SET_ARGS(e->nms_select, "detect_nms_select", err, KARG(e->bits), KARG(in),
-                          KARG(row0), KARG(rows), KARG(words), KARG(e->removed), KARG(e->index),
-                          KARG(e->keep), KARG(e->count));
+        result = OCL_SET_ARGS(e->nms_select, "detect_nms_select", err, OCL_ARG(e->bits), OCL_ARG(in),
+                          OCL_ARG(row0), OCL_ARG(rows), OCL_ARG(words), OCL_ARG(e->removed), OCL_ARG(e->index),
+                          OCL_ARG(e->keep), OCL_ARG(e->count));
     size_t g3 = e->select_local;
     if (result == CNP_OK)
         result = enqueue(e, e->nms_select, 1, &g3, &g3, "detect_nms_select", err);
     if (result == CNP_OK)
-        result = SET_ARGS(e->gather, "graph_gather", err, KARG(e->box), KARG(e->score),
-                          KARG(e->label), KARG(e->keep), KARG(e->count), KARG(max_det),
-                          KARG(crx), KARG(cry), KARG(e->out));
+        result = OCL_SET_ARGS(e->gather, "graph_gather", err, OCL_ARG(e->box), OCL_ARG(e->score),
+                          OCL_ARG(e->label), OCL_ARG(e->keep), OCL_ARG(e->count), OCL_ARG(max_det),
+                          OCL_ARG(crx), OCL_ARG(cry), OCL_ARG(e->out));
     size_t g4 = ocl_round_up((size_t)max_det, 64);
     if (result == CNP_OK)
         result = enqueue(e, e->gather, 1, &g4, NULL, "graph_gather", err);

@@ -659,3 +659,27 @@ size_t ocl_device_peak_bytes(void)
 {
     return atomic_load(&g_device_peak);
 }
+
+cnp_status ocl_set_args(cl_kernel k, const char *name, const ocl_arg *args, size_t n,
+                        cnp_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (rc != CL_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "clSetKernelArg(%s, %zu)", name, i);
+            return ocl_check(rc, what, err);
+        }
+    }
+    return CNP_OK;
+}
+
+cnp_status ocl_enqueue(cl_command_queue q, cl_kernel k, cl_uint dims, const size_t *global,
+                       const size_t *local, const char *what, cnp_err *err)
+{
+    for (cl_uint d = 0; d < dims; d++)
+        if (global[d] == 0)
+            return CNP_OK;
+    return ocl_check(clEnqueueNDRangeKernel(q, k, dims, NULL, global, local, 0, NULL, NULL),
+                     what, err);
+}
