@@ -1,0 +1,245 @@
+/* RetinaNet's decode on the device for a graph engine: sigmoid, threshold
+ * and compaction per level, top-k by bitonic sort, anchors, box decoding and
+ * clipping, class-wise NMS (detect.cl's detect_nms_* kernels), and the
+ * predict entry points (one window, or a batch of equal windows). Only the
+ * per-level candidate counts and the final detections come back. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canopy/log.h"
+#include "detect/graph_engine_internal.h"
+
+/* Sigmoid + threshold + compaction of every level's logits of patch b of
+ * the batch into keys. */
+static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    int nn = e->g->n_nodes, *c = e->shape;
+    cl_int zero = 0;
+    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->counts, &zero, sizeof zero, 0,
+                                                      sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, 0,
+                                                      NULL, NULL),
+                                  "clEnqueueFillBuffer", err);
+    for (cl_int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        int ci = r->cls_node[l];
+        cl_int hw = c[nn + ci] * c[2 * nn + ci], AK = c[ci], base = e->key_base[l],
+               cap = e->key_cap[l];
+        cl_float thr = r->score_thresh;
+        cl_mem cls = ge_node_buf(e, ci);
+        cl_int cb = b, N = e->batch;
+        result = OCL_SET_ARGS(e->scores, "graph_scores", err, OCL_ARG(cls), OCL_ARG(hw), OCL_ARG(AK),
+                          OCL_ARG(thr), OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(e->counts), OCL_ARG(l),
+                          OCL_ARG(cap), OCL_ARG(cb), OCL_ARG(N));
+        size_t global = ocl_round_up((size_t)hw * AK, 64);
+        if (result == CNP_OK)
+            result = ge_enqueue(e, e->scores, 1, &global, NULL, "graph_scores", err);
+    }
+    return result;
+}
+
+/* Sorts level l's n candidates (bitonic over the next power of two) and
+ * decodes the first min(n, topk) into the NMS input at *total. */
+static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh, int rw,
+                                int ph, int pw, size_t *total, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
+    cl_int base = e->key_base[l], cn = n, p2 = (cl_int)ge_pow2_ceil((size_t)n);
+    cnp_status result = OCL_SET_ARGS(e->pad, "graph_pad", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(cn),
+                                 OCL_ARG(p2));
+    size_t gpad = ocl_round_up((size_t)(p2 - n), 64);
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->pad, 1, &gpad, NULL, "graph_pad", err);
+    size_t gsort = (size_t)p2;
+    for (cl_int k = 2; result == CNP_OK && k <= p2; k <<= 1)
+        for (cl_int j = k >> 1; result == CNP_OK && j > 0; j >>= 1) {
+            result = OCL_SET_ARGS(e->bitonic, "graph_bitonic", err, OCL_ARG(e->keys), OCL_ARG(base),
+                              OCL_ARG(k), OCL_ARG(j));
+            if (result == CNP_OK)
+                result = ge_enqueue(e, e->bitonic, 1, &gsort, NULL, "graph_bitonic", err);
+        }
+    cl_int take = n < r->topk_candidates ? n : r->topk_candidates;
+    cl_int hw = c[nn + bi] * c[2 * nn + bi], fw = c[2 * nn + bi], A = r->n_sizes * r->n_ratios,
+           K = r->num_classes, sx = pw / c[2 * nn + bi], sy = ph / c[nn + bi], crh = rh, crw = rw,
+           out0 = (cl_int)*total, pb = b, NB = e->batch;
+    cl_float4 wts = {{r->box_weights[0], r->box_weights[1], r->box_weights[2],
+                      r->box_weights[3]}};
+    cl_float clip = r->bbox_clip;
+    cl_mem reg = ge_node_buf(e, bi);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(e->decode, "graph_decode", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(take),
+                          OCL_ARG(reg), OCL_ARG(hw), OCL_ARG(fw), OCL_ARG(A), OCL_ARG(K), OCL_ARG(sx), OCL_ARG(sy),
+                          OCL_ARG(e->anchors[l]), OCL_ARG(wts), OCL_ARG(clip), OCL_ARG(crh), OCL_ARG(crw),
+                          OCL_ARG(out0), OCL_ARG(e->box), OCL_ARG(e->score), OCL_ARG(e->label), OCL_ARG(pb),
+                          OCL_ARG(NB));
+    size_t gdec = ocl_round_up((size_t)take, 64);
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->decode, 1, &gdec, NULL, "graph_decode", err);
+    *total += (size_t)take;
+    return result;
+}
+
+/* Class-wise NMS of the n decoded boxes (detect.cl's kernels, the whole
+ * mask in one pass: n <= levels * topk), then the gather of the kept ones. */
+static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry, cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    cl_int in = (cl_int)n, ul = 1, words = (cl_int)((n + 63) / 64), row0 = 0,
+           rows = words * 64, max_det = r->detections_per_img;
+    cl_float iou = r->nms_thresh, crx = rx, cry = ry;
+    cl_int zero = 0;
+    cl_ulong zero64 = 0;
+    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->count, &zero, sizeof zero, 0,
+                                                      sizeof zero, 0, NULL, NULL),
+                                  "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueFillBuffer(e->q, e->removed, &zero64, sizeof zero64, 0,
+                                               (size_t)words * sizeof zero64, 0, NULL, NULL),
+                           "clEnqueueFillBuffer", err);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(e->nms_order, "detect_nms_order", err, OCL_ARG(e->box), OCL_ARG(e->score),
+                          OCL_ARG(e->label), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(e->index), OCL_ARG(e->sbox),
+                          OCL_ARG(e->slabel));
+    size_t g1 = ocl_round_up(n, NMS_BLOCK), l1 = NMS_BLOCK;
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->nms_order, 1, &g1, &l1, "detect_nms_order", err);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(e->nms_mask, "detect_nms_mask", err, OCL_ARG(e->sbox), OCL_ARG(e->slabel),
+                          OCL_ARG(ul), OCL_ARG(in), OCL_ARG(row0), OCL_ARG(iou), OCL_ARG(words), OCL_ARG(e->bits));
+    size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)words}, l2[2] = {NMS_BLOCK, 1};
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->nms_mask, 2, g2, l2, "detect_nms_mask", err);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(e->nms_select, "detect_nms_select", err, OCL_ARG(e->bits), OCL_ARG(in),
+                          OCL_ARG(row0), OCL_ARG(rows), OCL_ARG(words), OCL_ARG(e->removed), OCL_ARG(e->index),
+                          OCL_ARG(e->keep), OCL_ARG(e->count));
+    size_t g3 = e->select_local;
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->nms_select, 1, &g3, &g3, "detect_nms_select", err);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(e->gather, "graph_gather", err, OCL_ARG(e->box), OCL_ARG(e->score),
+                          OCL_ARG(e->label), OCL_ARG(e->keep), OCL_ARG(e->count), OCL_ARG(max_det),
+                          OCL_ARG(crx), OCL_ARG(cry), OCL_ARG(e->out));
+    size_t g4 = ocl_round_up((size_t)max_det, 64);
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->gather, 1, &g4, NULL, "graph_gather", err);
+    return result;
+}
+
+/* Decode, NMS and read-back of patch b of the batch just run (its window
+ * w x h, transformed to rh x rw padded to ph x pw). */
+static cnp_status decode_patch(det_graph_engine *e, int b, uint32_t w, uint32_t h, int rh,
+                               int rw, int ph, int pw, det_detection **out, size_t *n,
+                               cnp_err *err)
+{
+    const det_retina *r = &e->g->retina;
+    *out = NULL;
+    *n = 0;
+    cnp_status result = enqueue_scores(e, b, err);
+    cl_int counts[DET_GRAPH_MAX_LEVELS];
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE, 0,
+                                               sizeof(cl_int) * (size_t)r->n_levels, counts, 0,
+                                               NULL, NULL),
+                           "reading the candidate counts", err);
+    size_t total = 0;
+    for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
+        if (counts[l] < 0 || counts[l] > e->key_cap[l]) {
+            cnp_err_set(err, "graph engine: level %d: %d candidates overflow %d", l, counts[l],
+                        e->key_cap[l]);
+            result = CNP_ERR_INTERNAL;
+        } else if (counts[l] > 0)
+            result = enqueue_level(e, b, l, counts[l], rh, rw, ph, pw, &total, err);
+    }
+    if (result != CNP_OK || total == 0)
+        return result;
+    float rx = (float)w / (float)rw, ry = (float)h / (float)rh;
+    result = enqueue_nms(e, total, rx, ry, err);
+    size_t most = total < (size_t)r->detections_per_img ? total : (size_t)r->detections_per_img;
+    float *raw = malloc((1 + 6 * most) * sizeof *raw);
+    if (!raw) {
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueReadBuffer(e->q, e->out, CL_TRUE, 0,
+                                               (1 + 6 * most) * sizeof *raw, raw, 0, NULL, NULL),
+                           "reading the detections", err);
+    int kept = 0;
+    memcpy(&kept, &raw[0], sizeof kept);
+    if (result == CNP_OK && (kept < 0 || (size_t)kept > most)) {
+        cnp_err_set(err, "graph engine: NMS kept %d of %zu boxes", kept, total);
+        result = CNP_ERR_INTERNAL;
+    }
+    if (result == CNP_OK && kept > 0) {
+        *out = malloc((size_t)kept * sizeof **out);
+        if (!*out) {
+            cnp_err_set(err, "graph engine: out of memory");
+            result = CNP_ERR_NOMEM;
+        }
+    }
+    for (int k = 0; result == CNP_OK && k < kept; k++) {
+        const float *o = raw + 1 + 6 * (size_t)k;
+        int label;
+        memcpy(&label, &o[5], sizeof label);
+        (*out)[k] = (det_detection){o[0], o[1], o[2], o[3], o[4], label};
+    }
+    if (result == CNP_OK)
+        *n = (size_t)kept;
+    free(raw);
+    return result;
+}
+
+static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
+                          size_t np, det_detection **out, size_t *n_out, cnp_err *err)
+{
+    int rh, rw, ph, pw;
+    cnp_status result = ge_run_graph(e, rgba, img_w, p, np, e->g->n_nodes - 1, &rh, &rw, &ph, &pw,
+                                  err);
+    for (size_t k = 0; result == CNP_OK && k < np; k++)
+        result = decode_patch(e, (int)k, p[0].w, p[0].h, rh, rw, ph, pw, &out[k], &n_out[k],
+                              err);
+    return result;
+}
+
+cnp_status det_graph_engine_predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                    uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
+                                    det_detection **out, size_t *n, cnp_err *err)
+{
+    det_tile win = {.x0 = x0, .y0 = y0, .w = w, .h = h};
+    *out = NULL;
+    *n = 0;
+    cnp_status result = predict(e, rgba, img_w, &win, 1, out, n, err);
+    ge_stamp(e, e->times ? &e->times->post : NULL);
+    return result;
+}
+
+cnp_status det_graph_engine_predict_batch(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
+                                          const det_tile *patches, size_t n,
+                                          det_detection **out, size_t *n_out, cnp_err *err)
+{
+    for (size_t k = 0; k < n; k++) {
+        out[k] = NULL;
+        n_out[k] = 0;
+    }
+    cnp_status result = CNP_OK;
+    for (size_t k0 = 0; result == CNP_OK && k0 < n; k0 += (size_t)e->max_batch) {
+        size_t nb = n - k0 < (size_t)e->max_batch ? n - k0 : (size_t)e->max_batch;
+        result = predict(e, rgba, img_w, patches + k0, nb, out + k0, n_out + k0, err);
+    }
+    ge_stamp(e, e->times ? &e->times->post : NULL);
+    if (result != CNP_OK)
+        for (size_t k = 0; k < n; k++) {
+            free(out[k]);
+            out[k] = NULL;
+            n_out[k] = 0;
+        }
+    return result;
+}
+
+int det_graph_engine_max_batch(const det_graph_engine *e)
+{
+    return e->max_batch;
+}

@@ -1,0 +1,82 @@
+/* The graph engine's insides, shared by its three files: graph_engine.c
+ * (creation, buffers, running nodes), graph_paths.c (the convolution path
+ * of each node, timed once and remembered) and graph_decode.c (RetinaNet's
+ * decode, NMS and the predict entry points). Not part of any API. */
+#ifndef CANOPY_DETECT_GRAPH_ENGINE_INTERNAL_H
+#define CANOPY_DETECT_GRAPH_ENGINE_INTERNAL_H
+
+#include <clblast_c.h>
+
+#include "detect/graph.h"
+
+typedef struct gnode {
+    int slot;          /* activation buffer holding the output */
+    size_t need;       /* floats at the largest size */
+    cl_mem weight;     /* conv: shared by nodes with the same weight pointer */
+    cl_mem bias;
+    bool owns_weights;
+    cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
+    enum det_conv_path chosen;
+    double direct_s, gemm_s; /* measured at creation (0: not measured) */
+} gnode;
+
+struct det_graph_engine {
+    ocl_ctx *ctx;
+    const det_graph *g;
+    cl_context cl;
+    cl_command_queue q;
+    uint32_t max_w, max_h;
+    gnode *nodes;
+    int n_slots;
+    cl_mem *slots;
+    int *shape; /* c, h, w of every node for the current input (3 * n_nodes) */
+    cl_mem col, gemm_tmp;
+    size_t col_floats, gemm_tmp_bytes;
+    cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
+    cl_kernel scores, pad, bitonic, decode, gather;
+    cl_kernel nms_order, nms_mask, nms_select;
+    size_t select_local;
+    /* Decode: candidate keys per level (level l at key_base[l], a power of
+     * two of room), counts, base anchors. */
+    cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
+    int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
+    /* NMS of up to n_levels * topk boxes. */
+    size_t nms_cap;
+    cl_mem box, score, label, index, sbox, slabel, bits, removed, keep, count, out;
+    /* Bench hooks: bytes of the buffers created, stage timing when on. */
+    size_t device_bytes;
+    det_graph_times *times;
+    double tick;
+    /* Convolution paths: forced (AUTO: each node's chosen), the input size
+     * they were measured at, conv nodes timed at creation. */
+    enum det_conv_path force;
+    int meas_h, meas_w;
+    int plan_h, plan_w; /* the first size the buffers were planned for */
+    /* Batches: activations hold up to max_batch patches (planes c * N + n),
+     * `batch` the N of the current run. */
+    int max_batch, batch;
+    size_t timed_nodes;
+};
+
+/* Work-group geometry of graph_conv (kernels/graph.cl). */
+#define GTX 16
+#define GTY 8
+#define GCOB 8
+#define GCIB 4
+
+#define NMS_BLOCK 64
+
+cnp_status ge_enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
+                      const size_t *local, const char *what, cnp_err *err);
+cl_mem ge_node_buf(const det_graph_engine *e, int i);
+enum det_conv_path ge_node_path(const det_graph_engine *e, int i);
+cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err);
+/* Transform and nodes 0..last on the np windows (equal sizes) as one batch. */
+cnp_status ge_run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
+                        size_t np, int last, int *rh, int *rw, int *ph, int *pw, cnp_err *err);
+void ge_stamp(det_graph_engine *e, double *acc);
+size_t ge_pow2_ceil(size_t n);
+/* Picks each conv node's path (graph_paths.c). */
+cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured, cnp_err *err);
+
+#endif

@@ -1,0 +1,211 @@
+/* The convolution path of each conv node of a graph engine: the direct
+ * kernel or im2col + SGEMM, timed once per device and node shapes and
+ * remembered next to the kernel cache (a damaged file means timing again). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "canopy/log.h"
+#include "detect/graph_engine_internal.h"
+
+/* ---- convolution paths ---------------------------------------------------- */
+
+
+/* The file that remembers the choice: the device (ocl_cache_file's key),
+ * the measurement size and every conv node's shape there (what decides the
+ * timing, not the weights). */
+static void paths_file(const det_graph_engine *e, char *out, size_t len)
+{
+    const det_graph *g = e->g;
+    int nn = g->n_nodes;
+    int *c = malloc(sizeof(int) * 3 * (size_t)nn);
+    int *key = malloc(sizeof(int) * (3 + 10 * (size_t)nn));
+    size_t n = 0;
+    cnp_err err;
+    if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
+                                         &err) == CNP_OK) {
+        key[n++] = 1; /* format of the file */
+        key[n++] = e->meas_h;
+        key[n++] = e->meas_w;
+        for (int i = 0; i < nn; i++) {
+            const det_node *d = &g->nodes[i];
+            if (d->op != DET_OP_CONV)
+                continue;
+            int in[] = {i, d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
+                        c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL};
+            memcpy(key + n, in, sizeof in);
+            n += sizeof in / sizeof in[0];
+        }
+    }
+    ocl_cache_file(e->ctx, "graph-conv-paths", key ? key : (int[]){0},
+                   (key ? n : 1) * sizeof(int), out, len);
+    free(c);
+    free(key);
+}
+
+/* Reads the remembered choice: true when the file names a path for every
+ * conv node and nothing else (lines "<node> direct|gemm <direct ms> <gemm
+ * ms>", in node order). */
+static bool paths_load(det_graph_engine *e, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    const det_graph *g = e->g;
+    int want = 0;
+    bool ok = true;
+    char line[160], name[16];
+    while (ok && fgets(line, sizeof line, f)) {
+        unsigned idx;
+        double dm, gm;
+        while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
+            want++;
+        ok = sscanf(line, "%u %15s %lf %lf", &idx, name, &dm, &gm) == 4 &&
+             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0;
+        if (!ok)
+            break;
+        gnode *gn = &e->nodes[want];
+        if (strcmp(name, "direct") == 0 && gn->direct)
+            gn->chosen = DET_CONV_DIRECT;
+        else if (strcmp(name, "gemm") == 0)
+            gn->chosen = DET_CONV_GEMM;
+        else
+            ok = false;
+        gn->direct_s = dm / 1e3;
+        gn->gemm_s = gm / 1e3;
+        want++;
+    }
+    fclose(f);
+    while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
+        want++;
+    return ok && want == g->n_nodes;
+}
+
+/* Writes the choice (temporary file, then rename: concurrent workers never
+ * read half a file). A failure only costs the next start a measurement. */
+static void paths_store(const det_graph_engine *e, const char *path)
+{
+    char tmp[CNP_STR_LONG + 400];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    bool ok = true;
+    for (int i = 0; i < e->g->n_nodes; i++) {
+        const gnode *gn = &e->nodes[i];
+        if (e->g->nodes[i].op == DET_OP_CONV)
+            ok = fprintf(f, "%d %s %.6f %.6f\n", i,
+                         gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm", gn->direct_s * 1e3,
+                         gn->gemm_s * 1e3) > 0 && ok;
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
+        remove(tmp);
+}
+
+/* Wall time of conv node i alone with `path` on the current shapes (the
+ * measurement size): one warm-up run (the first use of a path compiles
+ * kernels, CLBlast's at run time), then one timed run. */
+static cnp_status time_node(det_graph_engine *e, int i, enum det_conv_path path,
+                            double *seconds, cnp_err *err)
+{
+    enum det_conv_path saved = e->force;
+    e->force = path;
+    cnp_status result = ge_run_conv(e, i, err);
+    if (result == CNP_OK)
+        result = ocl_check(clFinish(e->q), "clFinish", err);
+    double t0 = cnp_now();
+    if (result == CNP_OK)
+        result = ge_run_conv(e, i, err);
+    if (result == CNP_OK)
+        result = ocl_check(clFinish(e->q), "clFinish", err);
+    *seconds = cnp_now() - t0;
+    e->force = saved;
+    return result;
+}
+
+/* Picks the path of every conv node: the configured one, or (auto) the
+ * remembered choice, or the faster at the measurement size, then stored. */
+cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
+                               cnp_err *err)
+{
+    if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM) {
+        for (int i = 0; i < e->g->n_nodes; i++)
+            if (e->g->nodes[i].op == DET_OP_CONV)
+                e->nodes[i].chosen = configured;
+        return CNP_OK;
+    }
+    char file[CNP_STR_LONG + 300];
+    paths_file(e, file, sizeof file);
+    if (paths_load(e, file)) {
+        LOG_DEBUG("detect", "graph convolution paths from %s", file);
+        return CNP_OK;
+    }
+    const det_graph *g = e->g;
+    int nn = g->n_nodes;
+    cnp_status result = det_graph_ref_shapes(g, e->meas_h, e->meas_w, e->shape, e->shape + nn,
+                                             e->shape + 2 * nn, err);
+    e->batch = 1;
+    /* Defined contents for the timing runs. */
+    float zero = 0.0f;
+    for (int s = 0; result == CNP_OK && s < e->n_slots; s++) {
+        size_t bytes = 0;
+        result = ocl_check(clGetMemObjectInfo(e->slots[s], CL_MEM_SIZE, sizeof bytes, &bytes,
+                                              NULL),
+                           "clGetMemObjectInfo", err);
+        if (result == CNP_OK)
+            result = ocl_check(clEnqueueFillBuffer(e->q, e->slots[s], &zero, sizeof zero, 0,
+                                                   bytes / sizeof zero * sizeof zero, 0, NULL,
+                                                   NULL),
+                               "clEnqueueFillBuffer", err);
+    }
+    for (int i = 0; result == CNP_OK && i < nn; i++) {
+        gnode *gn = &e->nodes[i];
+        if (g->nodes[i].op != DET_OP_CONV) {
+            continue;
+        }
+        gn->chosen = DET_CONV_GEMM;
+        gn->direct_s = gn->gemm_s = 0;
+        if (!gn->direct)
+            continue;
+        result = time_node(e, i, DET_CONV_GEMM, &gn->gemm_s, err);
+        if (result == CNP_OK)
+            result = time_node(e, i, DET_CONV_DIRECT, &gn->direct_s, err);
+        if (result != CNP_OK)
+            break;
+        gn->chosen = gn->direct_s <= gn->gemm_s ? DET_CONV_DIRECT : DET_CONV_GEMM;
+        e->timed_nodes++;
+        LOG_DEBUG("detect", "graph node %s %dx%d: direct %.3f ms, gemm %.3f ms -> %s",
+                  g->nodes[i].name, e->shape[nn + i], e->shape[2 * nn + i], gn->direct_s * 1e3,
+                  gn->gemm_s * 1e3, gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+    }
+    if (result == CNP_OK)
+        paths_store(e, file);
+    return result;
+}
+
+void det_graph_engine_set_conv_path(det_graph_engine *e, enum det_conv_path path)
+{
+    e->force = path;
+}
+
+enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
+                                              double *direct_s, double *gemm_s)
+{
+    if (direct_s)
+        *direct_s = e->nodes[i].direct_s;
+    if (gemm_s)
+        *gemm_s = e->nodes[i].gemm_s;
+    return ge_node_path(e, i);
+}
+
+size_t det_graph_engine_timed_nodes(const det_graph_engine *e)
+{
+    return e->timed_nodes;
+}
+
+void det_graph_engine_conv_paths_file(const det_graph_engine *e, char *out, size_t len)
+{
+    paths_file(e, out, len);
+}
