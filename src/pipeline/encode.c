@@ -140,16 +140,6 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
            add_array(t, "box_map", g->box_map, 4, 3);
 }
 
-static cnp_status print_json(cJSON *doc, cnp_buf *out)
-{
-    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
-    cnp_status result = text ? cnp_buf_append(out, text, strlen(text)) : CNP_ERR_NOMEM;
-    if (result == CNP_OK)
-        result = cnp_buf_append(out, "\n", 1);
-    cJSON_free(text);
-    return result;
-}
-
 static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *in, cnp_buf *out,
                              cnp_err *err)
 {
@@ -173,15 +163,34 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
         goto out;
     if (!json_georef(doc, in) || !(trees = cJSON_AddArrayToObject(doc, "trees")))
         goto out;
-    for (size_t i = 0; i < r->ntrees; i++) {
-        cJSON *t = cJSON_CreateObject();
-        if (!t)
-            goto out;
-        cJSON_AddItemToArray(trees, t);
-        if (!json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL, p->model))
-            goto out;
+    /* The document with an empty "trees" (its last member), then each tree
+     * printed on its own into the gap: the same bytes as one cJSON document,
+     * without holding a cJSON node per number of a raster's 100,000 trees
+     * (about 1.5 KB a tree: 150 MB of a 20k tile's peak memory). */
+    char *head = cJSON_PrintUnformatted(doc);
+    size_t hl = head ? strlen(head) : 0;
+    if (hl < 2 || strcmp(head + hl - 2, "]}") != 0) {
+        cJSON_free(head);
+        goto out;
     }
-    result = print_json(doc, out);
+    result = cnp_buf_append(out, head, hl - 2);
+    cJSON_free(head);
+    for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
+        cJSON *t = cJSON_CreateObject();
+        char *text = NULL;
+        if (!t || !json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL,
+                             p->model) ||
+            !(text = cJSON_PrintUnformatted(t)))
+            result = CNP_ERR_NOMEM;
+        if (result == CNP_OK && i > 0)
+            result = cnp_buf_append(out, ",", 1);
+        if (result == CNP_OK)
+            result = cnp_buf_append(out, text, strlen(text));
+        cJSON_free(text);
+        cJSON_Delete(t);
+    }
+    if (result == CNP_OK)
+        result = cnp_buf_append(out, "]}\n", 3);
 out:
     if (result != CNP_OK)
         cnp_err_set(err, "out of memory writing trees.json");
