@@ -11,7 +11,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"run", cmd_run, "process local PNG files or directories, write outputs locally"},
+    {"run", cmd_run, "process local rasters or directories, write outputs locally"},
     {"drain", cmd_drain, "drain the SQS input queue in chunks (the batch job)"},
     {"reprocess", cmd_reprocess, "process every PNG under s3://bucket/prefix"},
     {"submit", cmd_submit, "upload PNGs to the input bucket and enqueue them"},
