@@ -19,13 +19,16 @@ on CUDA, the process's peak resident set on the CPU (weights included).
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
 import statistics
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "tools", "deepforest"))
+import dfcommon  # noqa: E402
 
 
 def die(msg):
@@ -34,32 +37,9 @@ def die(msg):
 
 
 def load_model(modeldir, device):
-    """DeepForest's RetinaNetHub without huggingface_hub: torchvision's
-    RetinaNet around retinanet_resnet50_fpn's backbone, built from
-    config.json, weights from model.safetensors."""
-    import torchvision
-    from safetensors.torch import load_file
-    from torchvision.models.detection.retinanet import RetinaNet
-
-    cj = os.path.join(modeldir, "config.json")
-    st = os.path.join(modeldir, "model.safetensors")
-    for p in (cj, st):
-        if not os.path.isfile(p):
-            die(f"{modeldir}: no {os.path.basename(p)} (expected model.safetensors + config.json)")
-    with open(cj) as f:
-        config = json.load(f)
-    cfg = {"num_classes": 1, "nms_thresh": 0.05, "score_thresh": 0.5}  # RetinaNetHub's defaults
-    cfg.update(config)
-    kwargs = {k: v for k, v in cfg.items()
-              if k not in ("num_classes", "label_dict", "backbone_weights")}
-    backbone = torchvision.models.detection.retinanet_resnet50_fpn(
-        weights=None, weights_backbone=None).backbone
-    model = RetinaNet(backbone=backbone, num_classes=int(cfg["num_classes"]), **kwargs)
-    missing, unexpected = model.load_state_dict(load_file(st), strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        die(f"{st}: not this RetinaNet: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.eval().float().to(device)
+    """The model of the Hugging Face layout, as tools/deepforest builds it for
+    the parity tests (DeepForest's RetinaNetHub without huggingface_hub)."""
+    return dfcommon.load_model(modeldir)[0].to(device)
 
 
 def read_image(path, device):
@@ -70,19 +50,6 @@ def read_image(path, device):
 
     a = np.array(Image.open(path).convert("RGB")).astype("float32")
     return torch.from_numpy(a).permute(2, 0, 1).contiguous().div(255).to(device)
-
-
-def windows(width, height, patch_size, overlap):
-    """slidingwindow.generateForSize as DeepForest's compute_windows calls it."""
-    wx, wy = min(patch_size, width), min(patch_size, height)
-    sx, sy = wx - int(math.floor(wx * overlap)), wy - int(math.floor(wy * overlap))
-    lx, ly = width - wx, height - wy
-    xs, ys = list(range(0, lx + 1, sx)), list(range(0, ly + 1, sy))
-    if not xs or xs[-1] != lx:
-        xs.append(lx)
-    if not ys or ys[-1] != ly:
-        ys.append(ly)
-    return [(x, y, wx, wy) for x in xs for y in ys]
 
 
 def sync(device):
@@ -106,7 +73,7 @@ def predict_tile(model, img, patch_size, overlap, iou):
 
     h, w = int(img.shape[1]), int(img.shape[2])
     boxes, scores = [], []
-    for (x, y, ww, wh) in windows(w, h, patch_size, overlap):
+    for (x, y, ww, wh) in dfcommon.compute_windows(w, h, patch_size, overlap):
         r = model([img[:, y:y + wh, x:x + ww]])[0]
         b = r["boxes"] + torch.tensor([x, y, x, y], dtype=r["boxes"].dtype, device=img.device)
         boxes.append(b.trunc())
@@ -176,7 +143,7 @@ def main():
                 ts.append(t)
             s = statistics.median(ts)
             mpix = img.shape[1] * img.shape[2] / 1e6
-            np_ = len(windows(int(img.shape[2]), int(img.shape[1]), a.patch_size,
+            np_ = len(dfcommon.compute_windows(int(img.shape[2]), int(img.shape[1]), a.patch_size,
                               a.patch_overlap))
             out["tiled"] = {"name": os.path.basename(a.tiled), "width": int(img.shape[2]),
                             "height": int(img.shape[1]), "patches": np_, "seconds": s,

@@ -14,6 +14,7 @@ json.dumps(sort_keys=True, indent=2).
 """
 
 import json
+import math
 import os
 import sys
 
@@ -124,3 +125,20 @@ def load_model(modeldir, check=True):
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
     model.eval()
     return model.float(), config
+
+
+def compute_windows(width, height, patch_size, patch_overlap):
+    """slidingwindow.generateForSize (0.0.14) as DeepForest's compute_windows
+    calls it: (x, y, w, h) in x-major order."""
+    if patch_overlap > 1:
+        raise ValueError(f"Patch overlap {patch_overlap} must be between 0 - 1")
+    wx, wy = min(patch_size, width), min(patch_size, height)
+    ox, oy = int(math.floor(wx * patch_overlap)), int(math.floor(wy * patch_overlap))
+    sx, sy = wx - ox, wy - oy
+    lx, ly = width - wx, height - wy
+    xs, ys = list(range(0, lx + 1, sx)), list(range(0, ly + 1, sy))
+    if not xs or xs[-1] != lx:
+        xs.append(lx)
+    if not ys or ys[-1] != ly:
+        ys.append(ly)
+    return [(x, y, wx, wy) for x in xs for y in ys]

@@ -34,7 +34,6 @@ as DeepForest returns them, at full float32 precision.
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -214,23 +213,6 @@ def predict_image(model, path):
 
 # ------------------------------------------------------------------ tiled --
 
-def compute_windows(width, height, patch_size, patch_overlap):
-    """slidingwindow.generateForSize (0.0.14) as DeepForest's compute_windows
-    calls it: (x, y, w, h) in x-major order."""
-    if patch_overlap > 1:
-        raise ValueError(f"Patch overlap {patch_overlap} must be between 0 - 1")
-    wx, wy = min(patch_size, width), min(patch_size, height)
-    ox, oy = int(math.floor(wx * patch_overlap)), int(math.floor(wy * patch_overlap))
-    sx, sy = wx - ox, wy - oy
-    lx, ly = width - wx, height - wy
-    xs, ys = list(range(0, lx + 1, sx)), list(range(0, ly + 1, sy))
-    if not xs or xs[-1] != lx:
-        xs.append(lx)
-    if not ys or ys[-1] != ly:
-        ys.append(ly)
-    return [(x, y, wx, wy) for x in xs for y in ys]
-
-
 def read_image_tile(path):
     """SingleImage.load_and_preprocess_image: float32, / 255.0 only when the
     image has a value above 1 or below 0, channels first."""
@@ -247,7 +229,7 @@ def _near_int(v):
 def predict_tile(model, path, patch_size, patch_overlap, iou_threshold):
     img = read_image_tile(path)
     h, w = int(img.shape[1]), int(img.shape[2])
-    windows = compute_windows(w, h, patch_size, patch_overlap)
+    windows = dfcommon.compute_windows(w, h, patch_size, patch_overlap)
     rows = []  # (int box, score, label, why, present): present False = dropped near-tie
     for (x, y, ww, wh) in windows:
         crop = img[:, y:y + wh, x:x + ww]
