@@ -47,7 +47,7 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
  * for the metrics and the bench. */
 cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
                          cl_int *rc);
-void ocl_buffer_release(cl_mem m);
+void ocl_buffer_release(cl_mem m); /* accepts NULL */
 /* Bytes held now, and the most held at once since start. */
 size_t ocl_device_bytes(void);
 size_t ocl_device_peak_bytes(void);

@@ -204,7 +204,6 @@ static cnp_status size_buffers(det_engine *e, cnp_err *err)
 }
 
 static void release_kernel(cl_kernel k);
-static void release_mem(cl_mem b);
 
 static cnp_status nms_kernels(det_engine *e, const char *base, cnp_err *err)
 {
@@ -231,7 +230,7 @@ static void nms_release_buffers(eng_nms *nm)
     cl_mem *bufs[] = {&nm->box,  &nm->score,   &nm->label, &nm->index, &nm->sbox,
                       &nm->slabel, &nm->bits, &nm->removed, &nm->keep, &nm->out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        release_mem(*bufs[i]);
+        ocl_buffer_release(*bufs[i]);
         *bufs[i] = NULL;
     }
     nm->cap = 0;
@@ -412,12 +411,6 @@ static void release_kernel(cl_kernel k)
         clReleaseKernel(k);
 }
 
-static void release_mem(cl_mem b)
-{
-    if (b)
-        ocl_buffer_release(b);
-}
-
 void det_engine_free(det_engine *e)
 {
     if (!e)
@@ -430,14 +423,14 @@ void det_engine_free(det_engine *e)
     free(e->layer_h);
     release_kernel(e->pre);
     release_kernel(e->peaks);
-    release_mem(e->trees);
-    release_mem(e->count);
+    ocl_buffer_release(e->trees);
+    ocl_buffer_release(e->count);
     eng_nms *nm = &e->nms;
     cl_kernel nk[] = {nm->boxes, nm->order, nm->mask, nm->select, nm->gather};
     for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
         release_kernel(nk[i]);
     nms_release_buffers(nm);
-    release_mem(nm->count);
+    ocl_buffer_release(nm->count);
     free(e);
 }
 
@@ -463,7 +456,7 @@ static cnp_status ensure_tree_cap(det_engine *e, size_t need, cnp_err *err)
 {
     if (need <= e->tree_cap)
         return CNP_OK;
-    release_mem(e->trees);
+    ocl_buffer_release(e->trees);
     e->trees = NULL;
     e->tree_cap = need;
     return create_buffer(e, need * sizeof(cl_float4), NULL, &e->trees, "tree list", err);

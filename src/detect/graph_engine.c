@@ -425,12 +425,6 @@ static void release_kernel(cl_kernel k)
         clReleaseKernel(k);
 }
 
-static void release_mem(cl_mem b)
-{
-    if (b)
-        ocl_buffer_release(b);
-}
-
 void det_graph_engine_free(det_graph_engine *e)
 {
     if (!e)
@@ -446,18 +440,18 @@ void det_graph_engine_free(det_graph_engine *e)
         release_kernel(e->nodes[i].direct);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         if (e->nodes[i].owns_weights) {
-            release_mem(e->nodes[i].weight);
-            release_mem(e->nodes[i].bias);
+            ocl_buffer_release(e->nodes[i].weight);
+            ocl_buffer_release(e->nodes[i].bias);
         }
     for (int s = 0; e->slots && s < e->n_slots; s++)
-        release_mem(e->slots[s]);
+        ocl_buffer_release(e->slots[s]);
     cl_mem ms[] = {e->col,    e->gemm_tmp, e->keys,    e->counts, e->box,
                    e->score,  e->label,    e->index,   e->sbox,   e->slabel,
                    e->bits,   e->removed,  e->keep,    e->count,  e->out};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-        release_mem(ms[i]);
+        ocl_buffer_release(ms[i]);
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)
-        release_mem(e->anchors[l]);
+        ocl_buffer_release(e->anchors[l]);
     free(e->slots);
     free(e->nodes);
     free(e->shape);

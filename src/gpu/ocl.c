@@ -369,23 +369,34 @@ static cnp_status kernel_source(const ocl_ctx *ctx, const char *name, cnp_buf *b
     return CNP_ERR_NOTFOUND;
 }
 
-/* Cache key: SHA-256 over everything that changes the binary. */
-static void cache_path(const ocl_ctx *ctx, const char *name, const char *options,
-                       const char *src, size_t len, char *out, size_t out_len)
+/* 16 hex digits of SHA-256 over the device's identity, the NUL-terminated
+ * strings of parts and len bytes of data: the key of a cache file. */
+static void cache_key(const ocl_ctx *ctx, const char *const *parts, size_t nparts,
+                      const void *data, size_t len, char hex[17])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     EVP_MD_CTX *h = EVP_MD_CTX_new();
     EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-    const char *parts[] = {ctx->device_name, ctx->driver, ctx->description, options, name};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+    const char *device[] = {ctx->device_name, ctx->driver, ctx->description};
+    for (size_t i = 0; i < 3; i++)
+        EVP_DigestUpdate(h, device[i], strlen(device[i]) + 1);
+    for (size_t i = 0; i < nparts; i++)
         EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
-    EVP_DigestUpdate(h, src, len);
+    EVP_DigestUpdate(h, data, len);
     EVP_DigestFinal_ex(h, md, &md_len);
     EVP_MD_CTX_free(h);
-    char hex[17];
     for (int i = 0; i < 8; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Cache key: SHA-256 over everything that changes the binary. */
+static void cache_path(const ocl_ctx *ctx, const char *name, const char *options,
+                       const char *src, size_t len, char *out, size_t out_len)
+{
+    const char *parts[] = {options, name};
+    char hex[17];
+    cache_key(ctx, parts, 2, src, len, hex);
     snprintf(out, out_len, "%s/%s-%s.bin", ctx->cache_dir, name, hex);
 }
 
@@ -608,19 +619,9 @@ cnp_status ocl_list_devices(FILE *out, cnp_err *err)
 void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_t key_len,
                     char *out, size_t out_len)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-    const char *parts[] = {ctx->device_name, ctx->driver, ctx->description, name};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
-    EVP_DigestUpdate(h, key, key_len);
-    EVP_DigestFinal_ex(h, md, &md_len);
-    EVP_MD_CTX_free(h);
+    const char *parts[] = {name};
     char hex[17];
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    cache_key(ctx, parts, 1, key, key_len, hex);
     mkdir_p(ctx->cache_dir);
     snprintf(out, out_len, "%s/%s-%s.txt", ctx->cache_dir, name, hex);
 }
