@@ -56,11 +56,14 @@ install_debian_packages() {
   [ -z "$missing" ] || die "still missing after apt-get install: $(echo $missing)"
 }
 
-# venv_satisfied: true when .venv exists and has every pinned requirement.
+# venv_satisfied PY REQUIREMENTS MODULES: true when the venv's interpreter
+# PY exists, has every pin of REQUIREMENTS (extras ignored; a local version
+# suffix such as +cu124 or +cpu counts as the pinned version) and imports
+# MODULES (comma-separated).
 venv_satisfied() {
-  [ -x "$CANOPY_VENV_PY" ] || return 1
-  "$CANOPY_VENV_PY" - "$REQUIREMENTS" <<'EOF' 2>/dev/null
-import sys
+  [ -x "$1" ] || return 1
+  "$1" - "$2" "$3" <<'EOF' 2>/dev/null
+import importlib, sys
 from importlib.metadata import version, PackageNotFoundError
 for line in open(sys.argv[1]):
     line = line.split('#', 1)[0].strip()
@@ -69,73 +72,41 @@ for line in open(sys.argv[1]):
     name, _, pinned = line.partition('==')
     name = name.split('[', 1)[0]
     try:
-        if version(name) != pinned:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-# moto[server] extras: the server needs flask and flask_cors.
-import flask, flask_cors, boto3, moto  # noqa: F401
-EOF
-}
-
-setup_venv() {
-  if venv_satisfied; then
-    say "Python venv: $CANOPY_VENV up to date"
-    return 0
-  fi
-  # The system interpreter, not whatever python3 a shell's PATH (pyenv...) finds.
-  local py=/usr/bin/python3
-  [ -x "$py" ] || py=$(command -v python3)
-  if [ ! -x "$CANOPY_VENV_PY" ]; then
-    say "Python venv: creating $CANOPY_VENV"
-    "$py" -m venv "$CANOPY_VENV"
-  fi
-  say "Python venv: installing $(basename "$REQUIREMENTS")"
-  "$CANOPY_VENV_PY" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  venv_satisfied || die "Python venv $CANOPY_VENV does not satisfy $REQUIREMENTS after pip install"
-}
-
-# torch_venv_satisfied: true when .venv-torch has every pin of
-# requirements-torch.txt (a local version suffix such as +cu124 or +cpu counts
-# as the pinned version) and imports.
-torch_venv_satisfied() {
-  [ -x "$CANOPY_TORCH_PY" ] || return 1
-  "$CANOPY_TORCH_PY" - "$TORCH_REQUIREMENTS" <<'EOF' 2>/dev/null
-import sys
-from importlib.metadata import version, PackageNotFoundError
-for line in open(sys.argv[1]):
-    line = line.split('#', 1)[0].strip()
-    if not line:
-        continue
-    name, _, pinned = line.partition('==')
-    try:
         if version(name).split('+', 1)[0] != pinned:
             sys.exit(1)
     except PackageNotFoundError:
         sys.exit(1)
-import torch, torchvision, safetensors, numpy, PIL  # noqa: F401
+for module in sys.argv[2].split(','):
+    importlib.import_module(module)
 EOF
 }
 
-setup_torch_venv() {
-  if torch_venv_satisfied; then
-    say "Python venv: $CANOPY_TORCH_VENV up to date"
+# setup_venv VENV REQUIREMENTS MODULES [NOTE]: creates VENV (from the system
+# interpreter, not whatever python3 a shell's PATH finds) and installs
+# REQUIREMENTS, only when venv_satisfied says it must.
+setup_venv() {
+  local venv=$1 req=$2 modules=$3 note=${4:-} start=$SECONDS
+  local vpy="$venv/bin/python"
+  if venv_satisfied "$vpy" "$req" "$modules"; then
+    say "Python venv: $venv up to date"
     return 0
   fi
-  local py=/usr/bin/python3 start=$SECONDS
+  local py=/usr/bin/python3
   [ -x "$py" ] || py=$(command -v python3)
-  if [ ! -x "$CANOPY_TORCH_PY" ]; then
-    say "Python venv: creating $CANOPY_TORCH_VENV"
-    "$py" -m venv "$CANOPY_TORCH_VENV"
+  if [ ! -x "$vpy" ]; then
+    say "Python venv: creating $venv"
+    "$py" -m venv "$venv"
   fi
-  say "Python venv: installing $(basename "$TORCH_REQUIREMENTS") (torch: a few GB)"
-  "$CANOPY_TORCH_PY" -m pip install --quiet --disable-pip-version-check -r "$TORCH_REQUIREMENTS"
-  torch_venv_satisfied ||
-    die "Python venv $CANOPY_TORCH_VENV does not satisfy $TORCH_REQUIREMENTS after pip install"
-  say "Python venv: $CANOPY_TORCH_VENV installed in $((SECONDS - start)) s"
+  say "Python venv: installing $(basename "$req")${note:+ ($note)}"
+  "$vpy" -m pip install --quiet --disable-pip-version-check -r "$req"
+  venv_satisfied "$vpy" "$req" "$modules" ||
+    die "Python venv $venv does not satisfy $req after pip install"
+  say "Python venv: $venv installed in $((SECONDS - start)) s"
 }
 
 install_debian_packages
-setup_venv
-setup_torch_venv
+# moto[server] needs flask and flask_cors besides its own pin.
+setup_venv "$CANOPY_VENV" "$REQUIREMENTS" flask,flask_cors,boto3,moto
+setup_venv "$CANOPY_TORCH_VENV" "$TORCH_REQUIREMENTS" torch,torchvision,safetensors,numpy,PIL \
+  "torch: a few GB"
 say "bootstrap done"
