@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "canopy/aws.h"
 #include "canopy/buf.h"
@@ -87,6 +88,13 @@ struct aws_op {
     const uint8_t *body;       /* not owned unless body_owned holds it */
     size_t body_len;
     cnp_buf body_owned;
+    /* A file body (aws_op_set_body_file): body_len bytes of body_fd from
+     * body_file_off, read with pread as curl asks for them (body is NULL). */
+    int body_fd;               /* -1: the body is in memory */
+    bool body_fd_owned;        /* closed with the op */
+    int64_t body_file_off;
+    char *body_path;           /* names the file in errors (owned) */
+    char body_err[512];        /* why reading it failed; "" while it has not */
     char payload_hash[65];
     int64_t max_bytes;         /* response body cap; 0: none */
     /* A 2xx body whose Content-Length exceeds spill_over (> 0) is streamed
@@ -134,6 +142,17 @@ cnp_status aws_op_set_target(aws_op *op, const aws_endpoint *ep, const char *aut
 void aws_op_set_body(aws_op *op, const void *data, size_t len);
 /* Takes the buffer's storage as the body (buf is emptied). */
 void aws_op_take_body(aws_op *op, cnp_buf *buf);
+/* Makes the body the len bytes at offset of the file open on fd, read with
+ * pread as curl sends them: fd's file position is never used, so ops may
+ * share one fd, and a retry rewinds by itself. path names the file in errors
+ * (copied). The payload hash streams the region through SHA-256 here. With
+ * own_fd the op owns fd from this call on, even when it fails, and closes it
+ * when freed; otherwise fd must stay open until the op is freed. CNP_ERR_IO
+ * (err names the file and why) when the region cannot be read whole,
+ * CNP_ERR_NOMEM. A read that fails while curl sends the body aborts the
+ * attempt: the op ends CNP_ERR_IO, not retried. */
+cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *path,
+                                int64_t offset, size_t len, cnp_err *err);
 
 /* Takes a multi handle for one batch's exclusive use: the most recently
  * returned idle one (its connections stay alive for reuse), else a new one.
@@ -159,6 +178,12 @@ cnp_status aws_uri_encode(cnp_buf *out, const char *s, size_t len, bool keep_sla
 
 /* Lower-case hex SHA-256 of data into out[65]. */
 void aws_sha256_hex(const void *data, size_t len, char out[65]);
+/* Lower-case hex SHA-256 into out[65] of the bytes fill(ctx, buf, cap) gives
+ * until it returns 0, asked for in 1 MiB chunks: a body is hashed without
+ * being held whole. false when fill returns < 0 or memory runs out (out is
+ * then untouched). */
+bool aws_sha256_hex_read(ssize_t (*fill)(void *ctx, void *buf, size_t cap), void *ctx,
+                         char out[65]);
 
 typedef struct aws_sigv4_input {
     const char *access_key_id;

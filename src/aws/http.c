@@ -4,7 +4,10 @@
  * its own connection cache, taken from the client's pool and given back when
  * the batch is freed, so consecutive batches reuse kept-alive connections
  * while batches running at once on other threads never touch them. DNS and
- * TLS sessions come from the client's CURLSH. */
+ * TLS sessions come from the client's CURLSH. A request body is in memory or
+ * is a region of a file, read with pread as curl sends it (and streamed
+ * through SHA-256 once for the signature), so a large upload is never held
+ * whole. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -102,6 +105,7 @@ aws_op *aws_op_new(const char *service, const char *method, const char *what)
     }
     op->what = op->what_owned;
     op->spill_fd = -1;
+    op->body_fd = -1; /* calloc's 0 would be stdin */
     aws_sha256_hex(NULL, 0, op->payload_hash);
     return op;
 }
@@ -120,6 +124,9 @@ void aws_op_free(aws_op *op)
     free(op->canon_query);
     aws_kvlist_free(&op->headers);
     cnp_buf_free(&op->body_owned);
+    if (op->body_fd_owned && op->body_fd >= 0)
+        close(op->body_fd);
+    free(op->body_path);
     aws_kvlist_free(&op->resp_headers);
     cnp_buf_free(&op->resp_body);
     if (op->spill_fd >= 0) {
@@ -219,6 +226,68 @@ void aws_op_take_body(aws_op *op, cnp_buf *buf)
     op->body_owned = *buf;
     memset(buf, 0, sizeof *buf);
     aws_op_set_body(op, op->body_owned.data, op->body_owned.len);
+}
+
+/* Copies up to cap bytes of the body from read_off into buf and advances
+ * read_off: how many (0 at the end), or -1 when the body's file cannot be
+ * read (body_err says why). Both curl's reads and the payload hash go
+ * through here, so they see the same bytes. */
+static ssize_t body_read(void *userp, void *buf, size_t cap)
+{
+    aws_op *op = userp;
+    size_t left = op->body_len - op->read_off;
+    size_t n = left < cap ? left : cap;
+    if (n == 0)
+        return 0;
+    if (op->body_fd < 0) {
+        memcpy(buf, op->body + op->read_off, n);
+        op->read_off += n;
+        return (ssize_t)n;
+    }
+    int64_t at = op->body_file_off + (int64_t)op->read_off;
+    ssize_t got;
+    do
+        got = pread(op->body_fd, buf, n, (off_t)at);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        snprintf(op->body_err, sizeof op->body_err, "reading %.400s: %s", op->body_path,
+                 strerror(errno));
+        return -1;
+    }
+    if (got == 0) { /* the file shrank since it was opened */
+        snprintf(op->body_err, sizeof op->body_err,
+                 "reading %.400s: the file ends at byte %lld, before byte %lld", op->body_path,
+                 (long long)at, (long long)(op->body_file_off + (int64_t)op->body_len));
+        return -1;
+    }
+    op->read_off += (size_t)got;
+    return got;
+}
+
+cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *path,
+                                int64_t offset, size_t len, cnp_err *err)
+{
+    op->body_fd = fd;
+    op->body_fd_owned = own_fd;
+    op->body_file_off = offset;
+    op->body = NULL;
+    op->body_len = len;
+    free(op->body_path);
+    if (!(op->body_path = strdup(path))) {
+        cnp_err_set(err, "%s: out of memory", op->what);
+        return CNP_ERR_NOMEM;
+    }
+    op->read_off = 0;
+    bool hashed = aws_sha256_hex_read(body_read, op, op->payload_hash);
+    op->read_off = 0;
+    if (hashed)
+        return CNP_OK;
+    if (!op->body_err[0]) {
+        cnp_err_set(err, "%s: out of memory hashing %s", op->what, path);
+        return CNP_ERR_NOMEM;
+    }
+    cnp_err_set(err, "%s: %s", op->what, op->body_err);
+    return CNP_ERR_IO;
 }
 
 /* ---- batches ------------------------------------------------------------- */
@@ -427,14 +496,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 
 static size_t on_read(char *buffer, size_t size, size_t nitems, void *userp)
 {
-    aws_op *op = userp;
-    size_t room = size * nitems;
-    size_t left = op->body_len - op->read_off;
-    size_t n = left < room ? left : room;
-    if (n)
-        memcpy(buffer, op->body + op->read_off, n);
-    op->read_off += n;
-    return n;
+    ssize_t n = body_read(userp, buffer, size * nitems);
+    return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
 }
 
 static int on_seek(void *userp, curl_off_t offset, int origin)
@@ -705,6 +768,11 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         cnp_err_set(&r->err, "%s: object larger than the %lld-byte limit", op->what,
                     (long long)op->max_bytes);
         complete(b, op, CNP_ERR_LIMIT);
+        return;
+    }
+    if (op->body_err[0]) { /* a local file failed us: sending again would not help */
+        cnp_err_set(&r->err, "%s: %s", op->what, op->body_err);
+        complete(b, op, CNP_ERR_IO);
         return;
     }
     if (rc != CURLE_OK) {

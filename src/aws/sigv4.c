@@ -56,6 +56,25 @@ void aws_sha256_hex(const void *data, size_t len, char out[65])
     to_hex(md, sizeof md, out);
 }
 
+bool aws_sha256_hex_read(ssize_t (*fill)(void *ctx, void *buf, size_t cap), void *ctx,
+                         char out[65])
+{
+    enum { CHUNK = 1 << 20 };
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned char *buf = malloc(CHUNK);
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    bool ok = buf && sha && EVP_DigestInit_ex(sha, EVP_sha256(), NULL) == 1;
+    ssize_t n = 0;
+    while (ok && (n = fill(ctx, buf, CHUNK)) > 0)
+        ok = EVP_DigestUpdate(sha, buf, (size_t)n) == 1;
+    ok = ok && n == 0 && EVP_DigestFinal_ex(sha, md, NULL) == 1;
+    if (ok)
+        to_hex(md, sizeof md, out);
+    EVP_MD_CTX_free(sha);
+    free(buf);
+    return ok;
+}
+
 static void hmac(const void *key, size_t key_len, const char *msg, unsigned char out[32])
 {
     unsigned int n = 32;
