@@ -1,5 +1,7 @@
 /* S3 over the aws engine: GetObject, HeadObject, PutObject (multipart above
  * [aws] multipart_threshold), ListObjectsV2, CreateBucket, DeleteObject.
+ * A put's body is memory or the head of a file, which is read as it is sent
+ * (never held whole); a large download can likewise spill to a file.
  *
  * Keys are byte strings (UTF-8 in practice) and round-trip exactly: the
  * engine percent-encodes every byte outside RFC 3986's unreserved set.
@@ -31,12 +33,20 @@ typedef struct s3_object {
 /* Frees body and metadata; the struct can be reused. Accepts NULL. */
 void s3_object_free(s3_object *obj);
 
-/* A PutObject request. data must stay valid until the batch has run. */
+/* A PutObject request: len bytes from data, which must stay valid until the
+ * batch has run, or, when file is not NULL, the first len bytes of that
+ * file (data ignored). The file is opened once when the put is queued and
+ * closed when it has run; its bytes are read with pread as they are sent,
+ * again on a retry, and must not change until then (the signature covers
+ * them). A file that cannot be opened or has fewer than len bytes fails the
+ * put at once, and one that cannot be read while sending fails it when it
+ * runs: CNP_ERR_IO, the message naming the file and why. */
 typedef struct s3_put {
     const char *bucket;
     const char *key;
     const void *data;
     size_t len;
+    const char *file;             /* NULL: the body is data */
     const char *content_type;     /* NULL: application/octet-stream */
     const aws_kvlist *metadata;   /* NULL or names without x-amz-meta- */
 } s3_put;
@@ -75,6 +85,9 @@ cnp_status s3_batch_get(aws_batch *batch, const char *bucket, const char *key,
  * A retry starts the file afresh; a failed transfer leaves no file. */
 cnp_status s3_batch_get_spill(aws_batch *batch, const char *bucket, const char *key,
                               int64_t max_bytes, int64_t spill_over, s3_object *out);
+/* A put that fails before it is queued (no memory; a file that cannot be
+ * opened or is too short) returns that status with out->result set, and is
+ * not announced through aws_batch_on_done. */
 cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out);
 
 /* GetObject into memory. max_bytes > 0 caps the body: a larger
@@ -85,7 +98,8 @@ cnp_status s3_object_get(aws_client *client, const char *bucket, const char *key
 cnp_status s3_object_head(aws_client *client, const char *bucket, const char *key,
                           s3_object *out, cnp_err *err);
 /* PutObject, or a multipart upload (parts in parallel, aborted on failure)
- * when put->len exceeds [aws] multipart_threshold. */
+ * when put->len exceeds [aws] multipart_threshold; the parts of a file body
+ * share one descriptor. */
 cnp_status s3_object_put(aws_client *client, const s3_put *put, s3_put_result *out,
                          cnp_err *err);
 cnp_status s3_object_delete(aws_client *client, const char *bucket, const char *key,

@@ -1,9 +1,14 @@
 /* S3 operations as engine ops: GetObject, HeadObject, PutObject, multipart
  * uploads (create, parts in parallel, complete or abort), ListObjectsV2,
- * CreateBucket, DeleteObject. XML through expat. */
+ * CreateBucket, DeleteObject. XML through expat. A put's body is memory or
+ * the head of a file, opened once per put: a single PutObject's op owns the
+ * descriptor; a multipart upload's parts share it (pread) and the upload's
+ * shared state closes it. */
 #include <ctype.h>
 #include <limits.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +168,18 @@ static cnp_status add_metadata_headers(aws_op *op, const char *content_type,
     return result;
 }
 
+/* Hands op to the batch for a caller's out: the outcome goes to r (in out),
+ * done reads the answer into out, and out is announced when complete. */
+static void submit_for(aws_batch *batch, aws_op *op, aws_result *r, void *out,
+                       aws_op_done_fn done)
+{
+    op->result = r;
+    op->ctx = out;
+    op->done = done;
+    op->user_out = out;
+    aws_batch_submit(batch, op);
+}
+
 /* ---- GetObject / HeadObject ---------------------------------------------------- */
 
 void s3_object_free(s3_object *obj)
@@ -228,11 +245,7 @@ static cnp_status batch_object(aws_batch *batch, const char *bucket, const char 
     op->head = head;
     op->max_bytes = head ? 0 : max_bytes;
     op->spill_over = head ? 0 : spill_over;
-    op->result = &out->result;
-    op->ctx = out;
-    op->done = object_done;
-    op->user_out = out;
-    aws_batch_submit(batch, op);
+    submit_for(batch, op, &out->result, out, object_done);
     return CNP_OK;
 }
 
@@ -303,6 +316,8 @@ typedef struct mp_upload {
     char *bucket;
     char *key;
     const uint8_t *data;
+    int fd;             /* >= 0: the body is the head of this file instead */
+    char *file;         /* its name, for errors */
     size_t len;
     size_t part_size;
     int nparts;
@@ -332,6 +347,9 @@ static void mp_unref(void *p)
     free(mp->etags);
     free(mp->content_type);
     aws_kvlist_free(&mp->metadata);
+    if (mp->fd >= 0)
+        close(mp->fd);
+    free(mp->file);
     free(mp);
 }
 
@@ -508,6 +526,43 @@ cnp_status s3_upload_id_parse(const void *body, size_t len, char **upload_id)
     return result;
 }
 
+/* Builds the UploadPart op for part i (0-based); NULL with fail set. */
+static aws_op *mp_part_op(mp_upload *mp, int i, aws_result *fail)
+{
+    size_t off = (size_t)i * mp->part_size;
+    size_t n = mp->len - off < mp->part_size ? mp->len - off : mp->part_size;
+    aws_kvlist q = {0};
+    char num[16];
+    snprintf(num, sizeof num, "%d", i + 1);
+    aws_op *part = NULL;
+    mp_part_ctx *pc = calloc(1, sizeof *pc);
+    if (pc && aws_kvlist_add(&q, "partNumber", num) == CNP_OK &&
+        aws_kvlist_add(&q, "uploadId", mp->upload_id) == CNP_OK)
+        part = s3_op(mp->client, "PUT", "UploadPart", mp->bucket, mp->key, &q);
+    aws_kvlist_free(&q);
+    if (!part) {
+        free(pc);
+        fail->status = CNP_ERR_NOMEM;
+        cnp_err_set(&fail->err, "s3://%s/%s: out of memory", mp->bucket, mp->key);
+        return NULL;
+    }
+    if (mp->fd < 0)
+        aws_op_set_body(part, mp->data + off, n);
+    else if ((fail->status = aws_op_set_body_file(part, mp->fd, false, mp->file, (int64_t)off,
+                                                  n, &fail->err)) != CNP_OK) {
+        aws_op_free(part);
+        free(pc);
+        return NULL;
+    }
+    pc->mp = mp;
+    pc->part = i + 1;
+    mp->refs++;
+    part->ctx = pc;
+    part->ctx_free = part_ctx_free;
+    part->done = part_done;
+    return part;
+}
+
 static void create_done(aws_op *op)
 {
     mp_upload *mp = op->ctx;
@@ -529,21 +584,9 @@ static void create_done(aws_op *op)
     }
     mp->outstanding = mp->nparts;
     for (int i = 0; i < mp->nparts; i++) {
-        size_t off = (size_t)i * mp->part_size;
-        size_t n = mp->len - off < mp->part_size ? mp->len - off : mp->part_size;
-        aws_kvlist q = {0};
-        char num[16];
-        snprintf(num, sizeof num, "%d", i + 1);
-        aws_op *part = NULL;
-        mp_part_ctx *pc = calloc(1, sizeof *pc);
-        if (pc && aws_kvlist_add(&q, "partNumber", num) == CNP_OK &&
-            aws_kvlist_add(&q, "uploadId", mp->upload_id) == CNP_OK)
-            part = s3_op(mp->client, "PUT", "UploadPart", mp->bucket, mp->key, &q);
-        aws_kvlist_free(&q);
+        aws_result fail = {0};
+        aws_op *part = mp_part_op(mp, i, &fail);
         if (!part) {
-            free(pc);
-            aws_result fail = {.status = CNP_ERR_NOMEM};
-            cnp_err_set(&fail.err, "s3://%s/%s: out of memory", mp->bucket, mp->key);
             mp_fail(mp, &fail);
             /* Parts never submitted count as finished. */
             mp->outstanding -= mp->nparts - i;
@@ -551,24 +594,23 @@ static void create_done(aws_op *op)
                 mp_submit_abort(op->batch, mp);
             return;
         }
-        pc->mp = mp;
-        pc->part = i + 1;
-        mp->refs++;
-        aws_op_set_body(part, mp->data + off, n);
-        part->ctx = pc;
-        part->ctx_free = part_ctx_free;
-        part->done = part_done;
         aws_batch_submit(op->batch, part);
     }
 }
 
-static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, s3_put_result *out)
+/* Queues a multipart upload; takes fd (-1: the body is put->data). */
+static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, int fd,
+                                   s3_put_result *out)
 {
     aws_client *c = aws_batch_client(batch);
     mp_upload *mp = calloc(1, sizeof *mp);
-    if (!mp)
+    if (!mp) {
+        if (fd >= 0)
+            close(fd);
         return CNP_ERR_NOMEM;
+    }
     mp->refs = 1;
+    mp->fd = fd;
     mp->client = c;
     mp->out = out;
     mp->data = put->data;
@@ -581,9 +623,11 @@ static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, s3_put_r
     mp->bucket = strdup(put->bucket);
     mp->key = strdup(put->key);
     mp->etags = calloc((size_t)mp->nparts, sizeof *mp->etags);
+    mp->file = fd >= 0 ? strdup(put->file) : NULL;
     aws_kvlist q = {0};
     aws_op *op = NULL;
-    if (mp->bucket && mp->key && mp->etags && aws_kvlist_add(&q, "uploads", "") == CNP_OK)
+    if (mp->bucket && mp->key && mp->etags && (fd < 0 || mp->file) &&
+        aws_kvlist_add(&q, "uploads", "") == CNP_OK)
         op = s3_op(c, "POST", "CreateMultipartUpload", put->bucket, put->key, &q);
     aws_kvlist_free(&q);
     if (!op || add_metadata_headers(op, put->content_type, put->metadata) != CNP_OK) {
@@ -598,32 +642,63 @@ static cnp_status submit_multipart(aws_batch *batch, const s3_put *put, s3_put_r
     return CNP_OK;
 }
 
+/* Queues a single PutObject; takes fd (-1: the body is put->data). */
+static cnp_status submit_single(aws_batch *batch, const s3_put *put, int fd,
+                                s3_put_result *out)
+{
+    aws_op *op = s3_op(aws_batch_client(batch), "PUT", "PutObject", put->bucket, put->key, NULL);
+    cnp_status result = op ? CNP_OK : CNP_ERR_NOMEM;
+    if (op && fd >= 0)
+        result = aws_op_set_body_file(op, fd, true, put->file, 0, put->len, &out->result.err);
+    else if (op)
+        aws_op_set_body(op, put->data, put->len);
+    else if (fd >= 0)
+        close(fd);
+    if (result == CNP_OK)
+        result = add_metadata_headers(op, put->content_type, put->metadata);
+    if (result != CNP_OK) {
+        aws_op_free(op);
+        return result;
+    }
+    submit_for(batch, op, &out->result, out, put_done);
+    return CNP_OK;
+}
+
+/* Opens put->file for its first put->len bytes: the descriptor, or -1 with
+ * r set (CNP_ERR_IO, naming the file and why). */
+static int put_file_open(const s3_put *put, aws_result *r)
+{
+    struct stat st;
+    int fd = open(put->file, O_RDONLY | O_CLOEXEC);
+    bool opened = fd >= 0 && fstat(fd, &st) == 0;
+    if (opened && (uint64_t)st.st_size >= (uint64_t)put->len)
+        return fd;
+    r->status = CNP_ERR_IO;
+    if (!opened)
+        cnp_err_set(&r->err, "PutObject s3://%s/%s: opening %s: %s", put->bucket, put->key,
+                    put->file, strerror(errno));
+    else
+        cnp_err_set(&r->err, "PutObject s3://%s/%s: %s has %lld bytes, fewer than the %zu to send",
+                    put->bucket, put->key, put->file, (long long)st.st_size, put->len);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 cnp_status s3_batch_put(aws_batch *batch, const s3_put *put, s3_put_result *out)
 {
     memset(out, 0, sizeof *out);
-    aws_client *c = aws_batch_client(batch);
-    cnp_status result;
-    if ((int64_t)put->len > c->aws.multipart_threshold) {
-        result = submit_multipart(batch, put, out);
-    } else {
-        aws_op *op = s3_op(c, "PUT", "PutObject", put->bucket, put->key, NULL);
-        result = op ? add_metadata_headers(op, put->content_type, put->metadata) : CNP_ERR_NOMEM;
-        if (result == CNP_OK) {
-            aws_op_set_body(op, put->data, put->len);
-            op->result = &out->result;
-            op->ctx = out;
-            op->done = put_done;
-            op->user_out = out;
-            aws_batch_submit(batch, op);
-        } else {
-            aws_op_free(op);
-        }
-    }
-    if (result != CNP_OK) {
+    int fd = -1;
+    if (put->file && (fd = put_file_open(put, &out->result)) < 0)
+        return out->result.status;
+    cnp_status result = (int64_t)put->len > aws_batch_client(batch)->aws.multipart_threshold
+                            ? submit_multipart(batch, put, fd, out)
+                            : submit_single(batch, put, fd, out);
+    if (result != CNP_OK)
         out->result.status = result;
+    if (result == CNP_ERR_NOMEM)
         cnp_err_set(&out->result.err, "PutObject s3://%s/%s: out of memory", put->bucket,
                     put->key);
-    }
     return result;
 }
 

@@ -3,6 +3,7 @@
 #ifndef CANOPY_TESTS_AWS_TEST_H
 #define CANOPY_TESTS_AWS_TEST_H
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,32 +101,70 @@ static inline size_t fake_count_write(char *d, size_t s, size_t n, void *u)
     return s * n;
 }
 
-/* Plain (unsigned) GET of path on the server; the answer as an integer. */
-static inline int fake_server_get(const fake_server *fs, const char *path)
+/* Plain (unsigned) GET of path on the server; the answer, NUL-terminated,
+ * into out (emptied first). false when the request fails. */
+static inline bool fake_server_text(const fake_server *fs, const char *path, cnp_buf *out)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", fs->url, path);
     CURL *e = curl_easy_init();
-    cnp_buf b = {0};
+    out->len = 0;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fake_count_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    int n = -1;
-    if (curl_easy_perform(e) == CURLE_OK && cnp_buf_append(&b, "", 1) == CNP_OK)
-        n = atoi((char *)b.data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
+    bool ok = curl_easy_perform(e) == CURLE_OK && cnp_buf_append(out, "", 1) == CNP_OK;
     curl_easy_cleanup(e);
+    return ok;
+}
+
+/* Plain (unsigned) GET of path on the server; the answer as an integer. */
+static inline int fake_server_get(const fake_server *fs, const char *path)
+{
+    cnp_buf b = {0};
+    int n = fake_server_text(fs, path, &b) ? atoi((char *)b.data) : -1;
     cnp_buf_free(&b);
     return n;
+}
+
+/* GET of /<what>?path=<path, escaped>: the server's record for a path. */
+static inline bool fake_server_record(const fake_server *fs, const char *what, const char *path,
+                                      cnp_buf *out)
+{
+    char q[600];
+    char *esc = curl_easy_escape(NULL, path, 0);
+    snprintf(q, sizeof q, "/%s?path=%.500s", what, esc);
+    curl_free(esc);
+    return fake_server_text(fs, q, out);
 }
 
 /* How many requests the server saw for a path. */
 static inline int fake_server_count(const fake_server *fs, const char *path)
 {
-    char q[600];
-    char *esc = curl_easy_escape(NULL, path, 0);
-    snprintf(q, sizeof q, "/_count?path=%.500s", esc);
-    curl_free(esc);
-    return fake_server_get(fs, q);
+    cnp_buf b = {0};
+    int n = fake_server_record(fs, "_count", path, &b) ? atoi((char *)b.data) : -1;
+    cnp_buf_free(&b);
+    return n;
+}
+
+/* The SHA-256 (hex) of the body of each request the server saw for a path,
+ * in order, separated by spaces, into out. */
+static inline bool fake_server_hashes(const fake_server *fs, const char *path, cnp_buf *out)
+{
+    return fake_server_record(fs, "_hashes", path, out);
+}
+
+/* How many file descriptors this process has open (-1 if unknown): a test
+ * compares it before and after to catch a leaked one. */
+static inline int aws_test_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 #endif

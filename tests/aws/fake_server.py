@@ -4,9 +4,11 @@ EC2 instance metadata (IMDSv2) and container credential endpoints.
 
 Prints "PORT <n>" on stdout once listening on 127.0.0.1, then serves until
 killed; HTTPS when FAKE_TLS_CERT and FAKE_TLS_KEY name a PEM certificate and key. Every request path (without the query) is counted; GET /_count?path=P
-answers the count for P. Routes:
+answers the count for P, and GET /_hashes?path=P the SHA-256 of the body of
+each request for P, in the order they came, separated by spaces. Routes:
 
   /flaky503/<n>/<id>   503 SlowDown for the first n requests, then 200
+  /flaky500/<n>/<id>   500 InternalError for the first n requests, then 200
   /throttle/<n>/<id>   400 Throttling for the first n requests, then 200
   /reset/<n>/<id>      TCP reset for the first n requests, then 200
   /notfound/<id>       404 NoSuchKey, always
@@ -55,6 +57,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 COUNTS = {}
+HASHES = {}
 LOCK = threading.Lock()
 STATE = {"imds_ttl": 3600, "creds_delay_ms": 0, "vis_delay_for": -1, "vis_delay_ms": 0}
 VISLOG = []
@@ -62,9 +65,10 @@ IMDS_TOKEN = "imds-session-token-1"
 ROLE = "canopy-role"
 
 
-def count(path):
+def count(path, body):
     with LOCK:
         COUNTS[path] = COUNTS.get(path, 0) + 1
+        HASHES.setdefault(path, []).append(hashlib.sha256(body).hexdigest())
         return COUNTS[path]
 
 
@@ -118,6 +122,10 @@ class Handler(BaseHTTPRequestHandler):
         if head == "_count":
             p = parse_qs(url.query).get("path", [""])[0]
             return self.reply(200, str(COUNTS.get(p, 0)))
+        if head == "_hashes":
+            p = parse_qs(url.query).get("path", [""])[0]
+            with LOCK:
+                return self.reply(200, " ".join(HASHES.get(p, [])))
         if head == "_vislog":
             with LOCK:
                 return self.reply(200, json.dumps(VISLOG), "application/json")
@@ -125,8 +133,8 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in parse_qs(url.query).items():
                 STATE[k] = int(v[0])
             return self.reply(200, "ok")
-        k = count(url.path)
-        count(self.command + " " + url.path)
+        k = count(url.path, body)
+        count(self.command + " " + url.path, body)
         if head == "latest":
             return self.imds(url.path)
         if head in ("sts", "creds", "auth-creds") or url.path.startswith(
@@ -172,10 +180,12 @@ class Handler(BaseHTTPRequestHandler):
             if k <= int(parts[1]):
                 return self.s3_error(400, "ExpiredToken", "The provided token has expired.")
             return self.reply(200, ok)
-        if head in ("flaky503", "throttle", "reset"):
+        if head in ("flaky503", "flaky500", "throttle", "reset"):
             if k <= int(parts[1]):
                 if head == "flaky503":
                     return self.s3_error(503, "SlowDown", "Please reduce your request rate.")
+                if head == "flaky500":
+                    return self.s3_error(500, "InternalError", "We encountered an internal error.")
                 if head == "throttle":
                     return self.s3_error(400, "Throttling", "Rate exceeded")
                 return self.reset()

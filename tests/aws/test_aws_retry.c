@@ -1,7 +1,8 @@
 /* The engine's retries against tests/aws/fake_server.py: 503 SlowDown,
  * throttling and connection resets are retried until they succeed (the
  * server's own hit count is checked); a 404 and a 403 are not retried; the
- * attempt limit ends in CNP_ERR_TRANSIENT; bodies are re-sent intact; a body
+ * attempt limit ends in CNP_ERR_TRANSIENT; bodies, in memory or read from a
+ * file, are re-sent intact; a file that shrinks under a put fails it; a body
  * without Content-Length is cut at the size cap. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -279,6 +280,58 @@ static void test_multipart_abort(void)
     aws_client_free(c);
 }
 
+/* A put whose body is read from a file (the head of it, from a fresh client
+ * so that descriptors can be counted): a 500 is retried and both attempts
+ * send exactly the file's first len bytes; a file cut short after the put
+ * was queued aborts the transfer with CNP_ERR_IO naming the file, without
+ * a retry; no descriptor is left open. */
+static void test_file_body(void)
+{
+    enum { FLEN = 300000, LEN = 200000 };
+    char path[] = "/tmp/canopy-test-body-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK_FATAL(fd >= 0);
+    close(fd);
+    uint8_t *data = malloc(FLEN);
+    CHECK_FATAL(data);
+    for (size_t i = 0; i < FLEN; i++)
+        data[i] = (uint8_t)(i * 7 % 253);
+    cnp_err err;
+    CHECK_FATAL(cnp_file_write(path, data, FLEN, &err) == CNP_OK, "%s", err.msg);
+    int fds = aws_test_open_fds();
+    aws_client *c = make_client(5);
+    CHECK_FATAL(c);
+
+    s3_put put = {.bucket = "flaky500", .key = "1/file", .len = LEN, .file = path};
+    s3_put_result pr;
+    CHECK(s3_object_put(c, &put, &pr, &err) == CNP_OK, "%s", err.msg);
+    CHECK(pr.result.attempts == 2, "%d attempts", pr.result.attempts);
+    char hash[65], want[200];
+    aws_sha256_hex(data, LEN, hash);
+    snprintf(want, sizeof want, "%s %s", hash, hash);
+    cnp_buf seen = {0};
+    CHECK(fake_server_hashes(&g_fs, "/flaky500/1/file", &seen));
+    CHECK(seen.data && strcmp((char *)seen.data, want) == 0, "the server saw %s",
+          seen.data ? (char *)seen.data : "nothing");
+    cnp_buf_free(&seen);
+
+    aws_batch *b = NULL;
+    CHECK_FATAL(aws_batch_create(c, &b, &err) == CNP_OK);
+    put.key = "0/shrinks";
+    CHECK(s3_batch_put(b, &put, &pr) == CNP_OK);
+    CHECK(truncate(path, 1000) == 0);
+    CHECK(aws_batch_run(b, &err) == CNP_OK);
+    aws_batch_free(b);
+    CHECK(pr.result.status == CNP_ERR_IO && pr.result.attempts == 1, "status %d, %d attempts",
+          pr.result.status, pr.result.attempts);
+    CHECK(strstr(pr.result.err.msg, path) && strstr(pr.result.err.msg, "ends at byte 1000"),
+          "%s", pr.result.err.msg);
+    aws_client_free(c);
+    CHECK(aws_test_open_fds() == fds, "%d descriptors open, %d before", aws_test_open_fds(), fds);
+    unlink(path);
+    free(data);
+}
+
 /* ExpiredToken drops the cached credentials and retries with fresh ones. */
 static void test_expired_token(aws_client *c)
 {
@@ -514,6 +567,7 @@ int main(void)
         test_batch(c);
         test_spill(c);
         test_multipart_abort();
+        test_file_body();
         test_expired_token(c);
         test_cancel(c);
         test_threads(c);

@@ -1,10 +1,12 @@
 /* S3 against moto with signature checking on: put/get/head with metadata,
  * size cap, 404, awkward keys, 2,500 keys uploaded concurrently and listed
- * across pages, a 100 MiB multipart round trip, a wrong secret. */
+ * across pages, a 100 MiB multipart round trip, file bodies (single and
+ * multipart; a missing or too short file), a wrong secret. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aws_test.h"
 #include "canopy/s3.h"
@@ -190,18 +192,26 @@ static void test_many_keys(aws_client *c)
     free(pr);
 }
 
-static void test_multipart(aws_client *c)
+/* len (a multiple of 8) bytes of xorshift noise; NULL without memory. */
+static uint8_t *noise(size_t len)
 {
-    cnp_err err = {{0}};
-    size_t len = 100u << 20;
     uint8_t *data = malloc(len);
     uint64_t x = 0x9E3779B97F4A7C15ULL;
-    for (size_t i = 0; i < len; i += 8) {
+    for (size_t i = 0; data && i < len; i += 8) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         memcpy(data + i, &x, 8);
     }
+    return data;
+}
+
+static void test_multipart(aws_client *c)
+{
+    cnp_err err = {{0}};
+    size_t len = 100u << 20;
+    uint8_t *data = noise(len);
+    CHECK_FATAL(data);
     aws_kvlist meta = {0};
     aws_kvlist_add(&meta, "kind", "multipart");
     s3_put put = {.bucket = g_bucket, .key = "big/100MiB.bin", .data = data, .len = len,
@@ -229,6 +239,81 @@ static void test_multipart(aws_client *c)
     s3_object_free(&o);
     /* moto keeps objects in memory and the stack serves several runs. */
     CHECK(s3_object_delete(c, g_bucket, "big/100MiB.bin", &err) == CNP_OK);
+    free(data);
+}
+
+/* Puts the first len bytes of file and the same bytes from memory: both
+ * succeed in parts pieces (0: a single PutObject) with one etag, and a GET
+ * gives back exactly those bytes. */
+static void check_file_put(aws_client *c, const char *file, const uint8_t *data, size_t len,
+                           int parts)
+{
+    cnp_err err = {{0}};
+    s3_put fput = {.bucket = g_bucket, .key = "file/from-file", .len = len, .file = file};
+    s3_put mput = {.bucket = g_bucket, .key = "file/from-memory", .data = data, .len = len};
+    s3_put_result fr, mr;
+    CHECK(s3_object_put(c, &fput, &fr, &err) == CNP_OK, "%s", err.msg);
+    CHECK(s3_object_put(c, &mput, &mr, &err) == CNP_OK, "%s", err.msg);
+    CHECK(fr.parts == parts && mr.parts == parts, "%d and %d parts", fr.parts, mr.parts);
+    CHECK(fr.etag[0] && strcmp(fr.etag, mr.etag) == 0, "file %s, memory %s", fr.etag, mr.etag);
+    char suffix[16];
+    snprintf(suffix, sizeof suffix, "-%d", parts);
+    const char *dash = strrchr(fr.etag, '-');
+    CHECK(parts ? dash && strcmp(dash, suffix) == 0 : !dash, "etag %s", fr.etag);
+    s3_object o;
+    CHECK(s3_object_get(c, g_bucket, "file/from-file", 0, &o, &err) == CNP_OK, "%s", err.msg);
+    CHECK(o.body.len == len && memcmp(o.body.data, data, len) == 0,
+          "%zu bytes back, not the %zu put, or other bytes", o.body.len, len);
+    CHECK(strcmp(o.etag, fr.etag) == 0, "%s vs %s", o.etag, fr.etag);
+    s3_object_free(&o);
+    CHECK(s3_object_delete(c, g_bucket, "file/from-file", &err) == CNP_OK);
+    CHECK(s3_object_delete(c, g_bucket, "file/from-memory", &err) == CNP_OK);
+}
+
+/* A put of file fails before any request with CNP_ERR_IO, the message
+ * naming the file and saying why (why). */
+static void check_file_put_fails(aws_client *c, const char *file, size_t len, const char *why)
+{
+    cnp_err err = {{0}};
+    s3_put put = {.bucket = g_bucket, .key = "file/never", .len = len, .file = file};
+    s3_put_result pr;
+    CHECK(s3_object_put(c, &put, &pr, &err) == CNP_ERR_IO, "%s", err.msg);
+    CHECK(pr.result.status == CNP_ERR_IO && pr.result.attempts == 0);
+    CHECK(strstr(err.msg, file) && strstr(err.msg, why) && strstr(err.msg, "file/never"), "%s",
+          err.msg);
+}
+
+/* File bodies, on a client with 5 MiB parts: the head of a longer file put
+ * as one PutObject and as a 3-part upload comes back byte for byte; a
+ * missing file and one shorter than len fail at once; nothing leaks a
+ * descriptor. */
+static void test_file_put(const cnp_config *base)
+{
+    cnp_config cfg = *base;
+    cfg.aws.multipart_threshold = 5 << 20;
+    cfg.aws.multipart_part_size = 5 << 20;
+    size_t flen = (12u << 20) + 4096;
+    uint8_t *data = noise(flen);
+    char path[] = "/tmp/canopy-test-put-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK_FATAL(data && fd >= 0);
+    close(fd);
+    cnp_err err = {{0}};
+    CHECK_FATAL(cnp_file_write(path, data, flen, &err) == CNP_OK, "%s", err.msg);
+    int fds = aws_test_open_fds();
+    aws_client *c = NULL;
+    CHECK_FATAL(aws_client_create(&cfg.aws, &c, &err) == CNP_OK, "%s", err.msg);
+    check_file_put(c, path, data, (1u << 20) + 3, 0);
+    check_file_put(c, path, data, (12u << 20) + 5, 3);
+    char missing[64];
+    snprintf(missing, sizeof missing, "/tmp/canopy-test-no-such-file-%d", (int)getpid());
+    check_file_put_fails(c, missing, 10, "No such file or directory");
+    check_file_put_fails(c, path, flen + 1, "fewer than"); /* a multipart upload */
+    CHECK(cnp_file_write(path, "abc", 3, &err) == CNP_OK, "%s", err.msg);
+    check_file_put_fails(c, path, 4, "fewer than"); /* a single PutObject */
+    aws_client_free(c);
+    CHECK(aws_test_open_fds() == fds, "%d descriptors open, %d before", aws_test_open_fds(), fds);
+    unlink(path);
     free(data);
 }
 
@@ -342,6 +427,7 @@ int main(void)
     test_awkward_keys(c);
     test_many_keys(c);
     test_multipart(c);
+    test_file_put(&cfg);
     test_wrong_secret(&cfg);
     test_session_token(&cfg);
     aws_client_free(c);
