@@ -10,15 +10,24 @@ MPix/s (median of the repeats):
 - binarize only, in windows (the default above [limits] window_pixels) and,
   up to 10k, whole (window_pixels raised above the image): the windowed path
   must not grow with size and must be no slower;
-- with the detector (crown-1.1) at 1k, 2k and 5k: windows keep memory flat.
+- with the detector (crown-1.1) at 1k to 20k, in windows, with outputs
+  written through temporary files ([output] spill_bytes, the default) and,
+  at --memory-sizes, held in memory (spill_bytes 0) to show what that costs.
+
+Each row also records the bytes of the outputs written, which grow with the
+raster while memory must not.
 
     bench/large/run_bench.py [--canopy build/canopy] [--sizes 1024,5000,10000,20000]
-                             [--repeats 3] [--json bench/results/raster_size.json]
+                             [--detect-sizes 1024,5000,10000,20000] [--memory-sizes 10000]
+                             [--repeats 3] [--work DIR] [--json bench/results/raster_size.json]
+
+--work keeps the GeoTIFFs between runs (the 20k one takes minutes to write).
 """
 import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,11 +86,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--canopy", default=os.path.join(ROOT, "build", "canopy"))
     ap.add_argument("--sizes", default="1024,5000,10000,20000")
-    ap.add_argument("--detect-sizes", default="1024,2048,5000")
+    ap.add_argument("--detect-sizes", default="1024,5000,10000,20000")
+    ap.add_argument("--memory-sizes", default="10000")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work", default=None)
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "raster_size.json"))
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="canopy-bench-large-")
+    work = args.work or tempfile.mkdtemp(prefix="canopy-bench-large-")
+    os.makedirs(work, exist_ok=True)
     base = ["--set", "limits.max_pixels=1000000000", "--set", "log.progress=off"]
     rows = []
 
@@ -90,15 +102,18 @@ def main():
         out = os.path.join(work, "out")
         times, rss = [], []
         for _ in range(repeats):
+            shutil.rmtree(out, ignore_errors=True)
             t, r = measure([args.canopy, "run", "-i", path, "-o", out] + base + extra)
             times.append(t)
             rss.append(r)
         med = statistics.median(times)
+        outputs = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
         row = {"side": side, "mode": mode, "seconds": med, "mpix_per_s": side * side / 1e6 / med,
-               "peak_rss_mib": max(rss), "repeats": repeats}
+               "peak_rss_mib": max(rss), "output_mb": outputs / 1e6, "repeats": repeats}
         rows.append(row)
-        print("%6d  %-26s %8.1f s  %7.1f MPix/s  peak RSS %7.0f MiB" %
-              (side, mode, med, row["mpix_per_s"], row["peak_rss_mib"]), flush=True)
+        print("%6d  %-34s %8.1f s  %7.2f MPix/s  peak RSS %7.0f MiB  outputs %7.1f MB" %
+              (side, mode, med, row["mpix_per_s"], row["peak_rss_mib"], row["output_mb"]),
+              flush=True)
 
     for side in [int(s) for s in args.sizes.split(",")]:
         reps = args.repeats if side <= 10000 else 1
@@ -109,6 +124,9 @@ def main():
                                           "limits.window_pixels=1000000000"], reps)
     for side in [int(s) for s in args.detect_sizes.split(",")]:
         run(side, "detector, windows", ["--set", "limits.window_pixels=1000000"], 1)
+    for side in [int(s) for s in args.memory_sizes.split(",") if s]:
+        run(side, "detector, windows, outputs in memory",
+            ["--set", "limits.window_pixels=1000000", "--set", "output.spill_bytes=0"], 1)
     with open(args.json, "w") as f:
         json.dump({"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows": rows}, f,
                   indent=1)

@@ -64,6 +64,7 @@ typedef struct cnp_output_config {
     int png_level;                     /* zlib level for written PNGs */
     bool overlay;                      /* write <stem>.overlay.png */
     enum cnp_mask_format mask_format;  /* auto: GeoTIFF for georeferenced inputs, else PNG */
+    int64_t spill_bytes;               /* larger outputs go through a temporary file; 0: never */
 } cnp_output_config;
 
 /* [batch] */

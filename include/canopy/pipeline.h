@@ -14,6 +14,7 @@
 #include "canopy/gpu.h"
 #include "canopy/image.h"
 #include "canopy/raster.h"
+#include "canopy/spool.h"
 #include "canopy/status.h"
 
 /* The device side of the pipeline: an OpenCL context and queue with the
@@ -82,10 +83,17 @@ enum pipe_out_kind {
 extern const char *const pipe_out_suffix[PIPE_OUT_COUNT];
 extern const char *const pipe_out_content_type[PIPE_OUT_COUNT];
 
-/* Encoded outputs of one image; an empty buffer is an output not written. */
+/* Encoded outputs of one image; an empty one is an output not written.
+ * trees.json, trees.geojson and a windowed raster's GeoTIFF mask go to a
+ * temporary file past the spools' limit ([output] spill_bytes); PNGs are
+ * encoded in memory (their images are at most [limits] window_pixels). */
 typedef struct pipe_outputs {
-    cnp_buf buf[PIPE_OUT_COUNT];
+    cnp_spool out[PIPE_OUT_COUNT];
 } pipe_outputs;
+
+/* Empty outputs spilling to files in dir (NULL: $TMPDIR) past limit bytes
+ * (0: in memory). */
+void pipe_outputs_init(pipe_outputs *o, const char *dir, uint64_t limit);
 
 /* Where a tree lies on the Earth (georeferenced inputs). */
 typedef struct pipe_geo_tree {
@@ -129,6 +137,7 @@ typedef struct pipe_encode_in {
  * zeroed or so. */
 cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pipe_outputs *out,
                        cnp_err *err);
+/* Frees every output and removes its temporary file; accepts NULL. */
 void pipe_outputs_free(pipe_outputs *o);
 
 /* Draws the trees (coordinates times scale) on canvas as rings, yellow for

@@ -85,14 +85,16 @@ cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, 
                            uint8_t *rgba, uint64_t *nodata, cnp_err *err);
 
 /* A single-band 8-bit GeoTIFF mask written window by window (deflate, tiled
- * 256 x 256), georeferenced like geo when it is valid. */
+ * 256 x 256), georeferenced like geo when it is valid: into the file at path
+ * (created or replaced), or in memory when path is NULL. */
 typedef struct img_mask_writer img_mask_writer;
 cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
-                                img_mask_writer **out, cnp_err *err);
+                                const char *path, img_mask_writer **out, cnp_err *err);
 /* Writes rows of the mask (non-zero = foreground, stored as 255). */
 cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uint32_t width,
                                uint32_t height, const uint8_t *mask, cnp_err *err);
-/* Finishes the file and appends its bytes to out; frees w (also on error). */
+/* Finishes the file; a writer in memory appends its bytes to out (a file
+ * writer leaves out alone: may be NULL). Frees w (also on error). */
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err);
 void img_mask_writer_free(img_mask_writer *w);
 

@@ -72,6 +72,7 @@ static const struct key keys[] = {
     INT(output, png_level, "1", 0, 9),
     BOOL(output, overlay, "true"),
     ENUM(output, mask_format, "auto", mask_formats),
+    I64(output, spill_bytes, "16M", 0, 5e12),
 
     INT(batch, size, "32", 1, 10000),
     INT(batch, wait_seconds, "20", 0, 20),

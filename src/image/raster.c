@@ -476,14 +476,22 @@ cnp_status img_raster_decode(const void *data, size_t len, const char *name, uin
 /* ---- GeoTIFF masks ------------------------------------------------------------ */
 
 struct img_mask_writer {
-    char path[64];
+    char path[4096];
+    bool in_memory;          /* /vsimem, removed with the writer */
     GDALDatasetH ds;
     uint8_t *row;            /* 0/255 staging for one put */
     size_t row_cap;
 };
 
+/* GDAL's own reason, naming the file (none for one in memory). */
+static void writer_error(const img_mask_writer *w, cnp_err *err)
+{
+    cnp_err_set(err, "GeoTIFF mask%s%s: %s", w->in_memory ? "" : " ",
+                w->in_memory ? "" : w->path, CPLGetLastErrorMsg());
+}
+
 cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
-                                img_mask_writer **out, cnp_err *err)
+                                const char *path, img_mask_writer **out, cnp_err *err)
 {
     static const char *const opts[] = {"COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256",
                                        "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER", NULL};
@@ -494,12 +502,17 @@ cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_geore
         cnp_err_set(err, "out of memory for the GeoTIFF mask");
         return CNP_ERR_NOMEM;
     }
-    snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif", atomic_fetch_add(&g_seq, 1));
+    w->in_memory = !path;
+    if (path)
+        snprintf(w->path, sizeof w->path, "%s", path);
+    else
+        snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif",
+                 atomic_fetch_add(&g_seq, 1));
     GDALDriverH drv = GDALGetDriverByName("GTiff");
     w->ds = drv ? GDALCreate(drv, w->path, (int)width, (int)height, 1, GDT_Byte, (char **)opts)
                 : NULL;
     if (!w->ds) {
-        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
+        writer_error(w, err);
         img_mask_writer_free(w);
         return CNP_ERR_FORMAT;
     }
@@ -528,21 +541,28 @@ cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uin
         w->row[i] = mask[i] ? 255 : 0;
     if (GDALRasterIO(GDALGetRasterBand(w->ds, 1), GF_Write, (int)x0, (int)y0, (int)width,
                      (int)height, w->row, (int)width, (int)height, GDT_Byte, 0, 0) != CE_None) {
-        cnp_err_set(err, "GeoTIFF mask: %s", CPLGetLastErrorMsg());
-        return CNP_ERR_FORMAT;
+        writer_error(w, err);
+        return CNP_ERR_IO;
     }
     return CNP_OK;
 }
 
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err)
 {
-    GDALClose(w->ds); /* flushes into /vsimem */
+    CPLErrorReset();
+    GDALClose(w->ds); /* flushes into the file or /vsimem */
     w->ds = NULL;
-    vsi_l_offset size = 0;
-    GByte *bytes = VSIGetMemFileBuffer(w->path, &size, FALSE);
-    cnp_status result = bytes ? cnp_buf_append(out, bytes, (size_t)size) : CNP_ERR_FORMAT;
-    if (result != CNP_OK)
-        cnp_err_set(err, "GeoTIFF mask: no output");
+    cnp_status result = CNP_OK;
+    if (CPLGetLastErrorType() >= CE_Failure) {
+        writer_error(w, err);
+        result = CNP_ERR_IO;
+    } else if (w->in_memory) {
+        vsi_l_offset size = 0;
+        GByte *bytes = VSIGetMemFileBuffer(w->path, &size, FALSE);
+        result = bytes ? cnp_buf_append(out, bytes, (size_t)size) : CNP_ERR_FORMAT;
+        if (result != CNP_OK)
+            cnp_err_set(err, "GeoTIFF mask: no output");
+    }
     img_mask_writer_free(w);
     return result;
 }
@@ -553,7 +573,8 @@ void img_mask_writer_free(img_mask_writer *w)
         return;
     if (w->ds)
         GDALClose(w->ds);
-    VSIUnlink(w->path);
+    if (w->in_memory)
+        VSIUnlink(w->path);
     free(w->row);
     free(w);
 }
@@ -562,7 +583,7 @@ cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t
                                    const img_georef *geo, cnp_buf *out, cnp_err *err)
 {
     img_mask_writer *w;
-    cnp_status result = img_mask_writer_open(width, height, geo, &w, err);
+    cnp_status result = img_mask_writer_open(width, height, geo, NULL, &w, err);
     if (result != CNP_OK)
         return result;
     if ((result = img_mask_writer_put(w, 0, 0, width, height, mask, err)) != CNP_OK) {

@@ -140,61 +140,65 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
            add_array(t, "box_map", g->box_map, 4, 3);
 }
 
-static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *in, cnp_buf *out,
-                             cnp_err *err)
+/* trees.json's document with an empty "trees" (its last member), printed;
+ * NULL without memory. */
+static char *trees_json_head(const pipe_encode_params *p, const pipe_encode_in *in)
 {
     const pipe_result *r = in->r;
-    cnp_status result = CNP_ERR_NOMEM;
-    cJSON *doc = cJSON_CreateObject(), *trees = NULL;
     double n = (double)r->width * r->height;
-    if (!doc || !cJSON_AddStringToObject(doc, "image", in->image_name) ||
-        !cJSON_AddNumberToObject(doc, "width", r->width) ||
-        !cJSON_AddNumberToObject(doc, "height", r->height))
-        goto out;
-    if (r->bin.threshold >= 0 ? !cJSON_AddNumberToObject(doc, "threshold", r->bin.threshold)
-                              : !cJSON_AddNullToObject(doc, "threshold"))
-        goto out;
-    if (!cJSON_AddNumberToObject(doc, "canopy_cover", round_to(r->bin.canopy_cover, 4)) ||
-        !cJSON_AddNumberToObject(doc, "nodata_fraction",
-                                 round_to(n > 0 ? (double)in->nodata / n : 0.0, 4)))
-        goto out;
-    if (p->model_version ? !cJSON_AddStringToObject(doc, "model", p->model_version)
-                         : !cJSON_AddNullToObject(doc, "model"))
-        goto out;
-    if (!json_georef(doc, in) || !(trees = cJSON_AddArrayToObject(doc, "trees")))
-        goto out;
-    /* The document with an empty "trees" (its last member), then each tree
-     * printed on its own into the gap: the same bytes as one cJSON document,
-     * without holding a cJSON node per number of a raster's 100,000 trees
-     * (about 1.5 KB a tree: 150 MB of a 20k tile's peak memory). */
-    char *head = cJSON_PrintUnformatted(doc);
+    cJSON *doc = cJSON_CreateObject();
+    char *head = NULL;
+    bool ok = doc && cJSON_AddStringToObject(doc, "image", in->image_name) &&
+              cJSON_AddNumberToObject(doc, "width", r->width) &&
+              cJSON_AddNumberToObject(doc, "height", r->height) &&
+              (r->bin.threshold >= 0 ? cJSON_AddNumberToObject(doc, "threshold", r->bin.threshold)
+                                     : cJSON_AddNullToObject(doc, "threshold")) &&
+              cJSON_AddNumberToObject(doc, "canopy_cover", round_to(r->bin.canopy_cover, 4)) &&
+              cJSON_AddNumberToObject(doc, "nodata_fraction",
+                                      round_to(n > 0 ? (double)in->nodata / n : 0.0, 4)) &&
+              (p->model_version ? cJSON_AddStringToObject(doc, "model", p->model_version)
+                                : cJSON_AddNullToObject(doc, "model")) &&
+              json_georef(doc, in) && cJSON_AddArrayToObject(doc, "trees");
+    if (ok)
+        head = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return head;
+}
+
+/* The head with each tree printed on its own into the gap of "trees": the
+ * same bytes as one cJSON document, without holding a cJSON node per number
+ * of a raster's 100,000 trees (about 1.5 KB a tree), and written through the
+ * spool (a 20k tile's trees.json is 24 MB). */
+static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *in,
+                             cnp_spool *out, cnp_err *err)
+{
+    const pipe_result *r = in->r;
+    char *head = trees_json_head(p, in);
     size_t hl = head ? strlen(head) : 0;
-    if (hl < 2 || strcmp(head + hl - 2, "]}") != 0) {
-        cJSON_free(head);
-        goto out;
-    }
-    result = cnp_buf_append(out, head, hl - 2);
+    cnp_status result = CNP_ERR_NOMEM;
+    if (hl >= 2 && strcmp(head + hl - 2, "]}") == 0)
+        result = cnp_spool_write(out, head, hl - 2, err);
+    else
+        cnp_err_set(err, "out of memory writing trees.json");
     cJSON_free(head);
     for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
         cJSON *t = cJSON_CreateObject();
         char *text = NULL;
         if (!t || !json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL,
                              p->model) ||
-            !(text = cJSON_PrintUnformatted(t)))
+            !(text = cJSON_PrintUnformatted(t))) {
+            cnp_err_set(err, "out of memory writing trees.json");
             result = CNP_ERR_NOMEM;
+        }
         if (result == CNP_OK && i > 0)
-            result = cnp_buf_append(out, ",", 1);
+            result = cnp_spool_write(out, ",", 1, err);
         if (result == CNP_OK)
-            result = cnp_buf_append(out, text, strlen(text));
+            result = cnp_spool_write(out, text, strlen(text), err);
         cJSON_free(text);
         cJSON_Delete(t);
     }
     if (result == CNP_OK)
-        result = cnp_buf_append(out, "]}\n", 3);
-out:
-    if (result != CNP_OK)
-        cnp_err_set(err, "out of memory writing trees.json");
-    cJSON_Delete(doc);
+        result = cnp_spool_write(out, "]}\n", 3, err);
     return result;
 }
 
@@ -246,7 +250,7 @@ static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *
 
 /* One feature's properties: the tree's values, as trees.json has them. */
 static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
-                                const pipe_geo_tree *g, cnp_buf *out)
+                                const pipe_geo_tree *g, cnp_spool *out, cnp_err *err)
 {
     cJSON *props = cJSON_CreateObject();
     cnp_status result = CNP_ERR_NOMEM;
@@ -254,7 +258,9 @@ static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
     if (props && json_tree(props, tr, g, p->model) &&
         (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
         (text = cJSON_PrintUnformatted(props)))
-        result = cnp_buf_append(out, text, strlen(text));
+        result = cnp_spool_write(out, text, strlen(text), err);
+    else
+        cnp_err_set(err, "out of memory writing trees.geojson");
     cJSON_free(text);
     cJSON_Delete(props);
     return result;
@@ -263,30 +269,32 @@ static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
 /* Written feature by feature (no document tree in memory: a large raster has
  * tens of thousands of crowns of 33 points each). */
 static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_in *in,
-                                cnp_buf *out, cnp_err *err)
+                                cnp_spool *out, cnp_err *err)
 {
     const pipe_result *r = in->r;
     double bbox[4] = {INFINITY, INFINITY, -INFINITY, -INFINITY};
     double ring[2 * (RING + 1)];
-    cnp_status result = cnp_buf_printf(out, "{\"type\":\"FeatureCollection\",\"features\":[");
+    cnp_status result =
+        cnp_spool_printf(out, err, "{\"type\":\"FeatureCollection\",\"features\":[");
     for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
         int nv = RING;
         if ((result = crown_ring(in->geo, &r->trees[i], ring, &nv, bbox, err)) != CNP_OK) {
             cnp_err_prefix(err, "crown %zu", i);
             return result;
         }
-        result = cnp_buf_printf(out, "%s{\"type\":\"Feature\",\"geometry\":{\"type\":"
-                                     "\"Polygon\",\"coordinates\":[[",
-                                i ? "," : "");
+        result = cnp_spool_printf(out, err,
+                                  "%s{\"type\":\"Feature\",\"geometry\":{\"type\":"
+                                  "\"Polygon\",\"coordinates\":[[",
+                                  i ? "," : "");
         for (int k = 0; result == CNP_OK && k <= nv; k++)
-            result = cnp_buf_printf(out, "%s[%.15g,%.15g]", k ? "," : "", ring[2 * k],
-                                    ring[2 * k + 1]);
+            result = cnp_spool_printf(out, err, "%s[%.15g,%.15g]", k ? "," : "", ring[2 * k],
+                                      ring[2 * k + 1]);
         if (result == CNP_OK)
-            result = cnp_buf_printf(out, "]]},\"properties\":");
+            result = cnp_spool_printf(out, err, "]]},\"properties\":");
         if (result == CNP_OK)
-            result = feature_props(p, &r->trees[i], &in->trees_geo[i], out);
+            result = feature_props(p, &r->trees[i], &in->trees_geo[i], out, err);
         if (result == CNP_OK)
-            result = cnp_buf_append(out, "}", 1);
+            result = cnp_spool_write(out, "}", 1, err);
     }
     if (r->ntrees == 0) /* an empty collection: the footprint's extent */
         for (int i = 0; i < 5; i++) {
@@ -296,11 +304,11 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
             bbox[3] = fmax(bbox[3], in->footprint[2 * i + 1]);
         }
     if (result == CNP_OK)
-        result = cnp_buf_printf(out, "],\"bbox\":[%.15g,%.15g,%.15g,%.15g]}\n",
-                                round_to(bbox[0], 8), round_to(bbox[1], 8),
-                                round_to(bbox[2], 8), round_to(bbox[3], 8));
+        result = cnp_spool_printf(out, err, "],\"bbox\":[%.15g,%.15g,%.15g,%.15g]}\n",
+                                  round_to(bbox[0], 8), round_to(bbox[1], 8),
+                                  round_to(bbox[2], 8), round_to(bbox[3], 8));
     if (result != CNP_OK)
-        cnp_err_set(err, "out of memory writing trees.geojson");
+        cnp_err_prefix(err, "writing trees.geojson");
     return result;
 }
 
@@ -356,19 +364,22 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
      * preview) already encoded: r->mask and in->img are NULL. */
     if (r->mask && tif)
         result = img_mask_encode_geotiff(r->mask, r->width, r->height, geo ? in->geo : NULL,
-                                         &out->buf[PIPE_OUT_MASK_TIF], err);
+                                         &out->out[PIPE_OUT_MASK_TIF].buf, err);
     else if (r->mask)
         result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
-                                     &out->buf[PIPE_OUT_MASK_PNG], err);
+                                     &out->out[PIPE_OUT_MASK_PNG].buf, err);
     if (result != CNP_OK ||
-        (result = trees_json(p, in, &out->buf[PIPE_OUT_TREES_JSON], err)) != CNP_OK)
+        (result = trees_json(p, in, &out->out[PIPE_OUT_TREES_JSON], err)) != CNP_OK)
         goto fail;
-    if (geo && (result = trees_geojson(p, in, &out->buf[PIPE_OUT_GEOJSON], err)) != CNP_OK)
+    if (geo && (result = trees_geojson(p, in, &out->out[PIPE_OUT_GEOJSON], err)) != CNP_OK)
         goto fail;
     /* Without a detector there is nothing to draw: no overlay. */
     if (p->detector && oc->overlay && in->img &&
-        (result = overlay_png(oc, in->img, r, &out->buf[PIPE_OUT_OVERLAY], err)) != CNP_OK)
+        (result = overlay_png(oc, in->img, r, &out->out[PIPE_OUT_OVERLAY].buf, err)) != CNP_OK)
         goto fail;
+    for (int k = 0; k < PIPE_OUT_COUNT; k++)
+        if ((result = cnp_spool_flush(&out->out[k], err)) != CNP_OK)
+            goto fail;
     return CNP_OK;
 fail:
     cnp_err_prefix(err, "%s", in->image_name);
@@ -376,10 +387,16 @@ fail:
     return result;
 }
 
+void pipe_outputs_init(pipe_outputs *o, const char *dir, uint64_t limit)
+{
+    for (int i = 0; i < PIPE_OUT_COUNT; i++)
+        cnp_spool_init(&o->out[i], dir, limit);
+}
+
 void pipe_outputs_free(pipe_outputs *o)
 {
     if (!o)
         return;
     for (int i = 0; i < PIPE_OUT_COUNT; i++)
-        cnp_buf_free(&o->buf[i]);
+        cnp_spool_free(&o->out[i]);
 }

@@ -59,6 +59,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .max_pixels = (uint64_t)cfg->limits.max_pixels,
         .max_object_bytes = cfg->input.max_object_bytes,
         .spill_bytes = cfg->input.spill_bytes,
+        .out_spill_bytes = cfg->output.spill_bytes,
         .output = cfg->output,
         .detector = e->model != NULL,
         .model_version = e->model_version,
@@ -517,6 +518,9 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
     }
     LOG_INFO("run", "%zu images to %s", f.n, opt->outdir);
     ctx_init(&x, cfg, "run", hooks, &e);
+    /* Large outputs are spooled next to where they go: saving them is a
+     * rename. */
+    x.sp.spool_dir = opt->outdir;
     x.metrics = metrics;
     atomic_store(&x.total, (long long)f.n);
     x.src = &pl_source_files_ops;

@@ -181,6 +181,8 @@ typedef struct pl_stage_params {
     uint64_t max_pixels;     /* [limits] max_pixels */
     int64_t max_object_bytes;
     int64_t spill_bytes;     /* S3 objects above this stream to a temporary file */
+    int64_t out_spill_bytes; /* outputs above this go through a temporary file; 0: never */
+    const char *spool_dir;   /* those files' directory; NULL: $TMPDIR or /tmp */
     cnp_output_config output;
     bool detector;           /* a model is loaded: overlays and the RGB check */
     cnp_binarize_config binarize;

@@ -31,9 +31,9 @@ static const char *item_etag(const pl_item *it)
 }
 
 /* Queues the uploads of one item; false without memory. */
-static bool queue_uploads(pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
-                          const char *model_version)
+static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kvlist *meta)
 {
+    const char *model_version = x->sp.model_version;
     char *src = pl_header_safe(it->key);
     bool ok = src && aws_kvlist_add(meta, "source-key", src) == CNP_OK &&
               aws_kvlist_add(meta, "source-etag", item_etag(it)) == CNP_OK &&
@@ -42,13 +42,20 @@ static bool queue_uploads(pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
     if (!ok || !(it->out_stem = pl_output_stem(s->p.prefix, it->key)))
         return false;
     for (int k = 0; k < PIPE_OUT_COUNT; k++) {
-        const cnp_buf *data = &it->outs.buf[k];
-        if (data->len == 0)
+        const cnp_spool *data = &it->outs.out[k];
+        uint64_t size = cnp_spool_size(data);
+        if (size == 0)
             continue;
         if (!(it->out_name[k] = pl_join(it->out_stem, pipe_out_suffix[k])))
             return false;
-        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k], .data = data->data,
-                      .len = data->len, .content_type = pipe_out_content_type[k],
+        /* A spooled output is read from its file as it is sent. */
+        bool file = cnp_spool_in_file(data);
+        if (file)
+            LOG_DEBUG(x->mode, "s3://%s/%s: %llu bytes, from a temporary file", s->p.bucket,
+                      it->out_name[k], (unsigned long long)size);
+        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k],
+                      .data = file ? NULL : data->buf.data, .file = file ? data->path : NULL,
+                      .len = (size_t)size, .content_type = pipe_out_content_type[k],
                       .metadata = meta};
         s3_batch_put(s->batch, &put, &it->put[k]);
     }
@@ -65,7 +72,7 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         pl_item *it = &c->items[i];
         if (it->state != ITEM_ENCODED)
             continue;
-        if (!meta || !queue_uploads(s, it, &meta[i], x->sp.model_version)) {
+        if (!meta || !queue_uploads(x, s, it, &meta[i])) {
             item_fail(it, CNP_ERR_NOMEM, "%s: out of memory preparing uploads", it->name);
             continue;
         }
@@ -93,7 +100,7 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         if (ok) {
             for (int k = 0; k < PIPE_OUT_COUNT; k++)
                 cnp_metrics_add(x->metrics, "canopy_bytes_out_total", NULL,
-                                (double)it->outs.buf[k].len);
+                                (double)cnp_spool_size(&it->outs.out[k]));
             item_advance(it, ITEM_UPLOADED);
         }
         pipe_outputs_free(&it->outs);

@@ -22,10 +22,13 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
             continue;
         double t0 = cnp_now();
         bool ok = true;
+        uint64_t bytes = 0;
         for (int k = 0; k < PIPE_OUT_COUNT && ok; k++) {
-            const cnp_buf *data = &it->outs.buf[k];
-            if (data->len == 0)
+            cnp_spool *data = &it->outs.out[k];
+            uint64_t size = cnp_spool_size(data);
+            if (size == 0)
                 continue;
+            bytes += size;
             size_t len = strlen(s->outdir) + strlen(it->out_stem) + strlen(pipe_out_suffix[k]) + 2;
             cnp_err err;
             if (!(it->out_name[k] = malloc(len))) {
@@ -34,7 +37,8 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
                 break;
             }
             snprintf(it->out_name[k], len, "%s/%s%s", s->outdir, it->out_stem, pipe_out_suffix[k]);
-            cnp_status st = cnp_file_write(it->out_name[k], data->data, data->len, &err);
+            /* A spooled output is renamed into place, the rest written. */
+            cnp_status st = cnp_spool_save(data, it->out_name[k], &err);
             if (st != CNP_OK) {
                 /* The output directory failing is not the image's fault. */
                 item_fail(it, CNP_ERR_TRANSIENT, "%s", err.msg);
@@ -43,9 +47,7 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
         }
         it->t_upload = (cnp_now() - t0) * 1e3;
         if (ok) {
-            for (int k = 0; k < PIPE_OUT_COUNT; k++)
-                cnp_metrics_add(x->metrics, "canopy_bytes_out_total", NULL,
-                                (double)it->outs.buf[k].len);
+            cnp_metrics_add(x->metrics, "canopy_bytes_out_total", NULL, (double)bytes);
             item_advance(it, ITEM_UPLOADED);
         }
         pipe_outputs_free(&it->outs);

@@ -33,6 +33,7 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
             continue;
         cnp_err err;
         double t0 = cnp_now();
+        pipe_outputs_init(&it->outs, x->sp.spool_dir, (uint64_t)x->sp.out_spill_bytes);
         cnp_status st = it->raster ? stage_window_item(x, it, &err)
                                    : pipe_device_process(x->dev, &it->img, &it->res, &err);
         it->t_device = (cnp_now() - t0) * 1e3;

@@ -9,10 +9,11 @@
  *     owns; a point-sampled preview for the overlay;
  *   then: the threshold from the whole histogram, one NMS over every tree;
  *   pass 2, by bands of rows: the mask from the stored values, written
- *     into a tiled GeoTIFF as it goes.
+ *     into a tiled GeoTIFF as it goes (a temporary file the sink moves or
+ *     uploads, unless [output] spill_bytes is 0).
  *
  * Memory: a window's pixels, a band of rows, the preview (at most 2048 px a
- * side) and the encoded mask; not the raster. */
+ * side) and the trees; not the raster, and not the mask. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,15 +184,22 @@ static cnp_status pass1(struct window_run *wr, cnp_err *err)
 static cnp_status pass2(struct window_run *wr, int threshold, uint64_t *fg, cnp_err *err)
 {
     img_mask_writer *mw = NULL;
+    char path[4096] = "";
     size_t band = (size_t)wr->W * BAND_ROWS;
     uint8_t *vals = malloc(2 * band), *mask = malloc(band);
     cnp_status result = CNP_ERR_NOMEM;
+    cnp_spool *dest = &wr->it->outs.out[PIPE_OUT_MASK_TIF];
     if (!vals || !mask) {
         cnp_err_set(err, "%s: out of memory for a band of the mask", wr->it->name);
         goto out;
     }
+    /* Into a temporary file the sink moves or uploads, unless outputs stay
+     * in memory ([output] spill_bytes = 0). */
+    if (dest->limit &&
+        (result = cnp_spool_temp_name(dest, ".tif", path, sizeof path, err)) != CNP_OK)
+        goto out;
     if ((result = img_mask_writer_open(wr->W, wr->H, wr->it->geo.valid ? &wr->it->geo : NULL,
-                                       &mw, err)) != CNP_OK)
+                                       path[0] ? path : NULL, &mw, err)) != CNP_OK)
         goto out;
     *fg = 0;
     for (uint32_t y = 0; y < wr->H; y += BAND_ROWS) {
@@ -211,10 +219,14 @@ static cnp_status pass2(struct window_run *wr, int threshold, uint64_t *fg, cnp_
             goto out;
         progress_to(wr, wr->progress + wr->progress * (long long)(y + h) / (long long)wr->H);
     }
-    result = img_mask_writer_finish(mw, &wr->it->outs.buf[PIPE_OUT_MASK_TIF], err);
+    result = img_mask_writer_finish(mw, &dest->buf, err);
     mw = NULL;
+    if (result == CNP_OK && path[0] && (result = cnp_spool_adopt(dest, path, err)) == CNP_OK)
+        path[0] = '\0';
 out:
     img_mask_writer_free(mw);
+    if (path[0])
+        unlink(path);
     free(vals);
     free(mask);
     return result;
@@ -270,7 +282,7 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     wr.trees = NULL;
     if (overlay)
         result = pipe_overlay_encode(&x->sp.output, &wr.preview, r->trees, r->ntrees,
-                                     1.0f / (float)wr.step, &it->outs.buf[PIPE_OUT_OVERLAY], err);
+                                     1.0f / (float)wr.step, &it->outs.out[PIPE_OUT_OVERLAY].buf, err);
     LOG_DEBUG(x->mode, "%s: %ux%u in windows, threshold %d, %zu trees", it->name, wr.W, wr.H,
               threshold, r->ntrees);
 out:

@@ -309,18 +309,21 @@ int main(int argc, char **argv)
 
     /* In windows (a window_pixels below the image) the results equal
      * whole-image processing: trees.json, GeoJSON and mask byte for byte
-     * (one convolution path, so that both runs compute alike). */
+     * (one convolution path, so that both runs compute alike). The whole
+     * runs keep their outputs in memory, the windowed ones send every
+     * output through a temporary file in the output directory (spill_bytes
+     * 1), renamed into place: none may be left behind. */
     static const char *const stems[] = {"osbs", "yell_nodata", "yell_nodata"};
     for (int i = 0; i < 3; i++) {
         /* The third: binarization only (2048-pixel blocks, no overlay). */
         const char *common = i < 2 ? "--set detector.tile=256 --set detector.conv=direct"
                                    : "--no-detector";
-        snprintf(args, sizeof args, "run -i %s/in/%s.tif -o %s/whole %s", g_dir, stems[i],
-                 g_dir, common);
+        snprintf(args, sizeof args, "run -i %s/in/%s.tif -o %s/whole %s --set "
+                 "output.spill_bytes=0", g_dir, stems[i], g_dir, common);
         CHECK(run(args, "whole.log") == 0);
         snprintf(args, sizeof args, "run -i %s/in/%s.tif -o %s/windows %s --set "
-                 "limits.window_pixels=50000 --set log.level=debug", g_dir, stems[i], g_dir,
-                 common);
+                 "limits.window_pixels=50000 --set log.level=debug --set output.spill_bytes=1",
+                 g_dir, stems[i], g_dir, common);
         CHECK(run(args, "windows.log") == 0);
         cnp_buf wl = {0};
         snprintf(path, sizeof path, "%s/windows.log", g_dir);
@@ -342,6 +345,8 @@ int main(int argc, char **argv)
             cnp_buf_free(&ba);
             cnp_buf_free(&bb);
         }
+        snprintf(args, sizeof args, "ls -A %s/windows | grep -q canopy-spool", g_dir);
+        CHECK(system(args) != 0, "a temporary output file was left in the output directory");
     }
     if (!g_failures) {
         snprintf(args, sizeof args, "rm -rf %s", g_dir);

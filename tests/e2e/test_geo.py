@@ -8,7 +8,9 @@ NEON image, UTM zone 17N, 0.1 m, with a nodata block) drained from S3:
   the image's footprint polygon, found by a spatial query;
 - canopy_cover is over valid pixels: the nodata block is not canopy;
 - the same object above [input] spill_bytes streams to a temporary file and
-  is read in windows from there: the same trees, and no file left behind.
+  is read in windows from there, and its outputs above [output] spill_bytes
+  are uploaded from temporary files: the same bytes in the bucket as the
+  first run's outputs held in memory, and no file left behind.
 """
 import json
 import os
@@ -56,7 +58,7 @@ def body(env):
     # In windows (the S3 object's bytes read window by window): the large-raster
     # path end to end; test_run_geo holds it equal to whole-image processing.
     cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=3,
-                     extra={"limits": {"window_pixels": 100000}})
+                     extra={"limits": {"window_pixels": 100000}, "output": {"spill_bytes": 0}})
     env.run(["drain", "-c", cfg], "drain", timeout=300, expect_rc=0)
     check_queue_empty(env, in_queue)
 
@@ -108,7 +110,8 @@ def body(env):
     os.makedirs(spill_dir)
     cfg2 = env.config(in_queue, out_bucket, "", "out/", idle_exit=3, name="spill.ini",
                       extra={"limits": {"window_pixels": 100000},
-                             "input": {"spill_bytes": 1000}, "log": {"level": "debug"}})
+                             "input": {"spill_bytes": 1000}, "output": {"spill_bytes": 1000},
+                             "log": {"level": "debug"}})
     old_tmp = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = spill_dir
     try:
@@ -128,7 +131,15 @@ def body(env):
     check(doc2["trees"] == doc["trees"] and doc2["canopy_cover"] == doc["canopy_cover"],
           "streamed: %d trees, cover %s; in memory: %d trees, cover %s", len(doc2["trees"]),
           doc2["canopy_cover"], len(doc["trees"]), doc["canopy_cover"])
-    log("the same GeoTIFF streamed to a temporary file: %d trees, equal", len(doc2["trees"]))
+    check(err.count("from a temporary file") >= 3,
+          "outputs not uploaded from temporary files: %s", err[-2000:])
+    for suffix in ("trees.geojson", "mask.tif", "overlay.png"):
+        a = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm." + suffix)
+        b = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm_spilled." + suffix)
+        check(a["Body"].read() == b["Body"].read(),
+              "%s uploaded from a temporary file differs from the one held in memory", suffix)
+    log("the same GeoTIFF streamed to a temporary file: %d trees, equal, outputs uploaded "
+        "from temporary files equal to those held in memory", len(doc2["trees"]))
 
 
 if __name__ == "__main__":
