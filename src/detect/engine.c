@@ -18,23 +18,21 @@
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
+#include "detect/nms_device.h"
 
-/* Device NMS (kernels/detect.cl, "Non-maximum suppression"): kernels and
- * buffers for up to `cap` boxes, grown when an image has more. */
+/* NMS room of at least this many boxes, so that typical images allocate
+ * once. */
+#define ENG_NMS_MIN_CAP 1024
+
+/* The crown side of the device NMS (nms_device.c does the rest): crowns
+ * into its boxes, and the kept crowns gathered into `out` for one read. */
 typedef struct eng_nms {
-    cl_kernel boxes, order, mask, select, gather;
-    cl_mem box, score, label;    /* input: boxes, scores, labels */
-    cl_mem index, sbox, slabel;  /* sorted: original index, box, label */
-    cl_mem bits, removed;        /* overlap mask (one chunk of rows), suppressed rows */
-    cl_mem keep, count, out;     /* kept indices, their number, crowns read back */
-    size_t cap, bits_bytes;      /* boxes the buffers hold; bytes of `bits` */
-    uint32_t chunk_override;     /* tests: rows per pass, 0 = by bytes */
-    size_t select_local;         /* work-group size of detect_nms_select */
+    det_nms_device *dev;
+    cl_kernel boxes, gather;
+    cl_mem out;     /* kept count, then the kept crowns */
+    size_t out_cap; /* crowns `out` holds */
 } eng_nms;
 
-/* Bytes of the overlap mask computed per pass: bounds device memory for
- * images with very many crowns (n^2 / 8 bytes in all). */
-#define ENG_NMS_MASK_BYTES ((size_t)32 << 20)
 struct det_engine {
     ocl_ctx *ctx;
     const det_model *m;
@@ -203,148 +201,39 @@ static cnp_status size_buffers(det_engine *e, cnp_err *err)
     return result;
 }
 
-static void release_kernel(cl_kernel k);
-
 static cnp_status nms_kernels(det_engine *e, const char *base, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
-    static const char *names[] = {"detect_crown_boxes", "detect_nms_order", "detect_nms_mask",
-                                  "detect_nms_select", "detect_crown_gather"};
-    cl_kernel *ks[] = {&nm->boxes, &nm->order, &nm->mask, &nm->select, &nm->gather};
-    cnp_status result = CNP_OK;
-    for (size_t i = 0; result == CNP_OK && i < 5; i++)
-        result = ocl_kernel_create(e->ctx, "detect", base, names[i], ks[i], err);
-    size_t mwg = ocl_ctx_max_work_group(e->ctx);
-    nm->select_local = mwg >= 256 ? 256 : mwg;
-    if (result == CNP_OK && mwg < 64) {
-        cnp_err_set(err, "detector NMS: the device's work-groups (%zu) are smaller than 64", mwg);
-        result = CNP_ERR_OPENCL;
-    }
+    cnp_status result = ocl_kernel_create(e->ctx, "detect", base, "detect_crown_boxes",
+                                          &nm->boxes, err);
     if (result == CNP_OK)
-        result = create_buffer(e, sizeof(cl_int), NULL, &nm->count, "NMS count", err);
+        result = ocl_kernel_create(e->ctx, "detect", base, "detect_crown_gather", &nm->gather,
+                                   err);
+    if (result == CNP_OK)
+        result = det_nms_device_create(e->ctx, base, &nm->dev, err);
     return result;
 }
 
-static void nms_release_buffers(eng_nms *nm)
-{
-    cl_mem *bufs[] = {&nm->box,  &nm->score,   &nm->label, &nm->index, &nm->sbox,
-                      &nm->slabel, &nm->bits, &nm->removed, &nm->keep, &nm->out};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        ocl_buffer_release(*bufs[i]);
-        *bufs[i] = NULL;
-    }
-    nm->cap = 0;
-}
-
-static size_t nms_words(size_t n)
-{
-    return (n + 63) / 64;
-}
-
-/* Rows of the mask per pass for n boxes: as many as the mask buffer holds
- * (at least one block of 64; ENG_NMS_MASK_BYTES bounds it), fewer when a
- * test asks. */
-static size_t nms_chunk_rows(const eng_nms *nm, size_t n)
-{
-    size_t rows = nm->bits_bytes / (nms_words(n) * sizeof(cl_ulong));
-    if (nm->chunk_override && nm->chunk_override < rows)
-        rows = nm->chunk_override;
-    rows = rows / 64 * 64;
-    if (rows < 64) /* the buffer always holds 64 rows */
-        rows = 64;
-    size_t all = nms_words(n) * 64;
-    return rows < all ? rows : all;
-}
-
-/* Sizes the NMS buffers for n boxes (grown, never shrunk; at least 1024
- * boxes, so that typical images allocate once). */
+/* NMS room for n boxes (at least ENG_NMS_MIN_CAP) and `out` for as many
+ * crowns as the room holds. */
 static cnp_status nms_reserve(det_engine *e, size_t n, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
-    if (n <= nm->cap)
-        return CNP_OK;
-    size_t cap = n > 1024 ? n : 1024;
-    if (cap < 2 * nm->cap)
-        cap = 2 * nm->cap;
-    nms_release_buffers(nm);
-    size_t words = nms_words(cap), row_bytes = words * sizeof(cl_ulong);
-    /* The whole mask when it fits ENG_NMS_MASK_BYTES, else chunks of rows. */
-    size_t rows = ENG_NMS_MASK_BYTES / row_bytes / 64 * 64;
-    if (rows < 64)
-        rows = 64;
-    if (rows > words * 64)
-        rows = words * 64;
-    nm->bits_bytes = rows * row_bytes;
-    struct {
-        cl_mem *buf;
-        size_t bytes;
-        const char *what;
-    } want[] = {
-        {&nm->box, cap * sizeof(cl_float4), "NMS boxes"},
-        {&nm->score, cap * sizeof(cl_float), "NMS scores"},
-        {&nm->label, cap * sizeof(cl_int), "NMS labels"},
-        {&nm->index, cap * sizeof(cl_int), "NMS order"},
-        {&nm->sbox, cap * sizeof(cl_float4), "NMS sorted boxes"},
-        {&nm->slabel, cap * sizeof(cl_int), "NMS sorted labels"},
-        {&nm->bits, nm->bits_bytes, "NMS overlap mask"},
-        {&nm->removed, words * sizeof(cl_ulong), "NMS suppressed rows"},
-        {&nm->keep, cap * sizeof(cl_int), "NMS kept indices"},
-        {&nm->out, (cap + 1) * sizeof(cl_float4), "NMS result"},
-    };
-    cnp_status result = CNP_OK;
-    for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
-        result = create_buffer(e, want[i].bytes, NULL, want[i].buf, want[i].what, err);
-    if (result != CNP_OK) {
-        nms_release_buffers(nm);
+    size_t want = n > ENG_NMS_MIN_CAP ? n : ENG_NMS_MIN_CAP;
+    cnp_status result = det_nms_device_reserve(nm->dev, want, err);
+    size_t cap = det_nms_device_cap(nm->dev);
+    if (result != CNP_OK || cap <= nm->out_cap)
         return result;
-    }
-    nm->cap = cap;
-    return CNP_OK;
+    ocl_buffer_release(nm->out);
+    nm->out = NULL;
+    nm->out_cap = 0;
+    result = create_buffer(e, (cap + 1) * sizeof(cl_float4), NULL, &nm->out, "NMS result", err);
+    if (result == CNP_OK)
+        nm->out_cap = cap;
+    return result;
 }
 
-/* Enqueues the NMS of the n boxes in nm->box / score / label (kernels
- * order, then mask + select per chunk of rows); the kept original indices
- * end in nm->keep, their number in nm->count. Nothing is read back. */
-static cnp_status nms_enqueue(det_engine *e, size_t n, float iou, int use_label, cnp_err *err)
-{
-    eng_nms *nm = &e->nms;
-    cl_int in = (cl_int)n, ul = use_label, words = (cl_int)nms_words(n);
-    cl_float fiou = iou;
-    cl_int zero = 0;
-    cl_ulong zero64 = 0;
-    cnp_status result = cl_ok(clEnqueueFillBuffer(e->q, nm->count, &zero, sizeof zero, 0,
-                                                  sizeof zero, 0, NULL, NULL),
-                              "clEnqueueFillBuffer", err);
-    if (result == CNP_OK)
-        result = cl_ok(clEnqueueFillBuffer(e->q, nm->removed, &zero64, sizeof zero64, 0,
-                                           (size_t)words * sizeof zero64, 0, NULL, NULL),
-                       "clEnqueueFillBuffer", err);
-    if (result == CNP_OK)
-        result = OCL_SET_ARGS(nm->order, "detect_nms_order", err, OCL_ARG(nm->box), OCL_ARG(nm->score),
-                          OCL_ARG(nm->label), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(nm->index), OCL_ARG(nm->sbox),
-                          OCL_ARG(nm->slabel));
-    size_t g1 = ocl_round_up(n, 64), l1 = 64;
-    if (result == CNP_OK)
-        result = enqueue(e, nm->order, 1, &g1, &l1, "detect_nms_order", err);
-    size_t chunk = nms_chunk_rows(nm, n);
-    for (size_t row0 = 0; result == CNP_OK && row0 < n; row0 += chunk) {
-        size_t rows = n - row0 < chunk ? ocl_round_up(n - row0, 64) : chunk;
-        cl_int r0 = (cl_int)row0, nr = (cl_int)rows;
-        result = OCL_SET_ARGS(nm->mask, "detect_nms_mask", err, OCL_ARG(nm->sbox), OCL_ARG(nm->slabel),
-                          OCL_ARG(ul), OCL_ARG(in), OCL_ARG(r0), OCL_ARG(fiou), OCL_ARG(words), OCL_ARG(nm->bits));
-        size_t g2[2] = {(size_t)words * 64, rows / 64}, l2[2] = {64, 1};
-        if (result == CNP_OK)
-            result = enqueue(e, nm->mask, 2, g2, l2, "detect_nms_mask", err);
-        if (result == CNP_OK)
-            result = OCL_SET_ARGS(nm->select, "detect_nms_select", err, OCL_ARG(nm->bits), OCL_ARG(in),
-                              OCL_ARG(r0), OCL_ARG(nr), OCL_ARG(words), OCL_ARG(nm->removed),
-                              OCL_ARG(nm->index), OCL_ARG(nm->keep), OCL_ARG(nm->count));
-        size_t g3 = nm->select_local;
-        if (result == CNP_OK)
-            result = enqueue(e, nm->select, 1, &g3, &g3, "detect_nms_select", err);
-    }
-    return result;
-}cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
+cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err)
 {
     *out = NULL;
@@ -425,12 +314,10 @@ void det_engine_free(det_engine *e)
     release_kernel(e->peaks);
     ocl_buffer_release(e->trees);
     ocl_buffer_release(e->count);
-    eng_nms *nm = &e->nms;
-    cl_kernel nk[] = {nm->boxes, nm->order, nm->mask, nm->select, nm->gather};
-    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
-        release_kernel(nk[i]);
-    nms_release_buffers(nm);
-    ocl_buffer_release(nm->count);
+    release_kernel(e->nms.boxes);
+    release_kernel(e->nms.gather);
+    ocl_buffer_release(e->nms.out);
+    det_nms_device_free(e->nms.dev);
     free(e);
 }
 
@@ -480,24 +367,26 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
 }
 
 /* NMS of the count crowns in e->trees, on the device: their boxes, the
- * shared NMS kernels, and a gather of the kept crowns into nm->out (count
- * first, then the crowns). */
+ * device NMS (nms_device.c), and a gather of the kept crowns into nm->out
+ * (count first, then the crowns). */
 static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
     cl_int in = (cl_int)count;
     size_t global = ocl_round_up(count, 64);
     cnp_status result = nms_reserve(e, count, err);
+    det_nms_io io = det_nms_device_io(nm->dev);
     if (result == CNP_OK)
-        result = OCL_SET_ARGS(nm->boxes, "detect_crown_boxes", err, OCL_ARG(e->trees), OCL_ARG(in),
-                          OCL_ARG(nm->box), OCL_ARG(nm->score));
+        result = OCL_SET_ARGS(nm->boxes, "detect_crown_boxes", err, OCL_ARG(e->trees),
+                              OCL_ARG(in), OCL_ARG(io.box), OCL_ARG(io.score));
     if (result == CNP_OK)
         result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
     if (result == CNP_OK)
-        result = nms_enqueue(e, count, e->nms_iou, 0, err);
+        result = det_nms_device_enqueue(nm->dev, e->q, count, e->nms_iou, 0, err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
-                          OCL_ARG(nm->keep), OCL_ARG(nm->count), OCL_ARG(in), OCL_ARG(nm->out));
+                              OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(in),
+                              OCL_ARG(nm->out));
     if (result == CNP_OK)
         result = enqueue(e, nm->gather, 1, &global, NULL, "detect_crown_gather", err);
     return result;
@@ -573,7 +462,6 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
         cnp_err_set(err, "detector NMS: %zu boxes is more than supported", n);
         return CNP_ERR_INVALID;
     }
-    eng_nms *nm = &e->nms;
     cl_float4 *b4 = malloc(n * sizeof *b4);
     cl_int *idx = malloc(n * sizeof *idx);
     if (!b4 || !idx) {
@@ -585,23 +473,24 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
     for (size_t i = 0; i < n; i++)
         b4[i] = (cl_float4){{boxes[i].x0, boxes[i].y0, boxes[i].x1, boxes[i].y1}};
     cnp_status result = nms_reserve(e, n, err);
+    det_nms_io io = det_nms_device_io(e->nms.dev);
     if (result == CNP_OK)
-        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->box, CL_TRUE, 0, n * sizeof *b4, b4, 0,
+        result = cl_ok(clEnqueueWriteBuffer(e->q, io.box, CL_TRUE, 0, n * sizeof *b4, b4, 0,
                                             NULL, NULL),
                        "uploading NMS boxes", err);
     if (result == CNP_OK)
-        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->score, CL_TRUE, 0, n * sizeof *scores,
+        result = cl_ok(clEnqueueWriteBuffer(e->q, io.score, CL_TRUE, 0, n * sizeof *scores,
                                             scores, 0, NULL, NULL),
                        "uploading NMS scores", err);
     if (result == CNP_OK && labels)
-        result = cl_ok(clEnqueueWriteBuffer(e->q, nm->label, CL_TRUE, 0, n * sizeof *labels,
+        result = cl_ok(clEnqueueWriteBuffer(e->q, io.label, CL_TRUE, 0, n * sizeof *labels,
                                             labels, 0, NULL, NULL),
                        "uploading NMS labels", err);
     if (result == CNP_OK)
-        result = nms_enqueue(e, n, iou, labels != NULL, err);
+        result = det_nms_device_enqueue(e->nms.dev, e->q, n, iou, labels != NULL, err);
     cl_int kept = 0;
     if (result == CNP_OK)
-        result = cl_ok(clEnqueueReadBuffer(e->q, nm->count, CL_TRUE, 0, sizeof kept, &kept, 0,
+        result = cl_ok(clEnqueueReadBuffer(e->q, io.count, CL_TRUE, 0, sizeof kept, &kept, 0,
                                            NULL, NULL),
                        "reading the NMS count", err);
     if (result == CNP_OK && (kept < 0 || (size_t)kept > n)) {
@@ -609,7 +498,7 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
         result = CNP_ERR_INTERNAL;
     }
     if (result == CNP_OK && kept > 0)
-        result = cl_ok(clEnqueueReadBuffer(e->q, nm->keep, CL_TRUE, 0, (size_t)kept * sizeof *idx,
+        result = cl_ok(clEnqueueReadBuffer(e->q, io.keep, CL_TRUE, 0, (size_t)kept * sizeof *idx,
                                            idx, 0, NULL, NULL),
                        "reading the NMS result", err);
     for (cl_int k = 0; result == CNP_OK && k < kept; k++)
@@ -640,7 +529,7 @@ void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride
 
 void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows)
 {
-    e->nms.chunk_override = rows;
+    det_nms_device_set_chunk_rows(e->nms.dev, rows);
 }
 
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,

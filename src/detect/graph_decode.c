@@ -68,12 +68,14 @@ static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh
                       r->box_weights[3]}};
     cl_float clip = r->bbox_clip;
     cl_mem reg = ge_node_buf(e, bi);
+    det_nms_io io = det_nms_device_io(e->nms);
     if (result == CNP_OK)
-        result = OCL_SET_ARGS(e->decode, "graph_decode", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(take),
-                          OCL_ARG(reg), OCL_ARG(hw), OCL_ARG(fw), OCL_ARG(A), OCL_ARG(K), OCL_ARG(sx), OCL_ARG(sy),
-                          OCL_ARG(e->anchors[l]), OCL_ARG(wts), OCL_ARG(clip), OCL_ARG(crh), OCL_ARG(crw),
-                          OCL_ARG(out0), OCL_ARG(e->box), OCL_ARG(e->score), OCL_ARG(e->label), OCL_ARG(pb),
-                          OCL_ARG(NB));
+        result = OCL_SET_ARGS(e->decode, "graph_decode", err, OCL_ARG(e->keys), OCL_ARG(base),
+                              OCL_ARG(take), OCL_ARG(reg), OCL_ARG(hw), OCL_ARG(fw), OCL_ARG(A),
+                              OCL_ARG(K), OCL_ARG(sx), OCL_ARG(sy), OCL_ARG(e->anchors[l]),
+                              OCL_ARG(wts), OCL_ARG(clip), OCL_ARG(crh), OCL_ARG(crw),
+                              OCL_ARG(out0), OCL_ARG(io.box), OCL_ARG(io.score),
+                              OCL_ARG(io.label), OCL_ARG(pb), OCL_ARG(NB));
     size_t gdec = ocl_round_up((size_t)take, 64);
     if (result == CNP_OK)
         result = ge_enqueue(e, e->decode, 1, &gdec, NULL, "graph_decode", err);
@@ -81,47 +83,20 @@ static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh
     return result;
 }
 
-/* Class-wise NMS of the n decoded boxes (detect.cl's kernels, the whole
- * mask in one pass: n <= levels * topk), then the gather of the kept ones. */
+/* Class-wise NMS of the n decoded boxes (nms_device.c; n <= levels * topk,
+ * its room), then the gather of the kept ones into e->out. */
 static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
-    cl_int in = (cl_int)n, ul = 1, words = (cl_int)((n + 63) / 64), row0 = 0,
-           rows = words * 64, max_det = r->detections_per_img;
-    cl_float iou = r->nms_thresh, crx = rx, cry = ry;
-    cl_int zero = 0;
-    cl_ulong zero64 = 0;
-    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->count, &zero, sizeof zero, 0,
-                                                      sizeof zero, 0, NULL, NULL),
-                                  "clEnqueueFillBuffer", err);
+    cl_int max_det = r->detections_per_img;
+    cl_float crx = rx, cry = ry;
+    det_nms_io io = det_nms_device_io(e->nms);
+    cnp_status result = det_nms_device_enqueue(e->nms, e->q, n, r->nms_thresh, 1, err);
     if (result == CNP_OK)
-        result = ocl_check(clEnqueueFillBuffer(e->q, e->removed, &zero64, sizeof zero64, 0,
-                                               (size_t)words * sizeof zero64, 0, NULL, NULL),
-                           "clEnqueueFillBuffer", err);
-    if (result == CNP_OK)
-        result = OCL_SET_ARGS(e->nms_order, "detect_nms_order", err, OCL_ARG(e->box), OCL_ARG(e->score),
-                          OCL_ARG(e->label), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(e->index), OCL_ARG(e->sbox),
-                          OCL_ARG(e->slabel));
-    size_t g1 = ocl_round_up(n, NMS_BLOCK), l1 = NMS_BLOCK;
-    if (result == CNP_OK)
-        result = ge_enqueue(e, e->nms_order, 1, &g1, &l1, "detect_nms_order", err);
-    if (result == CNP_OK)
-        result = OCL_SET_ARGS(e->nms_mask, "detect_nms_mask", err, OCL_ARG(e->sbox), OCL_ARG(e->slabel),
-                          OCL_ARG(ul), OCL_ARG(in), OCL_ARG(row0), OCL_ARG(iou), OCL_ARG(words), OCL_ARG(e->bits));
-    size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)words}, l2[2] = {NMS_BLOCK, 1};
-    if (result == CNP_OK)
-        result = ge_enqueue(e, e->nms_mask, 2, g2, l2, "detect_nms_mask", err);
-    if (result == CNP_OK)
-        result = OCL_SET_ARGS(e->nms_select, "detect_nms_select", err, OCL_ARG(e->bits), OCL_ARG(in),
-                          OCL_ARG(row0), OCL_ARG(rows), OCL_ARG(words), OCL_ARG(e->removed), OCL_ARG(e->index),
-                          OCL_ARG(e->keep), OCL_ARG(e->count));
-    size_t g3 = e->select_local;
-    if (result == CNP_OK)
-        result = ge_enqueue(e, e->nms_select, 1, &g3, &g3, "detect_nms_select", err);
-    if (result == CNP_OK)
-        result = OCL_SET_ARGS(e->gather, "graph_gather", err, OCL_ARG(e->box), OCL_ARG(e->score),
-                          OCL_ARG(e->label), OCL_ARG(e->keep), OCL_ARG(e->count), OCL_ARG(max_det),
-                          OCL_ARG(crx), OCL_ARG(cry), OCL_ARG(e->out));
+        result = OCL_SET_ARGS(e->gather, "graph_gather", err, OCL_ARG(io.box),
+                              OCL_ARG(io.score), OCL_ARG(io.label), OCL_ARG(io.keep),
+                              OCL_ARG(io.count), OCL_ARG(max_det), OCL_ARG(crx), OCL_ARG(cry),
+                              OCL_ARG(e->out));
     size_t g4 = ocl_round_up((size_t)max_det, 64);
     if (result == CNP_OK)
         result = ge_enqueue(e, e->gather, 1, &g4, NULL, "graph_gather", err);

@@ -189,9 +189,7 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
         {&e->upsample, "graph", "graph_upsample_add"}, {&e->relu, "graph", "graph_relu"},
         {&e->scores, "graph", "graph_scores"},   {&e->pad, "graph", "graph_pad"},
         {&e->bitonic, "graph", "graph_bitonic"}, {&e->decode, "graph", "graph_decode"},
-        {&e->gather, "graph", "graph_gather"},   {&e->nms_order, "detect", "detect_nms_order"},
-        {&e->nms_mask, "detect", "detect_nms_mask"},
-        {&e->nms_select, "detect", "detect_nms_select"},
+        {&e->gather, "graph", "graph_gather"},
     };
     cnp_status result = CNP_OK;
     for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
@@ -212,11 +210,6 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
         snprintf(opts, sizeof opts, "-DCK=%d -DCDIL=%d", n->k, n->dilation);
         result = ocl_kernel_create(e->ctx, "graph", opts, "graph_conv", &e->nodes[i].direct,
                                    err);
-    }
-    e->select_local = mwg >= 256 ? 256 : mwg;
-    if (result == CNP_OK && mwg < NMS_BLOCK) {
-        cnp_err_set(err, "graph engine: the device's work-groups (%zu) are smaller than 64", mwg);
-        result = CNP_ERR_OPENCL;
     }
     return result;
 }
@@ -277,28 +270,15 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         result = create_buffer(e, sizeof(float) * 4 * (size_t)r->n_sizes * r->n_ratios, base,
                                &e->anchors[l], "anchors", err);
     }
-    size_t cap = (size_t)r->n_levels * (size_t)r->topk_candidates;
-    e->nms_cap = cap;
-    size_t words = (cap + 63) / 64;
-    struct {
-        cl_mem *buf;
-        size_t bytes;
-        const char *what;
-    } want[] = {
-        {&e->box, cap * sizeof(cl_float4), "NMS boxes"},
-        {&e->score, cap * sizeof(cl_float), "NMS scores"},
-        {&e->label, cap * sizeof(cl_int), "NMS labels"},
-        {&e->index, cap * sizeof(cl_int), "NMS order"},
-        {&e->sbox, cap * sizeof(cl_float4), "NMS sorted boxes"},
-        {&e->slabel, cap * sizeof(cl_int), "NMS sorted labels"},
-        {&e->bits, words * 64 * words * sizeof(cl_ulong), "NMS overlap mask"},
-        {&e->removed, words * sizeof(cl_ulong), "NMS suppressed rows"},
-        {&e->keep, cap * sizeof(cl_int), "NMS kept indices"},
-        {&e->count, sizeof(cl_int), "NMS count"},
-        {&e->out, (1 + 6 * (size_t)r->detections_per_img) * sizeof(float), "detections"},
-    };
-    for (size_t i = 0; result == CNP_OK && i < sizeof want / sizeof want[0]; i++)
-        result = create_buffer(e, want[i].bytes, NULL, want[i].buf, want[i].what, err);
+    if (result == CNP_OK)
+        result = det_nms_device_create(e->ctx, "", &e->nms, err);
+    if (result == CNP_OK)
+        result = det_nms_device_reserve(e->nms, (size_t)r->n_levels * r->topk_candidates, err);
+    if (result == CNP_OK)
+        e->device_bytes += det_nms_device_bytes(e->nms);
+    if (result == CNP_OK)
+        result = create_buffer(e, (1 + 6 * (size_t)r->detections_per_img) * sizeof(float), NULL,
+                               &e->out, "detections", err);
     return result;
 }
 
@@ -431,9 +411,8 @@ void det_graph_engine_free(det_graph_engine *e)
         return;
     if (e->q)
         clFinish(e->q);
-    cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool,   e->upsample,
-                      e->relu,   e->scores, e->pad,      e->bitonic,   e->decode,
-                      e->gather, e->nms_order, e->nms_mask, e->nms_select};
+    cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool, e->upsample, e->relu,
+                      e->scores, e->pad,    e->bitonic,  e->decode,  e->gather};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
@@ -445,13 +424,12 @@ void det_graph_engine_free(det_graph_engine *e)
         }
     for (int s = 0; e->slots && s < e->n_slots; s++)
         ocl_buffer_release(e->slots[s]);
-    cl_mem ms[] = {e->col,    e->gemm_tmp, e->keys,    e->counts, e->box,
-                   e->score,  e->label,    e->index,   e->sbox,   e->slabel,
-                   e->bits,   e->removed,  e->keep,    e->count,  e->out};
+    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         ocl_buffer_release(ms[i]);
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)
         ocl_buffer_release(e->anchors[l]);
+    det_nms_device_free(e->nms);
     free(e->slots);
     free(e->nodes);
     free(e->shape);

@@ -8,6 +8,7 @@
 #include <clblast_c.h>
 
 #include "detect/graph.h"
+#include "detect/nms_device.h"
 
 typedef struct gnode {
     int slot;          /* activation buffer holding the output */
@@ -34,15 +35,14 @@ struct det_graph_engine {
     size_t col_floats, gemm_tmp_bytes;
     cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
     cl_kernel scores, pad, bitonic, decode, gather;
-    cl_kernel nms_order, nms_mask, nms_select;
-    size_t select_local;
     /* Decode: candidate keys per level (level l at key_base[l], a power of
      * two of room), counts, base anchors. */
     cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
     int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
-    /* NMS of up to n_levels * topk boxes. */
-    size_t nms_cap;
-    cl_mem box, score, label, index, sbox, slabel, bits, removed, keep, count, out;
+    /* NMS of up to n_levels * topk boxes: graph_decode writes its input
+     * buffers, graph_gather reads its kept indices into `out`. */
+    det_nms_device *nms;
+    cl_mem out;
     /* Bench hooks: bytes of the buffers created, stage timing when on. */
     size_t device_bytes;
     det_graph_times *times;
@@ -63,8 +63,6 @@ struct det_graph_engine {
 #define GTY 8
 #define GCOB 8
 #define GCIB 4
-
-#define NMS_BLOCK 64
 
 cnp_status ge_enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size_t *global,
                       const size_t *local, const char *what, cnp_err *err);
