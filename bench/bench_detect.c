@@ -12,7 +12,6 @@
  *
  * Without --model: [detector] model when it exists, else the crown
  * architecture of tools/train/model.py with random weights (same FLOPs). */
-#include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
@@ -26,6 +25,7 @@
 #include "canopy/image.h"
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
+#include "common/sgemm_timer.h"
 
 #define MAX_REPEATS 64
 
@@ -103,38 +103,6 @@ static cnp_status synthetic(cnp_image *img, unsigned w, unsigned h, cnp_err *err
             p[3] = 255;
         }
     return st;
-}
-
-/* Median seconds of CLBlast SGEMM m x n x k (row-major, like the engine). */
-static int time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, double *sec)
-{
-    cl_int rc;
-    cl_context cl = ocl_ctx_context(ctx);
-    cl_command_queue q = ocl_ctx_queue(ctx);
-    cl_mem a = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * k * 4, NULL, &rc);
-    cl_mem b = clCreateBuffer(cl, CL_MEM_READ_WRITE, k * n * 4, NULL, &rc);
-    cl_mem c = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * n * 4, NULL, &rc);
-    float zero = 0.0f;
-    clEnqueueFillBuffer(q, a, &zero, 4, 0, m * k * 4, 0, NULL, NULL);
-    clEnqueueFillBuffer(q, b, &zero, 4, 0, k * n * 4, 0, NULL, NULL);
-    double t[MAX_REPEATS];
-    int ok = 1;
-    for (int r = -1; r < repeats && ok; r++) {
-        double t0 = cnp_now();
-        ok = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n,
-                          k, 1.0f, a, 0, k, b, 0, n, 0.0f, c, 0, n, &q, NULL) ==
-             CLBlastSuccess;
-        clFinish(q);
-        if (r >= 0)
-            t[r] = cnp_now() - t0;
-    }
-    clReleaseMemObject(a);
-    clReleaseMemObject(b);
-    clReleaseMemObject(c);
-    if (!ok)
-        return -1;
-    *sec = cnp_median(t, repeats);
-    return 0;
 }
 
 typedef struct bench_opts {
@@ -397,7 +365,7 @@ int main(int argc, char **argv)
             goto out;
         }
         if (li.is_conv &&
-            time_sgemm(ctx, (size_t)li.out, (size_t)li.out_w * li.out_h,
+            bench_time_sgemm(ctx, (size_t)li.out, (size_t)li.out_w * li.out_h,
                        (size_t)li.in * li.k * li.k, o.repeats, &sg) != 0)
             sg = 0;
         char shape[64];
@@ -432,7 +400,7 @@ int main(int argc, char **argv)
     }
     /* Square SGEMM: what CLBlast reaches on this device without our shapes. */
     double sq = 0;
-    if (time_sgemm(ctx, 1024, 1024, 1024, o.repeats, &sq) == 0) {
+    if (bench_time_sgemm(ctx, 1024, 1024, 1024, o.repeats, &sq) == 0) {
         printf("\nCLBlast SGEMM 1024x1024x1024: %.2f ms, %.2f GFLOP/s\n", sq * 1e3,
                2.0 * 1024 * 1024 * 1024 / sq / 1e9);
         cJSON_AddNumberToObject(root, "sgemm_1024_gflop_per_s", 2.0 * 1024 * 1024 * 1024 / sq / 1e9);

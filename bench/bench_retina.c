@@ -17,7 +17,6 @@
  *                [--large-min-size N --large-max-size N] [--json FILE]
  *                [-c FILE] IMAGE.png...
  */
-#include <clblast_c.h>
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 #include "detect/detect_internal.h"
 #include "detect/graph.h"
 #include "detect/patches.h"
+#include "common/sgemm_timer.h"
 
 #define MAX_REPEATS 64
 #define MAX_IMAGES 16
@@ -119,55 +119,6 @@ static double graph_flops(const det_graph *g, uint32_t w, uint32_t h, int *c, in
     return f;
 }
 
-/* Median seconds of a bare CLBlast SGEMM m x n x k (row-major, as the
- * engine calls it), after one warm-up call. */
-static int time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, double *sec)
-{
-    cl_int rc;
-    cl_context cl = ocl_ctx_context(ctx);
-    cl_command_queue q = ocl_ctx_queue(ctx);
-    cl_mem a = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * k * 4, NULL, &rc);
-    cl_mem b = clCreateBuffer(cl, CL_MEM_READ_WRITE, k * n * 4, NULL, &rc);
-    cl_mem c = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * n * 4, NULL, &rc);
-    float zero = 0.0f;
-    clEnqueueFillBuffer(q, a, &zero, 4, 0, m * k * 4, 0, NULL, NULL);
-    clEnqueueFillBuffer(q, b, &zero, 4, 0, k * n * 4, 0, NULL, NULL);
-    /* A scratch buffer made once, as the engine does (plain CLBlastSgemm
-     * would allocate one per call). */
-    size_t need = 0;
-    cl_mem tmp = NULL;
-    if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-                                   m, n, k, 0, k, 0, n, 0, n, &q, &need) == CLBlastSuccess &&
-        need > 0)
-        tmp = clCreateBuffer(cl, CL_MEM_READ_WRITE, need, NULL, &rc);
-    clFinish(q);
-    double t[MAX_REPEATS];
-    int ok = 1;
-    for (int r = -1; r < repeats && ok; r++) {
-        double t0 = cnp_now();
-        if (tmp)
-            ok = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                            CLBlastTransposeNo, m, n, k, 1.0f, a, 0, k, b, 0, n,
-                                            0.0f, c, 0, n, &q, NULL, tmp) == CLBlastSuccess;
-        else
-            ok = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m,
-                              n, k, 1.0f, a, 0, k, b, 0, n, 0.0f, c, 0, n, &q, NULL) ==
-                 CLBlastSuccess;
-        clFinish(q);
-        if (r >= 0)
-            t[r] = cnp_now() - t0;
-    }
-    clReleaseMemObject(a);
-    clReleaseMemObject(b);
-    clReleaseMemObject(c);
-    if (tmp)
-        clReleaseMemObject(tmp);
-    if (!ok)
-        return -1;
-    *sec = cnp_median(t, repeats);
-    return 0;
-}
-
 /* An image and its copy on the device. */
 typedef struct bimage {
     const char *path;
@@ -221,6 +172,22 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* What every timed run records: the image, the network's input size, the
+ * work and the rates. */
+static void add_run(cJSON *o, const bimage *b, int pw, int ph, double flops, double sec,
+                    size_t boxes)
+{
+    double mpix = (double)b->img.width * b->img.height / 1e6;
+    cJSON_AddStringToObject(o, "name", base_name(b->path));
+    cJSON_AddNumberToObject(o, "input_width", pw);
+    cJSON_AddNumberToObject(o, "input_height", ph);
+    cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
+    cJSON_AddNumberToObject(o, "seconds", sec);
+    cJSON_AddNumberToObject(o, "mpix_per_s", mpix / sec);
+    cJSON_AddNumberToObject(o, "gflop_per_s", flops / sec / 1e9);
+    cJSON_AddNumberToObject(o, "boxes", (double)boxes);
+}
+
 /* Whole images (patch_size 0): one row per image and the totals. */
 static cnp_status bench_whole(ocl_ctx *ctx, const det_model *m, const cnp_config *cfg,
                               bimage *imgs, int n, int repeats, cJSON *root, cnp_err *err)
@@ -256,16 +223,9 @@ static cnp_status bench_whole(ocl_ctx *ctx, const det_model *m, const cnp_config
         printf("%-24s %10s %10s %9.3f %9.3f %9.2f %7zu\n", base_name(imgs[i].path), size, input,
                s, mpix / s, f / s / 1e9, nt);
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", base_name(imgs[i].path));
+        add_run(o, &imgs[i], pw, ph, f, s, nt);
         cJSON_AddNumberToObject(o, "width", imgs[i].img.width);
         cJSON_AddNumberToObject(o, "height", imgs[i].img.height);
-        cJSON_AddNumberToObject(o, "input_width", pw);
-        cJSON_AddNumberToObject(o, "input_height", ph);
-        cJSON_AddNumberToObject(o, "gflop", f / 1e9);
-        cJSON_AddNumberToObject(o, "seconds", s);
-        cJSON_AddNumberToObject(o, "mpix_per_s", mpix / s);
-        cJSON_AddNumberToObject(o, "gflop_per_s", f / s / 1e9);
-        cJSON_AddNumberToObject(o, "boxes", (double)nt);
         cJSON_AddItemToArray(ja, o);
         sum_s += s;
         sum_mpix += mpix;
@@ -412,7 +372,7 @@ static double memo_sgemm(ocl_ctx *ctx, sgemm_memo *memo, int *nmemo, size_t m, s
         if (memo[i].m == m && memo[i].n == n && memo[i].k == k)
             return memo[i].sec;
     double s = 0;
-    if (time_sgemm(ctx, m, n, k, repeats, &s) != 0)
+    if (bench_time_sgemm(ctx, m, n, k, repeats, &s) != 0)
         s = 0;
     memo[*nmemo] = (sgemm_memo){m, n, k, s};
     (*nmemo)++;
@@ -595,16 +555,9 @@ static cnp_status bench_large(ocl_ctx *ctx, const det_model *m, const bench_opts
            o->large_min, o->large_max, base_name(b->path), pw, ph, f / 1e9, sec, mpix / sec,
            f / sec / 1e9, nd, bytes / 1048576.0);
     cJSON *jl = cJSON_AddObjectToObject(root, "large");
-    cJSON_AddStringToObject(jl, "name", base_name(b->path));
+    add_run(jl, b, pw, ph, f, sec, nd);
     cJSON_AddNumberToObject(jl, "min_size", o->large_min);
     cJSON_AddNumberToObject(jl, "max_size", o->large_max);
-    cJSON_AddNumberToObject(jl, "input_width", pw);
-    cJSON_AddNumberToObject(jl, "input_height", ph);
-    cJSON_AddNumberToObject(jl, "gflop", f / 1e9);
-    cJSON_AddNumberToObject(jl, "seconds", sec);
-    cJSON_AddNumberToObject(jl, "mpix_per_s", mpix / sec);
-    cJSON_AddNumberToObject(jl, "gflop_per_s", f / sec / 1e9);
-    cJSON_AddNumberToObject(jl, "boxes", (double)nd);
     cJSON_AddNumberToObject(jl, "device_bytes", (double)bytes);
     return CNP_OK;
 }
@@ -663,7 +616,7 @@ int main(int argc, char **argv)
         result = bench_stages(ctx, m, &imgs[0], o.repeats, root, &err);
     if (result == CNP_OK) {
         double sq = 0;
-        if (time_sgemm(ctx, 1024, 1024, 1024, o.repeats, &sq) == 0) {
+        if (bench_time_sgemm(ctx, 1024, 1024, 1024, o.repeats, &sq) == 0) {
             printf("CLBlast SGEMM 1024x1024x1024: %.2f GFLOP/s\n", 2.0 * 1073741824 / sq / 1e9);
             cJSON_AddNumberToObject(root, "sgemm_1024_gflop_per_s", 2.0 * 1073741824 / sq / 1e9);
         }
