@@ -1,4 +1,4 @@
-/* Overlay drawing on RGBA8 images: rings, dots and crosses with a dark
+/* Overlay drawing on RGBA8 images: rings, dots, crosses and box outlines with a dark
  * outline so that they stay readable on any aerial background.
  *
  * Coordinates are continuous, origin top-left: pixel (i, j) covers
@@ -128,28 +128,50 @@ static inline float plus_cov(float px, float py, float cx, float cy, float s, fl
     return horiz + vert - both;
 }
 
+/* A straight-edged shape: its coverage of the pixel centred on (px, py),
+ * grown by `grow` pixels (1 for the outline under it, 0 for the colour). */
+typedef struct shape {
+    float (*cov)(const struct shape *s, float px, float py, float grow);
+    float a, b, c, d; /* the shape's own numbers */
+    float h;          /* half-thickness */
+} shape;
+
+/* Visits the pixels of [x0, x1] x [y0, y1] (the shape and its outline,
+ * clipped to the image) and blends the outline, then the colour. */
+static void paint(cnp_image *img, const shape *sh, double x0, double x1, double y0, double y1,
+                  const uint8_t rgb[3])
+{
+    uint32_t ix0, ix1, iy0, iy1;
+    if (!span(x0, x1, img->width, &ix0, &ix1) || !span(y0, y1, img->height, &iy0, &iy1))
+        return;
+    for (uint32_t y = iy0; y < iy1; y++) {
+        float py = (float)y + 0.5f;
+        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
+        for (uint32_t x = ix0; x < ix1; x++) {
+            float px = (float)x + 0.5f;
+            float under = sh->cov(sh, px, py, 1.0f);
+            if (under <= 0.0f)
+                continue;
+            blend(row + (size_t)x * 4, rgb, under, sh->cov(sh, px, py, 0.0f));
+        }
+    }
+}
+
+/* A plus sign centred on (a, b) of half-length c. */
+static float cross_cov(const shape *s, float px, float py, float grow)
+{
+    return plus_cov(px, py, s->a, s->b, s->c + grow, s->h + grow);
+}
+
 void img_draw_cross(cnp_image *img, float cx, float cy, float size, const uint8_t rgb[3],
                     float thickness)
 {
     if (!img || !img->rgba || !(size > 0.0f) || !(thickness > 0.0f))
         return;
-    float h = thickness * 0.5f;
-    float reach = fmaxf(size, h) + 1.0f;
-    uint32_t x0, x1, y0, y1;
-    if (!span((double)cx - reach, (double)cx + reach, img->width, &x0, &x1) ||
-        !span((double)cy - reach, (double)cy + reach, img->height, &y0, &y1))
-        return;
-    for (uint32_t y = y0; y < y1; y++) {
-        float py = (float)y + 0.5f;
-        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
-        for (uint32_t x = x0; x < x1; x++) {
-            float px = (float)x + 0.5f;
-            float under = plus_cov(px, py, cx, cy, size + 1.0f, h + 1.0f);
-            if (under <= 0.0f)
-                continue;
-            blend(row + (size_t)x * 4, rgb, under, plus_cov(px, py, cx, cy, size, h));
-        }
-    }
+    shape sh = {cross_cov, cx, cy, size, 0.0f, thickness * 0.5f};
+    float reach = fmaxf(size, sh.h) + 1.0f;
+    paint(img, &sh, (double)cx - reach, (double)cx + reach, (double)cy - reach,
+          (double)cy + reach, rgb);
 }
 
 /* Coverage of the outline of [x0,x1]x[y0,y1] of half-thickness h: the band
@@ -164,25 +186,19 @@ static inline float frame_cov(float px, float py, float x0, float y0, float x1, 
     return outer - inner;
 }
 
+/* The outline of the rectangle [a, c] x [b, d]. */
+static float rect_frame_cov(const shape *s, float px, float py, float grow)
+{
+    return frame_cov(px, py, s->a, s->b, s->c, s->d, s->h + grow);
+}
+
 void img_draw_rect(cnp_image *img, float x0, float y0, float x1, float y1, const uint8_t rgb[3],
                    float thickness)
 {
     if (!img || !img->rgba || !(thickness > 0.0f) || !(x1 >= x0) || !(y1 >= y0))
         return;
-    float h = thickness * 0.5f;
-    uint32_t ix0, ix1, iy0, iy1;
-    if (!span((double)x0 - h - 1.0, (double)x1 + h + 1.0, img->width, &ix0, &ix1) ||
-        !span((double)y0 - h - 1.0, (double)y1 + h + 1.0, img->height, &iy0, &iy1))
-        return;
-    for (uint32_t y = iy0; y < iy1; y++) {
-        float py = (float)y + 0.5f;
-        uint8_t *row = img->rgba + (size_t)y * img->width * 4;
-        for (uint32_t x = ix0; x < ix1; x++) {
-            float px = (float)x + 0.5f;
-            float under = frame_cov(px, py, x0, y0, x1, y1, h + 1.0f);
-            if (under <= 0.0f)
-                continue;
-            blend(row + (size_t)x * 4, rgb, under, frame_cov(px, py, x0, y0, x1, y1, h));
-        }
-    }
+    shape sh = {rect_frame_cov, x0, y0, x1, y1, thickness * 0.5f};
+    double reach = (double)sh.h + 1.0;
+    paint(img, &sh, (double)x0 - reach, (double)x1 + reach, (double)y0 - reach,
+          (double)y1 + reach, rgb);
 }

@@ -122,6 +122,34 @@ static void test_dot_and_cross(void)
     cnp_image_free(&img);
 }
 
+/* A box model's box: its edges in the colour (thickness 2 centred on the
+ * edge), the outline one pixel beyond, the inside and outside untouched. */
+static void test_rect(void)
+{
+    cnp_image img;
+    cnp_err err;
+    CHECK_MSG(cnp_image_alloc(&img, 32, 24, &err) == CNP_OK, "%s", err.msg);
+    fill(&img, bg);
+    img_draw_rect(&img, 6.0f, 5.0f, 25.0f, 18.0f, yellow, 2.0f);
+    static const uint8_t full[4] = {255, 255, 0, 255};
+    for (uint32_t x = 7; x < 24; x++)
+        CHECK(memcmp(at(&img, x, 4), full, 4) == 0 && memcmp(at(&img, x, 17), full, 4) == 0,
+              "top or bottom edge at x %u", x);
+    for (uint32_t y = 6; y < 17; y++)
+        CHECK(memcmp(at(&img, 5, y), full, 4) == 0 && memcmp(at(&img, 24, y), full, 4) == 0,
+              "left or right edge at y %u", y);
+    CHECK(at(&img, 12, 3)[0] < 40 && at(&img, 4, 10)[0] < 40, "outline beyond the edges");
+    int touched = 0;
+    for (uint32_t y = 0; y < 24; y++)
+        for (uint32_t x = 0; x < 32; x++) {
+            bool band = x >= 3 && x < 28 && y >= 2 && y < 21;
+            bool inside = x >= 8 && x < 23 && y >= 7 && y < 16;
+            touched += (!band || inside) && !is_bg(&img, x, y);
+        }
+    CHECK(touched == 0, "rect: %d pixels off its frame changed", touched);
+    cnp_image_free(&img);
+}
+
 /* Shapes partly or wholly outside the image, and absurd parameters, never
  * write outside the pixels: the image lives between guard bytes. */
 static void test_clipping(void)
@@ -145,6 +173,8 @@ static void test_clipping(void)
         img_draw_circle(&img, cs[i][0], cs[i][1], cs[i][2], yellow, cs[i][3]);
         img_draw_dot(&img, cs[i][0], cs[i][1], cs[i][2], yellow);
         img_draw_cross(&img, cs[i][0], cs[i][1], cs[i][2], yellow, cs[i][3]);
+        img_draw_rect(&img, cs[i][0], cs[i][1], cs[i][0] + cs[i][2], cs[i][1] + cs[i][2],
+                      yellow, cs[i][3]);
     }
     int guard_hit = 0;
     for (size_t i = 0; i < GUARD; i++)
@@ -166,6 +196,7 @@ static void test_clipping(void)
     cnp_image none = {0};
     img_draw_dot(&none, 1, 1, 1, yellow);
     img_draw_cross(&none, 1, 1, 1, yellow, 1);
+    img_draw_rect(&none, 1, 1, 2, 2, yellow, 1);
     cnp_image_free(&small);
 }
 
@@ -173,6 +204,7 @@ int main(void)
 {
     test_circle();
     test_dot_and_cross();
+    test_rect();
     test_clipping();
     return TEST_RESULT();
 }
