@@ -136,11 +136,16 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
     det_graph_engine_free(e);
 }
 
-static void check_nodes(const char *name, const det_graph *g, const uint8_t *rgba, uint32_t w,
-                        uint32_t h)
+/* Every node of g on a random w x h image (seeded), by both conv paths. */
+static void check_nodes(const char *name, const det_graph *g, uint32_t w, uint32_t h,
+                        unsigned seed)
 {
+    uint8_t *rgba = malloc((size_t)w * h * 4);
+    CHECK_FATAL(rgba != NULL);
+    random_rgba(rgba, (size_t)w * h * 4, seed);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
+    free(rgba);
 }
 
 /* Graph A on a 37 x 29 input: the conv variants, a pool, a relu node. */
@@ -160,10 +165,7 @@ static void test_nodes_a(void)
     t.g.retina.num_classes = 7;
     t.g.retina.cls_node[0] = d;
     t.g.retina.box_node[0] = f;
-    uint8_t *rgba = malloc(29 * 37 * 4);
-    random_rgba(rgba, 29 * 37 * 4, 3);
-    check_nodes("A", &t.g, rgba, 29, 37);
-    free(rgba);
+    check_nodes("A", &t.g, 29, 37, 3);
     tg_free(&t);
 }
 
@@ -186,10 +188,7 @@ static void test_nodes_c(void)
     t.g.retina.num_classes = 6;
     t.g.retina.cls_node[0] = k2;
     t.g.retina.box_node[0] = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
-    uint8_t *rgba = malloc(23 * 41 * 4);
-    random_rgba(rgba, 23 * 41 * 4, 9);
-    check_nodes("C", &t.g, rgba, 23, 41);
-    free(rgba);
+    check_nodes("C", &t.g, 23, 41, 9);
     tg_free(&t);
 }
 
@@ -264,10 +263,7 @@ static void test_nodes_b(void)
     t.g.retina.num_classes = 4;
     t.g.retina.cls_node[0] = a;
     t.g.retina.box_node[0] = a;
-    uint8_t *rgba = malloc(27 * 25 * 4);
-    random_rgba(rgba, 27 * 25 * 4, 5);
-    check_nodes("B", &t.g, rgba, 27, 25);
-    free(rgba);
+    check_nodes("B", &t.g, 27, 25, 5);
     tg_free(&t);
 }
 
