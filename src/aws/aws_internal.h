@@ -154,6 +154,22 @@ void aws_op_take_body(aws_op *op, cnp_buf *buf);
 cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *path,
                                 int64_t offset, size_t len, cnp_err *err);
 
+/* ---- what the engine (http.c) asks of an op (http_op.c) at each attempt ---- */
+
+/* Signs op with the client's current credentials and builds its curl header
+ * list (op->slist); err names the op. */
+cnp_status aws_op_sign(aws_op *op, cnp_err *err);
+/* Opens op's temporary file for a spilled body, or empties it for a retry;
+ * false with op->errbuf set when it cannot. */
+bool aws_op_spill_open(aws_op *op);
+/* curl's callbacks for op (userp): response headers (which may preallocate
+ * the body or start a spill), the response body, and reading and rewinding
+ * the request body. */
+size_t aws_op_on_header(char *data, size_t size, size_t nmemb, void *userp);
+size_t aws_op_on_write(char *data, size_t size, size_t nmemb, void *userp);
+size_t aws_op_on_read(char *buffer, size_t size, size_t nitems, void *userp);
+int aws_op_on_seek(void *userp, curl_off_t offset, int origin);
+
 /* Takes a multi handle for one batch's exclusive use: the most recently
  * returned idle one (its connections stay alive for reuse), else a new one.
  * NULL when curl cannot make one. Thread-safe. */
