@@ -72,8 +72,9 @@ struct aws_client {
 typedef struct aws_op aws_op;
 typedef void (*aws_op_done_fn)(aws_op *op);
 
-/* One HTTP request the engine sends, retries and completes. Built by s3.c /
- * sqs.c, owned by its batch after aws_batch_submit(). */
+/* One HTTP request the engine sends, retries and completes. Built by s3.c,
+ * s3_multipart.c and sqs.c, owned by its batch after aws_batch_submit();
+ * http_op.c builds, signs and feeds it, http.c sends it. */
 struct aws_op {
     aws_batch *batch;
     const char *service;       /* signing name: "s3" | "sqs" */
@@ -153,6 +154,22 @@ void aws_op_take_body(aws_op *op, cnp_buf *buf);
  * attempt: the op ends CNP_ERR_IO, not retried. */
 cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *path,
                                 int64_t offset, size_t len, cnp_err *err);
+
+/* ---- what the engine (http.c) asks of an op (http_op.c) at each attempt ---- */
+
+/* Signs op with the client's current credentials and builds its curl header
+ * list (op->slist); err names the op. */
+cnp_status aws_op_sign(aws_op *op, cnp_err *err);
+/* Opens op's temporary file for a spilled body, or empties it for a retry;
+ * false with op->errbuf set when it cannot. */
+bool aws_op_spill_open(aws_op *op);
+/* curl's callbacks for op (userp): response headers (which may preallocate
+ * the body or start a spill), the response body, and reading and rewinding
+ * the request body. */
+size_t aws_op_on_header(char *data, size_t size, size_t nmemb, void *userp);
+size_t aws_op_on_write(char *data, size_t size, size_t nmemb, void *userp);
+size_t aws_op_on_read(char *buffer, size_t size, size_t nitems, void *userp);
+int aws_op_on_seek(void *userp, curl_off_t offset, int origin);
 
 /* Takes a multi handle for one batch's exclusive use: the most recently
  * returned idle one (its connections stay alive for reuse), else a new one.
@@ -241,6 +258,23 @@ void aws_client_drop_credentials(aws_client *client);
 /* ISO 8601 "2026-11-22T08:00:00Z" to time_t; 0 when unparsable. */
 time_t aws_parse_iso8601(const char *s);
 
+
+/* ---- S3: shared by s3.c and s3_multipart.c ------------------------------------ */
+
+/* An op for bucket/key (key NULL: the bucket itself), named in errors
+ * "opname s3://bucket/key"; query may be NULL. NULL when out of memory. */
+aws_op *s3_op(aws_client *c, const char *method, const char *opname, const char *bucket,
+              const char *key, const aws_kvlist *query);
+/* Copies etag into dst without the quotes around it; "" for NULL. */
+void s3_copy_etag(char *dst, size_t len, const char *etag);
+/* Adds op's content-type (application/octet-stream for NULL) and an
+ * x-amz-meta-<name> header, the name lower-cased, per metadata pair. */
+cnp_status s3_add_metadata_headers(aws_op *op, const char *content_type,
+                                   const aws_kvlist *metadata);
+/* Queues a multipart upload of put (s3_multipart.c); takes fd (-1: the body
+ * is put->data). CNP_ERR_NOMEM when it cannot be queued (fd closed). */
+cnp_status s3_multipart_submit(aws_batch *batch, const s3_put *put, int fd,
+                               s3_put_result *out);
 
 /* ---- answer parsers, separate from the transport so that they can be tested
  * and fuzzed on bytes alone (tests/fuzz). None of them trusts the body. ---- */
