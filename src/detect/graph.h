@@ -5,7 +5,8 @@
  * Three parts share this header:
  *   import.c / safetensors.c  checkpoint (Hugging Face safetensors +
  *                             config.json) -> det_graph -> .cnw version 2
- *   graph.c                   .cnw version 2 architecture JSON <-> det_graph
+ *   graph.c                   the graph: lookup, shapes, det_graph_check
+ *   graph_json.c              .cnw version 2 architecture JSON <-> det_graph
  *   graph_ref.c, retina.c     the C reference: every node, the input
  *                             transform, anchors, box decoding, top-k, NMS
  *   graph_engine.c            the same on the OpenCL device
@@ -311,10 +312,14 @@ cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_
  * slots, im2col matrix, CLBlast scratch, decode and NMS buffers (not the
  * caller's image, nor what CLBlast allocates internally). */
 size_t det_graph_engine_device_bytes(const det_graph_engine *e);
-/* ---- graph.c: validation and the .cnw version 2 architecture JSON ------ */
+
+/* ---- graph.c: the graph, its shapes and its validation ----------------- */
 
 /* Index of the node named name, or -1. */
 int det_graph_find(const det_graph *g, const char *name);
+
+/* The op's name in the architecture JSON ("conv", ...), or "?". */
+const char *det_graph_op_name(enum det_op op);
 
 /* Frees the node array and g (not the weights the nodes point to: their
  * owner frees those); accepts NULL. */
@@ -330,6 +335,8 @@ void det_graph_free(det_graph *g);
  * what being a file name or any caller's label. */
 cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err);
 
+/* ---- graph_json.c: the .cnw version 2 architecture JSON ---------------- */
+
 /* The architecture JSON of a version 2 .cnw (models/FORMAT.md) for g, with
  * the model's name and version. *json is malloc'd (caller frees). */
 cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *version,
@@ -342,6 +349,8 @@ cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *v
 cnp_status det_graph_from_json(const char *path, const char *json, size_t len,
                                det_graph **out, char *name, size_t name_cap, char *version,
                                size_t version_cap, cnp_err *err);
+
+/* ---- graph.c: the .cnw version 2 container ---------------------------- */
 
 /* Writes g as a whole .cnw version 2 file image into out (appended): the
  * container of version 1, the architecture JSON of det_graph_to_json, one
