@@ -2,16 +2,12 @@
  * and det_graph_check, which holds a graph to the rules of models/FORMAT.md
  * (references, op fields, retina fields, head channels) whoever built it.
  * The architecture JSON is graph_json.c's; the .cnw container around it,
- * model.c's (reading) and this file's (det_graph_write_cnw). */
+ * cnw.c's. */
 #include "detect/graph.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-
-#define CNW_MAGIC "CNPYWTS\0"
 
 static const char *op_names[] = {
     [DET_OP_INPUT] = "input",
@@ -323,128 +319,5 @@ cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err)
     else
         result = check_levels(g, c, h, w, what, err);
     free(s);
-    return result;
-}
-
-/* ---- container writer -------------------------------------------------- */
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static cnp_status append_le(cnp_buf *b, uint64_t v, int n)
-{
-    uint8_t tmp[8];
-    put_le(tmp, v, n);
-    return cnp_buf_append(b, tmp, (size_t)n);
-}
-
-/* One tensor of the file: a node's weight or bias. */
-typedef struct out_tensor {
-    char name[DET_GRAPH_NAME_MAX + 8];
-    int ndim;
-    uint32_t dims[4];
-    const float *data;
-    uint64_t offset, bytes;
-} out_tensor;
-
-/* The distinct weights of g's convs, in node order: weight, then bias. */
-static int collect_tensors(const det_graph *g, out_tensor *t, const char *what, cnp_err *err)
-{
-    int n = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const det_node *nd = &g->nodes[i];
-        if (nd->op != DET_OP_CONV)
-            continue;
-        bool seen = false;
-        for (int j = 1; j < i && !seen; j++)
-            seen = g->nodes[j].op == DET_OP_CONV && strcmp(g->nodes[j].weights, nd->weights) == 0;
-        if (seen)
-            continue;
-        if (!nd->weight || !nd->bias) {
-            cnp_err_set(err, "%s: node %s has no weights", what, nd->name);
-            return -1;
-        }
-        snprintf(t[n].name, sizeof t[n].name, "%s.weight", nd->weights);
-        t[n].ndim = 4;
-        t[n].dims[0] = (uint32_t)nd->cout, t[n].dims[1] = (uint32_t)nd->cin;
-        t[n].dims[2] = t[n].dims[3] = (uint32_t)nd->k;
-        t[n].data = nd->weight;
-        t[n].bytes = 4ull * (uint64_t)nd->cout * (uint64_t)nd->cin * (uint64_t)(nd->k * nd->k);
-        n++;
-        snprintf(t[n].name, sizeof t[n].name, "%s.bias", nd->weights);
-        t[n].ndim = 1;
-        t[n].dims[0] = (uint32_t)nd->cout;
-        t[n].data = nd->bias;
-        t[n].bytes = 4ull * (uint64_t)nd->cout;
-        n++;
-    }
-    return n;
-}
-
-cnp_status det_graph_write_cnw(const det_graph *g, const char *name, const char *version,
-                               cnp_buf *out, cnp_err *err)
-{
-    char *json = NULL;
-    cnp_status result = det_graph_to_json(g, name, version, &json, err);
-    if (result != CNP_OK)
-        return result;
-    out_tensor *t = calloc(2 * (size_t)g->n_nodes, sizeof *t);
-    if (!t) {
-        free(json);
-        cnp_err_set(err, "graph: out of memory");
-        return CNP_ERR_NOMEM;
-    }
-    int nt = collect_tensors(g, t, "graph", err);
-    result = CNP_ERR_INVALID;
-    if (nt < 0)
-        goto out;
-    size_t start = out->len, jl = strlen(json);
-    uint64_t pos = 8 + 4 + 4 + jl + 4;
-    for (int i = 0; i < nt; i++)
-        pos += 2 + strlen(t[i].name) + 2 + 4 * (uint64_t)t[i].ndim + 16;
-    for (int i = 0; i < nt; i++) {
-        pos = (pos + 15) & ~(uint64_t)15;
-        t[i].offset = pos;
-        pos += t[i].bytes;
-    }
-    result = cnp_buf_reserve(out, (size_t)pos + 16 + 4);
-    if (result != CNP_OK) {
-        cnp_err_set(err, "graph: out of memory");
-        goto out;
-    }
-    cnp_buf_append(out, CNW_MAGIC, 8);
-    append_le(out, 2, 4);
-    append_le(out, jl, 4);
-    cnp_buf_append(out, json, jl);
-    append_le(out, (uint64_t)nt, 4);
-    for (int i = 0; i < nt; i++) {
-        size_t l = strlen(t[i].name);
-        append_le(out, l, 2);
-        cnp_buf_append(out, t[i].name, l);
-        append_le(out, 1, 1);
-        append_le(out, (uint64_t)t[i].ndim, 1);
-        for (int d = 0; d < t[i].ndim; d++)
-            append_le(out, t[i].dims[d], 4);
-        append_le(out, t[i].offset, 8);
-        append_le(out, t[i].bytes, 8);
-    }
-    static const uint8_t zero[16];
-    for (int i = 0; i < nt; i++) {
-        cnp_buf_append(out, zero, (size_t)(t[i].offset - (out->len - start)));
-        for (uint64_t k = 0; k < t[i].bytes / 4; k++) {
-            uint32_t u;
-            memcpy(&u, &t[i].data[k], 4);
-            append_le(out, u, 4);
-        }
-    }
-    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), out->data + start,
-                                   (uInt)(out->len - start));
-    result = append_le(out, crc, 4);
-out:
-    free(t);
-    free(json);
     return result;
 }

@@ -7,6 +7,8 @@
  *                             config.json) -> det_graph -> .cnw version 2
  *   graph.c                   the graph: lookup, shapes, det_graph_check
  *   graph_json.c              .cnw version 2 architecture JSON <-> det_graph
+ *   cnw.c                     the .cnw container around it, read and
+ *                             written (det_graph_write_cnw)
  *   graph_ref.c, retina.c     the C reference: every node, the input
  *                             transform, anchors, box decoding, top-k, NMS
  *   graph_engine.c            the same on the OpenCL device
@@ -350,7 +352,7 @@ cnp_status det_graph_from_json(const char *path, const char *json, size_t len,
                                det_graph **out, char *name, size_t name_cap, char *version,
                                size_t version_cap, cnp_err *err);
 
-/* ---- graph.c: the .cnw version 2 container ---------------------------- */
+/* ---- cnw.c: the .cnw version 2 container ------------------------------ */
 
 /* Writes g as a whole .cnw version 2 file image into out (appended): the
  * container of version 1, the architecture JSON of det_graph_to_json, one

@@ -3,7 +3,7 @@
  * that JSON, det_graph_from_json reads it back into a det_graph, refusing
  * unknown keys, out-of-range fields and dangling node references, then
  * checks the whole graph (det_graph_check, graph.c). The container around
- * the JSON is model.c's (reading) and graph.c's (writing). */
+ * the JSON is cnw.c's. */
 #include "detect/graph.h"
 
 #include <cjson/cJSON.h>
