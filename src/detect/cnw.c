@@ -2,8 +2,9 @@
  * (magic, format version, where the architecture JSON lies, the tensor
  * directory, the CRC-32, the float32 data of a tensor) and writing one for
  * a det_graph (det_graph_write_cnw). Every field is checked before a single
- * weight is trusted. The architecture JSON inside is model.c's (version 1)
- * and graph_json.c's (version 2); model.c binds it to the tensors. */
+ * weight is trusted. The architecture JSON inside is crown_json.c's
+ * (version 1) and graph_json.c's (version 2); model.c binds it to the
+ * tensors. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -71,6 +71,15 @@ cnp_status det_model_parse(const void *data, size_t len, const char *path, det_m
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh);
 
+/* ---- crown_json.c: the .cnw version 1 architecture JSON ---------------- */
+
+/* Parses and checks a version 1 (crown) architecture JSON of len bytes into
+ * m: name, version, stride, nms_iou, input channels, the layers (m->layers
+ * calloc'd and the model's, weights NULL) and out_index. Errors name path;
+ * on failure m may hold some of it (det_model_free frees it). */
+cnp_status det_crown_from_json(const char *path, const char *json, size_t len, det_model *m,
+                               cnp_err *err);
+
 /* ---- cnw.c: the .cnw container (models/FORMAT.md) ---------------------- */
 
 #define DET_CNW_VERSION_LAYERS 1u /* architecture: a crown model's layer list */
