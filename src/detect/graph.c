@@ -30,6 +30,20 @@ int det_graph_find(const det_graph *g, const char *name)
     return -1;
 }
 
+void det_graph_last_use(const det_graph *g, bool keep_heads, int *last)
+{
+    int nn = g->n_nodes;
+    for (int i = 0; i < nn; i++)
+        last[i] = i;
+    for (int i = 1; i < nn; i++) {
+        last[g->nodes[i].in] = i;
+        if (g->nodes[i].in2 >= 0)
+            last[g->nodes[i].in2] = i;
+    }
+    for (int l = 0; keep_heads && l < g->retina.n_levels; l++)
+        last[g->retina.cls_node[l]] = last[g->retina.box_node[l]] = nn;
+}
+
 void det_graph_free(det_graph *g)
 {
     if (!g)

@@ -323,6 +323,12 @@ int det_graph_find(const det_graph *g, const char *name);
 /* The op's name in the architecture JSON ("conv", ...), or "?". */
 const char *det_graph_op_name(enum det_op op);
 
+/* Fills last[i] (n_nodes entries) with the index of the last node that
+ * reads node i's output, i itself when none does; with keep_heads, the
+ * retina heads' outputs are read after the graph (n_nodes). For freeing or
+ * reusing a tensor once its last reader has run. */
+void det_graph_last_use(const det_graph *g, bool keep_heads, int *last);
+
 /* Frees the node array and g (not the weights the nodes point to: their
  * owner frees those); accepts NULL. */
 void det_graph_free(det_graph *g);
