@@ -223,6 +223,34 @@ void det_cnw_close(det_cnw *f)
     f->n_tensors = 0;
 }
 
+const det_cnw_tensor *det_cnw_tensor_find(const det_cnw *f, const char *name)
+{
+    for (uint32_t i = 0; i < f->n_tensors; i++)
+        if (strcmp(f->tensors[i].name, name) == 0)
+            return &f->tensors[i];
+    return NULL;
+}
+
+bool det_cnw_tensor_shape_ok(const char *path, const det_cnw_tensor *t, uint32_t ndim,
+                             const uint32_t *dims, const char *who, cnp_err *err)
+{
+    bool same = t->ndim == ndim;
+    for (uint32_t d = 0; same && d < ndim; d++)
+        same = t->dims[d] == dims[d];
+    if (same)
+        return true;
+    char want[64] = "", got[64] = "";
+    for (uint32_t d = 0; d < ndim; d++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u", d ? "," : "",
+                 dims[d]);
+    for (uint32_t d = 0; d < t->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", d ? "," : "",
+                 t->dims[d]);
+    cnp_err_set(err, "%s: tensor %s has shape [%s], %s needs [%s]", path, t->name, got, who,
+                want);
+    return false;
+}
+
 cnp_status det_cnw_tensor_copy(const char *path, const det_cnw *f, const det_cnw_tensor *t,
                                float *dst, cnp_err *err)
 {

@@ -116,6 +116,14 @@ cnp_status det_cnw_open(const char *path, const uint8_t *d, size_t len, det_cnw 
 /* Frees the directory of f; f's other fields stay as they were. */
 void det_cnw_close(det_cnw *f);
 
+/* The entry of f named name, or NULL. */
+const det_cnw_tensor *det_cnw_tensor_find(const det_cnw *f, const char *name);
+
+/* Whether t has the ndim dims; if not, err says "<path>: tensor <name> has
+ * shape [..], <who> needs [..]" (who: what asks for the shape). */
+bool det_cnw_tensor_shape_ok(const char *path, const det_cnw_tensor *t, uint32_t ndim,
+                             const uint32_t *dims, const char *who, cnp_err *err);
+
 /* Copies the t->bytes / 4 float32 values of t (an entry of f) to dst,
  * refusing a non-finite one ("<path>: tensor <name> holds ..."). */
 cnp_status det_cnw_tensor_copy(const char *path, const det_cnw *f, const det_cnw_tensor *t,

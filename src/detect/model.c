@@ -21,37 +21,21 @@ static cnp_status bind_tensor(const char *path, const det_cnw *f, const char *la
                               const char *suffix, uint32_t ndim, const uint32_t *dims,
                               float **out, cnp_err *err)
 {
-    const det_cnw_tensor *t = f->tensors;
-    uint32_t nt = f->n_tensors;
     char name[DET_NAME_MAX + 16];
     snprintf(name, sizeof name, "%s.%s", layer, suffix);
-    for (uint32_t i = 0; i < nt; i++) {
-        if (strcmp(t[i].name, name) != 0)
-            continue;
-        bool same = t[i].ndim == ndim;
-        for (uint32_t d = 0; same && d < ndim; d++)
-            same = t[i].dims[d] == dims[d];
-        if (!same) {
-            char want[64] = "", got[64] = "";
-            for (uint32_t d = 0; d < ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u",
-                         d ? "," : "", dims[d]);
-            for (uint32_t d = 0; d < t[i].ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u",
-                         d ? "," : "", t[i].dims[d]);
-            cnp_err_set(err, "%s: tensor %s has shape [%s], the architecture needs [%s]",
-                        path, name, got, want);
-            return CNP_ERR_FORMAT;
-        }
-        *out = malloc((size_t)(t[i].bytes / 4) * sizeof **out);
-        if (!*out) {
-            cnp_err_set(err, "%s: out of memory", path);
-            return CNP_ERR_NOMEM;
-        }
-        return det_cnw_tensor_copy(path, f, &t[i], *out, err);
+    const det_cnw_tensor *t = det_cnw_tensor_find(f, name);
+    if (!t) {
+        cnp_err_set(err, "%s: tensor %s is missing", path, name);
+        return CNP_ERR_FORMAT;
     }
-    cnp_err_set(err, "%s: tensor %s is missing", path, name);
-    return CNP_ERR_FORMAT;
+    if (!det_cnw_tensor_shape_ok(path, t, ndim, dims, "the architecture", err))
+        return CNP_ERR_FORMAT;
+    *out = malloc((size_t)(t->bytes / 4) * sizeof **out);
+    if (!*out) {
+        cnp_err_set(err, "%s: out of memory", path);
+        return CNP_ERR_NOMEM;
+    }
+    return det_cnw_tensor_copy(path, f, t, *out, err);
 }
 
 static cnp_status bind_tensors(const char *path, const det_cnw *f, det_model *m,
@@ -81,31 +65,15 @@ static const det_cnw_tensor *graph_tensor(const char *path, const det_cnw *f,
                                           const det_node *n, const char *suffix,
                                           uint32_t ndim, const uint32_t *dims, cnp_err *err)
 {
-    const det_cnw_tensor *t = f->tensors;
-    uint32_t nt = f->n_tensors;
-    char name[DET_GRAPH_NAME_MAX + 16];
+    char name[DET_GRAPH_NAME_MAX + 16], who[DET_GRAPH_NAME_MAX + 8];
     snprintf(name, sizeof name, "%s.%s", n->weights, suffix);
-    for (uint32_t i = 0; i < nt; i++) {
-        if (strcmp(t[i].name, name) != 0)
-            continue;
-        bool same = t[i].ndim == ndim;
-        for (uint32_t d = 0; same && d < ndim; d++)
-            same = t[i].dims[d] == dims[d];
-        if (same)
-            return &t[i];
-        char want[64] = "", got[64] = "";
-        for (uint32_t d = 0; d < ndim; d++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u", d ? "," : "",
-                     dims[d]);
-        for (uint32_t d = 0; d < t[i].ndim; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", d ? "," : "",
-                     t[i].dims[d]);
-        cnp_err_set(err, "%s: tensor %s has shape [%s], node %s needs [%s]", path, name, got,
-                    n->name, want);
+    snprintf(who, sizeof who, "node %s", n->name);
+    const det_cnw_tensor *t = det_cnw_tensor_find(f, name);
+    if (!t) {
+        cnp_err_set(err, "%s: tensor %s (node %s) is missing", path, name, n->name);
         return NULL;
     }
-    cnp_err_set(err, "%s: tensor %s (node %s) is missing", path, name, n->name);
-    return NULL;
+    return det_cnw_tensor_shape_ok(path, t, ndim, dims, who, err) ? t : NULL;
 }
 
 /* Shapes of every node of m->graph for a w x h input, in one malloc'd
