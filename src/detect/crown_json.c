@@ -14,27 +14,6 @@
 
 #define CNW_MAX_ARCH_LAYERS 256
 
-static bool json_int(const cJSON *obj, const char *key, int lo, int hi, int *v)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(it))
-        return false;
-    double d = it->valuedouble;
-    if (d != floor(d) || d < lo || d > hi)
-        return false;
-    *v = (int)d;
-    return true;
-}
-
-static bool json_str(const cJSON *obj, const char *key, char *dst, size_t cap)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) >= cap)
-        return false;
-    strcpy(dst, it->valuestring);
-    return true;
-}
-
 static cnp_status parse_input(const char *path, const cJSON *input, det_model *m,
                               cnp_err *err)
 {
@@ -100,10 +79,11 @@ static cnp_status parse_layer(const char *path, const cJSON *js, int idx, int *c
     }
     l->type = DET_LAYER_CONV;
     char act[16];
-    if (!json_str(js, "name", l->name, sizeof l->name) ||
-        !json_int(js, "in", 1, 4096, &l->in) || !json_int(js, "out", 1, 4096, &l->out) ||
-        !json_int(js, "k", 1, 31, &l->k) || !json_int(js, "dilation", 1, 64, &l->dilation) ||
-        !json_str(js, "act", act, sizeof act)) {
+    if (!det_json_str(js, "name", l->name, sizeof l->name) ||
+        !det_json_int(js, "in", 1, 4096, &l->in) || !det_json_int(js, "out", 1, 4096, &l->out) ||
+        !det_json_int(js, "k", 1, 31, &l->k) ||
+        !det_json_int(js, "dilation", 1, 64, &l->dilation) ||
+        !det_json_str(js, "act", act, sizeof act)) {
         cnp_err_set(err,
                     "%s: architecture: conv layer %d needs name, in, out, k (1..31), "
                     "dilation (1..64) and act",
@@ -164,9 +144,9 @@ cnp_status det_crown_from_json(const char *path, const char *json, size_t len, d
         cnp_err_set(err, "%s: architecture JSON does not parse", path);
         goto out;
     }
-    if (!json_str(root, "name", m->name, sizeof m->name) ||
-        !json_str(root, "version", m->version, sizeof m->version) ||
-        !json_int(root, "stride", 1, 64, &m->stride) || (m->stride & (m->stride - 1))) {
+    if (!det_json_str(root, "name", m->name, sizeof m->name) ||
+        !det_json_str(root, "version", m->version, sizeof m->version) ||
+        !det_json_int(root, "stride", 1, 64, &m->stride) || (m->stride & (m->stride - 1))) {
         cnp_err_set(err,
                     "%s: architecture: needs name, version (< 64 chars) and a "
                     "power-of-two stride",

@@ -345,6 +345,14 @@ cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err);
 
 /* ---- graph_json.c: the .cnw version 2 architecture JSON ---------------- */
 
+/* The field readers of both architecture readers (graph_json.c's and
+ * crown_json.c's). det_json_int: o[key], a whole number in lo..hi, into
+ * *v. det_json_str: o[key], a string of 1..cap-1 bytes, into dst. Else
+ * false, the output untouched. */
+struct cJSON;
+bool det_json_int(const struct cJSON *o, const char *key, int lo, int hi, int *v);
+bool det_json_str(const struct cJSON *o, const char *key, char *dst, size_t cap);
+
 /* The architecture JSON of a version 2 .cnw (models/FORMAT.md) for g, with
  * the model's name and version. *json is malloc'd (caller frees). */
 cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *version,

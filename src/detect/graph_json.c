@@ -155,7 +155,7 @@ static bool only_keys(const cJSON *o, const char *const *keys, const char *what,
     return true;
 }
 
-static bool get_int(const cJSON *o, const char *key, int lo, int hi, int *v)
+bool det_json_int(const cJSON *o, const char *key, int lo, int hi, int *v)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
@@ -174,7 +174,7 @@ static bool get_float(const cJSON *o, const char *key, float *v)
     return true;
 }
 
-static bool get_str(const cJSON *o, const char *key, char *dst, size_t cap)
+bool det_json_str(const cJSON *o, const char *key, char *dst, size_t cap)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) >= cap)
@@ -200,7 +200,7 @@ static bool get_floats(const cJSON *a, float *v, int n)
 static bool get_ref(const det_graph *g, int i, const cJSON *o, const char *key, int *ref)
 {
     char name[DET_GRAPH_NAME_MAX];
-    if (!get_str(o, key, name, sizeof name))
+    if (!det_json_str(o, key, name, sizeof name))
         return false;
     for (int j = 0; j < i; j++) {
         if (strcmp(g->nodes[j].name, name) == 0) {
@@ -226,8 +226,8 @@ static cnp_status parse_node(const char *path, det_graph *g, int i, const cJSON 
     n->in = n->in2 = -1;
     n->dilation = 1;
     char op[32], where[DET_GRAPH_NAME_MAX + 16];
-    if (!cJSON_IsObject(o) || !get_str(o, "name", n->name, sizeof n->name) ||
-        !get_str(o, "op", op, sizeof op)) {
+    if (!cJSON_IsObject(o) || !det_json_str(o, "name", n->name, sizeof n->name) ||
+        !det_json_str(o, "op", op, sizeof op)) {
         cnp_err_set(err, "%s: graph node %d needs op and name (< %d bytes)", path, i,
                     DET_GRAPH_NAME_MAX);
         return CNP_ERR_FORMAT;
@@ -247,19 +247,22 @@ static cnp_status parse_node(const char *path, det_graph *g, int i, const cJSON 
     char act[8] = "";
     switch (n->op) {
     case DET_OP_CONV:
-        ok = ok && get_str(o, "weights", n->weights, sizeof n->weights) &&
-             get_int(o, "cin", 1, 65536, &n->cin) && get_int(o, "cout", 1, 65536, &n->cout) &&
-             get_int(o, "k", 1, 31, &n->k) && get_int(o, "stride", 1, 16, &n->stride) &&
-             get_int(o, "pad", 0, 1984, &n->pad) &&
-             get_int(o, "dilation", 1, 64, &n->dilation) && get_str(o, "act", act, sizeof act) &&
+        ok = ok && det_json_str(o, "weights", n->weights, sizeof n->weights) &&
+             det_json_int(o, "cin", 1, 65536, &n->cin) &&
+             det_json_int(o, "cout", 1, 65536, &n->cout) &&
+             det_json_int(o, "k", 1, 31, &n->k) && det_json_int(o, "stride", 1, 16, &n->stride) &&
+             det_json_int(o, "pad", 0, 1984, &n->pad) &&
+             det_json_int(o, "dilation", 1, 64, &n->dilation) &&
+             det_json_str(o, "act", act, sizeof act) &&
              (strcmp(act, "relu") == 0 || strcmp(act, "none") == 0);
         n->act = strcmp(act, "relu") == 0 ? DET_ACT_RELU : DET_ACT_NONE;
         if (ok && cJSON_GetObjectItemCaseSensitive(o, "add"))
             ok = get_ref(g, i, o, "add", &n->in2);
         break;
     case DET_OP_MAXPOOL:
-        ok = ok && get_int(o, "k", 1, 31, &n->k) && get_int(o, "stride", 1, 16, &n->stride) &&
-             get_int(o, "pad", 0, 15, &n->pad);
+        ok = ok && det_json_int(o, "k", 1, 31, &n->k) &&
+             det_json_int(o, "stride", 1, 16, &n->stride) &&
+             det_json_int(o, "pad", 0, 15, &n->pad);
         break;
     case DET_OP_UPSAMPLE_ADD: ok = ok && get_ref(g, i, o, "top", &n->in2); break;
     default: break;
@@ -287,9 +290,9 @@ static cnp_status parse_input(const char *path, const cJSON *in, det_retina *r, 
         return CNP_ERR_FORMAT;
     if (!cJSON_IsObject(in) || !get_floats(cJSON_GetObjectItemCaseSensitive(in, "mean"), r->mean, 3) ||
         !get_floats(cJSON_GetObjectItemCaseSensitive(in, "std"), r->std, 3) ||
-        !get_int(in, "min_size", 1, 8192, &r->min_size) ||
-        !get_int(in, "max_size", 1, 16384, &r->max_size) ||
-        !get_int(in, "size_divisible", 1, 256, &r->size_divisible)) {
+        !det_json_int(in, "min_size", 1, 8192, &r->min_size) ||
+        !det_json_int(in, "max_size", 1, 16384, &r->max_size) ||
+        !det_json_int(in, "size_divisible", 1, 256, &r->size_divisible)) {
         cnp_err_set(err,
                         "%s: input needs mean and std (3 numbers each), min_size, max_size "
                         "and size_divisible",
@@ -364,8 +367,8 @@ static cnp_status parse_post(const char *path, const cJSON *root, det_retina *r,
     }
     if (!cJSON_IsObject(pp) || !get_float(pp, "score_thresh", &r->score_thresh) ||
         !get_float(pp, "nms_thresh", &r->nms_thresh) ||
-        !get_int(pp, "topk_candidates", 1, 1000000, &r->topk_candidates) ||
-        !get_int(pp, "detections_per_img", 1, 1000000, &r->detections_per_img)) {
+        !det_json_int(pp, "topk_candidates", 1, 1000000, &r->topk_candidates) ||
+        !det_json_int(pp, "detections_per_img", 1, 1000000, &r->detections_per_img)) {
         cnp_err_set(err,
                         "%s: postprocess needs score_thresh, nms_thresh, topk_candidates and "
                         "detections_per_img",
@@ -373,7 +376,7 @@ static cnp_status parse_post(const char *path, const cJSON *root, det_retina *r,
         return CNP_ERR_FORMAT;
     }
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(root, "labels");
-    if (!get_int(root, "num_classes", 1, DET_GRAPH_MAX_CLASSES, &r->num_classes) ||
+    if (!det_json_int(root, "num_classes", 1, DET_GRAPH_MAX_CLASSES, &r->num_classes) ||
         !cJSON_IsArray(labels) || cJSON_GetArraySize(labels) != r->num_classes) {
         cnp_err_set(err, "%s: num_classes (1..%d) and labels (one per class) disagree", path,
                     DET_GRAPH_MAX_CLASSES);
@@ -411,7 +414,7 @@ static cnp_status parse_root(const char *path, const cJSON *root, det_graph *g, 
     }
     size_t ncap = name_cap < CNW_NAME_MAX + 1 ? name_cap : CNW_NAME_MAX + 1;
     size_t vcap = version_cap < CNW_NAME_MAX + 1 ? version_cap : CNW_NAME_MAX + 1;
-    if (!get_str(root, "name", name, ncap) || !get_str(root, "version", version, vcap)) {
+    if (!det_json_str(root, "name", name, ncap) || !det_json_str(root, "version", version, vcap)) {
         cnp_err_set(err, "%s: architecture: needs name and version (< %zu bytes)", path,
                     ncap < vcap ? ncap : vcap);
         return CNP_ERR_FORMAT;
