@@ -71,4 +71,62 @@ cnp_status det_model_parse(const void *data, size_t len, const char *path, det_m
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh);
 
+/* ---- crown_json.c: the .cnw version 1 architecture JSON ---------------- */
+
+/* Parses and checks a version 1 (crown) architecture JSON of len bytes into
+ * m: name, version, stride, nms_iou, input channels, the layers (m->layers
+ * calloc'd and the model's, weights NULL) and out_index. Errors name path;
+ * on failure m may hold some of it (det_model_free frees it). */
+cnp_status det_crown_from_json(const char *path, const char *json, size_t len, det_model *m,
+                               cnp_err *err);
+
+/* ---- cnw.c: the .cnw container (models/FORMAT.md) ---------------------- */
+
+#define DET_CNW_VERSION_LAYERS 1u /* architecture: a crown model's layer list */
+#define DET_CNW_VERSION_GRAPH 2u  /* architecture: a graph (graph.h) */
+
+/* One entry of the tensor directory: name, shape, and where its float32
+ * data lies in the file image. */
+typedef struct det_cnw_tensor {
+    char name[DET_GRAPH_NAME_MAX + 16];
+    uint32_t ndim;
+    uint32_t dims[4];
+    uint64_t offset, bytes;
+} det_cnw_tensor;
+
+/* A file image whose container det_cnw_open has checked. It points into
+ * the image, which must outlive it; tensors is its own (det_cnw_close). */
+typedef struct det_cnw {
+    const uint8_t *data;
+    int version;              /* DET_CNW_VERSION_LAYERS or DET_CNW_VERSION_GRAPH */
+    const char *arch;         /* the architecture JSON: arch_len bytes, no NUL */
+    size_t arch_len;
+    det_cnw_tensor *tensors;  /* the directory, in file order */
+    uint32_t n_tensors;
+} det_cnw;
+
+/* Checks the container of a file image of len bytes: magic, a version this
+ * build reads, the architecture JSON's length, every directory entry
+ * (printable unique names, float32, 1..4 dims, 16-byte aligned data inside
+ * the body, in order, not overlapping) and the CRC-32; not the JSON, nor
+ * the values. Errors name path. On failure *f holds nothing to close. */
+cnp_status det_cnw_open(const char *path, const uint8_t *d, size_t len, det_cnw *f,
+                        cnp_err *err);
+
+/* Frees the directory of f; f's other fields stay as they were. */
+void det_cnw_close(det_cnw *f);
+
+/* The entry of f named name, or NULL. */
+const det_cnw_tensor *det_cnw_tensor_find(const det_cnw *f, const char *name);
+
+/* Whether t has the ndim dims; if not, err says "<path>: tensor <name> has
+ * shape [..], <who> needs [..]" (who: what asks for the shape). */
+bool det_cnw_tensor_shape_ok(const char *path, const det_cnw_tensor *t, uint32_t ndim,
+                             const uint32_t *dims, const char *who, cnp_err *err);
+
+/* Copies the t->bytes / 4 float32 values of t (an entry of f) to dst,
+ * refusing a non-finite one ("<path>: tensor <name> holds ..."). */
+cnp_status det_cnw_tensor_copy(const char *path, const det_cnw *f, const det_cnw_tensor *t,
+                               float *dst, cnp_err *err);
+
 #endif

@@ -5,7 +5,10 @@
  * Three parts share this header:
  *   import.c / safetensors.c  checkpoint (Hugging Face safetensors +
  *                             config.json) -> det_graph -> .cnw version 2
- *   graph.c                   .cnw version 2 architecture JSON <-> det_graph
+ *   graph.c                   the graph: lookup, shapes, det_graph_check
+ *   graph_json.c              .cnw version 2 architecture JSON <-> det_graph
+ *   cnw.c                     the .cnw container around it, read and
+ *                             written (det_graph_write_cnw)
  *   graph_ref.c, retina.c     the C reference: every node, the input
  *                             transform, anchors, box decoding, top-k, NMS
  *   graph_engine.c            the same on the OpenCL device
@@ -311,10 +314,20 @@ cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_
  * slots, im2col matrix, CLBlast scratch, decode and NMS buffers (not the
  * caller's image, nor what CLBlast allocates internally). */
 size_t det_graph_engine_device_bytes(const det_graph_engine *e);
-/* ---- graph.c: validation and the .cnw version 2 architecture JSON ------ */
+
+/* ---- graph.c: the graph, its shapes and its validation ----------------- */
 
 /* Index of the node named name, or -1. */
 int det_graph_find(const det_graph *g, const char *name);
+
+/* The op's name in the architecture JSON ("conv", ...), or "?". */
+const char *det_graph_op_name(enum det_op op);
+
+/* Fills last[i] (n_nodes entries) with the index of the last node that
+ * reads node i's output, i itself when none does; with keep_heads, the
+ * retina heads' outputs are read after the graph (n_nodes). For freeing or
+ * reusing a tensor once its last reader has run. */
+void det_graph_last_use(const det_graph *g, bool keep_heads, int *last);
 
 /* Frees the node array and g (not the weights the nodes point to: their
  * owner frees those); accepts NULL. */
@@ -330,6 +343,16 @@ void det_graph_free(det_graph *g);
  * what being a file name or any caller's label. */
 cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err);
 
+/* ---- graph_json.c: the .cnw version 2 architecture JSON ---------------- */
+
+/* The field readers of both architecture readers (graph_json.c's and
+ * crown_json.c's). det_json_int: o[key], a whole number in lo..hi, into
+ * *v. det_json_str: o[key], a string of 1..cap-1 bytes, into dst. Else
+ * false, the output untouched. */
+struct cJSON;
+bool det_json_int(const struct cJSON *o, const char *key, int lo, int hi, int *v);
+bool det_json_str(const struct cJSON *o, const char *key, char *dst, size_t cap);
+
 /* The architecture JSON of a version 2 .cnw (models/FORMAT.md) for g, with
  * the model's name and version. *json is malloc'd (caller frees). */
 cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *version,
@@ -342,6 +365,8 @@ cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *v
 cnp_status det_graph_from_json(const char *path, const char *json, size_t len,
                                det_graph **out, char *name, size_t name_cap, char *version,
                                size_t version_cap, cnp_err *err);
+
+/* ---- cnw.c: the .cnw version 2 container ------------------------------ */
 
 /* Writes g as a whole .cnw version 2 file image into out (appended): the
  * container of version 1, the architecture JSON of det_graph_to_json, one

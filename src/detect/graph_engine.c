@@ -140,15 +140,7 @@ static void plan_slots(det_graph_engine *e, size_t *caps)
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     int *last = malloc(sizeof(int) * (size_t)nn), *tenant_last = malloc(sizeof(int) * (size_t)nn);
-    for (int i = 0; i < nn; i++)
-        last[i] = i;
-    for (int i = 1; i < nn; i++) {
-        last[g->nodes[i].in] = i;
-        if (g->nodes[i].in2 >= 0)
-            last[g->nodes[i].in2] = i;
-    }
-    for (int l = 0; g->input.kind == DET_INPUT_RETINA && l < g->retina.n_levels; l++)
-        last[g->retina.cls_node[l]] = last[g->retina.box_node[l]] = nn;
+    det_graph_last_use(g, g->input.kind == DET_INPUT_RETINA, last);
     e->n_slots = 0;
     for (int i = 0; i < nn; i++) {
         size_t need = e->nodes[i].need;

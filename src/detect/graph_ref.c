@@ -187,15 +187,7 @@ cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, 
     if (result != CNP_OK)
         goto out;
     /* Last node reading each tensor; head outputs live to the end. */
-    for (int i = 0; i < nn; i++)
-        last[i] = i;
-    for (int i = 1; i < nn; i++) {
-        last[g->nodes[i].in] = i;
-        if (g->nodes[i].in2 >= 0)
-            last[g->nodes[i].in2] = i;
-    }
-    for (int l = 0; l < r->n_levels; l++)
-        last[r->cls_node[l]] = last[r->box_node[l]] = nn;
+    det_graph_last_use(g, true, last);
     for (int i = 0; i < nn; i++) {
         const det_node *n = &g->nodes[i];
         size_t sz = (size_t)c[i] * hh[i] * ww[i];

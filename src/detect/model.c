@@ -1,458 +1,45 @@
-/* The .cnw weights reader (models/FORMAT.md): every field is checked before
- * a single weight is trusted. */
-#include <cjson/cJSON.h>
-#include <errno.h>
+/* det_model: a .cnw file (models/FORMAT.md) made into a model. The
+ * container is checked by cnw.c and the architecture parsed by
+ * crown_json.c (version 1, a crown model's layer list) or graph_json.c
+ * (version 2, a graph); here the architecture is bound to its tensors,
+ * checked against the shapes it needs. Then what a loaded model answers:
+ * output size, FLOPs, receptive field. Where a configured model file lies
+ * is model_path.c's. */
 #include <limits.h>
-#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "canopy/buf.h"
-#include "canopy/log.h"
 #include "detect/detect_internal.h"
 
-#define CNW_MAGIC "CNPYWTS\0"
-#define CNW_VERSION 1u
-#define CNW_VERSION_GRAPH 2u
 #define CNW_MAX_FILE ((size_t)1 << 30)
-#define CNW_MAX_TENSORS 4096
-#define CNW_MAX_ARCH_LAYERS 256
-
-/* One directory entry, pointing into the file image. */
-typedef struct cnw_tensor {
-    char name[DET_GRAPH_NAME_MAX + 16];
-    uint32_t ndim;
-    uint32_t dims[4];
-    uint64_t offset, bytes;
-    bool used;
-} cnw_tensor;
-
-/* A bounds-checked little-endian cursor over the file bytes before the CRC. */
-typedef struct cnw_cursor {
-    const uint8_t *data;
-    size_t len, pos;
-} cnw_cursor;
-
-static bool cur_take(cnw_cursor *c, size_t n, const uint8_t **p)
-{
-    if (c->len - c->pos < n)
-        return false;
-    *p = c->data + c->pos;
-    c->pos += n;
-    return true;
-}
-
-static uint64_t le_read(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static bool cur_u(cnw_cursor *c, int n, uint64_t *v)
-{
-    const uint8_t *p;
-    if (!cur_take(c, (size_t)n, &p))
-        return false;
-    *v = le_read(p, n);
-    return true;
-}
-
-/* Reads the tensor directory at c (after the architecture JSON). Only
- * structure and bounds here: names against the architecture come later. */
-static cnp_status read_directory(const char *path, cnw_cursor *c, size_t body_len,
-                                 cnw_tensor **out, uint32_t *count, cnp_err *err)
-{
-    uint64_t n;
-    if (!cur_u(c, 4, &n)) {
-        cnp_err_set(err, "%s: truncated: no tensor count", path);
-        return CNP_ERR_FORMAT;
-    }
-    if (n == 0 || n > CNW_MAX_TENSORS) {
-        cnp_err_set(err, "%s: tensor count %llu out of range 1..%d", path,
-                    (unsigned long long)n, CNW_MAX_TENSORS);
-        return CNP_ERR_FORMAT;
-    }
-    cnw_tensor *t = calloc((size_t)n, sizeof *t);
-    if (!t) {
-        cnp_err_set(err, "%s: out of memory", path);
-        return CNP_ERR_NOMEM;
-    }
-    cnp_status result = CNP_ERR_FORMAT;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t name_len, dtype, ndim;
-        const uint8_t *name;
-        if (!cur_u(c, 2, &name_len) || !cur_take(c, (size_t)name_len, &name) ||
-            !cur_u(c, 1, &dtype) || !cur_u(c, 1, &ndim)) {
-            cnp_err_set(err, "%s: truncated in tensor directory entry %llu", path,
-                        (unsigned long long)i);
-            goto out;
-        }
-        if (name_len == 0 || name_len >= sizeof t[i].name) {
-            cnp_err_set(err, "%s: tensor %llu: name length %llu out of range", path,
-                        (unsigned long long)i, (unsigned long long)name_len);
-            goto out;
-        }
-        memcpy(t[i].name, name, (size_t)name_len);
-        for (size_t k = 0; k < name_len; k++) {
-            if (name[k] < 0x20 || name[k] > 0x7e) {
-                cnp_err_set(err, "%s: tensor %llu: name is not printable ASCII", path,
-                            (unsigned long long)i);
-                goto out;
-            }
-        }
-        if (dtype != 1) {
-            cnp_err_set(err, "%s: tensor %s: dtype %llu unsupported (1 = float32)", path,
-                        t[i].name, (unsigned long long)dtype);
-            goto out;
-        }
-        if (ndim < 1 || ndim > 4) {
-            cnp_err_set(err, "%s: tensor %s: ndim %llu out of range 1..4", path, t[i].name,
-                        (unsigned long long)ndim);
-            goto out;
-        }
-        t[i].ndim = (uint32_t)ndim;
-        uint64_t elems = 1;
-        for (uint32_t d = 0; d < ndim; d++) {
-            uint64_t v;
-            if (!cur_u(c, 4, &v)) {
-                cnp_err_set(err, "%s: truncated in dims of tensor %s", path, t[i].name);
-                goto out;
-            }
-            t[i].dims[d] = (uint32_t)v;
-            if (v == 0 || elems > UINT64_MAX / v / 4) {
-                cnp_err_set(err, "%s: tensor %s: bad dimension %llu", path, t[i].name,
-                            (unsigned long long)v);
-                goto out;
-            }
-            elems *= v;
-        }
-        if (!cur_u(c, 8, &t[i].offset) || !cur_u(c, 8, &t[i].bytes)) {
-            cnp_err_set(err, "%s: truncated in offsets of tensor %s", path, t[i].name);
-            goto out;
-        }
-        if (t[i].bytes != elems * 4) {
-            cnp_err_set(err, "%s: tensor %s: data_bytes %llu != 4 * %llu elements", path,
-                        t[i].name, (unsigned long long)t[i].bytes,
-                        (unsigned long long)elems);
-            goto out;
-        }
-        if (t[i].offset % 16 != 0) {
-            cnp_err_set(err, "%s: tensor %s: data_offset %llu not a multiple of 16", path,
-                        t[i].name, (unsigned long long)t[i].offset);
-            goto out;
-        }
-        for (uint64_t j = 0; j < i; j++) {
-            if (strcmp(t[j].name, t[i].name) == 0) {
-                cnp_err_set(err, "%s: tensor %s listed twice", path, t[i].name);
-                goto out;
-            }
-        }
-    }
-    /* Data follows the directory, in directory order, inside the body. */
-    uint64_t floor_off = c->pos;
-    for (uint64_t i = 0; i < n; i++) {
-        if (t[i].offset < floor_off) {
-            cnp_err_set(err, "%s: tensor %s: data at %llu overlaps the %s", path,
-                        t[i].name, (unsigned long long)t[i].offset,
-                        i == 0 ? "directory" : "previous tensor");
-            goto out;
-        }
-        if (t[i].offset > body_len || t[i].bytes > body_len - t[i].offset) {
-            cnp_err_set(err,
-                        "%s: truncated: tensor %s needs bytes %llu..%llu, file body has %zu",
-                        path, t[i].name, (unsigned long long)t[i].offset,
-                        (unsigned long long)(t[i].offset + t[i].bytes), body_len);
-            goto out;
-        }
-        floor_off = t[i].offset + t[i].bytes;
-    }
-    *out = t;
-    *count = (uint32_t)n;
-    return CNP_OK;
-out:
-    free(t);
-    return result;
-}
-
-/* ---- architecture JSON ------------------------------------------------- */
-
-static bool json_int(const cJSON *obj, const char *key, int lo, int hi, int *v)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(it))
-        return false;
-    double d = it->valuedouble;
-    if (d != floor(d) || d < lo || d > hi)
-        return false;
-    *v = (int)d;
-    return true;
-}
-
-static bool json_str(const cJSON *obj, const char *key, char *dst, size_t cap)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) >= cap)
-        return false;
-    strcpy(dst, it->valuestring);
-    return true;
-}
-
-static cnp_status parse_input(const char *path, const cJSON *input, det_model *m,
-                              cnp_err *err)
-{
-    static const char *names[] = {"r", "g", "b", "exg"};
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(input, "channels");
-    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(input, "mean");
-    const cJSON *std = cJSON_GetObjectItemCaseSensitive(input, "std");
-    int n = cJSON_GetArraySize(ch);
-    if (!cJSON_IsArray(ch) || n < 1 || n > DET_MAX_CHANNELS) {
-        cnp_err_set(err, "%s: architecture: input.channels must list 1..4 channels", path);
-        return CNP_ERR_FORMAT;
-    }
-    if (!cJSON_IsArray(mean) || !cJSON_IsArray(std) || cJSON_GetArraySize(mean) != n ||
-        cJSON_GetArraySize(std) != n) {
-        cnp_err_set(err, "%s: architecture: input.mean and input.std need %d numbers", path,
-                    n);
-        return CNP_ERR_FORMAT;
-    }
-    m->n_channels = n;
-    for (int i = 0; i < n; i++) {
-        const cJSON *c = cJSON_GetArrayItem(ch, i);
-        const cJSON *mu = cJSON_GetArrayItem(mean, i), *sd = cJSON_GetArrayItem(std, i);
-        m->channel[i] = -1;
-        for (int k = 0; k < 4 && cJSON_IsString(c); k++)
-            if (strcmp(c->valuestring, names[k]) == 0)
-                m->channel[i] = k;
-        if (m->channel[i] < 0) {
-            cnp_err_set(err, "%s: architecture: input channel %d unknown (r, g, b, exg)",
-                        path, i);
-            return CNP_ERR_FORMAT;
-        }
-        if (!cJSON_IsNumber(mu) || !cJSON_IsNumber(sd) || !isfinite(mu->valuedouble) ||
-            !(sd->valuedouble > 0) || !isfinite(sd->valuedouble)) {
-            cnp_err_set(err, "%s: architecture: input mean/std %d invalid (std must be > 0)",
-                        path, i);
-            return CNP_ERR_FORMAT;
-        }
-        m->mean[i] = (float)mu->valuedouble;
-        m->std[i] = (float)sd->valuedouble;
-    }
-    return CNP_OK;
-}
-
-static cnp_status parse_layer(const char *path, const cJSON *js, int idx, int *channels,
-                              int *pools, det_layer *l, cnp_err *err)
-{
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(js, "type");
-    if (!cJSON_IsObject(js) || !cJSON_IsString(type)) {
-        cnp_err_set(err, "%s: architecture: layer %d has no type", path, idx);
-        return CNP_ERR_FORMAT;
-    }
-    if (strcmp(type->valuestring, "maxpool") == 0) {
-        l->type = DET_LAYER_MAXPOOL;
-        snprintf(l->name, sizeof l->name, "pool%d", idx);
-        l->in = l->out = *channels;
-        (*pools)++;
-        return CNP_OK;
-    }
-    if (strcmp(type->valuestring, "conv") != 0) {
-        cnp_err_set(err, "%s: architecture: layer %d: unknown type \"%s\"", path, idx,
-                    type->valuestring);
-        return CNP_ERR_FORMAT;
-    }
-    l->type = DET_LAYER_CONV;
-    char act[16];
-    if (!json_str(js, "name", l->name, sizeof l->name) ||
-        !json_int(js, "in", 1, 4096, &l->in) || !json_int(js, "out", 1, 4096, &l->out) ||
-        !json_int(js, "k", 1, 31, &l->k) || !json_int(js, "dilation", 1, 64, &l->dilation) ||
-        !json_str(js, "act", act, sizeof act)) {
-        cnp_err_set(err,
-                    "%s: architecture: conv layer %d needs name, in, out, k (1..31), "
-                    "dilation (1..64) and act",
-                    path, idx);
-        return CNP_ERR_FORMAT;
-    }
-    if (l->k % 2 == 0) {
-        cnp_err_set(err, "%s: architecture: layer %s: k=%d must be odd", path, l->name, l->k);
-        return CNP_ERR_FORMAT;
-    }
-    if (strcmp(act, "relu") == 0)
-        l->relu = true;
-    else if (strcmp(act, "none") == 0)
-        l->relu = false;
-    else {
-        cnp_err_set(err, "%s: architecture: layer %s: unknown act \"%s\"", path, l->name,
-                    act);
-        return CNP_ERR_FORMAT;
-    }
-    if (l->in != *channels) {
-        cnp_err_set(err, "%s: architecture: layer %s takes %d channels, gets %d", path,
-                    l->name, l->in, *channels);
-        return CNP_ERR_FORMAT;
-    }
-    *channels = l->out;
-    return CNP_OK;
-}
-
-static cnp_status parse_outputs(const char *path, const cJSON *outs, det_model *m,
-                                cnp_err *err)
-{
-    static const char *names[] = {"heatmap", "log_radius", "dx", "dy"};
-    if (!cJSON_IsArray(outs) || cJSON_GetArraySize(outs) != 4) {
-        cnp_err_set(err, "%s: architecture: outputs must list 4 names", path);
-        return CNP_ERR_FORMAT;
-    }
-    for (int k = 0; k < 4; k++) {
-        m->out_index[k] = -1;
-        for (int i = 0; i < 4; i++) {
-            const cJSON *it = cJSON_GetArrayItem(outs, i);
-            if (cJSON_IsString(it) && strcmp(it->valuestring, names[k]) == 0)
-                m->out_index[k] = i;
-        }
-        if (m->out_index[k] < 0) {
-            cnp_err_set(err, "%s: architecture: outputs lacks \"%s\"", path, names[k]);
-            return CNP_ERR_FORMAT;
-        }
-    }
-    return CNP_OK;
-}
-
-static cnp_status parse_arch(const char *path, const char *json, size_t len, det_model *m,
-                             cnp_err *err)
-{
-    cnp_status result = CNP_ERR_FORMAT;
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!cJSON_IsObject(root)) {
-        cnp_err_set(err, "%s: architecture JSON does not parse", path);
-        goto out;
-    }
-    if (!json_str(root, "name", m->name, sizeof m->name) ||
-        !json_str(root, "version", m->version, sizeof m->version) ||
-        !json_int(root, "stride", 1, 64, &m->stride) || (m->stride & (m->stride - 1))) {
-        cnp_err_set(err,
-                    "%s: architecture: needs name, version (< 64 chars) and a "
-                    "power-of-two stride",
-                    path);
-        goto out;
-    }
-    /* Optional: the NMS IoU the model was tuned with (FORMAT.md). */
-    const cJSON *nms = cJSON_GetObjectItemCaseSensitive(root, "nms_iou");
-    m->nms_iou = DET_NMS_IOU_DEFAULT;
-    if (nms) {
-        if (!cJSON_IsNumber(nms) || !(nms->valuedouble > 0.0 && nms->valuedouble <= 1.0)) {
-            cnp_err_set(err, "%s: architecture: nms_iou must be a number in (0, 1]", path);
-            goto out;
-        }
-        m->nms_iou = nms->valuedouble;
-    }
-    result = parse_input(path, cJSON_GetObjectItemCaseSensitive(root, "input"), m, err);
-    if (result != CNP_OK)
-        goto out;
-    result = CNP_ERR_FORMAT;
-    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
-    int n = cJSON_GetArraySize(layers);
-    if (!cJSON_IsArray(layers) || n < 1 || n > CNW_MAX_ARCH_LAYERS) {
-        cnp_err_set(err, "%s: architecture: layers must be a non-empty array", path);
-        goto out;
-    }
-    m->layers = calloc((size_t)n, sizeof *m->layers);
-    if (!m->layers) {
-        result = CNP_ERR_NOMEM;
-        cnp_err_set(err, "%s: out of memory", path);
-        goto out;
-    }
-    m->n_layers = n;
-    int channels = m->n_channels, pools = 0;
-    for (int i = 0; i < n; i++) {
-        result = parse_layer(path, cJSON_GetArrayItem(layers, i), i, &channels, &pools,
-                             &m->layers[i], err);
-        if (result != CNP_OK)
-            goto out;
-    }
-    result = CNP_ERR_FORMAT;
-    /* stride is at most 64: more pools than 6 can never match (and 1 << pools
-     * would overflow for the 256 layers a file may list). */
-    if (pools > 6 || (1 << pools) != m->stride) {
-        cnp_err_set(err, "%s: architecture: %d maxpool layers do not give stride %d", path,
-                    pools, m->stride);
-        goto out;
-    }
-    const det_layer *last = &m->layers[n - 1];
-    if (last->type != DET_LAYER_CONV || last->out != 4) {
-        cnp_err_set(err, "%s: architecture: the last layer must be a conv with 4 outputs",
-                    path);
-        goto out;
-    }
-    result = parse_outputs(path, cJSON_GetObjectItemCaseSensitive(root, "outputs"), m, err);
-out:
-    cJSON_Delete(root);
-    return result;
-}
 
 /* ---- tensors against the architecture ---------------------------------- */
 
-static float *tensor_floats(const uint8_t *file, const cnw_tensor *t)
-{
-    size_t n = (size_t)(t->bytes / 4);
-    float *v = malloc(n * sizeof *v);
-    if (!v)
-        return NULL;
-    const uint8_t *p = file + t->offset;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)le_read(p + 4 * i, 4);
-        memcpy(&v[i], &u, 4);
-    }
-    return v;
-}
-
-static cnp_status bind_tensor(const char *path, const uint8_t *file, cnw_tensor *t,
-                              uint32_t nt, const char *layer, const char *suffix,
-                              uint32_t ndim, const uint32_t *dims, float **out, cnp_err *err)
+static cnp_status bind_tensor(const char *path, const det_cnw *f, const char *layer,
+                              const char *suffix, uint32_t ndim, const uint32_t *dims,
+                              float **out, cnp_err *err)
 {
     char name[DET_NAME_MAX + 16];
     snprintf(name, sizeof name, "%s.%s", layer, suffix);
-    for (uint32_t i = 0; i < nt; i++) {
-        if (strcmp(t[i].name, name) != 0)
-            continue;
-        bool same = t[i].ndim == ndim;
-        for (uint32_t d = 0; same && d < ndim; d++)
-            same = t[i].dims[d] == dims[d];
-        if (!same) {
-            char want[64] = "", got[64] = "";
-            for (uint32_t d = 0; d < ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u",
-                         d ? "," : "", dims[d]);
-            for (uint32_t d = 0; d < t[i].ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u",
-                         d ? "," : "", t[i].dims[d]);
-            cnp_err_set(err, "%s: tensor %s has shape [%s], the architecture needs [%s]",
-                        path, name, got, want);
-            return CNP_ERR_FORMAT;
-        }
-        *out = tensor_floats(file, &t[i]);
-        if (!*out) {
-            cnp_err_set(err, "%s: out of memory", path);
-            return CNP_ERR_NOMEM;
-        }
-        for (uint64_t k = 0; k < t[i].bytes / 4; k++) {
-            if (!isfinite((*out)[k])) {
-                cnp_err_set(err, "%s: tensor %s holds a non-finite value", path, name);
-                return CNP_ERR_FORMAT;
-            }
-        }
-        return CNP_OK;
+    const det_cnw_tensor *t = det_cnw_tensor_find(f, name);
+    if (!t) {
+        cnp_err_set(err, "%s: tensor %s is missing", path, name);
+        return CNP_ERR_FORMAT;
     }
-    cnp_err_set(err, "%s: tensor %s is missing", path, name);
-    return CNP_ERR_FORMAT;
+    if (!det_cnw_tensor_shape_ok(path, t, ndim, dims, "the architecture", err))
+        return CNP_ERR_FORMAT;
+    *out = malloc((size_t)(t->bytes / 4) * sizeof **out);
+    if (!*out) {
+        cnp_err_set(err, "%s: out of memory", path);
+        return CNP_ERR_NOMEM;
+    }
+    return det_cnw_tensor_copy(path, f, t, *out, err);
 }
 
-static cnp_status bind_tensors(const char *path, const uint8_t *file, cnw_tensor *t,
-                               uint32_t nt, det_model *m, cnp_err *err)
+static cnp_status bind_tensors(const char *path, const det_cnw *f, det_model *m,
+                               cnp_err *err)
 {
     for (int i = 0; i < m->n_layers; i++) {
         det_layer *l = &m->layers[i];
@@ -461,10 +48,9 @@ static cnp_status bind_tensors(const char *path, const uint8_t *file, cnw_tensor
         uint32_t wd[4] = {(uint32_t)l->out, (uint32_t)l->in, (uint32_t)l->k,
                           (uint32_t)l->k};
         uint32_t bd[1] = {(uint32_t)l->out};
-        cnp_status result = bind_tensor(path, file, t, nt, l->name, "weight", 4, wd,
-                                        &l->weight, err);
+        cnp_status result = bind_tensor(path, f, l->name, "weight", 4, wd, &l->weight, err);
         if (result == CNP_OK)
-            result = bind_tensor(path, file, t, nt, l->name, "bias", 1, bd, &l->bias, err);
+            result = bind_tensor(path, f, l->name, "bias", 1, bd, &l->bias, err);
         if (result != CNP_OK)
             return result;
     }
@@ -475,49 +61,19 @@ static cnp_status bind_tensors(const char *path, const uint8_t *file, cnw_tensor
 
 /* The directory entry named <weights>.<suffix>, checked against dims; NULL
  * with err set when it is missing or of another shape. */
-static const cnw_tensor *graph_tensor(const char *path, const cnw_tensor *t, uint32_t nt,
-                                      const det_node *n, const char *suffix, uint32_t ndim,
-                                      const uint32_t *dims, cnp_err *err)
+static const det_cnw_tensor *graph_tensor(const char *path, const det_cnw *f,
+                                          const det_node *n, const char *suffix,
+                                          uint32_t ndim, const uint32_t *dims, cnp_err *err)
 {
-    char name[DET_GRAPH_NAME_MAX + 16];
+    char name[DET_GRAPH_NAME_MAX + 16], who[DET_GRAPH_NAME_MAX + 8];
     snprintf(name, sizeof name, "%s.%s", n->weights, suffix);
-    for (uint32_t i = 0; i < nt; i++) {
-        if (strcmp(t[i].name, name) != 0)
-            continue;
-        bool same = t[i].ndim == ndim;
-        for (uint32_t d = 0; same && d < ndim; d++)
-            same = t[i].dims[d] == dims[d];
-        if (same)
-            return &t[i];
-        char want[64] = "", got[64] = "";
-        for (uint32_t d = 0; d < ndim; d++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%u", d ? "," : "",
-                     dims[d]);
-        for (uint32_t d = 0; d < t[i].ndim; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", d ? "," : "",
-                     t[i].dims[d]);
-        cnp_err_set(err, "%s: tensor %s has shape [%s], node %s needs [%s]", path, name, got,
-                    n->name, want);
+    snprintf(who, sizeof who, "node %s", n->name);
+    const det_cnw_tensor *t = det_cnw_tensor_find(f, name);
+    if (!t) {
+        cnp_err_set(err, "%s: tensor %s (node %s) is missing", path, name, n->name);
         return NULL;
     }
-    cnp_err_set(err, "%s: tensor %s (node %s) is missing", path, name, n->name);
-    return NULL;
-}
-
-/* Copies a tensor's floats to dst, refusing non-finite values. */
-static cnp_status graph_copy(const char *path, const uint8_t *file, const cnw_tensor *t,
-                             float *dst, cnp_err *err)
-{
-    const uint8_t *p = file + t->offset;
-    for (uint64_t i = 0; i < t->bytes / 4; i++) {
-        uint32_t u = (uint32_t)le_read(p + 4 * i, 4);
-        memcpy(&dst[i], &u, 4);
-        if (!isfinite(dst[i])) {
-            cnp_err_set(err, "%s: tensor %s holds a non-finite value", path, t->name);
-            return CNP_ERR_FORMAT;
-        }
-    }
-    return CNP_OK;
+    return det_cnw_tensor_shape_ok(path, t, ndim, dims, who, err) ? t : NULL;
 }
 
 /* Shapes of every node of m->graph for a w x h input, in one malloc'd
@@ -552,11 +108,10 @@ static void graph_summary(det_model *m)
 
 /* Binds every conv node of m->graph to its tensors, copied into one block
  * (m->graph_weights); nodes sharing a `weights` name share the floats. */
-static cnp_status bind_graph(const char *path, const uint8_t *file, const cnw_tensor *t,
-                             uint32_t nt, det_model *m, cnp_err *err)
+static cnp_status bind_graph(const char *path, const det_cnw *f, det_model *m, cnp_err *err)
 {
     det_graph *g = m->graph;
-    const cnw_tensor **wt = calloc(2 * (size_t)g->n_nodes, sizeof *wt);
+    const det_cnw_tensor **wt = calloc(2 * (size_t)g->n_nodes, sizeof *wt);
     if (!wt) {
         cnp_err_set(err, "%s: out of memory", path);
         return CNP_ERR_NOMEM;
@@ -569,8 +124,8 @@ static cnp_status bind_graph(const char *path, const uint8_t *file, const cnw_te
             continue;
         uint32_t wd[4] = {(uint32_t)n->cout, (uint32_t)n->cin, (uint32_t)n->k, (uint32_t)n->k};
         uint32_t bd[1] = {(uint32_t)n->cout};
-        wt[2 * i] = graph_tensor(path, t, nt, n, "weight", 4, wd, err);
-        wt[2 * i + 1] = wt[2 * i] ? graph_tensor(path, t, nt, n, "bias", 1, bd, err) : NULL;
+        wt[2 * i] = graph_tensor(path, f, n, "weight", 4, wd, err);
+        wt[2 * i + 1] = wt[2 * i] ? graph_tensor(path, f, n, "bias", 1, bd, err) : NULL;
         if (!wt[2 * i + 1])
             goto out;
         bool first = true;
@@ -599,11 +154,11 @@ static cnp_status bind_graph(const char *path, const uint8_t *file, const cnw_te
             continue;
         }
         n->weight = next;
-        if ((result = graph_copy(path, file, wt[2 * i], next, err)) != CNP_OK)
+        if ((result = det_cnw_tensor_copy(path, f, wt[2 * i], next, err)) != CNP_OK)
             goto out;
         next += wt[2 * i]->bytes / 4;
         n->bias = next;
-        if ((result = graph_copy(path, file, wt[2 * i + 1], next, err)) != CNP_OK)
+        if ((result = det_cnw_tensor_copy(path, f, wt[2 * i + 1], next, err)) != CNP_OK)
             goto out;
         next += wt[2 * i + 1]->bytes / 4;
     }
@@ -616,60 +171,27 @@ out:
 
 /* ---- public ------------------------------------------------------------ */
 
+/* The model of a file image: the container (det_cnw_open), then the
+ * architecture of its version bound to its tensors. */
 static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det_model *m,
                              cnp_err *err)
 {
-    if (len < 8 || memcmp(d, CNW_MAGIC, len < 8 ? len : 8) != 0) {
-        cnp_err_set(err, "%s: %s", path,
-                    len < 8 && memcmp(d, CNW_MAGIC, len) == 0 ? "truncated: no header"
-                                                              : "not a .cnw file (bad magic)");
-        return CNP_ERR_FORMAT;
-    }
-    if (len < 8 + 4 + 4 + 4) {
-        cnp_err_set(err, "%s: truncated: %zu bytes", path, len);
-        return CNP_ERR_FORMAT;
-    }
-    size_t body = len - 4;
-    cnw_cursor c = {d, body, 8};
-    uint64_t version, arch_len;
-    const uint8_t *arch;
-    if (!cur_u(&c, 4, &version) || (version != CNW_VERSION && version != CNW_VERSION_GRAPH)) {
-        cnp_err_set(err, "%s: format version %llu unsupported (this build reads %u and %u)",
-                    path, (unsigned long long)version, CNW_VERSION, CNW_VERSION_GRAPH);
-        return CNP_ERR_FORMAT;
-    }
-    m->format_version = (int)version;
-    if (!cur_u(&c, 4, &arch_len) || !cur_take(&c, (size_t)arch_len, &arch)) {
-        cnp_err_set(err, "%s: truncated: architecture JSON of %llu bytes", path,
-                    (unsigned long long)arch_len);
-        return CNP_ERR_FORMAT;
-    }
-    cnw_tensor *t = NULL;
-    uint32_t nt = 0;
-    cnp_status result = read_directory(path, &c, body, &t, &nt, err);
+    det_cnw f;
+    cnp_status result = det_cnw_open(path, d, len, &f, err);
     if (result != CNP_OK)
         return result;
-    uint32_t want = (uint32_t)le_read(d + body, 4);
-    uint32_t got = (uint32_t)crc32(crc32(0L, Z_NULL, 0), d, (uInt)body);
-    if (want != got) {
-        cnp_err_set(err, "%s: checksum mismatch (stored crc32 %08x, computed %08x)", path,
-                    want, got);
-        result = CNP_ERR_FORMAT;
-        goto out;
-    }
-    if (version == CNW_VERSION_GRAPH) {
-        result = det_graph_from_json(path, (const char *)arch, (size_t)arch_len, &m->graph,
-                                     m->name, sizeof m->name, m->version, sizeof m->version,
-                                     err);
+    m->format_version = f.version;
+    if (f.version == DET_CNW_VERSION_GRAPH) {
+        result = det_graph_from_json(path, f.arch, f.arch_len, &m->graph, m->name,
+                                     sizeof m->name, m->version, sizeof m->version, err);
         if (result == CNP_OK)
-            result = bind_graph(path, d, t, nt, m, err);
-        goto out;
+            result = bind_graph(path, &f, m, err);
+    } else {
+        result = det_crown_from_json(path, f.arch, f.arch_len, m, err);
+        if (result == CNP_OK)
+            result = bind_tensors(path, &f, m, err);
     }
-    result = parse_arch(path, (const char *)arch, (size_t)arch_len, m, err);
-    if (result == CNP_OK)
-        result = bind_tensors(path, d, t, nt, m, err);
-out:
-    free(t);
+    det_cnw_close(&f);
     return result;
 }
 
@@ -839,94 +361,4 @@ int det_model_receptive_field(const det_model *m)
         }
     }
     return rf;
-}
-
-static bool file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The directory of the running executable, resolved (no trailing slash), or
- * "" when /proc/self/exe cannot be read. */
-static void exe_dir(char *out, size_t len)
-{
-    out[0] = '\0';
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    snprintf(out, len, "%s", buf[0] ? buf : "/");
-}
-
-#ifdef CANOPY_SOURCE_DIR
-/* True when the running executable lies inside the build tree it was built in
- * (CANOPY_BINARY_DIR): only such a binary may fall back to the source tree, so
- * that an installed canopy never reads models from a checkout. */
-static bool running_from_build_tree(const char *dir)
-{
-#ifdef CANOPY_BINARY_DIR
-    char bin[PATH_MAX];
-    if (!dir[0] || !realpath(CANOPY_BINARY_DIR, bin))
-        return false;
-    size_t n = strlen(bin);
-    return strncmp(dir, bin, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
-#else
-    (void)dir;
-    return true;
-#endif
-}
-#endif
-
-cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_len,
-                                  cnp_err *err)
-{
-    if (!configured || !configured[0]) {
-        cnp_err_set(err, "[detector] model: empty path");
-        return CNP_ERR_CONFIG;
-    }
-    enum { MAX_CAND = 5 };
-    char cand[MAX_CAND][2048];
-    int n = 0;
-    snprintf(cand[n++], sizeof cand[0], "%s", configured);
-    if (configured[0] != '/') {
-        char dir[PATH_MAX];
-        exe_dir(dir, sizeof dir);
-        /* A relocatable install: <prefix>/bin/canopy next to <prefix>/share/canopy. */
-        if (dir[0])
-            snprintf(cand[n++], sizeof cand[0], "%s/../share/canopy/%s", dir, configured);
-#ifdef CANOPY_DATADIR
-        snprintf(cand[n++], sizeof cand[0], "%s/%s", CANOPY_DATADIR, configured);
-#endif
-        snprintf(cand[n], sizeof cand[0], "/usr/share/canopy/%s", configured);
-        if (strcmp(cand[n], cand[n - 1]) != 0)
-            n++;
-#ifdef CANOPY_SOURCE_DIR
-        if (running_from_build_tree(dir))
-            snprintf(cand[n++], sizeof cand[0], "%s/%s", CANOPY_SOURCE_DIR, configured);
-#endif
-    }
-    for (int i = 0; i < n; i++) {
-        if (file_exists(cand[i])) {
-            if (strlen(cand[i]) >= out_len) {
-                cnp_err_set(err, "%s: path too long", cand[i]);
-                return CNP_ERR_CONFIG;
-            }
-            strcpy(out, cand[i]);
-            LOG_DEBUG("detect", "[detector] model %s: %s", configured, out);
-            return CNP_OK;
-        }
-    }
-    char tried[MAX_CAND * 2048 + 16] = "";
-    size_t used = 0;
-    for (int i = 0; i < n && used < sizeof tried; i++)
-        used += (size_t)snprintf(tried + used, sizeof tried - used, "%s%s", i ? ", " : "",
-                                 cand[i]);
-    cnp_err_set(err, "%s: model not found (tried %s)", configured, tried);
-    return CNP_ERR_NOTFOUND;
 }
