@@ -135,11 +135,17 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
 /* Assigns activation slots: a node's output takes the best-fitting slot
  * whose tenant has been read for the last time before this node. Returns
  * the slot capacities (floats) in caps (n_nodes entries). */
-static void plan_slots(det_graph_engine *e, size_t *caps)
+static cnp_status plan_slots(det_graph_engine *e, size_t *caps, cnp_err *err)
 {
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     int *last = malloc(sizeof(int) * (size_t)nn), *tenant_last = malloc(sizeof(int) * (size_t)nn);
+    if (!last || !tenant_last) {
+        free(last);
+        free(tenant_last);
+        cnp_err_set(err, "graph engine: out of memory planning %d activations", nn);
+        return CNP_ERR_NOMEM;
+    }
     det_graph_last_use(g, g->input.kind == DET_INPUT_RETINA, last);
     e->n_slots = 0;
     for (int i = 0; i < nn; i++) {
@@ -168,6 +174,7 @@ static void plan_slots(det_graph_engine *e, size_t *caps)
     }
     free(last);
     free(tenant_last);
+    return CNP_OK;
 }
 
 static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
@@ -338,8 +345,9 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
             result = CNP_ERR_FORMAT;
         }
     }
+    if (result == CNP_OK)
+        result = plan_slots(e, caps, err);
     if (result == CNP_OK) {
-        plan_slots(e, caps);
         /* The batch: as many patches as asked for whose activations and
          * im2col matrix fit the budget (at least one). */
         size_t per = e->col_floats, largest = e->col_floats;
