@@ -77,7 +77,7 @@ static double gdal_png_decode(const cnp_buf *png, uint32_t n)
 
 int main(int argc, char **argv)
 {
-    const char *image = CANOPY_SOURCE_DIR "/../shared/data/neon/YELL_541000_west.png";
+    const char *image = CANOPY_SOURCE_DIR "/tests/data/neon/YELL_541000_west.png";
     const char *json = NULL;
     int repeats = 5, tile = 4096, c;
     static const struct option opts[] = {{"image", required_argument, NULL, 'i'},

@@ -28,7 +28,7 @@ set -euo pipefail
 
 BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
 PY=${CANOPY_TORCH_PYTHON:-$CANOPY_ROOT/.venv-torch/bin/python}
-NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/../shared/data/neon}
+NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
 MAKE_FIXTURE=${CANOPY_MAKE_FIXTURE:-$CANOPY_ROOT/tools/deepforest/make_fixture.py}
 MODEL_DIR="" CNW="" REPEATS=3 THREADS=$(nproc) DEVICE=cpu LARGE=800,1333
 OUT="$CANOPY_ROOT/bench/results" NOTE=""

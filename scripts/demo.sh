@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, and runs canopy over the three
-# NEON images in ../shared/data/neon.
+# NEON images in tests/data/neon.
 #
 #   1. `canopy run` over the local files: outputs in out/demo/, one line per
 #      image and a summary.
@@ -10,7 +10,7 @@
 #      queue) are created, the images submitted and drained, and the rows
 #      written to PostgreSQL are shown.
 #
-# Environment: CANOPY_NEON_DIR (default ../shared/data/neon beside the
+# Environment: CANOPY_NEON_DIR (default tests/data/neon beside the
 # repository), CANOPY_BUILD_DIR (default build/).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,7 +20,7 @@ MODEL=${CANOPY_DETECTOR_MODEL:-$CANOPY_ROOT/models/crown-1.1.cnw}
 [ -f "$MODEL" ] || die "detector weights not found: $MODEL"
 export CANOPY_DETECTOR_MODEL="$MODEL"
 CANOPY="$BUILD_DIR/canopy"
-NEON_DIR=${CANOPY_NEON_DIR:-$CANOPY_ROOT/../shared/data/neon}
+NEON_DIR=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
 OUT_DIR="$CANOPY_ROOT/out/demo"
 
 setup() {

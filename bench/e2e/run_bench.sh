@@ -15,7 +15,7 @@ set -euo pipefail
 HERE="$CANOPY_ROOT/bench/e2e"
 BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
 BENCH_VENV=${CANOPY_BENCH_VENV:-$CANOPY_ROOT/.cache/bench-venv}
-NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/../shared/data/neon}
+NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
 
 [ -x "$CANOPY_VENV_PY" ] || die "no $CANOPY_VENV: run scripts/bootstrap.sh first"
 [ -d "$NEON" ] || die "NEON images not found in $NEON (set CANOPY_NEON_DIR)"

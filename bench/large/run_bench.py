@@ -36,7 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-NEON = os.path.join(ROOT, "..", "shared", "data", "neon", "YELL_541000_west.png")
+NEON = os.path.join(ROOT, "tests", "data", "neon", "YELL_541000_west.png")
 TILE_W, TILE_H = 700, 1035
 
 

@@ -17,7 +17,7 @@
 
 #define MAX_REPEAT 101
 #define BENCH_DEFAULT_JSON "bench/results/bench.json"
-#define BENCH_DEFAULT_IMAGES CANOPY_SOURCE_DIR "/../shared/data/neon"
+#define BENCH_DEFAULT_IMAGES CANOPY_SOURCE_DIR "/tests/data/neon"
 
 struct bench_image {
     char name[64];

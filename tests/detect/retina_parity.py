@@ -178,7 +178,7 @@ class Ctx:
         self.a = a
         self.py = a.torch_python
         self.tools = os.path.join(a.source_dir, "tools", "deepforest")
-        self.neon = os.path.join(a.source_dir, "..", "shared", "data", "neon")
+        self.neon = os.path.join(a.source_dir, "tests", "data", "neon")
         if a.neon_dir:
             self.neon = a.neon_dir
         self.tmp = tempfile.mkdtemp(prefix="canopy-retina-parity.")
@@ -420,7 +420,7 @@ def main():
     ap.add_argument("--torch-python", required=True, help=".venv-torch/bin/python")
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--canopy", help="the canopy binary")
-    ap.add_argument("--neon-dir", help="NEON images (default: SOURCE/../shared/data/neon)")
+    ap.add_argument("--neon-dir", help="NEON images (default: SOURCE/tests/data/neon)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")

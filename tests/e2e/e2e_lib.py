@@ -8,7 +8,7 @@ file into a temporary directory and runs the real `canopy` binary.
 Without the stack's environment (CANOPY_TEST_STACK) a test exits 77 (skipped)
 unless CANOPY_TEST_REQUIRE_STACK=1, in which case it fails.
 
-Images are small crops of the NEON orthophotos in shared/data/neon, decoded
+Images are small crops of the NEON orthophotos in tests/data/neon, decoded
 and re-encoded here with zlib + struct (no imaging library needed), so the
 test venv needs only boto3 and psycopg2.
 """
@@ -153,10 +153,10 @@ _neon_cache = {}
 
 
 def neon_dir(source_dir):
-    """CANOPY_NEON_DIR, else ../shared/data/neon beside the source tree (as in
+    """CANOPY_NEON_DIR, else tests/data/neon in the source tree (as in
     tests/CMakeLists.txt)."""
     return os.environ.get("CANOPY_NEON_DIR") or os.path.join(
-        os.path.dirname(os.path.abspath(source_dir)), "shared", "data", "neon")
+        os.path.abspath(source_dir), "tests", "data", "neon")
 
 
 def neon_rgb(source_dir, name):

@@ -23,7 +23,7 @@ from e2e_lib import check, check_queue_empty, log, main, png_decode, png_encode,
 def make_cog(env, path):
     """YELL_541000_west with its top-left 200 x 150 pixels set to 0,0,0 and 0
     declared nodata, as a deflate COG in UTM 17N."""
-    src = os.path.join(env.source_dir, "..", "shared", "data", "neon", "YELL_541000_west.png")
+    src = os.path.join(env.source_dir, "tests", "data", "neon", "YELL_541000_west.png")
     img = png_decode(open(src, "rb").read())
     w, h = img["width"], img["height"]
     ch = {2: 3, 6: 4}[img["color_type"]]

@@ -18,7 +18,7 @@ def load_images(dirs, names):
     """[(name, HxWx3 uint8, Nx4 float64 boxes [x0, y0, x1, y1) continuous)], in the given order.
 
     dirs: directories of PNGs with their CSV annotations (the layout of
-    ../shared/data/neon), searched in order for each name."""
+    tests/data/neon), searched in order for each name."""
     found = {}
     for d in dirs:
         for name, boxes in ev.load_annotations(d).items():

@@ -4,7 +4,7 @@ that DeepForest ships in its PyPI wheel (MIT licence; NEON imagery, CC0).
     python extra_yell.py --out DIR [--wheel deepforest-2.1.0-py3-none-any.whl]
 
 Without --wheel, `pip download deepforest==2.1.0 --no-deps` fetches the wheel
-(20 MB; PyPI only). Writes, in the layout of ../shared/data/neon (PNG + CSV
+(20 MB; PyPI only). Writes, in the layout of tests/data/neon (PNG + CSV
 with image_path,xmin,ymin,xmax,ymax,label; maxima inclusive):
 
 - YELL_528000_crop2.png: DeepForest's 2019_YELL_2_528000_4978000_image_crop2
@@ -15,10 +15,10 @@ with image_path,xmin,ymin,xmax,ymax,label; maxima inclusive):
   other;
 - YELL_541000_east.png: the part of 2019_YELL_2_541000_4977000_image_crop
   east of x = 700, i.e. the rest of the tile whose western 700 px are
-  ../shared/data/neon/YELL_541000_west.png. A box is kept when its centre
+  tests/data/neon/YELL_541000_west.png. A box is kept when its centre
   lies in the eastern part, clipped to it.
 
-For a model trained on ../shared/data/neon these are unseen pixels from a
+For a model trained on tests/data/neon these are unseen pixels from a
 site it was trained on: they measure generalisation within a site, not
 across sites (that is what the leave-one-image-out table measures).
 """
@@ -103,7 +103,7 @@ def main(argv=None):
                             if y0 <= (b0 + b1 + 1) / 2 < y1]
                     write_csv(os.path.join(a.out, name + ".csv"), name + ".png", half)
 
-            # the eastern rest of the tile whose west is in shared/data/neon
+            # the eastern rest of the tile whose west is in tests/data/neon
             with tempfile.NamedTemporaryFile(suffix=".png") as t:
                 t.write(member(TILE1 + ".png"))
                 t.flush()

@@ -8,7 +8,7 @@ weights and float32 normalized input) of the top-left 37x53 (rows x cols)
 crop of OSBS_029.png, raw outputs 4 x 9 x 13, and the decoded peaks at the
 score threshold given in the file.
 
-    python make_test_model.py [--neon /work/shared/data/neon] [--out models/test]
+    python make_test_model.py [--neon ../../tests/data/neon] [--out models/test]
 """
 
 import argparse
@@ -52,7 +52,7 @@ def tiny_arch():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--neon", default="/work/shared/data/neon")
+    ap.add_argument("--neon", default="../../tests/data/neon")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "models", "test"))
     a = ap.parse_args(argv)
     rng = np.random.default_rng(SEED)

@@ -94,7 +94,7 @@ def tune_threshold(arch, images_raw, outs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--neon", default=os.environ.get("CANOPY_NEON_DIR", "/work/shared/data/neon"))
+    ap.add_argument("--neon", default=os.environ.get("CANOPY_NEON_DIR", "../../tests/data/neon"))
     ap.add_argument("--extra", action="append", default=[],
                     help="another directory of annotated images (extra_yell.py's output); repeatable")
     ap.add_argument("--train", nargs="+", required=True, help="training image basenames")
