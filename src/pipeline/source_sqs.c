@@ -23,7 +23,11 @@ struct pl_sqs_source {
     aws_client *aws;
     pl_sqs_params p;
     aws_batch *fetch_batch;     /* used by the fetch thread only */
-    double last_msg, last_ok;
+    /* When the queue was first found empty since the last message (0: it
+     * has not been, since). Idle time counts from an empty ReceiveMessage,
+     * never from the last message: time the source spends held back by
+     * chunks in flight is not idle. */
+    double empty_since, last_ok;
     bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
     int64_t received;
     /* Chunks in flight. reg_lock guards the list; hb_lock is held for a
@@ -261,14 +265,14 @@ static int poll_wait(const pl_sqs_source *s, double idle_deadline)
 static bool idle_over(pl_sqs_source *s, double *deadline)
 {
     double now = cnp_now();
-    double until = s->last_msg + s->p.idle_exit_seconds;
+    double until = (s->empty_since > 0 ? s->empty_since : now) + s->p.idle_exit_seconds;
     double retries = pending_wait_until(s, now);
     if (retries > until)
         until = retries;
     *deadline = until;
     /* A queue that does not answer is not empty: that is the unreachable
      * exit's business. */
-    return !s->p.follow && !s->last_failed && now >= until;
+    return !s->p.follow && !s->last_failed && s->empty_since > 0 && now >= until;
 }
 
 /* Appends received messages to the chunk; false without memory (the
@@ -313,6 +317,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         int wait = c->nmsgs == 0 ? poll_wait(s, deadline) : 0;
         sqs_message_list got = {0};
         aws_result ar;
+        double asked = cnp_now();
         /* A cancel ends the long poll at once, not after wait_seconds. */
         cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "receive_message", 1);
         if (sqs_receive(s->aws, s->p.queue_url, want, wait, s->p.visibility_timeout,
@@ -338,6 +343,8 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         s->last_ok = cnp_now();
         s->last_failed = false;
         if (got.n == 0) {
+            if (s->empty_since == 0)
+                s->empty_since = asked;
             sqs_message_list_free(&got);
             if (c->nmsgs)
                 break;
@@ -347,7 +354,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         if (!chunk_take(c, &got))
             break;
         s->received += (int64_t)n;
-        s->last_msg = cnp_now();
+        s->empty_since = 0;
         if ((int)c->nmsgs >= s->p.chunk_size)
             break;
     }
@@ -491,7 +498,7 @@ cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_
     }
     s->aws = aws;
     s->p = *p;
-    s->last_msg = s->last_ok = cnp_now();
+    s->last_ok = cnp_now();
     pthread_mutex_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->hb_lock, NULL);
     pthread_mutex_init(&s->pend_lock, NULL);
