@@ -33,6 +33,10 @@ typedef struct img_georef {
 
 void img_georef_free(img_georef *g);
 
+/* Registers GDAL's drivers once (and keeps its messages from stderr); every
+ * img_raster_* and img_mask_* function does it itself. Thread-safe. */
+void img_gdal_init(void);
+
 /* GDAL's pixel-to-map transform (GDALApplyGeoTransform): px, py measured in
  * pixels from the raster's top-left corner. */
 void img_georef_pixel_to_map(const img_georef *g, double px, double py, double *mx, double *my);

@@ -29,6 +29,11 @@ static void gdal_init(void)
     GDALAllRegister();
 }
 
+void img_gdal_init(void)
+{
+    pthread_once(&g_once, gdal_init);
+}
+
 const char *img_raster_sniff(const void *data, size_t len)
 {
     const unsigned char *p = data;

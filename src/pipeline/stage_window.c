@@ -246,6 +246,7 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     memset(r, 0, sizeof *r);
     r->width = wr.W;
     r->height = wr.H;
+    r->overlay_step = wr.step;
     if (x->sp.binarize.method == CNP_BIN_ADAPTIVE) {
         cnp_err_set(err, "%s: %ux%u is processed in windows ([limits] window_pixels), where "
                          "adaptive binarization is not available: use otsu or fixed",
