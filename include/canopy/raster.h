@@ -50,7 +50,8 @@ cnp_status img_georef_to_lonlat(const img_georef *g, size_t n, double *x, double
  * latitude). */
 double img_georef_pixel_m(const img_georef *g, double px, double py);
 
-/* What the first bytes say the data is: "png", "tiff", "jpeg" or NULL. */
+/* What the first bytes say the data is: "png", "tiff", "jpeg", "vrt" (GDAL's
+ * XML virtual raster) or NULL. */
 const char *img_raster_sniff(const void *data, size_t len);
 
 /* Width and height without decoding pixels (PNG: libpng; else GDAL). */
@@ -63,6 +64,21 @@ cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint
  * with CNP_ERR_LIMIT before allocating pixel memory. Thread-safe. */
 cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
                              cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err);
+
+/* Decodes the local file at path, whose bytes (data, len) were read, as
+ * img_raster_decode decodes bytes, with what only a file has: its
+ * georeferencing as gdalinfo reports it, sidecar files included (GDAL's
+ * .aux.xml, world files .wld, .tfw, .pgw, .jgw ...), and VRT mosaics
+ * (read through GDAL with the files they name). Errors name the path. */
+cnp_status img_raster_decode_file(const void *data, size_t len, const char *path,
+                                  uint64_t max_pixels, cnp_image *out, img_georef *geo,
+                                  uint64_t *nodata, cnp_err *err);
+
+/* The georeferencing GDAL reports for the file at path, sidecar files
+ * included; geo->valid false without a geotransform and a CRS (a world
+ * file alone has no CRS) or when GDAL cannot open it. */
+cnp_status img_georef_read_file(const char *path, const char *name, img_georef *geo,
+                                cnp_err *err);
 
 /* ---- windows of a large raster -------------------------------------------- */
 

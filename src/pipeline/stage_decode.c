@@ -133,9 +133,15 @@ static void decode_one(void *arg, size_t i)
     }
     cnp_err err;
     double t0 = cnp_now();
-    cnp_status st = img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
-                                      j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
-                                      &err);
+    /* A local file is decoded with its sidecar files (georeferencing) and,
+     * a VRT, the files it names; an object's bytes are all there is. */
+    cnp_status st =
+        it->path ? img_raster_decode_file(it->obj.body.data, it->obj.body.len, it->path,
+                                          j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                          &err)
+                 : img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
+                                     j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                     &err);
     it->t_decode = (cnp_now() - t0) * 1e3;
     cnp_buf_free(&it->obj.body);
     if (st != CNP_OK) {
