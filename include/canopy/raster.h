@@ -29,6 +29,7 @@ typedef struct img_georef {
     bool geographic;   /* map units are degrees */
     double unit_m;     /* metres per map unit (projected CRS) */
     void *to_wgs84;    /* OGRCoordinateTransformationH; owned */
+    int overviews;     /* the raster's overview levels (a COG's); its GeoTIFF mask gets them */
 } img_georef;
 
 void img_georef_free(img_georef *g);
@@ -104,13 +105,20 @@ bool img_raster_is_tiff(const img_raster *r);
 cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                            uint8_t *rgba, uint64_t *nodata, cnp_err *err);
 
+/* The GeoTIFF mask's value, and NoData value, for pixels the input marks
+ * nodata (canopy 255, not canopy 0). */
+#define IMG_MASK_NODATA 1
+
 /* A single-band 8-bit GeoTIFF mask written window by window (deflate, tiled
- * 256 x 256), georeferenced like geo when it is valid: into the file at path
- * (created or replaced), or in memory when path is NULL. */
+ * 256 x 256, NoData = IMG_MASK_NODATA), georeferenced like geo when it is
+ * valid: into the file at path (created or replaced), or in memory when
+ * path is NULL. For a georeferenced input with overviews (geo->overviews,
+ * a COG) the mask is a COG with overviews (nearest neighbour). */
 typedef struct img_mask_writer img_mask_writer;
 cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
                                 const char *path, img_mask_writer **out, cnp_err *err);
-/* Writes rows of the mask (non-zero = foreground, stored as 255). */
+/* Writes rows of the mask (IMG_MASK_NODATA = nodata, other non-zero =
+ * foreground, stored as 255). */
 cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uint32_t width,
                                uint32_t height, const uint8_t *mask, cnp_err *err);
 /* Finishes the file; a writer in memory appends its bytes to out (a file
@@ -118,9 +126,9 @@ cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uin
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err);
 void img_mask_writer_free(img_mask_writer *w);
 
-/* Encodes a mask (non-zero = foreground) as a single-band 8-bit GeoTIFF
- * (0/255, deflate, tiled 256 x 256) carrying geo's geotransform and CRS;
- * appends to out. */
+/* Encodes a mask (as img_mask_writer_put takes it) as a single-band 8-bit
+ * GeoTIFF (0/255, nodata 1, deflate, tiled 256 x 256; a COG for an input
+ * with overviews) carrying geo's geotransform and CRS; appends to out. */
 cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t height,
                                    const img_georef *geo, cnp_buf *out, cnp_err *err);
 

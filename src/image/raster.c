@@ -226,6 +226,7 @@ static cnp_status read_georef(GDALDatasetH ds, const char *name, img_georef *geo
     OGRSpatialReferenceH srs = GDALGetSpatialRef(ds);
     if (GDALGetGeoTransform(ds, geo->gt) != CE_None || !srs)
         return CNP_OK;
+    geo->overviews = GDALGetRasterCount(ds) ? GDALGetOverviewCount(GDALGetRasterBand(ds, 1)) : 0;
     OGRSpatialReferenceH src = OSRClone(srs);
     OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
     cnp_status result = CNP_ERR_FORMAT;
@@ -619,7 +620,8 @@ cnp_status img_raster_decode_file(const void *data, size_t len, const char *path
 /* ---- GeoTIFF masks ------------------------------------------------------------ */
 
 struct img_mask_writer {
-    char path[4096];
+    char path[4096];         /* where GDAL writes: the output, or the COG's source */
+    char cog[4096];          /* the COG made from path at the end; "" none */
     bool in_memory;          /* /vsimem, removed with the writer */
     GDALDatasetH ds;
     uint8_t *row;            /* 0/255 staging for one put */
@@ -646,11 +648,22 @@ cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_geore
         return CNP_ERR_NOMEM;
     }
     w->in_memory = !path;
+    unsigned seq = atomic_fetch_add(&g_seq, 1);
     if (path)
         snprintf(w->path, sizeof w->path, "%s", path);
     else
-        snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif",
-                 atomic_fetch_add(&g_seq, 1));
+        snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif", seq);
+    /* An input with overviews (a COG) gets a COG mask: written here first,
+     * then copied by GDAL's COG driver, which adds the overviews. */
+    if (geo && geo->valid && geo->overviews > 0) {
+        memcpy(w->cog, w->path, sizeof w->cog);
+        if (snprintf(w->path, sizeof w->path, "%s.%u.src.tif", w->cog, seq) >=
+            (int)sizeof w->path) {
+            cnp_err_set(err, "%s: name too long", w->cog);
+            img_mask_writer_free(w);
+            return CNP_ERR_INVALID;
+        }
+    }
     GDALDriverH drv = GDALGetDriverByName("GTiff");
     w->ds = drv ? GDALCreate(drv, w->path, (int)width, (int)height, 1, GDT_Byte, (char **)opts)
                 : NULL;
@@ -663,6 +676,7 @@ cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_geore
         GDALSetGeoTransform(w->ds, (double *)geo->gt);
         GDALSetProjection(w->ds, geo->wkt);
     }
+    GDALSetRasterNoDataValue(GDALGetRasterBand(w->ds, 1), IMG_MASK_NODATA);
     *out = w;
     return CNP_OK;
 }
@@ -681,13 +695,40 @@ cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uin
         w->row_cap = n;
     }
     for (size_t i = 0; i < n; i++)
-        w->row[i] = mask[i] ? 255 : 0;
+        w->row[i] = mask[i] == IMG_MASK_NODATA ? IMG_MASK_NODATA : mask[i] ? 255 : 0;
     if (GDALRasterIO(GDALGetRasterBand(w->ds, 1), GF_Write, (int)x0, (int)y0, (int)width,
                      (int)height, w->row, (int)width, (int)height, GDT_Byte, 0, 0) != CE_None) {
         writer_error(w, err);
         return CNP_ERR_IO;
     }
     return CNP_OK;
+}
+
+/* Copies the finished GeoTIFF at w->path into a COG at w->cog (tiled,
+ * deflate, overviews by nearest neighbour: a mask's values stay 0, 1, 255). */
+static cnp_status make_cog(img_mask_writer *w, cnp_err *err)
+{
+    static const char *const opts[] = {"COMPRESS=DEFLATE", "BLOCKSIZE=256",
+                                       "RESAMPLING=NEAREST", "OVERVIEWS=AUTO",
+                                       "BIGTIFF=IF_SAFER", NULL};
+    GDALDatasetH src = GDALOpen(w->path, GA_ReadOnly);
+    GDALDriverH drv = GDALGetDriverByName("COG");
+    GDALDatasetH dst = src && drv ? GDALCreateCopy(drv, w->cog, src, FALSE, (char **)opts,
+                                                   NULL, NULL)
+                                  : NULL;
+    cnp_status result = CNP_OK;
+    if (dst)
+        GDALClose(dst);
+    if (!dst || CPLGetLastErrorType() >= CE_Failure) {
+        cnp_err_set(err, "GeoTIFF mask%s%s as a COG: %s", w->in_memory ? "" : " ",
+                    w->in_memory ? "" : w->cog, CPLGetLastErrorMsg());
+        result = CNP_ERR_IO;
+    }
+    if (src)
+        GDALClose(src);
+    VSIUnlink(w->path);
+    memcpy(w->path, w->cog, sizeof w->path); /* the output from now on */
+    return result;
 }
 
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err)
@@ -699,6 +740,8 @@ cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err
     if (CPLGetLastErrorType() >= CE_Failure) {
         writer_error(w, err);
         result = CNP_ERR_IO;
+    } else if (w->cog[0] && (result = make_cog(w, err)) != CNP_OK) {
+        /* err set */
     } else if (w->in_memory) {
         vsi_l_offset size = 0;
         GByte *bytes = VSIGetMemFileBuffer(w->path, &size, FALSE);
@@ -718,6 +761,8 @@ void img_mask_writer_free(img_mask_writer *w)
         GDALClose(w->ds);
     if (w->in_memory)
         VSIUnlink(w->path);
+    if (w->cog[0] && strcmp(w->path, w->cog) != 0)
+        VSIUnlink(w->path); /* the COG's source, when it was never copied */
     free(w->row);
     free(w);
 }

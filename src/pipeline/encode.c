@@ -349,6 +349,26 @@ static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
     return result;
 }
 
+/* The GeoTIFF mask, its input's nodata pixels (alpha 0) marked nodata. */
+static cnp_status mask_geotiff(const pipe_encode_in *in, bool geo, cnp_buf *out, cnp_err *err)
+{
+    const pipe_result *r = in->r;
+    size_t n = (size_t)r->width * r->height;
+    uint8_t *marked = NULL;
+    if (in->nodata && in->img) {
+        if (!(marked = malloc(n ? n : 1))) {
+            cnp_err_set(err, "out of memory for the GeoTIFF mask");
+            return CNP_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+            marked[i] = in->img->rgba[4 * i + 3] == 0 ? IMG_MASK_NODATA : r->mask[i] ? 255 : 0;
+    }
+    cnp_status result = img_mask_encode_geotiff(marked ? marked : r->mask, r->width, r->height,
+                                                geo ? in->geo : NULL, out, err);
+    free(marked);
+    return result;
+}
+
 /* The overlay's world file and CRS, for a georeferenced input whose
  * overlay was drawn. */
 static cnp_status overlay_georef(const pipe_encode_in *in, pipe_outputs *out, cnp_err *err)
@@ -374,8 +394,7 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
     /* A raster processed in windows comes with its mask (and overlay
      * preview) already encoded: r->mask and in->img are NULL. */
     if (r->mask && tif)
-        result = img_mask_encode_geotiff(r->mask, r->width, r->height, geo ? in->geo : NULL,
-                                         &out->out[PIPE_OUT_MASK_TIF].buf, err);
+        result = mask_geotiff(in, geo, &out->out[PIPE_OUT_MASK_TIF].buf, err);
     else if (r->mask)
         result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
                                      &out->out[PIPE_OUT_MASK_PNG].buf, err);
