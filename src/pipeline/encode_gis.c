@@ -88,9 +88,9 @@ cnp_status pipe_encode_csv(const pipe_encode_params *p, const pipe_encode_in *in
         det_box b = pipe_tree_box(tr, r->width, r->height);
         /* The values trees.json has: 0.01 px, scores to 4 decimals. */
         if ((result = csv_field(out, in->image_name, err)) == CNP_OK)
-            result = cnp_spool_printf(out, err, ",%.2f,%.2f,%.2f,%.2f,", round(b.x0 * 100) / 100,
-                                      round(b.y0 * 100) / 100, round(b.x1 * 100) / 100,
-                                      round(b.y1 * 100) / 100);
+            result = cnp_spool_printf(out, err, ",%.2f,%.2f,%.2f,%.2f,", round(b.x0 * 100.0) / 100,
+                                      round(b.y0 * 100.0) / 100, round(b.x1 * 100.0) / 100,
+                                      round(b.y1 * 100.0) / 100);
         if (result == CNP_OK)
             result = csv_field(out, tree_label(p, tr), err);
         if (result == CNP_OK)
