@@ -80,6 +80,21 @@ static bool open_spilled(const pl_ctx *x, pl_item *it)
     return false;
 }
 
+/* The size of a local VRT file (its bytes alone do not say). */
+static bool vrt_size(const pl_item *it, uint32_t *w, uint32_t *h)
+{
+    const char *kind = img_raster_sniff(it->obj.body.data, it->obj.body.len);
+    img_raster *r = NULL;
+    cnp_err err;
+    if (!kind || strcmp(kind, "vrt") != 0 ||
+        img_raster_open(NULL, 0, it->path, it->path, &r, NULL, &err) != CNP_OK)
+        return false;
+    *w = img_raster_width(r);
+    *h = img_raster_height(r);
+    img_raster_close(r);
+    return true;
+}
+
 /* Pixels an item will hold at once: decoded whole, or one window of a raster
  * processed in windows (0 when its header is unreadable: decoding then fails
  * without allocating). */
@@ -95,7 +110,8 @@ static uint64_t item_pixels(const pl_ctx *x, pl_item *it)
                                          : 0;
     if (!it->raster) {
         if (img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) !=
-            CNP_OK)
+                CNP_OK &&
+            !(it->path && vrt_size(it, &w, &h)))
             return 0;
         if (!open_windowed(x, it, w, h))
             return (uint64_t)w * h;
