@@ -138,6 +138,23 @@ int main(void)
     free(aux);
 
     pipe_outputs_free(&out);
+
+    /* A raster processed in windows: its overlay is a preview drawn at
+     * 1 / overlay_step, already encoded; the world file's pixels are
+     * overlay_step input pixels. */
+    cnp_image preview;
+    CHECK_FATAL(cnp_image_alloc(&preview, 50, 40, &err) == CNP_OK);
+    memset(preview.rgba, 90, 50 * 40 * 4);
+    pipe_outputs_init(&out, NULL, 0);
+    CHECK(img_png_encode_rgb(&preview, 1, &out.out[PIPE_OUT_OVERLAY].buf, &err) == CNP_OK);
+    r.overlay_step = 2;
+    in.img = NULL;
+    CHECK_FATAL(pipe_encode(&p, &in, &out, &err) == CNP_OK, "%s", err.msg);
+    wld = text_of(&out.out[PIPE_OUT_OVERLAY_WLD]);
+    CHECK(strcmp(wld, "1\n0\n0\n-1\n404000.5\n3284999.5\n") == 0, "%s", wld);
+    free(wld);
+    pipe_outputs_free(&out);
+    cnp_image_free(&preview);
     free(tg);
     img_georef_free(&geo);
     cnp_image_free(&img);
