@@ -90,11 +90,29 @@ out:
 
 /* ---- trees.json ------------------------------------------------------------ */
 
+/* v at full precision: the shortest decimal that reads back as v (cJSON's
+ * own printing may give one a unit in the last place away). */
+static cJSON *exact_number(double v)
+{
+    char buf[32];
+    return isfinite(v) ? cJSON_CreateRaw(pipe_fmt_double(v, buf)) : cJSON_CreateNull();
+}
+
+static bool add_exact(cJSON *o, const char *name, double v)
+{
+    cJSON *x = exact_number(v);
+    if (x && cJSON_AddItemToObject(o, name, x))
+        return true;
+    cJSON_Delete(x);
+    return false;
+}
+
+/* n values, rounded to `digits` decimals, or exact (digits < 0). */
 static bool add_array(cJSON *o, const char *name, const double *v, int n, int digits)
 {
     cJSON *a = cJSON_AddArrayToObject(o, name);
     for (int i = 0; a && i < n; i++) {
-        cJSON *x = cJSON_CreateNumber(digits >= 0 ? round_to(v[i], digits) : v[i]);
+        cJSON *x = digits >= 0 ? cJSON_CreateNumber(round_to(v[i], digits)) : exact_number(v[i]);
         if (!x)
             return false;
         cJSON_AddItemToArray(a, x);
@@ -138,12 +156,8 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
               cJSON_AddNumberToObject(t, "ymax", round_to(box[3], 2));
     if (!ok || !g)
         return ok;
-    /* cJSON prints the shortest of %.15g and %.17g that reads back equal:
-     * full precision. */
-    return cJSON_AddNumberToObject(t, "map_x", g->map_x) &&
-           cJSON_AddNumberToObject(t, "map_y", g->map_y) &&
-           cJSON_AddNumberToObject(t, "lon", g->lon) &&
-           cJSON_AddNumberToObject(t, "lat", g->lat) &&
+    return add_exact(t, "map_x", g->map_x) && add_exact(t, "map_y", g->map_y) &&
+           add_exact(t, "lon", g->lon) && add_exact(t, "lat", g->lat) &&
            cJSON_AddNumberToObject(t, "radius_m", round_to(g->radius_m, 3)) &&
            add_array(t, "box_map", g->box_map, 4, -1);
 }

@@ -81,8 +81,8 @@ int main(void)
     cnp_tree trees[2] = {
         {.x = 5, .y = 2, .radius = 8, .score = 0.9f, .x0 = -10, .y0 = -6, .x1 = 20, .y1 = 10,
          .boxed = true},
-        {.x = 60, .y = 50, .radius = 5, .score = 0.4f, .x0 = 55, .y0 = 45, .x1 = 65, .y1 = 55,
-         .boxed = true},
+        {.x = 60.3f, .y = 50.7f, .radius = 5, .score = 0.4f, .x0 = 55, .y0 = 45, .x1 = 65,
+         .y1 = 55, .boxed = true},
     };
     pipe_result r = {.width = 100, .height = 80, .trees = trees, .ntrees = 2};
     cnp_output_config oc = {.overlay = true, .mask_format = CNP_MASK_AUTO,
@@ -112,6 +112,13 @@ int main(void)
     const cJSON *bm = cJSON_GetObjectItem(t0, "box_map");
     CHECK(cJSON_GetArrayItem(bm, 0)->valuedouble == 404000.0 &&
           cJSON_GetArrayItem(bm, 3)->valuedouble == 3285000.0);
+    /* Map positions and lon/lat to the last bit (cJSON reads with strtod). */
+    const cJSON *t1 = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "trees"), 1);
+    CHECK(cJSON_GetObjectItem(t1, "map_x")->valuedouble == tg[1].map_x &&
+          cJSON_GetObjectItem(t1, "map_y")->valuedouble == tg[1].map_y &&
+          cJSON_GetObjectItem(t1, "lon")->valuedouble == tg[1].lon &&
+          cJSON_GetObjectItem(t1, "lat")->valuedouble == tg[1].lat,
+          "%.17g %.17g", cJSON_GetObjectItem(t1, "lon")->valuedouble, tg[1].lon);
     cJSON_Delete(doc);
     free(json);
     /* The GeoJSON: a box of four corners (five points), not a circle. */
