@@ -76,6 +76,12 @@ int det_model_receptive_field(const det_model *m);
  * DET_NMS_IOU_DEFAULT. */
 double det_model_nms_iou(const det_model *m);
 
+/* The ground resolution the model was trained at, metres per pixel: its
+ * architecture's "resolution_m", else DET_RESOLUTION_M_DEFAULT (NEON's
+ * 0.1 m imagery, which the shipped and DeepForest's models learnt from). */
+#define DET_RESOLUTION_M_DEFAULT 0.1
+double det_model_resolution_m(const det_model *m);
+
 /* Multiply-adds x 2 of one forward pass over a w x h input. */
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
 

@@ -64,6 +64,7 @@ typedef struct pipe_result {
     cnp_tree *trees;  /* owned; NULL when ntrees == 0 */
     size_t ntrees;
     double device_s;  /* upload + kernels + read back */
+    uint32_t overlay_step; /* raster pixels per overlay pixel (a windowed preview); 0: 1 */
 } pipe_result;
 
 /* Uploads img once and runs binarization then detection on it. */
@@ -78,6 +79,10 @@ enum pipe_out_kind {
     PIPE_OUT_OVERLAY,      /* the input with each tree drawn (with a detector) */
     PIPE_OUT_TREES_JSON,
     PIPE_OUT_GEOJSON,      /* RFC 7946 crowns (georeferenced inputs) */
+    PIPE_OUT_GPKG,         /* GeoPackage in the raster's CRS ([output] vector gpkg) */
+    PIPE_OUT_CSV,          /* DeepForest's CSV in pixels ([output] vector csv) */
+    PIPE_OUT_OVERLAY_WLD,  /* the overlay's world file (georeferenced inputs) */
+    PIPE_OUT_OVERLAY_AUX,  /* the overlay's CRS, GDAL's .aux.xml (georeferenced inputs) */
     PIPE_OUT_COUNT,
 };
 extern const char *const pipe_out_suffix[PIPE_OUT_COUNT];
@@ -139,6 +144,10 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
                        cnp_err *err);
 /* Frees every output and removes its temporary file; accepts NULL. */
 void pipe_outputs_free(pipe_outputs *o);
+
+/* A tree's box (the model's own, or a crown's centre +- radius) clipped to
+ * the w x h raster, as every output writes it. */
+det_box pipe_tree_box(const cnp_tree *t, uint32_t w, uint32_t h);
 
 /* Draws the trees (coordinates times scale) on canvas as rings, yellow for
  * confident trees, orange otherwise, and encodes it as an RGB PNG. */

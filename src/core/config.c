@@ -13,7 +13,7 @@
 #include "canopy/config.h"
 #include "canopy/log.h"
 
-enum key_type { T_STR, T_INT, T_I64, T_DBL, T_BOOL, T_ENUM };
+enum key_type { T_STR, T_INT, T_I64, T_DBL, T_BOOL, T_ENUM, T_SET };
 
 struct key {
     const char *section;
@@ -23,7 +23,7 @@ struct key {
     size_t size;        /* T_STR: capacity of the char array */
     const char *def;    /* default, in text form */
     double min, max;    /* numeric range */
-    const char *const *choices; /* T_ENUM: NULL-terminated, index = value */
+    const char *const *choices; /* T_ENUM, T_SET: NULL-terminated, index = value or bit */
     bool secret;
 };
 
@@ -32,6 +32,7 @@ static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
 static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
+static const char *const vector_formats[] = {"geojson", "gpkg", "csv", NULL}; /* CNP_VECTOR_* */
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
 #define S(sec, field) sizeof(((cnp_config *)0)->sec.field)
@@ -42,6 +43,7 @@ static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
 #define DBL(sec, key, def, lo, hi) {#sec, #key, T_DBL, F(sec, key), 0, def, lo, hi, NULL, false}
 #define BOOL(sec, key, def) {#sec, #key, T_BOOL, F(sec, key), 0, def, 0, 0, NULL, false}
 #define ENUM(sec, key, def, ch) {#sec, #key, T_ENUM, F(sec, key), 0, def, 0, 0, ch, false}
+#define SET(sec, key, def, ch) {#sec, #key, T_SET, F(sec, key), 0, def, 0, 0, ch, false}
 
 static const struct key keys[] = {
     STR(aws, region, ""),
@@ -72,6 +74,7 @@ static const struct key keys[] = {
     INT(output, png_level, "1", 0, 9),
     BOOL(output, overlay, "true"),
     ENUM(output, mask_format, "auto", mask_formats),
+    SET(output, vector, "geojson", vector_formats),
     I64(output, spill_bytes, "16M", 0, 5e12),
 
     INT(batch, size, "32", 1, 10000),
@@ -178,6 +181,40 @@ static bool parse_i64(const char *v, bool allow_suffix, int64_t *out)
 }
 
 /* Parses `value` into the field of `k`; on failure fills `why`. */
+/* A comma-separated set of k's choices ("" or "none": empty) as bits. */
+static bool set_parse(const struct key *k, const char *value, unsigned *out, char *why,
+                      size_t why_len)
+{
+    unsigned bits = 0;
+    const char *p = value;
+    while (*p && strcasecmp(value, "none") != 0) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ", \t");
+        int found = -1;
+        for (int i = 0; len && k->choices[i]; i++)
+            if (strlen(k->choices[i]) == len && strncasecmp(p, k->choices[i], len) == 0)
+                found = i;
+        if (found < 0) {
+            size_t n = (size_t)snprintf(why, why_len, "'%.*s' is not one of", (int)len, p);
+            for (int i = 0; k->choices[i] && n < why_len; i++)
+                n += (size_t)snprintf(why + n, why_len - n, "%s %s", i ? "," : "",
+                                      k->choices[i]);
+            if (n < why_len)
+                snprintf(why + n, why_len - n, " (a comma-separated list, or none)");
+            return false;
+        }
+        bits |= 1u << found;
+        p += len;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == ',')
+            p++;
+    }
+    *out = bits;
+    return true;
+}
+
 static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, char *why,
                       size_t why_len)
 {
@@ -230,6 +267,8 @@ static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, c
             return false;
         }
         return true;
+    case T_SET:
+        return set_parse(k, value, (unsigned *)field, why, why_len);
     case T_ENUM:
         for (int i = 0; k->choices[i]; i++) {
             if (strcasecmp(value, k->choices[i]) == 0) {
@@ -725,6 +764,17 @@ static void dump(const cnp_config *cfg, FILE *out, bool origins)
         case T_DBL: fprintf(out, "%g\n", *(const double *)field); break;
         case T_BOOL: fprintf(out, "%s\n", *(const bool *)field ? "true" : "false"); break;
         case T_ENUM: fprintf(out, "%s\n", k->choices[*(const int *)field]); break;
+        case T_SET: {
+            unsigned bits = *(const unsigned *)field;
+            const char *sep = "";
+            for (int b = 0; k->choices[b]; b++)
+                if (bits & (1u << b)) {
+                    fprintf(out, "%s%s", sep, k->choices[b]);
+                    sep = ",";
+                }
+            fprintf(out, "%s\n", bits ? "" : "none");
+            break;
+        }
         }
     }
 }

@@ -40,6 +40,7 @@ struct det_model {
     /* Index of heatmap, log_radius, dx, dy in the last layer's channels. */
     int out_index[4];
     double nms_iou; /* architecture's "nms_iou", else DET_NMS_IOU_DEFAULT */
+    double resolution_m; /* architecture's "resolution_m", else DET_RESOLUTION_M_DEFAULT */
     /* 1: the layer list above (crown models). 2: a box detector graph
      * (models/FORMAT.md, version 2): graph non-NULL, n_layers 0, and
      * graph_weights the one block every conv node's weight and bias point

@@ -41,7 +41,8 @@ typedef struct pl_item {
     item_state state;
     cnp_status fail_status;
     char error[CNP_ERR_MSG_MAX];
-    const char *warning;     /* static text or NULL */
+    const char *warning;     /* static text, warning_buf, or NULL */
+    char warning_buf[256];
     int msg;                 /* index of its message in the chunk; -1 none */
     const msg_item *meta;    /* what the message said; NULL without one */
     char *name;              /* s3://bucket/key or the file path (logs, reports) */

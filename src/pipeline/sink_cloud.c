@@ -130,7 +130,7 @@ static pg_tree *tree_rows(const pl_item *it, const det_model *m)
         t[k].radius = tr->radius;
         t[k].score = tr->score;
         t[k].label = tr->boxed ? det_model_label(m, tr->label) : NULL;
-        det_box b = det_tree_box(tr);
+        det_box b = pipe_tree_box(tr, it->res.width, it->res.height);
         t[k].xmin = b.x0;
         t[k].ymin = b.y0;
         t[k].xmax = b.x1;
@@ -213,7 +213,7 @@ static cJSON *notification_trees(const pl_ctx *x, const pl_item *it)
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < it->res.ntrees; i++) {
         const cnp_tree *t = &it->res.trees[i];
-        det_box b = det_tree_box(t);
+        det_box b = pipe_tree_box(t, it->res.width, it->res.height);
         cJSON *o = cJSON_CreateObject();
         if (!o) {
             cJSON_Delete(arr);
@@ -255,6 +255,10 @@ static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item
     cJSON_AddStringToObject(o, "trees_key", r->trees_key ? r->trees_key : "");
     if (it->out_name[PIPE_OUT_GEOJSON])
         cJSON_AddStringToObject(o, "geojson_key", it->out_name[PIPE_OUT_GEOJSON]);
+    if (it->out_name[PIPE_OUT_GPKG])
+        cJSON_AddStringToObject(o, "gpkg_key", it->out_name[PIPE_OUT_GPKG]);
+    if (it->out_name[PIPE_OUT_CSV])
+        cJSON_AddStringToObject(o, "csv_key", it->out_name[PIPE_OUT_CSV]);
     if (r->scan_id)
         cJSON_AddStringToObject(o, "scan_id", r->scan_id);
     if (r->address_id)

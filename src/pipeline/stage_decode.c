@@ -80,6 +80,21 @@ static bool open_spilled(const pl_ctx *x, pl_item *it)
     return false;
 }
 
+/* The size of a local VRT file (its bytes alone do not say). */
+static bool vrt_size(const pl_item *it, uint32_t *w, uint32_t *h)
+{
+    const char *kind = img_raster_sniff(it->obj.body.data, it->obj.body.len);
+    img_raster *r = NULL;
+    cnp_err err;
+    if (!kind || strcmp(kind, "vrt") != 0 ||
+        img_raster_open(NULL, 0, it->path, it->path, &r, NULL, &err) != CNP_OK)
+        return false;
+    *w = img_raster_width(r);
+    *h = img_raster_height(r);
+    img_raster_close(r);
+    return true;
+}
+
 /* Pixels an item will hold at once: decoded whole, or one window of a raster
  * processed in windows (0 when its header is unreadable: decoding then fails
  * without allocating). */
@@ -95,7 +110,8 @@ static uint64_t item_pixels(const pl_ctx *x, pl_item *it)
                                          : 0;
     if (!it->raster) {
         if (img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) !=
-            CNP_OK)
+                CNP_OK &&
+            !(it->path && vrt_size(it, &w, &h)))
             return 0;
         if (!open_windowed(x, it, w, h))
             return (uint64_t)w * h;
@@ -133,9 +149,15 @@ static void decode_one(void *arg, size_t i)
     }
     cnp_err err;
     double t0 = cnp_now();
-    cnp_status st = img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
-                                      j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
-                                      &err);
+    /* A local file is decoded with its sidecar files (georeferencing) and,
+     * a VRT, the files it names; an object's bytes are all there is. */
+    cnp_status st =
+        it->path ? img_raster_decode_file(it->obj.body.data, it->obj.body.len, it->path,
+                                          j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                          &err)
+                 : img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
+                                     j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                     &err);
     it->t_decode = (cnp_now() - t0) * 1e3;
     cnp_buf_free(&it->obj.body);
     if (st != CNP_OK) {

@@ -212,8 +212,8 @@ static cnp_status pass2(struct window_run *wr, int threshold, uint64_t *fg, cnp_
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
-            mask[i] = vals[2 * i + 1] && (int)vals[2 * i] > threshold ? 255 : 0;
-            *fg += mask[i] != 0;
+            mask[i] = !vals[2 * i + 1] ? IMG_MASK_NODATA : (int)vals[2 * i] > threshold ? 255 : 0;
+            *fg += mask[i] == 255;
         }
         if ((result = img_mask_writer_put(mw, 0, y, wr->W, h, mask, err)) != CNP_OK)
             goto out;
@@ -246,6 +246,7 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     memset(r, 0, sizeof *r);
     r->width = wr.W;
     r->height = wr.H;
+    r->overlay_step = wr.step;
     if (x->sp.binarize.method == CNP_BIN_ADAPTIVE) {
         cnp_err_set(err, "%s: %ux%u is processed in windows ([limits] window_pixels), where "
                          "adaptive binarization is not available: use otsu or fixed",

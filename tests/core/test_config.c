@@ -288,6 +288,29 @@ static void clear_canopy_env(void)
     }
 }
 
+/* [output] vector: a comma-separated set of formats, or none; the default
+ * keeps today's outputs (GeoJSON only); the dump writes it back. */
+static void test_vector_set(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    CHECK(cfg.output.vector == CNP_VECTOR_GEOJSON);
+    CHECK(cnp_config_set(&cfg, "output", "vector", "csv, GPKG,geojson", &err) == CNP_OK);
+    CHECK(cfg.output.vector == (CNP_VECTOR_GEOJSON | CNP_VECTOR_GPKG | CNP_VECTOR_CSV));
+    CHECK(cnp_config_set(&cfg, "output", "vector", "none", &err) == CNP_OK);
+    CHECK(cfg.output.vector == 0);
+    CHECK(cnp_config_set(&cfg, "output", "vector", "gpkg,shp", &err) != CNP_OK);
+    CHECK(strstr(err.msg, "'shp' is not one of geojson, gpkg, csv"), "%s", err.msg);
+    CHECK(cfg.output.vector == 0); /* a refused value changes nothing */
+    CHECK(cnp_config_set(&cfg, "output", "vector", "csv,gpkg", &err) == CNP_OK);
+    char dump[32768] = "";
+    FILE *f = fmemopen(dump, sizeof dump - 1, "w");
+    cnp_config_dump(&cfg, f);
+    fclose(f);
+    CHECK(strstr(dump, "\nvector = gpkg,csv\n"), "%s", dump);
+}
+
 int main(void)
 {
     clear_canopy_env();
@@ -301,6 +324,7 @@ int main(void)
     test_indentation();
     test_control_characters();
     test_secrets_masked();
+    test_vector_set();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0)
