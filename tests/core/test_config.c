@@ -54,6 +54,14 @@ static void test_defaults_match_shipped_file(void)
         snprintf(needle, sizeof needle, "\n%s =", key);
         CHECK_MSG(strstr(file, needle) != NULL, "key '%s' is not documented in canopy.ini", key);
     }
+    /* Its comments say what the code does (README "Install", ocl.c's
+     * default_cache_dir): before, the model lookup skipped the places next to
+     * the executable and the cache missed its kernels/ directory. */
+    CHECK(strstr(file, "next to the executable in ../share/canopy/") != NULL,
+          "canopy.ini: model lookup order");
+    CHECK(strstr(file, "$XDG_CACHE_HOME/canopy/kernels") &&
+              strstr(file, "~/.cache/canopy/kernels"),
+          "canopy.ini: cache_dir default");
 }
 
 static void test_file_env_flags(void)
