@@ -105,7 +105,9 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
  *                      descending, then y0, x0, y1, x1, label ascending,
  *                      then index; writes the sorted boxes and labels
  *   detect_nms_mask    one bit per (row, later column) pair of the sorted
- *                      list: IoU > threshold; 64 x 64 blocks per work-group
+ *                      list: IoU > threshold, or (crowns, contain < 1) one
+ *                      box inside the other (nms_contains); 64 x 64 blocks
+ *                      per work-group
  *   detect_nms_select  one work-group walks the rows in order, 64 at a time,
  *                      keeping a row when no kept row has set its bit
  * For bounded memory the mask is computed and consumed in chunks of rows
@@ -132,6 +134,23 @@ bool nms_overlaps(const float4 a, const float4 b, const float iou)
     float uni = area_a + area_b;
     uni = uni - inter;
     return inter > iou * uni;
+}
+
+/* True when one of a, b lies inside the other: intersection > contain x the
+ * smaller area (crowns; contain >= 1: never). Keep in step with
+ * det_nms_contains in src/detect/nms.c. */
+bool nms_contains(const float4 a, const float4 b, const float contain)
+{
+    if (!(contain < 1.0f))
+        return false;
+    const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
+    const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
+    if (!(iw > 0.0f && ih > 0.0f))
+        return false;
+    const float inter = iw * ih;
+    const float area_a = (a.s2 - a.s0) * (a.s3 - a.s1);
+    const float area_b = (b.s2 - b.s0) * (b.s3 - b.s1);
+    return inter > contain * fmin(area_a, area_b);
 }
 
 /* Whether box a (score sa, label la, index ia) comes before box b. */
@@ -212,7 +231,7 @@ void detect_nms_order(__global const float4 *box, __global const float *score,
 __kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
 void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
                      const int use_label, const int n, const int row0, const float iou,
-                     const int words, __global ulong *mask)
+                     const float contain, const int words, __global ulong *mask)
 {
     __local float4 cbox[NMS_BLOCK];
     __local int clabel[NMS_BLOCK];
@@ -235,7 +254,8 @@ void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
     ulong bits = 0;
     for (int k = 0; k < m; k++) {
         const int col = cb * NMS_BLOCK + k;
-        if (col > r && (!use_label || clabel[k] == rlabel) && nms_overlaps(rbox, cbox[k], iou))
+        if (col > r && (!use_label || clabel[k] == rlabel) &&
+            (nms_overlaps(rbox, cbox[k], iou) || nms_contains(rbox, cbox[k], contain)))
             bits |= (ulong)1 << k;
     }
     mask[(size_t)(r - row0) * words + cb] = bits;
