@@ -120,37 +120,37 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
 
 #define NMS_BLOCK 64
 
-/* True when box b overlaps box a by IoU > iou. Keep in step with
- * det_nms_overlaps in src/detect/nms.c. */
-bool nms_overlaps(const float4 a, const float4 b, const float iou)
+/* The intersection of a and b and their areas (s0: inter, s1: area a, s2:
+ * area b); s0 is 0 when they do not overlap by a positive area. Keep in step
+ * with nms_intersect in src/detect/nms.c. */
+float4 nms_intersect(const float4 a, const float4 b)
 {
     const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
     const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
     if (!(iw > 0.0f && ih > 0.0f))
+        return (float4)(0.0f);
+    return (float4)(iw * ih, (a.s2 - a.s0) * (a.s3 - a.s1), (b.s2 - b.s0) * (b.s3 - b.s1), 0.0f);
+}
+
+/* True when box b overlaps box a by IoU > iou (det_nms_overlaps). */
+bool nms_overlaps(const float4 a, const float4 b, const float iou)
+{
+    const float4 i = nms_intersect(a, b);
+    if (!(i.s0 > 0.0f))
         return false;
-    const float inter = iw * ih;
-    const float area_a = (a.s2 - a.s0) * (a.s3 - a.s1);
-    const float area_b = (b.s2 - b.s0) * (b.s3 - b.s1);
-    float uni = area_a + area_b;
-    uni = uni - inter;
-    return inter > iou * uni;
+    float uni = i.s1 + i.s2;
+    uni = uni - i.s0;
+    return i.s0 > iou * uni;
 }
 
 /* True when one of a, b lies inside the other: intersection > contain x the
- * smaller area (crowns; contain >= 1: never). Keep in step with
- * det_nms_contains in src/detect/nms.c. */
+ * smaller area (crowns; contain >= 1: never; det_nms_contains). */
 bool nms_contains(const float4 a, const float4 b, const float contain)
 {
     if (!(contain < 1.0f))
         return false;
-    const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
-    const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
-    if (!(iw > 0.0f && ih > 0.0f))
-        return false;
-    const float inter = iw * ih;
-    const float area_a = (a.s2 - a.s0) * (a.s3 - a.s1);
-    const float area_b = (b.s2 - b.s0) * (b.s3 - b.s1);
-    return inter > contain * fmin(area_a, area_b);
+    const float4 i = nms_intersect(a, b);
+    return i.s0 > 0.0f && i.s0 > contain * fmin(i.s1, i.s2);
 }
 
 /* Whether box a (score sa, label la, index ia) comes before box b. */

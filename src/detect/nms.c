@@ -8,17 +8,28 @@
 
 #include "canopy/detect.h"
 
-bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
+/* The intersection of a and b and their areas; false when they do not
+ * overlap by a positive area. One rounding per operation, in the kernel's
+ * order (nms_intersect; this file is compiled as ISO C, where GCC does not
+ * contract a * b + c). */
+static bool nms_intersect(const det_box *a, const det_box *b, float *inter, float *area_a,
+                          float *area_b)
 {
-    /* One rounding per operation, in the kernel's order (this file is
-     * compiled as ISO C, where GCC does not contract a * b + c). */
     float iw = fminf(a->x1, b->x1) - fmaxf(a->x0, b->x0);
     float ih = fminf(a->y1, b->y1) - fmaxf(a->y0, b->y0);
     if (!(iw > 0.0f && ih > 0.0f))
         return false;
-    float inter = iw * ih;
-    float area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
-    float area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
+    *inter = iw * ih;
+    *area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
+    *area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
+    return true;
+}
+
+bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
+{
+    float inter, area_a, area_b;
+    if (!nms_intersect(a, b, &inter, &area_a, &area_b))
+        return false;
     float uni = area_a + area_b;
     uni = uni - inter;
     return inter > iou * uni;
@@ -26,15 +37,9 @@ bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
 
 bool det_nms_contains(const det_box *a, const det_box *b, float contain)
 {
-    if (!(contain < 1.0f))
+    float inter, area_a, area_b;
+    if (!(contain < 1.0f) || !nms_intersect(a, b, &inter, &area_a, &area_b))
         return false;
-    float iw = fminf(a->x1, b->x1) - fmaxf(a->x0, b->x0);
-    float ih = fminf(a->y1, b->y1) - fmaxf(a->y0, b->y0);
-    if (!(iw > 0.0f && ih > 0.0f))
-        return false;
-    float inter = iw * ih;
-    float area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
-    float area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
     return inter > contain * fminf(area_a, area_b);
 }
 

@@ -16,44 +16,20 @@
 
 #include <cjson/cJSON.h>
 
-#include "canopy/buf.h"
+#include "cliutil.h"
 #include "testutil.h"
 
 static const char *g_canopy;
 static char g_dir[] = "/tmp/canopy-test-run-batch-XXXXXX";
 
-typedef struct result {
-    int code;
-    char *out, *err;
-} result;
-
-static char *slurp(const char *path)
-{
-    cnp_buf b = {0};
-    if (cnp_file_read(path, 0, &b, NULL) != CNP_OK || cnp_buf_append(&b, "", 1) != CNP_OK) {
-        cnp_buf_free(&b);
-        return strdup("");
-    }
-    return (char *)b.data;
-}
+typedef cli_result result;
+#define slurp cli_slurp
+#define result_free cli_result_free
 
 /* Runs `cd g_dir && env ENV canopy ARGS`, stdout and stderr kept apart. */
 static result run(const char *env, const char *args)
 {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "cd %s && env %s %s %s > stdout 2> stderr", g_dir, env, g_canopy,
-             args);
-    int st = system(cmd);
-    result r = {.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
-    r.out = slurp("stdout");
-    r.err = slurp("stderr");
-    return r;
-}
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run(g_dir, g_canopy, env, args);
 }
 
 static bool exists(const char *path)

@@ -17,47 +17,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "canopy/buf.h"
+#include "cliutil.h"
 #include "testutil.h"
 
 static char g_dir[] = "/tmp/canopy-test-cli-misc-XXXXXX";
 
-/* What one run of canopy left behind. */
-typedef struct run_result {
-    int code;  /* exit code, -1 when killed */
-    char *out; /* stdout, NUL-terminated */
-    char *err; /* stderr, NUL-terminated */
-} run_result;
+typedef cli_result run_result;
+#define slurp cli_slurp
+#define run_result_free cli_result_free
 
-static char *slurp(const char *path)
-{
-    cnp_buf b = {0};
-    if (cnp_file_read(path, 0, &b, NULL) != CNP_OK || cnp_buf_append(&b, "", 1) != CNP_OK) {
-        cnp_buf_free(&b);
-        return strdup("");
-    }
-    return (char *)b.data;
-}
-
-/* Runs `env ENV canopy ARGS` through the shell (env may be ""). */
+/* Runs `env ENV canopy ARGS` in g_dir (env may be ""). */
 static run_result run(const char *env, const char *args)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd %s && env %s %s %s > %s/stdout 2> %s/stderr", g_dir, env,
-             CANOPY_BINARY, args, g_dir, g_dir);
-    int st = system(cmd);
-    run_result r = {.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
-    snprintf(cmd, sizeof cmd, "%s/stdout", g_dir);
-    r.out = slurp(cmd);
-    snprintf(cmd, sizeof cmd, "%s/stderr", g_dir);
-    r.err = slurp(cmd);
-    return r;
-}
-
-static void run_result_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run(g_dir, CANOPY_BINARY, env, args);
 }
 
 static void write_file(const char *name, const char *text)
