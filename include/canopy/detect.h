@@ -72,6 +72,15 @@ int det_model_receptive_field(const det_model *m);
  * "Overlap suppression"). A value >= 1 turns NMS off. */
 #define DET_NMS_IOU_DEFAULT 0.3
 
+/* Crowns only (box models keep torchvision's NMS): a crown is also
+ * suppressed by a kept higher-scoring one when their boxes' intersection
+ * exceeds this fraction of the smaller box's area (intersection over
+ * minimum), so of a small crown inside a larger one only the better scored
+ * stays, although their IoU is small (a crown of radius 23 inside one of 53
+ * has IoU 0.19). Chosen by measurement on the NEON images (README, "Overlap
+ * suppression"). */
+#define DET_NMS_CONTAIN 0.8f
+
 /* The model's NMS IoU: its architecture's "nms_iou", else
  * DET_NMS_IOU_DEFAULT. */
 double det_model_nms_iou(const det_model *m);
@@ -155,6 +164,11 @@ typedef struct det_box {
  * same, so both decide every pair alike). */
 bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
 
+/* Whether one of a, b lies inside the other: intersection > contain x the
+ * smaller area, in the same float discipline (the kernel's nms_contains).
+ * contain >= 1: never. */
+bool det_nms_contains(const det_box *a, const det_box *b, float contain);
+
 /* Greedy NMS, the C reference of the device's: boxes in the order score
  * descending, then y0, x0, y1, x1, label ascending, then index; a box is
  * kept unless an earlier kept box with the same label (labels NULL: all
@@ -162,15 +176,20 @@ bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
  * kept boxes' indices in that order, *n_keep their number. */
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err);
+/* det_nms where a box is also dropped when an earlier kept box of its label
+ * contains it or lies in it (det_nms_contains with contain; >= 1: det_nms). */
+cnp_status det_nms_contain(const det_box *boxes, const float *scores, const int *labels,
+                           size_t n, float iou, float contain, uint32_t *keep, size_t *n_keep,
+                           cnp_err *err);
 
 /* A tree's box: the model's own box when it has one (boxed; it may have
  * zero area where torchvision clipped it to the image edge), else the
  * crown's centre +- radius. */
 det_box det_tree_box(const cnp_tree *t);
 
-/* det_nms on the crowns' boxes, in place: the first *n trees become the
- * kept ones, in NMS order (score descending). iou >= 1 or fewer than two
- * trees: unchanged. */
+/* det_nms_contain on the crowns' boxes with DET_NMS_CONTAIN, in place: the
+ * first *n trees become the kept ones, in NMS order (score descending).
+ * iou >= 1 or fewer than two trees: unchanged. */
 cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
 
 /* ---- box models (an imported RetinaNet, .cnw version 2) ------------------ */
@@ -286,6 +305,10 @@ cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
 cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scores,
                           const int *labels, size_t n, float iou, uint32_t *keep,
                           size_t *n_keep, cnp_err *err);
+/* det_engine_nms with det_nms_contain's semantics (crowns: DET_NMS_CONTAIN). */
+cnp_status det_engine_nms_contain(det_engine *e, const det_box *boxes, const float *scores,
+                                  const int *labels, size_t n, float iou, float contain,
+                                  uint32_t *keep, size_t *n_keep, cnp_err *err);
 
 /* Runs the network alone (no decode) on the w x h region at (x0, y0) of the
  * device image (w, h at most the tile) and reads the output tensor back

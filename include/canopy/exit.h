@@ -10,6 +10,8 @@ enum {
     CNP_EXIT_PARTIAL = 3, /* finished; some images failed permanently */
     CNP_EXIT_PENDING = 4, /* finished; messages left for redelivery after transient
                              failures had not come back when drain exited */
+    CNP_EXIT_INTERRUPTED = 5, /* run: stopped by SIGINT/SIGTERM before every input was
+                                 processed (run it again, with --skip-existing to resume) */
 };
 
 #endif

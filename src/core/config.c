@@ -300,6 +300,64 @@ void cnp_config_defaults(cnp_config *cfg)
     }
 }
 
+/* Edit distance of two short names (for "did you mean"). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 63 || lb >= 63)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
+                                        tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof *cur);
+    }
+    return prev[lb];
+}
+
+/* The key of section closest to name, or NULL when section has none. */
+static const struct key *closest_key(const char *section, const char *name)
+{
+    const struct key *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) != 0)
+            continue;
+        size_t d = distance(name, keys[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = &keys[i];
+        }
+    }
+    return best;
+}
+
+/* The known section closest to name when it is within two edits (a typo),
+ * else NULL. */
+static const char *closest_section(const char *name, size_t *dist)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (i > 0 && strcmp(keys[i].section, keys[i - 1].section) == 0)
+            continue;
+        size_t d = distance(name, keys[i].section);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].section;
+        }
+    }
+    if (dist)
+        *dist = best_d;
+    return best;
+}
+
 /* Sets a key and records where its value came from. */
 static cnp_status config_set(cnp_config *cfg, const char *section, const char *key,
                              const char *value, const char *origin, cnp_err *err)
@@ -308,8 +366,17 @@ static cnp_status config_set(cnp_config *cfg, const char *section, const char *k
     const struct key *k = key_find(section, key, &section_known);
     char why[512];
     if (!k) {
-        if (section_known)
+        /* Name the likely key or section, as a misspelt variable does. */
+        const struct key *near = section_known ? closest_key(section, key) : NULL;
+        const char *near_section = section_known ? NULL : closest_section(section, NULL);
+        if (near)
+            cnp_err_set(err, "unknown key '%s' in section [%s] (did you mean '%s'?)", key,
+                        section, near->name);
+        else if (section_known)
             cnp_err_set(err, "unknown key '%s' in section [%s]", key, section);
+        else if (near_section)
+            cnp_err_set(err, "unknown section [%s] (did you mean [%s]?)", section,
+                        near_section);
         else
             cnp_err_set(err, "unknown section [%s]", section);
         return CNP_ERR_CONFIG;
@@ -505,33 +572,14 @@ static bool ini_line_problem(const char *path, int lineno, char *why, size_t len
     return false;
 }
 
-/* Edit distance of two short names (for "did you mean"). */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-    if (la >= 63 || lb >= 63)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-                                        tolower((unsigned char)b[j - 1]));
-            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof *cur);
-    }
-    return prev[lb];
-}
-
 extern char **environ;
 
 /* A CANOPY_<SECTION>_<KEY> variable of a known section but no known key is
  * a typo that would otherwise be ignored: an error naming the closest key.
- * Variables of no known section (CANOPY_STACK_DIR, the tests' own) are not
- * configuration and are left alone. */
+ * So is one whose section is within two edits of a known one and whose key
+ * is a key of that section (CANOPY_BACTH_SIZE). Other variables
+ * (CANOPY_STACK_DIR, the tests' own) are not configuration and are left
+ * alone. */
 static cnp_status check_env_names(cnp_err *err)
 {
     for (char **e = environ; e && *e; e++) {
@@ -552,25 +600,29 @@ static cnp_status check_env_names(cnp_err *err)
             key[i] = (char)tolower((unsigned char)us[1 + i]);
         key[kl] = '\0';
         bool known;
-        if (key_find(section, key, &known) || !known)
+        if (key_find(section, key, &known))
             continue;
         const struct key *best = NULL;
-        size_t best_d = SIZE_MAX;
-        for (size_t i = 0; i < NKEYS; i++) {
-            if (strcmp(keys[i].section, section) != 0)
+        if (known) {
+            best = closest_key(section, key);
+        } else {
+            size_t d;
+            const char *near = closest_section(section, &d);
+            bool near_known;
+            best = near && d > 0 ? key_find(near, key, &near_known) : NULL;
+            if (!best)
                 continue;
-            size_t d = distance(key, keys[i].name);
-            if (d < best_d) {
-                best_d = d;
-                best = &keys[i];
-            }
         }
         snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
         char hint[128] = "";
         if (best)
             env_name(best, hint, sizeof hint);
-        cnp_err_set(err, "%s: [%s] has no key '%s'%s%s%s", var, section, key,
-                    best ? " (did you mean " : "", hint, best ? "?)" : "");
+        if (known)
+            cnp_err_set(err, "%s: [%s] has no key '%s'%s%s%s", var, section, key,
+                        best ? " (did you mean " : "", hint, best ? "?)" : "");
+        else
+            cnp_err_set(err, "%s: there is no section [%s] (did you mean %s?)", var, section,
+                        hint);
         return CNP_ERR_CONFIG;
     }
     return CNP_OK;

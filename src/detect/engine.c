@@ -382,7 +382,8 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     if (result == CNP_OK)
         result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
     if (result == CNP_OK)
-        result = det_nms_device_enqueue(nm->dev, e->q, count, e->nms_iou, 0, err);
+        result = det_nms_device_enqueue(nm->dev, e->q, count, e->nms_iou, DET_NMS_CONTAIN, 0,
+                                        err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
                               OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(in),
@@ -455,6 +456,13 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
                           const int *labels, size_t n, float iou, uint32_t *keep,
                           size_t *n_keep, cnp_err *err)
 {
+    return det_engine_nms_contain(e, boxes, scores, labels, n, iou, 1.0f, keep, n_keep, err);
+}
+
+cnp_status det_engine_nms_contain(det_engine *e, const det_box *boxes, const float *scores,
+                                  const int *labels, size_t n, float iou, float contain,
+                                  uint32_t *keep, size_t *n_keep, cnp_err *err)
+{
     *n_keep = 0;
     if (n == 0)
         return CNP_OK;
@@ -487,7 +495,7 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
                                             labels, 0, NULL, NULL),
                        "uploading NMS labels", err);
     if (result == CNP_OK)
-        result = det_nms_device_enqueue(e->nms.dev, e->q, n, iou, labels != NULL, err);
+        result = det_nms_device_enqueue(e->nms.dev, e->q, n, iou, contain, labels != NULL, err);
     cl_int kept = 0;
     if (result == CNP_OK)
         result = cl_ok(clEnqueueReadBuffer(e->q, io.count, CL_TRUE, 0, sizeof kept, &kept, 0,

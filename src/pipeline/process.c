@@ -176,7 +176,8 @@ cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err
                 boxes[i] = det_tree_box(&trees[i]);
                 scores[i] = trees[i].score;
             }
-            result = det_engine_nms(dev->det, boxes, scores, NULL, *n, iou, keep, &nk, err);
+            result = det_engine_nms_contain(dev->det, boxes, scores, NULL, *n, iou,
+                                            DET_NMS_CONTAIN, keep, &nk, err);
             for (size_t i = 0; result == CNP_OK && i < nk; i++)
                 kept[i] = trees[keep[i]];
             if (result == CNP_OK) {

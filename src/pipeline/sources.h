@@ -55,6 +55,13 @@ typedef struct pl_file {
 cnp_status pl_files_source_create(pl_file *files, size_t n, int chunk_size,
                                   int64_t max_bytes, pl_files_source **out, cnp_err *err);
 void pl_files_source_free(pl_files_source *s);
+/* True when name (no directory) ends in an output suffix: <stem>.mask.png, ...
+ * (files_resume.c). */
+bool pl_is_output_name(const char *name);
+/* True when outdir holds stem's outputs written by a finished run with
+ * model_version ("none" without a detector): a trees.json, written last,
+ * that parses and names that model, and a mask. */
+bool pl_outputs_complete(const char *outdir, const char *stem, const char *model_version);
 
 /* S3 + PostgreSQL + output queue. */
 typedef struct pl_cloud_sink pl_cloud_sink;
