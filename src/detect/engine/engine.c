@@ -18,7 +18,7 @@
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 /* NMS room of at least this many boxes, so that typical images allocate
  * once. */
