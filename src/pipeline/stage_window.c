@@ -259,7 +259,8 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     uint64_t fg = 0;
     if ((result = pass2(&wr, threshold, &fg, err)) != CNP_OK)
         goto out;
-    if (wr.ntrees && (result = pipe_device_nms(x->dev, wr.trees, &wr.ntrees, err)) != CNP_OK)
+    if (wr.ntrees && (result = pipe_device_merge(x->dev, wr.trees, &wr.ntrees,
+                                                 pipe_device_merge_iou(x->dev), err)) != CNP_OK)
         goto out;
     uint64_t n = (uint64_t)wr.W * wr.H;
     it->nodata = wr.bin.nodata;

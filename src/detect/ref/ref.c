@@ -1,6 +1,8 @@
-/* CPU reference of the detector: direct convolution in double precision,
- * written to be obviously correct rather than fast. The OpenCL engine is held
- * equal to it by tests/detect. The tiling is the engine's (det_tiles_plan,
+/* CPU reference of the crown detector: the preprocessing and the decode in
+ * plain C around the network run as a graph on graph_ref.c (det_crown_graph:
+ * the graph the device engine runs too), the one CPU reference of every
+ * op. Written to be obviously correct rather than fast. The OpenCL engine is
+ * held equal to it by tests/detect. The tiling is the engine's (det_tiles_plan,
  * tiles.c); det_decode's rule is mirrored in detect.cl. */
 #include <math.h>
 #include <stdlib.h>
@@ -25,109 +27,43 @@ static void preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_
     }
 }
 
-/* "Same" convolution, stride 1, zero padding dilation*(k-1)/2, then act. */
-static void conv_ref(const det_layer *l, const float *in, uint32_t w, uint32_t h, float *out,
-                     double *acc)
-{
-    size_t plane = (size_t)w * h;
-    int pad = l->dilation * (l->k / 2);
-    for (int o = 0; o < l->out; o++) {
-        for (size_t i = 0; i < plane; i++)
-            acc[i] = l->bias[o];
-        for (int c = 0; c < l->in; c++) {
-            for (int ky = 0; ky < l->k; ky++) {
-                for (int kx = 0; kx < l->k; kx++) {
-                    double wv = l->weight[((size_t)(o * l->in + c) * l->k + ky) * l->k + kx];
-                    int dy = ky * l->dilation - pad, dx = kx * l->dilation - pad;
-                    /* Output pixels whose tap (x+dx, y+dy) lies inside. */
-                    int y0 = dy < 0 ? -dy : 0, y1 = (int)h - (dy > 0 ? dy : 0);
-                    int x0 = dx < 0 ? -dx : 0, x1 = (int)w - (dx > 0 ? dx : 0);
-                    const float *src = in + c * plane;
-                    for (int y = y0; y < y1; y++) {
-                        const float *row = src + (size_t)(y + dy) * w + dx;
-                        double *arow = acc + (size_t)y * w;
-                        for (int x = x0; x < x1; x++)
-                            arow[x] += wv * row[x];
-                    }
-                }
-            }
-        }
-        for (size_t i = 0; i < plane; i++) {
-            float v = (float)acc[i];
-            out[o * plane + i] = l->relu && v < 0 ? 0.0f : v;
-        }
-    }
-}
-
-/* 2x2 max pool, stride 2, floor. */
-static void pool_ref(int channels, const float *in, uint32_t w, uint32_t h, float *out)
-{
-    uint32_t ow = w / 2, oh = h / 2;
-    for (int c = 0; c < channels; c++) {
-        const float *src = in + (size_t)c * w * h;
-        float *dst = out + (size_t)c * ow * oh;
-        for (uint32_t y = 0; y < oh; y++) {
-            for (uint32_t x = 0; x < ow; x++) {
-                const float *p = src + (size_t)(2 * y) * w + 2 * x;
-                dst[(size_t)y * ow + x] = fmaxf(fmaxf(p[0], p[1]), fmaxf(p[w], p[w + 1]));
-            }
-        }
-    }
-}
-
-/* Largest activation (floats) any layer holds for a w x h input. */
-static size_t max_activation(const det_model *m, uint32_t w, uint32_t h)
-{
-    size_t best = (size_t)m->n_channels * w * h;
-    for (int i = 0; i < m->n_layers; i++) {
-        const det_layer *l = &m->layers[i];
-        if (l->type == DET_LAYER_MAXPOOL) {
-            w /= 2;
-            h /= 2;
-        }
-        size_t s = (size_t)l->out * w * h;
-        if (s > best)
-            best = s;
-    }
-    return best;
-}
-
 cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
                            uint32_t w, uint32_t h, float **out, uint32_t *oh,
                            uint32_t *ow, cnp_err *err)
 {
     *out = NULL;
     det_model_out_size(m, w, h, ow, oh);
-    size_t cap = max_activation(m, w, h);
-    float *a = malloc((cap ? cap : 1) * sizeof *a);
-    float *b = malloc((cap ? cap : 1) * sizeof *b);
-    size_t plane = (size_t)w * h;
-    double *acc = malloc((plane ? plane : 1) * sizeof *acc);
-    if (!a || !b || !acc) {
-        free(a);
-        free(b);
-        free(acc);
-        cnp_err_set(err, "detector reference: out of memory for %ux%u", w, h);
-        return CNP_ERR_NOMEM;
-    }
-    preprocess(m, rgba, stride_px, w, h, a);
-    for (int i = 0; i < m->n_layers; i++) {
-        const det_layer *l = &m->layers[i];
-        if (l->type == DET_LAYER_CONV) {
-            conv_ref(l, a, w, h, b, acc);
-        } else {
-            pool_ref(l->in, a, w, h, b);
-            w /= 2;
-            h /= 2;
+    if (*ow == 0 || *oh == 0) {
+        /* Too small for one output cell: an empty output, no network. */
+        *out = malloc(sizeof **out);
+        if (!*out) {
+            cnp_err_set(err, "detector reference: out of memory");
+            return CNP_ERR_NOMEM;
         }
-        float *t = a;
-        a = b;
-        b = t;
+        return CNP_OK;
     }
-    free(b);
-    free(acc);
-    *out = a;
-    return CNP_OK;
+    det_graph g;
+    float *in = malloc((size_t)m->n_channels * w * h * sizeof *in);
+    cnp_status result = in ? det_crown_graph(m, &g, err) : CNP_ERR_NOMEM;
+    if (!in) {
+        cnp_err_set(err, "detector reference: out of memory for %ux%u", w, h);
+        return result;
+    }
+    if (result == CNP_OK) {
+        preprocess(m, rgba, stride_px, w, h, in);
+        int oc = 0, gh = 0, gw = 0;
+        result = det_graph_ref_run_raw(&g, in, (int)h, (int)w, out, &oc, &gh, &gw, err);
+        if (result == CNP_OK && (oc != 4 || (uint32_t)gh != *oh || (uint32_t)gw != *ow)) {
+            cnp_err_set(err, "%s: graph output %dx%dx%d, expected 4x%ux%u", m->version, oc,
+                        gh, gw, *oh, *ow);
+            free(*out);
+            *out = NULL;
+            result = CNP_ERR_INTERNAL;
+        }
+        free(g.nodes);
+    }
+    free(in);
+    return result;
 }
 
 static float sigmoidf(float v)
