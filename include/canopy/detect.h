@@ -196,7 +196,6 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
                                  const cnp_detector_config *dc, det_box_engine **out,
                                  cnp_err *err);
 void det_box_engine_free(det_box_engine *e);
-int det_box_engine_patch_size(const det_box_engine *e);
 /* The patches of a w x h image (DeepForest's plan), for rasters read in
  * windows; a configuration error with patch_size 0. */
 cnp_status det_box_engine_windows(const det_box_engine *e, uint32_t w, uint32_t h,
@@ -251,8 +250,8 @@ enum det_conv_path {
 cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err);
 
-/* Sets the NMS IoU of later runs (>= 1: no NMS). */
-void det_engine_set_nms_iou(det_engine *e, float iou);
+/* The NMS IoU det_engine_run applies ([detector] nms_iou, else the
+ * model's); det_engine_run_nms takes another as an argument. */
 float det_engine_nms_iou(const det_engine *e);
 /* The tiling the engine applies to an image (for det_tiles_plan). */
 void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride);

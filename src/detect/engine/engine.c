@@ -472,11 +472,6 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
     return result;
 }
 
-void det_engine_set_nms_iou(det_engine *e, float iou)
-{
-    e->nms_iou = iou;
-}
-
 float det_engine_nms_iou(const det_engine *e)
 {
     return e->nms_iou;

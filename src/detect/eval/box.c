@@ -106,11 +106,6 @@ void det_box_engine_free(det_box_engine *e)
     free(e);
 }
 
-int det_box_engine_patch_size(const det_box_engine *e)
-{
-    return e->patch_size;
-}
-
 cnp_status det_box_windows(const cnp_detector_config *dc, uint32_t w, uint32_t h,
                            det_tile **out, size_t *n, cnp_err *err)
 {
