@@ -221,11 +221,15 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
                                  const cnp_detector_config *dc, det_box_engine **out,
                                  cnp_err *err);
 void det_box_engine_free(det_box_engine *e);
-int det_box_engine_patch_size(const det_box_engine *e);
 /* The patches of a w x h image (DeepForest's plan), for rasters read in
  * windows; a configuration error with patch_size 0. */
 cnp_status det_box_engine_windows(const det_box_engine *e, uint32_t w, uint32_t h,
                                   det_tile **out, size_t *n, cnp_err *err);
+
+/* The same plan from [detector] patch_size and patch_overlap alone (the CPU
+ * backend's). */
+cnp_status det_box_windows(const cnp_detector_config *dc, uint32_t w, uint32_t h,
+                           det_tile **out, size_t *n, cnp_err *err);
 
 /* Trees of a w x h RGBA8 image on the device, as DeepForest's predict_tile
  * (or one call with patch_size 0). *trees malloc'd, sorted by (y, x). */
@@ -271,8 +275,8 @@ enum det_conv_path {
 cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err);
 
-/* Sets the NMS IoU of later runs (>= 1: no NMS). */
-void det_engine_set_nms_iou(det_engine *e, float iou);
+/* The NMS IoU det_engine_run applies ([detector] nms_iou, else the
+ * model's); det_engine_run_nms takes another as an argument. */
 float det_engine_nms_iou(const det_engine *e);
 /* The tiling the engine applies to an image (for det_tiles_plan). */
 void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride);
@@ -297,6 +301,11 @@ void det_engine_set_conv_path(det_engine *e, enum det_conv_path path);
  * when *n == 0) sorted by (y, x). */
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
                           cnp_tree **trees, size_t *n, cnp_err *err);
+
+/* det_engine_run with NMS at nms_iou (>= 1: none) instead of the engine's
+ * own: the trees of a patch that a later merge suppresses across patches. */
+cnp_status det_engine_run_nms(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                              float nms_iou, cnp_tree **trees, size_t *n, cnp_err *err);
 
 /* Runs the device NMS alone on boxes from the host (labels NULL: one
  * class), with the semantics of det_nms: keep (n entries, caller's) receives
@@ -338,6 +347,67 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
 
 /* The largest tile side the engine was sized for. */
 uint32_t det_engine_tile(const det_engine *e);
+
+/* ---- one model interface: a loaded model on a backend -------------------
+ *
+ * What the pipeline holds: a model (crown or box, later classifiers) bound to
+ * a backend (the OpenCL device, or the CPU reference), behind one table of
+ * operations (src/detect/model_backend.h). The caller never names the model
+ * kind nor an engine function. */
+
+typedef struct det_backend det_backend;
+
+/* An RGBA8 image (rows packed, w * h * 4 bytes) as a backend reads it: a
+ * device backend reads dev (on its context's queue), the CPU backend host;
+ * a caller that may hold either kind fills both. */
+typedef struct det_pixels {
+    uint32_t w, h;
+    const uint8_t *host;
+    cl_mem dev;
+} det_pixels;
+
+/* The trees one patch gave, in the patch's own coordinates, not merged. */
+typedef struct det_found {
+    cnp_tree *trees; /* malloc'd; NULL when n == 0 */
+    size_t n;
+} det_found;
+
+/* Binds model m (which must outlive the handle) to the OpenCL context dev,
+ * or to the CPU reference when dev is NULL, with [detector] dc (read during
+ * the call only): the first backend table that takes this model on this
+ * kind of device. */
+cnp_status det_backend_create(const det_model *m, ocl_ctx *dev, const cnp_detector_config *dc,
+                              det_backend **out, cnp_err *err);
+/* Frees the handle; accepts NULL. */
+void det_backend_free(det_backend *b);
+/* "crown/opencl", "box/cpu", ...: the table's name (logs, tests). */
+const char *det_backend_name(const det_backend *b);
+/* Side of the windows a raster too large to hold is read in (the model's
+ * tile or patch); 0 when the model has none (patch_size 0). */
+uint32_t det_backend_window_side(const det_backend *b);
+/* The windows of a w x h image (det_tile: region and the part it owns),
+ * identical on every backend of a model. *out malloc'd. */
+cnp_status det_backend_plan(const det_backend *b, uint32_t w, uint32_t h, det_tile **out,
+                            size_t *n, cnp_err *err);
+/* Runs the model on a batch of n patches (each its own image): out[i] gets
+ * patch i's trees in its coordinates, unmerged (shift each with
+ * det_tree_shift, keep a crown in the tile owning its centre, then merge).
+ * On failure every out[i] is empty. */
+cnp_status det_backend_run(det_backend *b, const det_pixels *patches, size_t n, det_found *out,
+                           cnp_err *err);
+/* The IoU the model merges patches at ([detector] nms_iou or the model's for
+ * crowns, patch_iou for box models). */
+float det_backend_merge_iou(const det_backend *b);
+/* NMS over trees of every patch at iou (>= 1: none), in place, then sorted
+ * by (y, x). */
+cnp_status det_backend_merge(det_backend *b, cnp_tree *trees, size_t *n, float iou,
+                             cnp_err *err);
+/* The whole image: plan, run, merge as one (on the device without host round
+ * trips where the backend can). *trees malloc'd, sorted by (y, x). */
+cnp_status det_backend_detect(det_backend *b, const det_pixels *img, cnp_tree **trees,
+                              size_t *n, cnp_err *err);
+/* Frees the n results of det_backend_run and empties them. */
+void det_found_free(det_found *f, size_t n);
 
 /* ---- evaluation ------------------------------------------------------- */
 

@@ -53,9 +53,12 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
  * coordinates relative to the window. *trees malloc'd. */
 cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
                                      uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err);
-/* The detector's NMS over trees gathered from several windows, on the
- * device, in place; then sorted by (y, x) as det_engine_run sorts. */
-cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err);
+/* The IoU the model merges windows at (det_backend_merge_iou). */
+float pipe_device_merge_iou(const pipe_device *dev);
+/* The model's NMS at iou over trees gathered from several windows, in
+ * place; then sorted by (y, x) as whole-image detection sorts. */
+cnp_status pipe_device_merge(pipe_device *dev, cnp_tree *trees, size_t *n, float iou,
+                             cnp_err *err);
 
 typedef struct pipe_result {
     uint32_t width, height;

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "canopy/exit.h"
 #include "canopy/image.h"
 #include "canopy/raster.h"
 #include "canopy/s3.h"
@@ -113,7 +114,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
         /* Before any upload: a missing profile is a configuration error (2),
          * missing credentials a fatal one (1), not failed images (3). */
         fprintf(stderr, "canopy submit: %s\n", err.msg);
-        rc = aws_exit_code(st0);
+        rc = cnp_exit_for_setup(st0);
         goto out;
     }
     if ((scan && aws_kvlist_add(&meta, "scan-id", scan) != CNP_OK) ||

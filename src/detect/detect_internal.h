@@ -72,6 +72,13 @@ cnp_status det_model_parse(const void *data, size_t len, const char *path, det_m
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh);
 
+/* ---- crown_graph.c ------------------------------------------------------ */
+
+/* The model's layers as a graph of crown input: conv k odd with "same"
+ * padding dilation * (k - 1) / 2 at stride 1, max pool 2x2/2 floor; weights
+ * point into the model. g->nodes is calloc'd (the caller frees it). */
+cnp_status det_crown_graph(const det_model *m, det_graph *g, cnp_err *err);
+
 /* ---- crown_json.c: the .cnw version 1 architecture JSON ---------------- */
 
 /* Parses and checks a version 1 (crown) architecture JSON of len bytes into

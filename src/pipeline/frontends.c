@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "canopy/exit.h"
 #include "canopy/log.h"
 #include "canopy/raster.h"
 #include "canopy/store.h"
@@ -97,7 +98,7 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
     /* A missing profile exits 2, missing credentials 1; a credential service
      * that is down for now (transient) is the drain loop's to wait out. */
     if (st != CNP_OK && st != CNP_ERR_TRANSIENT)
-        return aws_exit_code(st);
+        return cnp_exit_for_setup(st);
     if (pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;

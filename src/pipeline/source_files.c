@@ -80,7 +80,7 @@ static void files_fetch(pl_ctx *x, void *self, pl_chunk *c)
             it->t_fetch = (cnp_now() - t0) * 1e3;
             continue;
         }
-        cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->obj.body, &err);
+        cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->bytes.body, &err);
         it->t_fetch = (cnp_now() - t0) * 1e3;
         if (st != CNP_OK)
             item_fail(it, st == CNP_ERR_IO ? CNP_ERR_INVALID : st, "%s", err.msg);

@@ -3,6 +3,9 @@
 #ifndef CANOPY_PL_SOURCES_H
 #define CANOPY_PL_SOURCES_H
 
+#include "canopy/aws.h"
+#include "canopy/s3.h"
+#include "canopy/sqs.h"
 #include "canopy/store.h"
 #include "pipeline/pl_internal.h"
 
@@ -26,6 +29,23 @@ typedef struct pl_sqs_params {
 } pl_sqs_params;
 cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_source **out,
                                 cnp_err *err);
+/* A message of a chunk: what the SQS source keeps in the chunk's src_state
+ * to acknowledge it (items point at it through their ack token, the
+ * message's index, and at its parsed items through meta). */
+typedef struct pl_msg {
+    sqs_message m;
+    msg_parsed parsed;
+} pl_msg;
+
+typedef struct pl_sqs_chunk {
+    pl_msg *msgs;
+    size_t n;
+} pl_sqs_chunk;
+
+/* The SQS state of chunk c, created empty on first use and freed by
+ * chunk_free; NULL without memory. */
+pl_sqs_chunk *pl_sqs_chunk_of(pl_chunk *c);
+
 /* Puts a chunk in flight: the heartbeat extends its messages until
  * acknowledge takes it out (next_chunk does this; tests call it directly). */
 void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c);

@@ -4,7 +4,7 @@
  * suppressed rows and the kept count carry across chunks on the device. */
 #include <stdlib.h>
 
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 /* Bytes of the overlap mask computed per pass: bounds device memory for
  * very many boxes (n^2 / 8 bytes in all). */

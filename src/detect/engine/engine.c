@@ -18,7 +18,7 @@
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 /* NMS room of at least this many boxes, so that typical images allocate
  * once. */
@@ -119,45 +119,6 @@ static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
     *ow = (uint32_t)iw;
     *oh = (uint32_t)ih;
     return result;
-}
-
-/* The model's layers as a graph of crown input: conv k odd with "same"
- * padding dilation * (k - 1) / 2 at stride 1, max pool 2x2/2 floor. */
-static cnp_status build_graph(det_engine *e, cnp_err *err)
-{
-    const det_model *m = e->m;
-    det_graph *g = &e->graph;
-    memset(g, 0, sizeof *g);
-    g->n_nodes = m->n_layers + 1;
-    g->nodes = calloc((size_t)g->n_nodes, sizeof *g->nodes);
-    if (!g->nodes) {
-        cnp_err_set(err, "detector engine: out of memory");
-        return CNP_ERR_NOMEM;
-    }
-    g->nodes[0] = (det_node){.op = DET_OP_INPUT, .name = "input", .in = -1, .in2 = -1};
-    for (int i = 0; i < m->n_layers; i++) {
-        const det_layer *l = &m->layers[i];
-        det_node *n = &g->nodes[i + 1];
-        if (l->type == DET_LAYER_MAXPOOL)
-            *n = (det_node){.op = DET_OP_MAXPOOL, .in = i, .in2 = -1, .k = 2, .stride = 2,
-                            .pad = 0, .dilation = 1};
-        else
-            *n = (det_node){.op = DET_OP_CONV, .in = i, .in2 = -1, .cin = l->in,
-                            .cout = l->out, .k = l->k, .stride = 1,
-                            .pad = l->dilation * (l->k - 1) / 2, .dilation = l->dilation,
-                            .act = l->relu ? DET_ACT_RELU : DET_ACT_NONE, .weight = l->weight,
-                            .bias = l->bias};
-        snprintf(n->name, sizeof n->name, "%s", l->name);
-        snprintf(n->weights, sizeof n->weights, "%s", l->name);
-    }
-    g->input.kind = DET_INPUT_CROWN;
-    g->input.channels = m->n_channels;
-    for (int c = 0; c < m->n_channels && c < 4; c++) {
-        g->input.channel[c] = m->channel[c];
-        g->input.mean[c] = m->mean[c];
-        g->input.std[c] = m->std[c];
-    }
-    return CNP_OK;
 }
 
 void det_engine_conv_paths_file(const det_engine *e, char *out, size_t len)
@@ -273,7 +234,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     if (result == CNP_OK)
         result = nms_kernels(e, base, err);
     if (result == CNP_OK)
-        result = build_graph(e, err);
+        result = det_crown_graph(m, &e->graph, err);
     /* The conv paths: configured, or measured at the largest tile (at most
      * 128 px on a CPU device) and remembered next to the kernel cache. */
     det_graph_engine_opts opts = {
@@ -369,7 +330,7 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
 /* NMS of the count crowns in e->trees, on the device: their boxes, the
  * device NMS (nms_device.c), and a gather of the kept crowns into nm->out
  * (count first, then the crowns). */
-static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
+static cnp_status crown_nms_enqueue(det_engine *e, size_t count, float iou, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
     cl_int in = (cl_int)count;
@@ -382,8 +343,7 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     if (result == CNP_OK)
         result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
     if (result == CNP_OK)
-        result = det_nms_device_enqueue(nm->dev, e->q, count, e->nms_iou, DET_NMS_CONTAIN, 0,
-                                        err);
+        result = det_nms_device_enqueue(nm->dev, e->q, count, iou, DET_NMS_CONTAIN, 0, err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
                               OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(in),
@@ -393,10 +353,11 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     return result;
 }
 
-/* Reads the tree count back, runs NMS on the device when it can remove
- * anything, then reads the final list back (one read: with NMS the kept
- * count comes first in the same buffer) and converts it. */
-static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err *err)
+/* Reads the tree count back, runs NMS at iou on the device when it can
+ * remove anything, then reads the final list back (one read: with NMS the
+ * kept count comes first in the same buffer) and converts it. */
+static cnp_status read_trees(det_engine *e, float iou, cnp_tree **trees, size_t *n,
+                             cnp_err *err)
 {
     cl_int count = 0;
     cnp_status result = cl_ok(clEnqueueReadBuffer(e->q, e->count, CL_TRUE, 0, sizeof count,
@@ -409,7 +370,7 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
         return CNP_ERR_INTERNAL;
     }
     size_t nt = (size_t)count;
-    bool nms = nt >= 2 && e->nms_iou < 1.0f;
+    bool nms = nt >= 2 && iou < 1.0f;
     cl_float4 *raw = malloc((nt + 1) * sizeof *raw);
     cnp_tree *out = malloc(nt * sizeof *out);
     if (!raw || !out) {
@@ -420,7 +381,7 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
     }
     const cl_float4 *list = raw;
     if (nms) {
-        result = crown_nms_enqueue(e, nt, err);
+        result = crown_nms_enqueue(e, nt, iou, err);
         if (result == CNP_OK)
             result = cl_ok(clEnqueueReadBuffer(e->q, e->nms.out, CL_TRUE, 0,
                                                (nt + 1) * sizeof *raw, raw, 0, NULL, NULL),
@@ -518,11 +479,6 @@ cnp_status det_engine_nms_contain(det_engine *e, const det_box *boxes, const flo
     return result;
 }
 
-void det_engine_set_nms_iou(det_engine *e, float iou)
-{
-    e->nms_iou = iou;
-}
-
 float det_engine_nms_iou(const det_engine *e)
 {
     return e->nms_iou;
@@ -542,6 +498,12 @@ void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows)
 
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
                           cnp_tree **trees, size_t *n, cnp_err *err)
+{
+    return det_engine_run_nms(e, rgba, w, h, e->nms_iou, trees, n, err);
+}
+
+cnp_status det_engine_run_nms(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                              float nms_iou, cnp_tree **trees, size_t *n, cnp_err *err)
 {
     *trees = NULL;
     *n = 0;
@@ -578,7 +540,7 @@ cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
     }
     free(tiles);
     if (result == CNP_OK)
-        result = read_trees(e, trees, n, err);
+        result = read_trees(e, nms_iou, trees, n, err);
     return result;
 }
 

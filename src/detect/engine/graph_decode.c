@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "canopy/log.h"
-#include "detect/graph_engine_internal.h"
+#include "detect/engine/graph_engine_internal.h"
 
 /* Sigmoid + threshold + compaction of every level's logits of patch b of
  * the batch into keys. */
