@@ -10,6 +10,8 @@ enum {
     CNP_EXIT_PARTIAL = 3, /* finished; some images failed permanently */
     CNP_EXIT_PENDING = 4, /* finished; messages left for redelivery after transient
                              failures had not come back when drain exited */
+    CNP_EXIT_OUTAGE = 5,  /* a shared dependency (database, output bucket) stayed down
+                             for [batch] outage_exit_seconds: messages in hand released */
 };
 
 #endif

@@ -82,6 +82,9 @@ static const struct key keys[] = {
     INT(batch, max_chunks_in_flight, "3", 1, 64),
     INT(batch, max_inflight_mpix, "256", 1, 1000000),
     INT(batch, unreachable_exit_seconds, "300", 1, 86400 * 365),
+    INT(batch, outage_exit_seconds, "900", 1, 86400 * 365),
+    INT(batch, outage_probe_seconds, "30", 1, 3600),
+    INT(batch, retry_backoff_seconds, "5", 1, 900),
 
     STR(postgres, conninfo, ""),
 

@@ -134,10 +134,20 @@ static int cloud_run(pl_ctx *x, const cnp_config *cfg, struct cloud *cl, pl_coun
     pl_cloud_sink *sink = NULL;
     if (pl_cloud_sink_create(cl->aws, cl->db, &cp, &sink, err) != CNP_OK)
         return CNP_EXIT_FATAL;
+    pl_health_params hp = {.probe_first_seconds = 1,
+                           .probe_max_seconds = cfg->batch.outage_probe_seconds,
+                           .exit_seconds = cfg->batch.outage_exit_seconds,
+                           .device_lost_chunks = 2};
+    if (pl_health_create(&hp, x->hooks ? x->hooks->cancel : NULL, &x->health, err) != CNP_OK) {
+        pl_cloud_sink_free(sink);
+        return CNP_EXIT_FATAL;
+    }
     x->sink = &pl_sink_cloud_ops;
     x->sink_self = sink;
     pl_counts c;
     int rc = pl_ctx_run(x, &c);
+    pl_health_free(x->health);
+    x->health = NULL;
     c.run_id = cl->run_id;
     pg_run_counts rcounts = {.images_ok = c.ok, .images_failed = c.failed, .trees = c.trees,
                              .exit_code = rc};
@@ -176,6 +186,7 @@ int pl_drain(const cnp_config *cfg, const pl_drain_options *opt, const pl_hooks 
         .visibility_timeout = cfg->batch.visibility_timeout,
         .idle_exit_seconds = cfg->batch.idle_exit_seconds,
         .unreachable_exit_seconds = cfg->batch.unreachable_exit_seconds,
+        .retry_backoff_seconds = cfg->batch.retry_backoff_seconds,
         .follow = opt->follow,
         .max_messages = opt->max_messages,
     };

@@ -18,6 +18,7 @@
 #include "canopy/pool.h"
 #include "canopy/s3.h"
 #include "canopy/sqs.h"
+#include "pipeline/health.h"
 
 /* ---- work items (item.c) ------------------------------------------------ */
 
@@ -204,6 +205,7 @@ struct pl_ctx {
     pl_budget budget;
     int max_chunks;          /* chunks between source and acknowledgement */
     bool redelivers;         /* the source brings transient failures back (SQS) */
+    pl_health *health;       /* the outage gate; NULL: none (run) */
     pl_queue q_fetch, q_decode, q_device, q_encode, q_write, q_commit;
     pthread_mutex_t slots_lock;
     pthread_cond_t slots_cond;
@@ -260,8 +262,9 @@ void pl_image_uuid(const char *bucket, const char *key, const char *etag, char o
 char *pl_header_safe(const char *s);
 
 /* Seconds a message that failed transiently stays invisible: grows with its
- * receive count (5 s, 10 s, ... capped at 900 s) plus jitter in [0, 3). */
-int pl_backoff_seconds(int receive_count, unsigned jitter);
+ * receive count (base, 2 base, 4 base, ... capped at 900 s; base is
+ * [batch] retry_backoff_seconds, 5 s by default) plus jitter in [0, 3). */
+int pl_backoff_seconds(int base, int receive_count, unsigned jitter);
 /* What to do with message m of the chunk once the chunk is committed (or
  * not): delete it only when every item of it ended (ok or permanent). */
 bool pl_message_deletable(const pl_chunk *c, size_t m, bool committed);

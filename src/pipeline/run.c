@@ -254,6 +254,9 @@ static void *thread_progress(void *arg)
 static void run_source(pl_ctx *x)
 {
     while (!atomic_load(&x->fatal)) {
+        /* An outage being ridden out stops intake here. */
+        if (x->health && !pl_health_intake_wait(x->health))
+            break;
         if (!slot_acquire(x))
             break;
         pl_chunk *c = calloc(1, sizeof *c);
@@ -319,6 +322,8 @@ int pl_ctx_run(pl_ctx *x, pl_counts *counts)
     metrics_flush(x);
     if (atomic_load(&x->fatal))
         return CNP_EXIT_FATAL;
+    if (x->health && pl_health_gave_up(x->health))
+        return CNP_EXIT_OUTAGE;
     if (c.pending > 0)
         return CNP_EXIT_PENDING;
     if (c.failed || (c.retried && !x->redelivers))

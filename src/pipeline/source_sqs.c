@@ -261,7 +261,12 @@ static int poll_wait(const pl_sqs_source *s, double idle_deadline)
 static bool idle_over(pl_sqs_source *s, double *deadline)
 {
     double now = cnp_now();
-    double until = s->last_msg + s->p.idle_exit_seconds;
+    /* Intake stopped by an outage is not an empty queue: idleness counts
+     * from when intake resumed. */
+    double since = s->last_msg;
+    if (s->x && s->x->health && pl_health_resumed_at(s->x->health) > since)
+        since = pl_health_resumed_at(s->x->health);
+    double until = since + s->p.idle_exit_seconds;
     double retries = pending_wait_until(s, now);
     if (retries > until)
         until = retries;
@@ -436,7 +441,8 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
             del[ndel++] = msg->receipt_handle;
         } else {
             retry[nretry] = msg->receipt_handle;
-            timeouts[nretry] = pl_backoff_seconds(msg->receive_count, cnp_rand_u32());
+            timeouts[nretry] = pl_backoff_seconds(s->p.retry_backoff_seconds, msg->receive_count,
+                                                  cnp_rand_u32());
             pending_add(s, msg->message_id, cnp_now() + timeouts[nretry]);
             nretry++;
         }

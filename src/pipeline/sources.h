@@ -20,6 +20,7 @@ typedef struct pl_sqs_params {
     int visibility_timeout;
     int idle_exit_seconds;
     int unreachable_exit_seconds;
+    int retry_backoff_seconds;   /* first backoff of a message failed transiently */
     bool follow;
     int64_t max_messages;
     cnp_metrics *metrics;        /* NULL: none */

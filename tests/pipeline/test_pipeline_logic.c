@@ -81,14 +81,22 @@ static void test_deletable(void)
 
 static void test_backoff(void)
 {
-    CHECK(pl_backoff_seconds(0, 0) == 5);
-    CHECK(pl_backoff_seconds(1, 0) == 5);
-    CHECK(pl_backoff_seconds(2, 0) == 10);
-    CHECK(pl_backoff_seconds(3, 2) == 22);
-    CHECK(pl_backoff_seconds(8, 0) == 640);
-    CHECK(pl_backoff_seconds(100, 0) == 640);
+    CHECK(pl_backoff_seconds(5, 0, 0) == 5);
+    CHECK(pl_backoff_seconds(5, 1, 0) == 5);
+    CHECK(pl_backoff_seconds(5, 2, 0) == 10);
+    CHECK(pl_backoff_seconds(5, 3, 2) == 22);
+    CHECK(pl_backoff_seconds(5, 8, 0) == 640);
+    /* The documented cap is reached, not stopped short of at 640 s. */
+    CHECK(pl_backoff_seconds(5, 9, 0) == 900);
+    CHECK(pl_backoff_seconds(5, 100, 0) == 900);
+    CHECK(pl_backoff_seconds(5, 1 << 30, 2) == 902);
+    /* A configured base: 1, 2, 4, 8 s for the first receives. */
+    CHECK(pl_backoff_seconds(1, 1, 0) == 1);
+    CHECK(pl_backoff_seconds(1, 4, 0) == 8);
+    CHECK(pl_backoff_seconds(1, 100, 1) == 901);
+    CHECK(pl_backoff_seconds(900, 3, 0) == 900);
     for (unsigned j = 0; j < 10; j++) {
-        int s = pl_backoff_seconds(1, j);
+        int s = pl_backoff_seconds(5, 1, j);
         CHECK(s >= 5 && s <= 7);
     }
 }
