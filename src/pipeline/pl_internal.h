@@ -88,6 +88,7 @@ void item_free(pl_item *it);
 typedef struct pl_msg {
     sqs_message m;
     msg_parsed parsed;
+    double extended_at;      /* heartbeat: when its visibility was last set (success) */
 } pl_msg;
 
 typedef struct pl_chunk {
@@ -97,7 +98,7 @@ typedef struct pl_chunk {
     pl_item *items;
     size_t nitems;
     size_t encoded;          /* items through the encode stage so far */
-    double last_extend;      /* heartbeat */
+    int hb_busy;             /* heartbeat: its entries in a round on the network */
     struct pl_chunk *reg_next;
 } pl_chunk;
 

@@ -34,11 +34,27 @@ void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c);
 bool pl_sqs_source_start(pl_sqs_source *s);
 void pl_sqs_source_free(pl_sqs_source *s);
 
-/* Heartbeat's pure part: the receipt handles of every message of chunks in
- * `registry` whose last extension is at least `every` seconds old (their
- * last_extend is set to now). *out is an array of borrowed pointers the
- * caller frees; returns the count, or (size_t)-1 without memory. */
-size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, const char ***out);
+/* One heartbeat round by hand: extends the messages due at `now` (the
+ * heartbeat thread calls this every quarter second with cnp_now(); tests
+ * call it with their own clock instead of starting the thread). */
+void pl_sqs_source_heartbeat_tick(pl_sqs_source *s, double now);
+
+/* Heartbeat's pure part. An entry is one message of a chunk in flight. */
+typedef struct pl_hb_entry {
+    pl_chunk *c;
+    size_t m;                    /* message index in c */
+    const char *handle;          /* borrowed from the message */
+} pl_hb_entry;
+/* The messages of chunks in `registry` whose last successful extension is
+ * at least `every` seconds old. Each collected chunk is marked busy until
+ * pl_heartbeat_settle, so it is not freed while its entries are on the
+ * network. *out is the caller's to free; returns the count, or (size_t)-1
+ * without memory (nothing marked). Caller holds the registry's lock. */
+size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, pl_hb_entry **out);
+/* After the round sent at `sent`: entries with ok[i] count as extended then;
+ * the others stay due and are sent again next tick. Unmarks the chunks.
+ * Caller holds the registry's lock. */
+void pl_heartbeat_settle(pl_hb_entry *e, size_t n, const bool *ok, double sent);
 
 /* S3 listing (reprocess): the objects of a listing, in chunks. */
 typedef struct pl_listing_source pl_listing_source;

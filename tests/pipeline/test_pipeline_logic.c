@@ -128,7 +128,9 @@ static void test_names(void)
     CHECK(strcmp(u1, u2) == 0 && strcmp(u1, u3) != 0 && strlen(u1) == 36 && u1[14] == '5');
 }
 
-/* More handles than the old fixed 4096 array held: every one is extended. */
+/* More handles than the old fixed 4096 array held: every one is extended;
+ * only the entries that succeeded count as extended, the others are due
+ * again at once; collected chunks are busy until settled. */
 static void test_heartbeat_collect(void)
 {
     enum { CHUNKS = 3, PER = 2000 };
@@ -136,24 +138,39 @@ static void test_heartbeat_collect(void)
     memset(c, 0, sizeof c);
     for (int k = 0; k < CHUNKS; k++) {
         c[k].msgs = calloc(PER, sizeof *c[k].msgs);
-        for (int i = 0; i < PER; i++)
+        for (int i = 0; i < PER; i++) {
             c[k].msgs[i].m.receipt_handle = (char *)"h";
+            c[k].msgs[i].extended_at = k == 1 ? 95 : 0; /* chunk 1: 5 s ago, not due */
+        }
         c[k].nmsgs = PER;
-        c[k].last_extend = 0;
         c[k].reg_next = k + 1 < CHUNKS ? &c[k + 1] : NULL;
     }
-    c[1].last_extend = 95; /* extended 5 s ago: not due */
-    const char **handles = NULL;
-    size_t n = pl_heartbeat_collect(&c[0], 100.0, 10.0, &handles);
+    pl_hb_entry *e = NULL;
+    size_t n = pl_heartbeat_collect(&c[0], 100.0, 10.0, &e);
     CHECK_MSG(n == 2 * PER, "collected %zu", n);
-    CHECK(c[0].last_extend == 100.0 && c[2].last_extend == 100.0 && c[1].last_extend == 95);
-    free(handles);
-    n = pl_heartbeat_collect(&c[0], 101.0, 10.0, &handles);
-    CHECK(n == 0);
-    free(handles);
-    n = pl_heartbeat_collect(&c[0], 200.0, 10.0, &handles);
+    CHECK(c[0].hb_busy == PER && c[1].hb_busy == 0 && c[2].hb_busy == PER);
+    /* Nothing counts as extended before its answer. */
+    CHECK(c[0].msgs[0].extended_at == 0);
+    bool *ok = calloc(n, sizeof *ok);
+    for (size_t i = 0; i < n; i++)
+        ok[i] = !(e[i].c == &c[2] && e[i].m == 7); /* one entry refused */
+    pl_heartbeat_settle(e, n, ok, 100.0);
+    CHECK(c[0].hb_busy == 0 && c[2].hb_busy == 0);
+    CHECK(c[0].msgs[0].extended_at == 100.0 && c[2].msgs[6].extended_at == 100.0);
+    CHECK(c[2].msgs[7].extended_at == 0, "a refused entry counted as extended");
+    free(e);
+    free(ok);
+    n = pl_heartbeat_collect(&c[0], 100.25, 10.0, &e);
+    CHECK(n == 1 && e[0].c == &c[2] && e[0].m == 7, "only the refused entry is due: %zu", n);
+    bool yes = true;
+    pl_heartbeat_settle(e, n, &yes, 100.25);
+    free(e);
+    n = pl_heartbeat_collect(&c[0], 200.0, 10.0, &e);
     CHECK(n == 3 * PER);
-    free(handles);
+    ok = calloc(n, sizeof *ok);
+    pl_heartbeat_settle(e, n, ok, 200.0);
+    free(ok);
+    free(e);
     for (int k = 0; k < CHUNKS; k++)
         free(c[k].msgs);
 }
