@@ -98,6 +98,10 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
      * that is down for now (transient) is the drain loop's to wait out. */
     if (st != CNP_OK && st != CNP_ERR_TRANSIENT)
         return aws_exit_code(st);
+    /* Before the database, the model and the device: a typo fails at once. */
+    if (pl_preflight(cl->aws, strcmp(mode, "drain") == 0 ? cfg->input.queue_url : NULL,
+                     cfg->output.bucket, cfg->output.prefix, err) != CNP_OK)
+        return CNP_EXIT_FATAL;
     if (pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;

@@ -25,6 +25,7 @@ struct pl_sqs_source {
     aws_batch *fetch_batch;     /* used by the fetch thread only */
     double last_msg, last_ok;
     bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
+    bool ever_ok;               /* a ReceiveMessage succeeded in this run */
     int64_t received;
     /* Chunks in flight. reg_lock guards the list and each chunk's hb_busy;
      * no lock is held across a network call. Removing a chunk waits (on
@@ -371,6 +372,14 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
             if (pl_cancelled(x))
                 break;
             s->last_failed = true;
+            if (!s->ever_ok && pl_aws_unrecoverable(ar.code)) {
+                /* Nothing received yet and no retry can cure it (no such
+                 * queue, refused credentials or permission): fail at once. */
+                LOG_ERROR(x->mode, "ReceiveMessage on %s: %s: %s (exiting: this does not "
+                                   "recover by itself)", s->p.queue_url, ar.code, ar.err.msg);
+                pl_set_fatal(x);
+                break;
+            }
             double failing = cnp_now() - s->last_ok;
             LOG_ERROR(x->mode, "ReceiveMessage: %s (no answer for %.0f s; giving up after %d s)",
                       ar.err.msg, failing, s->p.unreachable_exit_seconds);
@@ -388,6 +397,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         }
         s->last_ok = cnp_now();
         s->last_failed = false;
+        s->ever_ok = true;
         if (got.n == 0) {
             sqs_message_list_free(&got);
             if (c->nmsgs)

@@ -56,6 +56,18 @@ size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, pl_hb_
  * Caller holds the registry's lock. */
 void pl_heartbeat_settle(pl_hb_entry *e, size_t n, const bool *ok, double sent);
 
+/* Start-up checks (preflight.c): the input queue (queue_url NULL or empty:
+ * none) and the output bucket. Returns CNP_OK unless one failed in a way
+ * that cannot recover by itself (no such queue or bucket, refused
+ * credentials); err then names the setting, the service's code and message.
+ * Network failures pass: the run's retries handle them. */
+cnp_status pl_preflight(aws_client *aws, const char *queue_url, const char *bucket,
+                        const char *prefix, cnp_err *err);
+/* True for AWS error codes no retry can cure (QueueDoesNotExist,
+ * NonExistentQueue, InvalidClientTokenId, SignatureDoesNotMatch,
+ * AccessDenied, NoSuchBucket, ...). */
+bool pl_aws_unrecoverable(const char *code);
+
 /* S3 listing (reprocess): the objects of a listing, in chunks. */
 typedef struct pl_listing_source pl_listing_source;
 cnp_status pl_listing_source_create(aws_client *aws, const char *bucket, s3_list_entry *items,
