@@ -113,20 +113,21 @@ static cnp_status reserve(bin_engine *e, size_t n, cnp_err *err)
         return CNP_OK;
     cl_context c = ocl_ctx_context(e->ctx);
     cl_int rc;
+    cnp_status result;
     release_mem(&e->value);
     release_mem(&e->hsum);
     release_mem(&e->mask);
     e->capacity = 0;
     e->value = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
-    if (ocl_check(rc, "clCreateBuffer(value)", err))
-        return CNP_ERR_OPENCL;
+    if ((result = ocl_check(rc, "clCreateBuffer(value)", err)))
+        return result;
     e->mask = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
-    if (ocl_check(rc, "clCreateBuffer(mask)", err))
-        return CNP_ERR_OPENCL;
+    if ((result = ocl_check(rc, "clCreateBuffer(mask)", err)))
+        return result;
     if (e->p.method == CNP_BIN_ADAPTIVE) {
         e->hsum = ocl_buffer_create(c, CL_MEM_READ_WRITE, n * sizeof(cl_ushort), NULL, &rc);
-        if (ocl_check(rc, "clCreateBuffer(hsum)", err))
-            return CNP_ERR_OPENCL;
+        if ((result = ocl_check(rc, "clCreateBuffer(hsum)", err)))
+            return result;
     }
     e->capacity = n;
     return CNP_OK;
@@ -317,8 +318,9 @@ cnp_status bin_engine_run_image(bin_engine *e, const cnp_image *img, uint8_t *ma
         release_mem(&e->upload);
         e->upload_cap = 0;
         e->upload = ocl_buffer_create(ocl_ctx_context(e->ctx), CL_MEM_READ_ONLY, bytes, NULL, &rc);
-        if (ocl_check(rc, "clCreateBuffer(image)", err))
-            return CNP_ERR_OPENCL;
+        cnp_status result = ocl_check(rc, "clCreateBuffer(image)", err);
+        if (result != CNP_OK)
+            return result; /* CNP_ERR_LIMIT when the device cannot hold it */
         e->upload_cap = bytes;
     }
     rc = clEnqueueWriteBuffer(ocl_ctx_queue(e->ctx), e->upload, CL_FALSE, 0, bytes, img->rgba, 0,

@@ -112,10 +112,24 @@ const char *ocl_error_name(cl_int code)
     return "CL_UNKNOWN_ERROR";
 }
 
+/* The limit the last refused buffer of this thread exceeded (ocl_check). */
+static _Thread_local struct {
+    bool set;
+    uint64_t bytes, limit;
+    const char *name;
+} t_refused;
+
 cnp_status ocl_check(cl_int code, const char *what, cnp_err *err)
 {
     if (code == CL_SUCCESS)
         return CNP_OK;
+    if (code == CL_INVALID_BUFFER_SIZE && t_refused.set) {
+        t_refused.set = false;
+        cnp_err_set(err, "%s: needs %llu bytes, more than the device's %s of %llu bytes",
+                    what, (unsigned long long)t_refused.bytes, t_refused.name,
+                    (unsigned long long)t_refused.limit);
+        return CNP_ERR_LIMIT;
+    }
     cnp_err_set(err, "%s: %s (%d)", what, ocl_error_name(code), code);
     return CNP_ERR_OPENCL;
 }
@@ -627,10 +641,75 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
 }
 
 static _Atomic size_t g_device_bytes, g_device_peak;
+static _Atomic uint64_t g_max_buffer_override;
+
+
+void ocl_set_max_buffer_bytes(uint64_t bytes)
+{
+    atomic_store(&g_max_buffer_override, bytes);
+}
+
+/* The device of context c's limits (the first device: canopy makes one
+ * context per device); false when it cannot be asked. */
+static bool device_limits(cl_context c, cl_ulong *maxalloc, cl_ulong *gmem)
+{
+    cl_device_id devs[8];
+    size_t got = 0;
+    if (clGetContextInfo(c, CL_CONTEXT_DEVICES, sizeof devs, devs, &got) != CL_SUCCESS ||
+        got < sizeof devs[0])
+        return false;
+    return clGetDeviceInfo(devs[0], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof *maxalloc, maxalloc,
+                           NULL) == CL_SUCCESS &&
+           clGetDeviceInfo(devs[0], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof *gmem, gmem, NULL) ==
+               CL_SUCCESS;
+}
+
+/* Which limit `bytes` exceeds on c's device; NULL when it fits (or the
+ * device cannot be asked: then clCreateBuffer decides). */
+static const char *buffer_limit(cl_context c, uint64_t bytes, uint64_t *limit)
+{
+    uint64_t over = atomic_load(&g_max_buffer_override);
+    if (over && bytes > over) {
+        *limit = over;
+        return "CL_DEVICE_MAX_MEM_ALLOC_SIZE (lowered by ocl_set_max_buffer_bytes)";
+    }
+    cl_ulong maxalloc = 0, gmem = 0;
+    if (!device_limits(c, &maxalloc, &gmem))
+        return NULL;
+    if (maxalloc && bytes > maxalloc) {
+        *limit = maxalloc;
+        return "CL_DEVICE_MAX_MEM_ALLOC_SIZE";
+    }
+    if (gmem && bytes > gmem) {
+        *limit = gmem;
+        return "CL_DEVICE_GLOBAL_MEM_SIZE";
+    }
+    return NULL;
+}
+
+uint64_t ocl_max_buffer_bytes(cl_context c)
+{
+    cl_ulong maxalloc = 0, gmem = 0;
+    uint64_t m = device_limits(c, &maxalloc, &gmem) ? (maxalloc < gmem ? maxalloc : gmem) : 0;
+    uint64_t over = atomic_load(&g_max_buffer_override);
+    if (over && (m == 0 || over < m))
+        m = over;
+    return m;
+}
 
 cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
                          cl_int *rc)
 {
+    uint64_t limit = 0;
+    const char *name = buffer_limit(c, bytes, &limit);
+    if (name) {
+        t_refused.set = true;
+        t_refused.bytes = bytes;
+        t_refused.limit = limit;
+        t_refused.name = name;
+        *rc = CL_INVALID_BUFFER_SIZE;
+        return NULL;
+    }
     cl_mem m = clCreateBuffer(c, flags, bytes, host, rc);
     if (m && *rc == CL_SUCCESS) {
         size_t now = atomic_fetch_add(&g_device_bytes, bytes) + bytes;

@@ -67,6 +67,16 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .binarize = cfg->binarize,
         .window_pixels = (uint64_t)cfg->limits.window_pixels,
     };
+    /* What the device holds bounds the images processed whole: larger TIFFs
+     * go through windows; a larger PNG or JPEG fails permanently, naming the
+     * device's limit. */
+    uint64_t dev_px = e->dev ? pipe_device_max_pixels(e->dev) : 0;
+    if (dev_px && sp.window_pixels > dev_px) {
+        LOG_INFO(mode, "[limits] window_pixels lowered from %llu to %llu: the most the "
+                       "device holds in one buffer", (unsigned long long)sp.window_pixels,
+                 (unsigned long long)dev_px);
+        sp.window_pixels = dev_px;
+    }
     pl_ctx_init(x, mode, hooks, &sp, cfg->batch.max_chunks_in_flight,
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);
     x->dev = e->dev;

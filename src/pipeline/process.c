@@ -88,6 +88,14 @@ size_t pipe_device_image_bytes(const pipe_device *dev)
     return dev->rgba_cap;
 }
 
+uint64_t pipe_device_max_pixels(const pipe_device *dev)
+{
+    /* The largest buffer of a whole image is its RGBA upload (4 bytes per
+     * pixel); the binarization kernels count pixels in 32 bits. */
+    uint64_t px = ocl_max_buffer_bytes(ocl_ctx_context(dev->ctx)) / 4;
+    return px == 0 || px > UINT32_MAX ? UINT32_MAX : px;
+}
+
 bool pipe_device_has_detector(const pipe_device *dev)
 {
     return dev->det != NULL || dev->box != NULL;
