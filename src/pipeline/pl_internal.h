@@ -19,6 +19,7 @@
 #include "canopy/s3.h"
 #include "canopy/sqs.h"
 #include "pipeline/health.h"
+#include "pipeline/tally.h"
 
 /* ---- work items (item.c) ------------------------------------------------ */
 
@@ -214,7 +215,8 @@ struct pl_ctx {
     size_t next_seq;
     atomic_bool fatal;
     atomic_bool finished;
-    atomic_llong n_ok, n_failed, n_retried, n_trees, n_kpix, total;
+    pl_tally tally;          /* images ok, failed, retried: each counted once */
+    atomic_llong n_trees, n_kpix, total;
     atomic_llong pending;    /* drain: set by the SQS source */
     /* Rasters read in windows: windows planned and done (both passes) of the
      * rasters being processed now, for the progress line. */

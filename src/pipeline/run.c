@@ -35,6 +35,7 @@ void pl_ctx_init(pl_ctx *x, const char *mode, const pl_hooks *hooks, const pl_st
     x->sp = *sp;
     x->max_chunks = max_chunks > 0 ? max_chunks : 1;
     budget_init(&x->budget, budget_pixels);
+    pl_tally_init(&x->tally);
     pl_queue *qs[] = {&x->q_fetch, &x->q_decode, &x->q_device, &x->q_encode, &x->q_write,
                       &x->q_commit};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
@@ -53,14 +54,13 @@ void pl_ctx_destroy(pl_ctx *x)
     pthread_mutex_destroy(&x->slots_lock);
     pthread_cond_destroy(&x->slots_cond);
     budget_destroy(&x->budget);
+    pl_tally_destroy(&x->tally);
 }
 
 void pl_counts_get(pl_ctx *x, pl_counts *c)
 {
     memset(c, 0, sizeof *c);
-    c->ok = atomic_load(&x->n_ok);
-    c->failed = atomic_load(&x->n_failed);
-    c->retried = atomic_load(&x->n_retried);
+    pl_tally_get(&x->tally, &c->ok, &c->failed, &c->retried);
     c->pending = atomic_load(&x->pending);
     c->trees = atomic_load(&x->n_trees);
     c->total = atomic_load(&x->total);

@@ -175,6 +175,39 @@ static void test_heartbeat_collect(void)
         free(c[k].msgs);
 }
 
+/* Images are counted once: an image retried and then done in the same run
+ * is ok, not ok and retried ("396 images: 300 ok, 96 retried" for 300). */
+static void test_tally(void)
+{
+    pl_tally t;
+    pl_tally_init(&t);
+    long long ok, failed, retried;
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_RETRIED);
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_RETRIED);
+    pl_tally_add(&t, "s3://b/b.png", PL_TALLY_RETRIED);
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 0 && failed == 0 && retried == 2, "%lld %lld %lld", ok, failed, retried);
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_OK);
+    pl_tally_add(&t, "s3://b/b.png", PL_TALLY_FAILED);
+    pl_tally_add(&t, "s3://b/c.png", PL_TALLY_OK);
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 2 && failed == 1 && retried == 0, "%lld %lld %lld", ok, failed, retried);
+    /* Many names: the set grows and still finds each one. */
+    char name[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "img-%d", i);
+        pl_tally_add(&t, name, PL_TALLY_RETRIED);
+    }
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(name, sizeof name, "img-%d", i);
+        pl_tally_add(&t, name, PL_TALLY_RETRIED);
+        pl_tally_add(&t, name, PL_TALLY_OK);
+    }
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 502 && failed == 1 && retried == 500, "%lld %lld %lld", ok, failed, retried);
+    pl_tally_destroy(&t);
+}
+
 struct waiter {
     pl_budget *b;
     int done;
@@ -235,6 +268,7 @@ int main(void)
     test_fail_classes();
     test_deletable();
     test_backoff();
+    test_tally();
     test_names();
     test_heartbeat_collect();
     test_budget();
