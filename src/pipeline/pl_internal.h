@@ -92,6 +92,18 @@ typedef struct pl_msg {
     double extended_at;      /* heartbeat: when its visibility was last set (success) */
 } pl_msg;
 
+typedef struct pl_job pl_job;
+
+/* A slice [begin, end) of a chunk's items travelling between stages; the
+ * decode stage cuts chunks into slices that fit the pixel budget. */
+struct pl_job {
+    struct pl_chunk *c;
+    size_t begin, end;
+    bool last;               /* the chunk's last slice */
+    bool embedded;           /* the chunk's own node (last_job): never freed */
+    struct pl_job *next;
+};
+
 typedef struct pl_chunk {
     size_t seq;
     pl_msg *msgs;
@@ -100,6 +112,8 @@ typedef struct pl_chunk {
     size_t nitems;
     size_t encoded;          /* items through the encode stage so far */
     int hb_busy;             /* heartbeat: its entries in a round on the network */
+    pl_job last_job;         /* the queue node of its last slice: pushing it never
+                                fails for want of memory (one such job at a time) */
     struct pl_chunk *reg_next;
 } pl_chunk;
 
@@ -110,15 +124,6 @@ void chunk_free(pl_chunk *c);
 
 /* ---- queues between stages ---------------------------------------------- */
 
-/* A slice [begin, end) of a chunk's items travelling between stages; the
- * decode stage cuts chunks into slices that fit the pixel budget. */
-typedef struct pl_job {
-    pl_chunk *c;
-    size_t begin, end;
-    bool last;               /* the chunk's last slice */
-    struct pl_job *next;
-} pl_job;
-
 typedef struct pl_queue {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -128,8 +133,12 @@ typedef struct pl_queue {
 
 void queue_init(pl_queue *q);
 void queue_destroy(pl_queue *q);
-/* Pushes a job; false only when no memory for it (the caller keeps c). */
+/* Pushes a job; false only when no memory for it (the caller keeps c). The
+ * last slice of a chunk travels in the chunk's own node: it is never refused. */
 bool queue_push(pl_queue *q, pl_chunk *c, size_t begin, size_t end, bool last);
+/* Fault injection for tests: the next n pushes of a non-last slice fail as
+ * if out of memory. */
+void queue_fail_pushes(int n);
 void queue_close(pl_queue *q);
 /* Blocks until a job arrives; false once the queue is closed and empty. */
 bool queue_pop(pl_queue *q, pl_job *out);
@@ -252,6 +261,9 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err);
 uint64_t stage_window_pixels(const pl_ctx *x);
 /* Commit, acknowledge, count and report a chunk whose outputs were written. */
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c);
+/* A slice that could not be queued: fails its own items (not the chunk's
+ * others, which other stages may hold) and returns their pixel budget. */
+void pl_slice_fail(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 
 /* ---- pure helpers (naming.c, ack.c) ------------------------------------- */
 

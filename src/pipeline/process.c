@@ -147,6 +147,16 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
     return CNP_OK;
 }
 
+/* A failure after upload(): the engines may return before any blocking
+ * call, with the non-blocking upload (and whatever else they queued) still
+ * reading the caller's pixels, which the caller frees or reuses next. */
+static cnp_status finish_after(pipe_device *dev, cnp_status result)
+{
+    if (result != CNP_OK)
+        clFinish(ocl_ctx_queue(dev->ctx));
+    return result;
+}
+
 cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
                                      uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err)
 {
@@ -154,14 +164,14 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
     *n = 0;
     cnp_status result = upload(dev, rgba, (size_t)w * h, err);
     if (result != CNP_OK)
-        return result;
+        return finish_after(dev, result);
     if (dev->box)
-        return det_box_engine_patch(dev->box, dev->rgba, w, h, trees, n, err);
+        return finish_after(dev, det_box_engine_patch(dev->box, dev->rgba, w, h, trees, n, err));
     float iou = det_engine_nms_iou(dev->det);
     det_engine_set_nms_iou(dev->det, 1.0f);
     result = det_engine_run(dev->det, dev->rgba, w, h, trees, n, err);
     det_engine_set_nms_iou(dev->det, iou);
-    return result;
+    return finish_after(dev, result);
 }
 
 cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err)
@@ -235,7 +245,7 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     return CNP_OK;
 fail:
     pipe_result_free(out);
-    return result;
+    return finish_after(dev, result);
 }
 
 void pipe_result_free(pipe_result *r)

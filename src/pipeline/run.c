@@ -96,19 +96,27 @@ static void slot_release(pl_ctx *x)
 
 /* ---- stage threads ------------------------------------------------------ */
 
-/* A chunk that cannot be queued (no memory for the job) is finished at
- * once: its items fail transiently, so nothing of it is acknowledged. */
+void pl_slice_fail(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
+{
+    for (size_t i = begin; i < end && i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        item_fail(it, CNP_ERR_NOMEM, "%s: out of memory queueing it", it->name);
+        if (it->budget) {
+            budget_release(&x->budget, it->budget);
+            it->budget = 0;
+        }
+    }
+}
+
+/* A slice that cannot be queued (no memory for its job) fails alone; the
+ * chunk's last slice travels in the chunk's own node and always goes on,
+ * so the chunk is finished downstream as usual (finishing it here freed it
+ * under other stages holding its earlier slices). */
 static void push_or_finish(pl_ctx *x, pl_queue *q, pl_job *j)
 {
     if (queue_push(q, j->c, j->begin, j->end, j->last))
         return;
-    for (size_t i = 0; i < j->c->nitems; i++)
-        item_fail(&j->c->items[i], CNP_ERR_NOMEM, "%s: out of memory", j->c->items[i].name);
-    if (j->last) {
-        stage_finish_chunk(x, j->c);
-        chunk_free(j->c);
-        slot_release(x);
-    }
+    pl_slice_fail(x, j->c, j->begin, j->end);
 }
 
 static void *thread_fetch(void *arg)

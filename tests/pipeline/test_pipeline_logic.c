@@ -245,6 +245,51 @@ static void test_budget(void)
     budget_destroy(&b);
 }
 
+/* Out of memory for a slice's job (injected): only that slice fails, its
+ * budget comes back, and a chunk's last slice is never refused. */
+static void test_queue_nomem(void)
+{
+    pl_queue q;
+    pl_chunk a = {.seq = 1};
+    pl_job j;
+    queue_init(&q);
+    queue_fail_pushes(2);
+    CHECK(!queue_push(&q, &a, 0, 2, false));
+    CHECK(queue_push(&q, &a, 2, 4, true), "the last slice was refused");
+    CHECK(!queue_push(&q, &a, 4, 6, false));
+    CHECK(queue_push(&q, &a, 6, 8, false), "the injection outlived its count");
+    queue_close(&q);
+    CHECK(queue_pop(&q, &j) && j.begin == 2 && j.last && j.embedded);
+    CHECK(queue_pop(&q, &j) && j.begin == 6 && !j.last && !j.embedded);
+    CHECK(!queue_pop(&q, &j));
+    queue_destroy(&q);
+
+    pl_ctx x;
+    pl_stage_params sp;
+    memset(&sp, 0, sizeof sp);
+    pl_ctx_init(&x, "test", NULL, &sp, 1, 100);
+    pl_chunk *c = calloc(1, sizeof *c);
+    for (int i = 0; i < 4; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d.png", i);
+        pl_item *it = chunk_add_item(c, -1, "b", key, NULL);
+        CHECK_FATAL(it != NULL);
+        item_advance(it, ITEM_FETCHED);
+        item_advance(it, ITEM_DECODED);
+        CHECK(budget_try_acquire(&x.budget, 25));
+        it->budget = 25;
+    }
+    /* Slice [0, 2) is on the device; slice [2, 4) could not be queued. */
+    pl_slice_fail(&x, c, 2, 4);
+    CHECK(c->items[0].state == ITEM_DECODED && c->items[1].state == ITEM_DECODED,
+          "items of another slice were failed");
+    CHECK(c->items[2].state == ITEM_FAILED_TRANSIENT && c->items[3].state == ITEM_FAILED_TRANSIENT);
+    CHECK(x.budget.used == 50, "budget held: %llu", (unsigned long long)x.budget.used);
+    CHECK(budget_try_acquire(&x.budget, 50), "the failed slice's budget was not returned");
+    chunk_free(c);
+    pl_ctx_destroy(&x);
+}
+
 static void test_queue(void)
 {
     pl_queue q;
@@ -273,5 +318,6 @@ int main(void)
     test_heartbeat_collect();
     test_budget();
     test_queue();
+    test_queue_nomem();
     return TEST_RESULT();
 }
