@@ -8,7 +8,7 @@
 
 /* ITU-R BT.601 luma, rounded: (299 R + 587 G + 114 B + 500) / 1000.
  * Excess green 2G - R - B in [-510, 510] mapped to 0..255, rounded. */
-inline uint channel_value(uchar4 p, int channel)
+static inline uint channel_value(uchar4 p, int channel)
 {
     if (channel == CH_LUMA)
         return (299u * p.x + 587u * p.y + 114u * p.z + 500u) / 1000u;

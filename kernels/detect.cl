@@ -24,7 +24,7 @@
 #define OUT_DY 3
 #endif
 
-float channel_value(int code, float r, float g, float b)
+static inline float channel_value(int code, float r, float g, float b)
 {
     return code == 0 ? r : code == 1 ? g : code == 2 ? b : 2.0f * g - r - b;
 }
@@ -48,7 +48,7 @@ __kernel void detect_preprocess(__global const uchar4 *rgba, const int img_w, co
         out[c * plane + i] = (channel_value(codes[c], r, g, b) - mu[c]) * is[c];
 }
 
-float det_sigmoid(float v)
+static inline float det_sigmoid(float v)
 {
     return 1.0f / (1.0f + exp(-v));
 }
@@ -120,7 +120,7 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
 
 /* True when box b overlaps box a by IoU > iou. Keep in step with
  * det_nms_overlaps in src/detect/nms.c. */
-bool nms_overlaps(const float4 a, const float4 b, const float iou)
+static inline bool nms_overlaps(const float4 a, const float4 b, const float iou)
 {
     const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
     const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
@@ -135,8 +135,8 @@ bool nms_overlaps(const float4 a, const float4 b, const float iou)
 }
 
 /* Whether box a (score sa, label la, index ia) comes before box b. */
-bool nms_before(const float sa, const float4 a, const int la, const int ia, const float sb,
-                const float4 b, const int lb, const int ib)
+static inline bool nms_before(const float sa, const float4 a, const int la, const int ia,
+                              const float sb, const float4 b, const int lb, const int ib)
 {
     if (sa != sb)
         return sa > sb;

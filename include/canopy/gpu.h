@@ -30,6 +30,9 @@ cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx);
 const char *ocl_ctx_description(const ocl_ctx *ctx);
 /* Device limits read once at creation. */
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx);
+/* True when the device reports CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: every
+ * program is then built with -cl-fp32-correctly-rounded-divide-sqrt. */
+bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx);
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx);
 
 /* Returns the program built from kernels/<name>.cl with `options` (may be

@@ -33,6 +33,7 @@ struct ocl_ctx {
     cl_command_queue queue;
     size_t max_work_group;
     cl_ulong local_mem;
+    bool fp32_cr_divide;     /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT reported */
     char description[768];
     char device_name[256];
     char driver[128];
@@ -315,6 +316,11 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
              pname, ctx->driver);
     clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
                     &ctx->max_work_group, NULL);
+    cl_device_fp_config fp = 0;
+    ctx->fp32_cr_divide =
+        clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL) ==
+            CL_SUCCESS &&
+        (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT);
     clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                     &ctx->local_mem, NULL);
 
@@ -353,6 +359,7 @@ cl_device_id ocl_ctx_device(const ocl_ctx *ctx) { return ctx->device; }
 cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx) { return ctx->queue; }
 const char *ocl_ctx_description(const ocl_ctx *ctx) { return ctx->description; }
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx) { return ctx->max_work_group; }
+bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx) { return ctx->fp32_cr_divide; }
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx) { return ctx->local_mem; }
 
 /* Loads kernels/<name>.cl: from kernel_dir when set, else the embedded copy.
@@ -487,9 +494,15 @@ static void save_to_cache(const ocl_ctx *ctx, cl_program prog, const char *path)
 }
 
 /* Builds (or loads from the disk cache) program `name`; caller holds ctx->lock. */
-static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *options,
+static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *user_options,
                                 cl_program *out, cnp_err *err)
 {
+    /* Divisions and square roots feeding thresholds, scores and top-k keys
+     * are correctly rounded where the device can do it (OpenCL allows
+     * 2.5 ulp otherwise), so every such device computes the same bits. */
+    char options[1024];
+    snprintf(options, sizeof options, "%s%s", user_options,
+             ctx->fp32_cr_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
     cnp_buf srcbuf = {0};
     const char *src = NULL;
     size_t len = 0;
@@ -760,6 +773,24 @@ cnp_status ocl_enqueue(cl_command_queue q, cl_kernel k, cl_uint dims, const size
     for (cl_uint d = 0; d < dims; d++)
         if (global[d] == 0)
             return CNP_OK;
+    if (local) {
+        /* The device's maximum is not the kernel's: registers and local
+         * memory can lower a kernel's own limit (CL_KERNEL_WORK_GROUP_SIZE),
+         * and a reqd_work_group_size above it cannot run at all. */
+        size_t items = 1, kwg = 0;
+        for (cl_uint d = 0; d < dims; d++)
+            items *= local[d];
+        cl_device_id dev;
+        if (clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof dev, &dev, NULL) == CL_SUCCESS &&
+            clGetKernelWorkGroupInfo(k, dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) ==
+                CL_SUCCESS &&
+            kwg && items > kwg) {
+            cnp_err_set(err, "%s: a work-group of %zu items exceeds this kernel's "
+                             "CL_KERNEL_WORK_GROUP_SIZE of %zu on this device",
+                        what, items, kwg);
+            return CNP_ERR_OPENCL;
+        }
+    }
     return ocl_check(clEnqueueNDRangeKernel(q, k, dims, NULL, global, local, 0, NULL, NULL),
                      what, err);
 }

@@ -61,5 +61,24 @@ int main(void)
     CHECK(ocl_check(rc, "a buffer without a context", &e2) == CNP_ERR_OPENCL,
           "a plain OpenCL error is not a limit: %s", e2.msg);
     pipe_device_free(dev);
+
+    /* Programs are built with -cl-fp32-correctly-rounded-divide-sqrt exactly
+     * when the device reports CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT. */
+    ocl_ctx *ctx = NULL;
+    CHECK_FATAL(ocl_ctx_create(&cfg.opencl, &ctx, &err) == CNP_OK, "%s", err.msg);
+    cl_device_fp_config fp = 0;
+    clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    bool reported = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    CHECK(ocl_ctx_fp32_correctly_rounded(ctx) == reported);
+    cl_program prog = NULL;
+    CHECK_FATAL(ocl_program_get(ctx, "binarize", "", &prog, &err) == CNP_OK, "%s", err.msg);
+    char opts[1024] = "";
+    clGetProgramBuildInfo(prog, ocl_ctx_device(ctx), CL_PROGRAM_BUILD_OPTIONS, sizeof opts - 1,
+                          opts, NULL);
+    CHECK((strstr(opts, "-cl-fp32-correctly-rounded-divide-sqrt") != NULL) == reported,
+          "device reports it: %d; build options '%s'", reported, opts);
+    fprintf(stderr, "correctly rounded fp32 divide/sqrt: %s; build options '%s'\n",
+            reported ? "reported" : "not reported", opts);
+    ocl_ctx_free(ctx);
     return TEST_RESULT();
 }
