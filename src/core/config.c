@@ -76,7 +76,7 @@ static const struct key keys[] = {
 
     INT(batch, size, "32", 1, 10000),
     INT(batch, wait_seconds, "20", 0, 20),
-    INT(batch, visibility_timeout, "300", 3, 43200),
+    INT(batch, visibility_timeout, "300", 2, 43200),
     INT(batch, idle_exit_seconds, "60", 0, 86400 * 365),
     INT(batch, threads, "0", 0, 1024),
     INT(batch, max_chunks_in_flight, "3", 1, 64),

@@ -18,7 +18,6 @@ struct pl_health {
     pl_health_clock clock;
     int down;           /* outages being ridden out now */
     bool gave_up;
-    double resumed_at;
     int device_bad;     /* consecutive slices failed on the device */
 };
 
@@ -91,12 +90,10 @@ static void nap(pl_health *h, double seconds)
     }
 }
 
-static void outage_end(pl_health *h, bool recovered)
+static void outage_end(pl_health *h)
 {
     pthread_mutex_lock(&h->lock);
     h->down--;
-    if (recovered && h->down == 0)
-        h->resumed_at = h->clock.now(h->clock.ctx);
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
 }
@@ -128,7 +125,7 @@ cnp_status pl_health_ride_out(pl_health *h, const char *dependency, const cnp_er
         if (st == CNP_OK) {
             LOG_INFO("health", "%s answers again after %.0f s (%d probes): intake resumes",
                      dependency, h->clock.now(h->clock.ctx) - t0, probes);
-            outage_end(h, true);
+            outage_end(h);
             return CNP_OK;
         }
         LOG_WARN("health", "%s still down after %.0f s: %s", dependency,
@@ -143,7 +140,7 @@ cnp_status pl_health_ride_out(pl_health *h, const char *dependency, const cnp_er
         h->gave_up = true;
         pthread_mutex_unlock(&h->lock);
     }
-    outage_end(h, false);
+    outage_end(h);
     return st == CNP_OK ? CNP_ERR_TRANSIENT : st;
 }
 
@@ -164,14 +161,6 @@ bool pl_health_intake_wait(pl_health *h)
     bool go = !h->gave_up && !cancelled(h);
     pthread_mutex_unlock(&h->lock);
     return go;
-}
-
-double pl_health_resumed_at(pl_health *h)
-{
-    pthread_mutex_lock(&h->lock);
-    double t = h->resumed_at;
-    pthread_mutex_unlock(&h->lock);
-    return t;
 }
 
 bool pl_health_gave_up(pl_health *h)

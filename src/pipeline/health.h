@@ -68,9 +68,6 @@ cnp_status pl_health_ride_out(pl_health *h, const char *dependency, const cnp_er
 /* The source's gate: blocks while an outage is being ridden out. Returns
  * false when intake must end (the run gave up or was cancelled). */
 bool pl_health_intake_wait(pl_health *h);
-/* When intake last resumed after an outage (clock seconds; 0: never). A
- * source measuring idleness starts again from there. */
-double pl_health_resumed_at(pl_health *h);
 /* True once an outage outlasted exit_seconds. */
 bool pl_health_gave_up(pl_health *h);
 /* True while an outage is being ridden out. */

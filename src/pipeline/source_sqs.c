@@ -26,6 +26,7 @@ struct pl_sqs_source {
     double last_msg, last_ok;
     bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
     bool ever_ok;               /* a ReceiveMessage succeeded in this run */
+    double asking_since;        /* when next_chunk was last entered */
     int64_t received;
     /* Chunks in flight. reg_lock guards the list and each chunk's hb_busy;
      * no lock is held across a network call. Removing a chunk waits (on
@@ -308,11 +309,10 @@ static int poll_wait(const pl_sqs_source *s, double idle_deadline)
 static bool idle_over(pl_sqs_source *s, double *deadline)
 {
     double now = cnp_now();
-    /* Intake stopped by an outage is not an empty queue: idleness counts
-     * from when intake resumed. */
-    double since = s->last_msg;
-    if (s->x && s->x->health && pl_health_resumed_at(s->x->health) > since)
-        since = pl_health_resumed_at(s->x->health);
+    /* Time spent not asking is not an empty queue: intake held by
+     * back-pressure (chunks in flight) or stopped by an outage counts from
+     * when it asked again. */
+    double since = s->last_msg > s->asking_since ? s->last_msg : s->asking_since;
     double until = since + s->p.idle_exit_seconds;
     double retries = pending_wait_until(s, now);
     if (retries > until)
@@ -347,6 +347,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_sqs_source *s = self;
     s->x = x;
+    s->asking_since = cnp_now();
     while (!pl_cancelled(x) && !atomic_load(&x->fatal)) {
         if (s->p.max_messages > 0 && s->received >= s->p.max_messages)
             break;
