@@ -130,11 +130,53 @@ def recovers(env, committed):
     check(env.queue_total(in_queue) == 0, "messages left in the queue")
 
 
+def bucket_outage(env):
+    """The output bucket disappears mid-run: the drainer keeps the chunk in
+    hand, retries its uploads with backoff, and when the bucket is back
+    finishes with exit 0, every image once, nothing in the dead-letter
+    queue although its maxReceiveCount is 1."""
+    in_bucket = env.bucket("in-bo")
+    out_bucket = env.bucket("out-bo")
+    in_queue, dlq = env.queue("bo", visibility=4, max_receive=1)
+    first = env.queue_crops(in_bucket, in_queue, "b/pre-%02d.png", 2)
+    cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=8, detector=False,
+                     visibility=4, name="bo.ini",
+                     extra={"batch": {"outage_probe_seconds": 2, "retry_backoff_seconds": 1}})
+    p = env.start(["drain", "-c", cfg], "bucket-outage")
+    from e2e_lib import wait_until
+    wait_until(lambda: p.poll() is not None or all(k in env.ok_keys() for k in first), 120,
+               "the first commit", interval=0.1)
+    check(p.poll() is None, "the drainer exited %s before the outage", p.returncode)
+    for key in env.list_keys(out_bucket):
+        env.s3.delete_object(Bucket=out_bucket, Key=key)
+    env.s3.delete_bucket(Bucket=out_bucket)
+    env.buckets.remove(out_bucket)
+    keys = env.queue_crops(in_bucket, in_queue, "b/img-%02d.png", 3)
+    time.sleep(12)  # three visibility timeouts: without the heartbeat they would be gone
+    check(p.poll() is None, "the drainer exited %s during the bucket outage", p.returncode)
+    check(env.queue_total(dlq) == 0, "an image reached the dead-letter queue during the outage")
+    env.s3.create_bucket(Bucket=out_bucket)
+    env.buckets.append(out_bucket)
+    rc, out, err = env.wait(p, 120)
+    check(rc == 0, "drain exited %d after the bucket came back\n%s", rc, err[-3000:])
+    check("the output bucket is down" in err and "intake resumes" in err,
+          "the outage was not ridden out:\n%s", err[-3000:])
+    check(env.queue_total(dlq) == 0, "an image reached the dead-letter queue")
+    check(env.queue_total(in_queue) == 0, "messages left in the queue")
+    outs = env.list_keys(out_bucket)
+    for k in keys:
+        stem = k.rsplit(".", 1)[0]
+        check("out/%s.trees.json" % stem in outs, "no outputs for %s after the outage", k)
+    return first + keys
+
+
 def body(env):
     env.create_db()
     unreachable(env)
     fail_fast(env)
-    recovers(env, pending(env))
+    committed = pending(env)
+    committed += bucket_outage(env)
+    recovers(env, committed)
 
 
 if __name__ == "__main__":
