@@ -8,7 +8,7 @@
 
 /* ITU-R BT.601 luma, rounded: (299 R + 587 G + 114 B + 500) / 1000.
  * Excess green 2G - R - B in [-510, 510] mapped to 0..255, rounded. */
-inline uint channel_value(uchar4 p, int channel)
+static inline uint channel_value(uchar4 p, int channel)
 {
     if (channel == CH_LUMA)
         return (299u * p.x + 587u * p.y + 114u * p.z + 500u) / 1000u;
@@ -28,7 +28,9 @@ __kernel void channel_hist(__global const uchar4 *rgba, uint n, int channel,
     for (uint i = lid; i < 256; i += lsz)
         lh[i] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
+    /* A 64-bit index: with n near 2^32, a uint i + the global size would
+     * wrap below n and the loop would never end. */
+    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
         uint v = channel_value(rgba[i], channel);
         value[i] = (uchar)v;
         if (rgba[i].w) /* nodata (alpha 0) stays out of the threshold */
@@ -106,7 +108,7 @@ __kernel void threshold_mask(__global const uchar *value, uint n, __global const
     barrier(CLK_LOCAL_MEM_FENCE);
     int t = *thr;
     uint mine = 0;
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
+    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) { /* 64-bit: see above */
         uchar m = (int)value[i] > t ? 255 : 0;
         mask[i] = m;
         mine += m & 1;

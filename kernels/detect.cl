@@ -24,7 +24,7 @@
 #define OUT_DY 3
 #endif
 
-float channel_value(int code, float r, float g, float b)
+static inline float channel_value(int code, float r, float g, float b)
 {
     return code == 0 ? r : code == 1 ? g : code == 2 ? b : 2.0f * g - r - b;
 }
@@ -48,7 +48,7 @@ __kernel void detect_preprocess(__global const uchar4 *rgba, const int img_w, co
         out[c * plane + i] = (channel_value(codes[c], r, g, b) - mu[c]) * is[c];
 }
 
-float det_sigmoid(float v)
+static inline float det_sigmoid(float v)
 {
     return 1.0f / (1.0f + exp(-v));
 }
@@ -123,7 +123,7 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
 /* The intersection of a and b and their areas (s0: inter, s1: area a, s2:
  * area b); s0 is 0 when they do not overlap by a positive area. Keep in step
  * with nms_intersect in src/detect/nms.c. */
-float4 nms_intersect(const float4 a, const float4 b)
+static inline float4 nms_intersect(const float4 a, const float4 b)
 {
     const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
     const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
@@ -133,7 +133,7 @@ float4 nms_intersect(const float4 a, const float4 b)
 }
 
 /* True when box b overlaps box a by IoU > iou (det_nms_overlaps). */
-bool nms_overlaps(const float4 a, const float4 b, const float iou)
+static inline bool nms_overlaps(const float4 a, const float4 b, const float iou)
 {
     const float4 i = nms_intersect(a, b);
     if (!(i.s0 > 0.0f))
@@ -145,7 +145,7 @@ bool nms_overlaps(const float4 a, const float4 b, const float iou)
 
 /* True when one of a, b lies inside the other: intersection > contain x the
  * smaller area (crowns; contain >= 1: never; det_nms_contains). */
-bool nms_contains(const float4 a, const float4 b, const float contain)
+static inline bool nms_contains(const float4 a, const float4 b, const float contain)
 {
     if (!(contain < 1.0f))
         return false;
@@ -154,8 +154,8 @@ bool nms_contains(const float4 a, const float4 b, const float contain)
 }
 
 /* Whether box a (score sa, label la, index ia) comes before box b. */
-bool nms_before(const float sa, const float4 a, const int la, const int ia, const float sb,
-                const float4 b, const int lb, const int ib)
+static inline bool nms_before(const float sa, const float4 a, const int la, const int ia,
+                              const float sb, const float4 b, const int lb, const int ib)
 {
     if (sa != sb)
         return sa > sb;

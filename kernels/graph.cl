@@ -9,8 +9,8 @@
 
 /* ATen's upsample_bilinear2d (CPU) source index and weights along one axis,
  * as bilinear_axis in retina.c. */
-void bilinear_axis(const int in, const int out, const int dst, int *i0, int *i1, float *l0,
-                   float *l1)
+static inline void bilinear_axis(const int in, const int out, const int dst, int *i0,
+                                 int *i1, float *l0, float *l1)
 {
     const float scale = (float)in / (float)out;
     float src = scale * ((float)dst + 0.5f) - 0.5f;
@@ -27,8 +27,8 @@ void bilinear_axis(const int in, const int out, const int dst, int *i0, int *i1,
     *l0 = 1.0f - lam;
 }
 
-float3 norm_px(__global const uchar4 *rgba, const int img_w, const int x, const int y,
-               const float3 mean, const float3 std)
+static inline float3 norm_px(__global const uchar4 *rgba, const int img_w, const int x,
+                             const int y, const float3 mean, const float3 std)
 {
     const uchar4 p = rgba[(size_t)y * img_w + x];
     const float3 v = (float3)((float)p.x / 255.0f, (float)p.y / 255.0f, (float)p.z / 255.0f);
@@ -212,7 +212,7 @@ __kernel void graph_maxpool(__global const float *in, __global float *out, const
 }
 
 /* ATen's nearest index rule: min(floor(dst * (float)in / out), in - 1). */
-int nearest_src(const int dst, const int in, const int out)
+static inline int nearest_src(const int dst, const int in, const int out)
 {
     const float scale = (float)in / (float)out;
     return min((int)floor((float)dst * scale), in - 1);

@@ -40,7 +40,7 @@ DEB_PACKAGES=(
   libinih-dev libcjson-dev libexpat1-dev libssl-dev
   postgresql-15 postgresql-client-15 postgresql-15-postgis-3
   libgdal-dev gdal-bin
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev oclgrind
   python3 python3-venv python3-pip curl
 )
 REQUIREMENTS="$CANOPY_ROOT/scripts/requirements-test.txt"

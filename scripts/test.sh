@@ -95,6 +95,7 @@ bash "$CANOPY_ROOT/scripts/stack.sh" start || { failed+=(stack); finish; }
 # shellcheck disable=SC1091
 . "$CANOPY_STACK_DIR/env"
 export CANOPY_TEST_REQUIRE_STACK=1
+export CANOPY_TEST_REQUIRE_OCLGRIND=1 # tests/oclgrind: every kernel under Oclgrind
 
 # run_ctest DIR LABEL: runs the tests of build DIR; records LABEL on failure.
 run_ctest() {

@@ -84,6 +84,9 @@ typedef struct cnp_batch_config {
     int max_chunks_in_flight;          /* back-pressure */
     int max_inflight_mpix;             /* decoded megapixels in memory at once */
     int unreachable_exit_seconds;      /* drain: give up when SQS has not answered this long */
+    int outage_exit_seconds;           /* give up riding out a database/bucket outage after this */
+    int outage_probe_seconds;          /* cap of the waits between probes of a dependency down */
+    int retry_backoff_seconds;         /* first backoff of a message failed transiently */
 } cnp_batch_config;
 
 /* [postgres] */

@@ -14,6 +14,8 @@ enum {
                              failures had not come back when drain exited */
     CNP_EXIT_INTERRUPTED = 5, /* run: stopped by SIGINT/SIGTERM before every input was
                                  processed (run it again, with --skip-existing to resume) */
+    CNP_EXIT_OUTAGE = 6,  /* a shared dependency (database, output bucket) stayed down
+                             for [batch] outage_exit_seconds: messages in hand released */
 };
 
 /* The exit code of a command that failed while setting up (a client, its

@@ -30,6 +30,9 @@ cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx);
 const char *ocl_ctx_description(const ocl_ctx *ctx);
 /* Device limits read once at creation. */
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx);
+/* True when the device reports CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: every
+ * program is then built with -cl-fp32-correctly-rounded-divide-sqrt. */
+bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx);
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx);
 
 /* Returns the program built from kernels/<name>.cl with `options` (may be
@@ -44,9 +47,20 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
 
 /* Device buffers with accounting: clCreateBuffer / clReleaseMemObject that
  * also keep the bytes this process holds on OpenCL devices (all contexts),
- * for the metrics and the bench. */
+ * for the metrics and the bench. A buffer larger than the device's
+ * CL_DEVICE_MAX_MEM_ALLOC_SIZE or CL_DEVICE_GLOBAL_MEM_SIZE is not asked
+ * for: *rc is CL_INVALID_BUFFER_SIZE, and the next ocl_check() of that code
+ * on this thread returns CNP_ERR_LIMIT naming the limit and both sizes (a
+ * permanent failure of the image, not a retry). */
 cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
                          cl_int *rc);
+/* The most bytes one buffer may have on the context's device: the smaller
+ * of its CL_DEVICE_MAX_MEM_ALLOC_SIZE and CL_DEVICE_GLOBAL_MEM_SIZE, and of
+ * the override below. 0 when the device cannot be asked. */
+uint64_t ocl_max_buffer_bytes(cl_context c);
+/* Tests and fault injection: act as if every device allowed at most
+ * `bytes` per buffer (0: the devices' own limits). Process-wide. */
+void ocl_set_max_buffer_bytes(uint64_t bytes);
 void ocl_buffer_release(cl_mem m); /* accepts NULL */
 /* Bytes held now, and the most held at once since start. */
 size_t ocl_device_bytes(void);

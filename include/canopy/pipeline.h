@@ -40,6 +40,10 @@ const char *pipe_device_description(const pipe_device *dev);
 /* ---- large rasters in windows (stage_window.c) ---- */
 
 bool pipe_device_has_detector(const pipe_device *dev);
+/* The most pixels an image processed whole can have on this device (its
+ * buffers within CL_DEVICE_MAX_MEM_ALLOC_SIZE and global memory, and 32-bit
+ * pixel counts). */
+uint64_t pipe_device_max_pixels(const pipe_device *dev);
 /* Bytes of the device's image buffer (sized for the largest image so far). */
 size_t pipe_device_image_bytes(const pipe_device *dev);
 /* The largest side of a window (pipe_device_windows). */

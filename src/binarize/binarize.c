@@ -113,20 +113,21 @@ static cnp_status reserve(bin_engine *e, size_t n, cnp_err *err)
         return CNP_OK;
     cl_context c = ocl_ctx_context(e->ctx);
     cl_int rc;
+    cnp_status result;
     release_mem(&e->value);
     release_mem(&e->hsum);
     release_mem(&e->mask);
     e->capacity = 0;
     e->value = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
-    if (ocl_check(rc, "clCreateBuffer(value)", err))
-        return CNP_ERR_OPENCL;
+    if ((result = ocl_check(rc, "clCreateBuffer(value)", err)))
+        return result;
     e->mask = ocl_buffer_create(c, CL_MEM_READ_WRITE, n, NULL, &rc);
-    if (ocl_check(rc, "clCreateBuffer(mask)", err))
-        return CNP_ERR_OPENCL;
+    if ((result = ocl_check(rc, "clCreateBuffer(mask)", err)))
+        return result;
     if (e->p.method == CNP_BIN_ADAPTIVE) {
         e->hsum = ocl_buffer_create(c, CL_MEM_READ_WRITE, n * sizeof(cl_ushort), NULL, &rc);
-        if (ocl_check(rc, "clCreateBuffer(hsum)", err))
-            return CNP_ERR_OPENCL;
+        if ((result = ocl_check(rc, "clCreateBuffer(hsum)", err)))
+            return result;
     }
     e->capacity = n;
     return CNP_OK;
@@ -166,8 +167,7 @@ static cnp_status enqueue_hist(bin_engine *e, cl_command_queue q, cl_mem rgba, c
         (result = ARG(e->k_hist, name, 4, e->hist)))
         return result;
     size_t local = GROUP, global = groups_for(nn) * GROUP;
-    return ocl_check(clEnqueueNDRangeKernel(q, e->k_hist, 1, NULL, &global, &local, 0, NULL, NULL),
-                     name, err);
+    return ocl_enqueue(q, e->k_hist, 1, &global, &local, name, err);
 }
 
 /* Adaptive method: horizontal box sums, then the vertical pass that writes
@@ -184,8 +184,7 @@ static cnp_status enqueue_adaptive(bin_engine *e, cl_command_queue q, uint32_t w
         (result = ARG(e->k_box_h, "box_h", 4, e->hsum)))
         return result;
     size_t hl[2] = {TILE_W, 1}, hg[2] = {ocl_round_up(width, TILE_W), height};
-    if ((result = ocl_check(clEnqueueNDRangeKernel(q, e->k_box_h, 2, NULL, hg, hl, 0, NULL, NULL),
-                            "box_h", err)))
+    if ((result = ocl_enqueue(q, e->k_box_h, 2, hg, hl, "box_h", err)))
         return result;
     static const char v[] = "box_v_mask";
     if ((result = ARG(e->k_box_v, v, 0, e->value)) || (result = ARG(e->k_box_v, v, 1, e->hsum)) ||
@@ -194,8 +193,7 @@ static cnp_status enqueue_adaptive(bin_engine *e, cl_command_queue q, uint32_t w
         (result = ARG(e->k_box_v, v, 6, e->mask)) || (result = ARG(e->k_box_v, v, 7, e->count)))
         return result;
     size_t vl[2] = {VGROUP, 1}, vg[2] = {ocl_round_up(width, VGROUP), (height + ROWS - 1) / ROWS};
-    return ocl_check(clEnqueueNDRangeKernel(q, e->k_box_v, 2, NULL, vg, vl, 0, NULL, NULL), v,
-                     err);
+    return ocl_enqueue(q, e->k_box_v, 2, vg, vl, v, err);
 }
 
 /* Otsu or fixed: puts the threshold in e->thr (from *thr for fixed; *thr must
@@ -215,8 +213,7 @@ static cnp_status enqueue_threshold(bin_engine *e, cl_command_queue q, cl_uint n
         if ((result = ARG(e->k_otsu, "otsu", 0, e->hist)) ||
             (result = ARG(e->k_otsu, "otsu", 1, e->thr)))
             return result;
-        rc = clEnqueueNDRangeKernel(q, e->k_otsu, 1, NULL, &og, &ol, 0, NULL, NULL);
-        if ((result = ocl_check(rc, "otsu", err)))
+        if ((result = ocl_enqueue(q, e->k_otsu, 1, &og, &ol, "otsu", err)))
             return result;
     } else {
         /* No fp64 on this device: one small read, the same host formula. */
@@ -235,8 +232,7 @@ static cnp_status enqueue_threshold(bin_engine *e, cl_command_queue q, cl_uint n
         (result = ARG(e->k_mask, m, 4, e->count)))
         return result;
     size_t local = GROUP, global = groups_for(nn) * GROUP;
-    return ocl_check(clEnqueueNDRangeKernel(q, e->k_mask, 1, NULL, &global, &local, 0, NULL, NULL),
-                     m, err);
+    return ocl_enqueue(q, e->k_mask, 1, &global, &local, m, err);
 }
 
 /* Every path out of here finishes the queue first: reads into thr, fg and
@@ -317,8 +313,9 @@ cnp_status bin_engine_run_image(bin_engine *e, const cnp_image *img, uint8_t *ma
         release_mem(&e->upload);
         e->upload_cap = 0;
         e->upload = ocl_buffer_create(ocl_ctx_context(e->ctx), CL_MEM_READ_ONLY, bytes, NULL, &rc);
-        if (ocl_check(rc, "clCreateBuffer(image)", err))
-            return CNP_ERR_OPENCL;
+        cnp_status result = ocl_check(rc, "clCreateBuffer(image)", err);
+        if (result != CNP_OK)
+            return result; /* CNP_ERR_LIMIT when the device cannot hold it */
         e->upload_cap = bytes;
     }
     rc = clEnqueueWriteBuffer(ocl_ctx_queue(e->ctx), e->upload, CL_FALSE, 0, bytes, img->rgba, 0,

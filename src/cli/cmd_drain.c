@@ -34,9 +34,14 @@ static void drain_usage(FILE *out)
             "with a backoff; drain waits for them while they are due back within\n"
             "[batch] idle_exit_seconds. When ReceiveMessage keeps failing for [batch]\n"
             "unreachable_exit_seconds, drain gives up with exit 1.\n"
+            "When the database or the output bucket fails a whole chunk, drain stops\n"
+            "receiving, keeps the chunk (heartbeat) and retries it with backoff up to\n"
+            "[batch] outage_probe_seconds; after [batch] outage_exit_seconds it releases\n"
+            "the messages in hand and exits 6.\n"
             "Exit codes: 0 all done, 3 some images failed (recorded in the database),\n"
             "4 messages left for redelivery had not come back when drain exited,\n"
-            "2 usage or configuration error, 1 fatal error.\n");
+            "6 the database or output bucket stayed down for outage_exit_seconds,\n"
+            "2 usage or configuration error, 1 fatal error (also a lost device).\n");
 }
 
 static void reprocess_usage(FILE *out)
@@ -54,8 +59,9 @@ static void reprocess_usage(FILE *out)
             "      --no-detector      binarization only\n"
             "      --set S.K=V        override any configuration key\n"
             "  -h, --help             this text\n\n"
-            "Exit codes: 0 all done, 3 some images failed, 2 usage or configuration\n"
-            "error, 1 fatal error.\n");
+            "Exit codes: 0 all done, 3 some images failed, 5 the database or output\n"
+            "bucket stayed down for [batch] outage_exit_seconds, 2 usage or\n"
+            "configuration error, 1 fatal error.\n");
 }
 
 enum { OPT_FOLLOW = 256, OPT_MAX, OPT_NODET, OPT_SET, OPT_DRY, OPT_FORCE };

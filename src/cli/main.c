@@ -30,9 +30,11 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`canopy <command> --help` describes a command's options.\n"
-                 "Exit codes: 0 all done, 3 some images failed, 4 (drain) messages left "
-                 "for\nredelivery had not come back, 5 (run) interrupted before every input "
-                 "was\nprocessed, 2 usage or configuration error, 1 fatal runtime error.\n");
+                 "Exit codes: 0 all done, 3 some images failed, 4 (drain) messages left for\n"
+                 "redelivery had not come back, 5 (run) interrupted before every input was\n"
+                 "processed, 6 (drain, reprocess) the database or output bucket stayed down\n"
+                 "for [batch] outage_exit_seconds, 2 usage or configuration error, 1 fatal\n"
+                 "runtime error.\n");
 }
 
 int main(int argc, char **argv)

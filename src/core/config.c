@@ -79,12 +79,15 @@ static const struct key keys[] = {
 
     INT(batch, size, "32", 1, 10000),
     INT(batch, wait_seconds, "20", 0, 20),
-    INT(batch, visibility_timeout, "300", 0, 43200),
+    INT(batch, visibility_timeout, "300", 2, 43200),
     INT(batch, idle_exit_seconds, "60", 0, 86400 * 365),
     INT(batch, threads, "0", 0, 1024),
     INT(batch, max_chunks_in_flight, "3", 1, 64),
     INT(batch, max_inflight_mpix, "256", 1, 1000000),
     INT(batch, unreachable_exit_seconds, "300", 1, 86400 * 365),
+    INT(batch, outage_exit_seconds, "900", 1, 86400 * 365),
+    INT(batch, outage_probe_seconds, "30", 1, 3600),
+    INT(batch, retry_backoff_seconds, "5", 1, 900),
 
     STR(postgres, conninfo, ""),
 

@@ -33,6 +33,7 @@ struct ocl_ctx {
     cl_command_queue queue;
     size_t max_work_group;
     cl_ulong local_mem;
+    bool fp32_cr_divide;     /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT reported */
     char description[768];
     char device_name[256];
     char driver[128];
@@ -112,10 +113,24 @@ const char *ocl_error_name(cl_int code)
     return "CL_UNKNOWN_ERROR";
 }
 
+/* The limit the last refused buffer of this thread exceeded (ocl_check). */
+static _Thread_local struct {
+    bool set;
+    uint64_t bytes, limit;
+    const char *name;
+} t_refused;
+
 cnp_status ocl_check(cl_int code, const char *what, cnp_err *err)
 {
     if (code == CL_SUCCESS)
         return CNP_OK;
+    if (code == CL_INVALID_BUFFER_SIZE && t_refused.set) {
+        t_refused.set = false;
+        cnp_err_set(err, "%s: needs %llu bytes, more than the device's %s of %llu bytes",
+                    what, (unsigned long long)t_refused.bytes, t_refused.name,
+                    (unsigned long long)t_refused.limit);
+        return CNP_ERR_LIMIT;
+    }
     cnp_err_set(err, "%s: %s (%d)", what, ocl_error_name(code), code);
     return CNP_ERR_OPENCL;
 }
@@ -301,6 +316,11 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
              pname, ctx->driver);
     clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof ctx->max_work_group,
                     &ctx->max_work_group, NULL);
+    cl_device_fp_config fp = 0;
+    ctx->fp32_cr_divide =
+        clGetDeviceInfo(ctx->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL) ==
+            CL_SUCCESS &&
+        (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT);
     clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                     &ctx->local_mem, NULL);
 
@@ -339,6 +359,7 @@ cl_device_id ocl_ctx_device(const ocl_ctx *ctx) { return ctx->device; }
 cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx) { return ctx->queue; }
 const char *ocl_ctx_description(const ocl_ctx *ctx) { return ctx->description; }
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx) { return ctx->max_work_group; }
+bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx) { return ctx->fp32_cr_divide; }
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx) { return ctx->local_mem; }
 
 /* Loads kernels/<name>.cl: from kernel_dir when set, else the embedded copy.
@@ -473,9 +494,15 @@ static void save_to_cache(const ocl_ctx *ctx, cl_program prog, const char *path)
 }
 
 /* Builds (or loads from the disk cache) program `name`; caller holds ctx->lock. */
-static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *options,
+static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *user_options,
                                 cl_program *out, cnp_err *err)
 {
+    /* Divisions and square roots feeding thresholds, scores and top-k keys
+     * are correctly rounded where the device can do it (OpenCL allows
+     * 2.5 ulp otherwise), so every such device computes the same bits. */
+    char options[1024];
+    snprintf(options, sizeof options, "%s%s", user_options,
+             ctx->fp32_cr_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
     cnp_buf srcbuf = {0};
     const char *src = NULL;
     size_t len = 0;
@@ -627,10 +654,75 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
 }
 
 static _Atomic size_t g_device_bytes, g_device_peak;
+static _Atomic uint64_t g_max_buffer_override;
+
+
+void ocl_set_max_buffer_bytes(uint64_t bytes)
+{
+    atomic_store(&g_max_buffer_override, bytes);
+}
+
+/* The device of context c's limits (the first device: canopy makes one
+ * context per device); false when it cannot be asked. */
+static bool device_limits(cl_context c, cl_ulong *maxalloc, cl_ulong *gmem)
+{
+    cl_device_id devs[8];
+    size_t got = 0;
+    if (clGetContextInfo(c, CL_CONTEXT_DEVICES, sizeof devs, devs, &got) != CL_SUCCESS ||
+        got < sizeof devs[0])
+        return false;
+    return clGetDeviceInfo(devs[0], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof *maxalloc, maxalloc,
+                           NULL) == CL_SUCCESS &&
+           clGetDeviceInfo(devs[0], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof *gmem, gmem, NULL) ==
+               CL_SUCCESS;
+}
+
+/* Which limit `bytes` exceeds on c's device; NULL when it fits (or the
+ * device cannot be asked: then clCreateBuffer decides). */
+static const char *buffer_limit(cl_context c, uint64_t bytes, uint64_t *limit)
+{
+    uint64_t over = atomic_load(&g_max_buffer_override);
+    if (over && bytes > over) {
+        *limit = over;
+        return "CL_DEVICE_MAX_MEM_ALLOC_SIZE (lowered by ocl_set_max_buffer_bytes)";
+    }
+    cl_ulong maxalloc = 0, gmem = 0;
+    if (!device_limits(c, &maxalloc, &gmem))
+        return NULL;
+    if (maxalloc && bytes > maxalloc) {
+        *limit = maxalloc;
+        return "CL_DEVICE_MAX_MEM_ALLOC_SIZE";
+    }
+    if (gmem && bytes > gmem) {
+        *limit = gmem;
+        return "CL_DEVICE_GLOBAL_MEM_SIZE";
+    }
+    return NULL;
+}
+
+uint64_t ocl_max_buffer_bytes(cl_context c)
+{
+    cl_ulong maxalloc = 0, gmem = 0;
+    uint64_t m = device_limits(c, &maxalloc, &gmem) ? (maxalloc < gmem ? maxalloc : gmem) : 0;
+    uint64_t over = atomic_load(&g_max_buffer_override);
+    if (over && (m == 0 || over < m))
+        m = over;
+    return m;
+}
 
 cl_mem ocl_buffer_create(cl_context c, cl_mem_flags flags, size_t bytes, void *host,
                          cl_int *rc)
 {
+    uint64_t limit = 0;
+    const char *name = buffer_limit(c, bytes, &limit);
+    if (name) {
+        t_refused.set = true;
+        t_refused.bytes = bytes;
+        t_refused.limit = limit;
+        t_refused.name = name;
+        *rc = CL_INVALID_BUFFER_SIZE;
+        return NULL;
+    }
     cl_mem m = clCreateBuffer(c, flags, bytes, host, rc);
     if (m && *rc == CL_SUCCESS) {
         size_t now = atomic_fetch_add(&g_device_bytes, bytes) + bytes;
@@ -681,6 +773,24 @@ cnp_status ocl_enqueue(cl_command_queue q, cl_kernel k, cl_uint dims, const size
     for (cl_uint d = 0; d < dims; d++)
         if (global[d] == 0)
             return CNP_OK;
+    if (local) {
+        /* The device's maximum is not the kernel's: registers and local
+         * memory can lower a kernel's own limit (CL_KERNEL_WORK_GROUP_SIZE),
+         * and a reqd_work_group_size above it cannot run at all. */
+        size_t items = 1, kwg = 0;
+        for (cl_uint d = 0; d < dims; d++)
+            items *= local[d];
+        cl_device_id dev;
+        if (clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof dev, &dev, NULL) == CL_SUCCESS &&
+            clGetKernelWorkGroupInfo(k, dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) ==
+                CL_SUCCESS &&
+            kwg && items > kwg) {
+            cnp_err_set(err, "%s: a work-group of %zu items exceeds this kernel's "
+                             "CL_KERNEL_WORK_GROUP_SIZE of %zu on this device",
+                        what, items, kwg);
+            return CNP_ERR_OPENCL;
+        }
+    }
     return ocl_check(clEnqueueNDRangeKernel(q, k, dims, NULL, global, local, 0, NULL, NULL),
                      what, err);
 }

@@ -68,6 +68,16 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .binarize = cfg->binarize,
         .window_pixels = (uint64_t)cfg->limits.window_pixels,
     };
+    /* What the device holds bounds the images processed whole: larger TIFFs
+     * go through windows; a larger PNG or JPEG fails permanently, naming the
+     * device's limit. */
+    uint64_t dev_px = e->dev ? pipe_device_max_pixels(e->dev) : 0;
+    if (dev_px && sp.window_pixels > dev_px) {
+        LOG_INFO(mode, "[limits] window_pixels lowered from %llu to %llu: the most the "
+                       "device holds in one buffer", (unsigned long long)sp.window_pixels,
+                 (unsigned long long)dev_px);
+        sp.window_pixels = dev_px;
+    }
     pl_ctx_init(x, mode, hooks, &sp, cfg->batch.max_chunks_in_flight,
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);
     x->dev = e->dev;
@@ -99,6 +109,10 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
      * that is down for now (transient) is the drain loop's to wait out. */
     if (st != CNP_OK && st != CNP_ERR_TRANSIENT)
         return cnp_exit_for_setup(st);
+    /* Before the database, the model and the device: a typo fails at once. */
+    if (pl_preflight(cl->aws, strcmp(mode, "drain") == 0 ? cfg->input.queue_url : NULL,
+                     cfg->output.bucket, cfg->output.prefix, err) != CNP_OK)
+        return CNP_EXIT_FATAL;
     if (pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;
@@ -135,10 +149,20 @@ static int cloud_run(pl_ctx *x, const cnp_config *cfg, struct cloud *cl, pl_coun
     pl_cloud_sink *sink = NULL;
     if (pl_cloud_sink_create(cl->aws, cl->db, &cp, &sink, err) != CNP_OK)
         return CNP_EXIT_FATAL;
+    pl_health_params hp = {.probe_first_seconds = 1,
+                           .probe_max_seconds = cfg->batch.outage_probe_seconds,
+                           .exit_seconds = cfg->batch.outage_exit_seconds,
+                           .device_lost_chunks = 2};
+    if (pl_health_create(&hp, x->hooks ? x->hooks->cancel : NULL, &x->health, err) != CNP_OK) {
+        pl_cloud_sink_free(sink);
+        return CNP_EXIT_FATAL;
+    }
     x->sink = &pl_sink_cloud_ops;
     x->sink_self = sink;
     pl_counts c;
     int rc = pl_ctx_run(x, &c);
+    pl_health_free(x->health);
+    x->health = NULL;
     c.run_id = cl->run_id;
     pg_run_counts rcounts = {.images_ok = c.ok, .images_failed = c.failed, .trees = c.trees,
                              .exit_code = rc};
@@ -177,6 +201,7 @@ int pl_drain(const cnp_config *cfg, const pl_drain_options *opt, const pl_hooks 
         .visibility_timeout = cfg->batch.visibility_timeout,
         .idle_exit_seconds = cfg->batch.idle_exit_seconds,
         .unreachable_exit_seconds = cfg->batch.unreachable_exit_seconds,
+        .retry_backoff_seconds = cfg->batch.retry_backoff_seconds,
         .follow = opt->follow,
         .max_messages = opt->max_messages,
     };

@@ -69,12 +69,16 @@ void pl_image_uuid(const char *bucket, const char *key, const char *etag, char o
              md[11], md[12], md[13], md[14], md[15]);
 }
 
-int pl_backoff_seconds(int receive_count, unsigned jitter)
+int pl_backoff_seconds(int base, int receive_count, unsigned jitter)
 {
+    if (base < 1)
+        base = 1;
     int shift = receive_count > 1 ? receive_count - 1 : 0;
-    if (shift > 7)
-        shift = 7;
-    int s = 5 << shift;
+    /* Doubling stops at the cap (900 s), which every base reaches: base << 10
+     * exceeds 900 s for any base >= 1. */
+    int s = base;
+    for (int k = 0; k < shift && s < 900; k++)
+        s *= 2;
     if (s > 900)
         s = 900;
     return s + (int)(jitter % 3);

@@ -16,6 +16,8 @@
 #include "canopy/metrics.h"
 #include "canopy/pipeline.h"
 #include "canopy/pool.h"
+#include "pipeline/health.h"
+#include "pipeline/tally.h"
 
 /* ---- work items (item.c) ------------------------------------------------ */
 
@@ -110,6 +112,18 @@ typedef enum chunk_state {
                            acknowledges (backs off) */
 } chunk_state;
 
+typedef struct pl_job pl_job;
+
+/* A slice [begin, end) of a chunk's items travelling between stages; the
+ * decode stage cuts chunks into slices that fit the pixel budget. */
+struct pl_job {
+    struct pl_chunk *c;
+    size_t begin, end;
+    bool last;               /* the chunk's last slice */
+    bool embedded;           /* the chunk's own node (last_job): never freed */
+    struct pl_job *next;
+};
+
 typedef struct pl_chunk {
     size_t seq;
     _Atomic chunk_state state; /* written by the stage that holds the chunk */
@@ -122,7 +136,9 @@ typedef struct pl_chunk {
     pl_item *items;
     size_t nitems;
     size_t encoded;          /* items through the encode stage so far */
-    double last_extend;      /* heartbeat */
+    int hb_busy;             /* heartbeat: its entries in a round on the network */
+    pl_job last_job;         /* the queue node of its last slice: pushing it never
+                                fails for want of memory (one such job at a time) */
     struct pl_chunk *reg_next;
 } pl_chunk;
 
@@ -141,15 +157,6 @@ void chunk_fail(pl_chunk *c, cnp_status st, const char *reason);
 
 /* ---- queues between stages ---------------------------------------------- */
 
-/* A slice [begin, end) of a chunk's items travelling between stages; the
- * decode stage cuts chunks into slices that fit the pixel budget. */
-typedef struct pl_job {
-    pl_chunk *c;
-    size_t begin, end;
-    bool last;               /* the chunk's last slice */
-    struct pl_job *next;
-} pl_job;
-
 typedef struct pl_queue {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -159,8 +166,12 @@ typedef struct pl_queue {
 
 void queue_init(pl_queue *q);
 void queue_destroy(pl_queue *q);
-/* Pushes a job; false only when no memory for it (the caller keeps c). */
+/* Pushes a job; false only when no memory for it (the caller keeps c). The
+ * last slice of a chunk travels in the chunk's own node: it is never refused. */
 bool queue_push(pl_queue *q, pl_chunk *c, size_t begin, size_t end, bool last);
+/* Fault injection for tests: the next n pushes of a non-last slice fail as
+ * if out of memory. */
+void queue_fail_pushes(int n);
 void queue_close(pl_queue *q);
 /* Blocks until a job arrives; false once the queue is closed and empty. */
 bool queue_pop(pl_queue *q, pl_job *out);
@@ -238,6 +249,7 @@ struct pl_ctx {
     pl_budget budget;
     int max_chunks;          /* chunks between source and acknowledgement */
     bool redelivers;         /* the source brings transient failures back (SQS) */
+    pl_health *health;       /* the outage gate; NULL: none (run) */
     pl_queue q_fetch, q_decode, q_device, q_encode, q_write, q_commit;
     pthread_mutex_t slots_lock;
     pthread_cond_t slots_cond;
@@ -245,7 +257,8 @@ struct pl_ctx {
     size_t next_seq;
     atomic_bool fatal;
     atomic_bool finished;
-    atomic_llong n_ok, n_failed, n_retried, n_trees, n_kpix, total;
+    pl_tally tally;          /* images ok, failed, retried: each counted once */
+    atomic_llong n_trees, n_kpix, total;
     atomic_llong pending;    /* drain: set by the SQS source */
     /* Rasters read in windows: windows planned and done (both passes) of the
      * rasters being processed now, for the progress line. */
@@ -281,6 +294,9 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err);
 uint64_t stage_window_pixels(const pl_ctx *x);
 /* Commit, acknowledge, count and report a chunk whose outputs were written. */
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c);
+/* A slice that could not be queued: fails its own items (not the chunk's
+ * others, which other stages may hold) and returns their pixel budget. */
+void pl_slice_fail(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 
 /* ---- pure helpers (naming.c) --------------------------------------------- */
 
@@ -294,11 +310,11 @@ void pl_image_uuid(const char *bucket, const char *key, const char *etag, char o
 char *pl_header_safe(const char *s);
 
 /* Seconds a message that failed transiently stays invisible: grows with its
- * receive count (5 s, 10 s, ... capped at 900 s) plus jitter in [0, 3). */
-int pl_backoff_seconds(int receive_count, unsigned jitter);
-/* What to do with message m of the chunk (the items whose ack token is m)
- * once the chunk is committed (or not): delete it only when every item of
- * it ended (ok or permanent). */
+ * receive count (base, 2 base, 4 base, ... capped at 900 s; base is
+ * [batch] retry_backoff_seconds, 5 s by default) plus jitter in [0, 3). */
+int pl_backoff_seconds(int base, int receive_count, unsigned jitter);
+/* What to do with message m of the chunk (the items whose ack token is m) once the chunk is committed (or
+ * not): delete it only when every item of it ended (ok or permanent). */
 bool pl_message_deletable(const pl_chunk *c, size_t m, bool committed);
 
 /* ---- sources and sinks -------------------------------------------------- */

@@ -81,6 +81,14 @@ size_t pipe_device_image_bytes(const pipe_device *dev)
     return dev->rgba_cap;
 }
 
+uint64_t pipe_device_max_pixels(const pipe_device *dev)
+{
+    /* The largest buffer of a whole image is its RGBA upload (4 bytes per
+     * pixel); the binarization kernels count pixels in 32 bits. */
+    uint64_t px = ocl_max_buffer_bytes(ocl_ctx_context(dev->ctx)) / 4;
+    return px == 0 || px > UINT32_MAX ? UINT32_MAX : px;
+}
+
 bool pipe_device_has_detector(const pipe_device *dev)
 {
     return dev->det != NULL;
@@ -125,6 +133,16 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
     return CNP_OK;
 }
 
+/* A failure after upload(): the engines may return before any blocking
+ * call, with the non-blocking upload (and whatever else they queued) still
+ * reading the caller's pixels, which the caller frees or reuses next. */
+static cnp_status finish_after(pipe_device *dev, cnp_status result)
+{
+    if (result != CNP_OK)
+        clFinish(ocl_ctx_queue(dev->ctx));
+    return result;
+}
+
 cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
                                      uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err)
 {
@@ -137,7 +155,7 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
         result = det_backend_run(dev->det, &in, 1, &found, err);
     *trees = found.trees;
     *n = found.n;
-    return result;
+    return finish_after(dev, result);
 }
 
 float pipe_device_merge_iou(const pipe_device *dev)
@@ -182,7 +200,7 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     return CNP_OK;
 fail:
     pipe_result_free(out);
-    return result;
+    return finish_after(dev, result);
 }
 
 void pipe_result_free(pipe_result *r)

@@ -17,12 +17,26 @@ void queue_destroy(pl_queue *q)
     pthread_cond_destroy(&q->cond);
 }
 
+static atomic_int g_fail_pushes;
+
+void queue_fail_pushes(int n)
+{
+    atomic_store(&g_fail_pushes, n);
+}
+
 bool queue_push(pl_queue *q, pl_chunk *c, size_t begin, size_t end, bool last)
 {
-    pl_job *j = malloc(sizeof *j);
-    if (!j)
+    pl_job *j;
+    if (last) {
+        /* One last job per chunk exists at a time (it is copied out when
+         * popped before it is pushed on), so the chunk's node serves all. */
+        j = &c->last_job;
+    } else if (atomic_load(&g_fail_pushes) > 0 && atomic_fetch_sub(&g_fail_pushes, 1) > 0) {
         return false;
-    *j = (pl_job){.c = c, .begin = begin, .end = end, .last = last};
+    } else if (!(j = malloc(sizeof *j))) {
+        return false;
+    }
+    *j = (pl_job){.c = c, .begin = begin, .end = end, .last = last, .embedded = last};
     pthread_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = j;
@@ -58,7 +72,8 @@ bool queue_pop(pl_queue *q, pl_job *out)
         return false;
     *out = *j;
     out->next = NULL;
-    free(j);
+    if (!out->embedded)
+        free(j);
     return true;
 }
 

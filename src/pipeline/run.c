@@ -35,6 +35,7 @@ void pl_ctx_init(pl_ctx *x, const char *mode, const pl_hooks *hooks, const pl_st
     x->sp = *sp;
     x->max_chunks = max_chunks > 0 ? max_chunks : 1;
     budget_init(&x->budget, budget_pixels);
+    pl_tally_init(&x->tally);
     pl_queue *qs[] = {&x->q_fetch, &x->q_decode, &x->q_device, &x->q_encode, &x->q_write,
                       &x->q_commit};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
@@ -53,14 +54,13 @@ void pl_ctx_destroy(pl_ctx *x)
     pthread_mutex_destroy(&x->slots_lock);
     pthread_cond_destroy(&x->slots_cond);
     budget_destroy(&x->budget);
+    pl_tally_destroy(&x->tally);
 }
 
 void pl_counts_get(pl_ctx *x, pl_counts *c)
 {
     memset(c, 0, sizeof *c);
-    c->ok = atomic_load(&x->n_ok);
-    c->failed = atomic_load(&x->n_failed);
-    c->retried = atomic_load(&x->n_retried);
+    pl_tally_get(&x->tally, &c->ok, &c->failed, &c->retried);
     c->pending = atomic_load(&x->pending);
     c->trees = atomic_load(&x->n_trees);
     c->total = atomic_load(&x->total);
@@ -96,18 +96,27 @@ static void slot_release(pl_ctx *x)
 
 /* ---- stage threads ------------------------------------------------------ */
 
-/* A chunk that cannot be queued (no memory for the job) is finished at
- * once: its items fail transiently, so nothing of it is acknowledged. */
+void pl_slice_fail(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
+{
+    for (size_t i = begin; i < end && i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        item_fail(it, CNP_ERR_NOMEM, "%s: out of memory queueing it", it->name);
+        if (it->budget) {
+            budget_release(&x->budget, it->budget);
+            it->budget = 0;
+        }
+    }
+}
+
+/* A slice that cannot be queued (no memory for its job) fails alone; the
+ * chunk's last slice travels in the chunk's own node and always goes on,
+ * so the chunk is finished downstream as usual (finishing it here freed it
+ * under other stages holding its earlier slices). */
 static void push_or_finish(pl_ctx *x, pl_queue *q, pl_job *j)
 {
     if (queue_push(q, j->c, j->begin, j->end, j->last))
         return;
-    chunk_fail(j->c, CNP_ERR_NOMEM, "out of memory");
-    if (j->last) {
-        stage_finish_chunk(x, j->c);
-        chunk_free(j->c);
-        slot_release(x);
-    }
+    pl_slice_fail(x, j->c, j->begin, j->end);
 }
 
 static void *thread_fetch(void *arg)
@@ -256,6 +265,9 @@ static void *thread_progress(void *arg)
 static void run_source(pl_ctx *x)
 {
     while (!atomic_load(&x->fatal)) {
+        /* An outage being ridden out stops intake here. */
+        if (x->health && !pl_health_intake_wait(x->health))
+            break;
         if (!slot_acquire(x))
             break;
         pl_chunk *c = calloc(1, sizeof *c);
@@ -321,6 +333,8 @@ int pl_ctx_run(pl_ctx *x, pl_counts *counts)
     metrics_flush(x);
     if (atomic_load(&x->fatal))
         return CNP_EXIT_FATAL;
+    if (x->health && pl_health_gave_up(x->health))
+        return CNP_EXIT_OUTAGE;
     if (c.pending > 0)
         return CNP_EXIT_PENDING;
     if (c.failed || (c.retried && !x->redelivers))

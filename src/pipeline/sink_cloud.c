@@ -26,6 +26,45 @@ static const char *item_etag(const pl_item *it)
     return it->etag ? it->etag : "";
 }
 
+/* Queues the upload of output k of an item. */
+static void put_output(pl_cloud_sink *s, pl_item *it, int k, aws_kvlist *meta,
+                       s3_put_result *result)
+{
+    const cnp_spool *data = &it->outs.out[k];
+    bool file = cnp_spool_in_file(data);
+    s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k],
+                  .data = file ? NULL : data->buf.data, .file = file ? data->path : NULL,
+                  .len = (size_t)cnp_spool_size(data), .content_type = pipe_out_content_type[k],
+                  .metadata = meta};
+    s3_batch_put(s->batch, &put, result);
+}
+
+/* How the uploads of a chunk went: CNP_OK when every output of every
+ * encoded item was stored, CNP_ERR_INTERNAL when some were and some were not,
+ * else (nothing stored: the bucket is down) the first failure's status. */
+static cnp_status upload_outcome(const pl_chunk *c, const s3_put_result *put, cnp_err *err)
+{
+    size_t stored = 0, failed = 0;
+    cnp_status first = CNP_OK;
+    for (size_t i = 0; i < c->nitems; i++) {
+        const pl_item *it = &c->items[i];
+        for (int k = 0; it->state == ITEM_ENCODED && k < PIPE_OUT_COUNT; k++) {
+            if (!it->out_name[k])
+                continue;
+            const aws_result *r = &put[i * PIPE_OUT_COUNT + k].result;
+            if (r->status == CNP_OK) {
+                stored++;
+            } else if (failed++ == 0) {
+                first = r->status;
+                cnp_err_set(err, "s3://%s: %s", it->out_name[k], r->err.msg);
+            }
+        }
+    }
+    if (!failed)
+        return CNP_OK;
+    return stored ? CNP_ERR_INTERNAL : first;
+}
+
 /* Queues the uploads of one item; false without memory. */
 static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
                           s3_put_result *put_result)
@@ -50,13 +89,36 @@ static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kv
         if (file)
             LOG_DEBUG(x->mode, "s3://%s/%s: %llu bytes, from a temporary file", s->p.bucket,
                       it->out_name[k], (unsigned long long)size);
-        s3_put put = {.bucket = s->p.bucket, .key = it->out_name[k],
-                      .data = file ? NULL : data->buf.data, .file = file ? data->path : NULL,
-                      .len = (size_t)size, .content_type = pipe_out_content_type[k],
-                      .metadata = meta};
-        s3_batch_put(s->batch, &put, &put_result[k]);
+        put_output(s, it, k, meta, &put_result[k]);
     }
     return true;
+}
+
+/* Queues the upload of outputs that failed, for the health gate's probe:
+ * the bucket is back when one of them is stored. */
+struct upload_try {
+    pl_ctx *x;
+    pl_cloud_sink *s;
+    pl_chunk *c;
+    aws_kvlist *meta;
+    s3_put_result *put; /* PIPE_OUT_COUNT per item */
+};
+
+static cnp_status upload_again(void *arg, cnp_err *err)
+{
+    struct upload_try *t = arg;
+    pl_chunk *c = t->c;
+    for (size_t i = 0; i < c->nitems; i++) {
+        pl_item *it = &c->items[i];
+        for (int k = 0; it->state == ITEM_ENCODED && k < PIPE_OUT_COUNT; k++)
+            if (it->out_name[k] && t->put[i * PIPE_OUT_COUNT + k].result.status != CNP_OK)
+                put_output(t->s, it, k, &t->meta[i], &t->put[i * PIPE_OUT_COUNT + k]);
+    }
+    cnp_status st = pl_batch_run(t->x, t->s->batch, err);
+    if (st != CNP_OK)
+        return st;
+    st = upload_outcome(c, t->put, err);
+    return st == CNP_ERR_INTERNAL ? CNP_OK : st;
 }
 
 static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
@@ -79,6 +141,16 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
     }
     cnp_err err;
     bool engine_ok = !queued || pl_batch_run(x, s->batch, &err) == CNP_OK;
+    cnp_err first;
+    cnp_status st = engine_ok && queued ? upload_outcome(c, put, &first) : CNP_OK;
+    /* Nothing of the chunk could be stored: the bucket is down, not an
+     * image. Ride it out with the chunk in hand, the uploads as the probe. */
+    if (st != CNP_OK && st != CNP_ERR_INTERNAL && meta && put && x->health &&
+        pl_dependency_failure(st)) {
+        struct upload_try t = {.x = x, .s = s, .c = c, .meta = meta, .put = put};
+        cnp_err last;
+        pl_health_ride_out(x->health, "the output bucket", &first, upload_again, &t, &last);
+    }
     double ms = (cnp_now() - t0) * 1e3;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
@@ -346,6 +418,23 @@ static void notify(pl_cloud_sink *s, pl_ctx *x, pl_chunk *c, pl_item **who_row,
     free(who);
 }
 
+/* One try of a chunk's transaction (also the health gate's probe). */
+struct commit_try {
+    pl_cloud_sink *s;
+    pl_ctx *x;
+    const pg_image_result *rows;
+    size_t nrows;
+};
+
+static cnp_status commit_rows(void *arg, cnp_err *err)
+{
+    struct commit_try *t = arg;
+    double t0 = cnp_now();
+    cnp_status st = pg_chunk_commit(t->s->db, t->s->p.run_id, t->rows, t->nrows, err);
+    cnp_metrics_observe(t->x->metrics, "canopy_db_commit_seconds", NULL, cnp_now() - t0);
+    return st;
+}
+
 /* Rows for uploaded and permanently failed items; transient ones are left
  * out (their messages come back). */
 static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
@@ -371,9 +460,15 @@ static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
         }
         who[nrows++] = it;
     }
-    double t0 = cnp_now();
-    committed = pg_chunk_commit(s->db, s->p.run_id, rows, nrows, &err) == CNP_OK;
-    cnp_metrics_observe(x->metrics, "canopy_db_commit_seconds", NULL, cnp_now() - t0);
+    struct commit_try t = {.s = s, .x = x, .rows = rows, .nrows = nrows};
+    cnp_status st = commit_rows(&t, &err);
+    /* The whole chunk's transaction failed: the database is down, not an
+     * image. Ride it out with the chunk in hand (pl_health_ride_out). */
+    if (st != CNP_OK && nrows && x->health && pl_dependency_failure(st)) {
+        cnp_err first = err;
+        st = pl_health_ride_out(x->health, "PostgreSQL", &first, commit_rows, &t, &err);
+    }
+    committed = st == CNP_OK;
 out:
     if (!committed) {
         LOG_ERROR(x->mode, "chunk %zu: commit failed, nothing acknowledged: %s", c->seq, err.msg);

@@ -29,12 +29,14 @@ struct pl_sqs_source {
      * chunks in flight is not idle. */
     double empty_since, last_ok;
     bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
+    bool ever_ok;               /* a ReceiveMessage succeeded in this run */
     int64_t received;
-    /* Chunks in flight. reg_lock guards the list; hb_lock is held for a
-     * whole heartbeat round (list copy and ChangeMessageVisibility calls), so
-     * that removing a chunk waits for a round in progress: once removed, no
+    /* Chunks in flight. reg_lock guards the list and each chunk's hb_busy;
+     * no lock is held across a network call. Removing a chunk waits (on
+     * hb_cond) only for a round that carries its entries: once removed, no
      * late extension can overwrite its backoff. */
-    pthread_mutex_t reg_lock, hb_lock;
+    pthread_mutex_t reg_lock;
+    pthread_cond_t hb_cond;
     pl_chunk *registry;
     pthread_t hb;
     bool hb_started;
@@ -139,9 +141,10 @@ static double pending_wait_until(pl_sqs_source *s, double now)
 
 /* ---- visibility and heartbeat ------------------------------------------- */
 
-/* Sets the visibility of messages (handles) to timeouts, 10 per call. */
+/* Sets the visibility of messages (handles) to timeouts, 10 per call;
+ * ok[i] (may be NULL) tells which entries succeeded. */
 static void change_visibility(pl_sqs_source *s, const char **handles, const int *timeouts,
-                              size_t n)
+                              size_t n, bool *ok)
 {
     for (size_t off = 0; off < n; off += SQS_BATCH_MAX) {
         size_t k = n - off < SQS_BATCH_MAX ? n - off : SQS_BATCH_MAX;
@@ -149,68 +152,110 @@ static void change_visibility(pl_sqs_source *s, const char **handles, const int 
         aws_result ar;
         cnp_metrics_add(s->p.metrics, "canopy_sqs_requests_total",
                         "change_message_visibility_batch", 1);
-        if (sqs_change_visibility_batch(s->aws, s->p.queue_url, handles + off, timeouts + off, k,
-                                        er, &ar) != CNP_OK)
+        bool sent = sqs_change_visibility_batch(s->aws, s->p.queue_url, handles + off,
+                                                timeouts + off, k, er, &ar) == CNP_OK;
+        if (!sent)
             LOG_WARN("drain", "ChangeMessageVisibilityBatch: %s", ar.err.msg);
+        for (size_t j = 0; j < k; j++) {
+            bool done = sent && er[j].status == CNP_OK;
+            if (sent && !done)
+                LOG_WARN("drain", "visibility of a message not changed: %s %s", er[j].code,
+                         er[j].message);
+            if (ok)
+                ok[off + j] = done;
+        }
     }
 }
 
-size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, const char ***out)
+size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, pl_hb_entry **out)
 {
     size_t n = 0, cap = 0;
-    const char **handles = NULL;
+    pl_hb_entry *e = NULL;
     for (pl_chunk *c = registry; c; c = c->reg_next) {
-        if (now - c->last_extend < every)
-            continue;
-        if (n + sqs_n(c) > cap) {
-            size_t ncap = cap ? 2 * cap : 64;
-            while (ncap < n + sqs_n(c))
-                ncap *= 2;
-            const char **grown = realloc(handles, ncap * sizeof *grown);
-            if (!grown) {
-                free(handles);
-                *out = NULL;
-                return (size_t)-1;
+        for (size_t i = 0; i < sqs_n(c); i++) {
+            if (now - SQ(c)->msgs[i].extended_at < every)
+                continue;
+            if (n == cap) {
+                size_t ncap = cap ? 2 * cap : 64;
+                pl_hb_entry *grown = realloc(e, ncap * sizeof *grown);
+                if (!grown) {
+                    free(e);
+                    *out = NULL;
+                    return (size_t)-1;
+                }
+                e = grown;
+                cap = ncap;
             }
-            handles = grown;
-            cap = ncap;
+            e[n++] = (pl_hb_entry){.c = c, .m = i, .handle = SQ(c)->msgs[i].m.receipt_handle};
         }
-        c->last_extend = now;
-        for (size_t i = 0; i < sqs_n(c); i++)
-            handles[n++] = SQ(c)->msgs[i].m.receipt_handle;
     }
-    *out = handles;
+    for (size_t i = 0; i < n; i++)
+        e[i].c->hb_busy++;
+    *out = e;
     return n;
 }
 
-/* Every quarter second: extends every message of chunks whose last
- * extension is older than a third of the visibility timeout. */
+void pl_heartbeat_settle(pl_hb_entry *e, size_t n, const bool *ok, double sent)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ok[i])
+            SQ(e[i].c)->msgs[e[i].m].extended_at = sent;
+        e[i].c->hb_busy--;
+    }
+}
+
+void pl_sqs_source_heartbeat_tick(pl_sqs_source *s, double now)
+{
+    int vis = s->p.visibility_timeout;
+    double every = vis / 3.0 < 1.0 ? 1.0 : vis / 3.0;
+    pl_hb_entry *e = NULL;
+    pthread_mutex_lock(&s->reg_lock);
+    size_t n = pl_heartbeat_collect(s->registry, now, every, &e);
+    pthread_mutex_unlock(&s->reg_lock);
+    if (n == (size_t)-1) {
+        LOG_WARN("drain", "heartbeat: out of memory; trying again");
+        return;
+    }
+    if (n == 0) {
+        free(e);
+        return;
+    }
+    const char **handles = malloc(n * sizeof *handles);
+    int *timeouts = malloc(n * sizeof *timeouts);
+    bool *ok = calloc(n, sizeof *ok);
+    if (handles && timeouts && ok) {
+        for (size_t i = 0; i < n; i++) {
+            handles[i] = e[i].handle;
+            timeouts[i] = vis;
+        }
+        LOG_DEBUG("drain", "heartbeat: extending %zu messages by %d s", n, vis);
+        change_visibility(s, handles, timeouts, n, ok);
+    } else {
+        LOG_WARN("drain", "heartbeat: out of memory; trying again");
+    }
+    pthread_mutex_lock(&s->reg_lock);
+    if (ok)
+        pl_heartbeat_settle(e, n, ok, now);
+    else
+        for (size_t i = 0; i < n; i++)
+            e[i].c->hb_busy--;
+    pthread_cond_broadcast(&s->hb_cond);
+    pthread_mutex_unlock(&s->reg_lock);
+    free(handles);
+    free(timeouts);
+    free(ok);
+    free(e);
+}
+
+/* Every quarter second: extends each message of the chunks in flight whose
+ * last successful extension is older than a third of the visibility
+ * timeout; an entry that failed is sent again at the next tick. */
 static void *heartbeat(void *arg)
 {
     pl_sqs_source *s = arg;
-    int vis = s->p.visibility_timeout;
-    double every = vis / 3.0 < 1.0 ? 1.0 : vis / 3.0;
     while (!atomic_load(&s->hb_stop)) {
         usleep(250000);
-        pthread_mutex_lock(&s->hb_lock);
-        pthread_mutex_lock(&s->reg_lock);
-        const char **handles = NULL;
-        size_t n = pl_heartbeat_collect(s->registry, cnp_now(), every, &handles);
-        pthread_mutex_unlock(&s->reg_lock);
-        if (n == (size_t)-1) {
-            LOG_WARN("drain", "heartbeat: out of memory; trying again");
-        } else if (n) {
-            int *timeouts = malloc(n * sizeof *timeouts);
-            if (timeouts) {
-                for (size_t i = 0; i < n; i++)
-                    timeouts[i] = vis;
-                LOG_DEBUG("drain", "heartbeat: extending %zu messages by %d s", n, vis);
-                change_visibility(s, handles, timeouts, n);
-            }
-            free(timeouts);
-        }
-        free(handles);
-        pthread_mutex_unlock(&s->hb_lock);
+        pl_sqs_source_heartbeat_tick(s, cnp_now());
     }
     return NULL;
 }
@@ -218,7 +263,9 @@ static void *heartbeat(void *arg)
 static void registry_add(pl_sqs_source *s, pl_chunk *c)
 {
     pthread_mutex_lock(&s->reg_lock);
-    c->last_extend = cnp_now();
+    double now = cnp_now();
+    for (size_t i = 0; i < sqs_n(c); i++)
+        SQ(c)->msgs[i].extended_at = now; /* received with the full timeout */
     c->reg_next = s->registry;
     s->registry = c;
     pthread_mutex_unlock(&s->reg_lock);
@@ -229,12 +276,13 @@ void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c)
     registry_add(s, c);
 }
 
-/* Waits for a heartbeat round in progress, so no extension of c is sent
- * after this returns. */
+/* Waits for a heartbeat round carrying c's entries, so no extension of c is
+ * sent after this returns. */
 static void registry_remove(pl_sqs_source *s, pl_chunk *c)
 {
-    pthread_mutex_lock(&s->hb_lock);
     pthread_mutex_lock(&s->reg_lock);
+    while (c->hb_busy > 0)
+        pthread_cond_wait(&s->hb_cond, &s->reg_lock);
     for (pl_chunk **p = &s->registry; *p; p = &(*p)->reg_next) {
         if (*p == c) {
             *p = c->reg_next;
@@ -242,7 +290,6 @@ static void registry_remove(pl_sqs_source *s, pl_chunk *c)
         }
     }
     pthread_mutex_unlock(&s->reg_lock);
-    pthread_mutex_unlock(&s->hb_lock);
 }
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -359,6 +406,14 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
             if (pl_cancelled(x))
                 break;
             s->last_failed = true;
+            if (!s->ever_ok && pl_aws_unrecoverable(ar.code)) {
+                /* Nothing received yet and no retry can cure it (no such
+                 * queue, refused credentials or permission): fail at once. */
+                LOG_ERROR(x->mode, "ReceiveMessage on %s: %s: %s (exiting: this does not "
+                                   "recover by itself)", s->p.queue_url, ar.code, ar.err.msg);
+                pl_set_fatal(x);
+                break;
+            }
             double failing = cnp_now() - s->last_ok;
             LOG_ERROR(x->mode, "ReceiveMessage: %s (no answer for %.0f s; giving up after %d s)",
                       ar.err.msg, failing, s->p.unreachable_exit_seconds);
@@ -376,6 +431,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         }
         s->last_ok = cnp_now();
         s->last_failed = false;
+        s->ever_ok = true;
         if (got.n == 0) {
             if (s->empty_since == 0)
                 s->empty_since = asked;
@@ -477,7 +533,8 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
             del[ndel++] = msg->receipt_handle;
         } else {
             retry[nretry] = msg->receipt_handle;
-            timeouts[nretry] = pl_backoff_seconds(msg->receive_count, cnp_rand_u32());
+            timeouts[nretry] = pl_backoff_seconds(s->p.retry_backoff_seconds, msg->receive_count,
+                                                  cnp_rand_u32());
             pending_add(s, msg->message_id, cnp_now() + timeouts[nretry]);
             nretry++;
         }
@@ -497,7 +554,7 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
     if (nretry) {
         LOG_INFO(x->mode, "chunk %zu: %zu message(s) left for redelivery with backoff", c->seq,
                  nretry);
-        change_visibility(s, retry, timeouts, nretry);
+        change_visibility(s, retry, timeouts, nretry, NULL);
     }
 out:
     free(del);
@@ -532,9 +589,11 @@ cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_
     }
     s->aws = aws;
     s->p = *p;
+    if (s->p.retry_backoff_seconds <= 0)
+        s->p.retry_backoff_seconds = 5; /* [batch] retry_backoff_seconds' default */
     s->last_ok = cnp_now();
     pthread_mutex_init(&s->reg_lock, NULL);
-    pthread_mutex_init(&s->hb_lock, NULL);
+    pthread_cond_init(&s->hb_cond, NULL);
     pthread_mutex_init(&s->pend_lock, NULL);
     *out = s;
     return CNP_OK;
@@ -559,7 +618,7 @@ void pl_sqs_source_free(pl_sqs_source *s)
         free(s->pend[i].message_id);
     free(s->pend);
     pthread_mutex_destroy(&s->reg_lock);
-    pthread_mutex_destroy(&s->hb_lock);
+    pthread_cond_destroy(&s->hb_cond);
     pthread_mutex_destroy(&s->pend_lock);
     free(s);
 }

@@ -23,6 +23,7 @@ typedef struct pl_sqs_params {
     int visibility_timeout;
     int idle_exit_seconds;
     int unreachable_exit_seconds;
+    int retry_backoff_seconds;   /* first backoff of a message failed transiently */
     bool follow;
     int64_t max_messages;
     cnp_metrics *metrics;        /* NULL: none */
@@ -35,6 +36,7 @@ cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_
 typedef struct pl_msg {
     sqs_message m;
     msg_parsed parsed;
+    double extended_at;      /* heartbeat: when its visibility was last set (success) */
 } pl_msg;
 
 typedef struct pl_sqs_chunk {
@@ -53,11 +55,39 @@ void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c);
 bool pl_sqs_source_start(pl_sqs_source *s);
 void pl_sqs_source_free(pl_sqs_source *s);
 
-/* Heartbeat's pure part: the receipt handles of every message of chunks in
- * `registry` whose last extension is at least `every` seconds old (their
- * last_extend is set to now). *out is an array of borrowed pointers the
- * caller frees; returns the count, or (size_t)-1 without memory. */
-size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, const char ***out);
+/* One heartbeat round by hand: extends the messages due at `now` (the
+ * heartbeat thread calls this every quarter second with cnp_now(); tests
+ * call it with their own clock instead of starting the thread). */
+void pl_sqs_source_heartbeat_tick(pl_sqs_source *s, double now);
+
+/* Heartbeat's pure part. An entry is one message of a chunk in flight. */
+typedef struct pl_hb_entry {
+    pl_chunk *c;
+    size_t m;                    /* message index in c */
+    const char *handle;          /* borrowed from the message */
+} pl_hb_entry;
+/* The messages of chunks in `registry` whose last successful extension is
+ * at least `every` seconds old. Each collected chunk is marked busy until
+ * pl_heartbeat_settle, so it is not freed while its entries are on the
+ * network. *out is the caller's to free; returns the count, or (size_t)-1
+ * without memory (nothing marked). Caller holds the registry's lock. */
+size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, pl_hb_entry **out);
+/* After the round sent at `sent`: entries with ok[i] count as extended then;
+ * the others stay due and are sent again next tick. Unmarks the chunks.
+ * Caller holds the registry's lock. */
+void pl_heartbeat_settle(pl_hb_entry *e, size_t n, const bool *ok, double sent);
+
+/* Start-up checks (preflight.c): the input queue (queue_url NULL or empty:
+ * none) and the output bucket. Returns CNP_OK unless one failed in a way
+ * that cannot recover by itself (no such queue or bucket, refused
+ * credentials); err then names the setting, the service's code and message.
+ * Network failures pass: the run's retries handle them. */
+cnp_status pl_preflight(aws_client *aws, const char *queue_url, const char *bucket,
+                        const char *prefix, cnp_err *err);
+/* True for AWS error codes no retry can cure (QueueDoesNotExist,
+ * NonExistentQueue, InvalidClientTokenId, SignatureDoesNotMatch,
+ * AccessDenied, NoSuchBucket, ...). */
+bool pl_aws_unrecoverable(const char *code);
 
 /* S3 listing (reprocess): the objects of a listing, in chunks. */
 typedef struct pl_listing_source pl_listing_source;

@@ -1,6 +1,7 @@
 /* Stage: device. Binarization and detection of each decoded image on the
  * one OpenCL queue, in order; then nodata pixels are taken out of the
  * results: never canopy, never a tree, not part of canopy_cover. */
+#include "canopy/log.h"
 #include "pipeline/pl_internal.h"
 
 /* Clears the mask at nodata (alpha 0), recounts the cover over valid pixels
@@ -25,8 +26,22 @@ static void apply_nodata(const cnp_image *img, pipe_result *r, uint64_t nodata)
     r->ntrees = kept;
 }
 
+/* A device that failed every image of consecutive slices is lost (a GPU
+ * fault, CL_OUT_OF_RESOURCES): retrying its images only burns their
+ * receives, so the run ends and the supervisor restarts the process. */
+static void device_health(pl_ctx *x, size_t tried, size_t device_failed)
+{
+    if (!x->health || !pl_health_device_result(x->health, tried, device_failed))
+        return;
+    if (!atomic_load(&x->fatal))
+        LOG_ERROR(x->mode, "the OpenCL device failed every image of consecutive slices: "
+                           "taking it as lost; finishing what is in hand and exiting 1");
+    pl_set_fatal(x);
+}
+
 void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
 {
+    size_t tried = 0, device_failed = 0;
     for (size_t i = begin; i < end; i++) {
         pl_item *it = &c->items[i];
         if (it->state != ITEM_DECODED)
@@ -39,7 +54,9 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
         it->t_device = (cnp_now() - t0) * 1e3;
         if (st != CNP_OK && !it->raster)
             cnp_err_prefix(&err, "%s", it->name);
+        tried++;
         if (st != CNP_OK) {
+            device_failed += st == CNP_ERR_OPENCL;
             item_fail(it, st, "%s", err.msg);
             continue;
         }
@@ -47,4 +64,5 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
             apply_nodata(&it->img, &it->res, it->nodata);
         item_advance(it, ITEM_PROCESSED);
     }
+    device_health(x, tried, device_failed);
 }

@@ -8,6 +8,7 @@
 
 static void report(pl_ctx *x, const pl_item *it)
 {
+    const char *name = it->name ? it->name : "";
     bool ok = it->state == ITEM_ACKNOWLEDGED;
     bool transient = !ok && it->state != ITEM_FAILED_PERMANENT;
     cnp_metrics_add(x->metrics, "canopy_images_total",
@@ -23,17 +24,17 @@ static void report(pl_ctx *x, const pl_item *it)
                         (double)it->res.width * it->res.height);
     }
     if (ok) {
-        atomic_fetch_add(&x->n_ok, 1);
+        pl_tally_add(&x->tally, name, PL_TALLY_OK);
         atomic_fetch_add(&x->n_trees, (long long)it->res.ntrees);
         atomic_fetch_add(&x->n_kpix, (long long)((double)it->res.width * it->res.height / 1e3));
         LOG_INFO(x->mode, "%s: %ux%u, threshold %d, cover %.1f%%, %zu trees", it->name,
                  it->res.width, it->res.height, it->res.bin.threshold,
                  it->res.bin.canopy_cover * 100.0, it->res.ntrees);
     } else if (!transient) {
-        atomic_fetch_add(&x->n_failed, 1);
+        pl_tally_add(&x->tally, name, PL_TALLY_FAILED);
         LOG_WARN(x->mode, "failed: %s", it->error);
     } else {
-        atomic_fetch_add(&x->n_retried, 1);
+        pl_tally_add(&x->tally, name, PL_TALLY_RETRIED);
         if (it->state != ITEM_FAILED_TRANSIENT)
             LOG_ERROR(x->mode, "%s: ended in state %s (internal error); not counted as done",
                       it->name, item_state_name(it->state));

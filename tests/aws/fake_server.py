@@ -40,7 +40,9 @@ each request for P, in the order they came, separated by spaces. Routes:
                           succeed for every entry; each visibility change is
                           logged, in the order its answer was sent, with its
                           VisibilityTimeout; one whose timeout equals
-                          STATE vis_delay_for is answered vis_delay_ms late
+                          STATE vis_delay_for is answered vis_delay_ms late;
+                          while STATE vis_fail is 1, visibility entries whose
+                          ReceiptHandle ends in "-fail" fail (ReceiptHandleIsInvalid)
   GET /_vislog            that log as a JSON list
 """
 import datetime
@@ -59,7 +61,8 @@ from urllib.parse import parse_qs, urlsplit
 COUNTS = {}
 HASHES = {}
 LOCK = threading.Lock()
-STATE = {"imds_ttl": 3600, "creds_delay_ms": 0, "vis_delay_for": -1, "vis_delay_ms": 0}
+STATE = {"imds_ttl": 3600, "creds_delay_ms": 0, "vis_delay_for": -1, "vis_delay_ms": 0,
+         "vis_fail": 0}
 VISLOG = []
 IMDS_TOKEN = "imds-session-token-1"
 ROLE = "canopy-role"
@@ -158,7 +161,12 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(STATE["vis_delay_ms"] / 1000.0)
                 with LOCK:
                     VISLOG.append(vis)
-            answer = {"Successful": [{"Id": e["Id"]} for e in entries], "Failed": []}
+            fail = [e for e in entries if target.endswith("VisibilityBatch") and
+                    STATE["vis_fail"] == 1 and e.get("ReceiptHandle", "").endswith("-fail")]
+            answer = {"Successful": [{"Id": e["Id"]} for e in entries if e not in fail],
+                      "Failed": [{"Id": e["Id"], "SenderFault": True,
+                                  "Code": "ReceiptHandleIsInvalid",
+                                  "Message": "injected failure"} for e in fail]}
             return self.reply(200, json.dumps(answer), "application/x-amz-json-1.0")
         if head == "mpfail":
             q = parse_qs(url.query, keep_blank_values=True)

@@ -168,6 +168,10 @@ static void test_errors(void)
     expect_error("[output]\nqueue_ulr = x\n", "2", "(did you mean 'queue_url'?)");
     expect_error("; c\n[batch]\n\nsize = ten\n", "4", "not an integer");
     expect_error("[batch]\nsize = 0\n", "2", "out of range");
+    /* Below the heartbeat's minimum: the worker would receive its own
+     * messages again (0 was accepted). */
+    expect_error("[batch]\nvisibility_timeout = 0\n", "2", "out of range");
+    expect_error("[batch]\nvisibility_timeout = 1\n", "2", "out of range");
     expect_error("[binarize]\nmethod = sauvola\n", "2", "not one of otsu, fixed, adaptive");
     expect_error("[aws]\nverify_tls = maybe\n", "2", "not a boolean");
     expect_error("[batch]\nthis line is wrong\n", "2", "syntax error");

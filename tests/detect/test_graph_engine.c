@@ -493,11 +493,39 @@ static cnp_status batch_patches(void *ctx, const det_tile *p, size_t np, det_det
     return det_graph_engine_predict_batch(c->e, c->buf, c->img_w, p, np, out, n, err);
 }
 
+/* Batched and single detections agree: bit for bit on the direct path,
+ * whose kernel computes each output the same way whatever the batch; within
+ * BATCH_TOL (relative, at least 1e-4 absolute) on the GEMM path, because
+ * CLBlast picks its kernels by matrix size, and a batch's larger GEMM may sum
+ * in another order on a GPU (PoCL happens to give equal bits). */
+#define BATCH_TOL 1e-4f
+
+static bool close_enough(float a, float b)
+{
+    return fabsf(a - b) <= BATCH_TOL * fmaxf(1.0f, fmaxf(fabsf(a), fabsf(b)));
+}
+
+static bool same_detections(const det_detection *a, size_t na, const det_detection *b,
+                            size_t nb, enum det_conv_path path)
+{
+    if (na != nb)
+        return false;
+    if (path != DET_CONV_GEMM)
+        return na == 0 || memcmp(a, b, na * sizeof *a) == 0;
+    for (size_t i = 0; i < na; i++)
+        if (a[i].label != b[i].label || !close_enough(a[i].x0, b[i].x0) ||
+            !close_enough(a[i].y0, b[i].y0) || !close_enough(a[i].x1, b[i].x1) ||
+            !close_enough(a[i].y1, b[i].y1) || !close_enough(a[i].score, b[i].score))
+            return false;
+    return true;
+}
+
 /* Batches: DeepForest's patches of a NEON image (120 px, overlap 0.05: 16
  * or more patches of 120 x 120, scaled to 100 x 100 and padded to 128)
- * through an engine of batch 3 (full batches and a last one of one) give bit-identical
- * detections per patch and after the mosaic to one patch at a time, on
- * either conv path; a batch of unequal windows is refused. */
+ * through an engine of batch 3 (full batches and a last one of one) give the
+ * same detections per patch and after the mosaic as one patch at a time
+ * (same_detections: exact on the direct path, within BATCH_TOL on GEMM); a
+ * batch of unequal windows is refused. */
 static void test_batch(const cnp_image *img, const char *name, enum det_conv_path path)
 {
     tg_graph t;
@@ -533,7 +561,7 @@ static void test_batch(const cnp_image *img, const char *name, enum det_conv_pat
         det_detection *d = NULL;
         size_t nd = 0;
         REQUIRE(one_patch(&c1, &pl[k], &d, &nd, &err) == CNP_OK);
-        bool eq = nd == bn[k] && (nd == 0 || memcmp(d, bo[k], nd * sizeof *d) == 0);
+        bool eq = same_detections(d, nd, bo[k], bn[k], path);
         same += eq;
         CHECK(eq, "%s (%s) patch %zu at (%u, %u): %zu one at a time, %zu batched, %s", name,
               path_name(path), k, pl[k].x0, pl[k].y0, nd, bn[k],
@@ -553,7 +581,7 @@ static void test_batch(const cnp_image *img, const char *name, enum det_conv_pat
            "after the mosaic; batched %.1f ms, one at a time %.1f ms\n", name, path_name(path),
            np, same, per_total, na, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
     CHECK(per_total >= 16 * 20, "only %zu detections", per_total);
-    CHECK(na == nb && na > 0 && memcmp(da, db, na * sizeof *da) == 0,
+    CHECK(na > 0 && same_detections(da, na, db, nb, path),
           "%s (%s): mosaic %zu one at a time, %zu batched", name, path_name(path), na, nb);
     /* Unequal windows in one batch. */
     det_tile bad[2] = {pl[0], pl[1]};

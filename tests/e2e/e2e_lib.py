@@ -545,13 +545,15 @@ class Env:
             sections.setdefault(section, {}).update(keys)
         return self.write_config(sections, name)
 
-    def start(self, args, tag):
-        """Starts canopy ARGS with stdout and stderr in files; returns the Popen."""
+    def start(self, args, tag, env=None):
+        """Starts canopy ARGS with stdout and stderr in files (env: variables
+        to set on top of the environment); returns the Popen."""
         out = open(os.path.join(self.tmp, "%s.out" % tag), "w")
         err = open(os.path.join(self.tmp, "%s.err" % tag), "w")
         log("start %s: canopy %s", tag, " ".join(args))
         p = subprocess.Popen([self.canopy] + list(args), stdout=out, stderr=err,
-                             stdin=subprocess.DEVNULL, cwd=self.tmp)
+                             stdin=subprocess.DEVNULL, cwd=self.tmp,
+                             env=dict(os.environ, **env) if env else None)
         out.close()
         err.close()
         p.tag = tag
@@ -583,8 +585,8 @@ class Env:
         log("%s exited %d after %.1f s", p.tag, rc, time.monotonic() - p.started)
         return rc, out, err
 
-    def run(self, args, tag, timeout=240, expect_rc=None):
-        rc, out, err = self.wait(self.start(args, tag), timeout)
+    def run(self, args, tag, timeout=240, expect_rc=None, env=None):
+        rc, out, err = self.wait(self.start(args, tag, env), timeout)
         if expect_rc is not None and rc not in (expect_rc if isinstance(expect_rc, tuple)
                                                 else (expect_rc,)):
             raise TestFailure("canopy %s exited %d, expected %s\n--- stdout\n%s\n--- stderr\n%s"

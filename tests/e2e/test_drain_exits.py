@@ -3,10 +3,18 @@
 - SQS refusing connections: drain gives up after [batch]
   unreachable_exit_seconds without one successful ReceiveMessage and exits 1
   (it used to log a failed receive every ~2 s forever).
+- What cannot recover by itself fails at once, before the model and the
+  device are opened, with the service's code and message: an input queue
+  URL naming no queue (QueueDoesNotExist), a wrong secret key
+  (SignatureDoesNotMatch), a missing output bucket (NoSuchBucket). Exit 1
+  within seconds (it used to retry ReceiveMessage for [batch]
+  unreachable_exit_seconds, 300 s by default).
 - Transient failures whose backoff ends after the idle window (the output
-  bucket is missing, so every upload fails): drain exits 4, says how many
-  messages are still waiting out a backoff, and leaves them in the queue (it
-  used to exit 0). With [log] format = json the summary is one JSON object.
+  queue is missing, so every notification fails): drain exits 4, says how
+  many messages are still waiting out a backoff, and leaves them in the
+  queue (it used to exit 0). With [log] format = json the summary is one
+  JSON object. (A missing output bucket is no longer such a failure: it is
+  refused at start, and mid-run it is an outage, see e2e_pg_outage.)
 - Transient failures that clear up while drain waits: the messages come back
   within the idle window, are processed, and drain exits 0.
 - Held back is not idle: while the chunk in flight waits on a locked table
@@ -47,12 +55,42 @@ def unreachable(env):
     log("SQS refusing connections: exit 1 after %.1f s", took)
 
 
+def fail_fast(env):
+    in_queue, _ = env.queue("ff", visibility=10)
+    out_bucket = env.bucket("out-ff")
+    cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=3, detector=False,
+                     name="ff.ini")
+    base = in_queue.rsplit("/", 1)[0]
+    cases = [
+        ("no queue", ["--set", "input.queue_url=%s/e2e-no-such-queue-%s" % (base, env.suffix)],
+         None, ("QueueDoesNotExist", "NonExistentQueue")),
+        ("wrong secret", [], {"AWS_SECRET_ACCESS_KEY": "wrong-secret-key"},
+         ("SignatureDoesNotMatch", "InvalidClientTokenId")),
+        ("no bucket", ["--set", "output.bucket=e2e-no-such-bucket-%s" % env.suffix], None,
+         ("NoSuchBucket",)),
+    ]
+    for what, args, extra_env, codes in cases:
+        t0 = time.monotonic()
+        rc, out, err = env.run(["drain", "-c", cfg] + args, "ff-" + what.replace(" ", "-"),
+                               timeout=90, env=extra_env)
+        took = time.monotonic() - t0
+        check(rc == 1, "%s: drain exited %d, expected 1\n%s", what, rc, err[-2000:])
+        check(any(c in err for c in codes), "%s: the service's code (%s) is not given:\n%s",
+              what, "/".join(codes), err[-2000:])
+        check(took < 20, "%s: drain took %.0f s to give up", what, took)
+        check("wrong-secret-key" not in out + err, "the secret was printed")
+        log("%s: exit 1 after %.1f s", what, took)
+    check(env.queue_total(in_queue) == 0, "messages appeared in the queue")
+
+
 def pending(env):
     in_bucket = env.bucket("in-pend")
+    out_bucket = env.bucket("out-pend")
     in_queue, _ = env.queue("pend", visibility=10)
-    missing = "e2e-no-such-bucket-%s" % env.suffix
+    base = in_queue.rsplit("/", 1)[0]
+    missing = "%s/e2e-no-such-out-queue-%s" % (base, env.suffix)
     keys = env.queue_crops(in_bucket, in_queue, "p/img-%02d.png", 3)
-    cfg = env.config(in_queue, missing, "", "out/", idle_exit=3, detector=False,
+    cfg = env.config(in_queue, out_bucket, missing, "out/", idle_exit=3, detector=False,
                      name="pend.ini")
     rc, out, err = env.run(["drain", "-c", cfg, "--set", "log.format=json"], "pending",
                            timeout=120)
@@ -70,26 +108,28 @@ def pending(env):
     total = env.queue_total(in_queue)
     check(total == len(keys), "%d messages in the queue, expected the %d left for redelivery",
           total, len(keys))
-    check(not [r for r in env.images() if r["status"] == "ok"], "ok rows without outputs")
     log("backoff beyond the idle window: exit 4, %d messages kept", total)
+    # Their rows were committed before the notification failed.
+    return keys
 
 
-def recovers(env):
+def recovers(env, committed):
     in_bucket = env.bucket("in-rec")
+    out_bucket = env.bucket("out-rec")
     in_queue, _ = env.queue("rec", visibility=10)
-    out_bucket = "e2e-late-bucket-%s" % env.suffix
+    base = in_queue.rsplit("/", 1)[0]
+    out_name = "e2e-late-queue-%s" % env.suffix
     keys = env.queue_crops(in_bucket, in_queue, "r/img-%02d.png", 3)
-    cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=15, detector=False,
-                     name="rec.ini")
+    cfg = env.config(in_queue, out_bucket, "%s/%s" % (base, out_name), "out/", idle_exit=15,
+                     detector=False, name="rec.ini")
     p = env.start(["drain", "-c", cfg], "recovers")
     time.sleep(2.5)
-    env.s3.create_bucket(Bucket=out_bucket)
-    env.buckets.append(out_bucket)
+    env.queues.append(env.sqs.create_queue(QueueName=out_name)["QueueUrl"])
     rc, out, err = env.wait(p, 120)
     check(rc == 0, "drain exited %d after the bucket appeared, expected 0\n%s\n%s", rc,
           out[-2000:], err[-3000:])
     check("left for redelivery" in err, "nothing was retried: the test did not test")
-    check_exactly_once(env, keys, in_bucket)
+    check_exactly_once(env, committed + keys)
     check(env.queue_total(in_queue) == 0, "messages left in the queue")
 
 
@@ -121,11 +161,53 @@ def held_back(env):
         len(keys))
 
 
+def bucket_outage(env):
+    """The output bucket disappears mid-run: the drainer keeps the chunk in
+    hand, retries its uploads with backoff, and when the bucket is back
+    finishes with exit 0, every image once, nothing in the dead-letter
+    queue although its maxReceiveCount is 1."""
+    in_bucket = env.bucket("in-bo")
+    out_bucket = env.bucket("out-bo")
+    in_queue, dlq = env.queue("bo", visibility=4, max_receive=1)
+    first = env.queue_crops(in_bucket, in_queue, "b/pre-%02d.png", 2)
+    cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=8, detector=False,
+                     visibility=4, name="bo.ini",
+                     extra={"batch": {"outage_probe_seconds": 2, "retry_backoff_seconds": 1}})
+    p = env.start(["drain", "-c", cfg], "bucket-outage")
+    from e2e_lib import wait_until
+    wait_until(lambda: p.poll() is not None or all(k in env.ok_keys() for k in first), 120,
+               "the first commit", interval=0.1)
+    check(p.poll() is None, "the drainer exited %s before the outage", p.returncode)
+    for key in env.list_keys(out_bucket):
+        env.s3.delete_object(Bucket=out_bucket, Key=key)
+    env.s3.delete_bucket(Bucket=out_bucket)
+    env.buckets.remove(out_bucket)
+    keys = env.queue_crops(in_bucket, in_queue, "b/img-%02d.png", 3)
+    time.sleep(12)  # three visibility timeouts: without the heartbeat they would be gone
+    check(p.poll() is None, "the drainer exited %s during the bucket outage", p.returncode)
+    check(env.queue_total(dlq) == 0, "an image reached the dead-letter queue during the outage")
+    env.s3.create_bucket(Bucket=out_bucket)
+    env.buckets.append(out_bucket)
+    rc, out, err = env.wait(p, 120)
+    check(rc == 0, "drain exited %d after the bucket came back\n%s", rc, err[-3000:])
+    check("the output bucket is down" in err and "intake resumes" in err,
+          "the outage was not ridden out:\n%s", err[-3000:])
+    check(env.queue_total(dlq) == 0, "an image reached the dead-letter queue")
+    check(env.queue_total(in_queue) == 0, "messages left in the queue")
+    outs = env.list_keys(out_bucket)
+    for k in keys:
+        stem = k.rsplit(".", 1)[0]
+        check("out/%s.trees.json" % stem in outs, "no outputs for %s after the outage", k)
+    return first + keys
+
+
 def body(env):
     env.create_db()
     unreachable(env)
-    pending(env)
-    recovers(env)
+    fail_fast(env)
+    committed = pending(env)
+    committed += bucket_outage(env)
+    recovers(env, committed)
     held_back(env)
 
 

@@ -81,14 +81,22 @@ static void test_deletable(void)
 
 static void test_backoff(void)
 {
-    CHECK(pl_backoff_seconds(0, 0) == 5);
-    CHECK(pl_backoff_seconds(1, 0) == 5);
-    CHECK(pl_backoff_seconds(2, 0) == 10);
-    CHECK(pl_backoff_seconds(3, 2) == 22);
-    CHECK(pl_backoff_seconds(8, 0) == 640);
-    CHECK(pl_backoff_seconds(100, 0) == 640);
+    CHECK(pl_backoff_seconds(5, 0, 0) == 5);
+    CHECK(pl_backoff_seconds(5, 1, 0) == 5);
+    CHECK(pl_backoff_seconds(5, 2, 0) == 10);
+    CHECK(pl_backoff_seconds(5, 3, 2) == 22);
+    CHECK(pl_backoff_seconds(5, 8, 0) == 640);
+    /* The documented cap is reached, not stopped short of at 640 s. */
+    CHECK(pl_backoff_seconds(5, 9, 0) == 900);
+    CHECK(pl_backoff_seconds(5, 100, 0) == 900);
+    CHECK(pl_backoff_seconds(5, 1 << 30, 2) == 902);
+    /* A configured base: 1, 2, 4, 8 s for the first receives. */
+    CHECK(pl_backoff_seconds(1, 1, 0) == 1);
+    CHECK(pl_backoff_seconds(1, 4, 0) == 8);
+    CHECK(pl_backoff_seconds(1, 100, 1) == 901);
+    CHECK(pl_backoff_seconds(900, 3, 0) == 900);
     for (unsigned j = 0; j < 10; j++) {
-        int s = pl_backoff_seconds(1, j);
+        int s = pl_backoff_seconds(5, 1, j);
         CHECK(s >= 5 && s <= 7);
     }
 }
@@ -120,38 +128,90 @@ static void test_names(void)
     CHECK(strcmp(u1, u2) == 0 && strcmp(u1, u3) != 0 && strlen(u1) == 36 && u1[14] == '5');
 }
 
-/* More handles than the old fixed 4096 array held: every one is extended. */
+/* More handles than the old fixed 4096 array held: every one is extended;
+ * only the entries that succeeded count as extended, the others are due
+ * again at once; collected chunks are busy until settled. */
 static void test_heartbeat_collect(void)
 {
     enum { CHUNKS = 3, PER = 2000 };
     pl_chunk c[CHUNKS];
+#define M(k) (((pl_sqs_chunk *)c[k].src_state)->msgs)
     memset(c, 0, sizeof c);
     for (int k = 0; k < CHUNKS; k++) {
         pl_sqs_chunk *q = pl_sqs_chunk_of(&c[k]);
         CHECK_FATAL(q != NULL);
         q->msgs = calloc(PER, sizeof *q->msgs);
-        for (int i = 0; i < PER; i++)
+        for (int i = 0; i < PER; i++) {
             q->msgs[i].m.receipt_handle = (char *)"h";
+            q->msgs[i].extended_at = k == 1 ? 95 : 0; /* chunk 1: 5 s ago, not due */
+        }
         q->n = PER;
-        c[k].last_extend = 0;
         c[k].reg_next = k + 1 < CHUNKS ? &c[k + 1] : NULL;
     }
-    c[1].last_extend = 95; /* extended 5 s ago: not due */
-    const char **handles = NULL;
-    size_t n = pl_heartbeat_collect(&c[0], 100.0, 10.0, &handles);
+    pl_hb_entry *e = NULL;
+    size_t n = pl_heartbeat_collect(&c[0], 100.0, 10.0, &e);
     CHECK_MSG(n == 2 * PER, "collected %zu", n);
-    CHECK(c[0].last_extend == 100.0 && c[2].last_extend == 100.0 && c[1].last_extend == 95);
-    free(handles);
-    n = pl_heartbeat_collect(&c[0], 101.0, 10.0, &handles);
-    CHECK(n == 0);
-    free(handles);
-    n = pl_heartbeat_collect(&c[0], 200.0, 10.0, &handles);
+    CHECK(c[0].hb_busy == PER && c[1].hb_busy == 0 && c[2].hb_busy == PER);
+    /* Nothing counts as extended before its answer. */
+    CHECK(M(0)[0].extended_at == 0);
+    bool *ok = calloc(n, sizeof *ok);
+    for (size_t i = 0; i < n; i++)
+        ok[i] = !(e[i].c == &c[2] && e[i].m == 7); /* one entry refused */
+    pl_heartbeat_settle(e, n, ok, 100.0);
+    CHECK(c[0].hb_busy == 0 && c[2].hb_busy == 0);
+    CHECK(M(0)[0].extended_at == 100.0 && M(2)[6].extended_at == 100.0);
+    CHECK(M(2)[7].extended_at == 0, "a refused entry counted as extended");
+    free(e);
+    free(ok);
+    n = pl_heartbeat_collect(&c[0], 100.25, 10.0, &e);
+    CHECK(n == 1 && e[0].c == &c[2] && e[0].m == 7, "only the refused entry is due: %zu", n);
+    bool yes = true;
+    pl_heartbeat_settle(e, n, &yes, 100.25);
+    free(e);
+    n = pl_heartbeat_collect(&c[0], 200.0, 10.0, &e);
     CHECK(n == 3 * PER);
-    free(handles);
+    ok = calloc(n, sizeof *ok);
+    pl_heartbeat_settle(e, n, ok, 200.0);
+    free(ok);
+    free(e);
     for (int k = 0; k < CHUNKS; k++) { /* not chunk_free: the handles are literals */
         free(((pl_sqs_chunk *)c[k].src_state)->msgs);
         free(c[k].src_state);
     }
+#undef M
+}
+
+/* Images are counted once: an image retried and then done in the same run
+ * is ok, not ok and retried ("396 images: 300 ok, 96 retried" for 300). */
+static void test_tally(void)
+{
+    pl_tally t;
+    pl_tally_init(&t);
+    long long ok, failed, retried;
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_RETRIED);
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_RETRIED);
+    pl_tally_add(&t, "s3://b/b.png", PL_TALLY_RETRIED);
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 0 && failed == 0 && retried == 2, "%lld %lld %lld", ok, failed, retried);
+    pl_tally_add(&t, "s3://b/a.png", PL_TALLY_OK);
+    pl_tally_add(&t, "s3://b/b.png", PL_TALLY_FAILED);
+    pl_tally_add(&t, "s3://b/c.png", PL_TALLY_OK);
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 2 && failed == 1 && retried == 0, "%lld %lld %lld", ok, failed, retried);
+    /* Many names: the set grows and still finds each one. */
+    char name[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof name, "img-%d", i);
+        pl_tally_add(&t, name, PL_TALLY_RETRIED);
+    }
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(name, sizeof name, "img-%d", i);
+        pl_tally_add(&t, name, PL_TALLY_RETRIED);
+        pl_tally_add(&t, name, PL_TALLY_OK);
+    }
+    pl_tally_get(&t, &ok, &failed, &retried);
+    CHECK(ok == 502 && failed == 1 && retried == 500, "%lld %lld %lld", ok, failed, retried);
+    pl_tally_destroy(&t);
 }
 
 struct waiter {
@@ -189,6 +249,51 @@ static void test_budget(void)
     budget_release(&b, 500);
     CHECK(b.used == 0 && b.peak == 500);
     budget_destroy(&b);
+}
+
+/* Out of memory for a slice's job (injected): only that slice fails, its
+ * budget comes back, and a chunk's last slice is never refused. */
+static void test_queue_nomem(void)
+{
+    pl_queue q;
+    pl_chunk a = {.seq = 1};
+    pl_job j;
+    queue_init(&q);
+    queue_fail_pushes(2);
+    CHECK(!queue_push(&q, &a, 0, 2, false));
+    CHECK(queue_push(&q, &a, 2, 4, true), "the last slice was refused");
+    CHECK(!queue_push(&q, &a, 4, 6, false));
+    CHECK(queue_push(&q, &a, 6, 8, false), "the injection outlived its count");
+    queue_close(&q);
+    CHECK(queue_pop(&q, &j) && j.begin == 2 && j.last && j.embedded);
+    CHECK(queue_pop(&q, &j) && j.begin == 6 && !j.last && !j.embedded);
+    CHECK(!queue_pop(&q, &j));
+    queue_destroy(&q);
+
+    pl_ctx x;
+    pl_stage_params sp;
+    memset(&sp, 0, sizeof sp);
+    pl_ctx_init(&x, "test", NULL, &sp, 1, 100);
+    pl_chunk *c = calloc(1, sizeof *c);
+    for (int i = 0; i < 4; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d.png", i);
+        pl_item *it = chunk_add_item(c, -1, "b", key, NULL);
+        CHECK_FATAL(it != NULL);
+        item_advance(it, ITEM_FETCHED);
+        item_advance(it, ITEM_DECODED);
+        CHECK(budget_try_acquire(&x.budget, 25));
+        it->budget = 25;
+    }
+    /* Slice [0, 2) is on the device; slice [2, 4) could not be queued. */
+    pl_slice_fail(&x, c, 2, 4);
+    CHECK(c->items[0].state == ITEM_DECODED && c->items[1].state == ITEM_DECODED,
+          "items of another slice were failed");
+    CHECK(c->items[2].state == ITEM_FAILED_TRANSIENT && c->items[3].state == ITEM_FAILED_TRANSIENT);
+    CHECK(x.budget.used == 50, "budget held: %llu", (unsigned long long)x.budget.used);
+    CHECK(budget_try_acquire(&x.budget, 50), "the failed slice's budget was not returned");
+    chunk_free(c);
+    pl_ctx_destroy(&x);
 }
 
 static void test_queue(void)
@@ -247,9 +352,11 @@ int main(void)
     test_fail_classes();
     test_deletable();
     test_backoff();
+    test_tally();
     test_names();
     test_heartbeat_collect();
     test_budget();
     test_queue();
+    test_queue_nomem();
     return TEST_RESULT();
 }

@@ -252,3 +252,8 @@ void gis_require_in_readme(const char *sql)
     CHECK(strstr((const char *)text.data, sql), "README.md lacks this query verbatim:\n%s", sql);
     cnp_buf_free(&text);
 }
+
+int gis_failures(void)
+{
+    return g_failures;
+}

@@ -27,6 +27,10 @@ void gis_fixture_make(gis_fixture *f, double shift);
  * SQL NULL where the store promises it). */
 void gis_check_values(PGconn *c, const gis_fixture *f);
 
+/* The CHECKs of gisdata.c that failed (testutil.h counts per translation
+ * unit): a test using gis_check_values adds this to its own result. */
+int gis_failures(void);
+
 /* The first `ncols` columns of all rows of sql, '|' between, one line a row. */
 char *gis_rows(PGconn *c, const char *sql, int ncols);
 

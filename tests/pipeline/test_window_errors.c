@@ -1,0 +1,125 @@
+/* pipe_device_detect_window on a failure after its non-blocking upload:
+ * whatever fails in the detector (here clEnqueueFillBuffer, interposed:
+ * this executable's definition wins over libOpenCL's and forwards to the
+ * real one through dlsym(RTLD_NEXT) unless told to fail), the upload has
+ * completed when it returns, because stage_window.c frees or reuses the
+ * window's pixels right after. Then the device still works. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+
+#include "canopy/synth.h"
+#include "pipeline/pl_internal.h"
+#include "testutil.h"
+
+static struct {
+    int fail_fill;            /* fail clEnqueueFillBuffer with CL_OUT_OF_RESOURCES */
+    cl_event pending[64];     /* non-blocking writes enqueued */
+    int npending;
+} g;
+
+typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
+                           cl_uint, const cl_event *, cl_event *);
+typedef cl_int (*fill_fn)(cl_command_queue, cl_mem, const void *, size_t, size_t, size_t,
+                          cl_uint, const cl_event *, cl_event *);
+
+CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
+                                                     cl_bool blocking, size_t off, size_t size,
+                                                     const void *ptr, cl_uint nwait,
+                                                     const cl_event *wait, cl_event *ev)
+{
+    static write_fn real;
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
+    cl_event mine = NULL;
+    cl_int rc = real(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
+    cl_event e = ev ? *ev : mine;
+    if (rc == CL_SUCCESS && !blocking && g.npending < 64) {
+        if (ev)
+            clRetainEvent(e);
+        g.pending[g.npending++] = e;
+    } else if (mine) {
+        clReleaseEvent(mine);
+    }
+    return rc;
+}
+
+CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
+                                                    const void *pattern, size_t psize,
+                                                    size_t off, size_t size, cl_uint nwait,
+                                                    const cl_event *wait, cl_event *ev)
+{
+    static fill_fn real;
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueFillBuffer");
+    if (g.fail_fill)
+        return CL_OUT_OF_RESOURCES;
+    return real(q, buf, pattern, psize, off, size, nwait, wait, ev);
+}
+
+static int still_pending(void)
+{
+    int n = 0;
+    for (int i = 0; i < g.npending; i++) {
+        cl_int st = CL_QUEUED;
+        clGetEventInfo(g.pending[i], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);
+        n += st > CL_COMPLETE;
+    }
+    return n;
+}
+
+static void forget_pending(void)
+{
+    for (int i = 0; i < g.npending; i++)
+        clReleaseEvent(g.pending[i]);
+    g.npending = 0;
+}
+
+int main(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
+             CANOPY_SOURCE_DIR);
+    cfg.detector.tile = 256;
+    cfg.detector.conv = 1; /* direct: no measuring at start */
+    det_model *model = NULL;
+    CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
+    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
+                             .detector = &cfg.detector};
+    pipe_device *dev = NULL;
+    if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
+        det_model_free(model);
+        return test_skip_or_fail(err.msg);
+    }
+    /* A large window: its upload is still running when a failure returns
+     * early, unless the queue is finished first. */
+    cnp_image img = {0};
+    CHECK_FATAL(synth_aerial(&img, 2048, 2048, 40, 5, &err) == CNP_OK, "%s", err.msg);
+    for (int round = 0; round < 3; round++) {
+        forget_pending();
+        g.fail_fill = 1;
+        cnp_tree *trees = NULL;
+        size_t n = 0;
+        cnp_status st = pipe_device_detect_window(dev, img.rgba, img.width, img.height, &trees,
+                                                  &n, &err);
+        int pending = still_pending();
+        g.fail_fill = 0;
+        CHECK(st == CNP_ERR_OPENCL, "round %d: status %d (%s)", round, st, err.msg);
+        CHECK(g.npending >= 1, "round %d: no non-blocking upload was seen", round);
+        CHECK(pending == 0, "round %d: %d upload(s) still pending after the failure returned",
+              round, pending);
+        free(trees);
+    }
+    /* The device works after the failures. */
+    cnp_tree *trees = NULL;
+    size_t n = 0;
+    CHECK(pipe_device_detect_window(dev, img.rgba, 256, 256, &trees, &n, &err) == CNP_OK, "%s",
+          err.msg);
+    free(trees);
+    forget_pending();
+    cnp_image_free(&img);
+    pipe_device_free(dev);
+    det_model_free(model);
+    return TEST_RESULT();
+}
