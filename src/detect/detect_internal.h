@@ -49,6 +49,16 @@ struct det_model {
     float *graph_weights;
 };
 
+/* A crown model's layers as a graph of crown input (node 0 the
+ * preprocessed tile, node i + 1 layer i; weights point into m). g->nodes
+ * is calloc'd (the caller frees it, not the weights). */
+cnp_status det_crown_graph(const det_model *m, det_graph *g, cnp_err *err);
+
+/* RGBA8 (rows stride_px pixels apart) -> the model's normalised CHW input
+ * channels (models/FORMAT.md "Input channels"), w x h floats each. */
+void det_crown_preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
+                          uint32_t w, uint32_t h, float *out);
+
 /* The model's graph (format version 2), or NULL for a version 1 model.
  * Valid while the model lives. */
 const det_graph *det_model_graph(const det_model *m);

@@ -9,8 +9,8 @@
 #include "detect/detect_internal.h"
 
 /* RGBA8 -> normalized CHW channels (models/FORMAT.md "Input channels"). */
-static void preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
-                       uint32_t w, uint32_t h, float *out)
+void det_crown_preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
+                          uint32_t w, uint32_t h, float *out)
 {
     size_t plane = (size_t)w * h;
     for (uint32_t y = 0; y < h; y++) {
@@ -110,7 +110,7 @@ cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t str
         cnp_err_set(err, "detector reference: out of memory for %ux%u", w, h);
         return CNP_ERR_NOMEM;
     }
-    preprocess(m, rgba, stride_px, w, h, a);
+    det_crown_preprocess(m, rgba, stride_px, w, h, a);
     for (int i = 0; i < m->n_layers; i++) {
         const det_layer *l = &m->layers[i];
         if (l->type == DET_LAYER_CONV) {

@@ -12,7 +12,7 @@
 /* Channels per block of the activations' layout (nChw16c): AVX-512's
  * width, what oneDNN's f32 convolutions and Winograd read and write. */
 #define DG_BLOCK 16
-#define DG_MAX_PLANS 2
+#define DG_MAX_PLANS 4
 
 /* Floats of an n x c x h x w tensor in nChw16c (channels padded to the
  * block). */
