@@ -1,5 +1,6 @@
 /* Per-image device processing, shared by all front ends (encoding: encode.c). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,9 @@ struct pipe_device {
     bin_engine *bin;
     det_engine *det;     /* crown model */
     det_box_engine *box; /* box model (imported RetinaNet) */
+    det_cpu_engine *cpu; /* either model on the CPU backend ([device] backend) */
+    enum cnp_backend backend;
+    char desc[512];
     float patch_iou;     /* box models: NMS across patches */
     cl_mem rgba;
     size_t rgba_cap;
@@ -32,12 +36,28 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
     if ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
         (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
         goto fail;
-    if (model && det_model_has_boxes(model))
+    dev->backend = CNP_BACKEND_OPENCL;
+    if (model)
+        result = det_backend_choose(p->device ? p->device->backend : CNP_BACKEND_AUTO, dev->ctx,
+                                    &dev->backend, err);
+    if (result != CNP_OK)
+        goto fail;
+    if (model && dev->backend == CNP_BACKEND_CPU)
+        result = det_cpu_engine_create(model, p->detector, p->device ? p->device->threads : 0,
+                                       &dev->cpu, err);
+    else if (model && det_model_has_boxes(model))
         result = det_box_engine_create(dev->ctx, model, p->detector, &dev->box, err);
     else if (model)
         result = det_engine_create(dev->ctx, model, p->detector, &dev->det, err);
     if (result != CNP_OK)
         goto fail;
+    if (dev->cpu)
+        snprintf(dev->desc, sizeof dev->desc, "models on the cpu backend (oneDNN, %d threads), "
+                 "binarization on %s", det_cpu_engine_threads(dev->cpu),
+                 ocl_ctx_description(dev->ctx));
+    else
+        snprintf(dev->desc, sizeof dev->desc, "%s on the opencl backend",
+                 ocl_ctx_description(dev->ctx));
     dev->patch_iou = (float)p->detector->patch_iou;
     *out = dev;
     return CNP_OK;
@@ -52,6 +72,7 @@ void pipe_device_free(pipe_device *dev)
         return;
     det_engine_free(dev->det);
     det_box_engine_free(dev->box);
+    det_cpu_engine_free(dev->cpu);
     bin_engine_free(dev->bin);
     if (dev->rgba)
         ocl_buffer_release(dev->rgba);
@@ -61,7 +82,7 @@ void pipe_device_free(pipe_device *dev)
 
 const char *pipe_device_description(const pipe_device *dev)
 {
-    return ocl_ctx_description(dev->ctx);
+    return dev->desc;
 }
 
 /* Uploads n RGBA pixels into the device image, grown to the largest seen. */
@@ -90,13 +111,19 @@ size_t pipe_device_image_bytes(const pipe_device *dev)
 
 bool pipe_device_has_detector(const pipe_device *dev)
 {
-    return dev->det != NULL || dev->box != NULL;
+    return dev->det != NULL || dev->box != NULL || dev->cpu != NULL;
 }
 
 uint32_t pipe_device_window_side(const pipe_device *dev)
 {
     if (dev->box && det_box_engine_patch_size(dev->box) > 0)
         return (uint32_t)det_box_engine_patch_size(dev->box);
+    if (dev->cpu) {
+        uint32_t overlap;
+        int stride;
+        uint32_t side = det_cpu_engine_window_side(dev->cpu, &overlap, &stride);
+        return side ? side : 2048;
+    }
     if (!dev->det)
         return 2048;
     int tile, overlap, stride;
@@ -109,6 +136,8 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
 {
     if (dev->box)
         return det_box_engine_windows(dev->box, w, h, out, n, err);
+    if (dev->cpu)
+        return det_cpu_engine_windows(dev->cpu, w, h, out, n, err);
     if (dev->det) {
         int tile, overlap, stride;
         det_engine_tiling(dev->det, &tile, &overlap, &stride);
@@ -144,6 +173,10 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
 {
     *trees = NULL;
     *n = 0;
+    if (dev->cpu) {
+        cnp_image win = {.width = w, .height = h, .rgba = (uint8_t *)rgba};
+        return det_cpu_engine_window(dev->cpu, &win, trees, n, err);
+    }
     cnp_status result = upload(dev, rgba, (size_t)w * h, err);
     if (result != CNP_OK)
         return result;
@@ -160,6 +193,8 @@ cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err
 {
     if (dev->box)
         return det_box_trees_merge(trees, n, dev->patch_iou, err);
+    if (dev->cpu)
+        return det_cpu_engine_merge(dev->cpu, trees, n, err);
     float iou = det_engine_nms_iou(dev->det);
     cnp_status result = CNP_OK;
     if (*n >= 2 && iou < 1.0f) {
@@ -215,14 +250,15 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     result = bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask, &out->bin, err);
     if (result != CNP_OK)
         goto fail;
-    if (dev->det || dev->box) {
+    if (dev->cpu)
+        result = det_cpu_engine_run(dev->cpu, img, &out->trees, &out->ntrees, err);
+    else if (dev->det || dev->box)
         result = dev->box ? det_box_engine_run(dev->box, dev->rgba, img->width, img->height,
                                                &out->trees, &out->ntrees, err)
                           : det_engine_run(dev->det, dev->rgba, img->width, img->height,
                                            &out->trees, &out->ntrees, err);
-        if (result != CNP_OK)
-            goto fail;
-    }
+    if (result != CNP_OK)
+        goto fail;
     out->device_s = cnp_now() - t0;
     return CNP_OK;
 fail:

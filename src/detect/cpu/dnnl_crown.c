@@ -63,6 +63,18 @@ det_dnnl_graph *det_dnnl_crown_graph(det_dnnl_crown *e)
     return e->g;
 }
 
+void det_dnnl_crown_set_nms_iou(det_dnnl_crown *e, float iou)
+{
+    e->nms_iou = iou;
+}
+
+void det_dnnl_crown_tiling(const det_dnnl_crown *e, int *tile, int *overlap, int *stride)
+{
+    *tile = e->tile;
+    *overlap = e->overlap;
+    *stride = e->m->stride;
+}
+
 static cnp_status grow(float **buf, size_t *have, size_t floats, cnp_err *err)
 {
     if (floats <= *have)

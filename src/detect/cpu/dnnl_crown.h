@@ -35,6 +35,10 @@ cnp_status det_dnnl_crown_forward(det_dnnl_crown *e, const uint8_t *rgba, uint32
 cnp_status det_dnnl_crown_run(det_dnnl_crown *e, const cnp_image *img, cnp_tree **trees,
                               size_t *n, cnp_err *err);
 
+/* The NMS IoU of det_dnnl_crown_run (1: none), and the tiling. */
+void det_dnnl_crown_set_nms_iou(det_dnnl_crown *e, float iou);
+void det_dnnl_crown_tiling(const det_dnnl_crown *e, int *tile, int *overlap, int *stride);
+
 /* The executor (threads, per-node algorithms, timing). */
 det_dnnl_graph *det_dnnl_crown_graph(det_dnnl_crown *e);
 
