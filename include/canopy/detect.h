@@ -363,11 +363,13 @@ cnp_status det_backend_choose(enum cnp_backend want, ocl_ctx *ctx, enum cnp_back
                               cnp_err *err);
 
 /* A crown or box model on the host (oneDNN), with det_engine_create's and
- * det_box_engine_create's reading of dc; threads 0: every core. m must
- * outlive it. */
+ * det_box_engine_create's reading of dc; threads 0: every core. ctx (may be
+ * NULL): the OpenCL context whose cache directory keeps the measured
+ * convolution choices. m must outlive it. */
 typedef struct det_cpu_engine det_cpu_engine;
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, det_cpu_engine **out, cnp_err *err);
+                                 int threads, ocl_ctx *ctx, det_cpu_engine **out,
+                                 cnp_err *err);
 void det_cpu_engine_free(det_cpu_engine *e);
 int det_cpu_engine_threads(const det_cpu_engine *e);
 /* det_engine_run / det_box_engine_run of a host image. */

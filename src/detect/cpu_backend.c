@@ -70,7 +70,7 @@ struct det_cpu_engine {
 };
 
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, det_cpu_engine **out, cnp_err *err)
+                                 int threads, ocl_ctx *ctx, det_cpu_engine **out, cnp_err *err)
 {
     *out = NULL;
     det_cpu_engine *e = calloc(1, sizeof *e);
@@ -82,7 +82,17 @@ cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *
     e->patch_size = dc->patch_size;
     e->patch_overlap = dc->patch_overlap;
     e->patch_iou = (float)dc->patch_iou;
-    det_dnnl_opts opts = {.threads = threads};
+    /* The measured Winograd / direct choices, remembered next to the
+     * kernel cache per model and thread count, so that every run after the
+     * first chooses alike (and the same image gives the same boxes). */
+    char file[1024] = "";
+    if (ctx) {
+        unsigned key[2] = {(unsigned)threads, 0};
+        for (const char *c = det_model_version(m); *c; c++)
+            key[1] = key[1] * 31u + (unsigned char)*c;
+        ocl_cache_file(ctx, "cpu-conv-choices", key, sizeof key, file, sizeof file);
+    }
+    det_dnnl_opts opts = {.threads = threads, .choices_file = file[0] ? file : NULL};
     cnp_status result;
     const det_graph *g = det_model_graph(m);
     if (g) {
@@ -234,7 +244,7 @@ static cnp_status not_built(cnp_err *err)
 }
 
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, det_cpu_engine **out, cnp_err *err)
+                                 int threads, ocl_ctx *ctx, det_cpu_engine **out, cnp_err *err)
 {
     *out = NULL;
     return not_built(err);

@@ -44,7 +44,7 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
         goto fail;
     if (model && dev->backend == CNP_BACKEND_CPU)
         result = det_cpu_engine_create(model, p->detector, p->device ? p->device->threads : 0,
-                                       &dev->cpu, err);
+                                       dev->ctx, &dev->cpu, err);
     else if (model && det_model_has_boxes(model))
         result = det_box_engine_create(dev->ctx, model, p->detector, &dev->box, err);
     else if (model)

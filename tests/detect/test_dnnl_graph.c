@@ -9,10 +9,14 @@
  * the same heads bit for bit; the RetinaNet-shaped graph end to end on
  * NEON windows against det_retina_ref_predict (same detections: count, IoU
  * >= 0.99, score within 1e-3, label), batches of DeepForest patches
- * bit-identical to one patch at a time; and refusals. */
+ * bit-identical to one patch at a time; refusals; and conv = auto's
+ * measured choices remembered in a file (a second engine chooses alike and
+ * the same input gives bit-identical heads; a damaged file is measured
+ * again). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/image.h"
 #include "detect/cpu/dnnl_graph.h"
@@ -315,8 +319,86 @@ static void test_batch(const cnp_image *img)
     tg_free(&t);
 }
 
+/* Runs the RetinaNet-shaped graph on a seeded 160 x 128 input with conv =
+ * auto and `file`; *algos: every node's algorithm, *head: node last's
+ * output (malloc'd). */
+static void auto_run(const det_graph *g, const char *file, enum det_dnnl_conv *algos,
+                     float **head, size_t *n)
+{
+    cnp_err err;
+    det_dnnl_graph *e = NULL;
+    det_dnnl_opts opts = {.choices_file = file};
+    CHECK_FATAL(det_dnnl_graph_create(g, &opts, &e, &err) == CNP_OK, "%s", err.msg);
+    uint32_t seed = 99;
+    size_t in = 3 * 128 * 160;
+    float *input = malloc(in * sizeof *input);
+    for (size_t j = 0; j < in; j++)
+        input[j] = tg_rand(&seed);
+    CHECK_FATAL(det_dnnl_graph_run(e, input, 1, 128, 160, &err) == CNP_OK, "%s", err.msg);
+    int last = g->retina.cls_node[0], c, h, w;
+    *n = 1 << 20;
+    *head = malloc(*n * sizeof **head);
+    CHECK_FATAL(det_dnnl_graph_output(e, last, *head, *n, &c, &h, &w, &err) == CNP_OK, "%s",
+                err.msg);
+    *n = (size_t)c * h * w;
+    for (int i = 0; i < g->n_nodes; i++)
+        algos[i] = det_dnnl_graph_node_conv(e, i, NULL);
+    free(input);
+    det_dnnl_graph_free(e);
+}
+
+static void test_choices_remembered(void)
+{
+    tg_graph t;
+    build_retina(&t);
+    char file[] = "/tmp/test_dnnl_choices.XXXXXX";
+    int fd = mkstemp(file);
+    REQUIRE(fd >= 0);
+    close(fd);
+    unlink(file);
+    enum det_dnnl_conv a[64], b[64], c[64];
+    float *ha, *hb, *hc;
+    size_t na, nb, nc;
+    auto_run(&t.g, file, a, &ha, &na);
+    FILE *f = fopen(file, "r");
+    int lines = 0, ch;
+    while (f && (ch = fgetc(f)) != EOF)
+        lines += ch == '\n';
+    if (f)
+        fclose(f);
+    int wino_shapes = 0;
+    for (int i = 0; i < t.g.n_nodes; i++)
+        wino_shapes += t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].k == 3 &&
+                       t.g.nodes[i].stride == 1;
+    printf("choices remembered in %s: %d lines for %d 3x3 stride-1 convs\n", file, lines,
+           wino_shapes);
+    CHECK(lines > 0 && lines <= wino_shapes, "%d lines", lines);
+    auto_run(&t.g, file, b, &hb, &nb);
+    CHECK(memcmp(a, b, sizeof(a[0]) * (size_t)t.g.n_nodes) == 0, "choices differ");
+    CHECK(na == nb && memcmp(ha, hb, na * sizeof *ha) == 0, "heads differ");
+    f = fopen(file, "w");
+    REQUIRE(f);
+    fputs("1 2 sideways\n", f);
+    fclose(f);
+    auto_run(&t.g, file, c, &hc, &nc);
+    CHECK(nc == na, "damaged file: %zu outputs", nc);
+    f = fopen(file, "r");
+    lines = 0;
+    while (f && (ch = fgetc(f)) != EOF)
+        lines += ch == '\n';
+    if (f)
+        fclose(f);
+    CHECK(lines > 1, "a damaged file was not measured again and rewritten (%d lines)", lines);
+    unlink(file);
+    free(ha);
+    free(hb);
+    free(hc);
+    tg_free(&t);
+}
+
 int main(void)
 {
+    test_choices_remembered();
     test_nodes_a();
     test_nodes_b();
     test_nodes_c();

@@ -3,6 +3,7 @@
  * C reference's transform, decode and NMS. Plans live in dnnl_plan.c, the
  * C loops in dnnl_ops.c. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,10 @@ cnp_status det_dnnl_graph_create(const det_graph *g, const det_dnnl_opts *opts,
         e->opts = *opts;
     e->threads = e->opts.threads > 0 ? e->opts.threads : omp_get_num_procs();
     e->max_batch = e->opts.max_batch > 1 ? e->opts.max_batch : 1;
+    if (e->opts.choices_file)
+        snprintf(e->choices_file, sizeof e->choices_file, "%s", e->opts.choices_file);
+    e->opts.choices_file = NULL;
+    dg_choices_load(e);
     cnp_status result = dg_check(dnnl_engine_create(&e->eng, dnnl_cpu, 0), "engine", err);
     if (result == CNP_OK)
         result = dg_check(dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags),
@@ -115,6 +120,7 @@ static cnp_status plan_get(det_dnnl_graph *e, const float *input, int n, int h, 
     if (result == CNP_OK) {
         e->plans[victim]->used = ++e->tick;
         *out = e->plans[victim];
+        dg_choices_save(e);
     }
     return result;
 }

@@ -43,6 +43,10 @@ typedef struct det_dnnl_opts {
     /* Keep every node's output to the end of a run (no buffer reuse), so
      * det_dnnl_graph_output reads any node. For tests. */
     bool keep_all;
+    /* conv = auto: a file that remembers the measured choices (read at
+     * creation, rewritten when a plan measured new shapes), so that runs
+     * after the first choose alike and time nothing. NULL: none. */
+    const char *choices_file;
 } det_dnnl_opts;
 
 typedef struct det_dnnl_graph det_dnnl_graph;

@@ -76,8 +76,15 @@ struct det_dnnl_graph {
     size_t n_wc, cap_wc;
     dg_choice *choices;
     size_t n_choices, cap_choices;
+    char choices_file[1024];
+    bool choices_new; /* measured since the file was read or written */
     det_dnnl_times *times;
 };
+
+/* The remembered choices: read (a bad line ends the reading: measure
+ * again) and written atomically. */
+void dg_choices_load(det_dnnl_graph *e);
+void dg_choices_save(det_dnnl_graph *e);
 
 /* oneDNN status -> canopy status with "oneDNN <what>: <reason>" in err. */
 cnp_status dg_check(dnnl_status_t st, const char *what, cnp_err *err);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/buf.h"
 #include "detect/cpu/dnnl_internal.h"
@@ -96,6 +97,57 @@ static cnp_status plan_slots(det_dnnl_graph *e, dg_plan *p, cnp_err *err)
     free(last);
     free(cap);
     return CNP_OK;
+}
+
+/* ---- remembered choices ------------------------------------------------------ */
+
+static bool choice_add(det_dnnl_graph *e, const int *key, enum det_dnnl_conv algo)
+{
+    if (e->n_choices == e->cap_choices) {
+        size_t cap = e->cap_choices ? 2 * e->cap_choices : 32;
+        dg_choice *c = realloc(e->choices, cap * sizeof *c);
+        if (!c)
+            return false;
+        e->choices = c;
+        e->cap_choices = cap;
+    }
+    memcpy(e->choices[e->n_choices].key, key, sizeof e->choices[0].key);
+    e->choices[e->n_choices++].algo = algo;
+    return true;
+}
+
+void dg_choices_load(det_dnnl_graph *e)
+{
+    FILE *f = e->choices_file[0] ? fopen(e->choices_file, "r") : NULL;
+    if (!f)
+        return;
+    int k[11], a;
+    while (fscanf(f, "%d %d %d %d %d %d %d %d %d %d %d %d", &k[0], &k[1], &k[2], &k[3], &k[4],
+                  &k[5], &k[6], &k[7], &k[8], &k[9], &k[10], &a) == 12 &&
+           (a == DET_DNNL_CONV_DIRECT || a == DET_DNNL_CONV_WINOGRAD) &&
+           choice_add(e, k, (enum det_dnnl_conv)a))
+        ;
+    fclose(f);
+}
+
+void dg_choices_save(det_dnnl_graph *e)
+{
+    if (!e->choices_file[0] || !e->choices_new)
+        return;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", e->choices_file, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    for (size_t j = 0; j < e->n_choices; j++) {
+        const int *k = e->choices[j].key;
+        fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d\n", k[0], k[1], k[2], k[3], k[4], k[5],
+                k[6], k[7], k[8], k[9], k[10], (int)e->choices[j].algo);
+    }
+    if (fclose(f) == 0 && rename(tmp, e->choices_file) == 0)
+        e->choices_new = false;
+    else
+        unlink(tmp);
 }
 
 /* ---- convolutions ------------------------------------------------------------ */
@@ -306,18 +358,11 @@ static cnp_status conv_plan(det_dnnl_graph *e, dg_plan *p, int i, cnp_err *err)
     if (result != CNP_OK)
         return result;
     d->algo = ws < ds ? DET_DNNL_CONV_WINOGRAD : DET_DNNL_CONV_DIRECT;
-    if (e->n_choices == e->cap_choices) {
-        size_t cap = e->cap_choices ? 2 * e->cap_choices : 32;
-        dg_choice *c = realloc(e->choices, cap * sizeof *c);
-        if (!c) {
-            cnp_err_set(err, "CPU backend: out of memory");
-            return CNP_ERR_NOMEM;
-        }
-        e->choices = c;
-        e->cap_choices = cap;
+    if (!choice_add(e, key, d->algo)) {
+        cnp_err_set(err, "CPU backend: out of memory");
+        return CNP_ERR_NOMEM;
     }
-    e->choices[e->n_choices].algo = d->algo;
-    memcpy(e->choices[e->n_choices++].key, key, sizeof key);
+    e->choices_new = true;
     if (d->algo == DET_DNNL_CONV_DIRECT)
         return CNP_OK;
     conv_drop(d);
