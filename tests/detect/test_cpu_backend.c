@@ -60,19 +60,6 @@ static void test_config(void)
     unlink(path);
 }
 
-static size_t found_in(const cnp_tree *p, size_t np, const cnp_tree *q, size_t nq)
-{
-    size_t found = 0;
-    for (size_t i = 0; i < np; i++)
-        for (size_t k = 0; k < nq; k++)
-            if (fabsf(p[i].x - q[k].x) < POS_TOL && fabsf(p[i].y - q[k].y) < POS_TOL &&
-                fabsf(p[i].score - q[k].score) < SCORE_TOL) {
-                found++;
-                break;
-            }
-    return found;
-}
-
 static pipe_device *device(const cnp_config *cfg, const det_model *m, enum cnp_backend b)
 {
     cnp_device_config dc = cfg->device;
@@ -143,8 +130,8 @@ static void test_pipeline(const cnp_config *cfg, const det_model *m)
         CHECK_FATAL(pipe_device_process(ocl, &img, &b, &err) == CNP_OK, "%s", err.msg);
         CHECK(memcmp(a.mask, b.mask, (size_t)img.width * img.height) == 0, "%s: masks differ",
               images[i]);
-        size_t x = found_in(a.trees, a.ntrees, b.trees, b.ntrees),
-               y = found_in(b.trees, b.ntrees, a.trees, a.ntrees);
+        size_t x = trees_found_in(a.trees, a.ntrees, b.trees, b.ntrees, POS_TOL, SCORE_TOL),
+               y = trees_found_in(b.trees, b.ntrees, a.trees, a.ntrees, POS_TOL, SCORE_TOL);
         printf("%s: cpu backend %zu trees, opencl %zu; %zu / %zu found both ways\n", images[i],
                a.ntrees, b.ntrees, x, y);
         CHECK(a.ntrees - x <= a.ntrees / 50 && b.ntrees - y <= b.ntrees / 50,
@@ -152,7 +139,7 @@ static void test_pipeline(const cnp_config *cfg, const det_model *m)
         cnp_tree *w = NULL;
         size_t nw = 0;
         windowed(cpu, &img, &w, &nw);
-        size_t z = found_in(w, nw, a.trees, a.ntrees);
+        size_t z = trees_found_in(w, nw, a.trees, a.ntrees, POS_TOL, SCORE_TOL);
         printf("%s: windowed on the cpu backend %zu trees, %zu found whole\n", images[i], nw, z);
         CHECK(nw == a.ntrees && z == nw, "%s: windowed %zu vs whole %zu", images[i], nw,
               a.ntrees);

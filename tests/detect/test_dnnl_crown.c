@@ -95,20 +95,6 @@ static void test_forward(const char *path, const cnp_image *neon)
     det_model_free(m);
 }
 
-/* Trees of p found in q (centre and score), counted. */
-static size_t found_in(const cnp_tree *p, size_t np, const cnp_tree *q, size_t nq)
-{
-    size_t found = 0;
-    for (size_t i = 0; i < np; i++)
-        for (size_t k = 0; k < nq; k++)
-            if (fabsf(p[i].x - q[k].x) < POS_TOL && fabsf(p[i].y - q[k].y) < POS_TOL &&
-                fabsf(p[i].score - q[k].score) < SCORE_TOL) {
-                found++;
-                break;
-            }
-    return found;
-}
-
 static void test_trees(const char *path)
 {
     static const char *images[] = {"OSBS_029", "SOAP_061", "YELL_541000_west"};
@@ -127,7 +113,8 @@ static void test_trees(const char *path)
         CHECK_FATAL(det_dnnl_crown_run(e, &img, &t, &nt, &err) == CNP_OK, "%s", err.msg);
         REQUIRE(det_ref_run(m, &img, THRESHOLD, (float)det_model_nms_iou(m), 256, 64, &r, &nr,
                             &err) == CNP_OK);
-        size_t a = found_in(r, nr, t, nt), b = found_in(t, nt, r, nr);
+        size_t a = trees_found_in(r, nr, t, nt, POS_TOL, SCORE_TOL),
+               b = trees_found_in(t, nt, r, nr, POS_TOL, SCORE_TOL);
         printf("%s %s: reference %zu trees, CPU backend %zu; %zu / %zu found both ways\n",
                det_model_version(m), images[i], nr, nt, a, b);
         CHECK(nr - a <= nr / 50 && nt - b <= nt / 50, "%s: %zu of %zu and %zu of %zu unmatched",

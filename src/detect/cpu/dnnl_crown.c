@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "detect/cpu/dnnl_crown.h"
+#include "detect/cpu/dnnl_internal.h"
 #include "detect/detect_internal.h"
 
 struct det_dnnl_crown {
@@ -75,21 +76,6 @@ void det_dnnl_crown_tiling(const det_dnnl_crown *e, int *tile, int *overlap, int
     *stride = e->m->stride;
 }
 
-static cnp_status grow(float **buf, size_t *have, size_t floats, cnp_err *err)
-{
-    if (floats <= *have)
-        return CNP_OK;
-    free(*buf);
-    *have = 0;
-    *buf = malloc(floats * sizeof(float));
-    if (!*buf) {
-        cnp_err_set(err, "CPU backend: out of memory for %zu floats", floats);
-        return CNP_ERR_NOMEM;
-    }
-    *have = floats;
-    return CNP_OK;
-}
-
 /* The network on one region; e->output holds 4 x *oh x *ow after it. */
 static cnp_status forward(det_dnnl_crown *e, const uint8_t *rgba, uint32_t stride_px,
                           uint32_t w, uint32_t h, uint32_t *oh, uint32_t *ow, cnp_err *err)
@@ -97,9 +83,9 @@ static cnp_status forward(det_dnnl_crown *e, const uint8_t *rgba, uint32_t strid
     const det_model *m = e->m;
     det_model_out_size(m, w, h, ow, oh);
     size_t out_floats = 4 * (size_t)*ow * *oh;
-    cnp_status result = grow(&e->input, &e->input_floats, (size_t)m->n_channels * w * h, err);
+    cnp_status result = dg_reserve(&e->input, &e->input_floats, (size_t)m->n_channels * w * h, err);
     if (result == CNP_OK)
-        result = grow(&e->output, &e->output_floats, out_floats ? out_floats : 1, err);
+        result = dg_reserve(&e->output, &e->output_floats, out_floats ? out_floats : 1, err);
     if (result != CNP_OK || out_floats == 0)
         return result;
     det_crown_preprocess(m, rgba, stride_px, w, h, e->input);

@@ -244,8 +244,7 @@ cnp_status det_dnnl_graph_output(det_dnnl_graph *e, int node, float *dst, size_t
 
 /* ---- RetinaNet ------------------------------------------------------------- */
 
-/* Buffer *buf of at least floats floats (grown, contents dropped). */
-static cnp_status reserve(float **buf, size_t *have, size_t floats, cnp_err *err)
+cnp_status dg_reserve(float **buf, size_t *have, size_t floats, cnp_err *err)
 {
     if (floats <= *have)
         return CNP_OK;
@@ -266,7 +265,7 @@ static cnp_status transform(det_dnnl_graph *e, const uint8_t *rgba, uint32_t img
 {
     const det_retina *r = &e->g->retina;
     size_t per = 3 * (size_t)ph * pw;
-    cnp_status result = reserve(&e->input, &e->input_floats, per * np, err);
+    cnp_status result = dg_reserve(&e->input, &e->input_floats, per * np, err);
     if (result != CNP_OK)
         return result;
     int bad = -1;
@@ -309,7 +308,7 @@ static cnp_status read_heads(det_dnnl_graph *e, int np, float **cls, float **box
         total += (size_t)np * (size_t)(p->shape[ci] + p->shape[bi]) * p->shape[nn + ci] *
                  p->shape[2 * nn + ci];
     }
-    cnp_status result = reserve(&e->heads, &e->heads_floats, total, err);
+    cnp_status result = dg_reserve(&e->heads, &e->heads_floats, total, err);
     size_t off = 0;
     for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         int h2, w2;

@@ -86,6 +86,10 @@ struct det_dnnl_graph {
 void dg_choices_load(det_dnnl_graph *e);
 void dg_choices_save(det_dnnl_graph *e);
 
+/* *buf grown to at least floats floats (*have: its size; contents
+ * dropped when it grows). */
+cnp_status dg_reserve(float **buf, size_t *have, size_t floats, cnp_err *err);
+
 /* oneDNN status -> canopy status with "oneDNN <what>: <reason>" in err. */
 cnp_status dg_check(dnnl_status_t st, const char *what, cnp_err *err);
 
