@@ -105,7 +105,9 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
  *                      descending, then y0, x0, y1, x1, label ascending,
  *                      then index; writes the sorted boxes and labels
  *   detect_nms_mask    one bit per (row, later column) pair of the sorted
- *                      list: IoU > threshold; 64 x 64 blocks per work-group
+ *                      list: IoU > threshold, or (crowns, contain < 1) one
+ *                      box inside the other (nms_contains); 64 x 64 blocks
+ *                      per work-group
  *   detect_nms_select  one work-group walks the rows in order, 64 at a time,
  *                      keeping a row when no kept row has set its bit
  * For bounded memory the mask is computed and consumed in chunks of rows
@@ -118,20 +120,37 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
 
 #define NMS_BLOCK 64
 
-/* True when box b overlaps box a by IoU > iou. Keep in step with
- * det_nms_overlaps in src/detect/nms.c. */
-bool nms_overlaps(const float4 a, const float4 b, const float iou)
+/* The intersection of a and b and their areas (s0: inter, s1: area a, s2:
+ * area b); s0 is 0 when they do not overlap by a positive area. Keep in step
+ * with nms_intersect in src/detect/nms.c. */
+float4 nms_intersect(const float4 a, const float4 b)
 {
     const float iw = fmin(a.s2, b.s2) - fmax(a.s0, b.s0);
     const float ih = fmin(a.s3, b.s3) - fmax(a.s1, b.s1);
     if (!(iw > 0.0f && ih > 0.0f))
+        return (float4)(0.0f);
+    return (float4)(iw * ih, (a.s2 - a.s0) * (a.s3 - a.s1), (b.s2 - b.s0) * (b.s3 - b.s1), 0.0f);
+}
+
+/* True when box b overlaps box a by IoU > iou (det_nms_overlaps). */
+bool nms_overlaps(const float4 a, const float4 b, const float iou)
+{
+    const float4 i = nms_intersect(a, b);
+    if (!(i.s0 > 0.0f))
         return false;
-    const float inter = iw * ih;
-    const float area_a = (a.s2 - a.s0) * (a.s3 - a.s1);
-    const float area_b = (b.s2 - b.s0) * (b.s3 - b.s1);
-    float uni = area_a + area_b;
-    uni = uni - inter;
-    return inter > iou * uni;
+    float uni = i.s1 + i.s2;
+    uni = uni - i.s0;
+    return i.s0 > iou * uni;
+}
+
+/* True when one of a, b lies inside the other: intersection > contain x the
+ * smaller area (crowns; contain >= 1: never; det_nms_contains). */
+bool nms_contains(const float4 a, const float4 b, const float contain)
+{
+    if (!(contain < 1.0f))
+        return false;
+    const float4 i = nms_intersect(a, b);
+    return i.s0 > 0.0f && i.s0 > contain * fmin(i.s1, i.s2);
 }
 
 /* Whether box a (score sa, label la, index ia) comes before box b. */
@@ -212,7 +231,7 @@ void detect_nms_order(__global const float4 *box, __global const float *score,
 __kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
 void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
                      const int use_label, const int n, const int row0, const float iou,
-                     const int words, __global ulong *mask)
+                     const float contain, const int words, __global ulong *mask)
 {
     __local float4 cbox[NMS_BLOCK];
     __local int clabel[NMS_BLOCK];
@@ -235,7 +254,8 @@ void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
     ulong bits = 0;
     for (int k = 0; k < m; k++) {
         const int col = cb * NMS_BLOCK + k;
-        if (col > r && (!use_label || clabel[k] == rlabel) && nms_overlaps(rbox, cbox[k], iou))
+        if (col > r && (!use_label || clabel[k] == rlabel) &&
+            (nms_overlaps(rbox, cbox[k], iou) || nms_contains(rbox, cbox[k], contain)))
             bits |= (ulong)1 << k;
     }
     mask[(size_t)(r - row0) * words + cb] = bits;

@@ -10,6 +10,11 @@
 #      queue) are created, the images submitted and drained, and the rows
 #      written to PostgreSQL are shown.
 #
+# It installs what the demo needs and nothing more (no torch: that is for
+# scripts/test.sh and tools/), after checking the prerequisites (Debian 12,
+# root or sudo, disk space): `scripts/demo.sh --check` checks them and
+# prints what would be installed, then stops.
+#
 # Environment: CANOPY_NEON_DIR (default tests/data/neon beside the
 # repository), CANOPY_BUILD_DIR (default build/).
 set -euo pipefail
@@ -24,7 +29,7 @@ NEON_DIR=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
 OUT_DIR="$CANOPY_ROOT/out/demo"
 
 setup() {
-  bash "$CANOPY_ROOT/scripts/bootstrap.sh"
+  bash "$CANOPY_ROOT/scripts/bootstrap.sh" "$@"
 }
 
 build() {
@@ -170,6 +175,12 @@ run_service() {
 }
 
 main() {
+  case "${1:-}" in
+    --check) setup --check; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    "") ;;
+    *) die "unknown option: $1 (see --help)" ;;
+  esac
   setup
   build
   run_local

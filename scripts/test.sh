@@ -8,8 +8,10 @@
 # run that passed here passes in CI (scripts/fuzz.sh; the long, random runs
 # are for people).
 #
-#   scripts/test.sh [--no-asan] [--no-fuzz] [--only REGEX]
+#   scripts/test.sh [--no-asan] [--no-fuzz] [--only REGEX] [--check]
 #
+#   --check       check the prerequisites (Debian 12, root or sudo, disk) and
+#                 print what bootstrap would install, then stop
 #   --no-asan     skip the sanitizer build and run
 #   --no-fuzz     skip the fuzz step
 #   --only REGEX  run only the tests whose name matches REGEX (ctest -R)
@@ -26,14 +28,16 @@ set -euo pipefail
 
 asan=1
 fuzz=1
+check=
 only=
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-asan) asan=0 ;;
     --no-fuzz) fuzz=0 ;;
+    --check) check=--check ;;
     --only) [ $# -ge 2 ] || die "--only needs a REGEX"; only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
   shift
@@ -58,6 +62,7 @@ finish() {
 while IFS= read -r var; do
   case "$var" in
     CANOPY_BUILD_DIR|CANOPY_ASAN_BUILD_DIR|CANOPY_FUZZ_BUILD_DIR|CANOPY_FUZZ_RUNS|CANOPY_FUZZ_SEED|CANOPY_JOBS) ;;
+    CANOPY_OS_RELEASE|CANOPY_MIN_FREE_MB|CANOPY_SUDO) ;; # bootstrap's prerequisite checks
     *) unset "$var" ;;
   esac
 done < <(compgen -e | grep -E '^(AWS_|PG|CANOPY_)' || true)
@@ -73,7 +78,12 @@ trap stop_stack EXIT
 trap 'stop_stack; trap - INT; kill -INT $$' INT
 trap 'stop_stack; exit 143' TERM
 
-bash "$CANOPY_ROOT/scripts/bootstrap.sh" || { failed+=(bootstrap); finish; }
+# The prerequisites are checked before anything is installed or built; the
+# tests need torch (.venv-torch: the RetinaNet parity tests).
+if [ -n "$check" ]; then
+  exec bash "$CANOPY_ROOT/scripts/bootstrap.sh" --torch --check
+fi
+bash "$CANOPY_ROOT/scripts/bootstrap.sh" --torch || { failed+=(bootstrap); finish; }
 
 say "building $BUILD_DIR"
 canopy_build "$BUILD_DIR" || { failed+=(build); finish; }

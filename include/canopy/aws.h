@@ -87,11 +87,6 @@ void aws_client_free(aws_client *client);
  * provider's error. */
 cnp_status aws_client_check_credentials(aws_client *client, cnp_err *err);
 
-/* The exit code for a failed aws_client_create or
- * aws_client_check_credentials: 2 (usage or configuration) for
- * CNP_ERR_CONFIG, else 1. */
-int aws_exit_code(cnp_status status);
-
 const char *aws_client_region(const aws_client *client);
 /* Endpoint base URL ("https://s3.us-east-1.amazonaws.com") for "s3" or "sqs". */
 const char *aws_client_endpoint(const aws_client *client, const char *service);

@@ -76,6 +76,7 @@ typedef struct pl_files_options {
     const char *const *inputs; /* files or directories (not recursive) */
     size_t ninputs;
     const char *outdir;        /* created if missing */
+    bool skip_existing;        /* leave out inputs whose outputs in outdir are complete */
 } pl_files_options;
 
 /* Each returns an exit code of canopy/exit.h, fills *counts (may be NULL),

@@ -6,6 +6,7 @@
 #ifndef CANOPY_BINARIZE_H
 #define CANOPY_BINARIZE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <CL/cl.h>
@@ -43,6 +44,52 @@ int bin_otsu(const uint32_t hist[256]);
 /* CPU reference. mask: width*height bytes, 255 foreground, 0 background. */
 cnp_status bin_ref_run(const bin_params *p, const cnp_image *img, uint8_t *mask,
                        bin_result *res, cnp_err *err);
+
+/* ---- streaming: a raster too large to hold, binarized window by window ---
+ *
+ * Pass 1 feeds every pixel once (any order) through bin_stream_put, which
+ * counts the histogram and the nodata pixels and gives the pixel's stored
+ * form (value, valid); the caller keeps those pairs (on disk). Then
+ * bin_stream_threshold gives the global threshold (Otsu of the whole
+ * histogram, or the fixed one), and pass 2 turns stored pairs into mask
+ * rows with bin_stream_mask. The result equals bin_ref_run's (and the
+ * device's) on the whole image with nodata left out; adaptive thresholds
+ * need the neighbourhood and are not streamed (bin_stream_init refuses). */
+typedef struct bin_stream {
+    enum cnp_bin_method method;
+    enum cnp_bin_channel channel;
+    int threshold;       /* fixed */
+    uint32_t hist[256];  /* valid pixels' values */
+    uint64_t nodata;     /* pixels with alpha 0 */
+} bin_stream;
+
+/* Starts a stream for the [binarize] section: CNP_ERR_INVALID for the
+ * adaptive method, CNP_ERR_CONFIG as bin_params_from_config. */
+cnp_status bin_stream_init(bin_stream *s, const cnp_binarize_config *cfg, cnp_err *err);
+
+/* Counts one RGBA pixel and writes its stored form: out[0] the channel
+ * value, out[1] 1 when valid (alpha != 0), else 0. */
+static inline void bin_stream_put(bin_stream *s, const uint8_t *rgba, uint8_t out[2])
+{
+    uint8_t v = bin_channel_value(rgba, s->channel);
+    bool valid = rgba[3] != 0;
+    if (valid)
+        s->hist[v]++;
+    else
+        s->nodata++;
+    out[0] = v;
+    out[1] = valid;
+}
+
+/* The threshold of everything put so far: Otsu's or the fixed one. */
+int bin_stream_threshold(const bin_stream *s);
+
+/* Mask bytes of n stored pairs: 255 foreground (valid and value >
+ * threshold), 0 background, `nodata` where the pixel was not valid (0 makes
+ * nodata background; the window stage passes IMG_MASK_NODATA). Returns how
+ * many are foreground. */
+uint64_t bin_stream_mask(int threshold, const uint8_t *pairs, size_t n, uint8_t nodata,
+                         uint8_t *mask);
 
 typedef struct bin_engine bin_engine;
 

@@ -17,6 +17,12 @@ enum cnp_bin_method { CNP_BIN_OTSU = 0, CNP_BIN_FIXED = 1, CNP_BIN_ADAPTIVE = 2 
 enum cnp_bin_channel { CNP_CH_LUMA = 0, CNP_CH_EXG = 1 };
 enum cnp_log_format { CNP_LOGFMT_TEXT = 0, CNP_LOGFMT_JSON = 1 };
 enum cnp_mask_format { CNP_MASK_AUTO = 0, CNP_MASK_PNG = 1, CNP_MASK_TIFF = 2 };
+/* [output] vector: a set of the tree lists written beside trees.json. */
+enum cnp_vector_format {
+    CNP_VECTOR_GEOJSON = 1u << 0, /* <stem>.trees.geojson, WGS 84 (georeferenced inputs) */
+    CNP_VECTOR_GPKG = 1u << 1,    /* <stem>.trees.gpkg, the raster's CRS (georeferenced) */
+    CNP_VECTOR_CSV = 1u << 2,     /* <stem>.trees.csv, DeepForest's columns (every input) */
+};
 
 #define CNP_STR_SHORT 128
 #define CNP_STR_LONG 1024
@@ -64,6 +70,7 @@ typedef struct cnp_output_config {
     int png_level;                     /* zlib level for written PNGs */
     bool overlay;                      /* write <stem>.overlay.png */
     enum cnp_mask_format mask_format;  /* auto: GeoTIFF for georeferenced inputs, else PNG */
+    unsigned vector;                   /* enum cnp_vector_format bits */
     int64_t spill_bytes;               /* larger outputs go through a temporary file; 0: never */
 } cnp_output_config;
 

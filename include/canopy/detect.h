@@ -72,9 +72,24 @@ int det_model_receptive_field(const det_model *m);
  * "Overlap suppression"). A value >= 1 turns NMS off. */
 #define DET_NMS_IOU_DEFAULT 0.3
 
+/* Crowns only (box models keep torchvision's NMS): a crown is also
+ * suppressed by a kept higher-scoring one when their boxes' intersection
+ * exceeds this fraction of the smaller box's area (intersection over
+ * minimum), so of a small crown inside a larger one only the better scored
+ * stays, although their IoU is small (a crown of radius 23 inside one of 53
+ * has IoU 0.19). Chosen by measurement on the NEON images (README, "Overlap
+ * suppression"). */
+#define DET_NMS_CONTAIN 0.8f
+
 /* The model's NMS IoU: its architecture's "nms_iou", else
  * DET_NMS_IOU_DEFAULT. */
 double det_model_nms_iou(const det_model *m);
+
+/* The ground resolution the model was trained at, metres per pixel: its
+ * architecture's "resolution_m", else DET_RESOLUTION_M_DEFAULT (NEON's
+ * 0.1 m imagery, which the shipped and DeepForest's models learnt from). */
+#define DET_RESOLUTION_M_DEFAULT 0.1
+double det_model_resolution_m(const det_model *m);
 
 /* Multiply-adds x 2 of one forward pass over a w x h input. */
 double det_model_flops(const det_model *m, uint32_t w, uint32_t h);
@@ -149,6 +164,11 @@ typedef struct det_box {
  * same, so both decide every pair alike). */
 bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
 
+/* Whether one of a, b lies inside the other: intersection > contain x the
+ * smaller area, in the same float discipline (the kernel's nms_contains).
+ * contain >= 1: never. */
+bool det_nms_contains(const det_box *a, const det_box *b, float contain);
+
 /* Greedy NMS, the C reference of the device's: boxes in the order score
  * descending, then y0, x0, y1, x1, label ascending, then index; a box is
  * kept unless an earlier kept box with the same label (labels NULL: all
@@ -156,15 +176,20 @@ bool det_nms_overlaps(const det_box *a, const det_box *b, float iou);
  * kept boxes' indices in that order, *n_keep their number. */
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err);
+/* det_nms where a box is also dropped when an earlier kept box of its label
+ * contains it or lies in it (det_nms_contains with contain; >= 1: det_nms). */
+cnp_status det_nms_contain(const det_box *boxes, const float *scores, const int *labels,
+                           size_t n, float iou, float contain, uint32_t *keep, size_t *n_keep,
+                           cnp_err *err);
 
 /* A tree's box: the model's own box when it has one (boxed; it may have
  * zero area where torchvision clipped it to the image edge), else the
  * crown's centre +- radius. */
 det_box det_tree_box(const cnp_tree *t);
 
-/* det_nms on the crowns' boxes, in place: the first *n trees become the
- * kept ones, in NMS order (score descending). iou >= 1 or fewer than two
- * trees: unchanged. */
+/* det_nms_contain on the crowns' boxes with DET_NMS_CONTAIN, in place: the
+ * first *n trees become the kept ones, in NMS order (score descending).
+ * iou >= 1 or fewer than two trees: unchanged. */
 cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
 
 /* ---- box models (an imported RetinaNet, .cnw version 2) ------------------ */
@@ -196,11 +221,15 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
                                  const cnp_detector_config *dc, det_box_engine **out,
                                  cnp_err *err);
 void det_box_engine_free(det_box_engine *e);
-int det_box_engine_patch_size(const det_box_engine *e);
 /* The patches of a w x h image (DeepForest's plan), for rasters read in
  * windows; a configuration error with patch_size 0. */
 cnp_status det_box_engine_windows(const det_box_engine *e, uint32_t w, uint32_t h,
                                   det_tile **out, size_t *n, cnp_err *err);
+
+/* The same plan from [detector] patch_size and patch_overlap alone (the CPU
+ * backend's). */
+cnp_status det_box_windows(const cnp_detector_config *dc, uint32_t w, uint32_t h,
+                           det_tile **out, size_t *n, cnp_err *err);
 
 /* Trees of a w x h RGBA8 image on the device, as DeepForest's predict_tile
  * (or one call with patch_size 0). *trees malloc'd, sorted by (y, x). */
@@ -246,8 +275,8 @@ enum det_conv_path {
 cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detector_config *dc,
                              det_engine **out, cnp_err *err);
 
-/* Sets the NMS IoU of later runs (>= 1: no NMS). */
-void det_engine_set_nms_iou(det_engine *e, float iou);
+/* The NMS IoU det_engine_run applies ([detector] nms_iou, else the
+ * model's); det_engine_run_nms takes another as an argument. */
 float det_engine_nms_iou(const det_engine *e);
 /* The tiling the engine applies to an image (for det_tiles_plan). */
 void det_engine_tiling(const det_engine *e, int *tile, int *overlap, int *stride);
@@ -273,6 +302,11 @@ void det_engine_set_conv_path(det_engine *e, enum det_conv_path path);
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
                           cnp_tree **trees, size_t *n, cnp_err *err);
 
+/* det_engine_run with NMS at nms_iou (>= 1: none) instead of the engine's
+ * own: the trees of a patch that a later merge suppresses across patches. */
+cnp_status det_engine_run_nms(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                              float nms_iou, cnp_tree **trees, size_t *n, cnp_err *err);
+
 /* Runs the device NMS alone on boxes from the host (labels NULL: one
  * class), with the semantics of det_nms: keep (n entries, caller's) receives
  * the kept indices in NMS order, *n_keep their number. For box models'
@@ -280,6 +314,10 @@ cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
 cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scores,
                           const int *labels, size_t n, float iou, uint32_t *keep,
                           size_t *n_keep, cnp_err *err);
+/* det_engine_nms with det_nms_contain's semantics (crowns: DET_NMS_CONTAIN). */
+cnp_status det_engine_nms_contain(det_engine *e, const det_box *boxes, const float *scores,
+                                  const int *labels, size_t n, float iou, float contain,
+                                  uint32_t *keep, size_t *n_keep, cnp_err *err);
 
 /* Runs the network alone (no decode) on the w x h region at (x0, y0) of the
  * device image (w, h at most the tile) and reads the output tensor back
@@ -309,6 +347,67 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
 
 /* The largest tile side the engine was sized for. */
 uint32_t det_engine_tile(const det_engine *e);
+
+/* ---- one model interface: a loaded model on a backend -------------------
+ *
+ * What the pipeline holds: a model (crown or box, later classifiers) bound to
+ * a backend (the OpenCL device, or the CPU reference), behind one table of
+ * operations (src/detect/model_backend.h). The caller never names the model
+ * kind nor an engine function. */
+
+typedef struct det_backend det_backend;
+
+/* An RGBA8 image (rows packed, w * h * 4 bytes) as a backend reads it: a
+ * device backend reads dev (on its context's queue), the CPU backend host;
+ * a caller that may hold either kind fills both. */
+typedef struct det_pixels {
+    uint32_t w, h;
+    const uint8_t *host;
+    cl_mem dev;
+} det_pixels;
+
+/* The trees one patch gave, in the patch's own coordinates, not merged. */
+typedef struct det_found {
+    cnp_tree *trees; /* malloc'd; NULL when n == 0 */
+    size_t n;
+} det_found;
+
+/* Binds model m (which must outlive the handle) to the OpenCL context dev,
+ * or to the CPU reference when dev is NULL, with [detector] dc (read during
+ * the call only): the first backend table that takes this model on this
+ * kind of device. */
+cnp_status det_backend_create(const det_model *m, ocl_ctx *dev, const cnp_detector_config *dc,
+                              det_backend **out, cnp_err *err);
+/* Frees the handle; accepts NULL. */
+void det_backend_free(det_backend *b);
+/* "crown/opencl", "box/cpu", ...: the table's name (logs, tests). */
+const char *det_backend_name(const det_backend *b);
+/* Side of the windows a raster too large to hold is read in (the model's
+ * tile or patch); 0 when the model has none (patch_size 0). */
+uint32_t det_backend_window_side(const det_backend *b);
+/* The windows of a w x h image (det_tile: region and the part it owns),
+ * identical on every backend of a model. *out malloc'd. */
+cnp_status det_backend_plan(const det_backend *b, uint32_t w, uint32_t h, det_tile **out,
+                            size_t *n, cnp_err *err);
+/* Runs the model on a batch of n patches (each its own image): out[i] gets
+ * patch i's trees in its coordinates, unmerged (shift each with
+ * det_tree_shift, keep a crown in the tile owning its centre, then merge).
+ * On failure every out[i] is empty. */
+cnp_status det_backend_run(det_backend *b, const det_pixels *patches, size_t n, det_found *out,
+                           cnp_err *err);
+/* The IoU the model merges patches at ([detector] nms_iou or the model's for
+ * crowns, patch_iou for box models). */
+float det_backend_merge_iou(const det_backend *b);
+/* NMS over trees of every patch at iou (>= 1: none), in place, then sorted
+ * by (y, x). */
+cnp_status det_backend_merge(det_backend *b, cnp_tree *trees, size_t *n, float iou,
+                             cnp_err *err);
+/* The whole image: plan, run, merge as one (on the device without host round
+ * trips where the backend can). *trees malloc'd, sorted by (y, x). */
+cnp_status det_backend_detect(det_backend *b, const det_pixels *img, cnp_tree **trees,
+                              size_t *n, cnp_err *err);
+/* Frees the n results of det_backend_run and empties them. */
+void det_found_free(det_found *f, size_t n);
 
 /* ---- evaluation ------------------------------------------------------- */
 
@@ -351,7 +450,7 @@ void det_names_free(char **names, size_t n);
 /* ---- the CPU backend ([device] backend; src/detect/cpu_backend.c) -------- */
 
 /* "auto", "opencl" or "cpu". */
-const char *det_backend_name(enum cnp_backend b);
+const char *det_backend_kind_name(enum cnp_backend b);
 
 /* Whether this build has the CPU backend (oneDNN, CANOPY_WITH_DNNL). */
 bool det_cpu_backend_available(void);
@@ -379,8 +478,19 @@ cnp_status det_cpu_engine_run(det_cpu_engine *e, const cnp_image *img, cnp_tree 
  * models: the window as one patch), in window coordinates. */
 cnp_status det_cpu_engine_window(det_cpu_engine *e, const cnp_image *win, cnp_tree **trees,
                                  size_t *n, cnp_err *err);
-/* The merge over all windows' trees: the crown NMS or the patches' NMS. */
-cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, cnp_err *err);
+/* The merge over all windows' trees at iou: the crown NMS or the patches'
+ * NMS; det_cpu_engine_merge_iou: the model's ([detector] nms_iou or the
+ * model's for crowns, patch_iou for box models). */
+float det_cpu_engine_merge_iou(const det_cpu_engine *e);
+cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, float iou,
+                                cnp_err *err);
+
+/* The model interface on the CPU backend: det_backend_create's handle with
+ * the oneDNN tables (cpu/backend_dnnl.c) instead of the C reference's; ctx
+ * (may be NULL) only for the cache directory; threads 0: every core. */
+cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
+                                  const cnp_detector_config *dc, int threads,
+                                  det_backend **out, cnp_err *err);
 /* The window side (tile or patch size; 0: a box model's whole image) and
  * the windows of a w x h raster. */
 uint32_t det_cpu_engine_window_side(const det_cpu_engine *e, uint32_t *overlap, int *stride);

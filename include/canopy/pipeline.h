@@ -54,9 +54,12 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
  * coordinates relative to the window. *trees malloc'd. */
 cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint32_t w,
                                      uint32_t h, cnp_tree **trees, size_t *n, cnp_err *err);
-/* The detector's NMS over trees gathered from several windows, on the
- * device, in place; then sorted by (y, x) as det_engine_run sorts. */
-cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err);
+/* The IoU the model merges windows at (det_backend_merge_iou). */
+float pipe_device_merge_iou(const pipe_device *dev);
+/* The model's NMS at iou over trees gathered from several windows, in
+ * place; then sorted by (y, x) as whole-image detection sorts. */
+cnp_status pipe_device_merge(pipe_device *dev, cnp_tree *trees, size_t *n, float iou,
+                             cnp_err *err);
 
 typedef struct pipe_result {
     uint32_t width, height;
@@ -65,6 +68,7 @@ typedef struct pipe_result {
     cnp_tree *trees;  /* owned; NULL when ntrees == 0 */
     size_t ntrees;
     double device_s;  /* upload + kernels + read back */
+    uint32_t overlay_step; /* raster pixels per overlay pixel (a windowed preview); 0: 1 */
 } pipe_result;
 
 /* Uploads img once and runs binarization then detection on it. */
@@ -79,6 +83,10 @@ enum pipe_out_kind {
     PIPE_OUT_OVERLAY,      /* the input with each tree drawn (with a detector) */
     PIPE_OUT_TREES_JSON,
     PIPE_OUT_GEOJSON,      /* RFC 7946 crowns (georeferenced inputs) */
+    PIPE_OUT_GPKG,         /* GeoPackage in the raster's CRS ([output] vector gpkg) */
+    PIPE_OUT_CSV,          /* DeepForest's CSV in pixels ([output] vector csv) */
+    PIPE_OUT_OVERLAY_WLD,  /* the overlay's world file (georeferenced inputs) */
+    PIPE_OUT_OVERLAY_AUX,  /* the overlay's CRS, GDAL's .aux.xml (georeferenced inputs) */
     PIPE_OUT_COUNT,
 };
 extern const char *const pipe_out_suffix[PIPE_OUT_COUNT];
@@ -140,6 +148,10 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
                        cnp_err *err);
 /* Frees every output and removes its temporary file; accepts NULL. */
 void pipe_outputs_free(pipe_outputs *o);
+
+/* A tree's box (the model's own, or a crown's centre +- radius) clipped to
+ * the w x h raster, as every output writes it. */
+det_box pipe_tree_box(const cnp_tree *t, uint32_t w, uint32_t h);
 
 /* Draws the trees (coordinates times scale) on canvas as rings, yellow for
  * confident trees, orange otherwise, and encodes it as an RGB PNG. */

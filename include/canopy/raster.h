@@ -29,9 +29,14 @@ typedef struct img_georef {
     bool geographic;   /* map units are degrees */
     double unit_m;     /* metres per map unit (projected CRS) */
     void *to_wgs84;    /* OGRCoordinateTransformationH; owned */
+    int overviews;     /* the raster's overview levels (a COG's); its GeoTIFF mask gets them */
 } img_georef;
 
 void img_georef_free(img_georef *g);
+
+/* Registers GDAL's drivers once (and keeps its messages from stderr); every
+ * img_raster_* and img_mask_* function does it itself. Thread-safe. */
+void img_gdal_init(void);
 
 /* GDAL's pixel-to-map transform (GDALApplyGeoTransform): px, py measured in
  * pixels from the raster's top-left corner. */
@@ -46,7 +51,8 @@ cnp_status img_georef_to_lonlat(const img_georef *g, size_t n, double *x, double
  * latitude). */
 double img_georef_pixel_m(const img_georef *g, double px, double py);
 
-/* What the first bytes say the data is: "png", "tiff", "jpeg" or NULL. */
+/* What the first bytes say the data is: "png", "tiff", "jpeg", "vrt" (GDAL's
+ * XML virtual raster) or NULL. */
 const char *img_raster_sniff(const void *data, size_t len);
 
 /* Width and height without decoding pixels (PNG: libpng; else GDAL). */
@@ -59,6 +65,21 @@ cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint
  * with CNP_ERR_LIMIT before allocating pixel memory. Thread-safe. */
 cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
                              cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err);
+
+/* Decodes the local file at path, whose bytes (data, len) were read, as
+ * img_raster_decode decodes bytes, with what only a file has: its
+ * georeferencing as gdalinfo reports it, sidecar files included (GDAL's
+ * .aux.xml, world files .wld, .tfw, .pgw, .jgw ...), and VRT mosaics
+ * (read through GDAL with the files they name). Errors name the path. */
+cnp_status img_raster_decode_file(const void *data, size_t len, const char *path,
+                                  uint64_t max_pixels, cnp_image *out, img_georef *geo,
+                                  uint64_t *nodata, cnp_err *err);
+
+/* The georeferencing GDAL reports for the file at path, sidecar files
+ * included; geo->valid false without a geotransform and a CRS (a world
+ * file alone has no CRS) or when GDAL cannot open it. */
+cnp_status img_georef_read_file(const char *path, const char *name, img_georef *geo,
+                                cnp_err *err);
 
 /* ---- windows of a large raster -------------------------------------------- */
 
@@ -84,13 +105,20 @@ bool img_raster_is_tiff(const img_raster *r);
 cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                            uint8_t *rgba, uint64_t *nodata, cnp_err *err);
 
+/* The GeoTIFF mask's value, and NoData value, for pixels the input marks
+ * nodata (canopy 255, not canopy 0). */
+#define IMG_MASK_NODATA 1
+
 /* A single-band 8-bit GeoTIFF mask written window by window (deflate, tiled
- * 256 x 256), georeferenced like geo when it is valid: into the file at path
- * (created or replaced), or in memory when path is NULL. */
+ * 256 x 256, NoData = IMG_MASK_NODATA), georeferenced like geo when it is
+ * valid: into the file at path (created or replaced), or in memory when
+ * path is NULL. For a georeferenced input with overviews (geo->overviews,
+ * a COG) the mask is a COG with overviews (nearest neighbour). */
 typedef struct img_mask_writer img_mask_writer;
 cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_georef *geo,
                                 const char *path, img_mask_writer **out, cnp_err *err);
-/* Writes rows of the mask (non-zero = foreground, stored as 255). */
+/* Writes rows of the mask (IMG_MASK_NODATA = nodata, other non-zero =
+ * foreground, stored as 255). */
 cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uint32_t width,
                                uint32_t height, const uint8_t *mask, cnp_err *err);
 /* Finishes the file; a writer in memory appends its bytes to out (a file
@@ -98,9 +126,9 @@ cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uin
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err);
 void img_mask_writer_free(img_mask_writer *w);
 
-/* Encodes a mask (non-zero = foreground) as a single-band 8-bit GeoTIFF
- * (0/255, deflate, tiled 256 x 256) carrying geo's geotransform and CRS;
- * appends to out. */
+/* Encodes a mask (as img_mask_writer_put takes it) as a single-band 8-bit
+ * GeoTIFF (0/255, nodata 1, deflate, tiled 256 x 256; a COG for an input
+ * with overviews) carrying geo's geotransform and CRS; appends to out. */
 cnp_status img_mask_encode_geotiff(const uint8_t *mask, uint32_t width, uint32_t height,
                                    const img_georef *geo, cnp_buf *out, cnp_err *err);
 

@@ -16,7 +16,6 @@
 #include <time.h>
 
 #include "aws/credentials_internal.h"
-#include "canopy/exit.h"
 #include "canopy/log.h"
 
 #define REFRESH_BEFORE_S 300
@@ -279,9 +278,4 @@ cnp_status aws_client_check_credentials(aws_client *client, cnp_err *err)
     cnp_status result = aws_client_credentials(client, &cr, err);
     explicit_bzero(&cr, sizeof cr);
     return result;
-}
-
-int aws_exit_code(cnp_status status)
-{
-    return status == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
 }

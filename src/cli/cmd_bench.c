@@ -1,10 +1,15 @@
 /* canopy bench: binarization throughput on the OpenCL device against the C
  * reference, and PNG decode/encode throughput, medians over repeated runs,
- * measured in one run. Prints a table and writes JSON. */
+ * measured in one run. Prints a table, and JSON with --json FILE (only then:
+ * a tracked results file is never overwritten by a plain run). */
+#include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -16,8 +21,9 @@
 #include "cli/commands.h"
 
 #define MAX_REPEAT 101
-#define BENCH_DEFAULT_JSON "bench/results/bench.json"
-#define BENCH_DEFAULT_IMAGES CANOPY_SOURCE_DIR "/tests/data/neon"
+/* Relative to the working directory: the repository's NEON images when run
+ * from its root; elsewhere (installed) the generated image alone. */
+#define BENCH_DEFAULT_IMAGES "tests/data/neon"
 
 struct bench_image {
     char name[64];
@@ -44,8 +50,13 @@ static int load_images(const char *dir, const cnp_config *cfg, int size,
 {
     static const char *const neon[] = {"OSBS_029", "SOAP_061", "YELL_541000_west"};
     cnp_err err;
+    struct stat st;
     *n = 0;
-    for (int i = 0; i < 3; i++) {
+    bool have_dir = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!have_dir)
+        fprintf(stderr, "canopy bench: %s: no such directory; the generated image only "
+                        "(--images DIR for the NEON images)\n", dir);
+    for (int i = 0; i < 3 && have_dir; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.png", dir, neon[i]);
         struct bench_image *b = &imgs[*n];
@@ -73,6 +84,28 @@ static int load_images(const char *dir, const cnp_config *cfg, int size,
         }
     }
     return CNP_EXIT_OK;
+}
+
+/* The --json FILE's directory must take a file: found out before minutes of
+ * benchmarks, not after. */
+static int check_json_target(const char *json)
+{
+    char *copy = strdup(json);
+    if (!copy)
+        return CNP_EXIT_FATAL;
+    const char *dir = dirname(copy);
+    struct stat st;
+    int rc = CNP_EXIT_OK;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "canopy bench: --json %s: directory %s does not exist\n", json, dir);
+        rc = CNP_EXIT_USAGE;
+    } else if (access(dir, W_OK) != 0) {
+        fprintf(stderr, "canopy bench: --json %s: directory %s is not writable: %s\n", json,
+                dir, strerror(errno));
+        rc = CNP_EXIT_USAGE;
+    }
+    free(copy);
+    return rc;
 }
 
 static int bench_binarize(const cnp_config *cfg, struct bench_image *imgs, int n, int repeat)
@@ -177,7 +210,7 @@ int cmd_bench(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
-    const char *config = NULL, *json = BENCH_DEFAULT_JSON, *dir = BENCH_DEFAULT_IMAGES;
+    const char *config = NULL, *json = "", *dir = BENCH_DEFAULT_IMAGES;
     int repeat = 7, size = 4096, c, rc = CNP_EXIT_OK;
     cli_overrides ov = {0};
     optind = 1;
@@ -198,11 +231,13 @@ int cmd_bench(int argc, char **argv)
                    "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
                    "  -r, --repeat N         runs per measurement, 1..%d (default 7)\n"
                    "  -s, --size N           side of the generated image, 1..16384 (default 4096)\n"
-                   "  -i, --images DIR       directory of the NEON PNGs (default %s)\n"
-                   "  -j, --json FILE        results as JSON (default %s; \"\" for none)\n"
+                   "  -i, --images DIR       directory of the NEON PNGs (default %s, when it\n"
+                   "                         exists: the repository's, run from its root)\n"
+                   "  -j, --json FILE        also write the results as JSON to FILE (checked\n"
+                   "                         before anything runs)\n"
                    "      --set S.K=V        override any configuration key\n"
                    "  -h, --help             this text\n",
-                   MAX_REPEAT, BENCH_DEFAULT_IMAGES, BENCH_DEFAULT_JSON);
+                   MAX_REPEAT, BENCH_DEFAULT_IMAGES);
             return CNP_EXIT_OK;
         default: rc = CNP_EXIT_USAGE; break;
         }
@@ -211,6 +246,8 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "canopy bench: --repeat must be 1..%d and --size 1..16384\n", MAX_REPEAT);
         rc = CNP_EXIT_USAGE;
     }
+    if (rc == CNP_EXIT_OK && json[0])
+        rc = check_json_target(json);
     cnp_config cfg;
     if (rc != CNP_EXIT_OK || (rc = cli_config_load("bench", config, &ov, &cfg)) != CNP_EXIT_OK) {
         cli_overrides_free(&ov);

@@ -54,10 +54,10 @@ int cmd_devices(int argc, char **argv)
     if (b == CNP_BACKEND_CPU)
         printf("models: cpu backend (oneDNN, %d threads; [device] backend = %s)\n",
                cfg.device.threads > 0 ? cfg.device.threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-               det_backend_name(cfg.device.backend));
+               det_backend_kind_name(cfg.device.backend));
     else
         printf("models: opencl backend on the selected device ([device] backend = %s)\n",
-               det_backend_name(cfg.device.backend));
+               det_backend_kind_name(cfg.device.backend));
     ocl_ctx_free(ctx);
     return CNP_EXIT_OK;
 }

@@ -15,9 +15,10 @@ static void drain_usage(FILE *out)
     fprintf(out,
             "usage: canopy drain -c FILE [options]\n\n"
             "Drains the SQS queue [input] queue_url in chunks of [batch] size messages:\n"
-            "downloads each PNG from S3, binarizes it and detects trees on the OpenCL\n"
-            "device, uploads <key>.mask.png, .overlay.png and .trees.json under [output]\n"
-            "bucket/prefix, commits one PostgreSQL transaction per chunk, notifies\n"
+            "downloads each raster (PNG, GeoTIFF/COG, JPEG) from S3, binarizes it and\n"
+            "detects trees on the OpenCL device, uploads <stem>.mask.png (.mask.tif when\n"
+            "georeferenced), .overlay.png, .trees.json (and .trees.geojson when\n"
+            "georeferenced) under [output] bucket/prefix, commits one PostgreSQL transaction per chunk, notifies\n"
             "[output] queue_url and only then deletes the messages. Exits when the queue\n"
             "has stayed empty for [batch] idle_exit_seconds.\n\n"
             "options:\n"
@@ -42,11 +43,12 @@ static void reprocess_usage(FILE *out)
 {
     fprintf(out,
             "usage: canopy reprocess s3://BUCKET/PREFIX -c FILE [options]\n\n"
-            "Processes every .png under the prefix through the same pipeline as drain.\n"
+            "Processes every raster (.png, .tif, .tiff, .jpg, .jpeg keys) under the\n"
+            "prefix through the same pipeline as drain.\n"
             "Objects already processed at the same etag and model version are skipped,\n"
             "so an interrupted reprocess resumes where it stopped.\n\n"
             "options:\n"
-            "  -c, --config FILE      configuration file\n"
+            "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
             "      --dry-run          list what would be processed or skipped, process nothing\n"
             "      --force            also process objects already processed\n"
             "      --no-detector      binarization only\n"

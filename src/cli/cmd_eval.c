@@ -10,6 +10,7 @@
 #include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "canopy/image.h"
+#include "canopy/raster.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 
@@ -34,8 +35,8 @@ static void usage(FILE *out)
             "usage: canopy eval --images DIR --annotations DIR [options]\n"
             "\n"
             "Runs the tree detector on every image named in DIR/*.csv (columns\n"
-            "image_path,xmin,ymin,xmax,ymax,label; image_path names a PNG in the\n"
-            "--images directory), matches predictions one-to-one to the annotated\n"
+            "image_path,xmin,ymin,xmax,ymax,label; image_path names a raster, PNG,\n"
+            "GeoTIFF or JPEG, in the --images directory), matches predictions one-to-one to the annotated\n"
             "boxes at IoU >= 0.4 (prediction box = centre +/- radius, greedy by score)\n"
             "and prints precision, recall, F1 and count error per image and overall\n"
             "(micro-averaged over all boxes of the images evaluated). An image that\n"
@@ -43,7 +44,7 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
-            "      --images DIR       directory of the PNGs the annotations name\n"
+            "      --images DIR       directory of the images the annotations name\n"
             "      --annotations DIR  directory of *.csv annotation files\n"
             "      --model FILE       [detector] model\n"
             "      --threshold X      [detector] score_threshold for this run\n"
@@ -54,6 +55,20 @@ static void usage(FILE *out)
             "  -h, --help             this text\n\n"
             "Exit codes: 0 all evaluated, 3 some images not evaluated, 2 usage or\n"
             "configuration error, 1 fatal error (also when no image could be evaluated).\n");
+}
+
+/* Reads and decodes an annotated image as `run` would: PNG, GeoTIFF, JPEG
+ * (by content), within [input] max_object_bytes and [limits] max_pixels. */
+static cnp_status read_raster(const char *path, const cnp_config *cfg, cnp_image *img,
+                              cnp_err *err)
+{
+    cnp_buf data = {0};
+    cnp_status st = cnp_file_read(path, (size_t)cfg->input.max_object_bytes, &data, err);
+    if (st == CNP_OK)
+        st = img_raster_decode(data.data, data.len, path, (uint64_t)cfg->limits.max_pixels, img,
+                               NULL, NULL, err);
+    cnp_buf_free(&data);
+    return st;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -146,14 +161,14 @@ static int eval_csv(eval_detector *d, const char *csv, const char *images, doubl
         cnp_tree *trees = NULL;
         cnp_image img = {0};
         char path[4096];
-        /* image_path may carry a directory: the PNG is looked up by its base
+        /* image_path may carry a directory: the image is looked up by its base
          * name in --images (as tools/train/evaluate.py does). */
         const char *base = strrchr(names[i], '/');
         snprintf(path, sizeof path, "%s/%s", images, base ? base + 1 : names[i]);
         double t0 = cnp_now();
         cnp_status st = det_annotations_read(csv, names[i], &boxes, &nb, &err);
         if (st == CNP_OK)
-            st = img_png_read_file(path, (uint64_t)d->cfg->limits.max_pixels, &img, &err);
+            st = read_raster(path, d->cfg, &img, &err);
         if (st == CNP_OK)
             st = detect(d, &img, &trees, &nt, &err);
         if (st == CNP_OK && *nimg == *cap) {

@@ -4,47 +4,68 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/commands.h"
 #include "detect/import.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: canopy model import SRC --output FILE.cnw [--version STRING]\n\n"
+            "usage: canopy model import SRC --output FILE.cnw [options]\n\n"
             "Converts a torchvision RetinaNet ResNet-50-FPN checkpoint, as DeepForest\n"
             "publishes it, into a .cnw version 2 weights file (models/FORMAT.md). SRC is\n"
             "a directory holding model.safetensors and config.json, or the .safetensors\n"
             "file with config.json beside it. Batch norm is folded into the convs.\n"
             "--version sets the model version stored with results (default\n"
             "deepforest-tree-<revision>: config.json's \"revision\", else the safetensors\n"
-            "metadata's, else the first 12 hex digits of the file's SHA-256).\n"
-            "Exit 2 on a usage error, 1 when the checkpoint is refused.\n");
+            "metadata's, else the first 12 hex digits of the file's SHA-256).\n\n"
+            "options:\n"
+            "  -c, --config FILE      configuration file (see config/canopy.ini; checked,\n"
+            "                         its [log] settings apply)\n"
+            "  -o, --output FILE.cnw  where to write the model\n"
+            "      --version STRING   the model version stored with results\n"
+            "      --set S.K=V        override any configuration key\n"
+            "  -h, --help             this text\n\n"
+            "Exit codes: 0 written, 2 usage or configuration error, 1 when the checkpoint\n"
+            "is refused.\n");
 }
 
 static int model_import(int argc, char **argv)
 {
     static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
         {"version", required_argument, NULL, 'v'},
+        {"set", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
-    const char *output = NULL, *version = NULL;
-    int c;
+    const char *output = NULL, *version = NULL, *config = NULL;
+    int c, rc = CNP_EXIT_OK;
+    cli_overrides ov = {0};
+    cnp_config cfg;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1 && rc == CNP_EXIT_OK) {
         switch (c) {
+        case 'c': config = optarg; break;
         case 'o': output = optarg; break;
         case 'v': version = optarg; break;
-        case 'h': usage(stdout); return CNP_EXIT_OK;
-        default: return CNP_EXIT_USAGE;
+        case 'S': rc = cli_override_set(&ov, optarg); break;
+        case 'h': usage(stdout); cli_overrides_free(&ov); return CNP_EXIT_OK;
+        default: rc = CNP_EXIT_USAGE; break;
         }
     }
-    if (optind != argc - 1 || !output) {
+    if (rc == CNP_EXIT_OK && (optind != argc - 1 || !output)) {
         fprintf(stderr, "canopy model import: needs one SRC and --output FILE (see canopy "
                         "model --help)\n");
-        return CNP_EXIT_USAGE;
+        rc = CNP_EXIT_USAGE;
     }
+    /* Like every command: a bad file or key is an error (2), [log] applies. */
+    if (rc == CNP_EXIT_OK)
+        rc = cli_config_load("model import", config, &ov, &cfg);
+    cli_overrides_free(&ov);
+    if (rc != CNP_EXIT_OK)
+        return rc;
     det_import *im = NULL;
     cnp_err err = {{0}};
     cnp_status st = det_import_load(argv[optind], version, &im, &err);

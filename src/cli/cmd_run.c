@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "canopy/batch.h"
+#include "canopy/log.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/session.h"
@@ -19,22 +20,27 @@ static void usage(FILE *out)
             "content). For each input <stem> writes <stem>.mask.png (.mask.tif for a\n"
             "georeferenced one), <stem>.overlay.png, <stem>.trees.json and, when\n"
             "georeferenced, <stem>.trees.geojson into the output directory, prints one\n"
-            "line per image and a summary. Two inputs whose outputs would have the same\n"
-            "name are refused; an unusable --output is refused up front (exit 2), as is\n"
-            "an input with no raster.\n\n"
+            "line per image (a JSON object per image with [log] format = json) and a\n"
+            "summary. Two inputs whose outputs would have the same name are refused; an\n"
+            "unusable --output is refused up front (exit 2), as is an input with no\n"
+            "raster. Files in the --output directory named as canopy's outputs are not\n"
+            "taken as inputs.\n\n"
             "options:\n"
             "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
             "  -i, --input PATH       a raster file or a directory of them (repeatable)\n"
             "  -o, --output DIR       output directory (created if missing)\n"
             "      --method M         [binarize] method: otsu | fixed | adaptive\n"
             "      --channel C        [binarize] channel: luma | exg\n"
-            "      --threshold T      [binarize] threshold for --method fixed\n"
+            "      --threshold T      [binarize] threshold, with --method fixed only\n"
             "      --no-detector      binarization only (no overlay either)\n"
             "      --model FILE       [detector] model (a crown model, or a RetinaNet from\n"
             "                         `canopy model import`)\n"
+            "      --skip-existing    skip an input whose outputs in --output are complete\n"
+            "                         (its trees.json, written last, names the same model)\n"
             "      --set S.K=V        override any configuration key\n"
             "  -h, --help             this text\n\n"
-            "Exit codes: 0 all done, 3 some images failed, 2 usage error, 1 fatal error.\n");
+            "Exit codes: 0 all done, 3 some images failed, 5 interrupted (SIGINT/SIGTERM)\n"
+            "before every input was processed, 2 usage error, 1 fatal error.\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -48,6 +54,7 @@ int cmd_run(int argc, char **argv)
         {"threshold", required_argument, NULL, 'T'},
         {"no-detector", no_argument, NULL, 'N'},
         {"model", required_argument, NULL, 'm'},
+        {"skip-existing", no_argument, NULL, 'K'},
         {"set", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
@@ -55,6 +62,7 @@ int cmd_run(int argc, char **argv)
     const char *config = NULL, *outdir = NULL;
     const char *inputs[64];
     int ninputs = 0, c, rc = CNP_EXIT_OK;
+    bool skip_existing = false, threshold_flag = false;
     cli_overrides ov = {0};
     cnp_config cfg;
 
@@ -73,9 +81,13 @@ int cmd_run(int argc, char **argv)
         case 'o': outdir = optarg; break;
         case 'M': rc = cli_override(&ov, "binarize", "method", optarg); break;
         case 'C': rc = cli_override(&ov, "binarize", "channel", optarg); break;
-        case 'T': rc = cli_override(&ov, "binarize", "threshold", optarg); break;
+        case 'T':
+            threshold_flag = true;
+            rc = cli_override(&ov, "binarize", "threshold", optarg);
+            break;
         case 'N': rc = cli_override(&ov, "detector", "enabled", "false"); break;
         case 'm': rc = cli_override(&ov, "detector", "model", optarg); break;
+        case 'K': skip_existing = true; break;
         case 'S': rc = cli_override_set(&ov, optarg); break;
         case 'h': usage(stdout); goto out;
         default: rc = CNP_EXIT_USAGE; break;
@@ -83,7 +95,14 @@ int cmd_run(int argc, char **argv)
     }
     if (rc != CNP_EXIT_OK)
         goto out;
-    for (; optind < argc && ninputs < 64; optind++)
+    if (argc - optind > 64 - ninputs) {
+        /* Before: the inputs past the 64th were dropped and the run exited 0. */
+        fprintf(stderr, "canopy run: %d inputs given, at most 64 (pass their directory "
+                        "instead)\n", ninputs + argc - optind);
+        rc = CNP_EXIT_USAGE;
+        goto out;
+    }
+    for (; optind < argc; optind++)
         inputs[ninputs++] = argv[optind];
     if (ninputs == 0 || !outdir) {
         fprintf(stderr, "canopy run: %s is missing (see canopy run --help)\n",
@@ -95,17 +114,30 @@ int cmd_run(int argc, char **argv)
     }
     if ((rc = cli_config_load("run", config, &ov, &cfg)) != CNP_EXIT_OK)
         goto out;
+    if (threshold_flag && cfg.binarize.method != CNP_BIN_FIXED) {
+        /* Other methods choose their own threshold: the flag would be ignored. */
+        fprintf(stderr, "canopy run: --threshold applies to --method fixed only (the method "
+                        "is %s); add --method fixed\n",
+                cfg.binarize.method == CNP_BIN_OTSU ? "otsu" : "adaptive");
+        rc = CNP_EXIT_USAGE;
+        goto out;
+    }
     cli_session s;
     pl_counts counts;
     cnp_err err = {{0}};
-    pl_files_options fopt = {.inputs = inputs, .ninputs = (size_t)ninputs, .outdir = outdir};
+    pl_files_options fopt = {.inputs = inputs, .ninputs = (size_t)ninputs, .outdir = outdir,
+                             .skip_existing = skip_existing};
     cli_session_begin(&s, "run", cfg.log.progress, true);
     rc = pl_run_files(&cfg, &fopt, &s.hooks, &counts, &err);
     cli_session_end(&s);
     if (rc == CNP_EXIT_USAGE || rc == CNP_EXIT_FATAL) {
         fprintf(stderr, "canopy run: %s\n", err.msg);
     } else {
-        printf("\n");
+        /* Stopped by a signal with inputs left: not "all done" (README). */
+        if (cli_session_signalled() && counts.ok + counts.failed + counts.retried < counts.total)
+            rc = CNP_EXIT_INTERRUPTED;
+        if (!cnp_log_is_json())
+            printf("\n");
         cli_summary_print(stdout, "run", &counts, rc, cli_session_signalled());
     }
 out:

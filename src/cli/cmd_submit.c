@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "canopy/exit.h"
 #include "canopy/image.h"
 #include "canopy/raster.h"
 #include "canopy/s3.h"
@@ -42,8 +43,9 @@ static void usage(FILE *out)
             "      --tree-types T,..  tree_types of every message, comma-separated\n"
             "      --set S.K=V        override any configuration key\n"
             "  -h, --help             this text\n\n"
-            "Exit codes: 0 all submitted, 3 some files failed, 2 usage or configuration\n"
-            "error, 1 fatal error.\n");
+            "Exit codes: 0 all submitted, 3 some files failed (not rasters, unreadable),\n"
+            "2 usage or configuration error, 1 fatal error (S3 or SQS unreachable or\n"
+            "refusing the credentials).\n");
 }
 
 /* A random (version 4) UUID from /dev/urandom. */
@@ -87,6 +89,13 @@ static char *message(const struct item *it, const char *bucket, const char *scan
     return text;
 }
 
+/* A failure that is the service's (down, unreachable, credentials
+ * refused), not the image's. */
+static bool service_fault(cnp_status st)
+{
+    return st == CNP_ERR_TRANSIENT || st == CNP_ERR_AUTH;
+}
+
 static int submit(const cnp_config *cfg, struct item *items, size_t n, const char *scan,
                   const char *address, const char *types)
 {
@@ -94,7 +103,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
     aws_batch *batch = NULL;
     aws_kvlist meta = {0};
     cnp_err err;
-    size_t failed = 0;
+    size_t failed = 0, unreachable = 0;
     int rc = CNP_EXIT_FATAL;
     cnp_status st0 = aws_client_create(&cfg->aws, &aws, &err);
     if (st0 == CNP_OK)
@@ -105,7 +114,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
         /* Before any upload: a missing profile is a configuration error (2),
          * missing credentials a fatal one (1), not failed images (3). */
         fprintf(stderr, "canopy submit: %s\n", err.msg);
-        rc = aws_exit_code(st0);
+        rc = cnp_exit_for_setup(st0);
         goto out;
     }
     if ((scan && aws_kvlist_add(&meta, "scan-id", scan) != CNP_OK) ||
@@ -151,6 +160,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
             fprintf(stderr, "canopy submit: %s: %s\n", it->path, it->put.result.err.msg);
             it->ok = false;
             failed++;
+            unreachable += service_fault(it->put.result.status);
         }
         if (it && it->ok) {
             it->body = message(it, cfg->input.bucket, scan, address, types);
@@ -171,6 +181,7 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
                     fprintf(stderr, "canopy submit: %s: enqueue: %s\n", who[j]->path,
                             st != CNP_OK ? ar.err.msg : er[j].message);
                     failed++;
+                    unreachable += st != CNP_OK && service_fault(st);
                 } else {
                     printf("%s s3://%s/%s\n", who[j]->image_id, cfg->input.bucket, who[j]->key);
                 }
@@ -178,7 +189,14 @@ static int submit(const cnp_config *cfg, struct item *items, size_t n, const cha
             k = 0;
         }
     }
-    rc = failed ? CNP_EXIT_PARTIAL : CNP_EXIT_OK;
+    /* Exit 3 is for images at fault; a service that could not be reached
+     * or refused us is a runtime error (exit 1), as for drain. */
+    if (unreachable)
+        fprintf(stderr, "canopy submit: %zu upload%s or enqueue%s failed for reasons of the "
+                        "service, not of the image (endpoint %s)\n",
+                unreachable, unreachable == 1 ? "" : "s", unreachable == 1 ? "" : "s",
+                cfg->aws.endpoint_url[0] ? cfg->aws.endpoint_url : "AWS");
+    rc = unreachable ? CNP_EXIT_FATAL : failed ? CNP_EXIT_PARTIAL : CNP_EXIT_OK;
 out:
     aws_kvlist_free(&meta);
     aws_batch_free(batch);

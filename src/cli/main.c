@@ -13,12 +13,12 @@ struct command {
 static const struct command commands[] = {
     {"run", cmd_run, "process local rasters or directories, write outputs locally"},
     {"drain", cmd_drain, "drain the SQS input queue in chunks (the batch job)"},
-    {"reprocess", cmd_reprocess, "process every PNG under s3://bucket/prefix"},
-    {"submit", cmd_submit, "upload PNGs to the input bucket and enqueue them"},
+    {"reprocess", cmd_reprocess, "process every raster under s3://bucket/prefix"},
+    {"submit", cmd_submit, "upload rasters to the input bucket and enqueue them"},
     {"eval", cmd_eval, "measure the detector against annotated images"},
     {"bench", cmd_bench, "benchmark kernels and PNG codecs"},
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
-    {"db", cmd_db, "database administration (db migrate)"},
+    {"db", cmd_db, "database schema (db migrate, db status)"},
     {"config", cmd_config, "print the effective configuration, secrets masked (config show)"},
     {"model", cmd_model, "convert a published checkpoint to .cnw (model import)"},
 };
@@ -30,8 +30,9 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`canopy <command> --help` describes a command's options.\n"
-                 "Exit codes: 0 all done, 3 some images failed, 2 usage or configuration "
-                 "error, 1 fatal runtime error.\n");
+                 "Exit codes: 0 all done, 3 some images failed, 4 (drain) messages left "
+                 "for\nredelivery had not come back, 5 (run) interrupted before every input "
+                 "was\nprocessed, 2 usage or configuration error, 1 fatal runtime error.\n");
 }
 
 int main(int argc, char **argv)

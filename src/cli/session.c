@@ -89,12 +89,44 @@ struct item_line {
     const pl_item_report *r;
 };
 
+/* With [log] format = json, stdout carries JSON only: one object per image. */
+static void print_item_json(const pl_item_report *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "image");
+    cJSON_AddStringToObject(o, "name", r->name);
+    cJSON_AddBoolToObject(o, "ok", r->ok);
+    if (r->ok) {
+        cJSON_AddNumberToObject(o, "width", r->width);
+        cJSON_AddNumberToObject(o, "height", r->height);
+        if (r->threshold >= 0)
+            cJSON_AddNumberToObject(o, "threshold", r->threshold);
+        else
+            cJSON_AddNullToObject(o, "threshold");
+        cJSON_AddNumberToObject(o, "canopy_cover", r->canopy_cover);
+        cJSON_AddNumberToObject(o, "trees", (double)r->ntrees);
+        cJSON_AddNumberToObject(o, "ms", r->ms);
+        if (r->warning)
+            cJSON_AddStringToObject(o, "warning", r->warning);
+    } else {
+        cJSON_AddStringToObject(o, "status", cnp_status_name(r->status));
+        cJSON_AddStringToObject(o, "error", r->error ? r->error : "");
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    if (text)
+        printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
 static void print_item(void *ctx)
 {
     struct item_line *il = ctx;
     const pl_item_report *r = il->r;
     clear_live(il->s);
-    if (r->ok) {
+    if (cnp_log_is_json()) {
+        print_item_json(r);
+    } else if (r->ok) {
         char thr[16] = "adaptive";
         if (r->threshold >= 0)
             snprintf(thr, sizeof thr, "%d", r->threshold);

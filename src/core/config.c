@@ -13,7 +13,7 @@
 #include "canopy/config.h"
 #include "canopy/log.h"
 
-enum key_type { T_STR, T_INT, T_I64, T_DBL, T_BOOL, T_ENUM };
+enum key_type { T_STR, T_INT, T_I64, T_DBL, T_BOOL, T_ENUM, T_SET };
 
 struct key {
     const char *section;
@@ -23,7 +23,7 @@ struct key {
     size_t size;        /* T_STR: capacity of the char array */
     const char *def;    /* default, in text form */
     double min, max;    /* numeric range */
-    const char *const *choices; /* T_ENUM: NULL-terminated, index = value */
+    const char *const *choices; /* T_ENUM, T_SET: NULL-terminated, index = value or bit */
     bool secret;
 };
 
@@ -33,6 +33,7 @@ static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
 static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
 static const char *const backends[] = {"auto", "opencl", "cpu", NULL};
+static const char *const vector_formats[] = {"geojson", "gpkg", "csv", NULL}; /* CNP_VECTOR_* */
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
 #define S(sec, field) sizeof(((cnp_config *)0)->sec.field)
@@ -43,6 +44,7 @@ static const char *const backends[] = {"auto", "opencl", "cpu", NULL};
 #define DBL(sec, key, def, lo, hi) {#sec, #key, T_DBL, F(sec, key), 0, def, lo, hi, NULL, false}
 #define BOOL(sec, key, def) {#sec, #key, T_BOOL, F(sec, key), 0, def, 0, 0, NULL, false}
 #define ENUM(sec, key, def, ch) {#sec, #key, T_ENUM, F(sec, key), 0, def, 0, 0, ch, false}
+#define SET(sec, key, def, ch) {#sec, #key, T_SET, F(sec, key), 0, def, 0, 0, ch, false}
 
 static const struct key keys[] = {
     STR(aws, region, ""),
@@ -73,6 +75,7 @@ static const struct key keys[] = {
     INT(output, png_level, "1", 0, 9),
     BOOL(output, overlay, "true"),
     ENUM(output, mask_format, "auto", mask_formats),
+    SET(output, vector, "geojson", vector_formats),
     I64(output, spill_bytes, "16M", 0, 5e12),
 
     INT(batch, size, "32", 1, 10000),
@@ -182,6 +185,40 @@ static bool parse_i64(const char *v, bool allow_suffix, int64_t *out)
 }
 
 /* Parses `value` into the field of `k`; on failure fills `why`. */
+/* A comma-separated set of k's choices ("" or "none": empty) as bits. */
+static bool set_parse(const struct key *k, const char *value, unsigned *out, char *why,
+                      size_t why_len)
+{
+    unsigned bits = 0;
+    const char *p = value;
+    while (*p && strcasecmp(value, "none") != 0) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, ", \t");
+        int found = -1;
+        for (int i = 0; len && k->choices[i]; i++)
+            if (strlen(k->choices[i]) == len && strncasecmp(p, k->choices[i], len) == 0)
+                found = i;
+        if (found < 0) {
+            size_t n = (size_t)snprintf(why, why_len, "'%.*s' is not one of", (int)len, p);
+            for (int i = 0; k->choices[i] && n < why_len; i++)
+                n += (size_t)snprintf(why + n, why_len - n, "%s %s", i ? "," : "",
+                                      k->choices[i]);
+            if (n < why_len)
+                snprintf(why + n, why_len - n, " (a comma-separated list, or none)");
+            return false;
+        }
+        bits |= 1u << found;
+        p += len;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == ',')
+            p++;
+    }
+    *out = bits;
+    return true;
+}
+
 static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, char *why,
                       size_t why_len)
 {
@@ -234,6 +271,8 @@ static bool key_apply(cnp_config *cfg, const struct key *k, const char *value, c
             return false;
         }
         return true;
+    case T_SET:
+        return set_parse(k, value, (unsigned *)field, why, why_len);
     case T_ENUM:
         for (int i = 0; k->choices[i]; i++) {
             if (strcasecmp(value, k->choices[i]) == 0) {
@@ -265,6 +304,64 @@ void cnp_config_defaults(cnp_config *cfg)
     }
 }
 
+/* Edit distance of two short names (for "did you mean"). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+    if (la >= 63 || lb >= 63)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
+                                        tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof *cur);
+    }
+    return prev[lb];
+}
+
+/* The key of section closest to name, or NULL when section has none. */
+static const struct key *closest_key(const char *section, const char *name)
+{
+    const struct key *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) != 0)
+            continue;
+        size_t d = distance(name, keys[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = &keys[i];
+        }
+    }
+    return best;
+}
+
+/* The known section closest to name when it is within two edits (a typo),
+ * else NULL. */
+static const char *closest_section(const char *name, size_t *dist)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (i > 0 && strcmp(keys[i].section, keys[i - 1].section) == 0)
+            continue;
+        size_t d = distance(name, keys[i].section);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].section;
+        }
+    }
+    if (dist)
+        *dist = best_d;
+    return best;
+}
+
 /* Sets a key and records where its value came from. */
 static cnp_status config_set(cnp_config *cfg, const char *section, const char *key,
                              const char *value, const char *origin, cnp_err *err)
@@ -273,8 +370,17 @@ static cnp_status config_set(cnp_config *cfg, const char *section, const char *k
     const struct key *k = key_find(section, key, &section_known);
     char why[512];
     if (!k) {
-        if (section_known)
+        /* Name the likely key or section, as a misspelt variable does. */
+        const struct key *near = section_known ? closest_key(section, key) : NULL;
+        const char *near_section = section_known ? NULL : closest_section(section, NULL);
+        if (near)
+            cnp_err_set(err, "unknown key '%s' in section [%s] (did you mean '%s'?)", key,
+                        section, near->name);
+        else if (section_known)
             cnp_err_set(err, "unknown key '%s' in section [%s]", key, section);
+        else if (near_section)
+            cnp_err_set(err, "unknown section [%s] (did you mean [%s]?)", section,
+                        near_section);
         else
             cnp_err_set(err, "unknown section [%s]", section);
         return CNP_ERR_CONFIG;
@@ -470,33 +576,14 @@ static bool ini_line_problem(const char *path, int lineno, char *why, size_t len
     return false;
 }
 
-/* Edit distance of two short names (for "did you mean"). */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
-    if (la >= 63 || lb >= 63)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-                                        tolower((unsigned char)b[j - 1]));
-            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof *cur);
-    }
-    return prev[lb];
-}
-
 extern char **environ;
 
 /* A CANOPY_<SECTION>_<KEY> variable of a known section but no known key is
  * a typo that would otherwise be ignored: an error naming the closest key.
- * Variables of no known section (CANOPY_STACK_DIR, the tests' own) are not
- * configuration and are left alone. */
+ * So is one whose section is within two edits of a known one and whose key
+ * is a key of that section (CANOPY_BACTH_SIZE). Other variables
+ * (CANOPY_STACK_DIR, the tests' own) are not configuration and are left
+ * alone. */
 static cnp_status check_env_names(cnp_err *err)
 {
     for (char **e = environ; e && *e; e++) {
@@ -517,25 +604,29 @@ static cnp_status check_env_names(cnp_err *err)
             key[i] = (char)tolower((unsigned char)us[1 + i]);
         key[kl] = '\0';
         bool known;
-        if (key_find(section, key, &known) || !known)
+        if (key_find(section, key, &known))
             continue;
         const struct key *best = NULL;
-        size_t best_d = SIZE_MAX;
-        for (size_t i = 0; i < NKEYS; i++) {
-            if (strcmp(keys[i].section, section) != 0)
+        if (known) {
+            best = closest_key(section, key);
+        } else {
+            size_t d;
+            const char *near = closest_section(section, &d);
+            bool near_known;
+            best = near && d > 0 ? key_find(near, key, &near_known) : NULL;
+            if (!best)
                 continue;
-            size_t d = distance(key, keys[i].name);
-            if (d < best_d) {
-                best_d = d;
-                best = &keys[i];
-            }
         }
         snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
         char hint[128] = "";
         if (best)
             env_name(best, hint, sizeof hint);
-        cnp_err_set(err, "%s: [%s] has no key '%s'%s%s%s", var, section, key,
-                    best ? " (did you mean " : "", hint, best ? "?)" : "");
+        if (known)
+            cnp_err_set(err, "%s: [%s] has no key '%s'%s%s%s", var, section, key,
+                        best ? " (did you mean " : "", hint, best ? "?)" : "");
+        else
+            cnp_err_set(err, "%s: there is no section [%s] (did you mean %s?)", var, section,
+                        hint);
         return CNP_ERR_CONFIG;
     }
     return CNP_OK;
@@ -729,6 +820,17 @@ static void dump(const cnp_config *cfg, FILE *out, bool origins)
         case T_DBL: fprintf(out, "%g\n", *(const double *)field); break;
         case T_BOOL: fprintf(out, "%s\n", *(const bool *)field ? "true" : "false"); break;
         case T_ENUM: fprintf(out, "%s\n", k->choices[*(const int *)field]); break;
+        case T_SET: {
+            unsigned bits = *(const unsigned *)field;
+            const char *sep = "";
+            for (int b = 0; k->choices[b]; b++)
+                if (bits & (1u << b)) {
+                    fprintf(out, "%s%s", sep, k->choices[b]);
+                    sep = ",";
+                }
+            fprintf(out, "%s\n", bits ? "" : "none");
+            break;
+        }
         }
     }
 }

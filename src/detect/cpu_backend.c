@@ -14,7 +14,7 @@
 #include "detect/cpu/dnnl_graph.h"
 #endif
 
-const char *det_backend_name(enum cnp_backend b)
+const char *det_backend_kind_name(enum cnp_backend b)
 {
     return b == CNP_BACKEND_CPU ? "cpu" : b == CNP_BACKEND_OPENCL ? "opencl" : "auto";
 }
@@ -197,11 +197,17 @@ cnp_status det_cpu_engine_window(det_cpu_engine *e, const cnp_image *win, cnp_tr
     return result;
 }
 
-cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, cnp_err *err)
+float det_cpu_engine_merge_iou(const det_cpu_engine *e)
+{
+    return e->box ? e->patch_iou : e->nms_iou;
+}
+
+cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, float iou,
+                                cnp_err *err)
 {
     if (e->box)
-        return det_box_trees_merge(trees, n, e->patch_iou, err);
-    cnp_status result = det_trees_nms(trees, n, e->nms_iou, err);
+        return det_box_trees_merge(trees, n, iou, err);
+    cnp_status result = det_trees_nms(trees, n, iou, err);
     if (result == CNP_OK)
         det_trees_sort(trees, *n);
     return result;
@@ -271,7 +277,13 @@ cnp_status det_cpu_engine_window(det_cpu_engine *e, const cnp_image *win, cnp_tr
     return not_built(err);
 }
 
-cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, cnp_err *err)
+float det_cpu_engine_merge_iou(const det_cpu_engine *e)
+{
+    return 1.0f;
+}
+
+cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, float iou,
+                                cnp_err *err)
 {
     return not_built(err);
 }

@@ -40,6 +40,7 @@ struct det_model {
     /* Index of heatmap, log_radius, dx, dy in the last layer's channels. */
     int out_index[4];
     double nms_iou; /* architecture's "nms_iou", else DET_NMS_IOU_DEFAULT */
+    double resolution_m; /* architecture's "resolution_m", else DET_RESOLUTION_M_DEFAULT */
     /* 1: the layer list above (crown models). 2: a box detector graph
      * (models/FORMAT.md, version 2): graph non-NULL, n_layers 0, and
      * graph_weights the one block every conv node's weight and bias point
@@ -48,11 +49,6 @@ struct det_model {
     det_graph *graph;
     float *graph_weights;
 };
-
-/* A crown model's layers as a graph of crown input (node 0 the
- * preprocessed tile, node i + 1 layer i; weights point into m). g->nodes
- * is calloc'd (the caller frees it, not the weights). */
-cnp_status det_crown_graph(const det_model *m, det_graph *g, cnp_err *err);
 
 /* RGBA8 (rows stride_px pixels apart) -> the model's normalised CHW input
  * channels (models/FORMAT.md "Input channels"), w x h floats each. */
@@ -80,6 +76,13 @@ cnp_status det_model_parse(const void *data, size_t len, const char *path, det_m
 /* Output size of the network for a w x h input (floor at each pool). */
 void det_model_out_size(const det_model *m, uint32_t w, uint32_t h, uint32_t *ow,
                         uint32_t *oh);
+
+/* ---- crown_graph.c ------------------------------------------------------ */
+
+/* The model's layers as a graph of crown input: conv k odd with "same"
+ * padding dilation * (k - 1) / 2 at stride 1, max pool 2x2/2 floor; weights
+ * point into the model. g->nodes is calloc'd (the caller frees it). */
+cnp_status det_crown_graph(const det_model *m, det_graph *g, cnp_err *err);
 
 /* ---- crown_json.c: the .cnw version 1 architecture JSON ---------------- */
 

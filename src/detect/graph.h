@@ -170,6 +170,13 @@ cnp_status det_retina_input(const det_retina *r, const uint8_t *rgba, uint32_t s
 cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, int w,
                                  float **cls, float **box, int *fh, int *fw, cnp_err *err);
 
+/* Runs the graph (any input kind) on an input of input channels x h x w and
+ * returns its last node's output (*out malloc'd, *oc x *oh x *ow): the raw
+ * forward, the CPU twin of det_graph_engine_run_raw. The crown model's
+ * reference (ref.c) is this on det_crown_graph. */
+cnp_status det_graph_ref_run_raw(const det_graph *g, const float *input, int h, int w,
+                                 float **out, int *oc, int *oh, int *ow, cnp_err *err);
+
 /* torchvision's postprocess_detections + transform.postprocess on the head
  * outputs: per level sigmoid, > score_thresh, top-k, anchors, decode, clip
  * to rh x rw; class-wise NMS over all levels; the first detections_per_img;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cpl_conv.h>
 #include <cpl_error.h>
@@ -29,6 +30,11 @@ static void gdal_init(void)
     GDALAllRegister();
 }
 
+void img_gdal_init(void)
+{
+    pthread_once(&g_once, gdal_init);
+}
+
 const char *img_raster_sniff(const void *data, size_t len)
 {
     const unsigned char *p = data;
@@ -39,7 +45,46 @@ const char *img_raster_sniff(const void *data, size_t len)
         return "tiff";
     if (len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF)
         return "jpeg";
+    size_t i = len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* UTF-8 BOM */
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (len - i >= 11 && memcmp(p + i, "<VRTDataset", 11) == 0)
+        return "vrt";
     return NULL;
+}
+
+/* Why data is none of the formats canopy reads, in words. */
+static void unknown_reason(const void *data, size_t len, const char *name, cnp_err *err)
+{
+    const unsigned char *p = data;
+    size_t n = len < 512 ? len : 512, text = 0;
+    for (size_t i = 0; i < n; i++)
+        text += (p[i] >= 0x20 && p[i] < 0x7F) || p[i] == '\n' || p[i] == '\r' ||
+                p[i] == '\t' || p[i] >= 0x80;
+    cnp_err_set(err, "%s: not a raster canopy can read (PNG, JPEG, GeoTIFF/COG, or a VRT "
+                     "file): %s",
+                name, len == 0 ? "the file is empty"
+                      : text == n ? "it holds text, whatever its name says"
+                                  : "its first bytes match none of these formats");
+}
+
+/* Whether the name says PNG: libpng's own reason is then the right one. */
+static bool named_png(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 4 && strcasecmp(name + n - 4, ".png") == 0;
+}
+
+/* Refuses bytes that are no raster, or a VRT held in memory. */
+static cnp_status refuse_unknown(const void *data, size_t len, const char *name,
+                                 const char *kind, cnp_err *err)
+{
+    if (kind)
+        cnp_err_set(err, "%s: a VRT is read only from a local file (canopy run), where the "
+                         "files it names are", name);
+    else
+        unknown_reason(data, len, name, err);
+    return CNP_ERR_FORMAT;
 }
 
 /* ---- opening from memory -------------------------------------------------- */
@@ -54,7 +99,10 @@ struct mem_ds {
 static cnp_status ds_open(const void *data, size_t len, const char *path, const char *name,
                           struct mem_ds *m, cnp_err *err)
 {
+    /* A VRT names other files: read only when the user's own file names
+     * them (a path), never from downloaded bytes. */
     static const char *const drivers[] = {"GTiff", "COG", "JPEG", "PNG", NULL};
+    static const char *const file_drivers[] = {"GTiff", "COG", "JPEG", "PNG", "VRT", NULL};
     pthread_once(&g_once, gdal_init);
     m->path[0] = '\0';
     m->ds = NULL;
@@ -68,11 +116,11 @@ static cnp_status ds_open(const void *data, size_t len, const char *path, const 
         VSIFCloseL(f);
     }
     CPLErrorReset();
-    m->ds = GDALOpenEx(data ? m->path : path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, NULL,
-                       NULL);
+    m->ds = GDALOpenEx(data ? m->path : path, GDAL_OF_RASTER | GDAL_OF_READONLY,
+                       data ? drivers : file_drivers, NULL, NULL);
     if (!m->ds) {
         const char *why = CPLGetLastErrorMsg();
-        cnp_err_set(err, "%s: not a raster canopy can read (PNG, JPEG, GeoTIFF/COG)%s%s", name,
+        cnp_err_set(err, "%s: not a raster canopy can read (PNG, JPEG, GeoTIFF/COG, VRT)%s%s", name,
                     why && why[0] ? ": " : "", why ? why : "");
         if (m->path[0])
             VSIUnlink(m->path);
@@ -100,8 +148,12 @@ cnp_status img_raster_probe(const void *data, size_t len, const char *name, uint
                             uint32_t *height, cnp_err *err)
 {
     const char *kind = img_raster_sniff(data, len);
-    if (!kind || strcmp(kind, "png") == 0)
+    if (kind && strcmp(kind, "png") == 0)
         return img_png_probe(data, len, name, width, height, err);
+    if (!kind && named_png(name))
+        return img_png_probe(data, len, name, width, height, err);
+    if (!kind || strcmp(kind, "vrt") == 0)
+        return refuse_unknown(data, len, name, kind, err);
     struct mem_ds m;
     cnp_status result = mem_open(data, len, name, &m, err);
     if (result != CNP_OK)
@@ -174,6 +226,7 @@ static cnp_status read_georef(GDALDatasetH ds, const char *name, img_georef *geo
     OGRSpatialReferenceH srs = GDALGetSpatialRef(ds);
     if (GDALGetGeoTransform(ds, geo->gt) != CE_None || !srs)
         return CNP_OK;
+    geo->overviews = GDALGetRasterCount(ds) ? GDALGetOverviewCount(GDALGetRasterBand(ds, 1)) : 0;
     OGRSpatialReferenceH src = OSRClone(srs);
     OGRSpatialReferenceH dst = OSRNewSpatialReference(NULL);
     cnp_status result = CNP_ERR_FORMAT;
@@ -217,20 +270,43 @@ out:
 
 /* ---- pixels ------------------------------------------------------------------- */
 
-/* Why a raster is refused, or NULL when its three colour bands are usable. */
-static const char *unusable(GDALDatasetH ds, char *why, size_t len)
+/* The colour bands a raster is read from: 3 (RGB, RGBA), or 1 for grey
+ * (one band, or grey and alpha), which is read into R, G and B alike. */
+static int colour_bands(GDALDatasetH ds)
 {
     int bands = GDALGetRasterCount(ds);
+    if (bands == 1 ||
+        (bands == 2 &&
+         GDALGetRasterColorInterpretation(GDALGetRasterBand(ds, 2)) == GCI_AlphaBand))
+        return 1;
+    return bands >= 3 ? 3 : 0;
+}
+
+/* Why a raster is refused, or NULL when its colour bands are usable. */
+static const char *unusable(GDALDatasetH ds, char *why, size_t len)
+{
+    int bands = GDALGetRasterCount(ds), nc = colour_bands(ds);
     GDALDataType t = bands ? GDALGetRasterDataType(GDALGetRasterBand(ds, 1)) : GDT_Unknown;
-    if (bands < 3) {
+    if (!nc) {
         snprintf(why, len, "%d band%s of %s (%s): canopy needs RGB, 3 or 4 bands of 8 or "
-                           "16-bit unsigned samples",
+                           "16-bit unsigned samples, or one grey band",
                  bands, bands == 1 ? "" : "s", GDALGetDataTypeName(t),
-                 bands == 1 ? "a single-band raster such as an elevation model or a mask"
-                            : "too few colour bands");
+                 bands == 2 ? "two bands, the second not alpha" : "no bands");
         return why;
     }
-    for (int b = 1; b <= 3; b++) {
+    if (nc == 1 && t != GDT_Byte && t != GDT_UInt16) {
+        snprintf(why, len, "1 band of %s (a single-band raster such as an elevation model or "
+                           "a mask): canopy needs RGB or grey of 8 or 16-bit unsigned samples",
+                 GDALGetDataTypeName(t));
+        return why;
+    }
+    if (nc == 1 &&
+        GDALGetRasterColorInterpretation(GDALGetRasterBand(ds, 1)) == GCI_PaletteIndex) {
+        snprintf(why, len, "one band of palette indices: expand it to RGB first "
+                           "(gdal_translate -expand rgb)");
+        return why;
+    }
+    for (int b = 1; b <= nc; b++) {
         GDALDataType tb = GDALGetRasterDataType(GDALGetRasterBand(ds, b));
         if (tb != GDT_Byte && tb != GDT_UInt16) {
             snprintf(why, len, "band %d holds %s samples (%s): canopy needs RGB of 8 or 16-bit "
@@ -259,6 +335,7 @@ struct img_raster {
     unsigned max16;          /* 16-bit scale: NBITS or the image's maximum */
     bool all_valid;          /* no band has nodata, alpha or a mask */
     bool tiff;
+    int nc;                  /* colour bands: 3, or 1 (grey) */
     char name[256];
 };
 
@@ -270,7 +347,8 @@ bool img_raster_is_tiff(const img_raster *r) { return r->tiff; }
 static cnp_status max16_scan(img_raster *r, cnp_err *err)
 {
     uint32_t rows = 256;
-    uint16_t *v = malloc((size_t)r->width * rows * 3 * sizeof *v);
+    int nc = r->nc;
+    uint16_t *v = malloc((size_t)r->width * rows * nc * sizeof *v);
     int map[3] = {1, 2, 3};
     if (!v) {
         cnp_err_set(err, "%s: out of memory", r->name);
@@ -280,13 +358,13 @@ static cnp_status max16_scan(img_raster *r, cnp_err *err)
     for (uint32_t y = 0; y < r->height; y += rows) {
         uint32_t h = r->height - y < rows ? r->height - y : rows;
         if (GDALDatasetRasterIO(r->m.ds, GF_Read, 0, (int)y, (int)r->width, (int)h, v,
-                                (int)r->width, (int)h, GDT_UInt16, 3, map, 6,
-                                (GSpacing)6 * r->width, 2) != CE_None) {
+                                (int)r->width, (int)h, GDT_UInt16, nc, map, 2 * nc,
+                                (GSpacing)2 * nc * r->width, 2) != CE_None) {
             cnp_err_set(err, "%s: reading pixels: %s", r->name, CPLGetLastErrorMsg());
             free(v);
             return CNP_ERR_FORMAT;
         }
-        for (size_t i = 0; i < (size_t)r->width * h * 3; i++)
+        for (size_t i = 0; i < (size_t)r->width * h * nc; i++)
             if (v[i] > max)
                 max = v[i];
     }
@@ -323,8 +401,9 @@ cnp_status img_raster_open(const void *data, size_t len, const char *path, const
     GDALDriverH drv = GDALGetDatasetDriver(r->m.ds);
     const char *dn = drv ? GDALGetDriverShortName(drv) : "";
     r->tiff = strcmp(dn, "GTiff") == 0 || strcmp(dn, "COG") == 0;
+    r->nc = colour_bands(r->m.ds);
     r->all_valid = true;
-    for (int b = 1; b <= 3; b++)
+    for (int b = 1; b <= r->nc; b++)
         if (!(GDALGetMaskFlags(GDALGetRasterBand(r->m.ds, b)) & GMF_ALL_VALID))
             r->all_valid = false;
     r->is16 = GDALGetRasterDataType(GDALGetRasterBand(r->m.ds, 1)) == GDT_UInt16;
@@ -348,32 +427,43 @@ void img_raster_close(img_raster *r)
     free(r);
 }
 
-/* Reads the three colour bands of a window into rgba's RGB channels. */
+/* Copies R into G and B: a grey raster read as RGB. */
+static void grey_to_rgb(uint8_t *rgba, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rgba[4 * i + 1] = rgba[4 * i + 2] = rgba[4 * i];
+}
+
+/* Reads the colour bands of a window into rgba's RGB channels. */
 static cnp_status read_rgb(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h,
                            uint8_t *rgba, cnp_err *err)
 {
-    int map[3] = {1, 2, 3};
+    int map[3] = {1, 2, 3}, nc = r->nc;
+    size_t n = (size_t)w * h;
     if (!r->is16) {
         if (GDALDatasetRasterIO(r->m.ds, GF_Read, (int)x0, (int)y0, (int)w, (int)h, rgba, (int)w,
-                                (int)h, GDT_Byte, 3, map, 4, (GSpacing)4 * w, 1) != CE_None)
+                                (int)h, GDT_Byte, nc, map, 4, (GSpacing)4 * w, 1) != CE_None)
             goto fail;
+        if (nc == 1)
+            grey_to_rgb(rgba, n);
         return CNP_OK;
     }
-    size_t n = (size_t)w * h;
-    uint16_t *v = malloc(n * 3 * sizeof *v);
+    uint16_t *v = malloc(n * nc * sizeof *v);
     if (!v) {
         cnp_err_set(err, "%s: out of memory for %ux%u 16-bit pixels", r->name, w, h);
         return CNP_ERR_NOMEM;
     }
     if (GDALDatasetRasterIO(r->m.ds, GF_Read, (int)x0, (int)y0, (int)w, (int)h, v, (int)w,
-                            (int)h, GDT_UInt16, 3, map, 6, (GSpacing)6 * w, 2) != CE_None) {
+                            (int)h, GDT_UInt16, nc, map, 2 * nc, (GSpacing)2 * nc * w,
+                            2) != CE_None) {
         free(v);
         goto fail;
     }
     unsigned max = r->max16;
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < 3; c++) {
-            unsigned s = v[3 * i + c] > max ? max : v[3 * i + c];
+            unsigned s = v[nc * i + (nc == 1 ? 0 : c)];
+            s = s > max ? max : s;
             rgba[4 * i + c] = (uint8_t)((s * 255u + max / 2) / max);
         }
     free(v);
@@ -401,7 +491,7 @@ static cnp_status read_alpha(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w
     }
     for (size_t i = 0; i < n; i++)
         rgba[4 * i + 3] = 0;
-    for (int b = 1; b <= 3; b++) {
+    for (int b = 1; b <= r->nc; b++) {
         GDALRasterBandH mask = GDALGetMaskBand(GDALGetRasterBand(r->m.ds, b));
         if (GDALRasterIO(mask, GF_Read, (int)x0, (int)y0, (int)w, (int)h, m, (int)w, (int)h,
                          GDT_Byte, 0, 0) != CE_None) {
@@ -434,24 +524,13 @@ cnp_status img_raster_read(img_raster *r, uint32_t x0, uint32_t y0, uint32_t w, 
     return result == CNP_OK ? read_alpha(r, x0, y0, w, h, rgba, nodata, err) : result;
 }
 
-cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
-                             cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err)
+/* Decodes the raster opened from data or path (as img_raster_decode). */
+static cnp_status gdal_decode(const void *data, size_t len, const char *path, const char *name,
+                              uint64_t max_pixels, cnp_image *out, img_georef *geo,
+                              uint64_t *nodata, cnp_err *err)
 {
-    const char *kind = img_raster_sniff(data, len);
-    memset(out, 0, sizeof *out);
-    if (geo)
-        memset(geo, 0, sizeof *geo);
-    if (nodata)
-        *nodata = 0;
-    if (!kind || strcmp(kind, "png") == 0) {
-        cnp_status result = img_png_decode(data, len, name, max_pixels, out, err);
-        if (result == CNP_OK && nodata)
-            for (size_t i = 0; i < (size_t)out->width * out->height; i++)
-                *nodata += out->rgba[4 * i + 3] == 0;
-        return result;
-    }
     img_raster *r;
-    cnp_status result = img_raster_open(data, len, NULL, name, &r, geo, err);
+    cnp_status result = img_raster_open(data, len, path, name, &r, geo, err);
     if (result != CNP_OK)
         return result;
     uint64_t w = r->width, h = r->height;
@@ -473,10 +552,76 @@ cnp_status img_raster_decode(const void *data, size_t len, const char *name, uin
     return result;
 }
 
+/* A PNG through libpng, counting its nodata (alpha 0) pixels. */
+static cnp_status png_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
+                             cnp_image *out, uint64_t *nodata, cnp_err *err)
+{
+    cnp_status result = img_png_decode(data, len, name, max_pixels, out, err);
+    if (result == CNP_OK && nodata)
+        for (size_t i = 0; i < (size_t)out->width * out->height; i++)
+            *nodata += out->rgba[4 * i + 3] == 0;
+    return result;
+}
+
+cnp_status img_raster_decode(const void *data, size_t len, const char *name, uint64_t max_pixels,
+                             cnp_image *out, img_georef *geo, uint64_t *nodata, cnp_err *err)
+{
+    const char *kind = img_raster_sniff(data, len);
+    memset(out, 0, sizeof *out);
+    if (geo)
+        memset(geo, 0, sizeof *geo);
+    if (nodata)
+        *nodata = 0;
+    if ((kind && strcmp(kind, "png") == 0) || (!kind && named_png(name)))
+        return png_decode(data, len, name, max_pixels, out, nodata, err);
+    if (!kind || strcmp(kind, "vrt") == 0)
+        return refuse_unknown(data, len, name, kind, err);
+    return gdal_decode(data, len, NULL, name, max_pixels, out, geo, nodata, err);
+}
+
+cnp_status img_georef_read_file(const char *path, const char *name, img_georef *geo,
+                                cnp_err *err)
+{
+    static const char *const drivers[] = {"PNG", "JPEG", "GTiff", "COG", NULL};
+    pthread_once(&g_once, gdal_init);
+    memset(geo, 0, sizeof *geo);
+    CPLErrorReset();
+    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, NULL, NULL);
+    if (!ds)
+        return CNP_OK; /* the decoder says why it is no raster */
+    cnp_status result = read_georef(ds, name, geo, err);
+    GDALClose(ds);
+    return result;
+}
+
+cnp_status img_raster_decode_file(const void *data, size_t len, const char *path,
+                                  uint64_t max_pixels, cnp_image *out, img_georef *geo,
+                                  uint64_t *nodata, cnp_err *err)
+{
+    const char *kind = img_raster_sniff(data, len);
+    memset(out, 0, sizeof *out);
+    if (geo)
+        memset(geo, 0, sizeof *geo);
+    if (nodata)
+        *nodata = 0;
+    if ((kind && strcmp(kind, "png") == 0) || (!kind && named_png(path))) {
+        cnp_status result = png_decode(data, len, path, max_pixels, out, nodata, err);
+        if (result == CNP_OK && geo && kind &&
+            (result = img_georef_read_file(path, path, geo, err)) != CNP_OK)
+            cnp_image_free(out);
+        return result;
+    }
+    if (!kind)
+        return refuse_unknown(data, len, path, kind, err);
+    /* By path: GDAL reads the sidecar files beside it, and a VRT's sources. */
+    return gdal_decode(NULL, 0, path, path, max_pixels, out, geo, nodata, err);
+}
+
 /* ---- GeoTIFF masks ------------------------------------------------------------ */
 
 struct img_mask_writer {
-    char path[4096];
+    char path[4096];         /* where GDAL writes: the output, or the COG's source */
+    char cog[4096];          /* the COG made from path at the end; "" none */
     bool in_memory;          /* /vsimem, removed with the writer */
     GDALDatasetH ds;
     uint8_t *row;            /* 0/255 staging for one put */
@@ -503,11 +648,22 @@ cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_geore
         return CNP_ERR_NOMEM;
     }
     w->in_memory = !path;
+    unsigned seq = atomic_fetch_add(&g_seq, 1);
     if (path)
         snprintf(w->path, sizeof w->path, "%s", path);
     else
-        snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif",
-                 atomic_fetch_add(&g_seq, 1));
+        snprintf(w->path, sizeof w->path, "/vsimem/canopy/mask-%u.tif", seq);
+    /* An input with overviews (a COG) gets a COG mask: written here first,
+     * then copied by GDAL's COG driver, which adds the overviews. */
+    if (geo && geo->valid && geo->overviews > 0) {
+        memcpy(w->cog, w->path, sizeof w->cog);
+        if (snprintf(w->path, sizeof w->path, "%s.%u.src.tif", w->cog, seq) >=
+            (int)sizeof w->path) {
+            cnp_err_set(err, "%s: name too long", w->cog);
+            img_mask_writer_free(w);
+            return CNP_ERR_INVALID;
+        }
+    }
     GDALDriverH drv = GDALGetDriverByName("GTiff");
     w->ds = drv ? GDALCreate(drv, w->path, (int)width, (int)height, 1, GDT_Byte, (char **)opts)
                 : NULL;
@@ -520,6 +676,7 @@ cnp_status img_mask_writer_open(uint32_t width, uint32_t height, const img_geore
         GDALSetGeoTransform(w->ds, (double *)geo->gt);
         GDALSetProjection(w->ds, geo->wkt);
     }
+    GDALSetRasterNoDataValue(GDALGetRasterBand(w->ds, 1), IMG_MASK_NODATA);
     *out = w;
     return CNP_OK;
 }
@@ -538,13 +695,40 @@ cnp_status img_mask_writer_put(img_mask_writer *w, uint32_t x0, uint32_t y0, uin
         w->row_cap = n;
     }
     for (size_t i = 0; i < n; i++)
-        w->row[i] = mask[i] ? 255 : 0;
+        w->row[i] = mask[i] == IMG_MASK_NODATA ? IMG_MASK_NODATA : mask[i] ? 255 : 0;
     if (GDALRasterIO(GDALGetRasterBand(w->ds, 1), GF_Write, (int)x0, (int)y0, (int)width,
                      (int)height, w->row, (int)width, (int)height, GDT_Byte, 0, 0) != CE_None) {
         writer_error(w, err);
         return CNP_ERR_IO;
     }
     return CNP_OK;
+}
+
+/* Copies the finished GeoTIFF at w->path into a COG at w->cog (tiled,
+ * deflate, overviews by nearest neighbour: a mask's values stay 0, 1, 255). */
+static cnp_status make_cog(img_mask_writer *w, cnp_err *err)
+{
+    static const char *const opts[] = {"COMPRESS=DEFLATE", "BLOCKSIZE=256",
+                                       "RESAMPLING=NEAREST", "OVERVIEWS=AUTO",
+                                       "BIGTIFF=IF_SAFER", NULL};
+    GDALDatasetH src = GDALOpen(w->path, GA_ReadOnly);
+    GDALDriverH drv = GDALGetDriverByName("COG");
+    GDALDatasetH dst = src && drv ? GDALCreateCopy(drv, w->cog, src, FALSE, (char **)opts,
+                                                   NULL, NULL)
+                                  : NULL;
+    cnp_status result = CNP_OK;
+    if (dst)
+        GDALClose(dst);
+    if (!dst || CPLGetLastErrorType() >= CE_Failure) {
+        cnp_err_set(err, "GeoTIFF mask%s%s as a COG: %s", w->in_memory ? "" : " ",
+                    w->in_memory ? "" : w->cog, CPLGetLastErrorMsg());
+        result = CNP_ERR_IO;
+    }
+    if (src)
+        GDALClose(src);
+    VSIUnlink(w->path);
+    memcpy(w->path, w->cog, sizeof w->path); /* the output from now on */
+    return result;
 }
 
 cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err)
@@ -556,6 +740,8 @@ cnp_status img_mask_writer_finish(img_mask_writer *w, cnp_buf *out, cnp_err *err
     if (CPLGetLastErrorType() >= CE_Failure) {
         writer_error(w, err);
         result = CNP_ERR_IO;
+    } else if (w->cog[0] && (result = make_cog(w, err)) != CNP_OK) {
+        /* err set */
     } else if (w->in_memory) {
         vsi_l_offset size = 0;
         GByte *bytes = VSIGetMemFileBuffer(w->path, &size, FALSE);
@@ -575,6 +761,8 @@ void img_mask_writer_free(img_mask_writer *w)
         GDALClose(w->ds);
     if (w->in_memory)
         VSIUnlink(w->path);
+    if (w->cog[0] && strcmp(w->path, w->cog) != 0)
+        VSIUnlink(w->path); /* the COG's source, when it was never copied */
     free(w->row);
     free(w);
 }

@@ -7,15 +7,20 @@
 #include <cjson/cJSON.h>
 
 #include "canopy/pipeline.h"
+#include "pipeline/encode_internal.h"
 
 const char *const pipe_out_suffix[PIPE_OUT_COUNT] = {
     ".mask.png", ".mask.tif", ".overlay.png", ".trees.json", ".trees.geojson",
+    ".trees.gpkg", ".trees.csv", ".overlay.pgw", ".overlay.png.aux.xml",
 };
 const char *const pipe_out_content_type[PIPE_OUT_COUNT] = {
     "image/png", "image/tiff", "image/png", "application/json", "application/geo+json",
+    "application/geopackage+sqlite3", "text/csv", "text/plain", "application/xml",
 };
 
-/* Rounds to `digits` decimals so the JSON stays short and stable. */
+/* Rounds pixel values and scores to `digits` decimals so the JSON stays
+ * short and stable; map coordinates and lon/lat are written whole (a
+ * thousandth of a degree is 100 m). */
 static double round_to(double v, int digits)
 {
     double scale = pow(10.0, digits);
@@ -54,7 +59,7 @@ cnp_status pipe_georeference(const img_georef *geo, const pipe_result *r, pipe_g
         lat[i] = t[i].map_y;
         t[i].radius_m = tr->radius * img_georef_pixel_m(geo, tr->x, tr->y);
         /* The box's corners in map units (any rotation): their extent. */
-        det_box b = det_tree_box(tr);
+        det_box b = pipe_tree_box(tr, r->width, r->height);
         double cx[4] = {b.x0, b.x1, b.x1, b.x0};
         double cy[4] = {b.y0, b.y0, b.y1, b.y1};
         t[i].box_map[0] = t[i].box_map[1] = INFINITY;
@@ -85,11 +90,29 @@ out:
 
 /* ---- trees.json ------------------------------------------------------------ */
 
+/* v at full precision: the shortest decimal that reads back as v (cJSON's
+ * own printing may give one a unit in the last place away). */
+static cJSON *exact_number(double v)
+{
+    char buf[32];
+    return isfinite(v) ? cJSON_CreateRaw(pipe_fmt_double(v, buf)) : cJSON_CreateNull();
+}
+
+static bool add_exact(cJSON *o, const char *name, double v)
+{
+    cJSON *x = exact_number(v);
+    if (x && cJSON_AddItemToObject(o, name, x))
+        return true;
+    cJSON_Delete(x);
+    return false;
+}
+
+/* n values, rounded to `digits` decimals, or exact (digits < 0). */
 static bool add_array(cJSON *o, const char *name, const double *v, int n, int digits)
 {
     cJSON *a = cJSON_AddArrayToObject(o, name);
     for (int i = 0; a && i < n; i++) {
-        cJSON *x = cJSON_CreateNumber(digits >= 0 ? round_to(v[i], digits) : v[i]);
+        cJSON *x = digits >= 0 ? cJSON_CreateNumber(round_to(v[i], digits)) : exact_number(v[i]);
         if (!x)
             return false;
         cJSON_AddItemToArray(a, x);
@@ -111,16 +134,17 @@ static bool json_georef(cJSON *doc, const pipe_encode_in *in)
         return false;
     return cJSON_AddStringToObject(crs, "wkt", in->geo->wkt) &&
            add_array(doc, "geotransform", in->geo->gt, 6, -1) &&
-           add_array(doc, "footprint_lonlat", in->footprint, 10, 7);
+           add_array(doc, "footprint_lonlat", in->footprint, 10, -1);
 }
 
-static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, const det_model *m)
+static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, const det_model *m,
+                      const pipe_result *r)
 {
     /* Box models name the class; crowns have none. */
     const char *label = tr->boxed ? det_model_label(m, tr->label) : NULL;
     if (label && !cJSON_AddStringToObject(t, "label", label))
         return false;
-    det_box b = det_tree_box(tr);
+    det_box b = pipe_tree_box(tr, r->width, r->height);
     double box[4] = {b.x0, b.y0, b.x1, b.y1};
     bool ok = cJSON_AddNumberToObject(t, "x", round_to(tr->x, 2)) &&
               cJSON_AddNumberToObject(t, "y", round_to(tr->y, 2)) &&
@@ -132,12 +156,10 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
               cJSON_AddNumberToObject(t, "ymax", round_to(box[3], 2));
     if (!ok || !g)
         return ok;
-    return cJSON_AddNumberToObject(t, "map_x", round_to(g->map_x, 3)) &&
-           cJSON_AddNumberToObject(t, "map_y", round_to(g->map_y, 3)) &&
-           cJSON_AddNumberToObject(t, "lon", round_to(g->lon, 8)) &&
-           cJSON_AddNumberToObject(t, "lat", round_to(g->lat, 8)) &&
+    return add_exact(t, "map_x", g->map_x) && add_exact(t, "map_y", g->map_y) &&
+           add_exact(t, "lon", g->lon) && add_exact(t, "lat", g->lat) &&
            cJSON_AddNumberToObject(t, "radius_m", round_to(g->radius_m, 3)) &&
-           add_array(t, "box_map", g->box_map, 4, 3);
+           add_array(t, "box_map", g->box_map, 4, -1);
 }
 
 /* trees.json's document with an empty "trees" (its last member), printed;
@@ -185,7 +207,7 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
         cJSON *t = cJSON_CreateObject();
         char *text = NULL;
         if (!t || !json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL,
-                             p->model) ||
+                             p->model, r) ||
             !(text = cJSON_PrintUnformatted(t))) {
             cnp_err_set(err, "out of memory writing trees.json");
             result = CNP_ERR_NOMEM;
@@ -204,29 +226,14 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
 
 /* ---- trees.geojson (RFC 7946) ------------------------------------------------ */
 
-enum { RING = 32 }; /* vertices of a crown polygon */
-
-/* A tree as a polygon: a crown's circle of its radius (RING vertices), or
- * a box model's box (4 vertices), in pixel space taken through the raster's
- * transform; ring[2 * k], ring[2 * k + 1] lon/lat, closed (*nv + 1 points)
- * and counter-clockwise. */
-static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *ring,
-                             int *nv, double bbox[4], cnp_err *err)
+/* A tree's polygon (pipe_tree_ring_map) in lon/lat: ring[2 * k],
+ * ring[2 * k + 1], closed (*nv + 1 points) and counter-clockwise; bbox
+ * grows to hold it. */
+static cnp_status crown_ring(const img_georef *geo, const pipe_result *r, const cnp_tree *tr,
+                             double *ring, int *nv, double bbox[4], cnp_err *err)
 {
-    double x[RING + 1], y[RING + 1];
-    int n = tr->boxed ? 4 : RING;
-    if (tr->boxed) {
-        const double px[4] = {tr->x0, tr->x1, tr->x1, tr->x0};
-        const double py[4] = {tr->y0, tr->y0, tr->y1, tr->y1};
-        for (int k = 0; k < 4; k++)
-            img_georef_pixel_to_map(geo, px[k], py[k], &x[k], &y[k]);
-    } else {
-        for (int k = 0; k < RING; k++) {
-            double a = 2.0 * M_PI * k / RING;
-            img_georef_pixel_to_map(geo, tr->x + tr->radius * cos(a),
-                                    tr->y + tr->radius * sin(a), &x[k], &y[k]);
-        }
-    }
+    double x[PIPE_RING + 1], y[PIPE_RING + 1];
+    int n = pipe_tree_ring_map(geo, tr, r->width, r->height, x, y);
     cnp_status result = img_georef_to_lonlat(geo, (size_t)n, x, y, err);
     if (result != CNP_OK)
         return result;
@@ -237,8 +244,8 @@ static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *
         area2 += x[k] * y[k + 1] - x[k + 1] * y[k];
     for (int i = 0; i <= n; i++) {
         int k = area2 >= 0 ? i : n - i; /* exterior ring counter-clockwise */
-        ring[2 * i] = round_to(x[k], 8);
-        ring[2 * i + 1] = round_to(y[k], 8);
+        ring[2 * i] = x[k];
+        ring[2 * i + 1] = y[k];
         bbox[0] = fmin(bbox[0], x[k]);
         bbox[1] = fmin(bbox[1], y[k]);
         bbox[2] = fmax(bbox[2], x[k]);
@@ -249,13 +256,14 @@ static cnp_status crown_ring(const img_georef *geo, const cnp_tree *tr, double *
 }
 
 /* One feature's properties: the tree's values, as trees.json has them. */
-static cnp_status feature_props(const pipe_encode_params *p, const cnp_tree *tr,
-                                const pipe_geo_tree *g, cnp_spool *out, cnp_err *err)
+static cnp_status feature_props(const pipe_encode_params *p, const pipe_result *r,
+                                const cnp_tree *tr, const pipe_geo_tree *g, cnp_spool *out,
+                                cnp_err *err)
 {
     cJSON *props = cJSON_CreateObject();
     cnp_status result = CNP_ERR_NOMEM;
     char *text = NULL;
-    if (props && json_tree(props, tr, g, p->model) &&
+    if (props && json_tree(props, tr, g, p->model, r) &&
         (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
         (text = cJSON_PrintUnformatted(props)))
         result = cnp_spool_write(out, text, strlen(text), err);
@@ -273,12 +281,13 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
 {
     const pipe_result *r = in->r;
     double bbox[4] = {INFINITY, INFINITY, -INFINITY, -INFINITY};
-    double ring[2 * (RING + 1)];
+    double ring[2 * (PIPE_RING + 1)];
+    char a[32], b[32];
     cnp_status result =
         cnp_spool_printf(out, err, "{\"type\":\"FeatureCollection\",\"features\":[");
     for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
-        int nv = RING;
-        if ((result = crown_ring(in->geo, &r->trees[i], ring, &nv, bbox, err)) != CNP_OK) {
+        int nv = PIPE_RING;
+        if ((result = crown_ring(in->geo, r, &r->trees[i], ring, &nv, bbox, err)) != CNP_OK) {
             cnp_err_prefix(err, "crown %zu", i);
             return result;
         }
@@ -287,12 +296,13 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
                                   "\"Polygon\",\"coordinates\":[[",
                                   i ? "," : "");
         for (int k = 0; result == CNP_OK && k <= nv; k++)
-            result = cnp_spool_printf(out, err, "%s[%.15g,%.15g]", k ? "," : "", ring[2 * k],
-                                      ring[2 * k + 1]);
+            result = cnp_spool_printf(out, err, "%s[%s,%s]", k ? "," : "",
+                                      pipe_fmt_double(ring[2 * k], a),
+                                      pipe_fmt_double(ring[2 * k + 1], b));
         if (result == CNP_OK)
             result = cnp_spool_printf(out, err, "]]},\"properties\":");
         if (result == CNP_OK)
-            result = feature_props(p, &r->trees[i], &in->trees_geo[i], out, err);
+            result = feature_props(p, r, &r->trees[i], &in->trees_geo[i], out, err);
         if (result == CNP_OK)
             result = cnp_spool_write(out, "}", 1, err);
     }
@@ -303,10 +313,11 @@ static cnp_status trees_geojson(const pipe_encode_params *p, const pipe_encode_i
             bbox[2] = fmax(bbox[2], in->footprint[2 * i]);
             bbox[3] = fmax(bbox[3], in->footprint[2 * i + 1]);
         }
+    char c[32], d[32];
     if (result == CNP_OK)
-        result = cnp_spool_printf(out, err, "],\"bbox\":[%.15g,%.15g,%.15g,%.15g]}\n",
-                                  round_to(bbox[0], 8), round_to(bbox[1], 8),
-                                  round_to(bbox[2], 8), round_to(bbox[3], 8));
+        result = cnp_spool_printf(out, err, "],\"bbox\":[%s,%s,%s,%s]}\n",
+                                  pipe_fmt_double(bbox[0], a), pipe_fmt_double(bbox[1], b),
+                                  pipe_fmt_double(bbox[2], c), pipe_fmt_double(bbox[3], d));
     if (result != CNP_OK)
         cnp_err_prefix(err, "writing trees.geojson");
     return result;
@@ -352,6 +363,40 @@ static cnp_status overlay_png(const cnp_output_config *oc, const cnp_image *img,
     return result;
 }
 
+/* The GeoTIFF mask, its input's nodata pixels (alpha 0) marked nodata. */
+static cnp_status mask_geotiff(const pipe_encode_in *in, bool geo, cnp_buf *out, cnp_err *err)
+{
+    const pipe_result *r = in->r;
+    size_t n = (size_t)r->width * r->height;
+    uint8_t *marked = NULL;
+    if (in->nodata && in->img) {
+        if (!(marked = malloc(n ? n : 1))) {
+            cnp_err_set(err, "out of memory for the GeoTIFF mask");
+            return CNP_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+            marked[i] = in->img->rgba[4 * i + 3] == 0 ? IMG_MASK_NODATA : r->mask[i] ? 255 : 0;
+    }
+    cnp_status result = img_mask_encode_geotiff(marked ? marked : r->mask, r->width, r->height,
+                                                geo ? in->geo : NULL, out, err);
+    free(marked);
+    return result;
+}
+
+/* The overlay's world file and CRS, for a georeferenced input whose
+ * overlay was drawn. */
+static cnp_status overlay_georef(const pipe_encode_in *in, pipe_outputs *out, cnp_err *err)
+{
+    const cnp_buf *png = &out->out[PIPE_OUT_OVERLAY].buf;
+    uint32_t ow, oh;
+    cnp_status result = img_png_probe(png->data, png->len, "overlay", &ow, &oh, err);
+    return result == CNP_OK
+               ? pipe_encode_overlay_georef(in->geo, in->r, ow, oh,
+                                            &out->out[PIPE_OUT_OVERLAY_WLD],
+                                            &out->out[PIPE_OUT_OVERLAY_AUX], err)
+               : result;
+}
+
 cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pipe_outputs *out,
                        cnp_err *err)
 {
@@ -363,19 +408,28 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
     /* A raster processed in windows comes with its mask (and overlay
      * preview) already encoded: r->mask and in->img are NULL. */
     if (r->mask && tif)
-        result = img_mask_encode_geotiff(r->mask, r->width, r->height, geo ? in->geo : NULL,
-                                         &out->out[PIPE_OUT_MASK_TIF].buf, err);
+        result = mask_geotiff(in, geo, &out->out[PIPE_OUT_MASK_TIF].buf, err);
     else if (r->mask)
         result = img_png_encode_mask(r->mask, r->width, r->height, oc->png_level,
                                      &out->out[PIPE_OUT_MASK_PNG].buf, err);
     if (result != CNP_OK ||
         (result = trees_json(p, in, &out->out[PIPE_OUT_TREES_JSON], err)) != CNP_OK)
         goto fail;
-    if (geo && (result = trees_geojson(p, in, &out->out[PIPE_OUT_GEOJSON], err)) != CNP_OK)
+    if (geo && (oc->vector & CNP_VECTOR_GEOJSON) &&
+        (result = trees_geojson(p, in, &out->out[PIPE_OUT_GEOJSON], err)) != CNP_OK)
+        goto fail;
+    if (geo && (oc->vector & CNP_VECTOR_GPKG) &&
+        (result = pipe_encode_gpkg(p, in, &out->out[PIPE_OUT_GPKG], err)) != CNP_OK)
+        goto fail;
+    if ((oc->vector & CNP_VECTOR_CSV) &&
+        (result = pipe_encode_csv(p, in, &out->out[PIPE_OUT_CSV], err)) != CNP_OK)
         goto fail;
     /* Without a detector there is nothing to draw: no overlay. */
     if (p->detector && oc->overlay && in->img &&
         (result = overlay_png(oc, in->img, r, &out->out[PIPE_OUT_OVERLAY].buf, err)) != CNP_OK)
+        goto fail;
+    if (geo && out->out[PIPE_OUT_OVERLAY].buf.len &&
+        (result = overlay_georef(in, out, err)) != CNP_OK)
         goto fail;
     for (int k = 0; k < PIPE_OUT_COUNT; k++)
         if ((result = cnp_spool_flush(&out->out[k], err)) != CNP_OK)

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "canopy/exit.h"
 #include "canopy/log.h"
 #include "canopy/raster.h"
 #include "canopy/store.h"
@@ -97,7 +98,7 @@ static int cloud_open(const cnp_config *cfg, const char *mode, bool engine, stru
     /* A missing profile exits 2, missing credentials 1; a credential service
      * that is down for now (transient) is the drain loop's to wait out. */
     if (st != CNP_OK && st != CNP_ERR_TRANSIENT)
-        return aws_exit_code(st);
+        return cnp_exit_for_setup(st);
     if (pg_store_open_config(&cfg->postgres, &cl->db, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     int applied = 0, version = 0;
@@ -414,8 +415,12 @@ nomem:
 }
 
 /* Adds a file, or every raster of a directory (by content: PNG, TIFF,
- * JPEG; sorted, not recursive), logging what it skipped. */
-static cnp_status collect(const char *input, struct files *f, cnp_err *err)
+ * JPEG; sorted, not recursive), logging what it skipped. In the output
+ * directory itself (out: its stat, NULL when it does not exist yet) files
+ * named as canopy's outputs are not inputs: a second run there would
+ * otherwise process the first one's masks. */
+static cnp_status collect(const char *input, const struct stat *out, struct files *f,
+                          cnp_err *err)
 {
     struct stat st;
     if (stat(input, &st) != 0) {
@@ -429,7 +434,8 @@ static cnp_status collect(const char *input, struct files *f, cnp_err *err)
         cnp_err_set(err, "--input %s: %s", input, strerror(errno));
         return CNP_ERR_CONFIG;
     }
-    size_t first = f->n, skipped = 0;
+    size_t first = f->n, skipped = 0, own = 0;
+    bool is_outdir = out && st.st_dev == out->st_dev && st.st_ino == out->st_ino;
     char names[512] = "";
     cnp_status result = CNP_OK;
     struct dirent *de;
@@ -440,7 +446,9 @@ static cnp_status collect(const char *input, struct files *f, cnp_err *err)
         snprintf(path, sizeof path, "%s/%s", input, de->d_name);
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
             continue;
-        if (is_raster_file(path)) {
+        if (is_outdir && pl_is_output_name(de->d_name)) {
+            own++;
+        } else if (is_raster_file(path)) {
             result = files_add(f, input, de->d_name, err);
         } else {
             if (skipped < 5)
@@ -453,6 +461,9 @@ static cnp_status collect(const char *input, struct files *f, cnp_err *err)
     if (skipped)
         LOG_INFO("run", "%s: skipped %zu file%s that are not rasters (%s%s)", input, skipped,
                  skipped == 1 ? "" : "s", names, skipped > 5 ? ", ..." : "");
+    if (own)
+        LOG_INFO("run", "%s: skipped %zu output%s of canopy (the --output directory)", input,
+                 own, own == 1 ? "" : "s");
     f->skipped += skipped;
     if (result == CNP_OK && f->n > first)
         qsort(f->v + first, f->n - first, sizeof *f->v, file_cmp);
@@ -471,6 +482,23 @@ static cnp_status check_unique(struct files *f, cnp_err *err)
                 return CNP_ERR_CONFIG;
             }
     return CNP_OK;
+}
+
+/* --skip-existing: drops the inputs whose outputs are complete. */
+static void skip_complete(struct files *f, const char *outdir, const char *model_version)
+{
+    size_t kept = 0, n = f->n;
+    for (size_t i = 0; i < n; i++) {
+        if (pl_outputs_complete(outdir, f->v[i].stem, model_version)) {
+            free(f->v[i].path);
+            free(f->v[i].stem);
+        } else {
+            f->v[kept++] = f->v[i];
+        }
+    }
+    f->n = kept;
+    LOG_INFO("run", "--skip-existing: %zu of %zu image%s already done in %s", n - kept, n,
+             n == 1 ? "" : "s", outdir);
 }
 
 static void files_free(struct files *f)
@@ -494,8 +522,10 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
     int rc = CNP_EXIT_USAGE;
     if (counts)
         memset(counts, 0, sizeof *counts);
+    struct stat out_st;
+    bool out_exists = stat(opt->outdir, &out_st) == 0;
     for (size_t i = 0; i < opt->ninputs; i++)
-        if (collect(opt->inputs[i], &f, err) != CNP_OK)
+        if (collect(opt->inputs[i], out_exists ? &out_st : NULL, &f, err) != CNP_OK)
             goto out;
     if (f.n == 0) {
         cnp_err_set(err, "no raster image (PNG, GeoTIFF, JPEG) in the input%s (%zu other "
@@ -507,6 +537,8 @@ int pl_run_files(const cnp_config *cfg, const pl_files_options *opt, const pl_ho
         goto out;
     if ((rc = engine_open(cfg, "run", &e, err)) != CNP_EXIT_OK)
         goto out;
+    if (opt->skip_existing)
+        skip_complete(&f, opt->outdir, e.model_version);
     if (pl_files_source_create(f.v, f.n, cfg->batch.size, cfg->input.max_object_bytes, &src,
                                err) != CNP_OK) {
         rc = CNP_EXIT_FATAL;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "canopy/log.h"
 #include "pipeline/pl_internal.h"
@@ -92,9 +93,13 @@ void item_free(pl_item *it)
     free(it->bucket);
     free(it->key);
     free(it->path);
+    free(it->etag);
+    free(it->scan_id);
+    free(it->address_id);
     free(it->out_stem);
-    free(it->list_etag);
-    s3_object_free(&it->obj);
+    cnp_buf_free(&it->bytes.body);
+    if (it->bytes.spill_path[0])
+        unlink(it->bytes.spill_path);
     cnp_image_free(&it->img);
     img_georef_free(&it->geo);
     img_raster_close(it->raster);
@@ -105,7 +110,7 @@ void item_free(pl_item *it)
         free(it->out_name[i]);
 }
 
-pl_item *chunk_add_item(pl_chunk *c, int msg, const char *bucket, const char *key,
+pl_item *chunk_add_item(pl_chunk *c, int ack, const char *bucket, const char *key,
                         const char *path)
 {
     pl_item *grown = realloc(c->items, (c->nitems + 1) * sizeof *grown);
@@ -114,7 +119,7 @@ pl_item *chunk_add_item(pl_chunk *c, int msg, const char *bucket, const char *ke
     c->items = grown;
     pl_item *it = &grown[c->nitems];
     memset(it, 0, sizeof *it);
-    it->msg = msg;
+    it->ack = ack;
     it->state = ITEM_RECEIVED;
     bool ok;
     if (path) {
@@ -134,7 +139,48 @@ pl_item *chunk_add_item(pl_chunk *c, int msg, const char *bucket, const char *ke
     return it;
 }
 
-/* The messages are freed one by one: no allocation is needed to free. */
+static const char *const chunk_names[] = {
+    [CHUNK_RECEIVED] = "received",   [CHUNK_FETCHED] = "fetched",
+    [CHUNK_PROCESSED] = "processed", [CHUNK_WRITTEN] = "written",
+    [CHUNK_COMMITTED] = "committed", [CHUNK_ACKNOWLEDGED] = "acknowledged",
+    [CHUNK_FAILED] = "failed",
+};
+
+const char *chunk_state_name(chunk_state s)
+{
+    if ((unsigned)s < sizeof chunk_names / sizeof chunk_names[0])
+        return chunk_names[s];
+    return "invalid";
+}
+
+void chunk_advance(pl_chunk *c, chunk_state to)
+{
+    chunk_state from = atomic_load(&c->state);
+    if (from == CHUNK_FAILED)
+        return;
+    if (to != from + 1 || to == CHUNK_FAILED) {
+        LOG_ERROR("pipeline", "chunk %zu: illegal move %s -> %s (internal error)", c->seq,
+                  chunk_state_name(from), chunk_state_name(to));
+        return;
+    }
+    LOG_DEBUG("pipeline", "chunk %zu: %s -> %s", c->seq, chunk_state_name(from),
+              chunk_state_name(to));
+    atomic_store(&c->state, to);
+}
+
+void chunk_fail(pl_chunk *c, cnp_status st, const char *reason)
+{
+    for (size_t i = 0; i < c->nitems; i++)
+        if (c->items[i].state != ITEM_FAILED_TRANSIENT)
+            item_fail(&c->items[i], st, "%s: %s", c->items[i].name, reason);
+    chunk_state from = atomic_exchange(&c->state, CHUNK_FAILED);
+    if (from != CHUNK_FAILED)
+        LOG_DEBUG("pipeline", "chunk %zu: %s -> failed (%s)", c->seq, chunk_state_name(from),
+                  reason);
+}
+
+/* The source's state is freed by its own function: no allocation is needed
+ * to free. */
 void chunk_free(pl_chunk *c)
 {
     if (!c)
@@ -142,10 +188,7 @@ void chunk_free(pl_chunk *c)
     for (size_t i = 0; i < c->nitems; i++)
         item_free(&c->items[i]);
     free(c->items);
-    for (size_t i = 0; i < c->nmsgs; i++) {
-        msg_parsed_free(&c->msgs[i].parsed);
-        sqs_message_free(&c->msgs[i].m);
-    }
-    free(c->msgs);
+    if (c->src_state && c->src_state_free)
+        c->src_state_free(c->src_state);
     free(c);
 }

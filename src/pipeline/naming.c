@@ -86,7 +86,7 @@ bool pl_message_deletable(const pl_chunk *c, size_t m, bool committed)
         return false;
     for (size_t i = 0; i < c->nitems; i++) {
         const pl_item *it = &c->items[i];
-        if (it->msg != (int)m)
+        if (it->ack != (int)m)
             continue;
         if (it->state != ITEM_COMMITTED && it->state != ITEM_FAILED_PERMANENT)
             return false;

@@ -10,14 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "canopy/aws.h"
 #include "canopy/batch.h"
+#include "canopy/buf.h"
 #include "canopy/message.h"
 #include "canopy/metrics.h"
 #include "canopy/pipeline.h"
 #include "canopy/pool.h"
-#include "canopy/s3.h"
-#include "canopy/sqs.h"
 
 /* ---- work items (item.c) ------------------------------------------------ */
 
@@ -37,19 +35,33 @@ typedef enum item_state {
     ITEM_FAILED_TRANSIENT,
 } item_state;
 
+/* An item's input bytes, however its source brought them: in memory, or in
+ * a temporary file (a large S3 object streamed to disk) that the item owns
+ * and item_free removes. */
+typedef struct pl_bytes {
+    cnp_buf body;            /* in memory; empty when spilled */
+    char spill_path[512];    /* the temporary file; "" when in body */
+    int64_t size;            /* bytes in all */
+} pl_bytes;
+
+/* A work item: bytes, an identity (bucket/key/etag or path) and an opaque
+ * acknowledgement token; no source's or sink's own types. */
 typedef struct pl_item {
     item_state state;
     cnp_status fail_status;
     char error[CNP_ERR_MSG_MAX];
-    const char *warning;     /* static text or NULL */
-    int msg;                 /* index of its message in the chunk; -1 none */
+    const char *warning;     /* static text, warning_buf, or NULL */
+    char warning_buf[256];
+    int ack;                 /* acknowledgement token, the source's own (SQS: its
+                                message's index in the chunk); -1 none */
     const msg_item *meta;    /* what the message said; NULL without one */
     char *name;              /* s3://bucket/key or the file path (logs, reports) */
     char *bucket, *key;      /* S3 object; NULL for local files */
     char *path;              /* local file; NULL for S3 */
+    char *etag;              /* the version fetched (else listed); NULL unknown */
+    char *scan_id, *address_id; /* from the object's metadata; NULL none */
     char *out_stem;          /* output name without suffix (key or relative path) */
-    char *list_etag;         /* reprocess: from the listing */
-    s3_object obj;           /* fetched bytes (obj.body) and S3 metadata */
+    pl_bytes bytes;          /* fetched input */
     uint64_t budget;         /* pixels held in the in-flight budget */
     cnp_image img;
     img_georef geo;          /* valid for georeferenced rasters */
@@ -60,7 +72,6 @@ typedef struct pl_item {
     double footprint[10];    /* lon/lat ring with geo */
     pipe_outputs outs;
     char *out_name[PIPE_OUT_COUNT]; /* where each output went; NULL when not written */
-    s3_put_result put[PIPE_OUT_COUNT];
     double t_fetch, t_decode, t_device, t_encode, t_upload; /* ms */
     char image_id[40];
 } pl_item;
@@ -83,16 +94,31 @@ void item_free(pl_item *it);
 
 /* ---- chunks ------------------------------------------------------------- */
 
-/* A message of the chunk (SQS source). */
-typedef struct pl_msg {
-    sqs_message m;
-    msg_parsed parsed;
-} pl_msg;
+/* The states of a chunk, in the order the main line passes them. A chunk
+ * moves only through chunk_advance (one step, logged) and leaves the main
+ * line only through chunk_fail, its one error path; it is done when it
+ * reached CHUNK_ACKNOWLEDGED, never by default. */
+typedef enum chunk_state {
+    CHUNK_RECEIVED = 0, /* items named by the source */
+    CHUNK_FETCHED,      /* the source brought their bytes (or failed them) */
+    CHUNK_PROCESSED,    /* every slice through decode, device and encode */
+    CHUNK_WRITTEN,      /* the sink wrote the outputs */
+    CHUNK_COMMITTED,    /* the sink committed the chunk */
+    CHUNK_ACKNOWLEDGED, /* the source acknowledged it: done */
+    CHUNK_FAILED,       /* carried no further (no memory for a job, not
+                           committed); its items failed, the source still
+                           acknowledges (backs off) */
+} chunk_state;
 
 typedef struct pl_chunk {
     size_t seq;
-    pl_msg *msgs;
-    size_t nmsgs;
+    _Atomic chunk_state state; /* written by the stage that holds the chunk */
+    /* What the source keeps to acknowledge the chunk (the SQS source: its
+     * messages), freed by chunk_free through src_state_free; nacks counts
+     * its acknowledgement units (messages) for logs. */
+    void *src_state;
+    void (*src_state_free)(void *state);
+    size_t nacks;
     pl_item *items;
     size_t nitems;
     size_t encoded;          /* items through the encode stage so far */
@@ -100,10 +126,18 @@ typedef struct pl_chunk {
     struct pl_chunk *reg_next;
 } pl_chunk;
 
-/* Adds an item named by bucket/key (S3) or path (local); NULL on no memory. */
-pl_item *chunk_add_item(pl_chunk *c, int msg, const char *bucket, const char *key,
+/* Adds an item named by bucket/key (S3) or path (local) with its source's
+ * acknowledgement token (-1: none); NULL on no memory. */
+pl_item *chunk_add_item(pl_chunk *c, int ack, const char *bucket, const char *key,
                         const char *path);
 void chunk_free(pl_chunk *c);
+const char *chunk_state_name(chunk_state s);
+/* Moves the chunk one step along the main line; a failed chunk stays
+ * failed, and any other move is a programmer error (logged, ignored). */
+void chunk_advance(pl_chunk *c, chunk_state to);
+/* The chunk's one error path: every item not already failed transiently
+ * fails with st and "<item>: <reason>", and the chunk becomes CHUNK_FAILED. */
+void chunk_fail(pl_chunk *c, cnp_status st, const char *reason);
 
 /* ---- queues between stages ---------------------------------------------- */
 
@@ -248,7 +282,7 @@ uint64_t stage_window_pixels(const pl_ctx *x);
 /* Commit, acknowledge, count and report a chunk whose outputs were written. */
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c);
 
-/* ---- pure helpers (naming.c, ack.c) ------------------------------------- */
+/* ---- pure helpers (naming.c) --------------------------------------------- */
 
 /* prefix + key without its extension: "a/x.png" -> "out/a/x". Caller frees. */
 char *pl_output_stem(const char *prefix, const char *key);
@@ -262,8 +296,9 @@ char *pl_header_safe(const char *s);
 /* Seconds a message that failed transiently stays invisible: grows with its
  * receive count (5 s, 10 s, ... capped at 900 s) plus jitter in [0, 3). */
 int pl_backoff_seconds(int receive_count, unsigned jitter);
-/* What to do with message m of the chunk once the chunk is committed (or
- * not): delete it only when every item of it ended (ok or permanent). */
+/* What to do with message m of the chunk (the items whose ack token is m)
+ * once the chunk is committed (or not): delete it only when every item of
+ * it ended (ok or permanent). */
 bool pl_message_deletable(const pl_chunk *c, size_t m, bool committed);
 
 /* ---- sources and sinks -------------------------------------------------- */

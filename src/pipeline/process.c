@@ -10,12 +10,9 @@
 struct pipe_device {
     ocl_ctx *ctx;
     bin_engine *bin;
-    det_engine *det;     /* crown model */
-    det_box_engine *box; /* box model (imported RetinaNet) */
-    det_cpu_engine *cpu; /* either model on the CPU backend ([device] backend) */
-    enum cnp_backend backend;
+    det_backend *det;    /* the model on the device; NULL: binarization alone */
+    enum cnp_backend backend; /* where the model runs ([device] backend) */
     char desc[512];
-    float patch_iou;     /* box models: NMS across patches */
     cl_mem rgba;
     size_t rgba_cap;
 };
@@ -40,25 +37,21 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
     if (model)
         result = det_backend_choose(p->device ? p->device->backend : CNP_BACKEND_AUTO, dev->ctx,
                                     &dev->backend, err);
+    if (result == CNP_OK && model)
+        result = dev->backend == CNP_BACKEND_CPU
+                     ? det_backend_create_cpu(model, dev->ctx, p->detector,
+                                              p->device ? p->device->threads : 0, &dev->det,
+                                              err)
+                     : det_backend_create(model, dev->ctx, p->detector, &dev->det, err);
     if (result != CNP_OK)
         goto fail;
-    if (model && dev->backend == CNP_BACKEND_CPU)
-        result = det_cpu_engine_create(model, p->detector, p->device ? p->device->threads : 0,
-                                       dev->ctx, &dev->cpu, err);
-    else if (model && det_model_has_boxes(model))
-        result = det_box_engine_create(dev->ctx, model, p->detector, &dev->box, err);
-    else if (model)
-        result = det_engine_create(dev->ctx, model, p->detector, &dev->det, err);
-    if (result != CNP_OK)
-        goto fail;
-    if (dev->cpu)
-        snprintf(dev->desc, sizeof dev->desc, "models on the cpu backend (oneDNN, %d threads), "
-                 "binarization on %s", det_cpu_engine_threads(dev->cpu),
-                 ocl_ctx_description(dev->ctx));
+    if (dev->det && dev->backend == CNP_BACKEND_CPU)
+        snprintf(dev->desc, sizeof dev->desc,
+                 "models on the cpu backend (oneDNN, %s), binarization on %s",
+                 det_backend_name(dev->det), ocl_ctx_description(dev->ctx));
     else
         snprintf(dev->desc, sizeof dev->desc, "%s on the opencl backend",
                  ocl_ctx_description(dev->ctx));
-    dev->patch_iou = (float)p->detector->patch_iou;
     *out = dev;
     return CNP_OK;
 fail:
@@ -70,9 +63,7 @@ void pipe_device_free(pipe_device *dev)
 {
     if (!dev)
         return;
-    det_engine_free(dev->det);
-    det_box_engine_free(dev->box);
-    det_cpu_engine_free(dev->cpu);
+    det_backend_free(dev->det);
     bin_engine_free(dev->bin);
     if (dev->rgba)
         ocl_buffer_release(dev->rgba);
@@ -111,40 +102,25 @@ size_t pipe_device_image_bytes(const pipe_device *dev)
 
 bool pipe_device_has_detector(const pipe_device *dev)
 {
-    return dev->det != NULL || dev->box != NULL || dev->cpu != NULL;
+    return dev->det != NULL;
 }
+
+/* Windows without a model: blocks of this side. */
+enum { BLOCK_SIDE = 2048 };
 
 uint32_t pipe_device_window_side(const pipe_device *dev)
 {
-    if (dev->box && det_box_engine_patch_size(dev->box) > 0)
-        return (uint32_t)det_box_engine_patch_size(dev->box);
-    if (dev->cpu) {
-        uint32_t overlap;
-        int stride;
-        uint32_t side = det_cpu_engine_window_side(dev->cpu, &overlap, &stride);
-        return side ? side : 2048;
-    }
-    if (!dev->det)
-        return 2048;
-    int tile, overlap, stride;
-    det_engine_tiling(dev->det, &tile, &overlap, &stride);
-    return (uint32_t)tile;
+    uint32_t side = dev->det ? det_backend_window_side(dev->det) : 0;
+    return side > 0 ? side : BLOCK_SIDE;
 }
 
 cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, det_tile **out,
                                size_t *n, cnp_err *err)
 {
-    if (dev->box)
-        return det_box_engine_windows(dev->box, w, h, out, n, err);
-    if (dev->cpu)
-        return det_cpu_engine_windows(dev->cpu, w, h, out, n, err);
-    if (dev->det) {
-        int tile, overlap, stride;
-        det_engine_tiling(dev->det, &tile, &overlap, &stride);
-        return det_tiles_plan(w, h, tile, overlap, stride, out, n, err);
-    }
+    if (dev->det)
+        return det_backend_plan(dev->det, w, h, out, n, err);
     /* Binarization alone: 2048-pixel blocks, each owning itself. */
-    const uint32_t side = 2048;
+    const uint32_t side = BLOCK_SIDE;
     size_t nx = (w + side - 1) / side, ny = (h + side - 1) / side;
     det_tile *t = calloc(nx * ny > 0 ? nx * ny : 1, sizeof *t);
     if (!t) {
@@ -173,60 +149,25 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
 {
     *trees = NULL;
     *n = 0;
-    if (dev->cpu) {
-        cnp_image win = {.width = w, .height = h, .rgba = (uint8_t *)rgba};
-        return det_cpu_engine_window(dev->cpu, &win, trees, n, err);
-    }
     cnp_status result = upload(dev, rgba, (size_t)w * h, err);
-    if (result != CNP_OK)
-        return result;
-    if (dev->box)
-        return det_box_engine_patch(dev->box, dev->rgba, w, h, trees, n, err);
-    float iou = det_engine_nms_iou(dev->det);
-    det_engine_set_nms_iou(dev->det, 1.0f);
-    result = det_engine_run(dev->det, dev->rgba, w, h, trees, n, err);
-    det_engine_set_nms_iou(dev->det, iou);
+    det_pixels in = {.w = w, .h = h, .host = rgba, .dev = dev->rgba};
+    det_found found = {0};
+    if (result == CNP_OK)
+        result = det_backend_run(dev->det, &in, 1, &found, err);
+    *trees = found.trees;
+    *n = found.n;
     return result;
 }
 
-cnp_status pipe_device_nms(pipe_device *dev, cnp_tree *trees, size_t *n, cnp_err *err)
+float pipe_device_merge_iou(const pipe_device *dev)
 {
-    if (dev->box)
-        return det_box_trees_merge(trees, n, dev->patch_iou, err);
-    if (dev->cpu)
-        return det_cpu_engine_merge(dev->cpu, trees, n, err);
-    float iou = det_engine_nms_iou(dev->det);
-    cnp_status result = CNP_OK;
-    if (*n >= 2 && iou < 1.0f) {
-        det_box *boxes = malloc(*n * sizeof *boxes);
-        float *scores = malloc(*n * sizeof *scores);
-        uint32_t *keep = malloc(*n * sizeof *keep);
-        cnp_tree *kept = malloc(*n * sizeof *kept);
-        size_t nk = 0;
-        if (!boxes || !scores || !keep || !kept) {
-            cnp_err_set(err, "out of memory for NMS over %zu trees", *n);
-            result = CNP_ERR_NOMEM;
-        } else {
-            for (size_t i = 0; i < *n; i++) {
-                boxes[i] = det_tree_box(&trees[i]);
-                scores[i] = trees[i].score;
-            }
-            result = det_engine_nms(dev->det, boxes, scores, NULL, *n, iou, keep, &nk, err);
-            for (size_t i = 0; result == CNP_OK && i < nk; i++)
-                kept[i] = trees[keep[i]];
-            if (result == CNP_OK) {
-                memcpy(trees, kept, nk * sizeof *kept);
-                *n = nk;
-            }
-        }
-        free(boxes);
-        free(scores);
-        free(keep);
-        free(kept);
-    }
-    if (result == CNP_OK)
-        det_trees_sort(trees, *n);
-    return result;
+    return det_backend_merge_iou(dev->det);
+}
+
+cnp_status pipe_device_merge(pipe_device *dev, cnp_tree *trees, size_t *n, float iou,
+                             cnp_err *err)
+{
+    return det_backend_merge(dev->det, trees, n, iou, err);
 }
 
 cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_result *out,
@@ -250,15 +191,12 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     result = bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask, &out->bin, err);
     if (result != CNP_OK)
         goto fail;
-    if (dev->cpu)
-        result = det_cpu_engine_run(dev->cpu, img, &out->trees, &out->ntrees, err);
-    else if (dev->det || dev->box)
-        result = dev->box ? det_box_engine_run(dev->box, dev->rgba, img->width, img->height,
-                                               &out->trees, &out->ntrees, err)
-                          : det_engine_run(dev->det, dev->rgba, img->width, img->height,
-                                           &out->trees, &out->ntrees, err);
-    if (result != CNP_OK)
-        goto fail;
+    if (dev->det) {
+        det_pixels in = {.w = img->width, .h = img->height, .host = img->rgba, .dev = dev->rgba};
+        if ((result = det_backend_detect(dev->det, &in, &out->trees, &out->ntrees, err)) !=
+            CNP_OK)
+            goto fail;
+    }
     out->device_s = cnp_now() - t0;
     return CNP_OK;
 fail:

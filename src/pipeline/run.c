@@ -102,8 +102,7 @@ static void push_or_finish(pl_ctx *x, pl_queue *q, pl_job *j)
 {
     if (queue_push(q, j->c, j->begin, j->end, j->last))
         return;
-    for (size_t i = 0; i < j->c->nitems; i++)
-        item_fail(&j->c->items[i], CNP_ERR_NOMEM, "%s: out of memory", j->c->items[i].name);
+    chunk_fail(j->c, CNP_ERR_NOMEM, "out of memory");
     if (j->last) {
         stage_finish_chunk(x, j->c);
         chunk_free(j->c);
@@ -117,10 +116,11 @@ static void *thread_fetch(void *arg)
     pl_job j;
     while (queue_pop(&x->q_fetch, &j)) {
         x->src->fetch(x, x->src_self, j.c);
+        chunk_advance(j.c, CHUNK_FETCHED);
         double bytes = 0;
         for (size_t i = 0; i < j.c->nitems; i++)
-            bytes += j.c->items[i].obj.spill_path[0] ? (double)j.c->items[i].obj.size
-                                                     : (double)j.c->items[i].obj.body.len;
+            bytes += j.c->items[i].bytes.spill_path[0] ? (double)j.c->items[i].bytes.size
+                                                       : (double)j.c->items[i].bytes.body.len;
         cnp_metrics_add(x->metrics, "canopy_bytes_in_total", NULL, bytes);
         push_or_finish(x, &x->q_decode, &j);
     }
@@ -183,7 +183,9 @@ static void *thread_write(void *arg)
     pl_ctx *x = arg;
     pl_job j;
     while (queue_pop(&x->q_write, &j)) {
+        chunk_advance(j.c, CHUNK_PROCESSED);
         x->sink->write(x, x->sink_self, j.c);
+        chunk_advance(j.c, CHUNK_WRITTEN);
         push_or_finish(x, &x->q_commit, &j);
     }
     queue_close(&x->q_commit);
@@ -269,7 +271,7 @@ static void run_source(pl_ctx *x)
             slot_release(x);
             break;
         }
-        LOG_DEBUG(x->mode, "chunk %zu: %zu messages, %zu items", c->seq, c->nmsgs, c->nitems);
+        LOG_DEBUG(x->mode, "chunk %zu: %zu messages, %zu items", c->seq, c->nacks, c->nitems);
         pl_job j = {.c = c, .begin = 0, .end = c->nitems, .last = true};
         push_or_finish(x, &x->q_fetch, &j);
     }

@@ -23,15 +23,12 @@ struct pl_cloud_sink {
 
 static const char *item_etag(const pl_item *it)
 {
-    if (it->obj.etag[0])
-        return it->obj.etag;
-    if (it->list_etag)
-        return it->list_etag;
-    return "";
+    return it->etag ? it->etag : "";
 }
 
 /* Queues the uploads of one item; false without memory. */
-static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kvlist *meta)
+static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kvlist *meta,
+                          s3_put_result *put_result)
 {
     const char *model_version = x->sp.model_version;
     char *src = pl_header_safe(it->key);
@@ -57,7 +54,7 @@ static bool queue_uploads(const pl_ctx *x, pl_cloud_sink *s, pl_item *it, aws_kv
                       .data = file ? NULL : data->buf.data, .file = file ? data->path : NULL,
                       .len = (size_t)size, .content_type = pipe_out_content_type[k],
                       .metadata = meta};
-        s3_batch_put(s->batch, &put, &it->put[k]);
+        s3_batch_put(s->batch, &put, &put_result[k]);
     }
     return true;
 }
@@ -66,13 +63,15 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_cloud_sink *s = self;
     aws_kvlist *meta = calloc(c->nitems ? c->nitems : 1, sizeof *meta);
+    /* The uploads' results, PIPE_OUT_COUNT per item: the sink's, not the item's. */
+    s3_put_result *put = calloc(c->nitems ? c->nitems * PIPE_OUT_COUNT : 1, sizeof *put);
     double t0 = cnp_now();
     size_t queued = 0;
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
         if (it->state != ITEM_ENCODED)
             continue;
-        if (!meta || !queue_uploads(x, s, it, &meta[i])) {
+        if (!meta || !put || !queue_uploads(x, s, it, &meta[i], &put[i * PIPE_OUT_COUNT])) {
             item_fail(it, CNP_ERR_NOMEM, "%s: out of memory preparing uploads", it->name);
             continue;
         }
@@ -90,10 +89,11 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
         if (!engine_ok)
             item_fail(it, CNP_ERR_TRANSIENT, "upload engine: %s", err.msg);
         for (int k = 0; k < PIPE_OUT_COUNT && ok; k++) {
-            if (it->out_name[k] && it->put[k].result.status != CNP_OK) {
+            const s3_put_result *pr = &put[i * PIPE_OUT_COUNT + k];
+            if (it->out_name[k] && pr->result.status != CNP_OK) {
                 /* Our own bucket refusing a write is not the image's fault. */
                 item_fail(it, CNP_ERR_TRANSIENT, "s3://%s/%s: %s", s->p.bucket, it->out_name[k],
-                          it->put[k].result.err.msg);
+                          pr->result.err.msg);
                 ok = false;
             }
         }
@@ -108,13 +108,14 @@ static void cloud_write(pl_ctx *x, void *self, pl_chunk *c)
     for (size_t i = 0; meta && i < c->nitems; i++)
         aws_kvlist_free(&meta[i]);
     free(meta);
+    free(put);
 }
 
-static const char *meta_or_msg(const pl_item *it, const char *from_msg, const char *meta)
+static const char *meta_or_msg(const char *from_msg, const char *from_object)
 {
     if (from_msg && from_msg[0])
         return from_msg;
-    return aws_kvlist_get(&it->obj.metadata, meta);
+    return from_object;
 }
 
 /* The trees of an item as rows; NULL without trees or memory. */
@@ -130,7 +131,7 @@ static pg_tree *tree_rows(const pl_item *it, const det_model *m)
         t[k].radius = tr->radius;
         t[k].score = tr->score;
         t[k].label = tr->boxed ? det_model_label(m, tr->label) : NULL;
-        det_box b = det_tree_box(tr);
+        det_box b = pipe_tree_box(tr, it->res.width, it->res.height);
         t[k].xmin = b.x0;
         t[k].ymin = b.y0;
         t[k].xmax = b.x1;
@@ -161,8 +162,8 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
     r->model_version = x->sp.model_version;
     pl_image_uuid(it->bucket, it->key, item_etag(it), it->image_id);
     r->image_id = mi && mi->image_id ? mi->image_id : it->image_id;
-    r->scan_id = meta_or_msg(it, mi ? mi->scan_id : NULL, "scan-id");
-    r->address_id = meta_or_msg(it, mi ? mi->address_id : NULL, "address-id");
+    r->scan_id = meta_or_msg(mi ? mi->scan_id : NULL, it->scan_id);
+    r->address_id = meta_or_msg(mi ? mi->address_id : NULL, it->address_id);
     if (mi && mi->tree_types) {
         r->tree_types = (const char *const *)mi->tree_types;
         r->n_tree_types = mi->n_tree_types;
@@ -213,7 +214,7 @@ static cJSON *notification_trees(const pl_ctx *x, const pl_item *it)
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < it->res.ntrees; i++) {
         const cnp_tree *t = &it->res.trees[i];
-        det_box b = det_tree_box(t);
+        det_box b = pipe_tree_box(t, it->res.width, it->res.height);
         cJSON *o = cJSON_CreateObject();
         if (!o) {
             cJSON_Delete(arr);
@@ -255,6 +256,10 @@ static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item
     cJSON_AddStringToObject(o, "trees_key", r->trees_key ? r->trees_key : "");
     if (it->out_name[PIPE_OUT_GEOJSON])
         cJSON_AddStringToObject(o, "geojson_key", it->out_name[PIPE_OUT_GEOJSON]);
+    if (it->out_name[PIPE_OUT_GPKG])
+        cJSON_AddStringToObject(o, "gpkg_key", it->out_name[PIPE_OUT_GPKG]);
+    if (it->out_name[PIPE_OUT_CSV])
+        cJSON_AddStringToObject(o, "csv_key", it->out_name[PIPE_OUT_CSV]);
     if (r->scan_id)
         cJSON_AddStringToObject(o, "scan_id", r->scan_id);
     if (r->address_id)

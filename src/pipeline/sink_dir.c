@@ -13,6 +13,15 @@ struct pl_dir_sink {
     char *outdir;
 };
 
+/* The j-th output to write: trees.json last, so that it marks an image whose
+ * outputs are all in place (run --skip-existing, files_resume.c). */
+static int write_order(int j)
+{
+    if (j == PIPE_OUT_COUNT - 1)
+        return PIPE_OUT_TREES_JSON;
+    return j < PIPE_OUT_TREES_JSON ? j : j + 1;
+}
+
 static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
 {
     pl_dir_sink *s = self;
@@ -23,7 +32,8 @@ static void dir_write(pl_ctx *x, void *self, pl_chunk *c)
         double t0 = cnp_now();
         bool ok = true;
         uint64_t bytes = 0;
-        for (int k = 0; k < PIPE_OUT_COUNT && ok; k++) {
+        for (int j = 0; j < PIPE_OUT_COUNT && ok; j++) {
+            int k = write_order(j);
             cnp_spool *data = &it->outs.out[k];
             uint64_t size = cnp_spool_size(data);
             if (size == 0)

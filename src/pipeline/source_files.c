@@ -29,8 +29,8 @@ static bool files_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
     return c->nitems > 0;
 }
 
-/* A TIFF file above [limits] window_pixels is not read into memory: GDAL
- * reads its windows from the file itself. True when it was opened so (or
+/* A TIFF or VRT file above [limits] window_pixels is not read into memory:
+ * GDAL reads its windows from the file itself. True when it was opened so (or
  * failed). */
 static bool open_large_tiff(pl_ctx *x, pl_item *it)
 {
@@ -40,7 +40,7 @@ static bool open_large_tiff(pl_ctx *x, pl_item *it)
     if (f)
         fclose(f);
     const char *kind = img_raster_sniff(head, got);
-    if (!kind || strcmp(kind, "tiff") != 0)
+    if (!kind || (strcmp(kind, "tiff") != 0 && strcmp(kind, "vrt") != 0))
         return false;
     img_raster *r = NULL;
     img_georef geo;
@@ -80,7 +80,7 @@ static void files_fetch(pl_ctx *x, void *self, pl_chunk *c)
             it->t_fetch = (cnp_now() - t0) * 1e3;
             continue;
         }
-        cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->obj.body, &err);
+        cnp_status st = cnp_file_read(it->path, (size_t)s->max_bytes, &it->bytes.body, &err);
         it->t_fetch = (cnp_now() - t0) * 1e3;
         if (st != CNP_OK)
             item_fail(it, st == CNP_ERR_IO ? CNP_ERR_INVALID : st, "%s", err.msg);

@@ -20,7 +20,7 @@ static bool listing_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         return false;
     for (; s->next < s->n && (int)c->nitems < s->chunk_size; s->next++) {
         pl_item *it = chunk_add_item(c, -1, s->bucket, s->items[s->next].key, NULL);
-        if (!it || !(it->list_etag = strdup(s->items[s->next].etag))) {
+        if (!it || !(it->etag = strdup(s->items[s->next].etag))) {
             pl_set_fatal(x);
             break;
         }

@@ -23,7 +23,11 @@ struct pl_sqs_source {
     aws_client *aws;
     pl_sqs_params p;
     aws_batch *fetch_batch;     /* used by the fetch thread only */
-    double last_msg, last_ok;
+    /* When the queue was first found empty since the last message (0: it
+     * has not been, since). Idle time counts from an empty ReceiveMessage,
+     * never from the last message: time the source spends held back by
+     * chunks in flight is not idle. */
+    double empty_since, last_ok;
     bool last_failed;           /* the latest ReceiveMessage failed: not "idle" */
     int64_t received;
     /* Chunks in flight. reg_lock guards the list; hb_lock is held for a
@@ -40,6 +44,38 @@ struct pl_sqs_source {
     size_t npend, pend_cap;
     pl_ctx *x;                  /* for pending counts; set by next_chunk */
 };
+
+/* ---- the chunk's messages ------------------------------------------------- */
+
+#define SQ(c) ((pl_sqs_chunk *)(c)->src_state)
+
+static void sqs_chunk_free(void *state)
+{
+    pl_sqs_chunk *q = state;
+    for (size_t i = 0; i < q->n; i++) {
+        msg_parsed_free(&q->msgs[i].parsed);
+        sqs_message_free(&q->msgs[i].m);
+    }
+    free(q->msgs);
+    free(q);
+}
+
+pl_sqs_chunk *pl_sqs_chunk_of(pl_chunk *c)
+{
+    if (!c->src_state) {
+        if (!(c->src_state = calloc(1, sizeof(pl_sqs_chunk))))
+            return NULL;
+        c->src_state_free = sqs_chunk_free;
+    }
+    return c->src_state;
+}
+
+/* Messages in the chunk. */
+static size_t sqs_n(const pl_chunk *c)
+{
+    const pl_sqs_chunk *q = c->src_state;
+    return q ? q->n : 0;
+}
 
 /* ---- pending retries ------------------------------------------------------ */
 
@@ -126,9 +162,9 @@ size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, const 
     for (pl_chunk *c = registry; c; c = c->reg_next) {
         if (now - c->last_extend < every)
             continue;
-        if (n + c->nmsgs > cap) {
+        if (n + sqs_n(c) > cap) {
             size_t ncap = cap ? 2 * cap : 64;
-            while (ncap < n + c->nmsgs)
+            while (ncap < n + sqs_n(c))
                 ncap *= 2;
             const char **grown = realloc(handles, ncap * sizeof *grown);
             if (!grown) {
@@ -140,8 +176,8 @@ size_t pl_heartbeat_collect(pl_chunk *registry, double now, double every, const 
             cap = ncap;
         }
         c->last_extend = now;
-        for (size_t i = 0; i < c->nmsgs; i++)
-            handles[n++] = c->msgs[i].m.receipt_handle;
+        for (size_t i = 0; i < sqs_n(c); i++)
+            handles[n++] = SQ(c)->msgs[i].m.receipt_handle;
     }
     *out = handles;
     return n;
@@ -214,8 +250,8 @@ static void registry_remove(pl_sqs_source *s, pl_chunk *c)
 /* Turns the chunk's messages into items. */
 static void chunk_parse(pl_ctx *x, pl_chunk *c)
 {
-    for (size_t m = 0; m < c->nmsgs; m++) {
-        pl_msg *cm = &c->msgs[m];
+    for (size_t m = 0; m < sqs_n(c); m++) {
+        pl_msg *cm = &SQ(c)->msgs[m];
         if (msg_parse(cm->m.body ? cm->m.body : "", &cm->parsed) != CNP_OK) {
             cm->parsed.kind = MSG_INVALID;
             snprintf(cm->parsed.reason, sizeof cm->parsed.reason, "out of memory parsing");
@@ -261,30 +297,32 @@ static int poll_wait(const pl_sqs_source *s, double idle_deadline)
 static bool idle_over(pl_sqs_source *s, double *deadline)
 {
     double now = cnp_now();
-    double until = s->last_msg + s->p.idle_exit_seconds;
+    double until = (s->empty_since > 0 ? s->empty_since : now) + s->p.idle_exit_seconds;
     double retries = pending_wait_until(s, now);
     if (retries > until)
         until = retries;
     *deadline = until;
     /* A queue that does not answer is not empty: that is the unreachable
      * exit's business. */
-    return !s->p.follow && !s->last_failed && now >= until;
+    return !s->p.follow && !s->last_failed && s->empty_since > 0 && now >= until;
 }
 
 /* Appends received messages to the chunk; false without memory (the
  * messages then come back after their visibility timeout). */
 static bool chunk_take(pl_chunk *c, sqs_message_list *got)
 {
-    pl_msg *grown = realloc(c->msgs, (c->nmsgs + got->n) * sizeof *grown);
+    pl_sqs_chunk *q = pl_sqs_chunk_of(c);
+    pl_msg *grown = q ? realloc(q->msgs, (q->n + got->n) * sizeof *grown) : NULL;
     if (!grown) {
         sqs_message_list_free(got);
         return false;
     }
-    c->msgs = grown;
+    q->msgs = grown;
     for (size_t i = 0; i < got->n; i++) {
-        memset(&c->msgs[c->nmsgs], 0, sizeof c->msgs[c->nmsgs]);
-        c->msgs[c->nmsgs++].m = got->items[i];
+        memset(&q->msgs[q->n], 0, sizeof q->msgs[q->n]);
+        q->msgs[q->n++].m = got->items[i];
     }
+    c->nacks = q->n;
     free(got->items); /* the messages themselves now belong to the chunk */
     got->items = NULL;
     got->n = 0;
@@ -298,7 +336,7 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
     while (!pl_cancelled(x) && !atomic_load(&x->fatal)) {
         if (s->p.max_messages > 0 && s->received >= s->p.max_messages)
             break;
-        int want = s->p.chunk_size - (int)c->nmsgs;
+        int want = s->p.chunk_size - (int)sqs_n(c);
         if (want > SQS_BATCH_MAX)
             want = SQS_BATCH_MAX;
         if (s->p.max_messages > 0 && s->p.max_messages - s->received < want)
@@ -306,13 +344,14 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         if (want <= 0)
             break;
         double deadline = 0;
-        if (c->nmsgs == 0 && idle_over(s, &deadline)) {
+        if (sqs_n(c) == 0 && idle_over(s, &deadline)) {
             LOG_INFO(x->mode, "queue empty for %d s: finishing", s->p.idle_exit_seconds);
             break;
         }
-        int wait = c->nmsgs == 0 ? poll_wait(s, deadline) : 0;
+        int wait = sqs_n(c) == 0 ? poll_wait(s, deadline) : 0;
         sqs_message_list got = {0};
         aws_result ar;
+        double asked = cnp_now();
         /* A cancel ends the long poll at once, not after wait_seconds. */
         cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "receive_message", 1);
         if (sqs_receive(s->aws, s->p.queue_url, want, wait, s->p.visibility_timeout,
@@ -331,15 +370,17 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
                 break;
             }
             sleep(failing < 10 ? 1 : 5);
-            if (c->nmsgs)
+            if (sqs_n(c))
                 break;
             continue;
         }
         s->last_ok = cnp_now();
         s->last_failed = false;
         if (got.n == 0) {
+            if (s->empty_since == 0)
+                s->empty_since = asked;
             sqs_message_list_free(&got);
-            if (c->nmsgs)
+            if (sqs_n(c))
                 break;
             continue;
         }
@@ -347,13 +388,13 @@ static bool sqs_next_chunk(pl_ctx *x, void *self, pl_chunk *c)
         if (!chunk_take(c, &got))
             break;
         s->received += (int64_t)n;
-        s->last_msg = cnp_now();
-        if ((int)c->nmsgs >= s->p.chunk_size)
+        s->empty_since = 0;
+        if ((int)sqs_n(c) >= s->p.chunk_size)
             break;
     }
-    if (pl_cancelled(x) && c->nmsgs == 0)
+    if (pl_cancelled(x) && sqs_n(c) == 0)
         LOG_INFO(x->mode, "signal received: finishing the chunks in flight");
-    if (c->nmsgs == 0)
+    if (sqs_n(c) == 0)
         return false;
     chunk_parse(x, c);
     registry_add(s, c);
@@ -396,7 +437,7 @@ static void settle_items(pl_chunk *c, size_t m, bool deleted, bool deletable)
 {
     for (size_t i = 0; i < c->nitems; i++) {
         pl_item *it = &c->items[i];
-        if (it->msg != (int)m || it->state != ITEM_COMMITTED)
+        if (it->ack != (int)m || it->state != ITEM_COMMITTED)
             continue;
         if (deleted)
             item_advance(it, ITEM_ACKNOWLEDGED);
@@ -412,7 +453,7 @@ static void settle_items(pl_chunk *c, size_t m, bool deleted, bool deletable)
 static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
 {
     pl_sqs_source *s = self;
-    size_t cap = c->nmsgs ? c->nmsgs : 1;
+    size_t cap = sqs_n(c) ? sqs_n(c) : 1;
     const char **del = calloc(cap, sizeof *del), **retry = calloc(cap, sizeof *retry);
     size_t *del_m = calloc(cap, sizeof *del_m);
     int *timeouts = calloc(cap, sizeof *timeouts);
@@ -424,12 +465,12 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
     if (!del || !retry || !del_m || !timeouts || !deleted || !deletable) {
         LOG_ERROR(x->mode, "chunk %zu: out of memory acknowledging; its messages will be "
                            "redelivered", c->seq);
-        for (size_t m = 0; m < c->nmsgs; m++)
+        for (size_t m = 0; m < sqs_n(c); m++)
             settle_items(c, m, false, true);
         goto out;
     }
-    for (size_t m = 0; m < c->nmsgs; m++) {
-        const sqs_message *msg = &c->msgs[m].m;
+    for (size_t m = 0; m < sqs_n(c); m++) {
+        const sqs_message *msg = &SQ(c)->msgs[m].m;
         deletable[m] = pl_message_deletable(c, m, committed);
         if (deletable[m]) {
             del_m[ndel] = m;
@@ -445,12 +486,12 @@ static void sqs_acknowledge(pl_ctx *x, void *self, pl_chunk *c, bool committed)
     for (size_t k = 0; k < ndel; k++) {
         size_t m = del_m[k];
         if (deleted[k])
-            pending_remove(s, c->msgs[m].m.message_id);
+            pending_remove(s, SQ(c)->msgs[m].m.message_id);
         else
-            pending_add(s, c->msgs[m].m.message_id, cnp_now() + s->p.visibility_timeout);
+            pending_add(s, SQ(c)->msgs[m].m.message_id, cnp_now() + s->p.visibility_timeout);
         settle_items(c, m, deleted[k], true);
     }
-    for (size_t m = 0; m < c->nmsgs; m++)
+    for (size_t m = 0; m < sqs_n(c); m++)
         if (!deletable[m])
             settle_items(c, m, false, false);
     if (nretry) {
@@ -491,7 +532,7 @@ cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_
     }
     s->aws = aws;
     s->p = *p;
-    s->last_msg = s->last_ok = cnp_now();
+    s->last_ok = cnp_now();
     pthread_mutex_init(&s->reg_lock, NULL);
     pthread_mutex_init(&s->hb_lock, NULL);
     pthread_mutex_init(&s->pend_lock, NULL);

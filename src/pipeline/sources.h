@@ -3,6 +3,9 @@
 #ifndef CANOPY_PL_SOURCES_H
 #define CANOPY_PL_SOURCES_H
 
+#include "canopy/aws.h"
+#include "canopy/s3.h"
+#include "canopy/sqs.h"
 #include "canopy/store.h"
 #include "pipeline/pl_internal.h"
 
@@ -26,6 +29,23 @@ typedef struct pl_sqs_params {
 } pl_sqs_params;
 cnp_status pl_sqs_source_create(aws_client *aws, const pl_sqs_params *p, pl_sqs_source **out,
                                 cnp_err *err);
+/* A message of a chunk: what the SQS source keeps in the chunk's src_state
+ * to acknowledge it (items point at it through their ack token, the
+ * message's index, and at its parsed items through meta). */
+typedef struct pl_msg {
+    sqs_message m;
+    msg_parsed parsed;
+} pl_msg;
+
+typedef struct pl_sqs_chunk {
+    pl_msg *msgs;
+    size_t n;
+} pl_sqs_chunk;
+
+/* The SQS state of chunk c, created empty on first use and freed by
+ * chunk_free; NULL without memory. */
+pl_sqs_chunk *pl_sqs_chunk_of(pl_chunk *c);
+
 /* Puts a chunk in flight: the heartbeat extends its messages until
  * acknowledge takes it out (next_chunk does this; tests call it directly). */
 void pl_sqs_source_track(pl_sqs_source *s, pl_chunk *c);
@@ -55,6 +75,13 @@ typedef struct pl_file {
 cnp_status pl_files_source_create(pl_file *files, size_t n, int chunk_size,
                                   int64_t max_bytes, pl_files_source **out, cnp_err *err);
 void pl_files_source_free(pl_files_source *s);
+/* True when name (no directory) ends in an output suffix: <stem>.mask.png, ...
+ * (files_resume.c). */
+bool pl_is_output_name(const char *name);
+/* True when outdir holds stem's outputs written by a finished run with
+ * model_version ("none" without a detector): a trees.json, written last,
+ * that parses and names that model, and a mask. */
+bool pl_outputs_complete(const char *outdir, const char *stem, const char *model_version);
 
 /* S3 + PostgreSQL + output queue. */
 typedef struct pl_cloud_sink pl_cloud_sink;

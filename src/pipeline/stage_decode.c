@@ -18,7 +18,7 @@ static bool open_windowed(const pl_ctx *x, pl_item *it, uint32_t w, uint32_t h)
     uint64_t px = (uint64_t)w * h;
     if (px <= x->sp.window_pixels)
         return false;
-    const char *kind = img_raster_sniff(it->obj.body.data, it->obj.body.len);
+    const char *kind = img_raster_sniff(it->bytes.body.data, it->bytes.body.len);
     if (!kind || strcmp(kind, "tiff") != 0)
         return false; /* PNG and JPEG decode sequentially: whole */
     cnp_err err;
@@ -29,7 +29,7 @@ static bool open_windowed(const pl_ctx *x, pl_item *it, uint32_t w, uint32_t h)
                   (unsigned long long)x->sp.max_pixels);
         return true;
     }
-    st = img_raster_open(it->obj.body.data, it->obj.body.len, NULL, it->name, &it->raster,
+    st = img_raster_open(it->bytes.body.data, it->bytes.body.len, NULL, it->name, &it->raster,
                          &it->geo, &err);
     if (st != CNP_OK)
         item_fail(it, st, "%s", err.msg);
@@ -43,9 +43,9 @@ static bool open_windowed(const pl_ctx *x, pl_item *it, uint32_t w, uint32_t h)
  * True when the item is now windowed or failed. */
 static bool open_spilled(const pl_ctx *x, pl_item *it)
 {
-    char path[sizeof it->obj.spill_path];
-    snprintf(path, sizeof path, "%s", it->obj.spill_path);
-    it->obj.spill_path[0] = '\0';
+    char path[sizeof it->bytes.spill_path];
+    snprintf(path, sizeof path, "%s", it->bytes.spill_path);
+    it->bytes.spill_path[0] = '\0';
     unsigned char head[8];
     FILE *f = fopen(path, "rb");
     size_t got = f ? fread(head, 1, sizeof head, f) : 0;
@@ -62,7 +62,7 @@ static bool open_spilled(const pl_ctx *x, pl_item *it)
         if (px > x->sp.window_pixels && (!x->sp.max_pixels || px <= x->sp.max_pixels)) {
             unlink(path);
             LOG_DEBUG(x->mode, "%s: %lld bytes streamed to a temporary file, read in windows",
-                      it->name, (long long)it->obj.size);
+                      it->name, (long long)it->bytes.size);
             it->raster = r;
             it->geo = geo;
             return true;
@@ -70,7 +70,7 @@ static bool open_spilled(const pl_ctx *x, pl_item *it)
         img_raster_close(r);
         img_georef_free(&geo);
     }
-    st = cnp_file_read(path, 0, &it->obj.body, &err);
+    st = cnp_file_read(path, 0, &it->bytes.body, &err);
     unlink(path);
     if (st != CNP_OK) {
         item_fail(it, CNP_ERR_TRANSIENT, "%s: reading its temporary file back: %s", it->name,
@@ -78,6 +78,21 @@ static bool open_spilled(const pl_ctx *x, pl_item *it)
         return true;
     }
     return false;
+}
+
+/* The size of a local VRT file (its bytes alone do not say). */
+static bool vrt_size(const pl_item *it, uint32_t *w, uint32_t *h)
+{
+    const char *kind = img_raster_sniff(it->bytes.body.data, it->bytes.body.len);
+    img_raster *r = NULL;
+    cnp_err err;
+    if (!kind || strcmp(kind, "vrt") != 0 ||
+        img_raster_open(NULL, 0, it->path, it->path, &r, NULL, &err) != CNP_OK)
+        return false;
+    *w = img_raster_width(r);
+    *h = img_raster_height(r);
+    img_raster_close(r);
+    return true;
 }
 
 /* Pixels an item will hold at once: decoded whole, or one window of a raster
@@ -89,13 +104,14 @@ static uint64_t item_pixels(const pl_ctx *x, pl_item *it)
     cnp_err err;
     if (it->state != ITEM_FETCHED)
         return 0;
-    if (!it->raster && it->obj.spill_path[0] && open_spilled(x, it))
+    if (!it->raster && it->bytes.spill_path[0] && open_spilled(x, it))
         return it->state == ITEM_FETCHED ? pipe_device_window_side(x->dev) *
                                                (uint64_t)pipe_device_window_side(x->dev)
                                          : 0;
     if (!it->raster) {
-        if (img_raster_probe(it->obj.body.data, it->obj.body.len, it->name, &w, &h, &err) !=
-            CNP_OK)
+        if (img_raster_probe(it->bytes.body.data, it->bytes.body.len, it->name, &w, &h, &err) !=
+                CNP_OK &&
+            !(it->path && vrt_size(it, &w, &h)))
             return 0;
         if (!open_windowed(x, it, w, h))
             return (uint64_t)w * h;
@@ -133,11 +149,17 @@ static void decode_one(void *arg, size_t i)
     }
     cnp_err err;
     double t0 = cnp_now();
-    cnp_status st = img_raster_decode(it->obj.body.data, it->obj.body.len, it->name,
-                                      j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
-                                      &err);
+    /* A local file is decoded with its sidecar files (georeferencing) and,
+     * a VRT, the files it names; an object's bytes are all there is. */
+    cnp_status st =
+        it->path ? img_raster_decode_file(it->bytes.body.data, it->bytes.body.len, it->path,
+                                          j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                          &err)
+                 : img_raster_decode(it->bytes.body.data, it->bytes.body.len, it->name,
+                                     j->x->sp.max_pixels, &it->img, &it->geo, &it->nodata,
+                                     &err);
     it->t_decode = (cnp_now() - t0) * 1e3;
-    cnp_buf_free(&it->obj.body);
+    cnp_buf_free(&it->bytes.body);
     if (st != CNP_OK) {
         item_fail(it, st, "%s", err.msg);
         return;

@@ -1,10 +1,33 @@
 /* Stage: encode. Georeferencing (map and lon/lat positions), then mask,
  * overlay, trees.json and trees.geojson of each processed image on the
  * pool; the pixels are freed and their budget returned right after. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "canopy/log.h"
 #include "pipeline/pl_internal.h"
+
+/* A georeferenced input whose pixels are more than twice or less than half
+ * the model's training resolution: the detector sees trees at a scale it
+ * never learnt. Warns naming both (added to a warning the item has). */
+static void check_resolution(const pl_ctx *x, pl_item *it)
+{
+    if (!x->sp.model || !it->geo.valid)
+        return;
+    double px = img_georef_pixel_m(&it->geo, it->res.width / 2.0, it->res.height / 2.0);
+    double want = det_model_resolution_m(x->sp.model);
+    if (!(px > 0) || (px <= 2 * want && px >= want / 2))
+        return;
+    char text[sizeof it->warning_buf];
+    snprintf(text, sizeof text, "%s%spixel size %.3g m is more than 2x from the model's "
+             "training resolution %.3g m: resample the input (gdalwarp -tr %g %g) for "
+             "reliable detections", it->warning ? it->warning : "", it->warning ? "; " : "",
+             px, want, want, want);
+    memcpy(it->warning_buf, text, sizeof text);
+    it->warning = it->warning_buf;
+    LOG_WARN(x->mode, "%s: %s", it->name, it->warning);
+}
 
 struct encode_job {
     pl_ctx *x;
@@ -39,8 +62,10 @@ static void encode_one(void *arg, size_t i)
             in.trees_geo = it->trees_geo;
             in.footprint = it->footprint;
         }
-        if (st == CNP_OK)
+        if (st == CNP_OK) {
+            check_resolution(j->x, it);
             st = pipe_encode(&ep, &in, &it->outs, &err);
+        }
         else
             cnp_err_prefix(&err, "%s", it->name);
         it->t_encode = (cnp_now() - t0) * 1e3;

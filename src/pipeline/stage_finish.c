@@ -71,12 +71,12 @@ void pl_ack_without_message(pl_ctx *x, void *self, pl_chunk *c, bool committed)
 void stage_finish_chunk(pl_ctx *x, pl_chunk *c)
 {
     bool committed = x->sink->commit(x, x->sink_self, c);
-    if (!committed)
-        for (size_t i = 0; i < c->nitems; i++)
-            if (c->items[i].state != ITEM_FAILED_TRANSIENT)
-                item_fail(&c->items[i], CNP_ERR_TRANSIENT, "%s: not committed",
-                          c->items[i].name);
+    if (committed)
+        chunk_advance(c, CHUNK_COMMITTED);
+    else
+        chunk_fail(c, CNP_ERR_TRANSIENT, "not committed");
     x->src->acknowledge(x, x->src_self, c, committed);
+    chunk_advance(c, CHUNK_ACKNOWLEDGED);
     for (size_t i = 0; i < c->nitems; i++)
         report(x, &c->items[i]);
 }

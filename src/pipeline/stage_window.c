@@ -29,8 +29,7 @@ struct window_run {
     pl_item *it;
     uint32_t W, H;
     FILE *values;          /* (value, valid) per pixel, row-major */
-    uint32_t hist[256];
-    uint64_t nodata;
+    bin_stream bin;        /* histogram and nodata count of pass 1 */
     cnp_tree *trees;
     size_t ntrees, cap;
     cnp_image preview;
@@ -66,7 +65,6 @@ static bool owns(const det_tile *t, uint32_t x, uint32_t y)
 static cnp_status take_pixels(struct window_run *wr, const det_tile *t, const uint8_t *rgba,
                               uint8_t *row, cnp_err *err)
 {
-    enum cnp_bin_channel ch = wr->x->sp.binarize.channel;
     for (uint32_t y = 0; y < t->h; y++) {
         uint32_t gy = t->y0 + y, first = UINT32_MAX, last = 0;
         for (uint32_t x = 0; x < t->w; x++) {
@@ -74,17 +72,10 @@ static cnp_status take_pixels(struct window_run *wr, const det_tile *t, const ui
             if (!owns(t, gx, gy))
                 continue;
             const uint8_t *p = rgba + 4 * ((size_t)y * t->w + x);
-            uint8_t v = bin_channel_value(p, ch);
-            bool valid = p[3] != 0;
-            if (valid)
-                wr->hist[v]++;
-            else
-                wr->nodata++;
             if (first == UINT32_MAX)
                 first = x;
             last = x;
-            row[2 * (x - first)] = v;
-            row[2 * (x - first) + 1] = valid;
+            bin_stream_put(&wr->bin, p, &row[2 * (x - first)]);
             if (wr->preview.rgba && gx % wr->step == 0 && gy % wr->step == 0) {
                 uint8_t *q = wr->preview.rgba +
                              4 * ((size_t)(gy / wr->step) * wr->preview.width + gx / wr->step);
@@ -211,10 +202,7 @@ static cnp_status pass2(struct window_run *wr, int threshold, uint64_t *fg, cnp_
             result = CNP_ERR_IO;
             goto out;
         }
-        for (size_t i = 0; i < n; i++) {
-            mask[i] = vals[2 * i + 1] && (int)vals[2 * i] > threshold ? 255 : 0;
-            *fg += mask[i] != 0;
-        }
+        *fg += bin_stream_mask(threshold, vals, n, IMG_MASK_NODATA, mask);
         if ((result = img_mask_writer_put(mw, 0, y, wr->W, h, mask, err)) != CNP_OK)
             goto out;
         progress_to(wr, wr->progress + wr->progress * (long long)(y + h) / (long long)wr->H);
@@ -246,12 +234,15 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     memset(r, 0, sizeof *r);
     r->width = wr.W;
     r->height = wr.H;
-    if (x->sp.binarize.method == CNP_BIN_ADAPTIVE) {
+    r->overlay_step = wr.step;
+    if ((result = bin_stream_init(&wr.bin, &x->sp.binarize, err)) == CNP_ERR_INVALID) {
         cnp_err_set(err, "%s: %ux%u is processed in windows ([limits] window_pixels), where "
                          "adaptive binarization is not available: use otsu or fixed",
                     it->name, wr.W, wr.H);
         return CNP_ERR_INVALID;
     }
+    if (result != CNP_OK)
+        return result;
     bool overlay = x->sp.detector && x->sp.output.overlay;
     if (overlay &&
         (result = cnp_image_alloc(&wr.preview, (wr.W + wr.step - 1) / wr.step,
@@ -265,18 +256,18 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     }
     if ((result = pass1(&wr, err)) != CNP_OK)
         goto out;
-    int threshold = x->sp.binarize.method == CNP_BIN_OTSU ? bin_otsu(wr.hist)
-                                                         : x->sp.binarize.threshold;
+    int threshold = bin_stream_threshold(&wr.bin);
     uint64_t fg = 0;
     if ((result = pass2(&wr, threshold, &fg, err)) != CNP_OK)
         goto out;
-    if (wr.ntrees && (result = pipe_device_nms(x->dev, wr.trees, &wr.ntrees, err)) != CNP_OK)
+    if (wr.ntrees && (result = pipe_device_merge(x->dev, wr.trees, &wr.ntrees,
+                                                 pipe_device_merge_iou(x->dev), err)) != CNP_OK)
         goto out;
     uint64_t n = (uint64_t)wr.W * wr.H;
-    it->nodata = wr.nodata;
+    it->nodata = wr.bin.nodata;
     r->bin.threshold = threshold;
     r->bin.foreground = fg;
-    r->bin.canopy_cover = n > wr.nodata ? (double)fg / (double)(n - wr.nodata) : 0.0;
+    r->bin.canopy_cover = n > wr.bin.nodata ? (double)fg / (double)(n - wr.bin.nodata) : 0.0;
     r->trees = wr.trees;
     r->ntrees = wr.ntrees;
     wr.trees = NULL;

@@ -199,17 +199,85 @@ static void test_nodata(void)
     cnp_image_free(&img);
 }
 
+/* The streaming binarizer (windowed rasters) against the reference on the
+ * whole image: pixels fed window by window in a scattered order; the
+ * threshold identical (nodata left out of the histogram, as the reference
+ * leaves it out), the mask identical with nodata as background; adaptive
+ * refused. */
+static void test_stream(void)
+{
+    cnp_image img;
+    cnp_err err;
+    if (img_png_read_file(CANOPY_NEON_DIR "/OSBS_029.png", 0, &img, &err) != CNP_OK) {
+        CHECK(!"OSBS_029.png unreadable", "%s", err.msg);
+        return;
+    }
+    uint32_t w = img.width, h = img.height;
+    size_t n = (size_t)w * h;
+    for (size_t k = 0; k < n; k++)
+        if ((k % w) > w - 37 && (k / w) < 53)
+            img.rgba[4 * k + 3] = 0; /* nodata corner */
+    for (int ch = 0; ch < 2; ch++)
+        for (int method = 0; method < 2; method++) {
+            cnp_binarize_config cfg = {.method = method ? CNP_BIN_FIXED : CNP_BIN_OTSU,
+                                       .channel = ch ? CNP_CH_EXG : CNP_CH_LUMA,
+                                       .threshold = 97, .window = 31};
+            bin_stream s;
+            CHECK(bin_stream_init(&s, &cfg, &err) == CNP_OK, "%s", err.msg);
+            uint8_t *pairs = malloc(2 * n), *mask = malloc(n), *ref = malloc(n);
+            /* Windows of 61 x 47, bottom-right first. */
+            for (long y0 = ((long)h - 1) / 47 * 47; y0 >= 0; y0 -= 47)
+                for (long x0 = ((long)w - 1) / 61 * 61; x0 >= 0; x0 -= 61)
+                    for (uint32_t y = (uint32_t)y0; y < h && y < (uint32_t)y0 + 47; y++)
+                        for (uint32_t x = (uint32_t)x0; x < w && x < (uint32_t)x0 + 61; x++) {
+                            size_t k = (size_t)y * w + x;
+                            bin_stream_put(&s, img.rgba + 4 * k, pairs + 2 * k);
+                        }
+            int thr = bin_stream_threshold(&s);
+            uint64_t fg = bin_stream_mask(thr, pairs, n, 0, mask);
+            bin_params p = {.method = cfg.method, .channel = cfg.channel, .threshold = 97,
+                            .window = 31};
+            bin_result r;
+            CHECK(bin_ref_run(&p, &img, ref, &r, &err) == CNP_OK, "%s", err.msg);
+            /* The window stage's mask: nodata pixels are background. */
+            uint64_t want_fg = 0;
+            for (size_t k = 0; k < n; k++) {
+                if (img.rgba[4 * k + 3] == 0)
+                    ref[k] = 0;
+                want_fg += ref[k] != 0;
+            }
+            CHECK(thr == r.threshold && fg == want_fg && memcmp(mask, ref, n) == 0,
+                  "channel %d method %d: stream threshold %d fg %llu, reference %d fg %llu", ch,
+                  method, thr, (unsigned long long)fg, r.threshold,
+                  (unsigned long long)want_fg);
+            CHECK(s.nodata == 36u * 53u, "nodata %llu", (unsigned long long)s.nodata);
+            free(pairs);
+            free(mask);
+            free(ref);
+        }
+    cnp_binarize_config ad = {.method = CNP_BIN_ADAPTIVE, .window = 31};
+    bin_stream s;
+    CHECK(bin_stream_init(&s, &ad, &err) == CNP_ERR_INVALID && strstr(err.msg, "adaptive"));
+    cnp_image_free(&img);
+}
+
 int main(void)
 {
     cnp_config cfg;
     cnp_err err;
     test_channels();
-    cnp_config_defaults(&cfg);
+    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
+     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
+    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
+        fprintf(stderr, "configuration: %s\n", err.msg);
+        return 1;
+    }
     if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     test_sizes();
     test_neon();
     test_nodata();
+    test_stream();
     ocl_ctx_free(g_ctx);
     return TEST_RESULT();
 }

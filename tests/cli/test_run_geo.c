@@ -4,7 +4,8 @@
  *    pixel position, and its lon/lat PROJ's transform of that;
  *  - trees.geojson is RFC 7946: a FeatureCollection of closed,
  *    counter-clockwise crown polygons in lon/lat with a bbox holding them;
- *  - the mask is a GeoTIFF with the input's geotransform and CRS;
+ *  - the mask is a GeoTIFF with the input's geotransform and CRS, nodata
+ *    pixels its NoData value;
  *  - nodata is no canopy: canopy_cover is over valid pixels only;
  *  - an elevation model is refused with its reason, a PNG is not
  *    georeferenced and gets no GeoJSON;
@@ -217,14 +218,18 @@ static void check_mask_tif(const char *stem, double want_cover)
         uint8_t *m = malloc((size_t)w * h);
         CHECK(GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Read, 0, 0, w, h, m, w, h, GDT_Byte, 0,
                            0) == CE_None);
+        /* Nodata is the mask's NoData value (1), never canopy (255). */
         size_t fg = 0, block = 0;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 bool in_block = y < 120 && x < 160;
-                fg += m[(size_t)y * w + x] != 0;
-                block += in_block && m[(size_t)y * w + x] != 0;
+                fg += m[(size_t)y * w + x] == 255;
+                block += in_block && m[(size_t)y * w + x] != 1;
             }
-        CHECK_MSG(block == 0, "%zu nodata pixels are canopy", block);
+        int has_nodata = 0;
+        CHECK(GDALGetRasterNoDataValue(GDALGetRasterBand(ds, 1), &has_nodata) == 1 &&
+              has_nodata);
+        CHECK_MSG(block == 0, "%zu nodata pixels are not NoData in the mask", block);
         double cover = (double)fg / ((double)w * h - 120 * 160);
         CHECK_MSG(fabs(cover - want_cover) < 1e-4, "cover %.4f, mask over valid pixels %.4f",
                   want_cover, cover);

@@ -7,53 +7,29 @@
  * - devices says what it searched and what to install, not "see canopy
  *   devices";
  * - every command's --help lists its flags;
- * - -V and version work as --version does. */
+ * - -V and version work as --version does;
+ * - (issue 22) eval reads JPEG and GeoTIFF images, model import takes -c,
+ *   the help texts name rasters and every exit code, bench writes JSON only
+ *   where --json says and checks it first, submit against an unreachable
+ *   endpoint exits 1. */
 #include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "canopy/buf.h"
+#include "cliutil.h"
 #include "testutil.h"
 
 static char g_dir[] = "/tmp/canopy-test-cli-misc-XXXXXX";
 
-/* What one run of canopy left behind. */
-typedef struct run_result {
-    int code;  /* exit code, -1 when killed */
-    char *out; /* stdout, NUL-terminated */
-    char *err; /* stderr, NUL-terminated */
-} run_result;
+typedef cli_result run_result;
+#define slurp cli_slurp
+#define run_result_free cli_result_free
 
-static char *slurp(const char *path)
-{
-    cnp_buf b = {0};
-    if (cnp_file_read(path, 0, &b, NULL) != CNP_OK || cnp_buf_append(&b, "", 1) != CNP_OK) {
-        cnp_buf_free(&b);
-        return strdup("");
-    }
-    return (char *)b.data;
-}
-
-/* Runs `env ENV canopy ARGS` through the shell (env may be ""). */
+/* Runs `env ENV canopy ARGS` in g_dir (env may be ""). */
 static run_result run(const char *env, const char *args)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd %s && env %s %s %s > %s/stdout 2> %s/stderr", g_dir, env,
-             CANOPY_BINARY, args, g_dir, g_dir);
-    int st = system(cmd);
-    run_result r = {.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
-    snprintf(cmd, sizeof cmd, "%s/stdout", g_dir);
-    r.out = slurp(cmd);
-    snprintf(cmd, sizeof cmd, "%s/stderr", g_dir);
-    r.err = slurp(cmd);
-    return r;
-}
-
-static void run_result_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run(g_dir, CANOPY_BINARY, env, args);
 }
 
 static void write_file(const char *name, const char *text)
@@ -233,6 +209,121 @@ static void test_version(void)
     run_result_free(&ref);
 }
 
+/* Before: "cannot read OSBS_029.jpg: not a PNG file (bad signature)". */
+static void test_eval_rasters(void)
+{
+    char cmd[2048];
+    CHECK(mkdir("rasters", 0755) == 0 || errno == EEXIST);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && gdal_translate -q -of JPEG -co QUALITY=95 %s/OSBS_029.png "
+             "rasters/OSBS_029.jpg && gdal_translate -q -of GTiff %s/OSBS_029.png "
+             "rasters/OSBS_029.tif",
+             g_dir, CANOPY_NEON_DIR, CANOPY_NEON_DIR);
+    CHECK_FATAL(system(cmd) == 0, "%s", cmd);
+    CHECK(mkdir("ann3", 0755) == 0 || errno == EEXIST);
+    write_file("ann3/rasters.csv", "image_path,xmin,ymin,xmax,ymax,label\n"
+                                   "OSBS_029.jpg,203,67,227,90,Tree\n"
+                                   "OSBS_029.tif,203,67,227,90,Tree\n"
+                                   "OSBS_029.tif,256,99,288,140,Tree\n");
+    run_result r = run("", "eval --cpu --images rasters --annotations ann3");
+    CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
+    CHECK(strstr(r.out, "OSBS_029.jpg") && strstr(r.out, "OSBS_029.tif"), "%s", r.out);
+    const char *overall = strstr(r.out, "overall (micro)");
+    size_t truth = 0;
+    CHECK(overall && sscanf(overall, "overall (micro) %zu", &truth) == 1 && truth == 3, "%s",
+          r.out);
+    run_result_free(&r);
+}
+
+/* Before: "canopy model import: invalid option -- 'c'". */
+static void test_model_import_config(void)
+{
+    write_file("good.ini", "[log]\nlevel = warn\n");
+    run_result r = run("", "model import -c good.ini nowhere --output m.cnw");
+    CHECK(r.code == 1 && strstr(r.err, "nowhere") && !strstr(r.err, "invalid option"),
+          "exit %d: %s", r.code, r.err);
+    run_result_free(&r);
+    write_file("typo.ini", "[log]\nlevle = warn\n");
+    r = run("", "model import --config typo.ini nowhere --output m.cnw");
+    CHECK(r.code == 2 && strstr(r.err, "typo.ini:2: unknown key 'levle'"), "exit %d: %s",
+          r.code, r.err);
+    run_result_free(&r);
+    static const char *const flags[] = {"--config", "--output", "--version", "--set", "--help",
+                                        NULL};
+    check_help("model import", flags);
+}
+
+/* Help texts: rasters, not PNGs; every exit code; no build-machine path. */
+static void test_help_texts(void)
+{
+    run_result r = run("", "--help");
+    CHECK(r.code == 0, "exit %d", r.code);
+    static const char *const stale[] = {"every PNG", "upload PNGs", "(db migrate)", NULL};
+    for (const char *const *p = stale; *p; p++)
+        CHECK(strstr(r.out, *p) == NULL, "canopy --help says '%s':\n%s", *p, r.out);
+    CHECK(strstr(r.out, "4 (drain)") && strstr(r.out, "5 (run)"), "%s", r.out);
+    run_result_free(&r);
+    static const struct {
+        const char *cmd, *stale;
+    } helps[] = {{"reprocess --help", "every .png"},
+                 {"drain --help", "each PNG"},
+                 {"drain --help", "<key>.mask.png"},
+                 {"eval --help", "names a PNG"},
+                 {"bench --help", CANOPY_SOURCE_DIR}};
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        r = run("", helps[i].cmd);
+        CHECK(r.code == 0 && strstr(r.out, helps[i].stale) == NULL, "canopy %s: '%s':\n%s",
+              helps[i].cmd, helps[i].stale, r.out);
+        run_result_free(&r);
+    }
+    r = run("", "run --help");
+    CHECK(strstr(r.out, "5 interrupted") && strstr(r.out, "--skip-existing"), "%s", r.out);
+    run_result_free(&r);
+}
+
+/* Before: bench wrote bench/results/bench.json under the working directory
+ * on every run, and failed only after running everything when it could
+ * not. */
+static void test_bench_json(void)
+{
+    CHECK(mkdir("bench", 0755) == 0 || errno == EEXIST);
+    CHECK(mkdir("bench/results", 0755) == 0 || errno == EEXIST);
+    write_file("bench/results/bench.json", "tracked\n");
+    run_result r = run("", "bench --repeat 1 --size 64");
+    CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
+    CHECK(strstr(r.err, "tests/data/neon: no such directory") != NULL, "%s", r.err);
+    run_result_free(&r);
+    char *kept = slurp("bench/results/bench.json");
+    CHECK(strcmp(kept, "tracked\n") == 0, "bench overwrote bench/results/bench.json");
+    free(kept);
+    r = run("", "bench --repeat 1 --size 64 --json no-such-dir/b.json");
+    CHECK(r.code == 2 && strstr(r.err, "--json no-such-dir/b.json: directory no-such-dir "
+                                       "does not exist"),
+          "exit %d: %s", r.code, r.err);
+    CHECK(strstr(r.out, "MPix/s") == NULL, "benchmarks ran before the check:\n%s", r.out);
+    run_result_free(&r);
+    r = run("", "bench --repeat 1 --size 64 --json b.json");
+    CHECK(r.code == 0, "exit %d: %s", r.code, r.err);
+    char *json = slurp("b.json");
+    CHECK(strstr(json, "\"results\"") != NULL, "%s", json);
+    free(json);
+    run_result_free(&r);
+}
+
+/* Before: every upload failed "transiently", counted as failed images: exit 3. */
+static void test_submit_unreachable(void)
+{
+    write_file("down.ini", "[aws]\nregion = us-east-1\nendpoint_url = http://127.0.0.1:1\n"
+                           "access_key_id = AKIDEXAMPLE\nsecret_access_key = x\n"
+                           "max_attempts = 1\nconnect_timeout = 2\n"
+                           "[input]\nbucket = in\n"
+                           "queue_url = http://127.0.0.1:1/000000000000/in\n");
+    run_result r = run("", "submit -c down.ini " CANOPY_NEON_DIR "/OSBS_029.png");
+    CHECK(r.code == 1, "exit %d: %s", r.code, r.err);
+    CHECK(strstr(r.err, "http://127.0.0.1:1") != NULL, "%s", r.err);
+    run_result_free(&r);
+}
+
 int main(void)
 {
     if (!mkdtemp(g_dir) || chdir(g_dir) != 0)
@@ -243,6 +334,11 @@ int main(void)
     test_help_lists_flags();
     test_model_import_errors();
     test_version();
+    test_eval_rasters();
+    test_model_import_config();
+    test_help_texts();
+    test_bench_json();
+    test_submit_unreachable();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0)

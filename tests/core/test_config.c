@@ -54,6 +54,14 @@ static void test_defaults_match_shipped_file(void)
         snprintf(needle, sizeof needle, "\n%s =", key);
         CHECK_MSG(strstr(file, needle) != NULL, "key '%s' is not documented in canopy.ini", key);
     }
+    /* Its comments say what the code does (README "Install", ocl.c's
+     * default_cache_dir): before, the model lookup skipped the places next to
+     * the executable and the cache missed its kernels/ directory. */
+    CHECK(strstr(file, "next to the executable in ../share/canopy/") != NULL,
+          "canopy.ini: model lookup order");
+    CHECK(strstr(file, "$XDG_CACHE_HOME/canopy/kernels") &&
+              strstr(file, "~/.cache/canopy/kernels"),
+          "canopy.ini: cache_dir default");
 }
 
 static void test_file_env_flags(void)
@@ -108,10 +116,35 @@ static void test_origins(void)
     CHECK(strstr(err.msg, "CANOPY_BATCH_SIZEE") && strstr(err.msg, "did you mean CANOPY_BATCH_SIZE?"),
           "%s", err.msg);
     unsetenv("CANOPY_BATCH_SIZEE");
-    /* Not configuration: a variable of no known section is left alone. */
+    /* A misspelt section with a key of the section it is near: an error
+     * naming the variable meant (before: silently ignored). */
+    setenv("CANOPY_BACTH_SIZE", "3", 1);
+    CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "CANOPY_BACTH_SIZE: there is no section [bacth] (did you mean "
+                          "CANOPY_BATCH_SIZE?)") == 0,
+          "%s", err.msg);
+    unsetenv("CANOPY_BACTH_SIZE");
+    /* Not configuration: a variable of no known section is left alone, and
+     * so is one near a section but with none of its keys (CANOPY_PG_OS_USER
+     * is two edits from [log]). */
     setenv("CANOPY_STACK_DIR", "/tmp/x", 1);
+    setenv("CANOPY_PG_OS_USER", "postgres", 1);
+    setenv("CANOPY_NEON_DIR", "/tmp/x", 1);
     CHECK(cnp_config_load(&cfg, NULL, &err) == CNP_OK, "%s", err.msg);
     unsetenv("CANOPY_STACK_DIR");
+    unsetenv("CANOPY_PG_OS_USER");
+    unsetenv("CANOPY_NEON_DIR");
+
+    /* --set (cnp_config_set) names the likely key or section as well. */
+    cnp_config_defaults(&cfg);
+    CHECK(cnp_config_set(&cfg, "batch", "sise", "3", &err) == CNP_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "unknown key 'sise' in section [batch] (did you mean 'size'?)") == 0,
+          "%s", err.msg);
+    CHECK(cnp_config_set(&cfg, "detecter", "model", "x.cnw", &err) == CNP_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "unknown section [detecter] (did you mean [detector]?)") == 0, "%s",
+          err.msg);
+    CHECK(cnp_config_set(&cfg, "zzzzzzzz", "model", "x.cnw", &err) == CNP_ERR_CONFIG);
+    CHECK(strcmp(err.msg, "unknown section [zzzzzzzz]") == 0, "%s", err.msg);
 }
 
 static void expect_error(const char *text, const char *line, const char *reason)
@@ -129,8 +162,10 @@ static void expect_error(const char *text, const char *line, const char *reason)
 
 static void test_errors(void)
 {
-    expect_error("[batch]\nsize = 3\nsise = 4\n", "3", "unknown key 'sise'");
-    expect_error("[bacth]\nsize = 3\n", "2", "unknown section [bacth]");
+    expect_error("[batch]\nsize = 3\nsise = 4\n", "3",
+                 "unknown key 'sise' in section [batch] (did you mean 'size'?)");
+    expect_error("[bacth]\nsize = 3\n", "2", "unknown section [bacth] (did you mean [batch]?)");
+    expect_error("[output]\nqueue_ulr = x\n", "2", "(did you mean 'queue_url'?)");
     expect_error("; c\n[batch]\n\nsize = ten\n", "4", "not an integer");
     expect_error("[batch]\nsize = 0\n", "2", "out of range");
     expect_error("[binarize]\nmethod = sauvola\n", "2", "not one of otsu, fixed, adaptive");
@@ -288,6 +323,29 @@ static void clear_canopy_env(void)
     }
 }
 
+/* [output] vector: a comma-separated set of formats, or none; the default
+ * keeps today's outputs (GeoJSON only); the dump writes it back. */
+static void test_vector_set(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    CHECK(cfg.output.vector == CNP_VECTOR_GEOJSON);
+    CHECK(cnp_config_set(&cfg, "output", "vector", "csv, GPKG,geojson", &err) == CNP_OK);
+    CHECK(cfg.output.vector == (CNP_VECTOR_GEOJSON | CNP_VECTOR_GPKG | CNP_VECTOR_CSV));
+    CHECK(cnp_config_set(&cfg, "output", "vector", "none", &err) == CNP_OK);
+    CHECK(cfg.output.vector == 0);
+    CHECK(cnp_config_set(&cfg, "output", "vector", "gpkg,shp", &err) != CNP_OK);
+    CHECK(strstr(err.msg, "'shp' is not one of geojson, gpkg, csv"), "%s", err.msg);
+    CHECK(cfg.output.vector == 0); /* a refused value changes nothing */
+    CHECK(cnp_config_set(&cfg, "output", "vector", "csv,gpkg", &err) == CNP_OK);
+    char dump[32768] = "";
+    FILE *f = fmemopen(dump, sizeof dump - 1, "w");
+    cnp_config_dump(&cfg, f);
+    fclose(f);
+    CHECK(strstr(dump, "\nvector = gpkg,csv\n"), "%s", dump);
+}
+
 int main(void)
 {
     clear_canopy_env();
@@ -301,6 +359,7 @@ int main(void)
     test_indentation();
     test_control_characters();
     test_secrets_masked();
+    test_vector_set();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0)

@@ -6,7 +6,7 @@
     retina_parity.py --torch-python PY --source-dir DIR --self-test
 
 Runs with any Python 3 (standard library only); torch runs in PY, the
-interpreter of .venv-torch (scripts/bootstrap.sh creates it). A missing PY
+interpreter of .venv-torch (scripts/bootstrap.sh --torch creates it). A missing PY
 is a failure, not a skip.
 
 Full run:
@@ -437,7 +437,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
     if not os.access(a.torch_python, os.X_OK):
-        print(f"FAIL: {a.torch_python}: no torch interpreter; scripts/bootstrap.sh creates "
+        print(f"FAIL: {a.torch_python}: no torch interpreter; scripts/bootstrap.sh --torch creates "
               ".venv-torch (scripts/requirements-torch.txt)", flush=True)
         return 1
     c = Ctx(a)

@@ -25,9 +25,9 @@ static void test_choose(ocl_ctx *ctx)
     cnp_err err;
     enum cnp_backend b = CNP_BACKEND_AUTO;
     CHECK(det_backend_choose(CNP_BACKEND_AUTO, ctx, &b, &err) == CNP_OK && b == CNP_BACKEND_CPU,
-          "auto on a CPU OpenCL device: %s", det_backend_name(b));
+          "auto on a CPU OpenCL device: %s", det_backend_kind_name(b));
     CHECK(det_backend_choose(CNP_BACKEND_AUTO, NULL, &b, &err) == CNP_OK && b == CNP_BACKEND_CPU,
-          "auto without a device: %s", det_backend_name(b));
+          "auto without a device: %s", det_backend_kind_name(b));
     CHECK(det_backend_choose(CNP_BACKEND_OPENCL, ctx, &b, &err) == CNP_OK &&
           b == CNP_BACKEND_OPENCL, "opencl");
     CHECK(det_backend_choose(CNP_BACKEND_CPU, ctx, &b, &err) == CNP_OK && b == CNP_BACKEND_CPU,
@@ -105,7 +105,7 @@ static void windowed(pipe_device *dev, const cnp_image *img, cnp_tree **out, siz
         free(win.rgba);
     }
     free(t);
-    REQUIRE(pipe_device_nms(dev, all, &n, &err) == CNP_OK);
+    REQUIRE(pipe_device_merge(dev, all, &n, pipe_device_merge_iou(dev), &err) == CNP_OK);
     *out = all;
     *nout = n;
 }

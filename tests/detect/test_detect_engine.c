@@ -321,17 +321,17 @@ static void test_paths_remembered(const det_model *m)
     det_engine_free(c);
 }
 
-/* Device NMS against det_nms on the same boxes: the same kept indices in the
- * same order, exactly. */
-static void nms_compare(det_engine *e, const det_box *b, const float *sc, const int *lab,
-                        size_t n, float iou, const char *what)
+/* Device NMS against det_nms_contain on the same boxes: the same kept
+ * indices in the same order, exactly. Returns how many both kept. */
+static size_t nms_compare(det_engine *e, const det_box *b, const float *sc, const int *lab,
+                          size_t n, float iou, float contain, const char *what)
 {
     uint32_t *ka = malloc((n ? n : 1) * sizeof *ka), *kb = malloc((n ? n : 1) * sizeof *kb);
     size_t na = 0, nb = 0;
     cnp_err err;
     REQUIRE(ka && kb);
-    REQUIRE(det_nms(b, sc, lab, n, iou, ka, &na, &err) == CNP_OK);
-    cnp_status st = det_engine_nms(e, b, sc, lab, n, iou, kb, &nb, &err);
+    REQUIRE(det_nms_contain(b, sc, lab, n, iou, contain, ka, &na, &err) == CNP_OK);
+    cnp_status st = det_engine_nms_contain(e, b, sc, lab, n, iou, contain, kb, &nb, &err);
     CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
     size_t first_diff = na < nb ? na : nb;
     for (size_t i = 0; i < first_diff; i++)
@@ -348,6 +348,7 @@ static void nms_compare(det_engine *e, const det_box *b, const float *sc, const 
     printf("%s: %zu boxes, %zu kept by both\n", what, n, na);
     free(ka);
     free(kb);
+    return na;
 }
 
 /* Random clustered boxes of odd counts (across the 64-box blocks), with
@@ -386,10 +387,21 @@ static void test_nms_random(const det_model *m)
                 char what[96];
                 snprintf(what, sizeof what, "NMS random n=%zu iou %.1f%s", n, ious[k],
                          chunked ? " chunked" : "");
-                nms_compare(e, b, sc, NULL, n, ious[k], what);
+                size_t plain = nms_compare(e, b, sc, NULL, n, ious[k], 1.0f, what);
                 snprintf(what, sizeof what, "NMS random n=%zu iou %.1f labels%s", n, ious[k],
                          chunked ? " chunked" : "");
-                nms_compare(e, b, sc, lab, n, ious[k], what);
+                nms_compare(e, b, sc, lab, n, ious[k], 1.0f, what);
+                /* The crowns' containment test (radii 4..20: many boxes lie
+                 * in larger ones), device against reference too. */
+                snprintf(what, sizeof what, "NMS random n=%zu iou %.1f contain%s", n, ious[k],
+                         chunked ? " chunked" : "");
+                size_t contained = nms_compare(e, b, sc, NULL, n, ious[k], DET_NMS_CONTAIN, what);
+                if (n >= 200)
+                    CHECK(contained < plain, "%s: containment removed nothing (%zu, %zu)", what,
+                          contained, plain);
+                snprintf(what, sizeof what, "NMS random n=%zu iou %.1f contain labels%s", n,
+                         ious[k], chunked ? " chunked" : "");
+                nms_compare(e, b, sc, lab, n, ious[k], DET_NMS_CONTAIN, what);
             }
             free(b);
             free(sc);
@@ -430,7 +442,10 @@ static void test_nms_neon(const det_model *m)
         char what[96];
         snprintf(what, sizeof what, "NMS %s %s iou %.2f", det_model_version(m), images[i],
                  det_model_nms_iou(m));
-        nms_compare(e, b, sc, NULL, n, (float)det_model_nms_iou(m), what);
+        nms_compare(e, b, sc, NULL, n, (float)det_model_nms_iou(m), 1.0f, what);
+        snprintf(what, sizeof what, "NMS %s %s iou %.2f contain %.2f", det_model_version(m),
+                 images[i], det_model_nms_iou(m), DET_NMS_CONTAIN);
+        nms_compare(e, b, sc, NULL, n, (float)det_model_nms_iou(m), DET_NMS_CONTAIN, what);
         free(b);
         free(sc);
         free(t);
@@ -575,7 +590,12 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
+    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
+     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
+    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
+        fprintf(stderr, "configuration: %s\n", err.msg);
+        return 1;
+    }
     if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     det_model *tiny = NULL;

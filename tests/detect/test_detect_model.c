@@ -242,6 +242,33 @@ static void test_mismatches(void)
     tw_model_free(&tm);
 }
 
+/* The architecture's optional resolution_m: read, defaulted, checked. */
+static void test_resolution(void)
+{
+    det_model *m = NULL;
+    cnp_err err = {{0}};
+    CHECK_FATAL(det_model_load(CANOPY_SOURCE_DIR "/models/crown-1.1.cnw", &m, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_model_resolution_m(m) == DET_RESOLUTION_M_DEFAULT &&
+          DET_RESOLUTION_M_DEFAULT == 0.1);
+    det_model_free(m);
+    tw_model tm;
+    tw_model_random(&tm, "t", 4, tw_tiny_layers, tw_tiny_n_layers, 1);
+    size_t n = strlen(tm.arch);
+    REQUIRE(tm.arch[n - 1] == '}');
+    snprintf(tm.arch + n - 1, sizeof tm.arch - n + 1, ",\"resolution_m\":0.03}");
+    cnp_buf b = {0};
+    tw_model_write(&tm, &b);
+    tw_write_file(g_path, b.data, b.len);
+    CHECK(det_model_load(g_path, &m, &err) == CNP_OK, "%s", err.msg);
+    CHECK(m && det_model_resolution_m(m) == 0.03);
+    det_model_free(m);
+    cnp_buf_free(&b);
+    snprintf(tm.arch + n - 1, sizeof tm.arch - n + 1, ",\"resolution_m\":-1}");
+    expect_model_refused(&tm, "resolution_m must be metres per pixel", "resolution_m");
+    tw_model_free(&tm);
+}
+
 static void test_shipped_test_model(void)
 {
     const char *p = CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw";
@@ -295,6 +322,7 @@ int main(void)
     test_header_fields(&tm, &b);
     test_mismatches();
     test_shipped_test_model();
+    test_resolution();
     test_resolve();
     cnp_buf_free(&b);
     tw_model_free(&tm);

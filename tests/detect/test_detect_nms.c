@@ -2,7 +2,9 @@
  * NMS: hand-built boxes with known answers (greedy chains, IoU exactly at
  * the threshold, score ties, labels, touching boxes), and the crown model on
  * the three NEON images: before NMS some crowns are stacked (another crown's
- * centre closer than half the smaller radius), after it none are. */
+ * centre closer than half the smaller radius), after it none are; and
+ * (issue 22) crowns inside crowns: of such a pair only the better scored
+ * stays (DET_NMS_CONTAIN), on hand-built crowns and on YELL_541000_west. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -86,6 +88,50 @@ static void test_hand_built(void)
     CHECK(bx.x0 == 42 && bx.y0 == 41 && bx.x1 == 60 && bx.y1 == 59);
 }
 
+/* Crown containment (det_trees_nms, DET_NMS_CONTAIN = 0.8): IoU cannot see
+ * a small crown inside a large one; intersection over the smaller box can. */
+static void test_contained(void)
+{
+    cnp_err err;
+    CHECK(DET_NMS_CONTAIN == 0.8f);
+    /* The YELL pair of the issue: r 23 at (646, 406) inside r 53 at (626,
+     * 410), IoU 0.19; the larger scores higher and stays. */
+    cnp_tree a[] = {CROWN(626, 410, 53, 0.54f), CROWN(646, 406, 23, 0.47f),
+                    CROWN(800, 800, 10, 0.3f)};
+    size_t n = 3;
+    REQUIRE(det_trees_nms(a, &n, 0.3f, &err) == CNP_OK);
+    CHECK(n == 2 && a[0].radius == 53 && a[1].x == 800, "kept %zu", n);
+    /* The smaller scores higher: it stays and the larger goes (on YELL the
+     * annotated crown there is the smaller one). */
+    cnp_tree b[] = {CROWN(222, 714, 21, 0.47f), CROWN(234, 714, 11, 0.51f)};
+    n = 2;
+    REQUIRE(det_trees_nms(b, &n, 0.3f, &err) == CNP_OK);
+    CHECK(n == 1 && b[0].radius == 11, "kept %zu", n);
+    /* Intersection over the smaller box: 20 x 16 / (20 x 20) = 0.8, not
+     * above it: both stay; 20 x 17 / 400 = 0.85 > 0.8: one goes. */
+    det_box edge[] = {{0, 0, 40, 40}, {10, 24, 30, 44}, {0, 0, 40, 40}, {10, 23, 30, 43}};
+    CHECK(!det_nms_contains(&edge[0], &edge[1], DET_NMS_CONTAIN));
+    CHECK(det_nms_contains(&edge[2], &edge[3], DET_NMS_CONTAIN));
+    CHECK(det_nms_contains(&edge[3], &edge[2], DET_NMS_CONTAIN), "symmetric");
+    CHECK(!det_nms_contains(&edge[2], &edge[3], 1.0f), ">= 1: off");
+    /* Box models keep IoU-only NMS (torchvision's): det_nms keeps both. */
+    float sc[] = {0.9f, 0.8f};
+    expect_keep("box model nested", &edge[2], sc, NULL, 2, 0.3f, (uint32_t[]){0, 1}, 2);
+}
+
+/* Pairs of crowns one inside the other: intersection over the smaller box
+ * above DET_NMS_CONTAIN. */
+static size_t nested_pairs(const cnp_tree *t, size_t n)
+{
+    size_t pairs = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            det_box a = det_tree_box(&t[i]), b = det_tree_box(&t[j]);
+            pairs += det_nms_contains(&a, &b, DET_NMS_CONTAIN);
+        }
+    return pairs;
+}
+
 /* Pairs of crowns whose centres are closer than half the smaller radius. */
 static size_t stacked_pairs(const cnp_tree *t, size_t n)
 {
@@ -123,9 +169,24 @@ static void test_neon_stacked(void)
         size_t n = 0;
         REQUIRE(det_ref_run(m, &img, thr, 1.0f, cfg.detector.tile, cfg.detector.tile_overlap,
                             &t, &n, &err) == CNP_OK);
-        size_t before = stacked_pairs(t, n), n0 = n;
+        size_t before = stacked_pairs(t, n), n0 = n, nested0 = nested_pairs(t, n);
         REQUIRE(det_trees_nms(t, &n, iou, &err) == CNP_OK);
-        size_t after = stacked_pairs(t, n);
+        size_t after = stacked_pairs(t, n), nested = nested_pairs(t, n);
+        /* Before containment: YELL kept (646, 406, r 23) inside (626, 410,
+         * r 53) and (222, 714, r 21) over (234, 714, r 11). */
+        CHECK(nested == 0, "%s: %zu crowns inside crowns after NMS (%zu before)", images[i],
+              nested, nested0);
+        if (strcmp(images[i], "YELL_541000_west") == 0) {
+            bool big = false, small = false, left_big = false, left_small = false;
+            for (size_t k = 0; k < n; k++) {
+                big |= fabsf(t[k].x - 626) < 2 && fabsf(t[k].y - 410) < 2;
+                small |= fabsf(t[k].x - 646) < 2 && fabsf(t[k].y - 406) < 2;
+                left_big |= fabsf(t[k].x - 222) < 2 && fabsf(t[k].y - 714) < 2;
+                left_small |= fabsf(t[k].x - 234) < 2 && fabsf(t[k].y - 714) < 2;
+            }
+            CHECK(big && !small && !left_big && left_small,
+                  "YELL pairs: %d %d %d %d", big, small, left_big, left_small);
+        }
         printf("%s %s: %zu crowns, %zu stacked pairs; after NMS at %.2f: %zu crowns, %zu "
                "stacked\n",
                det_model_version(m), images[i], n0, before, iou, n, after);
@@ -143,6 +204,7 @@ static void test_neon_stacked(void)
 int main(void)
 {
     test_hand_built();
+    test_contained();
     test_neon_stacked();
     return test_result("test_detect_nms");
 }

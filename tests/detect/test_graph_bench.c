@@ -50,7 +50,12 @@ int main(void)
     cnp_config cfg;
     cnp_err err;
     ocl_ctx *ctx = NULL;
-    cnp_config_defaults(&cfg);
+    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
+     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
+    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
+        fprintf(stderr, "configuration: %s\n", err.msg);
+        return 1;
+    }
     if (ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     cnp_image img = {0};

@@ -207,6 +207,12 @@ static void test_paths_remembered(void)
     char file[4096];
     det_graph_engine_conv_paths_file(a, file, sizeof file);
     det_graph_engine_free(a);
+    /* Under the cache directory the run set, never the user's ~/.cache
+     * (before: the test built its configuration from defaults alone). */
+    const char *cache = getenv("CANOPY_OPENCL_CACHE_DIR");
+    if (cache && cache[0])
+        CHECK(strncmp(file, cache, strlen(cache)) == 0 && file[strlen(cache)] == '/',
+              "%s is not under CANOPY_OPENCL_CACHE_DIR=%s", file, cache);
     unlink(file);
     int stride1 = 0;
     for (int i = 0; i < t.g.n_nodes; i++)
@@ -477,7 +483,12 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
+    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
+     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
+    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
+        fprintf(stderr, "configuration: %s\n", err.msg);
+        return 1;
+    }
     if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     printf("device: %s\n", ocl_ctx_description(g_ctx));

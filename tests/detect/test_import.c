@@ -400,8 +400,19 @@ static void test_import_roundtrip(void)
 
     /* Write, load back, compare everything. */
     CHECK_FATAL(det_import_write(im, g_cnw, &err) == CNP_OK, "%s", err.msg);
+    /* DeepForest's models learnt from NEON's 0.1 m imagery: the importer
+     * says so in the architecture (FORMAT.md, resolution_m). */
+    cnp_buf file = {0};
+    static const char key[] = "\"resolution_m\":0.1";
+    bool found = false;
+    CHECK(cnp_file_read(g_cnw, 0, &file, &err) == CNP_OK);
+    for (size_t i = 0; !found && i + sizeof key - 1 <= file.len; i++)
+        found = memcmp(file.data + i, key, sizeof key - 1) == 0;
+    CHECK(found, "no resolution_m in the imported architecture");
+    cnp_buf_free(&file);
     det_model *m = NULL;
     CHECK_FATAL(det_model_load(g_cnw, &m, &err) == CNP_OK, "%s", err.msg);
+    CHECK(det_model_resolution_m(m) == 0.1);
     const det_graph *g2 = det_model_graph(m);
     CHECK_FATAL(g2 != NULL && m->format_version == 2);
     CHECK(strcmp(det_model_version(m), v) == 0, "%s", det_model_version(m));

@@ -9,6 +9,9 @@
   used to exit 0). With [log] format = json the summary is one JSON object.
 - Transient failures that clear up while drain waits: the messages come back
   within the idle window, are processed, and drain exits 0.
+- Held back is not idle: while the chunk in flight waits on a locked table
+  for longer than the idle window, drain must not count that wait as an
+  empty queue (it used to finish with most of the messages still queued).
 """
 import json
 import socket
@@ -90,11 +93,40 @@ def recovers(env):
     check(env.queue_total(in_queue) == 0, "messages left in the queue")
 
 
+def held_back(env):
+    in_bucket = env.bucket("in-held")
+    in_queue, _ = env.queue("held", visibility=30)
+    keys = env.queue_crops(in_bucket, in_queue, "h/img-%02d.png", 6)
+    cfg = env.config(in_queue, env.bucket("out-held"), "", "out/", batch_size=2, idle_exit=1,
+                     detector=False, extra={"batch": {"max_chunks_in_flight": 1}},
+                     name="held.ini")
+    # The first chunk's commit waits on this lock for 4 s, four times the idle
+    # window, while two thirds of the messages are still in the queue.
+    lock = env.psycopg2.connect(env.conninfo())
+    with lock.cursor() as cur:
+        cur.execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")
+    p = env.start(["drain", "-c", cfg], "held")
+    time.sleep(4)
+    lock.rollback()
+    lock.close()
+    rc, out, err = env.wait(p, 120)
+    check(rc == 0, "drain exited %d, expected 0\n%s\n%s", rc, out[-2000:], err[-3000:])
+    left = env.queue_total(in_queue)
+    check(left == 0, "drain finished with %d of %d messages still in the queue:\n%s", left,
+          len(keys), err[-3000:])
+    counts = env.ok_keys()
+    check(all(counts.get(k, 0) == 1 for k in keys), "ok rows per image: %s",
+          {k: counts.get(k, 0) for k in keys})
+    log("held back by a locked table for 4 s with idle_exit_seconds 1: all %d images done",
+        len(keys))
+
+
 def body(env):
     env.create_db()
     unreachable(env)
     pending(env)
     recovers(env)
+    held_back(env)
 
 
 if __name__ == "__main__":

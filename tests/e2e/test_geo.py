@@ -58,7 +58,8 @@ def body(env):
     # In windows (the S3 object's bytes read window by window): the large-raster
     # path end to end; test_run_geo holds it equal to whole-image processing.
     cfg = env.config(in_queue, out_bucket, "", "out/", idle_exit=3,
-                     extra={"limits": {"window_pixels": 100000}, "output": {"spill_bytes": 0}})
+                     extra={"limits": {"window_pixels": 100000},
+                            "output": {"spill_bytes": 0, "vector": "geojson,gpkg,csv"}})
     env.run(["drain", "-c", cfg], "drain", timeout=300, expect_rc=0)
     check_queue_empty(env, in_queue)
 
@@ -74,6 +75,10 @@ def body(env):
     check(mask_key == "out/tiles/yell_utm.mask.tif", "mask_key %s", mask_key)
     keys = env.list_keys(out_bucket)
     check("out/tiles/yell_utm.trees.geojson" in keys, "no GeoJSON in %s", keys)
+    # [output] vector: the GeoPackage, DeepForest's CSV and the overlay's
+    # georeferencing are uploaded beside the other outputs.
+    for suffix in ("trees.gpkg", "trees.csv", "overlay.pgw", "overlay.png.aux.xml"):
+        check("out/tiles/yell_utm." + suffix in keys, "no %s in %s", suffix, keys)
 
     doc = json.loads(env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm.trees.json")
                      ["Body"].read())
@@ -99,8 +104,23 @@ def body(env):
         "WHERE i.id = %s AND ST_Contains(i.footprint, t.geom)", (img_id,))
     check(inside[0][0] == ntrees and inside[0][1] == ntrees,
           "%s of %d trees inside the footprint with points equal to lon/lat", inside[0], ntrees)
-    log("GeoTIFF drained: %d trees, cover %.3f over valid pixels, nodata %.3f", ntrees, cover,
-        nodata)
+    gpkg = os.path.join(env.tmp, "yell_utm.trees.gpkg")
+    obj = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm.trees.gpkg")
+    check(obj["ContentType"] == "application/geopackage+sqlite3", "gpkg type %s",
+          obj["ContentType"])
+    with open(gpkg, "wb") as f:
+        f.write(obj["Body"].read())
+    info = subprocess.run(["ogrinfo", "-ro", "-so", gpkg, "trees"], capture_output=True,
+                          text=True)
+    check(info.returncode == 0 and "Feature Count: %d\n" % ntrees in info.stdout and
+          'ID["EPSG",32617]' in info.stdout, "ogrinfo: %s %s", info.stdout[-1500:], info.stderr)
+    csv = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm.trees.csv")["Body"].read()
+    rows = csv.decode().splitlines()
+    check(rows[0] == "image_path,xmin,ymin,xmax,ymax,label,score" and len(rows) == ntrees + 1,
+          "trees.csv: %d rows, header %s", len(rows), rows[0])
+    check(all(r.startswith("tiles/yell_utm.tif,") for r in rows[1:]), "trees.csv image_path")
+    log("GeoTIFF drained: %d trees, cover %.3f over valid pixels, nodata %.3f; GeoPackage and "
+        "CSV uploaded", ntrees, cover, nodata)
 
     # Streamed to a temporary file: the object's bytes are never in memory.
     key2 = "tiles/yell_utm_spilled.tif"
@@ -110,7 +130,8 @@ def body(env):
     os.makedirs(spill_dir)
     cfg2 = env.config(in_queue, out_bucket, "", "out/", idle_exit=3, name="spill.ini",
                       extra={"limits": {"window_pixels": 100000},
-                             "input": {"spill_bytes": 1000}, "output": {"spill_bytes": 1000},
+                             "input": {"spill_bytes": 1000},
+                             "output": {"spill_bytes": 1000, "vector": "geojson,gpkg,csv"},
                              "log": {"level": "debug"}})
     old_tmp = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = spill_dir
@@ -133,6 +154,11 @@ def body(env):
           doc2["canopy_cover"], len(doc["trees"]), doc["canopy_cover"])
     check(err.count("from a temporary file") >= 3,
           "outputs not uploaded from temporary files: %s", err[-2000:])
+    # The CSV names its image: equal but for image_path.
+    csv2 = env.s3.get_object(Bucket=out_bucket,
+                             Key="out/tiles/yell_utm_spilled.trees.csv")["Body"].read()
+    check([r.split(",", 1)[1] for r in csv2.decode().splitlines()[1:]] ==
+          [r.split(",", 1)[1] for r in rows[1:]], "trees.csv streamed differs from in memory")
     for suffix in ("trees.geojson", "mask.tif", "overlay.png"):
         a = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm." + suffix)
         b = env.s3.get_object(Bucket=out_bucket, Key="out/tiles/yell_utm_spilled." + suffix)

@@ -347,6 +347,109 @@ static void test_mask_geotiff(void)
     cnp_buf_free(&b);
 }
 
+/* A grey raster (one band; grey and alpha; 16-bit grey) decodes to its
+ * grey in R, G and B; a text file and a VRT in memory are refused with
+ * their reasons; "vrt" is sniffed. */
+static void test_grey_and_refusals(void)
+{
+    cnp_err err;
+    cnp_image img;
+    img_georef geo;
+    static const struct {
+        const char *driver;
+        GDALDataType type;
+        int bands;
+    } v[] = {{"GTiff", GDT_Byte, 1}, {"GTiff", GDT_UInt16, 1}, {"JPEG", GDT_Byte, 1}};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        cnp_buf b = write_raster(v[k].driver, NULL, v[k].type, v[k].bands, true, 0, false);
+        cnp_status st = img_raster_decode(b.data, b.len, "grey", 0, &img, &geo, NULL, &err);
+        CHECK(st == CNP_OK, "%s %d-band %s: %s", v[k].driver, v[k].bands,
+              GDALGetDataTypeName(v[k].type), st == CNP_OK ? "" : err.msg);
+        int bad = 0, off = 0;
+        for (size_t i = 0; st == CNP_OK && i < (size_t)img.width * img.height; i++) {
+            const uint8_t *p = img.rgba + 4 * i;
+            bad += p[1] != p[0] || p[2] != p[0] || p[3] != 255;
+            /* Band 1 was R (16-bit: R * 16, scaled back by its maximum). */
+            off += abs((int)p[0] - (int)g_png.rgba[4 * i]) > (v[k].driver[0] == 'J' ? 40 : 1);
+        }
+        CHECK(bad == 0 && off < 50, "%s: %d pixels not grey, %d far from R", v[k].driver, bad,
+              off);
+        cnp_image_free(&img);
+        img_georef_free(&geo);
+        cnp_buf_free(&b);
+    }
+    /* Grey and alpha: two bands, the second alpha (0 in the first row). */
+    static const char *const ga_opts[] = {"ALPHA=YES", NULL};
+    GDALDatasetH ds = GDALCreate(GDALGetDriverByName("GTiff"), "/vsimem/ga.tif", 8, 4, 2,
+                                 GDT_Byte, (char **)ga_opts);
+    uint8_t px[2][32];
+    for (int i = 0; i < 32; i++) {
+        px[0][i] = (uint8_t)(i * 7);
+        px[1][i] = i < 8 ? 0 : 255;
+    }
+    for (int band = 1; band <= 2; band++)
+        CHECK(GDALRasterIO(GDALGetRasterBand(ds, band), GF_Write, 0, 0, 8, 4, px[band - 1], 8, 4,
+                           GDT_Byte, 0, 0) == CE_None);
+    GDALClose(ds);
+    vsi_l_offset len = 0;
+    GByte *bytes = VSIGetMemFileBuffer("/vsimem/ga.tif", &len, FALSE);
+    uint64_t nodata = 0;
+    CHECK(img_raster_decode(bytes, (size_t)len, "ga.tif", 0, &img, &geo, &nodata, &err) ==
+          CNP_OK);
+    int bad = 0;
+    for (int i = 0; img.rgba && i < 32; i++)
+        bad += img.rgba[4 * i] != px[0][i] || img.rgba[4 * i + 2] != px[0][i] ||
+               img.rgba[4 * i + 3] != (i < 8 ? 0 : 255);
+    CHECK(img.rgba && bad == 0 && nodata == 8, "grey + alpha: %d pixels wrong, %llu nodata",
+          bad, (unsigned long long)nodata);
+    cnp_image_free(&img);
+    img_georef_free(&geo);
+    VSIUnlink("/vsimem/ga.tif");
+    static const char text[] = "image_path,xmin,ymin\nOSBS_029.png,1,2\n";
+    CHECK(img_raster_decode(text, sizeof text - 1, "notes.tif", 0, &img, &geo, NULL, &err) ==
+          CNP_ERR_FORMAT);
+    CHECK(strstr(err.msg, "notes.tif: not a raster canopy can read") &&
+              strstr(err.msg, "it holds text") && !strstr(err.msg, "PNG file"),
+          "%s", err.msg);
+    /* A .png name keeps libpng's own reason. */
+    CHECK(img_raster_decode(text, sizeof text - 1, "x.png", 0, &img, &geo, NULL, &err) ==
+          CNP_ERR_FORMAT);
+    CHECK(strstr(err.msg, "not a PNG file"), "%s", err.msg);
+    static const char vrt[] = "\n  <VRTDataset rasterXSize=\"4\" rasterYSize=\"4\">";
+    CHECK(img_raster_sniff(vrt, sizeof vrt - 1) && !strcmp(img_raster_sniff(vrt, sizeof vrt - 1),
+                                                           "vrt"));
+    CHECK(img_raster_decode(vrt, sizeof vrt - 1, "m.vrt", 0, &img, &geo, NULL, &err) ==
+          CNP_ERR_FORMAT);
+    CHECK(strstr(err.msg, "a VRT is read only from a local file"), "%s", err.msg);
+}
+
+/* The GeoTIFF mask: IMG_MASK_NODATA kept and declared NoData. */
+static void test_mask_nodata(void)
+{
+    uint8_t mask[64 * 64];
+    for (int i = 0; i < 64 * 64; i++)
+        mask[i] = i < 64 ? IMG_MASK_NODATA : (i & 1) ? 200 : 0;
+    cnp_buf tif = {0};
+    cnp_err err;
+    CHECK(img_mask_encode_geotiff(mask, 64, 64, NULL, &tif, &err) == CNP_OK);
+    VSILFILE *f = VSIFileFromMemBuffer("/vsimem/mask-nd.tif", tif.data, tif.len, FALSE);
+    VSIFCloseL(f);
+    GDALDatasetH ds = GDALOpen("/vsimem/mask-nd.tif", GA_ReadOnly);
+    CHECK_FATAL(ds != NULL);
+    int has = 0;
+    CHECK(GDALGetRasterNoDataValue(GDALGetRasterBand(ds, 1), &has) == IMG_MASK_NODATA && has);
+    uint8_t back[64 * 64];
+    CHECK(GDALRasterIO(GDALGetRasterBand(ds, 1), GF_Read, 0, 0, 64, 64, back, 64, 64, GDT_Byte,
+                       0, 0) == CE_None);
+    int bad = 0;
+    for (int i = 0; i < 64 * 64; i++)
+        bad += back[i] != (i < 64 ? IMG_MASK_NODATA : (i & 1) ? 255 : 0);
+    CHECK(bad == 0, "%d mask pixels differ", bad);
+    GDALClose(ds);
+    VSIUnlink("/vsimem/mask-nd.tif");
+    cnp_buf_free(&tif);
+}
+
 int main(void)
 {
     cnp_err err;
@@ -360,6 +463,8 @@ int main(void)
     test_nodata_and_16bit();
     test_refused();
     test_mask_geotiff();
+    test_grey_and_refusals();
+    test_mask_nodata();
     cnp_image_free(&g_png);
     return TEST_RESULT();
 }

@@ -39,13 +39,14 @@ chmod u+w "$tmp/in/$image"
 step "reference: build tree canopy run"
 (cd "$tmp/work" && "$build/canopy" run --input "$tmp/in" --output "$tmp/out-build") >/dev/null
 
-# check_tree ROOT PREFIX: the installed files under PREFIX (ROOT: where the
-# listing starts), nothing the package must not ship.
+# check_tree PREFIX RUNTIME_PREFIX: the installed files under PREFIX, nothing
+# the package must not ship; the systemd unit runs RUNTIME_PREFIX/bin/canopy
+# (where PREFIX is once installed: the .deb's usr/ is /usr).
 check_tree() {
-  local prefix=$1
+  local prefix=$1 runtime=$2
   for f in bin/canopy share/canopy/canopy.ini share/canopy/models/crown-1.1.cnw \
            share/canopy/models/crown-1.0.cnw lib/systemd/system/canopy-drain@.service \
-           lib/systemd/system/canopy-drain@.timer; do
+           lib/systemd/system/canopy-drain@.timer share/doc/canopy/copyright; do
     [ -e "$prefix/$f" ] || fail "$prefix/$f not installed"
   done
   [ -x "$prefix/bin/canopy" ] || fail "$prefix/bin/canopy not executable"
@@ -53,8 +54,16 @@ check_tree() {
     fail "models/loo or models/test installed"
   ! find "$prefix" -name '*.cl' | grep -q . || fail "kernel sources installed (they are embedded)"
   local stray
-  stray=$(cd "$prefix" && find . -type f | grep -vE '^\./(bin/canopy|share/canopy/|lib/systemd/system/canopy-drain@\.(service|timer)$)' || true)
+  stray=$(cd "$prefix" && find . -type f | grep -vE '^\./(bin/canopy|share/canopy/|share/doc/canopy/copyright$|lib/systemd/system/canopy-drain@\.(service|timer)$)' || true)
   [ -z "$stray" ] || fail "unexpected files installed: $stray"
+  # Before: ExecStart=/usr/bin/canopy whatever the prefix.
+  local unit=$prefix/lib/systemd/system/canopy-drain@.service
+  grep -q "^ExecStart=$runtime/bin/canopy drain " "$unit" ||
+    fail "$unit does not run $runtime/bin/canopy: $(grep ExecStart "$unit")"
+  grep -q "^Documentation=file://$runtime/share/canopy/canopy.ini$" "$unit" ||
+    fail "$unit: Documentation is not $runtime/share/canopy/canopy.ini"
+  grep -q '^Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/$' \
+    "$prefix/share/doc/canopy/copyright" || fail "copyright is not in Debian's format"
 }
 
 # run_installed PREFIX LABEL: canopy run + devices + config show from PREFIX.
@@ -93,7 +102,7 @@ run_installed() {
 # ---- 1. cmake --install --------------------------------------------------------
 step "cmake --install --prefix $tmp/prefix"
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-check_tree "$tmp/prefix"
+check_tree "$tmp/prefix" "$tmp/prefix"
 run_installed "$tmp/prefix" prefix
 
 step "control: the same executable without share/canopy does not find a model"
@@ -123,8 +132,13 @@ dpkg-deb -I "$deb" | sed -n '/Package:/,$p'
 depends=$(dpkg-deb -f "$deb" Depends)
 [ "$(dpkg-deb -f "$deb" Package)" = canopy ] || fail "package name"
 
+step "Depends needs an OpenCL driver (ICD), not only suggests one"
+grep -qE '(^|, )pocl-opencl-icd \| opencl-icd(,|$)' <<<"$depends" ||
+  fail "Depends lacks 'pocl-opencl-icd | opencl-icd': $depends"
+
 step "Depends covers every library canopy links (dpkg -S)"
-deps=" $(echo "$depends" | sed 's/([^)]*)//g; s/,/ /g') "
+# The groups without alternatives: the libraries' packages.
+deps=" $(echo "$depends" | tr ',' '\n' | grep -v '|' | sed 's/([^)]*)//g' | tr '\n' ' ') "
 while read -r lib; do
   path=$(ldd "$build/canopy" | awk -v l="$lib" '$1 == l { print $3 }')
   [ -n "$path" ] || fail "ldd does not resolve $lib"
@@ -142,6 +156,9 @@ for pkg in $deps; do
   dpkg-query -W -f='${db:Status-Status}\n' "$pkg" 2>/dev/null | grep -qx installed ||
     fail "Depends names $pkg, which is not an installed Debian package here"
 done
+# An alternative group: one of its packages installed (PoCL here).
+dpkg-query -W -f='${db:Status-Status}\n' pocl-opencl-icd 2>/dev/null | grep -qx installed ||
+  ls /etc/OpenCL/vendors/*.icd >/dev/null 2>&1 || fail "no OpenCL ICD installed here"
 
 policy=$(apt-cache policy libc6 2>/dev/null || true)
 if [[ $policy == *"Candidate: "[0-9]* ]]; then
@@ -153,6 +170,6 @@ fi
 
 step "dpkg -x into $tmp/root"
 dpkg -x "$deb" "$tmp/root"
-check_tree "$tmp/root/usr"
+check_tree "$tmp/root/usr" /usr
 run_installed "$tmp/root/usr" deb
 echo "PASS"

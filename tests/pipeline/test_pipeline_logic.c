@@ -63,14 +63,14 @@ static void test_deletable(void)
 {
     pl_chunk c = {0};
     pl_item items[4] = {
-        {.msg = 0, .state = ITEM_COMMITTED},
-        {.msg = 0, .state = ITEM_FAILED_PERMANENT},
-        {.msg = 1, .state = ITEM_COMMITTED},
-        {.msg = 1, .state = ITEM_ENCODED}, /* never uploaded */
+        {.ack = 0, .state = ITEM_COMMITTED},
+        {.ack = 0, .state = ITEM_FAILED_PERMANENT},
+        {.ack = 1, .state = ITEM_COMMITTED},
+        {.ack = 1, .state = ITEM_ENCODED}, /* never uploaded */
     };
     c.items = items;
     c.nitems = 4;
-    c.nmsgs = 3; /* message 2 has no items (ignored event) */
+    c.nacks = 3; /* message 2 has no items (ignored event) */
     CHECK(pl_message_deletable(&c, 0, true));
     CHECK(!pl_message_deletable(&c, 1, true));
     CHECK(pl_message_deletable(&c, 2, true));
@@ -127,10 +127,12 @@ static void test_heartbeat_collect(void)
     pl_chunk c[CHUNKS];
     memset(c, 0, sizeof c);
     for (int k = 0; k < CHUNKS; k++) {
-        c[k].msgs = calloc(PER, sizeof *c[k].msgs);
+        pl_sqs_chunk *q = pl_sqs_chunk_of(&c[k]);
+        CHECK_FATAL(q != NULL);
+        q->msgs = calloc(PER, sizeof *q->msgs);
         for (int i = 0; i < PER; i++)
-            c[k].msgs[i].m.receipt_handle = (char *)"h";
-        c[k].nmsgs = PER;
+            q->msgs[i].m.receipt_handle = (char *)"h";
+        q->n = PER;
         c[k].last_extend = 0;
         c[k].reg_next = k + 1 < CHUNKS ? &c[k + 1] : NULL;
     }
@@ -146,8 +148,10 @@ static void test_heartbeat_collect(void)
     n = pl_heartbeat_collect(&c[0], 200.0, 10.0, &handles);
     CHECK(n == 3 * PER);
     free(handles);
-    for (int k = 0; k < CHUNKS; k++)
-        free(c[k].msgs);
+    for (int k = 0; k < CHUNKS; k++) { /* not chunk_free: the handles are literals */
+        free(((pl_sqs_chunk *)c[k].src_state)->msgs);
+        free(c[k].src_state);
+    }
 }
 
 struct waiter {
@@ -204,8 +208,41 @@ static void test_queue(void)
     queue_destroy(&q);
 }
 
+/* A chunk moves one step at a time; a skipped step is refused; the one
+ * error path fails every item not already failed transiently (a permanent
+ * failure turns transient, its first reason kept otherwise) and the chunk
+ * stays failed. */
+static void test_chunk_states(void)
+{
+    pl_chunk c = {0};
+    pl_item items[3] = {
+        {.name = "a", .state = ITEM_UPLOADED},
+        {.name = "b", .state = ITEM_FAILED_PERMANENT},
+        {.name = "c", .state = ITEM_FAILED_TRANSIENT, .error = "first"},
+    };
+    c.items = items;
+    c.nitems = 3;
+    CHECK(c.state == CHUNK_RECEIVED);
+    chunk_advance(&c, CHUNK_FETCHED);
+    CHECK(c.state == CHUNK_FETCHED);
+    chunk_advance(&c, CHUNK_WRITTEN); /* skips processed */
+    CHECK(c.state == CHUNK_FETCHED);
+    chunk_advance(&c, CHUNK_PROCESSED);
+    chunk_advance(&c, CHUNK_WRITTEN);
+    CHECK(c.state == CHUNK_WRITTEN);
+    chunk_fail(&c, CNP_ERR_TRANSIENT, "not committed");
+    CHECK(c.state == CHUNK_FAILED);
+    CHECK(items[0].state == ITEM_FAILED_TRANSIENT && strcmp(items[0].error, "a: not committed") == 0);
+    CHECK(items[1].state == ITEM_FAILED_TRANSIENT);
+    CHECK(strcmp(items[2].error, "first") == 0);
+    chunk_advance(&c, CHUNK_COMMITTED);
+    CHECK(c.state == CHUNK_FAILED);
+    CHECK(strcmp(chunk_state_name(CHUNK_ACKNOWLEDGED), "acknowledged") == 0);
+}
+
 int main(void)
 {
+    test_chunk_states();
     test_transitions();
     test_fail_classes();
     test_deletable();

@@ -63,11 +63,13 @@ int main(void)
 
     /* One message whose only item failed transiently: it must back off. */
     pl_chunk *c = calloc(1, sizeof *c);
-    c->msgs = calloc(1, sizeof *c->msgs);
-    c->nmsgs = 1;
-    c->msgs[0].m.message_id = strdup("m-1");
-    c->msgs[0].m.receipt_handle = strdup("rh-1");
-    c->msgs[0].m.receive_count = 1;
+    pl_sqs_chunk *q = pl_sqs_chunk_of(c);
+    CHECK_FATAL(q != NULL);
+    q->msgs = calloc(1, sizeof *q->msgs);
+    q->n = 1;
+    q->msgs[0].m.message_id = strdup("m-1");
+    q->msgs[0].m.receipt_handle = strdup("rh-1");
+    q->msgs[0].m.receive_count = 1;
     pl_item *it = chunk_add_item(c, 0, "bucket", "key.png", NULL);
     CHECK_FATAL(it != NULL);
     item_fail(it, CNP_ERR_TRANSIENT, "database down");

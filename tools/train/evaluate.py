@@ -4,7 +4,7 @@ This is the independent implementation the C engine (`canopy eval`) is held
 to. It reads a .cnw back (export.read_cnw verifies magic, version, CRC and
 shapes), runs the network exactly as models/FORMAT.md describes, decodes
 peaks with the 3x3 rule, suppresses overlapping crowns (greedy NMS, as
-src/detect/nms.c) and matches predictions to annotations.
+src/detect/eval/nms.c) and matches predictions to annotations.
 
 NMS (the C side implements the same, in float32 with the same operations):
 crowns in the order score descending, then box y0, x0, y1, x1 ascending;
@@ -157,7 +157,7 @@ def decode(out, stride, threshold):
 
 def nms_overlaps(a, b, iou):
     """IoU(a, b) > iou, in float32 with one rounding per operation in the order
-    of det_nms_overlaps (src/detect/nms.c) and the kernel's nms_overlaps."""
+    of det_nms_overlaps (src/detect/eval/nms.c) and the kernel's nms_overlaps."""
     f = np.float32
     iw = f(min(a[2], b[2])) - f(max(a[0], b[0]))
     ih = f(min(a[3], b[3])) - f(max(a[1], b[1]))
@@ -256,7 +256,7 @@ def match(trees, boxes, iou_threshold=IOU_THRESHOLD):
 
 
 def scores(tp, n_pred, n_gt):
-    # empty prediction (annotation) list: precision (recall) 1.0, as in src/detect/eval.c
+    # empty prediction (annotation) list: precision (recall) 1.0, as in src/detect/eval/eval.c
     p = tp / n_pred if n_pred else 1.0
     r = tp / n_gt if n_gt else 1.0
     f1 = 2.0 * p * r / (p + r) if (p + r) > 0 else 0.0

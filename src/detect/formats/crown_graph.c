@@ -1,20 +1,19 @@
-/* A crown model (.cnw version 1) as a det_graph of crown input, the form
- * the graph executors (graph_engine.c, the CPU backend) run. */
+/* A crown model (.cnw version 1: a layer list) as a graph of crown input
+ * (graph.h): the one form both the device engine (engine.c) and the CPU
+ * reference (ref.c on graph_ref.c) run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "detect/detect_internal.h"
 
-/* The model's layers as a graph of crown input: conv k odd with "same"
- * padding dilation * (k - 1) / 2 at stride 1, max pool 2x2/2 floor. */
 cnp_status det_crown_graph(const det_model *m, det_graph *g, cnp_err *err)
 {
     memset(g, 0, sizeof *g);
     g->n_nodes = m->n_layers + 1;
     g->nodes = calloc((size_t)g->n_nodes, sizeof *g->nodes);
     if (!g->nodes) {
-        cnp_err_set(err, "%s: out of memory for its graph", m->path);
+        cnp_err_set(err, "%s: out of memory for its graph", m->version);
         return CNP_ERR_NOMEM;
     }
     g->nodes[0] = (det_node){.op = DET_OP_INPUT, .name = "input", .in = -1, .in2 = -1};

@@ -8,7 +8,7 @@
 #include <clblast_c.h>
 
 #include "detect/graph.h"
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 typedef struct gnode {
     int slot;          /* activation buffer holding the output */

@@ -121,6 +121,8 @@ cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *v
     cJSON_AddStringToObject(root, "family", "retinanet");
     cJSON_AddStringToObject(root, "name", name);
     cJSON_AddStringToObject(root, "version", version);
+    /* DeepForest's published models learnt from NEON's 0.1 m imagery. */
+    cJSON_AddNumberToObject(root, "resolution_m", DET_RESOLUTION_M_DEFAULT);
     cJSON *nodes = cJSON_AddArrayToObject(root, "graph");
     for (int i = 0; nodes && i < g->n_nodes; i++)
         cJSON_AddItemToArray(nodes, node_json(g, &g->nodes[i]));
@@ -400,7 +402,8 @@ static cnp_status parse_root(const char *path, const cJSON *root, det_graph *g, 
 {
     static const char *const keys[] = {"family",    "name",   "version",     "graph",
                                        "input",     "anchors", "levels",     "box_coder",
-                                       "postprocess", "labels", "num_classes", NULL};
+                                       "postprocess", "labels", "num_classes",
+                                       "resolution_m", NULL};
     if (!cJSON_IsObject(root)) {
         cnp_err_set(err, "%s: architecture JSON does not parse", path);
         return CNP_ERR_FORMAT;

@@ -106,20 +106,22 @@ void det_box_engine_free(det_box_engine *e)
     free(e);
 }
 
-int det_box_engine_patch_size(const det_box_engine *e)
+cnp_status det_box_windows(const cnp_detector_config *dc, uint32_t w, uint32_t h,
+                           det_tile **out, size_t *n, cnp_err *err)
 {
-    return e->patch_size;
+    if (dc->patch_size <= 0) {
+        cnp_err_set(err, "a %ux%u raster read in windows needs [detector] patch_size > 0 "
+                         "(0 runs the whole image in one call)", w, h);
+        return CNP_ERR_CONFIG;
+    }
+    return det_patches_plan(w, h, dc->patch_size, dc->patch_overlap, out, n, err);
 }
 
 cnp_status det_box_engine_windows(const det_box_engine *e, uint32_t w, uint32_t h,
                                   det_tile **out, size_t *n, cnp_err *err)
 {
-    if (e->patch_size <= 0) {
-        cnp_err_set(err, "a %ux%u raster read in windows needs [detector] patch_size > 0 "
-                         "(0 runs the whole image in one call)", w, h);
-        return CNP_ERR_CONFIG;
-    }
-    return det_patches_plan(w, h, e->patch_size, e->patch_overlap, out, n, err);
+    cnp_detector_config dc = {.patch_size = e->patch_size, .patch_overlap = e->patch_overlap};
+    return det_box_windows(&dc, w, h, out, n, err);
 }
 
 static cnp_status to_trees(det_detection *d, size_t n, cnp_tree **trees, size_t *nt,

@@ -4,7 +4,7 @@
  * suppressed rows and the kept count carry across chunks on the device. */
 #include <stdlib.h>
 
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 /* Bytes of the overlap mask computed per pass: bounds device memory for
  * very many boxes (n^2 / 8 bytes in all). */
@@ -195,11 +195,13 @@ static cnp_status enqueue_clear(det_nms_device *nm, cl_command_queue q, cl_int w
 /* The mask of sorted rows [row0, row0 + rows), then the greedy pass over
  * them. */
 static cnp_status enqueue_chunk(det_nms_device *nm, cl_command_queue q, cl_int in, cl_int ul,
-                                cl_float iou, cl_int words, cl_int r0, cl_int nr, cnp_err *err)
+                                cl_float iou, cl_float contain, cl_int words, cl_int r0,
+                                cl_int nr, cnp_err *err)
 {
     cnp_status result = OCL_SET_ARGS(nm->mask, "detect_nms_mask", err, OCL_ARG(nm->sbox),
                                      OCL_ARG(nm->slabel), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(r0),
-                                     OCL_ARG(iou), OCL_ARG(words), OCL_ARG(nm->bits));
+                                     OCL_ARG(iou), OCL_ARG(contain), OCL_ARG(words),
+                                     OCL_ARG(nm->bits));
     size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)nr / NMS_BLOCK}, l2[2] = {NMS_BLOCK, 1};
     if (result == CNP_OK)
         result = ocl_enqueue(q, nm->mask, 2, g2, l2, "detect_nms_mask", err);
@@ -215,14 +217,14 @@ static cnp_status enqueue_chunk(det_nms_device *nm, cl_command_queue q, cl_int i
 }
 
 cnp_status det_nms_device_enqueue(det_nms_device *nm, cl_command_queue q, size_t n, float iou,
-                                  int use_label, cnp_err *err)
+                                  float contain, int use_label, cnp_err *err)
 {
     if (n == 0 || n > nm->cap) {
         cnp_err_set(err, "device NMS: %zu boxes for room of %zu", n, nm->cap);
         return CNP_ERR_INTERNAL;
     }
     cl_int in = (cl_int)n, ul = use_label, words = (cl_int)nms_words(n);
-    cl_float fiou = iou;
+    cl_float fiou = iou, fcontain = contain;
     cnp_status result = enqueue_clear(nm, q, words, err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->order, "detect_nms_order", err, OCL_ARG(nm->box),
@@ -234,7 +236,8 @@ cnp_status det_nms_device_enqueue(det_nms_device *nm, cl_command_queue q, size_t
     size_t chunk = chunk_rows(nm, n);
     for (size_t row0 = 0; result == CNP_OK && row0 < n; row0 += chunk) {
         size_t rows = n - row0 < chunk ? ocl_round_up(n - row0, NMS_BLOCK) : chunk;
-        result = enqueue_chunk(nm, q, in, ul, fiou, words, (cl_int)row0, (cl_int)rows, err);
+        result = enqueue_chunk(nm, q, in, ul, fiou, fcontain, words, (cl_int)row0, (cl_int)rows,
+                               err);
     }
     return result;
 }

@@ -1,27 +1,46 @@
 /* Greedy non-maximum suppression, the C reference of the detect_nms_*
  * kernels (kernels/detect.cl): the same order, the same overlap test with
  * the same float operations, so the kept set is identical. Shared by every
- * model family: crowns as boxes centre +- radius, box models with labels
- * (class-wise). */
+ * model family: crowns as boxes centre +- radius (with the containment test,
+ * DET_NMS_CONTAIN), box models with labels (class-wise, IoU only). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "canopy/detect.h"
 
-bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
+/* The intersection of a and b and their areas; false when they do not
+ * overlap by a positive area. One rounding per operation, in the kernel's
+ * order (nms_intersect; this file is compiled as ISO C, where GCC does not
+ * contract a * b + c). */
+static bool nms_intersect(const det_box *a, const det_box *b, float *inter, float *area_a,
+                          float *area_b)
 {
-    /* One rounding per operation, in the kernel's order (this file is
-     * compiled as ISO C, where GCC does not contract a * b + c). */
     float iw = fminf(a->x1, b->x1) - fmaxf(a->x0, b->x0);
     float ih = fminf(a->y1, b->y1) - fmaxf(a->y0, b->y0);
     if (!(iw > 0.0f && ih > 0.0f))
         return false;
-    float inter = iw * ih;
-    float area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
-    float area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
+    *inter = iw * ih;
+    *area_a = (a->x1 - a->x0) * (a->y1 - a->y0);
+    *area_b = (b->x1 - b->x0) * (b->y1 - b->y0);
+    return true;
+}
+
+bool det_nms_overlaps(const det_box *a, const det_box *b, float iou)
+{
+    float inter, area_a, area_b;
+    if (!nms_intersect(a, b, &inter, &area_a, &area_b))
+        return false;
     float uni = area_a + area_b;
     uni = uni - inter;
     return inter > iou * uni;
+}
+
+bool det_nms_contains(const det_box *a, const det_box *b, float contain)
+{
+    float inter, area_a, area_b;
+    if (!(contain < 1.0f) || !nms_intersect(a, b, &inter, &area_a, &area_b))
+        return false;
+    return inter > contain * fminf(area_a, area_b);
 }
 
 typedef struct nms_item {
@@ -55,6 +74,13 @@ static int nms_cmp(const void *pa, const void *pb)
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err)
 {
+    return det_nms_contain(boxes, scores, labels, n, iou, 1.0f, keep, n_keep, err);
+}
+
+cnp_status det_nms_contain(const det_box *boxes, const float *scores, const int *labels,
+                           size_t n, float iou, float contain, uint32_t *keep, size_t *n_keep,
+                           cnp_err *err)
+{
     *n_keep = 0;
     if (n == 0)
         return CNP_OK;
@@ -80,7 +106,9 @@ cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels,
         bool suppressed = false;
         for (size_t k = 0; k < nk && !suppressed; k++) {
             const nms_item *p = &it[kept[k]];
-            suppressed = p->label == it[i].label && det_nms_overlaps(&p->box, &it[i].box, iou);
+            suppressed = p->label == it[i].label &&
+                         (det_nms_overlaps(&p->box, &it[i].box, iou) ||
+                          det_nms_contains(&p->box, &it[i].box, contain));
         }
         if (!suppressed)
             kept[nk++] = (uint32_t)i;
@@ -120,7 +148,7 @@ cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err)
         copy[i] = trees[i];
     }
     size_t nk = 0;
-    result = det_nms(boxes, scores, NULL, *n, iou, keep, &nk, err);
+    result = det_nms_contain(boxes, scores, NULL, *n, iou, DET_NMS_CONTAIN, keep, &nk, err);
     if (result != CNP_OK)
         goto out;
     for (size_t k = 0; k < nk; k++)

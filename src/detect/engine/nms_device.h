@@ -52,11 +52,12 @@ size_t det_nms_device_bytes(const det_nms_device *nm);
 det_nms_io det_nms_device_io(const det_nms_device *nm);
 
 /* Enqueues on q the NMS of the first n (>= 1, <= the room) boxes of the
- * input buffers: boxes overlapping a kept box of higher rank by IoU > iou
+ * input buffers: boxes overlapping a kept box of higher rank by IoU > iou,
+ * or one inside the other by det_nms_contains's contain (>= 1: IoU only),
  * (and of the same label with use_label) are dropped. The kept indices end
  * in io.keep, their number in io.count; nothing is read back. */
 cnp_status det_nms_device_enqueue(det_nms_device *nm, cl_command_queue q, size_t n, float iou,
-                                  int use_label, cnp_err *err);
+                                  float contain, int use_label, cnp_err *err);
 
 /* Tests: rows of the mask per pass (a multiple of 64; 0 restores the
  * default, sized by bytes). */

@@ -169,33 +169,24 @@ void det_graph_ref_upsample_add(const float *in, const float *top, int c, int h,
         }
 }
 
-cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, int w,
-                                 float **cls, float **box, int *fh, int *fw, cnp_err *err)
+/* Shapes and tensors of every node of g on a transformed input: c, hh, ww
+ * (n_nodes each) and t[i] for the nodes whose last use (last[i], n_nodes:
+ * kept) is not passed; the rest freed on the way. On failure the caller
+ * still frees every t[i]. */
+static cnp_status run_nodes(const det_graph *g, const float *input, int h, int w,
+                            const int *last, int *c, int *hh, int *ww, float **t, cnp_err *err)
 {
-    const det_retina *r = &g->retina;
     int nn = g->n_nodes;
-    int *c = malloc(sizeof(int) * 4 * (size_t)nn);
-    float **t = calloc((size_t)nn, sizeof *t);
-    if (!c || !t) {
-        free(c);
-        free(t);
-        cnp_err_set(err, "graph reference: out of memory");
-        return CNP_ERR_NOMEM;
-    }
-    int *hh = c + nn, *ww = c + 2 * nn, *last = c + 3 * nn;
     cnp_status result = det_graph_ref_shapes(g, h, w, c, hh, ww, err);
     if (result != CNP_OK)
-        goto out;
-    /* Last node reading each tensor; head outputs live to the end. */
-    det_graph_last_use(g, true, last);
+        return result;
     for (int i = 0; i < nn; i++) {
         const det_node *n = &g->nodes[i];
         size_t sz = (size_t)c[i] * hh[i] * ww[i];
         t[i] = malloc(sz * sizeof(float));
         if (!t[i]) {
             cnp_err_set(err, "graph reference: out of memory for node %s", n->name);
-            result = CNP_ERR_NOMEM;
-            goto out;
+            return CNP_ERR_NOMEM;
         }
         const float *a = i ? t[n->in] : NULL, *b = i && n->in2 >= 0 ? t[n->in2] : NULL;
         switch (n->op) {
@@ -222,6 +213,59 @@ cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, 
                 t[j] = NULL;
             }
     }
+    return CNP_OK;
+}
+
+cnp_status det_graph_ref_run_raw(const det_graph *g, const float *input, int h, int w,
+                                 float **out, int *oc, int *oh, int *ow, cnp_err *err)
+{
+    *out = NULL;
+    int nn = g->n_nodes;
+    int *c = malloc(sizeof(int) * 4 * (size_t)nn);
+    float **t = calloc((size_t)nn, sizeof *t);
+    cnp_status result = CNP_ERR_NOMEM;
+    if (!c || !t) {
+        cnp_err_set(err, "graph reference: out of memory");
+        goto out;
+    }
+    int *hh = c + nn, *ww = c + 2 * nn, *last = c + 3 * nn;
+    /* Last node reading each tensor; the graph's output lives to the end. */
+    det_graph_last_use(g, false, last);
+    last[nn - 1] = nn;
+    if ((result = run_nodes(g, input, h, w, last, c, hh, ww, t, err)) == CNP_OK) {
+        *out = t[nn - 1];
+        t[nn - 1] = NULL;
+        *oc = c[nn - 1];
+        *oh = hh[nn - 1];
+        *ow = ww[nn - 1];
+    }
+out:
+    for (int i = 0; t && i < nn; i++)
+        free(t[i]);
+    free(t);
+    free(c);
+    return result;
+}
+
+cnp_status det_graph_ref_forward(const det_graph *g, const float *input, int h, int w,
+                                 float **cls, float **box, int *fh, int *fw, cnp_err *err)
+{
+    const det_retina *r = &g->retina;
+    int nn = g->n_nodes;
+    int *c = malloc(sizeof(int) * 4 * (size_t)nn);
+    float **t = calloc((size_t)nn, sizeof *t);
+    if (!c || !t) {
+        free(c);
+        free(t);
+        cnp_err_set(err, "graph reference: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    int *hh = c + nn, *ww = c + 2 * nn, *last = c + 3 * nn;
+    /* Last node reading each tensor; head outputs live to the end. */
+    det_graph_last_use(g, true, last);
+    cnp_status result = run_nodes(g, input, h, w, last, c, hh, ww, t, err);
+    if (result != CNP_OK)
+        goto out;
     for (int l = 0; l < r->n_levels; l++) {
         int ci = r->cls_node[l], bi = r->box_node[l];
         if (hh[ci] != hh[bi] || ww[ci] != ww[bi]) {

@@ -18,7 +18,7 @@
 
 #include "canopy/log.h"
 #include "detect/detect_internal.h"
-#include "detect/nms_device.h"
+#include "detect/engine/nms_device.h"
 
 /* NMS room of at least this many boxes, so that typical images allocate
  * once. */
@@ -119,11 +119,6 @@ static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
     *ow = (uint32_t)iw;
     *oh = (uint32_t)ih;
     return result;
-}
-
-static cnp_status build_graph(det_engine *e, cnp_err *err)
-{
-    return det_crown_graph(e->m, &e->graph, err);
 }
 
 void det_engine_conv_paths_file(const det_engine *e, char *out, size_t len)
@@ -239,7 +234,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     if (result == CNP_OK)
         result = nms_kernels(e, base, err);
     if (result == CNP_OK)
-        result = build_graph(e, err);
+        result = det_crown_graph(m, &e->graph, err);
     /* The conv paths: configured, or measured at the largest tile (at most
      * 128 px on a CPU device) and remembered next to the kernel cache. */
     det_graph_engine_opts opts = {
@@ -335,7 +330,7 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
 /* NMS of the count crowns in e->trees, on the device: their boxes, the
  * device NMS (nms_device.c), and a gather of the kept crowns into nm->out
  * (count first, then the crowns). */
-static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
+static cnp_status crown_nms_enqueue(det_engine *e, size_t count, float iou, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
     cl_int in = (cl_int)count;
@@ -348,7 +343,7 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     if (result == CNP_OK)
         result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
     if (result == CNP_OK)
-        result = det_nms_device_enqueue(nm->dev, e->q, count, e->nms_iou, 0, err);
+        result = det_nms_device_enqueue(nm->dev, e->q, count, iou, DET_NMS_CONTAIN, 0, err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
                               OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(in),
@@ -358,10 +353,11 @@ static cnp_status crown_nms_enqueue(det_engine *e, size_t count, cnp_err *err)
     return result;
 }
 
-/* Reads the tree count back, runs NMS on the device when it can remove
- * anything, then reads the final list back (one read: with NMS the kept
- * count comes first in the same buffer) and converts it. */
-static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err *err)
+/* Reads the tree count back, runs NMS at iou on the device when it can
+ * remove anything, then reads the final list back (one read: with NMS the
+ * kept count comes first in the same buffer) and converts it. */
+static cnp_status read_trees(det_engine *e, float iou, cnp_tree **trees, size_t *n,
+                             cnp_err *err)
 {
     cl_int count = 0;
     cnp_status result = cl_ok(clEnqueueReadBuffer(e->q, e->count, CL_TRUE, 0, sizeof count,
@@ -374,7 +370,7 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
         return CNP_ERR_INTERNAL;
     }
     size_t nt = (size_t)count;
-    bool nms = nt >= 2 && e->nms_iou < 1.0f;
+    bool nms = nt >= 2 && iou < 1.0f;
     cl_float4 *raw = malloc((nt + 1) * sizeof *raw);
     cnp_tree *out = malloc(nt * sizeof *out);
     if (!raw || !out) {
@@ -385,7 +381,7 @@ static cnp_status read_trees(det_engine *e, cnp_tree **trees, size_t *n, cnp_err
     }
     const cl_float4 *list = raw;
     if (nms) {
-        result = crown_nms_enqueue(e, nt, err);
+        result = crown_nms_enqueue(e, nt, iou, err);
         if (result == CNP_OK)
             result = cl_ok(clEnqueueReadBuffer(e->q, e->nms.out, CL_TRUE, 0,
                                                (nt + 1) * sizeof *raw, raw, 0, NULL, NULL),
@@ -421,6 +417,13 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
                           const int *labels, size_t n, float iou, uint32_t *keep,
                           size_t *n_keep, cnp_err *err)
 {
+    return det_engine_nms_contain(e, boxes, scores, labels, n, iou, 1.0f, keep, n_keep, err);
+}
+
+cnp_status det_engine_nms_contain(det_engine *e, const det_box *boxes, const float *scores,
+                                  const int *labels, size_t n, float iou, float contain,
+                                  uint32_t *keep, size_t *n_keep, cnp_err *err)
+{
     *n_keep = 0;
     if (n == 0)
         return CNP_OK;
@@ -453,7 +456,7 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
                                             labels, 0, NULL, NULL),
                        "uploading NMS labels", err);
     if (result == CNP_OK)
-        result = det_nms_device_enqueue(e->nms.dev, e->q, n, iou, labels != NULL, err);
+        result = det_nms_device_enqueue(e->nms.dev, e->q, n, iou, contain, labels != NULL, err);
     cl_int kept = 0;
     if (result == CNP_OK)
         result = cl_ok(clEnqueueReadBuffer(e->q, io.count, CL_TRUE, 0, sizeof kept, &kept, 0,
@@ -476,11 +479,6 @@ cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scor
     return result;
 }
 
-void det_engine_set_nms_iou(det_engine *e, float iou)
-{
-    e->nms_iou = iou;
-}
-
 float det_engine_nms_iou(const det_engine *e)
 {
     return e->nms_iou;
@@ -500,6 +498,12 @@ void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows)
 
 cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
                           cnp_tree **trees, size_t *n, cnp_err *err)
+{
+    return det_engine_run_nms(e, rgba, w, h, e->nms_iou, trees, n, err);
+}
+
+cnp_status det_engine_run_nms(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
+                              float nms_iou, cnp_tree **trees, size_t *n, cnp_err *err)
 {
     *trees = NULL;
     *n = 0;
@@ -536,7 +540,7 @@ cnp_status det_engine_run(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h,
     }
     free(tiles);
     if (result == CNP_OK)
-        result = read_trees(e, trees, n, err);
+        result = read_trees(e, nms_iou, trees, n, err);
     return result;
 }
 

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "canopy/log.h"
-#include "detect/graph_engine_internal.h"
+#include "detect/engine/graph_engine_internal.h"
 
 
 static cnp_status create_buffer(det_graph_engine *e, size_t bytes, const void *host, cl_mem *out,

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "canopy/log.h"
-#include "detect/graph_engine_internal.h"
+#include "detect/engine/graph_engine_internal.h"
 
 /* Sigmoid + threshold + compaction of every level's logits of patch b of
  * the batch into keys. */
@@ -91,7 +91,7 @@ static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry,
     cl_int max_det = r->detections_per_img;
     cl_float crx = rx, cry = ry;
     det_nms_io io = det_nms_device_io(e->nms);
-    cnp_status result = det_nms_device_enqueue(e->nms, e->q, n, r->nms_thresh, 1, err);
+    cnp_status result = det_nms_device_enqueue(e->nms, e->q, n, r->nms_thresh, 1.0f, 1, err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(e->gather, "graph_gather", err, OCL_ARG(io.box),
                               OCL_ARG(io.score), OCL_ARG(io.label), OCL_ARG(io.keep),

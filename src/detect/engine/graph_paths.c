@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "canopy/log.h"
-#include "detect/graph_engine_internal.h"
+#include "detect/engine/graph_engine_internal.h"
 
 /* ---- convolution paths ---------------------------------------------------- */
 

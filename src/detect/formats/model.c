@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "canopy/buf.h"
 #include "detect/detect_internal.h"
 
@@ -171,6 +173,25 @@ out:
 
 /* ---- public ------------------------------------------------------------ */
 
+/* The optional "resolution_m" of either architecture (FORMAT.md). */
+static cnp_status parse_resolution(const char *path, const char *arch, size_t len, det_model *m,
+                                   cnp_err *err)
+{
+    cJSON *root = cJSON_ParseWithLength(arch, len);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "resolution_m");
+    cnp_status result = CNP_OK;
+    m->resolution_m = DET_RESOLUTION_M_DEFAULT;
+    if (res && (!cJSON_IsNumber(res) || !(res->valuedouble > 0 && res->valuedouble <= 1000))) {
+        cnp_err_set(err, "%s: architecture: resolution_m must be metres per pixel in (0, 1000]",
+                    path);
+        result = CNP_ERR_FORMAT;
+    } else if (res) {
+        m->resolution_m = res->valuedouble;
+    }
+    cJSON_Delete(root);
+    return result;
+}
+
 /* The model of a file image: the container (det_cnw_open), then the
  * architecture of its version bound to its tensors. */
 static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det_model *m,
@@ -191,6 +212,8 @@ static cnp_status parse_file(const char *path, const uint8_t *d, size_t len, det
         if (result == CNP_OK)
             result = bind_tensors(path, &f, m, err);
     }
+    if (result == CNP_OK)
+        result = parse_resolution(path, (const char *)f.arch, f.arch_len, m, err);
     det_cnw_close(&f);
     return result;
 }
@@ -249,6 +272,11 @@ const char *det_model_version(const det_model *m)
 double det_model_nms_iou(const det_model *m)
 {
     return m->nms_iou;
+}
+
+double det_model_resolution_m(const det_model *m)
+{
+    return m->resolution_m;
 }
 
 int det_model_stride(const det_model *m)
