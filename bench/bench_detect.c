@@ -2,7 +2,9 @@
  * reference, GFLOP/s per layer for both convolution paths, and CLBlast SGEMM
  * GFLOP/s on the same device at the sizes of the network's GEMMs, all in one
  * run, and the NMS on the device against its C reference, medians over
- * repeats. Prints a table and writes a JSON file.
+ * repeats; with the CPU backend built, the same image on it too ([device]
+ * threads), next to the OpenCL engine. Prints a table and writes a JSON
+ * file.
  *
  *   bench_detect [--model FILE] [--image PNG | --size WxH] [--repeats N]
  *                [--tile N] [--json FILE] [--no-ref] [-c FILE]
@@ -320,6 +322,43 @@ int main(int argc, char **argv)
     cJSON_AddNumberToObject(jd, "mpix_per_s", mpix / dev_s);
     cJSON_AddNumberToObject(jd, "gflop_per_s", flops / dev_s / 1e9);
     cJSON_AddNumberToObject(jd, "trees", (double)ntrees);
+
+    if (det_cpu_backend_available()) {
+        det_cpu_engine *ce = NULL;
+        size_t nc = 0;
+        if (det_cpu_engine_create(m, &cfg.detector, cfg.device.threads, ctx, &ce, &err) !=
+            CNP_OK) {
+            fprintf(stderr, "bench_detect: %s\n", err.msg);
+            rc = 1;
+            goto out;
+        }
+        for (int r = -1; r < o.repeats && rc == 0; r++) {
+            cnp_tree *trees = NULL;
+            double s0 = cnp_now();
+            if (det_cpu_engine_run(ce, &img, &trees, &nc, &err) != CNP_OK) {
+                fprintf(stderr, "bench_detect: %s\n", err.msg);
+                rc = 1;
+            }
+            if (r >= 0)
+                t[r] = cnp_now() - s0;
+            free(trees);
+        }
+        int threads = det_cpu_engine_threads(ce);
+        det_cpu_engine_free(ce);
+        if (rc)
+            goto out;
+        double cpu_s = cnp_median(t, o.repeats);
+        printf("cpu backend (oneDNN, %d threads): %8.3f s/image  %8.2f MPix/s  %7.2f GFLOP/s  "
+               "(%zu trees; %.2fx the OpenCL engine)\n", threads, cpu_s, mpix / cpu_s,
+               flops / cpu_s / 1e9, nc, dev_s / cpu_s);
+        cJSON *jc = cJSON_AddObjectToObject(root, "cpu_backend_run");
+        cJSON_AddNumberToObject(jc, "threads", threads);
+        cJSON_AddNumberToObject(jc, "seconds", cpu_s);
+        cJSON_AddNumberToObject(jc, "mpix_per_s", mpix / cpu_s);
+        cJSON_AddNumberToObject(jc, "gflop_per_s", flops / cpu_s / 1e9);
+        cJSON_AddNumberToObject(jc, "trees", (double)nc);
+        cJSON_AddNumberToObject(jc, "speedup_vs_opencl", dev_s / cpu_s);
+    }
 
     if (!o.no_ref) {
         int rr = o.repeats < 3 ? o.repeats : 3;

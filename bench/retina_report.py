@@ -3,7 +3,11 @@
 bench/retina.sh run into one JSON with the machine and the ratios, and a
 Markdown summary.
 
-  retina_report.py --canopy FILE --torch FILE --json OUT --md OUT [--note TEXT]
+  retina_report.py --canopy FILE --torch FILE [--cpu FILE] --json OUT --md OUT
+                   [--note TEXT]
+
+--cpu: bench_retina_cpu's JSON (the CPU backend, oneDNN), set next to
+PyTorch and the OpenCL path in a table of its own.
 """
 
 import argparse
@@ -32,12 +36,52 @@ def fmt(v, spec=".3f"):
     return "-" if v is None else format(v, spec)
 
 
+def cpu_table(cpu, c, t):
+    """The CPU backend's rows: each case next to PyTorch and the OpenCL path."""
+    md = [f"CPU backend (oneDNN, {cpu['threads']} threads, the same as PyTorch's) against "
+          f"PyTorch and the OpenCL path:", "",
+          "| case | CPU backend s | PyTorch s | OpenCL s | CPU backend / PyTorch speed | "
+          "CPU backend / OpenCL speed | boxes CPU / PyTorch |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    tw = {r["name"]: r for r in t["whole"]["images"]}
+    cw = {r["name"]: r for r in c["whole"]["images"]}
+    rows = [(f"{r['name']} {r['width']}x{r['height']} whole (input {r['input_width']}x"
+             f"{r['input_height']})", r, tw.get(r["name"]), cw.get(r["name"]))
+            for r in cpu["whole"]["images"]]
+    if "tiled" in cpu:
+        ct = cpu["tiled"]
+        rows.append((f"{ct['name']} {ct['width']}x{ct['height']} in {ct['patches']} patches "
+                     f"(batch {ct['batch']})", ct, t.get("tiled"), c.get("tiled")))
+    if "large" in cpu:
+        cl = cpu["large"]
+        rows.append((f"{cl['name']} at min_size {cl['min_size']} (one run)", cl, t.get("large"),
+                     c.get("large")))
+    for name, r, tr, cr in rows:
+        md.append(f"| {name} | {fmt(r['seconds'])} | {fmt(tr and tr['seconds'])} | "
+                  f"{fmt(cr and cr['seconds'])} | {fmt(ratio(r, tr), '.2f')} | "
+                  f"{fmt(ratio(r, cr), '.2f')} | {r['boxes']} / {tr['boxes'] if tr else '-'} |")
+    md.append(f"| whole images, images/s | {cpu['whole']['images_per_s']:.3f} | "
+              f"{t['whole']['images_per_s']:.3f} | {c['whole']['images_per_s']:.3f} | "
+              f"{cpu['whole']['images_per_s'] / t['whole']['images_per_s']:.2f} | "
+              f"{cpu['whole']['images_per_s'] / c['whole']['images_per_s']:.2f} | |")
+    st = cpu.get("cpu_stages")
+    if st:
+        md += ["", f"Where the CPU backend's time goes (one predict of "
+               f"{cpu['whole']['images'][0]['name']}): Winograd convolutions "
+               f"{st['conv_winograd_s']:.3f} s, direct convolutions {st['conv_direct_s']:.3f} s, "
+               f"max pool / upsample-add / ReLU {st['other_nodes_s']:.3f} s, input transform "
+               f"{st['transform_s']:.3f} s, decode + NMS {st['post_s']:.3f} s."]
+    md.append("")
+    return md
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--canopy", required=True)
     ap.add_argument("--torch", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--md", required=True)
+    ap.add_argument("--cpu")
     ap.add_argument("--note", default="")
     a = ap.parse_args()
     with open(a.canopy) as f:
@@ -71,7 +115,17 @@ def main():
     for key in ("tiled", "large"):
         if key in c and key in t:
             speed[f"{key}_ratio"] = ratio(c[key], t[key])
+    cpu = None
+    if a.cpu:
+        with open(a.cpu) as f:
+            cpu = json.load(f)
+        speed["cpu_whole_ratio"] = cpu["whole"]["images_per_s"] / t["whole"]["images_per_s"]
+        for key in ("tiled", "large"):
+            if key in cpu and key in t:
+                speed[f"cpu_{key}_ratio"] = ratio(cpu[key], t[key])
     merged = {"machine": machine, "note": a.note, "speed": speed, "canopy": c, "torch": t}
+    if cpu:
+        merged["cpu_backend"] = cpu
     with open(a.json, "w") as f:
         json.dump(merged, f, indent=2)
 
@@ -100,6 +154,8 @@ def main():
     md.append(f"images/s, whole: canopy {c['whole']['images_per_s']:.3f}, PyTorch "
               f"{t['whole']['images_per_s']:.3f}.")
     md.append("")
+    if cpu:
+        md += cpu_table(cpu, c, t)
     st = c["stages"]
     total = st["im2col_s"] + st["gemm_s"] + st["epilogue_s"] + st["other_s"] + st["post_s"]
     md.append(f"Stages of one predict on {c['whole']['images'][0]['name']} (input "

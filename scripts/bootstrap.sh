@@ -37,7 +37,7 @@ DEB_PACKAGES=(
   build-essential cmake pkg-config git
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
   libclblast-dev libcurl4-openssl-dev libpng-dev zlib1g-dev libpq-dev
-  libinih-dev libcjson-dev libexpat1-dev libssl-dev
+  libinih-dev libcjson-dev libexpat1-dev libssl-dev libdnnl-dev
   postgresql-15 postgresql-client-15 postgresql-15-postgis-3
   libgdal-dev gdal-bin
   clang libclang-rt-14-dev oclgrind

@@ -102,6 +102,18 @@ typedef struct cnp_opencl_config {
     char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
 } cnp_opencl_config;
 
+/* [device] */
+enum cnp_backend {
+    CNP_BACKEND_AUTO = 0,   /* cpu where the OpenCL device is a CPU or there is none */
+    CNP_BACKEND_OPENCL = 1, /* models on the OpenCL device */
+    CNP_BACKEND_CPU = 2,    /* models on the host through oneDNN (CANOPY_WITH_DNNL) */
+};
+
+typedef struct cnp_device_config {
+    enum cnp_backend backend;          /* where the models run */
+    int threads;                       /* CPU backend threads; 0: every core */
+} cnp_device_config;
+
 /* [binarize] */
 typedef struct cnp_binarize_config {
     enum cnp_bin_method method;
@@ -153,6 +165,7 @@ typedef struct cnp_config {
     cnp_batch_config batch;
     cnp_postgres_config postgres;
     cnp_opencl_config opencl;
+    cnp_device_config device;
     cnp_binarize_config binarize;
     cnp_detector_config detector;
     cnp_limits_config limits;

@@ -446,4 +446,55 @@ cnp_status det_annotations_images(const char *csv_path, char ***names, size_t *n
                                   cnp_err *err);
 void det_names_free(char **names, size_t n);
 
+
+/* ---- the CPU backend ([device] backend; src/detect/cpu_backend.c) -------- */
+
+/* "auto", "opencl" or "cpu". */
+const char *det_backend_kind_name(enum cnp_backend b);
+
+/* Whether this build has the CPU backend (oneDNN, CANOPY_WITH_DNNL). */
+bool det_cpu_backend_available(void);
+
+/* Resolves [device] backend: auto is cpu where the OpenCL device (ctx; NULL:
+ * none) is a CPU or there is none and the CPU backend is built, else opencl.
+ * Refuses cpu without the CPU backend and opencl (or auto) without a device. */
+cnp_status det_backend_choose(enum cnp_backend want, ocl_ctx *ctx, enum cnp_backend *out,
+                              cnp_err *err);
+
+/* A crown or box model on the host (oneDNN), with det_engine_create's and
+ * det_box_engine_create's reading of dc; threads 0: every core. ctx (may be
+ * NULL): the OpenCL context whose cache directory keeps the measured
+ * convolution choices. m must outlive it. */
+typedef struct det_cpu_engine det_cpu_engine;
+cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
+                                 int threads, ocl_ctx *ctx, det_cpu_engine **out,
+                                 cnp_err *err);
+void det_cpu_engine_free(det_cpu_engine *e);
+int det_cpu_engine_threads(const det_cpu_engine *e);
+/* det_engine_run / det_box_engine_run of a host image. */
+cnp_status det_cpu_engine_run(det_cpu_engine *e, const cnp_image *img, cnp_tree **trees,
+                              size_t *n, cnp_err *err);
+/* One window of a raster read in windows, unmerged (crowns: no NMS; box
+ * models: the window as one patch), in window coordinates. */
+cnp_status det_cpu_engine_window(det_cpu_engine *e, const cnp_image *win, cnp_tree **trees,
+                                 size_t *n, cnp_err *err);
+/* The merge over all windows' trees at iou: the crown NMS or the patches'
+ * NMS; det_cpu_engine_merge_iou: the model's ([detector] nms_iou or the
+ * model's for crowns, patch_iou for box models). */
+float det_cpu_engine_merge_iou(const det_cpu_engine *e);
+cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, float iou,
+                                cnp_err *err);
+
+/* The model interface on the CPU backend: det_backend_create's handle with
+ * the oneDNN tables (cpu/backend_dnnl.c) instead of the C reference's; ctx
+ * (may be NULL) only for the cache directory; threads 0: every core. */
+cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
+                                  const cnp_detector_config *dc, int threads,
+                                  det_backend **out, cnp_err *err);
+/* The window side (tile or patch size; 0: a box model's whole image) and
+ * the windows of a w x h raster. */
+uint32_t det_cpu_engine_window_side(const det_cpu_engine *e, uint32_t *overlap, int *stride);
+cnp_status det_cpu_engine_windows(const det_cpu_engine *e, uint32_t w, uint32_t h,
+                                  det_tile **out, size_t *n, cnp_err *err);
+
 #endif

@@ -28,6 +28,7 @@ typedef struct pipe_device_params {
     const cnp_opencl_config *opencl;
     const cnp_binarize_config *binarize;
     const cnp_detector_config *detector;
+    const cnp_device_config *device; /* NULL: [device] defaults (backend auto) */
 } pipe_device_params;
 
 /* Creates the device side. model may be NULL (binarization only); it must

@@ -1,7 +1,10 @@
-/* canopy devices: lists OpenCL platforms and devices, and the one selected. */
+/* canopy devices: lists OpenCL platforms and devices, the one selected and
+ * the backend that runs the models ([device] backend). */
 #include <getopt.h>
 #include <stdio.h>
+#include <unistd.h>
 
+#include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -21,7 +24,8 @@ int cmd_devices(int argc, char **argv)
         case 'h':
             printf("usage: canopy devices [-c FILE]\n\n"
                    "Lists OpenCL platforms and devices with their memory and compute units,\n"
-                   "and the device that [opencl] platform/device selects.\n");
+                   "the device that [opencl] platform/device selects, and the backend\n"
+                   "that runs the models ([device] backend: opencl or cpu).\n");
             return CNP_EXIT_OK;
         default: return CNP_EXIT_USAGE;
         }
@@ -41,6 +45,19 @@ int cmd_devices(int argc, char **argv)
         return CNP_EXIT_FATAL;
     }
     printf("selected: %s\n", ocl_ctx_description(ctx));
+    enum cnp_backend b;
+    if (det_backend_choose(cfg.device.backend, ctx, &b, &err) != CNP_OK) {
+        fprintf(stderr, "canopy devices: %s\n", err.msg);
+        ocl_ctx_free(ctx);
+        return CNP_EXIT_USAGE;
+    }
+    if (b == CNP_BACKEND_CPU)
+        printf("models: cpu backend (oneDNN, %d threads; [device] backend = %s)\n",
+               cfg.device.threads > 0 ? cfg.device.threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+               det_backend_kind_name(cfg.device.backend));
+    else
+        printf("models: opencl backend on the selected device ([device] backend = %s)\n",
+               det_backend_kind_name(cfg.device.backend));
     ocl_ctx_free(ctx);
     return CNP_EXIT_OK;
 }

@@ -32,6 +32,7 @@ static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
 static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
+static const char *const backends[] = {"auto", "opencl", "cpu", NULL};
 static const char *const vector_formats[] = {"geojson", "gpkg", "csv", NULL}; /* CNP_VECTOR_* */
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
@@ -95,6 +96,9 @@ static const struct key keys[] = {
     STR(opencl, device, ""),
     STR(opencl, cache_dir, ""),
     STR(opencl, kernel_dir, ""),
+
+    ENUM(device, backend, "auto", backends),
+    INT(device, threads, "0", 0, 1024),
 
     ENUM(binarize, method, "otsu", bin_methods),
     ENUM(binarize, channel, "luma", bin_channels),

@@ -46,6 +46,32 @@ cnp_status det_backend_create(const det_model *m, ocl_ctx *dev, const cnp_detect
     return CNP_OK;
 }
 
+cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
+                                  const cnp_detector_config *dc, int threads,
+                                  det_backend **out, cnp_err *err)
+{
+    *out = NULL;
+#ifdef CANOPY_HAVE_DNNL
+    det_backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        cnp_err_set(err, "out of memory for the CPU backend");
+        return CNP_ERR_NOMEM;
+    }
+    b->iface = det_model_has_boxes(m) ? &det_backend_box_dnnl : &det_backend_crown_dnnl;
+    cnp_status result = det_cpu_engine_create(m, dc, threads, ctx, (det_cpu_engine **)&b->self,
+                                              err);
+    if (result != CNP_OK) {
+        free(b);
+        return result;
+    }
+    *out = b;
+    return CNP_OK;
+#else
+    enum cnp_backend chosen;
+    return det_backend_choose(CNP_BACKEND_CPU, NULL, &chosen, err);
+#endif
+}
+
 void det_backend_free(det_backend *b)
 {
     if (!b)

@@ -50,6 +50,11 @@ struct det_model {
     float *graph_weights;
 };
 
+/* RGBA8 (rows stride_px pixels apart) -> the model's normalised CHW input
+ * channels (models/FORMAT.md "Input channels"), w x h floats each. */
+void det_crown_preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
+                          uint32_t w, uint32_t h, float *out);
+
 /* The model's graph (format version 2), or NULL for a version 1 model.
  * Valid while the model lives. */
 const det_graph *det_model_graph(const det_model *m);

@@ -39,5 +39,9 @@ typedef struct det_backend_i {
 
 extern const det_backend_i det_backend_crown_ocl, det_backend_box_ocl;
 extern const det_backend_i det_backend_crown_cpu, det_backend_box_cpu;
+/* The CPU backend's (oneDNN; CANOPY_WITH_DNNL): bound only by
+ * det_backend_create_cpu, so device-less det_backend_create stays the C
+ * reference the device tables are held to. */
+extern const det_backend_i det_backend_crown_dnnl, det_backend_box_dnnl;
 
 #endif

@@ -36,7 +36,7 @@ static int engine_open(const cnp_config *cfg, const char *mode, struct engine *e
         return CNP_EXIT_FATAL;
     e->model_version = e->model ? det_model_version(e->model) : "none";
     pipe_device_params dp = {.opencl = &cfg->opencl, .binarize = &cfg->binarize,
-                             .detector = &cfg->detector};
+                             .detector = &cfg->detector, .device = &cfg->device};
     if (pipe_device_create(&dp, e->model, &e->dev, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     if (cnp_pool_create(cfg->batch.threads, &e->pool, err) != CNP_OK)

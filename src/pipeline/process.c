@@ -1,5 +1,6 @@
 /* Per-image device processing, shared by all front ends (encoding: encode.c). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,8 @@ struct pipe_device {
     ocl_ctx *ctx;
     bin_engine *bin;
     det_backend *det;    /* the model on the device; NULL: binarization alone */
+    enum cnp_backend backend; /* where the model runs ([device] backend) */
+    char desc[512];
     cl_mem rgba;
     size_t rgba_cap;
 };
@@ -30,9 +33,25 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
     if ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
         (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
         goto fail;
-    if (model && (result = det_backend_create(model, dev->ctx, p->detector, &dev->det, err)) !=
-                     CNP_OK)
+    dev->backend = CNP_BACKEND_OPENCL;
+    if (model)
+        result = det_backend_choose(p->device ? p->device->backend : CNP_BACKEND_AUTO, dev->ctx,
+                                    &dev->backend, err);
+    if (result == CNP_OK && model)
+        result = dev->backend == CNP_BACKEND_CPU
+                     ? det_backend_create_cpu(model, dev->ctx, p->detector,
+                                              p->device ? p->device->threads : 0, &dev->det,
+                                              err)
+                     : det_backend_create(model, dev->ctx, p->detector, &dev->det, err);
+    if (result != CNP_OK)
         goto fail;
+    if (dev->det && dev->backend == CNP_BACKEND_CPU)
+        snprintf(dev->desc, sizeof dev->desc,
+                 "models on the cpu backend (oneDNN, %s), binarization on %s",
+                 det_backend_name(dev->det), ocl_ctx_description(dev->ctx));
+    else
+        snprintf(dev->desc, sizeof dev->desc, "%s on the opencl backend",
+                 ocl_ctx_description(dev->ctx));
     *out = dev;
     return CNP_OK;
 fail:
@@ -54,7 +73,7 @@ void pipe_device_free(pipe_device *dev)
 
 const char *pipe_device_description(const pipe_device *dev)
 {
-    return ocl_ctx_description(dev->ctx);
+    return dev->desc;
 }
 
 /* Uploads n RGBA pixels into the device image, grown to the largest seen. */

@@ -2,6 +2,7 @@
 """Parity of canopy's RetinaNet with torchvision's (DeepForest's tree model).
 
     retina_parity.py --torch-python PY --source-dir DIR --canopy BIN [--seed N]
+                     [--backend opencl|cpu]
     retina_parity.py --torch-python PY --source-dir DIR --self-test
 
 Runs with any Python 3 (standard library only); torch runs in PY, the
@@ -28,6 +29,9 @@ clipped to nothing at the image's edge)
 integer truncation a near-tie) and a score within 1e-3, and every canopy box
 must be such a match; near-ties (reference.py) are excluded both ways and
 counted; more than MAX_NEAR_TIE_FRACTION of them fails the test.
+
+--backend: which backend runs the model in every `canopy run` ([device]
+backend; default opencl), with the same bounds.
 
 --self-test (no canopy): reference.py's output is identical for the three
 layouts; convert.py writes byte-identical files from the .ckpt and the .pt
@@ -327,6 +331,11 @@ def self_test(c):
     return errors
 
 
+def backend_set(c):
+    """The --set that picks the backend of every canopy run."""
+    return [f"device.backend={c.a.backend}"]
+
+
 def full(c):
     errors = []
     canopy = c.a.canopy
@@ -353,7 +362,7 @@ def full(c):
         cmd = [canopy, "run", "--model", cnw["hf"], "--output", out]
         for p in imgs:
             cmd += ["--input", p]
-        for s in sets:
+        for s in sets + backend_set(c):
             cmd += ["--set", s]
         run(cmd, "canopy run" + (" (tiled)" if tiled else ""))
         for im in ref["images"]:
@@ -392,7 +401,7 @@ def windowed(c, cnw):
     out = os.path.join(c.tmp, "out_windows")
     cmd = [c.a.canopy, "run", "--model", cnw, "--output", out, "--input", tif,
            "--set", "limits.window_pixels=100000", "--set", "log.level=debug"]
-    for s in TILED_SET:
+    for s in TILED_SET + backend_set(c):
         cmd += ["--set", s]
     res = run(cmd, "canopy run (GeoTIFF in windows)")
     stem = os.path.splitext(name)[0]
@@ -422,6 +431,8 @@ def main():
     ap.add_argument("--canopy", help="the canopy binary")
     ap.add_argument("--neon-dir", help="NEON images (default: SOURCE/tests/data/neon)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--backend", choices=("opencl", "cpu"), default="opencl",
+                    help="[device] backend of every canopy run")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()

@@ -11,8 +11,8 @@
 #include "detect/detect_internal.h"
 
 /* RGBA8 -> normalized CHW channels (models/FORMAT.md "Input channels"). */
-static void preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
-                       uint32_t w, uint32_t h, float *out)
+void det_crown_preprocess(const det_model *m, const uint8_t *rgba, uint32_t stride_px,
+                          uint32_t w, uint32_t h, float *out)
 {
     size_t plane = (size_t)w * h;
     for (uint32_t y = 0; y < h; y++) {
@@ -50,7 +50,7 @@ cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t str
         return result;
     }
     if (result == CNP_OK) {
-        preprocess(m, rgba, stride_px, w, h, in);
+        det_crown_preprocess(m, rgba, stride_px, w, h, in);
         int oc = 0, gh = 0, gw = 0;
         result = det_graph_ref_run_raw(&g, in, (int)h, (int)w, out, &oc, &gh, &gw, err);
         if (result == CNP_OK && (oc != 4 || (uint32_t)gh != *oh || (uint32_t)gw != *ow)) {
