@@ -90,6 +90,7 @@ typedef struct cnp_opencl_config {
     char device[CNP_STR_SHORT];        /* name substring or index; empty: first GPU */
     char cache_dir[CNP_STR_LONG];      /* program binaries; empty: XDG cache */
     char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
+    char tuning_file[CNP_STR_LONG];    /* CLBlast tuning; empty: the cache's; "off": none */
 } cnp_opencl_config;
 
 /* [binarize] */

@@ -41,6 +41,8 @@ int cmd_devices(int argc, char **argv)
         return CNP_EXIT_FATAL;
     }
     printf("selected: %s\n", ocl_ctx_description(ctx));
+    printf("CLBlast tuning: %s\n", ocl_ctx_tuning(ctx)[0] ? ocl_ctx_tuning(ctx)
+                                                        : "none (CLBlast's defaults)");
     ocl_ctx_free(ctx);
     return CNP_EXIT_OK;
 }

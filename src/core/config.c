@@ -89,6 +89,7 @@ static const struct key keys[] = {
     STR(opencl, device, ""),
     STR(opencl, cache_dir, ""),
     STR(opencl, kernel_dir, ""),
+    STR(opencl, tuning_file, ""),
 
     ENUM(binarize, method, "otsu", bin_methods),
     ENUM(binarize, channel, "luma", bin_channels),
