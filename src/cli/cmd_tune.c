@@ -86,7 +86,10 @@ static cnp_status sample_in_child(void *user, const char *kernel, size_t m, size
         cnp_err_set(err, "the tuner crashed (signal %d): sample skipped", WTERMSIG(status));
         return CNP_ERR_OPENCL;
     }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || strncmp(line, "error: ", 7) == 0) {
+    /* Exit 3: the tuner crashed after a first search had a winner, printed. */
+    bool salvaged = WIFEXITED(status) && WEXITSTATUS(status) == 3;
+    if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && !salvaged) ||
+        strncmp(line, "error: ", 7) == 0) {
         cnp_err_set(err, "%s", strncmp(line, "error: ", 7) == 0 ? line + 7 : "the tuner failed");
         return WIFEXITED(status) && WEXITSTATUS(status) == 2 ? CNP_ERR_INVALID
                                                               : CNP_ERR_NOTFOUND;
@@ -116,8 +119,10 @@ static int run_sample(const cnp_config *cfg, const char *spec)
     cnp_err err;
     ocl_tune_kernel out;
     cnp_status st = ocl_ctx_create(&oc, &ctx, &err);
-    if (st == CNP_OK)
+    if (st == CNP_OK) {
+        ocl_tune_salvage_on_crash();
         st = ocl_tune_sample(ctx, kernel, m, n, k, f, &out, &err);
+    }
     ocl_ctx_free(ctx);
     if (st != CNP_OK) {
         printf("error: %s\n", err.msg);

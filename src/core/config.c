@@ -31,7 +31,7 @@ static const char *const bin_methods[] = {"otsu", "fixed", "adaptive", NULL};
 static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
-static const char *const det_convs[] = {"auto", "direct", "gemm", NULL};
+static const char *const det_convs[] = {"auto", "direct", "gemm", "winograd", NULL};
 
 #define F(sec, field) offsetof(cnp_config, sec.field)
 #define S(sec, field) sizeof(((cnp_config *)0)->sec.field)

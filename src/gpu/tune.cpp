@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <unistd.h>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -136,7 +138,57 @@ bool sgemm_right(const ocl_ctx *ctx)
     return true;
 }
 
+// The map a sample is filling, for salvage_handler.
+const Params *volatile g_partial = nullptr;
+const char *volatile g_partial_name = nullptr;
+
+void put(char *buf, size_t &len, const char *s)
+{
+    while (*s && len < 2000)
+        buf[len++] = *s++;
+}
+
+// TuneXgemm runs CLBlast's GEMMK=0 search, stores its winner in the
+// caller's map, then runs the GEMMK=1 search, whose kernels can write out
+// of bounds on a CPU device (PoCL: device buffers are host memory) and
+// take the process down. In the child of `canopy tune` the first search's
+// winner is written out before dying (exit 3); the parent checks it like
+// any other result.
+void salvage_handler(int sig)
+{
+    const Params *p = g_partial;
+    if (p && !p->empty() && g_partial_name) {
+        char buf[2048];
+        size_t len = 0;
+        put(buf, len, g_partial_name);
+        for (const auto &kv : *p) {
+            char num[24];
+            int d = 0;
+            size_t v = kv.second;
+            do
+                num[d++] = (char)('0' + v % 10);
+            while ((v /= 10) && d < 23);
+            put(buf, len, " ");
+            put(buf, len, kv.first.c_str());
+            put(buf, len, "=");
+            while (d > 0 && len < 2000)
+                buf[len++] = num[--d];
+        }
+        buf[len++] = '\n';
+        if (write(STDOUT_FILENO, buf, len) == (ssize_t)len)
+            _exit(3);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 } // namespace
+
+extern "C" void ocl_tune_salvage_on_crash(void)
+{
+    for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE})
+        signal(sig, salvage_handler);
+}
 
 extern "C" cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, size_t m, size_t n,
                                       size_t k, double fraction, ocl_tune_kernel *out,
@@ -145,12 +197,16 @@ extern "C" cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, si
     Params p;
     clblast::StatusCode st;
     std::memset(out, 0, sizeof *out);
+    g_partial_name = kernel;
+    g_partial = &p;
     try {
         st = run_tuner(kernel, ocl_ctx_queue(ctx), m, n, k, fraction, p);
     } catch (const std::exception &e) {
+        g_partial = nullptr;
         cnp_err_set(err, "tuner %s (%zu x %zu x %zu): %s", kernel, m, n, k, e.what());
         return CNP_ERR_INVALID;
     }
+    g_partial = nullptr;
     // TuneXgemm runs two tuners into one map: the first's winner is there
     // even when the second had nothing to try at this fraction.
     if (p.empty() || !to_kernel(kernel, p, out)) {

@@ -106,6 +106,11 @@ bool ocl_tuning_parse_kernel(char *s, ocl_tune_kernel *k, char *why, size_t why_
 cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, size_t m, size_t n, size_t k,
                            double fraction, ocl_tune_kernel *out, cnp_err *err);
 
+/* For a process that only runs one sample (cmd_tune's child): on a crash
+ * inside the tuner, the best parameters found before it are printed as a
+ * kernel line on stdout and the process exits 3. */
+void ocl_tune_salvage_on_crash(void);
+
 /* Runs one sample somewhere (cmd_tune: in a child process, so a tuner that
  * crashes the driver costs that sample only). */
 typedef cnp_status (*ocl_tune_sample_fn)(void *user, const char *kernel, size_t m, size_t n,

@@ -61,12 +61,16 @@ static double max_abs(const float *a, size_t n)
 
 static const char *path_name(enum det_conv_path p)
 {
-    return p == DET_CONV_DIRECT ? "direct" : p == DET_CONV_GEMM ? "gemm" : "auto";
+    return p == DET_CONV_DIRECT     ? "direct"
+           : p == DET_CONV_GEMM     ? "gemm"
+           : p == DET_CONV_WINOGRAD ? "winograd"
+                                    : "auto";
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
  * with every conv node on `path` where it applies (DIRECT: the stride-1
- * nodes; the others stay on GEMM). */
+ * nodes; WINOGRAD: the 3x3 stride-1 undilated ones; the others stay on
+ * GEMM). */
 static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
                              uint32_t w, uint32_t h, enum det_conv_path path)
 {
@@ -75,16 +79,24 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
     det_graph_engine_opts opts = {.conv = path};
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, w, h, &opts, &e, &err) == CNP_OK, "%s",
                 err.msg);
-    int direct_nodes = 0, stride1 = 0;
+    int direct_nodes = 0, stride1 = 0, wino_nodes = 0, wino_fit = 0;
     for (int i = 0; i < g->n_nodes; i++) {
+        const det_node *n = &g->nodes[i];
         enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
+        bool fits = n->op == DET_OP_CONV && n->k == 3 && n->stride == 1 && n->dilation == 1;
         direct_nodes += p == DET_CONV_DIRECT;
-        stride1 += g->nodes[i].op == DET_OP_CONV && g->nodes[i].stride == 1;
-        if (g->nodes[i].op == DET_OP_CONV && path != DET_CONV_AUTO)
-            CHECK(p == (path == DET_CONV_DIRECT && g->nodes[i].stride == 1 ? DET_CONV_DIRECT
-                                                                           : DET_CONV_GEMM),
-                  "%s node %d runs %s", name, i, path_name(p));
+        wino_nodes += p == DET_CONV_WINOGRAD;
+        wino_fit += fits;
+        stride1 += n->op == DET_OP_CONV && n->stride == 1;
+        enum det_conv_path want = path == DET_CONV_DIRECT && n->stride == 1 ? DET_CONV_DIRECT
+                                  : path == DET_CONV_WINOGRAD && fits      ? DET_CONV_WINOGRAD
+                                                                           : DET_CONV_GEMM;
+        if (n->op == DET_OP_CONV && path != DET_CONV_AUTO)
+            CHECK(p == want, "%s node %d runs %s", name, i, path_name(p));
     }
+    if (path == DET_CONV_WINOGRAD)
+        CHECK(wino_nodes == wino_fit && wino_fit > 0, "%s: %d of %d 3x3 convs Winograd", name,
+              wino_nodes, wino_fit);
     /* The direct kernel applies to every stride-1 conv of these graphs. */
     if (path == DET_CONV_DIRECT)
         CHECK(direct_nodes == stride1 && stride1 > 0, "%s: %d of %d stride-1 convs direct",
@@ -145,6 +157,7 @@ static void check_nodes(const char *name, const det_graph *g, uint32_t w, uint32
     random_rgba(rgba, (size_t)w * h * 4, seed);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_WINOGRAD);
     free(rgba);
 }
 
