@@ -142,11 +142,20 @@ static void usage(FILE *out)
             "\n"
             "Runs CLBlast's tuners on the GEMM shapes of the models ([detector] model, or\n"
             "each --model) for the device [opencl] selects, and keeps a kernel's parameters\n"
-            "only when CLBlastSgemm over those shapes measures faster than with CLBlast's\n"
-            "defaults. Writes the file every engine applies at start: --output, else\n"
-            "[opencl] tuning_file, else the default beside the kernel cache (keyed by\n"
-            "device, driver and CLBlast version). --budget (default 600) bounds the search\n"
-            "in seconds; one tuner run already started finishes past it.\n");
+            "only when they compute SGEMM right and CLBlastSgemm over those shapes measures\n"
+            "faster than with CLBlast's defaults. Writes the file every engine applies at\n"
+            "start. One tuner run already started finishes past the budget.\n\n"
+            "options:\n"
+            "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
+            "  -b, --budget SECONDS   time for the search, 1..604800 (default 600)\n"
+            "  -m, --model FILE       a model whose GEMM shapes to tune for (repeatable, up\n"
+            "                         to %d; default [detector] model)\n"
+            "  -o, --output FILE      where to write (default [opencl] tuning_file, else\n"
+            "                         beside the kernel cache, keyed by device, driver and\n"
+            "                         CLBlast version)\n"
+            "      --set S.K=V        override any configuration key\n"
+            "  -h, --help             this text\n",
+            TUNE_MAX_MODELS);
 }
 
 /* The GEMM shapes of every model, at the batch its engine runs. */
