@@ -18,7 +18,8 @@ typedef struct ocl_ctx ocl_ctx;
 
 /* Picks the platform and device named by [opencl] platform/device (name
  * substring or index; default: first GPU, else the first device) and creates a
- * context and an in-order command queue with profiling enabled, and applies
+ * context and an in-order command queue (profiling enabled only when
+ * cfg->queue_profiling), and applies
  * the CLBlast tuning of [opencl] tuning_file (src/gpu/tune.h). When nothing
  * matches, err lists the platforms and devices searched. */
 cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err);

@@ -115,6 +115,7 @@ static int run_sample(const cnp_config *cfg, const char *spec)
     }
     cnp_opencl_config oc = cfg->opencl;
     snprintf(oc.tuning_file, sizeof oc.tuning_file, "off");
+    oc.queue_profiling = true; /* CLBlast's tuners time kernels by their events */
     ocl_ctx *ctx = NULL;
     cnp_err err;
     ocl_tune_kernel out;

@@ -291,7 +291,10 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
     ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &rc);
     if ((result = ocl_check(rc, "clCreateContext", err)) != CNP_OK)
         goto fail;
-    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE, &rc);
+    /* Profiling only where events are timed (CLBlast's tuners): it costs
+     * every launch something on some drivers. */
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device,
+                                      cfg->queue_profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
     if ((result = ocl_check(rc, "clCreateCommandQueue", err)) != CNP_OK)
         goto fail;
 

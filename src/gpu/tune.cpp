@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <csignal>
 #include <unistd.h>
 #include <cmath>
@@ -28,7 +29,7 @@ namespace {
 
 using Params = std::unordered_map<std::string, size_t>;
 
-double now_s()
+double now_s(void)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
@@ -43,15 +44,102 @@ size_t round_clamp(size_t v, size_t mult, size_t lo, size_t hi)
 // One kernel's tuner: CLBlast's entry point for it, the shape it is run on,
 // the first sample fraction and its share of the budget.
 struct Tuner {
-    const char *name;
+    const char *name;    // the CLBlast kernel
+    const char *sampler; // what runs a sample: CLBlast's tuner of that name, or XgemmSearch
     double share;
     double fraction;
     size_t m, n, k;
 };
 
+// canopy's own random search over CLBlast's GEMMK=0 Xgemm space (the
+// space and constraints of CLBlast's tuner, variation 2), each candidate
+// set with OverrideParameters and timed as CLBlastSgemm m x n x k with
+// XGEMM_MIN_INDIRECT_SIZE lowered so that Xgemm runs. For devices where
+// CLBlast's own Xgemm tuner dies (PoCL: its GEMMK=1 search writes out of
+// bounds into host memory). Deterministic order; `fraction` of the space.
+clblast::StatusCode own_xgemm_search(cl_command_queue q, size_t m, size_t n, size_t k,
+                                     double fraction, Params &best)
+{
+    cl_device_id dev;
+    cl_context cl;
+    clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof dev, &dev, nullptr);
+    clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof cl, &cl, nullptr);
+    cl_ulong lmem = 0;
+    size_t max_wg = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lmem, &lmem, nullptr);
+    clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, nullptr);
+    std::vector<Params> space;
+    for (size_t mwg : {16, 32, 64, 128})
+        for (size_t nwg : {16, 32, 64, 128})
+            for (size_t kwg : {16, 32})
+                for (size_t mdimc : {8, 16, 32})
+                    for (size_t ndimc : {8, 16, 32})
+                        for (size_t mdima : {8, 16, 32})
+                            for (size_t ndimb : {8, 16, 32})
+                                for (size_t vwm : {1, 2, 4, 8})
+                                    for (size_t vwn : {1, 2, 4, 8})
+                                        for (size_t sa : {0, 1})
+                                            for (size_t sb : {0, 1}) {
+        if (mwg % (mdimc * vwm) || nwg % (ndimc * vwn) || mwg % (mdima * vwm) ||
+            nwg % (ndimb * vwn) || kwg % ((mdimc * ndimc) / mdima) ||
+            kwg % ((mdimc * ndimc) / ndimb) || mdimc * ndimc > max_wg ||
+            4 * (sa * kwg * mwg + sb * kwg * nwg) > lmem)
+            continue;
+        space.push_back({{"GEMMK", 0}, {"KREG", 1}, {"KWI", 2}, {"STRM", 0}, {"STRN", 0},
+                         {"MWG", mwg}, {"NWG", nwg}, {"KWG", kwg}, {"MDIMC", mdimc},
+                         {"NDIMC", ndimc}, {"MDIMA", mdima}, {"NDIMB", ndimb}, {"VWM", vwm},
+                         {"VWN", vwn}, {"SA", sa}, {"SB", sb}});
+    }
+    std::mt19937 rng(7);
+    std::shuffle(space.begin(), space.end(), rng);
+    size_t take = std::max<size_t>(1, (size_t)(space.size() * fraction));
+    space.resize(std::min(take, space.size()));
+    Params route;
+    clblast::RetrieveParameters(dev, "GemmRoutine", clblast::Precision::kSingle, route);
+    clblast::OverrideParameters(dev, "GemmRoutine", clblast::Precision::kSingle,
+                                {{"XGEMM_MIN_INDIRECT_SIZE", 1}});
+    cl_int rc;
+    cl_mem a = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * k * 4, nullptr, &rc);
+    cl_mem b = clCreateBuffer(cl, CL_MEM_READ_WRITE, k * n * 4, nullptr, &rc);
+    cl_mem c = clCreateBuffer(cl, CL_MEM_READ_WRITE, m * n * 4, nullptr, &rc);
+    float fill = 0.01f;
+    for (cl_mem mem : {a, b, c})
+        clEnqueueFillBuffer(q, mem, &fill, sizeof fill, 0, 4, 0, nullptr, nullptr);
+    double best_s = 1e30;
+    for (const Params &cand : space) {
+        if (clblast::OverrideParameters(dev, "Xgemm", clblast::Precision::kSingle, cand) !=
+            clblast::StatusCode::kSuccess)
+            continue;
+        double t = 1e30;
+        for (int r = -1; r < 2; r++) { // r = -1: compiles
+            double t0 = now_s();
+            if (CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n,
+                             k, 1.0f, a, 0, k, b, 0, n, 0.0f, c, 0, n, &q,
+                             nullptr) != CLBlastSuccess ||
+                clFinish(q) != CL_SUCCESS) {
+                t = 1e30;
+                break;
+            }
+            if (r >= 0)
+                t = std::min(t, now_s() - t0);
+        }
+        if (t < best_s) {
+            best_s = t;
+            best = cand;
+        }
+    }
+    for (cl_mem mem : {a, b, c})
+        clReleaseMemObject(mem);
+    if (!route.empty())
+        clblast::OverrideParameters(dev, "GemmRoutine", clblast::Precision::kSingle, route);
+    return best.empty() ? clblast::StatusCode::kUnexpectedError : clblast::StatusCode::kSuccess;
+}
+
 clblast::StatusCode run_tuner(const std::string &name, cl_command_queue q, size_t m, size_t n,
                               size_t k, double fraction, Params &p)
 {
+    if (name == "XgemmSearch")
+        return own_xgemm_search(q, m, n, k, fraction, p);
     if (name == "Xgemm")
         return clblast::TuneXgemm<float>(&q, m, n, k, fraction, p);
     if (name == "XgemmDirect")
@@ -197,7 +285,9 @@ extern "C" cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, si
     Params p;
     clblast::StatusCode st;
     std::memset(out, 0, sizeof *out);
-    g_partial_name = kernel;
+    // XgemmSearch finds Xgemm parameters: the kernel line names Xgemm.
+    const char *name = std::strcmp(kernel, "XgemmSearch") == 0 ? "Xgemm" : kernel;
+    g_partial_name = name;
     g_partial = &p;
     try {
         st = run_tuner(kernel, ocl_ctx_queue(ctx), m, n, k, fraction, p);
@@ -209,7 +299,7 @@ extern "C" cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, si
     g_partial = nullptr;
     // TuneXgemm runs two tuners into one map: the first's winner is there
     // even when the second had nothing to try at this fraction.
-    if (p.empty() || !to_kernel(kernel, p, out)) {
+    if (p.empty() || !to_kernel(name, p, out)) {
         cnp_err_set(err, "tuner %s (%zu x %zu x %zu, fraction %g): nothing ran (status %d)",
                     kernel, m, n, k, fraction, (int)st);
         return CNP_ERR_NOTFOUND;
@@ -294,13 +384,14 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
     size_t tm = round_clamp(top.m, 128, 128, 256), tn = round_clamp(top.n, 128, 128, 1024),
            tk = round_clamp(top.k, 32, 32, 1152);
     Tuner tuners[] = {
-        {"Xgemm", 0.5, 1.0 / 8192, tm, tn, tk},
-        {"XgemmDirect", 0.1, 1.0 / 8192, round_clamp(low.m, 8, 8, 256),
+        {"Xgemm", "Xgemm", 0.2, 1.0 / 8192, tm, tn, tk},
+        {"Xgemm", "XgemmSearch", 0.3, 1.0 / 2048, tm, tn, tk},
+        {"XgemmDirect", "XgemmDirect", 0.1, 1.0 / 8192, round_clamp(low.m, 8, 8, 256),
          round_clamp(low.n, 8, 8, 256), round_clamp(low.k, 8, 8, 256)},
-        {"Copy", 0.1, 1.0 / 16, tk, tn, 0},
-        {"Pad", 0.1, 1.0 / 16, tk, tn, 0},
-        {"Transpose", 0.1, 1.0 / 16, tk, tn, 0},
-        {"Padtranspose", 0.1, 1.0 / 16, tk, tn, 0},
+        {"Copy", "Copy", 0.1, 1.0 / 16, tk, tn, 0},
+        {"Pad", "Pad", 0.1, 1.0 / 16, tk, tn, 0},
+        {"Transpose", "Transpose", 0.1, 1.0 / 16, tk, tn, 0},
+        {"Padtranspose", "Padtranspose", 0.1, 1.0 / 16, tk, tn, 0},
     };
     cnp_status result = ocl_tune_measure(ctx, judge.data(), judge.size(), 2, &out->default_ms,
                                          err);
@@ -310,9 +401,23 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
         std::fprintf(progress, "defaults: %.1f ms over %zu GEMM shapes\n", out->default_ms,
                      judge.size());
     double best_ms = out->default_ms, start = now_s(), share = 0;
+    // On a CPU device CLBlast's own Xgemm tuner dies (its GEMMK=1 search
+    // writes out of bounds, and device buffers are host memory there: seen
+    // with PoCL), so canopy's search gets its share.
+    cl_device_type type = 0;
+    clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, nullptr);
+    bool cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     for (const Tuner &t : tuners) {
+        bool skip = cpu && std::strcmp(t.sampler, "Xgemm") == 0;
         share += t.share;
         double deadline = start + budget_s * share;
+        if (skip)
+            continue;
+        if (now_s() >= deadline) { // the budget went to the kernels before
+            if (progress)
+                std::fprintf(progress, "%s: no time left in the budget\n", t.sampler);
+            continue;
+        }
         Params current;
         if (clblast::RetrieveParameters(ocl_ctx_device(ctx), t.name, clblast::Precision::kSingle,
                                         current) != clblast::StatusCode::kSuccess)
@@ -323,8 +428,9 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
             double t0 = now_s(), ms = 0;
             ocl_tune_kernel found;
             cnp_err why;
-            cnp_status st = sample ? sample(user, t.name, t.m, t.n, t.k, f, &found, &why)
-                                   : ocl_tune_sample(ctx, t.name, t.m, t.n, t.k, f, &found, &why);
+            cnp_status st = sample ? sample(user, t.sampler, t.m, t.n, t.k, f, &found, &why)
+                                   : ocl_tune_sample(ctx, t.sampler, t.m, t.n, t.k, f, &found,
+                                                     &why);
             Params p = st == CNP_OK ? to_params(found) : Params();
             if (!p.empty() && override_params(ctx, t.name, p)) {
                 if (!sgemm_right(ctx)) {
@@ -346,9 +452,9 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
             if (progress) {
                 if (st == CNP_OK)
                     std::fprintf(progress, "%s: %.5f of the space in %.1f s: %.1f ms (best %.1f)\n",
-                                 t.name, f, dt, ms, best_ms);
+                                 t.sampler, f, dt, ms, best_ms);
                 else
-                    std::fprintf(progress, "%s: %.5f of the space in %.1f s: %s\n", t.name, f,
+                    std::fprintf(progress, "%s: %.5f of the space in %.1f s: %s\n", t.sampler, f,
                                  dt, why.msg);
                 std::fflush(progress);
             }
@@ -357,9 +463,13 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
             if (f >= 1.0 || st == CNP_ERR_INVALID || now_s() + 2 * dt > deadline)
                 break;
         }
-        if (improved && out->n < OCL_TUNE_MAX_KERNELS &&
-            to_kernel(t.name, best, &out->k[out->n]))
-            out->n++;
+        if (improved) { // a later sampler of the same kernel replaces it
+            size_t at = 0;
+            while (at < out->n && std::strcmp(out->k[at].name, t.name) != 0)
+                at++;
+            if (at < OCL_TUNE_MAX_KERNELS && to_kernel(t.name, best, &out->k[at]) && at == out->n)
+                out->n++;
+        }
     }
     // Then where CLBlast switches from XgemmDirect to Xgemm, now that both
     // are tuned: XGEMM_MIN_INDIRECT_SIZE, the cube root of m * n * k.

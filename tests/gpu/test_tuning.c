@@ -93,6 +93,7 @@ static ocl_ctx *make_ctx(const char *tuning_file, cnp_status *st, cnp_err *err)
     cnp_opencl_config oc = {0};
     snprintf(oc.cache_dir, sizeof oc.cache_dir, "%s", g_dir);
     snprintf(oc.tuning_file, sizeof oc.tuning_file, "%s", tuning_file);
+    oc.queue_profiling = true; /* test_sample runs a tuner */
     ocl_ctx *ctx = NULL;
     *st = ocl_ctx_create(&oc, &ctx, err);
     return ctx;
