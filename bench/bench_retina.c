@@ -15,7 +15,11 @@
  *   bench_retina --model FILE [--tiled PNG] [--patch-size N]
  *                [--patch-overlap F] [--patch-iou F] [--repeats N]
  *                [--large-min-size N --large-max-size N] [--json FILE]
- *                [-c FILE] IMAGE.png...
+ *                [--tiled-only] [-c FILE] IMAGE.png...
+ *
+ * --tiled-only: only the tiled image's patches (DeepForest's predict_tile),
+ * for bench/retina.sh --full at DeepForest's real sizes, where the other
+ * parts would take hours on a CPU device.
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -38,7 +42,7 @@
 typedef struct bench_opts {
     const char *model, *tiled, *json, *config;
     const char *images[MAX_IMAGES];
-    int n_images, repeats, patch_size, large_min, large_max;
+    int n_images, repeats, patch_size, large_min, large_max, tiled_only;
     double patch_overlap, patch_iou;
 } bench_opts;
 
@@ -46,7 +50,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: bench_retina --model FILE [--tiled PNG] [--patch-size N] "
                     "[--patch-overlap F] [--patch-iou F] [--repeats N] [--large-min-size N "
-                    "--large-max-size N] [--json FILE] [-c FILE] IMAGE.png...\n");
+                    "--large-max-size N] [--json FILE] [--tiled-only] [-c FILE] IMAGE.png...\n");
     return 2;
 }
 
@@ -63,6 +67,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         {"large-max-size", required_argument, NULL, 'M'},
         {"json", required_argument, NULL, 'j'},
         {"config", required_argument, NULL, 'c'},
+        {"tiled-only", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -81,12 +86,14 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         case 'M': o->large_max = atoi(optarg); break;
         case 'j': o->json = optarg; break;
         case 'c': o->config = optarg; break;
+        case 'T': o->tiled_only = 1; break;
         default: return usage();
         }
     }
     for (int i = optind; i < argc && o->n_images < MAX_IMAGES; i++)
         o->images[o->n_images++] = argv[i];
-    if (!o->model || o->n_images == 0 || optind + o->n_images != argc)
+    if (!o->model || (o->n_images == 0 && !(o->tiled_only && o->tiled)) ||
+        optind + o->n_images != argc)
         return usage();
     if (o->repeats < 1 || o->repeats > MAX_REPEATS || o->patch_size < 1 ||
         (o->large_min > 0) != (o->large_max > 0) || o->large_min < 0) {
@@ -340,6 +347,8 @@ static cnp_status bench_tiled(ocl_ctx *ctx, const det_model *m, const cnp_config
     cJSON_AddNumberToObject(jt, "images_per_s", 1.0 / s);
     cJSON_AddNumberToObject(jt, "mpix_per_s", mpix / s);
     cJSON_AddNumberToObject(jt, "boxes", (double)nt);
+    if (o->tiled_only)
+        return CNP_OK;
     /* Batched against one patch at a time, on the model's own graph. */
     double s1 = 0, sb = 0;
     int b1 = 1, bb = 1;
@@ -608,20 +617,22 @@ int main(int argc, char **argv)
     cJSON_AddStringToObject(root, "device", ocl_ctx_description(ctx));
     cJSON_AddNumberToObject(root, "compute_units", cu);
     cJSON_AddNumberToObject(root, "repeats", o.repeats);
+    cJSON_AddStringToObject(root, "clblast_tuning", ocl_ctx_tuning(ctx));
     double t0 = cnp_now();
-    result = bench_whole(ctx, m, &cfg, imgs, o.n_images, o.repeats, root, &err);
+    if (!o.tiled_only)
+        result = bench_whole(ctx, m, &cfg, imgs, o.n_images, o.repeats, root, &err);
     if (result == CNP_OK && tiled)
         result = bench_tiled(ctx, m, &cfg, &o, tiled, root, &err);
-    if (result == CNP_OK)
+    if (result == CNP_OK && !o.tiled_only)
         result = bench_stages(ctx, m, &imgs[0], o.repeats, root, &err);
-    if (result == CNP_OK) {
+    if (result == CNP_OK && !o.tiled_only) {
         double sq = 0;
         if (bench_time_sgemm(ctx, 1024, 1024, 1024, o.repeats, &sq) == 0) {
             printf("CLBlast SGEMM 1024x1024x1024: %.2f GFLOP/s\n", 2.0 * 1073741824 / sq / 1e9);
             cJSON_AddNumberToObject(root, "sgemm_1024_gflop_per_s", 2.0 * 1073741824 / sq / 1e9);
         }
     }
-    if (result == CNP_OK && o.large_min > 0)
+    if (result == CNP_OK && o.large_min > 0 && !o.tiled_only)
         result = bench_large(ctx, m, &o, &imgs[0], root, &err);
     cJSON_AddNumberToObject(root, "bench_s", cnp_now() - t0);
     if (result == CNP_OK) {

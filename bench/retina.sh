@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (The tuned-CLBlast run at DeepForest's defaults against the untuned baseline
+# and PyTorch is bench/retina_full.sh --full.)
 # RetinaNet bench: an imported RetinaNet in canopy (bench_retina, OpenCL;
 # bench_retina_cpu, the CPU backend, where it is built) against the same
 # model in PyTorch (bench/retina_torch.py) on the same machine and images,

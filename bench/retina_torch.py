@@ -95,7 +95,9 @@ def main():
     ap.add_argument("--large-min-size", type=int, default=0)
     ap.add_argument("--large-max-size", type=int, default=0)
     ap.add_argument("--json", required=True)
-    ap.add_argument("images", nargs="+")
+    ap.add_argument("--tiled-only", action="store_true",
+                    help="only the tiled image's patches (bench/retina.sh --full)")
+    ap.add_argument("images", nargs="*")
     a = ap.parse_args()
 
     import torch
@@ -115,7 +117,7 @@ def main():
           f"threads, {a.repeats} repeats")
     with torch.no_grad():
         rows, total_s, total_mpix = [], 0.0, 0.0
-        for path in a.images:
+        for path in ([] if a.tiled_only else a.images):
             img = read_image(path, a.device)
             timed(lambda: model([img]), a.device)  # warm-up
             ts, n = [], 0
@@ -132,8 +134,9 @@ def main():
             total_mpix += mpix
             print(f"  {os.path.basename(path):24s} {s:8.3f} s/image {mpix / s:8.3f} MPix/s "
                   f"{n:5d} boxes")
-        out["whole"] = {"images": rows, "images_per_s": len(rows) / total_s,
-                        "mpix_per_s": total_mpix / total_s}
+        if rows:
+            out["whole"] = {"images": rows, "images_per_s": len(rows) / total_s,
+                            "mpix_per_s": total_mpix / total_s}
         if a.tiled:
             img = read_image(a.tiled, a.device)
             ts, n = [], 0

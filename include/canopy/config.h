@@ -100,6 +100,8 @@ typedef struct cnp_opencl_config {
     char device[CNP_STR_SHORT];        /* name substring or index; empty: first GPU */
     char cache_dir[CNP_STR_LONG];      /* program binaries; empty: XDG cache */
     char kernel_dir[CNP_STR_LONG];     /* developers: load .cl from here */
+    char tuning_file[CNP_STR_LONG];    /* CLBlast tuning; empty: the cache's; "off": none */
+    bool queue_profiling;              /* not a key: event timing (canopy tune's tuners) */
 } cnp_opencl_config;
 
 /* [device] */

@@ -264,6 +264,7 @@ enum det_conv_path {
     DET_CONV_AUTO = 0,   /* measured at creation, faster one per layer */
     DET_CONV_DIRECT = 1, /* local-memory tiled direct convolution kernel */
     DET_CONV_GEMM = 2,   /* im2col + CLBlast SGEMM */
+    DET_CONV_WINOGRAD = 3, /* Winograd F(2x2, 3x3): 3x3 stride-1 convs of box models */
 };
 
 /* Builds the kernels, uploads the weights and sizes every device buffer once

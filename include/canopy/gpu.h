@@ -18,7 +18,9 @@ typedef struct ocl_ctx ocl_ctx;
 
 /* Picks the platform and device named by [opencl] platform/device (name
  * substring or index; default: first GPU, else the first device) and creates a
- * context and an in-order command queue with profiling enabled. When nothing
+ * context and an in-order command queue (profiling enabled only when
+ * cfg->queue_profiling), and applies
+ * the CLBlast tuning of [opencl] tuning_file (src/gpu/tune.h). When nothing
  * matches, err lists the platforms and devices searched. */
 cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err);
 void ocl_ctx_free(ocl_ctx *ctx);
@@ -28,6 +30,12 @@ cl_device_id ocl_ctx_device(const ocl_ctx *ctx);
 cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx);
 /* "NVIDIA H100 (NVIDIA CUDA, driver 550.54)" */
 const char *ocl_ctx_description(const ocl_ctx *ctx);
+/* CL_DEVICE_NAME and CL_DRIVER_VERSION of the device. */
+const char *ocl_ctx_device_name(const ocl_ctx *ctx);
+const char *ocl_ctx_driver(const ocl_ctx *ctx);
+/* The CLBlast tuning file applied at creation ([opencl] tuning_file,
+ * src/gpu/tune.h), or "" when CLBlast runs its own defaults. */
+const char *ocl_ctx_tuning(const ocl_ctx *ctx);
 /* Device limits read once at creation. */
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx);
 /* True when the device reports CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT: every

@@ -45,6 +45,8 @@ int cmd_devices(int argc, char **argv)
         return CNP_EXIT_FATAL;
     }
     printf("selected: %s\n", ocl_ctx_description(ctx));
+    printf("CLBlast tuning: %s\n", ocl_ctx_tuning(ctx)[0] ? ocl_ctx_tuning(ctx)
+                                                        : "none (CLBlast's defaults)");
     enum cnp_backend b;
     if (det_backend_choose(cfg.device.backend, ctx, &b, &err) != CNP_OK) {
         fprintf(stderr, "canopy devices: %s\n", err.msg);

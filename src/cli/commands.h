@@ -17,5 +17,6 @@ int cmd_devices(int argc, char **argv);   /* src/cli/cmd_devices.c */
 int cmd_db(int argc, char **argv);        /* src/cli/cmd_db.c */
 int cmd_config(int argc, char **argv);    /* src/cli/cmd_config.c */
 int cmd_model(int argc, char **argv);     /* src/cli/cmd_model.c */
+int cmd_tune(int argc, char **argv);      /* src/cli/cmd_tune.c */
 
 #endif

@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"eval", cmd_eval, "measure the detector against annotated images"},
     {"bench", cmd_bench, "benchmark kernels and PNG codecs"},
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
+    {"tune", cmd_tune, "tune CLBlast for the device on the models' GEMM shapes"},
     {"db", cmd_db, "database schema (db migrate, db status)"},
     {"config", cmd_config, "print the effective configuration, secrets masked (config show)"},
     {"model", cmd_model, "convert a published checkpoint to .cnw (model import)"},

@@ -17,6 +17,7 @@
 #include "canopy/gpu.h"
 #include "canopy/log.h"
 #include "gpu/kernels_embedded.h"
+#include "gpu/tune.h"
 
 #define MAX_PROGRAMS 32
 
@@ -39,6 +40,7 @@ struct ocl_ctx {
     char driver[128];
     char cache_dir[CNP_STR_LONG];
     char kernel_dir[CNP_STR_LONG];
+    char tuning[CNP_STR_LONG];
     pthread_mutex_t lock;
     struct program_entry programs[MAX_PROGRAMS];
     int nprograms;
@@ -304,7 +306,10 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
     ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &rc);
     if ((result = ocl_check(rc, "clCreateContext", err)) != CNP_OK)
         goto fail;
-    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE, &rc);
+    /* Profiling only where events are timed (CLBlast's tuners): it costs
+     * every launch something on some drivers. */
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device,
+                                      cfg->queue_profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
     if ((result = ocl_check(rc, "clCreateCommandQueue", err)) != CNP_OK)
         goto fail;
 
@@ -330,6 +335,9 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
         default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
     snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->kernel_dir);
     LOG_DEBUG("gpu", "device: %s", ctx->description);
+    if ((result = ocl_tuning_apply_configured(ctx, cfg->tuning_file, ctx->tuning,
+                                              sizeof ctx->tuning, err)) != CNP_OK)
+        goto fail;
     *out = ctx;
     return CNP_OK;
 fail:
@@ -358,6 +366,9 @@ cl_context ocl_ctx_context(const ocl_ctx *ctx) { return ctx->context; }
 cl_device_id ocl_ctx_device(const ocl_ctx *ctx) { return ctx->device; }
 cl_command_queue ocl_ctx_queue(const ocl_ctx *ctx) { return ctx->queue; }
 const char *ocl_ctx_description(const ocl_ctx *ctx) { return ctx->description; }
+const char *ocl_ctx_device_name(const ocl_ctx *ctx) { return ctx->device_name; }
+const char *ocl_ctx_driver(const ocl_ctx *ctx) { return ctx->driver; }
+const char *ocl_ctx_tuning(const ocl_ctx *ctx) { return ctx->tuning; }
 size_t ocl_ctx_max_work_group(const ocl_ctx *ctx) { return ctx->max_work_group; }
 bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx) { return ctx->fp32_cr_divide; }
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx) { return ctx->local_mem; }

@@ -8,6 +8,7 @@
  *   devices";
  * - every command's --help lists its flags;
  * - -V and version work as --version does;
+ * - canopy tune's usage errors, and a foreign tuning file refused by name;
  * - (issue 22) eval reads JPEG and GeoTIFF images, model import takes -c,
  *   the help texts name rasters and every exit code, bench writes JSON only
  *   where --json says and checks it first, submit against an unreachable
@@ -194,6 +195,39 @@ static void test_model_import_errors(void)
     run_result_free(&r);
 }
 
+/* canopy tune's usage errors, and a tuning file for another device stopping
+ * a start with a message naming it (devices shows what it applied). */
+static void test_tune_cli(void)
+{
+    static const char *const tune[] = {"--config", "--budget", "--model", "--output", "--set",
+                                       "--help", NULL};
+    check_help("tune", tune);
+    run_result r = run("", "tune --budget abc");
+    CHECK_MSG(r.code == 2 && strstr(r.err, "--budget 'abc'"), "exit %d: %s", r.code, r.err);
+    run_result_free(&r);
+    r = run("", "tune --budget 5 extra");
+    CHECK_MSG(r.code == 2 && strstr(r.err, "'extra'"), "exit %d: %s", r.code, r.err);
+    run_result_free(&r);
+    r = run("CANOPY_OPENCL_TUNING_FILE=off", "tune --budget 5 --model nowhere.cnw");
+    CHECK_MSG((r.code == 2 && strstr(r.err, "nowhere.cnw")) ||
+                  (r.code == 1 && strstr(r.err, "OpenCL")),
+              "missing model: exit %d: %s", r.code, r.err);
+    run_result_free(&r);
+    write_file("foreign.txt", "format 1\ndevice Some Other GPU\ndriver 1.0\nclblast 1.5.3\n");
+    r = run("CANOPY_OPENCL_TUNING_FILE=foreign.txt", "devices");
+    CHECK_MSG(r.code == 1 && (strstr(r.err, "[opencl] tuning_file: tuning file foreign.txt") ||
+                              strstr(r.err, "OpenCL")),
+              "foreign tuning file: exit %d: %s", r.code, r.err);
+    CHECK_MSG(!strstr(r.err, "OpenCL") || r.code == 1, "%s", r.err);
+    if (strstr(r.err, "tuning_file"))
+        CHECK_MSG(strstr(r.err, "Some Other GPU") && strstr(r.err, "canopy tune"), "%s", r.err);
+    run_result_free(&r);
+    r = run("CANOPY_OPENCL_TUNING_FILE=off", "devices");
+    CHECK_MSG(r.code != 0 || strstr(r.out, "CLBlast tuning: none"), "exit %d: %s", r.code,
+              r.out);
+    run_result_free(&r);
+}
+
 static void test_version(void)
 {
     run_result ref = run("", "--version");
@@ -333,6 +367,7 @@ int main(void)
     test_devices_messages();
     test_help_lists_flags();
     test_model_import_errors();
+    test_tune_cli();
     test_version();
     test_eval_rasters();
     test_model_import_config();

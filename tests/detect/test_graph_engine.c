@@ -60,12 +60,16 @@ static double max_abs(const float *a, size_t n)
 
 static const char *path_name(enum det_conv_path p)
 {
-    return p == DET_CONV_DIRECT ? "direct" : p == DET_CONV_GEMM ? "gemm" : "auto";
+    return p == DET_CONV_DIRECT     ? "direct"
+           : p == DET_CONV_GEMM     ? "gemm"
+           : p == DET_CONV_WINOGRAD ? "winograd"
+                                    : "auto";
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
  * with every conv node on `path` where it applies (DIRECT: the stride-1
- * nodes; the others stay on GEMM). */
+ * nodes; WINOGRAD: the 3x3 stride-1 undilated ones; the others stay on
+ * GEMM). */
 static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
                              uint32_t w, uint32_t h, enum det_conv_path path)
 {
@@ -74,16 +78,24 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
     det_graph_engine_opts opts = {.conv = path};
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, w, h, &opts, &e, &err) == CNP_OK, "%s",
                 err.msg);
-    int direct_nodes = 0, stride1 = 0;
+    int direct_nodes = 0, stride1 = 0, wino_nodes = 0, wino_fit = 0;
     for (int i = 0; i < g->n_nodes; i++) {
+        const det_node *n = &g->nodes[i];
         enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
+        bool fits = n->op == DET_OP_CONV && n->k == 3 && n->stride == 1 && n->dilation == 1;
         direct_nodes += p == DET_CONV_DIRECT;
-        stride1 += g->nodes[i].op == DET_OP_CONV && g->nodes[i].stride == 1;
-        if (g->nodes[i].op == DET_OP_CONV && path != DET_CONV_AUTO)
-            CHECK(p == (path == DET_CONV_DIRECT && g->nodes[i].stride == 1 ? DET_CONV_DIRECT
-                                                                           : DET_CONV_GEMM),
-                  "%s node %d runs %s", name, i, path_name(p));
+        wino_nodes += p == DET_CONV_WINOGRAD;
+        wino_fit += fits;
+        stride1 += n->op == DET_OP_CONV && n->stride == 1;
+        enum det_conv_path want = path == DET_CONV_DIRECT && n->stride == 1 ? DET_CONV_DIRECT
+                                  : path == DET_CONV_WINOGRAD && fits      ? DET_CONV_WINOGRAD
+                                                                           : DET_CONV_GEMM;
+        if (n->op == DET_OP_CONV && path != DET_CONV_AUTO)
+            CHECK(p == want, "%s node %d runs %s", name, i, path_name(p));
     }
+    if (path == DET_CONV_WINOGRAD)
+        CHECK(wino_nodes == wino_fit, "%s: %d of %d 3x3 convs Winograd", name,
+              wino_nodes, wino_fit);
     /* The direct kernel applies to every stride-1 conv of these graphs. */
     if (path == DET_CONV_DIRECT)
         CHECK(direct_nodes == stride1 && stride1 > 0, "%s: %d of %d stride-1 convs direct",
@@ -144,6 +156,7 @@ static void check_nodes(const char *name, const det_graph *g, uint32_t w, uint32
     random_rgba(rgba, (size_t)w * h * 4, seed);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_WINOGRAD);
     free(rgba);
 }
 
@@ -531,6 +544,7 @@ int main(void)
     /* The direct kernel where it applies, then CLBlast for every conv. */
     test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);
+    test_retina(&osbs, "OSBS_029", DET_CONV_WINOGRAD); /* its 3x3 stride-1 convs */
     test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);
     cnp_image_free(&osbs);

@@ -4,9 +4,10 @@
  * (RetinaNet's decode and the predict entry points).
  *
  * The input transform, every
- * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel, or
- * the direct kernel graph_conv with the epilogue fused, whichever measured
- * faster for the node's shape and device, remembered on disk), and
+ * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel, the
+ * direct kernel graph_conv with the epilogue fused, or for 3x3 stride-1
+ * nodes Winograd F(2x2, 3x3) (winograd.c), whichever measured fastest for
+ * the node's shape, batch and device, remembered on disk), and
  * RetinaNet's decode (sigmoid, threshold, per-level top-k by bitonic sort,
  * anchors, box decoding, clipping) and class-wise NMS (detect.cl's
  * detect_nms_* kernels), all on the device queue. Per predict the host reads
@@ -379,6 +380,8 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
         result = make_kernels(e, err);
     if (result == CNP_OK)
         result = make_buffers(e, caps, err);
+    if (result == CNP_OK)
+        result = ge_wino_prepare(e, err);
     if (result == CNP_OK) {
         /* The measurement size: the largest input on a GPU; on a CPU device
          * (PoCL) at most 128 x 128, where the largest would cost seconds of
@@ -417,6 +420,7 @@ void det_graph_engine_free(det_graph_engine *e)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         release_kernel(e->nodes[i].direct);
+    ge_wino_free(e);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         if (e->nodes[i].owns_weights) {
             ocl_buffer_release(e->nodes[i].weight);
@@ -448,6 +452,8 @@ enum det_conv_path ge_node_path(const det_graph_engine *e, int i)
     if (e->g->nodes[i].op != DET_OP_CONV)
         return DET_CONV_AUTO;
     enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : e->nodes[i].chosen;
+    if (p == DET_CONV_WINOGRAD && e->nodes[i].wino_u)
+        return DET_CONV_WINOGRAD;
     return p == DET_CONV_DIRECT && e->nodes[i].direct ? DET_CONV_DIRECT : DET_CONV_GEMM;
 }
 
@@ -475,8 +481,11 @@ static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
 
 cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
 {
-    if (ge_node_path(e, i) == DET_CONV_DIRECT)
+    enum det_conv_path path = ge_node_path(e, i);
+    if (path == DET_CONV_DIRECT)
         return run_conv_direct(e, i, err);
+    if (path == DET_CONV_WINOGRAD)
+        return ge_run_conv_wino(e, i, err);
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];

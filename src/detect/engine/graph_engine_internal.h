@@ -9,6 +9,7 @@
 
 #include "detect/graph.h"
 #include "detect/engine/nms_device.h"
+#include "detect/engine/winograd.h"
 
 typedef struct gnode {
     int slot;          /* activation buffer holding the output */
@@ -17,8 +18,9 @@ typedef struct gnode {
     cl_mem bias;
     bool owns_weights;
     cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
+    cl_mem wino_u;     /* conv: Winograd filters (winograd.c), NULL when it does not apply */
     enum det_conv_path chosen;
-    double direct_s, gemm_s; /* measured at creation (0: not measured) */
+    double direct_s, gemm_s, wino_s; /* measured at creation (0: not measured) */
 } gnode;
 
 struct det_graph_engine {
@@ -56,6 +58,7 @@ struct det_graph_engine {
      * `batch` the N of the current run. */
     int max_batch, batch;
     size_t timed_nodes;
+    det_wino wino; /* Winograd kernels and scratch */
 };
 
 /* Work-group geometry of graph_conv (kernels/graph.cl). */

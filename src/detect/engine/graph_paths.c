@@ -1,6 +1,7 @@
 /* The convolution path of each conv node of a graph engine: the direct
- * kernel or im2col + SGEMM, timed once per device and node shapes and
- * remembered next to the kernel cache (a damaged file means timing again). */
+ * kernel, im2col + SGEMM or Winograd, timed once per device, node shapes
+ * and batch, and remembered next to the kernel cache (a damaged file means
+ * timing again). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,13 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     int *c = malloc(sizeof(int) * 3 * (size_t)nn);
-    int *key = malloc(sizeof(int) * (3 + 10 * (size_t)nn));
+    int *key = malloc(sizeof(int) * (4 + 11 * (size_t)nn));
     size_t n = 0;
     cnp_err err;
     if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
                                          &err) == CNP_OK) {
-        key[n++] = 1; /* format of the file */
+        key[n++] = 2; /* format of the file */
+        key[n++] = e->max_batch;
         key[n++] = e->meas_h;
         key[n++] = e->meas_w;
         for (int i = 0; i < nn; i++) {
@@ -34,7 +36,8 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
             if (d->op != DET_OP_CONV)
                 continue;
             int in[] = {i, d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
-                        c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL};
+                        c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL,
+                        e->nodes[i].wino_u != NULL};
             memcpy(key + n, in, sizeof in);
             n += sizeof in / sizeof in[0];
         }
@@ -46,8 +49,8 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
 }
 
 /* Reads the remembered choice: true when the file names a path for every
- * conv node and nothing else (lines "<node> direct|gemm <direct ms> <gemm
- * ms>", in node order). */
+ * conv node and nothing else (lines "<node> direct|gemm|winograd <direct
+ * ms> <gemm ms> <winograd ms>", in node order). */
 static bool paths_load(det_graph_engine *e, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -59,11 +62,11 @@ static bool paths_load(det_graph_engine *e, const char *path)
     char line[160], name[16];
     while (ok && fgets(line, sizeof line, f)) {
         unsigned idx;
-        double dm, gm;
+        double dm, gm, wm;
         while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
             want++;
-        ok = sscanf(line, "%u %15s %lf %lf", &idx, name, &dm, &gm) == 4 &&
-             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0;
+        ok = sscanf(line, "%u %15s %lf %lf %lf", &idx, name, &dm, &gm, &wm) == 5 &&
+             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0 && wm >= 0;
         if (!ok)
             break;
         gnode *gn = &e->nodes[want];
@@ -71,10 +74,13 @@ static bool paths_load(det_graph_engine *e, const char *path)
             gn->chosen = DET_CONV_DIRECT;
         else if (strcmp(name, "gemm") == 0)
             gn->chosen = DET_CONV_GEMM;
+        else if (strcmp(name, "winograd") == 0 && gn->wino_u)
+            gn->chosen = DET_CONV_WINOGRAD;
         else
             ok = false;
         gn->direct_s = dm / 1e3;
         gn->gemm_s = gm / 1e3;
+        gn->wino_s = wm / 1e3;
         want++;
     }
     fclose(f);
@@ -96,9 +102,12 @@ static void paths_store(const det_graph_engine *e, const char *path)
     for (int i = 0; i < e->g->n_nodes; i++) {
         const gnode *gn = &e->nodes[i];
         if (e->g->nodes[i].op == DET_OP_CONV)
-            ok = fprintf(f, "%d %s %.6f %.6f\n", i,
-                         gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm", gn->direct_s * 1e3,
-                         gn->gemm_s * 1e3) > 0 && ok;
+            ok = fprintf(f, "%d %s %.6f %.6f %.6f\n", i,
+                         gn->chosen == DET_CONV_DIRECT     ? "direct"
+                         : gn->chosen == DET_CONV_WINOGRAD ? "winograd"
+                                                           : "gemm",
+                         gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3) > 0 &&
+                 ok;
     }
     if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
         remove(tmp);
@@ -126,11 +135,13 @@ static cnp_status time_node(det_graph_engine *e, int i, enum det_conv_path path,
 }
 
 /* Picks the path of every conv node: the configured one, or (auto) the
- * remembered choice, or the faster at the measurement size, then stored. */
+ * remembered choice, or the fastest at the measurement size and the
+ * engine's batch, then stored. */
 cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
                                cnp_err *err)
 {
-    if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM) {
+    if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM ||
+        configured == DET_CONV_WINOGRAD) {
         for (int i = 0; i < e->g->n_nodes; i++)
             if (e->g->nodes[i].op == DET_OP_CONV)
                 e->nodes[i].chosen = configured;
@@ -146,7 +157,7 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
     int nn = g->n_nodes;
     cnp_status result = det_graph_ref_shapes(g, e->meas_h, e->meas_w, e->shape, e->shape + nn,
                                              e->shape + 2 * nn, err);
-    e->batch = 1;
+    e->batch = e->max_batch; /* the batch it will run */
     /* Defined contents for the timing runs. */
     float zero = 0.0f;
     for (int s = 0; result == CNP_OK && s < e->n_slots; s++) {
@@ -166,19 +177,28 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
             continue;
         }
         gn->chosen = DET_CONV_GEMM;
-        gn->direct_s = gn->gemm_s = 0;
-        if (!gn->direct)
+        gn->direct_s = gn->gemm_s = gn->wino_s = 0;
+        if (!gn->direct && !gn->wino_u)
             continue;
         result = time_node(e, i, DET_CONV_GEMM, &gn->gemm_s, err);
-        if (result == CNP_OK)
+        if (result == CNP_OK && gn->direct)
             result = time_node(e, i, DET_CONV_DIRECT, &gn->direct_s, err);
+        if (result == CNP_OK && gn->wino_u)
+            result = time_node(e, i, DET_CONV_WINOGRAD, &gn->wino_s, err);
         if (result != CNP_OK)
             break;
-        gn->chosen = gn->direct_s <= gn->gemm_s ? DET_CONV_DIRECT : DET_CONV_GEMM;
+        double best = gn->gemm_s;
+        if (gn->direct && gn->direct_s <= best) {
+            best = gn->direct_s;
+            gn->chosen = DET_CONV_DIRECT;
+        }
+        if (gn->wino_u && gn->wino_s < best)
+            gn->chosen = DET_CONV_WINOGRAD;
         e->timed_nodes++;
-        LOG_DEBUG("detect", "graph node %s %dx%d: direct %.3f ms, gemm %.3f ms -> %s",
-                  g->nodes[i].name, e->shape[nn + i], e->shape[2 * nn + i], gn->direct_s * 1e3,
-                  gn->gemm_s * 1e3, gn->chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+        LOG_DEBUG("detect", "graph node %s %dx%d x%d: direct %.3f ms, gemm %.3f ms, winograd "
+                  "%.3f ms -> %d", g->nodes[i].name, e->shape[nn + i], e->shape[2 * nn + i],
+                  e->batch, gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3,
+                  (int)gn->chosen);
     }
     if (result == CNP_OK)
         paths_store(e, file);
