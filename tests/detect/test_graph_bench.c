@@ -99,10 +99,14 @@ int main(void)
     for (int i = 0; i < nn; i++) {
         const det_node *n = &g->nodes[i];
         bool conv = n->op == DET_OP_CONV;
-        bool gemm = conv && det_graph_engine_node_path(e, i, NULL, NULL) == DET_CONV_GEMM;
-        bool col = gemm && (n->k != 1 || n->stride != 1 || n->pad != 0);
+        /* Winograd runs as one stamp under gemm: its transforms, batched
+         * products and the output transform with bias and ReLU fused. */
+        int cpath = conv ? det_graph_engine_node_path(e, i, NULL, NULL) : DET_CONV_AUTO;
+        bool wino = cpath == DET_CONV_WINOGRAD;
+        bool gemm = cpath == DET_CONV_GEMM || wino;
+        bool col = cpath == DET_CONV_GEMM && (n->k != 1 || n->stride != 1 || n->pad != 0);
         CHECK((tm.im2col[i] > 0) == col, "node %s: im2col %g", n->name, tm.im2col[i]);
-        CHECK((tm.gemm[i] > 0) == gemm && (tm.epilogue[i] > 0) == conv,
+        CHECK((tm.gemm[i] > 0) == gemm && (tm.epilogue[i] > 0) == (conv && !wino),
               "node %s: gemm %g, epilogue %g", n->name, tm.gemm[i], tm.epilogue[i]);
         CHECK((tm.other[i] > 0) == !conv, "node %s: other %g", n->name, tm.other[i]);
     }

@@ -22,8 +22,11 @@ def body(env):
     env.create_db()
     keys = env.queue_crops(in_bucket, in_queue, "hb/img-%03d.png", 24,
                            sizes=((384, 384),))
+    # The models on the OpenCL engine (slow on a CPU device): the run must
+    # outlast several visibility timeouts for the heartbeat to be needed; the
+    # oneDNN backend that auto picks on a CPU finishes in a few seconds.
     cfg = env.config(in_queue, out_bucket, out_queue, "out/", batch_size=8, visibility=VISIBILITY,
-                     idle_exit=2)
+                     idle_exit=2, extra={"device": {"backend": "opencl"}})
     t0 = time.monotonic()
     rc, out, err = env.run(["drain", "-c", cfg, "--set", "log.level=debug"], "drain",
                            timeout=300, expect_rc=0)

@@ -83,10 +83,12 @@ int main(void)
              CANOPY_SOURCE_DIR);
     cfg.detector.tile = 256;
     cfg.detector.conv = 1; /* direct: no measuring at start */
+    /* The failure is injected into OpenCL calls: the models run there too. */
+    cfg.device.backend = CNP_BACKEND_OPENCL;
     det_model *model = NULL;
     CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
     pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector};
+                             .detector = &cfg.detector, .device = &cfg.device};
     pipe_device *dev = NULL;
     if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
         det_model_free(model);
