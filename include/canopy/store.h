@@ -206,8 +206,10 @@ typedef struct pg_outbox_counts {
  * row at once), handed to send, and in the same transaction the sent ones
  * are deleted and the others keep their row with attempts + 1 and the
  * reason. A crash between the send and COMMIT sends those again later
- * (at-least-once). counts (may be NULL) receives what was sent and what
- * failed. Returns the first database failure (rows stay pending). */
+ * (at-least-once). A batch of which nothing was sent ends the call (the
+ * queue is down or refuses us: the rest waits for the next flush). counts
+ * (may be NULL) receives what was sent and what failed. Returns the first
+ * database failure (rows stay pending). */
 cnp_status pg_outbox_flush(pg_store *store, const char *queue_url, size_t batch,
                            pg_outbox_send_fn send, void *user, pg_outbox_counts *counts,
                            cnp_err *err);

@@ -141,11 +141,17 @@ cnp_status pg_outbox_flush(pg_store *store, const char *queue_url, size_t batch,
         batch = OUTBOX_BATCH_MAX;
     int64_t after = 0;
     for (bool done = false; !done;) {
+        size_t sent = counts->sent, failed = counts->failed;
         cnp_status st = pg_conn_ensure(store, err);
         if (st == CNP_OK)
             st = flush_batch(store, queue_url, batch, send, user, &after, &done, counts, err);
         if (st != CNP_OK)
             return st;
+        /* A batch of which nothing was sent: the queue is down or refuses
+         * us. The rest waits for the next flush rather than costing one
+         * failed request per batch now. */
+        if (counts->sent == sent && counts->failed > failed)
+            break;
     }
     return CNP_OK;
 }

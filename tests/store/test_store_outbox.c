@@ -158,6 +158,19 @@ static void test_refused_entries(pg_store *s, PGconn *c)
           "pending %lld", (long long)pending);
     CHECK(pg_outbox_pending(s, NULL, &pending, &err) == CNP_OK && pending == 1,
           "pending everywhere %lld", (long long)pending);
+    /* The queue refuses everything: one batch tried, the rest left for later. */
+    PQclear(PQexec(c, "INSERT INTO notification_outbox (queue_url, body) "
+                      "SELECT '" QUEUE "', 'down-' || g FROM generate_series(1, 35) g"));
+    snd->refuse_mod = 1;
+    size_t before = snd->calls;
+    CHECK(pg_outbox_flush(s, QUEUE, 10, record, snd, &n, &err) == CNP_OK && n.sent == 0 &&
+          n.failed == 10 && snd->calls == before + 1, "queue down: %zu sent, %zu failed, %zu "
+          "calls", n.sent, n.failed, snd->calls - before);
+    CHECK(pgt_int(c, "SELECT count(*) FROM notification_outbox WHERE queue_url = '" QUEUE
+                     "' AND attempts = 1") == 10, "queue down: attempts counted");
+    snd->refuse_mod = 0;
+    CHECK(pg_outbox_flush(s, QUEUE, 10, record, snd, &n, &err) == CNP_OK && n.sent == 35,
+          "queue back: %zu sent", n.sent);
     /* Nothing pending: nothing sent. */
     size_t calls = snd->calls;
     CHECK(pg_outbox_flush(s, QUEUE, 10, record, snd, &n, &err) == CNP_OK && n.sent == 0 &&
