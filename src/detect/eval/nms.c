@@ -71,6 +71,28 @@ static int nms_cmp(const void *pa, const void *pb)
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
+/* The n boxes as items to sort; NULL with *st and err set when there are
+ * too many or memory ran out. */
+static nms_item *nms_items(const det_box *boxes, const float *scores, const int *labels,
+                           size_t n, cnp_status *st, cnp_err *err)
+{
+    if (n > INT32_MAX) {
+        cnp_err_set(err, "NMS: %zu boxes is more than supported", n);
+        *st = CNP_ERR_INVALID;
+        return NULL;
+    }
+    nms_item *it = malloc(n * sizeof *it);
+    if (!it) {
+        cnp_err_set(err, "NMS: out of memory for %zu boxes", n);
+        *st = CNP_ERR_NOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        it[i] = (nms_item){boxes[i], scores[i], labels ? labels[i] : 0, (uint32_t)i};
+    *st = CNP_OK;
+    return it;
+}
+
 cnp_status det_nms(const det_box *boxes, const float *scores, const int *labels, size_t n,
                    float iou, uint32_t *keep, size_t *n_keep, cnp_err *err)
 {
@@ -84,20 +106,16 @@ cnp_status det_nms_contain(const det_box *boxes, const float *scores, const int 
     *n_keep = 0;
     if (n == 0)
         return CNP_OK;
-    if (n > INT32_MAX) {
-        cnp_err_set(err, "NMS: %zu boxes is more than supported", n);
-        return CNP_ERR_INVALID;
-    }
-    nms_item *it = malloc(n * sizeof *it);
+    cnp_status st;
+    nms_item *it = nms_items(boxes, scores, labels, n, &st, err);
+    if (!it)
+        return st;
     uint32_t *kept = malloc(n * sizeof *kept);
-    if (!it || !kept) {
+    if (!kept) {
         free(it);
-        free(kept);
         cnp_err_set(err, "NMS: out of memory for %zu boxes", n);
         return CNP_ERR_NOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        it[i] = (nms_item){boxes[i], scores[i], labels ? labels[i] : 0, (uint32_t)i};
     qsort(it, n, sizeof *it, nms_cmp);
     /* kept[] holds positions in `it` of the boxes kept so far. Crowns are few
      * (hundreds per image), so the quadratic scan is fine for a reference. */
@@ -192,25 +210,18 @@ cnp_status det_nms_contain_local(const det_box *boxes, const float *scores, cons
     *n_keep = 0;
     if (n == 0)
         return CNP_OK;
-    if (n > INT32_MAX) {
-        cnp_err_set(err, "NMS: %zu boxes is more than supported", n);
-        return CNP_ERR_INVALID;
-    }
-    nms_item *it = malloc(n * sizeof *it);
     nms_grid g = {0};
-    if (!it) {
-        cnp_err_set(err, "NMS: out of memory for %zu boxes", n);
-        return CNP_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        it[i] = (nms_item){boxes[i], scores[i], labels ? labels[i] : 0, (uint32_t)i};
+    cnp_status result;
+    nms_item *it = nms_items(boxes, scores, labels, n, &result, err);
+    if (!it)
+        return result;
     if (!grid_plan(&g, it, n, window)) {
         free(it);
         return det_nms_contain(boxes, scores, labels, n, iou, contain, keep, n_keep, err);
     }
     g.head = malloc(g.cols * g.rows * sizeof *g.head);
     g.next = malloc(n * sizeof *g.next);
-    cnp_status result = CNP_OK;
+    result = CNP_OK;
     if (!g.head || !g.next) {
         cnp_err_set(err, "NMS: out of memory for %zu boxes in %zu windows", n, g.cols * g.rows);
         result = CNP_ERR_NOMEM;
