@@ -128,6 +128,13 @@ cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t str
                            uint32_t w, uint32_t h, float **out, uint32_t *oh,
                            uint32_t *ow, cnp_err *err);
 
+/* The smallest heatmap logit v whose score (det_decode's sigmoid, 1 / (1 +
+ * expf(-v)) on the host) is >= threshold; NAN when none is. The device
+ * compares logits with it, so which cells pass the threshold does not
+ * depend on the device's exp (OpenCL does not require it correctly
+ * rounded). */
+float det_logit_threshold(float threshold);
+
 /* Decodes one output tensor (as det_ref_forward returns it) of a region whose
  * top-left pixel is (x0, y0), keeping trees with score >= threshold that are
  * 3x3 peaks and whose centre lies in [own_x0, own_x1) x [own_y0, own_y1).
