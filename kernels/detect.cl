@@ -53,14 +53,16 @@ static inline float det_sigmoid(float v)
     return 1.0f / (1.0f + exp(-v));
 }
 
-/* Decode and 3x3 peak extraction. A cell is a tree when its score passes the
- * threshold, is > every neighbour before it in row-major order and >= every
+/* Decode and 3x3 peak extraction. A cell is a tree when its logit passes
+ * logit_threshold (the host's det_logit_threshold: the score threshold as a
+ * logit, so the device's exp does not decide it), its score is > every
+ * neighbour before it in row-major order and >= every
  * neighbour after it, and its centre falls in the tile's owned region
  * own = (x_lo, y_lo, x_hi, y_hi). Trees are appended with an atomic counter;
  * slots past `cap` are counted but not written. Global (OW, OH). */
 __kernel void detect_peaks(__global const float *head, const int OH, const int OW,
                            const int x0, const int y0, const float stride,
-                           const float threshold, const float4 own,
+                           const float logit_threshold, const float4 own,
                            __global float4 *trees, __global volatile int *count,
                            const int cap)
 {
@@ -69,9 +71,9 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
         return;
     const size_t plane = (size_t)OH * OW, k = (size_t)i * OW + j;
     __global const float *heat = head + OUT_HEAT * plane;
-    const float score = det_sigmoid(heat[k]);
-    if (!(score >= threshold))
+    if (!(heat[k] >= logit_threshold))
         return;
+    const float score = det_sigmoid(heat[k]);
     for (int di = -1; di <= 1; di++) {
         for (int dj = -1; dj <= 1; dj++) {
             const int ni = i + di, nj = j + dj;

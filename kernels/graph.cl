@@ -8,11 +8,12 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 /* ATen's upsample_bilinear2d (CPU) source index and weights along one axis,
- * as bilinear_axis in retina.c. */
-static inline void bilinear_axis(const int in, const int out, const int dst, int *i0,
+ * as bilinear_axis in retina.c. scale = (float)in / (float)out, computed on
+ * the host: a division the OpenCL spec does not require to be correctly
+ * rounded must not move a source index. */
+static inline void bilinear_axis(const int in, const float scale, const int dst, int *i0,
                                  int *i1, float *l0, float *l1)
 {
-    const float scale = (float)in / (float)out;
     float src = scale * ((float)dst + 0.5f) - 0.5f;
     if (src < 0.0f)
         src = 0.0f;
@@ -38,11 +39,12 @@ static inline float3 norm_px(__global const uchar4 *rgba, const int img_w, const
 /* The input transform (det_retina_input): the w x h window at (x0, y0) of
  * an RGBA8 image img_w wide -> (x / 255 - mean) / std -> bilinear resize to
  * rh x rw -> zero padding to ph x pw. Patch n of a batch of N: planes
- * c * N + n of ph x pw floats (N = 1: 3 x ph x pw). Global (pw, ph). */
+ * c * N + n of ph x pw floats (N = 1: 3 x ph x pw). scale: the host's
+ * (float)w / rw, (float)h / rh. Global (pw, ph). */
 __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const int x0,
                           const int y0, const int w, const int h, const int rh, const int rw,
                           const int ph, const int pw, const float4 mean4, const float4 std4,
-                          __global float *out0, const int n, const int N)
+                          __global float *out0, const int n, const int N, const float2 scale)
 {
     const int x = get_global_id(0), y = get_global_id(1);
     if (x >= pw || y >= ph)
@@ -55,8 +57,8 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
     }
     int ya, yb, xa, xb;
     float wy0, wy1, wx0, wx1;
-    bilinear_axis(h, rh, y, &ya, &yb, &wy0, &wy1);
-    bilinear_axis(w, rw, x, &xa, &xb, &wx0, &wx1);
+    bilinear_axis(h, scale.y, y, &ya, &yb, &wy0, &wy1);
+    bilinear_axis(w, scale.x, x, &xa, &xb, &wx0, &wx1);
     const float3 mean = mean4.xyz, std = std4.xyz;
     const float3 p00 = norm_px(rgba, img_w, x0 + xa, y0 + ya, mean, std);
     const float3 p01 = norm_px(rgba, img_w, x0 + xb, y0 + ya, mean, std);
@@ -211,23 +213,24 @@ __kernel void graph_maxpool(__global const float *in, __global float *out, const
     out[i] = m;
 }
 
-/* ATen's nearest index rule: min(floor(dst * (float)in / out), in - 1). */
-static inline int nearest_src(const int dst, const int in, const int out)
+/* ATen's nearest index rule: min(floor(dst * scale), in - 1), scale =
+ * (float)in / out computed on the host. */
+static inline int nearest_src(const int dst, const int in, const float scale)
 {
-    const float scale = (float)in / (float)out;
     return min((int)floor((float)dst * scale), in - 1);
 }
 
-/* out = in + nearest(top). Global (C * H * W rounded). */
+/* out = in + nearest(top); scale: the host's (float)TW / W, (float)TH / H.
+ * Global (C * H * W rounded). */
 __kernel void graph_upsample_add(__global const float *in, __global const float *top,
                                  __global float *out, const int C, const int H, const int W,
-                                 const int TH, const int TW)
+                                 const int TH, const int TW, const float2 scale)
 {
     const int i = get_global_id(0);
     if (i >= C * H * W)
         return;
     const int x = i % W, y = (i / W) % H, c = i / (W * H);
-    const int sy = nearest_src(y, TH, H), sx = nearest_src(x, TW, W);
+    const int sy = nearest_src(y, TH, scale.y), sx = nearest_src(x, TW, scale.x);
     out[i] = in[i] + top[((size_t)c * TH + sy) * TW + sx];
 }
 

@@ -128,6 +128,13 @@ cnp_status det_ref_forward(const det_model *m, const uint8_t *rgba, uint32_t str
                            uint32_t w, uint32_t h, float **out, uint32_t *oh,
                            uint32_t *ow, cnp_err *err);
 
+/* The smallest heatmap logit v whose score (det_decode's sigmoid, 1 / (1 +
+ * expf(-v)) on the host) is >= threshold; NAN when none is. The device
+ * compares logits with it, so which cells pass the threshold does not
+ * depend on the device's exp (OpenCL does not require it correctly
+ * rounded). */
+float det_logit_threshold(float threshold);
+
 /* Decodes one output tensor (as det_ref_forward returns it) of a region whose
  * top-left pixel is (x0, y0), keeping trees with score >= threshold that are
  * 3x3 peaks and whose centre lies in [own_x0, own_x1) x [own_y0, own_y1).
@@ -182,6 +189,17 @@ cnp_status det_nms_contain(const det_box *boxes, const float *scores, const int 
                            size_t n, float iou, float contain, uint32_t *keep, size_t *n_keep,
                            cnp_err *err);
 
+/* det_nms_contain's result (the same kept indices in the same order),
+ * computed window by window: the boxes are sorted once, and each box is
+ * tested only against the kept boxes of its window and of the eight around
+ * it, in windows of side `window` or, when larger, the largest box extent
+ * (the halo within which boxes can overlap). O(n log n + n x kept boxes
+ * nearby) instead of O(n x all kept boxes): the merge of a raster with
+ * 10^5 to 10^6 crowns. A box that is not finite makes it det_nms_contain. */
+cnp_status det_nms_contain_local(const det_box *boxes, const float *scores, const int *labels,
+                                 size_t n, float iou, float contain, float window,
+                                 uint32_t *keep, size_t *n_keep, cnp_err *err);
+
 /* A tree's box: the model's own box when it has one (boxed; it may have
  * zero area where torchvision clipped it to the image edge), else the
  * crown's centre +- radius. */
@@ -191,6 +209,8 @@ det_box det_tree_box(const cnp_tree *t);
  * first *n trees become the kept ones, in NMS order (score descending).
  * iou >= 1 or fewer than two trees: unchanged. */
 cnp_status det_trees_nms(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
+/* det_trees_nms through det_nms_contain_local: the same trees, the same order. */
+cnp_status det_trees_nms_local(cnp_tree *trees, size_t *n, float iou, cnp_err *err);
 
 /* ---- box models (an imported RetinaNet, .cnw version 2) ------------------ */
 

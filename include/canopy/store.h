@@ -157,6 +157,10 @@ typedef struct pg_image_result {
      * (point 4 repeats point 0). Any non-finite value: no footprint. */
     double footprint[10];
     double nodata_fraction;  /* 0..1 of pixels that are nodata; NAN: unknown */
+    /* Its output notification, written into notification_outbox in the
+     * chunk's own transaction (sent later by pg_outbox_flush()); body NULL:
+     * none. group and dedup are the FIFO ids (NULL: none). */
+    const char *notify_queue, *notify_body, *notify_group, *notify_dedup;
 } pg_image_result;
 
 /* Zeroes r and sets every nullable number to its NULL sentinel (georef
@@ -177,6 +181,41 @@ void pg_image_result_init(pg_image_result *r);
  * the same chunk later is safe, the upsert is idempotent). */
 cnp_status pg_chunk_commit(pg_store *store, int64_t run_id, const pg_image_result *results,
                            size_t n, cnp_err *err);
+
+/* ---- the notification outbox ------------------------------------------------ */
+
+/* One pending notification as pg_outbox_flush() hands it to the sender. */
+typedef struct pg_outbox_msg {
+    int64_t id;
+    const char *body;
+    const char *group_id, *dedup_id; /* NULL: none */
+} pg_outbox_msg;
+
+/* Sends n messages (at most the flush's batch). Sets sent[i] for each one
+ * the queue took; for the others it may write a reason into why[i]. */
+typedef void (*pg_outbox_send_fn)(void *user, const pg_outbox_msg *msgs, size_t n, bool *sent,
+                                  char (*why)[256]);
+
+typedef struct pg_outbox_counts {
+    size_t sent, failed;
+} pg_outbox_counts;
+
+/* Sends the pending notifications of queue_url, oldest first, each pending
+ * row once per call, batch (1..10) rows per transaction: the rows are
+ * locked with FOR UPDATE SKIP LOCKED (several workers never send the same
+ * row at once), handed to send, and in the same transaction the sent ones
+ * are deleted and the others keep their row with attempts + 1 and the
+ * reason. A crash between the send and COMMIT sends those again later
+ * (at-least-once). A batch of which nothing was sent ends the call (the
+ * queue is down or refuses us: the rest waits for the next flush). counts
+ * (may be NULL) receives what was sent and what failed. Returns the first
+ * database failure (rows stay pending). */
+cnp_status pg_outbox_flush(pg_store *store, const char *queue_url, size_t batch,
+                           pg_outbox_send_fn send, void *user, pg_outbox_counts *counts,
+                           cnp_err *err);
+
+/* Number of pending notifications for queue_url (NULL: every queue). */
+cnp_status pg_outbox_pending(pg_store *store, const char *queue_url, int64_t *n, cnp_err *err);
 
 /* What the store holds for one object version (reprocess's skip logic). */
 typedef enum pg_seen {

@@ -145,10 +145,15 @@ static int cloud_run(pl_ctx *x, const cnp_config *cfg, struct cloud *cl, pl_coun
     if (pg_run_begin(cl->db, x->mode, host, &cl->run_id, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     pl_cloud_params cp = {.bucket = cfg->output.bucket, .prefix = cfg->output.prefix,
-                          .queue_url = cfg->output.queue_url, .run_id = cl->run_id};
+                          .queue_url = cfg->output.queue_url, .run_id = cl->run_id,
+                          .metrics = x->metrics};
     pl_cloud_sink *sink = NULL;
     if (pl_cloud_sink_create(cl->aws, cl->db, &cp, &sink, err) != CNP_OK)
         return CNP_EXIT_FATAL;
+    /* Notifications an earlier process committed but could not send. */
+    cnp_err oerr;
+    if (pl_cloud_sink_flush(sink, x->mode, &oerr) != CNP_OK)
+        LOG_WARN(x->mode, "notification outbox: %s", oerr.msg);
     pl_health_params hp = {.probe_first_seconds = 1,
                            .probe_max_seconds = cfg->batch.outage_probe_seconds,
                            .exit_seconds = cfg->batch.outage_exit_seconds,
@@ -161,6 +166,8 @@ static int cloud_run(pl_ctx *x, const cnp_config *cfg, struct cloud *cl, pl_coun
     x->sink_self = sink;
     pl_counts c;
     int rc = pl_ctx_run(x, &c);
+    if (pl_cloud_sink_flush(sink, x->mode, &oerr) != CNP_OK)
+        LOG_WARN(x->mode, "notification outbox: %s", oerr.msg);
     pl_health_free(x->health);
     x->health = NULL;
     c.run_id = cl->run_id;

@@ -1,6 +1,7 @@
 /* Sink: S3 + PostgreSQL + output queue. Uploads each encoded item's outputs
- * concurrently, commits the chunk's rows in one transaction, then sends one
- * notification per committed image. */
+ * concurrently, commits the chunk's rows in one transaction together with
+ * one notification per image (the outbox), then sends the pending
+ * notifications and deletes those SQS took. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ struct pl_cloud_sink {
     aws_client *aws;
     pg_store *db;
     pl_cloud_params p;
+    cnp_metrics *metrics;  /* of the run; NULL: none */
     bool fifo_out;
     aws_batch *batch;      /* used by the write thread only */
 };
@@ -365,57 +367,88 @@ static void dedup_id(const pl_item *it, const char *etag, const char *model, cha
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* One notification per committed image; an image whose notification could
- * not be sent fails transiently so its message is redelivered. */
-static void notify(pl_cloud_sink *s, pl_ctx *x, pl_chunk *c, pl_item **who_row,
-                   const pg_image_result *rows, size_t nrows)
+/* Fault injection for tests: the next n notifications are refused as if
+ * SQS had failed their entries. */
+static int g_fail_entries;
+
+void pl_outbox_fail_entries(int n)
 {
-    if (!s->p.queue_url[0] || !nrows)
+    __atomic_store_n(&g_fail_entries, n, __ATOMIC_SEQ_CST);
+}
+
+static bool injected_failure(void)
+{
+    int left = __atomic_load_n(&g_fail_entries, __ATOMIC_SEQ_CST);
+    while (left > 0)
+        if (__atomic_compare_exchange_n(&g_fail_entries, &left, left - 1, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return true;
+    return false;
+}
+
+/* pg_outbox_flush()'s sender: one SendMessageBatch. */
+static void send_outbox(void *user, const pg_outbox_msg *msgs, size_t n, bool *sent,
+                        char (*why)[256])
+{
+    pl_cloud_sink *s = user;
+    sqs_send_entry entries[SQS_BATCH_MAX];
+    size_t pos[SQS_BATCH_MAX], k = 0;
+    for (size_t i = 0; i < n && i < SQS_BATCH_MAX; i++) {
+        if (injected_failure()) {
+            snprintf(why[i], sizeof why[i], "injected failure (test)");
+            continue;
+        }
+        entries[k] = (sqs_send_entry){.body = msgs[i].body, .group_id = msgs[i].group_id,
+                                      .dedup_id = msgs[i].dedup_id};
+        pos[k++] = i;
+    }
+    if (!k)
         return;
-    sqs_send_entry *entries = calloc(nrows, sizeof *entries);
-    char **bodies = calloc(nrows, sizeof *bodies);
-    char (*dedup)[65] = calloc(nrows, sizeof *dedup);
-    pl_item **who = calloc(nrows, sizeof *who);
-    size_t n = 0;
-    for (size_t r = 0; entries && bodies && dedup && who && r < nrows; r++) {
-        pl_item *it = who_row[r];
-        if (it->state != ITEM_COMMITTED)
-            continue;
-        if (!(bodies[n] = notification(s, x, it, &rows[r]))) {
-            item_fail(it, CNP_ERR_NOMEM, "%s: out of memory for its notification", it->name);
-            continue;
-        }
-        entries[n].body = bodies[n];
-        if (s->fifo_out) {
-            dedup_id(it, rows[r].etag, x->sp.model_version, dedup[n]);
-            entries[n].group_id = rows[r].image_id;
-            entries[n].dedup_id = dedup[n];
-        }
-        who[n++] = it;
+    sqs_entry_result er[SQS_BATCH_MAX];
+    aws_result ar;
+    cnp_status st = sqs_send_batch(s->aws, s->p.queue_url, entries, k, er, &ar);
+    cnp_metrics_add(s->metrics, "canopy_sqs_requests_total", "send_message_batch", 1);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = pos[j];
+        sent[i] = st == CNP_OK && er[j].status == CNP_OK;
+        if (!sent[i])
+            snprintf(why[i], sizeof why[i], "%.200s", st != CNP_OK ? ar.err.msg : er[j].message);
     }
-    if (!entries || !bodies || !dedup || !who)
-        for (size_t i = 0; i < c->nitems; i++)
-            if (c->items[i].state == ITEM_COMMITTED)
-                item_fail(&c->items[i], CNP_ERR_NOMEM, "out of memory for notifications");
-    for (size_t off = 0; off < n; off += SQS_BATCH_MAX) {
-        size_t k = n - off < SQS_BATCH_MAX ? n - off : SQS_BATCH_MAX;
-        sqs_entry_result er[SQS_BATCH_MAX];
-        aws_result ar;
-        cnp_status st = sqs_send_batch(s->aws, s->p.queue_url, entries + off, k, er, &ar);
-        cnp_metrics_add(x->metrics, "canopy_sqs_requests_total", "send_message_batch", 1);
-        for (size_t j = 0; j < k; j++) {
-            cnp_status est = st != CNP_OK ? st : er[j].status;
-            if (est != CNP_OK)
-                item_fail(who[off + j], CNP_ERR_TRANSIENT, "notification to %s: %s",
-                          s->p.queue_url, st != CNP_OK ? ar.err.msg : er[j].message);
-        }
+}
+
+cnp_status pl_cloud_sink_flush(pl_cloud_sink *s, const char *mode, cnp_err *err)
+{
+    if (!s->p.queue_url[0])
+        return CNP_OK;
+    pg_outbox_counts n;
+    cnp_status st = pg_outbox_flush(s->db, s->p.queue_url, SQS_BATCH_MAX, send_outbox, s, &n,
+                                    err);
+    if (n.failed)
+        LOG_WARN(mode, "%zu notification(s) to %s not sent, kept in the outbox for later",
+                 n.failed, s->p.queue_url);
+    else if (n.sent)
+        LOG_DEBUG(mode, "%zu notification(s) sent from the outbox", n.sent);
+    return st;
+}
+
+/* The notification of each image about to be committed, for the outbox:
+ * written in the chunk's transaction, sent after it (pl_cloud_sink_flush). */
+static bool add_notification(pl_cloud_sink *s, const pl_ctx *x, const pl_item *it,
+                             pg_image_result *r, char dedup[65])
+{
+    if (!s->p.queue_url[0] || it->state != ITEM_UPLOADED)
+        return true;
+    char *body = notification(s, x, it, r);
+    if (!body)
+        return false;
+    r->notify_queue = s->p.queue_url;
+    r->notify_body = body;
+    if (s->fifo_out) {
+        dedup_id(it, r->etag, x->sp.model_version, dedup);
+        r->notify_group = r->image_id;
+        r->notify_dedup = dedup;
     }
-    for (size_t i = 0; bodies && i < n; i++)
-        cJSON_free(bodies[i]);
-    free(entries);
-    free(bodies);
-    free(dedup);
-    free(who);
+    return true;
 }
 
 /* One try of a chunk's transaction (also the health gate's probe). */
@@ -444,9 +477,10 @@ static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
     pg_image_result *rows = calloc(cap, sizeof *rows);
     pg_tree **trees = calloc(cap, sizeof *trees);
     pl_item **who = calloc(cap, sizeof *who);
+    char (*dedup)[65] = calloc(cap, sizeof *dedup);
     cnp_err err = {{0}};
     bool committed = false;
-    if (!rows || !trees || !who) {
+    if (!rows || !trees || !who || !dedup) {
         cnp_err_set(&err, "out of memory");
         goto out;
     }
@@ -454,7 +488,11 @@ static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
         pl_item *it = &c->items[i];
         if (it->state != ITEM_UPLOADED && it->state != ITEM_FAILED_PERMANENT)
             continue;
-        if (!item_row(x, it, &rows[nrows], &trees[nrows])) {
+        if (!item_row(x, it, &rows[nrows], &trees[nrows]) ||
+            !add_notification(s, x, it, &rows[nrows], dedup[nrows])) {
+            free(trees[nrows]);
+            trees[nrows] = NULL;
+            cJSON_free((void *)rows[nrows].notify_body);
             item_fail(it, CNP_ERR_NOMEM, "%s: out of memory for its rows", it->name);
             continue;
         }
@@ -478,13 +516,21 @@ out:
         for (size_t r = 0; r < nrows; r++)
             if (who[r]->state == ITEM_UPLOADED)
                 item_advance(who[r], ITEM_COMMITTED);
-        notify(s, x, c, who, rows, nrows);
+        /* Committed: acknowledged whatever the sends do. A notification
+         * not sent stays in the outbox for the next flush. */
+        cnp_err ferr;
+        if (pl_cloud_sink_flush(s, x->mode, &ferr) != CNP_OK)
+            LOG_WARN(x->mode, "chunk %zu: notifications kept in the outbox: %s", c->seq,
+                     ferr.msg);
     }
+    for (size_t r = 0; rows && r < nrows; r++)
+        cJSON_free((void *)rows[r].notify_body);
     for (size_t r = 0; trees && r < nrows; r++)
         free(trees[r]);
     free(trees);
     free(rows);
     free(who);
+    free(dedup);
     return committed;
 }
 
@@ -510,6 +556,7 @@ cnp_status pl_cloud_sink_create(aws_client *aws, pg_store *db, const pl_cloud_pa
     s->aws = aws;
     s->db = db;
     s->p = *p;
+    s->metrics = p->metrics;
     size_t ql = strlen(p->queue_url);
     s->fifo_out = ql > 5 && strcmp(p->queue_url + ql - 5, ".fifo") == 0;
     *out = s;

@@ -119,10 +119,19 @@ typedef struct pl_cloud_params {
     const char *bucket, *prefix;  /* outputs */
     const char *queue_url;        /* notifications; "" none */
     int64_t run_id;
+    cnp_metrics *metrics;         /* the run's; NULL: none */
 } pl_cloud_params;
 cnp_status pl_cloud_sink_create(aws_client *aws, pg_store *db, const pl_cloud_params *p,
                                 pl_cloud_sink **out, cnp_err *err);
 void pl_cloud_sink_free(pl_cloud_sink *s);
+/* Sends the notifications pending in the outbox (this run's and those an
+ * earlier or another process left), deleting those SQS took. Called after
+ * each commit, at the start and at the end of a run; from the thread that
+ * owns the sink's store. mode names the log lines. */
+cnp_status pl_cloud_sink_flush(pl_cloud_sink *s, const char *mode, cnp_err *err);
+/* Fault injection for tests: the next n notifications sent are refused as
+ * if SQS had failed their entries. */
+void pl_outbox_fail_entries(int n);
 
 /* Local directory. */
 typedef struct pl_dir_sink pl_dir_sink;

@@ -7,7 +7,8 @@
  *     it owns (nodata left out), kept in a temporary file (2 bytes a pixel,
  *     on disk); the detector on the window without NMS, keeping the trees it
  *     owns; a point-sampled preview for the overlay;
- *   then: the threshold from the whole histogram, one NMS over every tree;
+ *   then: the threshold from the whole histogram, one NMS over every tree,
+ *     window by window (merge_trees);
  *   pass 2, by bands of rows: the mask from the stored values, written
  *     into a tiled GeoTIFF as it goes (a temporary file the sink moves or
  *     uploads, unless [output] spill_bytes is 0).
@@ -220,6 +221,27 @@ out:
     return result;
 }
 
+/* One NMS over the raster's trees, window by window: crowns are tested
+ * only against the kept crowns of their window and its neighbours within
+ * the largest crown (det_trees_nms_local), which keeps exactly what the
+ * detector's merge over the whole raster keeps (every backend's crown merge
+ * is det_trees_nms's, then (y, x) order) without its O(n^2) pass in one
+ * work-group. Box models merge on the host already (det_box_trees_merge,
+ * windowed in det_detections_nms). */
+static cnp_status merge_trees(struct window_run *wr, cnp_err *err)
+{
+    float iou = pipe_device_merge_iou(wr->x->dev);
+    bool boxed = false;
+    for (size_t i = 0; i < wr->ntrees && !boxed; i++)
+        boxed = wr->trees[i].boxed;
+    if (boxed)
+        return pipe_device_merge(wr->x->dev, wr->trees, &wr->ntrees, iou, err);
+    cnp_status result = det_trees_nms_local(wr->trees, &wr->ntrees, iou, err);
+    if (result == CNP_OK)
+        det_trees_sort(wr->trees, wr->ntrees);
+    return result;
+}
+
 cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
 {
     struct window_run wr = {.x = x, .it = it};
@@ -260,8 +282,7 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     uint64_t fg = 0;
     if ((result = pass2(&wr, threshold, &fg, err)) != CNP_OK)
         goto out;
-    if (wr.ntrees && (result = pipe_device_merge(x->dev, wr.trees, &wr.ntrees,
-                                                 pipe_device_merge_iou(x->dev), err)) != CNP_OK)
+    if (wr.ntrees && (result = merge_trees(&wr, err)) != CNP_OK)
         goto out;
     uint64_t n = (uint64_t)wr.W * wr.H;
     it->nodata = wr.bin.nodata;

@@ -160,6 +160,31 @@ static const pg_migration migrations[] = {
         "END\n"
         "$canopy$;\n",
     },
+    {
+        /* The transactional outbox of output notifications (issue 20, item
+         * 6): written in the chunk's own transaction by pg_chunk_commit(),
+         * sent after COMMIT and deleted once SQS took it (pg_outbox_flush()).
+         * NOTE for the merge with issue 21's tree-types migration: this entry
+         * follows it and takes the next number; nothing else depends on the
+         * number. */
+        4,
+        "notification_outbox",
+        "CREATE TABLE notification_outbox (\n"
+        "    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+        "    queue_url   text NOT NULL,\n"
+        "    body        text NOT NULL,\n"
+        "    group_id    text,\n"
+        "    dedup_id    text,\n"
+        "    created_at  timestamptz NOT NULL DEFAULT now(),\n"
+        "    attempts    integer NOT NULL DEFAULT 0,\n"
+        "    last_error  text,\n"
+        "    last_try_at timestamptz\n"
+        ");\n"
+        "CREATE INDEX notification_outbox_queue_idx ON notification_outbox (queue_url, id);\n"
+        "COMMENT ON TABLE notification_outbox IS "
+        "'output notifications committed with their images and not yet sent';\n"
+        "COMMENT ON COLUMN notification_outbox.attempts IS 'sends that failed so far';\n",
+    },
 };
 
 const pg_migration *pg_migrations(size_t *count)

@@ -245,9 +245,22 @@ static void encode_trees(pg_copy *c, int64_t ord, const pg_image_result *r)
     }
 }
 
-/* Sorts, de-duplicates and encodes the chunk into the two COPY payloads. */
+/* The outbox row of a result's notification, if it has one. */
+static void encode_note(pg_copy *c, const pg_image_result *r)
+{
+    if (!r->notify_body || !r->notify_queue)
+        return;
+    pg_copy_str(c, r->notify_queue);
+    pg_copy_str(c, r->notify_body);
+    pg_copy_str(c, r->notify_group);
+    pg_copy_str(c, r->notify_dedup);
+    pg_copy_eol(c);
+}
+
+/* Sorts, de-duplicates and encodes the chunk into the COPY payloads. */
 static cnp_status encode_chunk(const pg_image_result *results, size_t n, int64_t run_id,
-                               pg_copy *images, pg_copy *trees, size_t *rows, cnp_err *err)
+                               pg_copy *images, pg_copy *trees, pg_copy *notes, size_t *rows,
+                               cnp_err *err)
 {
     chunk_row *order = calloc(n ? n : 1, sizeof *order);
     if (!order) {
@@ -265,6 +278,7 @@ static cnp_status encode_chunk(const pg_image_result *results, size_t n, int64_t
             continue;
         encode_image(images, ord, order[i].r, run_id);
         encode_trees(trees, ord, order[i].r);
+        encode_note(notes, order[i].r);
         ord++;
     }
     free(order);
@@ -272,7 +286,7 @@ static cnp_status encode_chunk(const pg_image_result *results, size_t n, int64_t
     if (images->sanitized || trees->sanitized)
         LOG_WARN("store", "chunk: %zu text value(s) were not valid UTF-8; stored with U+FFFD",
                  images->sanitized + trees->sanitized);
-    if (images->nomem || trees->nomem) {
+    if (images->nomem || trees->nomem || notes->nomem) {
         cnp_err_set(err, "chunk: out of memory encoding %zu results", n);
         return CNP_ERR_NOMEM;
     }
@@ -283,7 +297,7 @@ static cnp_status encode_chunk(const pg_image_result *results, size_t n, int64_t
 static cnp_status copy_in(pg_store *store, const char *table, const pg_copy *payload,
                           cnp_err *err)
 {
-    char sql[96], what[96];
+    char sql[160], what[160];
     snprintf(sql, sizeof sql, "COPY %s FROM STDIN", table);
     snprintf(what, sizeof what, "COPY %s", table);
     cnp_status result = pg_exec(store, what, sql, -1, NULL, PGRES_COPY_IN, NULL, err);
@@ -318,7 +332,7 @@ enum attempt_phase { PHASE_BEGIN, PHASE_BODY, PHASE_COMMIT };
 
 /* One attempt at the whole transaction. */
 static cnp_status chunk_attempt(pg_store *store, const pg_copy *images, const pg_copy *trees,
-                                enum attempt_phase *phase, cnp_err *err)
+                                const pg_copy *notes, enum attempt_phase *phase, cnp_err *err)
 {
     *phase = PHASE_BEGIN;
     cnp_status result = pg_conn_ensure(store, err);
@@ -337,6 +351,10 @@ static cnp_status chunk_attempt(pg_store *store, const pg_copy *images, const pg
     if (result == CNP_OK)
         result = pg_exec(store, "chunk upsert", postgis ? upsert_sql_postgis : upsert_sql, -1,
                          NULL, PGRES_COMMAND_OK, NULL, err);
+    /* The notifications commit with their images or not at all. */
+    if (result == CNP_OK && notes->buf.len)
+        result = copy_in(store, "notification_outbox (queue_url, body, group_id, dedup_id)",
+                         notes, err);
     if (result != CNP_OK)
         return result;
     if (store->hook)
@@ -373,14 +391,14 @@ cnp_status pg_chunk_commit(pg_store *store, int64_t run_id, const pg_image_resul
     }
     if (n == 0)
         return CNP_OK;
-    pg_copy images = {0}, trees = {0};
+    pg_copy images = {0}, trees = {0}, notes = {0};
     size_t rows = 0;
-    cnp_status result = encode_chunk(results, n, run_id, &images, &trees, &rows, err);
+    cnp_status result = encode_chunk(results, n, run_id, &images, &trees, &notes, &rows, err);
     int delay = CHUNK_RETRY_BASE_MS;
     bool reconnected = false;
     for (int attempt = 1; result == CNP_OK; attempt++) {
         enum attempt_phase phase;
-        result = chunk_attempt(store, &images, &trees, &phase, err);
+        result = chunk_attempt(store, &images, &trees, &notes, &phase, err);
         if (result == CNP_OK) {
             store->stats.commits++;
             break;
@@ -407,6 +425,7 @@ cnp_status pg_chunk_commit(pg_store *store, int64_t run_id, const pg_image_resul
     }
     pg_copy_free(&images);
     pg_copy_free(&trees);
+    pg_copy_free(&notes);
     return result;
 }
 

@@ -43,6 +43,9 @@ each request for P, in the order they came, separated by spaces. Routes:
                           STATE vis_delay_for is answered vis_delay_ms late;
                           while STATE vis_fail is 1, visibility entries whose
                           ReceiptHandle ends in "-fail" fail (ReceiptHandleIsInvalid)
+  SQS JSON, any other target whose QueueUrl has a path segment "forbidden"
+                          403 AccessDenied in the JSON protocol's form (a
+                          worker whose role may not use the queue)
   GET /_vislog            that log as a JSON list
 """
 import datetime
@@ -168,6 +171,12 @@ class Handler(BaseHTTPRequestHandler):
                                   "Code": "ReceiptHandleIsInvalid",
                                   "Message": "injected failure"} for e in fail]}
             return self.reply(200, json.dumps(answer), "application/x-amz-json-1.0")
+        if target.startswith("AmazonSQS.") and "forbidden" in urlsplit(
+                json.loads(body or b"{}").get("QueueUrl", "")).path.split("/"):
+            return self.reply(403, json.dumps({
+                "__type": "com.amazonaws.sqs#AccessDenied",
+                "message": "Access to the resource %s is denied." % target[10:]}),
+                "application/x-amz-json-1.0", {"x-amzn-query-error": "AccessDenied;Sender"})
         if head == "mpfail":
             q = parse_qs(url.query, keep_blank_values=True)
             if self.command == "POST" and "uploads" in q:

@@ -146,6 +146,128 @@ static size_t stacked_pairs(const cnp_tree *t, size_t n)
     return pairs;
 }
 
+/* det_nms_contain_local keeps what det_nms_contain keeps, in the same
+ * order, whatever the window side. */
+static void expect_same_keep(const char *what, const det_box *b, const float *s,
+                             const int *lab, size_t n, float iou, float contain, float window)
+{
+    uint32_t *k1 = malloc((n ? n : 1) * sizeof *k1), *k2 = malloc((n ? n : 1) * sizeof *k2);
+    size_t n1 = 0, n2 = 0;
+    cnp_err err;
+    REQUIRE(k1 && k2);
+    CHECK(det_nms_contain(b, s, lab, n, iou, contain, k1, &n1, &err) == CNP_OK, "%s", err.msg);
+    CHECK(det_nms_contain_local(b, s, lab, n, iou, contain, window, k2, &n2, &err) == CNP_OK,
+          "%s", err.msg);
+    CHECK(n1 == n2 && (n1 == 0 || !memcmp(k1, k2, n1 * sizeof *k1)),
+          "%s (iou %.2f, contain %.2f, window %.0f): windowed NMS kept %zu, global %zu", what,
+          iou, contain, window, n2, n1);
+    free(k1);
+    free(k2);
+}
+
+/* Crowns as the windowed raster merges them: det_trees_nms_local against
+ * det_trees_nms, tree for tree; and the boxes at small windows. */
+static void expect_local_equal(const char *what, const cnp_tree *t, size_t n, float iou)
+{
+    cnp_tree *a = malloc((n ? n : 1) * sizeof *a), *b = malloc((n ? n : 1) * sizeof *b);
+    det_box *boxes = malloc((n ? n : 1) * sizeof *boxes);
+    float *scores = malloc((n ? n : 1) * sizeof *scores);
+    REQUIRE(a && b && boxes && scores);
+    memcpy(a, t, n * sizeof *a);
+    memcpy(b, t, n * sizeof *b);
+    size_t na = n, nb = n;
+    cnp_err err;
+    CHECK(det_trees_nms(a, &na, iou, &err) == CNP_OK && det_trees_nms_local(b, &nb, iou, &err) ==
+          CNP_OK, "%s", err.msg);
+    CHECK(na == nb && !memcmp(a, b, na * sizeof *a), "%s: windowed merge %zu trees, global %zu",
+          what, nb, na);
+    for (size_t i = 0; i < n; i++) {
+        boxes[i] = det_tree_box(&t[i]);
+        scores[i] = t[i].score;
+    }
+    static const float windows[] = {0.0f, 16.0f, 64.0f, 256.0f};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++)
+        expect_same_keep(what, boxes, scores, NULL, n, iou, DET_NMS_CONTAIN, windows[w]);
+    free(a);
+    free(b);
+    free(boxes);
+    free(scores);
+}
+
+/* A fixed sequence (64-bit LCG, high bits). */
+static uint32_t lcg(uint64_t *st)
+{
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(*st >> 33);
+}
+
+/* Dense synthetic cases for the windowed NMS: long greedy chains across
+ * many windows, clusters, score ties, labels, one huge box among small
+ * ones, a box that is not finite. */
+static void test_local_dense(void)
+{
+    enum { N = 6000 };
+    det_box *b = malloc(N * sizeof *b);
+    float *s = malloc(N * sizeof *s);
+    int *lab = malloc(N * sizeof *lab);
+    REQUIRE(b && s && lab);
+    /* A chain of 2000 boxes, each overlapping the next by half, scores
+     * falling: greedy keeps every other one, decided box by box from the
+     * first across the whole row. */
+    for (int i = 0; i < 2000; i++) {
+        b[i] = (det_box){(float)i * 5.0f, 0.0f, (float)i * 5.0f + 10.0f, 10.0f};
+        s[i] = 1.0f - (float)i * 1e-4f;
+    }
+    expect_same_keep("chain", b, s, NULL, 2000, 0.3f, 1.0f, 0.0f);
+    expect_same_keep("chain", b, s, NULL, 2000, 0.3f, 1.0f, 12.0f);
+    /* The same chain, scores rising: the last box starts it. */
+    for (int i = 0; i < 2000; i++)
+        s[i] = (float)i * 1e-4f;
+    expect_same_keep("rising chain", b, s, NULL, 2000, 0.3f, 1.0f, 0.0f);
+    uint64_t st = 12345;
+    static const float ious[] = {0.0f, 0.3f, 0.5f};
+    for (int round = 0; round < 6; round++) {
+        /* Crowns of radius 1..13 in a 600 x 400 field, a third of them in
+         * tight clusters; scores on a 0.01 grid (many ties). */
+        for (int i = 0; i < N; i++) {
+            float cx, cy;
+            if (i % 3 == 0) {
+                float kx = (float)(i % 37) * 16.0f, ky = (float)(i % 23) * 17.0f;
+                cx = kx + (float)(lcg(&st) % 600) / 100.0f;
+                cy = ky + (float)(lcg(&st) % 600) / 100.0f;
+            } else {
+                cx = (float)(lcg(&st) % 60000) / 100.0f;
+                cy = (float)(lcg(&st) % 40000) / 100.0f;
+            }
+            float r = 1.0f + (float)(lcg(&st) % 1200) / 100.0f;
+            b[i] = (det_box){cx - r, cy - r, cx + r, cy + r};
+            s[i] = (float)(lcg(&st) % 100) / 100.0f;
+            lab[i] = (int)(lcg(&st) % 3);
+        }
+        if (round == 4)
+            b[17] = (det_box){-50.0f, -50.0f, 700.0f, 500.0f}; /* one huge box */
+        if (round == 5)
+            b[29].x1 = NAN; /* not finite: the plain scan */
+        for (size_t k = 0; k < sizeof ious / sizeof ious[0]; k++) {
+            expect_same_keep("dense", b, s, NULL, N, ious[k], DET_NMS_CONTAIN, 0.0f);
+            expect_same_keep("dense", b, s, NULL, N, ious[k], 1.0f, 5.0f);
+            expect_same_keep("dense labels", b, s, lab, N, ious[k], DET_NMS_CONTAIN, 40.0f);
+        }
+    }
+    /* Crowns as trees, through det_trees_nms_local. */
+    cnp_tree *t = malloc(N * sizeof *t);
+    REQUIRE(t);
+    for (int i = 0; i < N; i++) {
+        float r = (b[i].x1 - b[i].x0) / 2.0f;
+        t[i] = (cnp_tree)CROWN(b[i].x0 + r, b[i].y0 + r, isfinite(r) ? r : 3.0f, s[i]);
+    }
+    expect_local_equal("dense trees", t, N, 0.3f);
+    free(t);
+    free(b);
+    free(s);
+    free(lab);
+}
+
 /* The shipped model at its defaults on the NEON images. */
 static void test_neon_stacked(void)
 {
@@ -170,6 +292,7 @@ static void test_neon_stacked(void)
         REQUIRE(det_ref_run(m, &img, thr, 1.0f, cfg.detector.tile, cfg.detector.tile_overlap,
                             &t, &n, &err) == CNP_OK);
         size_t before = stacked_pairs(t, n), n0 = n, nested0 = nested_pairs(t, n);
+        expect_local_equal(images[i], t, n, iou);
         REQUIRE(det_trees_nms(t, &n, iou, &err) == CNP_OK);
         size_t after = stacked_pairs(t, n), nested = nested_pairs(t, n);
         /* Before containment: YELL kept (646, 406, r 23) inside (626, 410,
@@ -205,6 +328,7 @@ int main(void)
 {
     test_hand_built();
     test_contained();
+    test_local_dense();
     test_neon_stacked();
     return test_result("test_detect_nms");
 }

@@ -187,8 +187,41 @@ static void test_tiling(const det_model *m, const cnp_image *img, const char *na
     free(b);
 }
 
+/* det_decode's score of a logit. */
+static float score_of(float v)
+{
+    return 1.0f / (1.0f + expf(-v));
+}
+
+/* det_logit_threshold: a logit passes it exactly when its score passes the
+ * score threshold (every float within 4096 ulps of it checked), so the
+ * device, comparing logits, decides as det_decode does whatever its exp. */
+static void test_logit_threshold(void)
+{
+    static const float thr[] = {0.35f, 0.5f, 0.01f, 0.99f, 1e-30f, 0.9999999f, 1e-7f};
+    for (size_t i = 0; i < sizeof thr / sizeof thr[0]; i++) {
+        float v = det_logit_threshold(thr[i]);
+        CHECK(isfinite(v), "threshold %g: logit %g", thr[i], v);
+        float lo = v;
+        for (int k = 0; k < 4096; k++)
+            lo = nextafterf(lo, -INFINITY);
+        int bad = 0;
+        for (float x = lo; x <= v + 4096 * fabsf(v - nextafterf(v, INFINITY)) + 1e-30f;
+             x = nextafterf(x, INFINITY))
+            bad += (x >= v) != (score_of(x) >= thr[i]);
+        CHECK(bad == 0, "threshold %g: %d logits decided otherwise than their scores", thr[i],
+              bad);
+        CHECK(score_of(v) >= thr[i] && !(score_of(nextafterf(v, -INFINITY)) >= thr[i]),
+              "threshold %g: logit %.9g is not the first that passes", thr[i], v);
+    }
+    CHECK(det_logit_threshold(0.0f) == -INFINITY, "threshold 0: %g", det_logit_threshold(0.0f));
+    CHECK(isnan(det_logit_threshold(1.5f)) && isnan(det_logit_threshold(NAN)),
+          "thresholds no score reaches");
+}
+
 int main(void)
 {
+    test_logit_threshold();
     det_model *m = NULL;
     cnp_err err;
     if (det_model_load(TINY, &m, &err) != CNP_OK) {

@@ -41,6 +41,7 @@ struct det_engine {
     uint32_t tile;
     int overlap;
     float threshold;
+    float logit_threshold;     /* det_logit_threshold(threshold), for detect_peaks */
     size_t n_layers;
     det_graph graph;   /* the model's layers as nodes 1..n_layers (nodes owned) */
     det_graph_engine *ge;
@@ -217,6 +218,7 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     e->tile = (uint32_t)tile;
     e->overlap = dc->tile_overlap;
     e->threshold = det_score_threshold(m, dc->score_threshold);
+    e->logit_threshold = det_logit_threshold(e->threshold);
     /* [detector] nms_iou, or the model's own value when it is negative. */
     e->nms_iou = dc->nms_iou >= 0 ? (float)dc->nms_iou : (float)det_model_nms_iou(m);
     e->n_layers = (size_t)m->n_layers;
@@ -315,7 +317,8 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
 {
     cl_int ioh = (cl_int)oh, iow = (cl_int)ow, x0 = (cl_int)t->x0, y0 = (cl_int)t->y0,
            cap = (cl_int)e->tree_cap;
-    cl_float stride = (cl_float)e->m->stride, thr = e->threshold;
+    /* The score threshold as a logit, computed here (issue 20, item 7). */
+    cl_float stride = (cl_float)e->m->stride, thr = e->logit_threshold;
     cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
     cnp_status result = OCL_SET_ARGS(e->peaks, "detect_peaks", err, OCL_ARG(heads), OCL_ARG(ioh),
                      OCL_ARG(iow), OCL_ARG(x0), OCL_ARG(y0), OCL_ARG(stride), OCL_ARG(thr), OCL_ARG(own),

@@ -561,8 +561,11 @@ static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
     case DET_OP_UPSAMPLE_ADD: {
         cl_mem top = ge_node_buf(e, n->in2);
         cl_int TH = h[n->in2], TW = w[n->in2];
+        /* The nearest rule's scales, divided here (item 7 of issue 20). */
+        cl_float2 scale = {{(float)TW / (float)W, (float)TH / (float)H}};
         result = OCL_SET_ARGS(e->upsample, "graph_upsample_add", err, OCL_ARG(in), OCL_ARG(top),
-                          OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W), OCL_ARG(TH), OCL_ARG(TW));
+                          OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W), OCL_ARG(TH), OCL_ARG(TW),
+                          OCL_ARG(scale));
         if (result == CNP_OK)
             result = ge_enqueue(e, e->upsample, 1, &global, NULL, "graph_upsample_add", err);
         return result;
@@ -710,6 +713,8 @@ cnp_status ge_run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
               std = {{r->std[0], r->std[1], r->std[2], 1}};
     cl_int iw = (cl_int)img_w, cw = (cl_int)w, ch = (cl_int)h, crh = *rh, crw = *rw,
            cph = *ph, cpw = *pw, N = (cl_int)np;
+    /* The resize's scales, divided here as retina.c's bilinear_axis does. */
+    cl_float2 scale = {{(float)cw / (float)crw, (float)ch / (float)crh}};
     cl_mem in = ge_node_buf(e, 0);
     size_t global[2] = {ocl_round_up((size_t)*pw, 16), ocl_round_up((size_t)*ph, 8)};
     size_t local[2] = {16, 8};
@@ -718,7 +723,8 @@ cnp_status ge_run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w,
         cl_int ix = (cl_int)p[k].x0, iy = (cl_int)p[k].y0;
         result = OCL_SET_ARGS(e->input, "graph_input", err, OCL_ARG(rgba), OCL_ARG(iw), OCL_ARG(ix),
                           OCL_ARG(iy), OCL_ARG(cw), OCL_ARG(ch), OCL_ARG(crh), OCL_ARG(crw), OCL_ARG(cph),
-                          OCL_ARG(cpw), OCL_ARG(mean), OCL_ARG(std), OCL_ARG(in), OCL_ARG(k), OCL_ARG(N));
+                          OCL_ARG(cpw), OCL_ARG(mean), OCL_ARG(std), OCL_ARG(in), OCL_ARG(k), OCL_ARG(N),
+                          OCL_ARG(scale));
         if (result == CNP_OK)
             result = ge_enqueue(e, e->input, 2, global, local, "graph_input", err);
     }

@@ -105,7 +105,8 @@ cnp_status det_detections_nms(det_detection *d, size_t *n, float iou, cnp_err *e
             boxes[i] = (det_box){d[i].x0, d[i].y0, d[i].x1, d[i].y1};
             scores[i] = d[i].score;
         }
-        result = det_nms(boxes, scores, NULL, *n, iou, keep, &nk, err);
+        /* det_nms's result, window by window (a mosaic has many boxes). */
+        result = det_nms_contain_local(boxes, scores, NULL, *n, iou, 1.0f, 0.0f, keep, &nk, err);
         if (result == CNP_OK) {
             for (size_t i = 0; i < nk; i++)
                 kept[i] = d[keep[i]];

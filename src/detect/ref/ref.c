@@ -71,6 +71,39 @@ static float sigmoidf(float v)
     return 1.0f / (1.0f + expf(-v));
 }
 
+/* Floats in their numeric order as unsigned keys (NaN excluded). */
+static uint32_t float_key(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static float key_float(uint32_t k)
+{
+    uint32_t u = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float det_logit_threshold(float threshold)
+{
+    /* sigmoidf is non-decreasing: bisect over the floats from -inf to +inf
+     * for the first one whose score passes. */
+    uint32_t lo = float_key(-INFINITY), hi = float_key(INFINITY);
+    if (!(sigmoidf(INFINITY) >= threshold))
+        return NAN; /* nothing passes (a NaN threshold included) */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (sigmoidf(key_float(mid)) >= threshold)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return key_float(lo);
+}
+
 cnp_status det_decode(const det_model *m, const float *out, uint32_t oh, uint32_t ow,
                       uint32_t x0, uint32_t y0, float threshold, const float own[4],
                       cnp_tree **trees, size_t *n, size_t *cap, cnp_err *err)
