@@ -80,6 +80,26 @@ for args in "--method otsu --channel exg" "--method fixed --threshold 120" \
     rm -rf "$work/b-ocl" "$work/b-none"
 done
 
+# A GeoTIFF larger than [limits] window_pixels streams through windows: the
+# same mask as the OpenCL run's windows, the same trees as the whole image.
+if command -v gdal_translate >/dev/null; then
+    gdal_translate -q -of GTiff -a_srs EPSG:32617 -a_ullr 400000 3300000 400070 3299896.5 \
+        "$neon/YELL_541000_west.png" "$work/yell.tif"
+    win=(--set limits.window_pixels=200000)
+    "$canopy" run -i "$work/yell.tif" -o "$work/w-ocl" --no-detector "${win[@]}" >/dev/null 2>&1 ||
+        fail "windowed binarization on OpenCL"
+    nodrv "$canopy" run -i "$work/yell.tif" -o "$work/w-none" --model "$model" "${win[@]}" \
+        >/dev/null 2>&1 || fail "windowed run without a driver"
+    cmp -s "$work/w-ocl/yell.mask.tif" "$work/w-none/yell.mask.tif" || fail "windowed masks differ"
+    a=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["trees"]))' \
+        "$work/w-none/yell.trees.json")
+    b=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["trees"]))' \
+        "$work/none/YELL_541000_west.trees.json")
+    [ "$a" = "$b" ] || fail "windowed without a driver: $a trees, whole image $b"
+else
+    echo "no gdal_translate: the windowed case is left out"
+fi
+
 out=$(nodrv "$canopy" devices 2>&1) || fail "devices without a driver: $out"
 grep -q "^no OpenCL device: no OpenCL platform found" <<<"$out" || fail "devices: $out"
 grep -q "^models: cpu backend (oneDNN.*no OpenCL device)" <<<"$out" || fail "devices: $out"
