@@ -254,7 +254,7 @@ static void print_json(const eval_image *imgs, size_t n, const det_model *m,
 static void print_table(const eval_image *imgs, size_t n, const det_model *m,
                         const char *device, const cnp_config *cfg, double iou)
 {
-    printf("model %s on %s, IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
+    printf("model %s (%s), IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
            det_score_threshold(m, cfg->detector.score_threshold));
     printf("%-28s %6s %6s %6s %9s %7s %6s %7s\n", "image", "truth", "pred", "match",
            "precision", "recall", "F1", "count");
@@ -285,7 +285,7 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
     }
     d->m = m;
     d->cfg = cfg;
-    snprintf(device, len, "CPU reference");
+    snprintf(device, len, "the C reference");
     if (cpu)
         return CNP_EXIT_OK;
     pipe_device_params dp = {.opencl = &cfg->opencl, .binarize = &cfg->binarize,
