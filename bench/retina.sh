@@ -100,18 +100,7 @@ fi
 
 if [ "$TILE_TO" -gt 0 ]; then
   say "tiling $(basename "$TILED") to at least ${TILE_TO}x$TILE_TO"
-  "$PY" - "$TILED" "$TMP/mosaic.png" "$TILE_TO" <<'PYEOF'
-import sys
-from PIL import Image
-src = Image.open(sys.argv[1]).convert("RGB")
-n = int(sys.argv[3])
-nx, ny = -(-n // src.width), -(-n // src.height)
-out = Image.new("RGB", (nx * src.width, ny * src.height))
-for j in range(ny):
-    for i in range(nx):
-        out.paste(src, (i * src.width, j * src.height))
-out.save(sys.argv[2])
-PYEOF
+  "$PY" "$CANOPY_ROOT/bench/mosaic.py" "$TILED" "$TMP/mosaic.png" "$TILE_TO"
   TILED="$TMP/mosaic.png"
 fi
 

@@ -34,8 +34,16 @@ typedef struct bin_result {
 cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *out,
                                   cnp_err *err);
 
-/* Channel value of one RGBA pixel, 0..255 (the formula both paths share). */
-uint8_t bin_channel_value(const uint8_t *rgba, enum cnp_bin_channel channel);
+/* Channel value of one RGBA pixel, 0..255 (the formula every path shares;
+ * kernels/binarize.cl computes the same). Inline: the C paths call it per
+ * pixel. */
+static inline uint8_t bin_channel_value(const uint8_t *p, enum cnp_bin_channel channel)
+{
+    if (channel == CNP_CH_LUMA)
+        return (uint8_t)((299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u);
+    int exg = 2 * (int)p[1] - (int)p[0] - (int)p[2] + 510;
+    return (uint8_t)((exg * 255 + 510) / 1020);
+}
 
 /* Otsu's threshold of a 256-bin histogram (class 0 is v <= t; ties to the
  * smallest t; 0 for a histogram with a single occupied bin). */
@@ -44,6 +52,12 @@ int bin_otsu(const uint32_t hist[256]);
 /* CPU reference. mask: width*height bytes, 255 foreground, 0 background. */
 cnp_status bin_ref_run(const bin_params *p, const cnp_image *img, uint8_t *mask,
                        bin_result *res, cnp_err *err);
+
+/* The production C path (binarize_cpu.c) of a machine without an OpenCL
+ * device: rgba is width*height RGBA8 pixels in host memory; results are
+ * bit-identical to bin_ref_run's (and the device's), on OpenMP threads. */
+cnp_status bin_cpu_run(const bin_params *p, const uint8_t *rgba, uint32_t width, uint32_t height,
+                       uint8_t *mask, bin_result *res, cnp_err *err);
 
 /* ---- streaming: a raster too large to hold, binarized window by window ---
  *

@@ -31,7 +31,15 @@ typedef struct pipe_device_params {
     const cnp_device_config *device; /* NULL: [device] defaults (backend auto) */
 } pipe_device_params;
 
-/* Creates the device side. model may be NULL (binarization only); it must
+/* True when the run goes on without OpenCL: no OpenCL device exists on this
+ * machine (no driver registered, or platforms without devices), [device]
+ * backend is not opencl, [opencl] names no platform or device, and the
+ * models (model: whether one is loaded) can run on the CPU backend. The
+ * models then run on the CPU backend and binarization on bin_cpu_run. */
+bool pipe_device_less(const cnp_opencl_config *opencl, const cnp_device_config *device,
+                      bool model);
+
+/* Creates the device side (without OpenCL where pipe_device_less). model may be NULL (binarization only); it must
  * outlive the device. */
 cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err);

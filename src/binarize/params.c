@@ -1,6 +1,5 @@
 /* What the device binarizer, its CPU reference and the windowed stream share:
- * the checked parameters, the channel formula (kernels/binarize.cl computes
- * the same) and Otsu's threshold of a histogram. */
+ * the checked parameters and Otsu's threshold of a histogram. */
 #include "canopy/binarize.h"
 
 cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *out,
@@ -20,14 +19,6 @@ cnp_status bin_params_from_config(const cnp_binarize_config *cfg, bin_params *ou
         return CNP_ERR_CONFIG;
     }
     return CNP_OK;
-}
-
-uint8_t bin_channel_value(const uint8_t *p, enum cnp_bin_channel channel)
-{
-    if (channel == CNP_CH_LUMA)
-        return (uint8_t)((299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u);
-    int exg = 2 * (int)p[1] - (int)p[0] - (int)p[2] + 510;
-    return (uint8_t)((exg * 255 + 510) / 1020);
 }
 
 int bin_otsu(const uint32_t hist[256])

@@ -6,6 +6,7 @@
 
 #include "canopy/detect.h"
 #include "canopy/gpu.h"
+#include "canopy/pipeline.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 
@@ -35,18 +36,21 @@ int cmd_devices(int argc, char **argv)
     if (rc != CNP_EXIT_OK)
         return rc;
     cnp_err err;
-    if (ocl_list_devices(stdout, &err) != CNP_OK) {
-        fprintf(stderr, "canopy devices: %s\n", err.msg);
-        return CNP_EXIT_FATAL;
+    ocl_ctx *ctx = NULL;
+    if (pipe_device_less(&cfg.opencl, &cfg.device, true)) {
+        printf("no OpenCL device: %s\n",
+               ocl_list_devices(stdout, &err) != CNP_OK ? err.msg : "platforms without devices");
+        printf("selected: none (binarization on the CPU, C path)\n");
+    } else {
+        if (ocl_list_devices(stdout, &err) != CNP_OK ||
+            ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK) {
+            fprintf(stderr, "canopy devices: %s\n", err.msg);
+            return CNP_EXIT_FATAL;
+        }
+        printf("selected: %s\n", ocl_ctx_description(ctx));
+        printf("CLBlast tuning: %s\n", ocl_ctx_tuning(ctx)[0] ? ocl_ctx_tuning(ctx)
+                                                            : "none (CLBlast's defaults)");
     }
-    ocl_ctx *ctx;
-    if (ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK) {
-        fprintf(stderr, "canopy devices: %s\n", err.msg);
-        return CNP_EXIT_FATAL;
-    }
-    printf("selected: %s\n", ocl_ctx_description(ctx));
-    printf("CLBlast tuning: %s\n", ocl_ctx_tuning(ctx)[0] ? ocl_ctx_tuning(ctx)
-                                                        : "none (CLBlast's defaults)");
     enum cnp_backend b;
     if (det_backend_choose(cfg.device.backend, ctx, &b, &err) != CNP_OK) {
         fprintf(stderr, "canopy devices: %s\n", err.msg);
@@ -54,9 +58,9 @@ int cmd_devices(int argc, char **argv)
         return CNP_EXIT_USAGE;
     }
     if (b == CNP_BACKEND_CPU)
-        printf("models: cpu backend (oneDNN, %d threads; [device] backend = %s)\n",
+        printf("models: cpu backend (oneDNN, %d threads; [device] backend = %s%s)\n",
                cfg.device.threads > 0 ? cfg.device.threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-               det_backend_kind_name(cfg.device.backend));
+               det_backend_kind_name(cfg.device.backend), ctx ? "" : ", no OpenCL device");
     else
         printf("models: opencl backend on the selected device ([device] backend = %s)\n",
                det_backend_kind_name(cfg.device.backend));

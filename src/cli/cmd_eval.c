@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "canopy/detect.h"
-#include "canopy/gpu.h"
 #include "canopy/image.h"
+#include "canopy/pipeline.h"
 #include "canopy/raster.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -20,12 +20,11 @@ typedef struct eval_image {
     double seconds;
 } eval_image;
 
-/* Runs whichever detector was set up (device when eng, else reference). */
+/* Runs whichever detector was set up: the run's device side (the backend
+ * [device] selects, as `canopy run` would) when dev, else the C reference. */
 typedef struct eval_detector {
     det_model *m;
-    ocl_ctx *ctx;
-    det_engine *eng;     /* crown model */
-    det_box_engine *box; /* box model */
+    pipe_device *dev;
     const cnp_config *cfg;
 } eval_detector;
 
@@ -49,7 +48,8 @@ static void usage(FILE *out)
             "      --model FILE       [detector] model\n"
             "      --threshold X      [detector] score_threshold for this run\n"
             "      --iou X            IoU a prediction needs to match a box (default 0.4)\n"
-            "      --cpu              use the C reference instead of the OpenCL device\n"
+            "      --cpu              use the C reference instead of the backend [device]\n"
+            "                         selects (as canopy run: oneDNN or OpenCL)\n"
             "      --json             one JSON document on stdout\n"
             "      --set S.K=V        override any configuration key\n"
             "  -h, --help             this text\n\n"
@@ -120,26 +120,23 @@ static int list_csv(const char *dir, char ***out, size_t *n)
 static cnp_status detect(eval_detector *d, const cnp_image *img, cnp_tree **trees, size_t *n,
                          cnp_err *err)
 {
-    if (!d->eng && !d->box && det_model_has_boxes(d->m))
+    if (!d->dev && det_model_has_boxes(d->m))
         return det_box_ref_run(d->m, &d->cfg->detector, img, trees, n, err);
-    if (!d->eng && !d->box)
+    if (!d->dev)
         return det_ref_run(d->m, img, det_score_threshold(d->m, d->cfg->detector.score_threshold),
                            d->cfg->detector.nms_iou >= 0 ? (float)d->cfg->detector.nms_iou
                                                          : (float)det_model_nms_iou(d->m),
                            d->cfg->detector.tile,
                            d->cfg->detector.tile_overlap, trees, n, err);
-    cl_int rc;
-    size_t bytes = (size_t)img->width * img->height * 4;
-    cl_mem buf = ocl_buffer_create(ocl_ctx_context(d->ctx), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                bytes, img->rgba, &rc);
-    if (rc != CL_SUCCESS)
-        return ocl_check(rc, "uploading the image", err);
-    cnp_status result = d->box ? det_box_engine_run(d->box, buf, img->width, img->height, trees,
-                                                    n, err)
-                               : det_engine_run(d->eng, buf, img->width, img->height, trees, n,
-                                                err);
-    ocl_buffer_release(buf);
-    return result;
+    pipe_result r;
+    cnp_status result = pipe_device_process(d->dev, img, &r, err);
+    if (result != CNP_OK)
+        return result;
+    *trees = r.trees;
+    *n = r.ntrees;
+    r.trees = NULL;
+    pipe_result_free(&r);
+    return CNP_OK;
 }
 
 /* Evaluates every image named in one CSV; appends to *imgs. Returns the
@@ -257,7 +254,7 @@ static void print_json(const eval_image *imgs, size_t n, const det_model *m,
 static void print_table(const eval_image *imgs, size_t n, const det_model *m,
                         const char *device, const cnp_config *cfg, double iou)
 {
-    printf("model %s on %s, IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
+    printf("model %s (%s), IoU >= %.2f, score >= %.2f\n", det_model_version(m), device, iou,
            det_score_threshold(m, cfg->detector.score_threshold));
     printf("%-28s %6s %6s %6s %9s %7s %6s %7s\n", "image", "truth", "pred", "match",
            "precision", "recall", "F1", "count");
@@ -273,7 +270,7 @@ static void print_table(const eval_image *imgs, size_t n, const det_model *m,
            s.f1, s.count_error, mac);
 }
 
-/* Loads the model and, unless cpu, the device engine. */
+/* Loads the model and, unless cpu, the run's device side. */
 static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device, size_t len)
 {
     cnp_err err;
@@ -288,19 +285,17 @@ static int setup(eval_detector *d, const cnp_config *cfg, bool cpu, char *device
     }
     d->m = m;
     d->cfg = cfg;
-    snprintf(device, len, "CPU reference");
+    snprintf(device, len, "the C reference");
     if (cpu)
         return CNP_EXIT_OK;
-    st = ocl_ctx_create(&cfg->opencl, &d->ctx, &err);
-    if (st == CNP_OK)
-        st = det_model_has_boxes(m)
-                 ? det_box_engine_create(d->ctx, m, &cfg->detector, &d->box, &err)
-                 : det_engine_create(d->ctx, m, &cfg->detector, &d->eng, &err);
+    pipe_device_params dp = {.opencl = &cfg->opencl, .binarize = &cfg->binarize,
+                             .detector = &cfg->detector, .device = &cfg->device};
+    st = pipe_device_create(&dp, m, &d->dev, &err);
     if (st != CNP_OK) {
         fprintf(stderr, "canopy eval: %s\n", err.msg);
         return st == CNP_ERR_CONFIG ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
     }
-    snprintf(device, len, "%s", ocl_ctx_description(d->ctx));
+    snprintf(device, len, "%s", pipe_device_description(d->dev));
     return CNP_EXIT_OK;
 }
 
@@ -392,9 +387,7 @@ out:
     for (size_t i = 0; i < ncsv; i++)
         free(csvs[i]);
     free(csvs);
-    det_engine_free(d.eng);
-    det_box_engine_free(d.box);
-    ocl_ctx_free(d.ctx);
+    pipe_device_free(d.dev);
     det_model_free(d.m);
     cli_overrides_free(&ov);
     return rc;

@@ -8,8 +8,9 @@
 #include "canopy/pipeline.h"
 
 struct pipe_device {
-    ocl_ctx *ctx;
-    bin_engine *bin;
+    ocl_ctx *ctx;        /* NULL: no OpenCL device on this machine */
+    bin_engine *bin;     /* NULL without a device: bin_cpu_run */
+    bin_params bp;
     det_backend *det;    /* the model on the device; NULL: binarization alone */
     enum cnp_backend backend; /* where the model runs ([device] backend) */
     char desc[512];
@@ -17,21 +18,48 @@ struct pipe_device {
     size_t rgba_cap;
 };
 
+/* True when no OpenCL device exists at all: no platform (no driver in the
+ * ICD loader's registry) or platforms without a device. */
+static bool no_opencl_device(void)
+{
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS)
+        return true;
+    for (cl_uint i = 0; i < np && i < 16; i++) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) == CL_SUCCESS && nd > 0)
+            return false;
+    }
+    return true;
+}
+
+bool pipe_device_less(const cnp_opencl_config *opencl, const cnp_device_config *device,
+                      bool model)
+{
+    enum cnp_backend want = device ? device->backend : CNP_BACKEND_AUTO;
+    /* A device named in [opencl] and an explicit opencl backend are asked
+     * for: their absence stays an error (ocl_ctx_create's, naming what was
+     * searched and what to install). */
+    return want != CNP_BACKEND_OPENCL && !opencl->platform[0] && !opencl->device[0] &&
+           (!model || det_cpu_backend_available()) && no_opencl_device();
+}
+
 cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err)
 {
     cnp_status result;
-    bin_params bp;
     *out = NULL;
-    if ((result = bin_params_from_config(p->binarize, &bp, err)) != CNP_OK)
-        return result;
     pipe_device *dev = calloc(1, sizeof *dev);
     if (!dev) {
         cnp_err_set(err, "out of memory");
         return CNP_ERR_NOMEM;
     }
-    if ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
-        (result = bin_engine_create(dev->ctx, &bp, &dev->bin, err)) != CNP_OK)
+    if ((result = bin_params_from_config(p->binarize, &dev->bp, err)) != CNP_OK)
+        goto fail;
+    bool none = pipe_device_less(p->opencl, p->device, model != NULL);
+    if (!none && ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
+                  (result = bin_engine_create(dev->ctx, &dev->bp, &dev->bin, err)) != CNP_OK))
         goto fail;
     dev->backend = CNP_BACKEND_OPENCL;
     if (model)
@@ -45,13 +73,16 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
                      : det_backend_create(model, dev->ctx, p->detector, &dev->det, err);
     if (result != CNP_OK)
         goto fail;
+    const char *bin_on = none ? "the CPU (C path; no OpenCL device on this machine)"
+                              : ocl_ctx_description(dev->ctx);
     if (dev->det && dev->backend == CNP_BACKEND_CPU)
         snprintf(dev->desc, sizeof dev->desc,
                  "models on the cpu backend (oneDNN, %s), binarization on %s",
-                 det_backend_name(dev->det), ocl_ctx_description(dev->ctx));
+                 det_backend_name(dev->det), bin_on);
+    else if (none)
+        snprintf(dev->desc, sizeof dev->desc, "binarization on %s", bin_on);
     else
-        snprintf(dev->desc, sizeof dev->desc, "%s on the opencl backend",
-                 ocl_ctx_description(dev->ctx));
+        snprintf(dev->desc, sizeof dev->desc, "%s on the opencl backend", bin_on);
     *out = dev;
     return CNP_OK;
 fail:
@@ -80,6 +111,8 @@ const char *pipe_device_description(const pipe_device *dev)
 static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err)
 {
     cnp_status result;
+    if (!dev->ctx)
+        return CNP_OK; /* no device: everything reads the host pixels */
     if (n * 4 > dev->rgba_cap) {
         cl_int rc;
         if (dev->rgba)
@@ -104,6 +137,8 @@ uint64_t pipe_device_max_pixels(const pipe_device *dev)
 {
     /* The largest buffer of a whole image is its RGBA upload (4 bytes per
      * pixel); the binarization kernels count pixels in 32 bits. */
+    if (!dev->ctx)
+        return UINT32_MAX;
     uint64_t px = ocl_max_buffer_bytes(ocl_ctx_context(dev->ctx)) / 4;
     return px == 0 || px > UINT32_MAX ? UINT32_MAX : px;
 }
@@ -157,7 +192,7 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
  * reading the caller's pixels, which the caller frees or reuses next. */
 static cnp_status finish_after(pipe_device *dev, cnp_status result)
 {
-    if (result != CNP_OK)
+    if (result != CNP_OK && dev->ctx)
         clFinish(ocl_ctx_queue(dev->ctx));
     return result;
 }
@@ -203,10 +238,13 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
         return CNP_ERR_NOMEM;
     }
     if (n == 0)
-        return bin_engine_run(dev->bin, NULL, 0, 0, out->mask, &out->bin, err);
+        return bin_cpu_run(&dev->bp, img->rgba, 0, 0, out->mask, &out->bin, err);
     if ((result = upload(dev, img->rgba, n, err)) != CNP_OK)
         goto fail;
-    result = bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask, &out->bin, err);
+    result = dev->bin ? bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask,
+                                       &out->bin, err)
+                      : bin_cpu_run(&dev->bp, img->rgba, img->width, img->height, out->mask,
+                                    &out->bin, err);
     if (result != CNP_OK)
         goto fail;
     if (dev->det) {

@@ -1,5 +1,7 @@
-/* Binarization: the OpenCL kernels against the C reference, bit for bit, for
- * every method and channel on odd sizes, large sizes and the NEON images; and
+/* Binarization: the OpenCL kernels and the production C path (bin_cpu_run)
+ * against the C reference, bit for bit, for every method and channel on odd
+ * sizes, large sizes and the NEON images (the C path also where no OpenCL
+ * device exists); and
  * the reference's Otsu against an independent textbook implementation. */
 #include <math.h>
 #include <stdint.h>
@@ -37,6 +39,25 @@ static int otsu_textbook(const uint32_t hist[256])
     return best_t;
 }
 
+/* Mask, threshold and count of one path against the reference's. */
+static void same_result(const char *what, const char *path, const bin_params *p, size_t n,
+                        const uint8_t *m_ref, const bin_result *r_ref, const uint8_t *m,
+                        const bin_result *r)
+{
+    size_t diff = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (m_ref[i] != m[i] && diff++ == 0)
+            first = i;
+    CHECK_MSG(diff == 0, "%s m%d c%d %s: %zu mask pixels differ (first at %zu)", what, p->method,
+              p->channel, path, diff, first);
+    CHECK_MSG(r_ref->threshold == r->threshold, "%s m%d c%d: threshold ref %d %s %d", what,
+              p->method, p->channel, r_ref->threshold, path, r->threshold);
+    CHECK_MSG(r_ref->foreground == r->foreground, "%s: foreground ref %llu %s %llu", what,
+              (unsigned long long)r_ref->foreground, path, (unsigned long long)r->foreground);
+    CHECK_MSG(r_ref->canopy_cover == r->canopy_cover, "%s: cover ref %g %s %g", what,
+              r_ref->canopy_cover, path, r->canopy_cover);
+}
+
 static void compare(const char *what, const cnp_image *img, const bin_params *p)
 {
     size_t n = (size_t)img->width * img->height;
@@ -46,31 +67,30 @@ static void compare(const char *what, const cnp_image *img, const bin_params *p)
     bin_engine *eng = NULL;
     CHECK(m_ref && m_dev);
     CHECK(bin_ref_run(p, img, m_ref, &r_ref, &err) == CNP_OK);
-    cnp_status st = bin_engine_create(g_ctx, p, &eng, &err);
+    uint64_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(m_ref[i] == 0 || m_ref[i] == 255);
+        count += m_ref[i] != 0;
+    }
+    CHECK(count == r_ref.foreground);
+    memset(m_dev, 0x5a, n + 1);
+    cnp_status st = bin_cpu_run(p, img->rgba, img->width, img->height, m_dev, &r_dev, &err);
+    CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
+    if (st == CNP_OK)
+        same_result(what, "cpu", p, n, m_ref, &r_ref, m_dev, &r_dev);
+    CHECK(m_dev[n] == 0x5a);
+    if (!g_ctx)
+        goto out;
+    st = bin_engine_create(g_ctx, p, &eng, &err);
     CHECK_MSG(st == CNP_OK, "%s", err.msg);
     if (st == CNP_OK) {
         st = bin_engine_run_image(eng, img, m_dev, &r_dev, &err);
         CHECK_MSG(st == CNP_OK, "%s: %s", what, err.msg);
     }
-    if (st == CNP_OK) {
-        size_t diff = 0, first = n;
-        for (size_t i = 0; i < n; i++)
-            if (m_ref[i] != m_dev[i] && diff++ == 0)
-                first = i;
-        CHECK_MSG(diff == 0, "%s m%d c%d: %zu mask pixels differ (first at %zu)", what,
-                  p->method, p->channel, diff, first);
-        CHECK_MSG(r_ref.threshold == r_dev.threshold, "%s m%d c%d: threshold ref %d dev %d",
-                  what, p->method, p->channel, r_ref.threshold, r_dev.threshold);
-        CHECK_MSG(r_ref.foreground == r_dev.foreground, "%s: foreground ref %llu dev %llu", what,
-                  (unsigned long long)r_ref.foreground, (unsigned long long)r_dev.foreground);
-        uint64_t count = 0;
-        for (size_t i = 0; i < n; i++) {
-            CHECK(m_ref[i] == 0 || m_ref[i] == 255);
-            count += m_ref[i] != 0;
-        }
-        CHECK(count == r_ref.foreground);
-    }
+    if (st == CNP_OK)
+        same_result(what, "dev", p, n, m_ref, &r_ref, m_dev, &r_dev);
     bin_engine_free(eng);
+out:
     free(m_ref);
     free(m_dev);
 }
@@ -275,8 +295,14 @@ int main(void)
         fprintf(stderr, "configuration: %s\n", err.msg);
         return 1;
     }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK) {
+        /* No device: the C path against the reference, then skip (or fail
+         * where a device is required). */
+        fprintf(stderr, "no OpenCL device: the C path alone (%s)\n", err.msg);
+        test_sizes();
+        test_neon();
+        return TEST_RESULT() ? TEST_RESULT() : test_skip_or_fail(err.msg);
+    }
     test_sizes();
     test_neon();
     test_nodata();

@@ -61,6 +61,8 @@ void det_dnnl_graph_free(det_dnnl_graph *e)
     free(e->arena);
     free(e->input);
     free(e->heads);
+    dnnl_memory_destroy(e->scratch_mem);
+    free(e->scratch);
     if (e->stream)
         dnnl_stream_destroy(e->stream);
     if (e->eng)
@@ -178,10 +180,7 @@ cnp_status det_dnnl_graph_run(det_dnnl_graph *e, const float *input, int n, int 
     double t0 = cnp_now();
     if (p->in_block) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->in_plain}, {DNNL_ARG_TO, p->nodes[0].mem}};
-        result = dg_check(dnnl_primitive_execute(p->in_block, e->stream, 2, args), "input reorder",
-                          err);
-        if (result == CNP_OK)
-            result = dg_check(dnnl_stream_wait(e->stream), "input reorder", err);
+        result = dg_check(dg_execute(e, p->in_block, 2, args), "input reorder", err);
     }
     for (int i = 1; result == CNP_OK && i < e->g->n_nodes; i++) {
         if (e->g->nodes[i].op == DET_OP_CONV)
@@ -220,25 +219,19 @@ cnp_status det_dnnl_graph_output(det_dnnl_graph *e, int node, float *dst, size_t
         const dnnl_memory_desc_t *from = NULL;
         dnnl_memory_desc_t to;
         dnnl_dims_t dims = {p->n, *c, *h, *w};
-        dnnl_primitive_desc_t rpd = NULL;
         st = dnnl_memory_get_memory_desc(d->mem, &from);
         if (st == dnnl_success)
             st = dnnl_memory_desc_init_by_tag(&to, 4, dims, dnnl_f32, dnnl_nchw);
         if (st == dnnl_success)
             st = dnnl_memory_create(&d->plain, &to, e->eng, DNNL_MEMORY_NONE);
         if (st == dnnl_success)
-            st = dnnl_reorder_primitive_desc_create(&rpd, from, e->eng, &to, e->eng, NULL);
-        if (st == dnnl_success)
-            st = dnnl_primitive_create(&d->to_plain, rpd);
-        dnnl_primitive_desc_destroy(rpd);
+            st = dg_reorder_create(e, from, &to, &d->to_plain);
     }
     if (st == dnnl_success)
         st = dnnl_memory_set_data_handle(d->plain, dst);
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, d->mem}, {DNNL_ARG_TO, d->plain}};
     if (st == dnnl_success)
-        st = dnnl_primitive_execute(d->to_plain, e->stream, 2, args);
-    if (st == dnnl_success)
-        st = dnnl_stream_wait(e->stream);
+        st = dg_execute(e, d->to_plain, 2, args);
     return dg_check(st, "output reorder", err);
 }
 

@@ -79,6 +79,9 @@ struct det_dnnl_graph {
     char choices_file[1024];
     bool choices_new; /* measured since the file was read or written */
     det_dnnl_times *times;
+    void *scratch;              /* the primitives' scratchpad (dnnl_scratch.c) */
+    size_t scratch_bytes;
+    dnnl_memory_t scratch_mem;
 };
 
 /* The remembered choices: read (a bad line ends the reading: measure
@@ -103,6 +106,20 @@ void dg_plan_free(const det_dnnl_graph *e, dg_plan *p);
 cnp_status dg_plan_bind(det_dnnl_graph *e, dg_plan *p, const float *input, cnp_err *err);
 /* Runs conv node i of plan p (residual copied in first where needed). */
 cnp_status dg_plan_conv(det_dnnl_graph *e, dg_plan *p, int i, cnp_err *err);
+
+/* ---- dnnl_scratch.c: one user-managed scratchpad per engine ---- */
+
+#define DG_MAX_ARGS 8
+/* A primitive attribute with dnnl_scratchpad_mode_user. */
+dnnl_status_t dg_attr_create(dnnl_primitive_attr_t *attr);
+/* Grows e's scratchpad to what pd asks for (call once per descriptor made). */
+dnnl_status_t dg_scratch_fit(det_dnnl_graph *e, const_dnnl_primitive_desc_t pd);
+/* A reorder primitive from -> to on e's engine, with the user scratchpad. */
+dnnl_status_t dg_reorder_create(det_dnnl_graph *e, const dnnl_memory_desc_t *from,
+                                const dnnl_memory_desc_t *to, dnnl_primitive_t *out);
+/* Runs prim with args and e's scratchpad, and waits for it. */
+dnnl_status_t dg_execute(det_dnnl_graph *e, dnnl_primitive_t prim, int nargs,
+                         const dnnl_exec_arg_t *args);
 
 /* ---- dnnl_ops.c: C loops on nChw16c tensors (nb = n * channel blocks) ---- */
 

@@ -185,7 +185,7 @@ static dnnl_status_t conv_desc(det_dnnl_graph *e, const dg_plan *p, int i, dnnl_
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     if (st == dnnl_success)
-        st = dnnl_primitive_attr_create(&attr);
+        st = dg_attr_create(&attr);
     if (st == dnnl_success)
         st = dnnl_post_ops_create(&po);
     /* The residual first (dst already holds it), then the activation:
@@ -198,6 +198,10 @@ static dnnl_status_t conv_desc(det_dnnl_graph *e, const dg_plan *p, int i, dnnl_
         st = dnnl_primitive_attr_set_post_ops(attr, po);
     if (st == dnnl_success)
         st = dnnl_primitive_desc_create(pd, &cd, attr, e->eng, NULL);
+    if (st == dnnl_success && (st = dg_scratch_fit(e, *pd)) != dnnl_success) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+    }
     dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
     return st;
@@ -226,7 +230,6 @@ static cnp_status weights_for(det_dnnl_graph *e, const det_node *n, const dnnl_m
     dnnl_memory_desc_t plain_md;
     dnnl_dims_t wd = {n->cout, n->cin, n->k, n->k};
     dnnl_memory_t plain = NULL, mem = NULL;
-    dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&plain_md, 4, wd, dnnl_f32, dnnl_oihw);
     if (st == dnnl_success)
@@ -234,16 +237,11 @@ static cnp_status weights_for(det_dnnl_graph *e, const det_node *n, const dnnl_m
     if (st == dnnl_success)
         st = dnnl_memory_create(&mem, md, e->eng, DNNL_MEMORY_ALLOCATE);
     if (st == dnnl_success)
-        st = dnnl_reorder_primitive_desc_create(&rpd, &plain_md, e->eng, md, e->eng, NULL);
-    if (st == dnnl_success)
-        st = dnnl_primitive_create(&r, rpd);
+        st = dg_reorder_create(e, &plain_md, md, &r);
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, mem}};
     if (st == dnnl_success)
-        st = dnnl_primitive_execute(r, e->stream, 2, args);
-    if (st == dnnl_success)
-        st = dnnl_stream_wait(e->stream);
+        st = dg_execute(e, r, 2, args);
     dnnl_primitive_destroy(r);
-    dnnl_primitive_desc_destroy(rpd);
     dnnl_memory_destroy(plain);
     if (st != dnnl_success) {
         dnnl_memory_destroy(mem);
@@ -439,14 +437,10 @@ cnp_status dg_plan_create(det_dnnl_graph *e, const float *input, int n, int h, i
     if (result == CNP_OK)
         result = blocked_mem(e, n, c[0], h, w, dnnl_nchw, &p->in_plain, err);
     if (result == CNP_OK && block_input) {
-        dnnl_primitive_desc_t rpd = NULL;
         const dnnl_memory_desc_t *from = NULL, *to = NULL;
         dnnl_memory_get_memory_desc(p->in_plain, &from);
         dnnl_memory_get_memory_desc(p->nodes[0].mem, &to);
-        dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, from, e->eng, to, e->eng, NULL);
-        if (st == dnnl_success)
-            st = dnnl_primitive_create(&p->in_block, rpd);
-        dnnl_primitive_desc_destroy(rpd);
+        dnnl_status_t st = dg_reorder_create(e, from, to, &p->in_block);
         result = dg_check(st, "input reorder", err);
     }
     if (result == CNP_OK)
@@ -504,10 +498,7 @@ cnp_status dg_plan_conv(det_dnnl_graph *e, dg_plan *p, int i, cnp_err *err)
         {DNNL_ARG_BIAS, d->bias},
         {DNNL_ARG_DST, d->mem},
     };
-    dnnl_status_t st = dnnl_primitive_execute(d->prim, e->stream, 4, args);
-    if (st == dnnl_success)
-        st = dnnl_stream_wait(e->stream);
-    cnp_status result = dg_check(st, "convolution", err);
+    cnp_status result = dg_check(dg_execute(e, d->prim, 4, args), "convolution", err);
     if (result != CNP_OK)
         cnp_err_prefix(err, "node %s", n->name);
     return result;
