@@ -29,6 +29,7 @@ typedef struct pipe_device_params {
     const cnp_binarize_config *binarize;
     const cnp_detector_config *detector;
     const cnp_device_config *device; /* NULL: [device] defaults (backend auto) */
+    const cnp_classifier_config *classifier; /* NULL or model empty: no second stage */
 } pipe_device_params;
 
 /* Creates the device side. model may be NULL (binarization only); it must
@@ -37,6 +38,12 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
                               pipe_device **out, cnp_err *err);
 void pipe_device_free(pipe_device *dev);
 const char *pipe_device_description(const pipe_device *dev);
+/* The classifier the device loaded ([classifier] model), or NULL. */
+const det_model *pipe_device_classifier(const pipe_device *dev);
+/* Types each of the n trees of a w x h RGBA8 image (rows w pixels apart)
+ * with the classifier; without one, nothing. */
+cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, uint32_t w, uint32_t h,
+                                cnp_tree *trees, size_t n, cnp_err *err);
 
 /* ---- large rasters in windows (stage_window.c) ---- */
 
@@ -128,6 +135,7 @@ typedef struct pipe_encode_params {
     bool detector;             /* overlays are drawn only with a detector */
     const char *model_version; /* NULL: "model": null */
     const det_model *model;    /* box models: the names of labels; may be NULL */
+    const det_model *classifier; /* the names of tree types; NULL: none */
 } pipe_encode_params;
 
 /* One image's inputs to the encoder. geo and trees_geo may be NULL (not

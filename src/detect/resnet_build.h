@@ -21,6 +21,29 @@ typedef struct det_blocks {
 
 void det_blocks_free(det_blocks *b);
 
+/* An import: the graph, the weights it points into, name and version. */
+struct det_import {
+    det_graph g;
+    det_blocks blocks;
+    char name[64];
+    char version[64];
+};
+
+/* import_crop.c: builds im from a CropModel directory's safetensors file
+ * (st_path) and config.json (cfg_path); version as det_import_load's. */
+cnp_status det_import_crop(const char *st_path, const char *cfg_path, const char *version,
+                           struct det_import *im, cnp_err *err);
+
+/* Sets im->version: version when given (refused when too long), else
+ * "<stem>-<revision>": config_revision, else the safetensors metadata's
+ * "revision", else the first 12 hex digits of the file's SHA-256. */
+cnp_status det_import_set_version(struct det_import *im, const char *version,
+                                  const st_file *st, const char *config_revision,
+                                  const char *stem, cnp_err *err);
+
+/* Whether config.json at path has a "cropmodel" section (a CropModel). */
+bool det_import_is_crop(const char *cfg_path);
+
 /* The builder: the checkpoint, the graph under construction (nodes
  * calloc'd for DET_GRAPH_MAX_NODES) and each node's channel count. pre is
  * the body's key prefix ("backbone.body." for RetinaNet, "" for a
@@ -30,6 +53,7 @@ typedef struct det_builder {
     const char *path;
     const char *pre;
     const char *what;
+    const char *shown; /* prefix errors show before a missing key ("model.") */
     det_graph *g;
     det_blocks *blocks;
     int c[DET_GRAPH_MAX_NODES];

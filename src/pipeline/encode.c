@@ -137,9 +137,10 @@ static bool json_georef(cJSON *doc, const pipe_encode_in *in)
            add_array(doc, "footprint_lonlat", in->footprint, 10, -1);
 }
 
-static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, const det_model *m,
-                      const pipe_result *r)
+static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g,
+                      const pipe_encode_params *p, const pipe_result *r)
 {
+    const det_model *m = p->model;
     /* Box models name the class; crowns have none. */
     const char *label = tr->boxed ? det_model_label(m, tr->label) : NULL;
     if (label && !cJSON_AddStringToObject(t, "label", label))
@@ -154,6 +155,11 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
               cJSON_AddNumberToObject(t, "ymin", round_to(box[1], 2)) &&
               cJSON_AddNumberToObject(t, "xmax", round_to(box[2], 2)) &&
               cJSON_AddNumberToObject(t, "ymax", round_to(box[3], 2));
+    /* The second stage's type (DeepForest's cropmodel_label / _score). */
+    const char *type = tr->typed ? det_model_type_name(p->classifier, tr->type) : NULL;
+    if (ok && type)
+        ok = cJSON_AddStringToObject(t, "type", type) &&
+             cJSON_AddNumberToObject(t, "type_score", round_to(tr->type_score, 6));
     if (!ok || !g)
         return ok;
     return add_exact(t, "map_x", g->map_x) && add_exact(t, "map_y", g->map_y) &&
@@ -207,7 +213,7 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
         cJSON *t = cJSON_CreateObject();
         char *text = NULL;
         if (!t || !json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL,
-                             p->model, r) ||
+                             p, r) ||
             !(text = cJSON_PrintUnformatted(t))) {
             cnp_err_set(err, "out of memory writing trees.json");
             result = CNP_ERR_NOMEM;
@@ -263,7 +269,7 @@ static cnp_status feature_props(const pipe_encode_params *p, const pipe_result *
     cJSON *props = cJSON_CreateObject();
     cnp_status result = CNP_ERR_NOMEM;
     char *text = NULL;
-    if (props && json_tree(props, tr, g, p->model, r) &&
+    if (props && json_tree(props, tr, g, p, r) &&
         (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
         (text = cJSON_PrintUnformatted(props)))
         result = cnp_spool_write(out, text, strlen(text), err);

@@ -234,6 +234,7 @@ typedef struct pl_stage_params {
     uint64_t window_pixels;  /* TIFFs above this are processed in windows */
     const char *model_version;
     const det_model *model;  /* NULL without a detector: labels of box models */
+    const det_model *classifier; /* NULL without one: names of tree types */
 } pl_stage_params;
 
 struct pl_ctx {

@@ -50,7 +50,8 @@ static void encode_one(void *arg, size_t i)
             image_name = slash ? slash + 1 : it->path;
         }
         pipe_encode_params ep = {.output = &sp->output, .detector = sp->detector,
-                                 .model_version = sp->model_version, .model = sp->model};
+                                 .model_version = sp->model_version, .model = sp->model,
+                                 .classifier = sp->classifier};
         pipe_encode_in in = {.img = it->img.rgba ? &it->img : NULL, .r = &it->res,
                              .image_name = image_name,
                              .nodata = it->nodata};

@@ -23,7 +23,12 @@ struct det_box_engine {
 
 bool det_model_has_boxes(const det_model *m)
 {
-    return m && det_model_graph(m) != NULL;
+    return m && det_model_graph(m) != NULL && !det_model_is_classifier(m);
+}
+
+bool det_model_is_classifier(const det_model *m)
+{
+    return m && det_model_graph(m) && det_model_graph(m)->input.kind == DET_INPUT_CROP;
 }
 
 const char *det_model_label(const det_model *m, int label)
@@ -32,6 +37,18 @@ const char *det_model_label(const det_model *m, int label)
     if (!g || label < 0 || label >= g->retina.num_classes)
         return NULL;
     return g->retina.labels[label];
+}
+
+int det_model_type_count(const det_model *m)
+{
+    return det_model_is_classifier(m) ? det_model_graph(m)->classify.num_classes : 0;
+}
+
+const char *det_model_type_name(const det_model *m, int k)
+{
+    if (k < 0 || k >= det_model_type_count(m))
+        return NULL;
+    return det_model_graph(m)->classify.labels[k];
 }
 
 float det_score_threshold(const det_model *m, double configured)

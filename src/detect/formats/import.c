@@ -18,12 +18,6 @@
 #define CONFIG_MAX ((size_t)1 << 20)
 #define MODEL_NAME "retinanet-resnet50-fpn"
 
-struct det_import {
-    det_graph g;
-    det_blocks blocks; /* the conv weights and biases, owned */
-    char version[64];
-};
-
 /* A conv node sharing the weights of an earlier one (the heads on P4..P7). */
 static int share_conv(det_builder *b, const char *name, int in, int like)
 {
@@ -351,6 +345,33 @@ out:
 
 /* ---- entry points ------------------------------------------------------ */
 
+cnp_status det_import_set_version(det_import *im, const char *version, const st_file *st,
+                                  const char *config_revision, const char *stem, cnp_err *err)
+{
+    if (version && version[0]) {
+        if (strlen(version) >= sizeof im->version) {
+            cnp_err_set(err, "--version '%s': longer than %zu bytes", version,
+                        sizeof im->version - 1);
+            return CNP_ERR_INVALID;
+        }
+        snprintf(im->version, sizeof im->version, "%s", version);
+        return CNP_OK;
+    }
+    /* config.json's "revision", else the safetensors metadata's, else the
+     * first 12 hex digits of the file's SHA-256. */
+    char revision[48];
+    snprintf(revision, sizeof revision, "%s", config_revision);
+    const char *meta = st_metadata(st, "revision");
+    char sha[65];
+    st_sha256_hex(st, sha);
+    if (!revision[0])
+        snprintf(revision, sizeof revision, "%.40s", meta && meta[0] ? meta : sha);
+    if (!(meta && meta[0]) && strncmp(revision, sha, 40) == 0)
+        revision[12] = '\0';
+    snprintf(im->version, sizeof im->version, "%.20s-%.40s", stem, revision);
+    return CNP_OK;
+}
+
 static bool is_dir(const char *p)
 {
     struct stat st;
@@ -432,6 +453,16 @@ cnp_status det_import_load(const char *src, const char *version, det_import **ou
         cnp_err_set(err, "%s: out of memory", src);
         return CNP_ERR_NOMEM;
     }
+    if (det_import_is_crop(cfg_path)) {
+        cnp_status result = det_import_crop(st_path_buf, cfg_path, version, im, err);
+        if (result != CNP_OK) {
+            det_import_free(im);
+            return result;
+        }
+        *out = im;
+        return CNP_OK;
+    }
+    snprintf(im->name, sizeof im->name, "%s", MODEL_NAME);
     char revision[48] = "";
     det_builder b = {.path = st_path_buf,
                      .pre = "backbone.body.",
@@ -448,26 +479,7 @@ cnp_status det_import_load(const char *src, const char *version, det_import **ou
         result = build(&b);
     if (result != CNP_OK)
         goto out;
-    if (version && version[0]) {
-        if (strlen(version) >= sizeof im->version) {
-            cnp_err_set(err, "--version '%s': longer than %zu bytes", version,
-                        sizeof im->version - 1);
-            result = CNP_ERR_INVALID;
-            goto out;
-        }
-        snprintf(im->version, sizeof im->version, "%s", version);
-    } else {
-        /* config.json's "revision", else the safetensors metadata's, else
-         * the first 12 hex digits of the file's SHA-256. */
-        const char *meta = st_metadata(b.st, "revision");
-        char sha[65];
-        st_sha256_hex(b.st, sha);
-        if (!revision[0])
-            snprintf(revision, sizeof revision, "%.40s", meta && meta[0] ? meta : sha);
-        if (!(meta && meta[0]) && strncmp(revision, sha, 40) == 0)
-            revision[12] = '\0';
-        snprintf(im->version, sizeof im->version, "deepforest-tree-%.40s", revision);
-    }
+    result = det_import_set_version(im, version, b.st, revision, "deepforest-tree", err);
 out:
     st_close(b.st);
     if (result != CNP_OK) {
@@ -491,7 +503,7 @@ const char *det_import_version(const det_import *im)
 cnp_status det_import_write(const det_import *im, const char *path, cnp_err *err)
 {
     cnp_buf out = {0};
-    cnp_status result = det_graph_write_cnw(&im->g, MODEL_NAME, im->version, &out, err);
+    cnp_status result = det_graph_write_cnw(&im->g, im->name, im->version, &out, err);
     if (result != CNP_OK)
         cnp_err_prefix(err, "%s", path);
     else

@@ -49,8 +49,8 @@ cnp_status det_build_fetch(det_builder *b, const char *key, int ndim, int64_t *w
     *out = NULL;
     const st_tensor *t = det_build_find(b, key);
     if (!t) {
-        cnp_err_set(b->err, "%s: tensor %s is missing (not %s, or an incomplete one)", b->path,
-                    key, b->what);
+        cnp_err_set(b->err, "%s: tensor %s%s is missing (not %s, or an incomplete one)",
+                    b->path, b->shown ? b->shown : "", key, b->what);
         return CNP_ERR_FORMAT;
     }
     bool ok = t->ndim == ndim;
