@@ -10,6 +10,7 @@
 static const det_backend_i *const TABLES[] = {
     &det_backend_crown_ocl,
     &det_backend_box_ocl,
+    &det_backend_classify_ocl,
     &det_backend_crown_cpu,
     &det_backend_box_cpu,
     &det_backend_classify_cpu,

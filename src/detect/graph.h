@@ -335,6 +335,12 @@ cl_mem det_graph_engine_input(const det_graph_engine *e);
 cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
                                     int *oc, int *oh, int *ow, cnp_err *err);
 
+/* det_graph_engine_run_raw of a batch of n inputs (1..max_batch) laid
+ * out as the batch's planes c * n + i in det_graph_engine_input; the
+ * output likewise (planes c * n + i of *oh x *ow). */
+cnp_status det_graph_engine_run_raw_batch(det_graph_engine *e, int n, int in_h, int in_w,
+                                          cl_mem *out, int *oc, int *oh, int *ow, cnp_err *err);
+
 /* Median wall time of `repeats` runs (clFinish each, after a warm-up) of
  * node i alone with `path` (conv nodes; others ignore it) on an in_h x
  * in_w input. For the bench. */

@@ -5,8 +5,8 @@
  *
  * Tables now: crown and box models on the OpenCL device (engine/backend_ocl.c)
  * and on the CPU reference (ref/backend_cpu.c); tree-type classifiers
- * (det_model_is_classifier) on the CPU reference (ref/classify_ref.c) and
- * oneDNN (cpu/classify_dnnl.c). A classifier's table fills create, free
+ * (det_model_is_classifier) on the OpenCL device (engine/classify_engine.c),
+ * the CPU reference (ref/classify_ref.c) and oneDNN (cpu/classify_dnnl.c). A classifier's table fills create, free
  * and classify only: the detector ops stay NULL and the dispatcher refuses
  * them; a detector's classify is NULL. A faster CPU backend (oneDNN) adds
  * tables for device == NULL placed before the reference's. Every op of a
@@ -45,6 +45,7 @@ typedef struct det_backend_i {
 } det_backend_i;
 
 extern const det_backend_i det_backend_crown_ocl, det_backend_box_ocl;
+extern const det_backend_i det_backend_classify_ocl;
 extern const det_backend_i det_backend_crown_cpu, det_backend_box_cpu;
 extern const det_backend_i det_backend_classify_cpu;
 /* The CPU backend's (oneDNN; CANOPY_WITH_DNNL): bound only by

@@ -39,11 +39,11 @@ static cnp_status classifier_open(pipe_device *dev, const pipe_device_params *p,
     if (result != CNP_OK)
         return result;
     int threads = p->device ? p->device->threads : 0;
-    if (dev->backend != CNP_BACKEND_CPU &&
-        det_backend_create(dev->cls_model, dev->ctx, p->detector, &dev->cls, err) == CNP_OK)
-        return CNP_OK;
-    result = det_backend_create_cpu(dev->cls_model, dev->ctx, p->detector, threads, &dev->cls,
-                                    err);
+    if (dev->backend != CNP_BACKEND_CPU)
+        result = det_backend_create(dev->cls_model, dev->ctx, p->detector, &dev->cls, err);
+    if (dev->backend == CNP_BACKEND_CPU || result != CNP_OK)
+        result = det_backend_create_cpu(dev->cls_model, dev->ctx, p->detector, threads,
+                                        &dev->cls, err);
     if (result != CNP_OK) /* built without oneDNN: the C reference */
         result = det_backend_create(dev->cls_model, NULL, p->detector, &dev->cls, err);
     if (result == CNP_OK)
@@ -115,6 +115,9 @@ const char *pipe_device_description(const pipe_device *dev)
     return dev->desc;
 }
 
+static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err);
+static cnp_status finish_after(pipe_device *dev, cnp_status result);
+
 const det_model *pipe_device_classifier(const pipe_device *dev)
 {
     return dev->cls ? dev->cls_model : NULL;
@@ -125,8 +128,12 @@ cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, uint32_t 
 {
     if (!dev->cls || n == 0)
         return CNP_OK;
+    /* A device table reads the image from the device buffer. */
+    cnp_status result = upload(dev, rgba, (size_t)w * h, err);
+    if (result != CNP_OK)
+        return finish_after(dev, result);
     det_pixels in = {.w = w, .h = h, .host = rgba, .dev = dev->rgba};
-    return det_backend_classify(dev->cls, &in, trees, n, err);
+    return finish_after(dev, det_backend_classify(dev->cls, &in, trees, n, err));
 }
 
 /* Uploads n RGBA pixels into the device image, grown to the largest seen. */
@@ -310,5 +317,14 @@ cnp_status pipe_model_load(const cnp_detector_config *dc, det_model **out, cnp_e
     cnp_status result = det_model_resolve_path(dc->model, path, sizeof path, err);
     if (result != CNP_OK)
         return result;
-    return det_model_load(path, out, err);
+    result = det_model_load(path, out, err);
+    if (result == CNP_OK && det_model_is_classifier(*out)) {
+        cnp_err_set(err, "[detector] model %s is a tree-type classifier: select it with "
+                         "[classifier] model (canopy run --classifier)",
+                    path);
+        det_model_free(*out);
+        *out = NULL;
+        result = CNP_ERR_INVALID;
+    }
+    return result;
 }

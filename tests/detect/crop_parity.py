@@ -62,6 +62,7 @@ CASES = {
     "r18_bilinear": ("resnet18", "bilinear", 0, None),
     "r18_nearest_expand": ("resnet18", "nearest", 120, None),
     "r50_bilinear_expand": ("resnet50", "bilinear", 110, ["OSBS_029.png"]),
+    "r18_opencl_small": ("resnet18", "bilinear", 0, ["SOAP_061.png"]),
 }
 
 
