@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIZE_MAX_PX 1024 /* crops resized to at most this side */
+#define SIZE_MAX_PX 992 /* crops resized to at most this side (a last map of 31) */
 #define EXPAND_MAX 4096
 
 static cJSON *triple(const float *v)

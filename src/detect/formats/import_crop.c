@@ -112,9 +112,10 @@ static cnp_status read_rules(const char *path, const cJSON *cm, det_classifier *
         const cJSON *h = cJSON_GetArrayItem(rs, 0), *w = cJSON_GetArrayItem(rs, 1);
         if (!cJSON_IsArray(rs) || cJSON_GetArraySize(rs) != 2 || !cJSON_IsNumber(h) ||
             !cJSON_IsNumber(w) || h->valuedouble != w->valuedouble || h->valuedouble < 32 ||
-            h->valuedouble > 1024 || h->valuedouble != floor(h->valuedouble)) {
+            h->valuedouble > 992 || h->valuedouble != floor(h->valuedouble)) {
             cnp_err_set(err, "%s: cropmodel.resize must be [S, S], S a whole number in "
-                             "32..1024 (canopy runs square crops)",
+                             "32..992 (canopy runs square crops, the last map at most 31 "
+                             "cells a side)",
                         path);
             return CNP_ERR_FORMAT;
         }
