@@ -375,6 +375,10 @@ typedef struct det_pixels {
     uint32_t w, h;
     const uint8_t *host;
     cl_mem dev;
+    /* Classifiers only: these pixels are the window at (x0, y0) of a
+     * full_w x full_h raster (full_w 0: the whole image); trees are in the
+     * raster's coordinates and their crops inside the window. */
+    uint32_t x0, y0, full_w, full_h;
 } det_pixels;
 
 /* The trees one patch gave, in the patch's own coordinates, not merged. */
@@ -424,6 +428,12 @@ cnp_status det_backend_detect(det_backend *b, const det_pixels *img, cnp_tree **
  * refuses (CNP_ERR_INVALID). */
 cnp_status det_backend_classify(det_backend *b, const det_pixels *img, cnp_tree *trees,
                                 size_t n, cnp_err *err);
+
+/* A classifier's crop of tree t in a W x H image, {x, y, w, h} (DeepForest's
+ * BoundingBoxDataset rule with the model's expand); for a detector, the
+ * clipped box truncated alike. */
+void det_model_crop_rect(const det_model *m, const cnp_tree *t, uint32_t W, uint32_t H,
+                         uint32_t r[4]);
 
 /* A classifier's number of types and the name of type k (NULL out of
  * range or for a detector). */

@@ -110,6 +110,8 @@ typedef struct pg_tree {
     double lon, lat;         /* crown centre, WGS 84 degrees */
     double radius_m;         /* crown radius, metres */
     double box_map[4];       /* xmin, ymin, xmax, ymax in the raster CRS's map units */
+    const char *type;        /* the classifier's tree type; NULL: SQL NULL (none) */
+    float type_score;        /* its softmax probability (stored only with a type) */
 } pg_tree;
 
 typedef enum pg_image_status {
@@ -157,6 +159,12 @@ typedef struct pg_image_result {
      * (point 4 repeats point 0). Any non-finite value: no footprint. */
     double footprint[10];
     double nodata_fraction;  /* 0..1 of pixels that are nodata; NAN: unknown */
+    /* Tree types (a classifier ran): type_counts, a JSON object
+     * {"<type>": n} (NULL: SQL NULL), the classifier's version, and
+     * tree_count when it is not n_trees (the types asked for; -1: n_trees). */
+    const char *type_counts;
+    const char *classifier_version;
+    int64_t tree_count;
 } pg_image_result;
 
 /* Zeroes r and sets every nullable number to its NULL sentinel (georef

@@ -19,6 +19,11 @@
 void det_crop_rect(const det_classifier *c, const cnp_tree *t, uint32_t W, uint32_t H,
                    uint32_t r[4]);
 
+/* det_crop_rect of t in the coordinates of img's pixels: the raster's
+ * crop, relative to the window img is (det_pixels x0, y0, full_w). */
+void det_pixels_crop_rect(const det_classifier *c, const det_pixels *img, const cnp_tree *t,
+                          uint32_t r[4]);
+
 /* bounding_box_transform of crop r of an RGBA8 image (rows stride_px
  * pixels apart): RGB / 255, normalised, resized to size x size (bilinear:
  * torchvision's antialiased, width then height; nearest: PyTorch's index

@@ -168,6 +168,25 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g,
            add_array(t, "box_map", g->box_map, 4, -1);
 }
 
+/* With a classifier: the classifier's version, the count per type and
+ * tree_count (the trees of the types asked for; all without such a list). */
+static bool json_types(cJSON *doc, const pipe_encode_params *p, const pipe_encode_in *in)
+{
+    if (!p->classifier)
+        return true;
+    const pipe_result *r = in->r;
+    char *counts = pipe_type_counts_json(p->classifier, r->trees, r->ntrees);
+    cJSON *c = counts ? cJSON_Parse(counts) : NULL;
+    free(counts);
+    if (!c)
+        return false;
+    cJSON_AddItemToObject(doc, "type_counts", c);
+    size_t n = pipe_tree_count(p->classifier, r->trees, r->ntrees, in->types, in->n_types,
+                               p->types);
+    return cJSON_AddStringToObject(doc, "classifier", det_model_version(p->classifier)) &&
+           cJSON_AddNumberToObject(doc, "tree_count", (double)n);
+}
+
 /* trees.json's document with an empty "trees" (its last member), printed;
  * NULL without memory. */
 static char *trees_json_head(const pipe_encode_params *p, const pipe_encode_in *in)
@@ -186,7 +205,8 @@ static char *trees_json_head(const pipe_encode_params *p, const pipe_encode_in *
                                       round_to(n > 0 ? (double)in->nodata / n : 0.0, 4)) &&
               (p->model_version ? cJSON_AddStringToObject(doc, "model", p->model_version)
                                 : cJSON_AddNullToObject(doc, "model")) &&
-              json_georef(doc, in) && cJSON_AddArrayToObject(doc, "trees");
+              json_georef(doc, in) && json_types(doc, p, in) &&
+              cJSON_AddArrayToObject(doc, "trees");
     if (ok)
         head = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);

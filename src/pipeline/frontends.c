@@ -80,6 +80,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
                  (unsigned long long)dev_px);
         sp.window_pixels = dev_px;
     }
+    snprintf(sp.types, sizeof sp.types, "%s", cfg->classifier.types);
     pl_ctx_init(x, mode, hooks, &sp, cfg->batch.max_chunks_in_flight,
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);
     x->dev = e->dev;

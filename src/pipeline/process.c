@@ -123,16 +123,18 @@ const det_model *pipe_device_classifier(const pipe_device *dev)
     return dev->cls ? dev->cls_model : NULL;
 }
 
-cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, uint32_t w, uint32_t h,
-                                cnp_tree *trees, size_t n, cnp_err *err)
+cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, const det_tile *win,
+                                uint32_t W, uint32_t H, cnp_tree *trees, size_t n,
+                                cnp_err *err)
 {
     if (!dev->cls || n == 0)
         return CNP_OK;
     /* A device table reads the image from the device buffer. */
-    cnp_status result = upload(dev, rgba, (size_t)w * h, err);
+    cnp_status result = upload(dev, rgba, (size_t)win->w * win->h, err);
     if (result != CNP_OK)
         return finish_after(dev, result);
-    det_pixels in = {.w = w, .h = h, .host = rgba, .dev = dev->rgba};
+    det_pixels in = {.w = win->w, .h = win->h, .host = rgba, .dev = dev->rgba,
+                     .x0 = win->x0, .y0 = win->y0, .full_w = W, .full_h = H};
     return finish_after(dev, det_backend_classify(dev->cls, &in, trees, n, err));
 }
 

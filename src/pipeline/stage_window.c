@@ -263,6 +263,8 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     if (wr.ntrees && (result = pipe_device_merge(x->dev, wr.trees, &wr.ntrees,
                                                  pipe_device_merge_iou(x->dev), err)) != CNP_OK)
         goto out;
+    if ((result = stage_window_types(x, it, wr.trees, wr.ntrees, wr.W, wr.H, err)) != CNP_OK)
+        goto out;
     uint64_t n = (uint64_t)wr.W * wr.H;
     it->nodata = wr.bin.nodata;
     r->bin.threshold = threshold;

@@ -29,7 +29,9 @@ trees.json holds boxes to 2 decimals: where a box coordinate within 0.005
 of the value written would give another crop, every such crop is tried and
 the best matching one is used (counted as "ambiguous").
 
-Then the refusals of `canopy model import`: an unknown architecture, a
+Then a GeoTIFF of a NEON image processed in windows against the same run
+whole (types, scores, type_counts and the tree_count --types asks for), and
+the refusals of `canopy model import`: an unknown architecture, a
 missing tensor, a malformed label_dict and an fc of the wrong size, each
 named with the file, the tensor or key, and the reason.
 """
@@ -263,6 +265,50 @@ def run_case(name, case, args, work):
     return ok and not total["bad"]
 
 
+# ---- windows ----------------------------------------------------------------
+
+def windows(args, work):
+    """A raster processed in windows types its trees as processed whole: the
+    same trees (same tiling), the same type and type_score, and tree_count
+    counts the types --types names."""
+    src = os.path.join(work, "r18_bilinear", "m.cnw")
+    if not os.path.exists(src):
+        src = os.path.join(work, "win_model.cnw")
+        m = build_model("resnet18", args.seed)
+        save_cropmodel(m, "resnet18", "bilinear", 7, os.path.join(work, "win_hf"))
+        subprocess.run([args.canopy, "model", "import", os.path.join(work, "win_hf"),
+                        "--output", src], check=True, stdout=subprocess.DEVNULL)
+    tif = os.path.join(work, "yell.tif")
+    subprocess.run(["gdal_translate", "-q", "-of", "GTiff", "-a_srs", "EPSG:32617",
+                    "-a_ullr", "400000", "3300000", "400070", "3299896.5",
+                    os.path.join(args.neon_dir, "YELL_541000_west.png"), tif], check=True)
+    docs = []
+    for mode, extra in (("whole", []), ("windows", ["--set", "limits.window_pixels=100000"])):
+        out = os.path.join(work, "win_" + mode)
+        subprocess.run([args.canopy, "run", "--input", tif, "--output", out, "--classifier", src,
+                        "--types", "dead,snag", "--set", "device.backend=" + args.backend,
+                        "--set", "detector.tile=256", "--set", "detector.tile_overlap=64"] +
+                       extra, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(out, "yell.trees.json")) as f:
+            docs.append(json.load(f))
+    a, b = docs
+    key = lambda t: (t["xmin"], t["ymin"], t["xmax"], t["ymax"])  # noqa: E731
+    ta, tb = {key(t): t for t in a["trees"]}, {key(t): t for t in b["trees"]}
+    same = set(ta) == set(tb) and all(
+        ta[k]["type"] == tb[k]["type"] and abs(ta[k]["type_score"] - tb[k]["type_score"]) <= 1e-5
+        for k in ta)
+    want = sum(1 for t in a["trees"] if t["type"] in ("dead", "snag"))
+    counts = {}
+    for t in a["trees"]:
+        counts[t["type"]] = counts.get(t["type"], 0) + 1
+    ok = (same and len(ta) >= 20 and a["tree_count"] == want == b["tree_count"] and
+          a["type_counts"] == counts == b["type_counts"] and len(counts) >= 2)
+    print("windows: %d trees whole, %d in windows, type_counts %s, tree_count %s / %s%s"
+          % (len(ta), len(tb), a["type_counts"], a["tree_count"], b["tree_count"],
+             "" if ok else "  FAIL"))
+    return ok
+
+
 # ---- refusals ---------------------------------------------------------------
 
 def refusals(args, work):
@@ -317,6 +363,7 @@ def main():
     try:
         for name in args.cases.split(","):
             ok = run_case(name, CASES[name], args, work) and ok
+        ok = windows(args, work) and ok
         ok = refusals(args, work) and ok
     finally:
         if not args.keep:

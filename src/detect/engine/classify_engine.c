@@ -103,7 +103,7 @@ static cnp_status run_batch(classify_ocl *c, const det_pixels *img, cnp_tree *tr
     cl_int4 rect[BATCH];
     for (int i = 0; i < m; i++) {
         uint32_t r[4];
-        det_crop_rect(cl, &trees[i], img->w, img->h, r);
+        det_pixels_crop_rect(cl, img, &trees[i], r);
         rect[i] = (cl_int4){{(cl_int)r[0], (cl_int)r[1], (cl_int)r[2], (cl_int)r[3]}};
     }
     cnp_status result = ocl_check(clEnqueueWriteBuffer(q, c->rect, CL_FALSE, 0,

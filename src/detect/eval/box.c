@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detect/classify.h"
 #include "detect/detect_internal.h"
 #include "detect/patches.h"
 
@@ -37,6 +38,14 @@ const char *det_model_label(const det_model *m, int label)
     if (!g || label < 0 || label >= g->retina.num_classes)
         return NULL;
     return g->retina.labels[label];
+}
+
+void det_model_crop_rect(const det_model *m, const cnp_tree *t, uint32_t W, uint32_t H,
+                         uint32_t r[4])
+{
+    static const det_classifier none = {0};
+    det_crop_rect(det_model_is_classifier(m) ? &det_model_graph(m)->classify : &none, t, W, H,
+                  r);
 }
 
 int det_model_type_count(const det_model *m)

@@ -37,6 +37,23 @@ void det_crop_rect(const det_classifier *c, const cnp_tree *t, uint32_t W, uint3
     r[0] = (uint32_t)x, r[1] = (uint32_t)y, r[2] = (uint32_t)w, r[3] = (uint32_t)h;
 }
 
+void det_pixels_crop_rect(const det_classifier *c, const det_pixels *img, const cnp_tree *t,
+                          uint32_t r[4])
+{
+    if (!img->full_w) {
+        det_crop_rect(c, t, img->w, img->h, r);
+        return;
+    }
+    det_crop_rect(c, t, img->full_w, img->full_h, r);
+    /* Inside the window by the caller's choice; kept inside it whatever. */
+    r[0] = r[0] > img->x0 ? r[0] - img->x0 : 0;
+    r[1] = r[1] > img->y0 ? r[1] - img->y0 : 0;
+    r[0] = r[0] < img->w ? r[0] : img->w - 1;
+    r[1] = r[1] < img->h ? r[1] : img->h - 1;
+    r[2] = r[2] < img->w - r[0] ? r[2] : img->w - r[0];
+    r[3] = r[3] < img->h - r[1] ? r[3] : img->h - r[1];
+}
+
 static float triangle(float x)
 {
     x = x < 0 ? -x : x;
@@ -175,7 +192,7 @@ cnp_status det_classify_host(const det_graph *g, const det_pixels *img, cnp_tree
         int m = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
         for (int i = 0; i < m; i++) {
             uint32_t r[4];
-            det_crop_rect(c, &trees[i0 + i], img->w, img->h, r);
+            det_pixels_crop_rect(c, img, &trees[i0 + i], r);
             det_crop_transform(c, img->host, img->w, r, crops + (size_t)i * per, tmp);
         }
         if ((result = fwd(self, crops, m, logits, err)) != CNP_OK)
