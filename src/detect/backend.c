@@ -64,7 +64,7 @@ cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
                : det_model_has_boxes(m)      ? &det_backend_box_dnnl
                                              : &det_backend_crown_dnnl;
     cnp_status result = det_model_is_classifier(m)
-                            ? det_classify_dnnl_create(m, threads, &b->self, err)
+                            ? det_classify_dnnl_create(m, threads, ctx, &b->self, err)
                             : det_cpu_engine_create(m, dc, threads, ctx,
                                                     (det_cpu_engine **)&b->self, err);
     if (result != CNP_OK) {

@@ -44,7 +44,8 @@ cnp_status det_resize_taps(enum det_resize interp, int n, int size, int **first,
                            float **w, int *max_taps, cnp_err *err);
 
 /* A backend's batched forward: n transformed crops (n x 3 x size x size)
- * -> n x K logits. */
+ * -> n x K logits. Both buffers hold `batch` (det_classify_host's) crops, so
+ * a backend may run more than n (the crops past n are valid inputs). */
 typedef cnp_status (*det_class_forward)(void *self, const float *crops, int n, float *logits,
                                         cnp_err *err);
 
@@ -56,7 +57,7 @@ cnp_status det_classify_host(const det_graph *g, const det_pixels *img, cnp_tree
 
 /* The oneDNN classifier (cpu/classify_dnnl.c; CANOPY_WITH_DNNL): the state
  * of det_backend_classify_dnnl for m on `threads` threads (0: every core). */
-cnp_status det_classify_dnnl_create(const det_model *m, int threads, void **self,
-                                    cnp_err *err);
+cnp_status det_classify_dnnl_create(const det_model *m, int threads, ocl_ctx *ctx,
+                                    void **self, cnp_err *err);
 
 #endif

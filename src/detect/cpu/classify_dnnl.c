@@ -15,8 +15,8 @@ typedef struct classify_dnnl {
     det_dnnl_graph *e;
 } classify_dnnl;
 
-cnp_status det_classify_dnnl_create(const det_model *m, int threads, void **self,
-                                    cnp_err *err)
+cnp_status det_classify_dnnl_create(const det_model *m, int threads, ocl_ctx *ctx,
+                                    void **self, cnp_err *err)
 {
     classify_dnnl *c = calloc(1, sizeof *c);
     if (!c) {
@@ -24,7 +24,18 @@ cnp_status det_classify_dnnl_create(const det_model *m, int threads, void **self
         return CNP_ERR_NOMEM;
     }
     c->g = det_model_graph(m);
-    det_dnnl_opts o = {.threads = threads, .max_batch = BATCH};
+    /* The measured Winograd / direct choices, remembered next to the kernel
+     * cache as the detectors' are: later runs choose alike (the same crop,
+     * the same score) and measure nothing. */
+    char file[1024] = "";
+    if (ctx) {
+        unsigned key[3] = {(unsigned)threads, 0, 0x63726f70u /* "crop" */};
+        for (const char *s = det_model_version(m); *s; s++)
+            key[1] = key[1] * 31u + (unsigned char)*s;
+        ocl_cache_file(ctx, "cpu-conv-choices", key, sizeof key, file, sizeof file);
+    }
+    det_dnnl_opts o = {.threads = threads, .max_batch = BATCH,
+                       .choices_file = file[0] ? file : NULL};
     cnp_status result = det_dnnl_graph_create(c->g, &o, &c->e, err);
     if (result != CNP_OK) {
         free(c);
@@ -47,10 +58,18 @@ static cnp_status dnnl_forward(void *self, const float *crops, int n, float *log
 {
     classify_dnnl *c = self;
     int S = c->g->classify.size, oc, oh, ow;
-    cnp_status result = det_dnnl_graph_run(c->e, crops, n, S, S, err);
+    /* Batches of 1, 2, 4, 8 or 16 (the crops' buffer holds 16, the slots
+     * past n earlier crops or zeros): a handful of oneDNN plans for any
+     * number of trees rather than one per remainder. */
+    int run = 1;
+    while (run < n)
+        run *= 2;
+    if (run > det_dnnl_graph_max_batch(c->e))
+        run = n;
+    cnp_status result = det_dnnl_graph_run(c->e, crops, run, S, S, err);
     if (result == CNP_OK)
         result = det_dnnl_graph_output(c->e, c->g->n_nodes - 1, logits,
-                                       (size_t)n * (size_t)c->g->classify.num_classes, &oc,
+                                       (size_t)run * (size_t)c->g->classify.num_classes, &oc,
                                        &oh, &ow, err);
     return result;
 }

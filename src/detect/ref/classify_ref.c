@@ -180,7 +180,7 @@ cnp_status det_classify_host(const det_graph *g, const det_pixels *img, cnp_tree
     const det_classifier *c = &g->classify;
     size_t S = (size_t)c->size, per = 3 * S * S, K = (size_t)c->num_classes;
     batch = batch < 1 ? 1 : batch;
-    float *crops = malloc((size_t)batch * per * sizeof *crops);
+    float *crops = calloc((size_t)batch * per, sizeof *crops);
     float *logits = malloc((size_t)batch * K * sizeof *logits);
     float *tmp = malloc(3 * (size_t)img->h * S * sizeof *tmp);
     cnp_status result = CNP_OK;
