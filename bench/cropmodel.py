@@ -26,7 +26,6 @@ Writes OUT/cropmodel.json and OUT/cropmodel.md.
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -43,23 +42,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "detect"))
 import crop_parity  # noqa: E402
 
+sys.path.insert(0, HERE)
+from retina_report import cpu_model  # noqa: E402
+
 
 def timed_run(canopy, args):
     t0 = time.monotonic()
     subprocess.run([canopy, "run"] + args, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.monotonic() - t0
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def bench_arch(arch, args, work, img_path):
@@ -130,7 +121,7 @@ def main():
         results = [bench_arch(a, args, work, img) for a in args.arch.split(",")]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    doc = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "cores": os.cpu_count(),
+    doc = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
            "threads": args.threads, "backend": args.backend, "torch": torch.__version__,
            "image": "OSBS_029.png (400 x 400) x %d" % args.copies, "repeats": args.repeats,
            "note": args.note, "results": results}

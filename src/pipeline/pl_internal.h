@@ -292,6 +292,10 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 void stage_encode_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 /* The device stage of a raster processed in windows (stage_window.c). */
 cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err);
+/* The windows of a W x H raster (pipe_device_windows) and the most pixels
+ * one of them holds. *tiles malloc'd. */
+cnp_status stage_window_plan(const pl_ctx *x, uint32_t W, uint32_t H, det_tile **tiles,
+                             size_t *nt, size_t *max, cnp_err *err);
 /* Its second stage: the type of each of the n trees of the W x H raster,
  * from the crop the whole raster gives (stage_window_types.c). */
 cnp_status stage_window_types(pl_ctx *x, pl_item *it, cnp_tree *trees, size_t n, uint32_t W,

@@ -37,14 +37,10 @@ cnp_status stage_window_types(pl_ctx *x, pl_item *it, cnp_tree *trees, size_t n,
     if (!cls || n == 0)
         return CNP_OK;
     det_tile *tiles = NULL;
-    size_t nt = 0;
-    cnp_status result = pipe_device_windows(x->dev, W, H, &tiles, &nt, err);
+    size_t nt = 0, max = 0;
+    cnp_status result = stage_window_plan(x, W, H, &tiles, &nt, &max, err);
     if (result != CNP_OK)
         return result;
-    size_t max = 0;
-    for (size_t i = 0; i < nt; i++)
-        if ((size_t)tiles[i].w * tiles[i].h > max)
-            max = (size_t)tiles[i].w * tiles[i].h;
     uint32_t (*rect)[4] = malloc(n * sizeof *rect);
     size_t *idx = malloc(n * sizeof *idx);
     cnp_tree *tmp = malloc(n * sizeof *tmp);
