@@ -141,6 +141,13 @@ typedef struct cnp_detector_config {
     int patch_batch;                   /* patches per batch; 0: 8 on a GPU, 1 on a CPU device */
 } cnp_detector_config;
 
+/* [classifier]: the second stage, a tree-type classifier run on every
+ * detected tree's crop (an imported DeepForest CropModel). */
+typedef struct cnp_classifier_config {
+    char model[CNP_STR_LONG]; /* classifier .cnw; empty: off */
+    char types[CNP_STR_LONG]; /* comma-separated types tree_count counts; empty: all */
+} cnp_classifier_config;
+
 /* [limits] */
 typedef struct cnp_limits_config {
     int64_t max_pixels;                /* refuse larger images before decoding */
@@ -170,6 +177,7 @@ typedef struct cnp_config {
     cnp_device_config device;
     cnp_binarize_config binarize;
     cnp_detector_config detector;
+    cnp_classifier_config classifier;
     cnp_limits_config limits;
     cnp_metrics_config metrics;
     cnp_log_config log;

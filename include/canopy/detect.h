@@ -37,6 +37,12 @@ typedef struct cnp_tree {
     float x0, y0, x1, y1;
     int label;
     bool boxed; /* x0..y1 is the model's own box (box models) */
+    /* The second stage (a classifier, det_backend_classify): typed when it
+     * ran; type indexes its labels (det_model_type_name), type_score the
+     * softmax probability of that type. */
+    bool typed;
+    int type;
+    float type_score;
 } cnp_tree;
 
 /* ---- weights file ------------------------------------------------------ */
@@ -223,6 +229,10 @@ cnp_status det_trees_nms_local(cnp_tree *trees, size_t *n, float iou, cnp_err *e
  * rather than crowns (det_engine). */
 bool det_model_has_boxes(const det_model *m);
 
+/* Whether the model is a tree-type classifier (DeepForest's CropModel,
+ * imported: det_backend_classify) rather than a detector. */
+bool det_model_is_classifier(const det_model *m);
+
 /* The name of a box model's class `label` ("Tree"); NULL for crown models
  * or a label out of range. */
 const char *det_model_label(const det_model *m, int label);
@@ -385,6 +395,10 @@ typedef struct det_pixels {
     uint32_t w, h;
     const uint8_t *host;
     cl_mem dev;
+    /* Classifiers only: these pixels are the window at (x0, y0) of a
+     * full_w x full_h raster (full_w 0: the whole image); trees are in the
+     * raster's coordinates and their crops inside the window. */
+    uint32_t x0, y0, full_w, full_h;
 } det_pixels;
 
 /* The trees one patch gave, in the patch's own coordinates, not merged. */
@@ -427,6 +441,25 @@ cnp_status det_backend_merge(det_backend *b, cnp_tree *trees, size_t *n, float i
  * trips where the backend can). *trees malloc'd, sorted by (y, x). */
 cnp_status det_backend_detect(det_backend *b, const det_pixels *img, cnp_tree **trees,
                               size_t *n, cnp_err *err);
+/* Classifiers (det_model_is_classifier): each of the n trees of img gets
+ * its type and type_score (typed set) from the crop of its box x0..y1 (for
+ * crown models: centre +/- radius) cut, resized and normalised by the
+ * model's rules (models/FORMAT.md, "cropmodel"). A detector's handle
+ * refuses (CNP_ERR_INVALID). */
+cnp_status det_backend_classify(det_backend *b, const det_pixels *img, cnp_tree *trees,
+                                size_t n, cnp_err *err);
+
+/* A classifier's crop of tree t in a W x H image, {x, y, w, h} (DeepForest's
+ * BoundingBoxDataset rule with the model's expand); for a detector, the
+ * clipped box truncated alike. */
+void det_model_crop_rect(const det_model *m, const cnp_tree *t, uint32_t W, uint32_t H,
+                         uint32_t r[4]);
+
+/* A classifier's number of types and the name of type k (NULL out of
+ * range or for a detector). */
+int det_model_type_count(const det_model *m);
+const char *det_model_type_name(const det_model *m, int k);
+
 /* Frees the n results of det_backend_run and empties them. */
 void det_found_free(det_found *f, size_t n);
 

@@ -29,6 +29,7 @@ typedef struct pipe_device_params {
     const cnp_binarize_config *binarize;
     const cnp_detector_config *detector;
     const cnp_device_config *device; /* NULL: [device] defaults (backend auto) */
+    const cnp_classifier_config *classifier; /* NULL or model empty: no second stage */
 } pipe_device_params;
 
 /* True when the run goes on without OpenCL: no OpenCL device exists on this
@@ -45,6 +46,14 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
                               pipe_device **out, cnp_err *err);
 void pipe_device_free(pipe_device *dev);
 const char *pipe_device_description(const pipe_device *dev);
+/* The classifier the device loaded ([classifier] model), or NULL. */
+const det_model *pipe_device_classifier(const pipe_device *dev);
+/* Types each of the n trees of a W x H raster with the classifier from the
+ * window win of it (RGBA8 rgba, rows win->w pixels apart), which holds
+ * each tree's crop (det_model_crop_rect); without a classifier, nothing. */
+cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, const det_tile *win,
+                                uint32_t W, uint32_t H, cnp_tree *trees, size_t n,
+                                cnp_err *err);
 
 /* ---- large rasters in windows (stage_window.c) ---- */
 
@@ -136,6 +145,8 @@ typedef struct pipe_encode_params {
     bool detector;             /* overlays are drawn only with a detector */
     const char *model_version; /* NULL: "model": null */
     const det_model *model;    /* box models: the names of labels; may be NULL */
+    const det_model *classifier; /* the names of tree types; NULL: none */
+    const char *types;         /* [classifier] types: what tree_count counts; NULL: all */
 } pipe_encode_params;
 
 /* One image's inputs to the encoder. geo and trees_geo may be NULL (not
@@ -148,6 +159,8 @@ typedef struct pipe_encode_in {
     const pipe_geo_tree *trees_geo;
     const double *footprint;   /* 10 values, with geo */
     uint64_t nodata;           /* nodata pixels */
+    const char *const *types;  /* a message's tree_types (over [classifier] types) */
+    size_t n_types;
 } pipe_encode_in;
 
 /* Encodes the outputs of one image (thread-safe, CPU only): the mask (PNG,
@@ -160,6 +173,19 @@ cnp_status pipe_encode(const pipe_encode_params *p, const pipe_encode_in *in, pi
                        cnp_err *err);
 /* Frees every output and removes its temporary file; accepts NULL. */
 void pipe_outputs_free(pipe_outputs *o);
+
+/* ---- tree types (types.c) ---- */
+
+/* {"<type>": count, ...} of the n trees' types (types with no tree left
+ * out), malloc'd; NULL without a classifier (cls NULL) or memory. */
+char *pipe_type_counts_json(const det_model *cls, const cnp_tree *trees, size_t n);
+
+/* tree_count: the trees whose type is one of the types asked for (a
+ * message's tree_types, each a name or a comma-separated list; else the
+ * comma-separated config_types, [classifier] types); n when no classifier
+ * ran or no types were asked for. */
+size_t pipe_tree_count(const det_model *cls, const cnp_tree *trees, size_t n,
+                       const char *const *types, size_t n_types, const char *config_types);
 
 /* A tree's box (the model's own, or a crown's centre +- radius) clipped to
  * the w x h raster, as every output writes it. */

@@ -110,6 +110,8 @@ typedef struct pg_tree {
     double lon, lat;         /* crown centre, WGS 84 degrees */
     double radius_m;         /* crown radius, metres */
     double box_map[4];       /* xmin, ymin, xmax, ymax in the raster CRS's map units */
+    const char *type;        /* the classifier's tree type; NULL: SQL NULL (none) */
+    float type_score;        /* its softmax probability (stored only with a type) */
 } pg_tree;
 
 typedef enum pg_image_status {
@@ -161,6 +163,12 @@ typedef struct pg_image_result {
      * chunk's own transaction (sent later by pg_outbox_flush()); body NULL:
      * none. group and dedup are the FIFO ids (NULL: none). */
     const char *notify_queue, *notify_body, *notify_group, *notify_dedup;
+    /* Tree types (a classifier ran): type_counts, a JSON object
+     * {"<type>": n} (NULL: SQL NULL), the classifier's version, and
+     * tree_count when it is not n_trees (the types asked for; -1: n_trees). */
+    const char *type_counts;
+    const char *classifier_version;
+    int64_t tree_count;
 } pg_image_result;
 
 /* Zeroes r and sets every nullable number to its NULL sentinel (georef

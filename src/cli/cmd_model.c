@@ -16,6 +16,10 @@ static void usage(FILE *out)
             "publishes it, into a .cnw version 2 weights file (models/FORMAT.md). SRC is\n"
             "a directory holding model.safetensors and config.json, or the .safetensors\n"
             "file with config.json beside it. Batch norm is folded into the convs.\n"
+            "A config.json with a \"cropmodel\" section is a DeepForest CropModel (tree\n"
+            "types: ResNet-18 or ResNet-50): it becomes a classifier .cnw, used with\n"
+            "canopy run --classifier or [classifier] model (default version\n"
+            "cropmodel-<architecture>-<revision>).\n"
             "--version sets the model version stored with results (default\n"
             "deepforest-tree-<revision>: config.json's \"revision\", else the safetensors\n"
             "metadata's, else the first 12 hex digits of the file's SHA-256).\n\n"
@@ -77,9 +81,11 @@ static int model_import(int argc, char **argv)
         return st == CNP_ERR_INVALID ? CNP_EXIT_USAGE : CNP_EXIT_FATAL;
     }
     const det_graph *g = det_import_graph(im);
-    printf("%s: model version %s, %d graph nodes, %d classes (%s%s)\n", output,
-           det_import_version(im), g->n_nodes, g->retina.num_classes, g->retina.labels[0],
-           g->retina.num_classes > 1 ? ", ..." : "");
+    bool crop = g->input.kind == DET_INPUT_CROP;
+    int classes = crop ? g->classify.num_classes : g->retina.num_classes;
+    printf("%s: %smodel version %s, %d graph nodes, %d classes (%s%s)\n", output,
+           crop ? "classifier, " : "", det_import_version(im), g->n_nodes, classes,
+           crop ? g->classify.labels[0] : g->retina.labels[0], classes > 1 ? ", ..." : "");
     det_import_free(im);
     return CNP_EXIT_OK;
 }

@@ -35,6 +35,9 @@ static void usage(FILE *out)
             "      --no-detector      binarization only (no overlay either)\n"
             "      --model FILE       [detector] model (a crown model, or a RetinaNet from\n"
             "                         `canopy model import`)\n"
+            "      --classifier FILE  [classifier] model: tree types from an imported\n"
+            "                         DeepForest CropModel (type, type_score per tree)\n"
+            "      --types A,B        [classifier] types: tree_count counts these types\n"
             "      --skip-existing    skip an input whose outputs in --output are complete\n"
             "                         (its trees.json, written last, names the same model)\n"
             "      --set S.K=V        override any configuration key\n"
@@ -54,6 +57,8 @@ int cmd_run(int argc, char **argv)
         {"threshold", required_argument, NULL, 'T'},
         {"no-detector", no_argument, NULL, 'N'},
         {"model", required_argument, NULL, 'm'},
+        {"classifier", required_argument, NULL, 'L'},
+        {"types", required_argument, NULL, 'Y'},
         {"skip-existing", no_argument, NULL, 'K'},
         {"set", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
@@ -87,6 +92,8 @@ int cmd_run(int argc, char **argv)
             break;
         case 'N': rc = cli_override(&ov, "detector", "enabled", "false"); break;
         case 'm': rc = cli_override(&ov, "detector", "model", optarg); break;
+        case 'L': rc = cli_override(&ov, "classifier", "model", optarg); break;
+        case 'Y': rc = cli_override(&ov, "classifier", "types", optarg); break;
         case 'K': skip_existing = true; break;
         case 'S': rc = cli_override_set(&ov, optarg); break;
         case 'h': usage(stdout); goto out;

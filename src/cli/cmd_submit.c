@@ -40,7 +40,8 @@ static void usage(FILE *out)
             "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
             "      --scan-id S        scan_id of every message (and x-amz-meta-scan-id)\n"
             "      --address-id A     address_id of every message (and x-amz-meta-address-id)\n"
-            "      --tree-types T,..  tree_types of every message, comma-separated\n"
+            "      --tree-types T,..  tree_types of every message, comma-separated (also\n"
+            "      --types T,..       --types): with a classifier, tree_count counts those\n"
             "      --set S.K=V        override any configuration key\n"
             "  -h, --help             this text\n\n"
             "Exit codes: 0 all submitted, 3 some files failed (not rasters, unreadable),\n"
@@ -211,6 +212,7 @@ int cmd_submit(int argc, char **argv)
         {"scan-id", required_argument, NULL, 's'},
         {"address-id", required_argument, NULL, 'a'},
         {"tree-types", required_argument, NULL, 't'},
+        {"types", required_argument, NULL, 't'},
         {"set", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},

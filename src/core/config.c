@@ -119,6 +119,9 @@ static const struct key keys[] = {
     DBL(detector, patch_iou, "0.15", 0.0, 1.0),
     INT(detector, patch_batch, "0", 0, 256),
 
+    STR(classifier, model, ""),
+    STR(classifier, types, ""),
+
     I64(limits, max_pixels, "268435456", 1, 1e12),
     I64(limits, window_pixels, "67108864", 1, 1e12),
 

@@ -3,14 +3,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detect/classify.h"
 #include "detect/model_backend.h"
 
 /* In order of preference for each kind of device. */
 static const det_backend_i *const TABLES[] = {
     &det_backend_crown_ocl,
     &det_backend_box_ocl,
+    &det_backend_classify_ocl,
     &det_backend_crown_cpu,
     &det_backend_box_cpu,
+    &det_backend_classify_cpu,
 };
 
 struct det_backend {
@@ -57,9 +60,13 @@ cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
         cnp_err_set(err, "out of memory for the CPU backend");
         return CNP_ERR_NOMEM;
     }
-    b->iface = det_model_has_boxes(m) ? &det_backend_box_dnnl : &det_backend_crown_dnnl;
-    cnp_status result = det_cpu_engine_create(m, dc, threads, ctx, (det_cpu_engine **)&b->self,
-                                              err);
+    b->iface = det_model_is_classifier(m) ? &det_backend_classify_dnnl
+               : det_model_has_boxes(m)      ? &det_backend_box_dnnl
+                                             : &det_backend_crown_dnnl;
+    cnp_status result = det_model_is_classifier(m)
+                            ? det_classify_dnnl_create(m, threads, ctx, &b->self, err)
+                            : det_cpu_engine_create(m, dc, threads, ctx,
+                                                    (det_cpu_engine **)&b->self, err);
     if (result != CNP_OK) {
         free(b);
         return result;
@@ -85,9 +92,16 @@ const char *det_backend_name(const det_backend *b)
     return b->iface->name;
 }
 
+/* A classifier's handle takes none of the detector ops. */
+static cnp_status no_op(const det_backend *b, const char *op, cnp_err *err)
+{
+    cnp_err_set(err, "%s: a classifier has no %s op", b->iface->name, op);
+    return CNP_ERR_INVALID;
+}
+
 uint32_t det_backend_window_side(const det_backend *b)
 {
-    return b->iface->window_side(b->self);
+    return b->iface->window_side ? b->iface->window_side(b->self) : 0;
 }
 
 cnp_status det_backend_plan(const det_backend *b, uint32_t w, uint32_t h, det_tile **out,
@@ -95,6 +109,8 @@ cnp_status det_backend_plan(const det_backend *b, uint32_t w, uint32_t h, det_ti
 {
     *out = NULL;
     *n = 0;
+    if (!b->iface->plan)
+        return no_op(b, "plan", err);
     return b->iface->plan(b->self, w, h, out, n, err);
 }
 
@@ -102,6 +118,8 @@ cnp_status det_backend_run(det_backend *b, const det_pixels *patches, size_t n, 
                            cnp_err *err)
 {
     memset(out, 0, n * sizeof *out);
+    if (!b->iface->run)
+        return no_op(b, "run", err);
     cnp_status result = CNP_OK;
     for (size_t i = 0; result == CNP_OK && i < n; i++)
         result = b->iface->run(b->self, &patches[i], &out[i], err);
@@ -112,12 +130,14 @@ cnp_status det_backend_run(det_backend *b, const det_pixels *patches, size_t n, 
 
 float det_backend_merge_iou(const det_backend *b)
 {
-    return b->iface->merge_iou(b->self);
+    return b->iface->merge_iou ? b->iface->merge_iou(b->self) : 0;
 }
 
 cnp_status det_backend_merge(det_backend *b, cnp_tree *trees, size_t *n, float iou,
                              cnp_err *err)
 {
+    if (!b->iface->merge)
+        return no_op(b, "merge", err);
     return b->iface->merge(b->self, trees, n, iou, err);
 }
 
@@ -126,7 +146,19 @@ cnp_status det_backend_detect(det_backend *b, const det_pixels *img, cnp_tree **
 {
     *trees = NULL;
     *n = 0;
+    if (!b->iface->detect)
+        return no_op(b, "detect", err);
     return b->iface->detect(b->self, img, trees, n, err);
+}
+
+cnp_status det_backend_classify(det_backend *b, const det_pixels *img, cnp_tree *trees,
+                                size_t n, cnp_err *err)
+{
+    if (!b->iface->classify) {
+        cnp_err_set(err, "%s: a detector, not a classifier", b->iface->name);
+        return CNP_ERR_INVALID;
+    }
+    return n == 0 ? CNP_OK : b->iface->classify(b->self, img, trees, n, err);
 }
 
 void det_found_free(det_found *f, size_t n)

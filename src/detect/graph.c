@@ -317,6 +317,8 @@ cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err)
     for (int i = 0; i < g->n_nodes; i++)
         if ((result = check_node(g, i, what, err)) != CNP_OK)
             return result;
+    if (g->input.kind == DET_INPUT_CROP)
+        return det_classifier_check(g, what, err);
     if ((result = check_retina(g, what, err)) != CNP_OK)
         return result;
     int *s = malloc(3 * (size_t)g->n_nodes * sizeof *s);

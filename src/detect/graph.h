@@ -104,7 +104,31 @@ typedef struct det_retina {
  * det_graph_engine_input; channel codes enum det_channel, normalised by
  * mean / std, no resize), and only the raw forward runs
  * (det_graph_engine_run_raw); `retina` is unused. */
-enum det_input_kind { DET_INPUT_RETINA = 0, DET_INPUT_CROWN = 1 };
+enum det_input_kind { DET_INPUT_RETINA = 0, DET_INPUT_CROWN = 1, DET_INPUT_CROP = 2 };
+
+/* A tree-type classifier (DeepForest's CropModel, family "cropmodel" in
+ * models/FORMAT.md): node 0 holds one tree's crop, cut and transformed by
+ * these rules (kind DET_INPUT_CROP; `retina` unused); the last node's
+ * num_classes x 1 x 1 output are the logits (the ResNet's global average
+ * pool and fc folded into one conv), softmax, argmax and max give the type
+ * and its score. Crop (BoundingBoxDataset): the box widened by `expand`
+ * pixels on every side and clamped to the image, cut at (int(x0), int(y0)),
+ * int(max(1, x1 - x0)) x int(max(1, y1 - y0)) pixels. Transform
+ * (bounding_box_transform): RGB / 255, (x - mean) / std when normalize,
+ * then resized to size x size (bilinear: torchvision's antialiased;
+ * nearest: PyTorch's floor(dst * in / out) index). */
+#define DET_CLASS_MAX 256
+enum det_resize { DET_RESIZE_BILINEAR = 0, DET_RESIZE_NEAREST = 1 };
+
+typedef struct det_classifier {
+    int size;
+    enum det_resize interp;
+    bool normalize;
+    float mean[3], std[3];
+    int expand;
+    int num_classes;
+    char labels[DET_CLASS_MAX][DET_GRAPH_LABEL_MAX]; /* label_dict, by index */
+} det_classifier;
 
 typedef struct det_input {
     enum det_input_kind kind;
@@ -118,6 +142,7 @@ typedef struct det_graph {
     det_node *nodes;
     det_retina retina;
     det_input input; /* zero: RETINA */
+    det_classifier classify; /* input.kind CROP */
 } det_graph;
 
 /* One detection of a box model, in the pixel coordinates of the image (or
@@ -310,6 +335,12 @@ cl_mem det_graph_engine_input(const det_graph_engine *e);
 cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
                                     int *oc, int *oh, int *ow, cnp_err *err);
 
+/* det_graph_engine_run_raw of a batch of n inputs (1..max_batch) laid
+ * out as the batch's planes c * n + i in det_graph_engine_input; the
+ * output likewise (planes c * n + i of *oh x *ow). */
+cnp_status det_graph_engine_run_raw_batch(det_graph_engine *e, int n, int in_h, int in_w,
+                                          cl_mem *out, int *oc, int *oh, int *ow, cnp_err *err);
+
 /* Median wall time of `repeats` runs (clFinish each, after a warm-up) of
  * node i alone with `path` (conv nodes; others ignore it) on an in_h x
  * in_w input. For the bench. */
@@ -349,6 +380,22 @@ void det_graph_free(det_graph *g);
  * Weight pointers are not looked at. Errors: "<what>: node <name>: ...",
  * what being a file name or any caller's label. */
 cnp_status det_graph_check(const det_graph *g, const char *what, cnp_err *err);
+
+/* ---- classifier_json.c: the classifier's part of that JSON --------------- */
+
+struct cJSON;
+
+/* g->classify as the architecture's "classifier" object (owned by root). */
+void det_classifier_to_json(const det_graph *g, struct cJSON *root);
+
+/* Reads root's "classifier" object into g->classify and sets the input
+ * kind CROP; errors name path. */
+cnp_status det_classifier_from_json(const char *path, const struct cJSON *root, det_graph *g,
+                                    cnp_err *err);
+
+/* det_graph_check's part for a classifier: the rules' ranges, labels, and
+ * the last node a conv of num_classes channels giving 1 x 1 at size x size. */
+cnp_status det_classifier_check(const det_graph *g, const char *what, cnp_err *err);
 
 /* ---- graph_json.c: the .cnw version 2 architecture JSON ---------------- */
 

@@ -4,8 +4,11 @@
  * backend.c's list that takes the model on the kind of device asked for.
  *
  * Tables now: crown and box models on the OpenCL device (engine/backend_ocl.c)
- * and on the CPU reference (ref/backend_cpu.c). A classifier adds a table
- * whose accepts() recognises its models; a faster CPU backend (oneDNN) adds
+ * and on the CPU reference (ref/backend_cpu.c); tree-type classifiers
+ * (det_model_is_classifier) on the OpenCL device (engine/classify_engine.c),
+ * the CPU reference (ref/classify_ref.c) and oneDNN (cpu/classify_dnnl.c). A classifier's table fills create, free
+ * and classify only: the detector ops stay NULL and the dispatcher refuses
+ * them; a detector's classify is NULL. A faster CPU backend (oneDNN) adds
  * tables for device == NULL placed before the reference's. Every op of a
  * device table is held to the CPU table of the same kind by
  * tests/detect/test_backend_ops.c. */
@@ -35,13 +38,20 @@ typedef struct det_backend_i {
     cnp_status (*merge)(void *self, cnp_tree *trees, size_t *n, float iou, cnp_err *err);
     cnp_status (*detect)(void *self, const det_pixels *img, cnp_tree **trees, size_t *n,
                          cnp_err *err);
+    /* Classifiers: type and type_score of each of n trees of the whole
+     * image img (det_backend_classify). NULL for detectors. */
+    cnp_status (*classify)(void *self, const det_pixels *img, cnp_tree *trees, size_t n,
+                           cnp_err *err);
 } det_backend_i;
 
 extern const det_backend_i det_backend_crown_ocl, det_backend_box_ocl;
+extern const det_backend_i det_backend_classify_ocl;
 extern const det_backend_i det_backend_crown_cpu, det_backend_box_cpu;
+extern const det_backend_i det_backend_classify_cpu;
 /* The CPU backend's (oneDNN; CANOPY_WITH_DNNL): bound only by
  * det_backend_create_cpu, so device-less det_backend_create stays the C
  * reference the device tables are held to. */
 extern const det_backend_i det_backend_crown_dnnl, det_backend_box_dnnl;
+extern const det_backend_i det_backend_classify_dnnl;
 
 #endif

@@ -137,9 +137,10 @@ static bool json_georef(cJSON *doc, const pipe_encode_in *in)
            add_array(doc, "footprint_lonlat", in->footprint, 10, -1);
 }
 
-static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, const det_model *m,
-                      const pipe_result *r)
+static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g,
+                      const pipe_encode_params *p, const pipe_result *r)
 {
+    const det_model *m = p->model;
     /* Box models name the class; crowns have none. */
     const char *label = tr->boxed ? det_model_label(m, tr->label) : NULL;
     if (label && !cJSON_AddStringToObject(t, "label", label))
@@ -154,12 +155,36 @@ static bool json_tree(cJSON *t, const cnp_tree *tr, const pipe_geo_tree *g, cons
               cJSON_AddNumberToObject(t, "ymin", round_to(box[1], 2)) &&
               cJSON_AddNumberToObject(t, "xmax", round_to(box[2], 2)) &&
               cJSON_AddNumberToObject(t, "ymax", round_to(box[3], 2));
+    /* The second stage's type (DeepForest's cropmodel_label / _score). */
+    const char *type = tr->typed ? det_model_type_name(p->classifier, tr->type) : NULL;
+    if (ok && type)
+        ok = cJSON_AddStringToObject(t, "type", type) &&
+             cJSON_AddNumberToObject(t, "type_score", round_to(tr->type_score, 6));
     if (!ok || !g)
         return ok;
     return add_exact(t, "map_x", g->map_x) && add_exact(t, "map_y", g->map_y) &&
            add_exact(t, "lon", g->lon) && add_exact(t, "lat", g->lat) &&
            cJSON_AddNumberToObject(t, "radius_m", round_to(g->radius_m, 3)) &&
            add_array(t, "box_map", g->box_map, 4, -1);
+}
+
+/* With a classifier: the classifier's version, the count per type and
+ * tree_count (the trees of the types asked for; all without such a list). */
+static bool json_types(cJSON *doc, const pipe_encode_params *p, const pipe_encode_in *in)
+{
+    if (!p->classifier)
+        return true;
+    const pipe_result *r = in->r;
+    char *counts = pipe_type_counts_json(p->classifier, r->trees, r->ntrees);
+    cJSON *c = counts ? cJSON_Parse(counts) : NULL;
+    free(counts);
+    if (!c)
+        return false;
+    cJSON_AddItemToObject(doc, "type_counts", c);
+    size_t n = pipe_tree_count(p->classifier, r->trees, r->ntrees, in->types, in->n_types,
+                               p->types);
+    return cJSON_AddStringToObject(doc, "classifier", det_model_version(p->classifier)) &&
+           cJSON_AddNumberToObject(doc, "tree_count", (double)n);
 }
 
 /* trees.json's document with an empty "trees" (its last member), printed;
@@ -180,7 +205,8 @@ static char *trees_json_head(const pipe_encode_params *p, const pipe_encode_in *
                                       round_to(n > 0 ? (double)in->nodata / n : 0.0, 4)) &&
               (p->model_version ? cJSON_AddStringToObject(doc, "model", p->model_version)
                                 : cJSON_AddNullToObject(doc, "model")) &&
-              json_georef(doc, in) && cJSON_AddArrayToObject(doc, "trees");
+              json_georef(doc, in) && json_types(doc, p, in) &&
+              cJSON_AddArrayToObject(doc, "trees");
     if (ok)
         head = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
@@ -207,7 +233,7 @@ static cnp_status trees_json(const pipe_encode_params *p, const pipe_encode_in *
         cJSON *t = cJSON_CreateObject();
         char *text = NULL;
         if (!t || !json_tree(t, &r->trees[i], in->trees_geo ? &in->trees_geo[i] : NULL,
-                             p->model, r) ||
+                             p, r) ||
             !(text = cJSON_PrintUnformatted(t))) {
             cnp_err_set(err, "out of memory writing trees.json");
             result = CNP_ERR_NOMEM;
@@ -263,7 +289,7 @@ static cnp_status feature_props(const pipe_encode_params *p, const pipe_result *
     cJSON *props = cJSON_CreateObject();
     cnp_status result = CNP_ERR_NOMEM;
     char *text = NULL;
-    if (props && json_tree(props, tr, g, p->model, r) &&
+    if (props && json_tree(props, tr, g, p, r) &&
         (!p->model_version || cJSON_AddStringToObject(props, "model", p->model_version)) &&
         (text = cJSON_PrintUnformatted(props)))
         result = cnp_spool_write(out, text, strlen(text), err);

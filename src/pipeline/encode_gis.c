@@ -82,7 +82,11 @@ cnp_status pipe_encode_csv(const pipe_encode_params *p, const pipe_encode_in *in
                            cnp_spool *out, cnp_err *err)
 {
     const pipe_result *r = in->r;
-    cnp_status result = cnp_spool_printf(out, err, "image_path,xmin,ymin,xmax,ymax,label,score\n");
+    /* With a classifier, DeepForest's own columns of predict_tile with a
+     * crop model. */
+    const char *cls = p->classifier ? ",cropmodel_label,cropmodel_score" : "";
+    cnp_status result =
+        cnp_spool_printf(out, err, "image_path,xmin,ymin,xmax,ymax,label,score%s\n", cls);
     for (size_t i = 0; result == CNP_OK && i < r->ntrees; i++) {
         const cnp_tree *tr = &r->trees[i];
         det_box b = pipe_tree_box(tr, r->width, r->height);
@@ -94,7 +98,16 @@ cnp_status pipe_encode_csv(const pipe_encode_params *p, const pipe_encode_in *in
         if (result == CNP_OK)
             result = csv_field(out, tree_label(p, tr), err);
         if (result == CNP_OK)
-            result = cnp_spool_printf(out, err, ",%.4f\n", round(tr->score * 1e4) / 1e4);
+            result = cnp_spool_printf(out, err, ",%.4f", round(tr->score * 1e4) / 1e4);
+        const char *type = tr->typed ? det_model_type_name(p->classifier, tr->type) : NULL;
+        if (result == CNP_OK && p->classifier)
+            result = cnp_spool_printf(out, err, ",");
+        if (result == CNP_OK && type && (result = csv_field(out, type, err)) == CNP_OK)
+            result = cnp_spool_printf(out, err, ",%.6f", round(tr->type_score * 1e6) / 1e6);
+        else if (result == CNP_OK && p->classifier)
+            result = cnp_spool_printf(out, err, ",");
+        if (result == CNP_OK)
+            result = cnp_spool_printf(out, err, "\n");
     }
     if (result != CNP_OK)
         cnp_err_prefix(err, "writing trees.csv");

@@ -36,7 +36,8 @@ static int engine_open(const cnp_config *cfg, const char *mode, struct engine *e
         return CNP_EXIT_FATAL;
     e->model_version = e->model ? det_model_version(e->model) : "none";
     pipe_device_params dp = {.opencl = &cfg->opencl, .binarize = &cfg->binarize,
-                             .detector = &cfg->detector, .device = &cfg->device};
+                             .detector = &cfg->detector, .device = &cfg->device,
+                             .classifier = &cfg->classifier};
     if (pipe_device_create(&dp, e->model, &e->dev, err) != CNP_OK)
         return CNP_EXIT_FATAL;
     if (cnp_pool_create(cfg->batch.threads, &e->pool, err) != CNP_OK)
@@ -65,6 +66,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
         .detector = e->model != NULL,
         .model_version = e->model_version,
         .model = e->model,
+        .classifier = e->dev ? pipe_device_classifier(e->dev) : NULL,
         .binarize = cfg->binarize,
         .window_pixels = (uint64_t)cfg->limits.window_pixels,
     };
@@ -78,6 +80,7 @@ static void ctx_init(pl_ctx *x, const cnp_config *cfg, const char *mode, const p
                  (unsigned long long)dev_px);
         sp.window_pixels = dev_px;
     }
+    snprintf(sp.types, sizeof sp.types, "%s", cfg->classifier.types);
     pl_ctx_init(x, mode, hooks, &sp, cfg->batch.max_chunks_in_flight,
                 (uint64_t)cfg->batch.max_inflight_mpix * 1000000u);
     x->dev = e->dev;

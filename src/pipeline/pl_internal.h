@@ -234,6 +234,8 @@ typedef struct pl_stage_params {
     uint64_t window_pixels;  /* TIFFs above this are processed in windows */
     const char *model_version;
     const det_model *model;  /* NULL without a detector: labels of box models */
+    const det_model *classifier; /* NULL without one: names of tree types */
+    char types[CNP_STR_LONG];    /* [classifier] types */
 } pl_stage_params;
 
 struct pl_ctx {
@@ -290,6 +292,14 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 void stage_encode_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end);
 /* The device stage of a raster processed in windows (stage_window.c). */
 cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err);
+/* The windows of a W x H raster (pipe_device_windows) and the most pixels
+ * one of them holds. *tiles malloc'd. */
+cnp_status stage_window_plan(const pl_ctx *x, uint32_t W, uint32_t H, det_tile **tiles,
+                             size_t *nt, size_t *max, cnp_err *err);
+/* Its second stage: the type of each of the n trees of the W x H raster,
+ * from the crop the whole raster gives (stage_window_types.c). */
+cnp_status stage_window_types(pl_ctx *x, pl_item *it, cnp_tree *trees, size_t n, uint32_t W,
+                              uint32_t H, cnp_err *err);
 /* Pixels a window of the item holds at once (budget). */
 uint64_t stage_window_pixels(const pl_ctx *x);
 /* Commit, acknowledge, count and report a chunk whose outputs were written. */

@@ -12,6 +12,8 @@ struct pipe_device {
     bin_engine *bin;     /* NULL without a device: bin_cpu_run */
     bin_params bp;
     det_backend *det;    /* the model on the device; NULL: binarization alone */
+    det_model *cls_model; /* [classifier] model, owned; NULL: none */
+    det_backend *cls;     /* the classifier's handle */
     enum cnp_backend backend; /* where the model runs ([device] backend) */
     char desc[512];
     cl_mem rgba;
@@ -45,6 +47,40 @@ bool pipe_device_less(const cnp_opencl_config *opencl, const cnp_device_config *
            (!model || det_cpu_backend_available()) && no_opencl_device();
 }
 
+/* Loads [classifier] model and opens its handle where the detector runs:
+ * the CPU backend's table, or the OpenCL device's (falling back to the
+ * CPU backend where no device table takes the model). */
+static cnp_status classifier_open(pipe_device *dev, const pipe_device_params *p, cnp_err *err)
+{
+    if (!p->classifier || !p->classifier->model[0])
+        return CNP_OK;
+    char path[CNP_STR_LONG + 512];
+    cnp_status result = det_model_resolve_path(p->classifier->model, path, sizeof path, err);
+    if (result == CNP_OK)
+        result = det_model_load(path, &dev->cls_model, err);
+    if (result == CNP_OK && !det_model_is_classifier(dev->cls_model)) {
+        cnp_err_set(err, "[classifier] model %s: a detector, not a classifier (import a "
+                         "DeepForest CropModel with canopy model import)",
+                    path);
+        result = CNP_ERR_INVALID;
+    }
+    if (result != CNP_OK)
+        return result;
+    int threads = p->device ? p->device->threads : 0;
+    bool on_cpu = dev->backend == CNP_BACKEND_CPU || !dev->ctx; /* no OpenCL device */
+    if (!on_cpu)
+        result = det_backend_create(dev->cls_model, dev->ctx, p->detector, &dev->cls, err);
+    if (on_cpu || result != CNP_OK)
+        result = det_backend_create_cpu(dev->cls_model, dev->ctx, p->detector, threads,
+                                        &dev->cls, err);
+    if (result != CNP_OK) /* built without oneDNN: the C reference */
+        result = det_backend_create(dev->cls_model, NULL, p->detector, &dev->cls, err);
+    if (result == CNP_OK)
+        LOG_INFO("device", "classifier %s on %s", det_model_version(dev->cls_model),
+                 det_backend_name(dev->cls));
+    return result;
+}
+
 cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err)
 {
@@ -71,6 +107,8 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
                                               p->device ? p->device->threads : 0, &dev->det,
                                               err)
                      : det_backend_create(model, dev->ctx, p->detector, &dev->det, err);
+    if (result == CNP_OK)
+        result = classifier_open(dev, p, err);
     if (result != CNP_OK)
         goto fail;
     const char *bin_on = none ? "the CPU (C path; no OpenCL device on this machine)"
@@ -95,6 +133,8 @@ void pipe_device_free(pipe_device *dev)
     if (!dev)
         return;
     det_backend_free(dev->det);
+    det_backend_free(dev->cls);
+    det_model_free(dev->cls_model);
     bin_engine_free(dev->bin);
     if (dev->rgba)
         ocl_buffer_release(dev->rgba);
@@ -105,6 +145,29 @@ void pipe_device_free(pipe_device *dev)
 const char *pipe_device_description(const pipe_device *dev)
 {
     return dev->desc;
+}
+
+static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err);
+static cnp_status finish_after(pipe_device *dev, cnp_status result);
+
+const det_model *pipe_device_classifier(const pipe_device *dev)
+{
+    return dev->cls ? dev->cls_model : NULL;
+}
+
+cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, const det_tile *win,
+                                uint32_t W, uint32_t H, cnp_tree *trees, size_t n,
+                                cnp_err *err)
+{
+    if (!dev->cls || n == 0)
+        return CNP_OK;
+    /* A device table reads the image from the device buffer. */
+    cnp_status result = upload(dev, rgba, (size_t)win->w * win->h, err);
+    if (result != CNP_OK)
+        return finish_after(dev, result);
+    det_pixels in = {.w = win->w, .h = win->h, .host = rgba, .dev = dev->rgba,
+                     .x0 = win->x0, .y0 = win->y0, .full_w = W, .full_h = H};
+    return finish_after(dev, det_backend_classify(dev->cls, &in, trees, n, err));
 }
 
 /* Uploads n RGBA pixels into the device image, grown to the largest seen. */
@@ -252,6 +315,9 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
         if ((result = det_backend_detect(dev->det, &in, &out->trees, &out->ntrees, err)) !=
             CNP_OK)
             goto fail;
+        if (dev->cls && (result = det_backend_classify(dev->cls, &in, out->trees, out->ntrees,
+                                                       err)) != CNP_OK)
+            goto fail;
     }
     out->device_s = cnp_now() - t0;
     return CNP_OK;
@@ -292,5 +358,14 @@ cnp_status pipe_model_load(const cnp_detector_config *dc, det_model **out, cnp_e
     cnp_status result = det_model_resolve_path(dc->model, path, sizeof path, err);
     if (result != CNP_OK)
         return result;
-    return det_model_load(path, out, err);
+    result = det_model_load(path, out, err);
+    if (result == CNP_OK && det_model_is_classifier(*out)) {
+        cnp_err_set(err, "[detector] model %s is a tree-type classifier: select it with "
+                         "[classifier] model (canopy run --classifier)",
+                    path);
+        det_model_free(*out);
+        *out = NULL;
+        result = CNP_ERR_INVALID;
+    }
+    return result;
 }

@@ -193,7 +193,7 @@ static const char *meta_or_msg(const char *from_msg, const char *from_object)
 }
 
 /* The trees of an item as rows; NULL without trees or memory. */
-static pg_tree *tree_rows(const pl_item *it, const det_model *m)
+static pg_tree *tree_rows(const pl_item *it, const det_model *m, const det_model *cls)
 {
     if (!it->res.ntrees)
         return NULL;
@@ -210,6 +210,8 @@ static pg_tree *tree_rows(const pl_item *it, const det_model *m)
         t[k].ymin = b.y0;
         t[k].xmax = b.x1;
         t[k].ymax = b.y1;
+        t[k].type = tr->typed ? det_model_type_name(cls, tr->type) : NULL;
+        t[k].type_score = tr->type_score;
         if (!it->trees_geo)
             continue;
         const pipe_geo_tree *g = &it->trees_geo[k];
@@ -270,8 +272,20 @@ static bool item_row(const pl_ctx *x, pl_item *it, pg_image_result *r, pg_tree *
         memcpy(r->geotransform, it->geo.gt, sizeof r->geotransform);
         memcpy(r->footprint, it->footprint, sizeof r->footprint);
     }
-    if (it->res.ntrees && !(*trees = tree_rows(it, x->sp.model)))
+    if (x->sp.classifier) { /* freed with the rows (cloud_commit) */
+        if (!(r->type_counts = pipe_type_counts_json(x->sp.classifier, it->res.trees,
+                                                     it->res.ntrees)))
+            return false;
+        r->classifier_version = det_model_version(x->sp.classifier);
+        r->tree_count = (int64_t)pipe_tree_count(x->sp.classifier, it->res.trees,
+                                                 it->res.ntrees, r->tree_types, r->n_tree_types,
+                                                 x->sp.types);
+    }
+    if (it->res.ntrees && !(*trees = tree_rows(it, x->sp.model, x->sp.classifier))) {
+        free((char *)r->type_counts);
+        r->type_counts = NULL;
         return false;
+    }
     r->trees = *trees;
     r->n_trees = it->res.ntrees;
     return true;
@@ -298,6 +312,11 @@ static cJSON *notification_trees(const pl_ctx *x, const pl_item *it)
         const char *label = t->boxed ? det_model_label(x->sp.model, t->label) : NULL;
         if (label)
             cJSON_AddStringToObject(o, "label", label);
+        const char *type = t->typed ? det_model_type_name(x->sp.classifier, t->type) : NULL;
+        if (type) {
+            cJSON_AddStringToObject(o, "type", type);
+            cJSON_AddNumberToObject(o, "type_score", round(t->type_score * 1e6) / 1e6);
+        }
         cJSON_AddNumberToObject(o, "x", round(t->x * 100) / 100);
         cJSON_AddNumberToObject(o, "y", round(t->y * 100) / 100);
         cJSON_AddNumberToObject(o, "radius", round(t->radius * 100) / 100);
@@ -319,7 +338,19 @@ static char *notification(const pl_cloud_sink *s, const pl_ctx *x, const pl_item
     cJSON_AddStringToObject(o, "key", it->key);
     cJSON_AddStringToObject(o, "etag", r->etag);
     cJSON_AddStringToObject(o, "model_version", x->sp.model_version);
-    cJSON_AddNumberToObject(o, "tree_count", (double)it->res.ntrees);
+    cJSON_AddNumberToObject(o, "tree_count",
+                            (double)(r->tree_count >= 0 ? (size_t)r->tree_count
+                                                        : it->res.ntrees));
+    cJSON *counts = r->type_counts ? cJSON_Parse(r->type_counts) : NULL;
+    if (counts) {
+        cJSON_AddItemToObject(o, "type_counts", counts);
+        cJSON_AddStringToObject(o, "classifier_version", r->classifier_version);
+    }
+    if (r->tree_types) {
+        cJSON *tt = cJSON_AddArrayToObject(o, "tree_types");
+        for (size_t i = 0; tt && i < r->n_tree_types; i++)
+            cJSON_AddItemToArray(tt, cJSON_CreateString(r->tree_types[i]));
+    }
     cJSON_AddNumberToObject(o, "canopy_cover", round(it->res.bin.canopy_cover * 1e4) / 1e4);
     cJSON_AddStringToObject(o, "output_bucket", s->p.bucket);
     cJSON_AddStringToObject(o, "mask_key", r->mask_key ? r->mask_key : "");
@@ -493,6 +524,8 @@ static bool cloud_commit(pl_ctx *x, void *self, pl_chunk *c)
             free(trees[nrows]);
             trees[nrows] = NULL;
             cJSON_free((void *)rows[nrows].notify_body);
+            free((char *)rows[nrows].type_counts);
+            memset(&rows[nrows], 0, sizeof rows[nrows]);
             item_fail(it, CNP_ERR_NOMEM, "%s: out of memory for its rows", it->name);
             continue;
         }
@@ -525,8 +558,10 @@ out:
     }
     for (size_t r = 0; rows && r < nrows; r++)
         cJSON_free((void *)rows[r].notify_body);
-    for (size_t r = 0; trees && r < nrows; r++)
+    for (size_t r = 0; trees && r < nrows; r++) {
         free(trees[r]);
+        free((char *)rows[r].type_counts); /* item_row's */
+    }
     free(trees);
     free(rows);
     free(who);

@@ -50,10 +50,14 @@ static void encode_one(void *arg, size_t i)
             image_name = slash ? slash + 1 : it->path;
         }
         pipe_encode_params ep = {.output = &sp->output, .detector = sp->detector,
-                                 .model_version = sp->model_version, .model = sp->model};
+                                 .model_version = sp->model_version, .model = sp->model,
+                                 .classifier = sp->classifier, .types = sp->types};
         pipe_encode_in in = {.img = it->img.rgba ? &it->img : NULL, .r = &it->res,
                              .image_name = image_name,
-                             .nodata = it->nodata};
+                             .nodata = it->nodata,
+                             .types = it->meta ? (const char *const *)it->meta->tree_types
+                                               : NULL,
+                             .n_types = it->meta ? it->meta->n_tree_types : 0};
         cnp_status st = CNP_OK;
         if (it->geo.valid &&
             (st = pipe_georeference(&it->geo, &it->res, &it->trees_geo, it->footprint, &err)) ==

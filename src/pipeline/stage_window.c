@@ -133,17 +133,24 @@ static cnp_status take_trees(struct window_run *wr, const det_tile *t, const uin
     return result;
 }
 
+cnp_status stage_window_plan(const pl_ctx *x, uint32_t W, uint32_t H, det_tile **tiles,
+                             size_t *nt, size_t *max, cnp_err *err)
+{
+    cnp_status result = pipe_device_windows(x->dev, W, H, tiles, nt, err);
+    *max = 0;
+    for (size_t i = 0; result == CNP_OK && i < *nt; i++)
+        if ((size_t)(*tiles)[i].w * (*tiles)[i].h > *max)
+            *max = (size_t)(*tiles)[i].w * (*tiles)[i].h;
+    return result;
+}
+
 static cnp_status pass1(struct window_run *wr, cnp_err *err)
 {
     det_tile *tiles = NULL;
-    size_t nt = 0;
-    cnp_status result = pipe_device_windows(wr->x->dev, wr->W, wr->H, &tiles, &nt, err);
+    size_t nt = 0, max = 0;
+    cnp_status result = stage_window_plan(wr->x, wr->W, wr->H, &tiles, &nt, &max, err);
     if (result != CNP_OK)
         return result;
-    size_t max = 0;
-    for (size_t i = 0; i < nt; i++)
-        if ((size_t)tiles[i].w * tiles[i].h > max)
-            max = (size_t)tiles[i].w * tiles[i].h;
     uint8_t *rgba = malloc(4 * (max ? max : 1));
     uint8_t *row = malloc(2 * (size_t)wr->W);
     bool detect = pipe_device_has_detector(wr->x->dev);
@@ -283,6 +290,8 @@ cnp_status stage_window_item(pl_ctx *x, pl_item *it, cnp_err *err)
     if ((result = pass2(&wr, threshold, &fg, err)) != CNP_OK)
         goto out;
     if (wr.ntrees && (result = merge_trees(&wr, err)) != CNP_OK)
+        goto out;
+    if ((result = stage_window_types(x, it, wr.trees, wr.ntrees, wr.W, wr.H, err)) != CNP_OK)
         goto out;
     uint64_t n = (uint64_t)wr.W * wr.H;
     it->nodata = wr.bin.nodata;

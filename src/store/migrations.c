@@ -161,13 +161,29 @@ static const pg_migration migrations[] = {
         "$canopy$;\n",
     },
     {
+        /* Tree types (issue 21): the second stage's class of every tree,
+         * the count per type and tree_count restricted to the types asked
+         * for (images.tree_types). */
+        4,
+        "tree types",
+        "ALTER TABLE trees ADD COLUMN type text, ADD COLUMN type_score real;\n"
+        "ALTER TABLE images ADD COLUMN type_counts jsonb, ADD COLUMN classifier_version text;\n"
+        "COMMENT ON COLUMN trees.type IS "
+        "'tree type from the classifier (images.classifier_version); NULL without one';\n"
+        "COMMENT ON COLUMN trees.type_score IS 'softmax probability of type';\n"
+        "COMMENT ON COLUMN images.type_counts IS "
+        "'trees per type, {\"<type>\": n}; NULL without a classifier';\n"
+        "COMMENT ON COLUMN images.classifier_version IS "
+        "'version of the tree-type classifier; NULL without one';\n"
+        "COMMENT ON COLUMN images.tree_count IS "
+        "'trees detected; with a classifier and tree_types, those of the types asked for';\n",
+    },
+    {
         /* The transactional outbox of output notifications (issue 20, item
          * 6): written in the chunk's own transaction by pg_chunk_commit(),
          * sent after COMMIT and deleted once SQS took it (pg_outbox_flush()).
-         * NOTE for the merge with issue 21's tree-types migration: this entry
-         * follows it and takes the next number; nothing else depends on the
-         * number. */
-        4,
+         * Follows issue 21's tree types (4). */
+        5,
         "notification_outbox",
         "CREATE TABLE notification_outbox (\n"
         "    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"

@@ -25,12 +25,14 @@ static const char stage_sql[] =
     "  status text, error text, download_ms real, decode_ms real, device_ms real,\n"
     "  encode_ms real, upload_ms real, run_id bigint, epsg integer, crs text,\n"
     "  geotransform double precision[], footprint_lonlat double precision[],\n"
-    "  nodata_fraction double precision) ON COMMIT DROP;\n"
+    "  nodata_fraction double precision, type_counts jsonb, classifier_version text)\n"
+    "  ON COMMIT DROP;\n"
     "CREATE TEMP TABLE canopy_stage_trees (\n"
     "  ord integer, idx integer, x real, y real, radius real, score real, label text,\n"
     "  box_xmin real, box_ymin real, box_xmax real, box_ymax real,\n"
     "  map_x double precision, map_y double precision, lon double precision,\n"
-    "  lat double precision, radius_m double precision, box_map double precision[])\n"
+    "  lat double precision, radius_m double precision, box_map double precision[],\n"
+    "  type text, type_score real)\n"
     "  ON COMMIT DROP;\n"
     "CREATE TEMP TABLE canopy_stage_map (ord integer, id bigint) ON COMMIT DROP;\n";
 
@@ -38,11 +40,12 @@ static const char stage_sql[] =
     "bucket, key, etag, model_version, image_id, scan_id, address_id, tree_types, width, " \
     "height, threshold, canopy_cover, tree_count, mask_key, overlay_key, trees_key, "      \
     "status, error, download_ms, decode_ms, device_ms, encode_ms, upload_ms, run_id, "     \
-    "epsg, crs, geotransform, footprint_lonlat, nodata_fraction"
+    "epsg, crs, geotransform, footprint_lonlat, nodata_fraction, type_counts, "              \
+    "classifier_version"
 
 #define TREE_COLUMNS                                                                    \
     "idx, x, y, radius, score, label, box_xmin, box_ymin, box_xmax, box_ymax, map_x, " \
-    "map_y, lon, lat, radius_m, box_map"
+    "map_y, lon, lat, radius_m, box_map, type, type_score"
 
 /* Rows go in `ord` order (sorted by key on the client) so that concurrent
  * writers take row locks in the same order. A failure does not overwrite a
@@ -69,6 +72,8 @@ static const char stage_sql[] =
     "    epsg = EXCLUDED.epsg, crs = EXCLUDED.crs, geotransform = EXCLUDED.geotransform,\n" \
     "    footprint_lonlat = EXCLUDED.footprint_lonlat,\n"                                   \
     "    nodata_fraction = EXCLUDED.nodata_fraction" FP_SET ",\n"                           \
+    "    type_counts = EXCLUDED.type_counts,\n"                                             \
+    "    classifier_version = EXCLUDED.classifier_version,\n"                               \
     "    processed_at = EXCLUDED.processed_at\n"                                            \
     "  WHERE images.status = 'failed' OR EXCLUDED.status = 'ok'\n"                          \
     "  RETURNING id, bucket, key, etag, model_version)\n"                                   \
@@ -201,7 +206,10 @@ static void encode_image(pg_copy *c, int64_t ord, const pg_image_result *r, int6
     if (r->height < 0) pg_copy_null(c); else pg_copy_int(c, r->height);
     pg_copy_real(c, r->threshold);
     pg_copy_double(c, r->canopy_cover);
-    if (r->status == PG_IMAGE_OK) pg_copy_int(c, (int64_t)r->n_trees); else pg_copy_null(c);
+    if (r->status == PG_IMAGE_OK)
+        pg_copy_int(c, r->tree_count >= 0 ? r->tree_count : (int64_t)r->n_trees);
+    else
+        pg_copy_null(c);
     pg_copy_str(c, r->mask_key);
     pg_copy_str(c, r->overlay_key);
     pg_copy_str(c, r->trees_key);
@@ -215,6 +223,8 @@ static void encode_image(pg_copy *c, int64_t ord, const pg_image_result *r, int6
     if (run_id > 0) pg_copy_int(c, run_id); else pg_copy_null(c);
     encode_georef(c, r);
     pg_copy_double(c, r->nodata_fraction);
+    pg_copy_str(c, r->status == PG_IMAGE_OK ? r->type_counts : NULL);
+    pg_copy_str(c, r->status == PG_IMAGE_OK ? r->classifier_version : NULL);
     pg_copy_eol(c);
 }
 
@@ -241,6 +251,8 @@ static void encode_trees(pg_copy *c, int64_t ord, const pg_image_result *r)
         copy_geo(c, tr->georef, tr->lat);
         copy_geo(c, tr->georef, tr->radius_m);
         pg_copy_double_array(c, tr->georef ? tr->box_map : NULL, 4);
+        pg_copy_str(c, tr->type);
+        pg_copy_real(c, tr->type ? tr->type_score : NAN);
         pg_copy_eol(c);
     }
 }
@@ -512,4 +524,5 @@ void pg_image_result_init(pg_image_result *r)
     r->encode_ms = NAN;
     r->upload_ms = NAN;
     r->nodata_fraction = NAN;
+    r->tree_count = -1;
 }

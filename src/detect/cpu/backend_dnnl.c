@@ -57,7 +57,7 @@ static cnp_status dnnl_detect(void *self, const det_pixels *in, cnp_tree **trees
 
 static bool crown_accepts(const det_model *m)
 {
-    return !det_model_has_boxes(m);
+    return !det_model_has_boxes(m) && !det_model_is_classifier(m);
 }
 
 static bool box_accepts(const det_model *m)

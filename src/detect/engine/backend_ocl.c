@@ -9,7 +9,7 @@
 
 static bool crown_accepts(const det_model *m)
 {
-    return !det_model_has_boxes(m);
+    return !det_model_has_boxes(m) && !det_model_is_classifier(m);
 }
 
 static cnp_status crown_create(const det_model *m, ocl_ctx *dev, const cnp_detector_config *dc,

@@ -616,15 +616,22 @@ cl_mem det_graph_engine_input(const det_graph_engine *e)
 cnp_status det_graph_engine_run_raw(det_graph_engine *e, int in_h, int in_w, cl_mem *out,
                                     int *oc, int *oh, int *ow, cnp_err *err)
 {
+    return det_graph_engine_run_raw_batch(e, 1, in_h, in_w, out, oc, oh, ow, err);
+}
+
+cnp_status det_graph_engine_run_raw_batch(det_graph_engine *e, int n, int in_h, int in_w,
+                                          cl_mem *out, int *oc, int *oh, int *ow, cnp_err *err)
+{
     int nn = e->g->n_nodes, last = nn - 1;
     *out = NULL;
-    if (in_h < 1 || in_w < 1 || in_h > (int)e->max_h || in_w > (int)e->max_w) {
-        cnp_err_set(err, "graph engine: input %dx%d is empty or larger than %ux%u", in_w, in_h,
-                    e->max_w, e->max_h);
+    if (in_h < 1 || in_w < 1 || in_h > (int)e->max_h || in_w > (int)e->max_w || n < 1 ||
+        n > e->max_batch) {
+        cnp_err_set(err, "graph engine: input %dx%d x%d is empty or larger than %ux%u x%d", in_w,
+                    in_h, n, e->max_w, e->max_h, e->max_batch);
         return CNP_ERR_INVALID;
     }
     cnp_status result = set_shapes(e, in_h, in_w, err);
-    e->batch = 1;
+    e->batch = n;
     ge_stamp(e, NULL);
     for (int i = 1; result == CNP_OK && i <= last; i++)
         result = run_node(e, i, err);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detect/classify.h"
 #include "detect/detect_internal.h"
 #include "detect/patches.h"
 
@@ -23,7 +24,12 @@ struct det_box_engine {
 
 bool det_model_has_boxes(const det_model *m)
 {
-    return m && det_model_graph(m) != NULL;
+    return m && det_model_graph(m) != NULL && !det_model_is_classifier(m);
+}
+
+bool det_model_is_classifier(const det_model *m)
+{
+    return m && det_model_graph(m) && det_model_graph(m)->input.kind == DET_INPUT_CROP;
 }
 
 const char *det_model_label(const det_model *m, int label)
@@ -32,6 +38,26 @@ const char *det_model_label(const det_model *m, int label)
     if (!g || label < 0 || label >= g->retina.num_classes)
         return NULL;
     return g->retina.labels[label];
+}
+
+void det_model_crop_rect(const det_model *m, const cnp_tree *t, uint32_t W, uint32_t H,
+                         uint32_t r[4])
+{
+    static const det_classifier none = {0};
+    det_crop_rect(det_model_is_classifier(m) ? &det_model_graph(m)->classify : &none, t, W, H,
+                  r);
+}
+
+int det_model_type_count(const det_model *m)
+{
+    return det_model_is_classifier(m) ? det_model_graph(m)->classify.num_classes : 0;
+}
+
+const char *det_model_type_name(const det_model *m, int k)
+{
+    if (k < 0 || k >= det_model_type_count(m))
+        return NULL;
+    return det_model_graph(m)->classify.labels[k];
 }
 
 float det_score_threshold(const det_model *m, double configured)

@@ -118,15 +118,20 @@ cnp_status det_graph_to_json(const det_graph *g, const char *name, const char *v
         return CNP_ERR_INVALID;
     }
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "family", "retinanet");
+    bool crop = g->input.kind == DET_INPUT_CROP;
+    cJSON_AddStringToObject(root, "family", crop ? "cropmodel" : "retinanet");
     cJSON_AddStringToObject(root, "name", name);
     cJSON_AddStringToObject(root, "version", version);
     /* DeepForest's published models learnt from NEON's 0.1 m imagery. */
-    cJSON_AddNumberToObject(root, "resolution_m", DET_RESOLUTION_M_DEFAULT);
+    if (!crop)
+        cJSON_AddNumberToObject(root, "resolution_m", DET_RESOLUTION_M_DEFAULT);
     cJSON *nodes = cJSON_AddArrayToObject(root, "graph");
     for (int i = 0; nodes && i < g->n_nodes; i++)
         cJSON_AddItemToArray(nodes, node_json(g, &g->nodes[i]));
-    retina_json(g, root);
+    if (crop)
+        det_classifier_to_json(g, root);
+    else
+        retina_json(g, root);
     *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!*json) {
@@ -403,7 +408,7 @@ static cnp_status parse_root(const char *path, const cJSON *root, det_graph *g, 
     static const char *const keys[] = {"family",    "name",   "version",     "graph",
                                        "input",     "anchors", "levels",     "box_coder",
                                        "postprocess", "labels", "num_classes",
-                                       "resolution_m", NULL};
+                                       "resolution_m", "classifier", NULL};
     if (!cJSON_IsObject(root)) {
         cnp_err_set(err, "%s: architecture JSON does not parse", path);
         return CNP_ERR_FORMAT;
@@ -411,8 +416,10 @@ static cnp_status parse_root(const char *path, const cJSON *root, det_graph *g, 
     if (!only_keys(root, keys, path, "architecture", err))
         return CNP_ERR_FORMAT;
     const cJSON *fam = cJSON_GetObjectItemCaseSensitive(root, "family");
-    if (!cJSON_IsString(fam) || strcmp(fam->valuestring, "retinanet") != 0) {
-        cnp_err_set(err, "%s: architecture: family must be \"retinanet\"", path);
+    bool crop = cJSON_IsString(fam) && strcmp(fam->valuestring, "cropmodel") == 0;
+    if (!crop && (!cJSON_IsString(fam) || strcmp(fam->valuestring, "retinanet") != 0)) {
+        cnp_err_set(err, "%s: architecture: family must be \"retinanet\" or \"cropmodel\"",
+                    path);
         return CNP_ERR_FORMAT;
     }
     size_t ncap = name_cap < CNW_NAME_MAX + 1 ? name_cap : CNW_NAME_MAX + 1;
@@ -441,6 +448,11 @@ static cnp_status parse_root(const char *path, const cJSON *root, det_graph *g, 
         if ((result = parse_node(path, g, g->n_nodes, o, err)) != CNP_OK)
             return result;
         g->n_nodes++;
+    }
+    if (crop) {
+        if ((result = det_classifier_from_json(path, root, g, err)) != CNP_OK)
+            return result;
+        return det_graph_check(g, path, err);
     }
     if ((result = parse_input(path, cJSON_GetObjectItemCaseSensitive(root, "input"),
                               &g->retina, err)) != CNP_OK ||

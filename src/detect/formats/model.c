@@ -99,6 +99,10 @@ static int *graph_shapes(const det_model *m, uint32_t w, uint32_t h)
  * cell of the finest level (the first); nms_iou, the postprocess's. */
 static void graph_summary(det_model *m)
 {
+    if (m->graph->input.kind == DET_INPUT_CROP) { /* a classifier: no cells */
+        m->stride = 1;
+        return;
+    }
     const det_retina *r = &m->graph->retina;
     int side = (r->min_size + r->size_divisible - 1) / r->size_divisible * r->size_divisible;
     int *s = graph_shapes(m, (uint32_t)side, (uint32_t)side);
