@@ -1,5 +1,5 @@
 /* RetinaNet's decode on the device for a graph engine: sigmoid, threshold
- * and compaction per level, top-k by bitonic sort, anchors, box decoding and
+ * and compaction per level, top-k (topk.c, two launches), anchors, box decoding and
  * clipping, class-wise NMS (detect.cl's detect_nms_* kernels), and the
  * predict entry points (one window, or a batch of equal windows). Only the
  * per-level candidate counts and the final detections come back. */
@@ -39,27 +39,17 @@ static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
     return result;
 }
 
-/* Sorts level l's n candidates (bitonic over the next power of two) and
- * decodes the first min(n, topk) into the NMS input at *total. */
+/* Level l's n candidates: their top-k (ascending keys: score descending,
+ * then flat index, torch.topk's order) decoded into the NMS input at
+ * *total. */
 static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh, int rw,
                                 int ph, int pw, size_t *total, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
-    cl_int base = e->key_base[l], cn = n, p2 = (cl_int)ge_pow2_ceil((size_t)n);
-    cnp_status result = OCL_SET_ARGS(e->pad, "graph_pad", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(cn),
-                                 OCL_ARG(p2));
-    size_t gpad = ocl_round_up((size_t)(p2 - n), 64);
-    if (result == CNP_OK)
-        result = ge_enqueue(e, e->pad, 1, &gpad, NULL, "graph_pad", err);
-    size_t gsort = (size_t)p2;
-    for (cl_int k = 2; result == CNP_OK && k <= p2; k <<= 1)
-        for (cl_int j = k >> 1; result == CNP_OK && j > 0; j >>= 1) {
-            result = OCL_SET_ARGS(e->bitonic, "graph_bitonic", err, OCL_ARG(e->keys), OCL_ARG(base),
-                              OCL_ARG(k), OCL_ARG(j));
-            if (result == CNP_OK)
-                result = ge_enqueue(e, e->bitonic, 1, &gsort, NULL, "graph_bitonic", err);
-        }
+    cl_int base = e->key_base[l];
+    cnp_status result = det_topk_enqueue(e->topk, e->q, e->keys, (size_t)base, (size_t)n,
+                                         (size_t)r->topk_candidates, err);
     cl_int take = n < r->topk_candidates ? n : r->topk_candidates;
     cl_int hw = c[nn + bi] * c[2 * nn + bi], fw = c[2 * nn + bi], A = r->n_sizes * r->n_ratios,
            K = r->num_classes, sx = pw / c[2 * nn + bi], sy = ph / c[nn + bi], crh = rh, crw = rw,

@@ -8,10 +8,10 @@
  * direct kernel graph_conv with the epilogue fused, or for 3x3 stride-1
  * nodes Winograd F(2x2, 3x3) (winograd.c), whichever measured fastest for
  * the node's shape, batch and device, remembered on disk), and
- * RetinaNet's decode (sigmoid, threshold, per-level top-k by bitonic sort,
- * anchors, box decoding, clipping) and class-wise NMS (detect.cl's
+ * RetinaNet's decode (sigmoid, threshold, per-level top-k in two launches
+ * (topk.c), anchors, box decoding, clipping) and class-wise NMS (detect.cl's
  * detect_nms_* kernels), all on the device queue. Per predict the host reads
- * back the per-level candidate counts (to size the sorts and the NMS) and
+ * back the per-level candidate counts (to size the top-k and the NMS) and
  * the final detections.
  *
  * Activation buffers are planned once at creation for the largest
@@ -68,13 +68,6 @@ cnp_status ge_enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size
     return ocl_enqueue(e->q, k, dims, global, local, what, err);
 }
 
-size_t ge_pow2_ceil(size_t n)
-{
-    size_t p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -125,7 +118,7 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
         }
         for (int l = 0; g->input.kind == DET_INPUT_RETINA && l < r->n_levels; l++) {
             int ci = r->cls_node[l];
-            int cap = (int)ge_pow2_ceil((size_t)c[ci] * h[ci] * w[ci]);
+            int cap = c[ci] * h[ci] * w[ci];
             if (cap > e->key_cap[l])
                 e->key_cap[l] = cap;
         }
@@ -187,8 +180,7 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
         {&e->input, "graph", "graph_input"},     {&e->im2col, "graph", "graph_im2col"},
         {&e->epilogue, "graph", "graph_epilogue"}, {&e->maxpool, "graph", "graph_maxpool"},
         {&e->upsample, "graph", "graph_upsample_add"}, {&e->relu, "graph", "graph_relu"},
-        {&e->scores, "graph", "graph_scores"},   {&e->pad, "graph", "graph_pad"},
-        {&e->bitonic, "graph", "graph_bitonic"}, {&e->decode, "graph", "graph_decode"},
+        {&e->scores, "graph", "graph_scores"},   {&e->decode, "graph", "graph_decode"},
         {&e->gather, "graph", "graph_gather"},
     };
     cnp_status result = CNP_OK;
@@ -254,11 +246,15 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
     if (result != CNP_OK || g->input.kind != DET_INPUT_RETINA)
         return result;
-    size_t keys = 0;
+    size_t keys = 0, most = 0;
     for (int l = 0; l < r->n_levels; l++) {
         e->key_base[l] = (int)keys;
         keys += (size_t)e->key_cap[l];
+        most = (size_t)e->key_cap[l] > most ? (size_t)e->key_cap[l] : most;
     }
+    result = det_topk_create(e->ctx, most, (size_t)r->topk_candidates, &e->topk, err);
+    if (result == CNP_OK)
+        e->device_bytes += det_topk_bytes(e->topk);
     if (result == CNP_OK)
         result = create_buffer(e, keys * sizeof(cl_ulong), NULL, &e->keys, "candidate keys", err);
     if (result == CNP_OK)
@@ -415,7 +411,7 @@ void det_graph_engine_free(det_graph_engine *e)
     if (e->q)
         clFinish(e->q);
     cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool, e->upsample, e->relu,
-                      e->scores, e->pad,    e->bitonic,  e->decode,  e->gather};
+                      e->scores, e->decode, e->gather};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
@@ -434,6 +430,7 @@ void det_graph_engine_free(det_graph_engine *e)
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)
         ocl_buffer_release(e->anchors[l]);
     det_nms_device_free(e->nms);
+    det_topk_free(e->topk);
     free(e->slots);
     free(e->nodes);
     free(e->shape);
