@@ -10,9 +10,9 @@
  * the node's shape, batch and device, remembered on disk), and
  * RetinaNet's decode (sigmoid, threshold, per-level top-k in two launches
  * (topk.c), anchors, box decoding, clipping) and class-wise NMS (detect.cl's
- * detect_nms_* kernels), all on the device queue. Per predict the host reads
- * back the per-level candidate counts (to size the top-k and the NMS) and
- * the final detections.
+ * detect_nms_* kernels), all on the device queue. Per batch of patches the
+ * host waits twice: one read of every patch's per-level candidate counts
+ * (to size the top-k and the NMS) and one map of all their detections.
  *
  * Activation buffers are planned once at creation for the largest
  * transformed size the retina allows: each node's output gets a slot that
@@ -252,14 +252,18 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         keys += (size_t)e->key_cap[l];
         most = (size_t)e->key_cap[l] > most ? (size_t)e->key_cap[l] : most;
     }
+    e->key_total = keys;
     result = det_topk_create(e->ctx, most, (size_t)r->topk_candidates, &e->topk, err);
     if (result == CNP_OK)
         e->device_bytes += det_topk_bytes(e->topk);
+    /* Keys and counts of every patch of a batch, so that one read of the
+     * counts sizes the whole batch's decode. */
     if (result == CNP_OK)
-        result = create_buffer(e, keys * sizeof(cl_ulong), NULL, &e->keys, "candidate keys", err);
+        result = create_buffer(e, keys * (size_t)e->max_batch * sizeof(cl_ulong), NULL, &e->keys,
+                               "candidate keys", err);
     if (result == CNP_OK)
-        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, NULL, &e->counts,
-                               "candidate counts", err);
+        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS * (size_t)e->max_batch,
+                               NULL, &e->counts, "candidate counts", err);
     for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         float base[4 * DET_GRAPH_MAX_ANCHORS * DET_GRAPH_MAX_ANCHORS];
         det_retina_base_anchors(r, l, base);
@@ -275,6 +279,16 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
     if (result == CNP_OK)
         result = create_buffer(e, (1 + 6 * (size_t)r->detections_per_img) * sizeof(float), NULL,
                                &e->out, "detections", err);
+    /* The batch's detections, copied from `out` per patch on the device and
+     * read with one map at the end: host memory the device writes directly
+     * (pinned on a GPU). */
+    size_t ob = (1 + 6 * (size_t)r->detections_per_img) * sizeof(float) * (size_t)e->max_batch;
+    cl_int rc = CL_SUCCESS;
+    if (result == CNP_OK)
+        e->outs = ocl_buffer_create(e->cl, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, ob, NULL,
+                                    &rc);
+    if (result == CNP_OK && (result = ocl_check(rc, "batch detections", err)) == CNP_OK)
+        e->device_bytes += ob;
     return result;
 }
 
@@ -424,7 +438,7 @@ void det_graph_engine_free(det_graph_engine *e)
         }
     for (int s = 0; e->slots && s < e->n_slots; s++)
         ocl_buffer_release(e->slots[s]);
-    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out};
+    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out, e->outs};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         ocl_buffer_release(ms[i]);
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)

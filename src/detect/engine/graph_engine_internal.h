@@ -42,11 +42,12 @@ struct det_graph_engine {
      * every score of the level), counts, base anchors; their top-k. */
     cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
     int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
+    size_t key_total; /* keys of one patch: patch b's at b * key_total */
     det_topk *topk;
     /* NMS of up to n_levels * topk boxes: graph_decode writes its input
      * buffers, graph_gather reads its kept indices into `out`. */
     det_nms_device *nms;
-    cl_mem out;
+    cl_mem out, outs; /* outs: one `out` per patch of a batch, host-mapped */
     /* Bench hooks: bytes of the buffers created, stage timing when on. */
     size_t device_bytes;
     det_graph_times *times;
