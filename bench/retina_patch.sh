@@ -25,12 +25,7 @@
 # of the flow. Environment as bench/retina.sh (CANOPY_BUILD_DIR,
 # CANOPY_TORCH_PYTHON, CANOPY_NEON_DIR, CANOPY_MAKE_FIXTURE).
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-
-BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
-PY=${CANOPY_TORCH_PYTHON:-$CANOPY_ROOT/.venv-torch/bin/python}
-NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
-MAKE_FIXTURE=${CANOPY_MAKE_FIXTURE:-$CANOPY_ROOT/tools/deepforest/make_fixture.py}
+. "$(dirname "${BASH_SOURCE[0]}")/retina_env.sh"
 REPEATS=3 THREADS=$(nproc) DEVICE=cpu TF32="" TUNE_BUDGET=240 TUNING="" NAME=retina_patch
 OUT="$CANOPY_ROOT/bench/results" BUILD=1 MIN_SIZE=800
 while [ $# -gt 0 ]; do
