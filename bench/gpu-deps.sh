@@ -29,7 +29,9 @@ LIMIT=$((64 * 1024 * 1024))
 
 command -v apt-get >/dev/null || die "apt-get not found: run this on a Debian 12 machine"
 mkdir -p "$DIR/debs"
-rm -f "$DIR"/debs/*.deb
+# Only the .debs travel: an unpacked tree from an earlier bench/gpu.sh run
+# would count against the 64 MiB.
+rm -rf "$DIR"/debs/*.deb "$DIR/root" "$DIR/vendors"
 say "downloading ${#PKGS[@]} packages into $DIR/debs"
 # apt-get download writes into the current directory; as root it warns that
 # _apt cannot write there (harmless: the download runs unsandboxed).

@@ -14,6 +14,9 @@
 #
 #   bench/gpu.sh [--quick]
 #
+# On this project's lent machines: run(command="bench/gpu.sh",
+# carry=["bench/gpu-deps"]) after bench/gpu-deps.sh here.
+#
 # --quick: the flow alone (two kernel tests, a 320 fixture, a 10 s tune, one
 #   repeat; figures into the build directory, not bench/results): for
 #   checking the script on a machine without a GPU.
@@ -102,6 +105,9 @@ PYEOF
 say "tests done ($(elapsed) s)"
 
 # 5. Tune, then the patch bench against PyTorch (TF32 off and on).
+if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
+  die "$PY has no torch + torchvision: the tests ran ($OUT/gpu-tests.json), the bench did not"
+fi
 ARGS=(--no-build --device "$TORCH_DEVICE" --tune-budget "$TUNE_BUDGET" --name gpu-retina
       --out "$OUT")
 [ "$TORCH_DEVICE" = cuda ] && ARGS+=(--tf32 "off on")
