@@ -14,11 +14,14 @@
 # of "now" for each conv's GFLOP/s against a bare tuned CLBlast SGEMM of the
 # same M x N x K. Writes OUT/NAME.json and OUT/NAME.md (retina_patch_report.py).
 #
-#   bench/retina_patch.sh [--repeats N] [--threads N] [--device cpu|cuda]
+#   bench/retina_patch.sh [--repeats N] [--rounds N] [--threads N] [--device cpu|cuda]
 #                         [--tf32 "off on"] [--tune-budget S | --tuning FILE]
 #                         [--name NAME] [--out DIR] [--no-build] [--min-size N]
 #
-# Defaults: 3 repeats, nproc threads, cpu, tune budget 240 s, name
+# --rounds: before, now and PyTorch run in turn N times (each --repeats
+# runs), so that on a shared machine all three see the same load; the
+# figures are the medians over the rounds of each round's median.
+# Defaults: 3 repeats, 1 round, nproc threads, cpu, tune budget 240 s, name
 # retina_patch, out bench/results, min_size 800 (DeepForest's; max 1333).
 # --no-build: use CANOPY_BUILD_DIR as it is (bench/gpu.sh builds the
 # device-only set itself). --min-size: a smaller fixture, for a quick check
@@ -26,11 +29,12 @@
 # CANOPY_TORCH_PYTHON, CANOPY_NEON_DIR, CANOPY_MAKE_FIXTURE).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/retina_env.sh"
-REPEATS=3 THREADS=$(nproc) DEVICE=cpu TF32="" TUNE_BUDGET=240 TUNING="" NAME=retina_patch
+REPEATS=3 ROUNDS=1 THREADS=$(nproc) DEVICE=cpu TF32="" TUNE_BUDGET=240 TUNING="" NAME=retina_patch
 OUT="$CANOPY_ROOT/bench/results" BUILD=1 MIN_SIZE=800
 while [ $# -gt 0 ]; do
   case $1 in
     --repeats) REPEATS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --device) DEVICE=$2; shift 2 ;;
     --tf32) TF32=$2; shift 2 ;;
@@ -63,7 +67,9 @@ MODEL_DIR="$TMP/fx/hf"
 [ -f "$MODEL_DIR/config.json" ] || MODEL_DIR="$TMP/fx"
 CNW="$TMP/model.cnw"
 "$BUILD_DIR/canopy" model import "$MODEL_DIR" --output "$CNW" >&2
+TUNED_HERE=0
 if [ -z "$TUNING" ]; then
+  TUNED_HERE=1
   say "canopy tune (budget $TUNE_BUDGET s) on the model's GEMM shapes"
   TUNING="$TMP/tuning.txt"
   "$BUILD_DIR/canopy" tune --model "$CNW" --budget "$TUNE_BUDGET" --output "$TUNING" \
@@ -71,29 +77,32 @@ if [ -z "$TUNING" ]; then
 fi
 t_tune=$(date +%s)
 PATCH=(--tiled "$PATCH_IMG" --tiled-only --patch-size 400 --patch-overlap 0.05 --patch-iou 0.15)
-say "before: CLBlast's defaults, im2col + SGEMM for every conv ($REPEATS repeats)"
-CANOPY_OPENCL_CACHE_DIR="$TMP/cache-before" CANOPY_OPENCL_TUNING_FILE=off \
-  CANOPY_DETECTOR_CONV=gemm "$BUILD_DIR/bench_retina" --model "$CNW" --repeats "$REPEATS" \
-  "${PATCH[@]}" --json "$TMP/before.json" >&2
-say "now: tuned CLBlast, every conv's path by measurement ($REPEATS repeats)"
-CANOPY_OPENCL_CACHE_DIR="$TMP/cache-now" CANOPY_OPENCL_TUNING_FILE="$TUNING" \
-  CANOPY_DETECTOR_CONV=auto "$BUILD_DIR/bench_retina" --model "$CNW" --repeats "$REPEATS" \
-  "${PATCH[@]}" --json "$TMP/now.json" >&2
-TORCH_ARGS=()
-for v in $TF32; do
-  say "PyTorch: $DEVICE, $THREADS threads, TF32 $v ($REPEATS repeats)"
-  "$PY" "$CANOPY_ROOT/bench/retina_torch.py" --model "$MODEL_DIR" --device "$DEVICE" \
-    --threads "$THREADS" --repeats "$REPEATS" "${PATCH[@]}" --tf32 "$v" \
-    --json "$TMP/torch-$v.json" >&2
-  TORCH_ARGS+=(--torch "$v=$TMP/torch-$v.json")
+REPORT_ARGS=()
+for round in $(seq 1 "$ROUNDS"); do
+  say "round $round of $ROUNDS: before: CLBlast's defaults, im2col + SGEMM for every conv ($REPEATS repeats)"
+  CANOPY_OPENCL_CACHE_DIR="$TMP/cache-before" CANOPY_OPENCL_TUNING_FILE=off \
+    CANOPY_DETECTOR_CONV=gemm "$BUILD_DIR/bench_retina" --model "$CNW" --repeats "$REPEATS" \
+    "${PATCH[@]}" --json "$TMP/before-$round.json" >&2
+  say "round $round: now: tuned CLBlast, every conv's path by measurement ($REPEATS repeats)"
+  CANOPY_OPENCL_CACHE_DIR="$TMP/cache-now" CANOPY_OPENCL_TUNING_FILE="$TUNING" \
+    CANOPY_DETECTOR_CONV=auto "$BUILD_DIR/bench_retina" --model "$CNW" --repeats "$REPEATS" \
+    "${PATCH[@]}" --json "$TMP/now-$round.json" >&2
+  REPORT_ARGS+=(--before "$TMP/before-$round.json" --now "$TMP/now-$round.json")
+  for v in $TF32; do
+    say "round $round: PyTorch: $DEVICE, $THREADS threads, TF32 $v ($REPEATS repeats)"
+    "$PY" "$CANOPY_ROOT/bench/retina_torch.py" --model "$MODEL_DIR" --device "$DEVICE" \
+      --threads "$THREADS" --repeats "$REPEATS" "${PATCH[@]}" --tf32 "$v" \
+      --json "$TMP/torch-$v-$round.json" >&2
+    REPORT_ARGS+=(--torch "$v=$TMP/torch-$v-$round.json")
+  done
 done
 say "now, per layer: one profiled predict against bare tuned SGEMMs of the same shapes"
 CANOPY_OPENCL_CACHE_DIR="$TMP/cache-now" CANOPY_OPENCL_TUNING_FILE="$TUNING" \
   CANOPY_DETECTOR_CONV=auto "$BUILD_DIR/bench_retina" --model "$CNW" --repeats 1 \
   --json "$TMP/layers.json" "$PATCH_IMG" >&2
 mkdir -p "$OUT"
-"$PY" "$CANOPY_ROOT/bench/retina_patch_report.py" --before "$TMP/before.json" \
-  --now "$TMP/now.json" --layers "$TMP/layers.json" "${TORCH_ARGS[@]}" --tuning "$TUNING" \
-  --tune-seconds $((t_tune - t0)) --total-seconds $(($(date +%s) - t0)) \
+"$PY" "$CANOPY_ROOT/bench/retina_patch_report.py" "${REPORT_ARGS[@]}" \
+  --layers "$TMP/layers.json" --tuning "$TUNING" \
+  --tune-seconds $([ "$TUNED_HERE" = 1 ] && echo $((t_tune - t0)) || echo -1) --total-seconds $(($(date +%s) - t0)) \
   --json "$OUT/$NAME.json" --md "$OUT/$NAME.md"
 say "wrote $OUT/$NAME.json and $OUT/$NAME.md"
