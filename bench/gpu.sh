@@ -9,8 +9,9 @@
 # a private OCL_ICD_VENDORS directory when the image registers none), runs
 # the kernel and model tests on the GPU, tunes CLBlast, and runs
 # bench/retina_patch.sh with PyTorch CUDA as the peer (FP32 with TF32 off,
-# and TF32 on). Writes bench/results/gpu-tests.json, gpu-retina.json and
-# gpu-retina.md (commit them).
+# and TF32 on), and bench_detect (the crown model; no PyTorch peer for it
+# yet). Writes bench/results/gpu-tests.json, gpu-detect.json,
+# gpu-retina.json and gpu-retina.md (commit them).
 #
 #   bench/gpu.sh [--quick]
 #
@@ -104,7 +105,14 @@ print(f"tests: {res['passed']} of {res['total']} passed", file=sys.stderr)
 PYEOF
 say "tests done ($(elapsed) s)"
 
-# 5. Tune, then the patch bench against PyTorch (TF32 off and on).
+# 5. The crown model's bench on the device (no PyTorch peer exists for it yet).
+SIZE=2048x2048 REPS=5
+[ "$QUICK" = 1 ] && SIZE=256x256 REPS=1
+timeout 120 "$BUILD_DIR/bench_detect" --size "$SIZE" --repeats "$REPS" --no-ref \
+  --json "$OUT/gpu-detect.json" >&2 || say "bench_detect failed or ran past 120 s"
+say "crown bench done ($(elapsed) s)"
+
+# 6. Tune, then the patch bench against PyTorch (TF32 off and on).
 if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
   die "$PY has no torch + torchvision: the tests ran ($OUT/gpu-tests.json), the bench did not"
 fi
