@@ -253,6 +253,12 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         most = (size_t)e->key_cap[l] > most ? (size_t)e->key_cap[l] : most;
     }
     e->key_total = keys;
+    if (keys * (size_t)e->max_batch > INT32_MAX) { /* the kernels index keys with int */
+        cnp_err_set(err, "graph engine: %zu candidate keys per patch for a batch of %d exceed "
+                         "the kernels' int indices",
+                    keys, e->max_batch);
+        return CNP_ERR_LIMIT;
+    }
     result = det_topk_create(e->ctx, most, (size_t)r->topk_candidates, &e->topk, err);
     if (result == CNP_OK)
         e->device_bytes += det_topk_bytes(e->topk);
