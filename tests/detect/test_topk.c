@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "canopy/config.h"
 #include "canopy/gpu.h"
 #include "detect/engine/topk.h"
 #include "testutil.h"
@@ -84,13 +85,11 @@ static void check_case(ocl_ctx *ctx, det_topk *t, size_t base, size_t n, size_t 
 int main(int argc, char **argv)
 {
     bool small = argc > 1 && strcmp(argv[1], "small") == 0;
-    cnp_opencl_config oc = {0};
-    const char *cache = getenv("CANOPY_OPENCL_CACHE_DIR");
-    snprintf(oc.cache_dir, sizeof oc.cache_dir, "%s", cache ? cache : "");
-    snprintf(oc.tuning_file, sizeof oc.tuning_file, "off");
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
     ocl_ctx *ctx = NULL;
     cnp_err err;
-    if (ocl_ctx_create(&oc, &ctx, &err) != CNP_OK)
+    if (ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     size_t max_n = small ? 5000 : 70001, max_k = 3000;
     det_topk *t = NULL;
