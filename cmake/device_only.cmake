@@ -33,3 +33,6 @@ set(CANOPY_DEPS canopy::opencl canopy::clblast canopy::png canopy::zlib canopy::
 # Sources that need the left-out libraries: S3/SQS, the pipeline, PostgreSQL,
 # GDAL rasters, and the CLI commands beyond tune, devices and model.
 set(CANOPY_DEVICE_ONLY_EXCLUDE "/src/(aws|pipeline|store)/|/src/image/raster\\.c$")
+# The pipeline's device side (pipe_device_*: binarization and detection on
+# one device, `canopy devices`) needs none of them.
+set(CANOPY_DEVICE_ONLY_KEEP ${CMAKE_SOURCE_DIR}/src/pipeline/process.c)
