@@ -31,12 +31,7 @@
 # CANOPY_NEON_DIR, CANOPY_OPENCL_CACHE_DIR (PoCL's kernel binaries: set it
 # to keep the first compile out of later runs).
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-
-BUILD_DIR=${CANOPY_BUILD_DIR:-$CANOPY_ROOT/build}
-PY=${CANOPY_TORCH_PYTHON:-$CANOPY_ROOT/.venv-torch/bin/python}
-NEON=${CANOPY_NEON_DIR:-$CANOPY_ROOT/tests/data/neon}
-MAKE_FIXTURE=${CANOPY_MAKE_FIXTURE:-$CANOPY_ROOT/tools/deepforest/make_fixture.py}
+. "$(dirname "${BASH_SOURCE[0]}")/retina_env.sh"
 MODEL_DIR="" CNW="" REPEATS=3 THREADS=$(nproc) DEVICE=cpu LARGE=800,1333
 OUT="$CANOPY_ROOT/bench/results" NOTE="" FULL="" TUNE_BUDGET=600 REPEATS_SET=""
 while [ $# -gt 0 ]; do

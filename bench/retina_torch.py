@@ -5,7 +5,7 @@ torchvision, on the same images as bench_retina, timed the same way.
 
   retina_torch.py --model DIR [--device cpu|cuda] [--threads N] [--repeats N]
                   [--tiled PNG --patch-size N --patch-overlap F --patch-iou F]
-                  [--large-min-size N --large-max-size N] --json FILE IMAGE.png...
+                  [--large-min-size N --large-max-size N] [--tf32 on|off] --json FILE IMAGE.png...
 
 Whole images: model([image]) per image (torchvision's transform included),
 one warm-up run per image, median of --repeats. Tiled: DeepForest's
@@ -97,6 +97,9 @@ def main():
     ap.add_argument("--json", required=True)
     ap.add_argument("--tiled-only", action="store_true",
                     help="only the tiled image's patches (bench/retina.sh --full)")
+    ap.add_argument("--tf32", choices=["default", "on", "off"], default="default",
+                    help="CUDA: TF32 for matmuls and cuDNN convolutions (off: plain FP32; "
+                    "default: PyTorch's own, TF32 convolutions, FP32 matmuls)")
     ap.add_argument("images", nargs="*")
     a = ap.parse_args()
 
@@ -105,6 +108,9 @@ def main():
 
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         die(f"--device {a.device}: no CUDA device")
+    if a.tf32 != "default":
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+        torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     torch.set_num_threads(a.threads)
     model = load_model(a.model, a.device)
     out = {
@@ -112,6 +118,8 @@ def main():
         "device": torch.cuda.get_device_name(0) if a.device.startswith("cuda")
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "repeats": a.repeats,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
     }
     print(f"retina_torch: torch {torch.__version__}, {a.device}, {torch.get_num_threads()} "
           f"threads, {a.repeats} repeats")

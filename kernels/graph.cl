@@ -267,29 +267,6 @@ __kernel void graph_scores(__global const float *cls, const int hw, const int AK
         keys[base + at] = ((ulong)(~as_uint(s)) << 32) | (uint)(p * AK + ch);
 }
 
-/* keys[base + i] = ~0 for count <= i < n (the sort's padding). */
-__kernel void graph_pad(__global ulong *keys, const int base, const int count, const int n)
-{
-    const int i = get_global_id(0) + count;
-    if (i < n)
-        keys[base + i] = ~(ulong)0;
-}
-
-/* One compare-exchange step (k, j) of an ascending bitonic sort of n keys
- * (a power of two). Global (n). */
-__kernel void graph_bitonic(__global ulong *keys, const int base, const int k, const int j)
-{
-    const int i = get_global_id(0), l = i ^ j;
-    if (l <= i)
-        return;
-    const ulong a = keys[base + i], b = keys[base + l];
-    const bool up = (i & k) == 0;
-    if (up ? a > b : a < b) {
-        keys[base + i] = b;
-        keys[base + l] = a;
-    }
-}
-
 /* The first n sorted candidates of one level -> anchors (base anchors + the
  * cell's shift), BoxCoder.decode_single, clip to rw x rh; written to the NMS
  * input at out0. reg: box regression (A*4 channels, plane hw) of patch pb

@@ -10,17 +10,22 @@ struct command {
     const char *summary;
 };
 
+/* CANOPY_DEVICE_ONLY (cmake/device_only.cmake): the device's commands alone. */
 static const struct command commands[] = {
+#ifndef CANOPY_DEVICE_ONLY
     {"run", cmd_run, "process local rasters or directories, write outputs locally"},
     {"drain", cmd_drain, "drain the SQS input queue in chunks (the batch job)"},
     {"reprocess", cmd_reprocess, "process every raster under s3://bucket/prefix"},
     {"submit", cmd_submit, "upload rasters to the input bucket and enqueue them"},
     {"eval", cmd_eval, "measure the detector against annotated images"},
     {"bench", cmd_bench, "benchmark kernels and PNG codecs"},
+#endif
     {"devices", cmd_devices, "list OpenCL platforms and devices"},
     {"tune", cmd_tune, "tune CLBlast for the device on the models' GEMM shapes"},
+#ifndef CANOPY_DEVICE_ONLY
     {"db", cmd_db, "database schema (db migrate, db status)"},
     {"config", cmd_config, "print the effective configuration, secrets masked (config show)"},
+#endif
     {"model", cmd_model, "convert a published checkpoint to .cnw (model import)"},
 };
 

@@ -3,8 +3,8 @@
  * (--data-races --check-api): binarization (all methods and
  * channels, odd sizes, exact against the CPU reference), the crown detector
  * (detect.cl, the graph's convolution kernels) and the tiny random box model
- * (graph.cl's input, im2col, epilogue, maxpool, upsample, scores, bitonic
- * sort, decode, gather; NMS). Without Oclgrind it runs on the default device.
+ * (graph.cl's input, im2col, epilogue, maxpool, upsample, scores, decode,
+ * gather; topk.cl's top-k; NMS). Without Oclgrind it runs on the default device.
  *
  * Oclgrind's --uninitialized (the issue found it crashing on canopy's
  * binarization) is not used: its plugin in Oclgrind 21.10 is at fault, not

@@ -1,8 +1,9 @@
 /* RetinaNet's decode on the device for a graph engine: sigmoid, threshold
- * and compaction per level, top-k by bitonic sort, anchors, box decoding and
+ * and compaction per level, top-k (topk.c, two launches), anchors, box decoding and
  * clipping, class-wise NMS (detect.cl's detect_nms_* kernels), and the
  * predict entry points (one window, or a batch of equal windows). Only the
- * per-level candidate counts and the final detections come back. */
+ * per-level candidate counts and the final detections come back, once per
+ * batch each. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,25 +13,23 @@
 #include "detect/engine/graph_engine_internal.h"
 
 /* Sigmoid + threshold + compaction of every level's logits of patch b of
- * the batch into keys. */
+ * the batch into its keys (at b * key_total + key_base[l]) and counts (at
+ * b * DET_GRAPH_MAX_LEVELS + l; zeroed by the caller). */
 static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape;
-    cl_int zero = 0;
-    cnp_status result = ocl_check(clEnqueueFillBuffer(e->q, e->counts, &zero, sizeof zero, 0,
-                                                      sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, 0,
-                                                      NULL, NULL),
-                                  "clEnqueueFillBuffer", err);
+    cnp_status result = CNP_OK;
     for (cl_int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         int ci = r->cls_node[l];
-        cl_int hw = c[nn + ci] * c[2 * nn + ci], AK = c[ci], base = e->key_base[l],
-               cap = e->key_cap[l];
+        cl_int hw = c[nn + ci] * c[2 * nn + ci], AK = c[ci],
+               base = (cl_int)((size_t)b * e->key_total) + e->key_base[l], cap = e->key_cap[l],
+               slot = b * DET_GRAPH_MAX_LEVELS + l;
         cl_float thr = r->score_thresh;
         cl_mem cls = ge_node_buf(e, ci);
         cl_int cb = b, N = e->batch;
         result = OCL_SET_ARGS(e->scores, "graph_scores", err, OCL_ARG(cls), OCL_ARG(hw), OCL_ARG(AK),
-                          OCL_ARG(thr), OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(e->counts), OCL_ARG(l),
+                          OCL_ARG(thr), OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(e->counts), OCL_ARG(slot),
                           OCL_ARG(cap), OCL_ARG(cb), OCL_ARG(N));
         size_t global = ocl_round_up((size_t)hw * AK, 64);
         if (result == CNP_OK)
@@ -39,27 +38,17 @@ static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
     return result;
 }
 
-/* Sorts level l's n candidates (bitonic over the next power of two) and
- * decodes the first min(n, topk) into the NMS input at *total. */
+/* Level l's n candidates: their top-k (ascending keys: score descending,
+ * then flat index, torch.topk's order) decoded into the NMS input at
+ * *total. */
 static cnp_status enqueue_level(det_graph_engine *e, int b, int l, int n, int rh, int rw,
                                 int ph, int pw, size_t *total, cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
     int nn = e->g->n_nodes, *c = e->shape, bi = r->box_node[l];
-    cl_int base = e->key_base[l], cn = n, p2 = (cl_int)ge_pow2_ceil((size_t)n);
-    cnp_status result = OCL_SET_ARGS(e->pad, "graph_pad", err, OCL_ARG(e->keys), OCL_ARG(base), OCL_ARG(cn),
-                                 OCL_ARG(p2));
-    size_t gpad = ocl_round_up((size_t)(p2 - n), 64);
-    if (result == CNP_OK)
-        result = ge_enqueue(e, e->pad, 1, &gpad, NULL, "graph_pad", err);
-    size_t gsort = (size_t)p2;
-    for (cl_int k = 2; result == CNP_OK && k <= p2; k <<= 1)
-        for (cl_int j = k >> 1; result == CNP_OK && j > 0; j >>= 1) {
-            result = OCL_SET_ARGS(e->bitonic, "graph_bitonic", err, OCL_ARG(e->keys), OCL_ARG(base),
-                              OCL_ARG(k), OCL_ARG(j));
-            if (result == CNP_OK)
-                result = ge_enqueue(e, e->bitonic, 1, &gsort, NULL, "graph_bitonic", err);
-        }
+    cl_int base = (cl_int)((size_t)b * e->key_total) + e->key_base[l];
+    cnp_status result = det_topk_enqueue(e->topk, e->q, e->keys, (size_t)base, (size_t)n,
+                                         (size_t)r->topk_candidates, err);
     cl_int take = n < r->topk_candidates ? n : r->topk_candidates;
     cl_int hw = c[nn + bi] * c[2 * nn + bi], fw = c[2 * nn + bi], A = r->n_sizes * r->n_ratios,
            K = r->num_classes, sx = pw / c[2 * nn + bi], sy = ph / c[nn + bi], crh = rh, crw = rw,
@@ -103,79 +92,117 @@ static cnp_status enqueue_nms(det_graph_engine *e, size_t n, float rx, float ry,
     return result;
 }
 
-/* Decode, NMS and read-back of patch b of the batch just run (its window
- * w x h, transformed to rh x rw padded to ph x pw). */
-static cnp_status decode_patch(det_graph_engine *e, int b, uint32_t w, uint32_t h, int rh,
-                               int rw, int ph, int pw, det_detection **out, size_t *n,
-                               cnp_err *err)
+/* Decode and NMS of patch b of the batch just run (its window transformed
+ * to rh x rw padded to ph x pw, its per-level candidate counts), the kept
+ * detections copied to its place in e->outs; *total: the boxes NMS got (0:
+ * nothing enqueued). Nothing read. */
+static cnp_status enqueue_patch(det_graph_engine *e, int b, const cl_int *counts, float rx,
+                                float ry, int rh, int rw, int ph, int pw, size_t *total,
+                                cnp_err *err)
 {
     const det_retina *r = &e->g->retina;
-    *out = NULL;
-    *n = 0;
-    cnp_status result = enqueue_scores(e, b, err);
-    cl_int counts[DET_GRAPH_MAX_LEVELS];
-    if (result == CNP_OK)
-        result = ocl_check(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE, 0,
-                                               sizeof(cl_int) * (size_t)r->n_levels, counts, 0,
-                                               NULL, NULL),
-                           "reading the candidate counts", err);
-    size_t total = 0;
+    cnp_status result = CNP_OK;
+    *total = 0;
     for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         if (counts[l] < 0 || counts[l] > e->key_cap[l]) {
             cnp_err_set(err, "graph engine: level %d: %d candidates overflow %d", l, counts[l],
                         e->key_cap[l]);
             result = CNP_ERR_INTERNAL;
         } else if (counts[l] > 0)
-            result = enqueue_level(e, b, l, counts[l], rh, rw, ph, pw, &total, err);
+            result = enqueue_level(e, b, l, counts[l], rh, rw, ph, pw, total, err);
     }
-    if (result != CNP_OK || total == 0)
+    if (result != CNP_OK || *total == 0)
         return result;
-    float rx = (float)w / (float)rw, ry = (float)h / (float)rh;
-    result = enqueue_nms(e, total, rx, ry, err);
-    size_t most = total < (size_t)r->detections_per_img ? total : (size_t)r->detections_per_img;
-    float *raw = malloc((1 + 6 * most) * sizeof *raw);
-    if (!raw) {
+    result = enqueue_nms(e, *total, rx, ry, err);
+    size_t bytes = (1 + 6 * (size_t)r->detections_per_img) * sizeof(float);
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueCopyBuffer(e->q, e->out, e->outs, 0, (size_t)b * bytes,
+                                               bytes, 0, NULL, NULL),
+                           "copying the detections", err);
+    return result;
+}
+
+/* The detections of one patch from its place in the mapped e->outs. */
+static cnp_status parse_patch(const det_graph_engine *e, const float *raw, size_t total,
+                              det_detection **out, size_t *n, cnp_err *err)
+{
+    size_t most = total < (size_t)e->g->retina.detections_per_img
+                      ? total
+                      : (size_t)e->g->retina.detections_per_img;
+    int kept = 0;
+    memcpy(&kept, &raw[0], sizeof kept);
+    if (kept < 0 || (size_t)kept > most) {
+        cnp_err_set(err, "graph engine: NMS kept %d of %zu boxes", kept, total);
+        return CNP_ERR_INTERNAL;
+    }
+    if (kept == 0)
+        return CNP_OK;
+    *out = malloc((size_t)kept * sizeof **out);
+    if (!*out) {
         cnp_err_set(err, "graph engine: out of memory");
         return CNP_ERR_NOMEM;
     }
-    if (result == CNP_OK)
-        result = ocl_check(clEnqueueReadBuffer(e->q, e->out, CL_TRUE, 0,
-                                               (1 + 6 * most) * sizeof *raw, raw, 0, NULL, NULL),
-                           "reading the detections", err);
-    int kept = 0;
-    memcpy(&kept, &raw[0], sizeof kept);
-    if (result == CNP_OK && (kept < 0 || (size_t)kept > most)) {
-        cnp_err_set(err, "graph engine: NMS kept %d of %zu boxes", kept, total);
-        result = CNP_ERR_INTERNAL;
-    }
-    if (result == CNP_OK && kept > 0) {
-        *out = malloc((size_t)kept * sizeof **out);
-        if (!*out) {
-            cnp_err_set(err, "graph engine: out of memory");
-            result = CNP_ERR_NOMEM;
-        }
-    }
-    for (int k = 0; result == CNP_OK && k < kept; k++) {
+    for (int k = 0; k < kept; k++) {
         const float *o = raw + 1 + 6 * (size_t)k;
         int label;
         memcpy(&label, &o[5], sizeof label);
         (*out)[k] = (det_detection){o[0], o[1], o[2], o[3], o[4], label};
     }
-    if (result == CNP_OK)
-        *n = (size_t)kept;
-    free(raw);
-    return result;
+    *n = (size_t)kept;
+    return CNP_OK;
 }
 
+/* The np windows (equal sizes) as one batch: the layers, every patch's
+ * scores, one read of all their candidate counts, every patch's top-k,
+ * decode and NMS, and one map of all their detections: two waits per
+ * batch whatever its size. */
 static cnp_status predict(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
                           size_t np, det_detection **out, size_t *n_out, cnp_err *err)
 {
     int rh, rw, ph, pw;
     cnp_status result = ge_run_graph(e, rgba, img_w, p, np, e->g->n_nodes - 1, &rh, &rw, &ph, &pw,
                                   err);
+    size_t nc = np * DET_GRAPH_MAX_LEVELS;
+    cl_int zero = 0, *counts = malloc(nc * sizeof *counts);
+    size_t *totals = calloc(np, sizeof *totals);
+    if (!counts || !totals) {
+        free(counts);
+        free(totals);
+        cnp_err_set(err, "graph engine: out of memory");
+        return CNP_ERR_NOMEM;
+    }
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueFillBuffer(e->q, e->counts, &zero, sizeof zero, 0,
+                                               nc * sizeof zero, 0, NULL, NULL),
+                           "clEnqueueFillBuffer", err);
     for (size_t k = 0; result == CNP_OK && k < np; k++)
-        result = decode_patch(e, (int)k, p[0].w, p[0].h, rh, rw, ph, pw, &out[k], &n_out[k],
-                              err);
+        result = enqueue_scores(e, (int)k, err);
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE, 0, nc * sizeof *counts,
+                                               counts, 0, NULL, NULL),
+                           "reading the candidate counts", err);
+    float rx = (float)p[0].w / (float)rw, ry = (float)p[0].h / (float)rh;
+    bool any = false;
+    for (size_t k = 0; result == CNP_OK && k < np; k++) {
+        result = enqueue_patch(e, (int)k, counts + k * DET_GRAPH_MAX_LEVELS, rx, ry, rh, rw, ph,
+                               pw, &totals[k], err);
+        any = any || totals[k] > 0;
+    }
+    size_t stride = 1 + 6 * (size_t)e->g->retina.detections_per_img;
+    float *raw = NULL;
+    cl_int rc = CL_SUCCESS;
+    if (result == CNP_OK && any) {
+        raw = clEnqueueMapBuffer(e->q, e->outs, CL_TRUE, CL_MAP_READ, 0,
+                                 np * stride * sizeof *raw, 0, NULL, NULL, &rc);
+        result = ocl_check(rc, "reading the detections", err);
+    }
+    for (size_t k = 0; result == CNP_OK && raw && k < np; k++)
+        if (totals[k] > 0)
+            result = parse_patch(e, raw + k * stride, totals[k], &out[k], &n_out[k], err);
+    if (raw)
+        clEnqueueUnmapMemObject(e->q, e->outs, raw, 0, NULL, NULL);
+    free(counts);
+    free(totals);
     return result;
 }
 

@@ -8,11 +8,11 @@
  * direct kernel graph_conv with the epilogue fused, or for 3x3 stride-1
  * nodes Winograd F(2x2, 3x3) (winograd.c), whichever measured fastest for
  * the node's shape, batch and device, remembered on disk), and
- * RetinaNet's decode (sigmoid, threshold, per-level top-k by bitonic sort,
- * anchors, box decoding, clipping) and class-wise NMS (detect.cl's
- * detect_nms_* kernels), all on the device queue. Per predict the host reads
- * back the per-level candidate counts (to size the sorts and the NMS) and
- * the final detections.
+ * RetinaNet's decode (sigmoid, threshold, per-level top-k in two launches
+ * (topk.c), anchors, box decoding, clipping) and class-wise NMS (detect.cl's
+ * detect_nms_* kernels), all on the device queue. Per batch of patches the
+ * host waits twice: one read of every patch's per-level candidate counts
+ * (to size the top-k and the NMS) and one map of all their detections.
  *
  * Activation buffers are planned once at creation for the largest
  * transformed size the retina allows: each node's output gets a slot that
@@ -68,13 +68,6 @@ cnp_status ge_enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size
     return ocl_enqueue(e->q, k, dims, global, local, what, err);
 }
 
-size_t ge_pow2_ceil(size_t n)
-{
-    size_t p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
 
 /* ---- planning ------------------------------------------------------------ */
 
@@ -125,7 +118,7 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
         }
         for (int l = 0; g->input.kind == DET_INPUT_RETINA && l < r->n_levels; l++) {
             int ci = r->cls_node[l];
-            int cap = (int)ge_pow2_ceil((size_t)c[ci] * h[ci] * w[ci]);
+            int cap = c[ci] * h[ci] * w[ci];
             if (cap > e->key_cap[l])
                 e->key_cap[l] = cap;
         }
@@ -187,8 +180,7 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
         {&e->input, "graph", "graph_input"},     {&e->im2col, "graph", "graph_im2col"},
         {&e->epilogue, "graph", "graph_epilogue"}, {&e->maxpool, "graph", "graph_maxpool"},
         {&e->upsample, "graph", "graph_upsample_add"}, {&e->relu, "graph", "graph_relu"},
-        {&e->scores, "graph", "graph_scores"},   {&e->pad, "graph", "graph_pad"},
-        {&e->bitonic, "graph", "graph_bitonic"}, {&e->decode, "graph", "graph_decode"},
+        {&e->scores, "graph", "graph_scores"},   {&e->decode, "graph", "graph_decode"},
         {&e->gather, "graph", "graph_gather"},
     };
     cnp_status result = CNP_OK;
@@ -254,16 +246,30 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
         result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
     if (result != CNP_OK || g->input.kind != DET_INPUT_RETINA)
         return result;
-    size_t keys = 0;
+    size_t keys = 0, most = 0;
     for (int l = 0; l < r->n_levels; l++) {
         e->key_base[l] = (int)keys;
         keys += (size_t)e->key_cap[l];
+        most = (size_t)e->key_cap[l] > most ? (size_t)e->key_cap[l] : most;
     }
+    e->key_total = keys;
+    if (keys * (size_t)e->max_batch > INT32_MAX) { /* the kernels index keys with int */
+        cnp_err_set(err, "graph engine: %zu candidate keys per patch for a batch of %d exceed "
+                         "the kernels' int indices",
+                    keys, e->max_batch);
+        return CNP_ERR_LIMIT;
+    }
+    result = det_topk_create(e->ctx, most, (size_t)r->topk_candidates, &e->topk, err);
     if (result == CNP_OK)
-        result = create_buffer(e, keys * sizeof(cl_ulong), NULL, &e->keys, "candidate keys", err);
+        e->device_bytes += det_topk_bytes(e->topk);
+    /* Keys and counts of every patch of a batch, so that one read of the
+     * counts sizes the whole batch's decode. */
     if (result == CNP_OK)
-        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS, NULL, &e->counts,
-                               "candidate counts", err);
+        result = create_buffer(e, keys * (size_t)e->max_batch * sizeof(cl_ulong), NULL, &e->keys,
+                               "candidate keys", err);
+    if (result == CNP_OK)
+        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS * (size_t)e->max_batch,
+                               NULL, &e->counts, "candidate counts", err);
     for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         float base[4 * DET_GRAPH_MAX_ANCHORS * DET_GRAPH_MAX_ANCHORS];
         det_retina_base_anchors(r, l, base);
@@ -279,6 +285,16 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
     if (result == CNP_OK)
         result = create_buffer(e, (1 + 6 * (size_t)r->detections_per_img) * sizeof(float), NULL,
                                &e->out, "detections", err);
+    /* The batch's detections, copied from `out` per patch on the device and
+     * read with one map at the end: host memory the device writes directly
+     * (pinned on a GPU). */
+    size_t ob = (1 + 6 * (size_t)r->detections_per_img) * sizeof(float) * (size_t)e->max_batch;
+    cl_int rc = CL_SUCCESS;
+    if (result == CNP_OK)
+        e->outs = ocl_buffer_create(e->cl, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, ob, NULL,
+                                    &rc);
+    if (result == CNP_OK && (result = ocl_check(rc, "batch detections", err)) == CNP_OK)
+        e->device_bytes += ob;
     return result;
 }
 
@@ -415,7 +431,7 @@ void det_graph_engine_free(det_graph_engine *e)
     if (e->q)
         clFinish(e->q);
     cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool, e->upsample, e->relu,
-                      e->scores, e->pad,    e->bitonic,  e->decode,  e->gather};
+                      e->scores, e->decode, e->gather};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
@@ -428,12 +444,13 @@ void det_graph_engine_free(det_graph_engine *e)
         }
     for (int s = 0; e->slots && s < e->n_slots; s++)
         ocl_buffer_release(e->slots[s]);
-    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out};
+    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out, e->outs};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         ocl_buffer_release(ms[i]);
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)
         ocl_buffer_release(e->anchors[l]);
     det_nms_device_free(e->nms);
+    det_topk_free(e->topk);
     free(e->slots);
     free(e->nodes);
     free(e->shape);

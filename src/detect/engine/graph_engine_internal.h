@@ -9,6 +9,7 @@
 
 #include "detect/graph.h"
 #include "detect/engine/nms_device.h"
+#include "detect/engine/topk.h"
 #include "detect/engine/winograd.h"
 
 typedef struct gnode {
@@ -36,15 +37,17 @@ struct det_graph_engine {
     cl_mem col, gemm_tmp;
     size_t col_floats, gemm_tmp_bytes;
     cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
-    cl_kernel scores, pad, bitonic, decode, gather;
-    /* Decode: candidate keys per level (level l at key_base[l], a power of
-     * two of room), counts, base anchors. */
+    cl_kernel scores, decode, gather;
+    /* Decode: candidate keys per level (level l at key_base[l], room for
+     * every score of the level), counts, base anchors; their top-k. */
     cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
     int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
+    size_t key_total; /* keys of one patch: patch b's at b * key_total */
+    det_topk *topk;
     /* NMS of up to n_levels * topk boxes: graph_decode writes its input
      * buffers, graph_gather reads its kept indices into `out`. */
     det_nms_device *nms;
-    cl_mem out;
+    cl_mem out, outs; /* outs: one `out` per patch of a batch, host-mapped */
     /* Bench hooks: bytes of the buffers created, stage timing when on. */
     size_t device_bytes;
     det_graph_times *times;
@@ -76,7 +79,6 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err);
 cnp_status ge_run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
                         size_t np, int last, int *rh, int *rw, int *ph, int *pw, cnp_err *err);
 void ge_stamp(det_graph_engine *e, double *acc);
-size_t ge_pow2_ceil(size_t n);
 /* Picks each conv node's path (graph_paths.c). */
 cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured, cnp_err *err);
 
