@@ -247,11 +247,14 @@ __kernel void graph_relu(__global const float *in, __global float *out, const in
  * ascending (torch.topk's order as the reference sorts it). */
 
 /* Sigmoid of the class logits (channels A*K, plane hw) of one level of
- * patch n of N (planes ch * N + n); those above thr appended to keys[base
- * ..] (flat index (p * A + a) * K + k, the head's (y, x, a, k) order),
- * their number in count[level]. Global (A * K * hw rounded). */
+ * patch n of N (planes ch * N + n); those whose score is above the
+ * threshold appended to keys[base ..] (flat index (p * A + a) * K + k, the
+ * head's (y, x, a, k) order), their number in count[level]. Which pass is
+ * decided on the logit against lthr, the smallest logit whose score the C
+ * reference puts above the threshold (computed on the host), so it does not
+ * depend on the device's exp. Global (A * K * hw rounded). */
 __kernel void graph_scores(__global const float *cls, const int hw, const int AK,
-                           const float thr, __global ulong *keys, const int base,
+                           const float lthr, __global ulong *keys, const int base,
                            __global int *count, const int level, const int cap, const int n,
                            const int N)
 {
@@ -259,9 +262,10 @@ __kernel void graph_scores(__global const float *cls, const int hw, const int AK
     if (i >= AK * hw)
         return;
     const int ch = i / hw, p = i % hw;
-    const float s = 1.0f / (1.0f + exp(-cls[((size_t)ch * N + n) * hw + p]));
-    if (!(s > thr))
+    const float v = cls[((size_t)ch * N + n) * hw + p];
+    if (!(v >= lthr))
         return;
+    const float s = 1.0f / (1.0f + exp(-v));
     const int at = atomic_inc(&count[level]);
     if (at < cap)
         keys[base + at] = ((ulong)(~as_uint(s)) << 32) | (uint)(p * AK + ch);

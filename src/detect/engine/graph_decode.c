@@ -25,7 +25,9 @@ static cnp_status enqueue_scores(det_graph_engine *e, int b, cnp_err *err)
         cl_int hw = c[nn + ci] * c[2 * nn + ci], AK = c[ci],
                base = (cl_int)((size_t)b * e->key_total) + e->key_base[l], cap = e->key_cap[l],
                slot = b * DET_GRAPH_MAX_LEVELS + l;
-        cl_float thr = r->score_thresh;
+        /* score > t is score >= the next float up: the smallest logit
+         * whose host sigmoid gets there (~32 sigmoids, once per level). */
+        cl_float thr = det_logit_threshold(nextafterf(r->score_thresh, INFINITY));
         cl_mem cls = ge_node_buf(e, ci);
         cl_int cb = b, N = e->batch;
         result = OCL_SET_ARGS(e->scores, "graph_scores", err, OCL_ARG(cls), OCL_ARG(hw), OCL_ARG(AK),
