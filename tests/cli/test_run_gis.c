@@ -81,6 +81,18 @@ static double num(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* The layer "trees" of g_dir/REL.trees.gpkg, opened by GDAL (*ds to close). */
+static OGRLayerH open_trees(const char *rel, GDALDatasetH *ds)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.trees.gpkg", g_dir, rel);
+    *ds = GDALOpenEx(path, GDAL_OF_VECTOR, NULL, NULL, NULL);
+    CHECK_FATAL(*ds != NULL, "%s", path);
+    OGRLayerH lyr = GDALDatasetGetLayerByName(*ds, "trees");
+    CHECK_FATAL(lyr != NULL, "%s: no layer trees", path);
+    return lyr;
+}
+
 /* The GeoPackage: ogrinfo opens it; one polygon per tree of trees.json in
  * EPSG:32617, scores equal, each crown around its tree's map position; an
  * R-tree spatial index. */
@@ -94,12 +106,10 @@ static void check_gpkg(const char *stem, const cJSON *trees)
     CHECK(info && strstr(info, want) && strstr(info, "Geometry: Polygon"), "ogrinfo: %s",
           info ? info : "");
     free(info);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/out/%s.trees.gpkg", g_dir, stem);
-    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR, NULL, NULL, NULL);
-    CHECK_FATAL(ds != NULL, "%s", path);
-    OGRLayerH lyr = GDALDatasetGetLayerByName(ds, "trees");
-    CHECK_FATAL(lyr != NULL);
+    char rel[256];
+    snprintf(rel, sizeof rel, "out/%s", stem);
+    GDALDatasetH ds;
+    OGRLayerH lyr = open_trees(rel, &ds);
     const char *code = OSRGetAuthorityCode(OGR_L_GetSpatialRef(lyr), NULL);
     CHECK(code && strcmp(code, "32617") == 0, "layer CRS %s", code ? code : "none");
     CHECK(OGR_L_GetFeatureCount(lyr, TRUE) == n);
@@ -139,15 +149,11 @@ static void check_gpkg(const char *stem, const cJSON *trees)
 static void check_gpkg_types(const char *stem, const cJSON *trees)
 {
     int n = cJSON_GetArraySize(trees);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s.trees.gpkg", g_dir, stem);
-    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR, NULL, NULL, NULL);
-    CHECK_FATAL(ds != NULL, "%s", path);
-    OGRLayerH lyr = GDALDatasetGetLayerByName(ds, "trees");
-    CHECK_FATAL(lyr != NULL);
+    GDALDatasetH ds;
+    OGRLayerH lyr = open_trees(stem, &ds);
     OGRFeatureDefnH defn = OGR_L_GetLayerDefn(lyr);
     int ti = OGR_FD_GetFieldIndex(defn, "type"), si = OGR_FD_GetFieldIndex(defn, "type_score");
-    CHECK_FATAL(ti >= 0 && si >= 0, "%s: no type / type_score field", path);
+    CHECK_FATAL(ti >= 0 && si >= 0, "%s: no type / type_score field", stem);
     CHECK(OGR_Fld_GetType(OGR_FD_GetFieldDefn(defn, ti)) == OFTString &&
           OGR_Fld_GetType(OGR_FD_GetFieldDefn(defn, si)) == OFTReal);
     OGRFeatureH f;

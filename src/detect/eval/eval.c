@@ -148,6 +148,23 @@ static cnp_status csv_lines(const char *csv_path,
     return result;
 }
 
+/* Room for one more element of size sz in *v (n used of *cap). */
+static cnp_status grow(void **v, size_t *cap, size_t n, size_t sz, const char *path,
+                       cnp_err *err)
+{
+    if (n < *cap)
+        return CNP_OK;
+    size_t nc = *cap ? 2 * *cap : 64;
+    void *p = realloc(*v, nc * sz);
+    if (!p) {
+        cnp_err_set(err, "%s: out of memory", path);
+        return CNP_ERR_NOMEM;
+    }
+    *v = p;
+    *cap = nc;
+    return CNP_OK;
+}
+
 struct box_reader {
     const char *path, *image;
     det_box *boxes;
@@ -176,16 +193,11 @@ static cnp_status read_box_line(void *ctx, char *line, int lineno, cnp_err *err)
     }
     if (r->image && strcmp(fields[0], r->image) != 0)
         return CNP_OK;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? 2 * r->cap : 64;
-        det_box *b = realloc(r->boxes, nc * sizeof *b);
-        if (!b) {
-            cnp_err_set(err, "%s: out of memory", r->path);
-            return CNP_ERR_NOMEM;
-        }
-        r->boxes = b;
-        r->cap = nc;
-    }
+    void *mem = r->boxes;
+    cnp_status st = grow(&mem, &r->cap, r->n, sizeof *r->boxes, r->path, err);
+    r->boxes = mem;
+    if (st != CNP_OK)
+        return st;
     /* xmax, ymax are inclusive pixel indices: the box ends at +1. */
     r->boxes[r->n++] = (det_box){(float)v[0], (float)v[1], (float)(v[2] + 1), (float)(v[3] + 1)};
     return CNP_OK;
@@ -313,16 +325,11 @@ static cnp_status read_type_line(void *ctx, char *line, int lineno, cnp_err *err
                     lineno, v);
         return CNP_ERR_FORMAT;
     }
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? 2 * r->cap : 64;
-        int *t = realloc(r->types, nc * sizeof *t);
-        if (!t) {
-            cnp_err_set(err, "%s: out of memory", r->path);
-            return CNP_ERR_NOMEM;
-        }
-        r->types = t;
-        r->cap = nc;
-    }
+    void *p = r->types;
+    cnp_status st = grow(&p, &r->cap, r->n, sizeof *r->types, r->path, err);
+    r->types = p;
+    if (st != CNP_OK)
+        return st;
     r->types[r->n++] = k;
     return CNP_OK;
 }
