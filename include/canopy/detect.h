@@ -482,6 +482,10 @@ double det_box_iou(const det_box *a, const det_box *b);
  * annotation of highest IoU (ties: lower index) when that IoU >= min_iou. */
 void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
                double min_iou, det_match_stats *out);
+/* det_match that also gives, for each prediction i, the annotation it
+ * matched in pair[i] (SIZE_MAX: none); pair holds n_pred entries or is NULL. */
+void det_match_pairs(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
+                     double min_iou, size_t *pair, det_match_stats *out);
 
 /* Fills precision, recall, f1 and count_error from the three counts. */
 void det_match_stats_finish(det_match_stats *s);
@@ -492,6 +496,15 @@ void det_match_stats_finish(det_match_stats *s);
  * (NULL: all rows). *boxes malloc'd, caller frees. */
 cnp_status det_annotations_read(const char *csv_path, const char *image, det_box **boxes,
                                 size_t *n, cnp_err *err);
+/* The tree type of each row det_annotations_read returns for `image`, as an
+ * index into classifier cls's types (det_model_type_name; -1: the row's type
+ * is empty): the `type` column, else the `label` column when every label of
+ * the file names one of cls's types (DeepForest's annotations keep the class
+ * in `label`). *types NULL and *n 0 when the file has no such column. A type
+ * that is not one of cls's is refused naming file, line and value.
+ * *types malloc'd, caller frees. */
+cnp_status det_annotations_types(const char *csv_path, const char *image, const det_model *cls,
+                                 int **types, size_t *n, cnp_err *err);
 
 /* The distinct image_path values of an annotation CSV, in order of first
  * appearance. *names is a malloc'd array of malloc'd strings; free with

@@ -125,6 +125,12 @@ static const struct {
     {"ymax", OFTReal},    {"radius_m", OFTReal}, {"model", OFTString},
 };
 enum { NFIELDS = sizeof gpkg_fields / sizeof gpkg_fields[0] };
+/* With a classifier, two more: the tree's type and type_score (fields
+ * NFIELDS and NFIELDS + 1; null for a tree left untyped). */
+static const struct {
+    const char *name;
+    OGRFieldType type;
+} gpkg_type_fields[] = {{"type", OFTString}, {"type_score", OFTReal}};
 
 /* The tree as a closed, counter-clockwise polygon in the raster's CRS. */
 static OGRGeometryH tree_polygon(const img_georef *geo, const pipe_result *r, const cnp_tree *tr)
@@ -174,6 +180,14 @@ static cnp_status gpkg_features(const pipe_encode_params *p, const pipe_encode_i
             OGR_F_SetFieldDouble(f, k + 1, v[k]);
         if (p->model_version)
             OGR_F_SetFieldString(f, NFIELDS - 1, p->model_version);
+        const char *type = tr->typed ? det_model_type_name(p->classifier, tr->type) : NULL;
+        if (p->classifier && type) {
+            OGR_F_SetFieldString(f, NFIELDS, type);
+            OGR_F_SetFieldDouble(f, NFIELDS + 1, tr->type_score);
+        } else if (p->classifier) {
+            OGR_F_SetFieldNull(f, NFIELDS);
+            OGR_F_SetFieldNull(f, NFIELDS + 1);
+        }
         OGR_F_SetGeometryDirectly(f, g);
         OGRErr e = OGR_L_CreateFeature(lyr, f);
         OGR_F_Destroy(f);
@@ -201,8 +215,11 @@ static cnp_status gpkg_write(const pipe_encode_params *p, const pipe_encode_in *
     }
     OSRSetAxisMappingStrategy(srs, OAMS_TRADITIONAL_GIS_ORDER);
     OGRLayerH lyr = GDALDatasetCreateLayer(ds, "trees", srs, wkbPolygon, (char **)lopts);
-    for (int k = 0; lyr && k < NFIELDS; k++) {
-        OGRFieldDefnH fd = OGR_Fld_Create(gpkg_fields[k].name, gpkg_fields[k].type);
+    int nfields = NFIELDS + (p->classifier ? 2 : 0);
+    for (int k = 0; lyr && k < nfields; k++) {
+        OGRFieldDefnH fd = k < NFIELDS ? OGR_Fld_Create(gpkg_fields[k].name, gpkg_fields[k].type)
+                                       : OGR_Fld_Create(gpkg_type_fields[k - NFIELDS].name,
+                                                        gpkg_type_fields[k - NFIELDS].type);
         OGRErr e = OGR_L_CreateField(lyr, fd, TRUE);
         OGR_Fld_Destroy(fd);
         if (e != OGRERR_NONE)

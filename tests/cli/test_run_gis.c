@@ -12,7 +12,10 @@
  *    reports it; a VRT mosaic read; a text file named .tif refused as text;
  *  - a grey JPEG and a single-band GeoTIFF processed like a grey PNG;
  *  - a COG with nodata and overviews: a COG mask with NoData and overviews;
- *  - a pixel size far from the model's resolution warned about. */
+ *  - a pixel size far from the model's resolution warned about;
+ *  - with a classifier (issue 21; a constant CropModel, every tree "dead"),
+ *    the GeoPackage's type and type_score fields equal trees.json's; without
+ *    one it has no such fields. */
 #include <math.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -26,6 +29,7 @@
 
 #include "canopy/buf.h"
 #include "canopy/image.h"
+#include "cli/cropmodel_util.h"
 #include "testutil.h"
 
 static const char *g_canopy;
@@ -77,6 +81,18 @@ static double num(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* The layer "trees" of g_dir/REL.trees.gpkg, opened by GDAL (*ds to close). */
+static OGRLayerH open_trees(const char *rel, GDALDatasetH *ds)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.trees.gpkg", g_dir, rel);
+    *ds = GDALOpenEx(path, GDAL_OF_VECTOR, NULL, NULL, NULL);
+    CHECK_FATAL(*ds != NULL, "%s", path);
+    OGRLayerH lyr = GDALDatasetGetLayerByName(*ds, "trees");
+    CHECK_FATAL(lyr != NULL, "%s: no layer trees", path);
+    return lyr;
+}
+
 /* The GeoPackage: ogrinfo opens it; one polygon per tree of trees.json in
  * EPSG:32617, scores equal, each crown around its tree's map position; an
  * R-tree spatial index. */
@@ -90,12 +106,10 @@ static void check_gpkg(const char *stem, const cJSON *trees)
     CHECK(info && strstr(info, want) && strstr(info, "Geometry: Polygon"), "ogrinfo: %s",
           info ? info : "");
     free(info);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/out/%s.trees.gpkg", g_dir, stem);
-    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_VECTOR, NULL, NULL, NULL);
-    CHECK_FATAL(ds != NULL, "%s", path);
-    OGRLayerH lyr = GDALDatasetGetLayerByName(ds, "trees");
-    CHECK_FATAL(lyr != NULL);
+    char rel[256];
+    snprintf(rel, sizeof rel, "out/%s", stem);
+    GDALDatasetH ds;
+    OGRLayerH lyr = open_trees(rel, &ds);
     const char *code = OSRGetAuthorityCode(OGR_L_GetSpatialRef(lyr), NULL);
     CHECK(code && strcmp(code, "32617") == 0, "layer CRS %s", code ? code : "none");
     CHECK(OGR_L_GetFeatureCount(lyr, TRUE) == n);
@@ -122,6 +136,39 @@ static void check_gpkg(const char *stem, const cJSON *trees)
         OGR_F_Destroy(f);
     }
     CHECK(i == n && bad == 0, "%d features read, %d disagree with trees.json", i, bad);
+    OGRFeatureDefnH defn = OGR_L_GetLayerDefn(lyr);
+    bool typed = cJSON_GetObjectItem(cJSON_GetArrayItem(trees, 0), "type") != NULL;
+    CHECK(typed || (OGR_FD_GetFieldIndex(defn, "type") < 0 &&
+                    OGR_FD_GetFieldIndex(defn, "type_score") < 0),
+          "%s: type fields without a classifier", stem);
+    GDALClose(ds);
+}
+
+/* With a classifier: every feature's type and type_score are trees.json's
+ * (every tree "dead" here), read back through GDAL as a GIS would. */
+static void check_gpkg_types(const char *stem, const cJSON *trees)
+{
+    int n = cJSON_GetArraySize(trees);
+    GDALDatasetH ds;
+    OGRLayerH lyr = open_trees(stem, &ds);
+    OGRFeatureDefnH defn = OGR_L_GetLayerDefn(lyr);
+    int ti = OGR_FD_GetFieldIndex(defn, "type"), si = OGR_FD_GetFieldIndex(defn, "type_score");
+    CHECK_FATAL(ti >= 0 && si >= 0, "%s: no type / type_score field", stem);
+    CHECK(OGR_Fld_GetType(OGR_FD_GetFieldDefn(defn, ti)) == OFTString &&
+          OGR_Fld_GetType(OGR_FD_GetFieldDefn(defn, si)) == OFTReal);
+    OGRFeatureH f;
+    int bad = 0, i = 0, dead = 0;
+    while ((f = OGR_L_GetNextFeature(lyr)) != NULL && i < n) {
+        const cJSON *t = cJSON_GetArrayItem(trees, i++);
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(t, "type"));
+        const char *got = OGR_F_GetFieldAsString(f, ti);
+        bad += !type || strcmp(got, type) != 0;
+        dead += strcmp(got, "dead") == 0;
+        bad += fabs(OGR_F_GetFieldAsDouble(f, si) - num(t, "type_score")) > 1e-6;
+        OGR_F_Destroy(f);
+    }
+    CHECK(n > 0 && i == n && bad == 0 && dead == n,
+          "%d of %d features read, %d disagree with trees.json, %d dead", i, n, bad, dead);
     GDALClose(ds);
 }
 
@@ -374,6 +421,19 @@ int main(int argc, char **argv)
              g_dir, g_dir, g_dir) == 0);
     CHECK(exists("out-default/osbs.trees.geojson") && !exists("out-default/osbs.trees.gpkg") &&
           !exists("out-default/osbs.trees.csv"));
+    /* With a classifier: the GeoPackage carries each tree's type. */
+    static const float dead[3] = {0.0f, 2.0f, -1.0f};
+    char crop[1100];
+    snprintf(crop, sizeof crop, "%s/crop", g_dir);
+    CHECK_FATAL(cm_write_constant(crop, dead) == 0);
+    CHECK_FATAL(sh("%s model import %s --output %s/dead.cnw > %s/import.log 2>&1 && %s run -i "
+                   "%s/in/osbs.tif -o %s/out-types --classifier %s/dead.cnw --set "
+                   "output.vector=gpkg > %s/types.log 2>&1",
+                   g_canopy, crop, g_dir, g_dir, g_canopy, g_dir, g_dir, g_dir, g_dir) == 0);
+    doc = read_json("out-types/osbs.trees.json");
+    CHECK_FATAL(doc != NULL);
+    check_gpkg_types("out-types/osbs", cJSON_GetObjectItem(doc, "trees"));
+    cJSON_Delete(doc);
     /* A misspelt format names the choices. */
     CHECK(sh("%s run -i %s/in/osbs.tif -o %s/out-bad --set output.vector=geojson,shape > "
              "%s/bad.log 2>&1", g_canopy, g_dir, g_dir, g_dir) == 2);

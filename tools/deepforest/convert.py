@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Converts a DeepForest RetinaNet checkpoint to the Hugging Face layout that
-`canopy model import` reads (model.safetensors + config.json).
+"""Converts a DeepForest RetinaNet or CropModel checkpoint to the Hugging Face
+layout that `canopy model import` reads (model.safetensors + config.json).
 
     convert.py SRC.ckpt|SRC.pt --output DIR [--config config.json]
 
@@ -22,6 +22,19 @@ the checkpoint's top-level label_dict), then every key of --config on top
 (a JSON object: the only source for a plain state_dict, and the place for
 min_size / max_size, which DeepForest's configuration does not carry; left
 out, the model uses torchvision's defaults, 800 and 1333).
+
+A CropModel (a tree-type classifier: torchvision's ResNet, model.conv1.weight
+... model.fc.weight under the LightningModule's "model." prefix) becomes
+CropModel.push_to_hub's layout instead: model.safetensors with the ResNet's
+tensors under "model." (anything else dropped with a note), config.json
+{"cropmodel": {...}} with label_dict (the checkpoint's top-level label_dict,
+which CropModel.on_save_checkpoint writes, else
+hyper_parameters.config.cropmodel.label_dict), architecture (the config's,
+else resnet18 / 34 / 50 / 101 / 152 read from the blocks), resize,
+resize_interpolation, normalize and expand where the checkpoint's config has
+them (absent: DeepForest's defaults), then --config's keys on top (a JSON
+object of cropmodel keys). canopy model import checks every tensor against
+the architecture.
 """
 
 import argparse
@@ -56,6 +69,68 @@ def config_from_ckpt(ckpt):
     return cfg
 
 
+CROP_KEYS = ("architecture", "label_dict", "resize", "resize_interpolation", "normalize",
+             "expand")
+
+
+def is_cropmodel(sd):
+    keys = {k[len("model."):] if k.startswith("model.") else k for k in sd}
+    return {"conv1.weight", "fc.weight", "layer1.0.conv1.weight"} <= keys
+
+
+def resnet_name(sd):
+    """torchvision's ResNet by its blocks: bottlenecks (conv3) or basic
+    blocks, and the number of blocks in layer3."""
+    l3 = [int(k.split(".")[2]) for k in sd if k.startswith("model.layer3.")]
+    blocks = 1 + max(l3) if l3 else 0
+    bottleneck = "model.layer1.0.conv3.weight" in sd
+    names = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50",
+             (True, 23): "resnet101", (True, 36): "resnet152"}
+    return names.get((bottleneck, blocks), "resnet (%s blocks, %d in layer3)"
+                     % ("bottleneck" if bottleneck else "basic", blocks))
+
+
+def convert_crop(src, sd_in, ckpt, extra, outdir):
+    """A CropModel's checkpoint (or a plain ResNet state_dict) ->
+    CropModel.push_to_hub's files."""
+    sd, dropped = {}, []
+    for k, v in sd_in.items():
+        name = k if k.startswith("model.") or ckpt else "model." + k
+        if name.startswith("model.") and torch.is_tensor(v):
+            sd[name] = v.float() if v.is_floating_point() else v
+        else:
+            dropped.append(k)
+    if dropped:
+        print(f"convert.py: {src}: dropped {len(dropped)} entries that are not the "
+              f"classifier's: {', '.join(sorted(dropped)[:5])}"
+              f"{' ...' if len(dropped) > 5 else ''}", file=sys.stderr)
+    hp = ckpt.get("hyper_parameters") or {}
+    conf = hp.get("config") if hasattr(hp, "get") else None
+    cm = conf.get("cropmodel") if hasattr(conf, "get") else None
+    cm = dict(cm) if cm is not None else {}
+    crop = {k: cm[k] for k in CROP_KEYS if k in cm}
+    if ckpt.get("label_dict"):
+        crop["label_dict"] = dict(ckpt["label_dict"])
+    crop.update(extra)
+    crop.setdefault("architecture", resnet_name(sd))
+    if not crop.get("label_dict"):
+        dfcommon.die(f"{src}: a CropModel without a label_dict (neither the checkpoint's "
+                     "label_dict nor hyper_parameters.config.cropmodel.label_dict; give one "
+                     "with --config)")
+    crop["label_dict"] = {str(k): int(v) for k, v in dict(crop["label_dict"]).items()}
+    for k in ("resize", "normalize"):  # OmegaConf's containers as JSON's
+        if crop.get(k) is not None and not isinstance(crop[k], (int, float, str, bool)):
+            crop[k] = (list(crop[k]) if k == "resize" else
+                       {kk: list(vv) for kk, vv in dict(crop[k]).items()})
+    fc = sd["model.fc.weight"]
+    if len(crop["label_dict"]) != fc.shape[0]:
+        dfcommon.die(f"{src}: label_dict names {len(crop['label_dict'])} classes, but "
+                     f"model.fc.weight has {fc.shape[0]} outputs")
+    dfcommon.save_hf(sd, {"cropmodel": crop}, outdir)
+    print(f"convert.py: {src}: a CropModel ({crop['architecture']}, "
+          f"{len(crop['label_dict'])} classes) -> {outdir}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", help="DeepForest .ckpt (Lightning) or .pt (state_dict)")
@@ -68,9 +143,9 @@ def main():
     except Exception as e:  # noqa: BLE001 - any reason torch gives
         dfcommon.die(f"{a.src}: not a PyTorch checkpoint ({e})")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        sd_in, config = obj["state_dict"], config_from_ckpt(obj)
+        sd_in, ckpt = obj["state_dict"], obj
     elif isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
-        sd_in, config = obj, {}
+        sd_in, ckpt = obj, None
     else:
         dfcommon.die(f"{a.src}: neither a Lightning checkpoint (no \"state_dict\") nor a "
                      "state_dict (a dict of tensors)")
@@ -82,7 +157,12 @@ def main():
             dfcommon.die(f"{a.config}: {e}")
         if not isinstance(extra, dict):
             dfcommon.die(f"{a.config}: not a JSON object")
-        config.update(extra)
+    else:
+        extra = {}
+    if is_cropmodel(sd_in):
+        return convert_crop(a.src, sd_in, ckpt or {}, extra, a.output)
+    config = config_from_ckpt(ckpt) if ckpt is not None else {}
+    config.update(extra)
 
     # Strip the LightningModule's "model." prefix (RetinaNetHub's own hook
     # does the same when it loads an old checkpoint).

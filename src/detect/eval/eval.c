@@ -2,6 +2,7 @@
  * boxes at an IoU threshold, and the annotation CSV reader. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,14 @@ static int by_score(const void *pa, const void *pb)
 void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
                double min_iou, det_match_stats *out)
 {
+    det_match_pairs(pred, n_pred, truth, n_truth, min_iou, NULL, out);
+}
+
+void det_match_pairs(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t n_truth,
+                     double min_iou, size_t *pair, det_match_stats *out)
+{
+    for (size_t i = 0; pair && i < n_pred; i++)
+        pair[i] = SIZE_MAX;
     *out = (det_match_stats){.predictions = n_pred, .annotations = n_truth};
     scored *order = malloc((n_pred ? n_pred : 1) * sizeof *order);
     unsigned char *used = calloc(n_truth ? n_truth : 1, 1);
@@ -77,6 +86,8 @@ void det_match(const cnp_tree *pred, size_t n_pred, const det_box *truth, size_t
         if (best >= min_iou) {
             used[best_j] = 1;
             out->matched++;
+            if (pair)
+                pair[order[k].index] = best_j;
         }
     }
     free(order);
@@ -137,6 +148,23 @@ static cnp_status csv_lines(const char *csv_path,
     return result;
 }
 
+/* Room for one more element of size sz in *v (n used of *cap). */
+static cnp_status grow(void **v, size_t *cap, size_t n, size_t sz, const char *path,
+                       cnp_err *err)
+{
+    if (n < *cap)
+        return CNP_OK;
+    size_t nc = *cap ? 2 * *cap : 64;
+    void *p = realloc(*v, nc * sz);
+    if (!p) {
+        cnp_err_set(err, "%s: out of memory", path);
+        return CNP_ERR_NOMEM;
+    }
+    *v = p;
+    *cap = nc;
+    return CNP_OK;
+}
+
 struct box_reader {
     const char *path, *image;
     det_box *boxes;
@@ -165,16 +193,11 @@ static cnp_status read_box_line(void *ctx, char *line, int lineno, cnp_err *err)
     }
     if (r->image && strcmp(fields[0], r->image) != 0)
         return CNP_OK;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? 2 * r->cap : 64;
-        det_box *b = realloc(r->boxes, nc * sizeof *b);
-        if (!b) {
-            cnp_err_set(err, "%s: out of memory", r->path);
-            return CNP_ERR_NOMEM;
-        }
-        r->boxes = b;
-        r->cap = nc;
-    }
+    void *mem = r->boxes;
+    cnp_status st = grow(&mem, &r->cap, r->n, sizeof *r->boxes, r->path, err);
+    r->boxes = mem;
+    if (st != CNP_OK)
+        return st;
     /* xmax, ymax are inclusive pixel indices: the box ends at +1. */
     r->boxes[r->n++] = (det_box){(float)v[0], (float)v[1], (float)(v[2] + 1), (float)(v[3] + 1)};
     return CNP_OK;
@@ -248,4 +271,84 @@ void det_names_free(char **names, size_t n)
     for (size_t i = 0; names && i < n; i++)
         free(names[i]);
     free(names);
+}
+
+/* Tree types of annotation rows (det_annotations_types). */
+struct type_reader {
+    const char *path, *image;
+    const det_model *cls;
+    int col;      /* the type's column; -1: none */
+    bool label;   /* the column is `label` */
+    bool probing; /* first pass over `label`: does every value name a type? */
+    bool foreign; /* a label that is not one of cls's types */
+    size_t named; /* labels naming a type */
+    int *types;
+    size_t n, cap;
+};
+
+static int type_index(const det_model *cls, const char *name)
+{
+    for (int k = 0; k < det_model_type_count(cls); k++)
+        if (strcmp(det_model_type_name(cls, k), name) == 0)
+            return k;
+    return -1;
+}
+
+static cnp_status read_type_line(void *ctx, char *line, int lineno, cnp_err *err)
+{
+    struct type_reader *r = ctx;
+    char *fields[32];
+    int nf = split_fields(line, fields, 32);
+    if (lineno == 1) {
+        r->col = -1;
+        for (int i = 0; i < nf && r->col < 0; i++)
+            if (strcmp(fields[i], "type") == 0)
+                r->col = i;
+        for (int i = 0; i < nf && r->col < 0; i++)
+            if (strcmp(fields[i], "label") == 0)
+                r->col = i, r->label = true;
+        return CNP_OK;
+    }
+    if (r->col < 0)
+        return CNP_OK;
+    const char *v = r->col < nf ? fields[r->col] : "";
+    int k = v[0] ? type_index(r->cls, v) : -1;
+    if (r->probing) {
+        r->foreign |= v[0] && k < 0;
+        r->named += k >= 0;
+        return CNP_OK;
+    }
+    if (r->image && strcmp(fields[0], r->image) != 0)
+        return CNP_OK;
+    if (v[0] && k < 0) {
+        cnp_err_set(err, "%s:%d: type \"%.64s\" is not one of the classifier's types", r->path,
+                    lineno, v);
+        return CNP_ERR_FORMAT;
+    }
+    void *p = r->types;
+    cnp_status st = grow(&p, &r->cap, r->n, sizeof *r->types, r->path, err);
+    r->types = p;
+    if (st != CNP_OK)
+        return st;
+    r->types[r->n++] = k;
+    return CNP_OK;
+}
+
+cnp_status det_annotations_types(const char *csv_path, const char *image, const det_model *cls,
+                                 int **types, size_t *n, cnp_err *err)
+{
+    struct type_reader r = {.path = csv_path, .image = image, .cls = cls, .probing = true};
+    *types = NULL;
+    *n = 0;
+    cnp_status result = csv_lines(csv_path, read_type_line, &r, err);
+    if (result != CNP_OK || r.col < 0 || (r.label && (r.foreign || !r.named)))
+        return result; /* no type column (DeepForest's label "Tree" is no type) */
+    r.probing = false;
+    if ((result = csv_lines(csv_path, read_type_line, &r, err)) != CNP_OK) {
+        free(r.types);
+        return result;
+    }
+    *types = r.types;
+    *n = r.n;
+    return CNP_OK;
 }
