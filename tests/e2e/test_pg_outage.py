@@ -31,7 +31,7 @@ BACKOFF_BASE = 1
 # store's own reconnection gives up after about 3 s, and the chunk splits as
 # its messages come back at different times): without the gate its images
 # reached the dead-letter queue here after 60-100 s.
-OUTAGE_S = 110
+OUTAGE_S = 150  # the figure
 
 
 def ride_out(env, in_bucket, out_bucket, in_queue, dlq):
