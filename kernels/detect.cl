@@ -30,10 +30,13 @@ static inline float channel_value(int code, float r, float g, float b)
 }
 
 /* RGBA8 region (x0, y0, w, h) of an image img_w wide -> normalized CHW
- * floats. mean/inv_std per channel. One work-item per pixel. */
+ * floats, as window bk of a batch of bn (channel c at plane c * bn + bk,
+ * the graph engine's batch layout). mean/inv_std per channel. One
+ * work-item per pixel. */
 __kernel void detect_preprocess(__global const uchar4 *rgba, const int img_w, const int x0,
                                 const int y0, const int w, const int h,
-                                __global float *out, const float4 mean, const float4 inv_std)
+                                __global float *out, const float4 mean, const float4 inv_std,
+                               const int bk, const int bn)
 {
     const int x = get_global_id(0), y = get_global_id(1);
     if (x >= w || y >= h)
@@ -45,7 +48,7 @@ __kernel void detect_preprocess(__global const uchar4 *rgba, const int img_w, co
     const float mu[4] = {mean.s0, mean.s1, mean.s2, mean.s3};
     const float is[4] = {inv_std.s0, inv_std.s1, inv_std.s2, inv_std.s3};
     for (int c = 0; c < NCH; c++)
-        out[c * plane + i] = (channel_value(codes[c], r, g, b) - mu[c]) * is[c];
+        out[((size_t)c * bn + bk) * plane + i] = (channel_value(codes[c], r, g, b) - mu[c]) * is[c];
 }
 
 static inline float det_sigmoid(float v)
@@ -59,18 +62,19 @@ static inline float det_sigmoid(float v)
  * neighbour before it in row-major order and >= every
  * neighbour after it, and its centre falls in the tile's owned region
  * own = (x_lo, y_lo, x_hi, y_hi). Trees are appended with an atomic counter;
- * slots past `cap` are counted but not written. Global (OW, OH). */
+ * slots past `cap` are counted but not written. head is window bk of a
+ * batch of bn (channel c at plane c * bn + bk). Global (OW, OH). */
 __kernel void detect_peaks(__global const float *head, const int OH, const int OW,
                            const int x0, const int y0, const float stride,
                            const float logit_threshold, const float4 own,
                            __global float4 *trees, __global volatile int *count,
-                           const int cap)
+                           const int cap, const int bk, const int bn)
 {
     const int j = get_global_id(0), i = get_global_id(1);
     if (j >= OW || i >= OH)
         return;
     const size_t plane = (size_t)OH * OW, k = (size_t)i * OW + j;
-    __global const float *heat = head + OUT_HEAT * plane;
+    __global const float *heat = head + ((size_t)OUT_HEAT * bn + bk) * plane;
     if (!(heat[k] >= logit_threshold))
         return;
     const float score = det_sigmoid(heat[k]);
@@ -85,13 +89,13 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
                 return;
         }
     }
-    const float x = (float)x0 + ((float)j + 0.5f + head[OUT_DX * plane + k]) * stride;
-    const float y = (float)y0 + ((float)i + 0.5f + head[OUT_DY * plane + k]) * stride;
+    const float x = (float)x0 + ((float)j + 0.5f + head[((size_t)OUT_DX * bn + bk) * plane + k]) * stride;
+    const float y = (float)y0 + ((float)i + 0.5f + head[((size_t)OUT_DY * bn + bk) * plane + k]) * stride;
     if (x < own.s0 || y < own.s1 || x >= own.s2 || y >= own.s3)
         return;
     const int slot = atomic_inc(count);
     if (slot < cap)
-        trees[slot] = (float4)(x, y, exp(head[OUT_LR * plane + k]), score);
+        trees[slot] = (float4)(x, y, exp(head[((size_t)OUT_LR * bn + bk) * plane + k]), score);
 }
 
 /* ---- Non-maximum suppression -------------------------------------------

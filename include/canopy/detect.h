@@ -378,6 +378,9 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
 
 /* The largest tile side the engine was sized for. */
 uint32_t det_engine_tile(const det_engine *e);
+/* Tiles of equal size that go through the layers together ([detector]
+ * patch_batch, as many as fit the device's memory budget). */
+int det_engine_batch(const det_engine *e);
 
 /* ---- one model interface: a loaded model on a backend -------------------
  *

@@ -1,7 +1,9 @@
 /* canopy tune: measures CLBlast's kernel parameters for the selected device
  * on the GEMM shapes of the configured models and writes the tuning file
  * that every engine applies at start (src/gpu/tune.h). */
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "canopy/buf.h"
 #include "canopy/detect.h"
 #include "canopy/gpu.h"
 #include "cli/cli.h"
@@ -30,10 +33,38 @@ typedef struct tune_child {
     int n_sets;
 } tune_child;
 
+/* Reads the child's answer into line (len bytes) until it closes its end or
+ * limit_s seconds pass; false when time ran out. */
+static bool read_until(int fd, char *line, size_t cap, double limit_s)
+{
+    size_t len = 0;
+    double end = cnp_now() + limit_s;
+    for (;;) {
+        double left = end - cnp_now();
+        if (left <= 0)
+            return false;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int r = poll(&pf, 1, left > 1e6 ? 1000000000 : (int)(left * 1e3) + 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            continue; /* the loop's check ends it */
+        ssize_t got = len < cap - 1 ? read(fd, line + len, cap - 1 - len) : 0;
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    line[len] = 0;
+    return true;
+}
+
 /* ocl_tune_sample_fn: `canopy tune --sample KERNEL:M:N:K:FRACTION` in a
- * child, which prints the kernel line ("NAME K=V ...") or "error: ...". */
+ * child, which prints the kernel line ("NAME K=V ...") or "error: ...";
+ * killed after limit_s seconds (what is left of --budget: CLBlast's tuners
+ * cannot be stopped inside, so the child is). */
 static cnp_status sample_in_child(void *user, const char *kernel, size_t m, size_t n, size_t k,
-                                  double fraction, ocl_tune_kernel *out, cnp_err *err)
+                                  double fraction, double limit_s, ocl_tune_kernel *out,
+                                  cnp_err *err)
 {
     const tune_child *tc = user;
     char spec[160];
@@ -72,14 +103,16 @@ static cnp_status sample_in_child(void *user, const char *kernel, size_t m, size
         return CNP_ERR_IO;
     }
     char line[2048] = "";
-    size_t len = 0;
-    ssize_t got;
-    while (len < sizeof line - 1 && (got = read(fds[0], line + len, sizeof line - 1 - len)) > 0)
-        len += (size_t)got;
-    line[len] = 0;
+    bool in_time = read_until(fds[0], line, sizeof line, limit_s > 0 ? limit_s : 1e9);
+    if (!in_time)
+        kill(pid, SIGKILL);
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
+    if (!in_time) {
+        cnp_err_set(err, "stopped at the end of --budget after %.0f s: sample skipped", limit_s);
+        return CNP_ERR_LIMIT;
+    }
     line[strcspn(line, "\n")] = 0;
     char why[256];
     if (WIFSIGNALED(status)) {
@@ -145,7 +178,8 @@ static void usage(FILE *out)
             "each --model) for the device [opencl] selects, and keeps a kernel's parameters\n"
             "only when they compute SGEMM right and CLBlastSgemm over those shapes measures\n"
             "faster than with CLBlast's defaults. Writes the file every engine applies at\n"
-            "start. One tuner run already started finishes past the budget.\n\n"
+            "start. Each search is sized from the time left and its measured speed; one\n"
+            "still running at the end of the budget is stopped (what it found is lost).\n\n"
             "options:\n"
             "  -c, --config FILE      configuration file (see config/canopy.ini)\n"
             "  -b, --budget SECONDS   time for the search, 1..604800 (default 600)\n"

@@ -284,6 +284,14 @@ typedef struct det_graph_engine_opts {
     size_t batch_bytes;
 } det_graph_engine_opts;
 
+/* Windows per batch for [detector] patch_batch = asked (box models'
+ * patches, the crown model's tiles): asked when > 0, else DET_GRAPH_BATCH
+ * on a GPU and 1 on a CPU device, where batches measured slower (0.86x on
+ * PoCL: CLBlast is compute-bound at one patch and a larger im2col matrix
+ * only adds memory traffic). */
+#define DET_GRAPH_BATCH 8
+int det_patch_batch(ocl_ctx *ctx, int asked);
+
 cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32_t max_w,
                                         uint32_t max_h, const det_graph_engine_opts *opts,
                                         det_graph_engine **out, cnp_err *err);

@@ -358,6 +358,17 @@ extern "C" cnp_status ocl_tune_measure(const ocl_ctx *ctx, const ocl_gemm_shape 
     return result;
 }
 
+extern "C" double ocl_tune_next_fraction(double fraction, double dt, double left_s)
+{
+    if (!(fraction > 0) || fraction >= 1.0 || !(left_s > 0))
+        return 0;
+    double per = dt > 0 ? dt / fraction : 0; // seconds per unit of the space
+    double next = std::min(1.0, 2 * fraction);
+    if (per > 0)
+        next = std::min(next, left_s / per);
+    return next >= std::min(1.0, 1.25 * fraction) ? next : 0;
+}
+
 extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *shapes,
                                    size_t n_shapes, double budget_s,
                                    ocl_tune_sample_fn sample, void *user, FILE *progress,
@@ -400,7 +411,7 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
     if (progress)
         std::fprintf(progress, "defaults: %.1f ms over %zu GEMM shapes\n", out->default_ms,
                      judge.size());
-    double best_ms = out->default_ms, start = now_s(), share = 0;
+    double best_ms = out->default_ms, start = now_s(), share = 0, end = start + budget_s;
     // On a CPU device CLBlast's own Xgemm tuner dies (its GEMMK=1 search
     // writes out of bounds, and device buffers are host memory there: seen
     // with PoCL), so canopy's search gets its share.
@@ -413,7 +424,7 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
         double deadline = start + budget_s * share;
         if (skip)
             continue;
-        if (now_s() >= deadline) { // the budget went to the kernels before
+        if (now_s() >= std::min(deadline, end)) { // the budget went to the kernels before
             if (progress)
                 std::fprintf(progress, "%s: no time left in the budget\n", t.sampler);
             continue;
@@ -424,11 +435,12 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
             continue;
         Params best = current;
         bool improved = false;
-        for (double f = t.fraction;; f = std::min(1.0, f * 2)) {
+        for (double f = t.fraction; f > 0;) {
             double t0 = now_s(), ms = 0;
             ocl_tune_kernel found;
             cnp_err why;
-            cnp_status st = sample ? sample(user, t.sampler, t.m, t.n, t.k, f, &found, &why)
+            cnp_status st = sample ? sample(user, t.sampler, t.m, t.n, t.k, f, end - t0, &found,
+                                            &why)
                                    : ocl_tune_sample(ctx, t.sampler, t.m, t.n, t.k, f, &found,
                                                      &why);
             Params p = st == CNP_OK ? to_params(found) : Params();
@@ -460,8 +472,10 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
             }
             // A crash (a sample whose kernel wrote out of bounds) skips
             // that sample only: the next fraction tries others.
-            if (f >= 1.0 || st == CNP_ERR_INVALID || now_s() + 2 * dt > deadline)
+            double left = std::min(deadline, end) - now_s();
+            if (st == CNP_ERR_INVALID || left <= 0)
                 break;
+            f = ocl_tune_next_fraction(f, dt, left);
         }
         if (improved) { // a later sampler of the same kernel replaces it
             size_t at = 0;
@@ -480,6 +494,8 @@ extern "C" cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *sha
         Params best = route;
         bool improved = false;
         for (size_t v : {64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048}) {
+            if (now_s() >= end) // each step is one measure: the budget bounds them
+                break;
             Params p = {{route.begin()->first, v}};
             double ms = 0;
             cnp_err why;

@@ -112,16 +112,27 @@ cnp_status ocl_tune_sample(const ocl_ctx *ctx, const char *kernel, size_t m, siz
 void ocl_tune_salvage_on_crash(void);
 
 /* Runs one sample somewhere (cmd_tune: in a child process, so a tuner that
- * crashes the driver costs that sample only). */
+ * crashes the driver costs that sample only, stopped after limit_s seconds:
+ * what is left of the budget; a sample stopped finds nothing). */
 typedef cnp_status (*ocl_tune_sample_fn)(void *user, const char *kernel, size_t m, size_t n,
-                                         size_t k, double fraction, ocl_tune_kernel *out,
-                                         cnp_err *err);
+                                         size_t k, double fraction, double limit_s,
+                                         ocl_tune_kernel *out, cnp_err *err);
+
+/* The next sample's fraction of a kernel's space after a sample of
+ * `fraction` took dt seconds, with left_s seconds of the kernel's share
+ * left: twice the fraction (at most 1) when its time, estimated as dt per
+ * `fraction` (the time per configuration times the number of
+ * configurations), fits left_s; less where only that fits; 0 (stop) when
+ * not even 1.25x the fraction fits or the space is done. */
+double ocl_tune_next_fraction(double fraction, double dt, double left_s);
 
 /* The search (tune.cpp): measures CLBlastSgemm over `shapes` with the
  * defaults, then for each kernel runs samples of CLBlast's tuner (`sample`,
- * NULL: ocl_tune_sample here) on a fraction of its parameter space that
- * doubles while the kernel's share of budget_s lasts, keeping a result only
- * when the measured sum gets faster. Progress lines go to `progress` (may
+ * NULL: ocl_tune_sample here) on a fraction of its parameter space sized by
+ * ocl_tune_next_fraction from the kernel's share of budget_s, keeping a
+ * result only when the measured sum gets faster. No sample starts after
+ * budget_s and a running one is stopped there (`sample`'s limit_s), so the
+ * search ends within the budget plus one check of a result. Progress lines go to `progress` (may
  * be NULL). out is keyed to ctx. */
 cnp_status ocl_tune_run(const ocl_ctx *ctx, const ocl_gemm_shape *shapes, size_t n_shapes,
                         double budget_s, ocl_tune_sample_fn sample, void *user, FILE *progress,

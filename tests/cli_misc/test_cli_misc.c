@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "canopy/buf.h"
 #include "cliutil.h"
 #include "testutil.h"
 
@@ -235,6 +236,16 @@ static void test_tune_cli(void)
     r = run("CANOPY_OPENCL_TUNING_FILE=off", "devices");
     CHECK_MSG(r.code != 0 || strstr(r.out, "CLBlast tuning: none"), "exit %d: %s", r.code,
               r.out);
+    run_result_free(&r);
+    /* --budget holds: CLBlast's tuners cannot be stopped inside, so a
+     * sample still running at the end of the budget is killed (before,
+     * 10 s took 389 s here). Generous: 5 s must end within 60 s. */
+    double t0 = cnp_now();
+    r = run("CANOPY_OPENCL_TUNING_FILE=off", "tune --budget 5 --output tuned.txt");
+    double took = cnp_now() - t0;
+    CHECK_MSG((r.code == 0 && strstr(r.out, "wrote")) || (r.code == 1 && strstr(r.err, "OpenCL")),
+              "tune --budget 5: exit %d: %s %s", r.code, r.out, r.err);
+    CHECK_MSG(took < 60, "tune --budget 5 took %.0f s: %s", took, r.out);
     run_result_free(&r);
 }
 

@@ -549,6 +549,65 @@ static void test_neon(const det_model *m, const char *name, const size_t min_com
     det_engine_free(e);
 }
 
+/* Tiles as batches: the same image with patch_batch 1, 3 and 4 (tile 128,
+ * so that interior, edge and corner tiles of several sizes fill batches
+ * and leave remainders) gives exactly the same trees, bit for bit, on each
+ * conv path. (conv = auto chooses each node's path by timing at the
+ * engine's batch, so engines of different batches may choose differently,
+ * as engines on different devices do: that is compared to the reference
+ * within bounds by test_neon, not bit for bit.) */
+static void test_batch(const det_model *m, const char *name, size_t min_trees)
+{
+    static const char *images[] = {"OSBS_029", "YELL_541000_west"};
+    static const int batches[] = {1, 3, 4};
+    det_engine *e[3] = {NULL, NULL, NULL};
+    cnp_config cfg;
+    cnp_config_defaults(&cfg);
+    cfg.detector.tile = 128;
+    cfg.detector.tile_overlap = 40;
+    cfg.detector.score_threshold = THRESHOLD;
+    cnp_err err;
+    for (int b = 0; b < 3; b++) {
+        cfg.detector.patch_batch = batches[b];
+        cnp_status st = det_engine_create(g_ctx, m, &cfg.detector, &e[b], &err);
+        CHECK_MSG(st == CNP_OK, "%s", err.msg);
+        REQUIRE(st == CNP_OK);
+        CHECK_MSG(det_engine_batch(e[b]) == batches[b], "%s: batch %d of %d", name,
+                  det_engine_batch(e[b]), batches[b]);
+    }
+    for (int i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.png", CANOPY_NEON_DIR, images[i]);
+        cnp_image img = {0};
+        REQUIRE(img_png_read_file(path, 0, &img, &err) == CNP_OK);
+        cl_mem buf = upload(&img);
+        for (int p = DET_CONV_DIRECT; p <= DET_CONV_WINOGRAD; p++) {
+            cnp_tree *t[3] = {NULL, NULL, NULL};
+            size_t n[3] = {0, 0, 0};
+            for (int b = 0; b < 3; b++) {
+                det_engine_set_conv_path(e[b], (enum det_conv_path)p);
+                cnp_status st = det_engine_run(e[b], buf, img.width, img.height, &t[b], &n[b],
+                                               &err);
+                CHECK_MSG(st == CNP_OK, "%s", err.msg);
+            }
+            for (int b = 1; b < 3; b++)
+                CHECK_MSG(n[b] == n[0] && (n[0] == 0 || memcmp(t[b], t[0], n[0] * sizeof
+                                                               *t[0]) == 0),
+                          "%s %s path %d: batch %d gives %zu trees, batch 1 %zu (or differ)",
+                          name, images[i], p, batches[b], n[b], n[0]);
+            CHECK_MSG(n[0] >= min_trees, "%s %s: only %zu trees", name, images[i], n[0]);
+            printf("%s %s path %d: %zu trees, identical at batch 1, 3, 4\n", name, images[i], p,
+                   n[0]);
+            for (int b = 0; b < 3; b++)
+                free(t[b]);
+        }
+        clReleaseMemObject(buf);
+        cnp_image_free(&img);
+    }
+    for (int b = 0; b < 3; b++)
+        det_engine_free(e[b]);
+}
+
 /* Refusals: bad tiling configuration, a buffer smaller than the image, a
  * region outside it. */
 static void test_refusals(const det_model *m)
@@ -622,6 +681,8 @@ int main(void)
     REQUIRE(det_model_load(path, &crown, &err) == CNP_OK);
     static const size_t crown_neon[3] = {65, 40, 190};
     test_neon(crown, det_model_version(crown), crown_neon, true);
+    test_batch(crown, det_model_version(crown), 40);
+    test_batch(odd, "odd", 1);
     test_nms_random(tiny);
     test_nms_neon(crown);
     det_model_free(crown);

@@ -254,8 +254,25 @@ static void test_sample(ocl_ctx *ctx)
           ": %s", err.msg);
 }
 
+/* The size of a kernel's next sample: twice the fraction when its time
+ * (dt per fraction) fits what is left, less where only that fits, none
+ * when not even 1.25x fits or the space is done. */
+static void test_next_fraction(void)
+{
+    CHECK(ocl_tune_next_fraction(0.01, 2.0, 100.0) == 0.02, ": room for 2x");
+    CHECK(fabs(ocl_tune_next_fraction(0.01, 2.0, 3.0) - 0.015) < 1e-12, ": 1.5x fits");
+    CHECK(ocl_tune_next_fraction(0.01, 2.0, 2.4) == 0, ": 1.2x only: stop");
+    CHECK(ocl_tune_next_fraction(0.01, 2.0, 0.0) == 0, ": no time left");
+    CHECK(ocl_tune_next_fraction(0.75, 1.0, 100.0) == 1.0, ": capped at the whole space");
+    CHECK(ocl_tune_next_fraction(1.0, 1.0, 100.0) == 0, ": the space is done");
+    CHECK(ocl_tune_next_fraction(0.01, 0.0, 1.0) == 0.02, ": an instant sample doubles");
+    /* A 5 s budget and 9 s samples: the next never starts. */
+    CHECK(ocl_tune_next_fraction(1.0 / 2048, 9.0, 5.0 - 9.0) == 0, ": over budget");
+}
+
 int main(void)
 {
+    test_next_fraction();
     snprintf(g_dir, sizeof g_dir, "/tmp/canopy-test-tuning-XXXXXX");
     CHECK_FATAL(mkdtemp(g_dir) != NULL);
     cnp_err err;

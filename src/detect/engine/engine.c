@@ -40,6 +40,7 @@ struct det_engine {
     cl_command_queue q;
     uint32_t tile;
     int overlap;
+    int batch;         /* tiles of equal size per pass through the layers */
     float threshold;
     float logit_threshold;     /* det_logit_threshold(threshold), for detect_peaks */
     size_t n_layers;
@@ -85,8 +86,11 @@ static cnp_status enqueue(det_engine *e, cl_kernel k, cl_uint dims, const size_t
 {
     return ocl_enqueue(e->q, k, dims, global, local, what, err);
 }
+/* Preprocessing of region (x0, y0, w, h) into window k of a batch of n in
+ * the graph's input buffer. */
 static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
-                                 uint32_t y0, uint32_t w, uint32_t h, cnp_err *err)
+                                 uint32_t y0, uint32_t w, uint32_t h, int k, int n,
+                                 cnp_err *err)
 {
     const det_model *m = e->m;
     cl_float4 mean = {{0, 0, 0, 0}}, inv = {{1, 1, 1, 1}};
@@ -95,11 +99,11 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
         inv.s[c] = 1.0f / m->std[c];
     }
     cl_int iw = (cl_int)img_w, ix = (cl_int)x0, iy = (cl_int)y0, tw = (cl_int)w,
-           th = (cl_int)h;
+           th = (cl_int)h, bk = k, bn = n;
     cl_mem input = det_graph_engine_input(e->ge);
     cnp_status result = OCL_SET_ARGS(e->pre, "detect_preprocess", err, OCL_ARG(rgba), OCL_ARG(iw),
                      OCL_ARG(ix), OCL_ARG(iy), OCL_ARG(tw), OCL_ARG(th), OCL_ARG(input), OCL_ARG(mean),
-                     OCL_ARG(inv));
+                     OCL_ARG(inv), OCL_ARG(bk), OCL_ARG(bn));
     if (result != CNP_OK)
         return result;
     size_t global[2] = {ocl_round_up(w, 16), ocl_round_up(h, 8)};
@@ -107,16 +111,19 @@ static cnp_status run_preprocess(det_engine *e, cl_mem rgba, uint32_t img_w, uin
     return enqueue(e, e->pre, 2, global, local, "detect_preprocess", err);
 }
 
-/* Runs preprocessing and the network on one region; *out is the device
- * buffer holding the output (4 x *oh x *ow). */
-static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, uint32_t x0,
-                              uint32_t y0, uint32_t w, uint32_t h, cl_mem *out, uint32_t *ow,
-                              uint32_t *oh, cnp_err *err)
+/* Runs preprocessing and the network on n regions of equal size
+ * (1..e->batch) as one batch; *out is the device buffer holding the
+ * output (window k's channel c at plane c * n + k, each *oh x *ow). */
+static cnp_status run_network(det_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *t,
+                              int n, cl_mem *out, uint32_t *ow, uint32_t *oh, cnp_err *err)
 {
-    cnp_status result = run_preprocess(e, rgba, img_w, x0, y0, w, h, err);
+    cnp_status result = CNP_OK;
+    for (int k = 0; result == CNP_OK && k < n; k++)
+        result = run_preprocess(e, rgba, img_w, t[k].x0, t[k].y0, t[0].w, t[0].h, k, n, err);
     int oc = 0, ih = 0, iw = 0;
     if (result == CNP_OK)
-        result = det_graph_engine_run_raw(e->ge, (int)h, (int)w, out, &oc, &ih, &iw, err);
+        result = det_graph_engine_run_raw_batch(e->ge, n, (int)t[0].h, (int)t[0].w, out, &oc,
+                                                &ih, &iw, err);
     *ow = (uint32_t)iw;
     *oh = (uint32_t)ih;
     return result;
@@ -239,15 +246,20 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
         result = det_crown_graph(m, &e->graph, err);
     /* The conv paths: configured, or measured at the largest tile (at most
      * 128 px on a CPU device) and remembered next to the kernel cache. */
+    /* Tiles per batch: [detector] patch_batch, as for box models (0: 8 on
+     * a GPU, 1 on a CPU device). */
     det_graph_engine_opts opts = {
         .conv = dc->conv == DET_CONV_DIRECT || dc->conv == DET_CONV_GEMM
                     ? (enum det_conv_path)dc->conv
-                    : DET_CONV_AUTO};
+                    : DET_CONV_AUTO,
+        .max_batch = (uint32_t)det_patch_batch(ctx, dc->patch_batch)};
     if (result == CNP_OK)
         result = det_graph_engine_create_opts(ctx, &e->graph, (uint32_t)tile, (uint32_t)tile,
                                               &opts, &e->ge, err);
-    if (result == CNP_OK)
+    if (result == CNP_OK) {
+        e->batch = det_graph_engine_max_batch(e->ge);
         result = size_buffers(e, err);
+    }
     if (result != CNP_OK) {
         cnp_err_prefix(err, "%s", m->path);
         det_engine_free(e);
@@ -312,17 +324,19 @@ static cnp_status ensure_tree_cap(det_engine *e, size_t need, cnp_err *err)
     return create_buffer(e, need * sizeof(cl_float4), NULL, &e->trees, "tree list", err);
 }
 
+/* Peaks of window k of a batch of n (tile t) in heads. */
 static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t oh,
-                            const det_tile *t, cnp_err *err)
+                            const det_tile *t, int k, int n, cnp_err *err)
 {
     cl_int ioh = (cl_int)oh, iow = (cl_int)ow, x0 = (cl_int)t->x0, y0 = (cl_int)t->y0,
-           cap = (cl_int)e->tree_cap;
+           cap = (cl_int)e->tree_cap, bk = k, bn = n;
     /* The score threshold as a logit, computed here (issue 20, item 7). */
     cl_float stride = (cl_float)e->m->stride, thr = e->logit_threshold;
     cl_float4 own = {{t->own[0], t->own[1], t->own[2], t->own[3]}};
     cnp_status result = OCL_SET_ARGS(e->peaks, "detect_peaks", err, OCL_ARG(heads), OCL_ARG(ioh),
                      OCL_ARG(iow), OCL_ARG(x0), OCL_ARG(y0), OCL_ARG(stride), OCL_ARG(thr), OCL_ARG(own),
-                     OCL_ARG(e->trees), OCL_ARG(e->count), OCL_ARG(cap));
+                     OCL_ARG(e->trees), OCL_ARG(e->count), OCL_ARG(cap), OCL_ARG(bk),
+                     OCL_ARG(bn));
     if (result != CNP_OK)
         return result;
     size_t global[2] = {ocl_round_up(ow, 16), ocl_round_up(oh, 4)};
@@ -530,17 +544,35 @@ cnp_status det_engine_run_nms(det_engine *e, cl_mem rgba, uint32_t w, uint32_t h
         result = cl_ok(clEnqueueFillBuffer(e->q, e->count, &zero, sizeof zero, 0, sizeof zero,
                                            0, NULL, NULL),
                        "clEnqueueFillBuffer", err);
+    /* Tiles of equal size (the interior's, then each edge's) go through
+     * the layers e->batch at a time. Edge tiles are not padded to the full
+     * size: the layers' "same" padding would then see the padded pixels'
+     * activations instead of zeros, and the owned region's outputs would
+     * change. Trees are sorted after the NMS, so the order is free. */
+    det_tile *batch = result == CNP_OK ? malloc(sizeof *batch * (size_t)e->batch) : NULL;
+    bool *done = result == CNP_OK ? calloc(nt ? nt : 1, sizeof *done) : NULL;
+    if (result == CNP_OK && (!batch || !done)) {
+        cnp_err_set(err, "detector: out of memory for a batch of %d tiles", e->batch);
+        result = CNP_ERR_NOMEM;
+    }
     for (size_t i = 0; result == CNP_OK && i < nt; i++) {
         uint32_t ow, oh;
         det_model_out_size(e->m, tiles[i].w, tiles[i].h, &ow, &oh);
-        if (ow == 0 || oh == 0)
+        if (done[i] || ow == 0 || oh == 0)
             continue;
+        int nb = 0;
+        for (size_t j = i; j < nt && nb < e->batch; j++)
+            if (!done[j] && tiles[j].w == tiles[i].w && tiles[j].h == tiles[i].h) {
+                done[j] = true;
+                batch[nb++] = tiles[j];
+            }
         cl_mem heads = NULL;
-        result = run_network(e, rgba, w, tiles[i].x0, tiles[i].y0, tiles[i].w, tiles[i].h,
-                             &heads, &ow, &oh, err);
-        if (result == CNP_OK)
-            result = run_peaks(e, heads, ow, oh, &tiles[i], err);
+        result = run_network(e, rgba, w, batch, nb, &heads, &ow, &oh, err);
+        for (int k = 0; result == CNP_OK && k < nb; k++)
+            result = run_peaks(e, heads, ow, oh, &batch[k], k, nb, err);
     }
+    free(batch);
+    free(done);
     free(tiles);
     if (result == CNP_OK)
         result = read_trees(e, nms_iou, trees, n, err);
@@ -566,7 +598,8 @@ cnp_status det_engine_forward(det_engine *e, cl_mem rgba, uint32_t img_w, uint32
     if (fw == 0 || fh == 0)
         return CNP_OK;
     cl_mem heads = NULL;
-    result = run_network(e, rgba, img_w, x0, y0, w, h, &heads, ow, oh, err);
+    det_tile t = {.x0 = x0, .y0 = y0, .w = w, .h = h};
+    result = run_network(e, rgba, img_w, &t, 1, &heads, ow, oh, err);
     if (result != CNP_OK)
         return result;
     size_t bytes = sizeof(float) * 4 * (size_t)*ow * *oh;
@@ -627,4 +660,9 @@ cnp_status det_engine_time_layer(det_engine *e, size_t i, enum det_conv_path pat
 uint32_t det_engine_tile(const det_engine *e)
 {
     return e->tile;
+}
+
+int det_engine_batch(const det_engine *e)
+{
+    return e->batch;
 }

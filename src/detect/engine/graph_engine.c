@@ -625,6 +625,15 @@ static cnp_status set_shapes(det_graph_engine *e, int in_h, int in_w, cnp_err *e
     return result;
 }
 
+int det_patch_batch(ocl_ctx *ctx, int asked)
+{
+    if (asked > 0)
+        return asked;
+    cl_device_type type = 0;
+    clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    return (type & CL_DEVICE_TYPE_CPU) ? 1 : DET_GRAPH_BATCH;
+}
+
 cl_mem det_graph_engine_input(const det_graph_engine *e)
 {
     return ge_node_buf(e, 0);

@@ -8,10 +8,6 @@
 #include "detect/detect_internal.h"
 #include "detect/patches.h"
 
-/* Patches per batch asked of the graph engine (fewer when they do not fit
- * its memory budget: an eighth of the device's memory). */
-#define DET_BOX_BATCH 8
-
 struct det_box_engine {
     det_graph graph; /* the model's graph with this run's thresholds */
     det_graph_engine *eng;
@@ -102,16 +98,8 @@ cnp_status det_box_engine_create(ocl_ctx *ctx, const det_model *m,
     e->patch_iou = (float)dc->patch_iou;
     uint32_t side = dc->patch_size > 0 ? (uint32_t)dc->patch_size : 65535u;
     /* Patches go through the network `batch` at a time where their
-     * activations fit the engine's memory budget: [detector] patch_batch, or
-     * (0) DET_BOX_BATCH on a GPU and 1 on a CPU device, where batches
-     * measured slower (0.86x on PoCL: CLBlast is compute-bound at one patch
-     * and a larger im2col matrix only adds memory traffic). */
-    int batch = dc->patch_batch;
-    if (batch <= 0) {
-        cl_device_type type = 0;
-        clGetDeviceInfo(ocl_ctx_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
-        batch = (type & CL_DEVICE_TYPE_CPU) ? 1 : DET_BOX_BATCH;
-    }
+     * activations fit the engine's memory budget (det_patch_batch). */
+    int batch = det_patch_batch(ctx, dc->patch_batch);
     det_graph_engine_opts opts = {.conv = (enum det_conv_path)dc->conv,
                                   .max_batch = dc->patch_size > 0 ? batch : 1};
     if (result == CNP_OK)
