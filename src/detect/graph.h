@@ -308,6 +308,13 @@ enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
 /* Conv nodes timed at creation (0 when the choice was read back or forced). */
 size_t det_graph_engine_timed_nodes(const det_graph_engine *e);
 
+/* Distinct conv shapes timed again at the plan size after a reduced-size
+ * measurement (a CPU device), among the paths close enough there to rank
+ * (det_graph_paths_refine_set: bits 1 << DET_CONV_*). */
+size_t det_graph_engine_refined_shapes(const det_graph_engine *e);
+unsigned det_graph_paths_refine_set(double direct_s, double gemm_s, double wino_s,
+                                    bool has_direct, bool has_wino);
+
 /* The file that remembers the choice for this device, graph shapes and
  * measurement size. */
 void det_graph_engine_conv_paths_file(const det_graph_engine *e, char *out, size_t len);

@@ -239,6 +239,13 @@ static void test_paths_remembered(void)
                 "%s", err.msg);
     CHECK(det_graph_engine_timed_nodes(b) == 0, "%zu nodes timed again with %s",
           det_graph_engine_timed_nodes(b), file);
+    /* A CPU device measures at 128 x 128 and times the close paths again
+     * at the plan size, 200 x 200 here: at most once per distinct shape,
+     * never when the choice is read back. */
+    CHECK(det_graph_engine_refined_shapes(a) <= (size_t)stride1, "%zu shapes refined of %d",
+          det_graph_engine_refined_shapes(a), stride1);
+    CHECK(det_graph_engine_refined_shapes(b) == 0, "%zu shapes refined again with %s",
+          det_graph_engine_refined_shapes(b), file);
     int direct = 0;
     for (int i = 0; i < t.g.n_nodes; i++) {
         double da, ga, db, gb;
@@ -263,6 +270,26 @@ static void test_paths_remembered(void)
     det_graph_engine_free(b);
     det_graph_engine_free(c);
     tg_free(&t);
+}
+
+/* Which paths a reduced-size measurement leaves to time again at the plan
+ * size: those within 3x of the fastest, only paths the node has. */
+static void test_refine_set(void)
+{
+    const unsigned D = 1u << DET_CONV_DIRECT, G = 1u << DET_CONV_GEMM,
+                   W = 1u << DET_CONV_WINOGRAD;
+    /* RetinaNet's P3 head conv at 128 x 128 on PoCL: gemm 10, winograd 19,
+     * direct 100 ms. */
+    CHECK(det_graph_paths_refine_set(0.100, 0.010, 0.019, true, true) == (G | W), "P3 head");
+    CHECK(det_graph_paths_refine_set(0.0289, 0.0114, 0.0107, true, true) == (D | G | W),
+          "all within 3x");
+    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.031, true, true) == (D | G),
+          "3x inclusive, 3.1x out");
+    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.002, true, true) == (D | W),
+          "gemm 10x the fastest is out");
+    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.020, false, true) == (G | W),
+          "a path the node lacks is never timed, whatever its time");
+    CHECK(det_graph_paths_refine_set(0.0, 0.010, 0.0, false, false) == G, "gemm alone");
 }
 
 /* Graph B on 25 x 27: maxpool on odd sizes, upsample_add 13x14 -> 25x27. */
@@ -536,6 +563,7 @@ int main(void)
     test_nodes_a();
     test_nodes_b();
     test_nodes_c();
+    test_refine_set();
     test_paths_remembered();
     cnp_image osbs = {0}, yell = {0};
     load_neon("OSBS_029", &osbs);

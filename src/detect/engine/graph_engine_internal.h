@@ -61,6 +61,7 @@ struct det_graph_engine {
      * `batch` the N of the current run. */
     int max_batch, batch;
     size_t timed_nodes;
+    size_t refined_shapes; /* distinct conv shapes timed again at the plan size */
     det_wino wino; /* Winograd kernels and scratch */
 };
 
