@@ -408,6 +408,9 @@ cnp_status pipe_device_stage(pipe_device *dev, const cnp_image *next, cnp_err *e
      * still read this buffer (the image before last). */
     cl_event done = NULL;
     cl_int rc = clEnqueueMarkerWithWaitList(ocl_ctx_queue(dev->ctx), 0, NULL, &done);
+    /* An event another queue waits on must be flushed to its device. */
+    if (rc == CL_SUCCESS)
+        rc = clFlush(ocl_ctx_queue(dev->ctx));
     cnp_status result = ocl_check(rc, "clEnqueueMarkerWithWaitList", err);
     if (result == CNP_OK)
         result = slot_write(dev, s, dev->copy_q, next->rgba,
