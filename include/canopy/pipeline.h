@@ -62,7 +62,8 @@ bool pipe_device_has_detector(const pipe_device *dev);
  * buffers within CL_DEVICE_MAX_MEM_ALLOC_SIZE and global memory, and 32-bit
  * pixel counts). */
 uint64_t pipe_device_max_pixels(const pipe_device *dev);
-/* Bytes of the device's image buffer (sized for the largest image so far). */
+/* Bytes of the device's two image buffers (each sized for the largest image
+ * it held). */
 size_t pipe_device_image_bytes(const pipe_device *dev);
 /* The largest side of a window (pipe_device_windows). */
 uint32_t pipe_device_window_side(const pipe_device *dev);
@@ -92,9 +93,26 @@ typedef struct pipe_result {
     uint32_t overlay_step; /* raster pixels per overlay pixel (a windowed preview); 0: 1 */
 } pipe_result;
 
-/* Uploads img once and runs binarization then detection on it. */
+/* Uploads img once and runs binarization then detection on it; an image
+ * pipe_device_stage copied already (the same pixels' address and size) is
+ * not uploaded again. */
 cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_result *out,
                                cnp_err *err);
+/* Starts copying next to the device on a second queue, into the image
+ * buffer the current image does not use, so that the copy overlaps the
+ * current image's processing; its pipe_device_process then only waits for
+ * the copy on the device. next's pixels are free on return (copied into
+ * pinned staging, or written before returning on a CPU device) and must
+ * not change until next is processed. Of two images staged and not yet
+ * processed, a third staging or an upload drops the older; a failure
+ * leaves nothing staged (and nothing copying). Without OpenCL, nothing. */
+cnp_status pipe_device_stage(pipe_device *dev, const cnp_image *next, cnp_err *err);
+/* Forgets every staged image (the caller is about to free them). */
+void pipe_device_unstage(pipe_device *dev);
+/* Uploads through pinned staging (true) or from the caller's pixels
+ * (false). pipe_device_create picks pinned on all but CPU devices; tests
+ * force either. Drains the device and forgets staged images. */
+void pipe_device_set_pinned(pipe_device *dev, bool pinned);
 void pipe_result_free(pipe_result *r);
 
 /* The outputs of one image, named <stem><suffix>. */

@@ -7,6 +7,21 @@
 #include "canopy/log.h"
 #include "canopy/pipeline.h"
 
+/* One device image buffer, its pinned staging and what it holds. */
+typedef struct img_slot {
+    cl_mem buf; /* the image on the device, grown to the largest it held */
+    size_t cap;
+    cl_mem pin;    /* pinned host staging (pinned mode), mapped at pin_ptr */
+    void *pin_ptr;
+    size_t pin_cap;
+    cl_event copy; /* the last write into buf (it reads pin_ptr); NULL: none */
+    /* The image staged here by pipe_device_stage and not yet processed:
+     * its pixels' address and size (NULL: none). */
+    const uint8_t *staged;
+    uint32_t w, h;
+    uint64_t seq;
+} img_slot;
+
 struct pipe_device {
     ocl_ctx *ctx;        /* NULL: no OpenCL device on this machine */
     bin_engine *bin;     /* NULL without a device: bin_cpu_run */
@@ -16,8 +31,17 @@ struct pipe_device {
     det_backend *cls;     /* the classifier's handle */
     enum cnp_backend backend; /* where the model runs ([device] backend) */
     char desc[512];
-    cl_mem rgba;
-    size_t rgba_cap;
+    /* Image uploads. Two device image buffers used alternately, so the next
+     * image can be copied (pipe_device_stage, on copy_q) while this one is
+     * processed (on the context's queue). Pinned: each image is copied into
+     * a host buffer of CL_MEM_ALLOC_HOST_PTR memory, mapped once, and
+     * written to the device from there (full-bandwidth DMA on a GPU; the
+     * driver stages malloc'd memory itself); otherwise (a CPU device, where
+     * the extra memcpy buys nothing) written from the caller's pixels. */
+    cl_command_queue copy_q; /* in order; NULL without OpenCL */
+    bool pinned;
+    img_slot slot[2];
+    uint64_t seq; /* counts stagings: the older of two staged slots */
 };
 
 /* True when no OpenCL device exists at all: no platform (no driver in the
@@ -81,6 +105,65 @@ static cnp_status classifier_open(pipe_device *dev, const pipe_device_params *p,
     return result;
 }
 
+static void slot_settle(img_slot *s);
+static void slot_unpin(pipe_device *dev, img_slot *s);
+
+/* The copy queue, and the upload mode for this device's type (logged). */
+static cnp_status uploads_open(pipe_device *dev, cnp_err *err)
+{
+    cl_int rc;
+    cl_device_id d = ocl_ctx_device(dev->ctx);
+    dev->copy_q = clCreateCommandQueue(ocl_ctx_context(dev->ctx), d, 0, &rc);
+    cnp_status result = ocl_check(rc, "clCreateCommandQueue(copies)", err);
+    if (result != CNP_OK) {
+        dev->copy_q = NULL;
+        return result;
+    }
+    cl_device_type type = 0;
+    clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    pipe_device_set_pinned(dev, !(type & CL_DEVICE_TYPE_CPU));
+    return CNP_OK;
+}
+
+/* Drains both queues, forgets what is staged and frees the staging. */
+static void uploads_reset(pipe_device *dev)
+{
+    clFinish(ocl_ctx_queue(dev->ctx));
+    clFinish(dev->copy_q);
+    for (int k = 0; k < 2; k++) {
+        slot_settle(&dev->slot[k]);
+        slot_unpin(dev, &dev->slot[k]);
+        dev->slot[k].staged = NULL;
+    }
+}
+
+void pipe_device_set_pinned(pipe_device *dev, bool pinned)
+{
+    if (!dev->ctx)
+        return;
+    uploads_reset(dev);
+    dev->pinned = pinned;
+    if (pinned)
+        LOG_DEBUG("device", "image uploads: through pinned staging (CL_MEM_ALLOC_HOST_PTR, "
+                            "mapped once), the next image copied on a second queue");
+    else
+        LOG_DEBUG("device", "image uploads: written from the host's pixels (a CPU device: a "
+                            "pinned staging copy would buy nothing)");
+}
+
+/* Drains both queues and frees the image buffers, staging and copy queue. */
+static void uploads_close(pipe_device *dev)
+{
+    if (!dev->ctx)
+        return;
+    if (dev->copy_q)
+        uploads_reset(dev);
+    for (int k = 0; k < 2; k++)
+        ocl_buffer_release(dev->slot[k].buf);
+    if (dev->copy_q)
+        clReleaseCommandQueue(dev->copy_q);
+}
+
 cnp_status pipe_device_create(const pipe_device_params *p, const det_model *model,
                               pipe_device **out, cnp_err *err)
 {
@@ -95,6 +178,7 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
         goto fail;
     bool none = pipe_device_less(p->opencl, p->device, model != NULL);
     if (!none && ((result = ocl_ctx_create(p->opencl, &dev->ctx, err)) != CNP_OK ||
+                  (result = uploads_open(dev, err)) != CNP_OK ||
                   (result = bin_engine_create(dev->ctx, &dev->bp, &dev->bin, err)) != CNP_OK))
         goto fail;
     dev->backend = CNP_BACKEND_OPENCL;
@@ -136,8 +220,7 @@ void pipe_device_free(pipe_device *dev)
     det_backend_free(dev->cls);
     det_model_free(dev->cls_model);
     bin_engine_free(dev->bin);
-    if (dev->rgba)
-        ocl_buffer_release(dev->rgba);
+    uploads_close(dev);
     ocl_ctx_free(dev->ctx);
     free(dev);
 }
@@ -147,7 +230,8 @@ const char *pipe_device_description(const pipe_device *dev)
     return dev->desc;
 }
 
-static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err);
+static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cl_mem *buf,
+                         cnp_err *err);
 static cnp_status finish_after(pipe_device *dev, cnp_status result);
 
 const det_model *pipe_device_classifier(const pipe_device *dev)
@@ -162,38 +246,200 @@ cnp_status pipe_device_classify(pipe_device *dev, const uint8_t *rgba, const det
     if (!dev->cls || n == 0)
         return CNP_OK;
     /* A device table reads the image from the device buffer. */
-    cnp_status result = upload(dev, rgba, (size_t)win->w * win->h, err);
+    cl_mem buf = NULL;
+    cnp_status result = upload(dev, rgba, (size_t)win->w * win->h, &buf, err);
     if (result != CNP_OK)
         return finish_after(dev, result);
-    det_pixels in = {.w = win->w, .h = win->h, .host = rgba, .dev = dev->rgba,
+    det_pixels in = {.w = win->w, .h = win->h, .host = rgba, .dev = buf,
                      .x0 = win->x0, .y0 = win->y0, .full_w = W, .full_h = H};
     return finish_after(dev, det_backend_classify(dev->cls, &in, trees, n, err));
 }
 
-/* Uploads n RGBA pixels into the device image, grown to the largest seen. */
-static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cnp_err *err)
+/* Waits for the last write out of the slot's staging to finish (on the
+ * host: its pinned memory is about to be rewritten or freed). */
+static void slot_settle(img_slot *s)
+{
+    if (s->copy) {
+        clWaitForEvents(1, &s->copy);
+        clReleaseEvent(s->copy);
+        s->copy = NULL;
+    }
+}
+
+/* Unmaps and frees the slot's pinned staging (after slot_settle). */
+static void slot_unpin(pipe_device *dev, img_slot *s)
+{
+    if (s->pin) {
+        if (s->pin_ptr &&
+            clEnqueueUnmapMemObject(dev->copy_q, s->pin, s->pin_ptr, 0, NULL, NULL) ==
+                CL_SUCCESS)
+            clFinish(dev->copy_q);
+        clReleaseMemObject(s->pin);
+    }
+    s->pin = NULL;
+    s->pin_ptr = NULL;
+    s->pin_cap = 0;
+}
+
+/* Grows the slot's device buffer (and pinned staging) to bytes. A buffer
+ * released here still in use by a queued command lives until it is done
+ * (clReleaseMemObject's contract). */
+static cnp_status slot_reserve(pipe_device *dev, img_slot *s, size_t bytes, cnp_err *err)
 {
     cnp_status result;
-    if (!dev->ctx)
-        return CNP_OK; /* no device: everything reads the host pixels */
-    if (n * 4 > dev->rgba_cap) {
-        cl_int rc;
-        if (dev->rgba)
-            ocl_buffer_release(dev->rgba);
-        dev->rgba_cap = 0;
-        dev->rgba = ocl_buffer_create(ocl_ctx_context(dev->ctx), CL_MEM_READ_ONLY, n * 4, NULL, &rc);
+    cl_int rc;
+    cl_context c = ocl_ctx_context(dev->ctx);
+    if (bytes > s->cap) {
+        ocl_buffer_release(s->buf);
+        s->cap = 0;
+        s->buf = ocl_buffer_create(c, CL_MEM_READ_ONLY, bytes, NULL, &rc);
         if ((result = ocl_check(rc, "clCreateBuffer(image)", err)) != CNP_OK)
             return result;
-        dev->rgba_cap = n * 4;
+        s->cap = bytes;
     }
-    cl_int rc = clEnqueueWriteBuffer(ocl_ctx_queue(dev->ctx), dev->rgba, CL_FALSE, 0, n * 4, rgba,
-                                     0, NULL, NULL);
+    if (!dev->pinned || bytes <= s->pin_cap)
+        return CNP_OK;
+    slot_settle(s);
+    slot_unpin(dev, s);
+    /* Host memory: not counted with the device's buffers (ocl_device_bytes). */
+    s->pin = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &rc);
+    if ((result = ocl_check(rc, "clCreateBuffer(pinned staging)", err)) != CNP_OK)
+        return result;
+    s->pin_ptr = clEnqueueMapBuffer(dev->copy_q, s->pin, CL_TRUE, CL_MAP_WRITE, 0, bytes, 0,
+                                    NULL, NULL, &rc);
+    if ((result = ocl_check(rc, "mapping the pinned staging", err)) != CNP_OK) {
+        s->pin_ptr = NULL;
+        slot_unpin(dev, s);
+        return result;
+    }
+    s->pin_cap = bytes;
+    return CNP_OK;
+}
+
+/* Writes bytes of rgba into the slot's device buffer on q after the nwait
+ * events, its event in s->copy. Pinned: through the staging, so the
+ * caller's pixels are free on return. Direct: from rgba, blocking on the
+ * copy queue (the caller may free its pixels next) and not on the compute
+ * queue (finish_after and bin_engine_run's clFinish drain that). */
+static cnp_status slot_write(pipe_device *dev, img_slot *s, cl_command_queue q,
+                             const uint8_t *rgba, size_t bytes, cl_uint nwait,
+                             const cl_event *wait, cnp_err *err)
+{
+    cnp_status result = slot_reserve(dev, s, bytes, err);
+    if (result != CNP_OK)
+        return result;
+    slot_settle(s);
+    const void *src = rgba;
+    if (dev->pinned) {
+        memcpy(s->pin_ptr, rgba, bytes);
+        src = s->pin_ptr;
+    }
+    cl_bool blocking = !dev->pinned && q == dev->copy_q;
+    cl_int rc = clEnqueueWriteBuffer(q, s->buf, blocking, 0, bytes, src, nwait, wait, &s->copy);
+    if (rc != CL_SUCCESS)
+        s->copy = NULL;
     return ocl_check(rc, "uploading the image", err);
+}
+
+/* The slot to overwrite: one holding no staged image, else the one staged
+ * earlier (a staging never processed, or the overlap simply lost). */
+static img_slot *slot_victim(pipe_device *dev)
+{
+    img_slot *a = &dev->slot[0], *b = &dev->slot[1];
+    img_slot *s = !a->staged ? a : !b->staged ? b : a->seq < b->seq ? a : b;
+    s->staged = NULL;
+    return s;
+}
+
+/* Uploads n RGBA pixels into a device image buffer on the compute queue;
+ * *buf: that buffer (NULL without a device: everything reads the host's
+ * pixels). */
+static cnp_status upload(pipe_device *dev, const uint8_t *rgba, size_t n, cl_mem *buf,
+                         cnp_err *err)
+{
+    *buf = NULL;
+    if (!dev->ctx)
+        return CNP_OK;
+    img_slot *s = slot_victim(dev);
+    /* slot_write first waits for a staging still being copied into it. */
+    cnp_status result = slot_write(dev, s, ocl_ctx_queue(dev->ctx), rgba, n * 4, 0, NULL, err);
+    if (result == CNP_OK)
+        *buf = s->buf;
+    return result;
+}
+
+/* The buffer pipe_device_stage filled with img, the compute queue told to
+ * wait for that copy (a barrier on its event: the host does not wait);
+ * NULL where img was not staged or its copy failed. */
+static cl_mem take_staged(pipe_device *dev, const cnp_image *img)
+{
+    for (int k = 0; k < 2; k++) {
+        img_slot *s = &dev->slot[k];
+        if (!s->staged || s->staged != img->rgba || s->w != img->width || s->h != img->height)
+            continue;
+        s->staged = NULL;
+        cl_int st = CL_COMPLETE;
+        if (!s->copy ||
+            clGetEventInfo(s->copy, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL) !=
+                CL_SUCCESS ||
+            st < 0) {
+            LOG_DEBUG("device", "the staged copy of a %ux%u image failed (%d): uploading it again",
+                      img->width, img->height, (int)st);
+            return NULL;
+        }
+        if (clEnqueueBarrierWithWaitList(ocl_ctx_queue(dev->ctx), 1, &s->copy, NULL) !=
+            CL_SUCCESS)
+            return NULL;
+        return s->buf;
+    }
+    return NULL;
+}
+
+cnp_status pipe_device_stage(pipe_device *dev, const cnp_image *next, cnp_err *err)
+{
+    if (!dev->ctx || !next || !next->rgba || (size_t)next->width * next->height == 0)
+        return CNP_OK;
+    for (int k = 0; k < 2; k++)
+        if (dev->slot[k].staged == next->rgba && dev->slot[k].w == next->width &&
+            dev->slot[k].h == next->height)
+            return CNP_OK;
+    img_slot *s = slot_victim(dev);
+    /* The copy waits for everything queued for compute so far, which may
+     * still read this buffer (the image before last). */
+    cl_event done = NULL;
+    cl_int rc = clEnqueueMarkerWithWaitList(ocl_ctx_queue(dev->ctx), 0, NULL, &done);
+    /* An event another queue waits on must be flushed to its device. */
+    if (rc == CL_SUCCESS)
+        rc = clFlush(ocl_ctx_queue(dev->ctx));
+    cnp_status result = ocl_check(rc, "clEnqueueMarkerWithWaitList", err);
+    if (result == CNP_OK)
+        result = slot_write(dev, s, dev->copy_q, next->rgba,
+                            (size_t)next->width * next->height * 4, 1, &done, err);
+    if (done)
+        clReleaseEvent(done);
+    if (result == CNP_OK && (rc = clFlush(dev->copy_q)) != CL_SUCCESS)
+        result = ocl_check(rc, "clFlush(copy queue)", err);
+    if (result != CNP_OK) {
+        /* Nothing left reading anything of the caller's. */
+        clFinish(dev->copy_q);
+        return result;
+    }
+    s->staged = next->rgba;
+    s->w = next->width;
+    s->h = next->height;
+    s->seq = ++dev->seq;
+    return CNP_OK;
+}
+
+void pipe_device_unstage(pipe_device *dev)
+{
+    dev->slot[0].staged = NULL;
+    dev->slot[1].staged = NULL;
 }
 
 size_t pipe_device_image_bytes(const pipe_device *dev)
 {
-    return dev->rgba_cap;
+    return dev->slot[0].cap + dev->slot[1].cap;
 }
 
 uint64_t pipe_device_max_pixels(const pipe_device *dev)
@@ -252,11 +498,14 @@ cnp_status pipe_device_windows(const pipe_device *dev, uint32_t w, uint32_t h, d
 
 /* A failure after upload(): the engines may return before any blocking
  * call, with the non-blocking upload (and whatever else they queued) still
- * reading the caller's pixels, which the caller frees or reuses next. */
+ * reading the caller's pixels, which the caller frees or reuses next. The
+ * copy queue is drained too: nothing of either queue outlives a failure. */
 static cnp_status finish_after(pipe_device *dev, cnp_status result)
 {
-    if (result != CNP_OK && dev->ctx)
+    if (result != CNP_OK && dev->ctx) {
         clFinish(ocl_ctx_queue(dev->ctx));
+        clFinish(dev->copy_q);
+    }
     return result;
 }
 
@@ -265,8 +514,9 @@ cnp_status pipe_device_detect_window(pipe_device *dev, const uint8_t *rgba, uint
 {
     *trees = NULL;
     *n = 0;
-    cnp_status result = upload(dev, rgba, (size_t)w * h, err);
-    det_pixels in = {.w = w, .h = h, .host = rgba, .dev = dev->rgba};
+    cl_mem buf = NULL;
+    cnp_status result = upload(dev, rgba, (size_t)w * h, &buf, err);
+    det_pixels in = {.w = w, .h = h, .host = rgba, .dev = buf};
     det_found found = {0};
     if (result == CNP_OK)
         result = det_backend_run(dev->det, &in, 1, &found, err);
@@ -302,16 +552,18 @@ cnp_status pipe_device_process(pipe_device *dev, const cnp_image *img, pipe_resu
     }
     if (n == 0)
         return bin_cpu_run(&dev->bp, img->rgba, 0, 0, out->mask, &out->bin, err);
-    if ((result = upload(dev, img->rgba, n, err)) != CNP_OK)
+    /* The image pipe_device_stage copied already, or an upload now. */
+    cl_mem buf = dev->ctx ? take_staged(dev, img) : NULL;
+    if (!buf && (result = upload(dev, img->rgba, n, &buf, err)) != CNP_OK)
         goto fail;
-    result = dev->bin ? bin_engine_run(dev->bin, dev->rgba, img->width, img->height, out->mask,
+    result = dev->bin ? bin_engine_run(dev->bin, buf, img->width, img->height, out->mask,
                                        &out->bin, err)
                       : bin_cpu_run(&dev->bp, img->rgba, img->width, img->height, out->mask,
                                     &out->bin, err);
     if (result != CNP_OK)
         goto fail;
     if (dev->det) {
-        det_pixels in = {.w = img->width, .h = img->height, .host = img->rgba, .dev = dev->rgba};
+        det_pixels in = {.w = img->width, .h = img->height, .host = img->rgba, .dev = buf};
         if ((result = det_backend_detect(dev->det, &in, &out->trees, &out->ntrees, err)) !=
             CNP_OK)
             goto fail;

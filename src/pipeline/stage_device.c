@@ -1,6 +1,8 @@
 /* Stage: device. Binarization and detection of each decoded image on the
- * one OpenCL queue, in order; then nodata pixels are taken out of the
- * results: never canopy, never a tree, not part of canopy_cover. */
+ * compute queue, in order, the next image's upload started first on the
+ * copy queue (pipe_device_stage) so that it overlaps; then nodata pixels
+ * are taken out of the results: never canopy, never a tree, not part of
+ * canopy_cover. */
 #include "canopy/log.h"
 #include "pipeline/pl_internal.h"
 
@@ -39,6 +41,18 @@ static void device_health(pl_ctx *x, size_t tried, size_t device_failed)
     pl_set_fatal(x);
 }
 
+/* The next item processed whole after item i, or NULL: its upload can
+ * start while item i is processed. */
+static const cnp_image *next_whole(pl_chunk *c, size_t i, size_t end)
+{
+    for (size_t j = i + 1; j < end; j++) {
+        const pl_item *n = &c->items[j];
+        if (n->state == ITEM_DECODED)
+            return n->raster ? NULL : &n->img;
+    }
+    return NULL;
+}
+
 void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
 {
     size_t tried = 0, device_failed = 0;
@@ -47,6 +61,10 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
         if (it->state != ITEM_DECODED)
             continue;
         cnp_err err;
+        const cnp_image *next = next_whole(c, i, end);
+        /* A failed staging only loses the overlap: the item uploads itself. */
+        if (next && pipe_device_stage(x->dev, next, &err) != CNP_OK)
+            LOG_DEBUG(x->mode, "staging the next image: %s", err.msg);
         double t0 = cnp_now();
         pipe_outputs_init(&it->outs, x->sp.spool_dir, (uint64_t)x->sp.out_spill_bytes);
         cnp_status st = it->raster ? stage_window_item(x, it, &err)
@@ -64,5 +82,8 @@ void stage_device_job(pl_ctx *x, pl_chunk *c, size_t begin, size_t end)
             apply_nodata(&it->img, &it->res, it->nodata);
         item_advance(it, ITEM_PROCESSED);
     }
+    /* The items' pixels are freed once encoded: nothing staged may be
+     * taken for a later image at the same address. */
+    pipe_device_unstage(x->dev);
     device_health(x, tried, device_failed);
 }

@@ -4,7 +4,9 @@
  * channels, odd sizes, exact against the CPU reference), the crown detector
  * (detect.cl, the graph's convolution kernels) and the tiny random box model
  * (graph.cl's input, im2col, epilogue, maxpool, upsample, scores, decode,
- * gather; topk.cl's top-k; NMS). Without Oclgrind it runs on the default device.
+ * gather; topk.cl's top-k; NMS), and the uploads of pipe_device_stage
+ * (pinned staging and direct writes on the copy queue, the compute queue's
+ * barrier on the copy). Without Oclgrind it runs on the default device.
  *
  * Oclgrind's --uninitialized (the issue found it crashing on canopy's
  * binarization) is not used: its plugin in Oclgrind 21.10 is at fault, not
@@ -116,6 +118,48 @@ static void small_work_groups(ocl_ctx *ctx)
     cnp_image_free(&img);
 }
 
+/* Images of three sizes binarized with the next one staged, pinned and
+ * direct: each mask exactly the mask of the image alone. */
+static void staging(void)
+{
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
+                             .detector = &cfg.detector};
+    pipe_device *dev = NULL;
+    CHECK_FATAL(pipe_device_create(&dp, NULL, &dev, &err) == CNP_OK, "%s", err.msg);
+    enum { N = 3 };
+    const uint32_t size[N][2] = {{29, 17}, {41, 33}, {13, 21}};
+    cnp_image img[N] = {{0}};
+    pipe_result ref[N];
+    for (int k = 0; k < N; k++) {
+        CHECK_FATAL(synth_aerial(&img[k], size[k][0], size[k][1], 2, 7 + (uint64_t)k, &err) ==
+                        CNP_OK,
+                    "%s", err.msg);
+        CHECK_FATAL(pipe_device_process(dev, &img[k], &ref[k], &err) == CNP_OK, "%s", err.msg);
+    }
+    for (int pinned = 0; pinned < 2; pinned++) {
+        pipe_device_set_pinned(dev, pinned);
+        for (int k = 0; k < N; k++) {
+            if (k + 1 < N)
+                CHECK(pipe_device_stage(dev, &img[k + 1], &err) == CNP_OK, "%s", err.msg);
+            pipe_result r;
+            CHECK_FATAL(pipe_device_process(dev, &img[k], &r, &err) == CNP_OK, "%s", err.msg);
+            CHECK(memcmp(r.mask, ref[k].mask, (size_t)size[k][0] * size[k][1]) == 0 &&
+                      r.bin.foreground == ref[k].bin.foreground,
+                  "staging (pinned %d): image %d's mask differs from its mask alone", pinned, k);
+            pipe_result_free(&r);
+        }
+        pipe_device_unstage(dev);
+    }
+    for (int k = 0; k < N; k++) {
+        pipe_result_free(&ref[k]);
+        cnp_image_free(&img[k]);
+    }
+    pipe_device_free(dev);
+}
+
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "all";
@@ -137,6 +181,8 @@ int main(int argc, char **argv)
         small_work_groups(ctx);
         ocl_ctx_free(ctx);
     }
+    if (!strcmp(what, "all") || !strcmp(what, "staging"))
+        staging();
     if (!strcmp(what, "all") || !strcmp(what, "box"))
         detect(CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw", 32, 29, 27);
     if (!strcmp(what, "all") || !strcmp(what, "crown"))
