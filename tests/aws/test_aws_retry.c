@@ -256,6 +256,51 @@ static void test_spill(aws_client *c)
     free(saved);
 }
 
+/* A spilled download whose temporary file cannot be made (here $TMPDIR does
+ * not exist; in production a full or unwritable disk) is our fault, not the
+ * object's: retried, then CNP_ERR_TRANSIENT, and the error names the path
+ * and the reason rather than curl's "Failed writing header". */
+static void test_spill_no_tmpdir(aws_client *c)
+{
+    char dir[] = "/tmp/canopy-test-spill-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    char missing[64];
+    snprintf(missing, sizeof missing, "%s/missing", dir);
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", missing, 1);
+    aws_batch *b = NULL;
+    cnp_err err;
+    s3_object big;
+    CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
+    if (b) {
+        CHECK(s3_batch_get_spill(b, "cut", "0/100000/nodir", 0, 1000, &big) == CNP_OK);
+        CHECK(aws_batch_run(b, &err) == CNP_OK);
+        aws_batch_free(b);
+        CHECK(big.result.status == CNP_ERR_TRANSIENT && big.result.attempts == 5,
+              "status %d, %d attempts: %s", big.result.status, big.result.attempts,
+              big.result.err.msg);
+        CHECK(fake_server_count(&g_fs, "/cut/0/100000/nodir") == 5);
+        char want[128];
+        snprintf(want, sizeof want, "creating %s/canopy-spill-", missing);
+        CHECK(strstr(big.result.err.msg, want) &&
+                  strstr(big.result.err.msg, ": No such file or directory") &&
+                  strstr(big.result.err.msg, "after 5 attempts"),
+              "%s", big.result.err.msg);
+        CHECK(!big.spill_path[0] && big.body.len == 0);
+        s3_object_free(&big);
+    }
+    CHECK(rmdir(dir) == 0, "files left in %s", dir);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+}
+
 /* A failing part aborts the multipart upload; the first error is reported. */
 static void test_multipart_abort(void)
 {
@@ -566,6 +611,7 @@ int main(void)
         test_exhausted();
         test_batch(c);
         test_spill(c);
+        test_spill_no_tmpdir(c);
         test_multipart_abort();
         test_file_body();
         test_expired_token(c);
