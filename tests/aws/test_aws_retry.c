@@ -543,22 +543,11 @@ static void test_threads_own_connections(void)
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, T);
     peer_worker w[T];
-    pthread_t th[T];
-    int started = 0;
     for (int i = 0; i < T; i++) {
         w[i] = (peer_worker){.c = c, .start = &start, .id = i};
         CHECK(aws_batch_create(c, &w[i].b, &err) == CNP_OK);
     }
-    for (int i = 0; i < T; i++) {
-        int rc = pthread_create(&th[i], NULL, peer_run, &w[i]);
-        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
-        if (rc != 0)
-            break;
-        started++;
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    if (started < T) {
+    if (test_threads_run(peer_run, w, sizeof w[0], T) < T) {
         /* Threads at the barrier would wait forever; nothing more to check. */
         aws_client_free(c);
         return;
@@ -584,20 +573,11 @@ static void test_threads(aws_client *c)
 {
     enum { T = 4 };
     worker w[T];
-    pthread_t th[T];
-    bool started[T];
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < T; i++)
         w[i] = (worker){c, i, 0};
-        int rc = pthread_create(&th[i], NULL, worker_run, &w[i]);
-        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
-        started[i] = rc == 0;
-    }
-    for (int i = 0; i < T; i++) {
-        if (!started[i])
-            continue;
-        pthread_join(th[i], NULL);
+    int started = test_threads_run(worker_run, w, sizeof w[0], T);
+    for (int i = 0; i < started; i++)
         CHECK_MSG(w[i].ok == 20, "thread %d: %d of 20", i, w[i].ok);
-    }
 }
 
 int main(void)
