@@ -200,6 +200,25 @@ static void test_batch(aws_client *c)
     s3_object_free(&s);
 }
 
+/* Points $TMPDIR at dir; returns the old value (malloc'd, or NULL when it
+ * was unset) for tmpdir_restore, which puts it back and frees it. */
+static char *tmpdir_set(const char *dir)
+{
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", dir, 1);
+    return saved;
+}
+
+static void tmpdir_restore(char *saved)
+{
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+}
+
 /* s3_batch_get_spill: a body above the spill size streams to a temporary
  * file in $TMPDIR, a retry after a transfer cut halfway starts the file
  * afresh (the right bytes, not the first half twice), a smaller body stays
@@ -211,9 +230,7 @@ static void test_spill(aws_client *c)
         CHECK(!"mkdtemp");
         return;
     }
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TMPDIR", dir, 1);
+    char *saved = tmpdir_set(dir);
     aws_batch *b = NULL;
     cnp_err err;
     CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
@@ -249,11 +266,7 @@ static void test_spill(aws_client *c)
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rmdir %s", dir); /* fails unless empty */
     CHECK(system(cmd) == 0, "files left in %s", dir);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
+    tmpdir_restore(saved);
 }
 
 /* A spilled download whose temporary file cannot be made (here $TMPDIR does
@@ -269,9 +282,7 @@ static void test_spill_no_tmpdir(aws_client *c)
     }
     char missing[64];
     snprintf(missing, sizeof missing, "%s/missing", dir);
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TMPDIR", missing, 1);
+    char *saved = tmpdir_set(missing);
     aws_batch *b = NULL;
     cnp_err err;
     s3_object big;
@@ -294,11 +305,7 @@ static void test_spill_no_tmpdir(aws_client *c)
         s3_object_free(&big);
     }
     CHECK(rmdir(dir) == 0, "files left in %s", dir);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
+    tmpdir_restore(saved);
 }
 
 /* A failing part aborts the multipart upload; the first error is reported. */
