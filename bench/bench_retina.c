@@ -273,15 +273,16 @@ static cnp_status batch_patches(void *ctx, const det_tile *p, size_t np, det_det
 
 /* Median seconds of DeepForest's predict_tile on the model's own graph,
  * one patch at a time (max_batch 1) or in batches (max_batch > 1: as many
- * as the engine's memory budget allows), after a warm-up run; *batch the
- * batch the engine took, *nd the detections. */
-static cnp_status time_patches(ocl_ctx *ctx, const det_graph *g, const bench_opts *o,
-                               const bimage *b, uint32_t max_batch, double *sec, int *batch,
-                               size_t *nd, cnp_err *err)
+ * as the engine's memory budget allows), after a warm-up run, with the conv
+ * paths of [detector] conv (CANOPY_DETECTOR_CONV) as the box engine takes
+ * them; *batch the batch the engine took, *nd the detections. */
+static cnp_status time_patches(ocl_ctx *ctx, const det_graph *g, const cnp_detector_config *dc,
+                               const bench_opts *o, const bimage *b, uint32_t max_batch,
+                               double *sec, int *batch, size_t *nd, cnp_err *err)
 {
     det_graph_engine *e = NULL;
     uint32_t side = (uint32_t)o->patch_size;
-    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO, .max_batch = max_batch};
+    det_graph_engine_opts opts = {.conv = (enum det_conv_path)dc->conv, .max_batch = max_batch};
     cnp_status result = det_graph_engine_create_opts(ctx, g, side, side, &opts, &e, err);
     if (result != CNP_OK)
         return result;
@@ -353,9 +354,9 @@ static cnp_status bench_tiled(ocl_ctx *ctx, const det_model *m, const cnp_config
     double s1 = 0, sb = 0;
     int b1 = 1, bb = 1;
     size_t n1 = 0, nb = 0;
-    result = time_patches(ctx, det_model_graph(m), o, b, 1, &s1, &b1, &n1, err);
+    result = time_patches(ctx, det_model_graph(m), &dc, o, b, 1, &s1, &b1, &n1, err);
     if (result == CNP_OK)
-        result = time_patches(ctx, det_model_graph(m), o, b, 64, &sb, &bb, &nb, err);
+        result = time_patches(ctx, det_model_graph(m), &dc, o, b, 64, &sb, &bb, &nb, err);
     if (result != CNP_OK)
         return result;
     printf("tiled, model's graph: one patch at a time %.3f s/image, batches of %d %.3f "

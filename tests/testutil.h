@@ -18,6 +18,7 @@
 #ifndef CANOPY_TESTS_TESTUTIL_H
 #define CANOPY_TESTS_TESTUTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,29 @@ test_check_failed(const char *file, int line, int fatal, const char *cond, const
 /* Exit code for main: 0 when every check passed. */
 #define TEST_RESULT()                                                              \
     (g_failures ? (fprintf(stderr, "%d check(s) failed\n", g_failures), 1) : 0)
+
+/* Runs fn on each of the n items (size bytes apart from items) on a thread
+ * of its own, all at once, and joins them. A thread that cannot be started
+ * is a failed check and none after it is started (with a barrier the caller
+ * then must not wait for them); returns how many ran. n is at most 64. */
+static inline int test_threads_run(void *(*fn)(void *), void *items, size_t size, int n)
+{
+    enum { MAX_THREADS = 64 };
+    pthread_t th[MAX_THREADS];
+    CHECK(n <= MAX_THREADS, "%d threads, at most %d", n, MAX_THREADS);
+    int started = 0;
+    while (started < n && started < MAX_THREADS) {
+        int rc = pthread_create(&th[started], NULL, fn, (char *)items + (size_t)started * size);
+        if (rc != 0) {
+            CHECK(rc == 0, "pthread_create: %d", rc);
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    return started;
+}
 
 /* Returns 77 (skip) when the OpenCL device is missing, unless required. */
 static inline int test_skip_or_fail(const char *why)

@@ -1,5 +1,6 @@
 /* OpenCL runtime: device selection, program build with an on-disk binary
- * cache, and error names.
+ * cache, and error names (src/gpu/ocl.c; programs and the cache in
+ * src/gpu/ocl_program.c).
  *
  * Kernels are kernels/<name>.cl, embedded in the binary at build time;
  * [opencl] kernel_dir loads them from disk instead (for kernel development).

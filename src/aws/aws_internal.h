@@ -106,6 +106,7 @@ struct aws_op {
     int spill_fd;              /* -1: none */
     char spill_path[512];
     int64_t spill_len;
+    char spill_err[640];       /* why the file failed this attempt; "" while it has not */
     bool head;
     int min_idle_s;            /* low-speed window at least this (long polls) */
     const volatile int *cancel; /* this op alone ends "cancelled" once *cancel != 0 */
@@ -161,7 +162,7 @@ cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *pat
  * list (op->slist); err names the op. */
 cnp_status aws_op_sign(aws_op *op, cnp_err *err);
 /* Opens op's temporary file for a spilled body, or empties it for a retry;
- * false with op->errbuf set when it cannot. */
+ * false with op->spill_err set (the path and errno's reason) when it cannot. */
 bool aws_op_spill_open(aws_op *op);
 /* curl's callbacks for op (userp): response headers (which may preallocate
  * the body or start a spill), the response body, and reading and rewinding

@@ -180,10 +180,11 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
     op->limit_hit = false;
     op->read_off = 0;
     op->errbuf[0] = '\0';
+    op->spill_err[0] = '\0';
     aws_kvlist_free(&op->resp_headers);
     op->resp_body.len = 0;
     if (op->spill_fd >= 0 && !aws_op_spill_open(op)) { /* a retry starts the file afresh */
-        cnp_err_set(&op->result->err, "%s: %s", op->what, op->errbuf);
+        cnp_err_set(&op->result->err, "%s: %s", op->what, op->spill_err);
         return CNP_ERR_IO;
     }
     cnp_status result = aws_op_sign(op, &op->result->err);
@@ -282,6 +283,8 @@ static const char *const THROTTLE_CODES[] = {
 /* Why a retried attempt failed (for the retry counters). */
 static enum aws_retry_class retry_class(const aws_op *op, CURLcode rc)
 {
+    if (op->spill_err[0])
+        return AWS_RETRY_OTHER; /* our disk, not the network */
     if (rc != CURLE_OK)
         return rc == CURLE_OPERATION_TIMEDOUT ? AWS_RETRY_TIMEOUT : AWS_RETRY_NETWORK;
     if (op->http_status == 429 || code_in(op->result->code, THROTTLE_CODES))
@@ -309,7 +312,16 @@ static void attempt_finished(aws_batch *b, aws_op *op, CURLcode rc)
         complete(b, op, CNP_ERR_IO);
         return;
     }
-    if (rc != CURLE_OK) {
+    if (op->spill_err[0]) {
+        /* Our disk failed the download (no temporary file, a full disk):
+         * not the object's fault nor the server's, and it may pass (space
+         * freed, the directory back), so retried like a network fault. curl
+         * saw only a failed write ("Failed writing header"), so the reason
+         * is ours to give: the path and errno's. */
+        cnp_err_set(&r->err, "%s: %s", op->what, op->spill_err);
+        retry = true;
+        status = CNP_ERR_TRANSIENT;
+    } else if (rc != CURLE_OK) {
         op->http_status = 0;
         cnp_err_set(&r->err, "%s: %s", op->what,
                     op->errbuf[0] ? op->errbuf : curl_easy_strerror(rc));

@@ -292,14 +292,18 @@ bool aws_op_spill_open(aws_op *op)
 {
     if (op->spill_fd >= 0) {
         op->spill_len = 0;
-        return ftruncate(op->spill_fd, 0) == 0 && lseek(op->spill_fd, 0, SEEK_SET) == 0;
+        if (ftruncate(op->spill_fd, 0) == 0 && lseek(op->spill_fd, 0, SEEK_SET) == 0)
+            return true;
+        snprintf(op->spill_err, sizeof op->spill_err, "emptying %.500s: %.100s", op->spill_path,
+                 strerror(errno));
+        return false;
     }
     const char *dir = getenv("TMPDIR");
     snprintf(op->spill_path, sizeof op->spill_path, "%s/canopy-spill-XXXXXX",
              dir && dir[0] ? dir : "/tmp");
     op->spill_fd = mkstemp(op->spill_path);
     if (op->spill_fd < 0) {
-        snprintf(op->errbuf, sizeof op->errbuf, "creating %.120s: %.100s", op->spill_path,
+        snprintf(op->spill_err, sizeof op->spill_err, "creating %.500s: %.100s", op->spill_path,
                  strerror(errno));
         return false;
     }
@@ -380,8 +384,8 @@ size_t aws_op_on_write(char *data, size_t size, size_t nmemb, void *userp)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
-                snprintf(op->errbuf, sizeof op->errbuf, "writing %.120s: %.100s", op->spill_path,
-                         w < 0 ? strerror(errno) : "short write");
+                snprintf(op->spill_err, sizeof op->spill_err, "writing %.500s: %.100s",
+                         op->spill_path, w < 0 ? strerror(errno) : "short write");
                 return 0;
             }
             done += (size_t)w;

@@ -414,13 +414,18 @@ cnp_status det_classifier_check(const det_graph *g, const char *what, cnp_err *e
 
 /* ---- graph_json.c: the .cnw version 2 architecture JSON ---------------- */
 
-/* The field readers of both architecture readers (graph_json.c's and
- * crown_json.c's). det_json_int: o[key], a whole number in lo..hi, into
- * *v. det_json_str: o[key], a string of 1..cap-1 bytes, into dst. Else
- * false, the output untouched. */
+/* The field readers of the architecture readers (graph_json.c's,
+ * crown_json.c's and classifier_json.c's). det_json_int: o[key], a whole
+ * number in lo..hi, into *v. det_json_str: o[key], a string of 1..cap-1
+ * bytes, into dst; det_json_string the same for the item it itself (an
+ * array's element). Else false, the output untouched. det_json_floats: a,
+ * an array of n finite numbers (each > 0 when positive), into v; else false,
+ * v possibly part written. */
 struct cJSON;
 bool det_json_int(const struct cJSON *o, const char *key, int lo, int hi, int *v);
 bool det_json_str(const struct cJSON *o, const char *key, char *dst, size_t cap);
+bool det_json_string(const struct cJSON *it, char *dst, size_t cap);
+bool det_json_floats(const struct cJSON *a, float *v, int n, bool positive);
 
 /* The architecture JSON of a version 2 .cnw (models/FORMAT.md) for g, with
  * the model's name and version. *json is malloc'd (caller frees). */

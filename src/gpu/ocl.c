@@ -1,7 +1,7 @@
-/* OpenCL runtime: device selection, program build with an on-disk binary
- * cache, error names. */
-#include <ctype.h>
-#include <errno.h>
+/* OpenCL runtime: device selection and listing, the context, error names,
+ * buffers with their accounting and kernel launches. Program builds and the
+ * binary cache are in ocl_program.c; the context struct both use is in
+ * ocl_internal.h. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,42 +9,11 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
-#include <openssl/evp.h>
-
-#include "canopy/buf.h"
 #include "canopy/gpu.h"
 #include "canopy/log.h"
-#include "gpu/kernels_embedded.h"
+#include "gpu/ocl_internal.h"
 #include "gpu/tune.h"
-
-#define MAX_PROGRAMS 32
-
-struct program_entry {
-    char *name;
-    char *options;
-    cl_program program;
-};
-
-struct ocl_ctx {
-    cl_platform_id platform;
-    cl_device_id device;
-    cl_context context;
-    cl_command_queue queue;
-    size_t max_work_group;
-    cl_ulong local_mem;
-    bool fp32_cr_divide;     /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT reported */
-    char description[768];
-    char device_name[256];
-    char driver[128];
-    char cache_dir[CNP_STR_LONG];
-    char kernel_dir[CNP_STR_LONG];
-    char tuning[CNP_STR_LONG];
-    pthread_mutex_t lock;
-    struct program_entry programs[MAX_PROGRAMS];
-    int nprograms;
-};
 
 const char *ocl_error_name(cl_int code)
 {
@@ -373,236 +342,6 @@ size_t ocl_ctx_max_work_group(const ocl_ctx *ctx) { return ctx->max_work_group; 
 bool ocl_ctx_fp32_correctly_rounded(const ocl_ctx *ctx) { return ctx->fp32_cr_divide; }
 cl_ulong ocl_ctx_local_mem(const ocl_ctx *ctx) { return ctx->local_mem; }
 
-/* Loads kernels/<name>.cl: from kernel_dir when set, else the embedded copy.
- * On success *src is NUL-terminated and owned by buf (or static). */
-static cnp_status kernel_source(const ocl_ctx *ctx, const char *name, cnp_buf *buf,
-                                const char **src, size_t *len, cnp_err *err)
-{
-    if (ctx->kernel_dir[0]) {
-        char path[CNP_STR_LONG + 300];
-        snprintf(path, sizeof path, "%s/%s.cl", ctx->kernel_dir, name);
-        cnp_status result = cnp_file_read(path, 0, buf, err);
-        if (result != CNP_OK)
-            return result;
-        if (cnp_buf_append(buf, "", 1) != CNP_OK)
-            return CNP_ERR_NOMEM;
-        *src = (const char *)buf->data;
-        *len = buf->len - 1;
-        return CNP_OK;
-    }
-    for (const struct ocl_embedded_kernel *k = ocl_embedded_kernels; k->name; k++) {
-        if (strcmp(k->name, name) == 0) {
-            *src = k->source;
-            *len = k->len;
-            return CNP_OK;
-        }
-    }
-    cnp_err_set(err, "no kernel source named '%s' (kernels/%s.cl)", name, name);
-    return CNP_ERR_NOTFOUND;
-}
-
-/* 16 hex digits of SHA-256 over the device's identity, the NUL-terminated
- * strings of parts and len bytes of data: the key of a cache file. */
-static void cache_key(const ocl_ctx *ctx, const char *const *parts, size_t nparts,
-                      const void *data, size_t len, char hex[17])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-    const char *device[] = {ctx->device_name, ctx->driver, ctx->description};
-    for (size_t i = 0; i < 3; i++)
-        EVP_DigestUpdate(h, device[i], strlen(device[i]) + 1);
-    for (size_t i = 0; i < nparts; i++)
-        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
-    EVP_DigestUpdate(h, data, len);
-    EVP_DigestFinal_ex(h, md, &md_len);
-    EVP_MD_CTX_free(h);
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
-
-/* Cache key: SHA-256 over everything that changes the binary. */
-static void cache_path(const ocl_ctx *ctx, const char *name, const char *options,
-                       const char *src, size_t len, char *out, size_t out_len)
-{
-    const char *parts[] = {options, name};
-    char hex[17];
-    cache_key(ctx, parts, 2, src, len, hex);
-    snprintf(out, out_len, "%s/%s-%s.bin", ctx->cache_dir, name, hex);
-}
-
-static void mkdir_p(const char *dir)
-{
-    char tmp[CNP_STR_LONG + 300];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
-}
-
-static cnp_status build_log(const ocl_ctx *ctx, cl_program prog, const char *name, cl_int rc,
-                            cnp_err *err)
-{
-    size_t n = 0;
-    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
-    char *log = calloc(1, n + 1);
-    if (log)
-        clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
-    cnp_err_set(err, "building kernels/%s.cl: %s (%d): %s", name, ocl_error_name(rc), rc,
-                log ? log : "(no build log)");
-    free(log);
-    return CNP_ERR_OPENCL;
-}
-
-static cl_program build_from_cache(const ocl_ctx *ctx, const char *path, const char *options)
-{
-    cnp_buf bin = {0};
-    cl_program prog = NULL;
-    if (cnp_file_read(path, 0, &bin, NULL) != CNP_OK || bin.len == 0)
-        goto out;
-    const unsigned char *bins[] = {bin.data};
-    size_t lens[] = {bin.len};
-    cl_int status, rc;
-    prog = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, lens, bins, &status, &rc);
-    if (rc != CL_SUCCESS || status != CL_SUCCESS) {
-        if (prog)
-            clReleaseProgram(prog);
-        prog = NULL;
-        goto out;
-    }
-    if (clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
-        clReleaseProgram(prog);
-        prog = NULL;
-    }
-out:
-    cnp_buf_free(&bin);
-    return prog;
-}
-
-static void save_to_cache(const ocl_ctx *ctx, cl_program prog, const char *path)
-{
-    size_t size = 0;
-    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
-        size == 0)
-        return;
-    unsigned char *bin = malloc(size);
-    if (!bin)
-        return;
-    unsigned char *bins[] = {bin};
-    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        mkdir_p(ctx->cache_dir);
-        cnp_err err;
-        if (cnp_file_write(path, bin, size, &err) != CNP_OK)
-            LOG_WARN("gpu", "not caching program binary: %s", err.msg);
-    }
-    free(bin);
-}
-
-/* Builds (or loads from the disk cache) program `name`; caller holds ctx->lock. */
-static cnp_status program_build(ocl_ctx *ctx, const char *name, const char *user_options,
-                                cl_program *out, cnp_err *err)
-{
-    /* Divisions and square roots feeding thresholds, scores and top-k keys
-     * are correctly rounded where the device can do it (OpenCL allows
-     * 2.5 ulp otherwise), so every such device computes the same bits. */
-    char options[1024];
-    snprintf(options, sizeof options, "%s%s", user_options,
-             ctx->fp32_cr_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
-    cnp_buf srcbuf = {0};
-    const char *src = NULL;
-    size_t len = 0;
-    cnp_status result = kernel_source(ctx, name, &srcbuf, &src, &len, err);
-    if (result != CNP_OK)
-        goto out;
-    char path[CNP_STR_LONG + 400];
-    cache_path(ctx, name, options, src, len, path, sizeof path);
-    double t0 = cnp_now();
-    cl_program prog = build_from_cache(ctx, path, options);
-    if (prog) {
-        LOG_DEBUG("gpu", "kernels/%s.cl: loaded cached binary %s", name, path);
-        *out = prog;
-        goto out;
-    }
-    cl_int rc;
-    prog = clCreateProgramWithSource(ctx->context, 1, &src, &len, &rc);
-    if ((result = ocl_check(rc, "clCreateProgramWithSource", err)) != CNP_OK)
-        goto out;
-    rc = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
-    if (rc != CL_SUCCESS) {
-        result = build_log(ctx, prog, name, rc, err);
-        clReleaseProgram(prog);
-        goto out;
-    }
-    LOG_DEBUG("gpu", "kernels/%s.cl: built in %.2f s", name, cnp_now() - t0);
-    save_to_cache(ctx, prog, path);
-    *out = prog;
-out:
-    cnp_buf_free(&srcbuf);
-    return result;
-}
-
-cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
-                           cl_program *out, cnp_err *err)
-{
-    cnp_status result = CNP_OK;
-    const char *opts = options ? options : "";
-    pthread_mutex_lock(&ctx->lock);
-    for (int i = 0; i < ctx->nprograms; i++) {
-        if (strcmp(ctx->programs[i].name, name) == 0 && strcmp(ctx->programs[i].options, opts) == 0) {
-            *out = ctx->programs[i].program;
-            goto out;
-        }
-    }
-    if (ctx->nprograms == MAX_PROGRAMS) {
-        cnp_err_set(err, "too many distinct OpenCL programs (%d)", MAX_PROGRAMS);
-        result = CNP_ERR_INTERNAL;
-        goto out;
-    }
-    cl_program prog;
-    if ((result = program_build(ctx, name, opts, &prog, err)) != CNP_OK)
-        goto out;
-    struct program_entry *e = &ctx->programs[ctx->nprograms];
-    e->name = strdup(name);
-    e->options = strdup(opts);
-    if (!e->name || !e->options) {
-        free(e->name);
-        free(e->options);
-        clReleaseProgram(prog);
-        cnp_err_set(err, "out of memory");
-        result = CNP_ERR_NOMEM;
-        goto out;
-    }
-    e->program = prog;
-    ctx->nprograms++;
-    *out = prog;
-out:
-    pthread_mutex_unlock(&ctx->lock);
-    return result;
-}
-
-cnp_status ocl_kernel_create(ocl_ctx *ctx, const char *name, const char *options,
-                             const char *kernel, cl_kernel *out, cnp_err *err)
-{
-    cl_program prog;
-    cnp_status result = ocl_program_get(ctx, name, options, &prog, err);
-    if (result != CNP_OK)
-        return result;
-    cl_int rc;
-    *out = clCreateKernel(prog, kernel, &rc);
-    if (rc != CL_SUCCESS) {
-        cnp_err_set(err, "kernels/%s.cl: clCreateKernel(%s): %s (%d)", name, kernel,
-                    ocl_error_name(rc), rc);
-        return CNP_ERR_OPENCL;
-    }
-    return CNP_OK;
-}
-
 static const char *device_type_name(cl_device_type t)
 {
     if (t & CL_DEVICE_TYPE_GPU) return "GPU";
@@ -652,16 +391,6 @@ cnp_status ocl_list_devices(FILE *out, cnp_err *err)
         }
     }
     return CNP_OK;
-}
-
-void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_t key_len,
-                    char *out, size_t out_len)
-{
-    const char *parts[] = {name};
-    char hex[17];
-    cache_key(ctx, parts, 1, key, key_len, hex);
-    mkdir_p(ctx->cache_dir);
-    snprintf(out, out_len, "%s/%s-%s.txt", ctx->cache_dir, name, hex);
 }
 
 static _Atomic size_t g_device_bytes, g_device_peak;

@@ -162,7 +162,7 @@ cnp_status ocl_tuning_load(const char *path, ocl_tuning *t, cnp_err *err)
                 t->n++;
             }
         } else
-            snprintf(why, sizeof why, "unknown or repeated line '%s'", line);
+            snprintf(why, sizeof why, "unknown or repeated line '%.200s'", line);
     }
     bool read_error = ferror(f);
     fclose(f);

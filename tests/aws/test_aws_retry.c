@@ -200,6 +200,25 @@ static void test_batch(aws_client *c)
     s3_object_free(&s);
 }
 
+/* Points $TMPDIR at dir; returns the old value (malloc'd, or NULL when it
+ * was unset) for tmpdir_restore, which puts it back and frees it. */
+static char *tmpdir_set(const char *dir)
+{
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", dir, 1);
+    return saved;
+}
+
+static void tmpdir_restore(char *saved)
+{
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
+}
+
 /* s3_batch_get_spill: a body above the spill size streams to a temporary
  * file in $TMPDIR, a retry after a transfer cut halfway starts the file
  * afresh (the right bytes, not the first half twice), a smaller body stays
@@ -211,9 +230,7 @@ static void test_spill(aws_client *c)
         CHECK(!"mkdtemp");
         return;
     }
-    const char *old = getenv("TMPDIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TMPDIR", dir, 1);
+    char *saved = tmpdir_set(dir);
     aws_batch *b = NULL;
     cnp_err err;
     CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
@@ -249,11 +266,46 @@ static void test_spill(aws_client *c)
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rmdir %s", dir); /* fails unless empty */
     CHECK(system(cmd) == 0, "files left in %s", dir);
-    if (saved)
-        setenv("TMPDIR", saved, 1);
-    else
-        unsetenv("TMPDIR");
-    free(saved);
+    tmpdir_restore(saved);
+}
+
+/* A spilled download whose temporary file cannot be made (here $TMPDIR does
+ * not exist; in production a full or unwritable disk) is our fault, not the
+ * object's: retried, then CNP_ERR_TRANSIENT, and the error names the path
+ * and the reason rather than curl's "Failed writing header". */
+static void test_spill_no_tmpdir(aws_client *c)
+{
+    char dir[] = "/tmp/canopy-test-spill-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    char missing[64];
+    snprintf(missing, sizeof missing, "%s/missing", dir);
+    char *saved = tmpdir_set(missing);
+    aws_batch *b = NULL;
+    cnp_err err;
+    s3_object big;
+    CHECK(aws_batch_create(c, &b, &err) == CNP_OK);
+    if (b) {
+        CHECK(s3_batch_get_spill(b, "cut", "0/100000/nodir", 0, 1000, &big) == CNP_OK);
+        CHECK(aws_batch_run(b, &err) == CNP_OK);
+        aws_batch_free(b);
+        CHECK(big.result.status == CNP_ERR_TRANSIENT && big.result.attempts == 5,
+              "status %d, %d attempts: %s", big.result.status, big.result.attempts,
+              big.result.err.msg);
+        CHECK(fake_server_count(&g_fs, "/cut/0/100000/nodir") == 5);
+        char want[128];
+        snprintf(want, sizeof want, "creating %s/canopy-spill-", missing);
+        CHECK(strstr(big.result.err.msg, want) &&
+                  strstr(big.result.err.msg, ": No such file or directory") &&
+                  strstr(big.result.err.msg, "after 5 attempts"),
+              "%s", big.result.err.msg);
+        CHECK(!big.spill_path[0] && big.body.len == 0);
+        s3_object_free(&big);
+    }
+    CHECK(rmdir(dir) == 0, "files left in %s", dir);
+    tmpdir_restore(saved);
 }
 
 /* A failing part aborts the multipart upload; the first error is reported. */
@@ -498,22 +550,11 @@ static void test_threads_own_connections(void)
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, T);
     peer_worker w[T];
-    pthread_t th[T];
-    int started = 0;
     for (int i = 0; i < T; i++) {
         w[i] = (peer_worker){.c = c, .start = &start, .id = i};
         CHECK(aws_batch_create(c, &w[i].b, &err) == CNP_OK);
     }
-    for (int i = 0; i < T; i++) {
-        int rc = pthread_create(&th[i], NULL, peer_run, &w[i]);
-        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
-        if (rc != 0)
-            break;
-        started++;
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    if (started < T) {
+    if (test_threads_run(peer_run, w, sizeof w[0], T) < T) {
         /* Threads at the barrier would wait forever; nothing more to check. */
         aws_client_free(c);
         return;
@@ -539,20 +580,11 @@ static void test_threads(aws_client *c)
 {
     enum { T = 4 };
     worker w[T];
-    pthread_t th[T];
-    bool started[T];
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < T; i++)
         w[i] = (worker){c, i, 0};
-        int rc = pthread_create(&th[i], NULL, worker_run, &w[i]);
-        CHECK_MSG(rc == 0, "pthread_create: %d", rc);
-        started[i] = rc == 0;
-    }
-    for (int i = 0; i < T; i++) {
-        if (!started[i])
-            continue;
-        pthread_join(th[i], NULL);
+    int started = test_threads_run(worker_run, w, sizeof w[0], T);
+    for (int i = 0; i < started; i++)
         CHECK_MSG(w[i].ok == 20, "thread %d: %d of 20", i, w[i].ok);
-    }
 }
 
 int main(void)
@@ -566,6 +598,7 @@ int main(void)
         test_exhausted();
         test_batch(c);
         test_spill(c);
+        test_spill_no_tmpdir(c);
         test_multipart_abort();
         test_file_body();
         test_expired_token(c);

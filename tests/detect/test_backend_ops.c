@@ -211,9 +211,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
 
     det_model *crown = NULL;
     REQUIRE(det_model_load(TINY, &crown, &err) == CNP_OK);

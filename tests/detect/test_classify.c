@@ -266,9 +266,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     cnp_image img = {0};
     REQUIRE(img_png_read_file(NEON, 0, &img, &err) == CNP_OK);
     cl_int rc;

@@ -1,11 +1,14 @@
-/* Check macros of the detector tests: tests/testutil.h's, plus REQUIRE and a
- * named result line. */
+/* Check macros of the detector tests: tests/testutil.h's, plus REQUIRE, a
+ * named result line and the start of a test on the OpenCL device. */
 #ifndef CANOPY_TEST_DETECT_COMMON_H
 #define CANOPY_TEST_DETECT_COMMON_H
 
 #include <math.h>
+#include <stdlib.h>
 
+#include "canopy/config.h"
 #include "canopy/detect.h"
+#include "canopy/gpu.h"
 #include "testutil.h"
 
 #define REQUIRE(cond)                                                                \
@@ -24,6 +27,17 @@ static inline int test_result(const char *name)
     }
     printf("%s: ok\n", name);
     return 0;
+}
+
+/* The start of a test on the device: *cfg gets the defaults and *ctx the
+ * OpenCL context they select (the caller frees it). Without a device the
+ * test ends here, skipped or failed as test_skip_or_fail says. */
+static inline void test_ocl_start(cnp_config *cfg, ocl_ctx **ctx)
+{
+    cnp_err err;
+    cnp_config_defaults(cfg);
+    if (ocl_ctx_create(&cfg->opencl, ctx, &err) != CNP_OK)
+        exit(test_skip_or_fail(err.msg));
 }
 
 /* Trees of p that q has too (centre within pos, score within score_tol). */

@@ -305,6 +305,13 @@ static void test_resolve(void)
     CHECK(strstr(err.msg, "/../share/canopy/models/none.cnw, ") != NULL);
     CHECK(strstr(err.msg, ", " CANOPY_SOURCE_DIR "/models/none.cnw)") != NULL);
     CHECK(det_model_resolve_path("/abs/none.cnw", out, sizeof out, &err) == CNP_ERR_NOTFOUND);
+    /* A candidate too long for its buffer is an error naming it, not a
+     * shortened path that might name another file. */
+    char long_name[2100];
+    memset(long_name, 'm', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    CHECK(det_model_resolve_path(long_name, out, sizeof out, &err) == CNP_ERR_CONFIG);
+    CHECK(strstr(err.msg, "a path of 2099 bytes, more than 2047: mmmm") != NULL);
 }
 
 int main(void)

@@ -212,14 +212,11 @@ static void test_workers(PGconn *c, const char *conninfo)
     pthread_mutex_init(&snd->lock, NULL);
     snd->sleep_us = 20000; /* a send takes a while: the workers overlap */
     worker w[N_WORKERS];
-    pthread_t th[N_WORKERS];
-    for (int i = 0; i < N_WORKERS; i++) {
+    for (int i = 0; i < N_WORKERS; i++)
         w[i] = (worker){.conninfo = conninfo, .snd = snd};
-        pthread_create(&th[i], NULL, flush_worker, &w[i]);
-    }
+    int started = test_threads_run(flush_worker, w, sizeof w[0], N_WORKERS);
     size_t total = 0, busy = 0;
-    for (int i = 0; i < N_WORKERS; i++) {
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < started; i++) {
         CHECK(w[i].st == CNP_OK, "worker %d failed", i);
         total += w[i].n.sent;
         busy += w[i].n.sent > 0;

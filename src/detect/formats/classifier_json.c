@@ -5,7 +5,6 @@
 #include "detect/graph.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,20 +40,6 @@ void det_classifier_to_json(const det_graph *g, cJSON *root)
         cJSON_AddItemToArray(labels, cJSON_CreateString(c->labels[k]));
 }
 
-static bool read_triple(const cJSON *o, const char *key, float *v, bool positive)
-{
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 3)
-        return false;
-    for (int i = 0; i < 3; i++) {
-        const cJSON *x = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || (positive && !(x->valuedouble > 0)))
-            return false;
-        v[i] = (float)x->valuedouble;
-    }
-    return true;
-}
-
 cnp_status det_classifier_from_json(const char *path, const cJSON *root, det_graph *g,
                                     cnp_err *err)
 {
@@ -81,8 +66,9 @@ cnp_status det_classifier_from_json(const char *path, const cJSON *root, det_gra
         return CNP_ERR_FORMAT;
     }
     c->normalize = norm && !cJSON_IsNull(norm);
-    if (c->normalize && (!read_triple(norm, "mean", c->mean, false) ||
-                         !read_triple(norm, "std", c->std, true))) {
+    if (c->normalize &&
+        (!det_json_floats(cJSON_GetObjectItemCaseSensitive(norm, "mean"), c->mean, 3, false) ||
+         !det_json_floats(cJSON_GetObjectItemCaseSensitive(norm, "std"), c->std, 3, true))) {
         cnp_err_set(err, "%s: architecture: classifier normalize needs mean and std (3 numbers, "
                          "std positive) or null",
                     path);
@@ -96,14 +82,11 @@ cnp_status det_classifier_from_json(const char *path, const cJSON *root, det_gra
     }
     c->num_classes = n;
     for (int k = 0; k < n; k++) {
-        const cJSON *it = cJSON_GetArrayItem(labels, k);
-        if (!cJSON_IsString(it) || !it->valuestring[0] ||
-            strlen(it->valuestring) >= sizeof c->labels[k]) {
+        if (!det_json_string(cJSON_GetArrayItem(labels, k), c->labels[k], sizeof c->labels[k])) {
             cnp_err_set(err, "%s: architecture: classifier label %d: a name of 1..%zu bytes",
                         path, k, sizeof c->labels[k] - 1);
             return CNP_ERR_FORMAT;
         }
-        strcpy(c->labels[k], it->valuestring);
     }
     return CNP_OK;
 }

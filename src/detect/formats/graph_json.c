@@ -181,22 +181,27 @@ static bool get_float(const cJSON *o, const char *key, float *v)
     return true;
 }
 
-bool det_json_str(const cJSON *o, const char *key, char *dst, size_t cap)
+bool det_json_string(const cJSON *it, char *dst, size_t cap)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) >= cap)
         return false;
     strcpy(dst, it->valuestring);
     return true;
 }
 
-static bool get_floats(const cJSON *a, float *v, int n)
+bool det_json_str(const cJSON *o, const char *key, char *dst, size_t cap)
+{
+    return det_json_string(cJSON_GetObjectItemCaseSensitive(o, key), dst, cap);
+}
+
+bool det_json_floats(const cJSON *a, float *v, int n, bool positive)
 {
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
         return false;
     for (int i = 0; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) ||
+            (positive && !(it->valuedouble > 0)))
             return false;
         v[i] = (float)it->valuedouble;
     }
@@ -295,8 +300,9 @@ static cnp_status parse_input(const char *path, const cJSON *in, det_retina *r, 
                                        NULL};
     if (cJSON_IsObject(in) && !only_keys(in, keys, path, "input", err))
         return CNP_ERR_FORMAT;
-    if (!cJSON_IsObject(in) || !get_floats(cJSON_GetObjectItemCaseSensitive(in, "mean"), r->mean, 3) ||
-        !get_floats(cJSON_GetObjectItemCaseSensitive(in, "std"), r->std, 3) ||
+    if (!cJSON_IsObject(in) ||
+        !det_json_floats(cJSON_GetObjectItemCaseSensitive(in, "mean"), r->mean, 3, false) ||
+        !det_json_floats(cJSON_GetObjectItemCaseSensitive(in, "std"), r->std, 3, false) ||
         !det_json_int(in, "min_size", 1, 8192, &r->min_size) ||
         !det_json_int(in, "max_size", 1, 16384, &r->max_size) ||
         !det_json_int(in, "size_divisible", 1, 256, &r->size_divisible)) {
@@ -337,8 +343,8 @@ static cnp_status parse_anchors(const char *path, const cJSON *root, det_graph *
         snprintf(where, sizeof where, "level %d", l);
         if (r->n_sizes < 1 || r->n_sizes > DET_GRAPH_MAX_ANCHORS || r->n_ratios < 1 ||
             r->n_ratios > DET_GRAPH_MAX_ANCHORS ||
-            !get_floats(cJSON_GetArrayItem(sizes, l), r->sizes[l], r->n_sizes) ||
-            !get_floats(cJSON_GetArrayItem(ratios, l), r->ratios[l], r->n_ratios)) {
+            !det_json_floats(cJSON_GetArrayItem(sizes, l), r->sizes[l], r->n_sizes, false) ||
+            !det_json_floats(cJSON_GetArrayItem(ratios, l), r->ratios[l], r->n_ratios, false)) {
             cnp_err_set(err,
                         "%s: anchors of level %d: 1..%d sizes and ratios, as many on every "
                         "level",
@@ -367,7 +373,9 @@ static cnp_status parse_post(const char *path, const cJSON *root, det_retina *r,
     if ((cJSON_IsObject(bc) && !only_keys(bc, k_bc, path, "box_coder", err)) ||
         (cJSON_IsObject(pp) && !only_keys(pp, k_pp, path, "postprocess", err)))
         return CNP_ERR_FORMAT;
-    if (!cJSON_IsObject(bc) || !get_floats(cJSON_GetObjectItemCaseSensitive(bc, "weights"), r->box_weights, 4) ||
+    if (!cJSON_IsObject(bc) ||
+        !det_json_floats(cJSON_GetObjectItemCaseSensitive(bc, "weights"), r->box_weights, 4,
+                         false) ||
         !get_float(bc, "clip", &r->bbox_clip)) {
         cnp_err_set(err, "%s: box_coder needs weights (4 numbers) and clip", path);
         return CNP_ERR_FORMAT;

@@ -3,6 +3,7 @@
  * (<prefix>/share/canopy), the configured data directory, /usr/share/canopy
  * and, for a binary run from its own build tree only, the source tree. */
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,23 @@ static bool running_from_build_tree(const char *dir)
 }
 #endif
 
+/* Formats one candidate path into dst (cap bytes). One that does not fit is
+ * an error naming it (its length and start), never a path cut short that
+ * could name some other file. */
+static cnp_status __attribute__((format(printf, 4, 5)))
+candidate(char *dst, size_t cap, cnp_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    if (len >= 0 && (size_t)len < cap)
+        return CNP_OK;
+    cnp_err_set(err, "[detector] model: a path of %d bytes, more than %zu: %s...", len, cap - 1,
+                dst);
+    return CNP_ERR_CONFIG;
+}
+
 cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_len,
                                   cnp_err *err)
 {
@@ -64,22 +82,31 @@ cnp_status det_model_resolve_path(const char *configured, char *out, size_t out_
     enum { MAX_CAND = 5 };
     char cand[MAX_CAND][2048];
     int n = 0;
-    snprintf(cand[n++], sizeof cand[0], "%s", configured);
+    cnp_status result = candidate(cand[n++], sizeof cand[0], err, "%s", configured);
+    if (result != CNP_OK)
+        return result;
     if (configured[0] != '/') {
         char dir[PATH_MAX];
         exe_dir(dir, sizeof dir);
         /* A relocatable install: <prefix>/bin/canopy next to <prefix>/share/canopy. */
-        if (dir[0])
-            snprintf(cand[n++], sizeof cand[0], "%s/../share/canopy/%s", dir, configured);
+        if (dir[0] && (result = candidate(cand[n++], sizeof cand[0], err,
+                                          "%s/../share/canopy/%s", dir, configured)) != CNP_OK)
+            return result;
 #ifdef CANOPY_DATADIR
-        snprintf(cand[n++], sizeof cand[0], "%s/%s", CANOPY_DATADIR, configured);
+        if ((result = candidate(cand[n++], sizeof cand[0], err, "%s/%s", CANOPY_DATADIR,
+                                configured)) != CNP_OK)
+            return result;
 #endif
-        snprintf(cand[n], sizeof cand[0], "/usr/share/canopy/%s", configured);
+        if ((result = candidate(cand[n], sizeof cand[0], err, "/usr/share/canopy/%s",
+                                configured)) != CNP_OK)
+            return result;
         if (strcmp(cand[n], cand[n - 1]) != 0)
             n++;
 #ifdef CANOPY_SOURCE_DIR
-        if (running_from_build_tree(dir))
-            snprintf(cand[n++], sizeof cand[0], "%s/%s", CANOPY_SOURCE_DIR, configured);
+        if (running_from_build_tree(dir) &&
+            (result = candidate(cand[n++], sizeof cand[0], err, "%s/%s", CANOPY_SOURCE_DIR,
+                                configured)) != CNP_OK)
+            return result;
 #endif
     }
     for (int i = 0; i < n; i++) {
