@@ -297,8 +297,9 @@ void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
 }
 
 /* The greedy pass over sorted rows [row0, row0 + rows) below n =
- * count[slot] (<= room), one work-group of any size. Per block of 64 rows, work-item 0 resolves the block in order
- * from its diagonal mask words (a row is kept when no kept row before it
+ * count[slot] (<= room), one work-group of any size. Per block of 64
+ * rows, work-item 0 resolves the block in order from its diagonal mask
+ * words (a row is kept when no kept row before it
  * has set its bit); then all work-items OR the kept rows' masks into
  * `removed` for the later blocks (consecutive words: coalesced) and write
  * the kept boxes' original indices to keep[] in sorted order. words: the

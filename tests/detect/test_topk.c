@@ -81,8 +81,9 @@ static void check_case(ocl_ctx *ctx, det_topk *t, size_t base, size_t n, size_t 
     for (size_t i = 0; i < m; i++)
         if (dev[base + i] != ref[i] && bad++ == 0)
             first = i;
-    CHECK(bad == 0, ": base %zu n %zu cap %zu k %zu levels %u: %zu of %zu keys differ, first at %zu",
-          base, n, cap, k, levels, bad, m, first);
+    CHECK(bad == 0,
+          ": base %zu n %zu cap %zu k %zu levels %u: %zu of %zu keys differ, first at %zu", base,
+          n, cap, k, levels, bad, m, first);
     CHECK(memcmp(dev, in, base * sizeof *in) == 0 &&
               memcmp(dev + base + m, in + base + m, (total - base - m) * sizeof *in) == 0,
           ": base %zu n %zu cap %zu k %zu: keys outside the result changed", base, n, cap, k);
