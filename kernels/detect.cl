@@ -106,7 +106,12 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
  * with the same total order and decide overlap with the same float
  * operations in the same sequence, so the kept set is identical.
  *
- * Steps (the host knows n, the number of boxes):
+ * The number of boxes n is read on the device (count[slot], clamped to the
+ * room the host launched for), so a caller need not read it back first:
+ * every launch has a grid fixed by the room, and its work-groups loop over
+ * the work below n (the work follows n, not the room).
+ *
+ * Steps:
  *   detect_nms_order   rank sort: position of each box in the order score
  *                      descending, then y0, x0, y1, x1, label ascending,
  *                      then index; writes the sorted boxes and labels
@@ -117,7 +122,8 @@ __kernel void detect_peaks(__global const float *head, const int OH, const int O
  *   detect_nms_select  one work-group walks the rows in order, 64 at a time,
  *                      keeping a row when no kept row has set its bit
  * For bounded memory the mask is computed and consumed in chunks of rows
- * (multiples of 64); `removed` and the kept count carry across chunks.
+ * (multiples of 64; the host sizes them from the room); `removed` and the
+ * kept count carry across chunks. The mask's row stride is words(room).
  *
  * Contraction of a * b + c into fma would change roundings and break the
  * bit-for-bit agreement with the C reference (which the C compiler, in ISO
@@ -178,112 +184,139 @@ static inline bool nms_before(const float sa, const float4 a, const int la, cons
     return ia < ib;
 }
 
-/* Crown trees (x, y, radius, score) -> boxes (x - r, y - r, x + r, y + r)
- * and scores. Global (n rounded). */
-__kernel void detect_crown_boxes(__global const float4 *trees, const int n,
-                                 __global float4 *box, __global float *score)
+/* The number of boxes: count[slot] as the device holds it, within 0..room. */
+static inline int nms_count(__global const int *count, const int slot, const int room)
 {
-    const int i = get_global_id(0);
-    if (i >= n)
-        return;
-    const float4 t = trees[i];
-    box[i] = (float4)(t.x - t.z, t.y - t.z, t.x + t.z, t.y + t.z);
-    score[i] = t.w;
+    return clamp(count[slot], 0, room);
+}
+
+/* Crown trees (x, y, radius, score) -> boxes (x - r, y - r, x + r, y + r)
+ * and scores, the first n = count[slot] (<= room). Any global size. */
+__kernel void detect_crown_boxes(__global const float4 *trees, __global const int *count,
+                                 const int slot, const int room, __global float4 *box,
+                                 __global float *score)
+{
+    const int n = nms_count(count, slot, room);
+    for (int i = get_global_id(0); i < n; i += get_global_size(0)) {
+        const float4 t = trees[i];
+        box[i] = (float4)(t.x - t.z, t.y - t.z, t.x + t.z, t.y + t.z);
+        score[i] = t.w;
+    }
 }
 
 /* Rank sort. Each work-item counts the boxes that come before its own,
  * reading the list through local memory 64 boxes at a time (coalesced), and
  * scatters its box to that rank: order[rank] = index, sbox / slabel sorted.
- * Global (n rounded up to 64), local 64. O(n^2) like the mask itself. */
+ * n = count[slot] (<= room); work-group g takes boxes 64 g .. 64 g + 63,
+ * then 64 (g + groups) .., below n. Any number of groups, local 64.
+ * O(n^2) like the mask itself. */
 __kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
 void detect_nms_order(__global const float4 *box, __global const float *score,
-                      __global const int *label, const int use_label, const int n,
+                      __global const int *label, const int use_label,
+                      __global const int *count, const int slot, const int room,
                       __global int *order, __global float4 *sbox, __global int *slabel)
 {
     __local float4 lbox[NMS_BLOCK];
     __local float lscore[NMS_BLOCK];
     __local int llabel[NMS_BLOCK];
-    const int i = get_global_id(0), lid = get_local_id(0);
-    const float4 bi = i < n ? box[i] : (float4)(0.0f);
-    const float si = i < n ? score[i] : 0.0f;
-    const int li = i < n && use_label ? label[i] : 0;
-    int rank = 0;
-    for (int j0 = 0; j0 < n; j0 += NMS_BLOCK) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const int j = j0 + lid;
-        if (j < n) {
-            lbox[lid] = box[j];
-            lscore[lid] = score[j];
-            llabel[lid] = use_label ? label[j] : 0;
+    const int n = nms_count(count, slot, room), lid = get_local_id(0);
+    const int step = get_num_groups(0) * NMS_BLOCK;
+    for (int i0 = get_group_id(0) * NMS_BLOCK; i0 < n; i0 += step) { /* uniform */
+        const int i = i0 + lid;
+        const float4 bi = i < n ? box[i] : (float4)(0.0f);
+        const float si = i < n ? score[i] : 0.0f;
+        const int li = i < n && use_label ? label[i] : 0;
+        int rank = 0;
+        for (int j0 = 0; j0 < n; j0 += NMS_BLOCK) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const int j = j0 + lid;
+            if (j < n) {
+                lbox[lid] = box[j];
+                lscore[lid] = score[j];
+                llabel[lid] = use_label ? label[j] : 0;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const int m = min(NMS_BLOCK, n - j0);
+            for (int k = 0; k < m; k++)
+                rank += nms_before(lscore[k], lbox[k], llabel[k], j0 + k, si, bi, li, i) ? 1 : 0;
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const int m = min(NMS_BLOCK, n - j0);
-        for (int k = 0; k < m; k++)
-            rank += nms_before(lscore[k], lbox[k], llabel[k], j0 + k, si, bi, li, i) ? 1 : 0;
-    }
-    if (i < n) {
-        order[rank] = i;
-        sbox[rank] = bi;
-        slabel[rank] = li;
+        if (i < n) {
+            order[rank] = i;
+            sbox[rank] = bi;
+            slabel[rank] = li;
+        }
     }
 }
 
-/* Overlap bits of sorted rows [row0, row0 + 64 * get_num_groups(1)) against
- * every later column: bit k of mask[(r - row0) * words + cb] is set when
- * column c = 64 cb + k > r has the same label (or labels are off) and
- * overlaps row r by IoU > iou. Work-group (cb, row block): the 64 column
- * boxes are staged in local memory; blocks left of the diagonal are skipped
- * (never read). Global (64 * words, row blocks of the chunk), local (64, 1). */
+/* Overlap bits of sorted rows [row0, row0 + rows) below n = count[slot]
+ * (<= room) against every later column: bit k of
+ * mask[(r - row0) * words + cb] is set when column c = 64 cb + k > r has
+ * the same label (or labels are off) and overlaps row r by IoU > iou.
+ * words: the row stride, words(room). A work-group takes blocks (row block,
+ * column block) p = g, g + groups, .. of the chunk's row blocks below n by
+ * the column blocks below n: the 64 column boxes are staged in local
+ * memory; blocks left of the diagonal are skipped (never read). Any number
+ * of groups, local 64. */
 __kernel __attribute__((reqd_work_group_size(NMS_BLOCK, 1, 1)))
 void detect_nms_mask(__global const float4 *sbox, __global const int *slabel,
-                     const int use_label, const int n, const int row0, const float iou,
+                     const int use_label, __global const int *count, const int slot,
+                     const int room, const int row0, const int rows, const float iou,
                      const float contain, const int words, __global ulong *mask)
 {
     __local float4 cbox[NMS_BLOCK];
     __local int clabel[NMS_BLOCK];
-    const int cb = get_group_id(0), rb = row0 / NMS_BLOCK + get_group_id(1);
-    const int lid = get_local_id(0);
-    if (cb < rb)
-        return; /* uniform over the work-group, before any barrier */
-    const int c = cb * NMS_BLOCK + lid;
-    if (c < n) {
-        cbox[lid] = sbox[c];
-        clabel[lid] = slabel[c];
+    const int n = nms_count(count, slot, room), lid = get_local_id(0);
+    const int wn = (n + NMS_BLOCK - 1) / NMS_BLOCK;                 /* column blocks */
+    const int rn = (max(min(n, row0 + rows) - row0, 0) + NMS_BLOCK - 1) / NMS_BLOCK;
+    for (int p = get_group_id(0); p < rn * wn; p += get_num_groups(0)) { /* uniform */
+        const int cb = p % wn, rb = row0 / NMS_BLOCK + p / wn;
+        if (cb < rb)
+            continue;
+        const int c = cb * NMS_BLOCK + lid;
+        barrier(CLK_LOCAL_MEM_FENCE); /* the last block's readers are done */
+        if (c < n) {
+            cbox[lid] = sbox[c];
+            clabel[lid] = slabel[c];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int r = rb * NMS_BLOCK + lid;
+        if (r < n) {
+            const float4 rbox = sbox[r];
+            const int rlabel = slabel[r];
+            const int m = min(NMS_BLOCK, n - cb * NMS_BLOCK);
+            ulong bits = 0;
+            for (int k = 0; k < m; k++) {
+                const int col = cb * NMS_BLOCK + k;
+                if (col > r && (!use_label || clabel[k] == rlabel) &&
+                    (nms_overlaps(rbox, cbox[k], iou) || nms_contains(rbox, cbox[k], contain)))
+                    bits |= (ulong)1 << k;
+            }
+            mask[(size_t)(r - row0) * words + cb] = bits;
+        }
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int r = rb * NMS_BLOCK + lid;
-    if (r >= n)
-        return;
-    const float4 rbox = sbox[r];
-    const int rlabel = slabel[r];
-    const int m = min(NMS_BLOCK, n - cb * NMS_BLOCK);
-    ulong bits = 0;
-    for (int k = 0; k < m; k++) {
-        const int col = cb * NMS_BLOCK + k;
-        if (col > r && (!use_label || clabel[k] == rlabel) &&
-            (nms_overlaps(rbox, cbox[k], iou) || nms_contains(rbox, cbox[k], contain)))
-            bits |= (ulong)1 << k;
-    }
-    mask[(size_t)(r - row0) * words + cb] = bits;
 }
 
-/* The greedy pass over sorted rows [row0, row0 + rows), one work-group of
- * any size. Per block of 64 rows, work-item 0 resolves the block in order
- * from its diagonal mask words (a row is kept when no kept row before it
+/* The greedy pass over sorted rows [row0, row0 + rows) below n =
+ * count[slot] (<= room), one work-group of any size. Per block of 64
+ * rows, work-item 0 resolves the block in order from its diagonal mask
+ * words (a row is kept when no kept row before it
  * has set its bit); then all work-items OR the kept rows' masks into
  * `removed` for the later blocks (consecutive words: coalesced) and write
- * the kept boxes' original indices to keep[] in sorted order. removed
- * (words ulongs) and *count must be zero before the first chunk. */
-__kernel void detect_nms_select(__global const ulong *mask, const int n, const int row0,
+ * the kept boxes' original indices to keep[] in sorted order. words: the
+ * mask's row stride; removed (words ulongs) and *kept must be zero before
+ * the first chunk. */
+__kernel void detect_nms_select(__global const ulong *mask, __global const int *count,
+                                const int slot, const int room, const int row0,
                                 const int rows, const int words, __global ulong *removed,
                                 __global const int *order, __global int *keep,
-                                __global int *count)
+                                __global int *kept)
 {
     __local ulong keep_bits;
     __local int base;
     const int lid = get_local_id(0), ls = get_local_size(0);
+    const int n = nms_count(count, slot, room), wn = (n + NMS_BLOCK - 1) / NMS_BLOCK;
     if (lid == 0)
-        base = *count;
+        base = *kept;
     barrier(CLK_LOCAL_MEM_FENCE);
     const int end = min(n, row0 + rows);
     for (int b0 = row0; b0 < end; b0 += NMS_BLOCK) {
@@ -302,7 +335,7 @@ __kernel void detect_nms_select(__global const ulong *mask, const int n, const i
         }
         barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
         const ulong kb = keep_bits;
-        for (int w = blk + 1 + lid; w < words; w += ls) {
+        for (int w = blk + 1 + lid; w < wn; w += ls) {
             ulong acc = removed[w];
             for (int k = 0; k < NMS_BLOCK; k++)
                 if ((kb >> k) & 1)
@@ -318,20 +351,23 @@ __kernel void detect_nms_select(__global const ulong *mask, const int n, const i
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0)
-        *count = base;
+        *kept = base;
 }
 
-/* The crown model's result after NMS: out[0] holds the kept count (int
- * bits in .x), out[1 + k] = trees[keep[k]], so one read brings both back.
- * Global (n rounded). */
+/* The crown model's result: out[0] holds the kept count and the device's
+ * tree count (int bits in .x, .y), out[1 + k] = trees[keep[k]] for the
+ * kept k (all = 1, no NMS: trees[k] for k below the tree count), so one
+ * read brings all back. Only up to room trees are copied: a tree count
+ * above room (.y) tells the host to run again with more room. Any global
+ * size. */
 __kernel void detect_crown_gather(__global const float4 *trees, __global const int *keep,
-                                  __global const int *count, const int n,
-                                  __global float4 *out)
+                                  __global const int *kept, __global const int *count,
+                                  const int room, const int all, __global float4 *out)
 {
-    const int k = get_global_id(0);
-    const int c = *count;
-    if (k == 0)
-        out[0] = as_float4((int4)(c, 0, 0, 0));
-    if (k < c && k < n)
-        out[1 + k] = trees[keep[k]];
+    const int total = *count, n = clamp(total, 0, room);
+    const int c = all ? n : clamp(*kept, 0, n);
+    if (get_global_id(0) == 0)
+        out[0] = as_float4((int4)(c, total, 0, 0));
+    for (int k = get_global_id(0); k < c; k += get_global_size(0))
+        out[1 + k] = trees[all ? k : keep[k]];
 }

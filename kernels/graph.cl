@@ -271,21 +271,17 @@ __kernel void graph_scores(__global const float *cls, const int hw, const int AK
         keys[base + at] = ((ulong)(~as_uint(s)) << 32) | (uint)(p * AK + ch);
 }
 
-/* The first n sorted candidates of one level -> anchors (base anchors + the
- * cell's shift), BoxCoder.decode_single, clip to rw x rh; written to the NMS
- * input at out0. reg: box regression (A*4 channels, plane hw) of patch pb
- * of NB (planes ch * NB + pb). Global (n rounded). */
-__kernel void graph_decode(__global const ulong *keys, const int base, const int n,
-                           __global const float *reg, const int hw, const int fw, const int A,
-                           const int K, const int sx, const int sy,
-                           __global const float4 *anchors, const float4 weights,
-                           const float clip, const int rh, const int rw, const int out0,
-                           __global float4 *box, __global float *score, __global int *label,
-                           const int pb, const int NB)
+/* Candidate t of a level (sorted keys at keys[base]) decoded to the NMS
+ * input at out0 + t (graph_decode's arithmetic, in its order). */
+static inline void graph_decode_one(__global const ulong *keys, const int base, const int t,
+                                    __global const float *reg, const int hw, const int fw,
+                                    const int A, const int K, const int sx, const int sy,
+                                    __global const float4 *anchors, const float4 weights,
+                                    const float clip, const int rh, const int rw,
+                                    const int out0, __global float4 *box,
+                                    __global float *score, __global int *label, const int pb,
+                                    const int NB)
 {
-    const int t = get_global_id(0);
-    if (t >= n)
-        return;
     const ulong key = keys[base + t];
     const uint idx = (uint)(key & 0xffffffffu);
     const float s = as_float(~(uint)(key >> 32));
@@ -309,6 +305,36 @@ __kernel void graph_decode(__global const ulong *keys, const int base, const int
                              fmin(fmax(px + hw2, 0.0f), fr), fmin(fmax(py + hh2, 0.0f), fh));
     score[out0 + t] = s;
     label[out0 + t] = (int)(idx % (uint)K);
+}
+
+/* The first n = min(counts[cslot + level], topk) sorted candidates of one
+ * level (the counts graph_scores left on the device; the level's within
+ * 0..cap) -> anchors (base anchors + the cell's shift),
+ * BoxCoder.decode_single, clip to rw x rh; written to the NMS input after
+ * the earlier levels' (out0 = the sum of their min(count, topk)). The last
+ * level (last = 1) also writes the patch's total, out0 + n, to
+ * counts[total]: the NMS's box count. reg: box regression (A*4 channels,
+ * plane hw) of patch pb of NB (planes ch * NB + pb). Any global size: the
+ * work-items loop over the candidates below n. */
+__kernel void graph_decode(__global const ulong *keys, const int base,
+                           __global int *counts, const int cslot, const int level,
+                           const int cap, const int topk, const int last, const int total,
+                           __global const float *reg, const int hw, const int fw, const int A,
+                           const int K, const int sx, const int sy,
+                           __global const float4 *anchors, const float4 weights,
+                           const float clip, const int rh, const int rw,
+                           __global float4 *box, __global float *score, __global int *label,
+                           const int pb, const int NB)
+{
+    int out0 = 0;
+    for (int l = 0; l < level; l++)
+        out0 += min(max(counts[cslot + l], 0), topk);
+    const int n = min(clamp(counts[cslot + level], 0, cap), topk);
+    if (last && get_global_id(0) == 0)
+        counts[total] = out0 + n;
+    for (int t = get_global_id(0); t < n; t += get_global_size(0))
+        graph_decode_one(keys, base, t, reg, hw, fw, A, K, sx, sy, anchors, weights, clip, rh,
+                         rw, out0, box, score, label, pb, NB);
 }
 
 /* The kept detections (NMS order, at most max_det), boxes scaled by

@@ -68,6 +68,11 @@ enum { DET_OUT_HEATMAP = 0, DET_OUT_LOG_RADIUS = 1, DET_OUT_DX = 2, DET_OUT_DY =
  * 64; 0 restores the default, sized by bytes). For tests of the chunking. */
 void det_engine_set_nms_chunk_rows(det_engine *e, uint32_t rows);
 
+/* Blocking reads of tree lists det_engine_run / _run_nms have made since
+ * creation: one per image while its trees fit the NMS room reserved so far
+ * (tests). */
+unsigned long det_engine_waits(const det_engine *e);
+
 /* det_model_load on a file image already in memory (not kept); path names
  * it in errors and in the model. Checks everything det_model_load checks. */
 cnp_status det_model_parse(const void *data, size_t len, const char *path, det_model **out,

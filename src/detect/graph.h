@@ -368,6 +368,10 @@ cnp_status det_graph_engine_time_node(det_graph_engine *e, int i, enum det_conv_
  * caller's image, nor what CLBlast allocates internally). */
 size_t det_graph_engine_device_bytes(const det_graph_engine *e);
 
+/* Blocking reads and maps the predict entry points have made since
+ * creation: one per batch of patches (tests). */
+unsigned long det_graph_engine_waits(const det_graph_engine *e);
+
 /* ---- graph.c: the graph, its shapes and its validation ----------------- */
 
 /* Index of the node named name, or -1. */

@@ -645,6 +645,82 @@ static void test_refusals(const det_model *m)
     det_engine_free(e);
 }
 
+/* One blocking read per image (det_engine_waits): the NMS reads the tree
+ * count on the device, and the count and the list come back together. The
+ * crown model with NMS and without (iou 1) on a NEON image, and on a black
+ * image (no tree); the random tiny model's thousands of peaks outgrow the
+ * NMS room of a new engine: two reads the first time (the room grows to
+ * them), then one, with the same trees. */
+static void test_waits(const det_model *crown, const det_model *tiny)
+{
+    cnp_err err;
+    cnp_image img = {0}, black = {0};
+    char path[512];
+    snprintf(path, sizeof path, "%s/YELL_541000_west.png", CANOPY_NEON_DIR);
+    REQUIRE(img_png_read_file(path, 0, &img, &err) == CNP_OK);
+    tw_image_random(&black, 200, 150, 1);
+    memset(black.rgba, 0, (size_t)200 * 150 * 4);
+    for (size_t i = 3; i < (size_t)200 * 150 * 4; i += 4)
+        black.rgba[i] = 255;
+    cl_mem buf = upload(&img), bbuf = upload(&black);
+    det_engine *e = test_engine(crown, 128), *t = test_engine(tiny, 128);
+    cnp_tree *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    unsigned long w0;
+    if (e) {
+        w0 = det_engine_waits(e);
+        CHECK_MSG(det_engine_run(e, buf, img.width, img.height, &a, &na, &err) == CNP_OK, "%s",
+                  err.msg);
+        CHECK_MSG(det_engine_waits(e) == w0 + 1 && na > 0, "crown: %lu reads, %zu trees",
+                  det_engine_waits(e) - w0, na);
+        w0 = det_engine_waits(e);
+        CHECK_MSG(det_engine_run_nms(e, buf, img.width, img.height, 1.0f, &b, &nb, &err) ==
+                      CNP_OK, "%s", err.msg);
+        CHECK_MSG(det_engine_waits(e) == w0 + 1 && nb > na, "crown without NMS: %lu reads, %zu "
+                  "trees (%zu after NMS)", det_engine_waits(e) - w0, nb, na);
+        printf("waits: crown %zu trees, %zu before NMS, one read each\n", na, nb);
+        free(a);
+        free(b);
+        a = b = NULL;
+        w0 = det_engine_waits(e);
+        CHECK_MSG(det_engine_run(e, bbuf, black.width, black.height, &a, &na, &err) == CNP_OK,
+                  "%s", err.msg);
+        CHECK_MSG(det_engine_waits(e) == w0 + 1 && na == 0 && a == NULL,
+                  "crown on black: %lu reads, %zu trees", det_engine_waits(e) - w0, na);
+    }
+    if (t) {
+        w0 = det_engine_waits(t);
+        CHECK_MSG(det_engine_run_nms(t, buf, img.width, img.height, 1.0f, &a, &na, &err) ==
+                      CNP_OK, "%s", err.msg);
+        CHECK_MSG(na > 2048 && det_engine_waits(t) == w0 + 2,
+                  "tiny: %zu trees past a new engine's room in %lu reads, not 2", na,
+                  det_engine_waits(t) - w0);
+        w0 = det_engine_waits(t);
+        CHECK_MSG(det_engine_run_nms(t, buf, img.width, img.height, 1.0f, &b, &nb, &err) ==
+                      CNP_OK, "%s", err.msg);
+        CHECK_MSG(det_engine_waits(t) == w0 + 1 && nb == na &&
+                      memcmp(a, b, na * sizeof *a) == 0,
+                  "tiny again: %lu reads, %zu trees, %zu the first time (or differ)",
+                  det_engine_waits(t) - w0, nb, na);
+        free(b);
+        b = NULL;
+        w0 = det_engine_waits(t);
+        CHECK_MSG(det_engine_run(t, buf, img.width, img.height, &b, &nb, &err) == CNP_OK, "%s",
+                  err.msg);
+        CHECK_MSG(det_engine_waits(t) == w0 + 1 && nb > 0 && nb < na,
+                  "tiny with NMS: %lu reads, %zu of %zu trees", det_engine_waits(t) - w0, nb, na);
+        printf("waits: tiny %zu trees before NMS (two reads, then one), %zu after\n", na, nb);
+    }
+    free(a);
+    free(b);
+    det_engine_free(e);
+    det_engine_free(t);
+    clReleaseMemObject(buf);
+    clReleaseMemObject(bbuf);
+    cnp_image_free(&img);
+    cnp_image_free(&black);
+}
+
 int main(void)
 {
     cnp_config cfg;
@@ -661,6 +737,12 @@ int main(void)
     REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);
     det_model *odd = load_random(odd_layers, 6, 99);
     test_refusals(tiny);
+    /* The shipped model (committed in models/): many real crowns. */
+    char path[2048];
+    REQUIRE(det_model_resolve_path(cfg.detector.model, path, sizeof path, &err) == CNP_OK);
+    det_model *crown = NULL;
+    REQUIRE(det_model_load(path, &crown, &err) == CNP_OK);
+    test_waits(crown, tiny);
     test_paths_remembered(odd);
     /* Minimum trees compared per case (what each case gives, less a margin,
      * so that a run comparing almost nothing fails) and the most that may be
@@ -674,11 +756,6 @@ int main(void)
     test_model_sizes(odd, "odd", odd_sizes);
     static const size_t tiny_neon[3] = {900, 850, 3600};
     test_neon(tiny, "tiny", tiny_neon, false);
-    /* The shipped model (committed in models/): many real crowns. */
-    char path[2048];
-    REQUIRE(det_model_resolve_path(cfg.detector.model, path, sizeof path, &err) == CNP_OK);
-    det_model *crown = NULL;
-    REQUIRE(det_model_load(path, &crown, &err) == CNP_OK);
     static const size_t crown_neon[3] = {65, 40, 190};
     test_neon(crown, det_model_version(crown), crown_neon, true);
     test_batch(crown, det_model_version(crown), 40);

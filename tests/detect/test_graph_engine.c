@@ -9,7 +9,11 @@
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
  * for boxes clipped to zero area, score within 1e-3, label); batches of
- * DeepForest patches against one patch at a time (bit-identical). */
+ * DeepForest patches against one patch at a time (bit-identical); the
+ * candidate counts read on the device only (levels with no candidate, some,
+ * and as many as their room) and one blocking wait per batch. `counts`
+ * runs that last part alone on small sizes (the Oclgrind run,
+ * tests/oclgrind). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "canopy/config.h"
 #include "canopy/detect.h"
 #include "canopy/image.h"
+#include "detect/engine/graph_engine_internal.h"
 #include "detect/graph_util.h"
 #include "detect/retina_util.h"
 #include "detect/patches.h"
@@ -547,7 +552,123 @@ static void test_batch(const cnp_image *img, const char *name, enum det_conv_pat
     tg_free(&t);
 }
 
-int main(void)
+/* The engine's per-level candidate counts of patch b, as the device left
+ * them (tests only: a read of its buffer). */
+static void read_counts(det_graph_engine *e, int b, cl_int *counts)
+{
+    REQUIRE(clEnqueueReadBuffer(e->q, e->counts, CL_TRUE,
+                                (size_t)b * GE_COUNT_STRIDE * sizeof *counts,
+                                GE_COUNT_STRIDE * sizeof *counts, counts, 0, NULL,
+                                NULL) == CL_SUCCESS);
+}
+
+/* The candidate counts stay on the device: score thresholds that leave
+ * every level no candidate (1), some (0.05, top-k cutting), all of them
+ * (0: on a window filling the largest size each level's count is its room,
+ * key_cap), a level below top-k beside an empty one (0.5, 0.95) and a
+ * single candidate (just below the best score) give the reference's
+ * detections, and the patch's NMS count is the sum of min(count, top-k). Every predict waits once
+ * (det_graph_engine_waits), and predict_batch once per batch, with the
+ * same detections as one window at a time (the direct path: bit for bit).
+ * small: a smaller transform (64 x 64) for a simulator. */
+static void test_device_counts(const uint8_t *rgba, uint32_t img_w, uint32_t img_h, bool small)
+{
+    tg_graph t;
+    build_retina(&t);
+    det_retina *r = &t.g.retina;
+    if (small) {
+        r->min_size = 40;
+        r->max_size = 60;
+    }
+    /* A window the transform keeps at scale 1 and pads to the largest size. */
+    uint32_t w = small ? 60 : 150, h = small ? 40 : 100;
+    REQUIRE(img_w >= w + 20 && img_h >= h + 20);
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_DIRECT, .max_batch = 2};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, w, h, &opts, &e, &err) == CNP_OK,
+                "%s", err.msg);
+    cl_mem buf = upload(rgba, img_w, img_h);
+    /* The last: just below the best score, a single candidate. */
+    float threshs[] = {1.0f, 0.05f, 0.0f, 0.5f, 0.95f, 0.0f}, top = 0.0f;
+    for (int ti = 0; ti < 6; ti++) {
+        if (ti == 5)
+            threshs[ti] = nextafterf(top, 0.0f);
+        r->score_thresh = threshs[ti];
+        det_detection *dd = NULL, *rd = NULL;
+        size_t nd = 0, nr = 0;
+        unsigned long w0 = det_graph_engine_waits(e);
+        CHECK_FATAL(det_graph_engine_predict(e, buf, img_w, 7, 5, w, h, &dd, &nd, &err) ==
+                        CNP_OK, "%s", err.msg);
+        CHECK(det_graph_engine_waits(e) == w0 + 1, "threshold %g: %lu blocking waits, not 1",
+              threshs[ti], det_graph_engine_waits(e) - w0);
+        REQUIRE(det_retina_ref_predict(&t.g, rgba + ((size_t)5 * img_w + 7) * 4, img_w * 4, w, h,
+                                       &rd, &nr, &err) == CNP_OK);
+        cl_int c[GE_COUNT_STRIDE];
+        read_counts(e, 0, c);
+        int sum = 0, full = 0, none = 0, cut = 0, below = 0;
+        for (int l = 0; l < r->n_levels; l++) {
+            sum += c[l] < r->topk_candidates ? c[l] : r->topk_candidates;
+            full += c[l] == e->key_cap[l];
+            none += c[l] == 0;
+            cut += c[l] > r->topk_candidates;
+            below += c[l] > 0 && c[l] < r->topk_candidates;
+        }
+        double ws = 0;
+        int m = match_count(rd, nr, dd, nd, &ws);
+        printf("threshold %.9g: counts %d %d %d (rooms %d %d %d), NMS count %d; reference %zu, "
+               "device %zu detections, %d matched\n", threshs[ti], c[0], c[1], c[2],
+               e->key_cap[0], e->key_cap[1], e->key_cap[2], c[GE_COUNT_TOTAL], nr, nd, m);
+        CHECK(c[GE_COUNT_TOTAL] == sum, "threshold %g: NMS count %d, levels give %d",
+              threshs[ti], c[GE_COUNT_TOTAL], sum);
+        if (ti == 0)
+            CHECK(none == r->n_levels && nd == 0 && nr == 0, "threshold 1: %d empty levels, %zu "
+                  "detections", none, nd);
+        if (ti == 1)
+            CHECK(cut > 0 && full < r->n_levels && nr > 0, "threshold 0.05: %d levels cut, %d "
+                  "full, %zu detections", cut, full, nr);
+        if (ti == 2)
+            CHECK(full == r->n_levels, "threshold 0: %d of %d levels at their room", full,
+                  r->n_levels);
+        if (ti == 2 && nd > 0)
+            top = dd[0].score;
+        if (ti == 4)
+            CHECK(none > 0 && below > 0, "threshold 0.95: counts %d %d %d, none below top-k "
+                  "beside an empty level", c[0], c[1], c[2]);
+        if (ti == 5)
+            CHECK(sum == 1 && nd == 1, "threshold below the best score: %d candidates, %zu "
+                  "detections", sum, nd);
+        CHECK(nd == nr && (size_t)m == nr, "threshold %g: %zu vs %zu, %d matched", threshs[ti],
+              nd, nr, m);
+        free(dd);
+        free(rd);
+    }
+    /* Five windows in batches of 2, 2 and 1: three waits. */
+    r->score_thresh = 0.05f;
+    det_tile p[5];
+    for (int k = 0; k < 5; k++)
+        p[k] = (det_tile){.x0 = (uint32_t)(3 * k), .y0 = (uint32_t)(4 * k), .w = w, .h = h};
+    det_detection *bo[5] = {NULL}, *so[5] = {NULL};
+    size_t bn[5] = {0}, sn[5] = {0};
+    unsigned long w0 = det_graph_engine_waits(e);
+    CHECK_FATAL(det_graph_engine_predict_batch(e, buf, img_w, p, 5, bo, bn, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_waits(e) == w0 + 3, "5 windows in batches of 2: %lu waits, not 3",
+          det_graph_engine_waits(e) - w0);
+    for (int k = 0; k < 5; k++) {
+        CHECK_FATAL(det_graph_engine_predict(e, buf, img_w, p[k].x0, p[k].y0, w, h, &so[k],
+                                             &sn[k], &err) == CNP_OK, "%s", err.msg);
+        CHECK(sn[k] == bn[k] && (sn[k] == 0 || memcmp(so[k], bo[k], sn[k] * sizeof *so[k]) == 0),
+              "window %d: %zu one at a time, %zu batched (or differ)", k, sn[k], bn[k]);
+        free(so[k]);
+        free(bo[k]);
+    }
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
+int main(int argc, char **argv)
 {
     cnp_config cfg;
     cnp_err err;
@@ -560,6 +681,16 @@ int main(void)
     if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     printf("device: %s\n", ocl_ctx_description(g_ctx));
+    if (argc > 1 && strcmp(argv[1], "counts") == 0) { /* small, for Oclgrind */
+        uint32_t w = 90, h = 70;
+        uint8_t *rgba = malloc((size_t)w * h * 4);
+        REQUIRE(rgba);
+        random_rgba(rgba, (size_t)w * h * 4, 99);
+        test_device_counts(rgba, w, h, true);
+        free(rgba);
+        ocl_ctx_free(g_ctx);
+        return test_result("test_graph_engine counts");
+    }
     test_nodes_a();
     test_nodes_b();
     test_nodes_c();
@@ -575,6 +706,7 @@ int main(void)
     test_retina(&osbs, "OSBS_029", DET_CONV_WINOGRAD); /* its 3x3 stride-1 convs */
     test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);
+    test_device_counts(osbs.rgba, osbs.width, osbs.height, false);
     cnp_image_free(&osbs);
     cnp_image_free(&yell);
     ocl_ctx_free(g_ctx);

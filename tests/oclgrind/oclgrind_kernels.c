@@ -77,8 +77,11 @@ static void detect(const char *model_path, int tile, uint32_t w, uint32_t h)
     cfg.detector.conv = 1; /* direct: no timing runs at start */
     det_model *model = NULL;
     CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
+    /* backend opencl: Oclgrind is a CPU device, where auto would run the
+     * models on the CPU backend and no detector kernel under Oclgrind. */
+    cfg.device.backend = CNP_BACKEND_OPENCL;
     pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector};
+                             .detector = &cfg.detector, .device = &cfg.device};
     pipe_device *dev = NULL;
     CHECK_FATAL(pipe_device_create(&dp, model, &dev, &err) == CNP_OK, "%s", err.msg);
     cnp_image img = {0};

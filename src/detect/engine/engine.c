@@ -1,6 +1,8 @@
 /* OpenCL inference of the crown detector: preprocessing, the network, and
  * decode with 3x3 peak extraction and NMS, all on the device queue. Per
- * image the host reads back only the tree count and the list.
+ * image the host waits once, for one read of the tree count and the list
+ * together (the NMS reads the count on the device); twice only when the
+ * trees outgrow the NMS room reserved so far (which then grows).
  *
  * The network runs on the graph engine's layer machinery
  * (graph_engine.c): the model's layers become a det_graph of crown input
@@ -29,7 +31,7 @@
 typedef struct eng_nms {
     det_nms_device *dev;
     cl_kernel boxes, gather;
-    cl_mem out;     /* kept count, then the kept crowns */
+    cl_mem out;     /* kept and tree counts, then the kept crowns */
     size_t out_cap; /* crowns `out` holds */
 } eng_nms;
 
@@ -52,6 +54,7 @@ struct det_engine {
     size_t tree_cap;
     float nms_iou;
     eng_nms nms;
+    unsigned long waits; /* blocking reads of the tree lists (tests) */
 };
 
 static cnp_status cl_ok(cl_int code, const char *what, cnp_err *err)
@@ -344,83 +347,106 @@ static cnp_status run_peaks(det_engine *e, cl_mem heads, uint32_t ow, uint32_t o
     return enqueue(e, e->peaks, 2, global, local, "detect_peaks", err);
 }
 
-/* NMS of the count crowns in e->trees, on the device: their boxes, the
- * device NMS (nms_device.c), and a gather of the kept crowns into nm->out
- * (count first, then the crowns). */
-static cnp_status crown_nms_enqueue(det_engine *e, size_t count, float iou, cnp_err *err)
+/* NMS of the crowns in e->trees (their number on the device, in e->count,
+ * the launches sized for `room` of them: nms->out and the NMS hold that
+ * many), on the device: their boxes, the device NMS (nms_device.c), and a
+ * gather of the kept crowns into nm->out (kept and tree counts first, then
+ * the crowns). Without NMS (iou >= 1) only the gather, of every crown. */
+static cnp_status crown_enqueue(det_engine *e, size_t room, float iou, cnp_err *err)
 {
     eng_nms *nm = &e->nms;
-    cl_int in = (cl_int)count;
-    size_t global = ocl_round_up(count, 64);
-    cnp_status result = nms_reserve(e, count, err);
+    cl_int croom = (cl_int)room, slot = 0, all = !(iou < 1.0f);
+    size_t global = ocl_round_up(room < 65536 ? room : 65536, 64);
     det_nms_io io = det_nms_device_io(nm->dev);
-    if (result == CNP_OK)
+    cnp_status result = CNP_OK;
+    if (!all) {
         result = OCL_SET_ARGS(nm->boxes, "detect_crown_boxes", err, OCL_ARG(e->trees),
-                              OCL_ARG(in), OCL_ARG(io.box), OCL_ARG(io.score));
-    if (result == CNP_OK)
-        result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
-    if (result == CNP_OK)
-        result = det_nms_device_enqueue(nm->dev, e->q, count, iou, DET_NMS_CONTAIN, 0, err);
+                              OCL_ARG(e->count), OCL_ARG(slot), OCL_ARG(croom), OCL_ARG(io.box),
+                              OCL_ARG(io.score));
+        if (result == CNP_OK)
+            result = enqueue(e, nm->boxes, 1, &global, NULL, "detect_crown_boxes", err);
+        if (result == CNP_OK)
+            result = det_nms_device_enqueue_count(nm->dev, e->q, e->count, 0, room, iou,
+                                                  DET_NMS_CONTAIN, 0, err);
+    }
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->gather, "detect_crown_gather", err, OCL_ARG(e->trees),
-                              OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(in),
-                              OCL_ARG(nm->out));
+                              OCL_ARG(io.keep), OCL_ARG(io.count), OCL_ARG(e->count),
+                              OCL_ARG(croom), OCL_ARG(all), OCL_ARG(nm->out));
     if (result == CNP_OK)
         result = enqueue(e, nm->gather, 1, &global, NULL, "detect_crown_gather", err);
     return result;
 }
 
-/* Reads the tree count back, runs NMS at iou on the device when it can
- * remove anything, then reads the final list back (one read: with NMS the
- * kept count comes first in the same buffer) and converts it. */
+/* Enqueues the NMS (or the gather alone) for `room` crowns and reads
+ * nm->out back: one wait. *total: the device's tree count; *kept: the
+ * crowns in raw[1 ..] when *total <= room. */
+static cnp_status crown_pass(det_engine *e, size_t room, float iou, cl_float4 *raw,
+                             cl_int *total, cl_int *kept, cnp_err *err)
+{
+    cnp_status result = crown_enqueue(e, room, iou, err);
+    if (result == CNP_OK) {
+        result = cl_ok(clEnqueueReadBuffer(e->q, e->nms.out, CL_TRUE, 0,
+                                           (room + 1) * sizeof *raw, raw, 0, NULL, NULL),
+                       "reading the tree list", err);
+        e->waits++;
+    }
+    memcpy(kept, &raw[0].s[0], sizeof *kept);
+    memcpy(total, &raw[0].s[1], sizeof *total);
+    return result;
+}
+
+/* The trees after NMS at iou on the device (none when iou >= 1), with one
+ * read: the NMS and gather run at a fixed size, the room reserved so far
+ * (at least ENG_NMS_MIN_CAP, at most the tree list), and read the tree
+ * count on the device; the read brings the counts and the list together.
+ * More trees than that room: the room grows to them and the pass runs
+ * again (a second read). */
 static cnp_status read_trees(det_engine *e, float iou, cnp_tree **trees, size_t *n,
                              cnp_err *err)
 {
-    cl_int count = 0;
-    cnp_status result = cl_ok(clEnqueueReadBuffer(e->q, e->count, CL_TRUE, 0, sizeof count,
-                                                  &count, 0, NULL, NULL),
-                              "reading the tree count", err);
-    if (result != CNP_OK || count <= 0)
-        return result;
-    if ((size_t)count > e->tree_cap) {
-        cnp_err_set(err, "detector: %d trees overflow the list of %zu", count, e->tree_cap);
-        return CNP_ERR_INTERNAL;
+    cnp_status result = nms_reserve(e, 0, err);
+    size_t cap = det_nms_device_cap(e->nms.dev);
+    size_t room = cap < e->tree_cap ? cap : e->tree_cap;
+    cl_float4 *raw = result == CNP_OK ? malloc((room + 1) * sizeof *raw) : NULL;
+    if (result == CNP_OK && !raw) {
+        cnp_err_set(err, "detector: out of memory for %zu trees", room);
+        result = CNP_ERR_NOMEM;
     }
-    size_t nt = (size_t)count;
-    bool nms = nt >= 2 && iou < 1.0f;
-    cl_float4 *raw = malloc((nt + 1) * sizeof *raw);
-    cnp_tree *out = malloc(nt * sizeof *out);
-    if (!raw || !out) {
-        free(raw);
-        free(out);
-        cnp_err_set(err, "detector: out of memory for %zu trees", nt);
-        return CNP_ERR_NOMEM;
+    cl_int total = 0, kept = 0;
+    if (result == CNP_OK)
+        result = crown_pass(e, room, iou, raw, &total, &kept, err);
+    if (result == CNP_OK && (total < 0 || (size_t)total > e->tree_cap)) {
+        cnp_err_set(err, "detector: %d trees overflow the list of %zu", total, e->tree_cap);
+        result = CNP_ERR_INTERNAL;
     }
-    const cl_float4 *list = raw;
-    if (nms) {
-        result = crown_nms_enqueue(e, nt, iou, err);
-        if (result == CNP_OK)
-            result = cl_ok(clEnqueueReadBuffer(e->q, e->nms.out, CL_TRUE, 0,
-                                               (nt + 1) * sizeof *raw, raw, 0, NULL, NULL),
-                           "reading the tree list", err);
-        cl_int kept = 0;
-        memcpy(&kept, &raw[0], sizeof kept);
-        if (result == CNP_OK && (kept < 1 || (size_t)kept > nt)) {
-            cnp_err_set(err, "detector NMS: kept %d of %zu trees", kept, nt);
-            result = CNP_ERR_INTERNAL;
+    if (result == CNP_OK && (size_t)total > room) { /* past the room: again, sized */
+        room = (size_t)total;
+        result = nms_reserve(e, room, err);
+        cl_float4 *more = result == CNP_OK ? realloc(raw, (room + 1) * sizeof *raw) : NULL;
+        if (result == CNP_OK && !more) {
+            cnp_err_set(err, "detector: out of memory for %zu trees", room);
+            result = CNP_ERR_NOMEM;
         }
-        nt = (size_t)kept;
-        list = raw + 1;
-    } else {
-        result = cl_ok(clEnqueueReadBuffer(e->q, e->trees, CL_TRUE, 0, nt * sizeof *raw, raw,
-                                           0, NULL, NULL),
-                       "reading the tree list", err);
+        raw = more ? more : raw;
+        if (result == CNP_OK)
+            result = crown_pass(e, room, iou, raw, &total, &kept, err);
+    }
+    if (result == CNP_OK && (kept < (total > 0) || kept > total)) {
+        cnp_err_set(err, "detector NMS: kept %d of %d trees", kept, total);
+        result = CNP_ERR_INTERNAL;
+    }
+    size_t nt = result == CNP_OK ? (size_t)kept : 0;
+    cnp_tree *out = nt ? malloc(nt * sizeof *out) : NULL;
+    if (nt && !out) {
+        cnp_err_set(err, "detector: out of memory for %zu trees", nt);
+        result = CNP_ERR_NOMEM;
     }
     for (size_t i = 0; result == CNP_OK && i < nt; i++)
-        out[i] = (cnp_tree){.x = list[i].s[0], .y = list[i].s[1], .radius = list[i].s[2],
-                            .score = list[i].s[3]};
+        out[i] = (cnp_tree){.x = raw[1 + i].s[0], .y = raw[1 + i].s[1],
+                            .radius = raw[1 + i].s[2], .score = raw[1 + i].s[3]};
     free(raw);
-    if (result != CNP_OK) {
+    if (result != CNP_OK || nt == 0) {
         free(out);
         return result;
     }
@@ -428,6 +454,11 @@ static cnp_status read_trees(det_engine *e, float iou, cnp_tree **trees, size_t 
     *trees = out;
     *n = nt;
     return CNP_OK;
+}
+
+unsigned long det_engine_waits(const det_engine *e)
+{
+    return e->waits;
 }
 
 cnp_status det_engine_nms(det_engine *e, const det_box *boxes, const float *scores,

@@ -11,8 +11,8 @@
  * RetinaNet's decode (sigmoid, threshold, per-level top-k in two launches
  * (topk.c), anchors, box decoding, clipping) and class-wise NMS (detect.cl's
  * detect_nms_* kernels), all on the device queue. Per batch of patches the
- * host waits twice: one read of every patch's per-level candidate counts
- * (to size the top-k and the NMS) and one map of all their detections.
+ * host waits once, for one map of all their detections: the candidate
+ * counts stay on the device, read there by the top-k, decode and NMS.
  *
  * Activation buffers are planned once at creation for the largest
  * transformed size the retina allows: each node's output gets a slot that
@@ -262,13 +262,13 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
     result = det_topk_create(e->ctx, most, (size_t)r->topk_candidates, &e->topk, err);
     if (result == CNP_OK)
         e->device_bytes += det_topk_bytes(e->topk);
-    /* Keys and counts of every patch of a batch, so that one read of the
-     * counts sizes the whole batch's decode. */
+    /* Keys and counts of every patch of a batch: the decode of the whole
+     * batch reads its counts on the device. */
     if (result == CNP_OK)
         result = create_buffer(e, keys * (size_t)e->max_batch * sizeof(cl_ulong), NULL, &e->keys,
                                "candidate keys", err);
     if (result == CNP_OK)
-        result = create_buffer(e, sizeof(cl_int) * DET_GRAPH_MAX_LEVELS * (size_t)e->max_batch,
+        result = create_buffer(e, sizeof(cl_int) * GE_COUNT_STRIDE * (size_t)e->max_batch,
                                NULL, &e->counts, "candidate counts", err);
     for (int l = 0; result == CNP_OK && l < r->n_levels; l++) {
         float base[4 * DET_GRAPH_MAX_ANCHORS * DET_GRAPH_MAX_ANCHORS];

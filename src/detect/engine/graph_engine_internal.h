@@ -39,7 +39,8 @@ struct det_graph_engine {
     cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
     cl_kernel scores, decode, gather;
     /* Decode: candidate keys per level (level l at key_base[l], room for
-     * every score of the level), counts, base anchors; their top-k. */
+     * every score of the level), counts (GE_COUNT_STRIDE per patch: one per
+     * level, then the patch's NMS box count), base anchors; their top-k. */
     cl_mem keys, counts, anchors[DET_GRAPH_MAX_LEVELS];
     int key_base[DET_GRAPH_MAX_LEVELS], key_cap[DET_GRAPH_MAX_LEVELS];
     size_t key_total; /* keys of one patch: patch b's at b * key_total */
@@ -52,6 +53,7 @@ struct det_graph_engine {
     size_t device_bytes;
     det_graph_times *times;
     double tick;
+    unsigned long waits; /* blocking reads and maps of predict (tests) */
     /* Convolution paths: forced (AUTO: each node's chosen), the input size
      * they were measured at, conv nodes timed at creation. */
     enum det_conv_path force;
@@ -64,6 +66,11 @@ struct det_graph_engine {
     size_t refined_shapes; /* distinct conv shapes timed again at the plan size */
     det_wino wino; /* Winograd kernels and scratch */
 };
+
+/* Ints of e->counts per patch: its levels' candidate counts, then at
+ * GE_COUNT_TOTAL the boxes its NMS gets (graph_decode writes it). */
+#define GE_COUNT_TOTAL DET_GRAPH_MAX_LEVELS
+#define GE_COUNT_STRIDE (DET_GRAPH_MAX_LEVELS + 1)
 
 /* Work-group geometry of graph_conv (kernels/graph.cl). */
 #define GTX 16

@@ -11,6 +11,9 @@
 #define NMS_MASK_BYTES ((size_t)32 << 20)
 /* Rows per work-group of detect_nms_order / _mask (detect.cl's NMS_BLOCK). */
 #define NMS_BLOCK 64
+/* Work-groups of detect_nms_order / _mask at most: each loops over the
+ * blocks past its own, below the count the device holds. */
+#define NMS_MAX_GROUPS 1024
 
 struct det_nms_device {
     cl_context cl;
@@ -19,6 +22,7 @@ struct det_nms_device {
     cl_mem index, sbox, slabel; /* sorted: original index, box, label */
     cl_mem bits, removed;       /* overlap mask (one chunk of rows), suppressed rows */
     cl_mem keep, count;         /* kept indices, their number */
+    cl_mem n;                   /* the box count of det_nms_device_enqueue */
     size_t cap, bits_bytes;     /* boxes the buffers hold; bytes of `bits` */
     size_t bytes;               /* device bytes held */
     uint32_t chunk_override;    /* tests: rows per pass, 0 = by bytes */
@@ -59,6 +63,8 @@ cnp_status det_nms_device_create(ocl_ctx *ctx, const char *options, det_nms_devi
     }
     if (result == CNP_OK)
         result = create_buffer(nm, sizeof(cl_int), &nm->count, "NMS count", err);
+    if (result == CNP_OK)
+        result = create_buffer(nm, sizeof(cl_int), &nm->n, "NMS boxes", err);
     if (result != CNP_OK) {
         det_nms_device_free(nm);
         return result;
@@ -78,7 +84,7 @@ static void release_room(det_nms_device *nm)
     }
     nm->cap = 0;
     nm->bits_bytes = 0;
-    nm->bytes = nm->count ? sizeof(cl_int) : 0;
+    nm->bytes = (nm->count ? sizeof(cl_int) : 0) + (nm->n ? sizeof(cl_int) : 0);
 }
 
 void det_nms_device_free(det_nms_device *nm)
@@ -87,6 +93,7 @@ void det_nms_device_free(det_nms_device *nm)
         return;
     release_room(nm);
     ocl_buffer_release(nm->count);
+    ocl_buffer_release(nm->n);
     cl_kernel ks[] = {nm->order, nm->mask, nm->select};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i])
@@ -192,27 +199,65 @@ static cnp_status enqueue_clear(det_nms_device *nm, cl_command_queue q, cl_int w
     return result;
 }
 
-/* The mask of sorted rows [row0, row0 + rows), then the greedy pass over
- * them. */
-static cnp_status enqueue_chunk(det_nms_device *nm, cl_command_queue q, cl_int in, cl_int ul,
-                                cl_float iou, cl_float contain, cl_int words, cl_int r0,
-                                cl_int nr, cnp_err *err)
+/* Work-groups for `blocks` blocks of 64 work: one each up to
+ * NMS_MAX_GROUPS, past that each loops. */
+static size_t nms_groups(size_t blocks)
+{
+    return blocks < 1 ? 1 : blocks < NMS_MAX_GROUPS ? blocks : NMS_MAX_GROUPS;
+}
+
+/* The mask of sorted rows [row0, row0 + rows) below the device's count,
+ * then the greedy pass over them. */
+static cnp_status enqueue_chunk(det_nms_device *nm, cl_command_queue q, cl_mem count,
+                                cl_int slot, cl_int room, cl_int ul, cl_float iou,
+                                cl_float contain, cl_int words, cl_int r0, cl_int nr,
+                                cnp_err *err)
 {
     cnp_status result = OCL_SET_ARGS(nm->mask, "detect_nms_mask", err, OCL_ARG(nm->sbox),
-                                     OCL_ARG(nm->slabel), OCL_ARG(ul), OCL_ARG(in), OCL_ARG(r0),
+                                     OCL_ARG(nm->slabel), OCL_ARG(ul), OCL_ARG(count),
+                                     OCL_ARG(slot), OCL_ARG(room), OCL_ARG(r0), OCL_ARG(nr),
                                      OCL_ARG(iou), OCL_ARG(contain), OCL_ARG(words),
                                      OCL_ARG(nm->bits));
-    size_t g2[2] = {(size_t)words * NMS_BLOCK, (size_t)nr / NMS_BLOCK}, l2[2] = {NMS_BLOCK, 1};
+    size_t g2 = nms_groups((size_t)words * ((size_t)nr / NMS_BLOCK)) * NMS_BLOCK, l2 = NMS_BLOCK;
     if (result == CNP_OK)
-        result = ocl_enqueue(q, nm->mask, 2, g2, l2, "detect_nms_mask", err);
+        result = ocl_enqueue(q, nm->mask, 1, &g2, &l2, "detect_nms_mask", err);
     if (result == CNP_OK)
         result = OCL_SET_ARGS(nm->select, "detect_nms_select", err, OCL_ARG(nm->bits),
-                              OCL_ARG(in), OCL_ARG(r0), OCL_ARG(nr), OCL_ARG(words),
-                              OCL_ARG(nm->removed), OCL_ARG(nm->index), OCL_ARG(nm->keep),
-                              OCL_ARG(nm->count));
+                              OCL_ARG(count), OCL_ARG(slot), OCL_ARG(room), OCL_ARG(r0),
+                              OCL_ARG(nr), OCL_ARG(words), OCL_ARG(nm->removed),
+                              OCL_ARG(nm->index), OCL_ARG(nm->keep), OCL_ARG(nm->count));
     size_t g3 = nm->select_local;
     if (result == CNP_OK)
         result = ocl_enqueue(q, nm->select, 1, &g3, &g3, "detect_nms_select", err);
+    return result;
+}
+
+cnp_status det_nms_device_enqueue_count(det_nms_device *nm, cl_command_queue q, cl_mem count,
+                                        size_t slot, size_t room, float iou, float contain,
+                                        int use_label, cnp_err *err)
+{
+    if (room == 0 || room > nm->cap || slot > INT32_MAX) {
+        cnp_err_set(err, "device NMS: %zu boxes for room of %zu", room, nm->cap);
+        return CNP_ERR_INTERNAL;
+    }
+    cl_int croom = (cl_int)room, cslot = (cl_int)slot, ul = use_label,
+           words = (cl_int)nms_words(room);
+    cl_float fiou = iou, fcontain = contain;
+    cnp_status result = enqueue_clear(nm, q, words, err);
+    if (result == CNP_OK)
+        result = OCL_SET_ARGS(nm->order, "detect_nms_order", err, OCL_ARG(nm->box),
+                              OCL_ARG(nm->score), OCL_ARG(nm->label), OCL_ARG(ul),
+                              OCL_ARG(count), OCL_ARG(cslot), OCL_ARG(croom), OCL_ARG(nm->index),
+                              OCL_ARG(nm->sbox), OCL_ARG(nm->slabel));
+    size_t g1 = nms_groups((room + NMS_BLOCK - 1) / NMS_BLOCK) * NMS_BLOCK, l1 = NMS_BLOCK;
+    if (result == CNP_OK)
+        result = ocl_enqueue(q, nm->order, 1, &g1, &l1, "detect_nms_order", err);
+    size_t chunk = chunk_rows(nm, room);
+    for (size_t row0 = 0; result == CNP_OK && row0 < room; row0 += chunk) {
+        size_t rows = room - row0 < chunk ? ocl_round_up(room - row0, NMS_BLOCK) : chunk;
+        result = enqueue_chunk(nm, q, count, cslot, croom, ul, fiou, fcontain, words,
+                               (cl_int)row0, (cl_int)rows, err);
+    }
     return result;
 }
 
@@ -223,21 +268,11 @@ cnp_status det_nms_device_enqueue(det_nms_device *nm, cl_command_queue q, size_t
         cnp_err_set(err, "device NMS: %zu boxes for room of %zu", n, nm->cap);
         return CNP_ERR_INTERNAL;
     }
-    cl_int in = (cl_int)n, ul = use_label, words = (cl_int)nms_words(n);
-    cl_float fiou = iou, fcontain = contain;
-    cnp_status result = enqueue_clear(nm, q, words, err);
+    cl_int cn = (cl_int)n;
+    cnp_status result = ocl_check(clEnqueueFillBuffer(q, nm->n, &cn, sizeof cn, 0, sizeof cn, 0,
+                                                      NULL, NULL),
+                                  "clEnqueueFillBuffer", err);
     if (result == CNP_OK)
-        result = OCL_SET_ARGS(nm->order, "detect_nms_order", err, OCL_ARG(nm->box),
-                              OCL_ARG(nm->score), OCL_ARG(nm->label), OCL_ARG(ul), OCL_ARG(in),
-                              OCL_ARG(nm->index), OCL_ARG(nm->sbox), OCL_ARG(nm->slabel));
-    size_t g1 = ocl_round_up(n, NMS_BLOCK), l1 = NMS_BLOCK;
-    if (result == CNP_OK)
-        result = ocl_enqueue(q, nm->order, 1, &g1, &l1, "detect_nms_order", err);
-    size_t chunk = chunk_rows(nm, n);
-    for (size_t row0 = 0; result == CNP_OK && row0 < n; row0 += chunk) {
-        size_t rows = n - row0 < chunk ? ocl_round_up(n - row0, NMS_BLOCK) : chunk;
-        result = enqueue_chunk(nm, q, in, ul, fiou, fcontain, words, (cl_int)row0, (cl_int)rows,
-                               err);
-    }
+        result = det_nms_device_enqueue_count(nm, q, nm->n, 0, n, iou, contain, use_label, err);
     return result;
 }

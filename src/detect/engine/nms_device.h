@@ -59,6 +59,15 @@ det_nms_io det_nms_device_io(const det_nms_device *nm);
 cnp_status det_nms_device_enqueue(det_nms_device *nm, cl_command_queue q, size_t n, float iou,
                                   float contain, int use_label, cnp_err *err);
 
+/* As det_nms_device_enqueue, for the first n = count[slot] boxes where the
+ * count is what the device holds when the kernels run (clamped to
+ * 0..room; room >= 1, <= the room reserved): every launch is sized from
+ * room alone, so the caller need not read n back first, and the work
+ * follows n. n = 0 keeps nothing (io.count 0). */
+cnp_status det_nms_device_enqueue_count(det_nms_device *nm, cl_command_queue q, cl_mem count,
+                                        size_t slot, size_t room, float iou, float contain,
+                                        int use_label, cnp_err *err);
+
 /* Tests: rows of the mask per pass (a multiple of 64; 0 restores the
  * default, sized by bytes). */
 void det_nms_device_set_chunk_rows(det_nms_device *nm, uint32_t rows);

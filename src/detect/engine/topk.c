@@ -83,27 +83,38 @@ size_t det_topk_bytes(const det_topk *t)
     return t->bytes;
 }
 
-cnp_status det_topk_enqueue(det_topk *t, cl_command_queue q, cl_mem keys, size_t base, size_t n,
-                            size_t k, cnp_err *err)
+/* Work-groups of topk_runs and work-items of topk_merge at most: each
+ * loops over the chunks (run elements) past its own. */
+#define TOPK_MAX_GROUPS 256
+#define TOPK_MAX_MERGE 16384
+
+cnp_status det_topk_enqueue(det_topk *t, cl_command_queue q, cl_mem keys, size_t base,
+                            cl_mem count, size_t slot, size_t cap, size_t k, cnp_err *err)
 {
-    if (n > t->max_n || k > t->max_k || base > INT32_MAX) {
-        cnp_err_set(err, "device top-k: %zu keys, k %zu for room of %zu, %zu", n, k, t->max_n,
+    if (cap > t->max_n || k > t->max_k || base > INT32_MAX || slot > INT32_MAX) {
+        cnp_err_set(err, "device top-k: %zu keys, k %zu for room of %zu, %zu", cap, k, t->max_n,
                     t->max_k);
         return CNP_ERR_INTERNAL;
     }
-    if (n == 0 || k == 0)
+    if (cap == 0 || k == 0)
         return CNP_OK;
-    cl_int cbase = (cl_int)base, cn = (cl_int)n, r = (cl_int)run_len(k), ck = (cl_int)k;
-    cl_int groups = (cl_int)((n + DET_TOPK_CHUNK - 1) / DET_TOPK_CHUNK);
+    cl_int cbase = (cl_int)base, cslot = (cl_int)slot, ccap = (cl_int)cap,
+           r = (cl_int)run_len(k), ck = (cl_int)k;
+    size_t groups = (cap + DET_TOPK_CHUNK - 1) / DET_TOPK_CHUNK;
+    size_t launch = groups < TOPK_MAX_GROUPS ? groups : TOPK_MAX_GROUPS;
     cnp_status result = OCL_SET_ARGS(t->runs_k, "topk_runs", err, OCL_ARG(keys), OCL_ARG(cbase),
-                                     OCL_ARG(cn), OCL_ARG(r), OCL_ARG(t->runs));
-    size_t global = (size_t)groups * t->local;
+                                     OCL_ARG(count), OCL_ARG(cslot), OCL_ARG(ccap), OCL_ARG(r),
+                                     OCL_ARG(t->runs));
+    size_t global = launch * t->local;
     if (result == CNP_OK)
         result = ocl_enqueue(q, t->runs_k, 1, &global, &t->local, "topk_runs", err);
     if (result == CNP_OK)
-        result = OCL_SET_ARGS(t->merge_k, "topk_merge", err, OCL_ARG(t->runs), OCL_ARG(groups),
-                              OCL_ARG(r), OCL_ARG(ck), OCL_ARG(keys), OCL_ARG(cbase));
-    size_t gm = ocl_round_up((size_t)groups * (size_t)r, 64);
+        result = OCL_SET_ARGS(t->merge_k, "topk_merge", err, OCL_ARG(t->runs), OCL_ARG(count),
+                              OCL_ARG(cslot), OCL_ARG(ccap), OCL_ARG(r), OCL_ARG(ck),
+                              OCL_ARG(keys), OCL_ARG(cbase));
+    size_t gm = ocl_round_up(groups * (size_t)r, 64);
+    if (gm > TOPK_MAX_MERGE)
+        gm = TOPK_MAX_MERGE;
     if (result == CNP_OK)
         result = ocl_enqueue(q, t->merge_k, 1, &gm, NULL, "topk_merge", err);
     return result;

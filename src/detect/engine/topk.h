@@ -1,5 +1,6 @@
 /* Fixed-size device top-k of 64-bit keys (kernels/topk.cl): the first
- * min(n, k) keys in ascending order, in two launches whatever n (a sort
+ * min(n, k) keys in ascending order, n read on the device, in two
+ * launches of sizes fixed by the room whatever n (a sort
  * per chunk of TOPK_CHUNK keys in local memory, then a merge by rank),
  * instead of a bitonic sort of m(m+1)/2 launches over the next power of
  * two. Keys must be unique and never ~0 (the graph engine's candidates:
@@ -26,9 +27,12 @@ void det_topk_free(det_topk *t); /* accepts NULL; the caller finishes its queue 
 size_t det_topk_bytes(const det_topk *t);
 
 /* Enqueues on q: keys[base .. base + min(n, k)) = the min(n, k) smallest of
- * keys[base .. base + n), ascending. n <= max_n, k <= max_k. Nothing read. */
-cnp_status det_topk_enqueue(det_topk *t, cl_command_queue q, cl_mem keys, size_t base, size_t n,
-                            size_t k, cnp_err *err);
+ * keys[base .. base + n), ascending, where n = count[slot] as the device
+ * holds it when the kernels run (clamped to 0..cap): the launches are sized
+ * from cap and k alone, so nothing is read back and the work follows n.
+ * cap <= max_n, k <= max_k. */
+cnp_status det_topk_enqueue(det_topk *t, cl_command_queue q, cl_mem keys, size_t base,
+                            cl_mem count, size_t slot, size_t cap, size_t k, cnp_err *err);
 
 /* C reference: sorts the n keys ascending in place; the top k are the
  * first min(n, k). */
