@@ -229,6 +229,77 @@ static void test_nodes_d(void)
     tg_free(&t);
 }
 
+/* graph_conv_px on a batch of two 19 x 27 inputs (planes c * 2 + n): a
+ * chain of graph D's convs (cout 20, 40, 5: partial blocks; dilation 2 and
+ * 4; a residual; ReLU on and off); each patch's output equals the reference
+ * run on that patch alone within NODE_TOL (channel c of patch n at plane
+ * c * 2 + n: a mixed-up patch index is O(1) off). */
+static void test_pixel_batch(void)
+{
+    enum { H = 27, W = 19, NB = 2 };
+    tg_graph t;
+    tg_init(&t, 23);
+    int a = tg_conv(&t, 0, 3, 20, 3, 1, 1, 1, -1, true, 1.2f, 0.0f);
+    int b = tg_conv(&t, a, 20, 40, 3, 1, 2, 2, -1, false, 1.0f, 0.0f);
+    int c = tg_conv(&t, b, 40, 40, 3, 1, 4, 4, b, true, 1.0f, 0.0f);
+    int box = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int last = tg_conv(&t, c, 40, 5, 3, 1, 1, 4, -1, false, 1.0f, 0.0f);
+    tg_retina_identity(&t.g.retina, H, W);
+    t.g.retina.num_classes = 5; /* heads the engine checks, unused by a raw run */
+    t.g.retina.cls_node[0] = last;
+    t.g.retina.box_node[0] = box;
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_PIXEL, .max_batch = NB};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, W, H, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    CHECK_FATAL(det_graph_engine_max_batch(e) == NB, "batch %d", det_graph_engine_max_batch(e));
+    for (int i = 1; i < t.g.n_nodes; i++)
+        CHECK(det_graph_engine_node_path(e, i, NULL, NULL) == DET_CONV_PIXEL, "node %d: %s", i,
+              path_name(det_graph_engine_node_path(e, i, NULL, NULL)));
+    size_t plane = (size_t)H * W;
+    float *in = malloc(sizeof(float) * 3 * NB * plane), *one = malloc(sizeof(float) * 3 * plane);
+    CHECK_FATAL(in && one);
+    uint32_t seed = 5;
+    for (size_t j = 0; j < 3 * NB * plane; j++)
+        in[j] = tg_rand(&seed);
+    cl_command_queue q = ocl_ctx_queue(g_ctx);
+    REQUIRE(clEnqueueWriteBuffer(q, det_graph_engine_input(e), CL_TRUE, 0,
+                                 sizeof(float) * 3 * NB * plane, in, 0, NULL, NULL) == CL_SUCCESS);
+    cl_mem out = NULL;
+    int oc = 0, oh = 0, ow = 0;
+    CHECK_FATAL(det_graph_engine_run_raw_batch(e, NB, H, W, &out, &oc, &oh, &ow, &err) == CNP_OK,
+                "%s", err.msg);
+    size_t op = (size_t)oh * ow;
+    float *dev = malloc(sizeof(float) * (size_t)oc * NB * op);
+    CHECK_FATAL(dev != NULL);
+    REQUIRE(clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof(float) * (size_t)oc * NB * op, dev, 0,
+                                NULL, NULL) == CL_SUCCESS);
+    for (int n = 0; n < NB; n++) {
+        for (int ch = 0; ch < 3; ch++)
+            memcpy(one + ch * plane, in + ((size_t)ch * NB + n) * plane, sizeof(float) * plane);
+        float *ref = NULL;
+        int rc = 0, rh = 0, rw = 0;
+        REQUIRE(det_graph_ref_run_raw(&t.g, one, H, W, &ref, &rc, &rh, &rw, &err) == CNP_OK);
+        CHECK_FATAL(rc == oc && rh == oh && rw == ow, "shape %dx%dx%d vs %dx%dx%d", rc, rh, rw,
+                    oc, oh, ow);
+        double scale = fmax(1.0, max_abs(ref, (size_t)rc * op)), worst = 0;
+        for (int ch = 0; ch < oc; ch++)
+            for (size_t j = 0; j < op; j++)
+                worst = fmax(worst, fabs((double)ref[(size_t)ch * op + j] -
+                                         dev[((size_t)ch * NB + n) * op + j]));
+        printf("pixel batch of %d, patch %d: %dx%dx%d, max diff %.3g (scale %.3g)\n", NB, n, oc,
+               oh, ow, worst, scale);
+        CHECK(worst <= NODE_TOL * scale, "pixel batch patch %d: %g", n, worst);
+        free(ref);
+    }
+    free(dev);
+    free(in);
+    free(one);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
 /* conv = auto times both paths of every stride-1 conv once per device and
  * shapes, then reads the choice back from the file next to the kernel
  * cache: a second engine times nothing and chooses alike; a damaged file
@@ -600,6 +671,7 @@ int main(void)
     test_nodes_b();
     test_nodes_c();
     test_nodes_d();
+    test_pixel_batch();
     test_refine_set();
     test_paths_remembered();
     cnp_image osbs = {0}, yell = {0};
