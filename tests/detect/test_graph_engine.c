@@ -5,8 +5,9 @@
  * the device's own inputs so a kernel's error is not hidden by its inputs',
  * once with every conv on im2col + SGEMM, once with each direct kernel
  * (graph_conv, graph_conv_px) and once with Winograd where they apply (a
- * fourth graph for graph_conv_px's channel blocks and dilations 2 and 4);
- * the choice of path remembered on disk; the input transform on a NEON window at an odd scale; and a small
+ * fourth graph for graph_conv_px's channel blocks and dilations 2 and 4,
+ * and graph_conv_px on a batch of two); the choice of path remembered on
+ * disk; the input transform on a NEON window at an odd scale; and a small
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
  * for boxes clipped to zero area, score within 1e-3, label); batches of
