@@ -384,21 +384,23 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(jr, "gflop_per_s", flops / ref_s / 1e9);
     }
 
-    /* Per layer at the largest tile, both paths, and SGEMM alone at the
-     * layer's GEMM size. */
+    /* Per layer at the largest tile, the direct, GEMM and pixel paths, and
+     * SGEMM alone at the layer's GEMM size. */
     printf("\nper layer at the %ux%u tile (median of %d):\n", det_engine_tile(e),
            det_engine_tile(e), o.repeats);
-    printf("%-6s %-16s %9s %10s %9s %10s %9s %10s %s\n", "layer", "shape", "GFLOP", "direct ms",
-           "GFLOP/s", "gemm ms", "GFLOP/s", "sgemm GF/s", "chosen");
+    printf("%-6s %-16s %9s %10s %9s %10s %9s %10s %9s %10s %s\n", "layer", "shape", "GFLOP",
+           "direct ms", "GFLOP/s", "gemm ms", "GFLOP/s", "pixel ms", "GFLOP/s", "sgemm GF/s",
+           "chosen");
     cJSON *jl = cJSON_AddArrayToObject(root, "layers");
     double best_total = 0;
     for (size_t i = 0; i < det_engine_layer_count(e); i++) {
         det_layer_info li;
         det_engine_layer_info(e, i, &li);
-        double dir = 0, gem = 0, sg = 0;
+        double dir = 0, gem = 0, pix = 0, sg = 0;
         if (det_engine_time_layer(e, i, DET_CONV_DIRECT, o.repeats, &dir, &err) != CNP_OK ||
             (li.is_conv &&
-             det_engine_time_layer(e, i, DET_CONV_GEMM, o.repeats, &gem, &err) != CNP_OK)) {
+             (det_engine_time_layer(e, i, DET_CONV_GEMM, o.repeats, &gem, &err) != CNP_OK ||
+              det_engine_time_layer(e, i, DET_CONV_PIXEL, o.repeats, &pix, &err) != CNP_OK))) {
             fprintf(stderr, "bench_detect: %s\n", err.msg);
             rc = 1;
             goto out;
@@ -413,11 +415,14 @@ int main(int argc, char **argv)
         else
             snprintf(shape, sizeof shape, "maxpool %d", li.in);
         double gf = li.flops / 1e9;
-        best_total += li.is_conv ? fmin(dir, gem) : dir;
+        best_total += li.is_conv ? fmin(fmin(dir, gem), pix) : dir;
+        const char *chosen = li.chosen == DET_CONV_DIRECT  ? "direct"
+                             : li.chosen == DET_CONV_PIXEL ? "pixel"
+                                                           : "gemm";
         if (li.is_conv)
-            printf("%-6s %-16s %9.3f %10.2f %9.2f %10.2f %9.2f %10.2f %s\n", li.name, shape, gf,
-                   dir * 1e3, gf / dir, gem * 1e3, gf / gem, sg > 0 ? gf / sg : 0,
-                   li.chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+            printf("%-6s %-16s %9.3f %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %10.2f %s\n", li.name,
+                   shape, gf, dir * 1e3, gf / dir, gem * 1e3, gf / gem, pix * 1e3, gf / pix,
+                   sg > 0 ? gf / sg : 0, chosen);
         else
             printf("%-6s %-16s %9s %10.2f\n", li.name, shape, "-", dir * 1e3);
         cJSON *o1 = cJSON_CreateObject();
@@ -431,9 +436,10 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(o1, "direct_gflop_per_s", gf / dir);
             cJSON_AddNumberToObject(o1, "gemm_ms", gem * 1e3);
             cJSON_AddNumberToObject(o1, "gemm_gflop_per_s", gf / gem);
+            cJSON_AddNumberToObject(o1, "pixel_ms", pix * 1e3);
+            cJSON_AddNumberToObject(o1, "pixel_gflop_per_s", gf / pix);
             cJSON_AddNumberToObject(o1, "sgemm_alone_gflop_per_s", sg > 0 ? gf / sg : 0);
-            cJSON_AddStringToObject(o1, "chosen",
-                                    li.chosen == DET_CONV_DIRECT ? "direct" : "gemm");
+            cJSON_AddStringToObject(o1, "chosen", chosen);
         }
         cJSON_AddItemToArray(jl, o1);
     }

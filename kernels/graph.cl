@@ -361,3 +361,58 @@ __kernel void graph_gather(__global const float4 *box, __global const float *sco
     o[4] = score[i];
     o[5] = as_float(label[i]);
 }
+
+/* Direct convolution of stride 1 for narrow layers (conv_px.c; the other
+ * direct kernel is graph_conv): no local memory, no barriers. A work-item
+ * computes one output pixel (consecutive x on consecutive work-items:
+ * coalesced loads on a GPU, SIMD across x for PoCL's vectorizer) for PCOB
+ * output channels in registers (build options -DCK=.. -DCDIL=.. -DPCOB=..),
+ * looping over the input channels and the CK x CK taps at dilation CDIL,
+ * zero padding P by bounds checks. Weights re-laid on the host as
+ * [ceil(O / PCOB)][C][CK * CK][PCOB] (zeros past O): the PCOB weights of a
+ * tap are contiguous and the same for the whole work-group. Same contract
+ * as graph_conv: out = act(conv + bias [+ add]) on planes c * N + n.
+ * Global (OW rounded to the local width, OH, ceil(O / PCOB) * N), local
+ * (width, 1, 1). */
+#ifndef PCOB
+#define PCOB 16
+#endif
+
+__kernel void graph_conv_px(__global const float *in, __global const float *weight,
+                            __global const float *bias, __global const float *add,
+                            const int has_add, const int relu, __global float *out,
+                            const int C, const int H, const int W, const int O, const int OH,
+                            const int OW, const int P, const int N)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    const int ob = get_global_id(2) / N, n = get_global_id(2) % N;
+    const size_t plane = (size_t)H * W;
+    float acc[PCOB];
+    for (int o = 0; o < PCOB; o++)
+        acc[o] = 0.0f;
+    for (int c = 0; c < C; c++) {
+        __global const float *ip = in + ((size_t)c * N + n) * plane;
+        __global const float *wp = weight + ((size_t)ob * C + c) * (CK * CK * PCOB);
+        for (int ky = 0; ky < CK; ky++) {
+            const int iy = y - P + ky * CDIL;
+            const bool rowin = iy >= 0 && iy < H;
+            for (int kx = 0; kx < CK; kx++) {
+                const int ix = x - P + kx * CDIL;
+                const float v = rowin && ix >= 0 && ix < W ? ip[(size_t)iy * W + ix] : 0.0f;
+                for (int o = 0; o < PCOB; o++)
+                    acc[o] += wp[(ky * CK + kx) * PCOB + o] * v;
+            }
+        }
+    }
+    if (x >= OW || y >= OH)
+        return;
+    const size_t oplane = (size_t)OH * OW, at0 = (size_t)y * OW + x;
+    for (int o = 0; o < PCOB && ob * PCOB + o < O; o++) {
+        const int oc = ob * PCOB + o;
+        const size_t at = ((size_t)oc * N + n) * oplane + at0;
+        float v = acc[o] + bias[oc];
+        if (has_add)
+            v += add[at];
+        out[at] = relu && v < 0.0f ? 0.0f : v;
+    }
+}

@@ -272,8 +272,8 @@ typedef struct det_graph_engine_opts {
      * measurement size (the largest input on a GPU, at most 128 x 128 on a
      * CPU device) and remembers the choice in a file next to the kernel
      * cache (det_graph_engine_conv_paths_file): later engines on the same
-     * device and node shapes time nothing. DIRECT / GEMM force a path (GEMM
-     * where the direct kernel does not apply). */
+     * device and node shapes time nothing. DIRECT / GEMM / WINOGRAD /
+     * PIXEL force a path (GEMM where the forced one does not apply). */
     enum det_conv_path conv;
     /* Patches per det_graph_engine_predict_batch call (0 or 1: one): the
      * activations and the im2col matrix are sized for that many, limited
@@ -313,7 +313,8 @@ size_t det_graph_engine_timed_nodes(const det_graph_engine *e);
  * (det_graph_paths_refine_set: bits 1 << DET_CONV_*). */
 size_t det_graph_engine_refined_shapes(const det_graph_engine *e);
 unsigned det_graph_paths_refine_set(double direct_s, double gemm_s, double wino_s,
-                                    bool has_direct, bool has_wino);
+                                    double pixel_s, bool has_direct, bool has_wino,
+                                    bool has_pixel);
 
 /* The file that remembers the choice for this device, graph shapes and
  * measurement size. */

@@ -1,6 +1,6 @@
 /* The OpenCL engine against the C reference: raw output tensors within
- * OUT_TOL on random images of odd sizes and on NEON crops (both convolution
- * paths, two models); the extracted trees (NMS included) equal on the
+ * OUT_TOL on random images of odd sizes and on NEON crops (each convolution
+ * path: direct, gemm, pixel; two models); the extracted trees (NMS included) equal on the
  * random images and, tiled, on the three NEON images, except where a
  * decision is a near-tie that float rounding may take either way, with
  * minimum numbers of trees compared (thousands in all) and at most 2 % of
@@ -469,9 +469,9 @@ static void test_model_sizes(const det_model *m, const char *name, const tree_bo
                    li.direct_s * 1e3, li.gemm_s * 1e3,
                    li.chosen == DET_CONV_DIRECT ? "direct" : "gemm");
     }
-    static const enum det_conv_path paths[] = {DET_CONV_DIRECT, DET_CONV_GEMM};
-    static const char *pname[] = {"direct", "gemm"};
-    for (int p = 0; p < 2; p++) {
+    static const enum det_conv_path paths[] = {DET_CONV_DIRECT, DET_CONV_GEMM, DET_CONV_PIXEL};
+    static const char *pname[] = {"direct", "gemm", "pixel"};
+    for (int p = 0; p < 3; p++) {
         det_engine_set_conv_path(e, paths[p]);
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             cnp_image img = {0};
@@ -509,8 +509,11 @@ static void test_neon(const det_model *m, const char *name, const size_t min_com
         uint32_t roh, row;
         REQUIRE(det_ref_forward(m, img.rgba + 4 * ((size_t)y0 * img.width + x0), img.width, 256,
                                 256, &ref, &roh, &row, &err) == CNP_OK);
-        for (int p = DET_CONV_DIRECT; p <= DET_CONV_GEMM; p++) {
-            det_engine_set_conv_path(e, (enum det_conv_path)p);
+        static const enum det_conv_path paths[] = {DET_CONV_DIRECT, DET_CONV_GEMM,
+                                                   DET_CONV_PIXEL};
+        for (int pi = 0; pi < 3; pi++) {
+            enum det_conv_path p = paths[pi];
+            det_engine_set_conv_path(e, p);
             float *dev = NULL;
             uint32_t doh = 0, dow = 0;
             st = det_engine_forward(e, buf, img.width, x0, y0, 256, 256, &dev, &doh, &dow, &err);
@@ -523,7 +526,8 @@ static void test_neon(const det_model *m, const char *name, const size_t min_com
             CHECK(doh == roh && dow == row);
             CHECK_MSG(maxdiff <= OUT_TOL, "%s %s: max abs diff %.3g", name, images[i], maxdiff);
             printf("%s %s %s: output 4x%ux%u, max abs diff %.3g\n", name, images[i],
-                   p == DET_CONV_DIRECT ? "direct" : "gemm", roh, row, maxdiff);
+                   p == DET_CONV_DIRECT ? "direct" : p == DET_CONV_GEMM ? "gemm" : "pixel", roh,
+                   row, maxdiff);
             free(dev);
         }
         free(ref);
@@ -581,7 +585,7 @@ static void test_batch(const det_model *m, const char *name, size_t min_trees)
         cnp_image img = {0};
         REQUIRE(img_png_read_file(path, 0, &img, &err) == CNP_OK);
         cl_mem buf = upload(&img);
-        for (int p = DET_CONV_DIRECT; p <= DET_CONV_WINOGRAD; p++) {
+        for (int p = DET_CONV_DIRECT; p <= DET_CONV_PIXEL; p++) {
             cnp_tree *t[3] = {NULL, NULL, NULL};
             size_t n[3] = {0, 0, 0};
             for (int b = 0; b < 3; b++) {

@@ -3,9 +3,11 @@
  * 1/2, pad 0/1/2/3, dilation 1/2/3, residual add, 1x1 stride 2, maxpool 3/2
  * pad 1, upsample_add 13 -> 25, relu), each computed by the reference from
  * the device's own inputs so a kernel's error is not hidden by its inputs',
- * once with every conv on im2col + SGEMM and once with the direct kernel
- * (graph_conv) where it applies; the choice of path remembered on disk; the
- * input transform on a NEON window at an odd scale; and a small
+ * once with every conv on im2col + SGEMM, once with each direct kernel
+ * (graph_conv, graph_conv_px) and once with Winograd where they apply (a
+ * fourth graph for graph_conv_px's channel blocks and dilations 2 and 4,
+ * and graph_conv_px on a batch of two); the choice of path remembered on
+ * disk; the input transform on a NEON window at an odd scale; and a small
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
  * for boxes clipped to zero area, score within 1e-3, label); batches of
@@ -68,12 +70,13 @@ static const char *path_name(enum det_conv_path p)
     return p == DET_CONV_DIRECT     ? "direct"
            : p == DET_CONV_GEMM     ? "gemm"
            : p == DET_CONV_WINOGRAD ? "winograd"
+           : p == DET_CONV_PIXEL    ? "pixel"
                                     : "auto";
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
- * with every conv node on `path` where it applies (DIRECT: the stride-1
- * nodes; WINOGRAD: the 3x3 stride-1 undilated ones; the others stay on
+ * with every conv node on `path` where it applies (DIRECT, PIXEL: the
+ * stride-1 nodes; WINOGRAD: the 3x3 stride-1 undilated ones; the others stay on
  * GEMM). */
 static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
                              uint32_t w, uint32_t h, enum det_conv_path path)
@@ -88,21 +91,22 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
         const det_node *n = &g->nodes[i];
         enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
         bool fits = n->op == DET_OP_CONV && n->k == 3 && n->stride == 1 && n->dilation == 1;
-        direct_nodes += p == DET_CONV_DIRECT;
+        direct_nodes += p == DET_CONV_DIRECT || p == DET_CONV_PIXEL;
         wino_nodes += p == DET_CONV_WINOGRAD;
         wino_fit += fits;
         stride1 += n->op == DET_OP_CONV && n->stride == 1;
-        enum det_conv_path want = path == DET_CONV_DIRECT && n->stride == 1 ? DET_CONV_DIRECT
-                                  : path == DET_CONV_WINOGRAD && fits      ? DET_CONV_WINOGRAD
-                                                                           : DET_CONV_GEMM;
+        bool direct = (path == DET_CONV_DIRECT || path == DET_CONV_PIXEL) && n->stride == 1;
+        enum det_conv_path want = direct                                ? path
+                                  : path == DET_CONV_WINOGRAD && fits ? DET_CONV_WINOGRAD
+                                                                      : DET_CONV_GEMM;
         if (n->op == DET_OP_CONV && path != DET_CONV_AUTO)
             CHECK(p == want, "%s node %d runs %s", name, i, path_name(p));
     }
     if (path == DET_CONV_WINOGRAD)
         CHECK(wino_nodes == wino_fit, "%s: %d of %d 3x3 convs Winograd", name,
               wino_nodes, wino_fit);
-    /* The direct kernel applies to every stride-1 conv of these graphs. */
-    if (path == DET_CONV_DIRECT)
+    /* Both direct kernels apply to every stride-1 conv of these graphs. */
+    if (path == DET_CONV_DIRECT || path == DET_CONV_PIXEL)
         CHECK(direct_nodes == stride1 && stride1 > 0, "%s: %d of %d stride-1 convs direct",
               name, direct_nodes, stride1);
     cl_mem buf = upload(rgba, w, h);
@@ -162,6 +166,7 @@ static void check_nodes(const char *name, const det_graph *g, uint32_t w, uint32
     check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_WINOGRAD);
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_PIXEL);
     free(rgba);
 }
 
@@ -206,6 +211,98 @@ static void test_nodes_c(void)
     t.g.retina.cls_node[0] = k2;
     t.g.retina.box_node[0] = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
     check_nodes("C", &t.g, 23, 41, 9);
+    tg_free(&t);
+}
+
+/* Graph D on 35 x 21 for graph_conv_px's edges: output channels not a
+ * multiple of its block (20 and 13 of 16 or 32, 40 = 32 + 8, 5 of 8),
+ * dilation 2 and 4 (pad 0: output smaller than the input), a residual add,
+ * ReLU on and off. */
+static void test_nodes_d(void)
+{
+    tg_graph t;
+    tg_init(&t, 17);
+    int a = tg_conv(&t, 0, 3, 20, 3, 1, 1, 1, -1, true, 1.2f, 0.0f);
+    int b = tg_conv(&t, a, 20, 40, 3, 1, 2, 2, -1, false, 1.0f, 0.0f);
+    int c = tg_conv(&t, b, 40, 40, 3, 1, 4, 4, b, true, 1.0f, 0.0f);
+    int d = tg_conv(&t, c, 40, 5, 3, 1, 0, 4, -1, false, 1.0f, 0.0f);
+    int f = tg_conv(&t, d, 5, 13, 1, 1, 0, 1, -1, true, 1.0f, 0.0f);
+    tg_retina_identity(&t.g.retina, 35, 21);
+    t.g.retina.num_classes = 13;
+    t.g.retina.cls_node[0] = f;
+    t.g.retina.box_node[0] = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    check_nodes("D", &t.g, 21, 35, 11);
+    tg_free(&t);
+}
+
+/* graph_conv_px on a batch of two 19 x 27 inputs (planes c * 2 + n): a
+ * chain of graph D's convs (cout 20, 40, 5: partial blocks; dilation 2 and
+ * 4; a residual; ReLU on and off); each patch's output equals the reference
+ * run on that patch alone within NODE_TOL (channel c of patch n at plane
+ * c * 2 + n: a mixed-up patch index is O(1) off). */
+static void test_pixel_batch(void)
+{
+    enum { H = 27, W = 19, NB = 2 };
+    tg_graph t;
+    tg_init(&t, 23);
+    int a = tg_conv(&t, 0, 3, 20, 3, 1, 1, 1, -1, true, 1.2f, 0.0f);
+    int b = tg_conv(&t, a, 20, 40, 3, 1, 2, 2, -1, false, 1.0f, 0.0f);
+    int c = tg_conv(&t, b, 40, 40, 3, 1, 4, 4, b, true, 1.0f, 0.0f);
+    int box = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int last = tg_conv(&t, c, 40, 5, 3, 1, 1, 4, -1, false, 1.0f, 0.0f);
+    tg_retina_identity(&t.g.retina, H, W);
+    t.g.retina.num_classes = 5; /* heads the engine checks, unused by a raw run */
+    t.g.retina.cls_node[0] = last;
+    t.g.retina.box_node[0] = box;
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_PIXEL, .max_batch = NB};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, W, H, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    CHECK_FATAL(det_graph_engine_max_batch(e) == NB, "batch %d", det_graph_engine_max_batch(e));
+    for (int i = 1; i < t.g.n_nodes; i++)
+        CHECK(det_graph_engine_node_path(e, i, NULL, NULL) == DET_CONV_PIXEL, "node %d: %s", i,
+              path_name(det_graph_engine_node_path(e, i, NULL, NULL)));
+    size_t plane = (size_t)H * W;
+    float *in = malloc(sizeof(float) * 3 * NB * plane), *one = malloc(sizeof(float) * 3 * plane);
+    CHECK_FATAL(in && one);
+    uint32_t seed = 5;
+    for (size_t j = 0; j < 3 * NB * plane; j++)
+        in[j] = tg_rand(&seed);
+    cl_command_queue q = ocl_ctx_queue(g_ctx);
+    REQUIRE(clEnqueueWriteBuffer(q, det_graph_engine_input(e), CL_TRUE, 0,
+                                 sizeof(float) * 3 * NB * plane, in, 0, NULL, NULL) == CL_SUCCESS);
+    cl_mem out = NULL;
+    int oc = 0, oh = 0, ow = 0;
+    CHECK_FATAL(det_graph_engine_run_raw_batch(e, NB, H, W, &out, &oc, &oh, &ow, &err) == CNP_OK,
+                "%s", err.msg);
+    size_t op = (size_t)oh * ow;
+    float *dev = malloc(sizeof(float) * (size_t)oc * NB * op);
+    CHECK_FATAL(dev != NULL);
+    REQUIRE(clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof(float) * (size_t)oc * NB * op, dev, 0,
+                                NULL, NULL) == CL_SUCCESS);
+    for (int n = 0; n < NB; n++) {
+        for (int ch = 0; ch < 3; ch++)
+            memcpy(one + ch * plane, in + ((size_t)ch * NB + n) * plane, sizeof(float) * plane);
+        float *ref = NULL;
+        int rc = 0, rh = 0, rw = 0;
+        REQUIRE(det_graph_ref_run_raw(&t.g, one, H, W, &ref, &rc, &rh, &rw, &err) == CNP_OK);
+        CHECK_FATAL(rc == oc && rh == oh && rw == ow, "shape %dx%dx%d vs %dx%dx%d", rc, rh, rw,
+                    oc, oh, ow);
+        double scale = fmax(1.0, max_abs(ref, (size_t)rc * op)), worst = 0;
+        for (int ch = 0; ch < oc; ch++)
+            for (size_t j = 0; j < op; j++)
+                worst = fmax(worst, fabs((double)ref[(size_t)ch * op + j] -
+                                         dev[((size_t)ch * NB + n) * op + j]));
+        printf("pixel batch of %d, patch %d: %dx%dx%d, max diff %.3g (scale %.3g)\n", NB, n, oc,
+               oh, ow, worst, scale);
+        CHECK(worst <= NODE_TOL * scale, "pixel batch patch %d: %g", n, worst);
+        free(ref);
+    }
+    free(dev);
+    free(in);
+    free(one);
+    det_graph_engine_free(e);
     tg_free(&t);
 }
 
@@ -282,19 +379,30 @@ static void test_paths_remembered(void)
 static void test_refine_set(void)
 {
     const unsigned D = 1u << DET_CONV_DIRECT, G = 1u << DET_CONV_GEMM,
-                   W = 1u << DET_CONV_WINOGRAD;
+                   W = 1u << DET_CONV_WINOGRAD, P = 1u << DET_CONV_PIXEL;
     /* RetinaNet's P3 head conv at 128 x 128 on PoCL: gemm 10, winograd 19,
      * direct 100 ms. */
-    CHECK(det_graph_paths_refine_set(0.100, 0.010, 0.019, true, true) == (G | W), "P3 head");
-    CHECK(det_graph_paths_refine_set(0.0289, 0.0114, 0.0107, true, true) == (D | G | W),
+    CHECK(det_graph_paths_refine_set(0.100, 0.010, 0.019, 0.0, true, true, false) == (G | W),
+          "P3 head");
+    CHECK(det_graph_paths_refine_set(0.0289, 0.0114, 0.0107, 0.0, true, true, false) ==
+              (D | G | W),
           "all within 3x");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.031, true, true) == (D | G),
+    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.031, 0.0, true, true, false) == (D | G),
           "3x inclusive, 3.1x out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.002, true, true) == (D | W),
+    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.002, 0.0, true, true, false) == (D | W),
           "gemm 10x the fastest is out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.020, false, true) == (G | W),
+    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.020, 0.0, false, true, false) == (G | W),
           "a path the node lacks is never timed, whatever its time");
-    CHECK(det_graph_paths_refine_set(0.0, 0.010, 0.0, false, false) == G, "gemm alone");
+    CHECK(det_graph_paths_refine_set(0.0, 0.010, 0.0, 0.0, false, false, false) == G, "gemm alone");
+    /* The crown model's 32 -> 32 convs at 128 x 128 on PoCL: gemm 3x the
+     * pixel kernel. */
+    CHECK(det_graph_paths_refine_set(0.0075, 0.0075, 0.0, 0.0025, true, false, true) ==
+              (D | G | P),
+          "pixel within 3x");
+    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, true) == P,
+          "pixel alone");
+    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, false) == (D | G),
+          "no pixel kernel");
 }
 
 /* Graph B on 25 x 27: maxpool on odd sizes, upsample_add 13x14 -> 25x27. */
@@ -694,6 +802,8 @@ int main(int argc, char **argv)
     test_nodes_a();
     test_nodes_b();
     test_nodes_c();
+    test_nodes_d();
+    test_pixel_batch();
     test_refine_set();
     test_paths_remembered();
     cnp_image osbs = {0}, yell = {0};
@@ -704,8 +814,10 @@ int main(int argc, char **argv)
     test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);
     test_retina(&osbs, "OSBS_029", DET_CONV_WINOGRAD); /* its 3x3 stride-1 convs */
+    test_retina(&yell, "YELL_541000_west", DET_CONV_PIXEL);
     test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);
+    test_batch(&yell, "YELL_541000_west", DET_CONV_PIXEL);
     test_device_counts(osbs.rgba, osbs.width, osbs.height, false);
     cnp_image_free(&osbs);
     cnp_image_free(&yell);

@@ -64,8 +64,12 @@ static void binarize_all(ocl_ctx *ctx, uint32_t w, uint32_t h)
     cnp_image_free(&img);
 }
 
-/* One image through binarization and the model's detector. */
-static void detect(const char *model_path, int tile, uint32_t w, uint32_t h)
+/* One image through binarization and the model's detector on `backend`
+ * (auto: the CPU backend where the device is a CPU, as Oclgrind's is, and
+ * oneDNN is built in), every conv on `conv` where it applies (direct or
+ * pixel: no timing runs at start). */
+static void detect(const char *model_path, int tile, uint32_t w, uint32_t h,
+                   enum det_conv_path conv, enum cnp_backend backend)
 {
     cnp_config cfg;
     cnp_err err;
@@ -74,7 +78,8 @@ static void detect(const char *model_path, int tile, uint32_t w, uint32_t h)
     cfg.detector.tile = tile;
     cfg.detector.tile_overlap = 0;
     cfg.detector.patch_size = tile;
-    cfg.detector.conv = 1; /* direct: no timing runs at start */
+    cfg.detector.conv = (int)conv;
+    cfg.device.backend = backend;
     det_model *model = NULL;
     CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
     /* backend opencl: Oclgrind is a CPU device, where auto would run the
@@ -187,8 +192,19 @@ int main(int argc, char **argv)
     if (!strcmp(what, "all") || !strcmp(what, "staging"))
         staging();
     if (!strcmp(what, "all") || !strcmp(what, "box"))
-        detect(CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw", 32, 29, 27);
+        detect(CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw", 32, 29, 27, DET_CONV_DIRECT,
+               CNP_BACKEND_AUTO);
     if (!strcmp(what, "all") || !strcmp(what, "crown"))
-        detect(CANOPY_SOURCE_DIR "/models/crown-1.1.cnw", 64, 24, 20);
+        detect(CANOPY_SOURCE_DIR "/models/crown-1.1.cnw", 64, 24, 20, DET_CONV_DIRECT,
+               CNP_BACKEND_AUTO);
+    /* graph_conv_px (conv_px.c) on the OpenCL backend: the crown model's
+     * convs (dilation up to 8 on a 24 x 20 tile: most taps in the padding)
+     * and the box model's. */
+    if (!strcmp(what, "all") || !strcmp(what, "pixel")) {
+        detect(CANOPY_SOURCE_DIR "/models/crown-1.1.cnw", 64, 24, 20, DET_CONV_PIXEL,
+               CNP_BACKEND_OPENCL);
+        detect(CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw", 32, 29, 27, DET_CONV_PIXEL,
+               CNP_BACKEND_OPENCL);
+    }
     return TEST_RESULT();
 }

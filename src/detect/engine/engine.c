@@ -252,7 +252,8 @@ cnp_status det_engine_create(ocl_ctx *ctx, const det_model *m, const cnp_detecto
     /* Tiles per batch: [detector] patch_batch, as for box models (0: 8 on
      * a GPU, 1 on a CPU device). */
     det_graph_engine_opts opts = {
-        .conv = dc->conv == DET_CONV_DIRECT || dc->conv == DET_CONV_GEMM
+        .conv = dc->conv == DET_CONV_DIRECT || dc->conv == DET_CONV_GEMM ||
+                        dc->conv == DET_CONV_PIXEL
                     ? (enum det_conv_path)dc->conv
                     : DET_CONV_AUTO,
         .max_batch = (uint32_t)det_patch_batch(ctx, dc->patch_batch)};

@@ -5,11 +5,12 @@
  *
  * The input transform, every
  * node (convolutions as im2col + CLBlast SGEMM + one epilogue kernel, the
- * direct kernel graph_conv with the epilogue fused, or for 3x3 stride-1
- * nodes Winograd F(2x2, 3x3) (winograd.c), whichever measured fastest for
- * the node's shape, batch and device, remembered on disk), and
- * RetinaNet's decode (sigmoid, threshold, per-level top-k in two launches
- * (topk.c), anchors, box decoding, clipping) and class-wise NMS (detect.cl's
+ * direct kernels graph_conv or graph_conv_px (conv_px.c) with the epilogue
+ * fused, or for 3x3 stride-1 nodes Winograd F(2x2, 3x3) (winograd.c),
+ * whichever measured fastest for the node's shape, batch and device,
+ * remembered on disk), and RetinaNet's decode (sigmoid, threshold,
+ * per-level top-k in two launches (topk.c), anchors, box decoding,
+ * clipping) and class-wise NMS (detect.cl's
  * detect_nms_* kernels), all on the device queue. Per batch of patches the
  * host waits once, for one map of all their detections: the candidate
  * counts stay on the device, read there by the top-k, decode and NMS.
@@ -26,7 +27,6 @@
 
 #include "canopy/log.h"
 #include "detect/engine/graph_engine_internal.h"
-
 
 static cnp_status create_buffer(det_graph_engine *e, size_t bytes, const void *host, cl_mem *out,
                                 const char *what, cnp_err *err)
@@ -398,6 +398,8 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
         result = make_buffers(e, caps, err);
     if (result == CNP_OK)
         result = ge_wino_prepare(e, err);
+    if (result == CNP_OK)
+        result = ge_px_prepare(e, err);
     if (result == CNP_OK) {
         /* The measurement size: the largest input on a GPU; on a CPU device
          * (PoCL) at most 128 x 128, where the largest would cost seconds of
@@ -437,6 +439,7 @@ void det_graph_engine_free(det_graph_engine *e)
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         release_kernel(e->nodes[i].direct);
     ge_wino_free(e);
+    ge_px_free(e);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         if (e->nodes[i].owns_weights) {
             ocl_buffer_release(e->nodes[i].weight);
@@ -469,8 +472,8 @@ enum det_conv_path ge_node_path(const det_graph_engine *e, int i)
     if (e->g->nodes[i].op != DET_OP_CONV)
         return DET_CONV_AUTO;
     enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : e->nodes[i].chosen;
-    if (p == DET_CONV_WINOGRAD && e->nodes[i].wino_u)
-        return DET_CONV_WINOGRAD;
+    if ((p == DET_CONV_WINOGRAD && e->nodes[i].wino_u) || (p == DET_CONV_PIXEL && e->nodes[i].px))
+        return p;
     return p == DET_CONV_DIRECT && e->nodes[i].direct ? DET_CONV_DIRECT : DET_CONV_GEMM;
 }
 
@@ -499,6 +502,8 @@ static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
 cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
 {
     enum det_conv_path path = ge_node_path(e, i);
+    if (path == DET_CONV_PIXEL)
+        return ge_run_conv_px(e, i, err);
     if (path == DET_CONV_DIRECT)
         return run_conv_direct(e, i, err);
     if (path == DET_CONV_WINOGRAD)

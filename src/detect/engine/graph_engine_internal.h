@@ -10,6 +10,7 @@
 #include "detect/graph.h"
 #include "detect/engine/nms_device.h"
 #include "detect/engine/topk.h"
+#include "detect/engine/conv_px.h"
 #include "detect/engine/winograd.h"
 
 typedef struct gnode {
@@ -20,8 +21,11 @@ typedef struct gnode {
     bool owns_weights;
     cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
     cl_mem wino_u;     /* conv: Winograd filters (winograd.c), NULL when it does not apply */
+    cl_kernel px;      /* conv: graph_conv_px (conv_px.c), NULL when it does not apply */
+    cl_mem px_w;       /* its re-laid weights, px_cob output channels per work-item */
+    int px_cob;
     enum det_conv_path chosen;
-    double direct_s, gemm_s, wino_s; /* measured at creation (0: not measured) */
+    double direct_s, gemm_s, wino_s, px_s; /* measured at creation (0: not measured) */
 } gnode;
 
 struct det_graph_engine {

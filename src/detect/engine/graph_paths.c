@@ -1,7 +1,7 @@
 /* The convolution path of each conv node of a graph engine: the direct
- * kernel, im2col + SGEMM or Winograd, timed once per device, node shapes
- * and batch, and remembered next to the kernel cache (a damaged file means
- * timing again). */
+ * kernel, im2col + SGEMM, Winograd or the per-pixel direct kernel
+ * (conv_px.c), timed once per device, node shapes and batch, and remembered
+ * next to the kernel cache (a damaged file means timing again). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +22,12 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     int *c = malloc(sizeof(int) * 3 * (size_t)nn);
-    int *key = malloc(sizeof(int) * (6 + 11 * (size_t)nn));
+    int *key = malloc(sizeof(int) * (6 + 12 * (size_t)nn));
     size_t n = 0;
     cnp_err err;
     if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
                                          &err) == CNP_OK) {
-        key[n++] = 3; /* format of the file (3: refined at the plan size) */
+        key[n++] = 4; /* format of the file (4: the pixel path) */
         key[n++] = e->max_batch;
         key[n++] = e->meas_h;
         key[n++] = e->meas_w;
@@ -39,7 +39,7 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
                 continue;
             int in[] = {i, d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
                         c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL,
-                        e->nodes[i].wino_u != NULL};
+                        e->nodes[i].wino_u != NULL, e->nodes[i].px != NULL};
             memcpy(key + n, in, sizeof in);
             n += sizeof in / sizeof in[0];
         }
@@ -51,8 +51,8 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
 }
 
 /* Reads the remembered choice: true when the file names a path for every
- * conv node and nothing else (lines "<node> direct|gemm|winograd <direct
- * ms> <gemm ms> <winograd ms>", in node order). */
+ * conv node and nothing else (lines "<node> direct|gemm|winograd|pixel
+ * <direct ms> <gemm ms> <winograd ms> <pixel ms>", in node order). */
 static bool paths_load(det_graph_engine *e, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -64,11 +64,12 @@ static bool paths_load(det_graph_engine *e, const char *path)
     char line[160], name[16];
     while (ok && fgets(line, sizeof line, f)) {
         unsigned idx;
-        double dm, gm, wm;
+        double dm, gm, wm, pm;
         while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
             want++;
-        ok = sscanf(line, "%u %15s %lf %lf %lf", &idx, name, &dm, &gm, &wm) == 5 &&
-             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0 && wm >= 0;
+        ok = sscanf(line, "%u %15s %lf %lf %lf %lf", &idx, name, &dm, &gm, &wm, &pm) == 6 &&
+             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0 && wm >= 0 &&
+             pm >= 0;
         if (!ok)
             break;
         gnode *gn = &e->nodes[want];
@@ -78,11 +79,14 @@ static bool paths_load(det_graph_engine *e, const char *path)
             gn->chosen = DET_CONV_GEMM;
         else if (strcmp(name, "winograd") == 0 && gn->wino_u)
             gn->chosen = DET_CONV_WINOGRAD;
+        else if (strcmp(name, "pixel") == 0 && gn->px)
+            gn->chosen = DET_CONV_PIXEL;
         else
             ok = false;
         gn->direct_s = dm / 1e3;
         gn->gemm_s = gm / 1e3;
         gn->wino_s = wm / 1e3;
+        gn->px_s = pm / 1e3;
         want++;
     }
     fclose(f);
@@ -104,11 +108,13 @@ static void paths_store(const det_graph_engine *e, const char *path)
     for (int i = 0; i < e->g->n_nodes; i++) {
         const gnode *gn = &e->nodes[i];
         if (e->g->nodes[i].op == DET_OP_CONV)
-            ok = fprintf(f, "%d %s %.6f %.6f %.6f\n", i,
+            ok = fprintf(f, "%d %s %.6f %.6f %.6f %.6f\n", i,
                          gn->chosen == DET_CONV_DIRECT     ? "direct"
                          : gn->chosen == DET_CONV_WINOGRAD ? "winograd"
+                         : gn->chosen == DET_CONV_PIXEL    ? "pixel"
                                                            : "gemm",
-                         gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3) > 0 &&
+                         gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3,
+                         gn->px_s * 1e3) > 0 &&
                  ok;
     }
     if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
@@ -149,16 +155,19 @@ static cnp_status time_node(det_graph_engine *e, int i, enum det_conv_path path,
  * (1 << DET_CONV_*) whose time at the reduced size is within REFINE_RATIO of
  * the fastest there. Exposed for the tests as det_graph_paths_refine_set. */
 unsigned det_graph_paths_refine_set(double direct_s, double gemm_s, double wino_s,
-                                    bool has_direct, bool has_wino)
+                                    double pixel_s, bool has_direct, bool has_wino,
+                                    bool has_pixel)
 {
-    double t[3] = {has_direct ? direct_s : -1, gemm_s, has_wino ? wino_s : -1};
-    enum det_conv_path p[3] = {DET_CONV_DIRECT, DET_CONV_GEMM, DET_CONV_WINOGRAD};
+    double t[4] = {has_direct ? direct_s : -1, gemm_s, has_wino ? wino_s : -1,
+                   has_pixel ? pixel_s : -1};
+    enum det_conv_path p[4] = {DET_CONV_DIRECT, DET_CONV_GEMM, DET_CONV_WINOGRAD,
+                               DET_CONV_PIXEL};
     double best = gemm_s;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (t[k] >= 0 && t[k] < best)
             best = t[k];
     unsigned set = 0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (t[k] >= 0 && t[k] <= best * REFINE_RATIO)
             set |= 1u << p[k];
     return set;
@@ -191,10 +200,11 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
     for (int i = 0; result == CNP_OK && i < nn; i++) {
         const det_node *d = &g->nodes[i];
         gnode *gn = &e->nodes[i];
-        if (d->op != DET_OP_CONV || (!gn->direct && !gn->wino_u))
+        if (d->op != DET_OP_CONV || (!gn->direct && !gn->wino_u && !gn->px))
             continue;
-        unsigned set = det_graph_paths_refine_set(gn->direct_s, gn->gemm_s, gn->wino_s,
-                                                  gn->direct != NULL, gn->wino_u != NULL);
+        unsigned set = det_graph_paths_refine_set(gn->direct_s, gn->gemm_s, gn->wino_s, gn->px_s,
+                                                  gn->direct != NULL, gn->wino_u != NULL,
+                                                  gn->px != NULL);
         if ((set & (set - 1)) == 0)
             continue; /* one path left: nothing to rank */
         int key[KEY] = {d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
@@ -206,9 +216,10 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
             gn->chosen = won[j];
             continue;
         }
-        double best = -1, t[3] = {0, 0, 0};
-        enum det_conv_path p[3] = {DET_CONV_GEMM, DET_CONV_DIRECT, DET_CONV_WINOGRAD};
-        for (int k = 0; result == CNP_OK && k < 3; k++) {
+        double best = -1, t[4] = {0, 0, 0, 0};
+        enum det_conv_path p[4] = {DET_CONV_GEMM, DET_CONV_DIRECT, DET_CONV_WINOGRAD,
+                                   DET_CONV_PIXEL};
+        for (int k = 0; result == CNP_OK && k < 4; k++) {
             if (!(set & (1u << p[k])))
                 continue;
             result = time_node(e, i, p[k], 2, &t[k], err);
@@ -223,8 +234,8 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
         won[nk++] = gn->chosen;
         e->refined_shapes++;
         LOG_DEBUG("detect", "graph node %s %dx%d x%d at the plan size: gemm %.3f ms, direct "
-                  "%.3f ms, winograd %.3f ms -> %d", d->name, key[6], key[7], e->batch,
-                  t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, (int)gn->chosen);
+                  "%.3f ms, winograd %.3f ms, pixel %.3f ms -> %d", d->name, key[6], key[7],
+                  e->batch, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, (int)gn->chosen);
     }
     free(keys);
     free(won);
@@ -238,7 +249,7 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
                                cnp_err *err)
 {
     if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM ||
-        configured == DET_CONV_WINOGRAD) {
+        configured == DET_CONV_WINOGRAD || configured == DET_CONV_PIXEL) {
         for (int i = 0; i < e->g->n_nodes; i++)
             if (e->g->nodes[i].op == DET_OP_CONV)
                 e->nodes[i].chosen = configured;
@@ -274,14 +285,16 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
             continue;
         }
         gn->chosen = DET_CONV_GEMM;
-        gn->direct_s = gn->gemm_s = gn->wino_s = 0;
-        if (!gn->direct && !gn->wino_u)
+        gn->direct_s = gn->gemm_s = gn->wino_s = gn->px_s = 0;
+        if (!gn->direct && !gn->wino_u && !gn->px)
             continue;
         result = time_node(e, i, DET_CONV_GEMM, 1, &gn->gemm_s, err);
         if (result == CNP_OK && gn->direct)
             result = time_node(e, i, DET_CONV_DIRECT, 1, &gn->direct_s, err);
         if (result == CNP_OK && gn->wino_u)
             result = time_node(e, i, DET_CONV_WINOGRAD, 1, &gn->wino_s, err);
+        if (result == CNP_OK && gn->px)
+            result = time_node(e, i, DET_CONV_PIXEL, 1, &gn->px_s, err);
         if (result != CNP_OK)
             break;
         double best = gn->gemm_s;
@@ -289,13 +302,17 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
             best = gn->direct_s;
             gn->chosen = DET_CONV_DIRECT;
         }
-        if (gn->wino_u && gn->wino_s < best)
+        if (gn->wino_u && gn->wino_s < best) {
+            best = gn->wino_s;
             gn->chosen = DET_CONV_WINOGRAD;
+        }
+        if (gn->px && gn->px_s < best)
+            gn->chosen = DET_CONV_PIXEL;
         e->timed_nodes++;
         LOG_DEBUG("detect", "graph node %s %dx%d x%d: direct %.3f ms, gemm %.3f ms, winograd "
-                  "%.3f ms -> %d", g->nodes[i].name, e->shape[nn + i], e->shape[2 * nn + i],
-                  e->batch, gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3,
-                  (int)gn->chosen);
+                  "%.3f ms, pixel %.3f ms -> %d", g->nodes[i].name, e->shape[nn + i],
+                  e->shape[2 * nn + i], e->batch, gn->direct_s * 1e3, gn->gemm_s * 1e3,
+                  gn->wino_s * 1e3, gn->px_s * 1e3, (int)gn->chosen);
     }
     if (result == CNP_OK && (e->meas_h < e->plan_h || e->meas_w < e->plan_w))
         result = refine_paths(e, err);

@@ -1,0 +1,35 @@
+/* The second direct convolution kernel, graph_conv_px (kernels/graph.cl),
+ * for narrow layers: a work-item per output pixel for a block of PCOB
+ * output channels in registers, no local memory, no barriers. Weights are
+ * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O). For
+ * the graph engine it is a variant of the direct path: each node's direct
+ * time is the faster of graph_conv and graph_conv_px (graph_paths.c). */
+#ifndef CANOPY_DETECT_CONV_PX_H
+#define CANOPY_DETECT_CONV_PX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "canopy/gpu.h"
+#include "detect/graph.h"
+
+/* Whether node n can run as graph_conv_px. */
+bool det_px_applies(const det_node *n);
+
+/* Output channels per work-item for a node of o output channels. */
+int det_px_cob(int o);
+
+/* Floats of the re-laid weights of o x c x k x k in blocks of cob. */
+size_t det_px_weight_floats(int o, int c, int k, int cob);
+
+/* weight [o][c][k][k] into out [ceil(o / cob)][c][k * k][cob]. */
+void det_px_weights(const float *weight, int o, int c, int k, int cob, float *out);
+
+/* The graph engine's side (graph_engine_internal.h): kernels and re-laid
+ * weights for every node it applies to; node i through graph_conv_px. */
+struct det_graph_engine;
+cnp_status ge_px_prepare(struct det_graph_engine *e, cnp_err *err);
+cnp_status ge_run_conv_px(struct det_graph_engine *e, int i, cnp_err *err);
+void ge_px_free(struct det_graph_engine *e);
+
+#endif
