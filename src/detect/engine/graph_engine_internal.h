@@ -1,5 +1,6 @@
-/* The graph engine's insides, shared by its three files: graph_engine.c
- * (creation, buffers, running nodes), graph_paths.c (the convolution path
+/* The graph engine's insides, shared by its four files: graph_engine.c
+ * (creation, buffers, running the graph), graph_nodes.c (each node's
+ * kernels), graph_paths.c (the convolution path
  * of each node, timed once and remembered) and graph_decode.c (RetinaNet's
  * decode, NMS and the predict entry points). Not part of any API. */
 #ifndef CANOPY_DETECT_GRAPH_ENGINE_INTERNAL_H
@@ -87,6 +88,8 @@ cnp_status ge_enqueue(det_graph_engine *e, cl_kernel k, cl_uint dims, const size
 cl_mem ge_node_buf(const det_graph_engine *e, int i);
 enum det_conv_path ge_node_path(const det_graph_engine *e, int i);
 cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err);
+/* Node i on the current shapes and batch (graph_nodes.c). */
+cnp_status ge_run_node(det_graph_engine *e, int i, cnp_err *err);
 /* Transform and nodes 0..last on the np windows (equal sizes) as one batch. */
 cnp_status ge_run_graph(det_graph_engine *e, cl_mem rgba, uint32_t img_w, const det_tile *p,
                         size_t np, int last, int *rh, int *rw, int *ph, int *pw, cnp_err *err);

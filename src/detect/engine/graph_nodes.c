@@ -1,0 +1,146 @@
+/* Running one node of a graph engine: a conv by its path (im2col + CLBlast
+ * SGEMM + the epilogue kernel, the direct kernels graph_conv or
+ * graph_conv_px (conv_px.c), Winograd (winograd.c)) and the other ops'
+ * kernels (max pool, upsample-add, ReLU). Shares graph_engine_internal.h
+ * with graph_engine.c, which plans the buffers and runs the graph. */
+#include <clblast_c.h>
+
+#include "detect/engine/conv_px.h"
+#include "detect/engine/graph_engine_internal.h"
+
+/* graph_conv: the whole node in one kernel. */
+static cnp_status run_conv_direct(det_graph_engine *e, int i, cnp_err *err)
+{
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    cl_mem in = ge_node_buf(e, n->in), out = ge_node_buf(e, i);
+    cl_mem add = n->in2 >= 0 ? ge_node_buf(e, n->in2) : out;
+    cl_int has_add = n->in2 >= 0, relu = n->act == DET_ACT_RELU, C = n->cin, H = h[n->in],
+           W = w[n->in], O = n->cout, OH = h[i], OW = w[i], P = n->pad, N = e->batch;
+    cnp_status result = OCL_SET_ARGS(e->nodes[i].direct, "graph_conv", err, OCL_ARG(in),
+                                 OCL_ARG(e->nodes[i].weight), OCL_ARG(e->nodes[i].bias), OCL_ARG(add),
+                                 OCL_ARG(has_add), OCL_ARG(relu), OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W),
+                                 OCL_ARG(O), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(P), OCL_ARG(N));
+    size_t global[3] = {ocl_round_up((size_t)OW, GTX), ocl_round_up((size_t)OH, GTY),
+                        (size_t)(O + GCOB - 1) / GCOB * (size_t)N};
+    size_t local[3] = {GTX, GTY, 1};
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->nodes[i].direct, 3, global, local, "graph_conv", err);
+    ge_stamp(e, e->times ? &e->times->epilogue[i] : NULL);
+    return result;
+}
+
+cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
+{
+    enum det_conv_path path = ge_node_path(e, i);
+    if (path == DET_CONV_PIXEL)
+        return ge_run_conv_px(e, i, err);
+    if (path == DET_CONV_DIRECT)
+        return run_conv_direct(e, i, err);
+    if (path == DET_CONV_WINOGRAD)
+        return ge_run_conv_wino(e, i, err);
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];
+    /* One SGEMM for the whole batch: [cout x kdim] x [kdim x N * oh * ow]. */
+    size_t np = (size_t)oh * ow * (size_t)e->batch, kdim = (size_t)n->cin * n->k * n->k;
+    cl_mem b = ge_node_buf(e, n->in), out = ge_node_buf(e, i);
+    cnp_status result = CNP_OK;
+    if (n->k != 1 || n->stride != 1 || n->pad != 0) {
+        cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
+               D = n->dilation, N = e->batch;
+        result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),
+                          OCL_ARG(W), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P), OCL_ARG(D),
+                          OCL_ARG(N));
+        size_t global[2] = {ocl_round_up(np, 64), kdim};
+        if (result == CNP_OK)
+            result = ge_enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
+        b = e->col;
+        ge_stamp(e, e->times ? &e->times->im2col[i] : NULL);
+    }
+    if (result != CNP_OK)
+        return result;
+    size_t need = 0;
+    CLBlastStatusCode st = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n->cout, np, kdim,
+        0, kdim, 0, np, 0, np, &e->q, &need);
+    if (st == CLBlastSuccess && need <= e->gemm_tmp_bytes && e->gemm_tmp)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                        CLBlastTransposeNo, (size_t)n->cout, np, kdim, 1.0f,
+                                        e->nodes[i].weight, 0, kdim, b, 0, np, 0.0f, out, 0, np,
+                                        &e->q, NULL, e->gemm_tmp);
+    else if (st == CLBlastSuccess)
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+                          (size_t)n->cout, np, kdim, 1.0f, e->nodes[i].weight, 0, kdim, b, 0,
+                          np, 0.0f, out, 0, np, &e->q, NULL);
+    if (st != CLBlastSuccess) {
+        cnp_err_set(err, "graph node %s: CLBlastSgemm(%d x %zu x %zu) failed: status %d",
+                    n->name, n->cout, np, kdim, (int)st);
+        return CNP_ERR_OPENCL;
+    }
+    ge_stamp(e, e->times ? &e->times->gemm[i] : NULL);
+    cl_mem add = n->in2 >= 0 ? ge_node_buf(e, n->in2) : out;
+    cl_int has_add = n->in2 >= 0, cn = (cl_int)np, relu = n->act == DET_ACT_RELU;
+    result = OCL_SET_ARGS(e->epilogue, "graph_epilogue", err, OCL_ARG(out), OCL_ARG(e->nodes[i].bias),
+                      OCL_ARG(add), OCL_ARG(has_add), OCL_ARG(cn), OCL_ARG(relu));
+    size_t global[2] = {ocl_round_up(np, 64), (size_t)n->cout};
+    if (result == CNP_OK)
+        result = ge_enqueue(e, e->epilogue, 2, global, NULL, "graph_epilogue", err);
+    ge_stamp(e, e->times ? &e->times->epilogue[i] : NULL);
+    return result;
+}
+
+static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
+{
+    const det_node *n = &e->g->nodes[i];
+    int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
+    cl_mem in = ge_node_buf(e, n->in), out = ge_node_buf(e, i);
+    /* A batch's planes c * N + n are N times as many planes of one patch. */
+    size_t total = (size_t)c[i] * h[i] * w[i] * (size_t)e->batch,
+           global = ocl_round_up(total, 64);
+    cl_int C = c[i] * e->batch, H = h[i], W = w[i];
+    cnp_status result;
+    switch (n->op) {
+    case DET_OP_CONV:
+        return ge_run_conv(e, i, err);
+    case DET_OP_MAXPOOL: {
+        cl_int IH = h[n->in], IW = w[n->in], K = n->k, S = n->stride, P = n->pad;
+        result = OCL_SET_ARGS(e->maxpool, "graph_maxpool", err, OCL_ARG(in), OCL_ARG(out), OCL_ARG(C),
+                          OCL_ARG(IH), OCL_ARG(IW), OCL_ARG(H), OCL_ARG(W), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P));
+        if (result == CNP_OK)
+            result = ge_enqueue(e, e->maxpool, 1, &global, NULL, "graph_maxpool", err);
+        return result;
+    }
+    case DET_OP_UPSAMPLE_ADD: {
+        cl_mem top = ge_node_buf(e, n->in2);
+        cl_int TH = h[n->in2], TW = w[n->in2];
+        /* The nearest rule's scales, divided here (item 7 of issue 20). */
+        cl_float2 scale = {{(float)TW / (float)W, (float)TH / (float)H}};
+        result = OCL_SET_ARGS(e->upsample, "graph_upsample_add", err, OCL_ARG(in), OCL_ARG(top),
+                          OCL_ARG(out), OCL_ARG(C), OCL_ARG(H), OCL_ARG(W), OCL_ARG(TH), OCL_ARG(TW),
+                          OCL_ARG(scale));
+        if (result == CNP_OK)
+            result = ge_enqueue(e, e->upsample, 1, &global, NULL, "graph_upsample_add", err);
+        return result;
+    }
+    case DET_OP_RELU: {
+        cl_int N = (cl_int)total;
+        result = OCL_SET_ARGS(e->relu, "graph_relu", err, OCL_ARG(in), OCL_ARG(out), OCL_ARG(N));
+        if (result == CNP_OK)
+            result = ge_enqueue(e, e->relu, 1, &global, NULL, "graph_relu", err);
+        return result;
+    }
+    default:
+        cnp_err_set(err, "graph node %s: op %d has no kernel", n->name, (int)n->op);
+        return CNP_ERR_INTERNAL;
+    }
+}
+
+cnp_status ge_run_node(det_graph_engine *e, int i, cnp_err *err)
+{
+    if (e->g->nodes[i].op == DET_OP_CONV)
+        return ge_run_conv(e, i, err);
+    cnp_status result = run_node_kernel(e, i, err);
+    ge_stamp(e, e->times ? &e->times->other[i] : NULL);
+    return result;
+}
