@@ -75,23 +75,24 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
 /* col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox] =
  * in[c][b][oy*S - P + ky*D][ox*S - P + kx*D] (0 outside): the columns of
  * the N patches of a batch side by side (input planes c * N + b), so one
- * SGEMM covers them all. Global (N * OH * OW rounded, C * K * K). */
+ * SGEMM covers them all. Global (OW rounded, OH * N, C * K * K):
+ * consecutive work-items take consecutive ox (coalesced writes; on a CPU
+ * device the lanes of one vector), and every division is by the
+ * work-item's row or tap, uniform across those lanes. */
 __kernel void graph_im2col(__global const float *in, __global float *col, const int H,
                            const int W, const int OH, const int OW, const int K, const int S,
                            const int P, const int D, const int N)
 {
-    const int i = get_global_id(0), r = get_global_id(1);
-    const int n = OH * OW;
-    if (i >= n * N)
+    const int ox = get_global_id(0), row = get_global_id(1), r = get_global_id(2);
+    if (ox >= OW)
         return;
+    const int b = row / OH, oy = row % OH;
     const int c = r / (K * K), kk = r % (K * K), ky = kk / K, kx = kk % K;
-    const int b = i / n, j = i % n;
-    const int oy = j / OW, ox = j % OW;
     const int iy = oy * S - P + ky * D, ix = ox * S - P + kx * D;
     float v = 0.0f;
     if (iy >= 0 && iy < H && ix >= 0 && ix < W)
         v = in[(((size_t)c * N + b) * H + iy) * W + ix];
-    col[(size_t)r * n * N + i] = v;
+    col[((size_t)r * N + b) * OH * OW + (size_t)oy * OW + ox] = v;
 }
 
 /* out = act(out + bias[c] [+ add]) after the SGEMM. Global (n rounded, C). */

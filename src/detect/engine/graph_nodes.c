@@ -52,9 +52,9 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
         result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),
                           OCL_ARG(W), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P), OCL_ARG(D),
                           OCL_ARG(N));
-        size_t global[2] = {ocl_round_up(np, 64), kdim};
+        size_t global[3] = {ocl_round_up((size_t)ow, 16), (size_t)oh * (size_t)e->batch, kdim};
         if (result == CNP_OK)
-            result = ge_enqueue(e, e->im2col, 2, global, NULL, "graph_im2col", err);
+            result = ge_enqueue(e, e->im2col, 3, global, NULL, "graph_im2col", err);
         b = e->col;
         ge_stamp(e, e->times ? &e->times->im2col[i] : NULL);
     }
