@@ -161,9 +161,11 @@ cnp_status aws_op_set_body_file(aws_op *op, int fd, bool own_fd, const char *pat
 /* Signs op with the client's current credentials and builds its curl header
  * list (op->slist); err names the op. */
 cnp_status aws_op_sign(aws_op *op, cnp_err *err);
-/* Opens op's temporary file for a spilled body, or empties it for a retry;
+/* Opens op's temporary file for a spilled body (empties it if open);
  * false with op->spill_err set (the path and errno's reason) when it cannot. */
 bool aws_op_spill_open(aws_op *op);
+/* Closes and removes op's temporary file, if any (a retry, or the op's end). */
+void aws_op_spill_discard(aws_op *op);
 /* curl's callbacks for op (userp): response headers (which may preallocate
  * the body or start a spill), the response body, and reading and rewinding
  * the request body. */

@@ -183,10 +183,10 @@ static cnp_status start_attempt(aws_batch *b, aws_op *op)
     op->spill_err[0] = '\0';
     aws_kvlist_free(&op->resp_headers);
     op->resp_body.len = 0;
-    if (op->spill_fd >= 0 && !aws_op_spill_open(op)) { /* a retry starts the file afresh */
-        cnp_err_set(&op->result->err, "%s: %s", op->what, op->spill_err);
-        return CNP_ERR_IO;
-    }
+    /* A retry drops the last attempt's partial file; this attempt's header
+     * callback makes a new one if its body spills, and a failure there is
+     * transient like any other of our disk's. */
+    aws_op_spill_discard(op);
     cnp_status result = aws_op_sign(op, &op->result->err);
     if (result != CNP_OK)
         return result;

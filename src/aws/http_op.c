@@ -106,10 +106,7 @@ void aws_op_free(aws_op *op)
     free(op->body_path);
     aws_kvlist_free(&op->resp_headers);
     cnp_buf_free(&op->resp_body);
-    if (op->spill_fd >= 0) {
-        close(op->spill_fd);
-        unlink(op->spill_path);
-    }
+    aws_op_spill_discard(op);
     if (op->ctx_free)
         op->ctx_free(op->ctx);
     free(op);
@@ -286,8 +283,19 @@ int aws_op_on_seek(void *userp, curl_off_t offset, int origin)
 
 /* ---- the response: headers, and the body in memory or spilled ------------- */
 
-/* Opens (or, on a retry, empties) the op's temporary file for a body
- * larger than spill_over: $TMPDIR (else /tmp)/canopy-spill-XXXXXX. */
+void aws_op_spill_discard(aws_op *op)
+{
+    if (op->spill_fd >= 0) {
+        close(op->spill_fd);
+        unlink(op->spill_path);
+        op->spill_fd = -1;
+    }
+    op->spill_len = 0;
+}
+
+/* Opens (or, when a second response of the same attempt spills, empties)
+ * the op's temporary file for a body larger than spill_over:
+ * $TMPDIR (else /tmp)/canopy-spill-XXXXXX. */
 bool aws_op_spill_open(aws_op *op)
 {
     if (op->spill_fd >= 0) {
