@@ -326,8 +326,8 @@ int main(int argc, char **argv)
     if (det_cpu_backend_available()) {
         det_cpu_engine *ce = NULL;
         size_t nc = 0;
-        if (det_cpu_engine_create(m, &cfg.detector, cfg.device.threads, ctx, &ce, &err) !=
-            CNP_OK) {
+        if (det_cpu_engine_create(m, &cfg.detector, cfg.device.threads, cfg.opencl.cache_dir,
+                                  &ce, &err) != CNP_OK) {
             fprintf(stderr, "bench_detect: %s\n", err.msg);
             rc = 1;
             goto out;

@@ -533,12 +533,13 @@ cnp_status det_backend_choose(enum cnp_backend want, ocl_ctx *ctx, enum cnp_back
                               cnp_err *err);
 
 /* A crown or box model on the host (oneDNN), with det_engine_create's and
- * det_box_engine_create's reading of dc; threads 0: every core. ctx (may be
- * NULL): the OpenCL context whose cache directory keeps the measured
- * convolution choices. m must outlive it. */
+ * det_box_engine_create's reading of dc; threads 0: every core. cache_dir:
+ * where the measured convolution choices are remembered ([opencl]
+ * cache_dir; "": the default cache directory, cache.h; NULL: nowhere,
+ * measured at every start). m must outlive it. */
 typedef struct det_cpu_engine det_cpu_engine;
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, ocl_ctx *ctx, det_cpu_engine **out,
+                                 int threads, const char *cache_dir, det_cpu_engine **out,
                                  cnp_err *err);
 void det_cpu_engine_free(det_cpu_engine *e);
 int det_cpu_engine_threads(const det_cpu_engine *e);
@@ -557,11 +558,18 @@ cnp_status det_cpu_engine_merge(det_cpu_engine *e, cnp_tree *trees, size_t *n, f
                                 cnp_err *err);
 
 /* The model interface on the CPU backend: det_backend_create's handle with
- * the oneDNN tables (cpu/backend_dnnl.c) instead of the C reference's; ctx
- * (may be NULL) only for the cache directory; threads 0: every core. */
-cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
+ * the oneDNN tables (cpu/backend_dnnl.c) instead of the C reference's;
+ * cache_dir as det_cpu_engine_create's; threads 0: every core. */
+cnp_status det_backend_create_cpu(const det_model *m, const char *cache_dir,
                                   const cnp_detector_config *dc, int threads,
                                   det_backend **out, cnp_err *err);
+/* The file under cache_dir (see det_cpu_engine_create; "" when NULL) that
+ * remembers the CPU backend's measured convolution choices for model m on
+ * `threads` threads (0: every core): keyed by this machine's CPU
+ * (cnp_cpu_identity), oneDNN's version, the model, the threads and `use`
+ * (the detector 0, the classifier 1). Creates the directory. */
+void det_cpu_choices_file(const char *cache_dir, const det_model *m, int threads, unsigned use,
+                          char *out, size_t len);
 /* The window side (tile or patch size; 0: a box model's whole image) and
  * the windows of a w x h raster. */
 uint32_t det_cpu_engine_window_side(const det_cpu_engine *e, uint32_t *overlap, int *stride);

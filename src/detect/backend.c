@@ -49,7 +49,7 @@ cnp_status det_backend_create(const det_model *m, ocl_ctx *dev, const cnp_detect
     return CNP_OK;
 }
 
-cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
+cnp_status det_backend_create_cpu(const det_model *m, const char *cache_dir,
                                   const cnp_detector_config *dc, int threads,
                                   det_backend **out, cnp_err *err)
 {
@@ -64,8 +64,8 @@ cnp_status det_backend_create_cpu(const det_model *m, ocl_ctx *ctx,
                : det_model_has_boxes(m)      ? &det_backend_box_dnnl
                                              : &det_backend_crown_dnnl;
     cnp_status result = det_model_is_classifier(m)
-                            ? det_classify_dnnl_create(m, threads, ctx, &b->self, err)
-                            : det_cpu_engine_create(m, dc, threads, ctx,
+                            ? det_classify_dnnl_create(m, threads, cache_dir, &b->self, err)
+                            : det_cpu_engine_create(m, dc, threads, cache_dir,
                                                     (det_cpu_engine **)&b->self, err);
     if (result != CNP_OK) {
         free(b);

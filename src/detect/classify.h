@@ -57,7 +57,7 @@ cnp_status det_classify_host(const det_graph *g, const det_pixels *img, cnp_tree
 
 /* The oneDNN classifier (cpu/classify_dnnl.c; CANOPY_WITH_DNNL): the state
  * of det_backend_classify_dnnl for m on `threads` threads (0: every core). */
-cnp_status det_classify_dnnl_create(const det_model *m, int threads, ocl_ctx *ctx,
+cnp_status det_classify_dnnl_create(const det_model *m, int threads, const char *cache_dir,
                                     void **self, cnp_err *err);
 
 #endif

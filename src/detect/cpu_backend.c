@@ -10,6 +10,11 @@
 #include "detect/detect_internal.h"
 #include "detect/patches.h"
 #ifdef CANOPY_HAVE_DNNL
+#include <stdio.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "canopy/cache.h"
 #include "detect/cpu/dnnl_crown.h"
 #include "detect/cpu/dnnl_graph.h"
 #endif
@@ -69,8 +74,24 @@ struct det_cpu_engine {
     const cnp_image *img;   /* the image of the run in progress (box patches) */
 };
 
+void det_cpu_choices_file(const char *cache_dir, const det_model *m, int threads, unsigned use,
+                          char *out, size_t len)
+{
+    char dir[CNP_STR_LONG], cpu[320], dnnl[64], hex[17];
+    cnp_cache_dir(cache_dir ? cache_dir : "", dir, sizeof dir);
+    cnp_cpu_identity(cpu, sizeof cpu);
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(dnnl, sizeof dnnl, "oneDNN %d.%d.%d %s", v->major, v->minor, v->patch, v->hash);
+    const char *parts[] = {"cpu backend", cpu, dnnl, det_model_version(m)};
+    unsigned key[2] = {(unsigned)threads, use};
+    cnp_cache_key(parts, sizeof parts / sizeof *parts, key, sizeof key, hex);
+    (void)cnp_mkdir_p(dir);
+    snprintf(out, len, "%s/cpu-conv-choices-%s.txt", dir, hex);
+}
+
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, ocl_ctx *ctx, det_cpu_engine **out, cnp_err *err)
+                                 int threads, const char *cache_dir, det_cpu_engine **out,
+                                 cnp_err *err)
 {
     *out = NULL;
     det_cpu_engine *e = calloc(1, sizeof *e);
@@ -82,16 +103,13 @@ cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *
     e->patch_size = dc->patch_size;
     e->patch_overlap = dc->patch_overlap;
     e->patch_iou = (float)dc->patch_iou;
-    /* The measured Winograd / direct choices, remembered next to the
-     * kernel cache per model and thread count, so that every run after the
-     * first chooses alike (and the same image gives the same boxes). */
-    char file[1024] = "";
-    if (ctx) {
-        unsigned key[2] = {(unsigned)threads, 0};
-        for (const char *c = det_model_version(m); *c; c++)
-            key[1] = key[1] * 31u + (unsigned char)*c;
-        ocl_cache_file(ctx, "cpu-conv-choices", key, sizeof key, file, sizeof file);
-    }
+    /* The measured Winograd / direct choices, remembered in the cache
+     * directory per CPU, model and thread count (with or without an OpenCL
+     * driver), so that every run after the first chooses alike (and the
+     * same image gives the same boxes). */
+    char file[CNP_STR_LONG + 64] = "";
+    if (cache_dir)
+        det_cpu_choices_file(cache_dir, m, threads, 0, file, sizeof file);
     det_dnnl_opts opts = {.threads = threads, .choices_file = file[0] ? file : NULL};
     cnp_status result;
     const det_graph *g = det_model_graph(m);
@@ -250,7 +268,8 @@ static cnp_status not_built(cnp_err *err)
 }
 
 cnp_status det_cpu_engine_create(const det_model *m, const cnp_detector_config *dc,
-                                 int threads, ocl_ctx *ctx, det_cpu_engine **out, cnp_err *err)
+                                 int threads, const char *cache_dir, det_cpu_engine **out,
+                                 cnp_err *err)
 {
     *out = NULL;
     return not_built(err);

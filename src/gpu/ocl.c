@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "canopy/cache.h"
 #include "canopy/gpu.h"
 #include "canopy/log.h"
 #include "gpu/ocl_internal.h"
@@ -245,18 +246,6 @@ static cnp_status pick_device(const cnp_opencl_config *cfg, cl_platform_id *plat
     return CNP_OK;
 }
 
-static void default_cache_dir(char *out, size_t len)
-{
-    const char *env = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (env && env[0])
-        snprintf(out, len, "%s/canopy/kernels", env);
-    else if (home && home[0])
-        snprintf(out, len, "%s/.cache/canopy/kernels", home);
-    else
-        snprintf(out, len, "/tmp/canopy-kernels");
-}
-
 cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *err)
 {
     cnp_status result;
@@ -298,10 +287,7 @@ cnp_status ocl_ctx_create(const cnp_opencl_config *cfg, ocl_ctx **out, cnp_err *
     clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                     &ctx->local_mem, NULL);
 
-    if (cfg->cache_dir[0])
-        snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", cfg->cache_dir);
-    else
-        default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+    cnp_cache_dir(cfg->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
     snprintf(ctx->kernel_dir, sizeof ctx->kernel_dir, "%s", cfg->kernel_dir);
     LOG_DEBUG("gpu", "device: %s", ctx->description);
     if ((result = ocl_tuning_apply_configured(ctx, cfg->tuning_file, ctx->tuning,

@@ -5,11 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <openssl/evp.h>
 
 #include "canopy/buf.h"
+#include "canopy/cache.h"
 #include "canopy/gpu.h"
 #include "canopy/log.h"
 #include "gpu/kernels_embedded.h"
@@ -49,20 +47,11 @@ static cnp_status kernel_source(const ocl_ctx *ctx, const char *name, cnp_buf *b
 static void cache_key(const ocl_ctx *ctx, const char *const *parts, size_t nparts,
                       const void *data, size_t len, char hex[17])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-    const char *device[] = {ctx->device_name, ctx->driver, ctx->description};
-    for (size_t i = 0; i < 3; i++)
-        EVP_DigestUpdate(h, device[i], strlen(device[i]) + 1);
-    for (size_t i = 0; i < nparts; i++)
-        EVP_DigestUpdate(h, parts[i], strlen(parts[i]) + 1);
-    EVP_DigestUpdate(h, data, len);
-    EVP_DigestFinal_ex(h, md, &md_len);
-    EVP_MD_CTX_free(h);
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    const char *all[8] = {ctx->device_name, ctx->driver, ctx->description};
+    size_t n = 3;
+    for (size_t i = 0; i < nparts && n < sizeof all / sizeof *all; i++)
+        all[n++] = parts[i];
+    cnp_cache_key(all, n, data, len, hex);
 }
 
 /* Cache key: SHA-256 over everything that changes the binary. */
@@ -73,20 +62,6 @@ static void cache_path(const ocl_ctx *ctx, const char *name, const char *options
     char hex[17];
     cache_key(ctx, parts, 2, src, len, hex);
     snprintf(out, out_len, "%s/%s-%s.bin", ctx->cache_dir, name, hex);
-}
-
-static void mkdir_p(const char *dir)
-{
-    char tmp[CNP_STR_LONG + 300];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
 }
 
 static cnp_status build_log(const ocl_ctx *ctx, cl_program prog, const char *name, cl_int rc,
@@ -139,7 +114,7 @@ static void save_to_cache(const ocl_ctx *ctx, cl_program prog, const char *path)
         return;
     unsigned char *bins[] = {bin};
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-        mkdir_p(ctx->cache_dir);
+        (void)cnp_mkdir_p(ctx->cache_dir);
         cnp_err err;
         if (cnp_file_write(path, bin, size, &err) != CNP_OK)
             LOG_WARN("gpu", "not caching program binary: %s", err.msg);
@@ -252,6 +227,6 @@ void ocl_cache_file(const ocl_ctx *ctx, const char *name, const void *key, size_
     const char *parts[] = {name};
     char hex[17];
     cache_key(ctx, parts, 1, key, key_len, hex);
-    mkdir_p(ctx->cache_dir);
+    (void)cnp_mkdir_p(ctx->cache_dir);
     snprintf(out, out_len, "%s/%s-%s.txt", ctx->cache_dir, name, hex);
 }

@@ -74,6 +74,13 @@ bool pipe_device_less(const cnp_opencl_config *opencl, const cnp_device_config *
 /* Loads [classifier] model and opens its handle where the detector runs:
  * the CPU backend's table, or the OpenCL device's (falling back to the
  * CPU backend where no device table takes the model). */
+/* Where the CPU backend remembers its measured choices: [opencl] cache_dir
+ * (or the default), with or without an OpenCL driver. */
+static const char *cache_dir(const pipe_device_params *p)
+{
+    return p->opencl ? p->opencl->cache_dir : "";
+}
+
 static cnp_status classifier_open(pipe_device *dev, const pipe_device_params *p, cnp_err *err)
 {
     if (!p->classifier || !p->classifier->model[0])
@@ -95,7 +102,7 @@ static cnp_status classifier_open(pipe_device *dev, const pipe_device_params *p,
     if (!on_cpu)
         result = det_backend_create(dev->cls_model, dev->ctx, p->detector, &dev->cls, err);
     if (on_cpu || result != CNP_OK)
-        result = det_backend_create_cpu(dev->cls_model, dev->ctx, p->detector, threads,
+        result = det_backend_create_cpu(dev->cls_model, cache_dir(p), p->detector, threads,
                                         &dev->cls, err);
     if (result != CNP_OK) /* built without oneDNN: the C reference */
         result = det_backend_create(dev->cls_model, NULL, p->detector, &dev->cls, err);
@@ -187,7 +194,7 @@ cnp_status pipe_device_create(const pipe_device_params *p, const det_model *mode
                                     &dev->backend, err);
     if (result == CNP_OK && model)
         result = dev->backend == CNP_BACKEND_CPU
-                     ? det_backend_create_cpu(model, dev->ctx, p->detector,
+                     ? det_backend_create_cpu(model, cache_dir(p), p->detector,
                                               p->device ? p->device->threads : 0, &dev->det,
                                               err)
                      : det_backend_create(model, dev->ctx, p->detector, &dev->det, err);

@@ -5,7 +5,9 @@
 # in its first log line, and give the OpenCL run's outputs: masks byte for
 # byte (otsu, fixed, adaptive; luma and exg), trees within the CPU backend's
 # tolerance (centre 0.02 px and score 1e-4 as test_cpu_backend, plus the
-# rounding of trees.json). `canopy devices` and `canopy eval` run too; an
+# rounding of trees.json); the CPU backend's conv choices are remembered in
+# [opencl] cache_dir without a driver too, so a second run gives the same
+# trees byte for byte. `canopy devices` and `canopy eval` run too; an
 # explicit `[device] backend = opencl` is refused naming the missing driver.
 #
 # usage: no_opencl.sh CANOPY SOURCE_DIR        (exit 77: no OpenCL here to compare)
@@ -32,8 +34,19 @@ if ! "$canopy" run -i "$neon" -o "$work/ocl" --model "$model" --set device.backe
     exit 1
 fi
 
-nodrv "$canopy" run -i "$neon" -o "$work/none" --model "$model" >"$work/none.log" 2>&1 ||
-    fail "run without a driver: exit $? ($(tail -1 "$work/none.log"))"
+cache=(--set "opencl.cache_dir=$work/cache")
+nodrv "$canopy" run -i "$neon" -o "$work/none" --model "$model" "${cache[@]}" \
+    >"$work/none.log" 2>&1 || fail "run without a driver: exit $? ($(tail -1 "$work/none.log"))"
+# The CPU backend's measured conv choices are remembered in the cache
+# directory without a driver too, so a second run chooses alike: the same
+# trees, byte for byte.
+ls "$work"/cache/cpu-conv-choices-*.txt >/dev/null 2>&1 ||
+    fail "no cpu-conv-choices file in $work/cache after a run without a driver"
+nodrv "$canopy" run -i "$neon" -o "$work/none2" --model "$model" "${cache[@]}" \
+    >"$work/none2.log" 2>&1 || fail "second run without a driver: exit $?"
+for t in "$work"/none/*.trees.json; do
+    cmp -s "$t" "$work/none2/$(basename "$t")" || fail "$(basename "$t") differs on the second run"
+done
 first=$(grep -m1 "info  run: models\|info  run: binarization" "$work/none.log")
 case $first in
 *"models on the cpu backend"*"binarization on the CPU (C path; no OpenCL device"*) ;;

@@ -242,7 +242,7 @@ static void test_tables(const cnp_image *img, cl_mem rgba)
         else
             CHECK(false, "classify/opencl: %s", err.msg);
 #ifdef CANOPY_HAVE_DNNL
-        if (det_backend_create_cpu(&m, g_ctx, &cfg.detector, 2, &cpu, &err) == CNP_OK)
+        if (det_backend_create_cpu(&m, NULL, &cfg.detector, 2, &cpu, &err) == CNP_OK)
             check_table("onednn", cpu, ref, &px, trees, n);
         else
             CHECK(false, "classify/cpu-onednn: %s", err.msg);

@@ -6,7 +6,8 @@
 static cnp_status dnnl_create(const det_model *m, ocl_ctx *dev, const cnp_detector_config *dc,
                               void **self, cnp_err *err)
 {
-    return det_cpu_engine_create(m, dc, 0, dev, (det_cpu_engine **)self, err);
+    (void)dev; /* device-less; det_backend_create_cpu binds these tables with a cache */
+    return det_cpu_engine_create(m, dc, 0, NULL, (det_cpu_engine **)self, err);
 }
 
 static void dnnl_free(void *self)

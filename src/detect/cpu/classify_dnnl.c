@@ -15,7 +15,7 @@ typedef struct classify_dnnl {
     det_dnnl_graph *e;
 } classify_dnnl;
 
-cnp_status det_classify_dnnl_create(const det_model *m, int threads, ocl_ctx *ctx,
+cnp_status det_classify_dnnl_create(const det_model *m, int threads, const char *cache_dir,
                                     void **self, cnp_err *err)
 {
     classify_dnnl *c = calloc(1, sizeof *c);
@@ -27,13 +27,9 @@ cnp_status det_classify_dnnl_create(const det_model *m, int threads, ocl_ctx *ct
     /* The measured Winograd / direct choices, remembered next to the kernel
      * cache as the detectors' are: later runs choose alike (the same crop,
      * the same score) and measure nothing. */
-    char file[1024] = "";
-    if (ctx) {
-        unsigned key[3] = {(unsigned)threads, 0, 0x63726f70u /* "crop" */};
-        for (const char *s = det_model_version(m); *s; s++)
-            key[1] = key[1] * 31u + (unsigned char)*s;
-        ocl_cache_file(ctx, "cpu-conv-choices", key, sizeof key, file, sizeof file);
-    }
+    char file[CNP_STR_LONG + 64] = "";
+    if (cache_dir)
+        det_cpu_choices_file(cache_dir, m, threads, 1, file, sizeof file);
     det_dnnl_opts o = {.threads = threads, .max_batch = BATCH,
                        .choices_file = file[0] ? file : NULL};
     cnp_status result = det_dnnl_graph_create(c->g, &o, &c->e, err);

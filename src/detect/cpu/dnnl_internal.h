@@ -76,7 +76,7 @@ struct det_dnnl_graph {
     size_t n_wc, cap_wc;
     dg_choice *choices;
     size_t n_choices, cap_choices;
-    char choices_file[1024];
+    char choices_file[CNP_STR_LONG + 64];
     bool choices_new; /* measured since the file was read or written */
     det_dnnl_times *times;
     void *scratch;              /* the primitives' scratchpad (dnnl_scratch.c) */

@@ -134,7 +134,7 @@ void dg_choices_save(det_dnnl_graph *e)
 {
     if (!e->choices_file[0] || !e->choices_new)
         return;
-    char tmp[1100];
+    char tmp[sizeof e->choices_file + 32];
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", e->choices_file, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f)
