@@ -80,10 +80,12 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
  * run of IM2COL_RUN consecutive ox of row (b, oy), consecutive work-items
  * the consecutive runs (coalesced writes on a GPU). A tap row outside the
  * input is a run of zeros; a run wholly inside it is one vector store with
- * no bounds test (at stride 1 from one vector load); only the runs at the
+ * no bounds test (from one vector load at stride 1, the even lanes of one
+ * at stride 2 where the 16 floats are in the row); only the runs at the
  * borders and the last, short run of a row test each element. The divisions
- * are once per work-item, not per element (PoCL: 4-7x the one-element-per-
- * work-item kernel it replaces, bench notes in the commit). */
+ * are once per work-item, not per element (PoCL: 6-15x the one-element-per-
+ * work-item kernel it replaces at RetinaNet's shapes, numbers in the
+ * commits). */
 #define IM2COL_RUN 8
 __kernel void graph_im2col(__global const float *in, __global float *col, const int H,
                            const int W, const int OH, const int OW, const int K, const int S,
@@ -115,6 +117,8 @@ __kernel void graph_im2col(__global const float *in, __global float *col, const 
             if (n == IM2COL_RUN && ix0 >= 0 && ix0 + (IM2COL_RUN - 1) * S < W) {
                 if (S == 1) {
                     vstore8(vload8(0, src + ix0), 0, dst);
+                } else if (S == 2 && ix0 + 15 < W) {
+                    vstore8(vload16(0, src + ix0).even, 0, dst);
                 } else {
                     const float8 v = (float8)(src[ix0], src[ix0 + S], src[ix0 + 2 * S],
                                               src[ix0 + 3 * S], src[ix0 + 4 * S], src[ix0 + 5 * S],
