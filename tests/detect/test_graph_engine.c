@@ -15,7 +15,9 @@
  * candidate counts read on the device only (levels with no candidate, some,
  * and as many as their room) and one blocking wait per batch. `counts`
  * runs that last part alone on small sizes (the Oclgrind run,
- * tests/oclgrind). */
+ * tests/oclgrind). graph_im2col alone, as the GEMM path launches it, on a
+ * batch of two against a C im2col bit for bit (`im2col`: that part alone,
+ * the other Oclgrind run). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -660,6 +662,126 @@ static void test_batch(const cnp_image *img, const char *name, enum det_conv_pat
     tg_free(&t);
 }
 
+/* C im2col of N patches (input planes c * N + b), graph_im2col's layout:
+ * col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox], 0 outside. */
+static void ref_im2col(const float *in, int C, int N, int H, int W, int K, int S, int P, int D,
+                       int OH, int OW, float *col)
+{
+    for (int c = 0; c < C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++)
+                for (int b = 0; b < N; b++)
+                    for (int oy = 0; oy < OH; oy++)
+                        for (int ox = 0; ox < OW; ox++) {
+                            int iy = oy * S - P + ky * D, ix = ox * S - P + kx * D;
+                            float v = 0.0f;
+                            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                v = in[(((size_t)c * N + b) * H + iy) * W + ix];
+                            col[((((size_t)c * K + ky) * K + kx) * N + b) * OH * OW +
+                                (size_t)oy * OW + ox] = v;
+                        }
+}
+
+/* graph_im2col as the GEMM path launches it (ge_run_conv), on a batch of
+ * two, bit for bit against ref_im2col, and nothing written past the
+ * matrix: odd sizes, stride 2 and 3, dilation 2 and 3, K 1 (stride 2), 2, 3,
+ * 5, 7, padding wider than the input (pad 5 on a 5 x 4 plane), widths
+ * below and above graph_im2col's run of 8 columns (4, 8, 10, 12, 15, 29)
+ * with short last runs. Each conv's input buffer holds random values
+ * written here (distinct, signed), not the graph's activations. */
+static void test_im2col(void)
+{
+    tg_graph t;
+    tg_init(&t, 21);
+    int a = tg_conv(&t, 0, 3, 5, 7, 2, 3, 1, -1, false, 1.0f, 0.0f); /* 19x15 */
+    int b = tg_conv(&t, a, 5, 6, 3, 2, 1, 1, -1, false, 1.0f, 0.0f); /* 10x8 */
+    int c = tg_conv(&t, b, 6, 4, 3, 2, 1, 1, -1, false, 1.0f, 0.0f); /* 5x4 */
+    tg_conv(&t, c, 4, 3, 5, 1, 5, 1, -1, false, 1.0f, 0.0f);         /* pad 5 > 4: 11x10 */
+    tg_conv(&t, a, 5, 4, 3, 1, 2, 2, -1, false, 1.0f, 0.0f);         /* dilation 2: 19x15 */
+    tg_conv(&t, 0, 3, 4, 3, 1, 1, 1, -1, false, 1.0f, 0.0f);         /* 37x29 */
+    tg_conv(&t, 0, 3, 2, 1, 2, 0, 1, -1, false, 1.0f, 0.0f);         /* 1x1 stride 2 */
+    tg_conv(&t, b, 6, 3, 3, 1, 3, 3, -1, false, 1.0f, 0.0f);         /* dilation 3: 10x8 */
+    tg_conv(&t, 0, 3, 2, 3, 3, 5, 2, -1, false, 1.0f, 0.0f);         /* stride 3: 15x12 */
+    tg_conv(&t, a, 5, 3, 2, 2, 1, 1, -1, false, 1.0f, 0.0f);         /* K 2: 10x8 */
+    tg_retina_identity(&t.g.retina, 37, 29);
+    t.g.retina.num_classes = 5;
+    t.g.retina.cls_node[0] = a;
+    t.g.retina.box_node[0] = c;
+    const det_graph *g = &t.g;
+    uint32_t w = 29, h = 37;
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_GEMM, .max_batch = 2};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, w, h, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    CHECK_FATAL(e->max_batch == 2, "batch of %d", e->max_batch);
+    uint8_t *rgba = malloc((size_t)w * h * 4);
+    REQUIRE(rgba);
+    random_rgba(rgba, (size_t)w * h * 4, 5);
+    cl_mem buf = upload(rgba, w, h);
+    float *out = NULL;
+    int ph = 0, pw = 0, nn = g->n_nodes, *sc = e->shape, *sh = sc + nn, *sw = sc + 2 * nn;
+    /* The shapes of every node (e->shape), then batches of two. */
+    CHECK_FATAL(det_graph_engine_forward(e, buf, w, 0, 0, w, h, nn - 1, &out, &ph, &pw, &err) ==
+                    CNP_OK, "%s", err.msg);
+    free(out);
+    const int N = 2;
+    e->batch = N;
+    float *col = malloc(e->col_floats * sizeof *col), *ref = malloc(e->col_floats * sizeof *ref);
+    REQUIRE(col && ref);
+    uint32_t seed = 77;
+    int tested = 0;
+    for (int i = 1; i < nn; i++) {
+        const det_node *n = &g->nodes[i];
+        if (n->op != DET_OP_CONV)
+            continue;
+        int C = sc[n->in], H = sh[n->in], W = sw[n->in], OH = sh[i], OW = sw[i];
+        size_t nin = (size_t)C * N * H * W, ncol = (size_t)C * n->k * n->k * N * OH * OW;
+        REQUIRE(ncol <= e->col_floats && C == n->cin);
+        float *in = malloc(nin * sizeof *in);
+        REQUIRE(in);
+        for (size_t j = 0; j < nin; j++) /* distinct values, both signs */
+            in[j] = (float)(j + 1) * (tg_rand(&seed) < 0.0f ? -1.0f : 1.0f);
+        const float sentinel = -7777.0f;
+        REQUIRE(clEnqueueWriteBuffer(e->q, ge_node_buf(e, n->in), CL_TRUE, 0, nin * sizeof *in,
+                                     in, 0, NULL, NULL) == CL_SUCCESS);
+        for (size_t j = 0; j < e->col_floats; j++)
+            col[j] = sentinel;
+        REQUIRE(clEnqueueWriteBuffer(e->q, e->col, CL_TRUE, 0, e->col_floats * sizeof *col, col, 0,
+                                     NULL, NULL) == CL_SUCCESS);
+        CHECK_FATAL(ge_run_conv(e, i, &err) == CNP_OK, "node %d: %s", i, err.msg);
+        REQUIRE(clEnqueueReadBuffer(e->q, e->col, CL_TRUE, 0, e->col_floats * sizeof *col, col, 0,
+                                    NULL, NULL) == CL_SUCCESS);
+        ref_im2col(in, C, N, H, W, n->k, n->stride, n->pad, n->dilation, OH, OW, ref);
+        size_t bad = ncol, past = 0;
+        for (size_t j = 0; j < ncol && bad == ncol; j++)
+            if (memcmp(&col[j], &ref[j], sizeof *col) != 0)
+                bad = j;
+        for (size_t j = ncol; j < e->col_floats; j++)
+            past += col[j] != sentinel;
+        bool runs = n->k != 1 || n->stride != 1 || n->pad != 0;
+        printf("im2col node %d: %d x %d x %d, k %d s %d p %d d %d, batch %d -> %d x %d: %s\n", i,
+               C, H, W, n->k, n->stride, n->pad, n->dilation, N, OH, OW,
+               !runs ? "no im2col" : bad == ncol && !past ? "exact" : "DIFFERS");
+        if (runs) {
+            CHECK(bad == ncol, "node %d: column %zu is %g, reference %g", i, bad,
+                  bad < ncol ? col[bad] : 0.0, bad < ncol ? ref[bad] : 0.0);
+            CHECK(past == 0, "node %d: %zu floats written past the %zu of the matrix", i, past,
+                  ncol);
+            tested++;
+        }
+        free(in);
+    }
+    CHECK(tested == nn - 1, "%d of %d convs through im2col", tested, nn - 1);
+    e->batch = 1;
+    free(col);
+    free(ref);
+    free(rgba);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
 /* The engine's per-level candidate counts of patch b, as the device left
  * them (tests only: a read of its buffer). */
 static void read_counts(det_graph_engine *e, int b, cl_int *counts)
@@ -789,6 +911,11 @@ int main(int argc, char **argv)
     if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     printf("device: %s\n", ocl_ctx_description(g_ctx));
+    if (argc > 1 && strcmp(argv[1], "im2col") == 0) { /* for Oclgrind */
+        test_im2col();
+        ocl_ctx_free(g_ctx);
+        return test_result("test_graph_engine im2col");
+    }
     if (argc > 1 && strcmp(argv[1], "counts") == 0) { /* small, for Oclgrind */
         uint32_t w = 90, h = 70;
         uint8_t *rgba = malloc((size_t)w * h * 4);
@@ -799,6 +926,7 @@ int main(int argc, char **argv)
         ocl_ctx_free(g_ctx);
         return test_result("test_graph_engine counts");
     }
+    test_im2col();
     test_nodes_a();
     test_nodes_b();
     test_nodes_c();

@@ -52,7 +52,9 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
         result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),
                           OCL_ARG(W), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P), OCL_ARG(D),
                           OCL_ARG(N));
-        size_t global[3] = {ocl_round_up((size_t)ow, 16), (size_t)oh * (size_t)e->batch, kdim};
+        /* graph.cl's IM2COL_RUN (8) columns per work-item, all taps of one channel. */
+        size_t global[3] = {ocl_round_up(((size_t)ow + 7) / 8, 8), (size_t)oh * (size_t)e->batch,
+                            (size_t)n->cin};
         if (result == CNP_OK)
             result = ge_enqueue(e, e->im2col, 3, global, NULL, "graph_im2col", err);
         b = e->col;
