@@ -306,6 +306,50 @@ static void test_pixel_batch(void)
     tg_free(&t);
 }
 
+/* A paths file as written since format 4 (a line per conv node, in node
+ * order: "<node> direct|gemm|winograd|pixel <direct ms> <gemm ms>
+ * <winograd ms> <pixel ms>") is read as it stands: the paths it names where
+ * the node has them (every other node `a` chose a direct kernel for is
+ * named gemm here) and its times, nothing timed. */
+static void check_paths_file_format(const det_graph *g, const det_graph_engine *a,
+                                    const char *file)
+{
+    enum det_conv_path *want = calloc((size_t)g->n_nodes, sizeof *want);
+    FILE *f = fopen(file, "w");
+    CHECK_FATAL(want && f, "%s", file);
+    int other = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != DET_OP_CONV)
+            continue;
+        want[i] = det_graph_engine_node_path(a, i, NULL, NULL);
+        if (want[i] != DET_CONV_GEMM && other++ % 2)
+            want[i] = DET_CONV_GEMM;
+        fprintf(f, "%d %s %.6f %.6f %.6f %.6f\n", i, path_name(want[i]), 1.25 + i, 2.5 + i,
+                3.75, 5.0);
+    }
+    fclose(f);
+    det_graph_engine *d = NULL;
+    cnp_err err;
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, 200, 200, &opts, &d, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_timed_nodes(d) == 0, "%zu nodes timed with a written %s",
+          det_graph_engine_timed_nodes(d), file);
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != DET_OP_CONV)
+            continue;
+        double ds = -1, gs = -1;
+        enum det_conv_path p = det_graph_engine_node_path(d, i, &ds, &gs);
+        CHECK(p == want[i] && fabs(ds - (1.25 + i) / 1e3) < 1e-12 &&
+                  fabs(gs - (2.5 + i) / 1e3) < 1e-12,
+              "node %d: %s, direct %g s, gemm %g s read; %s, %g s, %g s written", i,
+              path_name(p), ds, gs, path_name(want[i]), (1.25 + i) / 1e3, (2.5 + i) / 1e3);
+    }
+    printf("a written paths file: %d direct choices named gemm\n", other / 2);
+    det_graph_engine_free(d);
+    free(want);
+}
+
 /* conv = auto times both paths of every stride-1 conv once per device and
  * shapes, then reads the choice back from the file next to the kernel
  * cache: a second engine times nothing and chooses alike; a damaged file
@@ -360,6 +404,7 @@ static void test_paths_remembered(void)
                   "node %d: times %g/%g timed, %g/%g remembered", i, da, ga, db, gb);
     }
     printf("paths remembered in %s: %d of %d stride-1 convs direct\n", file, direct, stride1);
+    check_paths_file_format(&t.g, a, file);
     FILE *f = fopen(file, "w");
     if (f) {
         fputs("1 sideways 1 2\n", f);
