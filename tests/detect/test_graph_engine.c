@@ -419,6 +419,15 @@ static void test_paths_remembered(void)
     tg_free(&t);
 }
 
+/* det_graph_paths_refine_set on the seconds of each path and the paths
+ * the node has besides GEMM (bits 1 << DET_CONV_*). */
+static unsigned refine_set(double direct, double gemm, double wino, double pixel, unsigned has)
+{
+    double s[DET_CONV_PATHS] = {[DET_CONV_DIRECT] = direct, [DET_CONV_GEMM] = gemm,
+                                [DET_CONV_WINOGRAD] = wino, [DET_CONV_PIXEL] = pixel};
+    return det_graph_paths_refine_set(s, has);
+}
+
 /* Which paths a reduced-size measurement leaves to time again at the plan
  * size: those within 3x of the fastest, only paths the node has. */
 static void test_refine_set(void)
@@ -427,27 +436,19 @@ static void test_refine_set(void)
                    W = 1u << DET_CONV_WINOGRAD, P = 1u << DET_CONV_PIXEL;
     /* RetinaNet's P3 head conv at 128 x 128 on PoCL: gemm 10, winograd 19,
      * direct 100 ms. */
-    CHECK(det_graph_paths_refine_set(0.100, 0.010, 0.019, 0.0, true, true, false) == (G | W),
-          "P3 head");
-    CHECK(det_graph_paths_refine_set(0.0289, 0.0114, 0.0107, 0.0, true, true, false) ==
-              (D | G | W),
-          "all within 3x");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.031, 0.0, true, true, false) == (D | G),
-          "3x inclusive, 3.1x out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.002, 0.0, true, true, false) == (D | W),
-          "gemm 10x the fastest is out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.020, 0.0, false, true, false) == (G | W),
+    CHECK(refine_set(0.100, 0.010, 0.019, 0.0, D | W) == (G | W), "P3 head");
+    CHECK(refine_set(0.0289, 0.0114, 0.0107, 0.0, D | W) == (D | G | W), "all within 3x");
+    CHECK(refine_set(0.030, 0.010, 0.031, 0.0, D | W) == (D | G), "3x inclusive, 3.1x out");
+    CHECK(refine_set(0.001, 0.010, 0.002, 0.0, D | W) == (D | W), "gemm 10x the fastest is out");
+    CHECK(refine_set(0.001, 0.010, 0.020, 0.0, W) == (G | W),
           "a path the node lacks is never timed, whatever its time");
-    CHECK(det_graph_paths_refine_set(0.0, 0.010, 0.0, 0.0, false, false, false) == G, "gemm alone");
+    CHECK(refine_set(0.0, 0.010, 0.0, 0.0, 0) == G, "gemm alone");
+    CHECK(refine_set(0.0, 0.010, 0.0, 0.0, G) == G, "gemm alone, named");
     /* The crown model's 32 -> 32 convs at 128 x 128 on PoCL: gemm 3x the
      * pixel kernel. */
-    CHECK(det_graph_paths_refine_set(0.0075, 0.0075, 0.0, 0.0025, true, false, true) ==
-              (D | G | P),
-          "pixel within 3x");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, true) == P,
-          "pixel alone");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, false) == (D | G),
-          "no pixel kernel");
+    CHECK(refine_set(0.0075, 0.0075, 0.0, 0.0025, D | P) == (D | G | P), "pixel within 3x");
+    CHECK(refine_set(0.030, 0.010, 0.0, 0.001, D | P) == P, "pixel alone");
+    CHECK(refine_set(0.030, 0.010, 0.0, 0.001, D) == (D | G), "no pixel kernel");
 }
 
 /* Graph B on 25 x 27: maxpool on odd sizes, upsample_add 13x14 -> 25x27. */
