@@ -12,9 +12,8 @@
  * (this executable's definitions win over libOpenCL's and forward to the
  * real ones through dlsym(RTLD_NEXT) unless told to fail). */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-
 #include "canopy/synth.h"
+#include "cl_interpose.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -24,36 +23,17 @@ static struct {
     int fail_fill;           /* fail clEnqueueFillBuffer (the binarizer's clears) */
 } g;
 
-typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
-                           cl_uint, const cl_event *, cl_event *);
-typedef cl_int (*fill_fn)(cl_command_queue, cl_mem, const void *, size_t, size_t, size_t,
-                          cl_uint, const cl_event *, cl_event *);
-
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                                      cl_bool blocking, size_t off, size_t size,
                                                      const void *ptr, cl_uint nwait,
                                                      const cl_event *wait, cl_event *ev)
 {
-    static write_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
     if (blocking ? g.fail_write_blocking : g.fail_write_async)
         return CL_OUT_OF_RESOURCES;
-    return real(q, buf, blocking, off, size, ptr, nwait, wait, ev);
+    return test_real_write_buffer()(q, buf, blocking, off, size, ptr, nwait, wait, ev);
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
-                                                    const void *pattern, size_t psize,
-                                                    size_t off, size_t size, cl_uint nwait,
-                                                    const cl_event *wait, cl_event *ev)
-{
-    static fill_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueFillBuffer");
-    if (g.fail_fill)
-        return CL_OUT_OF_RESOURCES;
-    return real(q, buf, pattern, psize, off, size, nwait, wait, ev);
-}
+TEST_FILL_BUFFER_FAILING_WHILE(g.fail_fill)
 
 enum { NIMG = 6 };
 static const uint32_t sizes[NIMG][2] = {{200, 150}, {320, 240}, {120, 260},

@@ -5,9 +5,8 @@
  * completed when it returns, because stage_window.c frees or reuses the
  * window's pixels right after. Then the device still works. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-
 #include "canopy/synth.h"
+#include "cl_interpose.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -17,21 +16,14 @@ static struct {
     int npending;
 } g;
 
-typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
-                           cl_uint, const cl_event *, cl_event *);
-typedef cl_int (*fill_fn)(cl_command_queue, cl_mem, const void *, size_t, size_t, size_t,
-                          cl_uint, const cl_event *, cl_event *);
-
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                                      cl_bool blocking, size_t off, size_t size,
                                                      const void *ptr, cl_uint nwait,
                                                      const cl_event *wait, cl_event *ev)
 {
-    static write_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
     cl_event mine = NULL;
-    cl_int rc = real(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
+    cl_int rc = test_real_write_buffer()(q, buf, blocking, off, size, ptr, nwait, wait,
+                                         ev ? ev : &mine);
     cl_event e = ev ? *ev : mine;
     if (rc == CL_SUCCESS && !blocking && g.npending < 64) {
         if (ev)
@@ -43,18 +35,7 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem 
     return rc;
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
-                                                    const void *pattern, size_t psize,
-                                                    size_t off, size_t size, cl_uint nwait,
-                                                    const cl_event *wait, cl_event *ev)
-{
-    static fill_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueFillBuffer");
-    if (g.fail_fill)
-        return CL_OUT_OF_RESOURCES;
-    return real(q, buf, pattern, psize, off, size, nwait, wait, ev);
-}
+TEST_FILL_BUFFER_FAILING_WHILE(g.fail_fill)
 
 static int still_pending(void)
 {
