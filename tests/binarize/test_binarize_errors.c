@@ -15,6 +15,7 @@
 #include "canopy/binarize.h"
 #include "canopy/synth.h"
 #include "cl_interpose.h"
+#include "devutil.h"
 #include "testutil.h"
 
 /* Injection plan; zeroed between cases. */
@@ -188,14 +189,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     /* Large enough that the kernels are still running when a failure
      * returns early: a transfer queued behind them is then visibly pending. */
     cnp_image img = {0};

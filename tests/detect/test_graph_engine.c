@@ -825,15 +825,7 @@ static void test_device_counts(const uint8_t *rgba, uint32_t img_w, uint32_t img
 int main(int argc, char **argv)
 {
     cnp_config cfg;
-    cnp_err err;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     printf("device: %s\n", ocl_ctx_description(g_ctx));
     if (argc > 1 && strcmp(argv[1], "counts") == 0) { /* small, for Oclgrind */
         uint32_t w = 90, h = 70;
