@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "canopy/synth.h"
 #include "cl_interpose.h"
+#include "devutil.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -175,24 +176,11 @@ static void run_failures(pipe_device *dev, const char *mode, bool pinned)
 
 int main(void)
 {
-    cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
-             CANOPY_SOURCE_DIR);
-    cfg.detector.tile = 256;
-    cfg.detector.conv = 1; /* direct: no measuring at start */
+    test_crown crown;
     /* The model reads the image buffer on the device: the OpenCL backend. */
-    cfg.device.backend = CNP_BACKEND_OPENCL;
-    det_model *model = NULL;
-    CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector, .device = &cfg.device};
-    pipe_device *dev = NULL;
-    if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
-        det_model_free(model);
-        return test_skip_or_fail(err.msg);
-    }
+    test_crown_start(&crown);
+    pipe_device *dev = crown.dev;
     for (int k = 0; k < NIMG; k++)
         CHECK_FATAL(synth_aerial(&imgs[k], sizes[k][0], sizes[k][1], 10, 11 + (uint64_t)k,
                                  &err) == CNP_OK,
@@ -225,7 +213,6 @@ int main(void)
         pipe_result_free(&ref[k]);
         cnp_image_free(&imgs[k]);
     }
-    pipe_device_free(dev);
-    det_model_free(model);
+    test_crown_free(&crown);
     return TEST_RESULT();
 }

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "canopy/synth.h"
 #include "cl_interpose.h"
+#include "devutil.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -57,24 +58,11 @@ static void forget_pending(void)
 
 int main(void)
 {
-    cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
-             CANOPY_SOURCE_DIR);
-    cfg.detector.tile = 256;
-    cfg.detector.conv = 1; /* direct: no measuring at start */
+    test_crown crown;
     /* The failure is injected into OpenCL calls: the models run there too. */
-    cfg.device.backend = CNP_BACKEND_OPENCL;
-    det_model *model = NULL;
-    CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector, .device = &cfg.device};
-    pipe_device *dev = NULL;
-    if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
-        det_model_free(model);
-        return test_skip_or_fail(err.msg);
-    }
+    test_crown_start(&crown);
+    pipe_device *dev = crown.dev;
     /* A large window: its upload is still running when a failure returns
      * early, unless the queue is finished first. */
     cnp_image img = {0};
@@ -102,7 +90,6 @@ int main(void)
     free(trees);
     forget_pending();
     cnp_image_free(&img);
-    pipe_device_free(dev);
-    det_model_free(model);
+    test_crown_free(&crown);
     return TEST_RESULT();
 }
