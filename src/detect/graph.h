@@ -310,11 +310,10 @@ size_t det_graph_engine_timed_nodes(const det_graph_engine *e);
 
 /* Distinct conv shapes timed again at the plan size after a reduced-size
  * measurement (a CPU device), among the paths close enough there to rank
- * (det_graph_paths_refine_set: bits 1 << DET_CONV_*). */
+ * (det_graph_paths_refine_set: bits 1 << DET_CONV_* of the paths in `has`,
+ * GEMM always among them, from their seconds s[DET_CONV_*]). */
 size_t det_graph_engine_refined_shapes(const det_graph_engine *e);
-unsigned det_graph_paths_refine_set(double direct_s, double gemm_s, double wino_s,
-                                    double pixel_s, bool has_direct, bool has_wino,
-                                    bool has_pixel);
+unsigned det_graph_paths_refine_set(const double s[DET_CONV_PATHS], unsigned has);
 
 /* The file that remembers the choice for this device, graph shapes and
  * measurement size. */

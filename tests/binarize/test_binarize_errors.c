@@ -10,11 +10,12 @@
  *   name (OR-ing -38 and -50 gave -34, CL_INVALID_CONTEXT);
  * - the engine still works after each failure. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <stdint.h>
 
 #include "canopy/binarize.h"
 #include "canopy/synth.h"
+#include "cl_interpose.h"
+#include "devutil.h"
 #include "testutil.h"
 
 /* Injection plan; zeroed between cases. */
@@ -29,18 +30,9 @@ static struct {
     int npending;
 } g;
 
-typedef cl_int (*set_arg_fn)(cl_kernel, cl_uint, size_t, const void *);
-typedef cl_int (*read_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, void *, cl_uint,
-                          const cl_event *, cl_event *);
-typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
-                           cl_uint, const cl_event *, cl_event *);
-
 CL_API_ENTRY cl_int CL_API_CALL clSetKernelArg(cl_kernel kernel, cl_uint index, size_t size,
                                                const void *value)
 {
-    static set_arg_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clSetKernelArg");
     if (g.arg_kernel) {
         char name[128] = "";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
@@ -48,7 +40,7 @@ CL_API_ENTRY cl_int CL_API_CALL clSetKernelArg(cl_kernel kernel, cl_uint index, 
             if (strcmp(name, g.arg_kernel) == 0 && index == g.arg_index[i])
                 return g.arg_code[i];
     }
-    return real(kernel, index, size, value);
+    return test_real_set_kernel_arg()(kernel, index, size, value);
 }
 
 /* Counts a non-blocking transfer; returns the code to fail it with, or 0. */
@@ -81,14 +73,11 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueReadBuffer(cl_command_queue q, cl_mem b
                                                     void *ptr, cl_uint nwait,
                                                     const cl_event *wait, cl_event *ev)
 {
-    static read_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueReadBuffer");
     cl_int rc = transfer_begin(blocking);
     if (rc != CL_SUCCESS)
         return rc;
     cl_event mine = NULL;
-    rc = real(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
+    rc = test_real_read_buffer()(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
     transfer_enqueued(blocking, rc, mine, ev);
     return rc;
 }
@@ -98,14 +87,11 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem 
                                                      const void *ptr, cl_uint nwait,
                                                      const cl_event *wait, cl_event *ev)
 {
-    static write_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
     cl_int rc = transfer_begin(blocking);
     if (rc != CL_SUCCESS)
         return rc;
     cl_event mine = NULL;
-    rc = real(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
+    rc = test_real_write_buffer()(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
     transfer_enqueued(blocking, rc, mine, ev);
     return rc;
 }
@@ -203,14 +189,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     /* Large enough that the kernels are still running when a failure
      * returns early: a transfer queued behind them is then visibly pending. */
     cnp_image img = {0};

@@ -158,9 +158,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
-             CANOPY_SOURCE_DIR);
+    test_crown_config(&cfg);
     ocl_ctx *ctx = NULL;
     CHECK_FATAL(ocl_ctx_create(&cfg.opencl, &ctx, &err) == CNP_OK, "%s", err.msg);
     test_choose(ctx);

@@ -1,5 +1,6 @@
 /* Check macros of the detector tests: tests/testutil.h's, plus REQUIRE, a
- * named result line and the start of a test on the OpenCL device. */
+ * named result line; and the start of a test on the OpenCL device
+ * (tests/devutil.h). */
 #ifndef CANOPY_TEST_DETECT_COMMON_H
 #define CANOPY_TEST_DETECT_COMMON_H
 
@@ -9,6 +10,7 @@
 #include "canopy/config.h"
 #include "canopy/detect.h"
 #include "canopy/gpu.h"
+#include "devutil.h"
 #include "testutil.h"
 
 #define REQUIRE(cond)                                                                \
@@ -27,17 +29,6 @@ static inline int test_result(const char *name)
     }
     printf("%s: ok\n", name);
     return 0;
-}
-
-/* The start of a test on the device: *cfg gets the defaults and *ctx the
- * OpenCL context they select (the caller frees it). Without a device the
- * test ends here, skipped or failed as test_skip_or_fail says. */
-static inline void test_ocl_start(cnp_config *cfg, ocl_ctx **ctx)
-{
-    cnp_err err;
-    cnp_config_defaults(cfg);
-    if (ocl_ctx_create(&cfg->opencl, ctx, &err) != CNP_OK)
-        exit(test_skip_or_fail(err.msg));
 }
 
 /* Trees of p that q has too (centre within pos, score within score_tol). */

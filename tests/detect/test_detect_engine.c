@@ -729,14 +729,7 @@ int main(void)
 {
     cnp_config cfg;
     cnp_err err;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     det_model *tiny = NULL;
     REQUIRE(det_model_load(TINY, &tiny, &err) == CNP_OK);
     det_model *odd = load_random(odd_layers, 6, 99);

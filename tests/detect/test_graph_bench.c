@@ -50,14 +50,7 @@ int main(void)
     cnp_config cfg;
     cnp_err err;
     ocl_ctx *ctx = NULL;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &ctx);
     cnp_image img = {0};
     char path[1024];
     snprintf(path, sizeof path, "%s/OSBS_029.png", CANOPY_NEON_DIR);

@@ -308,6 +308,50 @@ static void test_pixel_batch(void)
     tg_free(&t);
 }
 
+/* A paths file as written since format 4 (a line per conv node, in node
+ * order: "<node> direct|gemm|winograd|pixel <direct ms> <gemm ms>
+ * <winograd ms> <pixel ms>") is read as it stands: the paths it names where
+ * the node has them (every other node `a` chose a direct kernel for is
+ * named gemm here) and its times, nothing timed. */
+static void check_paths_file_format(const det_graph *g, const det_graph_engine *a,
+                                    const char *file)
+{
+    enum det_conv_path *want = calloc((size_t)g->n_nodes, sizeof *want);
+    FILE *f = fopen(file, "w");
+    CHECK_FATAL(want && f, "%s", file);
+    int other = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != DET_OP_CONV)
+            continue;
+        want[i] = det_graph_engine_node_path(a, i, NULL, NULL);
+        if (want[i] != DET_CONV_GEMM && other++ % 2)
+            want[i] = DET_CONV_GEMM;
+        fprintf(f, "%d %s %.6f %.6f %.6f %.6f\n", i, path_name(want[i]), 1.25 + i, 2.5 + i,
+                3.75, 5.0);
+    }
+    fclose(f);
+    det_graph_engine *d = NULL;
+    cnp_err err;
+    det_graph_engine_opts opts = {.conv = DET_CONV_AUTO};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, 200, 200, &opts, &d, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK(det_graph_engine_timed_nodes(d) == 0, "%zu nodes timed with a written %s",
+          det_graph_engine_timed_nodes(d), file);
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != DET_OP_CONV)
+            continue;
+        double ds = -1, gs = -1;
+        enum det_conv_path p = det_graph_engine_node_path(d, i, &ds, &gs);
+        CHECK(p == want[i] && fabs(ds - (1.25 + i) / 1e3) < 1e-12 &&
+                  fabs(gs - (2.5 + i) / 1e3) < 1e-12,
+              "node %d: %s, direct %g s, gemm %g s read; %s, %g s, %g s written", i,
+              path_name(p), ds, gs, path_name(want[i]), (1.25 + i) / 1e3, (2.5 + i) / 1e3);
+    }
+    printf("a written paths file: %d direct choices named gemm\n", other / 2);
+    det_graph_engine_free(d);
+    free(want);
+}
+
 /* conv = auto times both paths of every stride-1 conv once per device and
  * shapes, then reads the choice back from the file next to the kernel
  * cache: a second engine times nothing and chooses alike; a damaged file
@@ -362,6 +406,7 @@ static void test_paths_remembered(void)
                   "node %d: times %g/%g timed, %g/%g remembered", i, da, ga, db, gb);
     }
     printf("paths remembered in %s: %d of %d stride-1 convs direct\n", file, direct, stride1);
+    check_paths_file_format(&t.g, a, file);
     FILE *f = fopen(file, "w");
     if (f) {
         fputs("1 sideways 1 2\n", f);
@@ -376,6 +421,15 @@ static void test_paths_remembered(void)
     tg_free(&t);
 }
 
+/* det_graph_paths_refine_set on the seconds of each path and the paths
+ * the node has besides GEMM (bits 1 << DET_CONV_*). */
+static unsigned refine_set(double direct, double gemm, double wino, double pixel, unsigned has)
+{
+    double s[DET_CONV_PATHS] = {[DET_CONV_DIRECT] = direct, [DET_CONV_GEMM] = gemm,
+                                [DET_CONV_WINOGRAD] = wino, [DET_CONV_PIXEL] = pixel};
+    return det_graph_paths_refine_set(s, has);
+}
+
 /* Which paths a reduced-size measurement leaves to time again at the plan
  * size: those within 3x of the fastest, only paths the node has. */
 static void test_refine_set(void)
@@ -384,27 +438,19 @@ static void test_refine_set(void)
                    W = 1u << DET_CONV_WINOGRAD, P = 1u << DET_CONV_PIXEL;
     /* RetinaNet's P3 head conv at 128 x 128 on PoCL: gemm 10, winograd 19,
      * direct 100 ms. */
-    CHECK(det_graph_paths_refine_set(0.100, 0.010, 0.019, 0.0, true, true, false) == (G | W),
-          "P3 head");
-    CHECK(det_graph_paths_refine_set(0.0289, 0.0114, 0.0107, 0.0, true, true, false) ==
-              (D | G | W),
-          "all within 3x");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.031, 0.0, true, true, false) == (D | G),
-          "3x inclusive, 3.1x out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.002, 0.0, true, true, false) == (D | W),
-          "gemm 10x the fastest is out");
-    CHECK(det_graph_paths_refine_set(0.001, 0.010, 0.020, 0.0, false, true, false) == (G | W),
+    CHECK(refine_set(0.100, 0.010, 0.019, 0.0, D | W) == (G | W), "P3 head");
+    CHECK(refine_set(0.0289, 0.0114, 0.0107, 0.0, D | W) == (D | G | W), "all within 3x");
+    CHECK(refine_set(0.030, 0.010, 0.031, 0.0, D | W) == (D | G), "3x inclusive, 3.1x out");
+    CHECK(refine_set(0.001, 0.010, 0.002, 0.0, D | W) == (D | W), "gemm 10x the fastest is out");
+    CHECK(refine_set(0.001, 0.010, 0.020, 0.0, W) == (G | W),
           "a path the node lacks is never timed, whatever its time");
-    CHECK(det_graph_paths_refine_set(0.0, 0.010, 0.0, 0.0, false, false, false) == G, "gemm alone");
+    CHECK(refine_set(0.0, 0.010, 0.0, 0.0, 0) == G, "gemm alone");
+    CHECK(refine_set(0.0, 0.010, 0.0, 0.0, G) == G, "gemm alone, named");
     /* The crown model's 32 -> 32 convs at 128 x 128 on PoCL: gemm 3x the
      * pixel kernel. */
-    CHECK(det_graph_paths_refine_set(0.0075, 0.0075, 0.0, 0.0025, true, false, true) ==
-              (D | G | P),
-          "pixel within 3x");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, true) == P,
-          "pixel alone");
-    CHECK(det_graph_paths_refine_set(0.030, 0.010, 0.0, 0.001, true, false, false) == (D | G),
-          "no pixel kernel");
+    CHECK(refine_set(0.0075, 0.0075, 0.0, 0.0025, D | P) == (D | G | P), "pixel within 3x");
+    CHECK(refine_set(0.030, 0.010, 0.0, 0.001, D | P) == P, "pixel alone");
+    CHECK(refine_set(0.030, 0.010, 0.0, 0.001, D) == (D | G), "no pixel kernel");
 }
 
 /* Graph B on 25 x 27: maxpool on odd sizes, upsample_add 13x14 -> 25x27. */
@@ -901,15 +947,7 @@ static void test_device_counts(const uint8_t *rgba, uint32_t img_w, uint32_t img
 int main(int argc, char **argv)
 {
     cnp_config cfg;
-    cnp_err err;
-    /* The environment applies (CANOPY_OPENCL_CACHE_DIR from scripts/test.sh):
-     * defaults alone would cache kernels in the user's ~/.cache/canopy. */
-    if (cnp_config_load(&cfg, NULL, &err) != CNP_OK) {
-        fprintf(stderr, "configuration: %s\n", err.msg);
-        return 1;
-    }
-    if (ocl_ctx_create(&cfg.opencl, &g_ctx, &err) != CNP_OK)
-        return test_skip_or_fail(err.msg);
+    test_ocl_start(&cfg, &g_ctx);
     printf("device: %s\n", ocl_ctx_description(g_ctx));
     if (argc > 1 && strcmp(argv[1], "im2col") == 0) { /* for Oclgrind */
         test_im2col();

@@ -24,6 +24,7 @@
 #include "canopy/binarize.h"
 #include "canopy/pipeline.h"
 #include "canopy/synth.h"
+#include "devutil.h"
 #include "testutil.h"
 
 static void binarize_all(ocl_ctx *ctx, uint32_t w, uint32_t h)
@@ -85,10 +86,8 @@ static void detect(const char *model_path, int tile, uint32_t w, uint32_t h,
     /* backend opencl: Oclgrind is a CPU device, where auto would run the
      * models on the CPU backend and no detector kernel under Oclgrind. */
     cfg.device.backend = CNP_BACKEND_OPENCL;
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector, .device = &cfg.device};
     pipe_device *dev = NULL;
-    CHECK_FATAL(pipe_device_create(&dp, model, &dev, &err) == CNP_OK, "%s", err.msg);
+    CHECK_FATAL(test_pipe_device(&cfg, model, &dev, &err) == CNP_OK, "%s", err.msg);
     cnp_image img = {0};
     CHECK_FATAL(synth_aerial(&img, w, h, 2, 5, &err) == CNP_OK, "%s", err.msg);
     pipe_result res;
@@ -133,10 +132,8 @@ static void staging(void)
     cnp_config cfg;
     cnp_err err;
     cnp_config_defaults(&cfg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector};
     pipe_device *dev = NULL;
-    CHECK_FATAL(pipe_device_create(&dp, NULL, &dev, &err) == CNP_OK, "%s", err.msg);
+    CHECK_FATAL(test_pipe_device(&cfg, NULL, &dev, &err) == CNP_OK, "%s", err.msg);
     enum { N = 3 };
     const uint32_t size[N][2] = {{29, 17}, {41, 33}, {13, 21}};
     cnp_image img[N] = {{0}};

@@ -4,6 +4,7 @@
  * on working. The limit is lowered with ocl_set_max_buffer_bytes, as a
  * small GPU's CL_DEVICE_MAX_MEM_ALLOC_SIZE would be. */
 #include "canopy/synth.h"
+#include "devutil.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -24,10 +25,8 @@ int main(void)
     cnp_config cfg;
     cnp_err err;
     cnp_config_defaults(&cfg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector};
     pipe_device *dev = NULL;
-    if (pipe_device_create(&dp, NULL, &dev, &err) != CNP_OK)
+    if (test_pipe_device(&cfg, NULL, &dev, &err) != CNP_OK)
         return test_skip_or_fail(err.msg);
     uint64_t own = pipe_device_max_pixels(dev);
     CHECK(own > 0 && own <= UINT32_MAX, "device max pixels %llu", (unsigned long long)own);

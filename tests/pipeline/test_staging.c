@@ -12,9 +12,9 @@
  * (this executable's definitions win over libOpenCL's and forward to the
  * real ones through dlsym(RTLD_NEXT) unless told to fail). */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-
 #include "canopy/synth.h"
+#include "cl_interpose.h"
+#include "devutil.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -24,36 +24,17 @@ static struct {
     int fail_fill;           /* fail clEnqueueFillBuffer (the binarizer's clears) */
 } g;
 
-typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
-                           cl_uint, const cl_event *, cl_event *);
-typedef cl_int (*fill_fn)(cl_command_queue, cl_mem, const void *, size_t, size_t, size_t,
-                          cl_uint, const cl_event *, cl_event *);
-
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                                      cl_bool blocking, size_t off, size_t size,
                                                      const void *ptr, cl_uint nwait,
                                                      const cl_event *wait, cl_event *ev)
 {
-    static write_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
     if (blocking ? g.fail_write_blocking : g.fail_write_async)
         return CL_OUT_OF_RESOURCES;
-    return real(q, buf, blocking, off, size, ptr, nwait, wait, ev);
+    return test_real_write_buffer()(q, buf, blocking, off, size, ptr, nwait, wait, ev);
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
-                                                    const void *pattern, size_t psize,
-                                                    size_t off, size_t size, cl_uint nwait,
-                                                    const cl_event *wait, cl_event *ev)
-{
-    static fill_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueFillBuffer");
-    if (g.fail_fill)
-        return CL_OUT_OF_RESOURCES;
-    return real(q, buf, pattern, psize, off, size, nwait, wait, ev);
-}
+TEST_FILL_BUFFER_FAILING_WHILE(g.fail_fill)
 
 enum { NIMG = 6 };
 static const uint32_t sizes[NIMG][2] = {{200, 150}, {320, 240}, {120, 260},
@@ -195,24 +176,11 @@ static void run_failures(pipe_device *dev, const char *mode, bool pinned)
 
 int main(void)
 {
-    cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
-             CANOPY_SOURCE_DIR);
-    cfg.detector.tile = 256;
-    cfg.detector.conv = 1; /* direct: no measuring at start */
+    test_crown crown;
     /* The model reads the image buffer on the device: the OpenCL backend. */
-    cfg.device.backend = CNP_BACKEND_OPENCL;
-    det_model *model = NULL;
-    CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector, .device = &cfg.device};
-    pipe_device *dev = NULL;
-    if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
-        det_model_free(model);
-        return test_skip_or_fail(err.msg);
-    }
+    test_crown_start(&crown);
+    pipe_device *dev = crown.dev;
     for (int k = 0; k < NIMG; k++)
         CHECK_FATAL(synth_aerial(&imgs[k], sizes[k][0], sizes[k][1], 10, 11 + (uint64_t)k,
                                  &err) == CNP_OK,
@@ -245,7 +213,6 @@ int main(void)
         pipe_result_free(&ref[k]);
         cnp_image_free(&imgs[k]);
     }
-    pipe_device_free(dev);
-    det_model_free(model);
+    test_crown_free(&crown);
     return TEST_RESULT();
 }

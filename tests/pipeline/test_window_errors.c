@@ -5,9 +5,9 @@
  * completed when it returns, because stage_window.c frees or reuses the
  * window's pixels right after. Then the device still works. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-
 #include "canopy/synth.h"
+#include "cl_interpose.h"
+#include "devutil.h"
 #include "pipeline/pl_internal.h"
 #include "testutil.h"
 
@@ -17,21 +17,14 @@ static struct {
     int npending;
 } g;
 
-typedef cl_int (*write_fn)(cl_command_queue, cl_mem, cl_bool, size_t, size_t, const void *,
-                           cl_uint, const cl_event *, cl_event *);
-typedef cl_int (*fill_fn)(cl_command_queue, cl_mem, const void *, size_t, size_t, size_t,
-                          cl_uint, const cl_event *, cl_event *);
-
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                                      cl_bool blocking, size_t off, size_t size,
                                                      const void *ptr, cl_uint nwait,
                                                      const cl_event *wait, cl_event *ev)
 {
-    static write_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueWriteBuffer");
     cl_event mine = NULL;
-    cl_int rc = real(q, buf, blocking, off, size, ptr, nwait, wait, ev ? ev : &mine);
+    cl_int rc = test_real_write_buffer()(q, buf, blocking, off, size, ptr, nwait, wait,
+                                         ev ? ev : &mine);
     cl_event e = ev ? *ev : mine;
     if (rc == CL_SUCCESS && !blocking && g.npending < 64) {
         if (ev)
@@ -43,18 +36,7 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueWriteBuffer(cl_command_queue q, cl_mem 
     return rc;
 }
 
-CL_API_ENTRY cl_int CL_API_CALL clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
-                                                    const void *pattern, size_t psize,
-                                                    size_t off, size_t size, cl_uint nwait,
-                                                    const cl_event *wait, cl_event *ev)
-{
-    static fill_fn real;
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "clEnqueueFillBuffer");
-    if (g.fail_fill)
-        return CL_OUT_OF_RESOURCES;
-    return real(q, buf, pattern, psize, off, size, nwait, wait, ev);
-}
+TEST_FILL_BUFFER_FAILING_WHILE(g.fail_fill)
 
 static int still_pending(void)
 {
@@ -76,24 +58,11 @@ static void forget_pending(void)
 
 int main(void)
 {
-    cnp_config cfg;
     cnp_err err;
-    cnp_config_defaults(&cfg);
-    snprintf(cfg.detector.model, sizeof cfg.detector.model, "%s/models/crown-1.1.cnw",
-             CANOPY_SOURCE_DIR);
-    cfg.detector.tile = 256;
-    cfg.detector.conv = 1; /* direct: no measuring at start */
+    test_crown crown;
     /* The failure is injected into OpenCL calls: the models run there too. */
-    cfg.device.backend = CNP_BACKEND_OPENCL;
-    det_model *model = NULL;
-    CHECK_FATAL(pipe_model_load(&cfg.detector, &model, &err) == CNP_OK, "%s", err.msg);
-    pipe_device_params dp = {.opencl = &cfg.opencl, .binarize = &cfg.binarize,
-                             .detector = &cfg.detector, .device = &cfg.device};
-    pipe_device *dev = NULL;
-    if (pipe_device_create(&dp, model, &dev, &err) != CNP_OK) {
-        det_model_free(model);
-        return test_skip_or_fail(err.msg);
-    }
+    test_crown_start(&crown);
+    pipe_device *dev = crown.dev;
     /* A large window: its upload is still running when a failure returns
      * early, unless the queue is finished first. */
     cnp_image img = {0};
@@ -121,7 +90,6 @@ int main(void)
     free(trees);
     forget_pending();
     cnp_image_free(&img);
-    pipe_device_free(dev);
-    det_model_free(model);
+    test_crown_free(&crown);
     return TEST_RESULT();
 }

@@ -473,9 +473,7 @@ enum det_conv_path ge_node_path(const det_graph_engine *e, int i)
     if (e->g->nodes[i].op != DET_OP_CONV)
         return DET_CONV_AUTO;
     enum det_conv_path p = e->force != DET_CONV_AUTO ? e->force : e->nodes[i].chosen;
-    if ((p == DET_CONV_WINOGRAD && e->nodes[i].wino_u) || (p == DET_CONV_PIXEL && e->nodes[i].px))
-        return p;
-    return p == DET_CONV_DIRECT && e->nodes[i].direct ? DET_CONV_DIRECT : DET_CONV_GEMM;
+    return ge_path_applies(&e->nodes[i], p) ? p : DET_CONV_GEMM;
 }
 
 /* Every node's shape for an in_h x in_w input into e->shape, checked

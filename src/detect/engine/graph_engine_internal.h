@@ -26,8 +26,28 @@ typedef struct gnode {
     cl_mem px_w;       /* its re-laid weights, px_cob output channels per work-item */
     int px_cob;
     enum det_conv_path chosen;
-    double direct_s, gemm_s, wino_s, px_s; /* measured at creation (0: not measured) */
+    /* Seconds per path (index: DET_CONV_*) measured at creation, 0: not
+     * measured; the paths file's columns. */
+    double path_s[DET_CONV_PATHS];
 } gnode;
+
+/* Whether conv node gn has path p: im2col + SGEMM always, the others
+ * where their kernel or filters were made (not DET_CONV_AUTO). */
+static inline bool ge_path_applies(const gnode *gn, enum det_conv_path p)
+{
+    return p == DET_CONV_GEMM || (p == DET_CONV_DIRECT && gn->direct) ||
+           (p == DET_CONV_WINOGRAD && gn->wino_u) || (p == DET_CONV_PIXEL && gn->px);
+}
+
+/* The paths conv node gn has, as bits 1 << DET_CONV_*. */
+static inline unsigned ge_paths(const gnode *gn)
+{
+    unsigned set = 0;
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+        if (ge_path_applies(gn, (enum det_conv_path)p))
+            set |= 1u << p;
+    return set;
+}
 
 struct det_graph_engine {
     ocl_ctx *ctx;

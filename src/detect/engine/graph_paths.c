@@ -13,6 +13,49 @@
 
 /* ---- convolution paths ---------------------------------------------------- */
 
+/* Each path's name in the paths file and the logs (index: DET_CONV_*). */
+static const char *const path_names[DET_CONV_PATHS] = {
+    [DET_CONV_DIRECT] = "direct",
+    [DET_CONV_GEMM] = "gemm",
+    [DET_CONV_WINOGRAD] = "winograd",
+    [DET_CONV_PIXEL] = "pixel",
+};
+
+/* The path called `name`, DET_CONV_AUTO for none. */
+static enum det_conv_path path_named(const char *name)
+{
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+        if (strcmp(name, path_names[p]) == 0)
+            return (enum det_conv_path)p;
+    return DET_CONV_AUTO;
+}
+
+/* The fastest path of `set` (bits 1 << DET_CONV_*, not empty) by its
+ * seconds s[DET_CONV_*]: the first in DET_CONV_* order on a tie. */
+static enum det_conv_path fastest(const double *s, unsigned set)
+{
+    int best = DET_CONV_AUTO;
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+        if ((set & (1u << p)) && (best == DET_CONV_AUTO || s[p] < s[best]))
+            best = p;
+    return best == DET_CONV_AUTO ? DET_CONV_GEMM : (enum det_conv_path)best;
+}
+
+/* "direct 1.234 ms, gemm 0.567 ms, ..." of seconds s[DET_CONV_*], for the
+ * logs. */
+static void path_times(const double *s, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS && n < len; p++) {
+        int w = snprintf(out + n, len - n, "%s%s %.3f ms", n ? ", " : "", path_names[p],
+                         s[p] * 1e3);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
 
 /* The file that remembers the choice: the device (ocl_cache_file's key),
  * the measurement size and every conv node's shape there (what decides the
@@ -64,29 +107,26 @@ static bool paths_load(det_graph_engine *e, const char *path)
     char line[160], name[16];
     while (ok && fgets(line, sizeof line, f)) {
         unsigned idx;
-        double dm, gm, wm, pm;
+        int at = 0;
+        double ms[DET_CONV_PATHS] = {0};
         while (want < g->n_nodes && g->nodes[want].op != DET_OP_CONV)
             want++;
-        ok = sscanf(line, "%u %15s %lf %lf %lf %lf", &idx, name, &dm, &gm, &wm, &pm) == 6 &&
-             idx == (unsigned)want && want < g->n_nodes && dm >= 0 && gm >= 0 && wm >= 0 &&
-             pm >= 0;
+        ok = sscanf(line, "%u %15s%n", &idx, name, &at) == 2 && idx == (unsigned)want &&
+             want < g->n_nodes;
+        for (int p = DET_CONV_DIRECT; ok && p < DET_CONV_PATHS; p++) {
+            int used = 0;
+            ok = sscanf(line + at, "%lf%n", &ms[p], &used) == 1 && ms[p] >= 0;
+            at += used;
+        }
         if (!ok)
             break;
         gnode *gn = &e->nodes[want];
-        if (strcmp(name, "direct") == 0 && gn->direct)
-            gn->chosen = DET_CONV_DIRECT;
-        else if (strcmp(name, "gemm") == 0)
-            gn->chosen = DET_CONV_GEMM;
-        else if (strcmp(name, "winograd") == 0 && gn->wino_u)
-            gn->chosen = DET_CONV_WINOGRAD;
-        else if (strcmp(name, "pixel") == 0 && gn->px)
-            gn->chosen = DET_CONV_PIXEL;
-        else
-            ok = false;
-        gn->direct_s = dm / 1e3;
-        gn->gemm_s = gm / 1e3;
-        gn->wino_s = wm / 1e3;
-        gn->px_s = pm / 1e3;
+        enum det_conv_path p = path_named(name);
+        ok = p != DET_CONV_AUTO && ge_path_applies(gn, p);
+        if (ok)
+            gn->chosen = p;
+        for (int q = DET_CONV_DIRECT; q < DET_CONV_PATHS; q++)
+            gn->path_s[q] = ms[q] / 1e3;
         want++;
     }
     fclose(f);
@@ -107,15 +147,13 @@ static void paths_store(const det_graph_engine *e, const char *path)
     bool ok = true;
     for (int i = 0; i < e->g->n_nodes; i++) {
         const gnode *gn = &e->nodes[i];
-        if (e->g->nodes[i].op == DET_OP_CONV)
-            ok = fprintf(f, "%d %s %.6f %.6f %.6f %.6f\n", i,
-                         gn->chosen == DET_CONV_DIRECT     ? "direct"
-                         : gn->chosen == DET_CONV_WINOGRAD ? "winograd"
-                         : gn->chosen == DET_CONV_PIXEL    ? "pixel"
-                                                           : "gemm",
-                         gn->direct_s * 1e3, gn->gemm_s * 1e3, gn->wino_s * 1e3,
-                         gn->px_s * 1e3) > 0 &&
-                 ok;
+        if (e->g->nodes[i].op != DET_OP_CONV)
+            continue;
+        bool named = gn->chosen > DET_CONV_AUTO && gn->chosen < DET_CONV_PATHS;
+        ok = fprintf(f, "%d %s", i, path_names[named ? gn->chosen : DET_CONV_GEMM]) > 0 && ok;
+        for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+            ok = fprintf(f, " %.6f", gn->path_s[p] * 1e3) > 0 && ok;
+        ok = fputc('\n', f) != EOF && ok;
     }
     if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
         remove(tmp);
@@ -151,25 +189,21 @@ static cnp_status time_node(det_graph_engine *e, int i, enum det_conv_path path,
  * are timed again at the plan size. */
 #define REFINE_RATIO 3.0
 
-/* The paths of node i worth timing again at the plan size: a bit per path
- * (1 << DET_CONV_*) whose time at the reduced size is within REFINE_RATIO of
- * the fastest there. Exposed for the tests as det_graph_paths_refine_set. */
-unsigned det_graph_paths_refine_set(double direct_s, double gemm_s, double wino_s,
-                                    double pixel_s, bool has_direct, bool has_wino,
-                                    bool has_pixel)
+/* The paths of a node worth timing again at the plan size: a bit per path
+ * (1 << DET_CONV_*) the node has (`has`, GEMM always) whose time s[path] at
+ * the reduced size is within REFINE_RATIO of the fastest there. Exposed
+ * for the tests as det_graph_paths_refine_set. */
+unsigned det_graph_paths_refine_set(const double s[DET_CONV_PATHS], unsigned has)
 {
-    double t[4] = {has_direct ? direct_s : -1, gemm_s, has_wino ? wino_s : -1,
-                   has_pixel ? pixel_s : -1};
-    enum det_conv_path p[4] = {DET_CONV_DIRECT, DET_CONV_GEMM, DET_CONV_WINOGRAD,
-                               DET_CONV_PIXEL};
-    double best = gemm_s;
-    for (int k = 0; k < 4; k++)
-        if (t[k] >= 0 && t[k] < best)
-            best = t[k];
+    has |= 1u << DET_CONV_GEMM;
+    double best = s[DET_CONV_GEMM];
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+        if ((has & (1u << p)) && s[p] >= 0 && s[p] < best)
+            best = s[p];
     unsigned set = 0;
-    for (int k = 0; k < 4; k++)
-        if (t[k] >= 0 && t[k] <= best * REFINE_RATIO)
-            set |= 1u << p[k];
+    for (int p = DET_CONV_DIRECT; p < DET_CONV_PATHS; p++)
+        if ((has & (1u << p)) && s[p] >= 0 && s[p] <= best * REFINE_RATIO)
+            set |= 1u << p;
     return set;
 }
 
@@ -200,11 +234,9 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
     for (int i = 0; result == CNP_OK && i < nn; i++) {
         const det_node *d = &g->nodes[i];
         gnode *gn = &e->nodes[i];
-        if (d->op != DET_OP_CONV || (!gn->direct && !gn->wino_u && !gn->px))
+        if (d->op != DET_OP_CONV || ge_paths(gn) == 1u << DET_CONV_GEMM)
             continue;
-        unsigned set = det_graph_paths_refine_set(gn->direct_s, gn->gemm_s, gn->wino_s, gn->px_s,
-                                                  gn->direct != NULL, gn->wino_u != NULL,
-                                                  gn->px != NULL);
+        unsigned set = det_graph_paths_refine_set(gn->path_s, ge_paths(gn));
         if ((set & (set - 1)) == 0)
             continue; /* one path left: nothing to rank */
         int key[KEY] = {d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
@@ -216,26 +248,20 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
             gn->chosen = won[j];
             continue;
         }
-        double best = -1, t[4] = {0, 0, 0, 0};
-        enum det_conv_path p[4] = {DET_CONV_GEMM, DET_CONV_DIRECT, DET_CONV_WINOGRAD,
-                                   DET_CONV_PIXEL};
-        for (int k = 0; result == CNP_OK && k < 4; k++) {
-            if (!(set & (1u << p[k])))
-                continue;
-            result = time_node(e, i, p[k], 2, &t[k], err);
-            if (result == CNP_OK && (best < 0 || t[k] < best)) {
-                best = t[k];
-                gn->chosen = p[k];
-            }
-        }
+        double t[DET_CONV_PATHS] = {0};
+        for (int p = DET_CONV_DIRECT; result == CNP_OK && p < DET_CONV_PATHS; p++)
+            if (set & (1u << p))
+                result = time_node(e, i, (enum det_conv_path)p, 2, &t[p], err);
         if (result != CNP_OK)
             break;
+        gn->chosen = fastest(t, set);
         memcpy(keys + KEY * nk, key, sizeof key);
         won[nk++] = gn->chosen;
         e->refined_shapes++;
-        LOG_DEBUG("detect", "graph node %s %dx%d x%d at the plan size: gemm %.3f ms, direct "
-                  "%.3f ms, winograd %.3f ms, pixel %.3f ms -> %d", d->name, key[6], key[7],
-                  e->batch, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, (int)gn->chosen);
+        char times[160];
+        path_times(t, times, sizeof times);
+        LOG_DEBUG("detect", "graph node %s %dx%d x%d at the plan size: %s -> %d", d->name,
+                  key[6], key[7], e->batch, times, (int)gn->chosen);
     }
     free(keys);
     free(won);
@@ -248,8 +274,7 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
 cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
                                cnp_err *err)
 {
-    if (configured == DET_CONV_DIRECT || configured == DET_CONV_GEMM ||
-        configured == DET_CONV_WINOGRAD || configured == DET_CONV_PIXEL) {
+    if (configured > DET_CONV_AUTO && configured < DET_CONV_PATHS) {
         for (int i = 0; i < e->g->n_nodes; i++)
             if (e->g->nodes[i].op == DET_OP_CONV)
                 e->nodes[i].chosen = configured;
@@ -285,34 +310,21 @@ cnp_status ge_choose_paths(det_graph_engine *e, enum det_conv_path configured,
             continue;
         }
         gn->chosen = DET_CONV_GEMM;
-        gn->direct_s = gn->gemm_s = gn->wino_s = gn->px_s = 0;
-        if (!gn->direct && !gn->wino_u && !gn->px)
+        memset(gn->path_s, 0, sizeof gn->path_s);
+        unsigned has = ge_paths(gn);
+        if (has == 1u << DET_CONV_GEMM)
             continue;
-        result = time_node(e, i, DET_CONV_GEMM, 1, &gn->gemm_s, err);
-        if (result == CNP_OK && gn->direct)
-            result = time_node(e, i, DET_CONV_DIRECT, 1, &gn->direct_s, err);
-        if (result == CNP_OK && gn->wino_u)
-            result = time_node(e, i, DET_CONV_WINOGRAD, 1, &gn->wino_s, err);
-        if (result == CNP_OK && gn->px)
-            result = time_node(e, i, DET_CONV_PIXEL, 1, &gn->px_s, err);
+        for (int p = DET_CONV_DIRECT; result == CNP_OK && p < DET_CONV_PATHS; p++)
+            if (has & (1u << p))
+                result = time_node(e, i, (enum det_conv_path)p, 1, &gn->path_s[p], err);
         if (result != CNP_OK)
             break;
-        double best = gn->gemm_s;
-        if (gn->direct && gn->direct_s <= best) {
-            best = gn->direct_s;
-            gn->chosen = DET_CONV_DIRECT;
-        }
-        if (gn->wino_u && gn->wino_s < best) {
-            best = gn->wino_s;
-            gn->chosen = DET_CONV_WINOGRAD;
-        }
-        if (gn->px && gn->px_s < best)
-            gn->chosen = DET_CONV_PIXEL;
+        gn->chosen = fastest(gn->path_s, has);
         e->timed_nodes++;
-        LOG_DEBUG("detect", "graph node %s %dx%d x%d: direct %.3f ms, gemm %.3f ms, winograd "
-                  "%.3f ms, pixel %.3f ms -> %d", g->nodes[i].name, e->shape[nn + i],
-                  e->shape[2 * nn + i], e->batch, gn->direct_s * 1e3, gn->gemm_s * 1e3,
-                  gn->wino_s * 1e3, gn->px_s * 1e3, (int)gn->chosen);
+        char times[160];
+        path_times(gn->path_s, times, sizeof times);
+        LOG_DEBUG("detect", "graph node %s %dx%d x%d: %s -> %d", g->nodes[i].name,
+                  e->shape[nn + i], e->shape[2 * nn + i], e->batch, times, (int)gn->chosen);
     }
     if (result == CNP_OK && (e->meas_h < e->plan_h || e->meas_w < e->plan_w))
         result = refine_paths(e, err);
@@ -330,9 +342,9 @@ enum det_conv_path det_graph_engine_node_path(const det_graph_engine *e, int i,
                                               double *direct_s, double *gemm_s)
 {
     if (direct_s)
-        *direct_s = e->nodes[i].direct_s;
+        *direct_s = e->nodes[i].path_s[DET_CONV_DIRECT];
     if (gemm_s)
-        *gemm_s = e->nodes[i].gemm_s;
+        *gemm_s = e->nodes[i].path_s[DET_CONV_GEMM];
     return ge_node_path(e, i);
 }
 
