@@ -406,13 +406,14 @@ __kernel void graph_gather(__global const float4 *box, __global const float *sco
     o[5] = as_float(label[i]);
 }
 
-/* Direct convolution of stride 1 for narrow layers (conv_px.c; the other
- * direct kernel is graph_conv): no local memory, no barriers. A work-item
- * computes one output pixel (consecutive x on consecutive work-items:
- * coalesced loads on a GPU, SIMD across x for PoCL's vectorizer) for PCOB
- * output channels in registers (build options -DCK=.. -DCDIL=.. -DPCOB=..),
- * looping over the input channels and the CK x CK taps at dilation CDIL,
- * zero padding P by bounds checks. Weights re-laid on the host as
+/* Direct convolution for narrow layers (conv_px.c; the other direct
+ * kernel, graph_conv, is stride 1 only): no local memory, no barriers. A
+ * work-item computes one output pixel (consecutive x on consecutive
+ * work-items: coalesced loads on a GPU, every CS-th float at stride CS;
+ * SIMD across x for PoCL's vectorizer) for PCOB output channels in
+ * registers (build options -DCK=.. -DCS=.. -DCDIL=.. -DPCOB=..), looping
+ * over the input channels and the CK x CK taps at stride CS and dilation
+ * CDIL, zero padding P by bounds checks. Weights re-laid on the host as
  * [ceil(O / PCOB)][C][CK * CK][PCOB] (zeros past O): the PCOB weights of a
  * tap are contiguous and the same for the whole work-group. Same contract
  * as graph_conv: out = act(conv + bias [+ add]) on planes c * N + n.
@@ -420,6 +421,9 @@ __kernel void graph_gather(__global const float4 *box, __global const float *sco
  * (width, 1, 1). */
 #ifndef PCOB
 #define PCOB 16
+#endif
+#ifndef CS
+#define CS 1
 #endif
 
 __kernel void graph_conv_px(__global const float *in, __global const float *weight,
@@ -438,10 +442,10 @@ __kernel void graph_conv_px(__global const float *in, __global const float *weig
         __global const float *ip = in + ((size_t)c * N + n) * plane;
         __global const float *wp = weight + ((size_t)ob * C + c) * (CK * CK * PCOB);
         for (int ky = 0; ky < CK; ky++) {
-            const int iy = y - P + ky * CDIL;
+            const int iy = y * CS - P + ky * CDIL;
             const bool rowin = iy >= 0 && iy < H;
             for (int kx = 0; kx < CK; kx++) {
-                const int ix = x - P + kx * CDIL;
+                const int ix = x * CS - P + kx * CDIL;
                 const float v = rowin && ix >= 0 && ix < W ? ip[(size_t)iy * W + ix] : 0.0f;
                 for (int o = 0; o < PCOB; o++)
                     acc[o] += wp[(ky * CK + kx) * PCOB + o] * v;

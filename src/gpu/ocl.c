@@ -309,6 +309,7 @@ void ocl_ctx_free(ocl_ctx *ctx)
         free(ctx->programs[i].name);
         free(ctx->programs[i].options);
     }
+    free(ctx->programs);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->context)

@@ -9,8 +9,6 @@
 
 #include "canopy/gpu.h"
 
-#define MAX_PROGRAMS 32
-
 struct program_entry {
     char *name;
     char *options;
@@ -32,8 +30,11 @@ struct ocl_ctx {
     char kernel_dir[CNP_STR_LONG];
     char tuning[CNP_STR_LONG];
     pthread_mutex_t lock;
-    struct program_entry programs[MAX_PROGRAMS];
-    int nprograms;
+    /* Every program built in this context, kept for its life: one per
+     * kernel file and option string (a model's conv shapes each build
+     * their variants, so the list grows with the models loaded). */
+    struct program_entry *programs;
+    int nprograms, cap_programs;
 };
 
 #endif

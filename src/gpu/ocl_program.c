@@ -177,10 +177,16 @@ cnp_status ocl_program_get(ocl_ctx *ctx, const char *name, const char *options,
             goto out;
         }
     }
-    if (ctx->nprograms == MAX_PROGRAMS) {
-        cnp_err_set(err, "too many distinct OpenCL programs (%d)", MAX_PROGRAMS);
-        result = CNP_ERR_INTERNAL;
-        goto out;
+    if (ctx->nprograms == ctx->cap_programs) {
+        int cap = ctx->cap_programs ? 2 * ctx->cap_programs : 32;
+        struct program_entry *grown = realloc(ctx->programs, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            cnp_err_set(err, "out of memory for OpenCL program %s", name);
+            result = CNP_ERR_NOMEM;
+            goto out;
+        }
+        ctx->programs = grown;
+        ctx->cap_programs = cap;
     }
     cl_program prog;
     if ((result = program_build(ctx, name, opts, &prog, err)) != CNP_OK)

@@ -6,7 +6,9 @@
  * once with every conv on im2col + SGEMM, once with each direct kernel
  * (graph_conv, graph_conv_px) and once with Winograd where they apply (a
  * fourth graph for graph_conv_px's channel blocks and dilations 2 and 4,
- * and graph_conv_px on a batch of two); the choice of path remembered on
+ * a fifth for its stride 2 (7x7 stem, 3x3, 1x1 downsample) on a random
+ * input and a NEON window, and graph_conv_px on a batch of two, stride 2
+ * included); the choice of path remembered on
  * disk; the input transform on a NEON window at an odd scale; and a small
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
@@ -77,9 +79,9 @@ static const char *path_name(enum det_conv_path p)
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
- * with every conv node on `path` where it applies (DIRECT, PIXEL: the
- * stride-1 nodes; WINOGRAD: the 3x3 stride-1 undilated ones; the others stay on
- * GEMM). */
+ * with every conv node on `path` where it applies (DIRECT: the stride-1
+ * nodes; PIXEL: every conv of these graphs, stride 1 and 2; WINOGRAD: the
+ * 3x3 stride-1 undilated ones; the others stay on GEMM). */
 static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
                              uint32_t w, uint32_t h, enum det_conv_path path)
 {
@@ -88,7 +90,7 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
     det_graph_engine_opts opts = {.conv = path};
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, g, w, h, &opts, &e, &err) == CNP_OK, "%s",
                 err.msg);
-    int direct_nodes = 0, stride1 = 0, wino_nodes = 0, wino_fit = 0;
+    int direct_nodes = 0, stride1 = 0, convs = 0, wino_nodes = 0, wino_fit = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const det_node *n = &g->nodes[i];
         enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
@@ -97,7 +99,9 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
         wino_nodes += p == DET_CONV_WINOGRAD;
         wino_fit += fits;
         stride1 += n->op == DET_OP_CONV && n->stride == 1;
-        bool direct = (path == DET_CONV_DIRECT || path == DET_CONV_PIXEL) && n->stride == 1;
+        convs += n->op == DET_OP_CONV;
+        bool direct = (path == DET_CONV_DIRECT && n->stride == 1) ||
+                      (path == DET_CONV_PIXEL && n->op == DET_OP_CONV);
         enum det_conv_path want = direct                                ? path
                                   : path == DET_CONV_WINOGRAD && fits ? DET_CONV_WINOGRAD
                                                                       : DET_CONV_GEMM;
@@ -107,10 +111,14 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
     if (path == DET_CONV_WINOGRAD)
         CHECK(wino_nodes == wino_fit, "%s: %d of %d 3x3 convs Winograd", name,
               wino_nodes, wino_fit);
-    /* Both direct kernels apply to every stride-1 conv of these graphs. */
-    if (path == DET_CONV_DIRECT || path == DET_CONV_PIXEL)
+    /* graph_conv applies to every stride-1 conv of these graphs,
+     * graph_conv_px to every conv (strides 1 and 2). */
+    if (path == DET_CONV_DIRECT)
         CHECK(direct_nodes == stride1 && stride1 > 0, "%s: %d of %d stride-1 convs direct",
               name, direct_nodes, stride1);
+    if (path == DET_CONV_PIXEL)
+        CHECK(direct_nodes == convs && convs > 0, "%s: %d of %d convs pixel", name,
+              direct_nodes, convs);
     cl_mem buf = upload(rgba, w, h);
     int nn = g->n_nodes;
     int c[64], hh[64], ww[64];
@@ -237,21 +245,87 @@ static void test_nodes_d(void)
     tg_free(&t);
 }
 
-/* graph_conv_px on a batch of two 19 x 27 inputs (planes c * 2 + n): a
- * chain of graph D's convs (cout 20, 40, 5: partial blocks; dilation 2 and
- * 4; a residual; ReLU on and off); each patch's output equals the reference
+/* Graph E for graph_conv_px at stride 2 (every conv by every path, as the
+ * others): ResNet's stem (7 x 7 stride 2 pad 3, 3 input channels, 20
+ * output channels: a partial block of 32), its 3 x 3 stride-2 pad-1 conv
+ * with the 1 x 1 stride-2 downsample as the residual (13 channels: a
+ * partial 16), 3 x 3 stride 2 pad 0 and dilation 2 pad 2 (40 = 32 + 8), a
+ * 5 x 5 stride 2 pad 2 of 5 channels; odd and even maps from a random
+ * 33 x 45 input (stem 17 x 23, then 9 x 12, 4 x 5 and 5 x 6) and from a
+ * 201 x 187 window of a NEON image. */
+static void build_e(tg_graph *t, int *cls, int *box)
+{
+    tg_init(t, 19);
+    int stem = tg_conv(t, 0, 3, 20, 7, 2, 3, 1, -1, true, 1.2f, 0.0f);
+    int ds = tg_conv(t, stem, 20, 13, 1, 2, 0, 1, -1, false, 1.0f, 0.0f);
+    int b = tg_conv(t, stem, 20, 13, 3, 2, 1, 1, ds, true, 1.0f, 0.0f);
+    *cls = tg_conv(t, b, 13, 40, 3, 2, 0, 1, -1, false, 1.0f, 0.0f);
+    tg_conv(t, b, 13, 40, 3, 2, 2, 2, -1, true, 1.0f, 0.0f);
+    int f = tg_conv(t, stem, 20, 5, 5, 2, 2, 1, -1, false, 1.0f, 0.0f);
+    *box = tg_conv(t, f, 5, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+}
+
+static void retina_e(tg_graph *t, int cls, int box, int h, int w)
+{
+    tg_retina_identity(&t->g.retina, h, w);
+    t->g.retina.num_classes = 40;
+    t->g.retina.cls_node[0] = cls;
+    t->g.retina.box_node[0] = box;
+}
+
+static void test_nodes_e(const cnp_config *cfg, const cnp_image *img)
+{
+    /* A context of its own: a context holds at most 32 programs (one per
+     * build options), and the graphs before this one use most of them. */
+    ocl_ctx *shared = g_ctx;
+    cnp_err err;
+    CHECK_FATAL(ocl_ctx_create(&cfg->opencl, &g_ctx, &err) == CNP_OK, "%s", err.msg);
+    tg_graph t;
+    int cls, box;
+    build_e(&t, &cls, &box);
+    retina_e(&t, cls, box, 45, 33);
+    check_nodes("E", &t.g, 33, 45, 13);
+    /* A 201 x 187 window of a real image (odd sizes: stem 101 x 94). */
+    enum { WW = 201, WH = 187 };
+    if (img->width >= WW && img->height >= WH) {
+        uint8_t *win = malloc((size_t)WW * WH * 4);
+        CHECK_FATAL(win != NULL);
+        for (int y = 0; y < WH; y++)
+            memcpy(win + (size_t)y * WW * 4,
+                   img->rgba + ((size_t)(y + img->height - WH) * img->width +
+                                img->width - WW) * 4,
+                   (size_t)WW * 4);
+        retina_e(&t, cls, box, WH, WW);
+        check_nodes_path("E-neon", &t.g, win, WW, WH, DET_CONV_GEMM);
+        check_nodes_path("E-neon", &t.g, win, WW, WH, DET_CONV_PIXEL);
+        free(win);
+    } else {
+        CHECK(false, "image %ux%u smaller than %dx%d", img->width, img->height, WW, WH);
+    }
+    tg_free(&t);
+    ocl_ctx_free(g_ctx);
+    g_ctx = shared;
+}
+
+/* graph_conv_px on a batch of two 37 x 53 inputs (planes c * 2 + n): the
+ * 7 x 7 stride-2 stem, graph D's convs (cout 20, 40, 5: partial blocks;
+ * dilation 2 and 4; a residual; ReLU on and off), a 3 x 3 stride-2 conv
+ * with a 1 x 1 stride-2 residual (19 x 27 -> 10 x 14); each patch's output
+ * equals the reference
  * run on that patch alone within NODE_TOL (channel c of patch n at plane
  * c * 2 + n: a mixed-up patch index is O(1) off). */
 static void test_pixel_batch(void)
 {
-    enum { H = 27, W = 19, NB = 2 };
+    enum { H = 53, W = 37, NB = 2 };
     tg_graph t;
     tg_init(&t, 23);
-    int a = tg_conv(&t, 0, 3, 20, 3, 1, 1, 1, -1, true, 1.2f, 0.0f);
+    int a = tg_conv(&t, 0, 3, 20, 7, 2, 3, 1, -1, true, 1.2f, 0.0f);
     int b = tg_conv(&t, a, 20, 40, 3, 1, 2, 2, -1, false, 1.0f, 0.0f);
     int c = tg_conv(&t, b, 40, 40, 3, 1, 4, 4, b, true, 1.0f, 0.0f);
+    int ds = tg_conv(&t, c, 40, 13, 1, 2, 0, 1, -1, false, 1.0f, 0.0f);
+    int d = tg_conv(&t, c, 40, 13, 3, 2, 1, 1, ds, true, 1.0f, 0.0f);
     int box = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
-    int last = tg_conv(&t, c, 40, 5, 3, 1, 1, 4, -1, false, 1.0f, 0.0f);
+    int last = tg_conv(&t, d, 13, 5, 3, 1, 1, 4, -1, false, 1.0f, 0.0f);
     tg_retina_identity(&t.g.retina, H, W);
     t.g.retina.num_classes = 5; /* heads the engine checks, unused by a raw run */
     t.g.retina.cls_node[0] = last;
@@ -352,8 +426,9 @@ static void check_paths_file_format(const det_graph *g, const det_graph_engine *
     free(want);
 }
 
-/* conv = auto times both paths of every stride-1 conv once per device and
- * shapes, then reads the choice back from the file next to the kernel
+/* conv = auto times the paths of every conv with more than im2col + SGEMM
+ * (stride 1; stride 2 for graph_conv_px) once per device and shapes, then
+ * reads the choice back from the file next to the kernel
  * cache: a second engine times nothing and chooses alike; a damaged file
  * means timing again. */
 static void test_paths_remembered(void)
@@ -375,13 +450,17 @@ static void test_paths_remembered(void)
         CHECK(strncmp(file, cache, strlen(cache)) == 0 && file[strlen(cache)] == '/',
               "%s is not under CANOPY_OPENCL_CACHE_DIR=%s", file, cache);
     unlink(file);
-    int stride1 = 0;
-    for (int i = 0; i < t.g.n_nodes; i++)
-        stride1 += t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].stride == 1;
+    int timed = 0, stride2 = 0;
+    for (int i = 0; i < t.g.n_nodes; i++) {
+        const det_node *n = &t.g.nodes[i];
+        timed += n->op == DET_OP_CONV && (n->stride == 1 || det_px_applies(n));
+        stride2 += n->op == DET_OP_CONV && n->stride == 2 && det_px_applies(n);
+    }
+    CHECK(stride2 > 0, "no stride-2 conv for the pixel path");
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &a, &err) == CNP_OK,
                 "%s", err.msg);
-    CHECK(det_graph_engine_timed_nodes(a) == (size_t)stride1, "%zu of %d nodes timed without %s",
-          det_graph_engine_timed_nodes(a), stride1, file);
+    CHECK(det_graph_engine_timed_nodes(a) == (size_t)timed, "%zu of %d nodes timed without %s",
+          det_graph_engine_timed_nodes(a), timed, file);
     CHECK(access(file, R_OK) == 0, "%s not written", file);
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &b, &err) == CNP_OK,
                 "%s", err.msg);
@@ -390,11 +469,11 @@ static void test_paths_remembered(void)
     /* A CPU device measures at 128 x 128 and times the close paths again
      * at the plan size, 200 x 200 here: at most once per distinct shape,
      * never when the choice is read back. */
-    CHECK(det_graph_engine_refined_shapes(a) <= (size_t)stride1, "%zu shapes refined of %d",
-          det_graph_engine_refined_shapes(a), stride1);
+    CHECK(det_graph_engine_refined_shapes(a) <= (size_t)timed, "%zu shapes refined of %d",
+          det_graph_engine_refined_shapes(a), timed);
     CHECK(det_graph_engine_refined_shapes(b) == 0, "%zu shapes refined again with %s",
           det_graph_engine_refined_shapes(b), file);
-    int direct = 0;
+    int direct = 0, pixel2 = 0;
     for (int i = 0; i < t.g.n_nodes; i++) {
         double da, ga, db, gb;
         enum det_conv_path pa = det_graph_engine_node_path(a, i, &da, &ga);
@@ -404,8 +483,15 @@ static void test_paths_remembered(void)
         if (t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].stride == 1)
             CHECK(da > 0 && ga > 0 && fabs(da - db) < 1e-8 && fabs(ga - gb) < 1e-8,
                   "node %d: times %g/%g timed, %g/%g remembered", i, da, ga, db, gb);
+        else if (t.g.nodes[i].op == DET_OP_CONV && det_px_applies(&t.g.nodes[i]))
+            CHECK(ga > 0 && fabs(ga - gb) < 1e-8 && (pa == DET_CONV_GEMM || pa == DET_CONV_PIXEL),
+                  "stride-2 node %d: %s, gemm %g timed, %g remembered", i, path_name(pa), ga,
+                  gb);
+        pixel2 += t.g.nodes[i].op == DET_OP_CONV && t.g.nodes[i].stride == 2 &&
+                  pa == DET_CONV_PIXEL;
     }
-    printf("paths remembered in %s: %d of %d stride-1 convs direct\n", file, direct, stride1);
+    printf("paths remembered in %s: %d of %d timed convs direct, %d of %d stride-2 pixel\n",
+           file, direct, timed, pixel2, stride2);
     check_paths_file_format(&t.g, a, file);
     FILE *f = fopen(file, "w");
     if (f) {
@@ -414,7 +500,7 @@ static void test_paths_remembered(void)
     }
     CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, 200, 200, &opts, &c, &err) == CNP_OK,
                 "%s", err.msg);
-    CHECK(det_graph_engine_timed_nodes(c) == (size_t)stride1, "a damaged %s was trusted", file);
+    CHECK(det_graph_engine_timed_nodes(c) == (size_t)timed, "a damaged %s was trusted", file);
     det_graph_engine_free(a);
     det_graph_engine_free(b);
     det_graph_engine_free(c);
@@ -976,6 +1062,7 @@ int main(int argc, char **argv)
     load_neon("OSBS_029", &osbs);
     load_neon("YELL_541000_west", &yell);
     test_input(&osbs);
+    test_nodes_e(&cfg, &yell);
     /* The direct kernel where it applies, then CLBlast for every conv. */
     test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);

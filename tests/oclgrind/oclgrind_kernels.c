@@ -21,9 +21,12 @@
  *    freeze" on the graph_conv and graph_maxpool kernels (LLVM 14 emits it).
  * This driver keeps to the main thread so that the flag can be tried again
  * with a later Oclgrind. */
+#include <math.h>
+
 #include "canopy/binarize.h"
 #include "canopy/pipeline.h"
 #include "canopy/synth.h"
+#include "detect/graph_util.h"
 #include "devutil.h"
 #include "testutil.h"
 
@@ -99,6 +102,85 @@ static void detect(const char *model_path, int tile, uint32_t w, uint32_t h,
     cnp_image_free(&img);
     pipe_device_free(dev);
     det_model_free(model);
+}
+
+/* graph_conv_px at stride 2 on a batch of two 19 x 23 inputs: the 7 x 7
+ * stride-2 stem (3 -> 20 channels: a partial block of 32), a 3 x 3
+ * stride-2 conv with a 1 x 1 stride-2 residual (13: a partial 16), a 3 x 3
+ * stride-2 dilation-2 conv (5 of 8); each patch's output equals the C
+ * reference's on that patch (the same sums in the same order). */
+static void pixel_stride2(void)
+{
+    enum { H = 23, W = 19, NB = 2 };
+    cnp_config cfg;
+    cnp_err err;
+    cnp_config_defaults(&cfg);
+    ocl_ctx *ctx = NULL;
+    CHECK_FATAL(ocl_ctx_create(&cfg.opencl, &ctx, &err) == CNP_OK, "%s", err.msg);
+    tg_graph t;
+    tg_init(&t, 29);
+    int stem = tg_conv(&t, 0, 3, 20, 7, 2, 3, 1, -1, true, 1.2f, 0.0f);   /* 12 x 10 */
+    int ds = tg_conv(&t, stem, 20, 13, 1, 2, 0, 1, -1, false, 1.0f, 0.0f); /* 6 x 5 */
+    int b = tg_conv(&t, stem, 20, 13, 3, 2, 1, 1, ds, true, 1.0f, 0.0f);
+    int box = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int last = tg_conv(&t, b, 13, 5, 3, 2, 2, 2, -1, false, 1.0f, 0.0f); /* 3 x 3 */
+    tg_retina_identity(&t.g.retina, H, W);
+    t.g.retina.num_classes = 5;
+    t.g.retina.cls_node[0] = last;
+    t.g.retina.box_node[0] = box;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_PIXEL, .max_batch = NB};
+    CHECK_FATAL(det_graph_engine_create_opts(ctx, &t.g, W, H, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    CHECK_FATAL(det_graph_engine_max_batch(e) == NB);
+    for (int i = 1; i < t.g.n_nodes; i++)
+        CHECK(det_graph_engine_node_path(e, i, NULL, NULL) == DET_CONV_PIXEL, "node %d", i);
+    size_t plane = (size_t)H * W;
+    float *in = malloc(sizeof(float) * 3 * NB * plane), *one = malloc(sizeof(float) * 3 * plane);
+    CHECK_FATAL(in && one);
+    uint32_t seed = 31;
+    for (size_t j = 0; j < 3 * NB * plane; j++)
+        in[j] = tg_rand(&seed);
+    cl_command_queue q = ocl_ctx_queue(ctx);
+    CHECK_FATAL(clEnqueueWriteBuffer(q, det_graph_engine_input(e), CL_TRUE, 0,
+                                     sizeof(float) * 3 * NB * plane, in, 0, NULL,
+                                     NULL) == CL_SUCCESS);
+    cl_mem out = NULL;
+    int oc = 0, oh = 0, ow = 0;
+    CHECK_FATAL(det_graph_engine_run_raw_batch(e, NB, H, W, &out, &oc, &oh, &ow, &err) == CNP_OK,
+                "%s", err.msg);
+    size_t op = (size_t)oh * ow;
+    float *dev = malloc(sizeof(float) * (size_t)oc * NB * op);
+    CHECK_FATAL(dev != NULL);
+    CHECK_FATAL(clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof(float) * (size_t)oc * NB * op,
+                                    dev, 0, NULL, NULL) == CL_SUCCESS);
+    for (int n = 0; n < NB; n++) {
+        for (int ch = 0; ch < 3; ch++)
+            memcpy(one + ch * plane, in + ((size_t)ch * NB + n) * plane, sizeof(float) * plane);
+        float *ref = NULL;
+        int rc = 0, rh = 0, rw = 0;
+        CHECK_FATAL(det_graph_ref_run_raw(&t.g, one, H, W, &ref, &rc, &rh, &rw, &err) == CNP_OK,
+                    "%s", err.msg);
+        CHECK_FATAL(rc == oc && rh == oh && rw == ow && oh == 3 && ow == 3,
+                    "shape %dx%dx%d vs %dx%dx%d", rc, rh, rw, oc, oh, ow);
+        double worst = 0, scale = 1;
+        for (int ch = 0; ch < oc; ch++)
+            for (size_t j = 0; j < op; j++) {
+                scale = fmax(scale, fabs(ref[(size_t)ch * op + j]));
+                worst = fmax(worst, fabs((double)ref[(size_t)ch * op + j] -
+                                         dev[((size_t)ch * NB + n) * op + j]));
+            }
+        fprintf(stderr, "pixel stride 2, patch %d: %dx%dx%d, max diff %.3g (scale %.3g)\n", n,
+                oc, oh, ow, worst, scale);
+        CHECK(worst <= 1e-4 * scale, "pixel stride 2 patch %d: %g", n, worst);
+        free(ref);
+    }
+    free(dev);
+    free(in);
+    free(one);
+    det_graph_engine_free(e);
+    tg_free(&t);
+    ocl_ctx_free(ctx);
 }
 
 /* Under a device whose work-groups hold at most 128 items (Oclgrind
@@ -196,12 +278,13 @@ int main(int argc, char **argv)
                CNP_BACKEND_AUTO);
     /* graph_conv_px (conv_px.c) on the OpenCL backend: the crown model's
      * convs (dilation up to 8 on a 24 x 20 tile: most taps in the padding)
-     * and the box model's. */
+     * and the box model's; at stride 2 on a small graph. */
     if (!strcmp(what, "all") || !strcmp(what, "pixel")) {
         detect(CANOPY_SOURCE_DIR "/models/crown-1.1.cnw", 64, 24, 20, DET_CONV_PIXEL,
                CNP_BACKEND_OPENCL);
         detect(CANOPY_SOURCE_DIR "/models/test/random-tiny.cnw", 32, 29, 27, DET_CONV_PIXEL,
                CNP_BACKEND_OPENCL);
+        pixel_stride2();
     }
     return TEST_RESULT();
 }

@@ -11,7 +11,7 @@
 
 bool det_px_applies(const det_node *n)
 {
-    return n->op == DET_OP_CONV && n->stride == 1 && n->k >= 1 && n->k <= 15 &&
+    return n->op == DET_OP_CONV && n->stride >= 1 && n->stride <= 16 && n->k >= 1 && n->k <= 15 &&
            n->dilation >= 1 && n->dilation <= 16 && n->pad >= 0;
 }
 
@@ -68,7 +68,8 @@ cnp_status ge_px_prepare(det_graph_engine *e, cnp_err *err)
             continue;
         int cob = det_px_cob(n->cout);
         char opts[80];
-        snprintf(opts, sizeof opts, "-DCK=%d -DCDIL=%d -DPCOB=%d", n->k, n->dilation, cob);
+        snprintf(opts, sizeof opts, "-DCK=%d -DCS=%d -DCDIL=%d -DPCOB=%d", n->k, n->stride,
+                 n->dilation, cob);
         result = ocl_kernel_create(e->ctx, "graph", opts, "graph_conv_px", &gn->px, err);
         if (result != CNP_OK)
             break;

@@ -1,6 +1,8 @@
 /* The second direct convolution kernel, graph_conv_px (kernels/graph.cl),
  * for narrow layers: a work-item per output pixel for a block of PCOB
- * output channels in registers, no local memory, no barriers. Weights are
+ * output channels in registers, no local memory, no barriers; any stride
+ * (a build option, like the kernel size and dilation: RetinaNet's 7x7
+ * stride-2 stem, ResNet's 3x3 and 1x1 stride-2 convs). Weights are
  * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O). For
  * the graph engine it is a variant of the direct path: each node's direct
  * time is the faster of graph_conv and graph_conv_px (graph_paths.c). */
