@@ -78,6 +78,26 @@ int main(void)
           "device reports it: %d; build options '%s'", reported, opts);
     fprintf(stderr, "correctly rounded fp32 divide/sqrt: %s; build options '%s'\n",
             reported ? "reported" : "not reported", opts);
+
+    /* A context keeps any number of programs (a model's conv shapes each
+     * build variants): 40 option strings of one file, each built once and
+     * the same program when asked again. */
+    enum { VARIANTS = 40 };
+    cl_program variants[VARIANTS];
+    for (int i = 0; i < VARIANTS; i++) {
+        char o[64];
+        snprintf(o, sizeof o, "-DCANOPY_TEST_VARIANT=%d", i);
+        CHECK_FATAL(ocl_program_get(ctx, "crop", o, &variants[i], &err) == CNP_OK,
+                    "program %d: %s", i, err.msg);
+    }
+    for (int i = 0; i < VARIANTS; i++) {
+        char o[64];
+        snprintf(o, sizeof o, "-DCANOPY_TEST_VARIANT=%d", i);
+        cl_program again = NULL;
+        CHECK(ocl_program_get(ctx, "crop", o, &again, &err) == CNP_OK && again == variants[i],
+              "program %d built again or lost", i);
+        CHECK(i == 0 || variants[i] != variants[i - 1], "programs %d and %d are one", i - 1, i);
+    }
     ocl_ctx_free(ctx);
     return TEST_RESULT();
 }
