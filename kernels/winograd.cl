@@ -6,7 +6,8 @@
  *
  * Activations are planes c * N + n of H x W (N patches in a batch). V is
  * [16][C][P] and M [16][O][P] with P = N * TH * TW tiles, tile p = (n * TH
- * + ty) * TW + tx: consecutive work-items touch consecutive p.
+ * + ty) * TW + tx: a work-item handles a run of consecutive p (below),
+ * consecutive work-items the consecutive runs.
  *
  *   B^T = | 1  0 -1  0 |      A^T = | 1  1  1  0 |
  *         | 0  1  1  0 |            | 0  1 -1 -1 |
