@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "canopy/gpu.h"
 #include "detect/engine/winograd.h"
@@ -55,6 +56,76 @@ static double max_diff(const float *a, const float *b, size_t n, double *scale)
     return d;
 }
 
+/* wino_input's V ([16][c][P], tile p = (b * th + ty) * tw + tx) in C, the
+ * float operations of det_wino_ref's input transform in the same order. */
+static void ref_input(const float *in, float *v, int c, int n, int h, int w, int pad, int th,
+                      int tw)
+{
+    size_t np = (size_t)n * th * tw;
+    for (int ic = 0; ic < c; ic++)
+        for (int b = 0; b < n; b++)
+            for (int ty = 0; ty < th; ty++)
+                for (int tx = 0; tx < tw; tx++) {
+                    const float *plane = in + ((size_t)ic * n + b) * h * w;
+                    float d[4][4], t[4][4];
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            int y = ty * 2 - pad + i, x = tx * 2 - pad + j;
+                            d[i][j] = y >= 0 && y < h && x >= 0 && x < w
+                                          ? plane[(size_t)y * w + x]
+                                          : 0.0f;
+                        }
+                    for (int j = 0; j < 4; j++) {
+                        t[0][j] = d[0][j] - d[2][j];
+                        t[1][j] = d[1][j] + d[2][j];
+                        t[2][j] = d[2][j] - d[1][j];
+                        t[3][j] = d[1][j] - d[3][j];
+                    }
+                    float *o = v + (size_t)ic * np + ((size_t)b * th + ty) * tw + tx;
+                    size_t st = (size_t)c * np;
+                    for (int i = 0; i < 4; i++) {
+                        o[(i * 4 + 0) * st] = t[i][0] - t[i][2];
+                        o[(i * 4 + 1) * st] = t[i][1] + t[i][2];
+                        o[(i * 4 + 2) * st] = t[i][2] - t[i][1];
+                        o[(i * 4 + 3) * st] = t[i][1] - t[i][3];
+                    }
+                }
+}
+
+/* wino_output in C from the device's M ([16][o][P]): A^T M A + bias
+ * (+ add) (ReLU), det_wino_ref's operations in the same order. */
+static void ref_output(const float *m, const float *bias, const float *add, bool relu,
+                       float *out, int o, int n, int oh, int ow, int th, int tw)
+{
+    size_t np = (size_t)n * th * tw;
+    for (int oc = 0; oc < o; oc++)
+        for (int b = 0; b < n; b++)
+            for (int ty = 0; ty < th; ty++)
+                for (int tx = 0; tx < tw; tx++) {
+                    size_t p = ((size_t)b * th + ty) * tw + tx;
+                    float a[4][4], t[2][4];
+                    for (int e = 0; e < 16; e++)
+                        a[e / 4][e % 4] = m[((size_t)e * o + oc) * np + p];
+                    for (int j = 0; j < 4; j++) {
+                        t[0][j] = a[0][j] + a[1][j] + a[2][j];
+                        t[1][j] = a[1][j] - a[2][j] - a[3][j];
+                    }
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) {
+                            int y = ty * 2 + i, x = tx * 2 + j;
+                            if (y >= oh || x >= ow)
+                                continue;
+                            float r = j == 0 ? t[i][0] + t[i][1] + t[i][2]
+                                             : t[i][1] - t[i][2] - t[i][3];
+                            size_t at = (((size_t)oc * n + b) * oh + y) * ow + x;
+                            float val = r + bias[oc];
+                            if (add)
+                                val += add[at];
+                            out[at] = relu && val < 0.0f ? 0.0f : val;
+                        }
+                }
+}
+
 static void check_case(ocl_ctx *ctx, det_wino *wn, int c, int o, int n, int h, int w, int pad,
                        bool residual, bool relu)
 {
@@ -100,6 +171,29 @@ static void check_case(ocl_ctx *ctx, det_wino *wn, int c, int o, int n, int h, i
                 ": %s", err.msg);
     CHECK_FATAL(clEnqueueReadBuffer(q, dout, CL_TRUE, 0, no * 4, dev, 0, NULL, NULL) ==
                 CL_SUCCESS);
+    /* The transforms bit for bit: V against the C input transform, the
+     * output against the C output transform of the device's own M (only
+     * the SGEMM sums in another order than det_wino_ref). */
+    int th = (oh + 1) / 2, tw = (ow + 1) / 2;
+    size_t np = (size_t)n * th * tw, nv = 16 * (size_t)c * np, nm = 16 * (size_t)o * np;
+    float *vref = malloc(nv * 4), *vdev = malloc(nv * 4), *mdev = malloc(nm * 4),
+          *oref = malloc(no * 4);
+    CHECK_FATAL(vref && vdev && mdev && oref);
+    CHECK_FATAL(clEnqueueReadBuffer(q, wn->v, CL_TRUE, 0, nv * 4, vdev, 0, NULL, NULL) ==
+                CL_SUCCESS);
+    CHECK_FATAL(clEnqueueReadBuffer(q, wn->m, CL_TRUE, 0, nm * 4, mdev, 0, NULL, NULL) ==
+                CL_SUCCESS);
+    ref_input(in, vref, c, n, h, w, pad, th, tw);
+    ref_output(mdev, bias, add, relu, oref, o, n, oh, ow, th, tw);
+    CHECK(memcmp(vref, vdev, nv * 4) == 0, ": wino_input c%d n%d %dx%d pad %d differs from C", c,
+          n, w, h, pad);
+    CHECK(memcmp(oref, dev, no * 4) == 0,
+          ": wino_output o%d n%d %dx%d pad %d residual %d relu %d differs from C", o, n, w, h,
+          pad, residual, relu);
+    free(vref);
+    free(vdev);
+    free(mdev);
+    free(oref);
     d = max_diff(ref, dev, no, &scale);
     printf("c%d o%d n%d %dx%d pad %d residual %d relu %d: C ref vs double %.3g, device vs C ref "
            "%.3g\n", c, o, n, w, h, pad, residual, relu, max_diff(want, ref, no, &scale), d);
@@ -143,6 +237,16 @@ int main(void)
     check_case(ctx, &wn, 64, 33, 1, 19, 23, 1, false, true);
     check_case(ctx, &wn, 1, 1, 1, 3, 3, 0, false, false); /* one output pixel */
     check_case(ctx, &wn, 2, 3, 2, 1, 1, 1, true, true);   /* one input pixel */
+    /* The kernels' runs of 8 tiles along x: whole runs inside the input,
+     * first runs at padding 0 and 1, short last runs, odd OH and OW, rows of
+     * tiles under one run (TW < 8) and of 2 runs exactly (TW 16). */
+    check_case(ctx, &wn, 3, 2, 2, 37, 37, 1, true, true);   /* TW 19: 8 8 3 */
+    check_case(ctx, &wn, 2, 3, 2, 21, 36, 0, false, true);  /* TW 17: 8 8 1 */
+    check_case(ctx, &wn, 2, 2, 1, 18, 35, 1, true, false);  /* OW 35, TW 18 */
+    check_case(ctx, &wn, 3, 3, 2, 16, 34, 0, true, true);   /* TW 16: 8 8 */
+    check_case(ctx, &wn, 2, 3, 2, 11, 14, 1, false, false); /* TW 7 */
+    check_case(ctx, &wn, 2, 2, 1, 9, 17, 0, true, true);    /* OW 15, TW 8 */
+    check_case(ctx, &wn, 2, 2, 2, 10, 17, 1, true, false);  /* OW 17, TW 9: 8 1 */
     det_wino_release(&wn);
     ocl_ctx_free(ctx);
     return TEST_RESULT();

@@ -182,6 +182,8 @@ cnp_status det_wino_run(det_wino *w, cl_command_queue q, cl_mem in, cl_mem u, cl
     cl_int C = c, O = o, N = n, H = h, W = wd, P = pad, OH = h + 2 * pad - 2,
            OW = wd + 2 * pad - 2, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
     size_t tiles = (size_t)N * TH * TW, need_v, need_m;
+    /* The kernels' work-items: runs of WINO_RUN (8) consecutive tiles of a tile row. */
+    size_t runs = (size_t)N * TH * ((TW + 7) / 8);
     det_wino_scratch(c, o, OH, OW, n, &need_v, &need_m);
     if (OH < 1 || OW < 1 || need_v > w->v_floats || need_m > w->m_floats) {
         cnp_err_set(err, "Winograd %d -> %d channels on %d x %dx%d (pad %d): scratch of %zu + "
@@ -192,7 +194,7 @@ cnp_status det_wino_run(det_wino *w, cl_command_queue q, cl_mem in, cl_mem u, cl
     cnp_status result = OCL_SET_ARGS(w->input, "wino_input", err, OCL_ARG(in), OCL_ARG(w->v),
                                      OCL_ARG(C), OCL_ARG(N), OCL_ARG(H), OCL_ARG(W), OCL_ARG(P),
                                      OCL_ARG(TH), OCL_ARG(TW));
-    size_t gin[2] = {ocl_round_up(tiles, 64), (size_t)c};
+    size_t gin[2] = {ocl_round_up(runs, 64), (size_t)c};
     if (result == CNP_OK)
         result = ocl_enqueue(q, w->input, 2, gin, NULL, "wino_input", err);
     if (result != CNP_OK)
@@ -211,7 +213,7 @@ cnp_status det_wino_run(det_wino *w, cl_command_queue q, cl_mem in, cl_mem u, cl
     result = OCL_SET_ARGS(w->output, "wino_output", err, OCL_ARG(w->m), OCL_ARG(bias),
                           OCL_ARG(a), OCL_ARG(has_add), OCL_ARG(r), OCL_ARG(out), OCL_ARG(O),
                           OCL_ARG(N), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(TH), OCL_ARG(TW));
-    size_t gout[2] = {ocl_round_up(tiles, 64), (size_t)o};
+    size_t gout[2] = {ocl_round_up(runs, 64), (size_t)o};
     if (result == CNP_OK)
         result = ocl_enqueue(q, w->output, 2, gout, NULL, "wino_output", err);
     return result;
