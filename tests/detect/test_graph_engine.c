@@ -473,6 +473,29 @@ static void test_paths_remembered(void)
           det_graph_engine_refined_shapes(a), timed);
     CHECK(det_graph_engine_refined_shapes(b) == 0, "%zu shapes refined again with %s",
           det_graph_engine_refined_shapes(b), file);
+    /* Refined at the plan size, the convs of one shape share one path. */
+    cl_device_type type = 0;
+    clGetDeviceInfo(ocl_ctx_device(g_ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    int nn = t.g.n_nodes, twins = 0;
+    int *shp = malloc(sizeof *shp * 3 * (size_t)nn);
+    CHECK_FATAL(shp && det_graph_ref_shapes(&t.g, 200, 200, shp, shp + nn, shp + 2 * nn,
+                                            &err) == CNP_OK);
+    for (int i = 0; (type & CL_DEVICE_TYPE_CPU) && i < nn; i++)
+        for (int j = i + 1; j < nn; j++) {
+            const det_node *x = &t.g.nodes[i], *y = &t.g.nodes[j];
+            if (x->op != DET_OP_CONV || y->op != DET_OP_CONV || x->cin != y->cin ||
+                x->cout != y->cout || x->k != y->k || x->stride != y->stride ||
+                x->pad != y->pad || x->dilation != y->dilation ||
+                shp[nn + x->in] != shp[nn + y->in] || shp[2 * nn + x->in] != shp[2 * nn + y->in])
+                continue;
+            twins++;
+            enum det_conv_path px = det_graph_engine_node_path(a, i, NULL, NULL),
+                               py = det_graph_engine_node_path(a, j, NULL, NULL);
+            CHECK(px == py, "nodes %d and %d of one shape: %s and %s", i, j, path_name(px),
+                  path_name(py));
+        }
+    CHECK(!(type & CL_DEVICE_TYPE_CPU) || twins > 0, "no two convs of one shape in the graph");
+    free(shp);
     int direct = 0, pixel2 = 0;
     for (int i = 0; i < t.g.n_nodes; i++) {
         double da, ga, db, gb;

@@ -214,56 +214,81 @@ unsigned det_graph_paths_refine_set(const double s[DET_CONV_PATHS], unsigned has
  * 19 ms at 128 x 128 input, 260 ms against 112 ms at 800). The paths within
  * REFINE_RATIO of the fastest there are timed again at the plan size, once
  * per distinct shape (RetinaNet's nine P3 3 x 3 convs are one), the fastest
- * of two runs each; the reduced-size times stay the node's recorded ones. */
+ * of two runs each; the reduced-size times stay the node's recorded ones.
+ * Nodes of one shape share the choice: the candidates are those of any of
+ * them (that all of them have), so one noisy reduced-size timing cannot put
+ * a node of that shape on a slower path than its twins (it did: fpn.p3 on
+ * 177 ms against the P3 head's 91 ms on Winograd). */
 static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
 {
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     cnp_status result = det_graph_ref_shapes(g, e->plan_h, e->plan_w, e->shape,
                                              e->shape + nn, e->shape + 2 * nn, err);
-    enum { KEY = 9 };
-    int *keys = malloc(sizeof(int) * KEY * (size_t)(nn > 0 ? nn : 1));
-    enum det_conv_path *won = malloc(sizeof *won * (size_t)(nn > 0 ? nn : 1));
-    if (!keys || !won) {
-        free(keys);
-        free(won);
+    enum { KEY = 8 };
+    size_t cap = (size_t)(nn > 0 ? nn : 1);
+    int *keys = malloc(sizeof(int) * KEY * cap), *group = malloc(sizeof(int) * cap);
+    unsigned *cand = malloc(sizeof *cand * cap), *all = malloc(sizeof *all * cap);
+    int *first = malloc(sizeof(int) * cap);
+    enum det_conv_path *won = malloc(sizeof *won * cap);
+    if (!keys || !group || !cand || !all || !first || !won) {
         cnp_err_set(err, "graph engine: out of memory choosing paths");
-        return CNP_ERR_NOMEM;
+        result = CNP_ERR_NOMEM;
     }
+    /* The shapes: their candidates (any node's) and the paths all have. */
     int nk = 0;
     for (int i = 0; result == CNP_OK && i < nn; i++) {
         const det_node *d = &g->nodes[i];
         gnode *gn = &e->nodes[i];
+        group[i] = -1;
         if (d->op != DET_OP_CONV || ge_paths(gn) == 1u << DET_CONV_GEMM)
             continue;
-        unsigned set = det_graph_paths_refine_set(gn->path_s, ge_paths(gn));
-        if ((set & (set - 1)) == 0)
-            continue; /* one path left: nothing to rank */
         int key[KEY] = {d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
-                        e->shape[nn + d->in], e->shape[2 * nn + d->in], (int)set};
+                        e->shape[nn + d->in], e->shape[2 * nn + d->in]};
         int j = 0;
         while (j < nk && memcmp(keys + KEY * j, key, sizeof key) != 0)
             j++;
-        if (j < nk) {
-            gn->chosen = won[j];
+        if (j == nk) {
+            memcpy(keys + KEY * nk, key, sizeof key);
+            cand[nk] = 0;
+            all[nk] = ge_paths(gn) | 1u << DET_CONV_GEMM;
+            first[nk++] = i;
+        }
+        group[i] = j;
+        cand[j] |= det_graph_paths_refine_set(gn->path_s, ge_paths(gn));
+        all[j] &= ge_paths(gn) | 1u << DET_CONV_GEMM;
+    }
+    /* Each shape's candidates timed once, on its first node. */
+    for (int j = 0; result == CNP_OK && j < nk; j++) {
+        unsigned set = cand[j] & all[j];
+        if (set == 0)
+            set = 1u << DET_CONV_GEMM;
+        if ((set & (set - 1)) == 0) { /* one path: nothing to rank */
+            won[j] = fastest((const double[DET_CONV_PATHS]){0}, set);
             continue;
         }
         double t[DET_CONV_PATHS] = {0};
         for (int p = DET_CONV_DIRECT; result == CNP_OK && p < DET_CONV_PATHS; p++)
             if (set & (1u << p))
-                result = time_node(e, i, (enum det_conv_path)p, 2, &t[p], err);
+                result = time_node(e, first[j], (enum det_conv_path)p, 2, &t[p], err);
         if (result != CNP_OK)
             break;
-        gn->chosen = fastest(t, set);
-        memcpy(keys + KEY * nk, key, sizeof key);
-        won[nk++] = gn->chosen;
+        won[j] = fastest(t, set);
         e->refined_shapes++;
         char times[160];
         path_times(t, times, sizeof times);
-        LOG_DEBUG("detect", "graph node %s %dx%d x%d at the plan size: %s -> %d", d->name,
-                  key[6], key[7], e->batch, times, (int)gn->chosen);
+        LOG_DEBUG("detect", "graph node %s %dx%d x%d at the plan size: %s -> %d",
+                  g->nodes[first[j]].name, keys[KEY * j + 6], keys[KEY * j + 7], e->batch, times,
+                  (int)won[j]);
     }
+    for (int i = 0; result == CNP_OK && i < nn; i++)
+        if (group[i] >= 0)
+            e->nodes[i].chosen = won[group[i]];
     free(keys);
+    free(group);
+    free(cand);
+    free(all);
+    free(first);
     free(won);
     return result;
 }
