@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "canopy/cache.h"
 #include "pipeline/sources.h"
 
 struct pl_dir_sink {
@@ -79,25 +80,6 @@ const pl_sink_ops pl_sink_dir_ops = {
     .commit = dir_commit,
 };
 
-/* mkdir -p: creates the directory and its missing parents. */
-static int mkdir_parents(const char *dir)
-{
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Creates outdir and proves it takes a file, so that an unusable output
  * is one error up front rather than a failure per image. */
 cnp_status pl_dir_sink_create(const char *outdir, pl_dir_sink **out, cnp_err *err)
@@ -108,7 +90,7 @@ cnp_status pl_dir_sink_create(const char *outdir, pl_dir_sink **out, cnp_err *er
         cnp_err_set(err, "--output %s: exists and is not a directory", outdir);
         return CNP_ERR_CONFIG;
     }
-    if (mkdir_parents(outdir) != 0) {
+    if (cnp_mkdir_p(outdir) != 0) {
         cnp_err_set(err, "--output %s: cannot create: %s", outdir, strerror(errno));
         return CNP_ERR_CONFIG;
     }

@@ -66,29 +66,13 @@ static void ref_input(const float *in, float *v, int c, int n, int h, int w, int
         for (int b = 0; b < n; b++)
             for (int ty = 0; ty < th; ty++)
                 for (int tx = 0; tx < tw; tx++) {
-                    const float *plane = in + ((size_t)ic * n + b) * h * w;
-                    float d[4][4], t[4][4];
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) {
-                            int y = ty * 2 - pad + i, x = tx * 2 - pad + j;
-                            d[i][j] = y >= 0 && y < h && x >= 0 && x < w
-                                          ? plane[(size_t)y * w + x]
-                                          : 0.0f;
-                        }
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = d[0][j] - d[2][j];
-                        t[1][j] = d[1][j] + d[2][j];
-                        t[2][j] = d[2][j] - d[1][j];
-                        t[3][j] = d[1][j] - d[3][j];
-                    }
+                    float t[16];
+                    det_wino_input_tile(in + ((size_t)ic * n + b) * h * w, h, w, pad, ty, tx,
+                                        t);
                     float *o = v + (size_t)ic * np + ((size_t)b * th + ty) * tw + tx;
                     size_t st = (size_t)c * np;
-                    for (int i = 0; i < 4; i++) {
-                        o[(i * 4 + 0) * st] = t[i][0] - t[i][2];
-                        o[(i * 4 + 1) * st] = t[i][1] + t[i][2];
-                        o[(i * 4 + 2) * st] = t[i][2] - t[i][1];
-                        o[(i * 4 + 3) * st] = t[i][1] - t[i][3];
-                    }
+                    for (int e = 0; e < 16; e++)
+                        o[e * st] = t[e];
                 }
 }
 
@@ -103,26 +87,12 @@ static void ref_output(const float *m, const float *bias, const float *add, bool
             for (int ty = 0; ty < th; ty++)
                 for (int tx = 0; tx < tw; tx++) {
                     size_t p = ((size_t)b * th + ty) * tw + tx;
-                    float a[4][4], t[2][4];
+                    float a[4][4];
                     for (int e = 0; e < 16; e++)
                         a[e / 4][e % 4] = m[((size_t)e * o + oc) * np + p];
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = a[0][j] + a[1][j] + a[2][j];
-                        t[1][j] = a[1][j] - a[2][j] - a[3][j];
-                    }
-                    for (int i = 0; i < 2; i++)
-                        for (int j = 0; j < 2; j++) {
-                            int y = ty * 2 + i, x = tx * 2 + j;
-                            if (y >= oh || x >= ow)
-                                continue;
-                            float r = j == 0 ? t[i][0] + t[i][1] + t[i][2]
-                                             : t[i][1] - t[i][2] - t[i][3];
-                            size_t at = (((size_t)oc * n + b) * oh + y) * ow + x;
-                            float val = r + bias[oc];
-                            if (add)
-                                val += add[at];
-                            out[at] = relu && val < 0.0f ? 0.0f : val;
-                        }
+                    size_t plane = ((size_t)oc * n + b) * oh * ow;
+                    det_wino_output_tile(a, bias[oc], add ? add + plane : NULL, relu,
+                                         out + plane, oh, ow, ty, tx);
                 }
 }
 

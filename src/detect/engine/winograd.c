@@ -44,9 +44,14 @@ void det_wino_filters(const float *weight, int o, int c, float *u)
         }
 }
 
-/* B^T d B of one 4x4 tile, as wino_input. */
-static void input_tile(const float d[4][4], float v[16])
+void det_wino_input_tile(const float *in, int h, int w, int pad, int ty, int tx, float v[16])
 {
+    float d[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            int y = ty * 2 - pad + i, x = tx * 2 - pad + j;
+            d[i][j] = y >= 0 && y < h && x >= 0 && x < w ? in[(size_t)y * w + x] : 0.0f;
+        }
     float t[4][4];
     for (int j = 0; j < 4; j++) {
         t[0][j] = d[0][j] - d[2][j];
@@ -60,6 +65,28 @@ static void input_tile(const float d[4][4], float v[16])
         v[i * 4 + 2] = t[i][2] - t[i][1];
         v[i * 4 + 3] = t[i][1] - t[i][3];
     }
+}
+
+void det_wino_output_tile(const float a[4][4], float bias, const float *add, bool relu,
+                          float *out, int oh, int ow, int ty, int tx)
+{
+    float t[2][4];
+    for (int j = 0; j < 4; j++) {
+        t[0][j] = a[0][j] + a[1][j] + a[2][j];
+        t[1][j] = a[1][j] - a[2][j] - a[3][j];
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            int y = ty * 2 + i, x = tx * 2 + j;
+            if (y >= oh || x >= ow)
+                continue;
+            float r = j == 0 ? t[i][0] + t[i][1] + t[i][2] : t[i][1] - t[i][2] - t[i][3];
+            size_t at = (size_t)y * ow + x;
+            float val = r + bias;
+            if (add)
+                val += add[at];
+            out[at] = relu && val < 0.0f ? 0.0f : val;
+        }
 }
 
 void det_wino_ref(const float *in, const float *weight, const float *bias, const float *add,
@@ -77,15 +104,8 @@ void det_wino_ref(const float *in, const float *weight, const float *bias, const
         for (int ty = 0; ty < th; ty++)
             for (int tx = 0; tx < tw; tx++) {
                 for (int ic = 0; ic < c; ic++) {
-                    const float *plane = in + ((size_t)ic * n + b) * h * w;
-                    float d[4][4], t[16];
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) {
-                            int y = ty * 2 - pad + i, x = tx * 2 - pad + j;
-                            d[i][j] = y >= 0 && y < h && x >= 0 && x < w ? plane[(size_t)y * w + x]
-                                                                         : 0.0f;
-                        }
-                    input_tile(d, t);
+                    float t[16];
+                    det_wino_input_tile(in + ((size_t)ic * n + b) * h * w, h, w, pad, ty, tx, t);
                     for (int e = 0; e < 16; e++)
                         v[(size_t)e * c + ic] = t[e];
                 }
@@ -97,24 +117,9 @@ void det_wino_ref(const float *in, const float *weight, const float *bias, const
                             s += u[((size_t)e * o + oc) * c + ic] * v[(size_t)e * c + ic];
                         a[e / 4][e % 4] = s;
                     }
-                    float t[2][4];
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = a[0][j] + a[1][j] + a[2][j];
-                        t[1][j] = a[1][j] - a[2][j] - a[3][j];
-                    }
-                    for (int i = 0; i < 2; i++)
-                        for (int j = 0; j < 2; j++) {
-                            int y = ty * 2 + i, x = tx * 2 + j;
-                            if (y >= oh || x >= ow)
-                                continue;
-                            float r = j == 0 ? t[i][0] + t[i][1] + t[i][2]
-                                             : t[i][1] - t[i][2] - t[i][3];
-                            size_t at = (((size_t)oc * n + b) * oh + y) * ow + x;
-                            float val = r + bias[oc];
-                            if (add)
-                                val += add[at];
-                            out[at] = relu && val < 0.0f ? 0.0f : val;
-                        }
+                    size_t plane = ((size_t)oc * n + b) * oh * ow;
+                    det_wino_output_tile(a, bias[oc], add ? add + plane : NULL, relu, out + plane,
+                                         oh, ow, ty, tx);
                 }
             }
     free(u);

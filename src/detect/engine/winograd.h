@@ -30,6 +30,15 @@ void det_wino_scratch(int c, int o, int oh, int ow, int n, size_t *v, size_t *m)
 /* U = G g G^T of weight [o][c][3][3] into u [16][o][c]. */
 void det_wino_filters(const float *weight, int o, int c, float *u);
 
+/* The C transforms of one tile, the kernels' float operations in their
+ * order: V = B^T d B of tile (ty, tx) of plane `in` (h x w, zero padding
+ * pad) into v[16] (e = 4 i + j); and Y = A^T a A + bias (+ add) (ReLU) of
+ * the products a into output plane `out` (oh x ow; add: the same plane of
+ * the residual or NULL), the tile's 2 x 2 pixels that lie inside. */
+void det_wino_input_tile(const float *in, int h, int w, int pad, int ty, int tx, float v[16]);
+void det_wino_output_tile(const float a[4][4], float bias, const float *add, bool relu,
+                          float *out, int oh, int ow, int ty, int tx);
+
 /* The C reference: the same transforms and sums in float on planes
  * c * N + n of h x w (in), out planes o * N + n of (h + 2 pad - 2) squared
  * likewise; add (NULL: none) has out's layout. */
