@@ -38,12 +38,6 @@ static const layer LAYERS[] = {
     {"ref s1 3x3 128", 128, 128, 3, 1, 1, 100},
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 3, repeats = argc > 2 ? atoi(argv[2]) : 3;
@@ -92,13 +86,11 @@ int main(int argc, char **argv)
         if (st != CNP_OK) {
             fprintf(stderr, "%s: %s\n", L->name, err.msg);
         } else {
-            qsort(g, (size_t)rounds, sizeof g[0], cmp_double);
-            qsort(p, (size_t)rounds, sizeof p[0], cmp_double);
+            double gm = cnp_median(g, rounds), pm = cnp_median(p, rounds);
             int o = (L->in + 2 * L->p - L->k) / L->s + 1;
             double flop = 2.0 * o * o * L->cout * L->cin * L->k * L->k;
             printf("%-40s %4dx%-4d %11.2f %11.2f %7.2f %9.1f\n", L->name, o, o,
-                   g[rounds / 2] * 1e3, p[rounds / 2] * 1e3, g[rounds / 2] / p[rounds / 2],
-                   flop / p[rounds / 2] * 1e-9);
+                   gm * 1e3, pm * 1e3, gm / pm, flop / pm * 1e-9);
             fflush(stdout);
         }
         det_graph_engine_free(e);

@@ -155,17 +155,6 @@ static cnp_status predict_tiled(det_dnnl_graph *e, const cnp_image *img, const b
     return result;
 }
 
-static double median(double *t, int n)
-{
-    for (int a = 1; a < n; a++)
-        for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
-            double x = t[b];
-            t[b] = t[b - 1];
-            t[b - 1] = x;
-        }
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 /* Median seconds of `repeats` runs after one warm-up (warm_up) run. */
 static cnp_status time_runs(det_dnnl_graph *e, const cnp_image *img, const bench_opts *o,
                             bool tiled, int repeats, bool warm_up, double *sec, size_t *boxes,
@@ -181,7 +170,7 @@ static cnp_status time_runs(det_dnnl_graph *e, const cnp_image *img, const bench
         if (r >= 0)
             t[r] = cnp_now() - t0;
     }
-    *sec = median(t, repeats);
+    *sec = cnp_median(t, repeats);
     return CNP_OK;
 }
 

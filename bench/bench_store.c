@@ -154,18 +154,6 @@ static double loadavg(void)
     return v;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static long rows_of(const dataset *d, int images)
 {
     long rows = images;
@@ -339,7 +327,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_measures; i++) {
         int k = o.repeat < 64 ? o.repeat : 64;
         memcpy(tmp, m[i].runs, (size_t)k * sizeof(double));
-        m[i].med_s = median(tmp, k);
+        m[i].med_s = cnp_median(tmp, k);
     }
 
     double load_after = loadavg();

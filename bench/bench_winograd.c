@@ -37,18 +37,6 @@ static const shape DEFAULT_SHAPES[] = {
     {512, 512, 25, 25, "layer4 conv2"},
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Median seconds of det_wino_run (whole) and of its batched SGEMM alone. */
 static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, double *whole,
                       double *gemm)
@@ -110,8 +98,8 @@ static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, d
         }
     }
     if (ret == 0) {
-        *whole = median(tw_, repeats);
-        *gemm = median(tg, repeats);
+        *whole = cnp_median(tw_, repeats);
+        *gemm = cnp_median(tg, repeats);
     }
     ocl_buffer_release(u);
     ocl_buffer_release(din);
