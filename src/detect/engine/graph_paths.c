@@ -251,20 +251,18 @@ static cnp_status refine_paths(det_graph_engine *e, cnp_err *err)
         if (j == nk) {
             memcpy(keys + KEY * nk, key, sizeof key);
             cand[nk] = 0;
-            all[nk] = ge_paths(gn) | 1u << DET_CONV_GEMM;
+            all[nk] = ge_paths(gn);
             first[nk++] = i;
         }
         group[i] = j;
         cand[j] |= det_graph_paths_refine_set(gn->path_s, ge_paths(gn));
-        all[j] &= ge_paths(gn) | 1u << DET_CONV_GEMM;
+        all[j] &= ge_paths(gn);
     }
     /* Each shape's candidates timed once, on its first node. */
     for (int j = 0; result == CNP_OK && j < nk; j++) {
-        unsigned set = cand[j] & all[j];
-        if (set == 0)
-            set = 1u << DET_CONV_GEMM;
-        if ((set & (set - 1)) == 0) { /* one path: nothing to rank */
-            won[j] = fastest((const double[DET_CONV_PATHS]){0}, set);
+        unsigned set = cand[j] & all[j]; /* GEMM always among them */
+        if (set == 1u << DET_CONV_GEMM) { /* nothing to rank */
+            won[j] = DET_CONV_GEMM;
             continue;
         }
         double t[DET_CONV_PATHS] = {0};
