@@ -1,6 +1,7 @@
-/* Where a Winograd F(2x2, 3x3) convolution's time goes on the OpenCL device:
- * the whole det_wino_run (input transform, 16 products as one strided-
- * batched CLBlast SGEMM, output transform with the epilogue) against the
+/* Where a Winograd F(2x2, 3x3) or F(4x4, 3x3) convolution's time goes on the
+ * OpenCL device: the whole det_wino_run (input transform, 16 or 36 products
+ * as one strided-batched CLBlast SGEMM, output transform with the epilogue)
+ * against the
  * batched SGEMM alone on the same buffers; the transforms are the
  * difference. Beside it the bare SGEMM of the same convolution as im2col +
  * GEMM (M = out channels, N = pixels, K = 9 x in channels) at its direct
@@ -37,13 +38,14 @@ static const shape DEFAULT_SHAPES[] = {
     {512, 512, 25, 25, "layer4 conv2"},
 };
 
-/* Median seconds of det_wino_run (whole) and of its batched SGEMM alone. */
-static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, double *whole,
-                      double *gemm)
+/* Median seconds of det_wino_run of F(m x m) (whole) and of its batched
+ * SGEMM alone. */
+static int time_shape(ocl_ctx *ctx, det_wino *wn, int m, const shape *s, int repeats,
+                      double *whole, double *gemm)
 {
     cl_context cl = ocl_ctx_context(ctx);
     cl_command_queue q = ocl_ctx_queue(ctx);
-    int oh = s->h, ow = s->w, th = (oh + 1) / 2, tw = (ow + 1) / 2;
+    int oh = s->h, ow = s->w, th = (oh + m - 1) / m, tw = (ow + m - 1) / m;
     size_t ni = (size_t)s->c * s->h * s->w, no = (size_t)s->o * oh * ow, tiles = (size_t)th * tw;
     float *wt = malloc((size_t)s->o * s->c * 9 * sizeof *wt);
     float *in = malloc(ni * sizeof *in);
@@ -63,8 +65,8 @@ static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, d
     cl_mem u = NULL;
     cnp_err err;
     size_t sv, sm;
-    det_wino_scratch(s->c, s->o, oh, ow, 1, &sv, &sm);
-    int ret = din && dout && bias && det_wino_upload(cl, wt, s->o, s->c, &u, &err) == CNP_OK &&
+    det_wino_scratch(m, s->c, s->o, oh, ow, 1, &sv, &sm);
+    int ret = din && dout && bias && det_wino_upload(cl, m, wt, s->o, s->c, &u, &err) == CNP_OK &&
                       det_wino_reserve(wn, cl, sv, sm, &err) == CNP_OK
                   ? 0
                   : -1;
@@ -74,7 +76,7 @@ static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, d
     double tw_[MAX_REPEATS], tg[MAX_REPEATS];
     for (int r = -1; ret == 0 && r < repeats; r++) {
         double t0 = cnp_now();
-        if (det_wino_run(wn, q, din, u, bias, NULL, true, dout, s->c, s->o, 1, s->h, s->w, 1,
+        if (det_wino_run(wn, m, q, din, u, bias, NULL, true, dout, s->c, s->o, 1, s->h, s->w, 1,
                          &err) != CNP_OK ||
             clFinish(q) != CL_SUCCESS) {
             fprintf(stderr, "bench_winograd: %s\n", err.msg);
@@ -82,11 +84,11 @@ static int time_shape(ocl_ctx *ctx, det_wino *wn, const shape *s, int repeats, d
             break;
         }
         double t1 = cnp_now();
-        if (CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                       CLBlastTransposeNo, (size_t)s->o, tiles, (size_t)s->c,
-                                       1.0f, u, 0, (size_t)s->c, (size_t)s->o * s->c, wn->v, 0,
-                                       tiles, (size_t)s->c * tiles, 0.0f, wn->m, 0, tiles,
-                                       (size_t)s->o * tiles, 16, &q, NULL) != CLBlastSuccess ||
+        size_t ps = det_wino_tile_stride(tiles);
+        if (ocl_sgemm_batched_xgemm(q, ps, (size_t)s->o, (size_t)s->c, wn->v, ps,
+                                    (size_t)s->c * ps, u, (size_t)s->o, (size_t)s->c * s->o,
+                                    wn->m, ps, (size_t)s->o * ps,
+                                    (size_t)(m + 2) * (m + 2)) != CLBlastSuccess ||
             clFinish(q) != CL_SUCCESS) {
             ret = -1;
             break;
@@ -153,22 +155,29 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("bench_winograd: %s, median of %d\n", ocl_ctx_description(ctx), repeats);
-    printf("%-22s %4s %4s %4s %4s %9s %9s %9s %7s %9s %9s\n", "shape", "C", "O", "H", "W",
-           "wino ms", "gemm ms", "xform ms", "xform%", "GFLOP/s", "SGEMM GF");
+    /* GFLOP/s: the direct convolution's FLOPs per second of the whole run. */
+    printf("%-22s %4s %4s %4s %4s %4s %9s %9s %9s %7s %9s %9s\n", "shape", "C", "O", "H", "W",
+           "F", "wino ms", "gemm ms", "xform ms", "xform%", "GFLOP/s", "SGEMM GF");
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         const shape *s = &shapes[i];
-        double whole = 0, gemm = 0, sg = 0;
-        if (time_shape(ctx, &wn, s, repeats, &whole, &gemm) != 0 ||
-            bench_time_sgemm(ctx, (size_t)s->o, (size_t)s->h * s->w, (size_t)s->c * 9, repeats,
+        double sg = 0;
+        if (bench_time_sgemm(ctx, (size_t)s->o, (size_t)s->h * s->w, (size_t)s->c * 9, repeats,
                              &sg) != 0) {
             rc = 1;
             break;
         }
-        double flop = 2.0 * s->o * s->c * 9 * (double)s->h * s->w;
-        printf("%-22s %4d %4d %4d %4d %9.2f %9.2f %9.2f %6.0f%% %9.2f %9.2f\n", s->what, s->c,
-               s->o, s->h, s->w, whole * 1e3, gemm * 1e3, (whole - gemm) * 1e3,
-               100 * (whole - gemm) / whole, flop / whole / 1e9, flop / sg / 1e9);
+        for (int m = 2; m <= 4 && rc == 0; m += 2) {
+            double whole = 0, gemm = 0;
+            if (time_shape(ctx, &wn, m, s, repeats, &whole, &gemm) != 0) {
+                rc = 1;
+                break;
+            }
+            double flop = 2.0 * s->o * s->c * 9 * (double)s->h * s->w;
+            printf("%-22s %4d %4d %4d %4d %2dx%d %9.2f %9.2f %9.2f %6.0f%% %9.2f %9.2f\n", s->what,
+                   s->c, s->o, s->h, s->w, m, m, whole * 1e3, gemm * 1e3, (whole - gemm) * 1e3,
+                   100 * (whole - gemm) / whole, flop / whole / 1e9, flop / sg / 1e9);
+        }
     }
     det_wino_release(&wn);
     ocl_ctx_free(ctx);

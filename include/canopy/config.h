@@ -133,7 +133,7 @@ typedef struct cnp_detector_config {
     double nms_iou;                    /* overlap suppression IoU; < 0: the model's own; 1: off */
     int tile;                          /* tile side in pixels */
     int tile_overlap;                  /* pixels shared by adjacent tiles */
-    int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm, 3 winograd, 4 pixel */
+    int conv;                          /* enum det_conv_path: 0 auto, 1 direct, 2 gemm, 3 winograd, 4 pixel, 5 winograd4 */
     /* Box models (imported RetinaNet): DeepForest's predict_tile. */
     int patch_size;                    /* patch side; 0: the whole image in one call */
     double patch_overlap;              /* fraction of the patch shared with the next */

@@ -115,6 +115,20 @@ cnp_status ocl_check(cl_int code, const char *what, cnp_err *err);
 cnp_status ocl_list_devices(FILE *out, cnp_err *err);
 
 /* Rounds n up to a multiple of m. */
+/* C[i] = A[i] B[i]^T for i < batch, column-major (CLBlast's
+ * SgemmStridedBatched, TransposeNo / TransposeYes, alpha 1, beta 0): A[i]
+ * m x k at a + i * a_stride (leading dimension a_ld), B[i] n x k (b_ld), C[i]
+ * m x n (c_ld), enqueued on q. Always CLBlast's Xgemm kernel, never
+ * XgemmDirect, whatever the tuning's XGEMM_MIN_INDIRECT_SIZE: for callers
+ * whose m is a multiple of 128, n and k of the tuned Xgemm's tiles, and
+ * leading dimensions m, n and m, so that Xgemm runs without CLBlast's
+ * pad / transpose copies (src/gpu/gemm_batched.cpp). Returns CLBlast's
+ * status. */
+int ocl_sgemm_batched_xgemm(cl_command_queue q, size_t m, size_t n, size_t k, cl_mem a,
+                            size_t a_ld, size_t a_stride, cl_mem b, size_t b_ld,
+                            size_t b_stride, cl_mem c, size_t c_ld, size_t c_stride,
+                            size_t batch);
+
 static inline size_t ocl_round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;

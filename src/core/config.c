@@ -31,7 +31,8 @@ static const char *const bin_methods[] = {"otsu", "fixed", "adaptive", NULL};
 static const char *const bin_channels[] = {"luma", "exg", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const mask_formats[] = {"auto", "png", "tiff", NULL};
-static const char *const det_convs[] = {"auto", "direct", "gemm", "winograd", "pixel", NULL};
+static const char *const det_convs[] = {"auto",  "direct",    "gemm", "winograd",
+                                        "pixel", "winograd4", NULL};
 static const char *const backends[] = {"auto", "opencl", "cpu", NULL};
 static const char *const vector_formats[] = {"geojson", "gpkg", "csv", NULL}; /* CNP_VECTOR_* */
 

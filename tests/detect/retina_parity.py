@@ -2,7 +2,7 @@
 """Parity of canopy's RetinaNet with torchvision's (DeepForest's tree model).
 
     retina_parity.py --torch-python PY --source-dir DIR --canopy BIN [--seed N]
-                     [--backend opencl|cpu]
+                     [--backend opencl|cpu] [--conv PATH]
     retina_parity.py --torch-python PY --source-dir DIR --self-test
 
 Runs with any Python 3 (standard library only); torch runs in PY, the
@@ -31,7 +31,10 @@ must be such a match; near-ties (reference.py) are excluded both ways and
 counted; more than MAX_NEAR_TIE_FRACTION of them fails the test.
 
 --backend: which backend runs the model in every `canopy run` ([device]
-backend; default opencl), with the same bounds.
+backend; default opencl), with the same bounds. --conv: the OpenCL
+convolution path of every run ([detector] conv; default auto, what the
+device measures fastest), e.g. winograd4 to hold Winograd F(4x4, 3x3),
+whose errors are the largest, to the same bounds.
 
 --self-test (no canopy): reference.py's output is identical for the three
 layouts; convert.py writes byte-identical files from the .ckpt and the .pt
@@ -332,8 +335,8 @@ def self_test(c):
 
 
 def backend_set(c):
-    """The --set that picks the backend of every canopy run."""
-    return [f"device.backend={c.a.backend}"]
+    """The --sets that pick the backend and the conv path of every canopy run."""
+    return [f"device.backend={c.a.backend}", f"detector.conv={c.a.conv}"]
 
 
 def full(c):
@@ -433,6 +436,8 @@ def main():
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--backend", choices=("opencl", "cpu"), default="opencl",
                     help="[device] backend of every canopy run")
+    ap.add_argument("--conv", choices=("auto", "direct", "gemm", "winograd", "pixel", "winograd4"),
+                    default="auto", help="[detector] conv of every canopy run (OpenCL)")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()

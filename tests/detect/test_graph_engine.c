@@ -75,13 +75,14 @@ static const char *path_name(enum det_conv_path p)
            : p == DET_CONV_GEMM     ? "gemm"
            : p == DET_CONV_WINOGRAD ? "winograd"
            : p == DET_CONV_PIXEL    ? "pixel"
+           : p == DET_CONV_WINOGRAD4 ? "winograd4"
                                     : "auto";
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
  * with every conv node on `path` where it applies (DIRECT: the stride-1
- * nodes; PIXEL: every conv of these graphs, stride 1 and 2; WINOGRAD: the
- * 3x3 stride-1 undilated ones; the others stay on GEMM). */
+ * nodes; PIXEL: every conv of these graphs, stride 1 and 2; WINOGRAD and
+ * WINOGRAD4: the 3x3 stride-1 undilated ones; the others stay on GEMM). */
 static void check_nodes_path(const char *name, const det_graph *g, const uint8_t *rgba,
                              uint32_t w, uint32_t h, enum det_conv_path path)
 {
@@ -96,21 +97,20 @@ static void check_nodes_path(const char *name, const det_graph *g, const uint8_t
         enum det_conv_path p = det_graph_engine_node_path(e, i, NULL, NULL);
         bool fits = n->op == DET_OP_CONV && n->k == 3 && n->stride == 1 && n->dilation == 1;
         direct_nodes += p == DET_CONV_DIRECT || p == DET_CONV_PIXEL;
-        wino_nodes += p == DET_CONV_WINOGRAD;
+        wino_nodes += p == DET_CONV_WINOGRAD || p == DET_CONV_WINOGRAD4;
         wino_fit += fits;
         stride1 += n->op == DET_OP_CONV && n->stride == 1;
         convs += n->op == DET_OP_CONV;
         bool direct = (path == DET_CONV_DIRECT && n->stride == 1) ||
                       (path == DET_CONV_PIXEL && n->op == DET_OP_CONV);
-        enum det_conv_path want = direct                                ? path
-                                  : path == DET_CONV_WINOGRAD && fits ? DET_CONV_WINOGRAD
-                                                                      : DET_CONV_GEMM;
+        bool wino = path == DET_CONV_WINOGRAD || path == DET_CONV_WINOGRAD4;
+        enum det_conv_path want = direct || (wino && fits) ? path : DET_CONV_GEMM;
         if (n->op == DET_OP_CONV && path != DET_CONV_AUTO)
             CHECK(p == want, "%s node %d runs %s", name, i, path_name(p));
     }
-    if (path == DET_CONV_WINOGRAD)
-        CHECK(wino_nodes == wino_fit, "%s: %d of %d 3x3 convs Winograd", name,
-              wino_nodes, wino_fit);
+    if (path == DET_CONV_WINOGRAD || path == DET_CONV_WINOGRAD4)
+        CHECK(wino_nodes == wino_fit, "%s: %d of %d 3x3 convs %s", name,
+              wino_nodes, wino_fit, path_name(path));
     /* graph_conv applies to every stride-1 conv of these graphs,
      * graph_conv_px to every conv (strides 1 and 2). */
     if (path == DET_CONV_DIRECT)
@@ -176,6 +176,7 @@ static void check_nodes(const char *name, const det_graph *g, uint32_t w, uint32
     check_nodes_path(name, g, rgba, w, h, DET_CONV_GEMM);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_DIRECT);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_WINOGRAD);
+    check_nodes_path(name, g, rgba, w, h, DET_CONV_WINOGRAD4);
     check_nodes_path(name, g, rgba, w, h, DET_CONV_PIXEL);
     free(rgba);
 }
@@ -382,9 +383,9 @@ static void test_pixel_batch(void)
     tg_free(&t);
 }
 
-/* A paths file as written since format 4 (a line per conv node, in node
- * order: "<node> direct|gemm|winograd|pixel <direct ms> <gemm ms>
- * <winograd ms> <pixel ms>") is read as it stands: the paths it names where
+/* A paths file as written since format 5 (a line per conv node, in node
+ * order: "<node> direct|gemm|winograd|pixel|winograd4 <direct ms> <gemm ms>
+ * <winograd ms> <pixel ms> <winograd4 ms>") is read as it stands: the paths it names where
  * the node has them (every other node `a` chose a direct kernel for is
  * named gemm here) and its times, nothing timed. */
 static void check_paths_file_format(const det_graph *g, const det_graph_engine *a,
@@ -400,8 +401,8 @@ static void check_paths_file_format(const det_graph *g, const det_graph_engine *
         want[i] = det_graph_engine_node_path(a, i, NULL, NULL);
         if (want[i] != DET_CONV_GEMM && other++ % 2)
             want[i] = DET_CONV_GEMM;
-        fprintf(f, "%d %s %.6f %.6f %.6f %.6f\n", i, path_name(want[i]), 1.25 + i, 2.5 + i,
-                3.75, 5.0);
+        fprintf(f, "%d %s %.6f %.6f %.6f %.6f %.6f\n", i, path_name(want[i]), 1.25 + i, 2.5 + i,
+                3.75, 5.0, 6.25);
     }
     fclose(f);
     det_graph_engine *d = NULL;
@@ -1090,6 +1091,7 @@ int main(int argc, char **argv)
     test_retina(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_retina(&yell, "YELL_541000_west", DET_CONV_GEMM);
     test_retina(&osbs, "OSBS_029", DET_CONV_WINOGRAD); /* its 3x3 stride-1 convs */
+    test_retina(&yell, "YELL_541000_west", DET_CONV_WINOGRAD4);
     test_retina(&yell, "YELL_541000_west", DET_CONV_PIXEL);
     test_batch(&osbs, "OSBS_029", DET_CONV_DIRECT);
     test_batch(&yell, "YELL_541000_west", DET_CONV_GEMM);

@@ -21,7 +21,8 @@ typedef struct gnode {
     cl_mem bias;
     bool owns_weights;
     cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
-    cl_mem wino_u;     /* conv: Winograd filters (winograd.c), NULL when it does not apply */
+    cl_mem wino_u[2];  /* conv: Winograd filters of F(2x2), F(4x4) (winograd.c), NULL when
+                        * it does not apply */
     cl_kernel px;      /* conv: graph_conv_px (conv_px.c), NULL when it does not apply */
     cl_mem px_w;       /* its re-laid weights, px_cob output channels per work-item */
     int px_cob;
@@ -36,7 +37,8 @@ typedef struct gnode {
 static inline bool ge_path_applies(const gnode *gn, enum det_conv_path p)
 {
     return p == DET_CONV_GEMM || (p == DET_CONV_DIRECT && gn->direct) ||
-           (p == DET_CONV_WINOGRAD && gn->wino_u) || (p == DET_CONV_PIXEL && gn->px);
+           (p == DET_CONV_WINOGRAD && gn->wino_u[0]) || (p == DET_CONV_WINOGRAD4 && gn->wino_u[1]) ||
+           (p == DET_CONV_PIXEL && gn->px);
 }
 
 /* The paths conv node gn has, as bits 1 << DET_CONV_*. */

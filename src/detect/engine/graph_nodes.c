@@ -1,6 +1,6 @@
 /* Running one node of a graph engine: a conv by its path (im2col + CLBlast
  * SGEMM + the epilogue kernel, the direct kernels graph_conv or
- * graph_conv_px (conv_px.c), Winograd (winograd.c)) and the other ops'
+ * graph_conv_px (conv_px.c), Winograd F(2x2) or F(4x4) (winograd.c)) and the other ops'
  * kernels (max pool, upsample-add, ReLU). Shares graph_engine_internal.h
  * with graph_engine.c, which plans the buffers and runs the graph. */
 #include <clblast_c.h>
@@ -37,8 +37,8 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
         return ge_run_conv_px(e, i, err);
     if (path == DET_CONV_DIRECT)
         return run_conv_direct(e, i, err);
-    if (path == DET_CONV_WINOGRAD)
-        return ge_run_conv_wino(e, i, err);
+    if (path == DET_CONV_WINOGRAD || path == DET_CONV_WINOGRAD4)
+        return ge_run_conv_wino(e, i, path == DET_CONV_WINOGRAD ? 2 : 4, err);
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];

@@ -19,6 +19,7 @@ static const char *const path_names[DET_CONV_PATHS] = {
     [DET_CONV_GEMM] = "gemm",
     [DET_CONV_WINOGRAD] = "winograd",
     [DET_CONV_PIXEL] = "pixel",
+    [DET_CONV_WINOGRAD4] = "winograd4",
 };
 
 /* The path called `name`, DET_CONV_AUTO for none. */
@@ -65,12 +66,12 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
     const det_graph *g = e->g;
     int nn = g->n_nodes;
     int *c = malloc(sizeof(int) * 3 * (size_t)nn);
-    int *key = malloc(sizeof(int) * (6 + 12 * (size_t)nn));
+    int *key = malloc(sizeof(int) * (6 + 13 * (size_t)nn));
     size_t n = 0;
     cnp_err err;
     if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
                                          &err) == CNP_OK) {
-        key[n++] = 4; /* format of the file (4: the pixel path) */
+        key[n++] = 5; /* format of the file (4: the pixel path, 5: winograd4) */
         key[n++] = e->max_batch;
         key[n++] = e->meas_h;
         key[n++] = e->meas_w;
@@ -82,7 +83,8 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
                 continue;
             int in[] = {i, d->cin, d->cout, d->k, d->stride, d->pad, d->dilation,
                         c[nn + d->in], c[2 * nn + d->in], e->nodes[i].direct != NULL,
-                        e->nodes[i].wino_u != NULL, e->nodes[i].px != NULL};
+                        e->nodes[i].wino_u[0] != NULL, e->nodes[i].px != NULL,
+                        e->nodes[i].wino_u[1] != NULL};
             memcpy(key + n, in, sizeof in);
             n += sizeof in / sizeof in[0];
         }
@@ -94,8 +96,9 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
 }
 
 /* Reads the remembered choice: true when the file names a path for every
- * conv node and nothing else (lines "<node> direct|gemm|winograd|pixel
- * <direct ms> <gemm ms> <winograd ms> <pixel ms>", in node order). */
+ * conv node and nothing else (lines "<node> direct|gemm|winograd|pixel|
+ * winograd4 <direct ms> <gemm ms> <winograd ms> <pixel ms> <winograd4 ms>",
+ * in node order). */
 static bool paths_load(det_graph_engine *e, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -104,7 +107,7 @@ static bool paths_load(det_graph_engine *e, const char *path)
     const det_graph *g = e->g;
     int want = 0;
     bool ok = true;
-    char line[160], name[16];
+    char line[200], name[16];
     while (ok && fgets(line, sizeof line, f)) {
         unsigned idx;
         int at = 0;

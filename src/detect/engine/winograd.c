@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolutions: the C reference, the device run
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions: the C reference, the device run
  * (kernels/winograd.cl + CLBlastSgemmStridedBatched) and the graph
  * engine's use of it (winograd.h). */
 #include <clblast_c.h>
@@ -14,112 +14,197 @@ bool det_wino_applies(const det_node *n)
            n->pad >= 0 && n->pad <= 2;
 }
 
-void det_wino_scratch(int c, int o, int oh, int ow, int n, size_t *v, size_t *m)
+size_t det_wino_tile_stride(size_t tiles)
 {
-    size_t p = (size_t)n * (size_t)((oh + 1) / 2) * (size_t)((ow + 1) / 2);
-    *v = 16 * (size_t)c * p;
-    *m = 16 * (size_t)o * p;
+    return ocl_round_up(tiles, 128);
 }
 
-void det_wino_filters(const float *weight, int o, int c, float *u)
+void det_wino_scratch(int m, int c, int o, int oh, int ow, int n, size_t *v, size_t *mf)
 {
+    size_t a2 = (size_t)(m + 2) * (m + 2);
+    size_t p = det_wino_tile_stride((size_t)n * (size_t)((oh + m - 1) / m) *
+                                    (size_t)((ow + m - 1) / m));
+    *v = a2 * (size_t)c * p;
+    *mf = a2 * (size_t)o * p;
+}
+
+/* G g of F(2x2): column j of the 3 x 3 filter g into rows of t[4]. */
+static void filter2(const float g[3], float t[4])
+{
+    t[0] = g[0];
+    t[1] = 0.5f * (g[0] + g[1] + g[2]);
+    t[2] = 0.5f * (g[0] - g[1] + g[2]);
+    t[3] = g[2];
+}
+
+/* G g of F(4x4), in double. */
+static void filter4(const double g[3], double t[6])
+{
+    t[0] = g[0] / 4.0;
+    t[1] = -(g[0] + g[1] + g[2]) / 6.0;
+    t[2] = -(g[0] - g[1] + g[2]) / 6.0;
+    t[3] = g[0] / 24.0 + g[1] / 12.0 + g[2] / 6.0;
+    t[4] = g[0] / 24.0 - g[1] / 12.0 + g[2] / 6.0;
+    t[5] = g[2];
+}
+
+void det_wino_filters(int m, const float *weight, int o, int c, float *u)
+{
+    int a = m + 2;
     for (int oc = 0; oc < o; oc++)
         for (int ic = 0; ic < c; ic++) {
             const float *g = weight + ((size_t)oc * c + ic) * 9;
-            float t[4][3], r[4][4];
-            for (int j = 0; j < 3; j++) { /* G g */
-                t[0][j] = g[j];
-                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
+            float r[DET_WINO_A_MAX * DET_WINO_A_MAX];
+            if (m == 2) {
+                float t[3][4], col[3], row[4];
+                for (int j = 0; j < 3; j++) { /* G g: column by column */
+                    col[0] = g[j], col[1] = g[3 + j], col[2] = g[6 + j];
+                    filter2(col, t[j]);
+                }
+                for (int i = 0; i < 4; i++) { /* (G g) G^T: row by row */
+                    float gi[3] = {t[0][i], t[1][i], t[2][i]};
+                    filter2(gi, row);
+                    for (int j = 0; j < 4; j++)
+                        r[i * 4 + j] = row[j];
+                }
+            } else {
+                double t[3][6], col[3], row[6];
+                for (int j = 0; j < 3; j++) {
+                    col[0] = g[j], col[1] = g[3 + j], col[2] = g[6 + j];
+                    filter4(col, t[j]);
+                }
+                for (int i = 0; i < 6; i++) {
+                    double gi[3] = {t[0][i], t[1][i], t[2][i]};
+                    filter4(gi, row);
+                    for (int j = 0; j < 6; j++)
+                        r[i * 6 + j] = (float)row[j];
+                }
             }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                r[i][0] = t[i][0];
-                r[i][1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                r[i][2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                r[i][3] = t[i][2];
-            }
-            for (int e = 0; e < 16; e++)
-                u[((size_t)e * o + oc) * c + ic] = r[e / 4][e % 4];
+            for (int e = 0; e < a * a; e++)
+                u[((size_t)e * c + ic) * o + oc] = r[e];
         }
 }
 
-void det_wino_input_tile(const float *in, int h, int w, int pad, int ty, int tx, float v[16])
+/* B^T x of F(2x2) and of F(4x4) on one column or row x: the kernels'
+ * operations (kernels/winograd.cl, WINO2_BT / WINO4_BT) in their order. */
+static void bt2(const float x[4], float y[4])
 {
-    float d[4][4];
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            int y = ty * 2 - pad + i, x = tx * 2 - pad + j;
-            d[i][j] = y >= 0 && y < h && x >= 0 && x < w ? in[(size_t)y * w + x] : 0.0f;
-        }
-    float t[4][4];
-    for (int j = 0; j < 4; j++) {
-        t[0][j] = d[0][j] - d[2][j];
-        t[1][j] = d[1][j] + d[2][j];
-        t[2][j] = d[2][j] - d[1][j];
-        t[3][j] = d[1][j] - d[3][j];
-    }
-    for (int i = 0; i < 4; i++) {
-        v[i * 4 + 0] = t[i][0] - t[i][2];
-        v[i * 4 + 1] = t[i][1] + t[i][2];
-        v[i * 4 + 2] = t[i][2] - t[i][1];
-        v[i * 4 + 3] = t[i][1] - t[i][3];
-    }
+    y[0] = x[0] - x[2];
+    y[1] = x[1] + x[2];
+    y[2] = x[2] - x[1];
+    y[3] = x[1] - x[3];
 }
 
-void det_wino_output_tile(const float a[4][4], float bias, const float *add, bool relu,
+static void bt4(const float x[6], float y[6])
+{
+    y[0] = (4.0f * x[0] - 5.0f * x[2]) + x[4];
+    y[1] = (x[3] + x[4]) - 4.0f * (x[1] + x[2]);
+    y[2] = (x[4] - x[3]) + 4.0f * (x[1] - x[2]);
+    y[3] = (x[4] - x[2]) + 2.0f * (x[3] - x[1]);
+    y[4] = (x[4] - x[2]) - 2.0f * (x[3] - x[1]);
+    y[5] = (4.0f * x[1] - 5.0f * x[3]) + x[5];
+}
+
+/* A^T x of F(2x2) and F(4x4) (WINO2_AT / WINO4_AT). */
+static void at2(const float x[4], float y[2])
+{
+    y[0] = x[0] + x[1] + x[2];
+    y[1] = x[1] - x[2] - x[3];
+}
+
+static void at4(const float x[6], float y[4])
+{
+    float s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
+    y[0] = (x[0] + s12) + s34;
+    y[1] = d12 + 2.0f * d34;
+    y[2] = s12 + 4.0f * s34;
+    y[3] = (d12 + 8.0f * d34) + x[5];
+}
+
+void det_wino_input_tile(int m, const float *in, int h, int w, int pad, int ty, int tx,
+                         float *v)
+{
+    enum { A = DET_WINO_A_MAX };
+    int a = m + 2;
+    float d[A][A], t[A][A], x[A] = {0}, y[A] = {0};
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) {
+            int yy = ty * m - pad + i, xx = tx * m - pad + j;
+            d[i][j] = yy >= 0 && yy < h && xx >= 0 && xx < w ? in[(size_t)yy * w + xx] : 0.0f;
+        }
+    for (int j = 0; j < a; j++) { /* B^T d: column by column */
+        for (int i = 0; i < a; i++)
+            x[i] = d[i][j];
+        (m == 2 ? bt2 : bt4)(x, y);
+        for (int i = 0; i < a; i++)
+            t[i][j] = y[i];
+    }
+    for (int i = 0; i < a; i++) /* (B^T d) B: row by row */
+        (m == 2 ? bt2 : bt4)(t[i], v + i * a);
+}
+
+void det_wino_output_tile(int m, const float *p, float bias, const float *add, bool relu,
                           float *out, int oh, int ow, int ty, int tx)
 {
-    float t[2][4];
-    for (int j = 0; j < 4; j++) {
-        t[0][j] = a[0][j] + a[1][j] + a[2][j];
-        t[1][j] = a[1][j] - a[2][j] - a[3][j];
+    enum { A = DET_WINO_A_MAX };
+    int a = m + 2;
+    float t[A][A] = {{0}}, x[A] = {0}, y[A] = {0};
+    for (int j = 0; j < a; j++) { /* A^T p: column by column */
+        for (int i = 0; i < a; i++)
+            x[i] = p[i * a + j];
+        (m == 2 ? at2 : at4)(x, y);
+        for (int i = 0; i < m; i++)
+            t[i][j] = y[i];
     }
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 2; j++) {
-            int y = ty * 2 + i, x = tx * 2 + j;
-            if (y >= oh || x >= ow)
+    for (int i = 0; i < m; i++) { /* (A^T p) A: row by row */
+        (m == 2 ? at2 : at4)(t[i], y);
+        for (int j = 0; j < m; j++) {
+            int yy = ty * m + i, xx = tx * m + j;
+            if (yy >= oh || xx >= ow)
                 continue;
-            float r = j == 0 ? t[i][0] + t[i][1] + t[i][2] : t[i][1] - t[i][2] - t[i][3];
-            size_t at = (size_t)y * ow + x;
-            float val = r + bias;
+            size_t at = (size_t)yy * ow + xx;
+            float val = y[j] + bias;
             if (add)
                 val += add[at];
             out[at] = relu && val < 0.0f ? 0.0f : val;
         }
+    }
 }
 
-void det_wino_ref(const float *in, const float *weight, const float *bias, const float *add,
-                  bool relu, float *out, int c, int o, int n, int h, int w, int pad)
+void det_wino_ref(int m, const float *in, const float *weight, const float *bias,
+                  const float *add, bool relu, float *out, int c, int o, int n, int h, int w,
+                  int pad)
 {
-    int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2, th = (oh + 1) / 2, tw = (ow + 1) / 2;
-    float *u = malloc(sizeof(float) * 16 * (size_t)o * c), *v = malloc(sizeof(float) * 16 * (size_t)c);
+    int a2 = (m + 2) * (m + 2), oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+    int th = (oh + m - 1) / m, tw = (ow + m - 1) / m;
+    float *u = malloc(sizeof(float) * a2 * (size_t)o * c), *v = malloc(sizeof(float) * a2 * (size_t)c);
     if (!u || !v) {
         free(u);
         free(v);
         return;
     }
-    det_wino_filters(weight, o, c, u);
+    det_wino_filters(m, weight, o, c, u);
     for (int b = 0; b < n; b++)
         for (int ty = 0; ty < th; ty++)
             for (int tx = 0; tx < tw; tx++) {
                 for (int ic = 0; ic < c; ic++) {
-                    float t[16];
-                    det_wino_input_tile(in + ((size_t)ic * n + b) * h * w, h, w, pad, ty, tx, t);
-                    for (int e = 0; e < 16; e++)
+                    float t[DET_WINO_A_MAX * DET_WINO_A_MAX];
+                    det_wino_input_tile(m, in + ((size_t)ic * n + b) * h * w, h, w, pad, ty, tx,
+                                        t);
+                    for (int e = 0; e < a2; e++)
                         v[(size_t)e * c + ic] = t[e];
                 }
                 for (int oc = 0; oc < o; oc++) {
-                    float a[4][4];
-                    for (int e = 0; e < 16; e++) {
+                    float p[DET_WINO_A_MAX * DET_WINO_A_MAX];
+                    for (int e = 0; e < a2; e++) {
                         float s = 0.0f;
                         for (int ic = 0; ic < c; ic++)
-                            s += u[((size_t)e * o + oc) * c + ic] * v[(size_t)e * c + ic];
-                        a[e / 4][e % 4] = s;
+                            s += u[((size_t)e * c + ic) * o + oc] * v[(size_t)e * c + ic];
+                        p[e] = s;
                     }
                     size_t plane = ((size_t)oc * n + b) * oh * ow;
-                    det_wino_output_tile(a, bias[oc], add ? add + plane : NULL, relu, out + plane,
-                                         oh, ow, ty, tx);
+                    det_wino_output_tile(m, p, bias[oc], add ? add + plane : NULL, relu,
+                                         out + plane, oh, ow, ty, tx);
                 }
             }
     free(u);
@@ -129,10 +214,41 @@ void det_wino_ref(const float *in, const float *weight, const float *bias, const
 cnp_status det_wino_init(det_wino *w, ocl_ctx *ctx, cnp_err *err)
 {
     memset(w, 0, sizeof *w);
-    cnp_status result = ocl_kernel_create(ctx, "winograd", "", "wino_input", &w->input, err);
-    if (result == CNP_OK)
-        result = ocl_kernel_create(ctx, "winograd", "", "wino_output", &w->output, err);
+    static const char *const names[2][2] = {{"wino_input", "wino_output"},
+                                            {"wino4_input", "wino4_output"}};
+    cnp_status result = CNP_OK;
+    for (int k = 0; result == CNP_OK && k < 2; k++) {
+        result = ocl_kernel_create(ctx, "winograd", "", names[k][0], &w->input[k], err);
+        if (result == CNP_OK)
+            result = ocl_kernel_create(ctx, "winograd", "", names[k][1], &w->output[k], err);
+    }
     return result;
+}
+
+/* New scratch is zeroed: the tile columns past a run's tiles enter the
+ * SGEMM (their products are never read), and stay finite. */
+static cl_mem zeroed(cl_context cl, size_t floats, cl_int *rc)
+{
+    float zero = 0.0f;
+    cl_mem b = ocl_buffer_create(cl, CL_MEM_READ_WRITE, floats * sizeof(float), NULL, rc);
+    cl_command_queue q = NULL;
+    cl_device_id dev = NULL;
+    if (*rc == CL_SUCCESS)
+        *rc = clGetContextInfo(cl, CL_CONTEXT_DEVICES, sizeof dev, &dev, NULL);
+    if (*rc == CL_SUCCESS)
+        q = clCreateCommandQueue(cl, dev, 0, rc);
+    if (*rc == CL_SUCCESS)
+        *rc = clEnqueueFillBuffer(q, b, &zero, sizeof zero, 0, floats * sizeof(float), 0, NULL,
+                                  NULL);
+    if (*rc == CL_SUCCESS)
+        *rc = clFinish(q);
+    if (q)
+        clReleaseCommandQueue(q);
+    if (*rc != CL_SUCCESS) {
+        ocl_buffer_release(b);
+        b = NULL;
+    }
+    return b;
 }
 
 cnp_status det_wino_reserve(det_wino *w, cl_context cl, size_t v, size_t m, cnp_err *err)
@@ -140,14 +256,14 @@ cnp_status det_wino_reserve(det_wino *w, cl_context cl, size_t v, size_t m, cnp_
     cl_int rc = CL_SUCCESS;
     if (v > w->v_floats) {
         ocl_buffer_release(w->v);
-        w->v = ocl_buffer_create(cl, CL_MEM_READ_WRITE, v * sizeof(float), NULL, &rc);
+        w->v = zeroed(cl, v, &rc);
         w->v_floats = rc == CL_SUCCESS ? v : 0;
         if (rc != CL_SUCCESS)
             return ocl_check(rc, "Winograd transformed inputs", err);
     }
     if (m > w->m_floats) {
         ocl_buffer_release(w->m);
-        w->m = ocl_buffer_create(cl, CL_MEM_READ_WRITE, m * sizeof(float), NULL, &rc);
+        w->m = zeroed(cl, m, &rc);
         w->m_floats = rc == CL_SUCCESS ? m : 0;
     }
     return ocl_check(rc, "Winograd products", err);
@@ -155,72 +271,80 @@ cnp_status det_wino_reserve(det_wino *w, cl_context cl, size_t v, size_t m, cnp_
 
 void det_wino_release(det_wino *w)
 {
-    if (w->input)
-        clReleaseKernel(w->input);
-    if (w->output)
-        clReleaseKernel(w->output);
+    for (int k = 0; k < 2; k++) {
+        if (w->input[k])
+            clReleaseKernel(w->input[k]);
+        if (w->output[k])
+            clReleaseKernel(w->output[k]);
+    }
     ocl_buffer_release(w->v);
     ocl_buffer_release(w->m);
     memset(w, 0, sizeof *w);
 }
 
-cnp_status det_wino_upload(cl_context cl, const float *weight, int o, int c, cl_mem *u,
+cnp_status det_wino_upload(cl_context cl, int m, const float *weight, int o, int c, cl_mem *u,
                            cnp_err *err)
 {
-    size_t bytes = sizeof(float) * 16 * (size_t)o * c;
+    size_t bytes = sizeof(float) * (size_t)(m + 2) * (m + 2) * (size_t)o * c;
     float *host = malloc(bytes);
     if (!host) {
         cnp_err_set(err, "out of memory transforming %d x %d filters", o, c);
         return CNP_ERR_NOMEM;
     }
-    det_wino_filters(weight, o, c, host);
+    det_wino_filters(m, weight, o, c, host);
     cl_int rc;
     *u = ocl_buffer_create(cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, host, &rc);
     free(host);
     return ocl_check(rc, "Winograd filters", err);
 }
 
-cnp_status det_wino_run(det_wino *w, cl_command_queue q, cl_mem in, cl_mem u, cl_mem bias,
+cnp_status det_wino_run(det_wino *w, int m, cl_command_queue q, cl_mem in, cl_mem u, cl_mem bias,
                         cl_mem add, bool relu, cl_mem out, int c, int o, int n, int h, int wd,
                         int pad, cnp_err *err)
 {
     cl_int C = c, O = o, N = n, H = h, W = wd, P = pad, OH = h + 2 * pad - 2,
-           OW = wd + 2 * pad - 2, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
-    size_t tiles = (size_t)N * TH * TW, need_v, need_m;
-    /* The kernels' work-items: runs of WINO_RUN (8) consecutive tiles of a tile row. */
-    size_t runs = (size_t)N * TH * ((TW + 7) / 8);
-    det_wino_scratch(c, o, OH, OW, n, &need_v, &need_m);
-    if (OH < 1 || OW < 1 || need_v > w->v_floats || need_m > w->m_floats) {
-        cnp_err_set(err, "Winograd %d -> %d channels on %d x %dx%d (pad %d): scratch of %zu + "
-                    "%zu floats, has %zu + %zu", c, o, n, wd, h, pad, need_v, need_m,
+           OW = wd + 2 * pad - 2, TH = (OH + m - 1) / m, TW = (OW + m - 1) / m;
+    size_t need_v, need_m, a2 = (size_t)(m + 2) * (m + 2);
+    size_t ps = det_wino_tile_stride((size_t)N * TH * TW);
+    cl_int PS = (cl_int)ps;
+    /* The kernels' work-items: runs of consecutive tiles of a tile row,
+     * WINO_RUN (8) for F(2x2), WINO4_RUN (4) for F(4x4). */
+    int run = m == 2 ? 8 : 4, k = m == 4;
+    size_t runs = (size_t)N * TH * ((TW + run - 1) / run);
+    det_wino_scratch(m, c, o, OH, OW, n, &need_v, &need_m);
+    if ((m != 2 && m != 4) || OH < 1 || OW < 1 || need_v > w->v_floats ||
+        need_m > w->m_floats) {
+        cnp_err_set(err, "Winograd F(%dx%d) %d -> %d channels on %d x %dx%d (pad %d): scratch of "
+                    "%zu + %zu floats, has %zu + %zu", m, m, c, o, n, wd, h, pad, need_v, need_m,
                     w->v_floats, w->m_floats);
         return CNP_ERR_INVALID;
     }
-    cnp_status result = OCL_SET_ARGS(w->input, "wino_input", err, OCL_ARG(in), OCL_ARG(w->v),
+    const char *kin = k ? "wino4_input" : "wino_input", *kout = k ? "wino4_output" : "wino_output";
+    cnp_status result = OCL_SET_ARGS(w->input[k], kin, err, OCL_ARG(in), OCL_ARG(w->v),
                                      OCL_ARG(C), OCL_ARG(N), OCL_ARG(H), OCL_ARG(W), OCL_ARG(P),
-                                     OCL_ARG(TH), OCL_ARG(TW));
+                                     OCL_ARG(TH), OCL_ARG(TW), OCL_ARG(PS));
     size_t gin[2] = {ocl_round_up(runs, 64), (size_t)c};
     if (result == CNP_OK)
-        result = ocl_enqueue(q, w->input, 2, gin, NULL, "wino_input", err);
+        result = ocl_enqueue(q, w->input[k], 2, gin, NULL, kin, err);
     if (result != CNP_OK)
         return result;
-    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)o, tiles,
-        (size_t)c, 1.0f, u, 0, (size_t)c, (size_t)o * c, w->v, 0, tiles, (size_t)c * tiles,
-        0.0f, w->m, 0, tiles, (size_t)o * tiles, 16, &q, NULL);
+    /* M[e]^T (ps x o) = V[e]^T (ps x c) U[e] (c x o), column-major. */
+    int st = ocl_sgemm_batched_xgemm(q, ps, (size_t)o, (size_t)c, w->v, ps, (size_t)c * ps, u,
+                                     (size_t)o, (size_t)c * o, w->m, ps, (size_t)o * ps, a2);
     if (st != CLBlastSuccess) {
-        cnp_err_set(err, "Winograd: CLBlastSgemmStridedBatched(16 x %d x %zu x %d) failed: "
-                    "status %d", o, tiles, c, (int)st);
+        cnp_err_set(err, "Winograd: CLBlastSgemmStridedBatched(%zu x %zu x %d x %d) failed: "
+                    "status %d", a2, ps, o, c, st);
         return CNP_ERR_OPENCL;
     }
     cl_int has_add = add != NULL, r = relu;
     cl_mem a = add ? add : out;
-    result = OCL_SET_ARGS(w->output, "wino_output", err, OCL_ARG(w->m), OCL_ARG(bias),
+    result = OCL_SET_ARGS(w->output[k], kout, err, OCL_ARG(w->m), OCL_ARG(bias),
                           OCL_ARG(a), OCL_ARG(has_add), OCL_ARG(r), OCL_ARG(out), OCL_ARG(O),
-                          OCL_ARG(N), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(TH), OCL_ARG(TW));
+                          OCL_ARG(N), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(TH), OCL_ARG(TW),
+                          OCL_ARG(PS));
     size_t gout[2] = {ocl_round_up(runs, 64), (size_t)o};
     if (result == CNP_OK)
-        result = ocl_enqueue(q, w->output, 2, gout, NULL, "wino_output", err);
+        result = ocl_enqueue(q, w->output[k], 2, gout, NULL, kout, err);
     return result;
 }
 
@@ -240,16 +364,23 @@ cnp_status ge_wino_prepare(det_graph_engine *e, cnp_err *err)
         gnode *gn = &e->nodes[i];
         if (!det_wino_applies(n))
             continue;
-        if (gn->owns_weights) {
-            result = det_wino_upload(e->cl, n->weight, n->cout, n->cin, &gn->wino_u, err);
-            if (result == CNP_OK)
-                e->device_bytes += sizeof(float) * 16 * (size_t)n->cout * n->cin;
-        } else
-            for (int j = 0; j < i; j++)
-                if (e->nodes[j].owns_weights && e->nodes[j].weight == gn->weight)
-                    gn->wino_u = e->nodes[j].wino_u;
+        for (int k = 0; result == CNP_OK && k < 2; k++) {
+            int m = k ? 4 : 2;
+            if (gn->owns_weights) {
+                result = det_wino_upload(e->cl, m, n->weight, n->cout, n->cin, &gn->wino_u[k],
+                                         err);
+                if (result == CNP_OK)
+                    e->device_bytes +=
+                        sizeof(float) * (size_t)(m + 2) * (m + 2) * (size_t)n->cout * n->cin;
+            } else
+                for (int j = 0; j < i; j++)
+                    if (e->nodes[j].owns_weights && e->nodes[j].weight == gn->weight)
+                        gn->wino_u[k] = e->nodes[j].wino_u[k];
+        }
     }
-    /* Scratch for the planned sizes (both orientations of a retina's). */
+    /* Scratch for the planned sizes (both orientations of a retina's), the
+     * larger of the two tile sizes' (F(2x2)'s: 4 floats per pixel against
+     * F(4x4)'s 2.25). */
     int *s = malloc(sizeof(int) * 3 * (size_t)nn);
     if (!s && result == CNP_OK) {
         cnp_err_set(err, "graph engine: out of memory");
@@ -259,15 +390,14 @@ cnp_status ge_wino_prepare(det_graph_engine *e, cnp_err *err)
     int sizes[2][2] = {{e->plan_h, e->plan_w}, {e->plan_w, e->plan_h}};
     for (int k = 0; result == CNP_OK && k < (g->input.kind == DET_INPUT_RETINA ? 2 : 1); k++) {
         result = det_graph_ref_shapes(g, sizes[k][0], sizes[k][1], s, s + nn, s + 2 * nn, err);
-        for (int i = 0; result == CNP_OK && i < nn; i++) {
-            if (!e->nodes[i].wino_u)
-                continue;
-            size_t nv, nm;
-            det_wino_scratch(g->nodes[i].cin, g->nodes[i].cout, s[nn + i], s[2 * nn + i],
-                             e->max_batch, &nv, &nm);
-            v = nv > v ? nv : v;
-            m = nm > m ? nm : m;
-        }
+        for (int i = 0; result == CNP_OK && i < nn; i++)
+            for (int t = 2; t <= 4 && e->nodes[i].wino_u[0]; t += 2) {
+                size_t nv, nm;
+                det_wino_scratch(t, g->nodes[i].cin, g->nodes[i].cout, s[nn + i], s[2 * nn + i],
+                                 e->max_batch, &nv, &nm);
+                v = nv > v ? nv : v;
+                m = nm > m ? nm : m;
+            }
     }
     free(s);
     if (result == CNP_OK)
@@ -277,12 +407,13 @@ cnp_status ge_wino_prepare(det_graph_engine *e, cnp_err *err)
     return result;
 }
 
-cnp_status ge_run_conv_wino(det_graph_engine *e, int i, cnp_err *err)
+cnp_status ge_run_conv_wino(det_graph_engine *e, int i, int m, cnp_err *err)
 {
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *h = e->shape + nn, *w = e->shape + 2 * nn;
-    cnp_status result = det_wino_run(&e->wino, e->q, ge_node_buf(e, n->in), e->nodes[i].wino_u,
-                                     e->nodes[i].bias, n->in2 >= 0 ? ge_node_buf(e, n->in2) : NULL,
+    cnp_status result = det_wino_run(&e->wino, m, e->q, ge_node_buf(e, n->in),
+                                     e->nodes[i].wino_u[m == 4], e->nodes[i].bias,
+                                     n->in2 >= 0 ? ge_node_buf(e, n->in2) : NULL,
                                      n->act == DET_ACT_RELU, ge_node_buf(e, i), n->cin, n->cout,
                                      e->batch, h[n->in], w[n->in], n->pad, err);
     ge_stamp(e, e->times ? &e->times->gemm[i] : NULL);
@@ -293,6 +424,7 @@ void ge_wino_free(det_graph_engine *e)
 {
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)
         if (e->nodes[i].owns_weights)
-            ocl_buffer_release(e->nodes[i].wino_u);
+            for (int k = 0; k < 2; k++)
+                ocl_buffer_release(e->nodes[i].wino_u[k]);
     det_wino_release(&e->wino);
 }
