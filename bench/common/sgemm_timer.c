@@ -15,13 +15,11 @@ int bench_time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, do
     float zero = 0.0f;
     clEnqueueFillBuffer(q, a, &zero, 4, 0, m * k * 4, 0, NULL, NULL);
     clEnqueueFillBuffer(q, b, &zero, 4, 0, k * n * 4, 0, NULL, NULL);
-    /* A scratch buffer made once, as the engine does (plain CLBlastSgemm
-     * would allocate one per call). */
-    size_t need = 0;
+    /* The engines' SGEMM call (ocl_sgemm) with a scratch buffer made once,
+     * as the engine does (without, CLBlast would allocate one per call). */
+    size_t need = ocl_sgemm_temp_bytes(q, m, n, k);
     cl_mem tmp = NULL;
-    if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-                                   m, n, k, 0, k, 0, n, 0, n, &q, &need) == CLBlastSuccess &&
-        need > 0)
+    if (need > 0)
         tmp = clCreateBuffer(cl, CL_MEM_READ_WRITE, need, NULL, &rc);
     clFinish(q);
     double t[BENCH_SGEMM_MAX_REPEATS];
@@ -30,14 +28,7 @@ int bench_time_sgemm(ocl_ctx *ctx, size_t m, size_t n, size_t k, int repeats, do
     int ok = 1;
     for (int r = -1; r < repeats && ok; r++) {
         double t0 = cnp_now();
-        if (tmp)
-            ok = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                            CLBlastTransposeNo, m, n, k, 1.0f, a, 0, k, b, 0, n,
-                                            0.0f, c, 0, n, &q, NULL, tmp) == CLBlastSuccess;
-        else
-            ok = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m,
-                              n, k, 1.0f, a, 0, k, b, 0, n, 0.0f, c, 0, n, &q, NULL) ==
-                 CLBlastSuccess;
+        ok = ocl_sgemm(q, m, n, k, a, b, c, tmp) == CLBlastSuccess;
         clFinish(q);
         if (r >= 0)
             t[r] = cnp_now() - t0;

@@ -115,6 +115,16 @@ cnp_status ocl_check(cl_int code, const char *what, cnp_err *err);
 cnp_status ocl_list_devices(FILE *out, cnp_err *err);
 
 /* Rounds n up to a multiple of m. */
+/* C = A B, row-major (A m x k, B k x n, C m x n, leading dimensions k, n,
+ * n), enqueued on q: every engine's SGEMM (src/gpu/gemm.c: CLBlast's
+ * column-major call on the same memory, which spares CLBlast's transposed
+ * copy of C). tmp: a scratch of ocl_sgemm_temp_bytes (0: none needed or
+ * the query failed) or NULL (CLBlast allocates one per call). Returns
+ * CLBlast's status. */
+size_t ocl_sgemm_temp_bytes(cl_command_queue q, size_t m, size_t n, size_t k);
+int ocl_sgemm(cl_command_queue q, size_t m, size_t n, size_t k, cl_mem a, cl_mem b, cl_mem c,
+              cl_mem tmp);
+
 /* C[i] = A[i] B[i]^T for i < batch, column-major (CLBlast's
  * SgemmStridedBatched, TransposeNo / TransposeYes, alpha 1, beta 0): A[i]
  * m x k at a + i * a_stride (leading dimension a_ld), B[i] n x k (b_ld), C[i]

@@ -113,9 +113,7 @@ clblast::StatusCode own_xgemm_search(cl_command_queue q, size_t m, size_t n, siz
         double t = 1e30;
         for (int r = -1; r < 2; r++) { // r = -1: compiles
             double t0 = now_s();
-            if (CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n,
-                             k, 1.0f, a, 0, k, b, 0, n, 0.0f, c, 0, n, &q,
-                             nullptr) != CLBlastSuccess ||
+            if (ocl_sgemm(q, m, n, k, a, b, c, nullptr) != CLBlastSuccess ||
                 clFinish(q) != CL_SUCCESS) {
                 t = 1e30;
                 break;
@@ -205,9 +203,7 @@ bool sgemm_right(const ocl_ctx *ctx)
         cl_mem db = clCreateBuffer(cl, CL_MEM_COPY_HOST_PTR, b.size() * 4, b.data(), &rb);
         cl_mem dc = clCreateBuffer(cl, CL_MEM_READ_WRITE, c.size() * 4, nullptr, &rcc);
         bool ok = rc == CL_SUCCESS && rb == CL_SUCCESS && rcc == CL_SUCCESS &&
-                  CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m,
-                               n, k, 1.0f, da, 0, k, db, 0, n, 0.0f, dc, 0, n, &q,
-                               nullptr) == CLBlastSuccess &&
+                  ocl_sgemm(q, m, n, k, da, db, dc, nullptr) == CLBlastSuccess &&
                   clEnqueueReadBuffer(q, dc, CL_TRUE, 0, c.size() * 4, c.data(), 0, nullptr,
                                       nullptr) == CL_SUCCESS;
         for (cl_mem mem : {da, db, dc})
@@ -335,9 +331,8 @@ extern "C" cnp_status ocl_tune_measure(const ocl_ctx *ctx, const ocl_gemm_shape 
         double best = 1e30;
         for (int r = -1; r < std::max(repeats, 1); r++) { // r = -1: compiles
             double t0 = now_s();
-            CLBlastStatusCode st = CLBlastSgemm(
-                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, s.m, s.n, s.k,
-                1.0f, bufs[0], 0, s.k, bufs[1], 0, s.n, 0.0f, bufs[2], 0, s.n, &q, nullptr);
+            // The engines' call (ocl_sgemm), CLBlast's scratch allocated per call.
+            int st = ocl_sgemm(q, s.m, s.n, s.k, bufs[0], bufs[1], bufs[2], nullptr);
             if (st != CLBlastSuccess) {
                 cnp_err_set(err, "tuning: CLBlastSgemm(%zu x %zu x %zu) failed: status %d", s.m,
                             s.n, s.k, (int)st);

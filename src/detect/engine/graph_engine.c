@@ -107,13 +107,9 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
                 size_t cf = (size_t)n->cin * n->k * n->k * cols;
                 if (cf > *col)
                     *col = cf;
-                size_t tmp = 0;
-                if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                               CLBlastTransposeNo, (size_t)n->cout, cols,
-                                               (size_t)n->cin * n->k * n->k, 0,
-                                               (size_t)n->cin * n->k * n->k, 0, cols, 0, cols,
-                                               &e->q, &tmp) == CLBlastSuccess &&
-                    tmp > e->gemm_tmp_bytes)
+                size_t tmp = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, cols,
+                                                  (size_t)n->cin * n->k * n->k);
+                if (tmp > e->gemm_tmp_bytes)
                     e->gemm_tmp_bytes = tmp;
             }
         }

@@ -62,22 +62,12 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
     }
     if (result != CNP_OK)
         return result;
-    size_t need = 0;
-    CLBlastStatusCode st = CLBlastSGemmTempBufferSize(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)n->cout, np, kdim,
-        0, kdim, 0, np, 0, np, &e->q, &need);
-    if (st == CLBlastSuccess && need <= e->gemm_tmp_bytes && e->gemm_tmp)
-        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                                        CLBlastTransposeNo, (size_t)n->cout, np, kdim, 1.0f,
-                                        e->nodes[i].weight, 0, kdim, b, 0, np, 0.0f, out, 0, np,
-                                        &e->q, NULL, e->gemm_tmp);
-    else if (st == CLBlastSuccess)
-        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-                          (size_t)n->cout, np, kdim, 1.0f, e->nodes[i].weight, 0, kdim, b, 0,
-                          np, 0.0f, out, 0, np, &e->q, NULL);
+    size_t need = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, np, kdim);
+    int st = ocl_sgemm(e->q, (size_t)n->cout, np, kdim, e->nodes[i].weight, b, out,
+                       need <= e->gemm_tmp_bytes ? e->gemm_tmp : NULL);
     if (st != CLBlastSuccess) {
         cnp_err_set(err, "graph node %s: CLBlastSgemm(%d x %zu x %zu) failed: status %d",
-                    n->name, n->cout, np, kdim, (int)st);
+                    n->name, n->cout, np, kdim, st);
         return CNP_ERR_OPENCL;
     }
     ge_stamp(e, e->times ? &e->times->gemm[i] : NULL);
