@@ -474,6 +474,8 @@ static cnp_status bench_stages(ocl_ctx *ctx, const det_model *m, const bimage *b
                sg > 0 ? f / sg / 1e9 : 0, sg > 0 ? sg / node_s : 0);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "node", n->name);
+        cJSON_AddStringToObject(o, "path",
+                                det_conv_path_name(det_graph_engine_node_path(e, i, NULL, NULL)));
         cJSON_AddNumberToObject(o, "M", (double)M);
         cJSON_AddNumberToObject(o, "N", (double)N);
         cJSON_AddNumberToObject(o, "K", (double)K);

@@ -128,14 +128,16 @@ def main():
             f"{st.get('sgemm_gflop_per_s', 0):.2f} GFLOP/s for bare tuned SGEMMs of the same "
             "shapes). Time shares: the node's im2col + GEMM (or the direct / Winograd "
             "kernel, counted as gemm) + epilogue; ratio = node GFLOP/s / bare SGEMM GFLOP/s.",
-            "", "| node | k | M | N | K | GFLOP | ms | share | GFLOP/s | SGEMM GFLOP/s | ratio |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "", "| node | path | k | M | N | K | GFLOP | ms | share | GFLOP/s | SGEMM GFLOP/s | "
+            "ratio |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         tot = sum(x["im2col_ms"] + x["gemm_ms"] + x["epilogue_ms"] for x in res["layers"])
         for x in sorted(res["layers"], key=lambda x: -(x["im2col_ms"] + x["gemm_ms"] +
                                                         x["epilogue_ms"])):
             ms = x["im2col_ms"] + x["gemm_ms"] + x["epilogue_ms"]
             ratio = x["gflop_per_s"] / x["sgemm_gflop_per_s"] if x["sgemm_gflop_per_s"] else 0
-            lines.append(f"| {x['node']} | {x['k']} | {x['M']} | {x['N']} | {x['K']} | "
+            lines.append(f"| {x['node']} | {x.get('path', '-')} | {x['k']} | {x['M']} | "
+                         f"{x['N']} | {x['K']} | "
                          f"{x['gflop']:.2f} | {ms:.1f} | {100 * ms / tot:.1f} % | "
                          f"{x['gflop_per_s']:.2f} | {x['sgemm_gflop_per_s']:.2f} | "
                          f"{ratio:.2f} |")

@@ -75,7 +75,9 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
 /* col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox] =
  * in[c][b][oy*S - P + ky*D][ox*S - P + kx*D] (0 outside): the columns of
  * the N patches of a batch side by side (input planes c * N + b), so one
- * SGEMM covers them all. Global (ceil(OW / IM2COL_RUN) rounded, OH * N, C):
+ * SGEMM covers them all; rows of T floats (T >= N * OH * OW: the engine
+ * pads them to a multiple of 128 so that CLBlast reads the matrix without
+ * a padded copy; the columns past N * OH * OW are not written). Global (ceil(OW / IM2COL_RUN) rounded, OH * N, C):
  * each work-item writes, for each of the K * K taps of its channel c, one
  * run of IM2COL_RUN consecutive ox of row (b, oy), consecutive work-items
  * the consecutive runs (coalesced writes on a GPU). A tap row outside the
@@ -89,14 +91,15 @@ __kernel void graph_input(__global const uchar4 *rgba, const int img_w, const in
 #define IM2COL_RUN 8
 __kernel void graph_im2col(__global const float *in, __global float *col, const int H,
                            const int W, const int OH, const int OW, const int K, const int S,
-                           const int P, const int D, const int N)
+                           const int P, const int D, const int N, const int T)
 {
     const int x0 = get_global_id(0) * IM2COL_RUN, row = get_global_id(1), c = get_global_id(2);
     if (x0 >= OW)
         return;
     const int b = row / OH, oy = row % OH, n = min(IM2COL_RUN, OW - x0);
-    const size_t tap = (size_t)N * OH * OW; /* one tap's row of col */
-    __global float *dst = col + ((size_t)c * K * K * N + b) * OH * OW + (size_t)oy * OW + x0;
+    const size_t tap = (size_t)T; /* one tap's row of col */
+    __global float *dst =
+        col + (size_t)c * K * K * T + (size_t)b * OH * OW + (size_t)oy * OW + x0;
     __global const float *plane = in + ((size_t)c * N + b) * H * W;
     for (int ky = 0; ky < K; ky++) {
         const int iy = oy * S - P + ky * D;
@@ -138,16 +141,18 @@ __kernel void graph_im2col(__global const float *in, __global float *col, const 
     }
 }
 
-/* out = act(out + bias[c] [+ add]) after the SGEMM. Global (n rounded, C). */
-__kernel void graph_epilogue(__global float *out, __global const float *bias,
-                             __global const float *add, const int has_add, const int n,
-                             const int relu)
+/* out = act(src + bias[c] [+ add]) after the SGEMM: src the SGEMM's C, rows
+ * of ld floats (out itself with ld n, or the engine's scratch with the
+ * column stride of the padded im2col matrix). Global (n rounded, C). */
+__kernel void graph_epilogue(__global const float *src, const int ld, __global float *out,
+                             __global const float *bias, __global const float *add,
+                             const int has_add, const int n, const int relu)
 {
     const int i = get_global_id(0), c = get_global_id(1);
     if (i >= n)
         return;
     const size_t o = (size_t)c * n + i;
-    float v = out[o] + bias[c];
+    float v = src[(size_t)c * ld + i] + bias[c];
     if (has_add)
         v += add[o];
     out[o] = relu && v < 0.0f ? 0.0f : v;

@@ -300,6 +300,10 @@ enum det_conv_path {
     DET_CONV_PATHS       /* not a path: the size of an array indexed by the path */
 };
 
+/* The path's name in [detector] conv, the paths file and the logs
+ * ("direct", ..., "winograd4"; "auto" for DET_CONV_AUTO or out of range). */
+const char *det_conv_path_name(enum det_conv_path p);
+
 /* Builds the kernels, uploads the weights and sizes every device buffer once
  * for the largest tile (tile, tile_overlap, score_threshold of `dc`; NMS at
  * the model's det_model_nms_iou). conv = auto then times both convolution

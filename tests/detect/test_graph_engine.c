@@ -71,12 +71,7 @@ static double max_abs(const float *a, size_t n)
 
 static const char *path_name(enum det_conv_path p)
 {
-    return p == DET_CONV_DIRECT     ? "direct"
-           : p == DET_CONV_GEMM     ? "gemm"
-           : p == DET_CONV_WINOGRAD ? "winograd"
-           : p == DET_CONV_PIXEL    ? "pixel"
-           : p == DET_CONV_WINOGRAD4 ? "winograd4"
-                                    : "auto";
+    return det_conv_path_name(p);
 }
 
 /* Every node of g on the device vs the reference fed the device's inputs,
@@ -819,9 +814,10 @@ static void test_batch(const cnp_image *img, const char *name, enum det_conv_pat
 }
 
 /* C im2col of N patches (input planes c * N + b), graph_im2col's layout:
- * col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox], 0 outside. */
+ * col[(c * K + ky) * K + kx][b * OH * OW + oy * OW + ox], rows of T floats,
+ * 0 outside the input; the columns past N * OH * OW are left alone. */
 static void ref_im2col(const float *in, int C, int N, int H, int W, int K, int S, int P, int D,
-                       int OH, int OW, float *col)
+                       int OH, int OW, size_t T, float *col)
 {
     for (int c = 0; c < C; c++)
         for (int ky = 0; ky < K; ky++)
@@ -833,7 +829,7 @@ static void ref_im2col(const float *in, int C, int N, int H, int W, int K, int S
                             float v = 0.0f;
                             if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                                 v = in[(((size_t)c * N + b) * H + iy) * W + ix];
-                            col[((((size_t)c * K + ky) * K + kx) * N + b) * OH * OW +
+                            col[(((size_t)c * K + ky) * K + kx) * T + (size_t)b * OH * OW +
                                 (size_t)oy * OW + ox] = v;
                         }
 }
@@ -892,7 +888,8 @@ static void test_im2col(void)
         if (n->op != DET_OP_CONV)
             continue;
         int C = sc[n->in], H = sh[n->in], W = sw[n->in], OH = sh[i], OW = sw[i];
-        size_t nin = (size_t)C * N * H * W, ncol = (size_t)C * n->k * n->k * N * OH * OW;
+        size_t np = (size_t)N * OH * OW, T = ge_gemm_cols(n, np);
+        size_t nin = (size_t)C * N * H * W, ncol = (size_t)C * n->k * n->k * T;
         REQUIRE(ncol <= e->col_floats && C == n->cin);
         float *in = malloc(nin * sizeof *in);
         REQUIRE(in);
@@ -908,7 +905,11 @@ static void test_im2col(void)
         CHECK_FATAL(ge_run_conv(e, i, &err) == CNP_OK, "node %d: %s", i, err.msg);
         REQUIRE(clEnqueueReadBuffer(e->q, e->col, CL_TRUE, 0, e->col_floats * sizeof *col, col, 0,
                                     NULL, NULL) == CL_SUCCESS);
-        ref_im2col(in, C, N, H, W, n->k, n->stride, n->pad, n->dilation, OH, OW, ref);
+        for (size_t j = 0; j < ncol; j++)
+            ref[j] = sentinel;
+        ref_im2col(in, C, N, H, W, n->k, n->stride, n->pad, n->dilation, OH, OW, T, ref);
+        /* Every column of every row bit for bit (the padding columns past np
+         * untouched: still the sentinel), nothing past the matrix. */
         size_t bad = ncol, past = 0;
         for (size_t j = 0; j < ncol && bad == ncol; j++)
             if (memcmp(&col[j], &ref[j], sizeof *col) != 0)

@@ -104,10 +104,13 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
             const det_node *n = &g->nodes[i];
             if (n->op == DET_OP_CONV) {
                 size_t cols = (size_t)h[i] * w[i] * (size_t)e->max_batch;
-                size_t cf = (size_t)n->cin * n->k * n->k * cols;
+                size_t gc = ge_gemm_cols(n, cols);
+                size_t cf = (size_t)n->cin * n->k * n->k * gc;
                 if (cf > *col)
                     *col = cf;
-                size_t tmp = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, cols,
+                if (gc != cols && (size_t)n->cout * gc > e->gemm_out_floats)
+                    e->gemm_out_floats = (size_t)n->cout * gc;
+                size_t tmp = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, gc,
                                                   (size_t)n->cin * n->k * n->k);
                 if (tmp > e->gemm_tmp_bytes)
                     e->gemm_tmp_bytes = tmp;
@@ -239,8 +242,19 @@ static cnp_status make_buffers(det_graph_engine *e, const size_t *caps, cnp_err 
     if (result == CNP_OK)
         result = create_buffer(e, e->col_floats * sizeof(float), NULL, &e->col, "im2col matrix",
                                err);
+    /* Zeroed once: the padding columns of the im2col matrix (ge_gemm_cols)
+     * enter the SGEMM, whose products there are never read; they stay
+     * finite (other nodes' columns at worst). */
+    float zero = 0.0f;
+    if (result == CNP_OK)
+        result = ocl_check(clEnqueueFillBuffer(e->q, e->col, &zero, sizeof zero, 0,
+                                               e->col_floats * sizeof(float), 0, NULL, NULL),
+                           "clEnqueueFillBuffer", err);
     if (result == CNP_OK && e->gemm_tmp_bytes)
         result = create_buffer(e, e->gemm_tmp_bytes, NULL, &e->gemm_tmp, "CLBlast scratch", err);
+    if (result == CNP_OK && e->gemm_out_floats)
+        result = create_buffer(e, e->gemm_out_floats * sizeof(float), NULL, &e->gemm_out,
+                               "SGEMM output", err);
     if (result != CNP_OK || g->input.kind != DET_INPUT_RETINA)
         return result;
     size_t keys = 0, most = 0;
@@ -364,7 +378,7 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
     if (result == CNP_OK) {
         /* The batch: as many patches as asked for whose activations and
          * im2col matrix fit the budget (at least one). */
-        size_t per = e->col_floats, largest = e->col_floats;
+        size_t per = e->col_floats + e->gemm_out_floats, largest = e->col_floats;
         for (int s = 0; s < e->n_slots; s++) {
             per += caps[s];
             largest = caps[s] > largest ? caps[s] : largest;
@@ -386,6 +400,7 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
         e->max_batch = (int)(want < fit ? want : fit > 0 ? fit : 1);
         if (e->max_batch > 1) { /* again, for the batch's im2col and CLBlast scratch */
             e->gemm_tmp_bytes = 0;
+            e->gemm_out_floats = 0;
             result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
         }
     }
@@ -444,7 +459,7 @@ void det_graph_engine_free(det_graph_engine *e)
         }
     for (int s = 0; e->slots && s < e->n_slots; s++)
         ocl_buffer_release(e->slots[s]);
-    cl_mem ms[] = {e->col, e->gemm_tmp, e->keys, e->counts, e->out, e->outs};
+    cl_mem ms[] = {e->col, e->gemm_tmp, e->gemm_out, e->keys, e->counts, e->out, e->outs};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         ocl_buffer_release(ms[i]);
     for (int l = 0; l < DET_GRAPH_MAX_LEVELS; l++)

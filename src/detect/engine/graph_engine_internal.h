@@ -32,6 +32,16 @@ typedef struct gnode {
     double path_s[DET_CONV_PATHS];
 } gnode;
 
+/* The columns of conv node n's im2col matrix and SGEMM for np output
+ * pixels (the batch's): np where the SGEMM reads the input itself (1x1,
+ * stride 1, no padding), else np rounded up to a multiple of 128, so that
+ * CLBlast's Xgemm reads the matrix and writes C without padded copies (C
+ * then goes to gemm_out). */
+static inline size_t ge_gemm_cols(const det_node *n, size_t np)
+{
+    return n->k != 1 || n->stride != 1 || n->pad != 0 ? ocl_round_up(np, 128) : np;
+}
+
 /* Whether conv node gn has path p: im2col + SGEMM always, the others
  * where their kernel or filters were made (not DET_CONV_AUTO). */
 static inline bool ge_path_applies(const gnode *gn, enum det_conv_path p)
@@ -63,6 +73,10 @@ struct det_graph_engine {
     int *shape; /* c, h, w of every node for the current input (3 * n_nodes) */
     cl_mem col, gemm_tmp;
     size_t col_floats, gemm_tmp_bytes;
+    /* The SGEMM's C where its columns are padded (ge_gemm_cols), read by
+     * the epilogue into the node's buffer; 0 / NULL when no node needs it. */
+    cl_mem gemm_out;
+    size_t gemm_out_floats;
     cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
     cl_kernel scores, decode, gather;
     /* Decode: candidate keys per level (level l at key_base[l], room for

@@ -42,16 +42,24 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
     const det_node *n = &e->g->nodes[i];
     int nn = e->g->n_nodes, *c = e->shape, *h = c + nn, *w = c + 2 * nn;
     int ih = h[n->in], iw = w[n->in], oh = h[i], ow = w[i];
-    /* One SGEMM for the whole batch: [cout x kdim] x [kdim x N * oh * ow]. */
+    /* One SGEMM for the whole batch: [cout x kdim] x [kdim x N * oh * ow],
+     * columns padded to gc (ge_gemm_cols) where an im2col matrix is made. */
     size_t np = (size_t)oh * ow * (size_t)e->batch, kdim = (size_t)n->cin * n->k * n->k;
+    size_t gc = ge_gemm_cols(n, np);
     cl_mem b = ge_node_buf(e, n->in), out = ge_node_buf(e, i);
+    cl_mem c_out = gc == np ? out : e->gemm_out;
     cnp_status result = CNP_OK;
+    if (gc != np && (size_t)n->cout * gc > e->gemm_out_floats) {
+        cnp_err_set(err, "graph node %s: SGEMM output of %d x %zu outgrows its %zu floats",
+                    n->name, n->cout, gc, e->gemm_out_floats);
+        return CNP_ERR_INVALID;
+    }
     if (n->k != 1 || n->stride != 1 || n->pad != 0) {
         cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
-               D = n->dilation, N = e->batch;
+               D = n->dilation, N = e->batch, T = (cl_int)gc;
         result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),
                           OCL_ARG(W), OCL_ARG(OH), OCL_ARG(OW), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P), OCL_ARG(D),
-                          OCL_ARG(N));
+                          OCL_ARG(N), OCL_ARG(T));
         /* graph.cl's IM2COL_RUN (8) columns per work-item, all taps of one channel. */
         size_t global[3] = {ocl_round_up(((size_t)ow + 7) / 8, 8), (size_t)oh * (size_t)e->batch,
                             (size_t)n->cin};
@@ -62,8 +70,8 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
     }
     if (result != CNP_OK)
         return result;
-    size_t need = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, np, kdim);
-    int st = ocl_sgemm(e->q, (size_t)n->cout, np, kdim, e->nodes[i].weight, b, out,
+    size_t need = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, gc, kdim);
+    int st = ocl_sgemm(e->q, (size_t)n->cout, gc, kdim, e->nodes[i].weight, b, c_out,
                        need <= e->gemm_tmp_bytes ? e->gemm_tmp : NULL);
     if (st != CLBlastSuccess) {
         cnp_err_set(err, "graph node %s: CLBlastSgemm(%d x %zu x %zu) failed: status %d",
@@ -72,9 +80,10 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
     }
     ge_stamp(e, e->times ? &e->times->gemm[i] : NULL);
     cl_mem add = n->in2 >= 0 ? ge_node_buf(e, n->in2) : out;
-    cl_int has_add = n->in2 >= 0, cn = (cl_int)np, relu = n->act == DET_ACT_RELU;
-    result = OCL_SET_ARGS(e->epilogue, "graph_epilogue", err, OCL_ARG(out), OCL_ARG(e->nodes[i].bias),
-                      OCL_ARG(add), OCL_ARG(has_add), OCL_ARG(cn), OCL_ARG(relu));
+    cl_int has_add = n->in2 >= 0, cn = (cl_int)np, ld = (cl_int)gc, relu = n->act == DET_ACT_RELU;
+    result = OCL_SET_ARGS(e->epilogue, "graph_epilogue", err, OCL_ARG(c_out), OCL_ARG(ld),
+                          OCL_ARG(out), OCL_ARG(e->nodes[i].bias), OCL_ARG(add),
+                          OCL_ARG(has_add), OCL_ARG(cn), OCL_ARG(relu));
     size_t global[2] = {ocl_round_up(np, 64), (size_t)n->cout};
     if (result == CNP_OK)
         result = ge_enqueue(e, e->epilogue, 2, global, NULL, "graph_epilogue", err);

@@ -22,6 +22,11 @@ static const char *const path_names[DET_CONV_PATHS] = {
     [DET_CONV_WINOGRAD4] = "winograd4",
 };
 
+const char *det_conv_path_name(enum det_conv_path p)
+{
+    return p > DET_CONV_AUTO && p < DET_CONV_PATHS ? path_names[p] : "auto";
+}
+
 /* The path called `name`, DET_CONV_AUTO for none. */
 static enum det_conv_path path_named(const char *name)
 {
