@@ -578,6 +578,61 @@ static void test_nodes_b(void)
     tg_free(&t);
 }
 
+/* A window smaller than the engine's plan on the GEMM path: the planned
+ * 32 x 64 input gives the stride-2 conv 16 x 32 = 512 columns, a multiple
+ * of 128 (no padding there), a 40 x 32 window 16 x 20 = 320, padded to 384
+ * (ge_gemm_cols): its SGEMM output scratch must be there all the same (it
+ * was not: "SGEMM output ... outgrows"), and the result equal the
+ * reference fed the device's input. */
+static void test_smaller_window(void)
+{
+    tg_graph t;
+    tg_init(&t, 3);
+    int a = tg_conv(&t, 0, 3, 5, 3, 2, 1, 1, -1, true, 1.0f, 0.0f);
+    int b = tg_conv(&t, 0, 3, 4, 3, 2, 1, 1, -1, false, 1.0f, 0.0f);
+    tg_retina_identity(&t.g.retina, 32, 64);
+    t.g.retina.cls_node[0] = a;
+    t.g.retina.box_node[0] = b;
+    t.g.retina.num_classes = 5;
+    const uint32_t W = 64, H = 32, w = 40, h = 32;
+    uint8_t *rgba = malloc((size_t)W * H * 4);
+    REQUIRE(rgba);
+    random_rgba(rgba, (size_t)W * H * 4, 31);
+    cl_mem buf = upload(rgba, W, H);
+    cnp_err err;
+    det_graph_engine *e = NULL;
+    det_graph_engine_opts opts = {.conv = DET_CONV_GEMM};
+    CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, W, H, &opts, &e, &err) == CNP_OK, "%s",
+                err.msg);
+    float *in = NULL, *dev = NULL;
+    int ph = 0, pw = 0;
+    CHECK_FATAL(det_graph_engine_forward(e, buf, W, 0, 0, w, h, 0, &in, &ph, &pw, &err) == CNP_OK,
+                "%s", err.msg);
+    CHECK_FATAL(det_graph_engine_forward(e, buf, W, 0, 0, w, h, a, &dev, &ph, &pw, &err) ==
+                    CNP_OK,
+                "window %ux%u: %s", w, h, err.msg);
+    int c[3], hh[3], ww[3];
+    REQUIRE(det_graph_ref_shapes(&t.g, ph, pw, c, hh, ww, &err) == CNP_OK);
+    CHECK(hh[a] * ww[a] == 320, "%d x %d", hh[a], ww[a]);
+    size_t sz = (size_t)c[a] * hh[a] * ww[a];
+    float *ref = malloc(sz * sizeof *ref);
+    REQUIRE(ref);
+    det_graph_ref_conv(&t.g.nodes[a], in, hh[0], ww[0], NULL, ref, hh[a], ww[a]);
+    double scale = fmax(1.0, max_abs(ref, sz)), worst = 0;
+    for (size_t j = 0; j < sz; j++)
+        worst = fmax(worst, fabs((double)ref[j] - dev[j]));
+    printf("smaller window %ux%u on a %ux%u plan: conv %dx%dx%d, max diff %.3g\n", w, h, W, H,
+           c[a], hh[a], ww[a], worst);
+    CHECK(worst <= NODE_TOL * scale, "smaller window: %g", worst);
+    free(ref);
+    free(in);
+    free(dev);
+    free(rgba);
+    clReleaseMemObject(buf);
+    det_graph_engine_free(e);
+    tg_free(&t);
+}
+
 static void load_neon(const char *name, cnp_image *img)
 {
     char path[1024];
@@ -1078,6 +1133,7 @@ int main(int argc, char **argv)
     test_im2col();
     test_nodes_a();
     test_nodes_b();
+    test_smaller_window();
     test_nodes_c();
     test_nodes_d();
     test_pixel_batch();

@@ -108,7 +108,10 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
                 size_t cf = (size_t)n->cin * n->k * n->k * gc;
                 if (cf > *col)
                     *col = cf;
-                if (gc != cols && (size_t)n->cout * gc > e->gemm_out_floats)
+                /* Every im2col node's: a smaller input (fewer columns than
+                 * planned) can need the padding the planned size did not. */
+                if ((n->k != 1 || n->stride != 1 || n->pad != 0) &&
+                    (size_t)n->cout * gc > e->gemm_out_floats)
                     e->gemm_out_floats = (size_t)n->cout * gc;
                 size_t tmp = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, gc,
                                                   (size_t)n->cin * n->k * n->k);
