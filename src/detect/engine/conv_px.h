@@ -18,6 +18,22 @@
 /* Whether node n can run as graph_conv_px. */
 bool det_px_applies(const det_node *n);
 
+/* Whether node n runs as graph_conv_px's stride-1 form, graph_conv_pxv (a
+ * run of 4, 8 or 16 pixels per work-item as one vector, fma): the pixel
+ * path's kernel for every stride-1 node it applies to. */
+bool det_px_vec_applies(const det_node *n);
+
+/* graph_conv_pxv's output channels per work-item for o output channels. */
+int det_px_vec_cob(int o);
+
+/* The C reference of graph_conv_pxv, bit for bit: conv node n (weights
+ * [o][c][k][k], stride 1) on in (cin x h x w) into out (cout x oh x ow),
+ * each output an fmaf chain over c, ky, kx from 0 (rows in the padding
+ * skipped, columns in it adding w * 0), then + bias, + add (NULL: none),
+ * ReLU when n's act says so. */
+void det_px_vec_ref(const det_node *n, const float *in, int h, int w, const float *add,
+                    float *out, int oh, int ow);
+
 /* Output channels per work-item for a node of o output channels. */
 int det_px_cob(int o);
 
