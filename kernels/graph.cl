@@ -436,7 +436,8 @@ __kernel void graph_gather(__global const float4 *box, __global const float *sco
  * kernel, graph_conv, is stride 1 only): no local memory, no barriers. A
  * work-item computes one output pixel (consecutive x on consecutive
  * work-items: coalesced loads on a GPU, every CS-th float at stride CS;
- * SIMD across x for PoCL's vectorizer) for PCOB output channels in
+ * PoCL does not vectorize it across x: stride 1 runs graph_conv_pxv
+ * below) for PCOB output channels in
  * registers (build options -DCK=.. -DCS=.. -DCDIL=.. -DPCOB=..), looping
  * over the input channels and the CK x CK taps at stride CS and dilation
  * CDIL, zero padding P by bounds checks. Weights re-laid on the host as

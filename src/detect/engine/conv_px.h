@@ -3,9 +3,11 @@
  * output channels in registers, no local memory, no barriers; any stride
  * (a build option, like the kernel size and dilation: RetinaNet's 7x7
  * stride-2 stem, ResNet's 3x3 and 1x1 stride-2 convs). Weights are
- * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O). For
- * the graph engine it is a variant of the direct path: each node's direct
- * time is the faster of graph_conv and graph_conv_px (graph_paths.c). */
+ * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O).
+ * Stride-1 nodes run its hand-vectorized form graph_conv_pxv instead (a
+ * run of pixels per work-item as one vector: PoCL does not vectorize
+ * graph_conv_px across work-items). For the graph engine both are the
+ * pixel path (DET_CONV_PIXEL), timed against the others (graph_paths.c). */
 #ifndef CANOPY_DETECT_CONV_PX_H
 #define CANOPY_DETECT_CONV_PX_H
 
