@@ -262,6 +262,32 @@ __kernel void graph_maxpool(__global const float *in, __global float *out, const
     out[i] = m;
 }
 
+/* graph_maxpool for 2 x 2, stride 2, no padding (the crown model's
+ * pools): a work-item computes 8 consecutive outputs of one row of a plane
+ * from two rows of 16 inputs (two vector loads, the max of the rows, then of
+ * the even and odd lanes: one vector store), lane by lane where the run
+ * passes the right edge. Work-items in row-major order of their runs (as
+ * graph_conv_pxv). The same maxima as graph_maxpool (max is exact). Global
+ * (ceil(OH * ceil(OW / 8)) rounded to the local width, planes). */
+__kernel void graph_maxpool2(__global const float *in, __global float *out, const int H,
+                             const int W, const int OH, const int OW)
+{
+    const int runs = (OW + 7) / 8, g = get_global_id(0);
+    if (g >= runs * OH)
+        return;
+    const int y = g / runs, x0 = (g - y * runs) * 8;
+    const size_t p = get_global_id(1);
+    __global const float *r0 = in + (p * H + 2 * y) * W + 2 * x0, *r1 = r0 + W;
+    __global float *o = out + (p * OH + y) * OW + x0;
+    if (x0 + 8 <= OW) { /* 2 * (x0 + 8) <= 2 * OW <= W */
+        const float16 m = fmax(vload16(0, r0), vload16(0, r1));
+        vstore8(fmax(m.even, m.odd), 0, o);
+        return;
+    }
+    for (int l = 0; l < 8 && x0 + l < OW; l++)
+        o[l] = fmax(fmax(r0[2 * l], r0[2 * l + 1]), fmax(r1[2 * l], r1[2 * l + 1]));
+}
+
 /* ATen's nearest index rule: min(floor(dst * scale), in - 1), scale =
  * (float)in / out computed on the host. */
 static inline int nearest_src(const int dst, const int in, const float scale)
@@ -415,7 +441,8 @@ __kernel void graph_gather(__global const float4 *box, __global const float *sco
  * kernel, graph_conv, is stride 1 only): no local memory, no barriers. A
  * work-item computes one output pixel (consecutive x on consecutive
  * work-items: coalesced loads on a GPU, every CS-th float at stride CS;
- * SIMD across x for PoCL's vectorizer) for PCOB output channels in
+ * PoCL does not vectorize it across x: stride 1 runs graph_conv_pxv
+ * below) for PCOB output channels in
  * registers (build options -DCK=.. -DCS=.. -DCDIL=.. -DPCOB=..), looping
  * over the input channels and the CK x CK taps at stride CS and dilation
  * CDIL, zero padding P by bounds checks. Weights re-laid on the host as
@@ -467,5 +494,107 @@ __kernel void graph_conv_px(__global const float *in, __global const float *weig
         if (has_add)
             v += add[at];
         out[at] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+/* graph_conv_px for stride 1 (conv_px.c), vectorized by hand: a work-item
+ * computes PXV consecutive output pixels of one row (a float4 / float8 /
+ * float16, build option -DPXV=..: 16 on a CPU device, where PoCL keeps
+ * PCOB of them in the 32 vector registers of AVX-512 and its loop over the
+ * work-items stays scalar, 4 on a GPU) for PCOB output channels, the taps
+ * unrolled so the accumulators stay in registers. Work-items in row-major
+ * order of their pixel runs (consecutive work-items: consecutive runs,
+ * coalesced; no work-group is mostly past a narrow map's right edge).
+ * Each tap's run is one vector load where it lies inside the row, else
+ * gathered lane by lane with zeros in the padding; rows in the padding are
+ * skipped. Accumulation by fma() in the order c, ky, kx (taps in the
+ * padding add w * 0), then + bias, + add, ReLU: bit-for-bit
+ * det_px_vec_ref. Weights as graph_conv_px's, [ceil(O / PCOB)][C][CK *
+ * CK][PCOB]. Global (ceil(OH * ceil(OW / PXV)) rounded to the local width,
+ * ceil(O / PCOB) * N), local (width, 1). */
+#ifndef PXV
+#define PXV 4
+#endif
+#if PXV == 16
+typedef float16 pxvec;
+#define PXV_LOAD vload16
+#define PXV_STORE vstore16
+#elif PXV == 8
+typedef float8 pxvec;
+#define PXV_LOAD vload8
+#define PXV_STORE vstore8
+#else
+typedef float4 pxvec;
+#define PXV_LOAD vload4
+#define PXV_STORE vstore4
+#endif
+
+/* Input pixels ix0 .. ix0 + PXV - 1 of a row of W, zero outside it. */
+static inline pxvec pxv_row(__global const float *row, const int ix0, const int W)
+{
+    if (ix0 >= 0 && ix0 + PXV <= W)
+        return PXV_LOAD(0, row + ix0);
+    float t[PXV];
+#pragma unroll
+    for (int l = 0; l < PXV; l++)
+        t[l] = ix0 + l >= 0 && ix0 + l < W ? row[ix0 + l] : 0.0f;
+    return PXV_LOAD(0, t);
+}
+
+__kernel void graph_conv_pxv(__global const float *in, __global const float *weight,
+                             __global const float *bias, __global const float *add,
+                             const int has_add, const int relu, __global float *out,
+                             const int C, const int H, const int W, const int O, const int OH,
+                             const int OW, const int P, const int N)
+{
+    const int runs = (OW + PXV - 1) / PXV, g = get_global_id(0);
+    if (g >= runs * OH)
+        return;
+    const int y = g / runs, x0 = (g - y * runs) * PXV;
+    const int ob = get_global_id(1) / N, n = get_global_id(1) % N;
+    const size_t plane = (size_t)H * W;
+    pxvec acc[PCOB];
+#pragma unroll
+    for (int o = 0; o < PCOB; o++)
+        acc[o] = (pxvec)(0.0f);
+    for (int c = 0; c < C; c++) {
+        __global const float *ip = in + ((size_t)c * N + n) * plane;
+        __global const float *wp = weight + ((size_t)ob * C + c) * (CK * CK * PCOB);
+#pragma unroll
+        for (int ky = 0; ky < CK; ky++) {
+            const int iy = y - P + ky * CDIL;
+            if (iy < 0 || iy >= H)
+                continue;
+            __global const float *row = ip + (size_t)iy * W;
+#pragma unroll
+            for (int kx = 0; kx < CK; kx++) {
+                const pxvec v = pxv_row(row, x0 - P + kx * CDIL, W);
+                __global const float *wt = wp + (ky * CK + kx) * PCOB;
+#pragma unroll
+                for (int o = 0; o < PCOB; o++)
+                    acc[o] = fma((pxvec)(wt[o]), v, acc[o]);
+            }
+        }
+    }
+    const size_t oplane = (size_t)OH * OW, at0 = (size_t)y * OW + x0;
+#pragma unroll
+    for (int o = 0; o < PCOB; o++) {
+        const int oc = ob * PCOB + o;
+        if (oc >= O)
+            break;
+        const size_t at = ((size_t)oc * N + n) * oplane + at0;
+        pxvec v = acc[o] + (pxvec)(bias[oc]);
+        if (x0 + PXV <= OW) {
+            if (has_add)
+                v += PXV_LOAD(0, add + at);
+            PXV_STORE(relu ? select(v, (pxvec)(0.0f), v < (pxvec)(0.0f)) : v, 0, out + at);
+            continue;
+        }
+        float t[PXV];
+        PXV_STORE(v, 0, t);
+        for (int l = 0; l < PXV && x0 + l < OW; l++) {
+            float s = has_add ? t[l] + add[at + l] : t[l];
+            out[at + l] = relu && s < 0.0f ? 0.0f : s;
+        }
     }
 }

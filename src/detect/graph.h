@@ -282,6 +282,10 @@ typedef struct det_graph_engine_opts {
      * det_graph_engine_max_batch says how many fitted. */
     uint32_t max_batch;
     size_t batch_bytes;
+    /* Pixels per work-item of the pixel path's stride-1 kernel,
+     * graph_conv_pxv (4, 8 or 16; tests); 0: 16 on a CPU device, 4 on
+     * others. */
+    int px_width;
 } det_graph_engine_opts;
 
 /* Windows per batch for [detector] patch_batch = asked (box models'

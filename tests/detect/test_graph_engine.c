@@ -8,7 +8,8 @@
  * fourth graph for graph_conv_px's channel blocks and dilations 2 and 4,
  * a fifth for its stride 2 (7x7 stem, 3x3, 1x1 downsample) on a random
  * input and a NEON window, and graph_conv_px on a batch of two, stride 2
- * included); the choice of path remembered on
+ * included; its stride-1 form graph_conv_pxv bit for bit against
+ * det_px_vec_ref at each width); the choice of path remembered on
  * disk; the input transform on a NEON window at an odd scale; and a small
  * RetinaNet-shaped graph end to end on NEON windows (one image per path):
  * the same detections (count, IoU >= 0.99 each, or corners within 0.01 px
@@ -301,6 +302,100 @@ static void test_nodes_e(const cnp_config *cfg, const cnp_image *img)
     tg_free(&t);
     ocl_ctx_free(g_ctx);
     g_ctx = shared;
+}
+
+/* graph_conv_pxv (the pixel path's stride-1 kernel) at each of its widths
+ * (4, 8, 16 pixels per work-item) bit for bit against its C reference
+ * det_px_vec_ref fed the device's inputs, on a w x h input: widths not a
+ * multiple of the run (a partial last run; maps narrower than one run),
+ * input channels 3 to 40, output channels 4, 5, 13, 16, 20 and 40 (blocks
+ * of 4, 8 and 16, partial ones), k 1, 3, 5, dilations 1, 2, 4 and 8 (most
+ * taps in the padding), pad 0 (output smaller than the input), a residual
+ * add, ReLU on and off, the input transform's output, a stride-2 conv's
+ * (which stays graph_conv_px) and a 2 x 2 pool's as inputs; and the 2 x 2
+ * stride-2 pools (graph_maxpool2, odd sizes: floor) equal to
+ * det_graph_ref_maxpool's. */
+static void test_pixel_vec(uint32_t w, uint32_t h)
+{
+    tg_graph t;
+    tg_init(&t, 31);
+    int a = tg_conv(&t, 0, 3, 20, 3, 1, 1, 1, -1, true, 1.2f, 0.0f);
+    int b = tg_conv(&t, a, 20, 16, 5, 1, 2, 1, -1, false, 1.0f, 0.0f);
+    int c = tg_conv(&t, b, 16, 16, 3, 1, 8, 8, b, true, 1.0f, 0.0f);
+    int d = tg_conv(&t, c, 16, 40, 3, 1, 2, 2, -1, true, 1.0f, 0.0f);
+    int s2 = tg_conv(&t, d, 40, 5, 3, 2, 1, 1, -1, false, 1.0f, 0.0f);
+    int f = tg_conv(&t, s2, 5, 13, 3, 1, 4, 4, -1, false, 1.0f, 0.0f);
+    tg_conv(&t, d, 40, 5, 3, 1, 0, 1, -1, true, 1.0f, 0.0f);
+    tg_conv(&t, c, 16, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    int pa = tg_add(&t, (det_node){.op = DET_OP_MAXPOOL, .in = a, .in2 = -1, .k = 2,
+                                   .stride = 2, .dilation = 1});
+    tg_conv(&t, pa, 20, 5, 3, 1, 1, 1, -1, true, 1.0f, 0.0f);
+    tg_add(&t, (det_node){.op = DET_OP_MAXPOOL, .in = f, .in2 = -1, .k = 2, .stride = 2,
+                          .dilation = 1});
+    tg_retina_identity(&t.g.retina, (int)h, (int)w);
+    t.g.retina.num_classes = 13;
+    t.g.retina.cls_node[0] = f;
+    t.g.retina.box_node[0] = tg_conv(&t, 0, 3, 4, 1, 1, 0, 1, -1, false, 1.0f, 0.0f);
+    uint8_t *rgba = malloc((size_t)w * h * 4);
+    CHECK_FATAL(rgba != NULL);
+    random_rgba(rgba, (size_t)w * h * 4, 41);
+    cl_mem buf = upload(rgba, w, h);
+    const int widths[] = {4, 8, 16};
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        cnp_err err;
+        det_graph_engine *e = NULL;
+        det_graph_engine_opts opts = {.conv = DET_CONV_PIXEL, .px_width = widths[k]};
+        CHECK_FATAL(det_graph_engine_create_opts(g_ctx, &t.g, w, h, &opts, &e, &err) == CNP_OK,
+                    "%s", err.msg);
+        int nn = t.g.n_nodes, ch[64], hh[64], ww[64], ph = 0, pw = 0;
+        float *dev[64] = {0};
+        for (int i = 0; i < nn; i++)
+            CHECK_FATAL(det_graph_engine_forward(e, buf, w, 0, 0, w, h, i, &dev[i], &ph, &pw,
+                                                 &err) == CNP_OK,
+                        "node %d: %s", i, err.msg);
+        REQUIRE(det_graph_ref_shapes(&t.g, ph, pw, ch, hh, ww, &err) == CNP_OK);
+        int vec = 0;
+        for (int i = 1; i < nn; i++) {
+            const det_node *n = &t.g.nodes[i];
+            if (n->op == DET_OP_MAXPOOL) { /* graph_maxpool2 */
+                size_t sz = (size_t)ch[i] * hh[i] * ww[i], bad = 0;
+                float *ref = malloc((sz ? sz : 1) * sizeof *ref);
+                CHECK_FATAL(ref != NULL);
+                det_graph_ref_maxpool(n, dev[n->in], ch[i], hh[n->in], ww[n->in], ref, hh[i],
+                                      ww[i]);
+                for (size_t j = 0; j < sz; j++)
+                    bad += ref[j] != dev[i][j];
+                printf("graph_maxpool2 node %d %dx%dx%d: %zu differ\n", i, ch[i], hh[i], ww[i],
+                       bad);
+                CHECK(bad == 0, "maxpool node %d: %zu of %zu values differ", i, bad, sz);
+                free(ref);
+                continue;
+            }
+            if (!det_px_vec_applies(n))
+                continue;
+            vec++;
+            CHECK(e->nodes[i].px_vw == widths[k], "node %d: width %d", i, e->nodes[i].px_vw);
+            size_t sz = (size_t)ch[i] * hh[i] * ww[i], bad = 0;
+            float *ref = malloc(sz * sizeof *ref);
+            CHECK_FATAL(ref != NULL);
+            det_px_vec_ref(n, dev[n->in], hh[n->in], ww[n->in], n->in2 >= 0 ? dev[n->in2] : NULL,
+                           ref, hh[i], ww[i]);
+            for (size_t j = 0; j < sz; j++)
+                bad += memcmp(&ref[j], &dev[i][j], sizeof ref[j]) != 0;
+            printf("graph_conv_pxv width %d node %d (k %d p %d d %d) %dx%dx%d: %zu differ\n",
+                   widths[k], i, n->k, n->pad, n->dilation, ch[i], hh[i], ww[i], bad);
+            CHECK(bad == 0, "width %d node %d: %zu of %zu values differ", widths[k], i, bad, sz);
+            free(ref);
+        }
+        CHECK(vec == 9, "%d of 9 stride-1 convs on graph_conv_pxv", vec);
+        CHECK(e->nodes[s2].px && e->nodes[s2].px_vw == 0, "the stride-2 conv on graph_conv_px");
+        for (int i = 0; i < nn; i++)
+            free(dev[i]);
+        det_graph_engine_free(e);
+    }
+    clReleaseMemObject(buf);
+    free(rgba);
+    tg_free(&t);
 }
 
 /* graph_conv_px on a batch of two 37 x 53 inputs (planes c * 2 + n): the
@@ -1120,6 +1215,11 @@ int main(int argc, char **argv)
         ocl_ctx_free(g_ctx);
         return test_result("test_graph_engine im2col");
     }
+    if (argc > 1 && strcmp(argv[1], "pxv") == 0) { /* small, for Oclgrind */
+        test_pixel_vec(21, 9);
+        ocl_ctx_free(g_ctx);
+        return test_result("test_graph_engine pxv");
+    }
     if (argc > 1 && strcmp(argv[1], "counts") == 0) { /* small, for Oclgrind */
         uint32_t w = 90, h = 70;
         uint8_t *rgba = malloc((size_t)w * h * 4);
@@ -1137,6 +1237,8 @@ int main(int argc, char **argv)
     test_nodes_c();
     test_nodes_d();
     test_pixel_batch();
+    test_pixel_vec(37, 29);
+    test_pixel_vec(3, 5);
     test_refine_set();
     test_paths_remembered();
     cnp_image osbs = {0}, yell = {0};

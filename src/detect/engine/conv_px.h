@@ -3,9 +3,11 @@
  * output channels in registers, no local memory, no barriers; any stride
  * (a build option, like the kernel size and dilation: RetinaNet's 7x7
  * stride-2 stem, ResNet's 3x3 and 1x1 stride-2 convs). Weights are
- * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O). For
- * the graph engine it is a variant of the direct path: each node's direct
- * time is the faster of graph_conv and graph_conv_px (graph_paths.c). */
+ * re-laid once at load ([ceil(O / cob)][C][k * k][cob], zeros past O).
+ * Stride-1 nodes run its hand-vectorized form graph_conv_pxv instead (a
+ * run of pixels per work-item as one vector: PoCL does not vectorize
+ * graph_conv_px across work-items). For the graph engine both are the
+ * pixel path (DET_CONV_PIXEL), timed against the others (graph_paths.c). */
 #ifndef CANOPY_DETECT_CONV_PX_H
 #define CANOPY_DETECT_CONV_PX_H
 
@@ -17,6 +19,22 @@
 
 /* Whether node n can run as graph_conv_px. */
 bool det_px_applies(const det_node *n);
+
+/* Whether node n runs as graph_conv_px's stride-1 form, graph_conv_pxv (a
+ * run of 4, 8 or 16 pixels per work-item as one vector, fma): the pixel
+ * path's kernel for every stride-1 node it applies to. */
+bool det_px_vec_applies(const det_node *n);
+
+/* graph_conv_pxv's output channels per work-item for o output channels. */
+int det_px_vec_cob(int o);
+
+/* The C reference of graph_conv_pxv, bit for bit: conv node n (weights
+ * [o][c][k][k], stride 1) on in (cin x h x w) into out (cout x oh x ow),
+ * each output an fmaf chain over c, ky, kx from 0 (rows in the padding
+ * skipped, columns in it adding w * 0), then + bias, + add (NULL: none),
+ * ReLU when n's act says so. */
+void det_px_vec_ref(const det_node *n, const float *in, int h, int w, const float *add,
+                    float *out, int oh, int ow);
 
 /* Output channels per work-item for a node of o output channels. */
 int det_px_cob(int o);

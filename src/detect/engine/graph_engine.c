@@ -182,6 +182,7 @@ static cnp_status make_kernels(det_graph_engine *e, cnp_err *err)
     } want[] = {
         {&e->input, "graph", "graph_input"},     {&e->im2col, "graph", "graph_im2col"},
         {&e->epilogue, "graph", "graph_epilogue"}, {&e->maxpool, "graph", "graph_maxpool"},
+        {&e->maxpool2, "graph", "graph_maxpool2"},
         {&e->upsample, "graph", "graph_upsample_add"}, {&e->relu, "graph", "graph_relu"},
         {&e->scores, "graph", "graph_scores"},   {&e->decode, "graph", "graph_decode"},
         {&e->gather, "graph", "graph_gather"},
@@ -366,6 +367,7 @@ cnp_status det_graph_engine_create_opts(ocl_ctx *ctx, const det_graph *g, uint32
     e->max_h = max_h;
     e->shape = shp;
     e->max_batch = e->batch = 1;
+    e->px_width = opts->px_width;
     cnp_status result = plan_sizes(e, shp, shp + nn, shp + 2 * nn, &e->col_floats, err);
     for (int l = 0; retina && result == CNP_OK && l < r->n_levels; l++) {
         int A = r->n_sizes * r->n_ratios, ci = r->cls_node[l], bi = r->box_node[l];
@@ -447,8 +449,8 @@ void det_graph_engine_free(det_graph_engine *e)
         return;
     if (e->q)
         clFinish(e->q);
-    cl_kernel ks[] = {e->input,  e->im2col, e->epilogue, e->maxpool, e->upsample, e->relu,
-                      e->scores, e->decode, e->gather};
+    cl_kernel ks[] = {e->input,    e->im2col,   e->epilogue, e->maxpool, e->maxpool2,
+                      e->upsample, e->relu,     e->scores,   e->decode,  e->gather};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         release_kernel(ks[i]);
     for (int i = 0; e->nodes && i < e->g->n_nodes; i++)

@@ -23,9 +23,12 @@ typedef struct gnode {
     cl_kernel direct;  /* conv: graph_conv for its k and dilation, NULL when it does not apply */
     cl_mem wino_u[2];  /* conv: Winograd filters of F(2x2), F(4x4) (winograd.c), NULL when
                         * it does not apply */
-    cl_kernel px;      /* conv: graph_conv_px (conv_px.c), NULL when it does not apply */
+    cl_kernel px;      /* conv: graph_conv_px or graph_conv_pxv (conv_px.c), NULL when
+                        * neither applies */
     cl_mem px_w;       /* its re-laid weights, px_cob output channels per work-item */
     int px_cob;
+    int px_vw;         /* pixels per work-item of graph_conv_pxv, 0: graph_conv_px */
+    bool px_owns;      /* px_w is this node's (else an earlier node's, same weights) */
     enum det_conv_path chosen;
     /* Seconds per path (index: DET_CONV_*) measured at creation, 0: not
      * measured; the paths file's columns. */
@@ -77,7 +80,7 @@ struct det_graph_engine {
      * the epilogue into the node's buffer; 0 / NULL when no node needs it. */
     cl_mem gemm_out;
     size_t gemm_out_floats;
-    cl_kernel input, im2col, epilogue, maxpool, upsample, relu;
+    cl_kernel input, im2col, epilogue, maxpool, maxpool2, upsample, relu;
     cl_kernel scores, decode, gather;
     /* Decode: candidate keys per level (level l at key_base[l], room for
      * every score of the level), counts (GE_COUNT_STRIDE per patch: one per
@@ -106,6 +109,7 @@ struct det_graph_engine {
     size_t timed_nodes;
     size_t refined_shapes; /* distinct conv shapes timed again at the plan size */
     det_wino wino; /* Winograd kernels and scratch */
+    int px_width;  /* graph_conv_pxv's pixels per work-item (opts), 0: by device */
 };
 
 /* Ints of e->counts per patch: its levels' candidate counts, then at

@@ -106,6 +106,15 @@ static cnp_status run_node_kernel(det_graph_engine *e, int i, cnp_err *err)
         return ge_run_conv(e, i, err);
     case DET_OP_MAXPOOL: {
         cl_int IH = h[n->in], IW = w[n->in], K = n->k, S = n->stride, P = n->pad;
+        if (K == 2 && S == 2 && P == 0 && ocl_ctx_max_work_group(e->ctx) >= 64) {
+            size_t runs = (size_t)((W + 7) / 8) * (size_t)H;
+            size_t g2[2] = {ocl_round_up(runs, 64), (size_t)C}, l2[2] = {64, 1};
+            result = OCL_SET_ARGS(e->maxpool2, "graph_maxpool2", err, OCL_ARG(in), OCL_ARG(out),
+                                  OCL_ARG(IH), OCL_ARG(IW), OCL_ARG(H), OCL_ARG(W));
+            if (result == CNP_OK)
+                result = ge_enqueue(e, e->maxpool2, 2, g2, l2, "graph_maxpool2", err);
+            return result;
+        }
         result = OCL_SET_ARGS(e->maxpool, "graph_maxpool", err, OCL_ARG(in), OCL_ARG(out), OCL_ARG(C),
                           OCL_ARG(IH), OCL_ARG(IW), OCL_ARG(H), OCL_ARG(W), OCL_ARG(K), OCL_ARG(S), OCL_ARG(P));
         if (result == CNP_OK)

@@ -76,7 +76,8 @@ static void paths_file(const det_graph_engine *e, char *out, size_t len)
     cnp_err err;
     if (c && key && det_graph_ref_shapes(g, e->meas_h, e->meas_w, c, c + nn, c + 2 * nn,
                                          &err) == CNP_OK) {
-        key[n++] = 5; /* format of the file (4: the pixel path, 5: winograd4) */
+        key[n++] = 6; /* format of the file (5: winograd4, 6: the pixel path's vector
+                       * kernel) */
         key[n++] = e->max_batch;
         key[n++] = e->meas_h;
         key[n++] = e->meas_w;
