@@ -67,7 +67,7 @@ static int time_shape(ocl_ctx *ctx, det_wino *wn, int m, const shape *s, int rep
     size_t sv, sm;
     det_wino_scratch(m, s->c, s->o, oh, ow, 1, &sv, &sm);
     int ret = din && dout && bias && det_wino_upload(cl, m, wt, s->o, s->c, &u, &err) == CNP_OK &&
-                      det_wino_reserve(wn, cl, sv, sm, &err) == CNP_OK
+                      det_wino_reserve(wn, cl, q, sv, sm, &err) == CNP_OK
                   ? 0
                   : -1;
     float zero = 0.0f;

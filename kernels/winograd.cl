@@ -109,6 +109,33 @@ __kernel void wino_input(__global const float *in, __global float *v, const int 
     }
 }
 
+/* One output row segment of an output transform's run: out[at + j] =
+ * yv[j] + b (+ add[at + j]) (ReLU) for j < nx (16: one vector store and one
+ * vector load of the residual; fewer at the right border: element by
+ * element), the epilogue of graph_epilogue in the same order. */
+static inline void wino_store16(const float16 yv, const float b, __global const float *add,
+                                const int has_add, const int relu, __global float *out,
+                                const size_t at, const int nx)
+{
+    if (nx == 16) {
+        float16 val = yv + b;
+        if (has_add)
+            val += vload16(0, add + at);
+        if (relu)
+            val = select(val, (float16)(0.0f), val < 0.0f);
+        vstore16(val, 0, out + at);
+        return;
+    }
+    float s[16];
+    vstore16(yv, 0, s);
+    for (int j = 0; j < nx; j++) {
+        float val = s[j] + b;
+        if (has_add)
+            val += add[at + j];
+        out[at + j] = relu && val < 0.0f ? 0.0f : val;
+    }
+}
+
 /* The output transform of a run of WINO_RUN consecutive tiles (gid0: the
  * run, as wino_input's, gid1: output channel o): M read with one vload8 per
  * product, each of the 2 output rows of the run written as 2 * WINO_RUN
@@ -155,24 +182,7 @@ __kernel void wino_output(__global const float *m, __global const float *bias,
         const float8 r0 = t[i][0] + t[i][1] + t[i][2], r1 = t[i][1] - t[i][2] - t[i][3];
         const float16 yv = (float16)(r0.s0, r1.s0, r0.s1, r1.s1, r0.s2, r1.s2, r0.s3, r1.s3,
                                      r0.s4, r1.s4, r0.s5, r1.s5, r0.s6, r1.s6, r0.s7, r1.s7);
-        const size_t at = base + (size_t)y * OW + xs;
-        if (nx == 2 * WINO_RUN) {
-            float16 val = yv + b;
-            if (has_add)
-                val += vload16(0, add + at);
-            if (relu)
-                val = select(val, (float16)(0.0f), val < 0.0f);
-            vstore16(val, 0, out + at);
-        } else {
-            float s[2 * WINO_RUN];
-            vstore16(yv, 0, s);
-            for (int j = 0; j < nx; j++) {
-                float val = s[j] + b;
-                if (has_add)
-                    val += add[at + j];
-                out[at + j] = relu && val < 0.0f ? 0.0f : val;
-            }
-        }
+        wino_store16(yv, b, add, has_add, relu, out, base + (size_t)y * OW + xs, nx);
     }
 }
 
@@ -334,23 +344,6 @@ __kernel void wino4_output(__global const float *m, __global const float *bias,
         const float16 yv = (float16)(q[0].s0, q[1].s0, q[2].s0, q[3].s0, q[0].s1, q[1].s1,
                                      q[2].s1, q[3].s1, q[0].s2, q[1].s2, q[2].s2, q[3].s2,
                                      q[0].s3, q[1].s3, q[2].s3, q[3].s3);
-        const size_t at = base + (size_t)y * OW + xs;
-        if (nx == 4 * WINO4_RUN) {
-            float16 val = yv + b;
-            if (has_add)
-                val += vload16(0, add + at);
-            if (relu)
-                val = select(val, (float16)(0.0f), val < 0.0f);
-            vstore16(val, 0, out + at);
-        } else {
-            float s[4 * WINO4_RUN];
-            vstore16(yv, 0, s);
-            for (int j = 0; j < nx; j++) {
-                float val = s[j] + b;
-                if (has_add)
-                    val += add[at + j];
-                out[at + j] = relu && val < 0.0f ? 0.0f : val;
-            }
-        }
+        wino_store16(yv, b, add, has_add, relu, out, base + (size_t)y * OW + xs, nx);
     }
 }

@@ -165,7 +165,7 @@ static void check_case(ocl_ctx *ctx, det_wino *wn, int m, int c, int o, int n, i
     size_t sv, sm;
     det_wino_scratch(m, c, o, oh, ow, n, &sv, &sm);
     CHECK_FATAL(det_wino_upload(cl, m, wt, o, c, &u, &err) == CNP_OK, ": %s", err.msg);
-    CHECK_FATAL(det_wino_reserve(wn, cl, sv, sm, &err) == CNP_OK, ": %s", err.msg);
+    CHECK_FATAL(det_wino_reserve(wn, cl, q, sv, sm, &err) == CNP_OK, ": %s", err.msg);
     CHECK_FATAL(det_wino_run(wn, m, q, din, u, dbias, dadd, relu, dout, c, o, n, h, w, pad,
                              &err) == CNP_OK,
                 ": %s", err.msg);

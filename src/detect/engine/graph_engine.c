@@ -110,8 +110,7 @@ static cnp_status plan_sizes(det_graph_engine *e, int *c, int *h, int *w, size_t
                     *col = cf;
                 /* Every im2col node's: a smaller input (fewer columns than
                  * planned) can need the padding the planned size did not. */
-                if ((n->k != 1 || n->stride != 1 || n->pad != 0) &&
-                    (size_t)n->cout * gc > e->gemm_out_floats)
+                if (ge_im2col(n) && (size_t)n->cout * gc > e->gemm_out_floats)
                     e->gemm_out_floats = (size_t)n->cout * gc;
                 size_t tmp = ocl_sgemm_temp_bytes(e->q, (size_t)n->cout, gc,
                                                   (size_t)n->cin * n->k * n->k);

@@ -35,6 +35,13 @@ typedef struct gnode {
     double path_s[DET_CONV_PATHS];
 } gnode;
 
+/* Whether conv node n's GEMM path makes an im2col matrix (else the SGEMM
+ * reads its input as it lies: 1x1, stride 1, no padding). */
+static inline bool ge_im2col(const det_node *n)
+{
+    return n->k != 1 || n->stride != 1 || n->pad != 0;
+}
+
 /* The columns of conv node n's im2col matrix and SGEMM for np output
  * pixels (the batch's): np where the SGEMM reads the input itself (1x1,
  * stride 1, no padding), else np rounded up to a multiple of 128, so that
@@ -42,7 +49,7 @@ typedef struct gnode {
  * then goes to gemm_out). */
 static inline size_t ge_gemm_cols(const det_node *n, size_t np)
 {
-    return n->k != 1 || n->stride != 1 || n->pad != 0 ? ocl_round_up(np, 128) : np;
+    return ge_im2col(n) ? ocl_round_up(np, 128) : np;
 }
 
 /* Whether conv node gn has path p: im2col + SGEMM always, the others

@@ -54,7 +54,7 @@ cnp_status ge_run_conv(det_graph_engine *e, int i, cnp_err *err)
                     n->name, n->cout, gc, e->gemm_out_floats);
         return CNP_ERR_INVALID;
     }
-    if (n->k != 1 || n->stride != 1 || n->pad != 0) {
+    if (ge_im2col(n)) {
         cl_int H = ih, W = iw, OH = oh, OW = ow, K = n->k, S = n->stride, P = n->pad,
                D = n->dilation, N = e->batch, T = (cl_int)gc;
         result = OCL_SET_ARGS(e->im2col, "graph_im2col", err, OCL_ARG(b), OCL_ARG(e->col), OCL_ARG(H),

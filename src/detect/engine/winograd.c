@@ -225,25 +225,16 @@ cnp_status det_wino_init(det_wino *w, ocl_ctx *ctx, cnp_err *err)
     return result;
 }
 
-/* New scratch is zeroed: the tile columns past a run's tiles enter the
- * SGEMM (their products are never read), and stay finite. */
-static cl_mem zeroed(cl_context cl, size_t floats, cl_int *rc)
+/* New scratch is zeroed (on q, in order before any run there): the tile
+ * columns past a run's tiles enter the SGEMM (their products are never
+ * read), and stay finite. */
+static cl_mem zeroed(cl_context cl, cl_command_queue q, size_t floats, cl_int *rc)
 {
     float zero = 0.0f;
     cl_mem b = ocl_buffer_create(cl, CL_MEM_READ_WRITE, floats * sizeof(float), NULL, rc);
-    cl_command_queue q = NULL;
-    cl_device_id dev = NULL;
-    if (*rc == CL_SUCCESS)
-        *rc = clGetContextInfo(cl, CL_CONTEXT_DEVICES, sizeof dev, &dev, NULL);
-    if (*rc == CL_SUCCESS)
-        q = clCreateCommandQueue(cl, dev, 0, rc);
     if (*rc == CL_SUCCESS)
         *rc = clEnqueueFillBuffer(q, b, &zero, sizeof zero, 0, floats * sizeof(float), 0, NULL,
                                   NULL);
-    if (*rc == CL_SUCCESS)
-        *rc = clFinish(q);
-    if (q)
-        clReleaseCommandQueue(q);
     if (*rc != CL_SUCCESS) {
         ocl_buffer_release(b);
         b = NULL;
@@ -251,19 +242,20 @@ static cl_mem zeroed(cl_context cl, size_t floats, cl_int *rc)
     return b;
 }
 
-cnp_status det_wino_reserve(det_wino *w, cl_context cl, size_t v, size_t m, cnp_err *err)
+cnp_status det_wino_reserve(det_wino *w, cl_context cl, cl_command_queue q, size_t v, size_t m,
+                           cnp_err *err)
 {
     cl_int rc = CL_SUCCESS;
     if (v > w->v_floats) {
         ocl_buffer_release(w->v);
-        w->v = zeroed(cl, v, &rc);
+        w->v = zeroed(cl, q, v, &rc);
         w->v_floats = rc == CL_SUCCESS ? v : 0;
         if (rc != CL_SUCCESS)
             return ocl_check(rc, "Winograd transformed inputs", err);
     }
     if (m > w->m_floats) {
         ocl_buffer_release(w->m);
-        w->m = zeroed(cl, m, &rc);
+        w->m = zeroed(cl, q, m, &rc);
         w->m_floats = rc == CL_SUCCESS ? m : 0;
     }
     return ocl_check(rc, "Winograd products", err);
@@ -401,7 +393,7 @@ cnp_status ge_wino_prepare(det_graph_engine *e, cnp_err *err)
     }
     free(s);
     if (result == CNP_OK)
-        result = det_wino_reserve(&e->wino, e->cl, v, m, err);
+        result = det_wino_reserve(&e->wino, e->cl, e->q, v, m, err);
     if (result == CNP_OK)
         e->device_bytes += (v + m) * sizeof(float);
     return result;

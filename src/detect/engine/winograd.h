@@ -74,8 +74,9 @@ void det_wino_ref(int m, const float *in, const float *weight, const float *bias
 
 /* Kernels (scratch empty). */
 cnp_status det_wino_init(det_wino *w, ocl_ctx *ctx, cnp_err *err);
-/* Grows the scratch to at least v and m floats. */
-cnp_status det_wino_reserve(det_wino *w, cl_context cl, size_t v, size_t m, cnp_err *err);
+/* Grows the scratch to at least v and m floats (new buffers zeroed on q). */
+cnp_status det_wino_reserve(det_wino *w, cl_context cl, cl_command_queue q, size_t v, size_t m,
+                            cnp_err *err);
 void det_wino_release(det_wino *w);
 /* Transforms weight for F(m x m) and uploads U (caller releases *u). */
 cnp_status det_wino_upload(cl_context cl, int m, const float *weight, int o, int c, cl_mem *u,
